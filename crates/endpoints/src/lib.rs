@@ -1,0 +1,1 @@
+//! Input and output endpoints: files, inline data, discard.

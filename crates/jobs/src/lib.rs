@@ -1,0 +1,1 @@
+//! The batch job runner shared by 'engine run' and the engine service.

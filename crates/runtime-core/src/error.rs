@@ -1,0 +1,91 @@
+use std::path::PathBuf;
+
+use crate::record::Position;
+
+/// Everything that can go wrong in the domain: the one error of `runtime-core`, also the
+/// error type of the `RecordSource`, `RecordSink`, `Runner` and `Session` traits, so other
+/// crates' endpoints and runners convert their own errors at their boundary.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A stream descriptor that cannot work, naming the field.
+    #[error("invalid stream descriptor: field '{field}': {reason}")]
+    Descriptor { field: String, reason: String },
+
+    /// Reading or writing an endpoint failed as a whole (not one record).
+    #[error("{endpoint}: {reason}")]
+    Endpoint { endpoint: String, reason: String },
+
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The input's framing is broken beyond recovery: reading stopped here.
+    #[error("{endpoint}: input cannot be read past {position}: {reason}")]
+    StreamBroken {
+        endpoint: String,
+        position: Position,
+        reason: String,
+    },
+
+    /// The model cannot be loaded as given (missing function, wrong arity, bad marker).
+    #[error("model cannot be loaded: {0}")]
+    ModelLoad(String),
+
+    /// Model code raised where the whole job depends on it (init, metrics, training).
+    #[error("{function} failed: {message}")]
+    ModelFailed {
+        function: String,
+        message: String,
+        traceback: String,
+    },
+
+    /// The worker process running the model died.
+    #[error("the model's worker process died: {reason}{}", last_record.as_ref().map(|r| format!(" (last input: {r})")).unwrap_or_default())]
+    WorkerDied {
+        reason: String,
+        last_record: Option<String>,
+    },
+
+    /// A worker did not answer in time and was stopped.
+    #[error("{what} timed out after {millis} ms")]
+    Timeout { what: String, millis: u64 },
+
+    #[error("cancelled: {0}")]
+    Cancelled(String),
+
+    /// The worker and the engine disagree on the protocol.
+    #[error("worker protocol error: {0}")]
+    Protocol(String),
+
+    #[error("cannot find file {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+}
+
+impl Error {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub fn descriptor(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Descriptor {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub fn endpoint(endpoint: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Endpoint {
+            endpoint: endpoint.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,26 @@
+//! The domain of the model runtime, shared by every other crate: the record [`Value`], slots
+//! and positions, stream descriptors, model conventions, a job's log, and the traits that
+//! endpoints ([`RecordSource`], [`RecordSink`]) and language runners ([`Runner`],
+//! [`Session`]) implement.
+//!
+//! This crate reads no environment, installs no logger and holds no global state.
+
+pub mod endpoint;
+pub mod error;
+pub mod log;
+pub mod model;
+pub mod record;
+pub mod runner;
+pub mod value;
+mod value_serde;
+
+pub use endpoint::{OutRecord, RecordSink, RecordSource, SinkReport};
+pub use error::{Error, Result};
+pub use log::{JobLog, Level, LogLine, LogSource, MemoryLog};
+pub use model::{EntryPoints, ExplicitNames, Language, SmartComments};
+pub use record::{Position, ReadItem, Record, Rejection, RejectionKind, Slot};
+pub use runner::{
+    AllRecordsFunction, InitContext, ModelSpec, RecordFailure, Runner, ScoreItem, ScoreOutcome,
+    Session, SessionConfig,
+};
+pub use value::{Map, Value};

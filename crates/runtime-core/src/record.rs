@@ -1,0 +1,133 @@
+//! Records as they travel: a value, the slot it belongs to, and where it came from.
+
+use std::fmt;
+
+use crate::value::Value;
+
+/// A model's numbered port. Even slots are inputs, odd slots outputs; 0 and 1 are active by
+/// default. In a batch job the k-th input (from 0) feeds slot 2k.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Slot(pub u32);
+
+impl Slot {
+    pub const DEFAULT_INPUT: Slot = Slot(0);
+    pub const DEFAULT_OUTPUT: Slot = Slot(1);
+
+    pub fn is_input(self) -> bool {
+        self.0 % 2 == 0
+    }
+
+    pub fn is_output(self) -> bool {
+        !self.is_input()
+    }
+
+    /// The slot fed by the k-th input of a batch job (counting from 0).
+    pub fn for_input(k: usize) -> Slot {
+        Slot(2 * k as u32)
+    }
+
+    /// The slot written by the k-th output of a batch job (counting from 0).
+    pub fn for_output(k: usize) -> Slot {
+        Slot(2 * k as u32 + 1)
+    }
+}
+
+impl fmt::Display for Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Where a record (or a rejected piece of input) stands in its stream. `record` always counts
+/// from 1; the others are filled where the framing knows them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Position {
+    /// 1-based number of the record in its stream (rejected ones included).
+    pub record: u64,
+    /// 1-based line, for line-framed encodings (JSON lines, UTF-8, CSV).
+    pub line: Option<u64>,
+    /// Byte offset of the record's first byte in the stream.
+    pub byte_offset: Option<u64>,
+    /// A transport's own coordinate (a Kafka partition/offset, an S3 key, a REST request).
+    pub origin: Option<String>,
+}
+
+impl Position {
+    pub fn record(n: u64) -> Self {
+        Position {
+            record: n,
+            ..Position::default()
+        }
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "record {}", self.record)?;
+        if let Some(line) = self.line {
+            write!(f, ", line {line}")?;
+        }
+        if let Some(off) = self.byte_offset {
+            write!(f, ", byte offset {off}")?;
+        }
+        if let Some(origin) = &self.origin {
+            write!(f, ", {origin}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A decoded record and its position.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    pub value: Value,
+    pub position: Position,
+}
+
+/// Why a piece of input or output never reached its destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RejectionKind {
+    /// The bytes are not a valid record of the encoding (or a value cannot be encoded).
+    Encoding,
+    /// The record does not conform to the slot's schema.
+    Schema,
+    /// The record is larger than the configured limit.
+    Size,
+}
+
+impl RejectionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectionKind::Encoding => "encoding",
+            RejectionKind::Schema => "schema",
+            RejectionKind::Size => "size limit",
+        }
+    }
+}
+
+/// A record rejected on its way in or out, with enough to find it again.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rejection {
+    pub kind: RejectionKind,
+    pub position: Position,
+    pub reason: String,
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: rejected by {}: {}",
+            self.position,
+            self.kind.as_str(),
+            self.reason
+        )
+    }
+}
+
+/// One item read from an input: a record, or a rejection that takes a record's place.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ReadItem {
+    Record(Record),
+    Rejected(Rejection),
+}
