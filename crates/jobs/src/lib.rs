@@ -1,1 +1,19 @@
-//! The batch job runner shared by 'engine run' and the engine service.
+//! The batch job runner shared by `engine run` and the engine service.
+//!
+//! - [`model_files`]: from a model on disk to a materialized working directory.
+//! - [`run_job`]: reads the inputs, drives a [`runtime_core::Session`], writes the outputs,
+//!   counts and logs everything, and returns a [`JobOutcome`]. It never fails as a function:
+//!   every way a job can end is an outcome.
+
+pub mod error;
+pub mod job;
+pub mod model_files;
+mod run;
+
+pub use error::{Error, Result};
+pub use job::{
+    Job, JobControl, JobInput, JobKind, JobOptions, JobOutcome, JobOutput, JobResult, JobStatus,
+    OutputReport, RecordProblem, SlotCounts,
+};
+pub use model_files::{materialize, LocatedModel, Materialized};
+pub use run::run_job;

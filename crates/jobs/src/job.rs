@@ -1,0 +1,183 @@
+//! A batch job as the runner sees it, and what it gives back.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use runtime_core::{InitContext, ModelSpec, RecordSink, RecordSource, Slot};
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobKind {
+    /// The score function once per record.
+    Score,
+    /// The metrics function once with all records.
+    Metrics,
+    /// The training function once with all records; its product is files.
+    Train,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Score => "scoring",
+            JobKind::Metrics => "metrics",
+            JobKind::Train => "training",
+        }
+    }
+}
+
+pub struct JobInput {
+    pub slot: Slot,
+    pub source: Box<dyn RecordSource>,
+}
+
+pub struct JobOutput {
+    pub slot: Slot,
+    pub sink: Box<dyn RecordSink>,
+}
+
+#[derive(Clone, Debug)]
+pub struct JobOptions {
+    /// End the job at the first record rejected by encoding or schema.
+    pub stop_on_bad_records: bool,
+    /// Records per batch sent to the model's worker.
+    pub batch_size: usize,
+    /// How many per-record failures the outcome keeps (all are counted and logged).
+    pub failures_kept: usize,
+}
+
+impl Default for JobOptions {
+    fn default() -> Self {
+        JobOptions {
+            stop_on_bad_records: false,
+            batch_size: 1000,
+            failures_kept: 10,
+        }
+    }
+}
+
+/// Shared between a running job and whoever watches it: records read so far, and a
+/// cancellation request honoured between batches.
+#[derive(Debug, Default)]
+pub struct JobControl {
+    records_read: AtomicU64,
+    cancelled: AtomicBool,
+}
+
+impl JobControl {
+    pub fn records_read(&self) -> u64 {
+        self.records_read.load(Ordering::Relaxed)
+    }
+    pub(crate) fn add_read(&self, n: u64) {
+        self.records_read.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+}
+
+/// Everything a job needs to run.
+pub struct Job {
+    pub kind: JobKind,
+    pub model: ModelSpec,
+    pub init: InitContext,
+    /// Inputs in the order they are read; each feeds its slot.
+    pub inputs: Vec<JobInput>,
+    pub outputs: Vec<JobOutput>,
+    /// For training: where the files the model wrote under `outputDir/` are copied.
+    pub train_output: Option<PathBuf>,
+    /// Environment of the model's worker (HOME and the like).
+    pub env: Vec<(String, String)>,
+    pub options: JobOptions,
+    pub control: Arc<JobControl>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum JobStatus {
+    Complete,
+    Error,
+    Cancelled,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum JobResult {
+    Success,
+    Failure,
+}
+
+/// Counts of one slot.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SlotCounts {
+    /// Records read (input slot) or written (output slot).
+    pub records: u64,
+    pub rejected_by_encoding: u64,
+    pub rejected_by_schema: u64,
+    pub rejected_by_size: u64,
+}
+
+impl SlotCounts {
+    pub fn rejected(&self) -> u64 {
+        self.rejected_by_encoding + self.rejected_by_schema + self.rejected_by_size
+    }
+}
+
+/// One thing that went wrong with one record, kept for the summary.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RecordProblem {
+    pub slot: u32,
+    /// Where the record stands in its stream (`record 5, line 5`).
+    pub position: String,
+    pub reason: String,
+}
+
+/// Where an output went.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OutputReport {
+    pub slot: u32,
+    pub location: Option<String>,
+    pub records: u64,
+}
+
+/// What a job did.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct JobOutcome {
+    pub kind: JobKind,
+    pub status: JobStatus,
+    pub result: JobResult,
+    pub records_in: u64,
+    pub records_out: u64,
+    pub records_rejected: u64,
+    pub records_failed: u64,
+    pub inputs: BTreeMap<u32, SlotCounts>,
+    pub outputs: BTreeMap<u32, SlotCounts>,
+    /// The first per-record failures and rejections, in order.
+    pub problems: Vec<RecordProblem>,
+    /// Why the job ended in ERROR or was stopped early.
+    pub error: Option<String>,
+    /// The traceback of a model error that ended the job.
+    pub traceback: Option<String>,
+    pub output_reports: Vec<OutputReport>,
+    /// Training products, relative to the output folder.
+    pub trained_files: Vec<PathBuf>,
+    pub elapsed_ms: u64,
+}
+
+impl JobOutcome {
+    /// The exit status of `engine run`: 0 SUCCESS, 1 COMPLETE with FAILURE, 2 ERROR (and
+    /// cancelled).
+    pub fn exit_code(&self) -> i32 {
+        match (self.status, self.result) {
+            (JobStatus::Complete, JobResult::Success) => 0,
+            (JobStatus::Complete, JobResult::Failure) => 1,
+            _ => 2,
+        }
+    }
+}

@@ -1,0 +1,427 @@
+//! From a model on disk (a source file, or a folder of source and assets) to a model ready
+//! to start: its files materialized in a fresh working directory, its entry points resolved.
+//!
+//! Invariants:
+//! - The main source is written under a reserved name (`__model.py`, `__model.R`) and NOT
+//!   under its own name, so a model called `inspect.py` cannot shadow the standard library.
+//! - Every other file keeps its relative path; zip and tar.gz assets are extracted beside
+//!   themselves (the archive stays too); no entry of an archive can land outside the folder.
+//! - `outputDir/` exists before the model starts; HOME is a writable folder of the job's.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use runtime_core::{EntryPoints, ExplicitNames, Language, SmartComments};
+
+use crate::error::{Error, Result};
+
+/// The reserved file name of the main source in the working directory.
+pub fn reserved_source_name(language: Language) -> &'static str {
+    match language {
+        Language::Python => "__model.py",
+        Language::R => "__model.R",
+    }
+}
+
+/// The folder, under the working directory, that training writes its products to.
+pub const OUTPUT_DIR: &str = "outputDir";
+
+/// A model found on disk.
+#[derive(Clone, Debug)]
+pub struct LocatedModel {
+    pub language: Language,
+    /// The main source's own file name (for logs).
+    pub source_name: String,
+    pub source_text: String,
+    /// Every other file: (path relative to the model's folder, path on disk).
+    pub assets: Vec<(PathBuf, PathBuf)>,
+}
+
+impl LocatedModel {
+    /// A model from a source file or a folder. In a folder the main source is the one named
+    /// by `source`, else the only `.py`/`.R` file at the top, else the only one carrying
+    /// `modelop.` markers.
+    pub fn from_path(path: &Path, source: Option<&str>) -> Result<LocatedModel> {
+        let meta = fs::metadata(path)
+            .map_err(|e| Error::io(format!("cannot read model {}", path.display()), e))?;
+        if meta.is_file() {
+            let name = file_name(path);
+            let language = Language::from_path(&name).ok_or_else(|| {
+                Error::Model(format!(
+                    "{}: the model's source must end in .py, .py3, .R or .r",
+                    path.display()
+                ))
+            })?;
+            let source_text = read_source(path)?;
+            return Ok(LocatedModel {
+                language,
+                source_name: name,
+                source_text,
+                assets: Vec::new(),
+            });
+        }
+        let mut files = Vec::new();
+        collect_files(path, Path::new(""), &mut files)?;
+        files.sort();
+        let main_rel = match source {
+            Some(s) => {
+                let rel = PathBuf::from(s);
+                if !files.iter().any(|(r, _)| *r == rel) {
+                    return Err(Error::Model(format!(
+                        "--source {s}: no such file in {}",
+                        path.display()
+                    )));
+                }
+                rel
+            }
+            None => pick_main_source(path, &files)?,
+        };
+        let name = main_rel.to_string_lossy().into_owned();
+        let language = Language::from_path(&name).ok_or_else(|| {
+            Error::Model(format!(
+                "{name}: the model's source must end in .py, .py3, .R or .r"
+            ))
+        })?;
+        let source_text = read_source(&path.join(&main_rel))?;
+        let assets = files
+            .into_iter()
+            .filter(|(rel, _)| *rel != main_rel)
+            .collect();
+        Ok(LocatedModel {
+            language,
+            source_name: name,
+            source_text,
+            assets,
+        })
+    }
+
+    /// An embedded model (a job document's source and assets).
+    pub fn from_parts(
+        source_name: &str,
+        source_text: String,
+        language: Option<Language>,
+    ) -> Result<LocatedModel> {
+        let language = language
+            .or_else(|| Language::from_path(source_name))
+            .ok_or_else(|| {
+                Error::Model(format!("{source_name}: cannot tell the model's language"))
+            })?;
+        Ok(LocatedModel {
+            language,
+            source_name: source_name.to_owned(),
+            source_text,
+            assets: Vec::new(),
+        })
+    }
+
+    /// Parses the smart comments and resolves the entry points.
+    pub fn conventions(&self, explicit: &ExplicitNames) -> (SmartComments, EntryPoints) {
+        let comments = SmartComments::parse(&self.source_text, self.language);
+        let defined = runtime_core::model::top_level_definitions(&self.source_text, self.language);
+        let entry = comments.entry_points(explicit, |n| defined.iter().any(|d| d == n));
+        (comments, entry)
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn read_source(path: &Path) -> Result<String> {
+    let bytes =
+        fs::read(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    String::from_utf8(bytes).map_err(|e| {
+        Error::Model(format!(
+            "{}: the source is not UTF-8 text (invalid byte at offset {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        ))
+    })
+}
+
+fn collect_files(root: &Path, rel: &Path, out: &mut Vec<(PathBuf, PathBuf)>) -> Result<()> {
+    let dir = root.join(rel);
+    let entries =
+        fs::read_dir(&dir).map_err(|e| Error::io(format!("cannot list {}", dir.display()), e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(format!("cannot list {}", dir.display()), e))?;
+        let name = entry.file_name();
+        // Caches and VCS folders are not the model's assets.
+        if name == "__pycache__" || name == ".git" {
+            continue;
+        }
+        let child_rel = rel.join(&name);
+        let ty = entry
+            .file_type()
+            .map_err(|e| Error::io(format!("cannot stat {}", entry.path().display()), e))?;
+        if ty.is_dir() {
+            collect_files(root, &child_rel, out)?;
+        } else {
+            out.push((child_rel, entry.path()));
+        }
+    }
+    Ok(())
+}
+
+fn pick_main_source(root: &Path, files: &[(PathBuf, PathBuf)]) -> Result<PathBuf> {
+    let top: Vec<&PathBuf> = files
+        .iter()
+        .map(|(rel, _)| rel)
+        .filter(|rel| rel.components().count() == 1)
+        .filter(|rel| Language::from_path(&rel.to_string_lossy()).is_some())
+        .collect();
+    match top.as_slice() {
+        [] => Err(Error::Model(format!(
+            "{}: no .py or .R source at the top of the folder",
+            root.display()
+        ))),
+        [one] => Ok((*one).clone()),
+        many => {
+            let marked: Vec<&PathBuf> = many
+                .iter()
+                .copied()
+                .filter(|rel| {
+                    fs::read_to_string(root.join(rel))
+                        .map(|s| has_markers(&s))
+                        .unwrap_or(false)
+                })
+                .collect();
+            match marked.as_slice() {
+                [one] => Ok((*one).clone()),
+                _ => Err(Error::Model(format!(
+                    "{}: several sources ({}) and {} of them carry modelop markers; name the main one with --source",
+                    root.display(),
+                    many.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+                    if marked.is_empty() { "none".to_owned() } else { marked.len().to_string() }
+                ))),
+            }
+        }
+    }
+}
+
+fn has_markers(source: &str) -> bool {
+    source.lines().any(|l| {
+        let t = l.trim_start();
+        t.starts_with('#')
+            && t.trim_start_matches('#')
+                .trim_start()
+                .starts_with("modelop.")
+    })
+}
+
+/// A model's files written out for one run.
+#[derive(Clone, Debug)]
+pub struct Materialized {
+    pub work_dir: PathBuf,
+    /// The main source, relative to `work_dir`.
+    pub main_source: PathBuf,
+    /// `work_dir/outputDir`.
+    pub output_dir: PathBuf,
+    /// A writable HOME for the model, outside its working directory.
+    pub home: PathBuf,
+    /// Files written, relative to `work_dir` (for the job log).
+    pub files: Vec<PathBuf>,
+}
+
+/// Writes the model into `job_dir/model` (its working directory) and creates
+/// `job_dir/home`. `job_dir` must be empty or absent.
+pub fn materialize(model: &LocatedModel, job_dir: &Path) -> Result<Materialized> {
+    let work_dir = job_dir.join("model");
+    let home = job_dir.join("home");
+    for d in [&work_dir, &home] {
+        fs::create_dir_all(d)
+            .map_err(|e| Error::io(format!("cannot create {}", d.display()), e))?;
+    }
+    let main_source = PathBuf::from(reserved_source_name(model.language));
+    write_file(&work_dir.join(&main_source), model.source_text.as_bytes())?;
+    let mut files = vec![main_source.clone()];
+    for (rel, src) in &model.assets {
+        if rel.as_os_str().is_empty()
+            || rel
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(Error::Model(format!(
+                "asset path {} leaves the model's folder",
+                rel.display()
+            )));
+        }
+        let dest = work_dir.join(rel);
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent)
+                .map_err(|e| Error::io(format!("cannot create {}", parent.display()), e))?;
+        }
+        fs::copy(src, &dest).map_err(|e| {
+            Error::io(
+                format!("cannot copy {} to {}", src.display(), dest.display()),
+                e,
+            )
+        })?;
+        files.push(rel.clone());
+        extract_if_archive(&dest)?;
+    }
+    let output_dir = work_dir.join(OUTPUT_DIR);
+    fs::create_dir_all(&output_dir)
+        .map_err(|e| Error::io(format!("cannot create {}", output_dir.display()), e))?;
+    Ok(Materialized {
+        work_dir,
+        main_source,
+        output_dir,
+        home,
+        files,
+    })
+}
+
+/// Writes an embedded asset (from a job document) into a materialized model.
+pub fn write_asset(m: &Materialized, rel: &Path, content: &[u8]) -> Result<()> {
+    if rel.as_os_str().is_empty()
+        || rel
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        return Err(Error::Model(format!(
+            "asset path {} leaves the model's folder",
+            rel.display()
+        )));
+    }
+    let dest = m.work_dir.join(rel);
+    if let Some(parent) = dest.parent() {
+        fs::create_dir_all(parent)
+            .map_err(|e| Error::io(format!("cannot create {}", parent.display()), e))?;
+    }
+    write_file(&dest, content)?;
+    extract_if_archive(&dest)
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    fs::write(path, bytes).map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
+}
+
+fn extract_if_archive(path: &Path) -> Result<()> {
+    let name = file_name(path).to_ascii_lowercase();
+    let dir = path.parent().unwrap_or(Path::new("."));
+    if name.ends_with(".zip") {
+        let file = fs::File::open(path)
+            .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+        let mut archive = zip::ZipArchive::new(file).map_err(|e| {
+            Error::Model(format!(
+                "{}: not a readable zip archive: {e}",
+                path.display()
+            ))
+        })?;
+        // `extract` refuses entries whose names leave the folder.
+        archive
+            .extract(dir)
+            .map_err(|e| Error::Model(format!("{}: cannot extract: {e}", path.display())))?;
+    } else if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
+        let file = fs::File::open(path)
+            .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+        // `unpack` skips entries that would land outside `dir`.
+        archive
+            .unpack(dir)
+            .map_err(|e| Error::Model(format!("{}: cannot extract: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
+/// Every regular file under `dir`, relative to it, sorted.
+pub fn list_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    if dir.exists() {
+        collect_files(dir, Path::new(""), &mut out)?;
+    }
+    let mut rels: Vec<PathBuf> = out.into_iter().map(|(rel, _)| rel).collect();
+    rels.sort();
+    Ok(rels)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_model_keeps_subfolders_and_reserves_the_main_name() {
+        let src = tempfile::tempdir().unwrap();
+        fs::write(
+            src.path().join("inspect.py"),
+            "# modelop.score\ndef f(x):\n    yield x\n",
+        )
+        .unwrap();
+        fs::create_dir_all(src.path().join("utilities")).unwrap();
+        fs::write(src.path().join("utilities/helpers.py"), "def h(): pass\n").unwrap();
+        fs::write(src.path().join("weights.json"), "{}").unwrap();
+        let model = LocatedModel::from_path(src.path(), None).unwrap();
+        assert_eq!(model.source_name, "inspect.py");
+        let job = tempfile::tempdir().unwrap();
+        let m = materialize(&model, job.path()).unwrap();
+        assert!(m.work_dir.join("__model.py").is_file());
+        assert!(
+            !m.work_dir.join("inspect.py").exists(),
+            "the main source must not shadow the stdlib"
+        );
+        assert!(m.work_dir.join("utilities/helpers.py").is_file());
+        assert!(m.work_dir.join("weights.json").is_file());
+        assert!(m.output_dir.is_dir());
+        assert!(m.home.is_dir());
+    }
+
+    #[test]
+    fn several_sources_need_markers_or_a_name() {
+        let src = tempfile::tempdir().unwrap();
+        fs::write(src.path().join("a.py"), "def action(x):\n    yield x\n").unwrap();
+        fs::write(src.path().join("b.py"), "def g(): pass\n").unwrap();
+        let err = LocatedModel::from_path(src.path(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--source"), "{err}");
+        fs::write(src.path().join("b.py"), "#modelop.score\ndef g(x): pass\n").unwrap();
+        assert_eq!(
+            LocatedModel::from_path(src.path(), None)
+                .unwrap()
+                .source_name,
+            "b.py"
+        );
+        assert_eq!(
+            LocatedModel::from_path(src.path(), Some("a.py"))
+                .unwrap()
+                .source_name,
+            "a.py"
+        );
+    }
+
+    #[test]
+    fn zip_and_tar_gz_assets_are_extracted() {
+        let src = tempfile::tempdir().unwrap();
+        fs::write(src.path().join("m.py"), "def action(x):\n    yield x\n").unwrap();
+        {
+            let f = fs::File::create(src.path().join("pkg.zip")).unwrap();
+            let mut w = zip::ZipWriter::new(f);
+            w.start_file("inner/data.txt", zip::write::SimpleFileOptions::default())
+                .unwrap();
+            std::io::Write::write_all(&mut w, b"hello").unwrap();
+            w.finish().unwrap();
+        }
+        {
+            let f = fs::File::create(src.path().join("more.tar.gz")).unwrap();
+            let gz = flate2::write::GzEncoder::new(f, flate2::Compression::fast());
+            let mut t = tar::Builder::new(gz);
+            let mut h = tar::Header::new_gnu();
+            h.set_size(3);
+            h.set_mode(0o644);
+            h.set_cksum();
+            t.append_data(&mut h, "t/x.bin", &b"abc"[..]).unwrap();
+            t.into_inner().unwrap().finish().unwrap();
+        }
+        let model = LocatedModel::from_path(src.path(), None).unwrap();
+        let job = tempfile::tempdir().unwrap();
+        let m = materialize(&model, job.path()).unwrap();
+        assert_eq!(
+            fs::read(m.work_dir.join("inner/data.txt")).unwrap(),
+            b"hello"
+        );
+        assert_eq!(fs::read(m.work_dir.join("t/x.bin")).unwrap(), b"abc");
+    }
+}

@@ -1,0 +1,699 @@
+//! The pipeline of a batch job: inputs are read ahead on their own task, the model's
+//! session scores batch after batch, and each output slot is written on its own task, so
+//! decoding, the model and encoding overlap.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use runtime_core::{
+    AllRecordsFunction, Error as CoreError, JobLog, LogSource, OutRecord, Position, ReadItem,
+    RecordSink, Rejection, RejectionKind, Runner, ScoreItem, Session, SessionConfig, Slot, Value,
+};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::job::{
+    Job, JobControl, JobKind, JobOutcome, JobResult, JobStatus, OutputReport, RecordProblem,
+    SlotCounts,
+};
+use crate::model_files;
+
+/// Batches in flight between the reader, the model and each writer.
+const CHANNEL_DEPTH: usize = 4;
+
+/// Runs a job to its end. Never fails: whatever happens is in the outcome and the log.
+pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> JobOutcome {
+    let started = Instant::now();
+    let mut state = State::new(job.kind, job.options.failures_kept, log.clone());
+    let Job {
+        kind,
+        model,
+        init,
+        inputs,
+        outputs,
+        train_output,
+        env,
+        options,
+        control,
+    } = job;
+
+    log.info(
+        LogSource::Engine,
+        format!("batch job received: {} job", kind.as_str()),
+    );
+    log.info(
+        LogSource::Engine,
+        format!(
+            "loading {} model {}: init={}, score={}, metrics={}, train={}",
+            model.language,
+            model.main_source.display(),
+            model.entry_points.init.as_deref().unwrap_or("-"),
+            model.entry_points.score.as_deref().unwrap_or("-"),
+            model.entry_points.metrics.as_deref().unwrap_or("-"),
+            model.entry_points.train.as_deref().unwrap_or("-"),
+        ),
+    );
+    for i in &inputs {
+        log.info(
+            LogSource::Engine,
+            format!("slot {}: input {}", i.slot, i.source.describe()),
+        );
+    }
+    for o in &outputs {
+        log.info(
+            LogSource::Engine,
+            format!("slot {}: output {}", o.slot, o.sink.describe()),
+        );
+    }
+
+    let missing = match kind {
+        JobKind::Score => model
+            .entry_points
+            .score
+            .is_none()
+            .then_some("score (action)"),
+        JobKind::Metrics => model.entry_points.metrics.is_none().then_some("metrics"),
+        JobKind::Train => model.entry_points.train.is_none().then_some("train"),
+    };
+    if let Some(what) = missing {
+        let reason = format!(
+            "the model has no {what} function: mark one with '# modelop.{}' or name it explicitly",
+            match kind {
+                JobKind::Score => "score",
+                JobKind::Metrics => "metrics",
+                JobKind::Train => "train",
+            }
+        );
+        return state.finish_error(reason, None, Vec::new(), started);
+    }
+
+    let config = SessionConfig {
+        init,
+        log: log.clone(),
+        env,
+    };
+    log.info(LogSource::Engine, "starting the model's runner".to_owned());
+    let mut session = match runner.start(&model, config).await {
+        Ok(s) => s,
+        Err(e) => {
+            let tb = traceback_of(&e);
+            return state.finish_error(
+                format!("model initialization failed: {e}"),
+                tb,
+                Vec::new(),
+                started,
+            );
+        }
+    };
+    log.info(
+        LogSource::Engine,
+        "state RUNNING: init succeeded".to_owned(),
+    );
+
+    let writers = Writers::start(outputs, log.clone());
+    let run_result = match kind {
+        JobKind::Score => {
+            score_all(
+                &mut *session,
+                inputs,
+                &writers,
+                &mut state,
+                &options,
+                &control,
+            )
+            .await
+        }
+        JobKind::Metrics | JobKind::Train => {
+            let function = if kind == JobKind::Metrics {
+                AllRecordsFunction::Metrics
+            } else {
+                AllRecordsFunction::Train
+            };
+            run_all(
+                &mut *session,
+                inputs,
+                &writers,
+                &mut state,
+                &options,
+                &control,
+                function,
+            )
+            .await
+        }
+    };
+
+    log.info(LogSource::Engine, "state FINISHING".to_owned());
+    let close_result = session.close().await;
+    log.info(
+        LogSource::Engine,
+        "runner exited; state FINISHED".to_owned(),
+    );
+    let reports = writers.finish(&mut state).await;
+    log.info(LogSource::Engine, "output flushed and closed".to_owned());
+
+    if let Err(e) = run_result {
+        let tb = traceback_of(&e);
+        return state.finish_error(e.to_string(), tb, reports, started);
+    }
+    if let Err(e) = close_result {
+        // The job's records are all scored: a failing `end` is worth a warning, not an error.
+        log.warn(LogSource::Engine, format!("closing the model failed: {e}"));
+    }
+    if kind == JobKind::Train {
+        match copy_training_products(&model.work_dir, train_output.as_deref()) {
+            Ok(files) => {
+                for f in &files {
+                    log.info(
+                        LogSource::Engine,
+                        format!("training product: {}", f.display()),
+                    );
+                }
+                state.trained_files = files;
+            }
+            Err(e) => return state.finish_error(e.to_string(), None, reports, started),
+        }
+    }
+    if control.is_cancelled() {
+        state.status = JobStatus::Cancelled;
+        state
+            .error
+            .get_or_insert_with(|| "the job was cancelled".to_owned());
+    }
+    state.finish(reports, started)
+}
+
+fn traceback_of(e: &CoreError) -> Option<String> {
+    match e {
+        CoreError::ModelFailed { traceback, .. } if !traceback.is_empty() => {
+            Some(traceback.clone())
+        }
+        _ => None,
+    }
+}
+
+/// Counts and notes, updated as the job goes.
+struct State {
+    kind: JobKind,
+    log: Arc<dyn JobLog>,
+    inputs: BTreeMap<u32, SlotCounts>,
+    outputs: BTreeMap<u32, SlotCounts>,
+    failed: u64,
+    problems: Vec<RecordProblem>,
+    failures_kept: usize,
+    error: Option<String>,
+    status: JobStatus,
+    trained_files: Vec<std::path::PathBuf>,
+    unrouted_warned: Vec<u32>,
+}
+
+impl State {
+    fn new(kind: JobKind, failures_kept: usize, log: Arc<dyn JobLog>) -> Self {
+        State {
+            kind,
+            log,
+            inputs: BTreeMap::new(),
+            outputs: BTreeMap::new(),
+            failed: 0,
+            problems: Vec::new(),
+            failures_kept,
+            error: None,
+            status: JobStatus::Complete,
+            trained_files: Vec::new(),
+            unrouted_warned: Vec::new(),
+        }
+    }
+
+    fn note(&mut self, slot: Slot, position: String, reason: String) {
+        if self.problems.len() < self.failures_kept {
+            self.problems.push(RecordProblem {
+                slot: slot.0,
+                position,
+                reason,
+            });
+        }
+    }
+
+    fn input_rejected(&mut self, slot: Slot, r: &Rejection) {
+        let counts = self.inputs.entry(slot.0).or_default();
+        bump(counts, r.kind);
+        self.log.error(
+            LogSource::Engine,
+            format!(
+                "Input record rejected by {} on slot {slot} ({}): {}",
+                r.kind.as_str(),
+                r.position,
+                r.reason
+            ),
+        );
+        self.note(
+            slot,
+            r.position.to_string(),
+            format!("input record rejected by {}: {}", r.kind.as_str(), r.reason),
+        );
+    }
+
+    fn output_rejected(&mut self, slot: Slot, r: &Rejection) {
+        let counts = self.outputs.entry(slot.0).or_default();
+        bump(counts, r.kind);
+        self.log.error(
+            LogSource::Engine,
+            format!(
+                "Output record rejected by {} on slot {slot} (output {}): {}",
+                r.kind.as_str(),
+                r.position,
+                r.reason
+            ),
+        );
+        self.note(
+            slot,
+            format!("output {}", r.position),
+            format!(
+                "output record rejected by {}: {}",
+                r.kind.as_str(),
+                r.reason
+            ),
+        );
+    }
+
+    fn totals(&self) -> (u64, u64, u64) {
+        let records_in = self.inputs.values().map(|c| c.records).sum();
+        let records_out = self.outputs.values().map(|c| c.records).sum();
+        let rejected = self
+            .inputs
+            .values()
+            .chain(self.outputs.values())
+            .map(SlotCounts::rejected)
+            .sum();
+        (records_in, records_out, rejected)
+    }
+
+    fn finish_error(
+        mut self,
+        reason: String,
+        traceback: Option<String>,
+        reports: Vec<OutputReport>,
+        started: Instant,
+    ) -> JobOutcome {
+        let mut message = format!("job ended in ERROR: {reason}");
+        if let Some(tb) = &traceback {
+            message.push('\n');
+            message.push_str(tb);
+        }
+        self.log.error(LogSource::Engine, message);
+        self.status = JobStatus::Error;
+        self.error = Some(reason);
+        let mut out = self.finish(reports, started);
+        out.traceback = traceback;
+        out
+    }
+
+    fn finish(self, output_reports: Vec<OutputReport>, started: Instant) -> JobOutcome {
+        let (records_in, records_out, records_rejected) = self.totals();
+        let result = if self.status == JobStatus::Complete
+            && self.failed == 0
+            && records_rejected == 0
+            && self.error.is_none()
+        {
+            JobResult::Success
+        } else {
+            JobResult::Failure
+        };
+        let outcome = JobOutcome {
+            kind: self.kind,
+            status: self.status,
+            result,
+            records_in,
+            records_out,
+            records_rejected,
+            records_failed: self.failed,
+            inputs: self.inputs,
+            outputs: self.outputs,
+            problems: self.problems,
+            error: self.error,
+            traceback: None,
+            output_reports,
+            trained_files: self.trained_files,
+            elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        };
+        self.log.info(
+            LogSource::Engine,
+            format!(
+                "batch job {}: status {:?}, result {:?}. Records in/out: {}/{} ({} rejected, {} failed)",
+                if outcome.status == JobStatus::Error { "failed" } else { "complete" },
+                outcome.status,
+                outcome.result,
+                outcome.records_in,
+                outcome.records_out,
+                outcome.records_rejected,
+                outcome.records_failed
+            ),
+        );
+        outcome
+    }
+}
+
+fn bump(counts: &mut SlotCounts, kind: RejectionKind) {
+    match kind {
+        RejectionKind::Encoding => counts.rejected_by_encoding += 1,
+        RejectionKind::Schema => counts.rejected_by_schema += 1,
+        RejectionKind::Size => counts.rejected_by_size += 1,
+    }
+}
+
+/// One batch read from an input.
+struct InBatch {
+    slot: Slot,
+    items: Vec<ReadItem>,
+}
+
+/// Reads every input in order, a batch at a time, ahead of the model.
+fn start_reader(
+    inputs: Vec<crate::job::JobInput>,
+    batch_size: usize,
+    control: Arc<JobControl>,
+) -> (mpsc::Receiver<Result<InBatch, CoreError>>, JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+    let handle = tokio::spawn(async move {
+        for mut input in inputs {
+            loop {
+                if control.is_cancelled() {
+                    return;
+                }
+                match input.source.read_batch(batch_size).await {
+                    Ok(Some(items)) => {
+                        control.add_read(items.len() as u64);
+                        if tx
+                            .send(Ok(InBatch {
+                                slot: input.slot,
+                                items,
+                            }))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    (rx, handle)
+}
+
+/// Splits a read batch into the records for the model and the rejections (counted and
+/// logged here). Returns `true` if the job must stop (a rejection with stop-on-bad-records).
+fn take_records(
+    batch: InBatch,
+    state: &mut State,
+    stop_on_bad: bool,
+    mut keep: impl FnMut(Value),
+) -> bool {
+    let mut stop = false;
+    let counts_slot = batch.slot;
+    for item in batch.items {
+        match item {
+            ReadItem::Record(r) => {
+                state.inputs.entry(counts_slot.0).or_default().records += 1;
+                keep(r.value);
+            }
+            ReadItem::Rejected(r) => {
+                state.input_rejected(counts_slot, &r);
+                if stop_on_bad {
+                    state.error = Some(format!(
+                        "stopped at the first bad record (slot {counts_slot}, {}): {}",
+                        r.position, r.reason
+                    ));
+                    stop = true;
+                    break;
+                }
+            }
+        }
+    }
+    stop
+}
+
+async fn score_all(
+    session: &mut dyn Session,
+    inputs: Vec<crate::job::JobInput>,
+    writers: &Writers,
+    state: &mut State,
+    options: &crate::job::JobOptions,
+    control: &Arc<JobControl>,
+) -> Result<(), CoreError> {
+    let (mut rx, reader) = start_reader(inputs, options.batch_size, control.clone());
+    let mut seqno: u64 = 0;
+    let result = async {
+        while let Some(batch) = rx.recv().await {
+            let batch = batch?;
+            let slot = batch.slot;
+            let mut items = Vec::with_capacity(batch.items.len());
+            let stop = take_records(batch, state, options.stop_on_bad_records, |value| {
+                seqno += 1;
+                items.push(ScoreItem { slot, seqno, value });
+            });
+            if !items.is_empty() {
+                let first = items[0].seqno;
+                let outcomes = session.score(items).await?;
+                let mut routed: BTreeMap<Slot, Vec<Value>> = BTreeMap::new();
+                for (i, outcome) in outcomes.into_iter().enumerate() {
+                    match outcome {
+                        Ok(outs) => {
+                            for (out_slot, v) in outs {
+                                routed.entry(out_slot).or_default().push(v);
+                            }
+                        }
+                        Err(f) => {
+                            state.failed += 1;
+                            let n = first + i as u64;
+                            let mut msg =
+                                format!("Record {n} on slot {slot} failed: {}", f.message);
+                            if !f.traceback.is_empty() {
+                                msg.push('\n');
+                                msg.push_str(f.traceback.trim_end());
+                            }
+                            state.log.error(LogSource::Runner, msg);
+                            state.note(slot, format!("record {n}"), f.message);
+                        }
+                    }
+                }
+                for (out_slot, values) in routed {
+                    writers.send(out_slot, values, state).await;
+                }
+            }
+            if stop || control.is_cancelled() {
+                break;
+            }
+        }
+        Ok(())
+    }
+    .await;
+    drop(rx);
+    reader.abort();
+    result
+}
+
+async fn run_all(
+    session: &mut dyn Session,
+    inputs: Vec<crate::job::JobInput>,
+    writers: &Writers,
+    state: &mut State,
+    options: &crate::job::JobOptions,
+    control: &Arc<JobControl>,
+    function: AllRecordsFunction,
+) -> Result<(), CoreError> {
+    let (mut rx, reader) = start_reader(inputs, options.batch_size, control.clone());
+    let mut stopped = false;
+    while let Some(batch) = rx.recv().await {
+        let batch = batch?;
+        let slot = batch.slot;
+        let mut values = Vec::with_capacity(batch.items.len());
+        let stop = take_records(batch, state, options.stop_on_bad_records, |v| {
+            values.push(v)
+        });
+        if !values.is_empty() {
+            session.collect(slot, values).await?;
+        }
+        if stop || control.is_cancelled() {
+            stopped = true;
+            break;
+        }
+    }
+    drop(rx);
+    reader.abort();
+    if stopped {
+        return Ok(());
+    }
+    state.log.info(
+        LogSource::Engine,
+        format!("all input read; calling the {} function", function.as_str()),
+    );
+    let outputs = session.run_all(function).await?;
+    let mut routed: BTreeMap<Slot, Vec<Value>> = BTreeMap::new();
+    for (slot, v) in outputs {
+        routed.entry(slot).or_default().push(v);
+    }
+    for (slot, values) in routed {
+        writers.send(slot, values, state).await;
+    }
+    Ok(())
+}
+
+/// The output side: a task per output slot, each owning its sink.
+struct Writers {
+    senders: BTreeMap<Slot, mpsc::Sender<Vec<Value>>>,
+    tasks: Vec<(Slot, JoinHandle<WriterResult>)>,
+}
+
+struct WriterResult {
+    written: u64,
+    rejections: Vec<Rejection>,
+    report: Result<runtime_core::SinkReport, CoreError>,
+}
+
+impl Writers {
+    fn start(outputs: Vec<crate::job::JobOutput>, log: Arc<dyn JobLog>) -> Writers {
+        let mut senders = BTreeMap::new();
+        let mut tasks = Vec::new();
+        for out in outputs {
+            let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+            senders.insert(out.slot, tx);
+            let log = log.clone();
+            tasks.push((out.slot, tokio::spawn(write_loop(out.sink, rx, log))));
+        }
+        Writers { senders, tasks }
+    }
+
+    async fn send(&self, slot: Slot, values: Vec<Value>, state: &mut State) {
+        match self.senders.get(&slot) {
+            Some(tx) => {
+                // A writer that stopped (its destination failed) reports why at finish.
+                let _ = tx.send(values).await;
+            }
+            None => {
+                let n = values.len() as u64;
+                state.failed += n;
+                if !state.unrouted_warned.contains(&slot.0) {
+                    state.unrouted_warned.push(slot.0);
+                    let reason =
+                        format!("the model yielded to slot {slot}, which has no output attached");
+                    state.log.error(LogSource::Engine, reason.clone());
+                    state.note(slot, "output".to_owned(), reason);
+                }
+            }
+        }
+    }
+
+    async fn finish(self, state: &mut State) -> Vec<OutputReport> {
+        drop(self.senders);
+        let mut reports = Vec::new();
+        for (slot, task) in self.tasks {
+            let res = match task.await {
+                Ok(r) => r,
+                Err(e) => WriterResult {
+                    written: 0,
+                    rejections: Vec::new(),
+                    report: Err(CoreError::endpoint(
+                        format!("output slot {slot}"),
+                        format!("writer task failed: {e}"),
+                    )),
+                },
+            };
+            state.outputs.entry(slot.0).or_default().records += res.written;
+            for r in &res.rejections {
+                state.output_rejected(slot, r);
+            }
+            match res.report {
+                Ok(rep) => reports.push(OutputReport {
+                    slot: slot.0,
+                    location: rep.location,
+                    records: res.written,
+                }),
+                Err(e) => {
+                    state
+                        .log
+                        .error(LogSource::Engine, format!("output slot {slot}: {e}"));
+                    state.status = JobStatus::Error;
+                    state
+                        .error
+                        .get_or_insert_with(|| format!("output slot {slot}: {e}"));
+                }
+            }
+        }
+        reports
+    }
+}
+
+async fn write_loop(
+    mut sink: Box<dyn RecordSink>,
+    mut rx: mpsc::Receiver<Vec<Value>>,
+    log: Arc<dyn JobLog>,
+) -> WriterResult {
+    let mut next: u64 = 0;
+    let mut written: u64 = 0;
+    let mut rejections = Vec::new();
+    while let Some(values) = rx.recv().await {
+        let n = values.len() as u64;
+        let batch = values
+            .into_iter()
+            .map(|value| {
+                next += 1;
+                OutRecord {
+                    value,
+                    position: Position::record(next),
+                }
+            })
+            .collect();
+        match sink.write_batch(batch).await {
+            Ok(rej) => {
+                written += n - rej.len() as u64;
+                rejections.extend(rej);
+            }
+            Err(e) => {
+                log.error(LogSource::Engine, format!("{}: {e}", sink.describe()));
+                return WriterResult {
+                    written,
+                    rejections,
+                    report: Err(e),
+                };
+            }
+        }
+    }
+    WriterResult {
+        written,
+        rejections,
+        report: sink.finish().await,
+    }
+}
+
+/// Copies what training wrote under `outputDir/` to `dest` (when given) and lists it.
+fn copy_training_products(
+    work_dir: &Path,
+    dest: Option<&Path>,
+) -> Result<Vec<std::path::PathBuf>, CoreError> {
+    let out_dir = work_dir.join(model_files::OUTPUT_DIR);
+    let files = model_files::list_files(&out_dir)
+        .map_err(|e| CoreError::endpoint("outputDir", e.to_string()))?;
+    if let Some(dest) = dest {
+        for rel in &files {
+            let target = dest.join(rel);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| CoreError::io(format!("cannot create {}", parent.display()), e))?;
+            }
+            std::fs::copy(out_dir.join(rel), &target).map_err(|e| {
+                CoreError::io(
+                    format!("cannot copy training product to {}", target.display()),
+                    e,
+                )
+            })?;
+        }
+    }
+    Ok(files)
+}
