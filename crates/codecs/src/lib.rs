@@ -1,1 +1,601 @@
-//! Encodings (JSON, CSV, Avro, MessagePack, UTF-8, raw) and framings: bytes to records and back.
+//! Encodings and framings: bytes become records ([`Value`]s) and records become bytes again.
+//!
+//! A codec is a *framing* (where one record's bytes end) plus an *encoding* (what the bytes of
+//! one record mean). Every [`Encoding`] names its default [`Framing`]; a pair that makes no
+//! sense (CSV cut into fixed-size chunks, JSON in an Avro container) is refused by
+//! [`decoder`]/[`encoder`] with a [`CodecError::Config`] naming the field.
+//!
+//! | encoding | default framing | other framings |
+//! | --- | --- | --- |
+//! | `json` | `Lines` | `Delimited`, `Message` |
+//! | `csv` | `Csv` (header row, quote-aware) | `Message` |
+//! | `avro-binary` | `Ocf` (object container file) | `AvroDatums` (needs a schema), `Message` |
+//! | `msgpack` | `MsgPackStream` | `Message` |
+//! | `utf-8` | `Lines` | `Delimited`, `Message` |
+//! | raw (`null`) | `Lines` | `Delimited`, `Fixed`, `Message` |
+//!
+//! Rules (docs/codecs.md says the same at more length):
+//! - **Positions.** Every record and every rejection gets a [`Position`]: `record` counts from 1
+//!   and counts rejected records too; `line` is filled for line-framed input (JSON, UTF-8, raw
+//!   lines, CSV); `byte_offset` is the offset of the record's first byte (for Avro container
+//!   files, of its block).
+//! - **Bad input** is a [`ReadItem::Rejected`] when the framing can find the next record (a
+//!   broken JSON line, bad UTF-8, a CSV row with the wrong column count, an oversized record,
+//!   an Avro block whose sync marker still lines up), and an
+//!   [`Error::StreamBroken`](runtime_core::Error::StreamBroken) when it cannot (a truncated
+//!   Avro block, a malformed MessagePack value). After a broken stream the decoder is done.
+//! - **Oversized records** (`max_record_bytes`) are skipped without being buffered whole.
+//! - **JSON.** One value per line; a line holding an array is *one* record; blank lines are not
+//!   records. Decoding goes straight into [`Value`] through its serde impl. Output is strict
+//!   JSON: NaN and ±infinity are rejected; bytes are written as standard base64 strings;
+//!   non-string map keys are written as strings the way Python's `json.dumps` does (ints,
+//!   floats, `true`/`false`/`null`, bytes as base64); array and map keys are rejected.
+//!   Integers beyond 64 bits are written as their decimal digits.
+//! - **UTF-8.** Each line is a [`Value::String`] without its `\n` (or `\r\n`); an empty line is
+//!   an empty string. Invalid UTF-8 rejects the line, naming the byte offset.
+//! - **Raw.** Each frame is a [`Value::Bytes`], kept byte for byte (no `\r` stripping). Output
+//!   takes bytes and strings (as UTF-8).
+//! - **CSV.** See [`csv`](crate::csv) for the cell inference rule and typed reading with a
+//!   schema.
+//! - **Avro.** Values map losslessly both ways; see [`avro`](crate::avro).
+//! - **MessagePack.** A stream of concatenated values; bin is bytes, str is string, any key
+//!   type; see [`msgpack`](crate::msgpack).
+//! - **Streaming.** No decoder holds the whole input, except with [`Framing::Message`].
+
+use std::fmt;
+use std::io::{BufRead, Write};
+use std::str::FromStr;
+
+use runtime_core::{Position, ReadItem, Record, Rejection, RejectionKind, Value};
+
+pub mod avro;
+pub mod csv;
+mod framing;
+pub mod json;
+pub mod msgpack;
+mod text;
+
+pub use avro::{AvroSchema, OcfCodec};
+
+/// The default limit of one record's size in bytes (16 MiB).
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
+
+/// What the bytes of one record mean.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Encoding {
+    Json,
+    Csv,
+    AvroBinary,
+    MsgPack,
+    Utf8,
+    /// Raw bytes (a stream descriptor's `"Encoding": null`).
+    Raw,
+}
+
+impl Encoding {
+    /// The name used in stream descriptors.
+    pub fn name(self) -> &'static str {
+        match self {
+            Encoding::Json => "json",
+            Encoding::Csv => "csv",
+            Encoding::AvroBinary => "avro-binary",
+            Encoding::MsgPack => "msgpack",
+            Encoding::Utf8 => "utf-8",
+            Encoding::Raw => "null",
+        }
+    }
+
+    /// The framing used when a config names none.
+    pub fn default_framing(self) -> Framing {
+        match self {
+            Encoding::Json | Encoding::Utf8 | Encoding::Raw => Framing::Lines,
+            Encoding::Csv => Framing::Csv,
+            Encoding::AvroBinary => Framing::Ocf,
+            Encoding::MsgPack => Framing::MsgPackStream,
+        }
+    }
+
+    /// Guesses the encoding from a file extension (without the dot, any case); unknown
+    /// extensions are raw bytes.
+    pub fn from_extension(ext: &str) -> Encoding {
+        match ext.to_ascii_lowercase().as_str() {
+            "json" | "jsonl" | "ndjson" => Encoding::Json,
+            "csv" => Encoding::Csv,
+            "avro" => Encoding::AvroBinary,
+            "msgpack" | "mpk" => Encoding::MsgPack,
+            "txt" | "text" => Encoding::Utf8,
+            _ => Encoding::Raw,
+        }
+    }
+
+    /// Whether `framing` makes sense for this encoding.
+    pub fn accepts(self, framing: &Framing) -> bool {
+        use Framing as F;
+        matches!(
+            (self, framing),
+            (_, F::Message)
+                | (
+                    Encoding::Json | Encoding::Utf8 | Encoding::Raw,
+                    F::Lines | F::Delimited { .. }
+                )
+                | (Encoding::Raw, F::Fixed { .. })
+                | (Encoding::Csv, F::Csv)
+                | (Encoding::AvroBinary, F::Ocf | F::AvroDatums)
+                | (Encoding::MsgPack, F::MsgPackStream)
+        )
+    }
+}
+
+impl fmt::Display for Encoding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Encoding {
+    type Err = CodecError;
+
+    /// Stream descriptor names, case-insensitive: `json`, `csv`, `avro-binary` (or `avro`),
+    /// `msgpack`, `utf-8` (or `utf8`), and `null`/`raw`/empty for raw bytes.
+    fn from_str(s: &str) -> Result<Self, CodecError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "json" => Ok(Encoding::Json),
+            "csv" => Ok(Encoding::Csv),
+            "avro-binary" | "avro" => Ok(Encoding::AvroBinary),
+            "msgpack" => Ok(Encoding::MsgPack),
+            "utf-8" | "utf8" => Ok(Encoding::Utf8),
+            "null" | "raw" | "" => Ok(Encoding::Raw),
+            other => Err(CodecError::config(
+                "encoding",
+                format!(
+                    "unknown encoding '{other}' (expected json, csv, avro-binary, msgpack, utf-8 or null)"
+                ),
+            )),
+        }
+    }
+}
+
+/// Where one record's bytes end.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Framing {
+    /// One record per line (`\n`; a `\r` before it is dropped for JSON and UTF-8).
+    Lines,
+    /// Records end with `separator` (the last one may lack it).
+    Delimited { separator: Vec<u8> },
+    /// Records of exactly `size` bytes (raw only).
+    Fixed { size: usize },
+    /// CSV rows with a header, quote-aware (a quoted field may hold newlines).
+    Csv,
+    /// An Avro object container file.
+    Ocf,
+    /// Avro binary datums back to back, read with the config's schema.
+    AvroDatums,
+    /// Concatenated MessagePack values.
+    MsgPackStream,
+    /// The whole input is one record.
+    Message,
+}
+
+impl Framing {
+    /// The name used in stream descriptors' `Envelope`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Framing::Lines | Framing::Delimited { .. } => "delimited",
+            Framing::Fixed { .. } => "fixed",
+            Framing::Csv => "delimited-csv",
+            Framing::Ocf => "ocf-block",
+            Framing::AvroDatums => "avro-datums",
+            Framing::MsgPackStream => "msgpack-stream",
+            Framing::Message => "message",
+        }
+    }
+
+    /// Reads a stream descriptor's `Envelope` (`delimited` with `Separator`, `fixed` with
+    /// `Size`, `ocf-block`, `delimited-csv`; case-insensitive). `None` or `"null"` gives `None`,
+    /// meaning the encoding's default; the caller decides when "no envelope" means
+    /// [`Framing::Message`] (message transports) or [`Framing::AvroDatums`].
+    pub fn from_envelope(
+        name: Option<&str>,
+        separator: Option<&str>,
+        size: Option<usize>,
+    ) -> Result<Option<Framing>, CodecError> {
+        let Some(name) = name else { return Ok(None) };
+        match name.trim().to_ascii_lowercase().as_str() {
+            "null" | "" => Ok(None),
+            "delimited" => match separator {
+                None | Some("\n") => Ok(Some(Framing::Lines)),
+                Some("") => Err(CodecError::config(
+                    "separator",
+                    "a delimited envelope needs a non-empty separator",
+                )),
+                Some(sep) => Ok(Some(Framing::Delimited {
+                    separator: sep.as_bytes().to_vec(),
+                })),
+            },
+            "fixed" => match size {
+                Some(size) if size > 0 => Ok(Some(Framing::Fixed { size })),
+                _ => Err(CodecError::config(
+                    "size",
+                    "a fixed envelope needs a size of at least 1 byte",
+                )),
+            },
+            "ocf-block" | "ocf" => Ok(Some(Framing::Ocf)),
+            "delimited-csv" => Ok(Some(Framing::Csv)),
+            other => Err(CodecError::config(
+                "envelope",
+                format!(
+                    "unknown envelope '{other}' (expected delimited, fixed, ocf-block, delimited-csv or null)"
+                ),
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Framing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// CSV dialect.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CsvOptions {
+    pub delimiter: u8,
+    pub quote: u8,
+    /// Whether the first row names the fields (read) / a header row is written (write).
+    pub has_header: bool,
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        CsvOptions {
+            delimiter: b',',
+            quote: b'"',
+            has_header: true,
+        }
+    }
+}
+
+/// Everything a codec needs, built once per endpoint.
+#[derive(Clone, Debug)]
+pub struct CodecConfig {
+    pub encoding: Encoding,
+    /// `None`: the encoding's default framing.
+    pub framing: Option<Framing>,
+    /// An Avro schema: required to write Avro and to read Avro datums; types CSV cells.
+    pub schema: Option<AvroSchema>,
+    pub csv: CsvOptions,
+    /// Records larger than this are rejected (kind `Size`).
+    pub max_record_bytes: usize,
+    /// Block compression of written Avro container files.
+    pub ocf_codec: OcfCodec,
+}
+
+impl Default for CodecConfig {
+    fn default() -> Self {
+        CodecConfig::new(Encoding::Json)
+    }
+}
+
+impl CodecConfig {
+    pub fn new(encoding: Encoding) -> Self {
+        CodecConfig {
+            encoding,
+            framing: None,
+            schema: None,
+            csv: CsvOptions::default(),
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            ocf_codec: OcfCodec::Null,
+        }
+    }
+
+    pub fn with_framing(mut self, framing: Framing) -> Self {
+        self.framing = Some(framing);
+        self
+    }
+
+    pub fn with_schema(mut self, schema: AvroSchema) -> Self {
+        self.schema = Some(schema);
+        self
+    }
+
+    /// The framing in force, after checking that it suits the encoding and that the rest of
+    /// the config can work.
+    pub fn resolved_framing(&self) -> Result<Framing, CodecError> {
+        let framing = self
+            .framing
+            .clone()
+            .unwrap_or_else(|| self.encoding.default_framing());
+        if !self.encoding.accepts(&framing) {
+            return Err(CodecError::config(
+                "framing",
+                format!(
+                    "framing '{framing}' ({framing:?}) cannot carry encoding '{}'",
+                    self.encoding
+                ),
+            ));
+        }
+        if self.max_record_bytes == 0 {
+            return Err(CodecError::config("max_record_bytes", "must be at least 1"));
+        }
+        match &framing {
+            Framing::Delimited { separator } if separator.is_empty() => {
+                return Err(CodecError::config(
+                    "separator",
+                    "a delimited framing needs a non-empty separator",
+                ))
+            }
+            Framing::Fixed { size } if *size == 0 || *size > self.max_record_bytes => {
+                return Err(CodecError::config(
+                    "size",
+                    format!(
+                        "fixed size {size} must be between 1 and max_record_bytes ({})",
+                        self.max_record_bytes
+                    ),
+                ))
+            }
+            Framing::AvroDatums if self.schema.is_none() => {
+                return Err(CodecError::config(
+                    "schema",
+                    "reading or writing Avro datums without a container needs a schema",
+                ))
+            }
+            Framing::Message if self.encoding == Encoding::AvroBinary && self.schema.is_none() => {
+                return Err(CodecError::config(
+                    "schema",
+                    "an Avro message needs a schema",
+                ))
+            }
+            _ => {}
+        }
+        if self.encoding == Encoding::Csv {
+            let c = &self.csv;
+            if c.delimiter == c.quote {
+                return Err(CodecError::config(
+                    "csv.delimiter",
+                    "delimiter and quote character must differ",
+                ));
+            }
+            if matches!(c.delimiter, b'\n' | b'\r') || matches!(c.quote, b'\n' | b'\r') {
+                return Err(CodecError::config(
+                    "csv.delimiter",
+                    "delimiter and quote character cannot be line breaks",
+                ));
+            }
+        }
+        Ok(framing)
+    }
+}
+
+/// The one error of this crate: a codec that cannot be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CodecError {
+    /// A config that cannot work, naming the field.
+    #[error("invalid codec config: field '{field}': {reason}")]
+    Config { field: &'static str, reason: String },
+    /// An Avro schema that cannot be parsed.
+    #[error("invalid Avro schema: {0}")]
+    Schema(String),
+}
+
+impl CodecError {
+    pub(crate) fn config(field: &'static str, reason: impl Into<String>) -> Self {
+        CodecError::Config {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Why one value was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    /// This value cannot be encoded; nothing was written for it and the encoder can go on.
+    /// The reason contains "rejected by encoding".
+    #[error("{0}")]
+    Rejected(String),
+    /// The destination failed.
+    #[error("writing failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub(crate) const REJECTED: &str = "output record rejected by encoding: ";
+
+/// Builds an output rejection; every reason starts the same way so sinks can tell them apart.
+pub(crate) fn rejected(reason: impl fmt::Display) -> String {
+    format!("{REJECTED}{reason}")
+}
+
+/// Reads records from a byte stream.
+pub trait RecordDecoder: Send {
+    /// The next record, or a rejection that takes a record's place; `None` at end of input.
+    /// `Err(StreamBroken)` when reading cannot go on (it says where), or an I/O error; after
+    /// an error the decoder returns `None`.
+    fn next_item(&mut self) -> Option<Result<ReadItem, runtime_core::Error>>;
+
+    /// Appends up to `max` items to `out`; `Ok(false)` when the input is exhausted.
+    fn next_batch(
+        &mut self,
+        max: usize,
+        out: &mut Vec<ReadItem>,
+    ) -> Result<bool, runtime_core::Error> {
+        for _ in 0..max {
+            match self.next_item() {
+                None => return Ok(false),
+                Some(Ok(item)) => out.push(item),
+                Some(Err(e)) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Writes records to a byte stream.
+pub trait RecordEncoder: Send {
+    /// `Err(EncodeError::Rejected)`: this value cannot be encoded, nothing was written for it,
+    /// go on. `Err(EncodeError::Io)`: the destination failed.
+    fn write(&mut self, value: &Value) -> Result<(), EncodeError>;
+
+    /// Writes what is still buffered (an Avro block, ...) and flushes.
+    fn finish(&mut self) -> std::io::Result<()>;
+}
+
+/// A decoder for `input` as `cfg` says. `endpoint_name` appears in errors.
+pub fn decoder<R: BufRead + Send + 'static>(
+    cfg: &CodecConfig,
+    input: R,
+    endpoint_name: &str,
+) -> Result<Box<dyn RecordDecoder>, CodecError> {
+    let framing = cfg.resolved_framing()?;
+    let ctx = DecodeContext {
+        endpoint: endpoint_name.to_owned(),
+        max_record_bytes: cfg.max_record_bytes,
+    };
+    Ok(match (cfg.encoding, framing) {
+        (Encoding::Csv, Framing::Csv) => Box::new(csv::CsvDecoder::new(cfg, input, ctx)),
+        (Encoding::AvroBinary, Framing::Ocf) => Box::new(avro::OcfDecoder::new(input, ctx)),
+        (Encoding::AvroBinary, Framing::AvroDatums) => {
+            let schema = cfg
+                .schema
+                .clone()
+                .ok_or_else(|| CodecError::config("schema", "Avro datums need a schema"))?;
+            Box::new(avro::DatumDecoder::new(schema, input, ctx))
+        }
+        (Encoding::MsgPack, Framing::MsgPackStream) => {
+            Box::new(msgpack::MsgPackDecoder::new(input, ctx))
+        }
+        (encoding, Framing::Message)
+            if !matches!(encoding, Encoding::Json | Encoding::Utf8 | Encoding::Raw) =>
+        {
+            Box::new(text::MessageDecoder::new(cfg.clone(), input, ctx))
+        }
+        (encoding, framing) => Box::new(text::FramedDecoder::new(encoding, &framing, input, ctx)),
+    })
+}
+
+/// An encoder writing to `out` as `cfg` says.
+pub fn encoder<W: Write + Send + 'static>(
+    cfg: &CodecConfig,
+    out: W,
+) -> Result<Box<dyn RecordEncoder>, CodecError> {
+    let framing = cfg.resolved_framing()?;
+    Ok(match (cfg.encoding, framing) {
+        (Encoding::Csv, Framing::Csv) => Box::new(csv::CsvEncoder::new(cfg, out)),
+        (Encoding::AvroBinary, Framing::Ocf) => {
+            let schema = cfg.schema.clone().ok_or_else(|| {
+                CodecError::config("schema", "writing an Avro container file needs a schema")
+            })?;
+            Box::new(avro::OcfEncoder::new(schema, cfg.ocf_codec, out))
+        }
+        (Encoding::AvroBinary, Framing::AvroDatums | Framing::Message) => {
+            let schema = cfg
+                .schema
+                .clone()
+                .ok_or_else(|| CodecError::config("schema", "writing Avro needs a schema"))?;
+            Box::new(avro::DatumEncoder::new(schema, out))
+        }
+        (Encoding::MsgPack, _) => Box::new(msgpack::MsgPackEncoder::new(out)),
+        (Encoding::Csv, _) => Box::new(csv::CsvEncoder::new(cfg, out)),
+        (encoding, framing) => Box::new(text::FramedEncoder::new(encoding, &framing, out)),
+    })
+}
+
+/// Decodes one whole message (a REST body, a Kafka message) as one record, whatever the
+/// config's framing: the bytes are the record. Blank JSON is an error here, not a skip.
+pub fn decode_message(cfg: &CodecConfig, bytes: &[u8]) -> Result<Value, String> {
+    if bytes.len() > cfg.max_record_bytes {
+        return Err(format!(
+            "message of {} bytes exceeds the limit of {} bytes",
+            bytes.len(),
+            cfg.max_record_bytes
+        ));
+    }
+    match cfg.encoding {
+        Encoding::Json => json::decode(bytes),
+        Encoding::Utf8 => text::decode_utf8(bytes, 0),
+        Encoding::Raw => Ok(Value::Bytes(bytes.to_vec())),
+        Encoding::MsgPack => msgpack::decode_message(bytes),
+        Encoding::Csv => csv::decode_message(cfg, bytes),
+        Encoding::AvroBinary => {
+            let schema = cfg
+                .schema
+                .as_ref()
+                .ok_or_else(|| "an Avro message needs a schema".to_owned())?;
+            avro::decode_message(schema, bytes)
+        }
+    }
+}
+
+/// Encodes one record as one whole message (no separator after it).
+pub fn encode_message(cfg: &CodecConfig, value: &Value) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    match cfg.encoding {
+        Encoding::Json => json::write_value(&mut out, value)?,
+        Encoding::Utf8 => text::write_utf8(&mut out, value, None)?,
+        Encoding::Raw => text::write_raw(&mut out, value)?,
+        Encoding::MsgPack => msgpack::write_value(&mut out, value)?,
+        Encoding::Csv => csv::encode_message(cfg, value, &mut out)?,
+        Encoding::AvroBinary => {
+            let schema = cfg
+                .schema
+                .as_ref()
+                .ok_or_else(|| rejected("an Avro message needs a schema"))?;
+            schema.encode_datum(value, &mut out).map_err(rejected)?;
+        }
+    }
+    Ok(out)
+}
+
+/// What every decoder keeps about its stream.
+#[derive(Clone, Debug)]
+pub(crate) struct DecodeContext {
+    pub endpoint: String,
+    pub max_record_bytes: usize,
+}
+
+impl DecodeContext {
+    pub fn broken(&self, position: Position, reason: impl Into<String>) -> runtime_core::Error {
+        runtime_core::Error::StreamBroken {
+            endpoint: self.endpoint.clone(),
+            position,
+            reason: reason.into(),
+        }
+    }
+
+    pub fn io(&self, e: std::io::Error) -> runtime_core::Error {
+        runtime_core::Error::io(format!("{}: reading input", self.endpoint), e)
+    }
+
+    pub fn oversize(&self, position: Position, len: u64) -> ReadItem {
+        ReadItem::Rejected(Rejection {
+            kind: RejectionKind::Size,
+            position,
+            reason: format!(
+                "record of {len} bytes exceeds the limit of {} bytes",
+                self.max_record_bytes
+            ),
+        })
+    }
+}
+
+pub(crate) fn record(value: Value, position: Position) -> ReadItem {
+    ReadItem::Record(Record { value, position })
+}
+
+pub(crate) fn reject(kind: RejectionKind, position: Position, reason: String) -> ReadItem {
+    ReadItem::Rejected(Rejection {
+        kind,
+        position,
+        reason,
+    })
+}
+
+pub(crate) fn position(record: u64, line: Option<u64>, byte_offset: u64) -> Position {
+    Position {
+        record,
+        line,
+        byte_offset: Some(byte_offset),
+        origin: None,
+    }
+}

@@ -1,0 +1,66 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use codecs::{CodecConfig, RecordEncoder};
+use runtime_core::{ReadItem, Value};
+
+/// Decodes all of `bytes`; the error, if reading broke, comes last as a string.
+pub fn decode_all(cfg: &CodecConfig, bytes: &[u8]) -> (Vec<ReadItem>, Option<String>) {
+    let mut dec = codecs::decoder(cfg, std::io::Cursor::new(bytes.to_vec()), "test").unwrap();
+    let mut items = Vec::new();
+    let mut err = None;
+    while let Some(item) = dec.next_item() {
+        match item {
+            Ok(item) => items.push(item),
+            Err(e) => err = Some(e.to_string()),
+        }
+    }
+    (items, err)
+}
+
+pub fn values(items: &[ReadItem]) -> Vec<Value> {
+    items
+        .iter()
+        .map(|i| match i {
+            ReadItem::Record(r) => r.value.clone(),
+            ReadItem::Rejected(r) => panic!("unexpected rejection: {r}"),
+        })
+        .collect()
+}
+
+/// A `Write` that hands its bytes back after the encoder is done with it.
+#[derive(Clone, Default)]
+pub struct SharedBuf(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl SharedBuf {
+    pub fn bytes(&self) -> Vec<u8> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// Encodes `values`, returning the bytes and the rejection reasons by index.
+pub fn encode_all(cfg: &CodecConfig, values: &[Value]) -> (Vec<u8>, Vec<(usize, String)>) {
+    let buf = SharedBuf::default();
+    let mut enc: Box<dyn RecordEncoder> = codecs::encoder(cfg, buf.clone()).unwrap();
+    let mut rejected = Vec::new();
+    for (i, v) in values.iter().enumerate() {
+        match enc.write(v) {
+            Ok(()) => {}
+            Err(codecs::EncodeError::Rejected(r)) => rejected.push((i, r)),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    enc.finish().unwrap();
+    drop(enc);
+    (buf.bytes(), rejected)
+}
