@@ -1,1 +1,34 @@
-//! Input and output endpoints: files, inline data, discard.
+//! Input and output endpoints for files, standard output, inline data and discard.
+//!
+//! Every endpoint here runs a `codecs` decoder or encoder over a byte stream. Decoding and
+//! encoding are CPU and blocking-I/O work: each batch runs on tokio's blocking pool, never
+//! on an async worker thread, and never with the whole file in memory.
+
+mod file;
+mod inline;
+
+pub use file::{DiscardSink, FileSink, FileSource};
+pub use inline::InlineSource;
+
+use runtime_core::{Error, Rejection, RejectionKind};
+
+/// Turns an encoder's refusal of one value into the rejection the job runner counts.
+fn encode_rejection(position: runtime_core::Position, reason: String) -> Rejection {
+    // Reasons say "output record rejected by encoding: ..."; the kind already says that.
+    let reason = reason
+        .strip_prefix("output record rejected by encoding: ")
+        .map(str::to_owned)
+        .unwrap_or(reason);
+    Rejection {
+        kind: RejectionKind::Encoding,
+        position,
+        reason,
+    }
+}
+
+fn join_error(endpoint: &str, e: tokio::task::JoinError) -> Error {
+    Error::endpoint(
+        endpoint,
+        format!("the endpoint's worker thread failed: {e}"),
+    )
+}

@@ -1,0 +1,235 @@
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::Path;
+
+use async_trait::async_trait;
+use codecs::{CodecConfig, EncodeError, RecordDecoder, RecordEncoder};
+use runtime_core::{
+    Error, OutRecord, ReadItem, RecordSink, RecordSource, Rejection, Result, SinkReport,
+};
+
+use crate::{encode_rejection, join_error};
+
+const IO_BUFFER: usize = 1 << 20;
+
+/// Reads records from a file, a batch at a time, streaming.
+pub struct FileSource {
+    name: String,
+    decoder: Option<Box<dyn RecordDecoder>>,
+}
+
+impl FileSource {
+    pub fn open(path: &Path, codec: &CodecConfig) -> Result<FileSource> {
+        let name = format!("file:{}", path.display());
+        let file = File::open(path)
+            .map_err(|e| Error::io(format!("cannot open input {}", path.display()), e))?;
+        Self::from_reader(name, BufReader::with_capacity(IO_BUFFER, file), codec)
+    }
+
+    /// Any buffered reader (standard input, a test's bytes) as a source.
+    pub fn from_reader<R: std::io::BufRead + Send + 'static>(
+        name: String,
+        reader: R,
+        codec: &CodecConfig,
+    ) -> Result<FileSource> {
+        let decoder = codecs::decoder(codec, reader, &name)
+            .map_err(|e| Error::endpoint(&name, e.to_string()))?;
+        Ok(FileSource {
+            name,
+            decoder: Some(decoder),
+        })
+    }
+}
+
+#[async_trait]
+impl RecordSource for FileSource {
+    async fn read_batch(&mut self, max: usize) -> Result<Option<Vec<ReadItem>>> {
+        let Some(mut decoder) = self.decoder.take() else {
+            return Ok(None);
+        };
+        let (decoder, result) = tokio::task::spawn_blocking(move || {
+            let mut items = Vec::with_capacity(max);
+            let result = decoder
+                .next_batch(max, &mut items)
+                .map(|more| (more, items));
+            (decoder, result)
+        })
+        .await
+        .map_err(|e| join_error(&self.name, e))?;
+        let (more, items) = result?;
+        if more {
+            self.decoder = Some(decoder);
+        }
+        Ok(if items.is_empty() && !more {
+            None
+        } else {
+            Some(items)
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+}
+
+/// Writes records to a file or to standard output.
+pub struct FileSink {
+    name: String,
+    location: String,
+    encoder: Option<Box<dyn RecordEncoder>>,
+    bytes: CountingHandle,
+    records: u64,
+}
+
+impl FileSink {
+    /// Creates (or truncates) `path`; its folder is created if missing.
+    pub fn create(path: &Path, codec: &CodecConfig) -> Result<FileSink> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Error::io(format!("cannot create {}", parent.display()), e))?;
+        }
+        let file = File::create(path)
+            .map_err(|e| Error::io(format!("cannot create output {}", path.display()), e))?;
+        Self::from_writer(
+            format!("file:{}", path.display()),
+            path.display().to_string(),
+            file,
+            codec,
+        )
+    }
+
+    pub fn stdout(codec: &CodecConfig) -> Result<FileSink> {
+        Self::from_writer(
+            "stdout".to_owned(),
+            "stdout".to_owned(),
+            std::io::stdout(),
+            codec,
+        )
+    }
+
+    fn from_writer<W: Write + Send + 'static>(
+        name: String,
+        location: String,
+        w: W,
+        codec: &CodecConfig,
+    ) -> Result<FileSink> {
+        let bytes = CountingHandle::default();
+        let writer = Counting {
+            inner: BufWriter::with_capacity(IO_BUFFER, w),
+            count: bytes.clone(),
+        };
+        let encoder =
+            codecs::encoder(codec, writer).map_err(|e| Error::endpoint(&name, e.to_string()))?;
+        Ok(FileSink {
+            name,
+            location,
+            encoder: Some(encoder),
+            bytes,
+            records: 0,
+        })
+    }
+}
+
+#[async_trait]
+impl RecordSink for FileSink {
+    async fn write_batch(&mut self, batch: Vec<OutRecord>) -> Result<Vec<Rejection>> {
+        let Some(mut encoder) = self.encoder.take() else {
+            return Err(Error::endpoint(
+                &self.name,
+                "written to after it failed or finished",
+            ));
+        };
+        let n = batch.len() as u64;
+        let (encoder, result) = tokio::task::spawn_blocking(move || {
+            let mut rejected = Vec::new();
+            for rec in batch {
+                match encoder.write(&rec.value) {
+                    Ok(()) => {}
+                    Err(EncodeError::Rejected(reason)) => {
+                        rejected.push(encode_rejection(rec.position, reason))
+                    }
+                    Err(EncodeError::Io(e)) => return (encoder, Err(e)),
+                }
+            }
+            (encoder, Ok(rejected))
+        })
+        .await
+        .map_err(|e| join_error(&self.name, e))?;
+        let rejected = result.map_err(|e| Error::io(format!("cannot write {}", self.name), e))?;
+        self.records += n - rejected.len() as u64;
+        self.encoder = Some(encoder);
+        Ok(rejected)
+    }
+
+    async fn finish(&mut self) -> Result<SinkReport> {
+        if let Some(mut encoder) = self.encoder.take() {
+            tokio::task::spawn_blocking(move || encoder.finish())
+                .await
+                .map_err(|e| join_error(&self.name, e))?
+                .map_err(|e| Error::io(format!("cannot flush {}", self.name), e))?;
+        }
+        Ok(SinkReport {
+            records: self.records,
+            bytes: self.bytes.get(),
+            location: Some(self.location.clone()),
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+}
+
+/// Counts the bytes that reach the destination, for the sink's report.
+#[derive(Clone, Default)]
+struct CountingHandle(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl CountingHandle {
+    fn get(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+struct Counting<W> {
+    inner: W,
+    count: CountingHandle,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count
+            .0
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Accepts every record and keeps none.
+#[derive(Debug, Default)]
+pub struct DiscardSink {
+    records: u64,
+}
+
+#[async_trait]
+impl RecordSink for DiscardSink {
+    async fn write_batch(&mut self, batch: Vec<OutRecord>) -> Result<Vec<Rejection>> {
+        self.records += batch.len() as u64;
+        Ok(Vec::new())
+    }
+
+    async fn finish(&mut self) -> Result<SinkReport> {
+        Ok(SinkReport {
+            records: self.records,
+            bytes: 0,
+            location: Some("discard".to_owned()),
+        })
+    }
+
+    fn describe(&self) -> String {
+        "discard".to_owned()
+    }
+}

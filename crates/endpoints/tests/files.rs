@@ -1,0 +1,84 @@
+use codecs::{CodecConfig, Encoding};
+use endpoints::{FileSink, FileSource, InlineSource};
+use runtime_core::{OutRecord, Position, ReadItem, RecordSink, RecordSource, RejectionKind, Value};
+
+async fn read_all(src: &mut dyn RecordSource) -> Vec<ReadItem> {
+    let mut all = Vec::new();
+    while let Some(batch) = src.read_batch(2).await.unwrap() {
+        assert!(batch.len() <= 2);
+        all.extend(batch);
+    }
+    all
+}
+
+#[tokio::test]
+async fn a_json_lines_file_streams_in_batches_with_rejections_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in.jsonl");
+    std::fs::write(&path, "{\"a\": 1}\n{broken\n[1, 2]\n\n{\"a\": 3}\n").unwrap();
+    let mut src = FileSource::open(&path, &CodecConfig::new(Encoding::Json)).unwrap();
+    let items = read_all(&mut src).await;
+    assert_eq!(items.len(), 4);
+    assert!(
+        matches!(&items[1], ReadItem::Rejected(r) if r.kind == RejectionKind::Encoding && r.position.line == Some(2))
+    );
+    assert!(
+        matches!(&items[2], ReadItem::Record(r) if r.value == Value::Array(vec![1.into(), 2.into()]))
+    );
+}
+
+#[tokio::test]
+async fn a_file_sink_writes_counts_and_rejects_what_json_cannot_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sub/out.jsonl");
+    let mut sink = FileSink::create(&path, &CodecConfig::new(Encoding::Json)).unwrap();
+    let batch = vec![
+        OutRecord {
+            value: Value::Int(1),
+            position: Position::record(1),
+        },
+        OutRecord {
+            value: Value::Float(f64::NAN),
+            position: Position::record(2),
+        },
+        OutRecord {
+            value: "x".into(),
+            position: Position::record(3),
+        },
+    ];
+    let rejected = sink.write_batch(batch).await.unwrap();
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0].position.record, 2);
+    assert!(
+        !rejected[0].reason.starts_with("output record rejected"),
+        "{}",
+        rejected[0].reason
+    );
+    let report = sink.finish().await.unwrap();
+    assert_eq!(report.records, 2);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "1\n\"x\"\n");
+    assert_eq!(report.bytes, 6);
+}
+
+#[tokio::test]
+async fn a_missing_input_file_says_which() {
+    let err = FileSource::open(
+        std::path::Path::new("/nonexistent/in.json"),
+        &CodecConfig::new(Encoding::Json),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("/nonexistent/in.json"), "{err}");
+}
+
+#[tokio::test]
+async fn inline_messages_are_one_record_each() {
+    let mut src = InlineSource::new(
+        vec![b"{\"a\":1}".to_vec(), b"nope".to_vec(), b"[1]".to_vec()],
+        CodecConfig::new(Encoding::Json),
+    );
+    let items = read_all(&mut src).await;
+    assert_eq!(items.len(), 3);
+    assert!(matches!(&items[1], ReadItem::Rejected(r) if r.position.record == 2));
+}
