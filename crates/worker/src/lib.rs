@@ -1,1 +1,21 @@
-//! The engine side of a model worker process: spawning, the framed protocol, supervision.
+//! Model workers: the process that runs a model's code away from the engine.
+//!
+//! - [`protocol`]: the framed MessagePack messages engine and worker exchange.
+//! - [`WorkerSession`] (engine side): spawns a worker from a [`WorkerCommand`] with the
+//!   protocol socket as its fd 3 and a shared [progress page](progress) as its fd 4, drains
+//!   its stdout/stderr into the job's log, and implements [`runtime_core::Session`]. A
+//!   worker that dies surfaces as `Error::WorkerDied` naming the record it was scoring.
+//! - [`serve`] (worker side): the request loop a worker runs, dispatching to the language
+//!   runner's [`WorkerBackend`].
+//!
+//! Nothing here knows a programming language; runners (such as `runner-python`) implement
+//! [`WorkerBackend`] in the worker and wrap [`WorkerSession`] in the engine.
+
+pub mod progress;
+pub mod protocol;
+mod serve;
+mod session;
+
+pub use progress::ProgressPage;
+pub use serve::{serve, Context, WorkerBackend, PROTOCOL_FD};
+pub use session::{describe_exit, WorkerCommand, WorkerInfo, WorkerSession};

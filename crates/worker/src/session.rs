@@ -1,0 +1,677 @@
+//! The engine side: spawning a worker process and talking to it.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use runtime_core::{
+    AllRecordsFunction, Error, InitContext, JobLog, Level, LogLine, LogSource, ModelSpec, Result,
+    ScoreItem, ScoreOutcome, Session, SessionConfig, Slot, Value,
+};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::OwnedReadHalf;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::progress::{ProgressPage, PROGRESS_FD};
+use crate::protocol::{
+    decode_body, encode_frame, frame_len, FromWorker, ItemsRef, LoadSpec, ToWorkerRef, WireInit,
+    WireOutcome, PROTOCOL_VERSION,
+};
+use crate::serve::PROTOCOL_FD;
+
+/// How to start a worker process.
+#[derive(Clone, Debug, Default)]
+pub struct WorkerCommand {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    /// Set on top of the engine's own environment.
+    pub env: Vec<(OsString, OsString)>,
+    pub cwd: Option<PathBuf>,
+}
+
+impl WorkerCommand {
+    pub fn new(program: impl Into<PathBuf>) -> Self {
+        WorkerCommand {
+            program: program.into(),
+            ..WorkerCommand::default()
+        }
+    }
+
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+}
+
+/// How long a worker that closed its connection gets to exit before it is killed.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+/// How long a shutting-down worker gets to run `end` and exit.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long the console drains get to pass on the last lines of a finished worker.
+const DRAIN_GRACE: Duration = Duration::from_secs(1);
+/// Longest rendering of a record in an error message.
+const RECORD_SHOWN: usize = 200;
+
+/// What the worker said about itself once the model was loaded.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkerInfo {
+    pub pid: u32,
+    /// Facts from the language runner (`("python", "3.11.7")`).
+    pub facts: Vec<(String, String)>,
+}
+
+struct InFlight {
+    id: u64,
+    items: Vec<ScoreItem>,
+}
+
+/// Why the session cannot go on; kept so every later call fails the same way.
+#[derive(Clone, Debug)]
+enum Broken {
+    Died {
+        reason: String,
+        last_record: Option<String>,
+    },
+    Protocol(String),
+}
+
+impl Broken {
+    fn error(&self) -> Error {
+        match self {
+            Broken::Died {
+                reason,
+                last_record,
+            } => Error::WorkerDied {
+                reason: reason.clone(),
+                last_record: last_record.clone(),
+            },
+            Broken::Protocol(m) => Error::Protocol(m.clone()),
+        }
+    }
+}
+
+/// A running worker process, speaking the protocol over a socket pair (its fd 3), with its
+/// stdout and stderr drained into the job's log. Dropping it kills the process.
+///
+/// Besides [`Session::score`] (send a batch, wait for its outcomes) it can pipeline:
+/// [`WorkerSession::submit_score`] sends a batch without waiting, and
+/// [`WorkerSession::next_score_result`] returns the outcomes of the oldest batch not yet
+/// returned, so the worker scores the next batch while the engine handles the last one.
+pub struct WorkerSession {
+    child: tokio::process::Child,
+    pid: u32,
+    reader: OwnedReadHalf,
+    writer: Option<mpsc::Sender<Vec<u8>>>,
+    writer_task: JoinHandle<()>,
+    consoles: Vec<JoinHandle<()>>,
+    page: ProgressPage,
+    log: Arc<dyn JobLog>,
+    in_flight: VecDeque<InFlight>,
+    next_batch: u64,
+    body: Vec<u8>,
+    broken: Option<Broken>,
+    info: WorkerInfo,
+}
+
+impl std::fmt::Debug for WorkerSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerSession")
+            .field("pid", &self.pid)
+            .field("in_flight", &self.in_flight.len())
+            .field("broken", &self.broken)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A new close-on-exec copy of `fd` numbered 10 or above, so that placing it at 3 or 4 in
+/// the child can never clobber the other one.
+fn high_dup(fd: RawFd) -> std::io::Result<OwnedFd> {
+    // Safety: F_DUPFD_CLOEXEC duplicates an fd we hold; the result is checked.
+    let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10) };
+    if new < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // Safety: `new` is a fresh fd owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+fn spawn_error(command: &WorkerCommand, e: std::io::Error) -> Error {
+    Error::io(
+        format!("cannot start the worker {}", command.program.display()),
+        e,
+    )
+}
+
+fn drain_console(
+    stream: impl AsyncRead + Unpin + Send + 'static,
+    log: Arc<dyn JobLog>,
+    level: Level,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut reader = BufReader::with_capacity(1 << 14, stream);
+        let mut line = Vec::with_capacity(256);
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    while matches!(line.last(), Some(b'\n' | b'\r')) {
+                        line.pop();
+                    }
+                    let text = String::from_utf8_lossy(&line).into_owned();
+                    log.log(LogLine::new(level, LogSource::ModelConsole, text));
+                }
+            }
+        }
+    })
+}
+
+/// `exited with status 3`, `killed by signal 11 (SIGSEGV)`.
+pub fn describe_exit(status: ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        return format!("exited with status {code}");
+    }
+    if let Some(sig) = status.signal() {
+        let core = if status.core_dumped() {
+            ", core dumped"
+        } else {
+            ""
+        };
+        return match signal_name(sig) {
+            Some(name) => format!("killed by signal {sig} ({name}{core})"),
+            None => format!("killed by signal {sig}{core}"),
+        };
+    }
+    format!("ended ({status})")
+}
+
+fn signal_name(sig: i32) -> Option<&'static str> {
+    Some(match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        libc::SIGSYS => "SIGSYS",
+        _ => return None,
+    })
+}
+
+fn short(value: &Value) -> String {
+    let mut s = value.to_string();
+    if s.len() > RECORD_SHOWN {
+        let mut cut = RECORD_SHOWN;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push_str("...");
+    }
+    s
+}
+
+impl WorkerSession {
+    /// Starts a worker and waits for its greeting. Its stdout and stderr lines go to `log`
+    /// as the model's console.
+    pub async fn spawn(command: &WorkerCommand, log: Arc<dyn JobLog>) -> Result<WorkerSession> {
+        let (engine_end, worker_end) =
+            std::os::unix::net::UnixStream::pair().map_err(|e| spawn_error(command, e))?;
+        let worker_fd = high_dup(worker_end.as_raw_fd()).map_err(|e| spawn_error(command, e))?;
+        drop(worker_end);
+        let page = ProgressPage::create().map_err(|e| spawn_error(command, e))?;
+        let page_raw = page
+            .fd()
+            .ok_or_else(|| Error::Protocol("the progress page has no fd".into()))?;
+        let page_fd = high_dup(page_raw).map_err(|e| spawn_error(command, e))?;
+
+        let mut cmd = tokio::process::Command::new(&command.program);
+        cmd.args(&command.args)
+            .envs(command.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(cwd) = &command.cwd {
+            cmd.current_dir(cwd);
+        }
+        let (sock, mem) = (worker_fd.as_raw_fd(), page_fd.as_raw_fd());
+        // Safety: the closure runs in the forked child before exec and only calls dup2,
+        // which is async-signal-safe; it allocates nothing. `sock` and `mem` are 10 or above
+        // (see high_dup), so neither dup2 overwrites the other's source, and dup2 clears
+        // close-on-exec on the new fds 3 and 4 so exactly these two reach the worker.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(sock, PROTOCOL_FD) < 0 || libc::dup2(mem, PROGRESS_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().map_err(|e| spawn_error(command, e))?;
+        drop(worker_fd);
+        drop(page_fd);
+        let pid = child.id().unwrap_or_default();
+
+        let mut consoles = Vec::with_capacity(2);
+        if let Some(out) = child.stdout.take() {
+            consoles.push(drain_console(out, log.clone(), Level::Info));
+        }
+        if let Some(err) = child.stderr.take() {
+            consoles.push(drain_console(err, log.clone(), Level::Warn));
+        }
+
+        engine_end
+            .set_nonblocking(true)
+            .map_err(|e| spawn_error(command, e))?;
+        let stream =
+            tokio::net::UnixStream::from_std(engine_end).map_err(|e| spawn_error(command, e))?;
+        let (reader, mut write_half) = stream.into_split();
+        // Frames are written by their own task, so the engine can read outcomes while a
+        // large batch is still being written (pipelining never deadlocks on full buffers).
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4);
+        let writer_task = tokio::spawn(async move {
+            while let Some(frame) = rx.recv().await {
+                if write_half.write_all(&frame).await.is_err() {
+                    break;
+                }
+            }
+        });
+
+        let mut session = WorkerSession {
+            child,
+            pid,
+            reader,
+            writer: Some(tx),
+            writer_task,
+            consoles,
+            page,
+            log,
+            in_flight: VecDeque::new(),
+            next_batch: 1,
+            body: Vec::with_capacity(1 << 16),
+            broken: None,
+            info: WorkerInfo {
+                pid,
+                facts: Vec::new(),
+            },
+        };
+        match session.read_message().await? {
+            FromWorker::Hello { version, pid } if version == PROTOCOL_VERSION => {
+                session.info.pid = pid;
+                Ok(session)
+            }
+            FromWorker::Hello { version, .. } => Err(session.protocol(format!(
+                "the worker {} speaks protocol version {version}, the engine {PROTOCOL_VERSION}",
+                command.program.display()
+            ))),
+            other => Err(session.protocol(format!(
+                "the worker began with {}, not a greeting",
+                message_name(&other)
+            ))),
+        }
+    }
+
+    /// Spawns a worker, loads `model` into it and calls its init: what a runner's
+    /// `start` does. `config.env` is added to the command's environment.
+    pub async fn start(
+        command: &WorkerCommand,
+        model: &ModelSpec,
+        config: SessionConfig,
+    ) -> Result<WorkerSession> {
+        let mut command = command.clone();
+        command
+            .env
+            .extend(config.env.iter().map(|(k, v)| (k.into(), v.into())));
+        let mut session = WorkerSession::spawn(&command, config.log.clone()).await?;
+        let info = session.load(model).await?;
+        let facts: Vec<String> = info.facts.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        config.log.info(
+            LogSource::Runner,
+            format!(
+                "worker pid {} loaded {} ({})",
+                info.pid,
+                model.main_source.display(),
+                facts.join(", ")
+            ),
+        );
+        session.init(&config.init).await?;
+        Ok(session)
+    }
+
+    pub fn info(&self) -> &WorkerInfo {
+        &self.info
+    }
+
+    /// Batches submitted whose outcomes were not yet returned.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    pub async fn load(&mut self, model: &ModelSpec) -> Result<WorkerInfo> {
+        let spec = LoadSpec::from_model(model);
+        self.request(&ToWorkerRef::Load {
+            version: PROTOCOL_VERSION,
+            spec: &spec,
+        })
+        .await?;
+        match self.read_message().await? {
+            FromWorker::Loaded { info } => {
+                self.info.facts = info;
+                Ok(self.info.clone())
+            }
+            other => Err(self.unexpected(other, "Loaded")),
+        }
+    }
+
+    pub async fn init(&mut self, init: &InitContext) -> Result<()> {
+        self.request(&ToWorkerRef::Init(&WireInit::from(init)))
+            .await?;
+        self.expect_done().await
+    }
+
+    /// Sends a batch to be scored without waiting for its outcomes.
+    pub async fn submit_score(&mut self, batch: Vec<ScoreItem>) -> Result<()> {
+        self.usable()?;
+        let id = self.next_batch;
+        self.next_batch += 1;
+        let mut frame = Vec::with_capacity(64 + 48 * batch.len());
+        encode_frame(
+            &mut frame,
+            &ToWorkerRef::Score {
+                batch: id,
+                items: ItemsRef(&batch),
+            },
+        )
+        .map_err(Error::Protocol)?;
+        self.in_flight.push_back(InFlight { id, items: batch });
+        self.send_frame(frame).await
+    }
+
+    /// The outcomes of the oldest submitted batch, one per item, in order.
+    pub async fn next_score_result(&mut self) -> Result<Vec<ScoreOutcome>> {
+        self.usable()?;
+        let Some(expected) = self.in_flight.front().map(|f| (f.id, f.items.len())) else {
+            return Err(Error::Protocol(
+                "asked for score outcomes with no batch submitted".into(),
+            ));
+        };
+        let msg = self.read_message().await?;
+        match msg {
+            FromWorker::Scored { batch, outcomes } => {
+                self.in_flight.pop_front();
+                if batch != expected.0 || outcomes.len() != expected.1 {
+                    return Err(self.protocol(format!(
+                        "expected {} outcomes of batch {}, got {} of batch {batch}",
+                        expected.1,
+                        expected.0,
+                        outcomes.len()
+                    )));
+                }
+                Ok(outcomes
+                    .into_iter()
+                    .map(|o| match o {
+                        WireOutcome::Ok(outs) => {
+                            Ok(outs.into_iter().map(|(s, v)| (Slot(s), v)).collect())
+                        }
+                        WireOutcome::Failed { message, traceback } => {
+                            Err(runtime_core::RecordFailure { message, traceback })
+                        }
+                    })
+                    .collect())
+            }
+            FromWorker::Failed(f) => {
+                self.in_flight.pop_front();
+                Err(f.into())
+            }
+            other => Err(self.unexpected(other, "Scored")),
+        }
+    }
+
+    /// Sends Shutdown (the model's `end` runs), waits for the worker to exit and for its
+    /// last console lines.
+    pub async fn shutdown(mut self) -> Result<()> {
+        self.idle("close")?;
+        self.request(&ToWorkerRef::Shutdown).await?;
+        let ended = self.expect_done().await;
+        self.writer = None;
+        match tokio::time::timeout(SHUTDOWN_GRACE, self.child.wait()).await {
+            Ok(Ok(status)) if status.success() => {}
+            Ok(Ok(status)) => {
+                self.log.warn(
+                    LogSource::Engine,
+                    format!("the model's worker {}", describe_exit(status)),
+                );
+            }
+            Ok(Err(e)) => return Err(Error::io("waiting for the model's worker", e)),
+            Err(_) => {
+                let _ = self.child.kill().await;
+                self.log.warn(
+                    LogSource::Engine,
+                    format!(
+                        "the model's worker did not exit within {} s of shutdown and was killed",
+                        SHUTDOWN_GRACE.as_secs()
+                    ),
+                );
+            }
+        }
+        self.drain_consoles().await;
+        ended
+    }
+
+    async fn drain_consoles(&mut self) {
+        for handle in self.consoles.drain(..) {
+            let _ = tokio::time::timeout(DRAIN_GRACE, handle).await;
+        }
+    }
+
+    fn usable(&self) -> Result<()> {
+        match &self.broken {
+            Some(b) => Err(b.error()),
+            None => Ok(()),
+        }
+    }
+
+    fn idle(&self, what: &str) -> Result<()> {
+        self.usable()?;
+        if !self.in_flight.is_empty() {
+            return Err(Error::Protocol(format!(
+                "{what} while {} score batches are in flight",
+                self.in_flight.len()
+            )));
+        }
+        Ok(())
+    }
+
+    fn protocol(&mut self, message: String) -> Error {
+        let b = Broken::Protocol(message);
+        let e = b.error();
+        self.broken = Some(b);
+        // The stream is out of step: nothing more can be said to this worker.
+        let _ = self.child.start_kill();
+        e
+    }
+
+    fn unexpected(&mut self, got: FromWorker, wanted: &str) -> Error {
+        match got {
+            FromWorker::Failed(f) => f.into(),
+            other => {
+                let m = format!(
+                    "expected {wanted} from the worker, got {}",
+                    message_name(&other)
+                );
+                self.protocol(m)
+            }
+        }
+    }
+
+    async fn expect_done(&mut self) -> Result<()> {
+        match self.read_message().await? {
+            FromWorker::Done => Ok(()),
+            other => Err(self.unexpected(other, "Done")),
+        }
+    }
+
+    async fn request(&mut self, msg: &ToWorkerRef<'_>) -> Result<()> {
+        self.usable()?;
+        let mut frame = Vec::new();
+        encode_frame(&mut frame, msg).map_err(Error::Protocol)?;
+        self.send_frame(frame).await
+    }
+
+    async fn send_frame(&mut self, frame: Vec<u8>) -> Result<()> {
+        let sent = match &self.writer {
+            Some(w) => w.send(frame).await.is_ok(),
+            None => false,
+        };
+        if sent {
+            Ok(())
+        } else {
+            Err(self.died().await)
+        }
+    }
+
+    async fn read_message(&mut self) -> Result<FromWorker> {
+        loop {
+            self.usable()?;
+            let mut header = [0u8; 4];
+            if self.reader.read_exact(&mut header).await.is_err() {
+                return Err(self.died().await);
+            }
+            let len = match frame_len(header) {
+                Ok(l) => l,
+                Err(e) => return Err(self.protocol(e)),
+            };
+            self.body.clear();
+            self.body.resize(len, 0);
+            if self.reader.read_exact(&mut self.body).await.is_err() {
+                return Err(self.died().await);
+            }
+            let msg: FromWorker = match decode_body(&self.body) {
+                Ok(m) => m,
+                Err(e) => return Err(self.protocol(e)),
+            };
+            match msg {
+                FromWorker::Log { level, message } => {
+                    self.log
+                        .log(LogLine::new(level.into(), LogSource::Runner, message));
+                }
+                other => return Ok(other),
+            }
+        }
+    }
+
+    /// The connection broke: find out how the worker ended and which record it was on.
+    async fn died(&mut self) -> Error {
+        if let Some(b) = &self.broken {
+            return b.error();
+        }
+        let reason = match tokio::time::timeout(EXIT_GRACE, self.child.wait()).await {
+            Ok(Ok(status)) => describe_exit(status),
+            Ok(Err(e)) => format!("cannot be waited for: {e}"),
+            Err(_) => {
+                let _ = self.child.kill().await;
+                "closed its connection to the engine and was killed".to_owned()
+            }
+        };
+        let last_record = self.last_record();
+        self.drain_consoles().await;
+        let b = Broken::Died {
+            reason,
+            last_record,
+        };
+        let e = b.error();
+        self.broken = Some(b);
+        e
+    }
+
+    fn last_record(&self) -> Option<String> {
+        let (batch, index) = self.page.read();
+        if let Some(f) = self.in_flight.iter().find(|f| f.id == batch) {
+            if let Some(item) = index.checked_sub(1).and_then(|i| f.items.get(i as usize)) {
+                return Some(format!(
+                    "seqno {} on slot {}: {}",
+                    item.seqno,
+                    item.slot,
+                    short(&item.value)
+                ));
+            }
+        }
+        let first = self.in_flight.front()?.items.first()?;
+        let last = self.in_flight.back()?.items.last()?;
+        Some(format!(
+            "one of seqno {}..={} (between records)",
+            first.seqno, last.seqno
+        ))
+    }
+}
+
+fn message_name(m: &FromWorker) -> &'static str {
+    match m {
+        FromWorker::Hello { .. } => "Hello",
+        FromWorker::Loaded { .. } => "Loaded",
+        FromWorker::Done => "Done",
+        FromWorker::Scored { .. } => "Scored",
+        FromWorker::Outputs(_) => "Outputs",
+        FromWorker::Failed(_) => "Failed",
+        FromWorker::Log { .. } => "Log",
+    }
+}
+
+impl Drop for WorkerSession {
+    fn drop(&mut self) {
+        self.writer_task.abort();
+        // kill_on_drop also does this; starting it here makes the intent plain.
+        let _ = self.child.start_kill();
+    }
+}
+
+#[async_trait]
+impl Session for WorkerSession {
+    async fn score(&mut self, batch: Vec<ScoreItem>) -> Result<Vec<ScoreOutcome>> {
+        self.idle("score")?;
+        self.submit_score(batch).await?;
+        self.next_score_result().await
+    }
+
+    async fn collect(&mut self, slot: Slot, batch: Vec<Value>) -> Result<()> {
+        self.idle("collect")?;
+        self.request(&ToWorkerRef::Collect {
+            slot: slot.0,
+            values: &batch,
+        })
+        .await?;
+        self.expect_done().await
+    }
+
+    async fn run_all(&mut self, function: AllRecordsFunction) -> Result<Vec<(Slot, Value)>> {
+        self.idle(function.as_str())?;
+        self.request(&ToWorkerRef::RunAll(function.into())).await?;
+        match self.read_message().await? {
+            FromWorker::Outputs(outs) => Ok(outs.into_iter().map(|(s, v)| (Slot(s), v)).collect()),
+            other => Err(self.unexpected(other, "Outputs")),
+        }
+    }
+
+    async fn close(self: Box<Self>) -> Result<()> {
+        (*self).shutdown().await
+    }
+}
