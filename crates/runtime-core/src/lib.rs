@@ -5,6 +5,7 @@
 //!
 //! This crate reads no environment, installs no logger and holds no global state.
 
+pub mod descriptor;
 pub mod endpoint;
 pub mod error;
 pub mod log;
@@ -14,6 +15,7 @@ pub mod runner;
 pub mod value;
 mod value_serde;
 
+pub use descriptor::{Direction, StreamDescriptor};
 pub use endpoint::{OutRecord, RecordSink, RecordSource, SinkReport};
 pub use error::{Error, Result};
 pub use log::{JobLog, Level, LogLine, LogSource, MemoryLog};
