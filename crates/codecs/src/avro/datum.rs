@@ -1,0 +1,439 @@
+//! Avro binary datums straight to and from [`Value`], driven by the compiled schema (no
+//! intermediate `apache_avro::types::Value`).
+
+use std::fmt;
+
+use runtime_core::{Map, Value};
+
+use super::schema::{Compiled, Node};
+
+/// The bytes cannot be read as the schema says: where the next datum starts is unknown.
+#[derive(Debug)]
+pub(crate) struct Malformed(pub String);
+
+/// Where datum bytes come from: a block in memory, or a stream.
+pub(crate) trait Source {
+    fn byte(&mut self) -> Result<u8, Malformed>;
+    fn take(&mut self, n: usize) -> Result<&[u8], Malformed>;
+    /// Bytes read so far.
+    fn pos(&self) -> u64;
+}
+
+#[derive(Debug)]
+pub(crate) struct SliceSource<'a> {
+    pub data: &'a [u8],
+    pub at: usize,
+}
+
+impl Source for SliceSource<'_> {
+    #[inline]
+    fn byte(&mut self) -> Result<u8, Malformed> {
+        match self.data.get(self.at) {
+            Some(&b) => {
+                self.at += 1;
+                Ok(b)
+            }
+            None => Err(Malformed("datum ends early".into())),
+        }
+    }
+
+    #[inline]
+    fn take(&mut self, n: usize) -> Result<&[u8], Malformed> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&e| e <= self.data.len())
+            .ok_or_else(|| Malformed(format!("datum ends early (needs {n} more bytes)")))?;
+        let s = &self.data[self.at..end];
+        self.at = end;
+        Ok(s)
+    }
+
+    fn pos(&self) -> u64 {
+        self.at as u64
+    }
+}
+
+#[inline]
+pub(crate) fn read_long<S: Source>(s: &mut S) -> Result<i64, Malformed> {
+    let mut n: u64 = 0;
+    let mut shift = 0;
+    loop {
+        let b = s.byte()?;
+        n |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            break;
+        }
+        shift += 7;
+        if shift > 63 {
+            return Err(Malformed(
+                "variable-length integer longer than 10 bytes".into(),
+            ));
+        }
+    }
+    Ok((n >> 1) as i64 ^ -((n & 1) as i64))
+}
+
+#[inline]
+pub(crate) fn write_long(out: &mut Vec<u8>, v: i64) {
+    let mut n = ((v << 1) ^ (v >> 63)) as u64;
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+fn read_len<S: Source>(s: &mut S) -> Result<usize, Malformed> {
+    let n = read_long(s)?;
+    usize::try_from(n).map_err(|_| Malformed(format!("negative length {n}")))
+}
+
+/// Deep enough for real data, shallow enough never to overflow the stack on hostile input.
+const MAX_DEPTH: usize = 256;
+
+/// Reads one datum. Content errors that leave the framing intact (bad UTF-8) do not stop the
+/// read: the first is kept in `invalid` and the datum is rejected once fully read.
+pub(crate) struct DatumReader<'s> {
+    nodes: &'s [Node],
+    pub invalid: Option<String>,
+    /// Array/map items left before the datum counts as malformed; stops zero-byte items
+    /// (nulls) from making an endless array.
+    items_left: usize,
+}
+
+impl<'s> DatumReader<'s> {
+    pub fn new(compiled: &'s Compiled, max_items: usize) -> Self {
+        DatumReader {
+            nodes: &compiled.nodes,
+            invalid: None,
+            items_left: max_items,
+        }
+    }
+
+    pub fn read<S: Source>(
+        &mut self,
+        s: &mut S,
+        idx: usize,
+        depth: usize,
+    ) -> Result<Value, Malformed> {
+        if depth > MAX_DEPTH {
+            return Err(Malformed(format!("nested deeper than {MAX_DEPTH} levels")));
+        }
+        let nodes = self.nodes;
+        Ok(match &nodes[idx] {
+            Node::Null => Value::Null,
+            Node::Boolean => match s.byte()? {
+                0 => Value::Bool(false),
+                1 => Value::Bool(true),
+                b => return Err(Malformed(format!("boolean byte {b} is neither 0 nor 1"))),
+            },
+            Node::Int | Node::Long => Value::Int(i128::from(read_long(s)?)),
+            Node::Float => {
+                let b = s.take(4)?;
+                Value::Float(f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+            }
+            Node::Double => {
+                let b = s.take(8)?;
+                let mut a = [0u8; 8];
+                a.copy_from_slice(b);
+                Value::Float(f64::from_le_bytes(a))
+            }
+            Node::Bytes => {
+                let n = read_len(s)?;
+                Value::Bytes(s.take(n)?.to_vec())
+            }
+            Node::String => {
+                let n = read_len(s)?;
+                let bytes = s.take(n)?;
+                match std::str::from_utf8(bytes) {
+                    Ok(st) => Value::String(st.to_owned()),
+                    Err(e) => {
+                        if self.invalid.is_none() {
+                            self.invalid = Some(format!(
+                                "string is not valid UTF-8 (at byte {} of the string)",
+                                e.valid_up_to()
+                            ));
+                        }
+                        Value::Null
+                    }
+                }
+            }
+            Node::Fixed { size, .. } => Value::Bytes(s.take(*size)?.to_vec()),
+            Node::Enum { name, symbols } => {
+                let i = read_long(s)?;
+                let sym = usize::try_from(i).ok().and_then(|i| symbols.get(i));
+                match sym {
+                    Some(sym) => Value::String(sym.clone()),
+                    None => return Err(Malformed(format!("enum {name} has no symbol number {i}"))),
+                }
+            }
+            Node::Array(item) => {
+                let mut out = Vec::new();
+                while let Some(count) = self.block_count(s)? {
+                    out.reserve(count.min(1024));
+                    for _ in 0..count {
+                        out.push(self.read(s, *item, depth + 1)?);
+                    }
+                }
+                Value::Array(out)
+            }
+            Node::Map(values) => {
+                let mut out = Map::new();
+                while let Some(count) = self.block_count(s)? {
+                    for _ in 0..count {
+                        let n = read_len(s)?;
+                        let key = match std::str::from_utf8(s.take(n)?) {
+                            Ok(k) => Value::String(k.to_owned()),
+                            Err(_) => {
+                                self.invalid
+                                    .get_or_insert_with(|| "map key is not valid UTF-8".into());
+                                Value::Null
+                            }
+                        };
+                        let v = self.read(s, *values, depth + 1)?;
+                        out.push(key, v);
+                    }
+                }
+                Value::Map(out)
+            }
+            Node::Union(branches) => {
+                let i = read_long(s)?;
+                match usize::try_from(i).ok().and_then(|i| branches.get(i)) {
+                    Some(&b) => self.read(s, b, depth + 1)?,
+                    None => {
+                        return Err(Malformed(format!(
+                            "union branch {i} does not exist (the union has {})",
+                            branches.len()
+                        )))
+                    }
+                }
+            }
+            Node::Record { fields, .. } => {
+                let mut out = Map::with_capacity(fields.len());
+                for f in fields {
+                    let v = self.read(s, f.node, depth + 1)?;
+                    out.push(Value::String(f.name.clone()), v);
+                }
+                Value::Map(out)
+            }
+        })
+    }
+
+    /// The item count of the next array/map block; `None` after the last block.
+    fn block_count<S: Source>(&mut self, s: &mut S) -> Result<Option<usize>, Malformed> {
+        let n = read_long(s)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if n < 0 {
+            // A negative count is followed by the block's size in bytes, which we do not need.
+            read_long(s)?;
+        }
+        let count = usize::try_from(n.unsigned_abs())
+            .map_err(|_| Malformed(format!("block of {n} items")))?;
+        if count > self.items_left {
+            return Err(Malformed(format!(
+                "block of {count} items is more than the record size limit allows"
+            )));
+        }
+        self.items_left -= count;
+        Ok(Some(count))
+    }
+}
+
+/// A value that does not fit the schema, with the path to it.
+#[derive(Debug)]
+pub(crate) struct Mismatch {
+    /// Path segments, innermost first.
+    path: Vec<String>,
+    reason: String,
+}
+
+impl Mismatch {
+    fn new(reason: impl Into<String>) -> Self {
+        Mismatch {
+            path: Vec::new(),
+            reason: reason.into(),
+        }
+    }
+
+    fn at(mut self, segment: String) -> Self {
+        self.path.push(segment);
+        self
+    }
+}
+
+impl fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            return f.write_str(&self.reason);
+        }
+        f.write_str("at ")?;
+        for seg in self.path.iter().rev() {
+            f.write_str(seg)?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+fn expected(node: &Node, v: &Value) -> Mismatch {
+    Mismatch::new(format!("expected {}, found {}", node.type_name(), v.kind()))
+}
+
+/// Writes `v` as a datum of `nodes[idx]`. On error `out` may hold a partial datum: callers
+/// truncate it.
+pub(crate) fn write(
+    nodes: &[Node],
+    idx: usize,
+    v: &Value,
+    out: &mut Vec<u8>,
+    depth: usize,
+) -> Result<(), Mismatch> {
+    if depth > MAX_DEPTH {
+        return Err(Mismatch::new(format!(
+            "nested deeper than {MAX_DEPTH} levels"
+        )));
+    }
+    let node = &nodes[idx];
+    match (node, v) {
+        (Node::Null, Value::Null) => {}
+        (Node::Boolean, Value::Bool(b)) => out.push(u8::from(*b)),
+        (Node::Int, Value::Int(i)) => match i32::try_from(*i) {
+            Ok(i) => write_long(out, i64::from(i)),
+            Err(_) => return Err(Mismatch::new(format!("{i} does not fit in an int"))),
+        },
+        (Node::Long, Value::Int(i)) => match i64::try_from(*i) {
+            Ok(i) => write_long(out, i),
+            Err(_) => return Err(Mismatch::new(format!("{i} does not fit in a long"))),
+        },
+        (Node::Float, Value::Float(x)) => out.extend_from_slice(&(*x as f32).to_le_bytes()),
+        (Node::Float, Value::Int(i)) => out.extend_from_slice(&(*i as f32).to_le_bytes()),
+        (Node::Double, Value::Float(x)) => out.extend_from_slice(&x.to_le_bytes()),
+        (Node::Double, Value::Int(i)) => out.extend_from_slice(&(*i as f64).to_le_bytes()),
+        (Node::Bytes, Value::Bytes(b)) => {
+            write_long(out, b.len() as i64);
+            out.extend_from_slice(b);
+        }
+        (Node::Bytes | Node::String, Value::String(s)) => {
+            write_long(out, s.len() as i64);
+            out.extend_from_slice(s.as_bytes());
+        }
+        (Node::Fixed { size, name }, Value::Bytes(b)) => {
+            if b.len() != *size {
+                return Err(Mismatch::new(format!(
+                    "fixed {name} takes {size} bytes, found {}",
+                    b.len()
+                )));
+            }
+            out.extend_from_slice(b);
+        }
+        (Node::Enum { name, symbols }, Value::String(s)) => {
+            match symbols.iter().position(|x| x == s) {
+                Some(i) => write_long(out, i as i64),
+                None => {
+                    return Err(Mismatch::new(format!(
+                        "'{s}' is not a symbol of enum {name}"
+                    )))
+                }
+            }
+        }
+        (Node::Array(item), Value::Array(items)) => {
+            if !items.is_empty() {
+                write_long(out, items.len() as i64);
+                for (i, x) in items.iter().enumerate() {
+                    write(nodes, *item, x, out, depth + 1).map_err(|e| e.at(format!("[{i}]")))?;
+                }
+            }
+            out.push(0);
+        }
+        (Node::Map(values), Value::Map(map)) => {
+            if !map.is_empty() {
+                write_long(out, map.len() as i64);
+                for (k, x) in map.iter() {
+                    let Value::String(k) = k else {
+                        return Err(Mismatch::new(format!(
+                            "Avro map keys are strings, found {}",
+                            k.kind()
+                        )));
+                    };
+                    write_long(out, k.len() as i64);
+                    out.extend_from_slice(k.as_bytes());
+                    write(nodes, *values, x, out, depth + 1)
+                        .map_err(|e| e.at(format!("[{k:?}]")))?;
+                }
+            }
+            out.push(0);
+        }
+        (Node::Record { fields, .. }, Value::Map(map)) => {
+            for f in fields {
+                let seg = || format!(".{}", f.name);
+                match map.get(&f.name) {
+                    Some(x) => write(nodes, f.node, x, out, depth + 1).map_err(|e| e.at(seg()))?,
+                    None => match &f.default {
+                        Some(d) => {
+                            write(nodes, f.node, d, out, depth + 1).map_err(|e| e.at(seg()))?
+                        }
+                        None => match write(nodes, f.node, &Value::Null, out, depth + 1) {
+                            Ok(()) => {}
+                            Err(_) => return Err(Mismatch::new("missing field").at(seg())),
+                        },
+                    },
+                }
+            }
+        }
+        (Node::Union(branches), v) => return write_union(nodes, branches, v, out, depth),
+        (node, v) => return Err(expected(node, v)),
+    }
+    Ok(())
+}
+
+/// How well a value suits a branch: 0 as is, 1 after widening, `None` not at all.
+fn rank(node: &Node, v: &Value) -> Option<u8> {
+    match (node, v) {
+        (Node::Null, Value::Null)
+        | (Node::Boolean, Value::Bool(_))
+        | (Node::Int | Node::Long, Value::Int(_))
+        | (Node::Float | Node::Double, Value::Float(_))
+        | (Node::Bytes | Node::Fixed { .. }, Value::Bytes(_))
+        | (Node::String | Node::Enum { .. }, Value::String(_))
+        | (Node::Array(_), Value::Array(_))
+        | (Node::Map(_) | Node::Record { .. }, Value::Map(_)) => Some(0),
+        (Node::Float | Node::Double, Value::Int(_)) | (Node::Bytes, Value::String(_)) => Some(1),
+        _ => None,
+    }
+}
+
+fn write_union(
+    nodes: &[Node],
+    branches: &[usize],
+    v: &Value,
+    out: &mut Vec<u8>,
+    depth: usize,
+) -> Result<(), Mismatch> {
+    let start = out.len();
+    let mut last_err = None;
+    for want in 0..=1u8 {
+        for (i, &b) in branches.iter().enumerate() {
+            if rank(&nodes[b], v) != Some(want) {
+                continue;
+            }
+            write_long(out, i as i64);
+            match write(nodes, b, v, out, depth + 1) {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    out.truncate(start);
+                    last_err = Some(e);
+                }
+            }
+        }
+    }
+    Err(last_err.unwrap_or_else(|| {
+        let names: Vec<&str> = branches.iter().map(|&b| nodes[b].type_name()).collect();
+        Mismatch::new(format!(
+            "{} matches no branch of the union [{}]",
+            v.kind(),
+            names.join(", ")
+        ))
+    }))
+}

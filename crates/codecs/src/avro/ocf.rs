@@ -1,0 +1,743 @@
+//! Object container files and bare datum streams.
+//!
+//! Recovery: a block whose sync marker does not match (or whose header is nonsense) is
+//! rejected and reading resumes after the next sync marker found in the input; a block that
+//! decompresses badly is rejected as a whole; a datum that cannot be decoded rejects the rest
+//! of its block. A block cut short by the end of input stops the stream.
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::io::{self, BufRead, BufWriter, Read, Write};
+use std::sync::Arc;
+
+use runtime_core::{ReadItem, RejectionKind, Value};
+
+use super::datum::{self, read_long, write_long, DatumReader, Malformed, SliceSource, Source};
+use super::schema::{self, Compiled};
+use super::{AvroSchema, OcfCodec};
+use crate::framing::fill;
+use crate::{
+    position, record, reject, rejected, DecodeContext, EncodeError, RecordDecoder, RecordEncoder,
+};
+
+const MAGIC: &[u8; 4] = b"Obj\x01";
+const SYNC_LEN: usize = 16;
+/// Blocks are written when they reach this size: big enough to amortize the sync marker and
+/// deflate's startup, small enough to stream.
+const BLOCK_BYTES: usize = 64 * 1024;
+/// The largest block we agree to buffer, whatever the record limit.
+const MAX_BLOCK_BYTES: usize = 256 * 1024 * 1024;
+
+/// A stream with a push-back buffer (for bytes read past a resync point) and an offset.
+pub(crate) struct StreamInput<R> {
+    r: R,
+    pending: Vec<u8>,
+    pending_at: usize,
+    offset: u64,
+    scratch: Vec<u8>,
+    /// The longest single `take` allowed (a string, a block).
+    pub max_take: usize,
+    /// Set when the reader failed, so callers can tell I/O errors from malformed input.
+    pub io_error: Option<io::Error>,
+}
+
+impl<R: BufRead> StreamInput<R> {
+    pub fn new(r: R, max_take: usize) -> Self {
+        StreamInput {
+            r,
+            pending: Vec::new(),
+            pending_at: 0,
+            offset: 0,
+            scratch: Vec::new(),
+            max_take,
+            io_error: None,
+        }
+    }
+
+    fn push_back(&mut self, bytes: &[u8]) {
+        let mut rest = bytes.to_vec();
+        rest.extend_from_slice(&self.pending[self.pending_at..]);
+        self.pending = rest;
+        self.pending_at = 0;
+        self.offset -= bytes.len() as u64;
+    }
+
+    /// Consumes `n` bytes without keeping them.
+    pub fn skip(&mut self, mut n: usize) -> Result<(), Malformed> {
+        while n > 0 {
+            if self.pending_at < self.pending.len() {
+                let k = n.min(self.pending.len() - self.pending_at);
+                self.pending_at += k;
+                self.offset += k as u64;
+                n -= k;
+                continue;
+            }
+            let avail = match fill(&mut self.r) {
+                Ok(c) => c.len(),
+                Err(e) => {
+                    self.io_error = Some(e);
+                    return Err(Malformed("read failed".into()));
+                }
+            };
+            if avail == 0 {
+                return Err(Self::eof());
+            }
+            let k = n.min(avail);
+            self.r.consume(k);
+            self.offset += k as u64;
+            n -= k;
+        }
+        Ok(())
+    }
+
+    pub fn at_eof(&mut self) -> io::Result<bool> {
+        if self.pending_at < self.pending.len() {
+            return Ok(false);
+        }
+        Ok(fill(&mut self.r)?.is_empty())
+    }
+
+    /// Moves the next available bytes (at least one, unless at the end) to `out`.
+    fn read_chunk(&mut self, out: &mut Vec<u8>) -> io::Result<usize> {
+        if self.pending_at < self.pending.len() {
+            let n = self.pending.len() - self.pending_at;
+            out.extend_from_slice(&self.pending[self.pending_at..]);
+            self.pending.clear();
+            self.pending_at = 0;
+            self.offset += n as u64;
+            return Ok(n);
+        }
+        let chunk = fill(&mut self.r)?;
+        let n = chunk.len();
+        out.extend_from_slice(chunk);
+        self.r.consume(n);
+        self.offset += n as u64;
+        Ok(n)
+    }
+
+    fn eof() -> Malformed {
+        Malformed("input ends early".into())
+    }
+}
+
+impl<R: BufRead> Source for StreamInput<R> {
+    fn byte(&mut self) -> Result<u8, Malformed> {
+        if let Some(&b) = self.pending.get(self.pending_at) {
+            self.pending_at += 1;
+            self.offset += 1;
+            return Ok(b);
+        }
+        let b = match fill(&mut self.r) {
+            Ok(buf) => *buf.first().ok_or_else(Self::eof)?,
+            Err(e) => {
+                self.io_error = Some(e);
+                return Err(Malformed("read failed".into()));
+            }
+        };
+        self.r.consume(1);
+        self.offset += 1;
+        Ok(b)
+    }
+
+    fn take(&mut self, n: usize) -> Result<&[u8], Malformed> {
+        if n > self.max_take {
+            return Err(Malformed(format!(
+                "length {n} exceeds the limit of {} bytes",
+                self.max_take
+            )));
+        }
+        self.scratch.clear();
+        while self.scratch.len() < n {
+            let want = n - self.scratch.len();
+            if self.pending_at < self.pending.len() {
+                let k = want.min(self.pending.len() - self.pending_at);
+                self.scratch
+                    .extend_from_slice(&self.pending[self.pending_at..self.pending_at + k]);
+                self.pending_at += k;
+                self.offset += k as u64;
+                continue;
+            }
+            let chunk = match fill(&mut self.r) {
+                Ok(c) => c,
+                Err(e) => {
+                    self.io_error = Some(e);
+                    return Err(Malformed("read failed".into()));
+                }
+            };
+            if chunk.is_empty() {
+                return Err(Malformed(format!(
+                    "input ends early: {n} bytes expected, {} found",
+                    self.scratch.len()
+                )));
+            }
+            let k = want.min(chunk.len());
+            self.scratch.extend_from_slice(&chunk[..k]);
+            self.r.consume(k);
+            self.offset += k as u64;
+        }
+        Ok(&self.scratch)
+    }
+
+    fn pos(&self) -> u64 {
+        self.offset
+    }
+}
+
+enum Codec {
+    Null,
+    Deflate,
+}
+
+struct Header {
+    compiled: Arc<Compiled>,
+    codec: Codec,
+    sync: [u8; SYNC_LEN],
+}
+
+fn read_header<R: BufRead>(input: &mut StreamInput<R>) -> Result<Header, String> {
+    let m = |e: Malformed| e.0;
+    if input.take(4).map_err(m)? != MAGIC {
+        return Err("not an Avro container file (bad magic bytes)".into());
+    }
+    let mut schema_json = None;
+    let mut codec = Codec::Null;
+    loop {
+        let mut n = read_long(input).map_err(m)?;
+        if n == 0 {
+            break;
+        }
+        if n < 0 {
+            n = n.saturating_neg();
+            read_long(input).map_err(m)?;
+        }
+        for _ in 0..n {
+            let klen = usize::try_from(read_long(input).map_err(m)?)
+                .map_err(|_| "negative metadata key length")?;
+            let key = String::from_utf8_lossy(input.take(klen).map_err(m)?).into_owned();
+            let vlen = usize::try_from(read_long(input).map_err(m)?)
+                .map_err(|_| "negative metadata value length")?;
+            let val = input.take(vlen).map_err(m)?;
+            match key.as_str() {
+                "avro.schema" => schema_json = Some(val.to_vec()),
+                "avro.codec" => {
+                    codec = match val {
+                        b"null" => Codec::Null,
+                        b"deflate" => Codec::Deflate,
+                        other => {
+                            return Err(format!(
+                                "block codec '{}' is not supported (null and deflate are)",
+                                String::from_utf8_lossy(other)
+                            ))
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let schema_json = schema_json.ok_or("the header has no avro.schema")?;
+    let json: serde_json::Value = serde_json::from_slice(&schema_json)
+        .map_err(|e| format!("the header's schema is not JSON: {e}"))?;
+    let compiled = schema::compile(&json).map_err(|e| format!("the header's schema: {e}"))?;
+    let mut sync = [0u8; SYNC_LEN];
+    sync.copy_from_slice(input.take(SYNC_LEN).map_err(m)?);
+    Ok(Header {
+        compiled: Arc::new(compiled),
+        codec,
+        sync,
+    })
+}
+
+pub(crate) struct OcfDecoder<R> {
+    input: StreamInput<R>,
+    ctx: DecodeContext,
+    header: Option<Header>,
+    block: Vec<u8>,
+    inflated: Vec<u8>,
+    block_at: usize,
+    block_left: u64,
+    block_count: u64,
+    block_offset: u64,
+    record: u64,
+    done: bool,
+}
+
+impl<R: BufRead> OcfDecoder<R> {
+    pub fn new(input: R, ctx: DecodeContext) -> Self {
+        OcfDecoder {
+            input: StreamInput::new(input, ctx.max_record_bytes.max(1024 * 1024)),
+            ctx,
+            header: None,
+            block: Vec::new(),
+            inflated: Vec::new(),
+            block_at: 0,
+            block_left: 0,
+            block_count: 0,
+            block_offset: 0,
+            record: 0,
+            done: false,
+        }
+    }
+
+    fn broken(&mut self, at: u64, reason: String) -> runtime_core::Error {
+        if let Some(e) = self.input.io_error.take() {
+            return self.ctx.io(e);
+        }
+        self.ctx.broken(position(self.record + 1, None, at), reason)
+    }
+
+    fn item(&mut self) -> Result<Option<ReadItem>, runtime_core::Error> {
+        if self.header.is_none() {
+            match read_header(&mut self.input) {
+                Ok(h) => {
+                    self.input.max_take = MAX_BLOCK_BYTES;
+                    self.header = Some(h);
+                }
+                Err(reason) => {
+                    return Err(self.broken(0, format!("bad container header: {reason}")))
+                }
+            }
+        }
+        loop {
+            if self.block_left > 0 {
+                return Ok(Some(self.next_datum()));
+            }
+            match self.input.at_eof() {
+                Ok(true) => return Ok(None),
+                Ok(false) => {}
+                Err(e) => return Err(self.ctx.io(e)),
+            }
+            if let Some(item) = self.next_block()? {
+                return Ok(Some(item));
+            }
+        }
+    }
+
+    /// Reads the next block into `self.block`; `Some` is a rejection standing for a bad block.
+    fn next_block(&mut self) -> Result<Option<ReadItem>, runtime_core::Error> {
+        let Some(header) = &self.header else {
+            return Ok(None);
+        };
+        let sync = header.sync;
+        let deflate = matches!(header.codec, Codec::Deflate);
+        let start = self.input.pos();
+        self.block_offset = start;
+        let head = read_long(&mut self.input).and_then(|c| Ok((c, read_long(&mut self.input)?)));
+        let (count, size) = match head {
+            Ok(h) => h,
+            Err(e) => {
+                return Err(self.broken(start, format!("block header cannot be read: {}", e.0)))
+            }
+        };
+        let size_ok = usize::try_from(size).ok().filter(|&s| s <= MAX_BLOCK_BYTES);
+        let (Some(size), Ok(count)) = (size_ok, u64::try_from(count)) else {
+            let why = format!("block header says {count} records in {size} bytes");
+            return self.resync(start, Vec::new(), why).map(Some);
+        };
+        let data = match self.input.take(size) {
+            Ok(d) => d.to_vec(),
+            Err(e) => {
+                return Err(self.broken(
+                    start,
+                    format!(
+                        "block of {count} records at byte offset {start} is truncated: {}",
+                        e.0
+                    ),
+                ))
+            }
+        };
+        let marker = match self.input.take(SYNC_LEN) {
+            Ok(m) => m.to_vec(),
+            Err(e) => {
+                return Err(self.broken(
+                    start,
+                    format!(
+                        "block at byte offset {start} lacks its sync marker: {}",
+                        e.0
+                    ),
+                ))
+            }
+        };
+        if marker != sync {
+            let mut seen = data;
+            seen.extend_from_slice(&marker);
+            return self
+                .resync(start, seen, "sync marker does not match".into())
+                .map(Some);
+        }
+        if deflate {
+            self.inflated.clear();
+            let limit = (self.ctx.max_record_bytes as u64)
+                .saturating_mul(count.max(1))
+                .min(4 * MAX_BLOCK_BYTES as u64);
+            let res = flate2::read::DeflateDecoder::new(&data[..])
+                .take(limit + 1)
+                .read_to_end(&mut self.inflated);
+            let bad = match res {
+                Err(e) => Some(format!("cannot inflate: {e}")),
+                Ok(n) if n as u64 > limit => Some(format!("inflates to more than {limit} bytes")),
+                Ok(_) => None,
+            };
+            if let Some(why) = bad {
+                self.record += 1;
+                let pos = position(self.record, None, start);
+                self.record += count.saturating_sub(1);
+                return Ok(Some(reject(
+                    RejectionKind::Encoding,
+                    pos,
+                    format!("block of {count} records at byte offset {start} is corrupt ({why}); its records are skipped"),
+                )));
+            }
+            std::mem::swap(&mut self.block, &mut self.inflated);
+        } else {
+            self.block = data;
+        }
+        self.block_at = 0;
+        self.block_left = count;
+        self.block_count = count;
+        Ok(None)
+    }
+
+    /// Skips to just after the next sync marker, looking first in `seen` (bytes already
+    /// read), then in the input.
+    fn resync(
+        &mut self,
+        start: u64,
+        mut seen: Vec<u8>,
+        why: String,
+    ) -> Result<ReadItem, runtime_core::Error> {
+        let sync = match &self.header {
+            Some(h) => h.sync,
+            None => return Err(self.broken(start, why)),
+        };
+        let seen_start = self.input.pos() - seen.len() as u64;
+        let mut window_start = seen_start;
+        loop {
+            if let Some(i) = memchr::memmem::find(&seen, &sync) {
+                let after = i + SYNC_LEN;
+                self.input.push_back(&seen[after..]);
+                let skipped = window_start + after as u64 - start;
+                self.record += 1;
+                return Ok(reject(
+                    RejectionKind::Encoding,
+                    position(self.record, None, start),
+                    format!("corrupt block at byte offset {start} ({why}); skipped {skipped} bytes to the next sync marker"),
+                ));
+            }
+            // Keep a marker's length minus one: the marker may straddle two chunks.
+            let keep = seen.len().min(SYNC_LEN - 1);
+            let cut = seen.len() - keep;
+            seen.drain(..cut);
+            window_start += cut as u64;
+            match self.input.read_chunk(&mut seen) {
+                Ok(0) => return Err(self.broken(
+                    start,
+                    format!(
+                        "corrupt block at byte offset {start} ({why}) and no sync marker after it"
+                    ),
+                )),
+                Ok(_) => {}
+                Err(e) => return Err(self.ctx.io(e)),
+            }
+        }
+    }
+
+    fn next_datum(&mut self) -> ReadItem {
+        let Some(header) = &self.header else {
+            return reject(
+                RejectionKind::Encoding,
+                position(self.record, None, 0),
+                "no header".into(),
+            );
+        };
+        let compiled = &header.compiled;
+        let mut src = SliceSource {
+            data: &self.block,
+            at: self.block_at,
+        };
+        let mut reader = DatumReader::new(compiled, self.ctx.max_record_bytes);
+        let res = reader.read(&mut src, compiled.root, 0);
+        self.record += 1;
+        let pos = position(self.record, None, self.block_offset);
+        match res {
+            Ok(v) => {
+                let len = src.at - self.block_at;
+                self.block_at = src.at;
+                self.block_left -= 1;
+                if len > self.ctx.max_record_bytes {
+                    self.ctx.oversize(pos, len as u64)
+                } else if let Some(why) = reader.invalid {
+                    reject(
+                        RejectionKind::Encoding,
+                        pos,
+                        format!("invalid Avro datum: {why}"),
+                    )
+                } else {
+                    record(v, pos)
+                }
+            }
+            Err(Malformed(why)) => {
+                let nth = self.block_count - self.block_left + 1;
+                let rest = self.block_left - 1;
+                self.record += rest;
+                self.block_left = 0;
+                reject(
+                    RejectionKind::Encoding,
+                    pos,
+                    format!(
+                        "block at byte offset {}: record {nth} of {} cannot be decoded ({why}); the block's remaining {rest} records are skipped",
+                        self.block_offset, self.block_count
+                    ),
+                )
+            }
+        }
+    }
+}
+
+impl<R: BufRead + Send> RecordDecoder for OcfDecoder<R> {
+    fn next_item(&mut self) -> Option<Result<ReadItem, runtime_core::Error>> {
+        if self.done {
+            return None;
+        }
+        match self.item() {
+            Ok(Some(item)) => Some(Ok(item)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// Datums back to back with no framing: a datum that cannot be decoded breaks the stream.
+pub(crate) struct DatumDecoder<R> {
+    schema: AvroSchema,
+    input: StreamInput<R>,
+    ctx: DecodeContext,
+    record: u64,
+    done: bool,
+}
+
+impl<R: BufRead> DatumDecoder<R> {
+    pub fn new(schema: AvroSchema, input: R, ctx: DecodeContext) -> Self {
+        DatumDecoder {
+            schema,
+            input: StreamInput::new(input, ctx.max_record_bytes),
+            ctx,
+            record: 0,
+            done: false,
+        }
+    }
+
+    fn item(&mut self) -> Result<Option<ReadItem>, runtime_core::Error> {
+        match self.input.at_eof() {
+            Ok(true) => return Ok(None),
+            Ok(false) => {}
+            Err(e) => return Err(self.ctx.io(e)),
+        }
+        let start = self.input.pos();
+        let compiled = self.schema.compiled();
+        let mut reader = DatumReader::new(compiled, self.ctx.max_record_bytes);
+        let res = reader.read(&mut self.input, compiled.root, 0);
+        self.record += 1;
+        let pos = position(self.record, None, start);
+        match res {
+            Ok(v) => {
+                let len = self.input.pos() - start;
+                Ok(Some(if len > self.ctx.max_record_bytes as u64 {
+                    self.ctx.oversize(pos, len)
+                } else if let Some(why) = reader.invalid {
+                    reject(
+                        RejectionKind::Encoding,
+                        pos,
+                        format!("invalid Avro datum: {why}"),
+                    )
+                } else {
+                    record(v, pos)
+                }))
+            }
+            Err(Malformed(why)) => {
+                if let Some(e) = self.input.io_error.take() {
+                    return Err(self.ctx.io(e));
+                }
+                Err(self
+                    .ctx
+                    .broken(pos, format!("Avro datum cannot be decoded: {why}")))
+            }
+        }
+    }
+}
+
+impl<R: BufRead + Send> RecordDecoder for DatumDecoder<R> {
+    fn next_item(&mut self) -> Option<Result<ReadItem, runtime_core::Error>> {
+        if self.done {
+            return None;
+        }
+        match self.item() {
+            Ok(Some(item)) => Some(Ok(item)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+pub(crate) struct DatumEncoder<W: Write> {
+    schema: AvroSchema,
+    out: BufWriter<W>,
+    scratch: Vec<u8>,
+}
+
+impl<W: Write> DatumEncoder<W> {
+    pub fn new(schema: AvroSchema, out: W) -> Self {
+        DatumEncoder {
+            schema,
+            out: BufWriter::with_capacity(64 * 1024, out),
+            scratch: Vec::new(),
+        }
+    }
+}
+
+impl<W: Write + Send> RecordEncoder for DatumEncoder<W> {
+    fn write(&mut self, value: &Value) -> Result<(), EncodeError> {
+        self.scratch.clear();
+        self.schema
+            .encode_datum(value, &mut self.scratch)
+            .map_err(|e| EncodeError::Rejected(rejected(e)))?;
+        self.out.write_all(&self.scratch)?;
+        Ok(())
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+pub(crate) struct OcfEncoder<W: Write> {
+    schema: AvroSchema,
+    codec: OcfCodec,
+    out: W,
+    sync: [u8; SYNC_LEN],
+    block: Vec<u8>,
+    count: u64,
+    header_written: bool,
+    frame: Vec<u8>,
+}
+
+/// A sync marker that differs from file to file; `RandomState` is seeded randomly per
+/// instance, which is all the randomness a marker needs.
+fn new_sync_marker() -> [u8; SYNC_LEN] {
+    let mut m = [0u8; SYNC_LEN];
+    let a = RandomState::new().hash_one(0u8).to_le_bytes();
+    let b = RandomState::new().hash_one(1u8).to_le_bytes();
+    m[..8].copy_from_slice(&a);
+    m[8..].copy_from_slice(&b);
+    m
+}
+
+impl<W: Write> OcfEncoder<W> {
+    pub fn new(schema: AvroSchema, codec: OcfCodec, out: W) -> Self {
+        OcfEncoder {
+            schema,
+            codec,
+            out,
+            sync: new_sync_marker(),
+            block: Vec::with_capacity(BLOCK_BYTES + 4096),
+            count: 0,
+            header_written: false,
+            frame: Vec::new(),
+        }
+    }
+
+    fn write_header(&mut self) -> io::Result<()> {
+        let mut h = Vec::with_capacity(self.schema.json().len() + 64);
+        h.extend_from_slice(MAGIC);
+        write_long(&mut h, 2);
+        for (k, v) in [
+            ("avro.schema", self.schema.json().as_bytes()),
+            (
+                "avro.codec",
+                match self.codec {
+                    OcfCodec::Null => b"null".as_slice(),
+                    OcfCodec::Deflate => b"deflate".as_slice(),
+                },
+            ),
+        ] {
+            write_long(&mut h, k.len() as i64);
+            h.extend_from_slice(k.as_bytes());
+            write_long(&mut h, v.len() as i64);
+            h.extend_from_slice(v);
+        }
+        write_long(&mut h, 0);
+        h.extend_from_slice(&self.sync);
+        self.out.write_all(&h)?;
+        self.header_written = true;
+        Ok(())
+    }
+
+    fn flush_block(&mut self) -> io::Result<()> {
+        if self.count == 0 {
+            return Ok(());
+        }
+        self.frame.clear();
+        write_long(&mut self.frame, self.count as i64);
+        match self.codec {
+            OcfCodec::Null => {
+                write_long(&mut self.frame, self.block.len() as i64);
+                self.out.write_all(&self.frame)?;
+                self.out.write_all(&self.block)?;
+            }
+            OcfCodec::Deflate => {
+                let mut enc = flate2::write::DeflateEncoder::new(
+                    Vec::with_capacity(self.block.len() / 2),
+                    flate2::Compression::default(),
+                );
+                enc.write_all(&self.block)?;
+                let z = enc.finish()?;
+                write_long(&mut self.frame, z.len() as i64);
+                self.out.write_all(&self.frame)?;
+                self.out.write_all(&z)?;
+            }
+        }
+        self.out.write_all(&self.sync)?;
+        self.block.clear();
+        self.count = 0;
+        Ok(())
+    }
+}
+
+impl<W: Write + Send> RecordEncoder for OcfEncoder<W> {
+    fn write(&mut self, value: &Value) -> Result<(), EncodeError> {
+        if !self.header_written {
+            self.write_header()?;
+        }
+        let c = self.schema.compiled();
+        let start = self.block.len();
+        if let Err(e) = datum::write(&c.nodes, c.root, value, &mut self.block, 0) {
+            self.block.truncate(start);
+            return Err(EncodeError::Rejected(rejected(e)));
+        }
+        self.count += 1;
+        if self.block.len() >= BLOCK_BYTES {
+            self.flush_block()?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        if !self.header_written {
+            self.write_header()?;
+        }
+        self.flush_block()?;
+        self.out.flush()
+    }
+}
