@@ -430,12 +430,14 @@ impl<R: BufRead> OcfDecoder<R> {
             seen.drain(..cut);
             window_start += cut as u64;
             match self.input.read_chunk(&mut seen) {
-                Ok(0) => return Err(self.broken(
-                    start,
-                    format!(
+                Ok(0) => {
+                    return Err(self.broken(
+                        start,
+                        format!(
                         "corrupt block at byte offset {start} ({why}) and no sync marker after it"
                     ),
-                )),
+                    ))
+                }
                 Ok(_) => {}
                 Err(e) => return Err(self.ctx.io(e)),
             }
