@@ -18,6 +18,8 @@
 //!   called with a lookup the caller supplies; `to_json` and `Debug` always show the reference,
 //!   never a resolved value.
 //!
+//! The forms, defaults and refusals are described for users in `docs/stream-descriptors.md`.
+//!
 //! Deliberately not here: opening anything (endpoints live in their own crate), reading the
 //! environment or a secrets folder, and checking Avro schemas (the codecs crate does that).
 
@@ -309,10 +311,11 @@ impl Encoding {
         }
     }
 
-    /// Looks an encoding up by name, ignoring case; `utf8` and `avro` are accepted aliases.
-    /// `csv` gets the default [`CsvOptions`].
+    /// Looks an encoding up by name, ignoring case; `utf8` and `avro` are accepted aliases,
+    /// and the strings `null` and `raw` mean raw bytes. `csv` gets the default [`CsvOptions`].
     pub fn from_name(name: &str) -> Option<Encoding> {
         match name.trim().to_ascii_lowercase().as_str() {
+            "null" | "raw" => Some(Encoding::Raw),
             "utf-8" | "utf8" => Some(Encoding::Utf8),
             "json" => Some(Encoding::Json),
             "csv" => Some(Encoding::Csv(CsvOptions::default())),

@@ -74,6 +74,14 @@ fn json_cases() -> Vec<(&'static str, &'static str, Json)> {
             })),
         ),
         (
+            "Encoding written as the string \"null\" is raw bytes",
+            r#"{"Transport": {"Type": "file", "Path": "x.json"}, "Encoding": "NULL"}"#,
+            defaulted(json!({
+                "Transport": {"Type": "file", "Path": "x.json"},
+                "Encoding": null, "Envelope": lines(),
+            })),
+        ),
+        (
             "Transport as a string",
             r#"{"Transport": "discard"}"#,
             defaulted(
@@ -428,6 +436,27 @@ fn short_cases() -> Vec<(&'static str, Json)> {
             })),
         ),
         (
+            r"C:\data\in.csv",
+            defaulted(json!({
+                "Transport": {"Type": "file", "Path": "C:\\data\\in.csv"},
+                "Encoding": csv_default(), "Envelope": "delimited-csv",
+            })),
+        ),
+        (
+            "file:data:2024/x.json",
+            defaulted(json!({
+                "Transport": {"Type": "file", "Path": "data:2024/x.json"},
+                "Encoding": "json", "Envelope": lines(),
+            })),
+        ),
+        (
+            r#""rest:""#,
+            defaulted(json!({
+                "Transport": {"Type": "REST", "Mode": "simple"}, "Encoding": "json",
+                "Envelope": null, "Batching": rest_batching,
+            })),
+        ),
+        (
             "s3://bucket/key.csv",
             defaulted(json!({
                 "Transport": s3("bucket", "key.csv"),
@@ -590,6 +619,7 @@ const INVALID: &[(&str, &str, &str)] = &[
     ("", "Transport", "empty short form"),
     ("ftp://host/file.csv", "Transport", "unknown short form 'ftp:'"),
     ("discard:now", "Transport", "takes nothing after the colon"),
+    ("data:2024/x.csv", "Transport", "write file:data:2024/x.csv"),
 ];
 
 fn refusal(result: Result<StreamDescriptor, Error>, input: &str) -> (String, String) {
@@ -812,6 +842,22 @@ fn secrets_resolve_through_the_lookup_and_stay_references_in_json() {
     // Resolving again changes nothing and asks for nothing.
     d.resolve_secrets(|_| panic!("nothing left to resolve"))
         .unwrap();
+}
+
+#[test]
+fn a_resolved_value_is_never_resolved_again() {
+    let mut d = parse(r#"{"Transport": {"Type": "exec", "Run": "secret://cmd"}}"#);
+    d.resolve_secrets(|_| Some("secret://looks-like-a-reference".to_string()))
+        .unwrap();
+    assert!(d.unresolved_secrets().is_empty());
+    d.resolve_secrets(|_| None).unwrap();
+    assert_eq!(
+        d.transport,
+        Transport::Exec {
+            run: "secret://looks-like-a-reference".into()
+        }
+    );
+    assert_eq!(d.to_json()["Transport"]["Run"], json!("secret://cmd"));
 }
 
 #[test]
