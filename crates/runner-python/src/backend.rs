@@ -1,0 +1,493 @@
+//! The worker side: CPython embedded, the model loaded as module `__model`, requests served
+//! on the worker's one thread with the interpreter attached (released while waiting).
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyModule, PyTuple};
+use runtime_core::{
+    AllRecordsFunction, InitContext, Language, Level, ModelSpec, RecordFailure, ScoreOutcome, Slot,
+    Value,
+};
+use worker::protocol::{WireFailure, WireItem};
+use worker::{Context, WorkerBackend};
+
+use crate::convert::{from_py, to_py};
+
+const DRIVER: &str = include_str!("driver.py");
+
+/// A model function and how it is called.
+struct Entry<'py> {
+    name: String,
+    func: Bound<'py, PyAny>,
+    /// Positional arguments passed.
+    arity: usize,
+}
+
+struct Score<'py> {
+    entry: Entry<'py>,
+    /// The driver loop for this arity.
+    run: Bound<'py, PyAny>,
+}
+
+#[derive(Default)]
+struct Model<'py> {
+    init: Option<Entry<'py>>,
+    score: Option<Score<'py>>,
+    metrics: Option<Entry<'py>>,
+    train: Option<Entry<'py>>,
+    end: Option<Entry<'py>>,
+}
+
+pub(crate) struct PythonBackend<'py> {
+    py: Python<'py>,
+    driver: Bound<'py, PyModule>,
+    simplify: Bound<'py, PyAny>,
+    failure: Bound<'py, PyAny>,
+    generator: Bound<'py, PyAny>,
+    progress: Option<Bound<'py, PyAny>>,
+    model: Option<Model<'py>>,
+    collected: BTreeMap<u32, Bound<'py, PyList>>,
+}
+
+/// `(message, traceback)` of a Python exception, formatted by the driver without its own
+/// frame. A traceback-less exception (raised by the runner) gets an empty traceback.
+fn describe_err(py: Python<'_>, failure: &Bound<'_, PyAny>, err: &PyErr) -> (String, String) {
+    match failure.call1((err.value(py), err.traceback(py))) {
+        Ok(f) => {
+            let get = |name: &str| {
+                f.getattr(name)
+                    .and_then(|v| v.extract::<String>())
+                    .unwrap_or_default()
+            };
+            (get("message"), get("traceback"))
+        }
+        Err(_) => (err.to_string(), String::new()),
+    }
+}
+
+impl<'py> PythonBackend<'py> {
+    pub(crate) fn new(py: Python<'py>) -> PyResult<Self> {
+        let code = CString::new(DRIVER)
+            .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
+        let driver = PyModule::from_code(py, &code, c"<model-runtime runner>", c"__runner")?;
+        let simplify = driver.getattr("simplify")?;
+        let failure = driver.getattr("Failure")?;
+        let generator = py.import("types")?.getattr("GeneratorType")?;
+        Ok(PythonBackend {
+            py,
+            driver,
+            simplify,
+            failure,
+            generator,
+            progress: None,
+            model: None,
+            collected: BTreeMap::new(),
+        })
+    }
+
+    pub(crate) fn flush(&self) {
+        let _ = self.driver.call_method0("flush");
+    }
+
+    fn err(&self, err: &PyErr) -> (String, String) {
+        describe_err(self.py, &self.failure, err)
+    }
+
+    fn model_failed(&self, function: &str, err: &PyErr) -> WireFailure {
+        let (message, traceback) = self.err(err);
+        WireFailure::ModelFailed {
+            function: function.to_owned(),
+            message,
+            traceback,
+        }
+    }
+
+    fn model(&self) -> Result<&Model<'py>, WireFailure> {
+        self.model
+            .as_ref()
+            .ok_or_else(|| WireFailure::Worker("no model is loaded".into()))
+    }
+
+    fn describe(&self, func: &Bound<'py, PyAny>) -> PyResult<(i64, bool, String)> {
+        self.driver.call_method1("describe", (func,))?.extract()
+    }
+
+    fn entry(
+        &self,
+        module: &Bound<'py, PyAny>,
+        role: &str,
+        name: &Option<String>,
+        required: bool,
+    ) -> Result<Option<(String, Bound<'py, PyAny>)>, WireFailure> {
+        let Some(name) = name else {
+            return Ok(None);
+        };
+        match module.getattr(name.as_str()) {
+            Ok(f) if f.is_callable() => Ok(Some((name.clone(), f))),
+            Ok(f) => Err(WireFailure::ModelLoad(format!(
+                "the {role} function '{name}' is not a function but a {}",
+                f.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            ))),
+            Err(_) if !required => Ok(None),
+            Err(_) => Err(WireFailure::ModelLoad(format!(
+                "the model defines no function '{name}' (its {role} function)"
+            ))),
+        }
+    }
+
+    fn load_model(
+        &mut self,
+        spec: &ModelSpec,
+        cx: &mut Context,
+    ) -> Result<Model<'py>, WireFailure> {
+        let progress = self
+            .driver
+            .call_method1(
+                "prepare",
+                (
+                    spec.work_dir.as_path(),
+                    spec.main_source.as_path(),
+                    spec.import_paths.clone(),
+                    cx.progress().fd(),
+                ),
+            )
+            .map_err(|e| {
+                let (message, _) = self.err(&e);
+                WireFailure::ModelLoad(format!("cannot prepare the model's process: {message}"))
+            })?;
+        self.progress = Some(progress);
+        let module = self
+            .driver
+            .call_method1(
+                "load_module",
+                (spec.work_dir.as_path(), spec.main_source.as_path()),
+            )
+            .map_err(|e| {
+                let (message, traceback) = self.err(&e);
+                if !traceback.is_empty() {
+                    cx.log(Level::Error, traceback);
+                }
+                WireFailure::ModelLoad(format!(
+                    "importing {} raised {message}",
+                    spec.main_source.display()
+                ))
+            })?;
+        let e = &spec.entry_points;
+        let mut model = Model::default();
+        let load_err = |e: PyErr| WireFailure::ModelLoad(format!("cannot inspect the model: {e}"));
+
+        if let Some((name, func)) = self.entry(&module, "score", &e.score, true)? {
+            let (n, varargs, sig) = self.describe(&func).map_err(load_err)?;
+            let arity = match n {
+                1..=3 => n as usize,
+                -1 => 1,
+                0 if varargs => 1,
+                _ => {
+                    return Err(WireFailure::ModelLoad(format!(
+                        "the score function {sig} takes {n} positional arguments; a score \
+                         function takes 1 (datum), 2 (datum, slot) or 3 (datum, slot, seqno)"
+                    )))
+                }
+            };
+            let run = self
+                .driver
+                .call_method1("make_loop", (arity,))
+                .map_err(load_err)?;
+            model.score = Some(Score {
+                entry: Entry { name, func, arity },
+                run,
+            });
+        }
+        if let Some((name, func)) = self.entry(&module, "init", &e.init, true)? {
+            let (n, varargs, sig) = self.describe(&func).map_err(load_err)?;
+            let arity = match n {
+                0 if !varargs => 0,
+                -1..=1 => 1,
+                _ => {
+                    return Err(WireFailure::ModelLoad(format!(
+                        "the init function {sig} takes {n} positional arguments; an init \
+                         function takes none or one (a dict with rawJson and job or deployedModel)"
+                    )))
+                }
+            };
+            model.init = Some(Entry { name, func, arity });
+        }
+        for (role, name, slot) in [
+            ("metrics", &e.metrics, &mut model.metrics),
+            ("train", &e.train, &mut model.train),
+        ] {
+            if let Some((name, func)) = self.entry(&module, role, name, true)? {
+                let (n, varargs, _) = self.describe(&func).map_err(load_err)?;
+                let arity = if n == 0 && !varargs { 0 } else { 1 };
+                *slot = Some(Entry { name, func, arity });
+            }
+        }
+        // `end` is called if the model defines it; a name that is not there is no error.
+        if let Some((name, func)) = self.entry(&module, "end", &e.end, false)? {
+            model.end = Some(Entry {
+                name,
+                func,
+                arity: 0,
+            });
+        }
+        Ok(model)
+    }
+
+    /// Where one output goes: a `(int, value)` tuple to that slot, anything else to slot 1.
+    fn route(&self, out: &Bound<'py, PyAny>) -> PyResult<(Slot, Value)> {
+        if let Ok(t) = out.cast_exact::<PyTuple>() {
+            if t.len() == 2 {
+                let first = t.get_item(0)?;
+                if first.is_exact_instance_of::<pyo3::types::PyInt>() {
+                    let slot: i64 = first.extract()?;
+                    let slot = u32::try_from(slot).map_err(|_| {
+                        pyo3::exceptions::PyValueError::new_err(format!(
+                            "output slot {slot} is not a slot number"
+                        ))
+                    })?;
+                    return Ok((Slot(slot), from_py(&t.get_item(1)?, &self.simplify)?));
+                }
+            }
+        }
+        Ok((Slot::DEFAULT_OUTPUT, from_py(out, &self.simplify)?))
+    }
+
+    fn outcome(&self, r: &Bound<'py, PyAny>) -> ScoreOutcome {
+        let fail = |e: PyErr| {
+            let (message, traceback) = self.err(&e);
+            RecordFailure { message, traceback }
+        };
+        if r.is_none() {
+            return Ok(Vec::new());
+        }
+        if let Ok(list) = r.cast_exact::<PyList>() {
+            let mut outs = Vec::with_capacity(list.len());
+            for out in list.iter() {
+                outs.push(self.route(&out).map_err(fail)?);
+            }
+            return Ok(outs);
+        }
+        if let Ok(t) = r.cast_exact::<PyTuple>() {
+            let out = t.get_item(0).map_err(fail)?;
+            return Ok(vec![self.route(&out).map_err(fail)?]);
+        }
+        let get = |name: &str| {
+            r.getattr(name)
+                .and_then(|v| v.extract::<String>())
+                .unwrap_or_default()
+        };
+        Err(RecordFailure {
+            message: get("message"),
+            traceback: get("traceback"),
+        })
+    }
+
+    fn score_py(&self, items: Vec<WireItem>) -> Result<Vec<ScoreOutcome>, WireFailure> {
+        let py = self.py;
+        let model = self.model()?;
+        let Some(score) = &model.score else {
+            return Err(WireFailure::ModelFailed {
+                function: "score".into(),
+                message: "the model has no score function".into(),
+                traceback: String::new(),
+            });
+        };
+        let arity = score.entry.arity;
+        let internal =
+            |e: PyErr| WireFailure::Worker(format!("cannot pass records to Python: {e}"));
+        let n = items.len();
+        let mut data = Vec::with_capacity(n);
+        let mut slots = Vec::with_capacity(if arity >= 2 { n } else { 0 });
+        let mut seqnos = Vec::with_capacity(if arity >= 3 { n } else { 0 });
+        for WireItem(slot, seqno, value) in &items {
+            data.push(to_py(py, value).map_err(internal)?);
+            if arity >= 2 {
+                slots.push(*slot);
+            }
+            if arity >= 3 {
+                seqnos.push(*seqno);
+            }
+        }
+        drop(items);
+        let data = PyList::new(py, data).map_err(internal)?;
+        let slots = PyList::new(py, slots).map_err(internal)?;
+        let seqnos = PyList::new(py, seqnos).map_err(internal)?;
+        let progress = self
+            .progress
+            .clone()
+            .unwrap_or_else(|| py.None().into_bound(py));
+        let results = score
+            .run
+            .call1((
+                data,
+                slots,
+                seqnos,
+                progress,
+                &score.entry.func,
+                &self.failure,
+                &self.generator,
+            ))
+            .map_err(|e| self.model_failed(&score.entry.name, &e))?;
+        let results = results
+            .cast_into::<PyList>()
+            .map_err(|e| WireFailure::Worker(format!("the runner loop returned {e}")))?;
+        Ok(results.iter().map(|r| self.outcome(&r)).collect())
+    }
+}
+
+impl<'py> WorkerBackend for PythonBackend<'py> {
+    fn load(
+        &mut self,
+        model: ModelSpec,
+        cx: &mut Context,
+    ) -> Result<Vec<(String, String)>, WireFailure> {
+        if model.language != Language::Python {
+            return Err(WireFailure::ModelLoad(format!(
+                "the Python runner cannot run a model in {}",
+                model.language
+            )));
+        }
+        if self.model.is_some() {
+            return Err(WireFailure::Worker("a model is already loaded".into()));
+        }
+        let loaded = self.load_model(&model, cx)?;
+        self.model = Some(loaded);
+        let sys = self
+            .py
+            .import("sys")
+            .map_err(|e| WireFailure::Worker(e.to_string()))?;
+        let fact = |name: &str| {
+            sys.getattr(name)
+                .and_then(|v| v.str())
+                .map(|s| s.to_string())
+                .unwrap_or_default()
+        };
+        let version = fact("version");
+        let version = version.split_whitespace().next().unwrap_or("").to_owned();
+        Ok(vec![
+            ("python".into(), version),
+            ("executable".into(), fact("executable")),
+        ])
+    }
+
+    fn init(&mut self, init: InitContext, _cx: &mut Context) -> Result<(), WireFailure> {
+        let model = self.model()?;
+        let Some(entry) = &model.init else {
+            return Ok(());
+        };
+        let (key, raw) = match init {
+            InitContext::Job { raw_json } => ("job", raw_json),
+            InitContext::Deployment { raw_json } => ("deployedModel", raw_json),
+        };
+        self.driver
+            .call_method1("call_init", (&entry.func, entry.arity, key, raw))
+            .map(|_| ())
+            .map_err(|e| self.model_failed(&entry.name, &e))
+    }
+
+    fn score_batch(
+        &mut self,
+        items: Vec<WireItem>,
+        _cx: &mut Context,
+    ) -> Result<Vec<ScoreOutcome>, WireFailure> {
+        self.score_py(items)
+    }
+
+    fn collect(
+        &mut self,
+        slot: Slot,
+        values: Vec<Value>,
+        _cx: &mut Context,
+    ) -> Result<(), WireFailure> {
+        let py = self.py;
+        let list = self
+            .collected
+            .entry(slot.0)
+            .or_insert_with(|| PyList::empty(py));
+        for v in &values {
+            let obj = to_py(py, v).map_err(|e| WireFailure::Worker(e.to_string()))?;
+            list.append(obj)
+                .map_err(|e| WireFailure::Worker(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    fn run_all(
+        &mut self,
+        function: AllRecordsFunction,
+        cx: &mut Context,
+    ) -> Result<Vec<(Slot, Value)>, WireFailure> {
+        let collected = std::mem::take(&mut self.collected);
+        let model = self.model()?;
+        let entry = match function {
+            AllRecordsFunction::Metrics => &model.metrics,
+            AllRecordsFunction::Train => &model.train,
+        };
+        let Some(entry) = entry else {
+            return Err(WireFailure::ModelFailed {
+                function: function.as_str().into(),
+                message: format!("the model has no {} function", function.as_str()),
+                traceback: String::new(),
+            });
+        };
+        let has_pandas = self
+            .driver
+            .call_method0("has_pandas")
+            .and_then(|v| v.extract::<bool>())
+            .unwrap_or(false);
+        if !has_pandas {
+            cx.log(
+                Level::Warn,
+                format!(
+                    "pandas is not importable: {} receives each input as a list of records",
+                    entry.name
+                ),
+            );
+        }
+        let mut frames = Vec::with_capacity(collected.len());
+        for (_, records) in collected {
+            let frame = self
+                .driver
+                .call_method1("make_frame", (records,))
+                .map_err(|e| self.model_failed(&entry.name, &e))?;
+            frames.push(frame);
+        }
+        let outputs = self
+            .driver
+            .call_method1("call_all", (&entry.func, entry.arity, frames))
+            .map_err(|e| self.model_failed(&entry.name, &e))?;
+        let outputs = outputs
+            .cast_into::<PyList>()
+            .map_err(|e| WireFailure::Worker(format!("the runner returned {e}")))?;
+        let mut out = Vec::with_capacity(outputs.len());
+        for o in outputs.iter() {
+            out.push(
+                self.route(&o)
+                    .map_err(|e| self.model_failed(&entry.name, &e))?,
+            );
+        }
+        Ok(out)
+    }
+
+    fn end(&mut self, _cx: &mut Context) -> Result<(), WireFailure> {
+        let result = match self.model.as_ref().and_then(|m| m.end.as_ref()) {
+            Some(entry) => entry
+                .func
+                .call0()
+                .map(|_| ())
+                .map_err(|e| self.model_failed(&entry.name, &e)),
+            None => Ok(()),
+        };
+        self.flush();
+        result
+    }
+
+    fn idle<T: Send>(&mut self, wait: impl FnOnce() -> T + Send) -> T {
+        self.py.detach(wait)
+    }
+}

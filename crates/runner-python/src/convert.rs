@@ -1,0 +1,136 @@
+//! Python objects to record values and back, in Rust (no JSON text on the way).
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use runtime_core::{Map, Value};
+
+/// Nesting deeper than this is refused (it is almost surely a list that contains itself).
+const MAX_DEPTH: usize = 200;
+
+/// A record value as a Python object: maps become dicts (keys of any type), arrays lists,
+/// bytes `bytes`, integers `int`.
+pub fn to_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match v {
+        Value::Null => py.None().into_bound(py),
+        Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
+        Value::Int(i) => match i64::try_from(*i) {
+            Ok(small) => small.into_pyobject(py)?.into_any(),
+            Err(_) => i.into_pyobject(py)?.into_any(),
+        },
+        Value::Float(x) => PyFloat::new(py, *x).into_any(),
+        Value::String(s) => PyString::new(py, s).into_any(),
+        Value::Bytes(b) => PyBytes::new(py, b).into_any(),
+        Value::Array(a) => {
+            let list = PyList::empty(py);
+            for item in a {
+                list.append(to_py(py, item)?)?;
+            }
+            list.into_any()
+        }
+        Value::Map(m) => {
+            let dict = PyDict::new(py);
+            for (k, v) in m.iter() {
+                dict.set_item(key_to_py(py, k)?, to_py(py, v)?)?;
+            }
+            dict.into_any()
+        }
+    })
+}
+
+/// Dict keys must be hashable: arrays become tuples, maps tuples of `(key, value)` pairs.
+fn key_to_py<'py>(py: Python<'py>, k: &Value) -> PyResult<Bound<'py, PyAny>> {
+    match k {
+        Value::Array(a) => {
+            let items = a
+                .iter()
+                .map(|x| key_to_py(py, x))
+                .collect::<PyResult<Vec<_>>>()?;
+            Ok(PyTuple::new(py, items)?.into_any())
+        }
+        Value::Map(m) => {
+            let items = m
+                .iter()
+                .map(|(k, v)| PyTuple::new(py, [key_to_py(py, k)?, key_to_py(py, v)?]))
+                .collect::<PyResult<Vec<_>>>()?;
+            Ok(PyTuple::new(py, items)?.into_any())
+        }
+        other => to_py(py, other),
+    }
+}
+
+/// A Python object as a record value. Types Rust does not know are handed to the driver's
+/// `simplify` (numpy, datetime, Decimal, pandas, sets), which raises `TypeError` for the rest.
+pub fn from_py(obj: &Bound<'_, PyAny>, simplify: &Bound<'_, PyAny>) -> PyResult<Value> {
+    from_py_at(obj, simplify, 0)
+}
+
+fn from_py_at(
+    obj: &Bound<'_, PyAny>,
+    simplify: &Bound<'_, PyAny>,
+    depth: usize,
+) -> PyResult<Value> {
+    if depth > MAX_DEPTH {
+        return Err(PyValueError::new_err(format!(
+            "an output nested more than {MAX_DEPTH} levels deep cannot be a record value"
+        )));
+    }
+    if obj.is_none() {
+        return Ok(Value::Null);
+    }
+    if let Ok(s) = obj.cast::<PyString>() {
+        return Ok(Value::String(s.to_str()?.to_owned()));
+    }
+    if let Ok(b) = obj.cast::<PyBool>() {
+        return Ok(Value::Bool(b.is_true()));
+    }
+    if obj.is_instance_of::<PyInt>() {
+        if let Ok(i) = obj.extract::<i64>() {
+            return Ok(Value::Int(i128::from(i)));
+        }
+        return match obj.extract::<i128>() {
+            Ok(i) => Ok(Value::Int(i)),
+            Err(_) => Err(PyValueError::new_err(
+                "an integer wider than 128 bits cannot be a record value",
+            )),
+        };
+    }
+    if let Ok(f) = obj.cast::<PyFloat>() {
+        return Ok(Value::Float(f.value()));
+    }
+    if let Ok(d) = obj.cast::<PyDict>() {
+        let mut map = Map::with_capacity(d.len());
+        for (k, v) in d.iter() {
+            map.push(
+                from_py_at(&k, simplify, depth + 1)?,
+                from_py_at(&v, simplify, depth + 1)?,
+            );
+        }
+        return Ok(Value::Map(map));
+    }
+    if let Ok(l) = obj.cast::<PyList>() {
+        let mut out = Vec::with_capacity(l.len());
+        for item in l.iter() {
+            out.push(from_py_at(&item, simplify, depth + 1)?);
+        }
+        return Ok(Value::Array(out));
+    }
+    if let Ok(t) = obj.cast::<PyTuple>() {
+        let mut out = Vec::with_capacity(t.len());
+        for item in t.iter() {
+            out.push(from_py_at(&item, simplify, depth + 1)?);
+        }
+        return Ok(Value::Array(out));
+    }
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(Value::Bytes(b.as_bytes().to_vec()));
+    }
+    let simpler = simplify.call1((obj,))?;
+    if simpler.is(obj) {
+        return Err(PyTypeError::new_err(format!(
+            "cannot convert an object of type '{}' to a record value",
+            obj.get_type().name()?
+        )));
+    }
+    from_py_at(&simpler, simplify, depth + 1)
+}

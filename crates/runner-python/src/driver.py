@@ -1,0 +1,249 @@
+# The Python half of the runner, compiled once into the worker as module `__runner`.
+# The per-record loop lives here, in bytecode, because a Python loop calling `score` costs
+# less than a call from Rust per record; values are built and read back in Rust.
+import importlib.machinery
+import importlib.util
+import inspect
+import json
+import mmap
+import os
+import site
+import sys
+import traceback
+import types
+import warnings
+
+_Gen = types.GeneratorType
+
+
+class Failure:
+    """An exception raised by model code, formatted without the runner's own frame."""
+
+    __slots__ = ("message", "traceback")
+
+    def __init__(self, e, tb=None):
+        text = str(e)
+        name = type(e).__qualname__
+        self.message = f"{name}: {text}" if text else name
+        # An exception fetched by the runner may carry its traceback apart from itself.
+        if tb is None:
+            tb = e.__traceback__
+        while tb is not None and tb.tb_frame.f_globals.get("__name__") == "__runner":
+            tb = tb.tb_next
+        if tb is None:
+            # Raised by the runner itself (a conversion): no model code to show.
+            self.traceback = ""
+        else:
+            self.traceback = "".join(traceback.format_exception(type(e), e, tb))
+
+
+class _NotFromWorkDir:
+    """Finds a module named like the main source anywhere but the working directory, so a
+    model file called `inspect.py` cannot stand in for the standard library's `inspect`."""
+
+    def __init__(self, name, work_dir):
+        self.name = name
+        self.work_dir = work_dir
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != self.name or path is not None:
+            return None
+        others = [p for p in sys.path if os.path.abspath(p or ".") != self.work_dir]
+        return importlib.machinery.PathFinder.find_spec(fullname, others)
+
+
+def _interpreter():
+    base = sys.base_exec_prefix
+    for name in (f"python{sys.version_info[0]}.{sys.version_info[1]}", "python3"):
+        candidate = os.path.join(base, "bin", name)
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return ""
+
+
+def prepare(work_dir, main_source, import_paths, progress_fd):
+    """Sets the process up for the model; returns the progress words."""
+    work_dir = os.path.abspath(work_dir)
+    os.chdir(work_dir)
+    sys.path.insert(0, work_dir)
+    for p in import_paths:
+        site.addsitedir(p)
+    exe = _interpreter()
+    if exe:
+        sys.executable = exe
+        sys._base_executable = exe
+    sys.argv = [os.path.join(work_dir, main_source)]
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None and hasattr(stream, "reconfigure"):
+            stream.reconfigure(line_buffering=True)
+    warnings.simplefilter("error", UserWarning)
+    stem = os.path.splitext(os.path.basename(main_source))[0]
+    if stem in sys.stdlib_module_names:
+        finders = sys.meta_path
+        at = next(
+            (i for i, f in enumerate(finders) if f is importlib.machinery.PathFinder),
+            len(finders),
+        )
+        finders.insert(at, _NotFromWorkDir(stem, work_dir))
+    if progress_fd is not None:
+        page = mmap.mmap(progress_fd, 4096)
+    else:
+        page = bytearray(16)
+    return memoryview(page).cast("Q")
+
+
+def load_module(work_dir, main_source):
+    path = os.path.join(os.path.abspath(work_dir), main_source)
+    spec = importlib.util.spec_from_file_location("__model", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path} as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["__model"] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules["__model"]
+        raise
+    return module
+
+
+def describe(fn):
+    """(positional parameter count, has *args, printable signature) of a callable."""
+    name = getattr(fn, "__name__", type(fn).__name__)
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return (-1, True, f"{name}(...)")
+    n = 0
+    varargs = False
+    P = inspect.Parameter
+    for p in sig.parameters.values():
+        if p.kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD):
+            n += 1
+        elif p.kind is P.VAR_POSITIONAL:
+            varargs = True
+    return (n, varargs, f"{name}{sig}")
+
+
+def call_init(fn, arity, key, raw_json):
+    if arity == 0:
+        fn()
+    else:
+        fn({"rawJson": raw_json, key: json.loads(raw_json)})
+
+
+# One loop per score arity, generated from one template so the hot loop has no branch on
+# arity. Each result is None (no output), a list (a generator's outputs), a 1-tuple (one
+# returned value) or a Failure.
+_LOOP = """
+def run(data, slots, seqnos, progress, score, Failure, _Gen):
+    out = []
+    append = out.append
+    i = 0
+    for {names} in {source}:
+        i += 1
+        progress[1] = i
+        try:
+            r = score({args})
+            if r.__class__ is _Gen:
+                r = list(r)
+            elif r is not None:
+                r = (r,)
+            append(r)
+        except Exception as e:
+            append(Failure(e))
+    return out
+"""
+
+
+def make_loop(arity):
+    names, source, args = {
+        1: ("d", "data", "d"),
+        2: ("d, s", "zip(data, slots)", "d, s"),
+        3: ("d, s, n", "zip(data, slots, seqnos)", "d, s, n"),
+    }[arity]
+    scope = {"__name__": "__runner"}
+    exec(_LOOP.format(names=names, source=source, args=args), scope)
+    return scope["run"]
+
+
+def call_all(fn, arity, frames):
+    """Calls metrics or train; returns its outputs as a list."""
+    r = fn() if arity == 0 else fn(*frames)
+    if r.__class__ is _Gen:
+        return list(r)
+    if r is None:
+        return []
+    return [r]
+
+
+_pandas = None
+
+
+def make_frame(records):
+    """A pandas DataFrame of the records, or the list itself when pandas is missing."""
+    global _pandas
+    if _pandas is None:
+        try:
+            import pandas
+
+            _pandas = pandas
+        except ImportError:
+            _pandas = False
+    if _pandas is False:
+        return records
+    return _pandas.DataFrame(records)
+
+
+def has_pandas():
+    make_frame([])
+    return _pandas is not False
+
+
+def simplify(obj):
+    """Turns a value Rust does not convert directly into one it does, or raises TypeError.
+    See docs/python-models.md for the rules."""
+    t = type(obj)
+    mod = t.__module__
+    if mod == "numpy" or mod.startswith("numpy."):
+        if hasattr(obj, "tolist"):
+            return obj.tolist()
+        if hasattr(obj, "item"):
+            return obj.item()
+    if hasattr(obj, "isoformat") and mod == "datetime":
+        return obj.isoformat()
+    if t.__name__ == "NaTType":
+        return None
+    if mod == "decimal":
+        if obj.is_finite() and obj == obj.to_integral_value():
+            return int(obj)
+        return float(obj)
+    if mod == "pandas" or mod.startswith("pandas."):
+        if t.__name__ == "DataFrame":
+            return obj.to_dict(orient="records")
+        if t.__name__ == "Series":
+            return obj.to_dict()
+        if hasattr(obj, "isoformat"):
+            return obj.isoformat()
+    if isinstance(obj, (set, frozenset)):
+        return list(obj)
+    if isinstance(obj, (bytearray, memoryview)):
+        return bytes(obj)
+    import datetime
+    import collections.abc
+
+    if isinstance(obj, (datetime.date, datetime.time)):
+        return obj.isoformat()
+    if isinstance(obj, collections.abc.Mapping):
+        return dict(obj)
+    raise TypeError(
+        f"cannot convert an object of type '{mod}.{t.__qualname__}' to a record value"
+    )
+
+
+def flush():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass

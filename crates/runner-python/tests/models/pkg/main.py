@@ -1,0 +1,5 @@
+from helpers.util import triple
+
+
+def action(d):
+    return triple(d)
