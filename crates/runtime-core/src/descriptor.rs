@@ -1937,30 +1937,21 @@ fn parse_encoding(v: &Json) -> Result<Encoding> {
     }
     match encoding {
         Encoding::Csv(mut csv) => {
-            if let Some(d) = obj
+            csv.delimiter = obj
                 .take("Delimiter")
                 .try_map(|v| ascii_char(v, "Encoding.Delimiter"))?
                 .or_default(csv.delimiter)
-            {
-                csv.delimiter = d;
-            } else {
-                return Err(Error::descriptor(
-                    "Encoding.Delimiter",
-                    "CSV needs a delimiter",
-                ));
-            }
-            if let Some(q) = obj
+                .ok_or_else(|| Error::descriptor("Encoding.Delimiter", "CSV needs a delimiter"))?;
+            csv.quote = obj
                 .take("QuoteCharacter")
                 .try_map(|v| ascii_char(v, "Encoding.QuoteCharacter"))?
                 .or_default(csv.quote)
-            {
-                csv.quote = q;
-            } else {
-                return Err(Error::descriptor(
-                    "Encoding.QuoteCharacter",
-                    "CSV needs a quote character (data without quotes reads the same)",
-                ));
-            }
+                .ok_or_else(|| {
+                    Error::descriptor(
+                        "Encoding.QuoteCharacter",
+                        "CSV needs a quote character (data without quotes reads the same)",
+                    )
+                })?;
             csv.header = obj
                 .take("Header")
                 .try_map(|v| boolean(v, "Encoding.Header"))?
