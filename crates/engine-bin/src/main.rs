@@ -1,1 +1,48 @@
-fn main() {}
+//! `engine`: the model runtime's command line. A thin layer: it parses arguments, reads the
+//! environment, installs the logger, and calls the libraries.
+
+mod cli;
+mod exit;
+mod joblog;
+mod run;
+
+use clap::Parser;
+
+fn main() {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ => exit::USAGE,
+            };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    match cli.command {
+        cli::Command::Worker(w) => match w.language {
+            cli::WorkerLanguage::Python => std::process::exit(runner_python::worker_main()),
+        },
+        cli::Command::Run(args) => {
+            install_tracing();
+            std::process::exit(run::run(*args));
+        }
+    }
+}
+
+/// The engine's own diagnostics (not a job's log) go to stderr, filtered by `ENGINE_LOG`
+/// (tracing's filter syntax) or the reference's `MODELOP_LOG_LEVEL`; warnings by default.
+fn install_tracing() {
+    let filter = std::env::var("ENGINE_LOG")
+        .or_else(|_| std::env::var("MODELOP_LOG_LEVEL"))
+        .unwrap_or_else(|_| "warn".to_owned())
+        .to_ascii_lowercase();
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

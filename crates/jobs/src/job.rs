@@ -170,6 +170,25 @@ pub struct JobOutcome {
     pub elapsed_ms: u64,
 }
 
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Complete => "COMPLETE",
+            JobStatus::Error => "ERROR",
+            JobStatus::Cancelled => "CANCELLED",
+        }
+    }
+}
+
+impl JobResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobResult::Success => "SUCCESS",
+            JobResult::Failure => "FAILURE",
+        }
+    }
+}
+
 impl JobOutcome {
     /// The exit status of `engine run`: 0 SUCCESS, 1 COMPLETE with FAILURE, 2 ERROR (and
     /// cancelled).

@@ -340,10 +340,10 @@ impl State {
         self.log.info(
             LogSource::Engine,
             format!(
-                "batch job {}: status {:?}, result {:?}. Records in/out: {}/{} ({} rejected, {} failed)",
+                "batch job {}: status {}, result {}. Records in/out: {}/{} ({} rejected, {} failed)",
                 if outcome.status == JobStatus::Error { "failed" } else { "complete" },
-                outcome.status,
-                outcome.result,
+                outcome.status.as_str(),
+                outcome.result.as_str(),
                 outcome.records_in,
                 outcome.records_out,
                 outcome.records_rejected,

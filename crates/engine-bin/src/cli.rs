@@ -1,0 +1,115 @@
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "engine",
+    version,
+    about = "A runtime for ModelOp-style Python and R models"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a model over files as a batch job (scoring, metrics or training).
+    Run(Box<RunArgs>),
+    /// The model worker process (started by the engine itself).
+    #[command(hide = true)]
+    Worker(WorkerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    pub language: WorkerLanguage,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum WorkerLanguage {
+    Python,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum JobKindArg {
+    Score,
+    Metrics,
+    Train,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The model: a source file (.py) or a folder (its main source and every other file,
+    /// the model's assets).
+    pub model: PathBuf,
+
+    /// An input file; the k-th --input (from 0) feeds slot 2k.
+    #[arg(long = "input", short = 'i', value_name = "PATH", required = true)]
+    pub inputs: Vec<PathBuf>,
+
+    /// Where slot 1 goes (default: standard output as JSON lines). For a training job, the
+    /// folder that receives the files written under outputDir/.
+    #[arg(long, short = 'o', value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    /// Where another output slot goes, as SLOT=PATH (odd slots).
+    #[arg(long = "output-slot", value_name = "N=PATH")]
+    pub output_slots: Vec<String>,
+
+    /// What to run.
+    #[arg(long, value_enum, default_value = "score")]
+    pub job: JobKindArg,
+
+    /// A job parameter as KEY=VALUE, given to init in the job document's jobParameters
+    /// (VALUE is read as JSON when it parses, else as a string).
+    #[arg(long = "param", short = 'p', value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+
+    #[arg(long, value_name = "NAME")]
+    pub init_fn: Option<String>,
+    #[arg(long, value_name = "NAME")]
+    pub score_fn: Option<String>,
+    #[arg(long, value_name = "NAME")]
+    pub metrics_fn: Option<String>,
+    #[arg(long, value_name = "NAME")]
+    pub train_fn: Option<String>,
+
+    /// The main source inside a folder model, when it cannot be told otherwise.
+    #[arg(long, value_name = "FILE")]
+    pub source: Option<String>,
+
+    /// Encoding of every input (json, csv, avro-binary, msgpack, utf-8, raw), instead of
+    /// guessing from each file's extension.
+    #[arg(long, value_name = "ENCODING")]
+    pub input_encoding: Option<String>,
+
+    /// Encoding of every output, instead of guessing from the extension (stdout: json).
+    #[arg(long, value_name = "ENCODING")]
+    pub output_encoding: Option<String>,
+
+    /// End the job at the first record rejected by encoding or schema.
+    #[arg(long)]
+    pub stop_on_bad_records: bool,
+
+    /// Write the job's summary as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    pub summary_json: Option<PathBuf>,
+
+    /// Write the job's log lines to this file instead of standard error.
+    #[arg(long, value_name = "PATH")]
+    pub log: Option<PathBuf>,
+
+    /// Records per batch sent to the model's worker.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub batch_size: u32,
+
+    /// Keep the job's working folder (the model's materialized files) and print where.
+    #[arg(long)]
+    pub keep_work_dir: bool,
+
+    /// No progress bar, even on a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
+}

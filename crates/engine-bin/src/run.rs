@@ -1,0 +1,406 @@
+//! `engine run`: a batch job from the command line.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use codecs::{CodecConfig, Encoding};
+use endpoints::{FileSink, FileSource};
+use jobs::{Job, JobControl, JobInput, JobKind, JobOptions, JobOutcome, JobOutput, LocatedModel};
+use runtime_core::{ExplicitNames, InitContext, JobLog, Language, LogSource, ModelSpec, Slot};
+use serde_json::json;
+
+use crate::cli::{JobKindArg, RunArgs};
+use crate::exit;
+use crate::joblog::WriterLog;
+
+/// A problem with the command line, reported before anything runs.
+struct Usage(String);
+
+pub fn run(args: RunArgs) -> i32 {
+    match prepare(&args) {
+        Ok(prepared) => execute(args, prepared),
+        Err(Usage(msg)) => {
+            eprintln!("engine run: {msg}");
+            exit::USAGE
+        }
+    }
+}
+
+struct Prepared {
+    kind: JobKind,
+    model: LocatedModel,
+    explicit: ExplicitNames,
+    inputs: Vec<(Slot, PathBuf, CodecConfig)>,
+    outputs: Vec<(Slot, Option<PathBuf>, CodecConfig)>,
+    params: serde_json::Map<String, serde_json::Value>,
+}
+
+fn prepare(args: &RunArgs) -> Result<Prepared, Usage> {
+    let kind = match args.job {
+        JobKindArg::Score => JobKind::Score,
+        JobKindArg::Metrics => JobKind::Metrics,
+        JobKindArg::Train => JobKind::Train,
+    };
+    let model = LocatedModel::from_path(&args.model, args.source.as_deref())
+        .map_err(|e| Usage(e.to_string()))?;
+    let explicit = ExplicitNames {
+        init: args.init_fn.clone(),
+        score: args.score_fn.clone(),
+        metrics: args.metrics_fn.clone(),
+        train: args.train_fn.clone(),
+    };
+    let input_encoding = parse_encoding(args.input_encoding.as_deref(), "--input-encoding")?;
+    let output_encoding = parse_encoding(args.output_encoding.as_deref(), "--output-encoding")?;
+
+    let mut inputs = Vec::new();
+    for (k, path) in args.inputs.iter().enumerate() {
+        if !path.is_file() {
+            return Err(Usage(format!("--input {}: no such file", path.display())));
+        }
+        let encoding = input_encoding.unwrap_or_else(|| encoding_of(path));
+        inputs.push((Slot::for_input(k), path.clone(), CodecConfig::new(encoding)));
+    }
+
+    let mut outputs = Vec::new();
+    let main_output = match (kind, &args.output) {
+        // Training's --output is the folder for its products; what it yields goes to stdout.
+        (JobKind::Train, _) | (_, None) => None,
+        (_, Some(p)) => Some(p.clone()),
+    };
+    let enc = output_encoding
+        .unwrap_or_else(|| main_output.as_deref().map_or(Encoding::Json, encoding_of));
+    outputs.push((Slot::DEFAULT_OUTPUT, main_output, CodecConfig::new(enc)));
+    for spec in &args.output_slots {
+        let (slot, path) = spec
+            .split_once('=')
+            .ok_or_else(|| Usage(format!("--output-slot {spec}: expected SLOT=PATH")))?;
+        let slot: u32 = slot.trim().parse().map_err(|_| {
+            Usage(format!(
+                "--output-slot {spec}: '{slot}' is not a slot number"
+            ))
+        })?;
+        if slot % 2 == 0 {
+            return Err(Usage(format!(
+                "--output-slot {spec}: output slots are odd (1, 3, 5...)"
+            )));
+        }
+        if outputs.iter().any(|(s, _, _)| s.0 == slot) && slot != 1 {
+            return Err(Usage(format!(
+                "--output-slot {spec}: slot {slot} is given twice"
+            )));
+        }
+        let path = PathBuf::from(path);
+        let enc = output_encoding.unwrap_or_else(|| encoding_of(&path));
+        let entry = (Slot(slot), Some(path), CodecConfig::new(enc));
+        match outputs.iter_mut().find(|(s, _, _)| s.0 == slot) {
+            Some(existing) => *existing = entry,
+            None => outputs.push(entry),
+        }
+    }
+
+    let mut params = serde_json::Map::new();
+    for p in &args.params {
+        let (k, v) = p
+            .split_once('=')
+            .ok_or_else(|| Usage(format!("--param {p}: expected KEY=VALUE")))?;
+        let value =
+            serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_owned()));
+        params.insert(k.to_owned(), value);
+    }
+    Ok(Prepared {
+        kind,
+        model,
+        explicit,
+        inputs,
+        outputs,
+        params,
+    })
+}
+
+fn parse_encoding(given: Option<&str>, flag: &str) -> Result<Option<Encoding>, Usage> {
+    given
+        .map(|s| {
+            s.parse::<Encoding>()
+                .map_err(|e| Usage(format!("{flag} {s}: {e}")))
+        })
+        .transpose()
+}
+
+fn encoding_of(path: &Path) -> Encoding {
+    Encoding::from_extension(path.extension().and_then(|e| e.to_str()).unwrap_or(""))
+}
+
+fn execute(args: RunArgs, p: Prepared) -> i32 {
+    let show_bar = !args.no_progress && args.log.is_none() && std::io::stderr().is_terminal();
+    let bar = show_bar.then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {elapsed} {human_pos} records read ({per_sec})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar
+    });
+    let log_out: Box<dyn std::io::Write + Send> = match &args.log {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(f) => Box::new(std::io::BufWriter::new(f)),
+            Err(e) => {
+                eprintln!("engine run: --log {}: {e}", path.display());
+                return exit::USAGE;
+            }
+        },
+        None => Box::new(std::io::stderr()),
+    };
+    let log = Arc::new(WriterLog::new(log_out, bar.clone()));
+
+    let job_dir = match tempfile::Builder::new().prefix("engine-job-").tempdir() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("engine run: cannot create a working folder: {e}");
+            return exit::ERROR;
+        }
+    };
+    let outcome = run_prepared(&args, p, job_dir.path(), log.clone(), bar.as_ref());
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    log.flush();
+    if args.keep_work_dir {
+        let kept = job_dir.keep();
+        eprintln!(
+            "engine run: the job's working folder is kept at {}",
+            kept.display()
+        );
+    }
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(msg) => {
+            eprintln!("engine run: {msg}");
+            return exit::ERROR;
+        }
+    };
+    print_summary(&outcome);
+    if let Some(path) = &args.summary_json {
+        let text = serde_json::to_string_pretty(&outcome).unwrap_or_default();
+        if let Err(e) = std::fs::write(path, text + "\n") {
+            eprintln!("engine run: --summary-json {}: {e}", path.display());
+            return exit::ERROR;
+        }
+    }
+    exit::of_outcome(&outcome)
+}
+
+fn run_prepared(
+    args: &RunArgs,
+    p: Prepared,
+    job_dir: &Path,
+    log: Arc<WriterLog>,
+    bar: Option<&indicatif::ProgressBar>,
+) -> Result<JobOutcome, String> {
+    let (comments, entry_points) = p.model.conventions(&p.explicit);
+    for (line, problem) in &comments.problems {
+        log.warn(
+            LogSource::Engine,
+            format!("{} line {line}: {problem}", p.model.source_name),
+        );
+    }
+    if p.model.language == Language::R {
+        return Err("R models are not supported by this build yet".to_owned());
+    }
+    let materialized = jobs::materialize(&p.model, job_dir).map_err(|e| e.to_string())?;
+    log.info(
+        LogSource::Engine,
+        format!(
+            "assets written: {} file(s) in {}",
+            materialized.files.len(),
+            materialized.work_dir.display()
+        ),
+    );
+
+    let document = job_document(&p, &entry_points, args);
+    let model = ModelSpec {
+        language: p.model.language,
+        work_dir: materialized.work_dir.clone(),
+        main_source: materialized.main_source.clone(),
+        entry_points,
+        recordsets: comments.recordsets.clone(),
+        import_paths: Vec::new(),
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(async move {
+        let mut inputs = Vec::new();
+        for (slot, path, codec) in &p.inputs {
+            let source = FileSource::open(path, codec).map_err(|e| e.to_string())?;
+            inputs.push(JobInput {
+                slot: *slot,
+                source: Box::new(source),
+            });
+        }
+        let mut outputs = Vec::new();
+        for (slot, path, codec) in &p.outputs {
+            let sink = match path {
+                Some(path) => FileSink::create(path, codec),
+                None => FileSink::stdout(codec),
+            }
+            .map_err(|e| e.to_string())?;
+            outputs.push(JobOutput {
+                slot: *slot,
+                sink: Box::new(sink),
+            });
+        }
+        let control = Arc::new(JobControl::default());
+        let job = Job {
+            kind: p.kind,
+            model,
+            init: InitContext::Job {
+                raw_json: document.to_string(),
+            },
+            inputs,
+            outputs,
+            train_output: match p.kind {
+                JobKind::Train => Some(args.output.clone().unwrap_or_else(|| PathBuf::from("."))),
+                _ => None,
+            },
+            env: vec![("HOME".to_owned(), materialized.home.display().to_string())],
+            options: JobOptions {
+                stop_on_bad_records: args.stop_on_bad_records,
+                batch_size: args.batch_size as usize,
+                ..JobOptions::default()
+            },
+            control: control.clone(),
+        };
+        let runner =
+            python_runner().map_err(|e| format!("cannot find the engine's own executable: {e}"))?;
+        let ticker = bar.cloned().map(|bar| {
+            let control = control.clone();
+            tokio::spawn(async move {
+                loop {
+                    bar.set_position(control.records_read());
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+        });
+        let log: Arc<dyn JobLog> = log;
+        let outcome = jobs::run_job(job, &runner, log).await;
+        if let Some(t) = ticker {
+            t.abort();
+        }
+        Ok(outcome)
+    })
+}
+
+fn python_runner() -> std::io::Result<runner_python::PythonRunner> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = worker::WorkerCommand::new(exe);
+    cmd.args = vec!["worker".into(), "python".into()];
+    Ok(runner_python::PythonRunner::new(cmd))
+}
+
+/// The job document init receives (`rawJson`), shaped like a ModelOp Center batch job so
+/// models that read `jobParameters`, `model` or `inputData` from it run unchanged.
+fn job_document(
+    p: &Prepared,
+    entry: &runtime_core::EntryPoints,
+    args: &RunArgs,
+) -> serde_json::Value {
+    let job_type = match p.kind {
+        JobKind::Score => "MODEL_BATCH_JOB",
+        JobKind::Metrics => "MODEL_BATCH_TEST_JOB",
+        JobKind::Train => "MODEL_BATCH_TRAINING_JOB",
+    };
+    let file_asset = |path: &Path| {
+        let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        json!({
+            "assetType": "EXTERNAL_FILE",
+            "name": path.file_name().map(|n| n.to_string_lossy().into_owned()),
+            "fileUrl": format!("file://{}", abs.display()),
+        })
+    };
+    let outputs: Vec<serde_json::Value> = p
+        .outputs
+        .iter()
+        .map(|(_, path, _)| match path {
+            Some(path) => file_asset(path),
+            None => json!({"assetType": "EXTERNAL_FILE", "name": "stdout", "fileUrl": "stdout:"}),
+        })
+        .collect();
+    let model_name = args
+        .model
+        .file_stem()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".to_owned());
+    let mut slots = BTreeMap::new();
+    for (slot, path, _) in &p.inputs {
+        slots.insert(slot.0, path.display().to_string());
+    }
+    json!({
+        "id": format!("local-{}", std::process::id()),
+        "jobType": job_type,
+        "jobStatus": "RUNNING",
+        "jobParameters": p.params,
+        "inputData": p.inputs.iter().map(|(_, path, _)| file_asset(path)).collect::<Vec<_>>(),
+        "outputData": outputs,
+        "stopOnBadRecords": args.stop_on_bad_records,
+        "model": {
+            "storedModel": {
+                "modelMetaData": {"name": model_name},
+                "modelAssets": [{
+                    "name": p.model.source_name,
+                    "assetType": "SOURCE_CODE",
+                    "assetRole": "MODEL_SOURCE",
+                    "primaryModelSource": true,
+                    "sourceCode": p.model.source_text,
+                    "initFunction": entry.init,
+                    "scoreFunction": entry.score,
+                    "metricsFunction": entry.metrics,
+                    "trainingFunction": entry.train,
+                }],
+            }
+        },
+    })
+}
+
+fn print_summary(o: &JobOutcome) {
+    let mut s = format!(
+        "engine run: {} job {} with result {} in {:.2} s\n  records in: {}, out: {}, rejected: {}, failed: {}\n",
+        o.kind.as_str(),
+        o.status.as_str(),
+        o.result.as_str(),
+        o.elapsed_ms as f64 / 1000.0,
+        o.records_in,
+        o.records_out,
+        o.records_rejected,
+        o.records_failed
+    );
+    for (slot, c) in &o.inputs {
+        if c.rejected() > 0 {
+            s += &format!("  input slot {slot}: {} rejected\n", c.rejected());
+        }
+    }
+    for (slot, c) in &o.outputs {
+        if c.rejected() > 0 {
+            s += &format!("  output slot {slot}: {} rejected\n", c.rejected());
+        }
+    }
+    if let Some(err) = &o.error {
+        s += &format!("  error: {err}\n");
+    }
+    if !o.problems.is_empty() {
+        s += "  first problems:\n";
+        for p in &o.problems {
+            s += &format!("    slot {}, {}: {}\n", p.slot, p.position, p.reason);
+        }
+    }
+    for f in &o.trained_files {
+        s += &format!("  trained: {}\n", f.display());
+    }
+    eprint!("{s}");
+}

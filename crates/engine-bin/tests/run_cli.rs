@@ -1,0 +1,266 @@
+//! `engine run` end to end: the real binary, a real CPython worker, real files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn engine(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(args)
+        .current_dir(root())
+        .env_remove("ENGINE_LOG")
+        .output()
+        .expect("engine runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn lines(out: &Output) -> Vec<serde_json::Value> {
+    text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+#[test]
+fn the_example_model_scores_its_data() {
+    let out = engine(&[
+        "run",
+        "examples/credit-score/model",
+        "--input",
+        "examples/credit-score/applications.jsonl",
+        "--param",
+        "threshold=0.4",
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let records = lines(&out);
+    assert_eq!(records.len(), 20);
+    assert_eq!(records[0]["id"], 1);
+    assert!(records
+        .iter()
+        .all(|r| r["decision"] == "approve" || r["decision"] == "decline"));
+    assert!(
+        err.contains("MODEL-CONSOLE loaded 4 coefficients, threshold 0.4"),
+        "{err}"
+    );
+    assert!(err.contains("Records in/out: 20/20"), "{err}");
+}
+
+#[test]
+fn metrics_get_a_data_frame_of_every_record() {
+    let out = engine(&[
+        "run",
+        "examples/credit-score/model",
+        "--job",
+        "metrics",
+        "--input",
+        "examples/credit-score/labeled.csv",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let records = lines(&out);
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["records"], 200);
+    assert!(records[0]["f1"].as_f64().is_some());
+}
+
+#[test]
+fn failures_skip_their_record_and_end_with_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = dir.path().join("summary.json");
+    let out = engine(&[
+        "run",
+        "tests/models/failing.py",
+        "--input",
+        "tests/data/cli/x6.jsonl",
+        "--summary-json",
+        summary.to_str().unwrap(),
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let xs: Vec<i64> = lines(&out)
+        .iter()
+        .map(|r| r["x"].as_i64().unwrap())
+        .collect();
+    assert_eq!(xs, vec![1, 2, 4, 6]);
+    assert!(err.contains("ZeroDivisionError"), "{err}");
+    assert!(err.contains("Traceback"), "{err}");
+    assert!(err.contains("UserWarning"), "{err}");
+    assert!(err.contains("MODEL-CONSOLE model says hello"), "{err}");
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(s["status"], "COMPLETE");
+    assert_eq!(s["result"], "FAILURE");
+    assert_eq!(s["records_failed"], 2);
+    assert_eq!(s["records_in"], 6);
+    assert_eq!(s["problems"][0]["position"], "record 3");
+}
+
+#[test]
+fn bad_input_lines_are_rejected_with_their_line_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let evens = format!("3={}", dir.path().join("evens.jsonl").display());
+    let out = engine(&[
+        "run",
+        "tests/models/routes.py",
+        "--input",
+        "tests/data/cli/x_bad.jsonl",
+        "--output-slot",
+        &evens,
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("line 2"), "{err}");
+    assert_eq!(lines(&out).len(), 2);
+    let out = engine(&[
+        "run",
+        "tests/models/routes.py",
+        "--input",
+        "tests/data/cli/x_bad.jsonl",
+        "--stop-on-bad-records",
+        "--output-slot",
+        &evens,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(lines(&out).len(), 1, "stops at the first bad record");
+}
+
+#[test]
+fn outputs_route_by_slot_with_seqno_from_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let evens = dir.path().join("evens.jsonl");
+    let out = engine(&[
+        "run",
+        "tests/models/routes.py",
+        "--input",
+        "tests/data/cli/x6.jsonl",
+        "--output-slot",
+        &format!("3={}", evens.display()),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let main = lines(&out);
+    assert_eq!(main[0]["seq"], 1);
+    assert_eq!(main[0]["slot"], 0);
+    assert_eq!(main[5]["seq"], 6);
+    let evens = std::fs::read_to_string(evens).unwrap();
+    assert_eq!(evens, "{\"even\":2}\n{\"even\":4}\n{\"even\":6}\n");
+}
+
+#[test]
+fn nan_output_is_rejected_by_encoding() {
+    let out = engine(&[
+        "run",
+        "tests/models/nan.py",
+        "--input",
+        "tests/data/cli/x6.jsonl",
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(lines(&out).len(), 5);
+    assert!(err.contains("Output record rejected by encoding"), "{err}");
+}
+
+#[test]
+fn an_init_that_raises_is_an_error_with_its_traceback() {
+    let out = engine(&[
+        "run",
+        "tests/models/init_fails.py",
+        "--input",
+        "tests/data/cli/x6.jsonl",
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("cannot load weights"), "{err}");
+    assert!(err.contains("Traceback"), "{err}");
+}
+
+#[test]
+fn a_worker_that_exits_fails_the_job_naming_the_record() {
+    let out = engine(&[
+        "run",
+        "tests/models/exits.py",
+        "--input",
+        "tests/data/cli/x6.jsonl",
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("exited with status 3"), "{err}");
+    assert!(
+        err.contains("\"x\": 4") || err.contains("record 4"),
+        "{err}"
+    );
+}
+
+#[test]
+fn training_copies_what_the_model_wrote_under_output_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("trained");
+    let out = engine(&[
+        "run",
+        "tests/models/trains.py",
+        "--job",
+        "train",
+        "--input",
+        "tests/data/cli/x6.jsonl",
+        "--output",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let model: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("model.json")).unwrap())
+            .unwrap();
+    assert_eq!(model["rows"], 6);
+    assert_eq!(model["mean_x"], 3.5);
+    assert!(out_dir.join("nested/notes.txt").is_file());
+}
+
+#[test]
+fn usage_errors_exit_64_and_say_what() {
+    let out = engine(&["run", "tests/models/routes.py"]);
+    assert_eq!(out.status.code(), Some(64));
+    let out = engine(&["run", "tests/models/routes.py", "--input", "nope.jsonl"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(text(&out.stderr).contains("nope.jsonl: no such file"));
+    let out = engine(&[
+        "run",
+        "tests/models/routes.py",
+        "--input",
+        "tests/data/cli/x6.jsonl",
+        "--output-slot",
+        "2=x",
+    ]);
+    assert_eq!(out.status.code(), Some(64));
+    let out = engine(&[
+        "run",
+        "tests/models/routes.py",
+        "--input",
+        "tests/data/cli/x6.jsonl",
+        "--input-encoding",
+        "yaml",
+    ]);
+    assert_eq!(out.status.code(), Some(64));
+}
+
+#[test]
+fn the_binary_runs_its_python_with_an_empty_environment() {
+    let out = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args([
+            "run",
+            "examples/credit-score/model",
+            "--job",
+            "metrics",
+            "--input",
+            "examples/credit-score/labeled.csv",
+        ])
+        .current_dir(root())
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(lines(&out)[0]["records"], 200, "pandas imports and runs");
+}
