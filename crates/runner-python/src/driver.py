@@ -1,6 +1,7 @@
 # The Python half of the runner, compiled once into the worker as module `__runner`.
 # The per-record loop lives here, in bytecode, because a Python loop calling `score` costs
 # less than a call from Rust per record; values are built and read back in Rust.
+import faulthandler
 import importlib.machinery
 import importlib.util
 import inspect
@@ -77,6 +78,8 @@ def prepare(work_dir, main_source, import_paths, progress_fd):
         if stream is not None and hasattr(stream, "reconfigure"):
             stream.reconfigure(line_buffering=True)
     warnings.simplefilter("error", UserWarning)
+    # A crash in native code prints the Python stack to stderr, which reaches the job's log.
+    faulthandler.enable()
     stem = os.path.splitext(os.path.basename(main_source))[0]
     if stem in sys.stdlib_module_names:
         finders = sys.meta_path

@@ -415,8 +415,13 @@ async fn a_segfault_is_reported_as_sigsegv() {
         }
         other => panic!("expected WorkerDied, got {other:?}"),
     }
-    // Python's fault handler is not enabled, but whatever the worker wrote reached the log.
-    let _ = m.console();
+    // The fault handler's report came through stderr into the log before the error.
+    let console = m.console().join("\n");
+    assert!(
+        console.contains("Fatal Python error: Segmentation fault"),
+        "{console}"
+    );
+    assert!(console.contains("in segfaults"), "{console}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -629,4 +634,50 @@ async fn pipelined_batches_come_back_in_order() {
         assert_eq!(got[0], out1(vec![v(json!({"id": b * 100, "y": 2}))]));
     }
     s.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dying_while_loading_is_worker_died() {
+    let m = Model::new("exit_at_import.py").score("action");
+    match m.start().await {
+        Err(Error::WorkerDied {
+            reason,
+            last_record,
+        }) => {
+            assert_eq!(reason, "exited with status 7");
+            assert_eq!(last_record, None);
+        }
+        other => panic!("expected WorkerDied, got {other:?}"),
+    }
+    assert!(m.console().iter().any(|l| l == "about to exit"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_interpreter_is_the_one_linked_and_knows_its_executable() {
+    let m = Model::new("interp.py").score("action");
+    let mut s = m.start().await.unwrap();
+    let facts = s.info().facts.clone();
+    let got = ok(s.score(items(vec![v(json!(1))])).await.unwrap());
+    let out = &got[0][0].1;
+    assert_eq!(out.get("same_prefix"), Some(&Value::Bool(true)), "{out}");
+    assert_eq!(out.get("argv_ok"), Some(&Value::Bool(true)), "{out}");
+    let exe = out
+        .get("executable")
+        .and_then(Value::as_str)
+        .unwrap()
+        .to_owned();
+    assert!(facts.contains(&("executable".to_owned(), exe)), "{facts:?}");
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_raising_fails_the_close() {
+    let m = Model::new("init_model.py").score("action");
+    let mut m = m;
+    m.entry.end = Some("begin_raises".into());
+    let s = m.start().await.unwrap();
+    match s.shutdown().await {
+        Err(Error::ModelFailed { function, .. }) => assert_eq!(function, "begin_raises"),
+        other => panic!("expected ModelFailed, got {other:?}"),
+    }
 }

@@ -1,0 +1,2 @@
+def action(d):
+    yield {"id": d["id"], "y": d["x"] * 2}
