@@ -88,11 +88,14 @@ fn from_py_at(
         if let Ok(i) = obj.extract::<i64>() {
             return Ok(Value::Int(i128::from(i)));
         }
-        return match obj.extract::<i128>() {
-            Ok(i) => Ok(Value::Int(i)),
-            Err(_) => Err(PyValueError::new_err(
-                "an integer wider than 128 bits cannot be a record value",
-            )),
+        // The worker protocol (MessagePack) carries integers from -2^63 to 2^64-1; wider
+        // ones would arrive as something else, so they are refused here, loudly.
+        return match obj.extract::<u64>() {
+            Ok(u) => Ok(Value::Int(i128::from(u))),
+            Err(_) => Err(PyValueError::new_err(format!(
+                "the integer {} does not fit in 64 bits",
+                obj.str()?
+            ))),
         };
     }
     if let Ok(f) = obj.cast::<PyFloat>() {

@@ -577,7 +577,7 @@ async fn numpy_datetime_and_friends_convert() {
     let m = Model::new("convert.py").score("bad_output");
     let mut s = m.start().await.unwrap();
     let got = s
-        .score(items(vec![v(json!(1)), v(json!(2))]))
+        .score(items(vec![v(json!(1)), v(json!(2)), v(json!(3))]))
         .await
         .unwrap();
     let f = got[0].clone().unwrap_err();
@@ -586,6 +586,11 @@ async fn numpy_datetime_and_friends_convert() {
         "TypeError: cannot convert an object of type 'builtins.object' to a record value"
     );
     assert_eq!(got[1], Ok(out1(vec![v(json!(2))])));
+    let wide = got[2].clone().unwrap_err();
+    assert_eq!(
+        wide.message,
+        "ValueError: the integer -9223372036854775809 does not fit in 64 bits"
+    );
     s.shutdown().await.unwrap();
 }
 

@@ -30,6 +30,8 @@ def outputs(d):
 def bad_output(d):
     if d == 1:
         return object()
+    if d == 3:
+        return {"n": -(2**63) - 1}
     return d
 
 
