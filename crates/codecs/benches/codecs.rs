@@ -1,1 +1,198 @@
-fn main() {}
+//! Decode and encode throughput per encoding, next to the floor measured in the same run
+//! (serde_json into `serde_json::Value`, the csv crate into `StringRecord`). The Avro floor is
+//! fastavro: scripts/bench-avro-fastavro.py reads and writes the container file this bench
+//! leaves in the temp directory.
+//!
+//! `CODECS_BENCH_RECORDS` sets the number of records (default 1,000,000).
+
+use std::io::Write;
+use std::time::Duration;
+
+use codecs::{AvroSchema, CodecConfig, Encoding, RecordDecoder, RecordEncoder};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use runtime_core::{Map, ReadItem, Value};
+
+const SCHEMA: &str = r#"{"type": "record", "name": "Small", "fields": [
+  {"name": "id", "type": "long"}, {"name": "x", "type": "double"},
+  {"name": "name", "type": "string"}, {"name": "flag", "type": "boolean"}]}"#;
+
+fn records(n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            let mut m = Map::with_capacity(4);
+            m.push("id", i as i64);
+            m.push("x", i as f64 * 0.37 + 0.001);
+            m.push("name", format!("name{}", i % 1000));
+            m.push("flag", i % 2 == 0);
+            Value::Map(m)
+        })
+        .collect()
+}
+
+fn encode(cfg: &CodecConfig, vals: &[Value]) {
+    let mut enc: Box<dyn RecordEncoder> =
+        codecs::encoder(cfg, Sink::default()).expect("encoder builds");
+    for v in vals {
+        enc.write(v).expect("record encodes");
+    }
+    enc.finish().expect("flush");
+}
+
+/// Counts bytes; stands for the destination.
+#[derive(Default)]
+struct Sink(usize);
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn encode_to_vec(cfg: &CodecConfig, vals: &[Value]) -> Vec<u8> {
+    let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::Error::other("poisoned"))?
+                .extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut enc = codecs::encoder(cfg, Shared(buf.clone())).expect("encoder builds");
+    for v in vals {
+        enc.write(v).expect("record encodes");
+    }
+    enc.finish().expect("flush");
+    drop(enc);
+    let out = buf.lock().expect("not poisoned").clone();
+    out
+}
+
+fn decode(cfg: &CodecConfig, bytes: &'static [u8]) -> usize {
+    let mut dec: Box<dyn RecordDecoder> = codecs::decoder(
+        cfg,
+        std::io::BufReader::with_capacity(256 * 1024, bytes),
+        "bench",
+    )
+    .expect("decoder builds");
+    let mut n = 0;
+    let mut batch = Vec::with_capacity(1000);
+    loop {
+        batch.clear();
+        let more = dec.next_batch(1000, &mut batch).expect("stream reads");
+        n += batch
+            .iter()
+            .filter(|i| matches!(i, ReadItem::Record(_)))
+            .count();
+        if !more {
+            break;
+        }
+    }
+    n
+}
+
+fn bench(c: &mut Criterion) {
+    let n: usize = std::env::var("CODECS_BENCH_RECORDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let vals = records(n);
+    let schema = AvroSchema::parse(SCHEMA).expect("schema parses");
+    let configs = [
+        ("json", CodecConfig::new(Encoding::Json)),
+        ("csv", CodecConfig::new(Encoding::Csv)),
+        (
+            "avro",
+            CodecConfig::new(Encoding::AvroBinary).with_schema(schema),
+        ),
+        ("msgpack", CodecConfig::new(Encoding::MsgPack)),
+    ];
+    for (name, cfg) in &configs {
+        let bytes: &'static [u8] = Box::leak(encode_to_vec(cfg, &vals).into_boxed_slice());
+        if *name == "avro" {
+            let path = std::env::temp_dir().join(format!("codecs-bench-{n}.avro"));
+            if std::fs::write(&path, bytes).is_ok() {
+                eprintln!(
+                    "avro file for scripts/bench-avro-fastavro.py: {}",
+                    path.display()
+                );
+            }
+        }
+        let mut g = c.benchmark_group(*name);
+        g.throughput(Throughput::Elements(n as u64));
+        g.sample_size(10);
+        g.warm_up_time(Duration::from_secs(1));
+        g.bench_function("decode", |b| b.iter(|| assert_eq!(decode(cfg, bytes), n)));
+        g.bench_function("encode", |b| b.iter(|| encode(cfg, &vals)));
+        match *name {
+            "json" => {
+                g.bench_function("floor serde_json::Value decode", |b| {
+                    b.iter(|| {
+                        let mut k = 0;
+                        for line in bytes.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
+                            let v: serde_json::Value =
+                                serde_json::from_slice(line).expect("valid JSON");
+                            k += usize::from(v.is_object());
+                        }
+                        assert_eq!(k, n);
+                    })
+                });
+                let parsed: Vec<serde_json::Value> = bytes
+                    .split(|&c| c == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .map(|l| serde_json::from_slice(l).expect("valid JSON"))
+                    .collect();
+                g.bench_function("floor serde_json::Value encode", |b| {
+                    b.iter(|| {
+                        let mut out = std::io::BufWriter::with_capacity(64 * 1024, Sink::default());
+                        for v in &parsed {
+                            serde_json::to_writer(&mut out, v).expect("writes");
+                            out.write_all(b"\n").expect("writes");
+                        }
+                        out.flush().expect("flush");
+                    })
+                });
+            }
+            "csv" => {
+                g.bench_function("floor csv StringRecord decode", |b| {
+                    b.iter(|| {
+                        let mut rdr = csv::Reader::from_reader(bytes);
+                        let mut rec = csv::StringRecord::new();
+                        let mut k = 0;
+                        while rdr.read_record(&mut rec).expect("valid CSV") {
+                            k += 1;
+                        }
+                        assert_eq!(k, n);
+                    })
+                });
+                g.bench_function("floor csv StringRecord encode", |b| {
+                    let rows: Vec<csv::StringRecord> = csv::Reader::from_reader(bytes)
+                        .records()
+                        .map(|r| r.expect("valid CSV"))
+                        .collect();
+                    b.iter(|| {
+                        let mut w = csv::Writer::from_writer(Sink::default());
+                        for r in &rows {
+                            w.write_record(r).expect("writes");
+                        }
+                        w.flush().expect("flush");
+                    })
+                });
+            }
+            _ => {}
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
