@@ -89,6 +89,14 @@ pub fn serve(backend: &mut impl WorkerBackend) -> i32 {
         );
         return 2;
     }
+    // Programs the model runs must not inherit the protocol socket or the progress page
+    // (a process holding the socket would hide the worker's death from the engine).
+    for fd in [PROTOCOL_FD, crate::progress::PROGRESS_FD] {
+        // Safety: F_SETFD on an fd number; harmless if it is not open.
+        unsafe {
+            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        }
+    }
     // Safety: the engine passes the protocol socket as fd 3; this is the one place that takes
     // ownership of it.
     let conn = unsafe { File::from_raw_fd(PROTOCOL_FD) };

@@ -552,18 +552,17 @@ impl WorkerSession {
     async fn read_message(&mut self) -> Result<FromWorker> {
         loop {
             self.usable()?;
-            let mut header = [0u8; 4];
-            if self.reader.read_exact(&mut header).await.is_err() {
-                return Err(self.died().await);
-            }
-            let len = match frame_len(header) {
-                Ok(l) => l,
-                Err(e) => return Err(self.protocol(e)),
+            // Watching the process as well as the socket: a process the model forked may
+            // hold the socket open after the worker itself is gone.
+            let read = tokio::select! {
+                biased;
+                r = read_frame(&mut self.reader, &mut self.body) => r,
+                _ = self.child.wait() => Err(None),
             };
-            self.body.clear();
-            self.body.resize(len, 0);
-            if self.reader.read_exact(&mut self.body).await.is_err() {
-                return Err(self.died().await);
+            match read {
+                Ok(()) => {}
+                Err(Some(e)) => return Err(self.protocol(e)),
+                Err(None) => return Err(self.died().await),
             }
             let msg: FromWorker = match decode_body(&self.body) {
                 Ok(m) => m,
@@ -622,6 +621,21 @@ impl WorkerSession {
             first.seqno, last.seqno
         ))
     }
+}
+
+/// Reads one frame body into `body`. `Err(None)`: the connection ended or failed;
+/// `Err(Some(_))`: the frame is malformed.
+async fn read_frame(
+    reader: &mut OwnedReadHalf,
+    body: &mut Vec<u8>,
+) -> std::result::Result<(), Option<String>> {
+    let mut header = [0u8; 4];
+    reader.read_exact(&mut header).await.map_err(|_| None)?;
+    let len = frame_len(header).map_err(Some)?;
+    body.clear();
+    body.resize(len, 0);
+    reader.read_exact(body).await.map_err(|_| None)?;
+    Ok(())
 }
 
 fn message_name(m: &FromWorker) -> &'static str {
