@@ -1,0 +1,12 @@
+#![no_main]
+
+use codecs::{Encoding, Framing};
+use codecs_fuzz::{config, drain};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    drain(
+        &config(Encoding::AvroBinary, Some(Framing::AvroDatums), true),
+        data,
+    );
+});
