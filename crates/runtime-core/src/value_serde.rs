@@ -1,7 +1,7 @@
 //! serde for [`Value`]: the neutral mapping used by self-describing binary formats
 //! (MessagePack, the worker protocol) and for decoding JSON straight into records without an
-//! intermediate tree. Bytes serialize as bytes; integers as `i64` when they fit, else `u64`,
-//! else `i128`. JSON *output* is not done through this impl: it has rules of its own (no
+//! intermediate tree. Bytes serialize as bytes; integers as `i64` when they fit, else `u64`;
+//! wider ones are refused. JSON *output* is not done through this impl: it has rules of its own (no
 //! NaN, bytes as base64, stringified keys) and lives in the `codecs` crate.
 
 use std::fmt;
@@ -22,7 +22,11 @@ impl Serialize for Value {
                 } else if let Ok(v) = u64::try_from(*i) {
                     s.serialize_u64(v)
                 } else {
-                    s.serialize_i128(*i)
+                    // MessagePack (and so the worker protocol) stops at 64 bits; saying so
+                    // beats a format writing the number as something else.
+                    Err(serde::ser::Error::custom(format!(
+                        "integer {i} does not fit in 64 bits"
+                    )))
                 }
             }
             Value::Float(x) => s.serialize_f64(*x),
@@ -154,5 +158,13 @@ mod tests {
         let bytes = rmp_serde::to_vec(&v).unwrap();
         let back: Value = rmp_serde::from_slice(&bytes).unwrap();
         assert_eq!(back, v);
+    }
+
+    #[test]
+    fn integers_wider_than_64_bits_are_refused_not_reinterpreted() {
+        let err = rmp_serde::to_vec(&Value::Int(1 << 70))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not fit in 64 bits"), "{err}");
     }
 }
