@@ -1,8 +1,7 @@
 //! Throughput of the whole worker path, engine side included (JSON lines decoded into
-//! values, batches of 1,000 sent to the worker, outputs encoded back to JSON). Ignored by
-//! default; run it in release:
+//! values, batches of 1,000 sent to the worker, outputs encoded back to JSON):
 //!
-//! `cargo test --release -p runner-python --test throughput -- --ignored --nocapture`
+//! `cargo bench -p runner-python --bench throughput`
 
 use std::io::Write;
 use std::path::Path;
@@ -85,8 +84,15 @@ fn encode(out: &mut Vec<u8>, outcomes: Vec<runtime_core::ScoreOutcome>) -> usize
     n
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(throughput());
+}
+
 async fn throughput() {
     let data = input();
 
