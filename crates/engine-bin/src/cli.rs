@@ -112,4 +112,24 @@ pub struct RunArgs {
     /// No progress bar, even on a terminal.
     #[arg(long)]
     pub no_progress: bool,
+
+    /// Workers scoring in parallel (scoring jobs; metrics and training use one).
+    /// Default: the cores available.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub workers: Option<u32>,
+
+    /// Longest time one record may take, in milliseconds; past it the worker is killed, the
+    /// record fails and a new worker takes over.
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub record_timeout: Option<u64>,
+
+    /// Largest resident memory of a worker, in MiB; past it the worker is killed, the record
+    /// it was scoring fails and a new worker takes over.
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
+    pub memory_limit: Option<u64>,
+
+    /// How many workers that die while scoring may be replaced (their record failing) before
+    /// the job ends in ERROR. Default 0: the first death ends the job.
+    #[arg(long, default_value_t = 0)]
+    pub max_worker_restarts: u32,
 }

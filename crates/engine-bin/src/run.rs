@@ -273,12 +273,18 @@ fn run_prepared(
             options: JobOptions {
                 stop_on_bad_records: args.stop_on_bad_records,
                 batch_size: args.batch_size as usize,
+                workers: args.workers.map_or_else(default_workers, |w| w as usize),
+                max_worker_restarts: args.max_worker_restarts,
                 ..JobOptions::default()
             },
             control: control.clone(),
         };
-        let runner =
-            python_runner().map_err(|e| format!("cannot find the engine's own executable: {e}"))?;
+        let limits = worker::WorkerLimits {
+            record_timeout: args.record_timeout.map(Duration::from_millis),
+            memory_bytes: args.memory_limit.map(|m| m.saturating_mul(1 << 20)),
+        };
+        let runner = python_runner(limits)
+            .map_err(|e| format!("cannot find the engine's own executable: {e}"))?;
         let ticker = bar.cloned().map(|bar| {
             let control = control.clone();
             tokio::spawn(async move {
@@ -297,11 +303,18 @@ fn run_prepared(
     })
 }
 
-fn python_runner() -> std::io::Result<runner_python::PythonRunner> {
+fn python_runner(limits: worker::WorkerLimits) -> std::io::Result<runner_python::PythonRunner> {
     let exe = std::env::current_exe()?;
-    let mut cmd = worker::WorkerCommand::new(exe);
-    cmd.args = vec!["worker".into(), "python".into()];
+    let cmd = worker::WorkerCommand::new(exe)
+        .arg("worker")
+        .arg("python")
+        .with_limits(limits);
     Ok(runner_python::PythonRunner::new(cmd))
+}
+
+/// The cores this process may use.
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// The job document init receives (`rawJson`), shaped like a ModelOp Center batch job so

@@ -264,3 +264,81 @@ fn the_binary_runs_its_python_with_an_empty_environment() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(lines(&out)[0]["records"], 200, "pandas imports and runs");
 }
+
+#[test]
+fn a_hanging_record_times_out_alone_and_the_job_goes_on() {
+    let out = engine(&[
+        "run",
+        "tests/models/hangs.py",
+        "--input",
+        "tests/data/cli/x6.jsonl",
+        "--record-timeout",
+        "300",
+        "--workers",
+        "1",
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let xs: Vec<i64> = lines(&out)
+        .iter()
+        .map(|r| r["x"].as_i64().unwrap())
+        .collect();
+    assert_eq!(xs, vec![1, 2, 4, 5, 6]);
+    assert!(err.contains("per-record timeout of 300 ms"), "{err}");
+    assert!(err.contains("Record 3 on slot 0 failed"), "{err}");
+}
+
+#[test]
+fn a_worker_over_its_memory_limit_is_stopped_and_replaced() {
+    let out = engine(&[
+        "run",
+        "tests/models/hog.py",
+        "--input",
+        "tests/data/cli/x6.jsonl",
+        "--memory-limit",
+        "200",
+        "--workers",
+        "1",
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let xs: Vec<i64> = lines(&out)
+        .iter()
+        .map(|r| r["x"].as_i64().unwrap())
+        .collect();
+    assert_eq!(xs, vec![1, 3, 4, 5, 6]);
+    assert!(err.contains("over the limit of 200 MiB"), "{err}");
+}
+
+#[test]
+fn crashes_under_several_workers_keep_order_and_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = dir.path().join("s.json");
+    let out = engine(&[
+        "run",
+        "tests/models/crash_every_100.py",
+        "--input",
+        "tests/data/cli/ids1000.jsonl",
+        "--workers",
+        "2",
+        "--batch-size",
+        "64",
+        "--max-worker-restarts",
+        "20",
+        "--summary-json",
+        summary.to_str().unwrap(),
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let ids: Vec<i64> = lines(&out)
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    let expected: Vec<i64> = (1..=1000).filter(|i| i % 100 != 0).collect();
+    assert_eq!(ids, expected);
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(s["records_in"], 1000);
+    assert_eq!(s["records_out"], 990);
+    assert_eq!(s["records_failed"], 10);
+}

@@ -47,6 +47,13 @@ pub struct JobOptions {
     pub batch_size: usize,
     /// How many per-record failures the outcome keeps (all are counted and logged).
     pub failures_kept: usize,
+    /// Workers scoring in parallel (scoring jobs; metrics and training use one).
+    pub workers: usize,
+    /// How many times a worker that died while scoring a record is replaced, that record
+    /// failing alone, before the job ends in ERROR. 0, the reference runtime's behaviour:
+    /// the first death fails the job. A worker stopped for breaking a limit (time, memory)
+    /// is always replaced.
+    pub max_worker_restarts: u32,
 }
 
 impl Default for JobOptions {
@@ -55,6 +62,8 @@ impl Default for JobOptions {
             stop_on_bad_records: false,
             batch_size: 1000,
             failures_kept: 10,
+            workers: 1,
+            max_worker_restarts: 0,
         }
     }
 }

@@ -8,6 +8,7 @@
 pub mod error;
 pub mod job;
 pub mod model_files;
+mod pool;
 mod run;
 
 pub use error::{Error, Result};

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,6 +20,7 @@ use crate::job::{
     SlotCounts,
 };
 use crate::model_files;
+use crate::pool::{Pool, Recovery, Scored};
 
 /// Batches in flight between the reader, the model and each writer.
 const CHANNEL_DEPTH: usize = 4;
@@ -94,34 +96,59 @@ pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> Job
         log: log.clone(),
         env,
     };
-    log.info(LogSource::Engine, "starting the model's runner".to_owned());
-    let mut session = match runner.start(&model, config).await {
-        Ok(s) => s,
-        Err(e) => {
-            let tb = traceback_of(&e);
-            return state.finish_error(
-                format!("model initialization failed: {e}"),
-                tb,
-                Vec::new(),
-                started,
-            );
-        }
+    let workers = match kind {
+        JobKind::Score => options.workers.max(1),
+        JobKind::Metrics | JobKind::Train => 1,
     };
+    log.info(
+        LogSource::Engine,
+        format!(
+            "starting the model's runner ({workers} worker{})",
+            if workers == 1 { "" } else { "s" }
+        ),
+    );
+    let starts = (0..workers).map(|_| runner.start(&model, config.clone()));
+    let mut sessions = Vec::with_capacity(workers);
+    let mut start_error = None;
+    for started in futures_util::future::join_all(starts).await {
+        match started {
+            Ok(s) => sessions.push(s),
+            Err(e) => {
+                start_error.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = start_error {
+        let tb = traceback_of(&e);
+        for s in sessions {
+            let _ = s.close().await;
+        }
+        return state.finish_error(
+            format!("model initialization failed: {e}"),
+            tb,
+            Vec::new(),
+            started,
+        );
+    }
     log.info(
         LogSource::Engine,
         "state RUNNING: init succeeded".to_owned(),
     );
 
+    let recovery = Recovery {
+        runner,
+        model: &model,
+        config,
+        max_restarts: options.max_worker_restarts,
+        restarts: AtomicU32::new(0),
+        log: log.clone(),
+        enabled: true,
+    };
     let writers = Writers::start(outputs, log.clone());
-    let run_result = match kind {
+    let (run_result, sessions) = match kind {
         JobKind::Score => {
             score_all(
-                &mut *session,
-                inputs,
-                &writers,
-                &mut state,
-                &options,
-                &control,
+                sessions, &recovery, inputs, &writers, &mut state, &options, &control,
             )
             .await
         }
@@ -131,21 +158,34 @@ pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> Job
             } else {
                 AllRecordsFunction::Train
             };
-            run_all(
-                &mut *session,
-                inputs,
-                &writers,
-                &mut state,
-                &options,
-                &control,
-                function,
-            )
-            .await
+            let mut session = sessions;
+            let r = match session.first_mut() {
+                Some(s) => {
+                    run_all(
+                        &mut **s, inputs, &writers, &mut state, &options, &control, function,
+                    )
+                    .await
+                }
+                None => Ok(()),
+            };
+            (r, session)
         }
     };
+    let restarts = recovery.restarts.load(Ordering::Relaxed);
+    if restarts > 0 {
+        log.warn(
+            LogSource::Engine,
+            format!("{restarts} worker(s) were replaced after dying"),
+        );
+    }
 
     log.info(LogSource::Engine, "state FINISHING".to_owned());
-    let close_result = session.close().await;
+    let mut close_result = Ok(());
+    for session in sessions {
+        if let Err(e) = session.close().await {
+            close_result = Err(e);
+        }
+    }
     log.info(
         LogSource::Engine,
         "runner exited; state FINISHED".to_owned(),
@@ -440,63 +480,95 @@ fn take_records(
 }
 
 async fn score_all(
-    session: &mut dyn Session,
+    sessions: Vec<Box<dyn Session>>,
+    recovery: &Recovery<'_>,
     inputs: Vec<crate::job::JobInput>,
     writers: &Writers,
     state: &mut State,
     options: &crate::job::JobOptions,
     control: &Arc<JobControl>,
-) -> Result<(), CoreError> {
+) -> (Result<(), CoreError>, Vec<Box<dyn Session>>) {
     let (mut rx, reader) = start_reader(inputs, options.batch_size, control.clone());
+    let mut pool = Pool::new(sessions, recovery);
     let mut seqno: u64 = 0;
-    let result = async {
-        while let Some(batch) = rx.recv().await {
-            let batch = batch?;
-            let slot = batch.slot;
-            let mut items = Vec::with_capacity(batch.items.len());
-            let stop = take_records(batch, state, options.stop_on_bad_records, |value| {
-                seqno += 1;
-                items.push(ScoreItem { slot, seqno, value });
-            });
-            if !items.is_empty() {
-                let first = items[0].seqno;
-                let outcomes = session.score(items).await?;
-                let mut routed: BTreeMap<Slot, Vec<Value>> = BTreeMap::new();
-                for (i, outcome) in outcomes.into_iter().enumerate() {
-                    match outcome {
-                        Ok(outs) => {
-                            for (out_slot, v) in outs {
-                                routed.entry(out_slot).or_default().push(v);
-                            }
-                        }
-                        Err(f) => {
-                            state.failed += 1;
-                            let n = first + i as u64;
-                            let mut msg =
-                                format!("Record {n} on slot {slot} failed: {}", f.message);
-                            if !f.traceback.is_empty() {
-                                msg.push('\n');
-                                msg.push_str(f.traceback.trim_end());
-                            }
-                            state.log.error(LogSource::Runner, msg);
-                            state.note(slot, format!("record {n}"), f.message);
-                        }
+    let mut input_done = false;
+    let mut result = Ok(());
+    loop {
+        let feeding = !input_done && result.is_ok() && pool.has_idle();
+        if feeding {
+            tokio::select! {
+                biased;
+                r = pool.complete_one(), if pool.busy() => {
+                    if let Err(e) = r {
+                        result = Err(e);
                     }
                 }
-                for (out_slot, values) in routed {
-                    writers.send(out_slot, values, state).await;
-                }
+                batch = rx.recv() => match batch {
+                    None => input_done = true,
+                    Some(Err(e)) => result = Err(e),
+                    Some(Ok(batch)) => {
+                        let slot = batch.slot;
+                        let mut items = Vec::with_capacity(batch.items.len());
+                        let stop = take_records(batch, state, options.stop_on_bad_records, |value| {
+                            seqno += 1;
+                            items.push(ScoreItem { slot, seqno, value });
+                        });
+                        if !items.is_empty() {
+                            pool.submit(slot, items);
+                        }
+                        if stop || control.is_cancelled() {
+                            input_done = true;
+                        }
+                    }
+                },
             }
-            if stop || control.is_cancelled() {
-                break;
+        } else if pool.busy() {
+            if let Err(e) = pool.complete_one().await {
+                result = result.and(Err(e));
             }
+        } else {
+            break;
         }
-        Ok(())
+        for scored in pool.ready() {
+            emit(scored, writers, state).await;
+        }
     }
-    .await;
     drop(rx);
     reader.abort();
-    result
+    (result, pool.into_sessions().await)
+}
+
+/// Writes one scored batch and logs its failed records.
+async fn emit(scored: Scored, writers: &Writers, state: &mut State) {
+    let Scored {
+        slot,
+        first_seqno,
+        outcomes,
+    } = scored;
+    let mut routed: BTreeMap<Slot, Vec<Value>> = BTreeMap::new();
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        match outcome {
+            Ok(outs) => {
+                for (out_slot, v) in outs {
+                    routed.entry(out_slot).or_default().push(v);
+                }
+            }
+            Err(f) => {
+                state.failed += 1;
+                let n = first_seqno + i as u64;
+                let mut msg = format!("Record {n} on slot {slot} failed: {}", f.message);
+                if !f.traceback.is_empty() {
+                    msg.push('\n');
+                    msg.push_str(f.traceback.trim_end());
+                }
+                state.log.error(LogSource::Runner, msg);
+                state.note(slot, format!("record {n}"), f.message);
+            }
+        }
+    }
+    for (out_slot, values) in routed {
+        writers.send(out_slot, values, state).await;
+    }
 }
 
 async fn run_all(

@@ -61,18 +61,33 @@ impl RecordSink for VecSink {
 /// yields an unencodable value for x == 7; dies on x == 99.
 struct Doubler {
     collected: Vec<(Slot, Vec<Value>)>,
+    failed: Option<u64>,
 }
 
 #[async_trait]
 impl Session for Doubler {
     async fn score(&mut self, batch: Vec<ScoreItem>) -> runtime_core::Result<Vec<ScoreOutcome>> {
         let mut out = Vec::new();
+        // Later batches of small numbers finish first, so a pool must reorder.
+        if let Some(Value::Int(x)) = batch.first().and_then(|i| i.value.get("x")) {
+            let delay = 20u64.saturating_sub(*x as u64 % 20);
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
         for item in batch {
             let x = match item.value.get("x") {
                 Some(Value::Int(x)) => *x,
                 _ => 0,
             };
+            if x == 66 {
+                self.failed = Some(item.seqno);
+                return Err(Error::LimitExceeded {
+                    limit: "time".into(),
+                    detail: "a record ran longer than the per-record timeout of 10 ms".into(),
+                    last_record: None,
+                });
+            }
             if x == 99 {
+                self.failed = Some(item.seqno);
                 return Err(Error::WorkerDied {
                     reason: "killed by signal 9".into(),
                     last_record: Some(item.seqno.to_string()),
@@ -106,9 +121,15 @@ impl Session for Doubler {
     async fn close(self: Box<Self>) -> runtime_core::Result<()> {
         Ok(())
     }
+    fn failed_seqno(&self) -> Option<u64> {
+        self.failed
+    }
 }
 
-struct DoublerRunner;
+#[derive(Default)]
+struct DoublerRunner {
+    starts: std::sync::atomic::AtomicU32,
+}
 
 #[async_trait]
 impl Runner for DoublerRunner {
@@ -117,8 +138,11 @@ impl Runner for DoublerRunner {
         _m: &ModelSpec,
         _c: SessionConfig,
     ) -> runtime_core::Result<Box<dyn Session>> {
+        self.starts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(Box::new(Doubler {
             collected: Vec::new(),
+            failed: None,
         }))
     }
 }
@@ -174,6 +198,7 @@ fn job(kind: JobKind, items: Vec<ReadItem>, sinks: &[(u32, VecSink)], stop: bool
             stop_on_bad_records: stop,
             batch_size: 3,
             failures_kept: 10,
+            ..JobOptions::default()
         },
         control: Arc::new(JobControl::default()),
     }
@@ -194,7 +219,7 @@ async fn a_clean_job_succeeds_and_routes_by_slot() {
             &[(1, s1.clone()), (3, s3.clone())],
             false,
         ),
-        &DoublerRunner,
+        &DoublerRunner::default(),
         Arc::new(MemoryLog::default()),
     )
     .await;
@@ -222,7 +247,7 @@ async fn failures_and_rejections_are_counted_and_the_job_goes_on() {
     let log = Arc::new(MemoryLog::default());
     let out = run_job(
         job(JobKind::Score, items, &[(1, s1.clone())], false),
-        &DoublerRunner,
+        &DoublerRunner::default(),
         log.clone(),
     )
     .await;
@@ -270,7 +295,7 @@ async fn stop_on_bad_records_ends_at_the_first_rejection() {
             &[(1, s1.clone()), (3, VecSink::default())],
             true,
         ),
-        &DoublerRunner,
+        &DoublerRunner::default(),
         Arc::new(MemoryLog::default()),
     )
     .await;
@@ -303,7 +328,7 @@ async fn a_dying_session_ends_the_job_in_error_and_keeps_what_was_written() {
             &[(1, s1.clone()), (3, VecSink::default())],
             false,
         ),
-        &DoublerRunner,
+        &DoublerRunner::default(),
         Arc::new(MemoryLog::default()),
     )
     .await;
@@ -323,7 +348,7 @@ async fn metrics_get_everything_once() {
     let items = (1..=7).map(|i| record(i, 1)).collect();
     let out = run_job(
         job(JobKind::Metrics, items, &[(1, s1.clone())], false),
-        &DoublerRunner,
+        &DoublerRunner::default(),
         Arc::new(MemoryLog::default()),
     )
     .await;
@@ -335,7 +360,124 @@ async fn metrics_get_everything_once() {
 async fn a_job_without_its_function_is_an_error_naming_it() {
     let mut j = job(JobKind::Train, vec![], &[], false);
     j.model.entry_points.train = None;
-    let out = run_job(j, &DoublerRunner, Arc::new(MemoryLog::default())).await;
+    let out = run_job(j, &DoublerRunner::default(), Arc::new(MemoryLog::default())).await;
     assert_eq!(out.status, JobStatus::Error);
     assert!(out.error.unwrap().contains("modelop.train"));
+}
+
+fn ys(sink: &VecSink) -> Vec<i128> {
+    sink.0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|v| match v.get("y") {
+            Some(Value::Int(y)) => *y,
+            _ => -1,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn several_workers_keep_the_input_order() {
+    let s1 = VecSink::default();
+    let xs: Vec<i64> = (1..=60).filter(|x| ![7, 13, 66, 99].contains(x)).collect();
+    let items = xs
+        .iter()
+        .enumerate()
+        .map(|(i, x)| record(i as u64 + 1, *x))
+        .collect();
+    let mut j = job(
+        JobKind::Score,
+        items,
+        &[(1, s1.clone()), (3, VecSink::default())],
+        false,
+    );
+    j.options.workers = 4;
+    let runner = DoublerRunner::default();
+    let out = run_job(j, &runner, Arc::new(MemoryLog::default())).await;
+    assert_eq!(out.result, JobResult::Success, "{:?}", out.error);
+    assert_eq!(
+        ys(&s1),
+        xs.iter().map(|x| 2 * i128::from(*x)).collect::<Vec<_>>()
+    );
+    assert_eq!(runner.starts.load(std::sync::atomic::Ordering::Relaxed), 4);
+}
+
+#[tokio::test]
+async fn a_record_over_a_limit_fails_alone_and_a_new_worker_goes_on() {
+    let s1 = VecSink::default();
+    let items = [1, 2, 66, 4, 5, 6, 66, 8]
+        .iter()
+        .enumerate()
+        .map(|(i, x)| record(i as u64 + 1, *x))
+        .collect();
+    let runner = DoublerRunner::default();
+    let log = Arc::new(MemoryLog::default());
+    let out = run_job(
+        job(
+            JobKind::Score,
+            items,
+            &[(1, s1.clone()), (3, VecSink::default())],
+            false,
+        ),
+        &runner,
+        log.clone(),
+    )
+    .await;
+    assert_eq!(
+        (out.status, out.result),
+        (JobStatus::Complete, JobResult::Failure),
+        "{:?}",
+        out.error
+    );
+    assert_eq!(out.records_failed, 2);
+    assert_eq!(ys(&s1), vec![2, 4, 8, 10, 12, 16]);
+    assert_eq!(runner.starts.load(std::sync::atomic::Ordering::Relaxed), 3);
+    assert_eq!(out.problems[0].position, "record 3");
+    assert!(
+        out.problems[0].reason.contains("per-record timeout"),
+        "{:?}",
+        out.problems
+    );
+}
+
+#[tokio::test]
+async fn worker_deaths_are_survived_only_within_the_restart_budget() {
+    let items = || {
+        [1, 99, 3, 99, 5]
+            .iter()
+            .enumerate()
+            .map(|(i, x)| record(i as u64 + 1, *x))
+            .collect()
+    };
+    let sinks = || [(1, VecSink::default()), (3, VecSink::default())];
+    let out = run_job(
+        job(JobKind::Score, items(), &sinks(), false),
+        &DoublerRunner::default(),
+        Arc::new(MemoryLog::default()),
+    )
+    .await;
+    assert_eq!(
+        out.status,
+        JobStatus::Error,
+        "no budget: the first death ends the job"
+    );
+    let mut j = job(JobKind::Score, items(), &sinks(), false);
+    j.options.max_worker_restarts = 1;
+    let out = run_job(j, &DoublerRunner::default(), Arc::new(MemoryLog::default())).await;
+    assert_eq!(
+        out.status,
+        JobStatus::Error,
+        "the second death is over the budget"
+    );
+    let mut j = job(JobKind::Score, items(), &sinks(), false);
+    j.options.max_worker_restarts = 2;
+    let s1 = VecSink::default();
+    j.outputs[0].sink = Box::new(s1.clone());
+    let out = run_job(j, &DoublerRunner::default(), Arc::new(MemoryLog::default())).await;
+    assert_eq!(
+        (out.status, out.result),
+        (JobStatus::Complete, JobResult::Failure)
+    );
+    assert_eq!(ys(&s1), vec![2, 6, 10]);
 }

@@ -50,6 +50,16 @@ pub enum Error {
         last_record: Option<String>,
     },
 
+    /// A worker broke a limit set on it (a record ran too long, memory grew too large) and
+    /// was stopped.
+    #[error("the model's worker was stopped: {detail}{}", last_record.as_ref().map(|r| format!(" (input: {r})")).unwrap_or_default())]
+    LimitExceeded {
+        /// `time` or `memory`.
+        limit: String,
+        detail: String,
+        last_record: Option<String>,
+    },
+
     /// A worker did not answer in time and was stopped.
     #[error("{what} timed out after {millis} ms")]
     Timeout { what: String, millis: u64 },

@@ -118,4 +118,11 @@ pub trait Session: Send {
 
     /// Calls the model's `end` if it has one and stops the worker.
     async fn close(self: Box<Self>) -> Result<()>;
+
+    /// After `score` failed because the worker died or broke a limit: the seqno of the
+    /// record it was scoring, when known. The caller may then fail that record alone and
+    /// go on with a new session.
+    fn failed_seqno(&self) -> Option<u64> {
+        None
+    }
 }

@@ -8,14 +8,21 @@
 //! - [`serve`] (worker side): the request loop a worker runs, dispatching to the language
 //!   runner's [`WorkerBackend`].
 //!
+//! - [`WorkerProcess`]: the same supervision (spawn with chosen fds, console draining,
+//!   exit reporting, kill on drop) for a worker speaking a protocol of its own.
+//!
 //! Nothing here knows a programming language; runners (such as `runner-python`) implement
 //! [`WorkerBackend`] in the worker and wrap [`WorkerSession`] in the engine.
 
+mod limits;
+pub mod process;
 pub mod progress;
 pub mod protocol;
 mod serve;
 mod session;
 
+pub use limits::WorkerLimits;
+pub use process::WorkerProcess;
 pub use progress::ProgressPage;
 pub use serve::{serve, Context, WorkerBackend, PROTOCOL_FD};
 pub use session::{describe_exit, WorkerCommand, WorkerInfo, WorkerSession};

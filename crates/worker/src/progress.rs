@@ -110,6 +110,12 @@ impl ProgressPage {
         self.fd.as_ref().map(AsRawFd::as_raw_fd)
     }
 
+    /// The page's file, to hand to a worker spawned by other means than `WorkerSession`.
+    pub fn borrow_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.fd.as_ref().map(|fd| fd.as_fd())
+    }
+
     pub fn set_batch(&self, batch: u64) {
         self.word(0).store(batch, Ordering::Release);
         self.word(1).store(0, Ordering::Release);

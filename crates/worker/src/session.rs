@@ -19,6 +19,7 @@ use tokio::net::unix::OwnedReadHalf;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::limits::{Watchdog, WorkerLimits};
 use crate::progress::{ProgressPage, PROGRESS_FD};
 use crate::protocol::{
     decode_body, encode_frame, frame_len, FromWorker, ItemsRef, LoadSpec, ToWorkerRef, WireInit,
@@ -34,6 +35,8 @@ pub struct WorkerCommand {
     /// Set on top of the engine's own environment.
     pub env: Vec<(OsString, OsString)>,
     pub cwd: Option<PathBuf>,
+    /// Per-record timeout and memory limit, enforced by the engine.
+    pub limits: WorkerLimits,
 }
 
 impl WorkerCommand {
@@ -46,6 +49,11 @@ impl WorkerCommand {
 
     pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
         self.args.push(arg.into());
+        self
+    }
+
+    pub fn with_limits(mut self, limits: WorkerLimits) -> Self {
+        self.limits = limits;
         self
     }
 }
@@ -80,6 +88,11 @@ enum Broken {
         last_record: Option<String>,
     },
     Protocol(String),
+    Limit {
+        limit: &'static str,
+        detail: String,
+        last_record: Option<String>,
+    },
 }
 
 impl Broken {
@@ -93,6 +106,15 @@ impl Broken {
                 last_record: last_record.clone(),
             },
             Broken::Protocol(m) => Error::Protocol(m.clone()),
+            Broken::Limit {
+                limit,
+                detail,
+                last_record,
+            } => Error::LimitExceeded {
+                limit: (*limit).to_owned(),
+                detail: detail.clone(),
+                last_record: last_record.clone(),
+            },
         }
     }
 }
@@ -111,7 +133,9 @@ pub struct WorkerSession {
     writer: Option<mpsc::Sender<Vec<u8>>>,
     writer_task: JoinHandle<()>,
     consoles: Vec<JoinHandle<()>>,
-    page: ProgressPage,
+    page: Arc<ProgressPage>,
+    watchdog: Option<Watchdog>,
+    failed_seqno: Option<u64>,
     log: Arc<dyn JobLog>,
     in_flight: VecDeque<InFlight>,
     next_batch: u64,
@@ -132,7 +156,7 @@ impl std::fmt::Debug for WorkerSession {
 
 /// A new close-on-exec copy of `fd` numbered 10 or above, so that placing it at 3 or 4 in
 /// the child can never clobber the other one.
-fn high_dup(fd: RawFd) -> std::io::Result<OwnedFd> {
+pub(crate) fn high_dup(fd: RawFd) -> std::io::Result<OwnedFd> {
     // Safety: F_DUPFD_CLOEXEC duplicates an fd we hold; the result is checked.
     let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10) };
     if new < 0 {
@@ -142,14 +166,14 @@ fn high_dup(fd: RawFd) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
-fn spawn_error(command: &WorkerCommand, e: std::io::Error) -> Error {
+pub(crate) fn spawn_error(command: &WorkerCommand, e: std::io::Error) -> Error {
     Error::io(
         format!("cannot start the worker {}", command.program.display()),
         e,
     )
 }
 
-fn drain_console(
+pub(crate) fn drain_console(
     stream: impl AsyncRead + Unpin + Send + 'static,
     log: Arc<dyn JobLog>,
     level: Level,
@@ -270,6 +294,8 @@ impl WorkerSession {
         drop(worker_fd);
         drop(page_fd);
         let pid = child.id().unwrap_or_default();
+        let page = Arc::new(page);
+        let watchdog = Watchdog::start(command.limits, pid, page.clone());
 
         let mut consoles = Vec::with_capacity(2);
         if let Some(out) = child.stdout.take() {
@@ -304,6 +330,8 @@ impl WorkerSession {
             writer_task,
             consoles,
             page,
+            watchdog,
+            failed_seqno: None,
             log,
             in_flight: VecDeque::new(),
             next_batch: 1,
@@ -591,35 +619,50 @@ impl WorkerSession {
                 "closed its connection to the engine and was killed".to_owned()
             }
         };
-        let last_record = self.last_record();
+        let hit = self.watchdog.as_ref().and_then(Watchdog::hit);
+        let (last_record, seqno) = self.last_record(hit.as_ref().and_then(|h| h.position()));
+        self.failed_seqno = seqno;
         self.drain_consoles().await;
-        let b = Broken::Died {
-            reason,
-            last_record,
+        let b = match hit {
+            Some(hit) => Broken::Limit {
+                limit: hit.limit(),
+                detail: hit.detail(),
+                last_record,
+            },
+            None => Broken::Died {
+                reason,
+                last_record,
+            },
         };
         let e = b.error();
         self.broken = Some(b);
         e
     }
 
-    fn last_record(&self) -> Option<String> {
-        let (batch, index) = self.page.read();
+    /// The record in flight when the worker stopped (from the progress page, or `at`
+    /// when a watchdog saw it), rendered for a message, and its seqno when exactly known.
+    fn last_record(&self, at: Option<(u64, u64)>) -> (Option<String>, Option<u64>) {
+        let (batch, index) = at.unwrap_or_else(|| self.page.read());
         if let Some(f) = self.in_flight.iter().find(|f| f.id == batch) {
             if let Some(item) = index.checked_sub(1).and_then(|i| f.items.get(i as usize)) {
-                return Some(format!(
+                let shown = format!(
                     "seqno {} on slot {}: {}",
                     item.seqno,
                     item.slot,
                     short(&item.value)
-                ));
+                );
+                return (Some(shown), Some(item.seqno));
             }
         }
-        let first = self.in_flight.front()?.items.first()?;
-        let last = self.in_flight.back()?.items.last()?;
-        Some(format!(
-            "one of seqno {}..={} (between records)",
-            first.seqno, last.seqno
-        ))
+        let range = (|| {
+            let first = self.in_flight.front()?.items.first()?;
+            let last = self.in_flight.back()?.items.last()?;
+            Some(format!(
+                "one of seqno {}..={} (between records)",
+                first.seqno, last.seqno
+            ))
+        })();
+        (range, None)
     }
 }
 
@@ -687,5 +730,9 @@ impl Session for WorkerSession {
 
     async fn close(self: Box<Self>) -> Result<()> {
         (*self).shutdown().await
+    }
+
+    fn failed_seqno(&self) -> Option<u64> {
+        self.failed_seqno
     }
 }
