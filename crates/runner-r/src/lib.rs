@@ -1,0 +1,80 @@
+//! The R language runner: each session is an `Rscript` worker process running the driver
+//! in `R/driver.R`, which loads the model and calls its functions. R is never linked into
+//! the engine.
+//!
+//! - [`RRunner`] implements [`runtime_core::Runner`]; [`RSession`] implements
+//!   [`runtime_core::Session`].
+//! - Engine and worker exchange frames over two pipes (the worker's fd 3 and fd 5), each a
+//!   32-bit length and one value in R's own serialization format ([`rds`]), which R reads
+//!   and writes in C; fd 4 is the worker crate's progress page, so a dying worker is
+//!   blamed on the exact record. Supervision (spawn, console, exit) is
+//!   [`worker::WorkerProcess`].
+//!
+//! Model conventions and the value mapping are described in `docs/r-models.md`.
+
+pub mod rds;
+mod session;
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use runtime_core::{Error, Language, ModelSpec, Result, Runner, Session, SessionConfig};
+
+pub use session::RSession;
+
+/// The driver script the worker runs; written next to the model's working directory.
+pub const DRIVER: &str = include_str!("../R/driver.R");
+
+/// Starts R models, each in its own `Rscript` process.
+#[derive(Clone, Debug)]
+pub struct RRunner {
+    rscript: PathBuf,
+}
+
+impl Default for RRunner {
+    fn default() -> Self {
+        RRunner::new()
+    }
+}
+
+impl RRunner {
+    /// Runs `Rscript` as found on the PATH.
+    pub fn new() -> Self {
+        RRunner {
+            rscript: PathBuf::from("Rscript"),
+        }
+    }
+
+    /// Runs the given `Rscript` executable.
+    pub fn with_rscript(rscript: impl Into<PathBuf>) -> Self {
+        RRunner {
+            rscript: rscript.into(),
+        }
+    }
+
+    pub fn rscript(&self) -> &std::path::Path {
+        &self.rscript
+    }
+
+    /// Like [`Runner::start`], returning the concrete session.
+    pub async fn start_session(
+        &self,
+        model: &ModelSpec,
+        config: SessionConfig,
+    ) -> Result<RSession> {
+        if model.language != Language::R {
+            return Err(Error::ModelLoad(format!(
+                "the R runner cannot run a model in {}",
+                model.language
+            )));
+        }
+        RSession::start(&self.rscript, model, config).await
+    }
+}
+
+#[async_trait]
+impl Runner for RRunner {
+    async fn start(&self, model: &ModelSpec, config: SessionConfig) -> Result<Box<dyn Session>> {
+        Ok(Box::new(self.start_session(model, config).await?))
+    }
+}

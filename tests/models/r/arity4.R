@@ -1,0 +1,1 @@
+action <- function(a, b, c, d) a

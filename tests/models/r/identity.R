@@ -1,0 +1,1 @@
+action <- function(datum) datum
