@@ -342,3 +342,26 @@ fn crashes_under_several_workers_keep_order_and_counts() {
     assert_eq!(s["records_out"], 990);
     assert_eq!(s["records_failed"], 10);
 }
+
+#[test]
+fn recordsets_deliver_a_batch_as_one_data_frame() {
+    let out = engine(&[
+        "run",
+        "tests/models/recordsets.py",
+        "--input",
+        "tests/data/cli/x6.jsonl",
+        "--batch-size",
+        "4",
+        "--workers",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let rows = lines(&out);
+    let ys: Vec<i64> = rows.iter().map(|r| r["y"].as_i64().unwrap()).collect();
+    assert_eq!(ys, vec![10, 20, 30, 40, 50, 60]);
+    let sizes: Vec<i64> = rows
+        .iter()
+        .map(|r| r["batch_size"].as_i64().unwrap())
+        .collect();
+    assert_eq!(sizes, vec![4, 4, 4, 4, 2, 2]);
+}

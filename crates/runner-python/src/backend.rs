@@ -48,6 +48,8 @@ pub(crate) struct PythonBackend<'py> {
     generator: Bound<'py, PyAny>,
     progress: Option<Bound<'py, PyAny>>,
     model: Option<Model<'py>>,
+    /// Input slots whose batches arrive as one data frame (`recordsets.<slot>: true`).
+    recordsets: Vec<u32>,
     collected: BTreeMap<u32, Bound<'py, PyList>>,
 }
 
@@ -83,6 +85,7 @@ impl<'py> PythonBackend<'py> {
             generator,
             progress: None,
             model: None,
+            recordsets: Vec::new(),
             collected: BTreeMap::new(),
         })
     }
@@ -287,6 +290,51 @@ impl<'py> PythonBackend<'py> {
         })
     }
 
+    /// A whole batch as one data frame: the outputs belong to the batch's first record, the
+    /// others have none; a failure fails every record of the batch.
+    fn score_recordset(
+        &self,
+        entry: &Entry<'py>,
+        items: Vec<WireItem>,
+        slot: u32,
+        seqno: u64,
+    ) -> Result<Vec<ScoreOutcome>, WireFailure> {
+        let py = self.py;
+        let internal =
+            |e: PyErr| WireFailure::Worker(format!("cannot pass records to Python: {e}"));
+        let n = items.len();
+        let mut data = Vec::with_capacity(n);
+        for WireItem(_, _, value) in &items {
+            data.push(to_py(py, value).map_err(internal)?);
+        }
+        drop(items);
+        let data = PyList::new(py, data).map_err(internal)?;
+        let result = self
+            .driver
+            .call_method1(
+                "run_recordset",
+                (
+                    &entry.func,
+                    entry.arity,
+                    data,
+                    slot,
+                    seqno,
+                    &self.failure,
+                    &self.generator,
+                ),
+            )
+            .map_err(|e| self.model_failed(&entry.name, &e))?;
+        let mut outcomes = Vec::with_capacity(n);
+        match self.outcome(&result) {
+            Ok(outs) => {
+                outcomes.push(Ok(outs));
+                outcomes.resize_with(n, || Ok(Vec::new()));
+            }
+            Err(f) => outcomes.resize_with(n, || Err(f.clone())),
+        }
+        Ok(outcomes)
+    }
+
     fn score_py(&self, items: Vec<WireItem>) -> Result<Vec<ScoreOutcome>, WireFailure> {
         let py = self.py;
         let model = self.model()?;
@@ -300,6 +348,12 @@ impl<'py> PythonBackend<'py> {
         let arity = score.entry.arity;
         let internal =
             |e: PyErr| WireFailure::Worker(format!("cannot pass records to Python: {e}"));
+        if let Some(WireItem(slot, seqno, _)) = items.first() {
+            if self.recordsets.contains(slot) {
+                let (slot, seqno) = (*slot, *seqno);
+                return self.score_recordset(&score.entry, items, slot, seqno);
+            }
+        }
         let n = items.len();
         let mut data = Vec::with_capacity(n);
         let mut slots = Vec::with_capacity(if arity >= 2 { n } else { 0 });
@@ -357,6 +411,12 @@ impl<'py> WorkerBackend for PythonBackend<'py> {
         }
         let loaded = self.load_model(&model, cx)?;
         self.model = Some(loaded);
+        self.recordsets = model
+            .recordsets
+            .iter()
+            .filter(|(_, on)| **on)
+            .map(|(slot, _)| slot.0)
+            .collect();
         let sys = self
             .py
             .import("sys")

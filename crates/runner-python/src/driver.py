@@ -62,13 +62,25 @@ def _interpreter():
     return ""
 
 
+def _norm(path):
+    return os.path.normcase(os.path.abspath(path or "."))
+
+
 def prepare(work_dir, main_source, import_paths, progress_fd):
     """Sets the process up for the model; returns the progress words."""
     work_dir = os.path.abspath(work_dir)
     os.chdir(work_dir)
     sys.path.insert(0, work_dir)
+    # A model environment's folders (with what their .pth files add) go before the base
+    # site-packages, so the versions it pins win, yet after the standard library.
+    base_sites = {_norm(x) for x in site.getsitepackages() + [site.getusersitepackages()]}
     for p in import_paths:
+        before = list(sys.path)
         site.addsitedir(p)
+        known = set(before)
+        added = [x for x in sys.path if x not in known]
+        at = next((i for i, x in enumerate(before) if _norm(x) in base_sites), len(before))
+        sys.path[:] = before[:at] + added + before[at:]
     exe = _interpreter()
     if exe:
         sys.executable = exe
@@ -157,6 +169,36 @@ def run(data, slots, seqnos, progress, score, Failure, _Gen):
             append(Failure(e))
     return out
 """
+
+
+def run_recordset(score, arity, data, slot, seqno, Failure, _Gen):
+    """Scores a whole batch at once (`recordsets.<slot>: true`): the model gets one pandas
+    DataFrame of the batch (a list of records without pandas). Every output that is a
+    DataFrame, or a `(slot, DataFrame)` tuple, becomes one output record per row. Returns
+    the outputs as a list, or a Failure for the whole batch."""
+    try:
+        frame = make_frame(data)
+        args = (frame, slot, seqno)[:arity]
+        r = score(*args)
+        if r.__class__ is _Gen:
+            r = list(r)
+        elif r is None:
+            r = []
+        else:
+            r = [r]
+        outs = []
+        for o in r:
+            routed = None
+            if o.__class__ is tuple and len(o) == 2 and o[0].__class__ is int:
+                routed, o = o
+            if _pandas and isinstance(o, _pandas.DataFrame):
+                rows = o.to_dict("records")
+            else:
+                rows = [o]
+            outs.extend(rows if routed is None else [(routed, row) for row in rows])
+        return outs
+    except Exception as e:
+        return Failure(e)
 
 
 def make_loop(arity):
