@@ -119,7 +119,12 @@ pub struct EnvironmentCache {
 }
 
 impl EnvironmentCache {
-    pub fn new(config: CacheConfig) -> EnvironmentCache {
+    pub fn new(mut config: CacheConfig) -> EnvironmentCache {
+        // The worker changes directory before it adds the site-packages to `sys.path`, and
+        // the tools run in other folders: every path handed out must be absolute.
+        if let Ok(root) = std::path::absolute(&config.root) {
+            config.root = root;
+        }
         EnvironmentCache {
             config,
             interpreter: Mutex::new(None),

@@ -120,6 +120,38 @@ fn conflicting_pins_are_isolated_with_venv_and_pip() {
 }
 
 #[test]
+fn a_relative_root_gives_absolute_paths() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let cwd = std::env::current_dir().expect("cwd");
+    let relative: PathBuf = pathdiff(root.path(), &cwd);
+    let env = cache(&relative.join("envs"), Tool::Uv)
+        .prepare(&reqs("six==1.16.0\n"), &MemoryLog::default())
+        .expect("built")
+        .expect("requirements given");
+    assert!(env.site_packages.is_absolute());
+    let real = |p: &Path| p.canonicalize().expect("exists");
+    assert!(real(&env.site_packages).starts_with(real(root.path())));
+    assert_eq!(version_seen(Some(&env), "six"), "1.16.0");
+}
+
+/// `to` as seen from `from`, through `..` as needed.
+fn pathdiff(to: &Path, from: &Path) -> PathBuf {
+    let common = to
+        .components()
+        .zip(from.components())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let mut out = PathBuf::new();
+    for _ in from.components().skip(common) {
+        out.push("..");
+    }
+    for part in to.components().skip(common) {
+        out.push(part);
+    }
+    out
+}
+
+#[test]
 fn no_requirements_no_environment() {
     let root = tempfile::tempdir().expect("tempdir");
     let got = cache(root.path(), Tool::Auto)
