@@ -20,6 +20,18 @@ pub enum Command {
     /// The model worker process (started by the engine itself).
     #[command(hide = true)]
     Worker(WorkerArgs),
+    /// Run the engine service: control API, job queue, deployed model on REST.
+    Serve(Box<crate::serve::ServeArgs>),
+    /// Batch jobs of a running engine: create, status, result, log, list, cancel, rerun.
+    Job(crate::client::JobArgs),
+    /// Deploy a model (source file or folder) to a running engine.
+    Deploy(crate::client::DeployArgs),
+    /// Undeploy a running engine's model.
+    Undeploy(crate::client::UndeployArgs),
+    /// Score standard input's lines, one record each, with the deployed model.
+    Score(crate::client::ScoreArgs),
+    /// A running engine's state, tags, jobs and deployed model.
+    Status(crate::client::StatusArgs),
 }
 
 #[derive(Debug, Args)]
@@ -30,6 +42,13 @@ pub struct WorkerArgs {
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum WorkerLanguage {
     Python,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EnvToolArg {
+    Auto,
+    Uv,
+    Pip,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -132,4 +151,21 @@ pub struct RunArgs {
     /// the job ends in ERROR. Default 0: the first death ends the job.
     #[arg(long, default_value_t = 0)]
     pub max_worker_restarts: u32,
+
+    /// Where model environments (from a model's requirements.txt) are cached. Default:
+    /// $ENGINE_ENV_CACHE, else ~/.cache/model-runtime/environments.
+    #[arg(long, value_name = "DIR")]
+    pub env_cache: Option<PathBuf>,
+
+    /// Largest size of the environment cache, in MiB; least recently used ones go first.
+    #[arg(long, value_name = "MIB", default_value_t = 5120)]
+    pub env_cache_size: u64,
+
+    /// Install nothing: a model whose requirements have no cached environment fails.
+    #[arg(long)]
+    pub no_installs: bool,
+
+    /// The tool that builds environments: the fastest present (auto), uv, or venv + pip.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub env_tool: EnvToolArg,
 }

@@ -2,9 +2,11 @@
 //! environment, installs the logger, and calls the libraries.
 
 mod cli;
+mod client;
 mod exit;
 mod joblog;
 mod run;
+mod serve;
 
 use clap::Parser;
 
@@ -28,6 +30,12 @@ fn main() {
             install_tracing();
             std::process::exit(run::run(*args));
         }
+        cli::Command::Serve(args) => std::process::exit(serve::serve(*args)),
+        cli::Command::Job(args) => std::process::exit(client::job(args)),
+        cli::Command::Deploy(args) => std::process::exit(client::deploy(args)),
+        cli::Command::Undeploy(args) => std::process::exit(client::undeploy(args)),
+        cli::Command::Score(args) => std::process::exit(client::score(args)),
+        cli::Command::Status(args) => std::process::exit(client::status(args)),
     }
 }
 

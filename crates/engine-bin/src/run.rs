@@ -12,7 +12,7 @@ use jobs::{Job, JobControl, JobInput, JobKind, JobOptions, JobOutcome, JobOutput
 use runtime_core::{ExplicitNames, InitContext, JobLog, Language, LogSource, ModelSpec, Slot};
 use serde_json::json;
 
-use crate::cli::{JobKindArg, RunArgs};
+use crate::cli::{EnvToolArg, JobKindArg, RunArgs};
 use crate::exit;
 use crate::joblog::WriterLog;
 
@@ -275,6 +275,7 @@ fn run_prepared(
                 batch_size: args.batch_size as usize,
                 workers: args.workers.map_or_else(default_workers, |w| w as usize),
                 max_worker_restarts: args.max_worker_restarts,
+                environments: Some(Arc::new(environment_cache(args))),
                 ..JobOptions::default()
             },
             control: control.clone(),
@@ -310,6 +311,35 @@ fn python_runner(limits: worker::WorkerLimits) -> std::io::Result<runner_python:
         .arg("python")
         .with_limits(limits);
     Ok(runner_python::PythonRunner::new(cmd))
+}
+
+/// The model environment cache, from the flags and the environment (pip's and uv's index
+/// settings pass through to the installs).
+fn environment_cache(args: &RunArgs) -> environments::EnvironmentCache {
+    let root = args
+        .env_cache
+        .clone()
+        .or_else(|| std::env::var_os("ENGINE_ENV_CACHE").map(PathBuf::from))
+        .unwrap_or_else(|| {
+            let base = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                .unwrap_or_else(std::env::temp_dir);
+            base.join("model-runtime").join("environments")
+        });
+    let python = option_env!("ENGINE_PYTHON").unwrap_or("python3");
+    let mut config = environments::CacheConfig::new(root, python);
+    config.max_bytes = args.env_cache_size.saturating_mul(1 << 20);
+    config.installs_enabled = !args.no_installs;
+    config.tool = match args.env_tool {
+        EnvToolArg::Auto => environments::Tool::Auto,
+        EnvToolArg::Uv => environments::Tool::Uv,
+        EnvToolArg::Pip => environments::Tool::Pip,
+    };
+    config.extra_env = std::env::vars()
+        .filter(|(k, _)| k.starts_with("PIP_") || k.starts_with("UV_") || k == "SSL_CERT_FILE")
+        .collect();
+    environments::EnvironmentCache::new(config)
 }
 
 /// The cores this process may use.

@@ -54,6 +54,12 @@ pub struct JobOptions {
     /// the first death fails the job. A worker stopped for breaking a limit (time, memory)
     /// is always replaced.
     pub max_worker_restarts: u32,
+    /// Where Python models' requirements are installed; `None`: a model with requirements
+    /// fails (this runtime installs nothing).
+    pub environments: Option<Arc<environments::EnvironmentCache>>,
+    /// The model's assets (top level of its working directory) installed with pip before it
+    /// runs, besides `requirements.txt` (assets with the "required libraries" role).
+    pub requirements_assets: Vec<String>,
 }
 
 impl Default for JobOptions {
@@ -64,6 +70,8 @@ impl Default for JobOptions {
             failures_kept: 10,
             workers: 1,
             max_worker_restarts: 0,
+            environments: None,
+            requirements_assets: Vec::new(),
         }
     }
 }

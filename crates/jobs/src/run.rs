@@ -91,6 +91,17 @@ pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> Job
         return state.finish_error(reason, None, Vec::new(), started);
     }
 
+    // The model's own Python environment, held until its workers are closed.
+    let mut model = model;
+    let _environment = match prepare_environment(&model, &options, &log).await {
+        Ok(Some(prepared)) => {
+            model.import_paths.insert(0, prepared.site_packages.clone());
+            Some(prepared)
+        }
+        Ok(None) => None,
+        Err(reason) => return state.finish_error(reason, None, Vec::new(), started),
+    };
+
     let config = SessionConfig {
         init,
         log: log.clone(),
@@ -222,6 +233,47 @@ pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> Job
             .get_or_insert_with(|| "the job was cancelled".to_owned());
     }
     state.finish(reports, started)
+}
+
+/// Installs a Python model's requirements (`requirements.txt` and the other requirements
+/// assets at the top of its working directory) into its own cached environment.
+async fn prepare_environment(
+    model: &runtime_core::ModelSpec,
+    options: &crate::job::JobOptions,
+    log: &Arc<dyn JobLog>,
+) -> Result<Option<environments::PreparedEnv>, String> {
+    if model.language != runtime_core::Language::Python {
+        return Ok(None);
+    }
+    let mut files = Vec::new();
+    let names = std::iter::once("requirements.txt").chain(options.requirements_assets.iter().map(String::as_str));
+    for name in names {
+        let path = model.work_dir.join(name);
+        if files.iter().any(|f: &environments::RequirementsFile| f.name == name) || !path.is_file() {
+            continue;
+        }
+        let content = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read the model's requirements {name}: {e}"))?;
+        files.push(environments::RequirementsFile {
+            name: name.to_owned(),
+            content,
+        });
+    }
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let Some(cache) = options.environments.clone() else {
+        let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+        return Err(format!(
+            "the model has requirements ({}) but this engine has no environment cache to install them into",
+            names.join(", ")
+        ));
+    };
+    let job_log = log.clone();
+    tokio::task::spawn_blocking(move || cache.prepare(&files, &*job_log))
+        .await
+        .map_err(|e| format!("installing the model's requirements failed: {e}"))?
+        .map_err(|e| format!("installing the model's requirements failed: {e}"))
 }
 
 fn traceback_of(e: &CoreError) -> Option<String> {

@@ -1,0 +1,514 @@
+//! The CLI client of a running engine: `engine job ...`, `engine deploy`, `engine score`,
+//! `engine status`. Human tables by default, `--json` for scripts.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Subcommand, ValueEnum};
+use service::client::{error_text, model_parts, Answer, Client, Part};
+
+use crate::exit;
+
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// The engine's address.
+    #[arg(
+        long,
+        global = true,
+        env = "ENGINE_URL",
+        default_value = "http://127.0.0.1:8003"
+    )]
+    pub engine: String,
+    /// Print the engine's JSON answer instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JobArgs {
+    #[command(subcommand)]
+    pub command: JobCommand,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum JobTypeArg {
+    Batchjob,
+    Testjob,
+    Trainingjob,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// Submit a job: MODEL (file or folder), INPUT files, then OUTPUT (a path on the
+    /// engine's machine, or '-' to keep the output with the job).
+    Create {
+        kind: JobTypeArg,
+        model: PathBuf,
+        /// INPUT... OUTPUT
+        #[arg(num_args = 2.., required = true)]
+        paths: Vec<PathBuf>,
+        /// A job parameter as KEY=VALUE (VALUE read as JSON when it parses).
+        #[arg(long = "param", short = 'p', value_name = "KEY=VALUE")]
+        params: Vec<String>,
+        /// Wait for the job to finish and print its status.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// A job's status and counts.
+    Status { id: String },
+    /// A finished job's result (its embedded output, or where it was written).
+    Result { id: String },
+    /// A job's log lines.
+    Log { id: String },
+    /// Jobs, newest first.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Cancel a waiting or running job.
+    Cancel { id: String },
+    /// Queue a finished or interrupted job again.
+    Rerun { id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// The model: a source file or a folder.
+    pub model: PathBuf,
+    #[arg(long)]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct UndeployArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    #[arg(long, default_value_t = 0)]
+    pub input_slot: u32,
+    #[arg(long, default_value_t = 1)]
+    pub output_slot: u32,
+    /// Milliseconds the engine waits for the model per record.
+    #[arg(long)]
+    pub timeout: Option<u64>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// A failed command: its message and exit status.
+struct Failed(String, i32);
+
+impl From<service::Error> for Failed {
+    fn from(e: service::Error) -> Self {
+        Failed(e.to_string(), exit::ERROR)
+    }
+}
+
+fn report(r: Result<(), Failed>, what: &str) -> i32 {
+    match r {
+        Ok(()) => 0,
+        Err(Failed(msg, code)) => {
+            eprintln!("engine {what}: {msg}");
+            code
+        }
+    }
+}
+
+fn value(answer: Answer) -> Result<serde_json::Value, Failed> {
+    Ok(Client::json(answer)?)
+}
+
+fn out(text: &str) {
+    let mut o = std::io::stdout().lock();
+    let _ = o.write_all(text.as_bytes());
+    let _ = o.flush();
+}
+
+fn print_json(v: &serde_json::Value) {
+    out(&format!(
+        "{}\n",
+        serde_json::to_string_pretty(v).unwrap_or_default()
+    ));
+}
+
+fn s(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => "-".into(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A plain table: columns padded to their widest cell.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut l = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths.get(i).copied().unwrap_or(0)))
+            .collect::<Vec<_>>()
+            .join("  ");
+        l.truncate(l.trim_end().len());
+        l + "\n"
+    };
+    let mut t = line(header.iter().map(|h| (*h).to_owned()).collect());
+    for r in rows {
+        t += &line(r.clone());
+    }
+    t
+}
+
+fn job_table(jobs: &[serde_json::Value]) -> String {
+    let rows: Vec<Vec<String>> = jobs
+        .iter()
+        .map(|j| {
+            vec![
+                s(&j["id"]),
+                s(&j["jobType"]),
+                s(&j["jobStatus"]),
+                s(&j["jobResult"]),
+                format!("{}/{}", s(&j["recordsIn"]), s(&j["recordsOut"])),
+                s(&j["recordsRejected"]),
+                s(&j["createdAt"]),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID", "TYPE", "STATUS", "RESULT", "IN/OUT", "REJECTED", "CREATED",
+        ],
+        &rows,
+    )
+}
+
+pub fn job(args: JobArgs) -> i32 {
+    let c = Client::new(&args.client.engine);
+    let json = args.client.json;
+    let r = match args.command {
+        JobCommand::Create {
+            kind,
+            model,
+            paths,
+            params,
+            wait,
+        } => create(&c, json, kind, &model, &paths, &params, wait),
+        JobCommand::Status { id } => c
+            .get(&format!("/api/jobs/{id}"))
+            .map_err(Failed::from)
+            .and_then(value)
+            .map(|v| show_job(&v, json)),
+        JobCommand::Result { id } => result(&c, json, &id),
+        JobCommand::Log { id } => c
+            .get(&format!("/api/jobs/{id}/log"))
+            .map_err(Failed::from)
+            .and_then(value)
+            .map(|v| {
+                if json {
+                    print_json(&v)
+                } else {
+                    for l in v["lines"].as_array().into_iter().flatten() {
+                        out(&format!(
+                            "{} {} {} {}\n",
+                            s(&l["at"]),
+                            s(&l["level"]),
+                            s(&l["source"]),
+                            s(&l["message"])
+                        ));
+                    }
+                }
+            }),
+        JobCommand::List { status } => {
+            let path = match status {
+                Some(st) => format!("/api/jobs?status={st}"),
+                None => "/api/jobs".to_owned(),
+            };
+            c.get(&path).map_err(Failed::from).and_then(value).map(|v| {
+                if json {
+                    print_json(&v)
+                } else {
+                    let jobs = v["jobs"].as_array().cloned().unwrap_or_default();
+                    out(&job_table(&jobs));
+                }
+            })
+        }
+        JobCommand::Cancel { id } => c
+            .post(&format!("/api/jobs/{id}/cancel"), "application/json", b"")
+            .map_err(Failed::from)
+            .and_then(value)
+            .map(|v| show_job(&v, json)),
+        JobCommand::Rerun { id } => c
+            .post(&format!("/api/jobs/{id}/rerun"), "application/json", b"")
+            .map_err(Failed::from)
+            .and_then(value)
+            .map(|v| show_job(&v, json)),
+    };
+    report(r, "job")
+}
+
+fn show_job(v: &serde_json::Value, json: bool) {
+    if json {
+        print_json(v);
+        return;
+    }
+    let mut t = job_table(std::slice::from_ref(v));
+    if let Some(reason) = v["reason"].as_str() {
+        t += &format!("reason: {reason}\n");
+    }
+    out(&t);
+}
+
+fn create(
+    c: &Client,
+    json: bool,
+    kind: JobTypeArg,
+    model: &Path,
+    paths: &[PathBuf],
+    params: &[String],
+    wait: bool,
+) -> Result<(), Failed> {
+    let Some((output, inputs)) = paths.split_last() else {
+        return Err(Failed("give INPUT... OUTPUT".into(), exit::USAGE));
+    };
+    let mut parts = model_parts(model).map_err(|e| Failed(e.to_string(), exit::USAGE))?;
+    let job_type = match kind {
+        JobTypeArg::Batchjob => "batchjob",
+        JobTypeArg::Testjob => "testjob",
+        JobTypeArg::Trainingjob => "trainingjob",
+    };
+    parts.push(Part::text("jobType", job_type));
+    for input in inputs {
+        let name = input
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "input.json".into());
+        parts.push(
+            Part::file("input", input, &name).map_err(|e| Failed(e.to_string(), exit::USAGE))?,
+        );
+    }
+    if output.as_os_str() != "-" {
+        let abs = std::path::absolute(output)
+            .map_err(|e| Failed(format!("{}: {e}", output.display()), exit::USAGE))?;
+        parts.push(Part::text("output", abs.display().to_string()));
+    }
+    if !params.is_empty() {
+        let mut map = serde_json::Map::new();
+        for p in params {
+            let (k, v) = p
+                .split_once('=')
+                .ok_or_else(|| Failed(format!("--param {p}: expected KEY=VALUE"), exit::USAGE))?;
+            let v = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.into()));
+            map.insert(k.to_owned(), v);
+        }
+        parts.push(Part::text(
+            "params",
+            serde_json::Value::Object(map).to_string(),
+        ));
+    }
+    let mut v = value(c.multipart("POST", "/api/jobs/upload", &parts)?)?;
+    if wait {
+        let id = s(&v["id"]);
+        loop {
+            let status = s(&v["jobStatus"]);
+            if ["COMPLETE", "ERROR", "CANCELLED"].contains(&status.as_str()) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            v = value(c.get(&format!("/api/jobs/{id}"))?)?;
+        }
+        if let Some(o) = v.as_object_mut() {
+            o.remove("jobMessages");
+        }
+    }
+    show_job(&v, json);
+    if wait {
+        let code = match (v["jobStatus"].as_str(), v["jobResult"].as_str()) {
+            (Some("COMPLETE"), Some("SUCCESS")) => 0,
+            (Some("COMPLETE"), _) => 1,
+            _ => exit::ERROR,
+        };
+        if code != 0 {
+            return Err(Failed(
+                format!("job {} ended {}", s(&v["id"]), s(&v["jobStatus"])),
+                code,
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn result(c: &Client, json: bool, id: &str) -> Result<(), Failed> {
+    let v = value(c.get(&format!("/api/jobs/{id}/result"))?)?;
+    if json {
+        print_json(&v);
+        return Ok(());
+    }
+    let outputs = v["outputs"].as_array().cloned().unwrap_or_default();
+    for o in &outputs {
+        match o["content"].as_str() {
+            Some(text) => out(text),
+            None => eprintln!(
+                "slot {}: {} record(s) written to {}",
+                s(&o["slot"]),
+                s(&o["records"]),
+                s(&o["path"])
+            ),
+        }
+    }
+    for f in v["trainedFiles"].as_array().into_iter().flatten() {
+        eprintln!("trained: {} (in {})", s(f), s(&v["trainedDir"]));
+    }
+    eprintln!("job {id}: {} {}", s(&v["jobStatus"]), s(&v["jobResult"]));
+    Ok(())
+}
+
+pub fn deploy(args: DeployArgs) -> i32 {
+    let c = Client::new(&args.client.engine);
+    let r = (|| {
+        let mut parts = model_parts(&args.model).map_err(|e| Failed(e.to_string(), exit::USAGE))?;
+        if let Some(n) = &args.name {
+            parts.push(Part::text("name", n.clone()));
+        }
+        let v = value(c.multipart("PUT", "/api/deployment/upload", &parts)?)?;
+        show_deployment(&v, args.client.json);
+        Ok(())
+    })();
+    report(r, "deploy")
+}
+
+pub fn undeploy(args: UndeployArgs) -> i32 {
+    let c = Client::new(&args.client.engine);
+    let r = (|| {
+        let a = c.delete("/api/deployment")?;
+        if a.status >= 400 {
+            return Err(Failed(error_text(&a), exit::ERROR));
+        }
+        Ok(())
+    })();
+    report(r, "undeploy")
+}
+
+fn show_deployment(v: &serde_json::Value, json: bool) {
+    if json {
+        print_json(v);
+        return;
+    }
+    let f = &v["functions"];
+    out(&table(
+        &[
+            "NAME", "LANGUAGE", "SCORE", "INIT", "STATE", "SCORED", "SINCE",
+        ],
+        &[vec![
+            s(&v["name"]),
+            s(&v["language"]),
+            s(&f["score"]),
+            s(&f["init"]),
+            s(&v["workerState"]),
+            s(&v["recordsScored"]),
+            s(&v["since"]),
+        ]],
+    ));
+}
+
+/// Each line of standard input is one record sent to the roundtrip route; each answer is
+/// printed on its own line.
+pub fn score(args: ScoreArgs) -> i32 {
+    let c = Client::new(&args.client.engine);
+    let mut path = format!("/api/roundtrip/{}/{}", args.input_slot, args.output_slot);
+    if let Some(t) = args.timeout {
+        path += &format!("?timeout={t}");
+    }
+    let r = (|| {
+        let mut failed = 0u64;
+        for line in std::io::stdin().lock().lines() {
+            let line =
+                line.map_err(|e| Failed(format!("cannot read standard input: {e}"), exit::ERROR))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let a = c.post(&path, "application/json", line.as_bytes())?;
+            match a.status {
+                200 => out(&format!(
+                    "{}\n",
+                    String::from_utf8_lossy(&a.body).trim_end()
+                )),
+                204 => {}
+                _ => {
+                    failed += 1;
+                    eprintln!("{}", error_text(&a));
+                }
+            }
+        }
+        if failed > 0 {
+            return Err(Failed(format!("{failed} record(s) failed"), 1));
+        }
+        Ok(())
+    })();
+    report(r, "score")
+}
+
+pub fn status(args: StatusArgs) -> i32 {
+    let c = Client::new(&args.client.engine);
+    let r = (|| {
+        let v = value(c.get("/api/engine")?)?;
+        if args.client.json {
+            print_json(&v);
+            return Ok(());
+        }
+        let jobs = &v["jobs"];
+        let tags: Vec<String> = v["tags"].as_array().into_iter().flatten().map(s).collect();
+        let mut t = table(
+            &[
+                "NAME", "STATE", "RELEASE", "TAGS", "RUNNING", "WAITING", "COMPLETE", "FAILED",
+            ],
+            &[vec![
+                s(&v["name"]),
+                s(&v["state"]),
+                s(&v["release"]),
+                if tags.is_empty() {
+                    "-".into()
+                } else {
+                    tags.join(",")
+                },
+                s(&jobs["running"]),
+                s(&jobs["waiting"]),
+                s(&jobs["complete"]),
+                s(&jobs["failed"]),
+            ]],
+        );
+        if v["deployedModel"].is_object() {
+            let d = &v["deployedModel"];
+            t += &format!(
+                "deployed: {} ({}), {} scored, worker {}\n",
+                s(&d["name"]),
+                s(&d["language"]),
+                s(&d["recordsScored"]),
+                s(&d["workerState"])
+            );
+        }
+        out(&t);
+        Ok(())
+    })();
+    report(r, "status")
+}

@@ -1,0 +1,220 @@
+//! `engine serve`: the long-running service. Reads `application.json`, the environment
+//! and the flags into one configuration, gives the service its runners, and turns SIGTERM
+//! and SIGINT into a graceful stop.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+use runtime_core::Language;
+use service::config::{overrides_from_env, Overrides};
+use service::{Config, Deps, Platform, RunnerSet};
+
+use crate::exit;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The configuration file (application.json).
+    #[arg(long, value_name = "PATH", env = "ENGINE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The control port (default 8003; 0 picks a free one).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// A separate port serving only the scoring routes.
+    #[arg(long)]
+    pub scoring_port: Option<u16>,
+    /// The address to listen on (default 0.0.0.0).
+    #[arg(long)]
+    pub bind: Option<String>,
+    /// Where the job queue, history and working folders live.
+    #[arg(long, value_name = "PATH")]
+    pub data_dir: Option<PathBuf>,
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Tags, comma-separated (`DEV, cc-fraud`).
+    #[arg(long)]
+    pub tags: Option<String>,
+    /// Default roundtrip timeout in milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub roundtrip_timeout_ms: Option<u64>,
+    /// Scoring requests waiting for the deployed model beyond which requests get 503.
+    #[arg(long, value_name = "N")]
+    pub score_queue_bound: Option<usize>,
+    /// How long SIGTERM waits for the running job and in-flight requests.
+    #[arg(long, value_name = "MS")]
+    pub shutdown_grace_ms: Option<u64>,
+    /// The engine's log level (trace, debug, info, warn, error).
+    #[arg(long)]
+    pub log_level: Option<String>,
+}
+
+fn flag_overrides(a: &ServeArgs) -> Overrides {
+    let mut o = Overrides::new();
+    let mut put = |k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            o.insert(k.to_owned(), v);
+        }
+    };
+    put("port", a.port.map(|v| v.to_string()));
+    put("scoringPort", a.scoring_port.map(|v| v.to_string()));
+    put("bind", a.bind.clone());
+    put(
+        "dataDir",
+        a.data_dir.as_ref().map(|p| p.display().to_string()),
+    );
+    put("name", a.name.clone());
+    put("group", a.group.clone());
+    put("tags", a.tags.clone());
+    put(
+        "roundtripTimeoutMs",
+        a.roundtrip_timeout_ms.map(|v| v.to_string()),
+    );
+    put(
+        "scoreQueueBound",
+        a.score_queue_bound.map(|v| v.to_string()),
+    );
+    put(
+        "shutdownGraceMs",
+        a.shutdown_grace_ms.map(|v| v.to_string()),
+    );
+    put("logLevel", a.log_level.clone());
+    o
+}
+
+pub fn serve(args: ServeArgs) -> i32 {
+    let config_file = args
+        .config
+        .clone()
+        .or_else(|| std::env::var_os("MODELOP_APPLICATION_JSON").map(PathBuf::from));
+    let env = overrides_from_env(|k| std::env::var(k).ok());
+    let config = match Config::load(config_file.as_deref(), &[env, flag_overrides(&args)]) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("engine serve: {e}");
+            return exit::USAGE;
+        }
+    };
+    install_tracing(&config.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("engine serve: cannot start the async runtime: {e}");
+            return exit::ERROR;
+        }
+    };
+    let runners = match runner_set() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("engine serve: cannot find the engine's own executable: {e}");
+            return exit::ERROR;
+        }
+    };
+    let deps = Deps {
+        runners,
+        platforms: Arc::new(probe_platforms),
+        release: env!("CARGO_PKG_VERSION").to_owned(),
+        built_on: option_env!("ENGINE_BUILT_ON")
+            .unwrap_or("unknown")
+            .to_owned(),
+    };
+    let result = runtime.block_on(service::serve(config, deps, stop_signal(), |bound| {
+        // Scripts and tests read where the engine listens from this line.
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "engine listening on http://{}", bound.control);
+        if let Some(s) = bound.scoring {
+            let _ = writeln!(out, "engine scoring on http://{s}");
+        }
+        let _ = out.flush();
+    }));
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("engine serve: {e}");
+            if matches!(e, service::Error::Config { .. }) {
+                exit::USAGE
+            } else {
+                exit::ERROR
+            }
+        }
+    }
+}
+
+/// The runners the service can use. R joins here once its runner is wired.
+fn runner_set() -> std::io::Result<RunnerSet> {
+    let exe = std::env::current_exe()?;
+    let python = runner_python::PythonRunner::new(
+        worker::WorkerCommand::new(exe).arg("worker").arg("python"),
+    );
+    Ok(RunnerSet::new().with(Language::Python, Arc::new(python)))
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut t), Ok(mut i)) => {
+            tokio::select! {
+                _ = t.recv() => {}
+                _ = i.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// The Python platform the workers embed, and its installed distributions.
+fn probe_platforms() -> Vec<Platform> {
+    let python = std::env::var("PYO3_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let script = "import sys, json, importlib.metadata as m\n\
+print(json.dumps({'version': sys.version.split()[0], 'executable': sys.executable, \
+'libraries': sorted(set(f\"{d.metadata['Name']}=={d.version}\" for d in m.distributions() if d.metadata['Name']))}))";
+    let out = std::process::Command::new(&python)
+        .arg("-c")
+        .arg(script)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output();
+    let mut platforms = Vec::new();
+    if let Ok(out) = out {
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
+            platforms.push(Platform {
+                language: "python".into(),
+                version: v["version"].as_str().unwrap_or("").to_owned(),
+                executable: v["executable"].as_str().map(str::to_owned),
+                libraries: v["libraries"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|s| s.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            });
+        }
+    }
+    platforms
+}
+
+fn install_tracing(level: &str) {
+    let filter = match level {
+        "warning" => "warn",
+        other => other,
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

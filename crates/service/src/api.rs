@@ -1,0 +1,1122 @@
+//! The HTTP routes and the OpenAPI document generated from them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine as _;
+use codecs::{CodecConfig, Encoding};
+use runtime_core::{InitContext, JobLog, LogSource, SessionConfig, Slot, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::config::{normalize_tags, STAGE_TAGS};
+use crate::deploy::{DeploySpec, Deployment};
+use crate::document::{DeploymentDocument, JobDocument};
+use crate::error::{Error, ErrorBody, Result};
+use crate::joblog::RingLog;
+use crate::queue::{OutputPlace, StoredOutcome};
+use crate::store::{JobRow, JobState, StoredLine};
+use crate::time::rfc3339;
+use crate::Engine;
+
+type AppState = Arc<Engine>;
+
+/// Largest job or deployment upload.
+const UPLOAD_LIMIT: usize = 512 * 1024 * 1024;
+/// Largest scoring request body.
+const SCORE_LIMIT: usize = codecs::DEFAULT_MAX_RECORD_BYTES;
+/// Lines of a deployed model's log kept in memory.
+const DEPLOY_LOG_LINES: usize = 2000;
+/// The settings key of the deployed model's document, redeployed at start.
+const DEPLOYMENT_KEY: &str = "deployment";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "model-runtime engine",
+        description = "Batch jobs and deployed models of a ModelOp-compatible model runtime."
+    ),
+    components(schemas(ErrorBody))
+)]
+struct ApiDoc;
+
+fn scoring_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(roundtrip))
+        .routes(routes!(roundtrip_v2))
+        .layer(DefaultBodyLimit::max(SCORE_LIMIT))
+}
+
+fn control_routes() -> OpenApiRouter<AppState> {
+    let uploads = OpenApiRouter::new()
+        .routes(routes!(create_job))
+        .routes(routes!(upload_job))
+        .routes(routes!(get_deployment, deploy, undeploy))
+        .routes(routes!(upload_deployment))
+        .layer(DefaultBodyLimit::max(UPLOAD_LIMIT));
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health))
+        .routes(routes!(engine_state))
+        .routes(routes!(engine_details))
+        .routes(routes!(get_tags, put_tags))
+        .routes(routes!(list_jobs))
+        .routes(routes!(get_job))
+        .routes(routes!(job_log))
+        .routes(routes!(job_result))
+        .routes(routes!(cancel_job))
+        .routes(routes!(rerun_job))
+        .routes(routes!(deployment_log))
+        .routes(routes!(active_model, active_model_delete))
+        .merge(uploads)
+        .merge(scoring_routes())
+}
+
+/// The OpenAPI document of the control port.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, api) = control_routes().split_for_parts();
+    api
+}
+
+pub fn control_router(engine: AppState) -> axum::Router {
+    let (router, api) = control_routes().split_for_parts();
+    let api = Arc::new(api);
+    router
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let api = api.clone();
+                async move { Json(api.as_ref().clone()) }
+            }),
+        )
+        .with_state(engine)
+}
+
+pub fn scoring_router(engine: AppState) -> axum::Router {
+    let (router, _) = scoring_routes().split_for_parts();
+    router.with_state(engine)
+}
+
+// ---------------------------------------------------------------- engine
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    pub id: String,
+    pub release: String,
+    pub built_on: String,
+}
+
+/// The engine is up.
+#[utoipa::path(get, path = "/1/health", tag = "engine",
+    responses((status = 200, body = Health)))]
+async fn health(State(e): State<AppState>) -> Json<Health> {
+    Json(Health {
+        id: e.id.clone(),
+        release: e.deps.release.clone(),
+        built_on: e.deps.built_on.clone(),
+    })
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct StateView {
+    /// INIT, RUNNING, FINISHING, FINISHED or ERROR.
+    pub state: String,
+}
+
+/// The engine's state.
+#[utoipa::path(get, path = "/2/engine/state", tag = "engine",
+    responses((status = 200, body = StateView)))]
+async fn engine_state(State(e): State<AppState>) -> Json<StateView> {
+    Json(StateView {
+        state: e.state().as_str().to_owned(),
+    })
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct JobCounts {
+    pub running: i64,
+    pub waiting: i64,
+    pub complete: i64,
+    pub failed: i64,
+    pub cancelled: i64,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimeDetails {
+    pub id: String,
+    pub name: String,
+    pub group: Option<String>,
+    pub tags: Vec<String>,
+    /// The tags that are stages (DEV, SIT, UAT, PROD).
+    pub stage_tags: Vec<String>,
+    /// The other tags: model services.
+    pub service_tags: Vec<String>,
+    pub release: String,
+    pub built_on: String,
+    pub state: String,
+    pub started: String,
+    pub languages: Vec<String>,
+    pub platforms: Vec<crate::Platform>,
+    pub deployed_model: Option<DeploymentView>,
+    pub endpoints: Vec<String>,
+    pub jobs: JobCounts,
+}
+
+/// The runtime's details: identity, tags, platforms, deployed model, endpoints, jobs.
+#[utoipa::path(get, path = "/api/engine", tag = "engine",
+    responses((status = 200, body = RuntimeDetails), (status = 500, body = ErrorBody)))]
+async fn engine_details(State(e): State<AppState>) -> Result<Json<RuntimeDetails>> {
+    let mut jobs = JobCounts {
+        running: 0,
+        waiting: 0,
+        complete: 0,
+        failed: 0,
+        cancelled: 0,
+    };
+    for (status, n) in e.store().counts().await? {
+        match JobState::parse(&status) {
+            Some(JobState::Running) => jobs.running += n,
+            Some(JobState::Waiting | JobState::Created) => jobs.waiting += n,
+            Some(JobState::Complete) => jobs.complete += n,
+            Some(JobState::Error) => jobs.failed += n,
+            Some(JobState::Cancelled) => jobs.cancelled += n,
+            None => {}
+        }
+    }
+    let tags = e.tags();
+    let (stage_tags, service_tags) = tags
+        .iter()
+        .cloned()
+        .partition(|t| STAGE_TAGS.contains(&t.as_str()));
+    Ok(Json(RuntimeDetails {
+        id: e.id.clone(),
+        name: e.config.name.clone(),
+        group: e.config.group.clone(),
+        tags,
+        stage_tags,
+        service_tags,
+        release: e.deps.release.clone(),
+        built_on: e.deps.built_on.clone(),
+        state: e.state().as_str().to_owned(),
+        started: rfc3339(e.started_ms),
+        languages: e
+            .deps
+            .runners
+            .languages()
+            .iter()
+            .map(|l| l.as_str().to_owned())
+            .collect(),
+        platforms: e.platforms().await,
+        deployed_model: e.deployment().map(|d| deployment_view(&d)),
+        endpoints: e.endpoints.read().map(|v| v.clone()).unwrap_or_default(),
+        jobs,
+    }))
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct Tags {
+    pub tags: Vec<String>,
+}
+
+/// The engine's tags.
+#[utoipa::path(get, path = "/api/engine/tags", tag = "engine",
+    responses((status = 200, body = Tags)))]
+async fn get_tags(State(e): State<AppState>) -> Json<Tags> {
+    Json(Tags { tags: e.tags() })
+}
+
+/// Replaces the engine's tags (stage tags DEV, SIT, UAT, PROD are written in capitals).
+#[utoipa::path(put, path = "/api/engine/tags", tag = "engine", request_body = Tags,
+    responses((status = 200, body = Tags), (status = 400, body = ErrorBody)))]
+async fn put_tags(State(e): State<AppState>, body: Bytes) -> Result<Json<Tags>> {
+    let t: Tags = json_body(&body)?;
+    let tags = normalize_tags(t.tags.iter().map(String::as_str))
+        .map_err(|e| Error::BadRequest(e.to_string()))?;
+    e.set_tags(tags.clone());
+    Ok(Json(Tags { tags }))
+}
+
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
+    serde_json::from_slice(body).map_err(|e| Error::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+// ---------------------------------------------------------------- jobs
+
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobView {
+    pub id: String,
+    pub job_type: String,
+    pub name: Option<String>,
+    /// CREATED, WAITING, RUNNING, COMPLETE, ERROR or CANCELLED.
+    pub job_status: String,
+    /// SUCCESS, FAILURE, or UNKNOWN until the job ends.
+    pub job_result: String,
+    pub reason: Option<String>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub records_in: i64,
+    pub records_out: i64,
+    pub records_rejected: i64,
+    pub records_failed: i64,
+    /// How many times the job was started.
+    pub runs: i64,
+    /// The engine stopped while the job ran; it can be re-run.
+    pub interrupted: bool,
+    /// The job's log lines (only when one job is asked for).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_messages: Option<Vec<String>>,
+}
+
+fn job_view(r: &JobRow) -> JobView {
+    JobView {
+        id: r.id.clone(),
+        job_type: r.job_type.clone(),
+        name: r.name.clone(),
+        job_status: r.status.as_str().to_owned(),
+        job_result: r.result.clone().unwrap_or_else(|| "UNKNOWN".into()),
+        reason: r.reason.clone(),
+        created_at: rfc3339(r.created_ms),
+        started_at: r.started_ms.map(rfc3339),
+        finished_at: r.finished_ms.map(rfc3339),
+        records_in: r.records_in,
+        records_out: r.records_out,
+        records_rejected: r.records_rejected,
+        records_failed: r.records_failed,
+        runs: r.runs,
+        interrupted: r.interrupted,
+        job_messages: None,
+    }
+}
+
+fn line_text(l: &StoredLine) -> String {
+    format!(
+        "{} {} {} {}",
+        rfc3339(l.at_ms),
+        l.level,
+        l.source,
+        l.message
+    )
+}
+
+/// Submits a batch job as a ModelOp Center job document; it is queued (WAITING).
+#[utoipa::path(post, path = "/api/jobs", tag = "jobs", request_body = JobDocument,
+    responses((status = 201, body = JobView), (status = 400, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn create_job(State(e): State<AppState>, body: Bytes) -> Result<(StatusCode, Json<JobView>)> {
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| Error::BadRequest("the job document is not UTF-8".into()))?
+        .to_owned();
+    let doc: JobDocument = json_body(&body)?;
+    let row = e.queue.submit(text, doc).await?;
+    Ok((StatusCode::CREATED, Json(job_view(&row))))
+}
+
+/// The multipart form of a job upload (for people without a job document).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct JobUpload {
+    /// `batchjob`, `testjob`, `trainingjob` or a ModelOp jobType.
+    #[schema(rename = "jobType")]
+    job_type: String,
+    /// The model's main source (a file part; its file name tells the language).
+    #[schema(value_type = String, format = Binary)]
+    source: Vec<u8>,
+    /// Other model files; each part's file name is its path in the model's folder.
+    #[schema(value_type = Option<Vec<String>>, format = Binary)]
+    asset: Option<Vec<Vec<u8>>>,
+    /// Input files in slot order (slot 0, 2, ...).
+    #[schema(value_type = Vec<String>, format = Binary)]
+    input: Vec<Vec<u8>>,
+    /// Where slot 1 is written on the engine's machine (absolute path); kept with the job
+    /// when absent.
+    output: Option<String>,
+    /// Job parameters as a JSON object.
+    params: Option<String>,
+    name: Option<String>,
+}
+
+/// Submits a batch job as a multipart upload: model source, model files, input files.
+#[utoipa::path(post, path = "/api/jobs/upload", tag = "jobs",
+    request_body(content = JobUpload, content_type = "multipart/form-data"),
+    responses((status = 201, body = JobView), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn upload_job(
+    State(e): State<AppState>,
+    multipart: Multipart,
+) -> Result<(StatusCode, Json<JobView>)> {
+    let form = read_form(multipart).await?;
+    let job_type = match form.text("jobType").as_deref().map(str::trim) {
+        Some("batchjob") | None => "MODEL_BATCH_JOB".to_owned(),
+        Some("testjob") => "MODEL_BATCH_TEST_JOB".to_owned(),
+        Some("trainingjob") => "MODEL_BATCH_TRAINING_JOB".to_owned(),
+        Some(other) => other.to_owned(),
+    };
+    let mut doc = serde_json::json!({
+        "jobType": job_type,
+        "jobStatus": "CREATED",
+        "model": {"storedModel": form.stored_model()?},
+        "inputData": form.files("input").iter().map(|(name, bytes)| serde_json::json!({
+            "assetType": "FILE",
+            "assetRole": "TEST_DATA",
+            "name": name,
+            "fileContent": base64::engine::general_purpose::STANDARD.encode(bytes),
+        })).collect::<Vec<_>>(),
+        "outputData": match form.text("output").filter(|s| !s.trim().is_empty()) {
+            Some(path) => vec![serde_json::json!({
+                "assetType": "EXTERNAL_FILE",
+                "name": std::path::Path::new(&path).file_name().map(|n| n.to_string_lossy().into_owned()),
+                "fileUrl": format!("file://{path}"),
+            })],
+            None => vec![serde_json::json!({"assetType": "FILE", "name": "output.json"})],
+        },
+        "stopOnBadRecords": form.text("stopOnBadRecords").is_some_and(|s| s.trim() == "true"),
+    });
+    if let Some(name) = form.text("name") {
+        doc["name"] = serde_json::Value::String(name);
+    }
+    if let Some(p) = form.text("params") {
+        let params: serde_json::Value = serde_json::from_str(&p)
+            .map_err(|e| Error::BadRequest(format!("params: not JSON: {e}")))?;
+        if !params.is_object() {
+            return Err(Error::BadRequest("params: must be a JSON object".into()));
+        }
+        doc["jobParameters"] = params;
+    }
+    let parsed: JobDocument = serde_json::from_value(doc.clone())
+        .map_err(|e| Error::BadRequest(format!("cannot build a job document: {e}")))?;
+    let row = e.queue.submit(doc.to_string(), parsed).await?;
+    Ok((StatusCode::CREATED, Json(job_view(&row))))
+}
+
+/// Fields of a multipart form.
+struct Form {
+    parts: Vec<(String, Option<String>, Vec<u8>)>,
+}
+
+async fn read_form(mut multipart: Multipart) -> Result<Form> {
+    let mut parts = Vec::new();
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| Error::BadRequest(format!("unreadable multipart body: {e}")))?
+    {
+        let name = field.name().unwrap_or("").to_owned();
+        let file = field.file_name().map(str::to_owned);
+        let bytes = field
+            .bytes()
+            .await
+            .map_err(|e| Error::BadRequest(format!("unreadable multipart field {name}: {e}")))?;
+        parts.push((name, file, bytes.to_vec()));
+    }
+    Ok(Form { parts })
+}
+
+impl Form {
+    fn text(&self, name: &str) -> Option<String> {
+        self.parts
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, _, b)| String::from_utf8_lossy(b).into_owned())
+    }
+
+    fn files(&self, name: &str) -> Vec<(String, &[u8])> {
+        self.parts
+            .iter()
+            .filter(|(n, _, _)| n == name)
+            .enumerate()
+            .map(|(i, (_, f, b))| {
+                (
+                    f.clone().unwrap_or_else(|| format!("{name}-{i}.json")),
+                    b.as_slice(),
+                )
+            })
+            .collect()
+    }
+
+    /// The `storedModel` of a job or deployment document built from the form.
+    fn stored_model(&self) -> Result<serde_json::Value> {
+        let sources = self.files("source");
+        let [(source_name, source)] = sources.as_slice() else {
+            return Err(Error::BadRequest(
+                "the upload needs exactly one 'source' part (the model's main source)".into(),
+            ));
+        };
+        let text = std::str::from_utf8(source)
+            .map_err(|_| Error::BadRequest("the model's source is not UTF-8".into()))?;
+        let mut main = serde_json::json!({
+            "name": source_name,
+            "assetType": "SOURCE_CODE",
+            "assetRole": "MODEL_SOURCE",
+            "primaryModelSource": true,
+            "sourceCode": text,
+        });
+        for (field, key) in [
+            ("initFunction", "initFunction"),
+            ("scoreFunction", "scoreFunction"),
+            ("metricsFunction", "metricsFunction"),
+            ("trainingFunction", "trainingFunction"),
+        ] {
+            if let Some(v) = self.text(field).filter(|v| !v.trim().is_empty()) {
+                main[key] = serde_json::Value::String(v);
+            }
+        }
+        let mut assets = vec![main];
+        for (name, bytes) in self.files("asset") {
+            assets.push(serde_json::json!({
+                "name": name,
+                "assetType": "FILE",
+                "fileContent": base64::engine::general_purpose::STANDARD.encode(bytes),
+            }));
+        }
+        let model_name = std::path::Path::new(source_name.as_str())
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned());
+        Ok(serde_json::json!({
+            "modelMetaData": {"name": self.text("name").or(model_name)},
+            "modelAssets": assets,
+        }))
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ListQuery {
+    /// Only jobs of this status.
+    status: Option<String>,
+    /// At most this many (newest first); 100 by default.
+    limit: Option<u32>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct JobList {
+    pub jobs: Vec<JobView>,
+}
+
+/// Jobs, newest first.
+#[utoipa::path(get, path = "/api/jobs", tag = "jobs", params(ListQuery),
+    responses((status = 200, body = JobList), (status = 400, body = ErrorBody)))]
+async fn list_jobs(State(e): State<AppState>, Query(q): Query<ListQuery>) -> Result<Json<JobList>> {
+    let status = match q.status.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(
+            JobState::parse(s)
+                .ok_or_else(|| Error::BadRequest(format!("unknown job status '{s}'")))?,
+        ),
+    };
+    let limit = i64::from(q.limit.unwrap_or(100).clamp(1, 10_000));
+    let rows = e.store().list(status, limit).await?;
+    Ok(Json(JobList {
+        jobs: rows.iter().map(job_view).collect(),
+    }))
+}
+
+async fn job_row(e: &Engine, id: &str) -> Result<JobRow> {
+    e.store()
+        .get(id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("job {id}")))
+}
+
+/// One job, with its log lines (`jobMessages`).
+#[utoipa::path(get, path = "/api/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
+    responses((status = 200, body = JobView), (status = 404, body = ErrorBody)))]
+async fn get_job(State(e): State<AppState>, Path(id): Path<String>) -> Result<Json<JobView>> {
+    let row = job_row(&e, &id).await?;
+    let mut view = job_view(&row);
+    view.job_messages = Some(e.store().log(&id).await?.iter().map(line_text).collect());
+    Ok(Json(view))
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct LogLineView {
+    pub at: String,
+    pub level: String,
+    /// ENGINE, MODEL-CONSOLE or RUNNER.
+    pub source: String,
+    pub message: String,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct LogView {
+    pub lines: Vec<LogLineView>,
+}
+
+fn log_view(lines: &[StoredLine]) -> LogView {
+    LogView {
+        lines: lines
+            .iter()
+            .map(|l| LogLineView {
+                at: rfc3339(l.at_ms),
+                level: l.level.clone(),
+                source: l.source.clone(),
+                message: l.message.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// A job's log lines: lifecycle, the model's console, failed records.
+#[utoipa::path(get, path = "/api/jobs/{id}/log", tag = "jobs", params(("id" = String, Path)),
+    responses((status = 200, body = LogView), (status = 404, body = ErrorBody)))]
+async fn job_log(State(e): State<AppState>, Path(id): Path<String>) -> Result<Json<LogView>> {
+    job_row(&e, &id).await?;
+    Ok(Json(log_view(&e.store().log(&id).await?)))
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputResult {
+    #[serde(flatten)]
+    pub place: OutputPlace,
+    /// The output itself when it is kept with the job and is text.
+    pub content: Option<String>,
+    /// The output itself when it is kept with the job and is not text.
+    pub content_base64: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobResultView {
+    pub id: String,
+    pub job_status: String,
+    pub job_result: String,
+    pub reason: Option<String>,
+    pub outputs: Vec<OutputResult>,
+    pub trained_files: Vec<String>,
+    pub trained_dir: Option<String>,
+    #[schema(value_type = Vec<Object>)]
+    pub problems: Vec<serde_json::Value>,
+    pub traceback: Option<String>,
+}
+
+/// Largest embedded output returned inline by the result.
+const RESULT_INLINE_MAX: u64 = 64 * 1024 * 1024;
+
+/// A finished job's result: its embedded output, or where its output was written.
+#[utoipa::path(get, path = "/api/jobs/{id}/result", tag = "jobs", params(("id" = String, Path)),
+    responses((status = 200, body = JobResultView), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+async fn job_result(
+    State(e): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<JobResultView>> {
+    let row = job_row(&e, &id).await?;
+    if !row.status.is_final() {
+        return Err(Error::Conflict(format!(
+            "job {id} is {}: no result yet",
+            row.status.as_str()
+        )));
+    }
+    let stored: Option<StoredOutcome> = row
+        .outcome
+        .as_deref()
+        .and_then(|o| serde_json::from_str(o).ok());
+    let mut outputs = Vec::new();
+    let (mut trained_files, mut trained_dir, mut problems, mut traceback) =
+        (Vec::new(), None, Vec::new(), None);
+    if let Some(s) = stored {
+        for place in s.outputs {
+            let (mut content, mut content_base64) = (None, None);
+            if place.embedded {
+                let path = std::path::PathBuf::from(&place.path);
+                let bytes = tokio::task::spawn_blocking(move || {
+                    let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                    (len <= RESULT_INLINE_MAX)
+                        .then(|| std::fs::read(&path).ok())
+                        .flatten()
+                })
+                .await
+                .ok()
+                .flatten();
+                if let Some(b) = bytes {
+                    match String::from_utf8(b) {
+                        Ok(t) => content = Some(t),
+                        Err(e) => {
+                            content_base64 = Some(
+                                base64::engine::general_purpose::STANDARD.encode(e.into_bytes()),
+                            )
+                        }
+                    }
+                }
+            }
+            outputs.push(OutputResult {
+                place,
+                content,
+                content_base64,
+            });
+        }
+        trained_files = s.trained_files;
+        trained_dir = s.trained_dir;
+        problems = s.problems;
+        traceback = s.traceback;
+    }
+    Ok(Json(JobResultView {
+        id: row.id.clone(),
+        job_status: row.status.as_str().to_owned(),
+        job_result: row.result.clone().unwrap_or_else(|| "UNKNOWN".into()),
+        reason: row.reason.clone(),
+        outputs,
+        trained_files,
+        trained_dir,
+        problems,
+        traceback,
+    }))
+}
+
+/// Cancels a job: a waiting one at once, a running one by stopping its worker.
+#[utoipa::path(post, path = "/api/jobs/{id}/cancel", tag = "jobs", params(("id" = String, Path)),
+    responses((status = 200, body = JobView), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+async fn cancel_job(State(e): State<AppState>, Path(id): Path<String>) -> Result<Json<JobView>> {
+    Ok(Json(job_view(&e.queue.cancel(&id).await?)))
+}
+
+/// Queues a finished (or interrupted) job again.
+#[utoipa::path(post, path = "/api/jobs/{id}/rerun", tag = "jobs", params(("id" = String, Path)),
+    responses((status = 200, body = JobView), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn rerun_job(State(e): State<AppState>, Path(id): Path<String>) -> Result<Json<JobView>> {
+    Ok(Json(job_view(&e.queue.rerun(&id).await?)))
+}
+
+// ---------------------------------------------------------------- deployments
+
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Functions {
+    pub init: Option<String>,
+    pub score: Option<String>,
+    pub metrics: Option<String>,
+    pub train: Option<String>,
+    pub end: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentView {
+    pub id: String,
+    pub name: String,
+    pub language: String,
+    pub source: String,
+    pub functions: Functions,
+    /// Input slots served by the roundtrip routes and output slots answered.
+    pub input_slots: Vec<u32>,
+    pub output_slots: Vec<u32>,
+    /// Encoding of each slot's REST bodies (JSON unless the deployment says otherwise).
+    pub encodings: BTreeMap<String, String>,
+    /// Schemas by slot (none are checked by this build).
+    pub schemas: BTreeMap<String, String>,
+    pub since: String,
+    pub records_scored: u64,
+    pub records_failed: u64,
+    pub worker_restarts: u64,
+    /// READY, RESTARTING, FAILED or STOPPED.
+    pub worker_state: String,
+    pub worker_problem: Option<String>,
+    pub queued: usize,
+    pub queue_bound: usize,
+}
+
+fn deployment_view(d: &Deployment) -> DeploymentView {
+    let s = d.stats();
+    let ep = &d.model.entry_points;
+    let problem = match &s.state {
+        crate::deploy::WorkerState::Restarting(w) | crate::deploy::WorkerState::Failed(w) => {
+            Some(w.clone())
+        }
+        _ => None,
+    };
+    DeploymentView {
+        id: d.id.clone(),
+        name: d.name.clone(),
+        language: d.model.language.as_str().to_owned(),
+        source: d.source_name.clone(),
+        functions: Functions {
+            init: ep.init.clone(),
+            score: ep.score.clone(),
+            metrics: ep.metrics.clone(),
+            train: ep.train.clone(),
+            end: ep.end.clone(),
+        },
+        input_slots: vec![0],
+        output_slots: vec![1],
+        encodings: d
+            .encodings
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.name().to_owned()))
+            .collect(),
+        schemas: BTreeMap::new(),
+        since: rfc3339(d.since_ms),
+        records_scored: s.records_scored,
+        records_failed: s.records_failed,
+        worker_restarts: s.restarts,
+        worker_state: s.state.as_str().to_owned(),
+        worker_problem: problem,
+        queued: s.queued,
+        queue_bound: d.queue_bound,
+    }
+}
+
+/// The deployed model.
+#[utoipa::path(get, path = "/api/deployment", tag = "deployment",
+    responses((status = 200, body = DeploymentView), (status = 404, body = ErrorBody)))]
+async fn get_deployment(State(e): State<AppState>) -> Result<Json<DeploymentView>> {
+    e.deployment()
+        .map(|d| Json(deployment_view(&d)))
+        .ok_or(Error::NoDeployment)
+}
+
+/// Deploys a model from a deployment document (the model as `deployableModel`, ModelOp's
+/// shape); replaces the deployed one. Init runs now; its failure is the answer.
+#[utoipa::path(put, path = "/api/deployment", tag = "deployment", request_body = DeploymentDocument,
+    responses((status = 201, body = DeploymentView), (status = 400, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
+async fn deploy(
+    State(e): State<AppState>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<DeploymentView>)> {
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| Error::BadRequest("the deployment document is not UTF-8".into()))?
+        .to_owned();
+    let doc: DeploymentDocument = json_body(&body)?;
+    let d = deploy_document(&e, text, doc, true).await?;
+    Ok((StatusCode::CREATED, Json(deployment_view(&d))))
+}
+
+/// The multipart form of a deployment upload.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct DeploymentUpload {
+    /// The model's main source.
+    #[schema(value_type = String, format = Binary)]
+    source: Vec<u8>,
+    /// Other model files; each part's file name is its path in the model's folder.
+    #[schema(value_type = Option<Vec<String>>, format = Binary)]
+    asset: Option<Vec<Vec<u8>>>,
+    name: Option<String>,
+}
+
+/// Deploys a model uploaded as multipart: main source and model files.
+#[utoipa::path(put, path = "/api/deployment/upload", tag = "deployment",
+    request_body(content = DeploymentUpload, content_type = "multipart/form-data"),
+    responses((status = 201, body = DeploymentView), (status = 400, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
+async fn upload_deployment(
+    State(e): State<AppState>,
+    multipart: Multipart,
+) -> Result<(StatusCode, Json<DeploymentView>)> {
+    let form = read_form(multipart).await?;
+    let mut doc = serde_json::json!({
+        "deployableModel": {"storedModel": form.stored_model()?},
+    });
+    if let Some(n) = form.text("name") {
+        doc["name"] = serde_json::Value::String(n);
+    }
+    let parsed: DeploymentDocument = serde_json::from_value(doc.clone())
+        .map_err(|e| Error::BadRequest(format!("cannot build a deployment document: {e}")))?;
+    let d = deploy_document(&e, doc.to_string(), parsed, true).await?;
+    Ok((StatusCode::CREATED, Json(deployment_view(&d))))
+}
+
+async fn deploy_document(
+    e: &AppState,
+    text: String,
+    doc: DeploymentDocument,
+    persist: bool,
+) -> Result<Arc<Deployment>> {
+    if e.shutting_down() {
+        return Err(Error::ShuttingDown);
+    }
+    let model = doc.model()?;
+    let mut encodings = BTreeMap::new();
+    for slot in [0u32, 1] {
+        encodings.insert(slot, doc.encoding_of(slot)?);
+    }
+    for key in doc.encodings.keys() {
+        let slot: u32 = key
+            .parse()
+            .map_err(|_| Error::BadRequest(format!("encodings: '{key}' is not a slot number")))?;
+        encodings.insert(slot, doc.encoding_of(slot)?);
+    }
+    let runner = e
+        .deps
+        .runners
+        .get(model.language.unwrap_or(runtime_core::Language::Python))?;
+    let _serial = e.deploying.lock().await;
+    // One model at a time: the old one goes first, so two never hold the same resources.
+    if let Some(old) = take_deployment(e) {
+        old.stop(Duration::from_secs(2)).await;
+        remove_dir(old.dir.clone()).await;
+    }
+    let id = doc
+        .id
+        .clone()
+        .filter(|s| !s.is_empty() && s.len() <= 100)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let dir = e
+        .config
+        .data_dir
+        .join("deployments")
+        .join(uuid::Uuid::new_v4().to_string());
+    let log = Arc::new(RingLog::new(DEPLOY_LOG_LINES));
+    let prepared = {
+        let model = model.clone();
+        let dir = dir.clone();
+        let log = log.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::prepare::prepare_model(&model, &dir, log.as_ref())
+        })
+        .await
+        .map_err(|e| Error::Store(format!("deployment preparation failed: {e}")))??
+    };
+    let spec = DeploySpec {
+        id,
+        name: model.name.clone(),
+        document: text.clone(),
+        model: prepared.spec,
+        source_name: model.source_name.clone(),
+        encodings,
+        dir: dir.clone(),
+        session: SessionConfig {
+            init: InitContext::Deployment {
+                raw_json: text.clone(),
+            },
+            log: log.clone(),
+            env: vec![(
+                "HOME".to_owned(),
+                prepared.materialized.home.display().to_string(),
+            )],
+        },
+        queue_bound: e.config.score_queue_bound,
+        batch_max: e.config.score_batch_max,
+    };
+    if spec.model.entry_points.score.is_none() {
+        remove_dir(dir).await;
+        return Err(Error::BadRequest(
+            "the model has no score function: mark one with '# modelop.score' or name it with scoreFunction".into(),
+        ));
+    }
+    let d = match Deployment::start(spec, runner, log).await {
+        Ok(d) => d,
+        Err(err) => {
+            remove_dir(dir).await;
+            return Err(err);
+        }
+    };
+    if let Ok(mut slot) = e.deployment.write() {
+        *slot = Some(d.clone());
+    }
+    if persist {
+        e.store().set_setting(DEPLOYMENT_KEY, Some(text)).await?;
+    }
+    Ok(d)
+}
+
+async fn remove_dir(dir: std::path::PathBuf) {
+    let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+}
+
+/// Takes the deployed model out of service (the caller stops it).
+pub fn take_deployment(e: &Engine) -> Option<Arc<Deployment>> {
+    e.deployment.write().ok().and_then(|mut d| d.take())
+}
+
+/// Deploys again, at start, the model that was deployed when the engine stopped.
+pub async fn restore_deployment(e: &AppState) {
+    let text = match e.store().setting(DEPLOYMENT_KEY).await {
+        Ok(Some(t)) => t,
+        Ok(None) => return,
+        Err(err) => {
+            tracing::warn!("cannot read the last deployment: {err}");
+            return;
+        }
+    };
+    let doc: DeploymentDocument = match serde_json::from_str(&text) {
+        Ok(d) => d,
+        Err(err) => {
+            tracing::warn!("the last deployment's document is unreadable: {err}");
+            return;
+        }
+    };
+    match deploy_document(e, text, doc, false).await {
+        Ok(d) => tracing::info!("model {} deployed again", d.name),
+        Err(err) => tracing::error!("cannot deploy the last deployed model again: {err}"),
+    }
+}
+
+async fn undeploy_inner(e: &AppState) -> Result<StatusCode> {
+    let _serial = e.deploying.lock().await;
+    let d = take_deployment(e).ok_or(Error::NoDeployment)?;
+    e.store().set_setting(DEPLOYMENT_KEY, None).await?;
+    d.stop(Duration::from_secs(5)).await;
+    remove_dir(d.dir.clone()).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Undeploys the model: queued requests are answered, then its worker stops.
+#[utoipa::path(delete, path = "/api/deployment", tag = "deployment",
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn undeploy(State(e): State<AppState>) -> Result<StatusCode> {
+    undeploy_inner(&e).await
+}
+
+/// The deployed model (FastScore 1.10 path).
+#[utoipa::path(get, path = "/2/active/model", tag = "deployment",
+    responses((status = 200, body = DeploymentView), (status = 404, body = ErrorBody)))]
+async fn active_model(State(e): State<AppState>) -> Result<Json<DeploymentView>> {
+    get_deployment(State(e)).await
+}
+
+/// Undeploys the model (FastScore 1.10 path).
+#[utoipa::path(delete, path = "/2/active/model", tag = "deployment",
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn active_model_delete(State(e): State<AppState>) -> Result<StatusCode> {
+    undeploy_inner(&e).await
+}
+
+/// The deployed model's latest log lines (its console, failed records, restarts).
+#[utoipa::path(get, path = "/api/deployment/log", tag = "deployment",
+    responses((status = 200, body = LogView), (status = 404, body = ErrorBody)))]
+async fn deployment_log(State(e): State<AppState>) -> Result<Json<LogView>> {
+    let d = e.deployment().ok_or(Error::NoDeployment)?;
+    Ok(Json(log_view(&d.log.lines())))
+}
+
+// ---------------------------------------------------------------- scoring
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct RoundtripQuery {
+    /// Milliseconds to wait for the model (default: the engine's roundtrip timeout).
+    timeout: Option<u64>,
+}
+
+/// Scores the body with the deployed model and answers what it yielded on the output
+/// slot: one yield as itself, several as a JSON array (JSON encoding; other encodings:
+/// one message per line), none as 204. The body is decoded by the slot's encoding
+/// whatever its Content-Type says; a JSON array is one record.
+#[utoipa::path(post, path = "/api/roundtrip/{input}/{output}", tag = "scoring",
+    params(("input" = u32, Path, description = "input slot (even)"),
+        ("output" = u32, Path, description = "output slot (odd)"), RoundtripQuery),
+    request_body(content = String, content_type = "application/json"),
+    responses((status = 200, description = "what the model yielded"),
+        (status = 204, description = "the model yielded nothing"),
+        (status = 400, description = "An error has occurred: input record rejected by encoding", body = String),
+        (status = 404, description = "no model is deployed", body = String),
+        (status = 422, description = "the model raised on the record", body = String),
+        (status = 503, description = "queue full or worker restarting (Retry-After)", body = String),
+        (status = 504, description = "the model did not answer in time", body = String)))]
+async fn roundtrip(
+    State(e): State<AppState>,
+    Path((input, output)): Path<(u32, u32)>,
+    Query(q): Query<RoundtripQuery>,
+    body: Bytes,
+) -> Result<Response> {
+    score_body(&e, input, output, q.timeout, &body).await
+}
+
+/// The same as `/api/roundtrip/{input}/{output}`, on the FastScore 1.10 path.
+#[utoipa::path(post, path = "/2/active/model/roundtrip/{input}/{output}", tag = "scoring",
+    params(("input" = u32, Path, description = "input slot (even)"),
+        ("output" = u32, Path, description = "output slot (odd)"), RoundtripQuery),
+    request_body(content = String, content_type = "application/json"),
+    responses((status = 200, description = "what the model yielded"),
+        (status = 204, description = "the model yielded nothing"),
+        (status = 400, body = String), (status = 404, body = String),
+        (status = 422, body = String), (status = 503, body = String),
+        (status = 504, body = String)))]
+async fn roundtrip_v2(
+    State(e): State<AppState>,
+    Path((input, output)): Path<(u32, u32)>,
+    Query(q): Query<RoundtripQuery>,
+    body: Bytes,
+) -> Result<Response> {
+    score_body(&e, input, output, q.timeout, &body).await
+}
+
+async fn score_body(
+    e: &Engine,
+    input: u32,
+    output: u32,
+    timeout: Option<u64>,
+    body: &[u8],
+) -> Result<Response> {
+    if input % 2 != 0 || output % 2 != 1 {
+        return Err(Error::BadRequest(format!(
+            "roundtrip/{input}/{output}: the input slot must be even and the output slot odd"
+        )));
+    }
+    if e.shutting_down() {
+        return Err(Error::ShuttingDown);
+    }
+    let d = e.deployment().ok_or(Error::NoModel)?;
+    let in_cfg = CodecConfig::new(d.encoding_of(input));
+    let value = codecs::decode_message(&in_cfg, body).map_err(|why| {
+        d.log.warn(
+            LogSource::Engine,
+            format!("input record rejected by encoding: {why}"),
+        );
+        Error::InputRejectedByEncoding(why)
+    })?;
+    let timeout_ms = timeout
+        .unwrap_or(e.config.roundtrip_timeout_ms)
+        .clamp(1, 3_600_000);
+    let outs = d
+        .score(Slot(input), value, Duration::from_millis(timeout_ms))
+        .await?;
+    let values: Vec<Value> = outs
+        .into_iter()
+        .filter(|(s, _)| s.0 == output)
+        .map(|(_, v)| v)
+        .collect();
+    let enc = d.encoding_of(output);
+    let out_cfg = CodecConfig::new(enc);
+    let encode = |v: &Value| {
+        codecs::encode_message(&out_cfg, v).map_err(|why| {
+            d.log.warn(
+                LogSource::Engine,
+                format!("output record rejected by encoding: {why}"),
+            );
+            Error::OutputRejectedByEncoding(why)
+        })
+    };
+    let bytes = match values.as_slice() {
+        [] => return Ok(StatusCode::NO_CONTENT.into_response()),
+        [one] => encode(one)?,
+        many => {
+            let (open, sep, close): (&[u8], &[u8], &[u8]) = if enc == Encoding::Json {
+                (b"[", b",", b"]")
+            } else {
+                (b"", b"\n", b"")
+            };
+            let mut out = open.to_vec();
+            for (i, v) in many.iter().enumerate() {
+                if i > 0 {
+                    out.extend_from_slice(sep);
+                }
+                out.extend_from_slice(&encode(v)?);
+            }
+            out.extend_from_slice(close);
+            out
+        }
+    };
+    let ctype = match enc {
+        Encoding::Json => "application/json",
+        Encoding::Utf8 | Encoding::Csv => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    };
+    Ok((
+        [(header::CONTENT_TYPE, HeaderValue::from_static(ctype))],
+        bytes,
+    )
+        .into_response())
+}

@@ -1,0 +1,204 @@
+//! The HTTP client the CLI uses to talk to a running engine. Blocking (the CLI has no
+//! async runtime of its own); errors carry the engine's own message.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+
+/// Largest answer read (a job's embedded result can be big).
+const ANSWER_LIMIT: u64 = 1 << 30;
+
+pub struct Client {
+    base: String,
+    agent: ureq::Agent,
+}
+
+/// An answer: status and body.
+pub struct Answer {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// One part of a multipart upload.
+pub enum Part {
+    Text {
+        name: String,
+        value: String,
+    },
+    File {
+        name: String,
+        file_name: String,
+        bytes: Vec<u8>,
+    },
+}
+
+impl Part {
+    pub fn text(name: &str, value: impl Into<String>) -> Part {
+        Part::Text {
+            name: name.to_owned(),
+            value: value.into(),
+        }
+    }
+
+    /// A file read from disk, sent under `file_name`.
+    pub fn file(name: &str, path: &Path, file_name: &str) -> Result<Part> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+        Ok(Part::File {
+            name: name.to_owned(),
+            file_name: file_name.to_owned(),
+            bytes,
+        })
+    }
+}
+
+impl Client {
+    /// A client of the engine at `base` (`http://127.0.0.1:8003`).
+    pub fn new(base: &str) -> Client {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(600)))
+            .build()
+            .into();
+        Client {
+            base: base.trim_end_matches('/').to_owned(),
+            agent,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn finish(
+        &self,
+        r: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Answer> {
+        let mut r =
+            r.map_err(|e| Error::Client(format!("cannot reach the engine at {}: {e}", self.base)))?;
+        let status = r.status().as_u16();
+        let body = r
+            .body_mut()
+            .with_config()
+            .limit(ANSWER_LIMIT)
+            .read_to_vec()
+            .map_err(|e| Error::Client(format!("cannot read the engine's answer: {e}")))?;
+        Ok(Answer { status, body })
+    }
+
+    pub fn get(&self, path: &str) -> Result<Answer> {
+        self.finish(self.agent.get(self.url(path)).call())
+    }
+
+    pub fn delete(&self, path: &str) -> Result<Answer> {
+        self.finish(self.agent.delete(self.url(path)).call())
+    }
+
+    pub fn post(&self, path: &str, content_type: &str, body: &[u8]) -> Result<Answer> {
+        self.finish(
+            self.agent
+                .post(self.url(path))
+                .content_type(content_type)
+                .send(body),
+        )
+    }
+
+    pub fn put(&self, path: &str, content_type: &str, body: &[u8]) -> Result<Answer> {
+        self.finish(
+            self.agent
+                .put(self.url(path))
+                .content_type(content_type)
+                .send(body),
+        )
+    }
+
+    /// Sends a multipart/form-data body with `method` (POST or PUT).
+    pub fn multipart(&self, method: &str, path: &str, parts: &[Part]) -> Result<Answer> {
+        let boundary = format!("engine-{}", uuid::Uuid::new_v4().simple());
+        let body = multipart_body(&boundary, parts);
+        let ctype = format!("multipart/form-data; boundary={boundary}");
+        match method {
+            "PUT" => self.put(path, &ctype, &body),
+            _ => self.post(path, &ctype, &body),
+        }
+    }
+
+    /// Reads a JSON answer; a status of 400 and above becomes the engine's error message.
+    pub fn json<T: DeserializeOwned>(answer: Answer) -> Result<T> {
+        if answer.status >= 400 {
+            return Err(Error::Client(error_text(&answer)));
+        }
+        serde_json::from_slice(&answer.body)
+            .map_err(|e| Error::Client(format!("unexpected answer from the engine: {e}")))
+    }
+}
+
+/// The engine's error message in an answer.
+pub fn error_text(answer: &Answer) -> String {
+    let text = String::from_utf8_lossy(&answer.body);
+    let msg = serde_json::from_slice::<crate::error::ErrorBody>(&answer.body)
+        .map(|b| b.error)
+        .unwrap_or_else(|_| text.trim().to_owned());
+    format!("the engine answered {}: {msg}", answer.status)
+}
+
+fn multipart_body(boundary: &str, parts: &[Part]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for p in parts {
+        out.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        match p {
+            Part::Text { name, value } => {
+                out.extend_from_slice(
+                    format!(
+                        "Content-Disposition: form-data; name=\"{}\"\r\n\r\n",
+                        quote(name)
+                    )
+                    .as_bytes(),
+                );
+                out.extend_from_slice(value.as_bytes());
+            }
+            Part::File {
+                name,
+                file_name,
+                bytes,
+            } => {
+                out.extend_from_slice(
+                    format!(
+                        "Content-Disposition: form-data; name=\"{}\"; filename=\"{}\"\r\nContent-Type: application/octet-stream\r\n\r\n",
+                        quote(name),
+                        quote(file_name)
+                    )
+                    .as_bytes(),
+                );
+                out.extend_from_slice(bytes);
+            }
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    out
+}
+
+fn quote(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// The model's parts for an upload: a source file alone, or a folder's main source and
+/// every other file under its relative path. The main source of a folder is the only
+/// `.py`/`.R` at its top, else the one carrying `modelop.` markers.
+pub fn model_parts(model: &Path) -> Result<Vec<Part>> {
+    let located = jobs::LocatedModel::from_path(model, None)?;
+    let mut parts = vec![Part::File {
+        name: "source".into(),
+        file_name: located.source_name.clone(),
+        bytes: located.source_text.into_bytes(),
+    }];
+    for (rel, path) in &located.assets {
+        let rel: PathBuf = rel.clone();
+        parts.push(Part::file("asset", path, &rel.to_string_lossy())?);
+    }
+    Ok(parts)
+}

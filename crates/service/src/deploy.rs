@@ -1,0 +1,396 @@
+//! A deployed model: one warm worker session fed by a bounded queue of scoring requests.
+//!
+//! Requests waiting when the worker becomes free go to it together as one batch (up to
+//! `score_batch_max`), so concurrency costs no extra round trips and no waiting for a
+//! batch to fill. A full queue refuses new requests (503) instead of growing. A worker
+//! that dies fails the requests of its batch with a clear error and is restarted and
+//! re-initialized before the next batch.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use codecs::Encoding;
+use runtime_core::{
+    JobLog, LogSource, ModelSpec, RecordFailure, Runner, ScoreItem, Session, SessionConfig, Slot,
+    Value,
+};
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use crate::error::{Error, Result};
+use crate::joblog::RingLog;
+
+/// How long an undeployed or stopping model gets to run its `end` and exit.
+const CLOSE_GRACE: Duration = Duration::from_secs(10);
+/// Longest wait between two attempts to restart a worker that cannot start.
+const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WorkerState {
+    Ready,
+    Restarting(String),
+    Failed(String),
+    Stopped,
+}
+
+impl WorkerState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            WorkerState::Ready => "READY",
+            WorkerState::Restarting(_) => "RESTARTING",
+            WorkerState::Failed(_) => "FAILED",
+            WorkerState::Stopped => "STOPPED",
+        }
+    }
+}
+
+enum Refusal {
+    Raised(RecordFailure),
+    Unavailable(String),
+}
+
+type Reply = std::result::Result<Vec<(Slot, Value)>, Refusal>;
+
+struct Request {
+    slot: Slot,
+    value: Value,
+    reply: oneshot::Sender<Reply>,
+}
+
+/// What a deployment is made of.
+pub struct DeploySpec {
+    pub id: String,
+    pub name: String,
+    pub document: String,
+    pub model: ModelSpec,
+    pub source_name: String,
+    pub encodings: BTreeMap<u32, Encoding>,
+    pub dir: PathBuf,
+    pub session: SessionConfig,
+    pub queue_bound: usize,
+    pub batch_max: usize,
+}
+
+pub struct Deployment {
+    pub id: String,
+    pub name: String,
+    pub document: String,
+    pub model: ModelSpec,
+    pub source_name: String,
+    pub encodings: BTreeMap<u32, Encoding>,
+    pub since_ms: i64,
+    pub dir: PathBuf,
+    pub queue_bound: usize,
+    pub log: Arc<RingLog>,
+    counters: Arc<Counters>,
+    state: Arc<Mutex<WorkerState>>,
+    tx: mpsc::Sender<Request>,
+    stop: Arc<Notify>,
+    actor: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+#[derive(Default)]
+struct Counters {
+    scored: AtomicU64,
+    failed: AtomicU64,
+    restarts: AtomicU64,
+}
+
+/// Figures of a deployment.
+#[derive(Clone, Debug)]
+pub struct DeploymentStats {
+    pub records_scored: u64,
+    pub records_failed: u64,
+    pub restarts: u64,
+    pub queued: usize,
+    pub state: WorkerState,
+}
+
+impl Deployment {
+    /// Starts the model's worker (init runs now: its failure is the deployment's) and the
+    /// loop feeding it.
+    pub async fn start(
+        spec: DeploySpec,
+        runner: Arc<dyn Runner>,
+        log: Arc<RingLog>,
+    ) -> Result<Arc<Deployment>> {
+        let session = runner.start(&spec.model, spec.session.clone()).await?;
+        log.info(
+            LogSource::Engine,
+            format!("model {} deployed; state RUNNING", spec.name),
+        );
+        let (tx, rx) = mpsc::channel(spec.queue_bound.max(1));
+        let counters = Arc::new(Counters::default());
+        let state = Arc::new(Mutex::new(WorkerState::Ready));
+        let stop = Arc::new(Notify::new());
+        let actor = Actor {
+            runner,
+            model: spec.model.clone(),
+            config: spec.session.clone(),
+            log: log.clone(),
+            counters: counters.clone(),
+            state: state.clone(),
+            batch_max: spec.batch_max.max(1),
+            seqno: 0,
+        };
+        let handle = tokio::spawn(actor.run(session, rx, stop.clone()));
+        Ok(Arc::new(Deployment {
+            id: spec.id,
+            name: spec.name,
+            document: spec.document,
+            model: spec.model,
+            source_name: spec.source_name,
+            encodings: spec.encodings,
+            since_ms: crate::time::now_ms(),
+            dir: spec.dir,
+            queue_bound: spec.queue_bound,
+            log,
+            counters,
+            state,
+            tx,
+            stop,
+            actor: Mutex::new(Some(handle)),
+        }))
+    }
+
+    pub fn encoding_of(&self, slot: u32) -> Encoding {
+        self.encodings.get(&slot).copied().unwrap_or(Encoding::Json)
+    }
+
+    pub fn stats(&self) -> DeploymentStats {
+        DeploymentStats {
+            records_scored: self.counters.scored.load(Ordering::Relaxed),
+            records_failed: self.counters.failed.load(Ordering::Relaxed),
+            restarts: self.counters.restarts.load(Ordering::Relaxed),
+            queued: self.queue_bound.saturating_sub(self.tx.capacity()),
+            state: self
+                .state
+                .lock()
+                .map(|s| s.clone())
+                .unwrap_or(WorkerState::Failed("state lock poisoned".into())),
+        }
+    }
+
+    /// Scores one record from input slot `input`; returns everything it yielded, by slot.
+    pub async fn score(
+        &self,
+        input: Slot,
+        value: Value,
+        timeout: Duration,
+    ) -> Result<Vec<(Slot, Value)>> {
+        let (reply, rx) = oneshot::channel();
+        let req = Request {
+            slot: input,
+            value,
+            reply,
+        };
+        match self.tx.try_send(req) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                return Err(Error::QueueFull {
+                    bound: self.queue_bound,
+                })
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                return Err(Error::ModelUnavailable(
+                    "the model is being undeployed".into(),
+                ))
+            }
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Err(_) => Err(Error::RoundtripTimeout {
+                millis: timeout.as_millis() as u64,
+            }),
+            Ok(Err(_)) => Err(Error::ModelUnavailable(
+                "the model was undeployed before it answered".into(),
+            )),
+            Ok(Ok(Ok(outputs))) => Ok(outputs),
+            Ok(Ok(Err(Refusal::Raised(f)))) => Err(Error::ModelRaised(f.message)),
+            Ok(Ok(Err(Refusal::Unavailable(why)))) => Err(Error::ModelUnavailable(why)),
+        }
+    }
+
+    /// Stops the loop (requests already queued are answered first, within the grace) and
+    /// the worker.
+    pub async fn stop(&self, grace: Duration) {
+        self.stop.notify_one();
+        let handle = self.actor.lock().ok().and_then(|mut h| h.take());
+        if let Some(mut h) = handle {
+            if tokio::time::timeout(grace + CLOSE_GRACE, &mut h)
+                .await
+                .is_err()
+            {
+                h.abort();
+            }
+        }
+        if let Ok(mut s) = self.state.lock() {
+            *s = WorkerState::Stopped;
+        }
+        self.log
+            .info(LogSource::Engine, format!("model {} undeployed", self.name));
+    }
+}
+
+struct Actor {
+    runner: Arc<dyn Runner>,
+    model: ModelSpec,
+    config: SessionConfig,
+    log: Arc<RingLog>,
+    counters: Arc<Counters>,
+    state: Arc<Mutex<WorkerState>>,
+    batch_max: usize,
+    seqno: u64,
+}
+
+impl Actor {
+    fn set_state(&self, s: WorkerState) {
+        if let Ok(mut st) = self.state.lock() {
+            *st = s;
+        }
+    }
+
+    async fn run(
+        mut self,
+        first: Box<dyn Session>,
+        mut rx: mpsc::Receiver<Request>,
+        stop: Arc<Notify>,
+    ) {
+        let mut session = Some(first);
+        let mut backoff = Duration::from_millis(100);
+        let mut stopping = false;
+        loop {
+            let first = if stopping {
+                match rx.try_recv() {
+                    Ok(r) => r,
+                    Err(_) => break,
+                }
+            } else {
+                tokio::select! {
+                    r = rx.recv() => match r { Some(r) => r, None => break },
+                    _ = stop.notified() => {
+                        // Answer what is already queued, then stop.
+                        rx.close();
+                        stopping = true;
+                        continue;
+                    }
+                }
+            };
+            let mut batch = vec![first];
+            while batch.len() < self.batch_max {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            // Requests whose caller gave up (timeout, disconnect) are not scored.
+            batch.retain(|r| !r.reply.is_closed());
+            if batch.is_empty() {
+                continue;
+            }
+            if session.is_none() {
+                match self.restart().await {
+                    Ok(s) => {
+                        session = Some(s);
+                        backoff = Duration::from_millis(100);
+                    }
+                    Err(why) => {
+                        for r in batch {
+                            let _ = r.reply.send(Err(Refusal::Unavailable(why.clone())));
+                        }
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
+                        continue;
+                    }
+                }
+            }
+            let Some(s) = session.as_mut() else { continue };
+            let mut replies = Vec::with_capacity(batch.len());
+            let mut items = Vec::with_capacity(batch.len());
+            for r in batch {
+                self.seqno += 1;
+                items.push(ScoreItem {
+                    slot: r.slot,
+                    seqno: self.seqno,
+                    value: r.value,
+                });
+                replies.push(r.reply);
+            }
+            match s.score(items).await {
+                Ok(outcomes) => {
+                    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                        match outcome {
+                            Ok(outs) => {
+                                self.counters.scored.fetch_add(1, Ordering::Relaxed);
+                                let _ = reply.send(Ok(outs));
+                            }
+                            Err(f) => {
+                                self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                                self.log.error(
+                                    LogSource::Runner,
+                                    format!("record failed: {}\n{}", f.message, f.traceback),
+                                );
+                                let _ = reply.send(Err(Refusal::Raised(f)));
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    let why = format!("{e}; the worker is being restarted");
+                    self.log.error(LogSource::Engine, why.clone());
+                    self.counters
+                        .failed
+                        .fetch_add(replies.len() as u64, Ordering::Relaxed);
+                    for reply in replies {
+                        let _ = reply.send(Err(Refusal::Unavailable(why.clone())));
+                    }
+                    // Dropping the session kills what is left of the worker.
+                    session = None;
+                    self.set_state(WorkerState::Restarting(e.to_string()));
+                    if !stopping {
+                        if let Ok(s) = self.restart().await {
+                            session = Some(s);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(s) = session {
+            match tokio::time::timeout(CLOSE_GRACE, s.close()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => self
+                    .log
+                    .warn(LogSource::Engine, format!("closing the model failed: {e}")),
+                Err(_) => self.log.warn(
+                    LogSource::Engine,
+                    "the model's worker did not stop in time".to_owned(),
+                ),
+            }
+        }
+    }
+
+    async fn restart(&mut self) -> std::result::Result<Box<dyn Session>, String> {
+        self.counters.restarts.fetch_add(1, Ordering::Relaxed);
+        self.log.info(
+            LogSource::Engine,
+            "starting a new worker for the deployed model".to_owned(),
+        );
+        match self.runner.start(&self.model, self.config.clone()).await {
+            Ok(s) => {
+                self.set_state(WorkerState::Ready);
+                self.log.info(
+                    LogSource::Engine,
+                    "the deployed model's worker was restarted and re-initialized".to_owned(),
+                );
+                Ok(s)
+            }
+            Err(e) => {
+                let why = format!("the model's worker cannot be restarted: {e}");
+                self.log.error(LogSource::Engine, why.clone());
+                self.set_state(WorkerState::Failed(e.to_string()));
+                Err(why)
+            }
+        }
+    }
+}

@@ -1,0 +1,490 @@
+//! The ModelOp Center job document (and the deployment document, its sibling), read
+//! tolerantly: unknown fields are kept in `rawJson` for the model and otherwise ignored.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use codecs::Encoding;
+use jobs::JobKind;
+use runtime_core::{ExplicitNames, Language};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::{Error, Result};
+
+fn null_as_default<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A batch job as ModelOp Center sends it (the fields the engine reads; any other field is
+/// accepted and passed to the model in `rawJson`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobDocument {
+    #[serde(default)]
+    pub id: Option<String>,
+    /// `MODEL_BATCH_JOB` (scoring), `MODEL_BATCH_TEST_JOB` (metrics),
+    /// `MODEL_BATCH_TRAINING_JOB` (training; any type containing `TRAINING`).
+    pub job_type: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub model: Option<ModelRef>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub input_data: Vec<Asset>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub output_data: Vec<Asset>,
+    /// Given to init in `rawJson`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub job_parameters: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub stop_on_bad_records: bool,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub enable_input_schema_checking: bool,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub enable_output_schema_checking: bool,
+}
+
+/// A model deployment: the model and, optionally, the encodings of its REST slots.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentDocument {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The model, as ModelOp Center names it in a deployment.
+    #[serde(default)]
+    pub deployable_model: Option<ModelRef>,
+    /// Accepted in place of `deployableModel`.
+    #[serde(default)]
+    pub model: Option<ModelRef>,
+    /// Encoding of each slot's REST bodies by slot number (`{"0": "json"}`); JSON when
+    /// not given.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub encodings: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelRef {
+    #[serde(default)]
+    pub stored_model: Option<StoredModel>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredModel {
+    #[serde(default)]
+    pub model_meta_data: Option<ModelMetaData>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub model_assets: Vec<Asset>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelMetaData {
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// A model asset, an input or an output.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Asset {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub filename: Option<String>,
+    /// `SOURCE_CODE`, `FILE`, `EXTERNAL_FILE`, `SQL`.
+    #[serde(default)]
+    pub asset_type: Option<String>,
+    /// `MODEL_SOURCE`, `REQUIRED_LIBRARIES`, `MODEL_SCHEMA`, `TEST_DATA`, ...
+    #[serde(default)]
+    pub asset_role: Option<String>,
+    #[serde(default)]
+    pub primary_model_source: Option<bool>,
+    #[serde(default)]
+    pub source_code: Option<String>,
+    /// Embedded content, base64.
+    #[serde(default)]
+    pub file_content: Option<String>,
+    /// Embedded content, text.
+    #[serde(default)]
+    pub file_content_string: Option<String>,
+    /// `file:///abs/path` (other schemes are refused by this build).
+    #[serde(default)]
+    pub file_url: Option<String>,
+    /// Encoding of an input or output (`json`, `csv`, ...); guessed from the name otherwise.
+    #[serde(default)]
+    pub encoding: Option<String>,
+    #[serde(default)]
+    pub init_function: Option<String>,
+    #[serde(default)]
+    pub score_function: Option<String>,
+    #[serde(default)]
+    pub metrics_function: Option<String>,
+    #[serde(default)]
+    pub training_function: Option<String>,
+}
+
+/// Where a model file's bytes come from.
+#[derive(Clone, Debug)]
+pub enum Content {
+    Bytes(Vec<u8>),
+    File(PathBuf),
+}
+
+/// A model ready to materialize.
+#[derive(Clone, Debug)]
+pub struct ModelSource {
+    pub name: String,
+    pub source_name: String,
+    pub source_text: String,
+    pub language: Option<Language>,
+    pub explicit: ExplicitNames,
+    pub assets: Vec<(PathBuf, Content)>,
+}
+
+/// An input or output of a job.
+#[derive(Clone, Debug)]
+pub struct DataSpec {
+    pub name: String,
+    pub encoding: Encoding,
+    /// Input: where the bytes are. Output: `None` = embedded in the job's result.
+    pub content: Option<Content>,
+}
+
+/// What a job document asks for.
+#[derive(Clone, Debug)]
+pub struct JobSpec {
+    pub kind: JobKind,
+    pub model: ModelSource,
+    pub inputs: Vec<DataSpec>,
+    pub outputs: Vec<DataSpec>,
+    pub stop_on_bad_records: bool,
+    pub schema_checking: bool,
+}
+
+pub fn job_kind(job_type: &str) -> Result<JobKind> {
+    let t = job_type.trim().to_ascii_uppercase();
+    match t.as_str() {
+        "MODEL_BATCH_JOB" | "BATCHJOB" | "SCORE" => Ok(JobKind::Score),
+        "MODEL_BATCH_TEST_JOB" | "TESTJOB" | "METRICS" => Ok(JobKind::Metrics),
+        _ if t.contains("TRAINING") || t == "TRAIN" => Ok(JobKind::Train),
+        _ => Err(Error::BadRequest(format!(
+            "jobType '{job_type}' is not one of MODEL_BATCH_JOB, MODEL_BATCH_TEST_JOB, MODEL_BATCH_TRAINING_JOB"
+        ))),
+    }
+}
+
+impl JobDocument {
+    pub fn spec(&self) -> Result<JobSpec> {
+        let kind = job_kind(&self.job_type)?;
+        let model = self
+            .model
+            .as_ref()
+            .ok_or_else(|| Error::BadRequest("the job document has no 'model'".into()))?;
+        let model = model_source(model, "model")?;
+        if self.input_data.is_empty() {
+            return Err(Error::BadRequest(
+                "the job document has no 'inputData'".into(),
+            ));
+        }
+        let inputs = self
+            .input_data
+            .iter()
+            .enumerate()
+            .map(|(i, a)| data_spec(a, &format!("inputData[{i}]"), true))
+            .collect::<Result<Vec<_>>>()?;
+        let mut outputs = self
+            .output_data
+            .iter()
+            .enumerate()
+            .map(|(i, a)| data_spec(a, &format!("outputData[{i}]"), false))
+            .collect::<Result<Vec<_>>>()?;
+        if outputs.is_empty() {
+            outputs.push(DataSpec {
+                name: "output.json".into(),
+                encoding: Encoding::Json,
+                content: None,
+            });
+        }
+        Ok(JobSpec {
+            kind,
+            model,
+            inputs,
+            outputs,
+            stop_on_bad_records: self.stop_on_bad_records,
+            schema_checking: self.enable_input_schema_checking
+                || self.enable_output_schema_checking,
+        })
+    }
+}
+
+impl DeploymentDocument {
+    pub fn model(&self) -> Result<ModelSource> {
+        let m = self
+            .deployable_model
+            .as_ref()
+            .or(self.model.as_ref())
+            .ok_or_else(|| {
+                Error::BadRequest("the deployment document has no 'deployableModel'".into())
+            })?;
+        let mut source = model_source(m, "deployableModel")?;
+        if let Some(n) = &self.name {
+            source.name = n.clone();
+        }
+        Ok(source)
+    }
+
+    /// The encoding of a slot's REST bodies.
+    pub fn encoding_of(&self, slot: u32) -> Result<Encoding> {
+        match self.encodings.get(&slot.to_string()) {
+            Some(e) => e
+                .parse()
+                .map_err(|e| Error::BadRequest(format!("encodings.{slot}: {e}"))),
+            None => Ok(Encoding::Json),
+        }
+    }
+}
+
+fn decode_content(a: &Asset, what: &str) -> Result<Option<Content>> {
+    if let Some(text) = &a.file_content_string {
+        return Ok(Some(Content::Bytes(text.clone().into_bytes())));
+    }
+    if let Some(b64) = &a.file_content {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .map_err(|e| Error::BadRequest(format!("{what}.fileContent: not base64: {e}")))?;
+        return Ok(Some(Content::Bytes(bytes)));
+    }
+    if let Some(code) = &a.source_code {
+        return Ok(Some(Content::Bytes(code.clone().into_bytes())));
+    }
+    if let Some(url) = &a.file_url {
+        return Ok(Some(Content::File(file_url_path(url, what)?)));
+    }
+    Ok(None)
+}
+
+/// The path of a `file:` URL; other schemes are refused (this build reaches no external
+/// store).
+pub fn file_url_path(url: &str, what: &str) -> Result<PathBuf> {
+    let path = url
+        .strip_prefix("file://")
+        .or_else(|| url.strip_prefix("file:"))
+        .ok_or_else(|| {
+            Error::BadRequest(format!(
+                "{what}.fileUrl '{url}': only file: URLs are supported by this build"
+            ))
+        })?;
+    let path = PathBuf::from(path);
+    if !path.is_absolute() {
+        return Err(Error::BadRequest(format!(
+            "{what}.fileUrl '{url}': the path must be absolute"
+        )));
+    }
+    Ok(path)
+}
+
+fn asset_name(a: &Asset) -> Option<String> {
+    a.filename
+        .clone()
+        .or_else(|| a.name.clone())
+        .or_else(|| {
+            a.file_url
+                .as_deref()
+                .and_then(|u| u.rsplit('/').next())
+                .map(str::to_owned)
+        })
+        .filter(|n| !n.trim().is_empty())
+}
+
+fn model_source(m: &ModelRef, what: &str) -> Result<ModelSource> {
+    let stored = m
+        .stored_model
+        .as_ref()
+        .ok_or_else(|| Error::BadRequest(format!("{what}.storedModel is missing")))?;
+    let assets = &stored.model_assets;
+    let is_source = |a: &Asset| {
+        a.asset_type
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case("SOURCE_CODE"))
+    };
+    let main = assets
+        .iter()
+        .position(|a| is_source(a) && a.primary_model_source == Some(true))
+        .or_else(|| {
+            assets.iter().position(|a| {
+                is_source(a)
+                    && a.asset_role
+                        .as_deref()
+                        .is_some_and(|r| r.eq_ignore_ascii_case("MODEL_SOURCE"))
+            })
+        })
+        .or_else(|| assets.iter().position(is_source))
+        .ok_or_else(|| {
+            Error::BadRequest(format!(
+                "{what}.storedModel.modelAssets has no SOURCE_CODE asset"
+            ))
+        })?;
+    let main_asset = &assets[main];
+    let where_main = format!("{what}.storedModel.modelAssets[{main}]");
+    let text = match decode_content(main_asset, &where_main)? {
+        Some(Content::Bytes(b)) => String::from_utf8(b)
+            .map_err(|_| Error::BadRequest(format!("{where_main}: the source is not UTF-8")))?,
+        Some(Content::File(p)) => std::fs::read_to_string(&p)
+            .map_err(|e| Error::BadRequest(format!("{where_main}: {}: {e}", p.display())))?,
+        None => return Err(Error::BadRequest(format!("{where_main} has no sourceCode"))),
+    };
+    let source_name = asset_name(main_asset).unwrap_or_else(|| "model.py".to_owned());
+    let language = Language::from_path(&source_name).or(Some(Language::Python));
+    let explicit = ExplicitNames {
+        init: main_asset.init_function.clone().filter(|s| !s.is_empty()),
+        score: main_asset.score_function.clone().filter(|s| !s.is_empty()),
+        metrics: main_asset
+            .metrics_function
+            .clone()
+            .filter(|s| !s.is_empty()),
+        train: main_asset
+            .training_function
+            .clone()
+            .filter(|s| !s.is_empty()),
+    };
+    let mut files = Vec::new();
+    for (i, a) in assets.iter().enumerate() {
+        if i == main {
+            continue;
+        }
+        let where_ = format!("{what}.storedModel.modelAssets[{i}]");
+        let Some(name) = asset_name(a) else {
+            return Err(Error::BadRequest(format!("{where_} has no name")));
+        };
+        let rel = safe_relative(&name, &where_)?;
+        match decode_content(a, &where_)? {
+            Some(c) => files.push((rel, c)),
+            None => {
+                return Err(Error::BadRequest(format!(
+                    "{where_} ({name}) has no content: give sourceCode, fileContent, fileContentString or a file: fileUrl"
+                )))
+            }
+        }
+    }
+    let name = stored
+        .model_meta_data
+        .as_ref()
+        .and_then(|m| m.name.clone())
+        .unwrap_or_else(|| {
+            Path::new(&source_name)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "model".into())
+        });
+    Ok(ModelSource {
+        name,
+        source_name,
+        source_text: text,
+        language,
+        explicit,
+        assets: files,
+    })
+}
+
+/// A relative path that stays inside the model's folder.
+pub fn safe_relative(name: &str, what: &str) -> Result<PathBuf> {
+    let p = PathBuf::from(name);
+    if p.as_os_str().is_empty()
+        || p.components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        return Err(Error::BadRequest(format!(
+            "{what}: the file name '{name}' leaves the model's folder"
+        )));
+    }
+    Ok(p)
+}
+
+fn data_spec(a: &Asset, what: &str, input: bool) -> Result<DataSpec> {
+    let name = asset_name(a).unwrap_or_else(|| {
+        if input {
+            "input.json".into()
+        } else {
+            "output.json".into()
+        }
+    });
+    let encoding = match &a.encoding {
+        Some(e) => e
+            .parse()
+            .map_err(|e| Error::BadRequest(format!("{what}.encoding: {e}")))?,
+        None => {
+            let ext = Path::new(&name)
+                .extension()
+                .and_then(|e| e.to_str())
+                .unwrap_or("json");
+            Encoding::from_extension(ext)
+        }
+    };
+    let content = decode_content(a, what)?;
+    if input && content.is_none() {
+        return Err(Error::BadRequest(format!(
+            "{what} ({name}) has no data: give fileContent, fileContentString or a file: fileUrl"
+        )));
+    }
+    if !input && matches!(content, Some(Content::Bytes(_))) {
+        return Err(Error::BadRequest(format!(
+            "{what}: an output cannot carry content"
+        )));
+    }
+    Ok(DataSpec {
+        name,
+        encoding,
+        content,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_modelop_job_document() {
+        let doc: JobDocument = serde_json::from_value(serde_json::json!({
+            "jobType": "MODEL_BATCH_JOB",
+            "jobStatus": "CREATED",
+            "model": {"storedModel": {"modelMetaData": {"name": "m"}, "modelAssets": [
+                {"name": "helper.py", "assetType": "SOURCE_CODE", "sourceCode": "X = 1"},
+                {"name": "model.py", "assetType": "SOURCE_CODE", "assetRole": "MODEL_SOURCE",
+                 "primaryModelSource": true, "sourceCode": "def action(x):\n    yield x\n",
+                 "scoreFunction": "action"},
+                {"name": "weights.bin", "assetType": "FILE", "fileContent": "AAEC"}
+            ]}},
+            "inputData": [{"assetType": "FILE", "name": "in.jsonl", "fileContentString": "1\n2\n"}],
+            "outputData": null,
+            "jobParameters": {"a": 1},
+            "stopOnBadRecords": null
+        }))
+        .unwrap();
+        let spec = doc.spec().unwrap();
+        assert_eq!(spec.kind, JobKind::Score);
+        assert_eq!(spec.model.source_name, "model.py");
+        assert_eq!(spec.model.explicit.score.as_deref(), Some("action"));
+        assert_eq!(spec.model.assets.len(), 2);
+        assert_eq!(spec.inputs[0].encoding, Encoding::Json);
+        assert!(spec.outputs[0].content.is_none());
+    }
+
+    #[test]
+    fn refuses_what_cannot_run() {
+        let e = job_kind("MODEL_SOMETHING").unwrap_err();
+        assert!(e.to_string().contains("jobType"));
+        let e = file_url_path("s3://bucket/key", "inputData[0]").unwrap_err();
+        assert!(e.to_string().contains("only file:"));
+        assert!(safe_relative("../x", "a").is_err());
+    }
+}

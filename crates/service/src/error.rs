@@ -1,0 +1,201 @@
+//! The one error of the service, and the one place it becomes an HTTP response.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+/// Seconds a client is told to wait before retrying a refused scoring request.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration cannot work; names the key.
+    #[error("invalid configuration: '{key}': {reason}")]
+    Config { key: String, reason: String },
+
+    /// A request that cannot be carried out as given.
+    #[error("{0}")]
+    BadRequest(String),
+
+    #[error("{0} not found")]
+    NotFound(String),
+
+    /// The request is valid but clashes with the state of the thing it names.
+    #[error("{0}")]
+    Conflict(String),
+
+    /// Scoring with no model deployed (plain-text answer).
+    #[error("no model is deployed")]
+    NoModel,
+
+    /// Asking the control API about a deployment when there is none.
+    #[error("no model is deployed")]
+    NoDeployment,
+
+    /// The deployed model's request queue is at its bound.
+    #[error("the deployed model's request queue is full ({bound} requests waiting); retry later")]
+    QueueFull { bound: usize },
+
+    /// The deployed model's worker died or is being restarted.
+    #[error("the deployed model is not available: {0}")]
+    ModelUnavailable(String),
+
+    /// The engine is stopping and takes no new work.
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+
+    #[error("An error has occurred: input record rejected by encoding")]
+    InputRejectedByEncoding(String),
+
+    #[error("An error has occurred: output record rejected by encoding")]
+    OutputRejectedByEncoding(String),
+
+    /// The model raised on the request's record.
+    #[error(
+        "An output error occurred during model execution, please check the engine logs for details"
+    )]
+    ModelRaised(String),
+
+    #[error("An error has occurred: the model did not answer within {millis} ms")]
+    RoundtripTimeout { millis: u64 },
+
+    /// The embedded database failed.
+    #[error("job store: {0}")]
+    Store(String),
+
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The HTTP client could not reach the engine or got an answer it cannot read.
+    #[error("{0}")]
+    Client(String),
+
+    #[error(transparent)]
+    Jobs(#[from] jobs::Error),
+
+    #[error(transparent)]
+    Core(#[from] runtime_core::Error),
+}
+
+impl Error {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub fn config(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Config {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The HTTP status of this error: the one mapping of the service.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::Config { .. } | Error::BadRequest(_) | Error::InputRejectedByEncoding(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            Error::NotFound(_) | Error::NoModel | Error::NoDeployment => StatusCode::NOT_FOUND,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::QueueFull { .. } | Error::ModelUnavailable(_) | Error::ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Error::ModelRaised(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::RoundtripTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Error::Jobs(jobs::Error::Model(_)) => StatusCode::BAD_REQUEST,
+            Error::Core(runtime_core::Error::ModelLoad(_))
+            | Error::Core(runtime_core::Error::ModelFailed { .. })
+            | Error::Core(runtime_core::Error::Descriptor { .. }) => StatusCode::BAD_REQUEST,
+            Error::OutputRejectedByEncoding(_)
+            | Error::Store(_)
+            | Error::Io { .. }
+            | Error::Client(_)
+            | Error::Jobs(_)
+            | Error::Core(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Scoring errors are plain text in the reference's words; the control API's are JSON.
+    fn is_scoring(&self) -> bool {
+        matches!(
+            self,
+            Error::InputRejectedByEncoding(_)
+                | Error::OutputRejectedByEncoding(_)
+                | Error::ModelRaised(_)
+                | Error::RoundtripTimeout { .. }
+                | Error::QueueFull { .. }
+                | Error::ModelUnavailable(_)
+                | Error::NoModel
+        )
+    }
+
+    /// More than the reference's sentence, for the log and the `X-Engine-Detail` header.
+    fn detail(&self) -> Option<&str> {
+        match self {
+            Error::InputRejectedByEncoding(d)
+            | Error::OutputRejectedByEncoding(d)
+            | Error::ModelRaised(d) => Some(d),
+            _ => None,
+        }
+    }
+}
+
+/// The JSON body of a control API error.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, in one sentence.
+    pub error: String,
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let mut response = if self.is_scoring() {
+            let mut text = self.to_string();
+            if matches!(
+                self,
+                Error::QueueFull { .. } | Error::ModelUnavailable(_) | Error::NoModel
+            ) {
+                text = format!("An error has occurred: {text}");
+            }
+            (status, text).into_response()
+        } else {
+            (
+                status,
+                axum::Json(ErrorBody {
+                    error: self.to_string(),
+                }),
+            )
+                .into_response()
+        };
+        if let Some(detail) = self.detail() {
+            // Header values cannot hold control characters: keep the first line, bounded.
+            let line: String = detail
+                .lines()
+                .next()
+                .unwrap_or("")
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(300)
+                .collect();
+            if let Ok(v) = HeaderValue::from_str(&line) {
+                response.headers_mut().insert("x-engine-detail", v);
+            }
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        response
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,310 @@
+//! The engine service: `engine serve`'s library.
+//!
+//! - [`config`]: `application.json`, environment and flags, later winning.
+//! - [`store`]: the job queue and history in SQLite under the data folder.
+//! - [`queue`]: jobs run one at a time through `jobs::run_job`.
+//! - [`deploy`]: a deployed model's warm worker behind a bounded request queue.
+//! - [`api`]: the HTTP routes, their OpenAPI document, and [`error`]'s one mapping of
+//!   errors to statuses.
+//! - [`client`]: the HTTP client the CLI uses.
+//!
+//! It reads no environment and installs no logger: the binary hands it the configuration,
+//! the language runners and the platform facts.
+
+pub mod api;
+pub mod client;
+pub mod config;
+pub mod deploy;
+pub mod document;
+pub mod error;
+mod joblog;
+mod prepare;
+pub mod queue;
+pub mod store;
+mod time;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use runtime_core::{Language, Runner};
+use serde::{Deserialize, Serialize};
+
+pub use config::Config;
+pub use error::{Error, Result};
+
+/// The language runners the engine has, given by the binary.
+#[derive(Clone, Default)]
+pub struct RunnerSet {
+    runners: Vec<(Language, Arc<dyn Runner>)>,
+}
+
+impl RunnerSet {
+    pub fn new() -> Self {
+        RunnerSet::default()
+    }
+
+    pub fn with(mut self, language: Language, runner: Arc<dyn Runner>) -> Self {
+        self.runners.retain(|(l, _)| *l != language);
+        self.runners.push((language, runner));
+        self
+    }
+
+    pub fn get(&self, language: Language) -> Result<Arc<dyn Runner>> {
+        self.runners
+            .iter()
+            .find(|(l, _)| *l == language)
+            .map(|(_, r)| r.clone())
+            .ok_or_else(|| Error::BadRequest(format!("this engine cannot run {language} models")))
+    }
+
+    pub fn languages(&self) -> Vec<Language> {
+        self.runners.iter().map(|(l, _)| *l).collect()
+    }
+}
+
+/// A language platform the engine runs models on, and its installed libraries.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Platform {
+    pub language: String,
+    pub version: String,
+    pub executable: Option<String>,
+    /// Installed libraries as `name==version`.
+    pub libraries: Vec<String>,
+}
+
+/// Finds the platforms' facts; called once, off the async threads.
+pub type PlatformProbe = Arc<dyn Fn() -> Vec<Platform> + Send + Sync>;
+
+/// What the binary gives the service besides its configuration.
+#[derive(Clone)]
+pub struct Deps {
+    pub runners: RunnerSet,
+    pub platforms: PlatformProbe,
+    /// The engine's version.
+    pub release: String,
+    /// When the engine was built (RFC 3339, or what the build knows).
+    pub built_on: String,
+}
+
+/// The engine's state, as the reference names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum EngineState {
+    Init = 0,
+    Running = 1,
+    Finishing = 2,
+    Finished = 3,
+    Error = 4,
+}
+
+impl EngineState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineState::Init => "INIT",
+            EngineState::Running => "RUNNING",
+            EngineState::Finishing => "FINISHING",
+            EngineState::Finished => "FINISHED",
+            EngineState::Error => "ERROR",
+        }
+    }
+}
+
+/// Everything the routes share.
+pub struct Engine {
+    pub config: Config,
+    pub deps: Deps,
+    pub queue: Arc<queue::JobQueue>,
+    pub started_ms: i64,
+    pub id: String,
+    tags: RwLock<Vec<String>>,
+    deployment: RwLock<Option<Arc<deploy::Deployment>>>,
+    /// Serializes deploy/undeploy.
+    deploying: tokio::sync::Mutex<()>,
+    lifecycle: AtomicU8,
+    platforms: tokio::sync::OnceCell<Vec<Platform>>,
+    pub endpoints: RwLock<Vec<String>>,
+}
+
+impl Engine {
+    pub fn store(&self) -> &store::Store {
+        self.queue.store()
+    }
+
+    pub fn tags(&self) -> Vec<String> {
+        self.tags.read().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    pub fn set_tags(&self, tags: Vec<String>) {
+        if let Ok(mut t) = self.tags.write() {
+            *t = tags;
+        }
+    }
+
+    pub fn deployment(&self) -> Option<Arc<deploy::Deployment>> {
+        self.deployment.read().ok().and_then(|d| d.clone())
+    }
+
+    pub fn shutting_down(&self) -> bool {
+        self.lifecycle.load(Ordering::Relaxed) >= EngineState::Finishing as u8
+    }
+
+    pub fn state(&self) -> EngineState {
+        match self.lifecycle.load(Ordering::Relaxed) {
+            2 => return EngineState::Finishing,
+            3 => return EngineState::Finished,
+            _ => {}
+        }
+        match self.deployment() {
+            Some(d) => match d.stats().state {
+                deploy::WorkerState::Failed(_) => EngineState::Error,
+                _ => EngineState::Running,
+            },
+            None if self.queue.running_id().is_some() => EngineState::Running,
+            None => EngineState::Init,
+        }
+    }
+
+    pub async fn platforms(&self) -> Vec<Platform> {
+        self.platforms
+            .get_or_init(|| async {
+                let probe = self.deps.platforms.clone();
+                tokio::task::spawn_blocking(move || probe())
+                    .await
+                    .unwrap_or_default()
+            })
+            .await
+            .clone()
+    }
+}
+
+/// Where the service listens, once bound.
+#[derive(Clone, Copy, Debug)]
+pub struct Bound {
+    pub control: SocketAddr,
+    pub scoring: Option<SocketAddr>,
+}
+
+/// Runs the engine until `shutdown` resolves, then stops gracefully: no new work, the
+/// running job and in-flight requests get the configured grace, workers are stopped.
+/// `on_bound` is told where the service listens once it does.
+pub async fn serve(
+    config: Config,
+    deps: Deps,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_bound: impl FnOnce(Bound) + Send,
+) -> Result<()> {
+    let store = store::Store::open(&config.data_dir)?;
+    let interrupted = store.recover(time::now_ms()).await?;
+    for id in &interrupted {
+        tracing::warn!("job {id} was running when the engine stopped; marked interrupted");
+    }
+    let queue = Arc::new(queue::JobQueue::new(
+        store,
+        deps.runners.clone(),
+        config.data_dir.clone(),
+        config.job_batch_size,
+    ));
+    let control = tokio::net::TcpListener::bind((config.bind, config.port))
+        .await
+        .map_err(|e| {
+            Error::io(
+                format!("cannot listen on {}:{}", config.bind, config.port),
+                e,
+            )
+        })?;
+    let control_addr = control
+        .local_addr()
+        .map_err(|e| Error::io("cannot read the listening address", e))?;
+    let scoring = match config.scoring_port {
+        Some(port) => Some(
+            tokio::net::TcpListener::bind((config.bind, port))
+                .await
+                .map_err(|e| Error::io(format!("cannot listen on {}:{port}", config.bind), e))?,
+        ),
+        None => None,
+    };
+    let scoring_addr = match &scoring {
+        Some(l) => Some(
+            l.local_addr()
+                .map_err(|e| Error::io("cannot read the listening address", e))?,
+        ),
+        None => None,
+    };
+    let mut endpoints = vec![format!("http://{control_addr}")];
+    if let Some(a) = scoring_addr {
+        endpoints.push(format!("http://{a} (scoring)"));
+    }
+    let engine = Arc::new(Engine {
+        id: uuid::Uuid::new_v4().to_string(),
+        tags: RwLock::new(config.tags.clone()),
+        config,
+        deps,
+        queue: queue.clone(),
+        started_ms: time::now_ms(),
+        deployment: RwLock::new(None),
+        deploying: tokio::sync::Mutex::new(()),
+        lifecycle: AtomicU8::new(EngineState::Init as u8),
+        platforms: tokio::sync::OnceCell::new(),
+        endpoints: RwLock::new(endpoints),
+    });
+    api::restore_deployment(&engine).await;
+
+    let queue_task = tokio::spawn(queue.clone().run());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let control_app = api::control_router(engine.clone());
+    let mut servers = Vec::new();
+    {
+        let mut rx = stop_rx.clone();
+        servers.push(tokio::spawn(async move {
+            axum::serve(control, control_app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                })
+                .await
+        }));
+    }
+    if let Some(listener) = scoring {
+        let app = api::scoring_router(engine.clone());
+        let mut rx = stop_rx.clone();
+        servers.push(tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                })
+                .await
+        }));
+    }
+    on_bound(Bound {
+        control: control_addr,
+        scoring: scoring_addr,
+    });
+    tracing::info!("engine listening on http://{control_addr}");
+
+    shutdown.await;
+    tracing::info!("shutting down: taking no new work");
+    engine
+        .lifecycle
+        .store(EngineState::Finishing as u8, Ordering::Relaxed);
+    let grace = Duration::from_millis(engine.config.shutdown_grace_ms);
+    let _ = stop_tx.send(true);
+    // In-flight requests finish while the queue winds down.
+    let queue_stop = queue.shutdown(grace);
+    let servers_done = async {
+        for s in servers {
+            let _ = tokio::time::timeout(grace, s).await;
+        }
+    };
+    tokio::join!(queue_stop, servers_done);
+    queue_task.abort();
+    if let Some(d) = api::take_deployment(&engine) {
+        d.stop(Duration::from_secs(1)).await;
+    }
+    engine
+        .lifecycle
+        .store(EngineState::Finished as u8, Ordering::Relaxed);
+    tracing::info!("engine stopped");
+    Ok(())
+}

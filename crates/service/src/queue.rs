@@ -1,0 +1,601 @@
+//! The batch job queue: jobs are stored WAITING and run one at a time, oldest first,
+//! through `jobs::run_job`, the same runner `engine run` uses.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use codecs::CodecConfig;
+use endpoints::{FileSink, FileSource};
+use jobs::{Job, JobControl, JobInput, JobKind, JobOptions, JobOutcome, JobOutput};
+use runtime_core::{InitContext, JobLog, Level, Slot};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::document::{Content, DataSpec, JobDocument, JobSpec};
+use crate::error::{Error, Result};
+use crate::joblog::BufferedLog;
+use crate::prepare::prepare_model;
+use crate::store::{Finish, JobRow, JobState, Store};
+use crate::time::now_ms;
+use crate::RunnerSet;
+
+/// How long a cancelled job gets to stop between batches before its worker is killed.
+const CANCEL_GRACE: Duration = Duration::from_secs(2);
+/// How often a running job's log lines are written to the store.
+const LOG_FLUSH: Duration = Duration::from_millis(250);
+
+/// Where one output of a finished job went.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputPlace {
+    pub slot: u32,
+    pub name: String,
+    pub encoding: String,
+    /// True when the output is kept with the job (fetch it from the result).
+    pub embedded: bool,
+    /// The file written, for an output given by `fileUrl` (and where an embedded one is
+    /// kept).
+    pub path: String,
+    pub records: u64,
+}
+
+/// What is stored as a finished job's outcome.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredOutcome {
+    pub outputs: Vec<OutputPlace>,
+    pub trained_files: Vec<String>,
+    pub trained_dir: Option<String>,
+    pub problems: Vec<serde_json::Value>,
+    pub traceback: Option<String>,
+    pub elapsed_ms: u64,
+}
+
+struct Current {
+    id: String,
+    control: Arc<JobControl>,
+    kill: Arc<Notify>,
+}
+
+pub struct JobQueue {
+    store: Store,
+    runners: RunnerSet,
+    data_dir: PathBuf,
+    batch_size: usize,
+    wake: Notify,
+    current: Mutex<Option<Current>>,
+    stopping: AtomicBool,
+    /// Told when the queue loop has returned.
+    stopped: Notify,
+    stopped_flag: AtomicBool,
+}
+
+impl JobQueue {
+    pub fn new(store: Store, runners: RunnerSet, data_dir: PathBuf, batch_size: usize) -> Self {
+        JobQueue {
+            store,
+            runners,
+            data_dir,
+            batch_size,
+            wake: Notify::new(),
+            current: Mutex::new(None),
+            stopping: AtomicBool::new(false),
+            stopped: Notify::new(),
+            stopped_flag: AtomicBool::new(false),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn job_dir(&self, id: &str) -> PathBuf {
+        self.data_dir.join("jobs").join(id)
+    }
+
+    /// Stores a job (CREATED), checks it, and queues it (WAITING).
+    pub async fn submit(&self, document_text: String, doc: JobDocument) -> Result<JobRow> {
+        if self.stopping.load(Ordering::Relaxed) {
+            return Err(Error::ShuttingDown);
+        }
+        doc.spec()?;
+        let id = doc
+            .id
+            .clone()
+            .filter(|s| is_usable_id(s))
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        if self.store.get(&id).await?.is_some() {
+            return Err(Error::Conflict(format!(
+                "a job with id {id} already exists"
+            )));
+        }
+        let now = now_ms();
+        let row = JobRow {
+            id: id.clone(),
+            seq: 0,
+            job_type: doc.job_type.trim().to_ascii_uppercase(),
+            name: doc.name.clone(),
+            status: JobState::Created,
+            result: None,
+            reason: None,
+            created_ms: now,
+            started_ms: None,
+            finished_ms: None,
+            records_in: 0,
+            records_out: 0,
+            records_rejected: 0,
+            records_failed: 0,
+            document: document_text,
+            outcome: None,
+            runs: 0,
+            interrupted: false,
+        };
+        self.store.insert(row).await?;
+        let log = BufferedLog::default();
+        log.engine(Level::Info, format!("job {id} CREATED"));
+        self.store
+            .transition(&id, &[JobState::Created], JobState::Waiting)
+            .await?;
+        log.engine(Level::Info, "job WAITING in the queue");
+        self.store.append_log(&id, log.take()).await?;
+        self.wake.notify_one();
+        self.store
+            .get(&id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("job {id}")))
+    }
+
+    /// Cancels a waiting job at once, or stops a running one (its worker is killed if it
+    /// does not stop between batches within a moment).
+    pub async fn cancel(&self, id: &str) -> Result<JobRow> {
+        let row = self
+            .store
+            .get(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("job {id}")))?;
+        match row.status {
+            JobState::Created | JobState::Waiting => {
+                if self
+                    .store
+                    .transition(
+                        id,
+                        &[JobState::Created, JobState::Waiting],
+                        JobState::Cancelled,
+                    )
+                    .await?
+                {
+                    self.store
+                        .finish(
+                            id,
+                            now_ms(),
+                            Finish {
+                                status: JobState::Cancelled,
+                                result: Some("FAILURE".into()),
+                                reason: Some("cancelled before it ran".into()),
+                                records_in: 0,
+                                records_out: 0,
+                                records_rejected: 0,
+                                records_failed: 0,
+                                outcome: None,
+                                interrupted: false,
+                            },
+                        )
+                        .await?;
+                    let log = BufferedLog::default();
+                    log.engine(Level::Info, "job CANCELLED while WAITING");
+                    self.store.append_log(id, log.take()).await?;
+                }
+            }
+            JobState::Running => {
+                let guard = self
+                    .current
+                    .lock()
+                    .map_err(|_| Error::Store("queue lock poisoned".into()))?;
+                if let Some(c) = guard.as_ref().filter(|c| c.id == id) {
+                    c.control.cancel();
+                    let kill = c.kill.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(CANCEL_GRACE).await;
+                        kill.notify_one();
+                    });
+                }
+            }
+            _ => {
+                return Err(Error::Conflict(format!(
+                    "job {id} is {} and cannot be cancelled",
+                    row.status.as_str()
+                )))
+            }
+        }
+        self.store
+            .get(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("job {id}")))
+    }
+
+    /// Queues a finished job again.
+    pub async fn rerun(&self, id: &str) -> Result<JobRow> {
+        if self.stopping.load(Ordering::Relaxed) {
+            return Err(Error::ShuttingDown);
+        }
+        let row = self
+            .store
+            .get(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("job {id}")))?;
+        if !self.store.requeue(id).await? {
+            return Err(Error::Conflict(format!(
+                "job {id} is {}: only a finished job can be re-run",
+                row.status.as_str()
+            )));
+        }
+        let log = BufferedLog::default();
+        log.engine(Level::Info, "job re-queued: WAITING in the queue");
+        self.store.append_log(id, log.take()).await?;
+        self.wake.notify_one();
+        self.store
+            .get(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("job {id}")))
+    }
+
+    pub fn running_id(&self) -> Option<String> {
+        self.current
+            .lock()
+            .ok()
+            .and_then(|c| c.as_ref().map(|c| c.id.clone()))
+    }
+
+    /// Stops taking jobs. The running job gets `grace` to finish; then it is stopped and
+    /// marked interrupted (it can be re-run).
+    pub async fn shutdown(&self, grace: Duration) {
+        self.stopping.store(true, Ordering::Relaxed);
+        self.wake.notify_one();
+        if self.stopped_flag.load(Ordering::Relaxed) {
+            return;
+        }
+        let waited = tokio::time::timeout(grace, self.stopped.notified()).await;
+        if waited.is_err() {
+            let kill = self
+                .current
+                .lock()
+                .ok()
+                .and_then(|c| c.as_ref().map(|c| c.kill.clone()));
+            if let Some(k) = kill {
+                k.notify_one();
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(5), self.stopped.notified()).await;
+        }
+    }
+
+    /// The queue's loop: runs until `shutdown`.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            if self.stopping.load(Ordering::Relaxed) {
+                break;
+            }
+            let next = match self.store.next_waiting().await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!("job queue: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            match next {
+                Some(row) => {
+                    if let Err(e) = self.run_one(row).await {
+                        tracing::error!("job queue: {e}");
+                    }
+                }
+                None => {
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(5), self.wake.notified()).await;
+                }
+            }
+        }
+        self.stopped_flag.store(true, Ordering::Relaxed);
+        self.stopped.notify_waiters();
+    }
+
+    async fn run_one(&self, row: JobRow) -> Result<()> {
+        let id = row.id.clone();
+        let control = Arc::new(JobControl::default());
+        let kill = Arc::new(Notify::new());
+        if let Ok(mut c) = self.current.lock() {
+            *c = Some(Current {
+                id: id.clone(),
+                control: control.clone(),
+                kill: kill.clone(),
+            });
+        }
+        self.store.start(&id, now_ms()).await?;
+        let log = Arc::new(BufferedLog::default());
+        log.engine(Level::Info, format!("job {id} RUNNING"));
+
+        let flusher = {
+            let store = self.store.clone();
+            let log = log.clone();
+            let id = id.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(LOG_FLUSH).await;
+                    if let Err(e) = store.append_log(&id, log.take()).await {
+                        tracing::warn!("job {id}: cannot store log lines: {e}");
+                    }
+                }
+            })
+        };
+
+        let finish = self.execute(&row, control.clone(), kill, log.clone()).await;
+        flusher.abort();
+        let finish = match finish {
+            Ok(f) => f,
+            Err(e) => {
+                log.engine(Level::Error, format!("job ERROR: {e}"));
+                log.engine(
+                    Level::Info,
+                    "batch job complete: status ERROR, result FAILURE. Records in/out: 0/0",
+                );
+                Finish {
+                    status: JobState::Error,
+                    result: Some("FAILURE".into()),
+                    reason: Some(e.to_string()),
+                    records_in: 0,
+                    records_out: 0,
+                    records_rejected: 0,
+                    records_failed: 0,
+                    outcome: None,
+                    interrupted: false,
+                }
+            }
+        };
+        self.store.append_log(&id, log.take()).await?;
+        self.store.finish(&id, now_ms(), finish).await?;
+        if let Ok(mut c) = self.current.lock() {
+            *c = None;
+        }
+        Ok(())
+    }
+
+    async fn execute(
+        &self,
+        row: &JobRow,
+        control: Arc<JobControl>,
+        kill: Arc<Notify>,
+        log: Arc<BufferedLog>,
+    ) -> Result<Finish> {
+        let doc: JobDocument = serde_json::from_str(&row.document).map_err(|e| {
+            Error::BadRequest(format!("the stored job document is unreadable: {e}"))
+        })?;
+        let spec = doc.spec()?;
+        let dir = self.job_dir(&row.id);
+        let runner = self.runners.get(
+            spec.model
+                .language
+                .unwrap_or(runtime_core::Language::Python),
+        )?;
+
+        let (job, places, train_dir) = {
+            let spec = spec.clone();
+            let dir = dir.clone();
+            let log = log.clone();
+            let raw = row.document.clone();
+            let batch_size = self.batch_size;
+            let control = control.clone();
+            tokio::task::spawn_blocking(move || {
+                build_job(&spec, &dir, raw, batch_size, control, log.as_ref())
+            })
+            .await
+            .map_err(|e| Error::Store(format!("job preparation failed: {e}")))??
+        };
+
+        let log_dyn: Arc<dyn JobLog> = log.clone();
+        let mut run = Box::pin(jobs::run_job(job, runner.as_ref(), log_dyn));
+        let outcome = tokio::select! {
+            o = &mut run => Some(o),
+            _ = kill.notified() => None,
+        };
+        let Some(outcome) = outcome else {
+            // Dropping the run drops its session: the worker is killed.
+            drop(run);
+            let cancelled = control.is_cancelled();
+            let reason = if cancelled {
+                "cancelled: the job did not stop between batches and its worker was stopped"
+            } else {
+                "interrupted: the engine shut down while the job was running"
+            };
+            log.engine(Level::Warn, reason);
+            return Ok(Finish {
+                status: if cancelled {
+                    JobState::Cancelled
+                } else {
+                    JobState::Error
+                },
+                result: Some("FAILURE".into()),
+                reason: Some(reason.into()),
+                records_in: control.records_read() as i64,
+                records_out: 0,
+                records_rejected: 0,
+                records_failed: 0,
+                outcome: None,
+                interrupted: !cancelled,
+            });
+        };
+        Ok(finish_of(&outcome, places, train_dir, &spec))
+    }
+}
+
+fn is_usable_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 100
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && !s.starts_with('.')
+}
+
+fn ext_of(enc: codecs::Encoding) -> &'static str {
+    match enc {
+        codecs::Encoding::Json => "jsonl",
+        codecs::Encoding::Csv => "csv",
+        codecs::Encoding::AvroBinary => "avro",
+        codecs::Encoding::MsgPack => "msgpack",
+        codecs::Encoding::Utf8 => "txt",
+        codecs::Encoding::Raw => "bin",
+    }
+}
+
+type Built = (Job, Vec<OutputPlace>, Option<PathBuf>);
+
+/// Materializes the model and opens the job's inputs and outputs. Blocking.
+fn build_job(
+    spec: &JobSpec,
+    dir: &Path,
+    raw_json: String,
+    batch_size: usize,
+    control: Arc<JobControl>,
+    log: &BufferedLog,
+) -> Result<Built> {
+    if spec.schema_checking {
+        log.engine(
+            Level::Warn,
+            "schema checking was asked for; this engine does not check schemas yet",
+        );
+    }
+    let prepared = prepare_model(&spec.model, &dir.join("run"), log)?;
+    let data = dir.join("run").join("data");
+    std::fs::create_dir_all(&data)
+        .map_err(|e| Error::io(format!("cannot create {}", data.display()), e))?;
+    let mut inputs = Vec::new();
+    for (k, d) in spec.inputs.iter().enumerate() {
+        let path = input_path(d, k, &data)?;
+        let source = FileSource::open(&path, &CodecConfig::new(d.encoding))?;
+        inputs.push(JobInput {
+            slot: Slot::for_input(k),
+            source: Box::new(source),
+        });
+    }
+    let mut outputs = Vec::new();
+    let mut places = Vec::new();
+    let mut train_dir = None;
+    for (k, d) in spec.outputs.iter().enumerate() {
+        let slot = Slot::for_output(k);
+        if spec.kind == JobKind::Train && k == 0 {
+            // Training's first output names the folder of its products.
+            let folder = match &d.content {
+                Some(Content::File(p)) => p.clone(),
+                _ => dir.join("trained"),
+            };
+            train_dir = Some(folder);
+        }
+        let (path, embedded) = match &d.content {
+            Some(Content::File(p)) if spec.kind != JobKind::Train => (p.clone(), false),
+            _ => (
+                dir.join(format!("output-{}.{}", slot.0, ext_of(d.encoding))),
+                true,
+            ),
+        };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Error::io(format!("cannot create {}", parent.display()), e))?;
+        }
+        let sink = FileSink::create(&path, &CodecConfig::new(d.encoding))?;
+        outputs.push(JobOutput {
+            slot,
+            sink: Box::new(sink),
+        });
+        places.push(OutputPlace {
+            slot: slot.0,
+            name: d.name.clone(),
+            encoding: d.encoding.name().to_owned(),
+            embedded,
+            path: path.display().to_string(),
+            records: 0,
+        });
+    }
+    let job = Job {
+        kind: spec.kind,
+        model: prepared.spec,
+        init: InitContext::Job { raw_json },
+        inputs,
+        outputs,
+        train_output: train_dir.clone(),
+        env: vec![(
+            "HOME".to_owned(),
+            prepared.materialized.home.display().to_string(),
+        )],
+        options: JobOptions {
+            stop_on_bad_records: spec.stop_on_bad_records,
+            batch_size,
+            ..JobOptions::default()
+        },
+        control,
+    };
+    Ok((job, places, train_dir))
+}
+
+fn input_path(d: &DataSpec, k: usize, data: &Path) -> Result<PathBuf> {
+    match &d.content {
+        Some(Content::File(p)) => Ok(p.clone()),
+        Some(Content::Bytes(b)) => {
+            let name = Path::new(&d.name)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "input".into());
+            let path = data.join(format!("input-{k}-{name}"));
+            std::fs::write(&path, b)
+                .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+            Ok(path)
+        }
+        None => Err(Error::BadRequest(format!("input {} has no data", d.name))),
+    }
+}
+
+fn finish_of(
+    o: &JobOutcome,
+    mut places: Vec<OutputPlace>,
+    train_dir: Option<PathBuf>,
+    spec: &JobSpec,
+) -> Finish {
+    for p in &mut places {
+        if let Some(c) = o.outputs.get(&p.slot) {
+            p.records = c.records;
+        }
+    }
+    let stored = StoredOutcome {
+        outputs: places,
+        trained_files: o
+            .trained_files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect(),
+        trained_dir: (spec.kind == JobKind::Train)
+            .then(|| train_dir.map(|d| d.display().to_string()))
+            .flatten(),
+        problems: o
+            .problems
+            .iter()
+            .filter_map(|p| serde_json::to_value(p).ok())
+            .collect(),
+        traceback: o.traceback.clone(),
+        elapsed_ms: o.elapsed_ms,
+    };
+    let status = match o.status {
+        jobs::JobStatus::Complete => JobState::Complete,
+        jobs::JobStatus::Error => JobState::Error,
+        jobs::JobStatus::Cancelled => JobState::Cancelled,
+    };
+    Finish {
+        status,
+        result: Some(o.result.as_str().to_owned()),
+        reason: o.error.clone(),
+        records_in: o.records_in as i64,
+        records_out: o.records_out as i64,
+        records_rejected: o.records_rejected as i64,
+        records_failed: o.records_failed as i64,
+        outcome: serde_json::to_string(&stored).ok(),
+        interrupted: false,
+    }
+}
