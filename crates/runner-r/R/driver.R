@@ -113,9 +113,12 @@ local({
     last <- length(cs) - 1L
     if (last < first) return(list())
     cs <- cs[first:last]
-    cs[!vapply(cs, function(cl) {
-      is.call(cl) && identical(cl[[1L]], as.name(".handleSimpleError"))
-    }, TRUE)]
+    # R's own frames of signalling an error from C code.
+    internal <- vapply(cs, function(cl) {
+      is.call(cl) && (identical(cl[[1L]], as.name(".handleSimpleError")) ||
+                      identical(cl, quote(h(simpleError(msg, call)))))
+    }, TRUE)
+    cs[!internal]
   }
   # A wrapper that calls the model's function by its name, so messages and tracebacks
   # show `action(datum)`, not the function's body.
@@ -195,7 +198,7 @@ local({
         return(fail("load", sprintf("the init function %s takes %d arguments; it takes 0 or 1", name, a$n)))
       }
       n <- if (a$dots && a$n == 0L) 1L else min(a$n, 3L)
-      call <- if (role == "score") wrapper(name, n) else wrapper(name)
+      call <- if (role %in% c("score", "init") && !a$dots) wrapper(name, n) else wrapper(name)
       rt$fn[[role]] <- list(name = name, f = call, n = n)
     }
     list(ok = TRUE, info = c("R", paste(R.version$major, R.version$minor, sep = ".")))
@@ -213,7 +216,7 @@ local({
       arg[[msg$kind]] <- parsed
       args <- list(arg)
     }
-    r <- guarded(init$f, args)
+    r <- guarded(init$f, args[seq_len(init$n)])
     if (!r$ok) return(fail("failed", r$message, init$name, r$traceback))
     list(ok = TRUE)
   }

@@ -114,6 +114,9 @@ impl RValue {
 // ---------------------------------------------------------------------------------------
 // Writing
 
+/// An attribute to write: its name and what writes its value.
+type Attribute<'a> = (&'a str, &'a mut dyn FnMut(&mut Writer));
+
 /// Builds one frame body: the serialization of an R value.
 pub struct Writer {
     buf: Vec<u8>,
@@ -231,7 +234,7 @@ impl Writer {
     }
 
     /// A pairlist of attributes, `names` first: `(name, writer of the value)`.
-    fn attributes(&mut self, attrs: &mut [(&str, &mut dyn FnMut(&mut Writer))]) {
+    fn attributes(&mut self, attrs: &mut [Attribute<'_>]) {
         for (name, write) in attrs.iter_mut() {
             self.flags(LISTSXP | HAS_TAG);
             self.flags(SYMSXP);

@@ -7,10 +7,14 @@ setup <- function(arg) {
 
 #modelop.score
 predict_one <- function(datum, slot) {
+  out <- list(id = datum$id, job = job$name, slot = slot)
   if (slot == 0) {
+    # Once the function emits, its return value is not an output.
     emitTo(3, list(seen = datum$id))
+    emit(out)
+    return("not an output")
   }
-  return(list(id = datum$id, job = job$name, slot = slot))
+  return(out)
 }
 
 # modelop.metrics

@@ -1,8 +1,8 @@
 begin <- function() {
-  weights <<- readRDS("weights.rds")
-  table <<- read.csv("data/table.csv")
+  w <<- readRDS("weights.rds")
+  tab <<- read.csv("data/table.csv")
 }
 
 action <- function(datum) {
-  emit(list(score = sum(weights * datum$x), rows = nrow(table)))
+  emit(list(score = sum(w * datum$x), rows = nrow(tab)))
 }
