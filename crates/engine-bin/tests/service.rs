@@ -1,0 +1,531 @@
+//! `engine serve` end to end: the real binary on a free loopback port, real Python
+//! workers, the HTTP API and the CLI client.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use service::client::Client;
+
+const ENGINE: &str = env!("CARGO_BIN_EXE_engine");
+
+struct Engine {
+    child: Option<Child>,
+    url: String,
+    data: PathBuf,
+}
+
+impl Engine {
+    fn start(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Engine {
+        let mut cmd = Command::new(ENGINE);
+        cmd.args(["serve", "--port", "0", "--bind", "127.0.0.1", "--data-dir"])
+            .arg(data)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        for var in [
+            "ENGINE_LOG",
+            "MODELOP_API_PORT",
+            "ENGINE_PORT",
+            "ENGINE_CONFIG",
+        ] {
+            cmd.env_remove(var);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("engine starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("engine says where it listens");
+        let url = line
+            .trim()
+            .strip_prefix("engine listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+            .to_owned();
+        Engine {
+            child: Some(child),
+            url,
+            data: data.to_path_buf(),
+        }
+    }
+
+    fn client(&self) -> Client {
+        Client::new(&self.url)
+    }
+
+    fn get(&self, path: &str) -> (u16, Value) {
+        let a = self.client().get(path).expect("engine answers");
+        (
+            a.status,
+            serde_json::from_slice(&a.body).unwrap_or(Value::Null),
+        )
+    }
+
+    fn send(&self, method: &str, path: &str, body: &Value) -> (u16, Value) {
+        let bytes = body.to_string().into_bytes();
+        let c = self.client();
+        let a = match method {
+            "PUT" => c.put(path, "application/json", &bytes),
+            _ => c.post(path, "application/json", &bytes),
+        }
+        .expect("engine answers");
+        (
+            a.status,
+            serde_json::from_slice(&a.body).unwrap_or(Value::Null),
+        )
+    }
+
+    fn score(&self, path: &str, body: &str) -> (u16, String, Option<String>) {
+        let a = self
+            .client()
+            .post(path, "application/json", body.as_bytes())
+            .expect("engine answers");
+        (
+            a.status,
+            String::from_utf8_lossy(&a.body).into_owned(),
+            None,
+        )
+    }
+
+    fn wait_job(&self, id: &str, done: &[&str]) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (_, v) = self.get(&format!("/api/jobs/{id}"));
+            if done.contains(&v["jobStatus"].as_str().unwrap_or("")) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "job {id} stays {v}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn signal(&mut self, sig: &str) -> Option<i32> {
+        let mut child = self.child.take().expect("running");
+        Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        child.wait().expect("engine exits").code()
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+const MODEL: &str = r#"import json, os, time
+# modelop.init
+def begin(arg):
+    global params
+    doc = json.loads(arg["rawJson"])
+    params = doc.get("jobParameters") or {}
+    print("init with", "deployableModel" in doc and "deployment" or "job")
+
+# modelop.score
+def action(x):
+    if x == "boom":
+        raise ValueError("boom")
+    if x == "die":
+        os._exit(3)
+    if isinstance(x, dict) and "sleep" in x:
+        time.sleep(x["sleep"])
+    if isinstance(x, dict) and x.get("twice"):
+        yield x
+    yield x
+"#;
+
+fn job_document(inputs: &str) -> Value {
+    json!({
+        "jobType": "MODEL_BATCH_JOB",
+        "jobStatus": "CREATED",
+        "jobParameters": {"limit": 3},
+        "model": {"storedModel": {"modelMetaData": {"name": "echo"}, "modelAssets": [{
+            "name": "echo.py", "assetType": "SOURCE_CODE", "assetRole": "MODEL_SOURCE",
+            "primaryModelSource": true, "sourceCode": MODEL,
+        }]}},
+        "inputData": [{"assetType": "FILE", "name": "in.jsonl", "fileContentString": inputs}],
+        "outputData": [{"assetType": "FILE", "name": "out.jsonl"}],
+    })
+}
+
+fn deployment_document() -> Value {
+    json!({
+        "name": "echo",
+        "deployableModel": {"storedModel": {"modelAssets": [{
+            "name": "echo.py", "assetType": "SOURCE_CODE", "sourceCode": MODEL,
+        }]}},
+    })
+}
+
+#[test]
+fn health_state_details_and_tags() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(
+        dir.path(),
+        &[],
+        &[
+            ("MODELOP_ENGINE_NAME", "engine-under-test"),
+            ("MODELOP_RUNTIME_INITIAL_TAGS", "dev, cc-fraud"),
+            ("MODELOP_RUNTIME_GROUP", "fraud"),
+        ],
+    );
+    let (s, h) = e.get("/1/health");
+    assert_eq!(s, 200);
+    assert!(h["id"].is_string() && h["release"].is_string() && h["built_on"].is_string());
+    let (_, st) = e.get("/2/engine/state");
+    assert_eq!(st["state"], "INIT");
+    let (s, d) = e.get("/api/engine");
+    assert_eq!(s, 200, "{d}");
+    assert_eq!(d["name"], "engine-under-test");
+    assert_eq!(d["group"], "fraud");
+    assert_eq!(d["stageTags"], json!(["DEV"]));
+    assert_eq!(d["serviceTags"], json!(["cc-fraud"]));
+    assert_eq!(d["platforms"][0]["language"], "python");
+    let (s, t) = e.send(
+        "PUT",
+        "/api/engine/tags",
+        &json!({"tags": ["prod", "churn"]}),
+    );
+    assert_eq!(s, 200);
+    assert_eq!(t["tags"], json!(["PROD", "churn"]));
+    let (s, api) = e.get("/openapi.json");
+    assert_eq!(s, 200);
+    assert!(api["paths"]["/api/roundtrip/{input}/{output}"].is_object());
+    assert!(api["paths"]["/api/jobs"].is_object());
+}
+
+#[test]
+fn a_job_document_runs_with_its_log_and_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(dir.path(), &[], &[]);
+    let (s, job) = e.send(
+        "POST",
+        "/api/jobs",
+        &job_document("1\n\"boom\"\n{\"a\": 2}\n"),
+    );
+    assert_eq!(s, 201, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    let done = e.wait_job(&id, &["COMPLETE", "ERROR"]);
+    assert_eq!(done["jobStatus"], "COMPLETE", "{done}");
+    assert_eq!(done["jobResult"], "FAILURE");
+    assert_eq!(done["recordsIn"], 3);
+    assert_eq!(done["recordsOut"], 2);
+    let messages: Vec<String> = done["jobMessages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap().to_owned())
+        .collect();
+    let all = messages.join("\n");
+    for want in [
+        "CREATED",
+        "WAITING",
+        "RUNNING",
+        "MODEL-CONSOLE init with job",
+        "ValueError: boom",
+        "Records in/out: 3/2",
+    ] {
+        assert!(all.contains(want), "{want} missing from\n{all}");
+    }
+    let (s, r) = e.get(&format!("/api/jobs/{id}/result"));
+    assert_eq!(s, 200);
+    assert_eq!(r["outputs"][0]["content"], "1\n{\"a\":2}\n");
+    let (s, list) = e.get("/api/jobs?status=COMPLETE");
+    assert_eq!(s, 200);
+    assert_eq!(list["jobs"][0]["id"], id.as_str());
+
+    let (s, bad) = e.send("POST", "/api/jobs", &json!({"jobType": "MODEL_BATCH_JOB"}));
+    assert_eq!(s, 400, "{bad}");
+    assert!(bad["error"].as_str().unwrap().contains("model"), "{bad}");
+    let (s, _) = e.get("/api/jobs/no-such-job");
+    assert_eq!(s, 404);
+}
+
+#[test]
+fn jobs_survive_sigkill_and_a_running_one_is_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = Engine::start(dir.path(), &[], &[]);
+    let (_, slow) = e.send("POST", "/api/jobs", &job_document("{\"sleep\": 30}\n"));
+    let slow = slow["id"].as_str().unwrap().to_owned();
+    let (_, next) = e.send("POST", "/api/jobs", &job_document("1\n2\n"));
+    let next = next["id"].as_str().unwrap().to_owned();
+    e.wait_job(&slow, &["RUNNING"]);
+    let (_, waiting) = e.get(&format!("/api/jobs/{next}"));
+    assert_eq!(waiting["jobStatus"], "WAITING");
+    e.signal("-KILL");
+
+    let e = Engine::start(&e.data, &[], &[]);
+    let (_, interrupted) = e.get(&format!("/api/jobs/{slow}"));
+    assert_eq!(interrupted["jobStatus"], "ERROR", "{interrupted}");
+    assert_eq!(interrupted["interrupted"], true);
+    assert!(interrupted["reason"]
+        .as_str()
+        .unwrap()
+        .contains("interrupted"));
+    let done = e.wait_job(&next, &["COMPLETE", "ERROR"]);
+    assert_eq!(done["jobResult"], "SUCCESS", "{done}");
+    let (s, again) = e.send("POST", &format!("/api/jobs/{slow}/rerun"), &json!({}));
+    assert_eq!(s, 200, "{again}");
+    assert_eq!(again["jobStatus"], "WAITING");
+    let (s, cancelled) = e.send("POST", &format!("/api/jobs/{slow}/cancel"), &json!({}));
+    assert_eq!(s, 200);
+    assert!(
+        ["CANCELLED", "RUNNING"].contains(&cancelled["jobStatus"].as_str().unwrap()),
+        "{cancelled}"
+    );
+    let c = e.wait_job(&slow, &["CANCELLED", "ERROR", "COMPLETE"]);
+    assert_eq!(c["jobStatus"], "CANCELLED", "{c}");
+}
+
+#[test]
+fn cancelling_a_running_job_stops_its_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(dir.path(), &[], &[]);
+    let (_, job) = e.send("POST", "/api/jobs", &job_document("{\"sleep\": 60}\n"));
+    let id = job["id"].as_str().unwrap().to_owned();
+    e.wait_job(&id, &["RUNNING"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let t = Instant::now();
+    let (s, _) = e.send("POST", &format!("/api/jobs/{id}/cancel"), &json!({}));
+    assert_eq!(s, 200);
+    let done = e.wait_job(&id, &["CANCELLED", "ERROR", "COMPLETE"]);
+    assert_eq!(done["jobStatus"], "CANCELLED", "{done}");
+    assert!(t.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn a_deployed_model_scores_on_both_roundtrip_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(dir.path(), &["--roundtrip-timeout-ms", "3000"], &[]);
+    let (s, _, _) = e.score("/api/roundtrip/0/1", "1");
+    assert_eq!(s, 404);
+    let (s, d) = e.send("PUT", "/api/deployment", &deployment_document());
+    assert_eq!(s, 201, "{d}");
+    assert_eq!(d["functions"]["score"], "action");
+    assert_eq!(d["functions"]["init"], "begin");
+    assert_eq!(e.score("/api/roundtrip/0/1", "{\"x\": 1}").1, "{\"x\":1}");
+    assert_eq!(
+        e.score("/2/active/model/roundtrip/0/1", "[1, 2]").1,
+        "[1,2]"
+    );
+    assert_eq!(
+        e.score("/api/roundtrip/0/1", "{\"twice\": true}").1,
+        "[{\"twice\":true},{\"twice\":true}]"
+    );
+    let (s, body, _) = e.score("/api/roundtrip/0/1", "not json");
+    assert_eq!(
+        (s, body.as_str()),
+        (
+            400,
+            "An error has occurred: input record rejected by encoding"
+        )
+    );
+    let (s, body, _) = e.score("/api/roundtrip/0/1", "\"boom\"");
+    assert_eq!(s, 422);
+    assert!(body.starts_with("An output error occurred during model execution"));
+    let (s, body, _) = e.score("/api/roundtrip/0/1?timeout=200", "{\"sleep\": 1}");
+    assert_eq!(s, 504, "{body}");
+
+    // A worker that dies fails its request clearly and is replaced.
+    let (s, body, _) = e.score("/api/roundtrip/0/1", "\"die\"");
+    assert_eq!(s, 503, "{body}");
+    assert!(body.contains("worker"), "{body}");
+    assert_eq!(e.score("/api/roundtrip/0/1", "7").1, "7");
+    let (_, d) = e.get("/api/deployment");
+    assert_eq!(d["workerState"], "READY");
+    assert!(d["workerRestarts"].as_u64().unwrap() >= 1);
+    assert!(d["recordsScored"].as_u64().unwrap() >= 4);
+    let (_, state) = e.get("/2/engine/state");
+    assert_eq!(state["state"], "RUNNING");
+    let (_, log) = e.get("/api/deployment/log");
+    let log = log.to_string();
+    assert!(log.contains("init with deployment"), "{log}");
+
+    let a = e.client().delete("/2/active/model").unwrap();
+    assert_eq!(a.status, 204);
+    let (s, _) = e.get("/api/deployment");
+    assert_eq!(s, 404);
+}
+
+#[test]
+fn a_full_scoring_queue_answers_503_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(dir.path(), &["--score-queue-bound", "2"], &[]);
+    let (s, d) = e.send("PUT", "/api/deployment", &deployment_document());
+    assert_eq!(s, 201, "{d}");
+    let url = e.url.clone();
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let agent: ureq_free::Agent = ureq_free::agent();
+                agent.post(&format!("{url}/api/roundtrip/0/1"), "{\"sleep\": 0.5}")
+            })
+        })
+        .collect();
+    let results: Vec<(u16, Option<String>)> =
+        handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let refused: Vec<_> = results.iter().filter(|(s, _)| *s == 503).collect();
+    assert!(!refused.is_empty(), "{results:?}");
+    assert!(refused
+        .iter()
+        .all(|(_, retry)| retry.as_deref() == Some("1")));
+    assert!(results.iter().any(|(s, _)| *s == 200), "{results:?}");
+}
+
+/// A tiny HTTP/1.1 client over a raw socket, to see response headers.
+mod ureq_free {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    pub struct Agent;
+
+    pub fn agent() -> Agent {
+        Agent
+    }
+
+    impl Agent {
+        pub fn post(&self, url: &str, body: &str) -> (u16, Option<String>) {
+            let rest = url.strip_prefix("http://").unwrap();
+            let (host, path) = rest.split_once('/').unwrap();
+            let mut s = TcpStream::connect(host).unwrap();
+            write!(
+                s,
+                "POST /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+            let mut answer = String::new();
+            let _ = s.read_to_string(&mut answer);
+            let status = answer
+                .split_whitespace()
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            let retry = answer.lines().find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("retry-after:")
+                    .map(|v| v.trim().to_owned())
+            });
+            (status, retry)
+        }
+    }
+}
+
+#[test]
+fn invalid_configuration_refuses_to_start_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(ENGINE)
+        .args(["serve", "--port", "0", "--data-dir"])
+        .arg(dir.path())
+        .env("MODELOP_ROUNDTRIP_DEFAULT_TIMEOUT", "soon")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("roundtripTimeoutMs"), "{err}");
+
+    let cfg = dir.path().join("application.json");
+    std::fs::write(&cfg, r#"{"port": 0, "credentials": [{"host": "s3.local", "secretAccessKey": "hunter2"}], "colour": 1}"#).unwrap();
+    let out = Command::new(ENGINE)
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("colour"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+}
+
+#[test]
+fn sigterm_stops_the_engine_with_status_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = Engine::start(dir.path(), &[], &[]);
+    let (s, _) = e.send("PUT", "/api/deployment", &deployment_document());
+    assert_eq!(s, 201);
+    assert_eq!(e.signal("-TERM"), Some(0));
+}
+
+#[test]
+fn the_cli_client_creates_and_follows_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(dir.path(), &[], &[]);
+    let model = dir.path().join("echo.py");
+    std::fs::write(&model, MODEL).unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, "1\n2\n3\n").unwrap();
+    let output = dir.path().join("scored.jsonl");
+    let cli = |args: &[&str]| {
+        Command::new(ENGINE)
+            .args(args)
+            .env("ENGINE_URL", &e.url)
+            .output()
+            .unwrap()
+    };
+    let out = cli(&[
+        "job",
+        "create",
+        "batchjob",
+        model.to_str().unwrap(),
+        input.to_str().unwrap(),
+        output.to_str().unwrap(),
+        "--wait",
+        "--json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let job: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(job["jobStatus"], "COMPLETE");
+    assert_eq!(std::fs::read_to_string(&output).unwrap(), "1\n2\n3\n");
+    let id = job["id"].as_str().unwrap();
+    let out = cli(&["job", "status", id]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.starts_with("ID") && table.contains("COMPLETE"),
+        "{table}"
+    );
+    let out = cli(&["job", "list"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(id));
+
+    let out = cli(&["deploy", model.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut child = Command::new(ENGINE)
+        .args(["score"])
+        .env("ENGINE_URL", &e.url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"{\"a\": 1}\n[1, 2]\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "{\"a\":1}\n[1,2]\n");
+    let out = cli(&["status", "--json"]);
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["deployedModel"]["name"], "echo");
+    assert_eq!(status["jobs"]["complete"], 1);
+}
