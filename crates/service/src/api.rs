@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -504,7 +505,11 @@ pub struct JobList {
 /// Jobs, newest first.
 #[utoipa::path(get, path = "/api/jobs", tag = "jobs", params(ListQuery),
     responses((status = 200, body = JobList), (status = 400, body = ErrorBody)))]
-async fn list_jobs(State(e): State<AppState>, Query(q): Query<ListQuery>) -> Result<Json<JobList>> {
+async fn list_jobs(
+    State(e): State<AppState>,
+    q: std::result::Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<JobList>> {
+    let Query(q) = q.map_err(|r| Error::BadRequest(r.body_text()))?;
     let status = match q.status.as_deref() {
         None | Some("") => None,
         Some(s) => Some(
@@ -1017,11 +1022,12 @@ struct RoundtripQuery {
         (status = 504, description = "the model did not answer in time", body = String)))]
 async fn roundtrip(
     State(e): State<AppState>,
-    Path((input, output)): Path<(u32, u32)>,
-    Query(q): Query<RoundtripQuery>,
+    path: std::result::Result<Path<(u32, u32)>, PathRejection>,
+    q: std::result::Result<Query<RoundtripQuery>, QueryRejection>,
     body: Bytes,
 ) -> Result<Response> {
-    score_body(&e, input, output, q.timeout, &body).await
+    let (input, output, timeout) = roundtrip_params(path, q)?;
+    score_body(&e, input, output, timeout, &body).await
 }
 
 /// The same as `/api/roundtrip/{input}/{output}`, on the FastScore 1.10 path.
@@ -1036,11 +1042,21 @@ async fn roundtrip(
         (status = 504, body = String)))]
 async fn roundtrip_v2(
     State(e): State<AppState>,
-    Path((input, output)): Path<(u32, u32)>,
-    Query(q): Query<RoundtripQuery>,
+    path: std::result::Result<Path<(u32, u32)>, PathRejection>,
+    q: std::result::Result<Query<RoundtripQuery>, QueryRejection>,
     body: Bytes,
 ) -> Result<Response> {
-    score_body(&e, input, output, q.timeout, &body).await
+    let (input, output, timeout) = roundtrip_params(path, q)?;
+    score_body(&e, input, output, timeout, &body).await
+}
+
+fn roundtrip_params(
+    path: std::result::Result<Path<(u32, u32)>, PathRejection>,
+    q: std::result::Result<Query<RoundtripQuery>, QueryRejection>,
+) -> Result<(u32, u32, Option<u64>)> {
+    let Path((input, output)) = path.map_err(|r| Error::BadRoundtrip(r.body_text()))?;
+    let Query(q) = q.map_err(|r| Error::BadRoundtrip(r.body_text()))?;
+    Ok((input, output, q.timeout))
 }
 
 async fn score_body(
@@ -1051,7 +1067,7 @@ async fn score_body(
     body: &[u8],
 ) -> Result<Response> {
     if input % 2 != 0 || output % 2 != 1 {
-        return Err(Error::BadRequest(format!(
+        return Err(Error::BadRoundtrip(format!(
             "roundtrip/{input}/{output}: the input slot must be even and the output slot odd"
         )));
     }

@@ -44,6 +44,10 @@ pub enum Error {
     #[error("the engine is shutting down")]
     ShuttingDown,
 
+    /// A roundtrip request that names unusable slots or parameters (plain-text answer).
+    #[error("An error has occurred: {0}")]
+    BadRoundtrip(String),
+
     #[error("An error has occurred: input record rejected by encoding")]
     InputRejectedByEncoding(String),
 
@@ -99,9 +103,10 @@ impl Error {
     /// The HTTP status of this error: the one mapping of the service.
     pub fn status(&self) -> StatusCode {
         match self {
-            Error::Config { .. } | Error::BadRequest(_) | Error::InputRejectedByEncoding(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            Error::Config { .. }
+            | Error::BadRequest(_)
+            | Error::BadRoundtrip(_)
+            | Error::InputRejectedByEncoding(_) => StatusCode::BAD_REQUEST,
             Error::NotFound(_) | Error::NoModel | Error::NoDeployment => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::QueueFull { .. } | Error::ModelUnavailable(_) | Error::ShuttingDown => {
@@ -127,6 +132,7 @@ impl Error {
         matches!(
             self,
             Error::InputRejectedByEncoding(_)
+                | Error::BadRoundtrip(_)
                 | Error::OutputRejectedByEncoding(_)
                 | Error::ModelRaised(_)
                 | Error::RoundtripTimeout { .. }
