@@ -208,9 +208,6 @@ fn run_prepared(
             format!("{} line {line}: {problem}", p.model.source_name),
         );
     }
-    if p.model.language == Language::R {
-        return Err("R models are not supported by this build yet".to_owned());
-    }
     let materialized = jobs::materialize(&p.model, job_dir).map_err(|e| e.to_string())?;
     log.info(
         LogSource::Engine,
@@ -284,8 +281,13 @@ fn run_prepared(
             record_timeout: args.record_timeout.map(Duration::from_millis),
             memory_bytes: args.memory_limit.map(|m| m.saturating_mul(1 << 20)),
         };
-        let runner = python_runner(limits)
-            .map_err(|e| format!("cannot find the engine's own executable: {e}"))?;
+        let runner: Box<dyn runtime_core::Runner> = match p.model.language {
+            Language::Python => Box::new(
+                python_runner(limits)
+                    .map_err(|e| format!("cannot find the engine's own executable: {e}"))?,
+            ),
+            Language::R => Box::new(runner_r::RRunner::new()),
+        };
         let ticker = bar.cloned().map(|bar| {
             let control = control.clone();
             tokio::spawn(async move {
@@ -296,7 +298,7 @@ fn run_prepared(
             })
         });
         let log: Arc<dyn JobLog> = log;
-        let outcome = jobs::run_job(job, &runner, log).await;
+        let outcome = jobs::run_job(job, &*runner, log).await;
         if let Some(t) = ticker {
             t.abort();
         }

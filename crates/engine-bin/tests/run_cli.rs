@@ -365,3 +365,98 @@ fn recordsets_deliver_a_batch_as_one_data_frame() {
         .collect();
     assert_eq!(sizes, vec![4, 4, 4, 4, 2, 2]);
 }
+
+#[test]
+fn a_model_gets_its_own_requirements_and_a_cached_environment_the_second_time() {
+    let cache = tempfile::tempdir().unwrap();
+    let run = || {
+        engine(&[
+            "run",
+            "tests/models/pinned",
+            "--input",
+            "tests/data/cli/x6.jsonl",
+            "--workers",
+            "1",
+            "--env-cache",
+            cache.path().to_str().unwrap(),
+        ])
+    };
+    let first = run();
+    let err = text(&first.stderr);
+    assert_eq!(first.status.code(), Some(0), "{err}");
+    assert_eq!(lines(&first)[0]["six"], "1.16.0");
+    assert!(err.contains("building"), "{err}");
+    let second = run();
+    let err = text(&second.stderr);
+    assert_eq!(second.status.code(), Some(0), "{err}");
+    assert!(err.contains("using the cached environment"), "{err}");
+    assert_eq!(lines(&second)[0]["six"], "1.16.0");
+
+    // Another model in the same engine does not see that pin.
+    let other = engine(&[
+        "run",
+        "tests/models/pinned/model.py",
+        "--input",
+        "tests/data/cli/x6.jsonl",
+        "--workers",
+        "1",
+    ]);
+    assert_eq!(other.status.code(), Some(0), "{}", text(&other.stderr));
+    assert_ne!(lines(&other)[0]["six"], "1.16.0");
+}
+
+#[test]
+fn a_failing_install_fails_the_job_with_pips_words() {
+    let model = tempfile::tempdir().unwrap();
+    std::fs::write(
+        model.path().join("model.py"),
+        "def action(d):\n    yield d\n",
+    )
+    .unwrap();
+    std::fs::write(
+        model.path().join("requirements.txt"),
+        "this-package-does-not-exist-xyz==1.0\n",
+    )
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let out = engine(&[
+        "run",
+        model.path().to_str().unwrap(),
+        "--input",
+        "tests/data/cli/x6.jsonl",
+        "--env-cache",
+        cache.path().to_str().unwrap(),
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("this-package-does-not-exist-xyz"), "{err}");
+    let out = engine(&[
+        "run",
+        model.path().to_str().unwrap(),
+        "--input",
+        "tests/data/cli/x6.jsonl",
+        "--env-cache",
+        cache.path().to_str().unwrap(),
+        "--no-installs",
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("installs are turned off"), "{err}");
+}
+
+#[test]
+fn r_models_score_fail_per_record_and_compute_metrics() {
+    let out = engine(&["run", "tests/models/r_e2e/score.R", "--input", "tests/data/cli/x6.jsonl"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let ys: Vec<i64> = lines(&out).iter().map(|r| r["y"].as_i64().unwrap()).collect();
+    assert_eq!(ys, vec![2, 4, 8, 10, 12]);
+    assert!(err.contains("three is not allowed"), "{err}");
+    assert!(err.contains("MODEL-CONSOLE R model ready"), "{err}");
+
+    let out = engine(&["run", "tests/models/r_e2e/score.R", "--job", "metrics", "--input", "tests/data/cli/x6.jsonl"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let m = &lines(&out)[0];
+    assert_eq!(m["rows"], 6);
+    assert_eq!(m["mean_x"], 3.5);
+}

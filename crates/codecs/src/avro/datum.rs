@@ -319,7 +319,13 @@ pub(crate) fn write(
             write_long(out, s.len() as i64);
             out.extend_from_slice(s.as_bytes());
         }
-        (Node::Fixed { size, name }, Value::Bytes(b)) => {
+        // A string stands for its UTF-8 bytes, as for `bytes` (JSON has no bytes).
+        (Node::Fixed { size, name }, Value::Bytes(_) | Value::String(_)) => {
+            let b = match v {
+                Value::String(s) => s.as_bytes(),
+                Value::Bytes(b) => b.as_slice(),
+                _ => &[],
+            };
             if b.len() != *size {
                 return Err(Mismatch::new(format!(
                     "fixed {name} takes {size} bytes, found {}",
@@ -399,7 +405,8 @@ fn rank(node: &Node, v: &Value) -> Option<u8> {
         | (Node::String | Node::Enum { .. }, Value::String(_))
         | (Node::Array(_), Value::Array(_))
         | (Node::Map(_) | Node::Record { .. }, Value::Map(_)) => Some(0),
-        (Node::Float | Node::Double, Value::Int(_)) | (Node::Bytes, Value::String(_)) => Some(1),
+        (Node::Float | Node::Double, Value::Int(_))
+        | (Node::Bytes | Node::Fixed { .. }, Value::String(_)) => Some(1),
         _ => None,
     }
 }

@@ -5,9 +5,10 @@
 //! array -> `Array`, union -> the branch's value, logical types as their underlying type.
 //!
 //! Encoding a value with a schema: integers where a `float`/`double` is expected are widened,
-//! strings are accepted for `bytes`; a union takes the first branch that holds the value as
-//! is, else the first that holds it after widening; a record field missing from the map takes
-//! the schema's default, or null if the field's type allows it. A value that does not fit is
+//! strings are accepted for `bytes` and, when their UTF-8 bytes have the right size, for
+//! `fixed`; a union takes the first branch that holds the value as is, else the first that
+//! holds it after widening; a record field missing from the map takes the schema's default,
+//! or null if the field's type allows it. A value that does not fit is
 //! rejected with the path to it (`at .address.zip: expected int, found string`).
 //!
 //! Container files are read with the schema in their header (`cfg.schema` is not used to
