@@ -446,15 +446,30 @@ fn a_failing_install_fails_the_job_with_pips_words() {
 
 #[test]
 fn r_models_score_fail_per_record_and_compute_metrics() {
-    let out = engine(&["run", "tests/models/r_e2e/score.R", "--input", "tests/data/cli/x6.jsonl"]);
+    let out = engine(&[
+        "run",
+        "tests/models/r_e2e/score.R",
+        "--input",
+        "tests/data/cli/x6.jsonl",
+    ]);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    let ys: Vec<i64> = lines(&out).iter().map(|r| r["y"].as_i64().unwrap()).collect();
+    let ys: Vec<i64> = lines(&out)
+        .iter()
+        .map(|r| r["y"].as_i64().unwrap())
+        .collect();
     assert_eq!(ys, vec![2, 4, 8, 10, 12]);
     assert!(err.contains("three is not allowed"), "{err}");
     assert!(err.contains("MODEL-CONSOLE R model ready"), "{err}");
 
-    let out = engine(&["run", "tests/models/r_e2e/score.R", "--job", "metrics", "--input", "tests/data/cli/x6.jsonl"]);
+    let out = engine(&[
+        "run",
+        "tests/models/r_e2e/score.R",
+        "--job",
+        "metrics",
+        "--input",
+        "tests/data/cli/x6.jsonl",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let m = &lines(&out)[0];
     assert_eq!(m["rows"], 6);
