@@ -246,10 +246,15 @@ async fn prepare_environment(
         return Ok(None);
     }
     let mut files = Vec::new();
-    let names = std::iter::once("requirements.txt").chain(options.requirements_assets.iter().map(String::as_str));
+    let names = std::iter::once("requirements.txt")
+        .chain(options.requirements_assets.iter().map(String::as_str));
     for name in names {
         let path = model.work_dir.join(name);
-        if files.iter().any(|f: &environments::RequirementsFile| f.name == name) || !path.is_file() {
+        if files
+            .iter()
+            .any(|f: &environments::RequirementsFile| f.name == name)
+            || !path.is_file()
+        {
             continue;
         }
         let content = std::fs::read_to_string(&path)
