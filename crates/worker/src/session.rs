@@ -64,6 +64,8 @@ const EXIT_GRACE: Duration = Duration::from_secs(2);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long the console drains get to pass on the last lines of a finished worker.
 const DRAIN_GRACE: Duration = Duration::from_secs(1);
+/// How long the frames a worker wrote just before it died are waited for.
+const LAST_WORDS: Duration = Duration::from_millis(100);
 /// Longest rendering of a record in an error message.
 const RECORD_SHOWN: usize = 200;
 
@@ -585,7 +587,13 @@ impl WorkerSession {
             let read = tokio::select! {
                 biased;
                 r = read_frame(&mut self.reader, &mut self.body) => r,
-                _ = self.child.wait() => Err(None),
+                _ = self.child.wait() => {
+                    // The process is gone, but what it wrote before it died may not have
+                    // been seen yet: read what is left before calling it dead.
+                    tokio::time::timeout(LAST_WORDS, read_frame(&mut self.reader, &mut self.body))
+                        .await
+                        .unwrap_or(Err(None))
+                }
             };
             match read {
                 Ok(()) => {}
