@@ -124,7 +124,11 @@ impl<R: BufRead> CsvDecoder<R> {
                     }
                 }
                 ReadRecordResult::OutputEndsFull => {
-                    if oversize {
+                    // Empty fields take no output bytes, so a row of delimiters is bounded
+                    // by its field count: more fields than the limit has bytes is oversize.
+                    if oversize || self.ends.len() > max {
+                        oversize = true;
+                        nout = 0;
                         nend = 0;
                     } else {
                         let n = self.ends.len() * 2;

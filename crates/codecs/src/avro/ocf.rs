@@ -27,6 +27,35 @@ const SYNC_LEN: usize = 16;
 const BLOCK_BYTES: usize = 64 * 1024;
 /// The largest block we agree to buffer, whatever the record limit.
 const MAX_BLOCK_BYTES: usize = 256 * 1024 * 1024;
+/// The most records a block may claim when a datum of its schema can take no bytes at all
+/// (`null`, an empty record): the count cannot be checked against the block's size then.
+const MAX_ZERO_BYTE_RECORDS: u64 = 1 << 24;
+
+/// The fewest bytes a datum of `nodes[idx]` can take: a block of `count` records must hold at
+/// least `count` times this. A record that contains itself without a union in between has no
+/// finite datum; it counts as 0 (the bound stays a lower bound).
+fn min_datum_bytes(nodes: &[schema::Node], idx: usize, open: &mut Vec<usize>) -> u64 {
+    use schema::Node;
+    match &nodes[idx] {
+        Node::Null => 0,
+        Node::Float => 4,
+        Node::Double => 8,
+        Node::Fixed { size, .. } => *size as u64,
+        Node::Record { fields, .. } => {
+            if open.contains(&idx) {
+                return 0;
+            }
+            open.push(idx);
+            let n = fields.iter().fold(0u64, |n, f| {
+                n.saturating_add(min_datum_bytes(nodes, f.node, open))
+            });
+            open.pop();
+            n
+        }
+        // A varint, a length, a count or a branch number: at least one byte.
+        _ => 1,
+    }
+}
 
 /// A stream with a push-back buffer (for bytes read past a resync point) and an offset.
 pub(crate) struct StreamInput<R> {
@@ -192,6 +221,8 @@ struct Header {
     compiled: Arc<Compiled>,
     codec: Codec,
     sync: [u8; SYNC_LEN],
+    /// [`min_datum_bytes`] of the schema.
+    min_datum: u64,
 }
 
 fn read_header<R: BufRead>(input: &mut StreamInput<R>) -> Result<Header, String> {
@@ -241,10 +272,12 @@ fn read_header<R: BufRead>(input: &mut StreamInput<R>) -> Result<Header, String>
     let compiled = schema::compile(&json).map_err(|e| format!("the header's schema: {e}"))?;
     let mut sync = [0u8; SYNC_LEN];
     sync.copy_from_slice(input.take(SYNC_LEN).map_err(m)?);
+    let min_datum = min_datum_bytes(&compiled.nodes, compiled.root, &mut Vec::new());
     Ok(Header {
         compiled: Arc::new(compiled),
         codec,
         sync,
+        min_datum,
     })
 }
 
@@ -319,6 +352,7 @@ impl<R: BufRead> OcfDecoder<R> {
             return Ok(None);
         };
         let sync = header.sync;
+        let min_datum = header.min_datum;
         let deflate = matches!(header.codec, Codec::Deflate);
         let start = self.input.pos();
         self.block_offset = start;
@@ -381,7 +415,8 @@ impl<R: BufRead> OcfDecoder<R> {
             if let Some(why) = bad {
                 self.record += 1;
                 let pos = position(self.record, None, start);
-                self.record += count.saturating_sub(1);
+                // Saturating: the count of a block that does not inflate may be any number.
+                self.record = self.record.saturating_add(count.saturating_sub(1));
                 return Ok(Some(reject(
                     RejectionKind::Encoding,
                     pos,
@@ -391,6 +426,23 @@ impl<R: BufRead> OcfDecoder<R> {
             std::mem::swap(&mut self.block, &mut self.inflated);
         } else {
             self.block = data;
+        }
+        // A count the block's bytes cannot hold would have us emit records from nothing (or
+        // loop for ever on zero-byte datums): the block is corrupt, its count meaningless.
+        let most = match min_datum {
+            0 => MAX_ZERO_BYTE_RECORDS,
+            m => self.block.len() as u64 / m,
+        };
+        if count > most {
+            self.record += 1;
+            return Ok(Some(reject(
+                RejectionKind::Encoding,
+                position(self.record, None, start),
+                format!(
+                    "corrupt block at byte offset {start}: it claims {count} records, its {} bytes hold at most {most}; skipped",
+                    self.block.len()
+                ),
+            )));
         }
         self.block_at = 0;
         self.block_left = count;
@@ -550,6 +602,14 @@ impl<R: BufRead> DatumDecoder<R> {
         match res {
             Ok(v) => {
                 let len = self.input.pos() - start;
+                if len == 0 {
+                    // A datum of no bytes (a `null` schema) cannot be told from the next one:
+                    // the stream would never advance.
+                    return Err(self.ctx.broken(
+                        pos,
+                        "Avro datum cannot be decoded: a datum of this schema takes no bytes, so the input after it cannot be split into datums",
+                    ));
+                }
                 Ok(Some(if len > self.ctx.max_record_bytes as u64 {
                     self.ctx.oversize(pos, len)
                 } else if let Some(why) = reader.invalid {
