@@ -25,14 +25,18 @@ struct ValueReader {
     invalid: Option<String>,
     items_left: usize,
     max_bytes: usize,
+    /// Where the value started: payloads that would take the value past `max_bytes` are
+    /// skipped, not buffered, however small each is.
+    start: u64,
 }
 
 impl ValueReader {
-    fn new(max_bytes: usize) -> Self {
+    fn new(max_bytes: usize, start: u64) -> Self {
         ValueReader {
             invalid: None,
             items_left: max_bytes,
             max_bytes,
+            start,
         }
     }
 
@@ -62,7 +66,8 @@ impl ValueReader {
         s: &'a mut StreamInput<R>,
         n: usize,
     ) -> Result<Option<&'a [u8]>, Malformed> {
-        if n > self.max_bytes {
+        let end = (s.pos() - self.start).saturating_add(n as u64);
+        if end > self.max_bytes as u64 {
             s.skip(n)?;
             let max = self.max_bytes;
             self.note(|| format!("a value of {n} bytes exceeds the limit of {max} bytes"));
@@ -216,7 +221,7 @@ impl<R: BufRead> MsgPackDecoder<R> {
             Err(e) => return Err(self.ctx.io(e)),
         }
         let start = self.input.pos();
-        let mut reader = ValueReader::new(self.ctx.max_record_bytes);
+        let mut reader = ValueReader::new(self.ctx.max_record_bytes, start);
         let res = reader.read(&mut self.input, 0);
         self.record += 1;
         let pos = position(self.record, None, start);
@@ -269,7 +274,7 @@ impl<R: BufRead + Send> RecordDecoder for MsgPackDecoder<R> {
 /// Exactly one value filling `bytes`.
 pub fn decode_message(bytes: &[u8]) -> Result<Value, String> {
     let mut input = StreamInput::new(bytes, bytes.len());
-    let mut reader = ValueReader::new(bytes.len().max(1024));
+    let mut reader = ValueReader::new(bytes.len().max(1024), 0);
     let v = reader
         .read(&mut input, 0)
         .map_err(|e| format!("invalid MessagePack value: {}", e.0))?;

@@ -158,3 +158,66 @@ fn csv_row_of_empty_fields_is_bounded_by_the_record_limit() {
     }
     assert!(matches!(&items[1], ReadItem::Record(_)));
 }
+
+#[test]
+fn datum_stream_skips_strings_past_the_record_limit_and_reads_on() {
+    // Strings are skipped, not buffered, once they would take the datum past the limit: one
+    // long string used to break the stream, many short ones to be kept whatever their total.
+    let mut cfg = CodecConfig::new(Encoding::AvroBinary);
+    cfg.framing = Some(Framing::AvroDatums);
+    cfg.max_record_bytes = 16;
+    cfg.schema = Some(AvroSchema::parse(r#"{"type": "array", "items": "string"}"#).unwrap());
+    let mut input = Vec::new();
+    // [20 bytes], then [10 bytes x 5], then ["ok"].
+    zigzag(1, &mut input);
+    zigzag(20, &mut input);
+    input.extend_from_slice(&[b'a'; 20]);
+    zigzag(0, &mut input);
+    zigzag(5, &mut input);
+    for _ in 0..5 {
+        zigzag(10, &mut input);
+        input.extend_from_slice(&[b'b'; 10]);
+    }
+    zigzag(0, &mut input);
+    zigzag(1, &mut input);
+    zigzag(2, &mut input);
+    input.extend_from_slice(b"ok");
+    zigzag(0, &mut input);
+    let (items, err) = read_capped(&cfg, &input, 10);
+    assert_eq!(err, None);
+    assert_eq!(items.len(), 3, "{items:?}");
+    for item in &items[..2] {
+        match item {
+            ReadItem::Rejected(r) => assert_eq!(r.kind.as_str(), "size limit", "{r}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    match &items[2] {
+        ReadItem::Record(r) => assert_eq!(
+            r.value,
+            runtime_core::Value::Array(vec![runtime_core::Value::String("ok".into())])
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn msgpack_value_of_many_small_strings_past_the_limit_is_rejected_and_reading_goes_on() {
+    // Each str is under the limit, together they are not: they are skipped as read.
+    let mut cfg = CodecConfig::new(Encoding::MsgPack);
+    cfg.max_record_bytes = 64;
+    let mut input = vec![0x9a]; // an array of 10
+    for _ in 0..10 {
+        input.push(0xa0 | 30);
+        input.extend_from_slice(&[b'c'; 30]);
+    }
+    input.push(0x07);
+    let (items, err) = read_capped(&cfg, &input, 10);
+    assert_eq!(err, None);
+    assert_eq!(items.len(), 2, "{items:?}");
+    match &items[0] {
+        ReadItem::Rejected(r) => assert_eq!(r.kind.as_str(), "size limit", "{r}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(&items[1], ReadItem::Record(r) if r.value == runtime_core::Value::Int(7)));
+}

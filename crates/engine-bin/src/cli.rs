@@ -32,6 +32,27 @@ pub enum Command {
     Score(crate::client::ScoreArgs),
     /// A running engine's state, tags, jobs and deployed model.
     Status(crate::client::StatusArgs),
+    /// Avro schemas: check a file of records against a schema.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchemaCommand {
+    /// Check every record of DATA against the Avro schema SCHEMA (a .avsc file); exit 0 when
+    /// all conform, 1 when any is rejected.
+    Check(SchemaCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaCheckArgs {
+    /// The Avro schema (JSON text in a file).
+    pub schema: PathBuf,
+    /// The records: JSON lines, CSV, Avro, MessagePack... by extension.
+    pub data: PathBuf,
+    /// Encoding of DATA instead of guessing from its extension.
+    #[arg(long, value_name = "ENCODING")]
+    pub encoding: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -168,4 +189,16 @@ pub struct RunArgs {
     /// The tool that builds environments: the fastest present (auto), uv, or venv + pip.
     #[arg(long, value_enum, default_value = "auto")]
     pub env_tool: EnvToolArg,
+
+    /// Do not check input records against the schemas the model declares.
+    #[arg(long)]
+    pub no_input_schema_check: bool,
+
+    /// Do not check output records against the schemas the model declares.
+    #[arg(long)]
+    pub no_output_schema_check: bool,
+
+    /// Show records rejected by schema in full in the log; they are masked otherwise.
+    #[arg(long)]
+    pub show_rejected_records: bool,
 }

@@ -6,6 +6,7 @@ mod client;
 mod exit;
 mod joblog;
 mod run;
+mod schema_cmd;
 mod serve;
 
 use clap::Parser;
@@ -36,6 +37,9 @@ fn main() {
         cli::Command::Undeploy(args) => std::process::exit(client::undeploy(args)),
         cli::Command::Score(args) => std::process::exit(client::score(args)),
         cli::Command::Status(args) => std::process::exit(client::status(args)),
+        cli::Command::Schema(cli::SchemaCommand::Check(args)) => {
+            std::process::exit(schema_cmd::check(&args))
+        }
     }
 }
 

@@ -218,6 +218,31 @@ fn run_prepared(
         ),
     );
 
+    let schemas = schema::resolve_model_schemas(&materialized.work_dir, &comments)
+        .map_err(|e| format!("the model's schemas: {e}"))?
+        .switched(!args.no_input_schema_check, !args.no_output_schema_check);
+    for (slot, checker) in schemas.inputs.iter().chain(schemas.outputs.iter()) {
+        log.info(
+            LogSource::Engine,
+            format!(
+                "slot {slot}: records checked against schema {}",
+                checker.record_name().unwrap_or("(unnamed)")
+            ),
+        );
+    }
+    let mut p = p;
+    // The schema of a slot also types CSV cells on the way in and drives Avro on the way out.
+    for (slot, _, codec) in &mut p.inputs {
+        if codec.encoding == Encoding::Csv && codec.schema.is_none() {
+            codec.schema = schemas.inputs.get(slot).map(|c| c.avro().clone());
+        }
+    }
+    for (slot, _, codec) in &mut p.outputs {
+        if codec.encoding == Encoding::AvroBinary && codec.schema.is_none() {
+            codec.schema = schemas.outputs.get(slot).map(|c| c.avro().clone());
+        }
+    }
+
     let document = job_document(&p, &entry_points, args);
     let model = ModelSpec {
         language: p.model.language,
@@ -273,6 +298,8 @@ fn run_prepared(
                 workers: args.workers.map_or_else(default_workers, |w| w as usize),
                 max_worker_restarts: args.max_worker_restarts,
                 environments: Some(Arc::new(environment_cache(args))),
+                schemas,
+                show_rejected_records: args.show_rejected_records,
                 ..JobOptions::default()
             },
             control: control.clone(),

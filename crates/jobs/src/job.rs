@@ -60,6 +60,11 @@ pub struct JobOptions {
     /// The model's assets (top level of its working directory) installed with pip before it
     /// runs, besides `requirements.txt` (assets with the "required libraries" role).
     pub requirements_assets: Vec<String>,
+    /// Avro schemas checked per slot: inputs before the model sees them, outputs before an
+    /// endpoint writes them. Empty: nothing is checked.
+    pub schemas: schema::SlotSchemas,
+    /// Show rejected records in full in the log (debug); masked otherwise.
+    pub show_rejected_records: bool,
 }
 
 impl Default for JobOptions {
@@ -72,6 +77,8 @@ impl Default for JobOptions {
             max_worker_restarts: 0,
             environments: None,
             requirements_assets: Vec::new(),
+            schemas: schema::SlotSchemas::default(),
+            show_rejected_records: false,
         }
     }
 }

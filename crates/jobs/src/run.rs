@@ -338,10 +338,10 @@ impl State {
         self.log.error(
             LogSource::Engine,
             format!(
-                "Input record rejected by {} on slot {slot} ({}): {}",
+                "Record rejected by {}: {} (input slot {slot}, {})",
                 r.kind.as_str(),
-                r.position,
-                r.reason
+                r.reason,
+                r.position
             ),
         );
         self.note(
@@ -352,20 +352,24 @@ impl State {
     }
 
     fn output_rejected(&mut self, slot: Slot, r: &Rejection) {
+        self.output_rejected_at(slot, r, format!("output {}", r.position));
+    }
+
+    /// `at` says where the record stands: its output number, or the input it came from.
+    fn output_rejected_at(&mut self, slot: Slot, r: &Rejection, at: String) {
         let counts = self.outputs.entry(slot.0).or_default();
         bump(counts, r.kind);
         self.log.error(
             LogSource::Engine,
             format!(
-                "Output record rejected by {} on slot {slot} (output {}): {}",
+                "Output record rejected by {}: {} (output slot {slot}, {at})",
                 r.kind.as_str(),
-                r.position,
                 r.reason
             ),
         );
         self.note(
             slot,
-            format!("output {}", r.position),
+            at,
             format!(
                 "output record rejected by {}: {}",
                 r.kind.as_str(),
@@ -507,13 +511,17 @@ fn start_reader(
 /// Splits a read batch into the records for the model and the rejections (counted and
 /// logged here). Returns `true` if the job must stop (a rejection with stop-on-bad-records).
 fn take_records(
-    batch: InBatch,
+    mut batch: InBatch,
     state: &mut State,
-    stop_on_bad: bool,
+    options: &crate::job::JobOptions,
     mut keep: impl FnMut(Value),
 ) -> bool {
+    let stop_on_bad = options.stop_on_bad_records;
     let mut stop = false;
     let counts_slot = batch.slot;
+    options
+        .schemas
+        .screen_inputs(batch.slot, &mut batch.items, options.show_rejected_records);
     for item in batch.items {
         match item {
             ReadItem::Record(r) => {
@@ -566,7 +574,7 @@ async fn score_all(
                     Some(Ok(batch)) => {
                         let slot = batch.slot;
                         let mut items = Vec::with_capacity(batch.items.len());
-                        let stop = take_records(batch, state, options.stop_on_bad_records, |value| {
+                        let stop = take_records(batch, state, options, |value| {
                             seqno += 1;
                             items.push(ScoreItem { slot, seqno, value });
                         });
@@ -587,7 +595,7 @@ async fn score_all(
             break;
         }
         for scored in pool.ready() {
-            emit(scored, writers, state).await;
+            emit(scored, writers, state, options).await;
         }
     }
     drop(rx);
@@ -595,8 +603,40 @@ async fn score_all(
     (result, pool.into_sessions().await)
 }
 
+/// Checks an output against its slot's schema (conforming it); a rejection is counted and
+/// logged, and the value is dropped.
+fn check_output(
+    slot: Slot,
+    mut value: Value,
+    state: &mut State,
+    options: &crate::job::JobOptions,
+    at: impl FnOnce() -> String,
+) -> Option<Value> {
+    let Some(checker) = options.schemas.outputs.get(&slot) else {
+        return Some(value);
+    };
+    match checker.conform(&mut value) {
+        Ok(()) => Some(value),
+        Err(violation) => {
+            let reason = schema::rejection_reason(&violation, &value, options.show_rejected_records);
+            let r = Rejection {
+                kind: RejectionKind::Schema,
+                position: Position::default(),
+                reason,
+            };
+            state.output_rejected_at(slot, &r, at());
+            None
+        }
+    }
+}
+
 /// Writes one scored batch and logs its failed records.
-async fn emit(scored: Scored, writers: &Writers, state: &mut State) {
+async fn emit(
+    scored: Scored,
+    writers: &Writers,
+    state: &mut State,
+    options: &crate::job::JobOptions,
+) {
     let Scored {
         slot,
         first_seqno,
@@ -606,8 +646,11 @@ async fn emit(scored: Scored, writers: &Writers, state: &mut State) {
     for (i, outcome) in outcomes.into_iter().enumerate() {
         match outcome {
             Ok(outs) => {
+                let n = first_seqno + i as u64;
                 for (out_slot, v) in outs {
-                    routed.entry(out_slot).or_default().push(v);
+                    if let Some(v) = check_output(out_slot, v, state, options, || format!("from input record {n}")) {
+                        routed.entry(out_slot).or_default().push(v);
+                    }
                 }
             }
             Err(f) => {
@@ -643,7 +686,7 @@ async fn run_all(
         let batch = batch?;
         let slot = batch.slot;
         let mut values = Vec::with_capacity(batch.items.len());
-        let stop = take_records(batch, state, options.stop_on_bad_records, |v| {
+        let stop = take_records(batch, state, options, |v| {
             values.push(v)
         });
         if !values.is_empty() {
@@ -665,8 +708,11 @@ async fn run_all(
     );
     let outputs = session.run_all(function).await?;
     let mut routed: BTreeMap<Slot, Vec<Value>> = BTreeMap::new();
-    for (slot, v) in outputs {
-        routed.entry(slot).or_default().push(v);
+    for (i, (slot, v)) in outputs.into_iter().enumerate() {
+        let at = || format!("output {} of {}", i + 1, function.as_str());
+        if let Some(v) = check_output(slot, v, state, options, at) {
+            routed.entry(slot).or_default().push(v);
+        }
     }
     for (slot, values) in routed {
         writers.send(slot, values, state).await;

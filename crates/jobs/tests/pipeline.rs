@@ -275,7 +275,7 @@ async fn failures_and_rejections_are_counted_and_the_job_goes_on() {
     assert!(
         lines
             .iter()
-            .any(|l| l.contains("Input record rejected by encoding on slot 0 (record 2)")),
+            .any(|l| l.contains("Record rejected by encoding: not JSON (input slot 0, record 2)")),
         "{lines:#?}"
     );
     assert!(

@@ -17,6 +17,10 @@ pub(crate) trait Source {
     fn take(&mut self, n: usize) -> Result<&[u8], Malformed>;
     /// Bytes read so far.
     fn pos(&self) -> u64;
+    /// Consumes `n` bytes without keeping them.
+    fn skip(&mut self, n: usize) -> Result<(), Malformed> {
+        self.take(n).map(|_| ())
+    }
 }
 
 #[derive(Debug)]
@@ -100,6 +104,9 @@ pub(crate) struct DatumReader<'s> {
     /// Array/map items left before the datum counts as malformed; stops zero-byte items
     /// (nulls) from making an endless array.
     items_left: usize,
+    /// `(start, max)`: a string or bytes value that would take the datum beyond `max` bytes
+    /// past `start` is skipped and the datum marked invalid (its length then rejects it).
+    pub budget: Option<(u64, usize)>,
 }
 
 impl<'s> DatumReader<'s> {
@@ -108,6 +115,7 @@ impl<'s> DatumReader<'s> {
             nodes: &compiled.nodes,
             invalid: None,
             items_left: max_items,
+            budget: None,
         }
     }
 
@@ -141,10 +149,16 @@ impl<'s> DatumReader<'s> {
             }
             Node::Bytes => {
                 let n = read_len(s)?;
+                if self.over_budget(s, n)? {
+                    return Ok(Value::Null);
+                }
                 Value::Bytes(s.take(n)?.to_vec())
             }
             Node::String => {
                 let n = read_len(s)?;
+                if self.over_budget(s, n)? {
+                    return Ok(Value::Null);
+                }
                 let bytes = s.take(n)?;
                 match std::str::from_utf8(bytes) {
                     Ok(st) => Value::String(st.to_owned()),
@@ -183,12 +197,16 @@ impl<'s> DatumReader<'s> {
                 while let Some(count) = self.block_count(s)? {
                     for _ in 0..count {
                         let n = read_len(s)?;
-                        let key = match std::str::from_utf8(s.take(n)?) {
-                            Ok(k) => Value::String(k.to_owned()),
-                            Err(_) => {
-                                self.invalid
-                                    .get_or_insert_with(|| "map key is not valid UTF-8".into());
-                                Value::Null
+                        let key = if self.over_budget(s, n)? {
+                            Value::Null
+                        } else {
+                            match std::str::from_utf8(s.take(n)?) {
+                                Ok(k) => Value::String(k.to_owned()),
+                                Err(_) => {
+                                    self.invalid
+                                        .get_or_insert_with(|| "map key is not valid UTF-8".into());
+                                    Value::Null
+                                }
                             }
                         };
                         let v = self.read(s, *values, depth + 1)?;
@@ -218,6 +236,21 @@ impl<'s> DatumReader<'s> {
                 Value::Map(out)
             }
         })
+    }
+
+    /// Skips `n` bytes and says so if keeping them would break the budget.
+    fn over_budget<S: Source>(&mut self, s: &mut S, n: usize) -> Result<bool, Malformed> {
+        let Some((start, max)) = self.budget else {
+            return Ok(false);
+        };
+        let end = (s.pos() - start).saturating_add(n as u64);
+        if end <= max as u64 {
+            return Ok(false);
+        }
+        s.skip(n)?;
+        self.invalid
+            .get_or_insert_with(|| format!("the datum is over the limit of {max} bytes"));
+        Ok(true)
     }
 
     /// The item count of the next array/map block; `None` after the last block.

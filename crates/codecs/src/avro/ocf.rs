@@ -175,6 +175,7 @@ impl<R: BufRead> Source for StreamInput<R> {
                 self.max_take
             )));
         }
+
         self.scratch.clear();
         while self.scratch.len() < n {
             let want = n - self.scratch.len();
@@ -209,6 +210,10 @@ impl<R: BufRead> Source for StreamInput<R> {
 
     fn pos(&self) -> u64 {
         self.offset
+    }
+
+    fn skip(&mut self, n: usize) -> Result<(), Malformed> {
+        StreamInput::skip(self, n)
     }
 }
 
@@ -596,6 +601,8 @@ impl<R: BufRead> DatumDecoder<R> {
         let start = self.input.pos();
         let compiled = self.schema.compiled();
         let mut reader = DatumReader::new(compiled, self.ctx.max_record_bytes);
+        // Strings and bytes that would take the datum past the limit are skipped, not kept.
+        reader.budget = Some((start, self.ctx.max_record_bytes));
         let res = reader.read(&mut self.input, compiled.root, 0);
         self.record += 1;
         let pos = position(self.record, None, start);
