@@ -23,12 +23,9 @@ pub fn check(args: &SchemaCheckArgs) -> i32 {
                 return exit::USAGE;
             }
         },
-        None => Encoding::from_extension(
-            args.data
-                .extension()
-                .and_then(|e| e.to_str())
-                .unwrap_or(""),
-        ),
+        None => {
+            Encoding::from_extension(args.data.extension().and_then(|e| e.to_str()).unwrap_or(""))
+        }
     };
     let file = match std::fs::File::open(&args.data) {
         Ok(f) => f,

@@ -618,7 +618,8 @@ fn check_output(
     match checker.conform(&mut value) {
         Ok(()) => Some(value),
         Err(violation) => {
-            let reason = schema::rejection_reason(&violation, &value, options.show_rejected_records);
+            let reason =
+                schema::rejection_reason(&violation, &value, options.show_rejected_records);
             let r = Rejection {
                 kind: RejectionKind::Schema,
                 position: Position::default(),
@@ -648,7 +649,9 @@ async fn emit(
             Ok(outs) => {
                 let n = first_seqno + i as u64;
                 for (out_slot, v) in outs {
-                    if let Some(v) = check_output(out_slot, v, state, options, || format!("from input record {n}")) {
+                    if let Some(v) = check_output(out_slot, v, state, options, || {
+                        format!("output of seqno {n}")
+                    }) {
                         routed.entry(out_slot).or_default().push(v);
                     }
                 }
@@ -686,9 +689,7 @@ async fn run_all(
         let batch = batch?;
         let slot = batch.slot;
         let mut values = Vec::with_capacity(batch.items.len());
-        let stop = take_records(batch, state, options, |v| {
-            values.push(v)
-        });
+        let stop = take_records(batch, state, options, |v| values.push(v));
         if !values.is_empty() {
             session.collect(slot, values).await?;
         }
