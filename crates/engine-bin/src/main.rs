@@ -3,6 +3,7 @@
 
 mod cli;
 mod client;
+mod envcache;
 mod exit;
 mod joblog;
 mod run;

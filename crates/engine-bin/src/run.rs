@@ -356,19 +356,12 @@ fn environment_cache(args: &RunArgs) -> environments::EnvironmentCache {
                 .unwrap_or_else(std::env::temp_dir);
             base.join("model-runtime").join("environments")
         });
-    let python = option_env!("ENGINE_PYTHON").unwrap_or("python3");
-    let mut config = environments::CacheConfig::new(root, python);
-    config.max_bytes = args.env_cache_size.saturating_mul(1 << 20);
-    config.installs_enabled = !args.no_installs;
-    config.tool = match args.env_tool {
+    let tool = match args.env_tool {
         EnvToolArg::Auto => environments::Tool::Auto,
         EnvToolArg::Uv => environments::Tool::Uv,
         EnvToolArg::Pip => environments::Tool::Pip,
     };
-    config.extra_env = std::env::vars()
-        .filter(|(k, _)| k.starts_with("PIP_") || k.starts_with("UV_") || k == "SSL_CERT_FILE")
-        .collect();
-    environments::EnvironmentCache::new(config)
+    crate::envcache::build(root, args.env_cache_size, !args.no_installs, tool)
 }
 
 /// The cores this process may use.

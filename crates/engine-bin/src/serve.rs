@@ -115,8 +115,15 @@ pub fn serve(args: ServeArgs) -> i32 {
             return exit::ERROR;
         }
     };
+    let environments = Arc::new(crate::envcache::build(
+        config.data_dir.join("environments"),
+        5120,
+        true,
+        environments::Tool::Auto,
+    ));
     let deps = Deps {
         runners,
+        environments: Some(environments),
         platforms: Arc::new(probe_platforms),
         release: env!("CARGO_PKG_VERSION").to_owned(),
         built_on: option_env!("ENGINE_BUILT_ON")
@@ -145,13 +152,15 @@ pub fn serve(args: ServeArgs) -> i32 {
     }
 }
 
-/// The runners the service can use. R joins here once its runner is wired.
+/// The runners the service can use.
 fn runner_set() -> std::io::Result<RunnerSet> {
     let exe = std::env::current_exe()?;
     let python = runner_python::PythonRunner::new(
         worker::WorkerCommand::new(exe).arg("worker").arg("python"),
     );
-    Ok(RunnerSet::new().with(Language::Python, Arc::new(python)))
+    Ok(RunnerSet::new()
+        .with(Language::Python, Arc::new(python))
+        .with(Language::R, Arc::new(runner_r::RRunner::new())))
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -529,3 +529,106 @@ fn the_cli_client_creates_and_follows_jobs() {
     assert_eq!(status["deployedModel"]["name"], "echo");
     assert_eq!(status["jobs"]["complete"], 1);
 }
+
+const SCHEMA_MODEL: &str = r#"# modelop.schema.0: in.avsc
+# modelop.schema.1: out.avsc
+# modelop.score
+def action(d):
+    yield {"id": d["id"], "score": "bad" if d["x"] < 0 else d["x"] * 2.0}
+"#;
+
+const IN_SCHEMA: &str = r#"{"type": "record", "name": "input_schema", "fields": [
+  {"name": "id", "type": "int"}, {"name": "x", "type": "double", "role": "predictor"}]}"#;
+
+const OUT_SCHEMA: &str = r#"{"type": "record", "name": "output_schema", "fields": [
+  {"name": "id", "type": "int"}, {"name": "score", "type": "double"}]}"#;
+
+fn schema_assets() -> Value {
+    json!([
+        {"name": "model.py", "assetType": "SOURCE_CODE", "assetRole": "MODEL_SOURCE",
+         "primaryModelSource": true, "sourceCode": SCHEMA_MODEL},
+        {"name": "in.avsc", "assetType": "FILE", "fileContentString": IN_SCHEMA},
+        {"name": "out.avsc", "assetType": "FILE", "fileContentString": OUT_SCHEMA},
+    ])
+}
+
+#[test]
+fn schemas_are_checked_per_job_as_the_document_says_and_on_roundtrip() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(dir.path(), &[], &[]);
+    let inputs = "{\"id\": 1, \"x\": 1}\n{\"id\": 2}\n{\"id\": 3, \"x\": -1}\n";
+    let mut doc = json!({
+        "jobType": "MODEL_BATCH_JOB",
+        "model": {"storedModel": {"modelAssets": schema_assets()}},
+        "inputData": [{"assetType": "FILE", "name": "in.jsonl", "fileContentString": inputs}],
+        "outputData": [{"assetType": "FILE", "name": "out.jsonl"}],
+        "enableInputSchemaChecking": true,
+        "enableOutputSchemaChecking": true,
+    });
+    let (s, job) = e.send("POST", "/api/jobs", &doc);
+    assert_eq!(s, 201, "{job}");
+    let done = e.wait_job(job["id"].as_str().unwrap(), &["COMPLETE", "ERROR"]);
+    assert_eq!(done["jobStatus"], "COMPLETE", "{done}");
+    assert_eq!(done["jobResult"], "FAILURE", "{done}");
+    let messages = done["jobMessages"].to_string();
+    assert!(
+        messages.contains("Field 'x' missing for record 'input_schema'"),
+        "{messages}"
+    );
+    assert!(
+        messages.contains("Output record rejected by schema"),
+        "{messages}"
+    );
+
+    // Switched off by the document: the model sees every record.
+    doc["enableInputSchemaChecking"] = json!(false);
+    doc["enableOutputSchemaChecking"] = json!(false);
+    let (_, job) = e.send("POST", "/api/jobs", &doc);
+    let done = e.wait_job(job["id"].as_str().unwrap(), &["COMPLETE", "ERROR"]);
+    let messages = done["jobMessages"].to_string();
+    assert!(!messages.contains("rejected by schema"), "{messages}");
+    assert!(messages.contains("KeyError"), "{messages}");
+
+    let deployment = json!({"name": "checked", "deployableModel": {"storedModel": {"modelAssets": schema_assets()}}});
+    let (s, d) = e.send("PUT", "/api/deployment", &deployment);
+    assert_eq!(s, 201, "{d}");
+    assert_eq!(
+        e.score("/api/roundtrip/0/1", "{\"id\": 1, \"x\": 2}").1,
+        "{\"id\":1,\"score\":4.0}"
+    );
+    let (s, body, _) = e.score("/api/roundtrip/0/1", "{\"id\": 1}");
+    assert_eq!(
+        (s, body.as_str()),
+        (
+            400,
+            "An error has occurred: input record rejected by schema"
+        )
+    );
+    let (s, body, _) = e.score("/api/roundtrip/0/1", "{\"id\": 1, \"x\": -1}");
+    assert_eq!(
+        (s, body.as_str()),
+        (
+            500,
+            "An error has occurred: output record rejected by schema"
+        )
+    );
+}
+
+#[test]
+fn an_r_model_deploys_and_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(dir.path(), &[], &[]);
+    let source =
+        "action <- function(datum) {\n  emit(list(id = datum$id, twice = datum$x * 2))\n}\n";
+    let deployment = json!({"name": "r", "deployableModel": {"storedModel": {"modelAssets": [
+        {"name": "model.R", "assetType": "SOURCE_CODE", "sourceCode": source}]}}});
+    let (s, d) = e.send("PUT", "/api/deployment", &deployment);
+    assert_eq!(s, 201, "{d}");
+    let (s, body, _) = e.score("/api/roundtrip/0/1", "{\"id\": 7, \"x\": 1.5}");
+    assert_eq!(s, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (v["id"].as_i64(), v["twice"].as_f64()),
+        (Some(7), Some(3.0))
+    );
+}

@@ -883,6 +883,17 @@ async fn deploy_document(
         .await
         .map_err(|e| Error::Store(format!("deployment preparation failed: {e}")))??
     };
+    let schemas =
+        match schema::resolve_model_schemas(&prepared.materialized.work_dir, &prepared.comments) {
+            Ok(s) => s.switched(
+                doc.enable_input_schema_checking.unwrap_or(true),
+                doc.enable_output_schema_checking.unwrap_or(true),
+            ),
+            Err(err) => {
+                remove_dir(dir).await;
+                return Err(Error::BadRequest(format!("the model's schemas: {err}")));
+            }
+        };
     let spec = DeploySpec {
         id,
         name: model.name.clone(),
@@ -890,6 +901,7 @@ async fn deploy_document(
         model: prepared.spec,
         source_name: model.source_name.clone(),
         encodings,
+        schemas,
         dir: dir.clone(),
         session: SessionConfig {
             init: InitContext::Deployment {
@@ -1083,17 +1095,40 @@ async fn score_body(
         );
         Error::InputRejectedByEncoding(why)
     })?;
+    let mut value = value;
+    if let Some(checker) = d.schemas.inputs.get(&Slot(input)) {
+        if let Err(v) = checker.conform(&mut value) {
+            let why = schema::rejection_reason(&v, &value, false);
+            d.log.warn(
+                LogSource::Engine,
+                format!("Record rejected by schema: {why}"),
+            );
+            return Err(Error::InputRejectedBySchema(why));
+        }
+    }
     let timeout_ms = timeout
         .unwrap_or(e.config.roundtrip_timeout_ms)
         .clamp(1, 3_600_000);
     let outs = d
         .score(Slot(input), value, Duration::from_millis(timeout_ms))
         .await?;
-    let values: Vec<Value> = outs
+    let mut values: Vec<Value> = outs
         .into_iter()
         .filter(|(s, _)| s.0 == output)
         .map(|(_, v)| v)
         .collect();
+    if let Some(checker) = d.schemas.outputs.get(&Slot(output)) {
+        for v in &mut values {
+            if let Err(violation) = checker.conform(v) {
+                let why = schema::rejection_reason(&violation, v, false);
+                d.log.warn(
+                    LogSource::Engine,
+                    format!("Output record rejected by schema: {why}"),
+                );
+                return Err(Error::OutputRejectedBySchema(why));
+            }
+        }
+    }
     let enc = d.encoding_of(output);
     let out_cfg = CodecConfig::new(enc);
     let encode = |v: &Value| {

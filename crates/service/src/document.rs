@@ -68,6 +68,12 @@ pub struct DeploymentDocument {
     /// not given.
     #[serde(default, deserialize_with = "null_as_default")]
     pub encodings: std::collections::BTreeMap<String, String>,
+    /// Check requests against the model's input schemas (default: when it declares them).
+    #[serde(default)]
+    pub enable_input_schema_checking: Option<bool>,
+    /// Check answers against the model's output schemas (default: when it declares them).
+    #[serde(default)]
+    pub enable_output_schema_checking: Option<bool>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, ToSchema)]
@@ -168,7 +174,10 @@ pub struct JobSpec {
     pub inputs: Vec<DataSpec>,
     pub outputs: Vec<DataSpec>,
     pub stop_on_bad_records: bool,
-    pub schema_checking: bool,
+    /// `enableInputSchemaChecking`: inputs are checked against the model's schemas.
+    pub input_schema_checking: bool,
+    /// `enableOutputSchemaChecking`: outputs are checked against the model's schemas.
+    pub output_schema_checking: bool,
 }
 
 pub fn job_kind(job_type: &str) -> Result<JobKind> {
@@ -221,8 +230,8 @@ impl JobDocument {
             inputs,
             outputs,
             stop_on_bad_records: self.stop_on_bad_records,
-            schema_checking: self.enable_input_schema_checking
-                || self.enable_output_schema_checking,
+            input_schema_checking: self.enable_input_schema_checking,
+            output_schema_checking: self.enable_output_schema_checking,
         })
     }
 }

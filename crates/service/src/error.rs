@@ -54,6 +54,14 @@ pub enum Error {
     #[error("An error has occurred: output record rejected by encoding")]
     OutputRejectedByEncoding(String),
 
+    /// A roundtrip body the input slot's schema does not accept.
+    #[error("An error has occurred: input record rejected by schema")]
+    InputRejectedBySchema(String),
+
+    /// What the model answered does not conform to the output slot's schema.
+    #[error("An error has occurred: output record rejected by schema")]
+    OutputRejectedBySchema(String),
+
     /// The model raised on the request's record.
     #[error(
         "An output error occurred during model execution, please check the engine logs for details"
@@ -106,7 +114,8 @@ impl Error {
             Error::Config { .. }
             | Error::BadRequest(_)
             | Error::BadRoundtrip(_)
-            | Error::InputRejectedByEncoding(_) => StatusCode::BAD_REQUEST,
+            | Error::InputRejectedByEncoding(_)
+            | Error::InputRejectedBySchema(_) => StatusCode::BAD_REQUEST,
             Error::NotFound(_) | Error::NoModel | Error::NoDeployment => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::QueueFull { .. } | Error::ModelUnavailable(_) | Error::ShuttingDown => {
@@ -119,6 +128,7 @@ impl Error {
             | Error::Core(runtime_core::Error::ModelFailed { .. })
             | Error::Core(runtime_core::Error::Descriptor { .. }) => StatusCode::BAD_REQUEST,
             Error::OutputRejectedByEncoding(_)
+            | Error::OutputRejectedBySchema(_)
             | Error::Store(_)
             | Error::Io { .. }
             | Error::Client(_)
@@ -132,8 +142,10 @@ impl Error {
         matches!(
             self,
             Error::InputRejectedByEncoding(_)
+                | Error::InputRejectedBySchema(_)
                 | Error::BadRoundtrip(_)
                 | Error::OutputRejectedByEncoding(_)
+                | Error::OutputRejectedBySchema(_)
                 | Error::ModelRaised(_)
                 | Error::RoundtripTimeout { .. }
                 | Error::QueueFull { .. }
@@ -147,6 +159,8 @@ impl Error {
         match self {
             Error::InputRejectedByEncoding(d)
             | Error::OutputRejectedByEncoding(d)
+            | Error::InputRejectedBySchema(d)
+            | Error::OutputRejectedBySchema(d)
             | Error::ModelRaised(d) => Some(d),
             _ => None,
         }

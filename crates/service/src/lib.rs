@@ -82,6 +82,9 @@ pub type PlatformProbe = Arc<dyn Fn() -> Vec<Platform> + Send + Sync>;
 #[derive(Clone)]
 pub struct Deps {
     pub runners: RunnerSet,
+    /// Where Python models' requirements are installed; `None`: models with requirements
+    /// fail.
+    pub environments: Option<Arc<environments::EnvironmentCache>>,
     pub platforms: PlatformProbe,
     /// The engine's version.
     pub release: String,
@@ -204,6 +207,7 @@ pub async fn serve(
     let queue = Arc::new(queue::JobQueue::new(
         store,
         deps.runners.clone(),
+        deps.environments.clone(),
         config.data_dir.clone(),
         config.job_batch_size,
     ));

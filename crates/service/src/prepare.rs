@@ -12,6 +12,8 @@ use crate::error::{Error, Result};
 pub struct Prepared {
     pub materialized: Materialized,
     pub spec: ModelSpec,
+    /// What the source's smart comments say (schemas per slot among them).
+    pub comments: runtime_core::SmartComments,
 }
 
 /// Writes the model into `dir` (emptied first) and resolves its entry points. Blocking:
@@ -56,5 +58,9 @@ pub fn prepare_model(m: &ModelSource, dir: &Path, log: &dyn JobLog) -> Result<Pr
         recordsets: comments.recordsets.clone(),
         import_paths: Vec::new(),
     };
-    Ok(Prepared { materialized, spec })
+    Ok(Prepared {
+        materialized,
+        spec,
+        comments,
+    })
 }

@@ -62,6 +62,7 @@ struct Current {
 pub struct JobQueue {
     store: Store,
     runners: RunnerSet,
+    environments: Option<Arc<environments::EnvironmentCache>>,
     data_dir: PathBuf,
     batch_size: usize,
     wake: Notify,
@@ -73,10 +74,17 @@ pub struct JobQueue {
 }
 
 impl JobQueue {
-    pub fn new(store: Store, runners: RunnerSet, data_dir: PathBuf, batch_size: usize) -> Self {
+    pub fn new(
+        store: Store,
+        runners: RunnerSet,
+        environments: Option<Arc<environments::EnvironmentCache>>,
+        data_dir: PathBuf,
+        batch_size: usize,
+    ) -> Self {
         JobQueue {
             store,
             runners,
+            environments,
             data_dir,
             batch_size,
             wake: Notify::new(),
@@ -385,8 +393,14 @@ impl JobQueue {
             let raw = row.document.clone();
             let batch_size = self.batch_size;
             let control = control.clone();
+            let environments = self.environments.clone();
             tokio::task::spawn_blocking(move || {
-                build_job(&spec, &dir, raw, batch_size, control, log.as_ref())
+                build_job(&spec, &dir, raw, batch_size, control, log.as_ref()).map(
+                    |(mut job, places, train)| {
+                        job.options.environments = environments;
+                        (job, places, train)
+                    },
+                )
             })
             .await
             .map_err(|e| Error::Store(format!("job preparation failed: {e}")))??
@@ -458,22 +472,34 @@ fn build_job(
     control: Arc<JobControl>,
     log: &BufferedLog,
 ) -> Result<Built> {
-    if spec.schema_checking {
+    let prepared = prepare_model(&spec.model, &dir.join("run"), log)?;
+    let schemas =
+        schema::resolve_model_schemas(&prepared.materialized.work_dir, &prepared.comments)
+            .map_err(|e| Error::BadRequest(format!("the model's schemas: {e}")))?
+            .switched(spec.input_schema_checking, spec.output_schema_checking);
+    for (slot, checker) in schemas.inputs.iter().chain(schemas.outputs.iter()) {
         log.engine(
-            Level::Warn,
-            "schema checking was asked for; this engine does not check schemas yet",
+            Level::Info,
+            format!(
+                "slot {slot}: records checked against schema {}",
+                checker.record_name().unwrap_or("(unnamed)")
+            ),
         );
     }
-    let prepared = prepare_model(&spec.model, &dir.join("run"), log)?;
     let data = dir.join("run").join("data");
     std::fs::create_dir_all(&data)
         .map_err(|e| Error::io(format!("cannot create {}", data.display()), e))?;
     let mut inputs = Vec::new();
     for (k, d) in spec.inputs.iter().enumerate() {
         let path = input_path(d, k, &data)?;
-        let source = FileSource::open(&path, &CodecConfig::new(d.encoding))?;
+        let slot = Slot::for_input(k);
+        let mut codec = CodecConfig::new(d.encoding);
+        if d.encoding == codecs::Encoding::Csv {
+            codec.schema = schemas.inputs.get(&slot).map(|c| c.avro().clone());
+        }
+        let source = FileSource::open(&path, &codec)?;
         inputs.push(JobInput {
-            slot: Slot::for_input(k),
+            slot,
             source: Box::new(source),
         });
     }
@@ -501,7 +527,11 @@ fn build_job(
             std::fs::create_dir_all(parent)
                 .map_err(|e| Error::io(format!("cannot create {}", parent.display()), e))?;
         }
-        let sink = FileSink::create(&path, &CodecConfig::new(d.encoding))?;
+        let mut codec = CodecConfig::new(d.encoding);
+        if d.encoding == codecs::Encoding::AvroBinary {
+            codec.schema = schemas.outputs.get(&slot).map(|c| c.avro().clone());
+        }
+        let sink = FileSink::create(&path, &codec)?;
         outputs.push(JobOutput {
             slot,
             sink: Box::new(sink),
@@ -529,6 +559,7 @@ fn build_job(
         options: JobOptions {
             stop_on_bad_records: spec.stop_on_bad_records,
             batch_size,
+            schemas,
             ..JobOptions::default()
         },
         control,
