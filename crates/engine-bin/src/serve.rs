@@ -43,6 +43,9 @@ pub struct ServeArgs {
     /// Scoring requests waiting for the deployed model beyond which requests get 503.
     #[arg(long, value_name = "N")]
     pub score_queue_bound: Option<usize>,
+    /// Warm workers of the deployed model (`scoreWorkers`, ENGINE_SCORE_WORKERS; default 1).
+    #[arg(long)]
+    pub score_workers: Option<usize>,
     /// How long SIGTERM waits for the running job and in-flight requests.
     #[arg(long, value_name = "MS")]
     pub shutdown_grace_ms: Option<u64>,
@@ -76,6 +79,7 @@ fn flag_overrides(a: &ServeArgs) -> Overrides {
         "scoreQueueBound",
         a.score_queue_bound.map(|v| v.to_string()),
     );
+    put("scoreWorkers", a.score_workers.map(|v| v.to_string()));
     put(
         "shutdownGraceMs",
         a.shutdown_grace_ms.map(|v| v.to_string()),

@@ -632,3 +632,31 @@ fn an_r_model_deploys_and_scores() {
         (Some(7), Some(3.0))
     );
 }
+
+#[test]
+fn a_deployment_with_two_workers_spreads_requests_over_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(dir.path(), &["--score-workers", "2"], &[]);
+    let source = "import os, time\n# modelop.score\ndef action(x):\n    time.sleep(0.05)\n    yield os.getpid()\n";
+    let deployment = json!({"name": "pids", "deployableModel": {"storedModel": {"modelAssets": [
+        {"name": "pids.py", "assetType": "SOURCE_CODE", "sourceCode": source}]}}});
+    let (s, d) = e.send("PUT", "/api/deployment", &deployment);
+    assert_eq!(s, 201, "{d}");
+    let url = e.url.clone();
+    let pids: std::collections::BTreeSet<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let url = url.clone();
+                scope.spawn(move || {
+                    let a = Client::new(&url)
+                        .post("/api/roundtrip/0/1", "application/json", b"1")
+                        .unwrap();
+                    assert_eq!(a.status, 200);
+                    String::from_utf8_lossy(&a.body).into_owned()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(pids.len(), 2, "two workers answered: {pids:?}");
+}

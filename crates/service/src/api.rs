@@ -915,6 +915,7 @@ async fn deploy_document(
         },
         queue_bound: e.config.score_queue_bound,
         batch_max: e.config.score_batch_max,
+        workers: e.config.score_workers,
     };
     if spec.model.entry_points.score.is_none() {
         remove_dir(dir).await;

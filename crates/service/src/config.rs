@@ -32,6 +32,8 @@ pub struct Config {
     pub score_queue_bound: usize,
     /// Requests the deployed model's worker gets in one batch at most.
     pub score_batch_max: usize,
+    /// Warm workers of the deployed model; requests go to whichever is free.
+    pub score_workers: usize,
     /// Records per batch of a batch job.
     pub job_batch_size: usize,
     /// How long SIGTERM waits for the running job and in-flight requests.
@@ -54,6 +56,7 @@ impl fmt::Debug for Config {
             .field("roundtrip_timeout_ms", &self.roundtrip_timeout_ms)
             .field("score_queue_bound", &self.score_queue_bound)
             .field("score_batch_max", &self.score_batch_max)
+            .field("score_workers", &self.score_workers)
             .field("job_batch_size", &self.job_batch_size)
             .field("shutdown_grace_ms", &self.shutdown_grace_ms)
             .field("log_level", &self.log_level)
@@ -78,6 +81,7 @@ impl Default for Config {
             roundtrip_timeout_ms: 5000,
             score_queue_bound: 1024,
             score_batch_max: 64,
+            score_workers: 1,
             job_batch_size: 1000,
             shutdown_grace_ms: 30_000,
             log_level: "info".to_owned(),
@@ -128,6 +132,7 @@ struct FileConfig {
     roundtrip_timeout_ms: Option<u64>,
     score_queue_bound: Option<usize>,
     score_batch_max: Option<usize>,
+    score_workers: Option<usize>,
     job_batch_size: Option<usize>,
     shutdown_grace_ms: Option<u64>,
     log_level: Option<String>,
@@ -148,7 +153,7 @@ pub type Overrides = BTreeMap<String, String>;
 
 /// Environment variables read, and the key each one sets; the reference's names and the
 /// engine's own (`ENGINE_*`). The engine's own win over the reference's.
-pub const ENV_KEYS: [(&str, &str); 19] = [
+pub const ENV_KEYS: [(&str, &str); 20] = [
     ("MODELOP_API_PORT", "port"),
     ("MODELOP_ENGINE_NAME", "name"),
     ("MODELOP_RUNTIME_GROUP", "group"),
@@ -165,6 +170,7 @@ pub const ENV_KEYS: [(&str, &str); 19] = [
     ("ENGINE_ROUNDTRIP_TIMEOUT_MS", "roundtripTimeoutMs"),
     ("ENGINE_SCORE_QUEUE_BOUND", "scoreQueueBound"),
     ("ENGINE_SCORE_BATCH_MAX", "scoreBatchMax"),
+    ("ENGINE_SCORE_WORKERS", "scoreWorkers"),
     ("ENGINE_JOB_BATCH_SIZE", "jobBatchSize"),
     ("ENGINE_SHUTDOWN_GRACE_MS", "shutdownGraceMs"),
     ("ENGINE_LOG", "logLevel"),
@@ -249,6 +255,9 @@ impl Config {
         if let Some(v) = fc.score_batch_max {
             self.score_batch_max = v;
         }
+        if let Some(v) = fc.score_workers {
+            self.score_workers = v;
+        }
         if let Some(v) = fc.job_batch_size {
             self.job_batch_size = v;
         }
@@ -282,6 +291,7 @@ impl Config {
             "roundtripTimeoutMs" => self.roundtrip_timeout_ms = number(key, v)?,
             "scoreQueueBound" => self.score_queue_bound = number(key, v)?,
             "scoreBatchMax" => self.score_batch_max = number(key, v)?,
+            "scoreWorkers" => self.score_workers = number(key, v)?,
             "jobBatchSize" => self.job_batch_size = number(key, v)?,
             "shutdownGraceMs" => self.shutdown_grace_ms = number(key, v)?,
             "logLevel" => self.log_level = v.to_ascii_lowercase(),
@@ -296,6 +306,9 @@ impl Config {
         }
         if self.score_queue_bound == 0 {
             return Err(Error::config("scoreQueueBound", "must be at least 1"));
+        }
+        if !(1..=64).contains(&self.score_workers) {
+            return Err(Error::config("scoreWorkers", "must be 1 to 64"));
         }
         if !(1..=100_000).contains(&self.score_batch_max) {
             return Err(Error::config("scoreBatchMax", "must be 1 to 100000"));

@@ -1,6 +1,7 @@
-//! A deployed model: one warm worker session fed by a bounded queue of scoring requests.
+//! A deployed model: warm worker sessions (`score_workers`, each with its own loop) fed by
+//! one bounded queue of scoring requests, so requests go to whichever worker is free.
 //!
-//! Requests waiting when the worker becomes free go to it together as one batch (up to
+//! Requests waiting when a worker becomes free go to it together as one batch (up to
 //! `score_batch_max`), so concurrency costs no extra round trips and no waiting for a
 //! batch to fill. A full queue refuses new requests (503) instead of growing. A worker
 //! that dies fails the requests of its batch with a clear error and is restarted and
@@ -73,6 +74,8 @@ pub struct DeploySpec {
     pub session: SessionConfig,
     pub queue_bound: usize,
     pub batch_max: usize,
+    /// Warm workers, each initialized before the deployment answers.
+    pub workers: usize,
 }
 
 pub struct Deployment {
@@ -91,7 +94,8 @@ pub struct Deployment {
     state: Arc<Mutex<WorkerState>>,
     tx: mpsc::Sender<Request>,
     stop: Arc<Notify>,
-    actor: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    actors: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    pub workers: usize,
 }
 
 #[derive(Default)]
@@ -119,26 +123,46 @@ impl Deployment {
         runner: Arc<dyn Runner>,
         log: Arc<RingLog>,
     ) -> Result<Arc<Deployment>> {
-        let session = runner.start(&spec.model, spec.session.clone()).await?;
+        let workers = spec.workers.max(1);
+        let mut sessions = Vec::with_capacity(workers);
+        for started in futures_util::future::join_all(
+            (0..workers).map(|_| runner.start(&spec.model, spec.session.clone())),
+        )
+        .await
+        {
+            // A failed init is the deployment's failure; the sessions started are dropped
+            // (their workers killed).
+            sessions.push(started?);
+        }
         log.info(
             LogSource::Engine,
-            format!("model {} deployed; state RUNNING", spec.name),
+            format!(
+                "model {} deployed with {workers} worker(s); state RUNNING",
+                spec.name
+            ),
         );
         let (tx, rx) = mpsc::channel(spec.queue_bound.max(1));
         let counters = Arc::new(Counters::default());
         let state = Arc::new(Mutex::new(WorkerState::Ready));
         let stop = Arc::new(Notify::new());
-        let actor = Actor {
-            runner,
-            model: spec.model.clone(),
-            config: spec.session.clone(),
-            log: log.clone(),
-            counters: counters.clone(),
-            state: state.clone(),
-            batch_max: spec.batch_max.max(1),
-            seqno: 0,
-        };
-        let handle = tokio::spawn(actor.run(session, rx, stop.clone()));
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let seqno = Arc::new(AtomicU64::new(0));
+        let handles = sessions
+            .into_iter()
+            .map(|session| {
+                let actor = Actor {
+                    runner: runner.clone(),
+                    model: spec.model.clone(),
+                    config: spec.session.clone(),
+                    log: log.clone(),
+                    counters: counters.clone(),
+                    state: state.clone(),
+                    batch_max: spec.batch_max.max(1),
+                    seqno: seqno.clone(),
+                };
+                tokio::spawn(actor.run(session, rx.clone(), stop.clone()))
+            })
+            .collect();
         Ok(Arc::new(Deployment {
             id: spec.id,
             name: spec.name,
@@ -155,7 +179,8 @@ impl Deployment {
             state,
             tx,
             stop,
-            actor: Mutex::new(Some(handle)),
+            actors: Mutex::new(handles),
+            workers,
         }))
     }
 
@@ -220,12 +245,14 @@ impl Deployment {
     /// the worker.
     pub async fn stop(&self, grace: Duration) {
         self.stop.notify_one();
-        let handle = self.actor.lock().ok().and_then(|mut h| h.take());
-        if let Some(mut h) = handle {
-            if tokio::time::timeout(grace + CLOSE_GRACE, &mut h)
-                .await
-                .is_err()
-            {
+        let handles: Vec<_> = self
+            .actors
+            .lock()
+            .map(|mut h| h.drain(..).collect())
+            .unwrap_or_default();
+        let deadline = tokio::time::Instant::now() + grace + CLOSE_GRACE;
+        for mut h in handles {
+            if tokio::time::timeout_at(deadline, &mut h).await.is_err() {
                 h.abort();
             }
         }
@@ -245,7 +272,8 @@ struct Actor {
     counters: Arc<Counters>,
     state: Arc<Mutex<WorkerState>>,
     batch_max: usize,
-    seqno: u64,
+    /// Shared by the deployment's workers: seqno counts every request.
+    seqno: Arc<AtomicU64>,
 }
 
 impl Actor {
@@ -258,36 +286,34 @@ impl Actor {
     async fn run(
         mut self,
         first: Box<dyn Session>,
-        mut rx: mpsc::Receiver<Request>,
+        shared: Arc<tokio::sync::Mutex<mpsc::Receiver<Request>>>,
         stop: Arc<Notify>,
     ) {
         let mut session = Some(first);
         let mut backoff = Duration::from_millis(100);
         let mut stopping = false;
         loop {
-            let first = if stopping {
-                match rx.try_recv() {
-                    Ok(r) => r,
-                    Err(_) => break,
-                }
-            } else {
-                tokio::select! {
+            // One worker at a time takes what is waiting; the others wait for the queue.
+            let mut batch = {
+                let mut rx = shared.lock().await;
+                let first = tokio::select! {
                     r = rx.recv() => match r { Some(r) => r, None => break },
                     _ = stop.notified() => {
-                        // Answer what is already queued, then stop.
+                        // Answer what is already queued (every worker drains it), then stop.
                         rx.close();
                         stopping = true;
                         continue;
                     }
+                };
+                let mut batch = vec![first];
+                while batch.len() < self.batch_max {
+                    match rx.try_recv() {
+                        Ok(r) => batch.push(r),
+                        Err(_) => break,
+                    }
                 }
+                batch
             };
-            let mut batch = vec![first];
-            while batch.len() < self.batch_max {
-                match rx.try_recv() {
-                    Ok(r) => batch.push(r),
-                    Err(_) => break,
-                }
-            }
             // Requests whose caller gave up (timeout, disconnect) are not scored.
             batch.retain(|r| !r.reply.is_closed());
             if batch.is_empty() {
@@ -313,10 +339,10 @@ impl Actor {
             let mut replies = Vec::with_capacity(batch.len());
             let mut items = Vec::with_capacity(batch.len());
             for r in batch {
-                self.seqno += 1;
+                let seqno = self.seqno.fetch_add(1, Ordering::Relaxed) + 1;
                 items.push(ScoreItem {
                     slot: r.slot,
-                    seqno: self.seqno,
+                    seqno,
                     value: r.value,
                 });
                 replies.push(r.reply);
