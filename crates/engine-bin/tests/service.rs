@@ -660,3 +660,53 @@ fn a_deployment_with_two_workers_spreads_requests_over_both() {
     });
     assert_eq!(pids.len(), 2, "two workers answered: {pids:?}");
 }
+
+#[test]
+fn schemas_compile_and_check_records_over_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(dir.path(), &[], &[]);
+    let c = e.client();
+    let a = c
+        .post(
+            "/2/active/schema/verify",
+            "application/json",
+            IN_SCHEMA.as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(a.status, 200);
+    let id: Value = serde_json::from_slice(&a.body).unwrap();
+    let id = id["id"].as_u64().unwrap();
+    let check = |body: &str| {
+        let a = c
+            .post(
+                &format!("/2/active/schema/verify/{id}"),
+                "application/json",
+                body.as_bytes(),
+            )
+            .unwrap();
+        (
+            a.status,
+            serde_json::from_slice::<Value>(&a.body).unwrap_or(Value::Null),
+        )
+    };
+    assert_eq!(
+        check("{\"id\": 1, \"x\": 2}"),
+        (200, json!({"conforms": true}))
+    );
+    let (s, v) = check("{\"id\": 1}");
+    assert_eq!(s, 200);
+    assert_eq!(v["conforms"], false);
+    assert_eq!(v["reason"], "Field 'x' missing for record 'input_schema'");
+    let a = c
+        .post(
+            "/2/active/schema/verify",
+            "application/json",
+            b"{\"type\": \"recrod\"}",
+        )
+        .unwrap();
+    assert_eq!(a.status, 400);
+    let a = c
+        .post("/2/active/schema/verify/999999", "application/json", b"{}")
+        .unwrap();
+    assert_eq!(a.status, 404);
+}

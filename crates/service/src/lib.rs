@@ -23,10 +23,11 @@ pub mod queue;
 pub mod store;
 mod time;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use runtime_core::{Language, Runner};
@@ -129,9 +130,36 @@ pub struct Engine {
     lifecycle: AtomicU8,
     platforms: tokio::sync::OnceCell<Vec<Platform>>,
     pub endpoints: RwLock<Vec<String>>,
+    /// Schemas compiled by `POST /2/active/schema/verify`, by id (the latest
+    /// `VERIFIED_SCHEMAS_KEPT` are kept).
+    verified_schemas: Mutex<(u64, BTreeMap<u64, schema::Checker>)>,
 }
 
+/// How many verified schemas the engine keeps for `/2/active/schema/verify/{id}`.
+pub const VERIFIED_SCHEMAS_KEPT: usize = 256;
+
 impl Engine {
+    /// Keeps a compiled schema and returns its id.
+    pub fn keep_schema(&self, checker: schema::Checker) -> u64 {
+        let Ok(mut g) = self.verified_schemas.lock() else {
+            return 0;
+        };
+        let (next, map) = &mut *g;
+        *next += 1;
+        map.insert(*next, checker);
+        while map.len() > VERIFIED_SCHEMAS_KEPT {
+            map.pop_first();
+        }
+        *next
+    }
+
+    pub fn verified_schema(&self, id: u64) -> Option<schema::Checker> {
+        self.verified_schemas
+            .lock()
+            .ok()
+            .and_then(|g| g.1.get(&id).cloned())
+    }
+
     pub fn store(&self) -> &store::Store {
         self.queue.store()
     }
@@ -253,6 +281,7 @@ pub async fn serve(
         lifecycle: AtomicU8::new(EngineState::Init as u8),
         platforms: tokio::sync::OnceCell::new(),
         endpoints: RwLock::new(endpoints),
+        verified_schemas: Mutex::new((0, BTreeMap::new())),
     });
     api::restore_deployment(&engine).await;
 
