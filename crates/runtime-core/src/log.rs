@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Level {
@@ -109,5 +109,63 @@ impl JobLog for MemoryLog {
         if let Ok(mut lines) = self.lines.lock() {
             lines.push(line);
         }
+    }
+}
+
+/// Milliseconds since the Unix epoch as UTC RFC 3339 with milliseconds
+/// (`2026-11-22T04:20:34.123Z`): how log lines and the API show times.
+pub fn utc_timestamp_ms(ms: i64) -> String {
+    let ms = ms.max(0);
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+/// [`utc_timestamp_ms`] of a point in time.
+pub fn utc_timestamp(at: SystemTime) -> String {
+    let ms = at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    utc_timestamp_ms(ms)
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (year, month, day).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timestamps_are_utc_rfc_3339() {
+        assert_eq!(
+            utc_timestamp_ms(1_795_321_234_123),
+            "2026-11-22T04:20:34.123Z"
+        );
+        assert_eq!(utc_timestamp_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            utc_timestamp_ms(951_782_400_000),
+            "2000-02-29T00:00:00.000Z"
+        );
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_321_234_123);
+        assert_eq!(utc_timestamp(t), "2026-11-22T04:20:34.123Z");
     }
 }
