@@ -278,17 +278,8 @@ impl<R: BufRead + Send> RecordDecoder for CsvDecoder<R> {
         if self.done {
             return None;
         }
-        match self.item() {
-            Ok(Some(item)) => Some(Ok(item)),
-            Ok(None) => {
-                self.done = true;
-                None
-            }
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
-        }
+        let item = self.item();
+        crate::fuse(&mut self.done, item)
     }
 }
 

@@ -407,6 +407,25 @@ pub(crate) fn rejected(reason: impl fmt::Display) -> String {
     format!("{REJECTED}{reason}")
 }
 
+/// A decoder's next item under [`RecordDecoder::next_item`]'s contract: once the input has
+/// ended or failed, `done` is set and nothing more comes.
+pub(crate) fn fuse(
+    done: &mut bool,
+    item: Result<Option<ReadItem>, runtime_core::Error>,
+) -> Option<Result<ReadItem, runtime_core::Error>> {
+    match item {
+        Ok(Some(item)) => Some(Ok(item)),
+        Ok(None) => {
+            *done = true;
+            None
+        }
+        Err(e) => {
+            *done = true;
+            Some(Err(e))
+        }
+    }
+}
+
 /// Reads records from a byte stream.
 pub trait RecordDecoder: Send {
     /// The next record, or a rejection that takes a record's place; `None` at end of input.

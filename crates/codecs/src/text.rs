@@ -98,17 +98,8 @@ impl<R: BufRead + Send> RecordDecoder for FramedDecoder<R> {
         if self.done {
             return None;
         }
-        match self.item() {
-            Ok(Some(item)) => Some(Ok(item)),
-            Ok(None) => {
-                self.done = true;
-                None
-            }
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
-        }
+        let item = self.item();
+        crate::fuse(&mut self.done, item)
     }
 }
 

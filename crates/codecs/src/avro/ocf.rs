@@ -558,17 +558,8 @@ impl<R: BufRead + Send> RecordDecoder for OcfDecoder<R> {
         if self.done {
             return None;
         }
-        match self.item() {
-            Ok(Some(item)) => Some(Ok(item)),
-            Ok(None) => {
-                self.done = true;
-                None
-            }
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
-        }
+        let item = self.item();
+        crate::fuse(&mut self.done, item)
     }
 }
 
@@ -646,17 +637,8 @@ impl<R: BufRead + Send> RecordDecoder for DatumDecoder<R> {
         if self.done {
             return None;
         }
-        match self.item() {
-            Ok(Some(item)) => Some(Ok(item)),
-            Ok(None) => {
-                self.done = true;
-                None
-            }
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
-        }
+        let item = self.item();
+        crate::fuse(&mut self.done, item)
     }
 }
 
