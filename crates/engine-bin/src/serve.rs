@@ -187,11 +187,12 @@ async fn stop_signal() {
 
 /// The Python platform the workers embed, and its installed distributions.
 fn probe_platforms() -> Vec<Platform> {
-    let python = std::env::var("PYO3_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    // The interpreter the workers embed, not whichever `python3` is first on PATH.
+    let python = option_env!("ENGINE_PYTHON").unwrap_or("python3");
     let script = "import sys, json, importlib.metadata as m\n\
 print(json.dumps({'version': sys.version.split()[0], 'executable': sys.executable, \
 'libraries': sorted(set(f\"{d.metadata['Name']}=={d.version}\" for d in m.distributions() if d.metadata['Name']))}))";
-    let out = std::process::Command::new(&python)
+    let out = std::process::Command::new(python)
         .arg("-c")
         .arg(script)
         .stdin(std::process::Stdio::null())
@@ -215,7 +216,36 @@ print(json.dumps({'version': sys.version.split()[0], 'executable': sys.executabl
             });
         }
     }
+    if let Some(r) = probe_r() {
+        platforms.push(r);
+    }
     platforms
+}
+
+/// R's version and installed packages, when `Rscript` is on PATH.
+fn probe_r() -> Option<Platform> {
+    let script = "cat(paste(R.version$major, R.version$minor, sep = '.'), '\\n', sep = ''); \
+p <- installed.packages()[, c('Package', 'Version'), drop = FALSE]; \
+cat(paste0(p[, 1], '==', p[, 2]), sep = '\\n')";
+    let out = std::process::Command::new("Rscript")
+        .args(["--vanilla", "-e", script])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let version = lines.next()?.trim().to_owned();
+    let mut libraries: Vec<String> = lines.map(str::to_owned).filter(|l| !l.is_empty()).collect();
+    libraries.sort();
+    libraries.dedup();
+    Some(Platform {
+        language: "R".into(),
+        version,
+        executable: Some("Rscript".into()),
+        libraries,
+    })
 }
 
 fn install_tracing(level: &str) {

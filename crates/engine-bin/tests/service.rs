@@ -192,6 +192,12 @@ fn health_state_details_and_tags() {
     assert_eq!(d["stageTags"], json!(["DEV"]));
     assert_eq!(d["serviceTags"], json!(["cc-fraud"]));
     assert_eq!(d["platforms"][0]["language"], "python");
+    let r = d["platforms"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["language"] == "R"))
+        .unwrap_or_else(|| panic!("an R platform is listed: {d}"));
+    assert!(r["version"].as_str().unwrap_or("").starts_with('4'), "{r}");
+    assert!(r["libraries"].to_string().contains("jsonlite=="), "{r}");
     let (s, t) = e.send(
         "PUT",
         "/api/engine/tags",
