@@ -599,6 +599,11 @@ fn schemas_are_checked_per_job_as_the_document_says_and_on_roundtrip() {
     let (s, d) = e.send("PUT", "/api/deployment", &deployment);
     assert_eq!(s, 201, "{d}");
     assert_eq!(
+        d["schemas"],
+        json!({"0": "input_schema", "1": "output_schema"})
+    );
+    assert_eq!(d["workers"], 1);
+    assert_eq!(
         e.score("/api/roundtrip/0/1", "{\"id\": 1, \"x\": 2}").1,
         "{\"id\":1,\"score\":4.0}"
     );

@@ -720,8 +720,10 @@ pub struct DeploymentView {
     pub output_slots: Vec<u32>,
     /// Encoding of each slot's REST bodies (JSON unless the deployment says otherwise).
     pub encodings: BTreeMap<String, String>,
-    /// Schemas by slot (none are checked by this build).
+    /// The schema checked on each slot, by its record name.
     pub schemas: BTreeMap<String, String>,
+    /// Warm workers sharing the request queue.
+    pub workers: usize,
     pub since: String,
     pub records_scored: u64,
     pub records_failed: u64,
@@ -731,6 +733,16 @@ pub struct DeploymentView {
     pub worker_problem: Option<String>,
     pub queued: usize,
     pub queue_bound: usize,
+}
+
+/// The default slot and every slot a schema names, in order.
+fn slots<'a>(default: u32, with_schema: impl Iterator<Item = &'a Slot>) -> Vec<u32> {
+    let mut all: Vec<u32> = std::iter::once(default)
+        .chain(with_schema.map(|s| s.0))
+        .collect();
+    all.sort_unstable();
+    all.dedup();
+    all
 }
 
 fn deployment_view(d: &Deployment) -> DeploymentView {
@@ -754,14 +766,26 @@ fn deployment_view(d: &Deployment) -> DeploymentView {
             train: ep.train.clone(),
             end: ep.end.clone(),
         },
-        input_slots: vec![0],
-        output_slots: vec![1],
+        input_slots: slots(0, d.schemas.inputs.keys()),
+        output_slots: slots(1, d.schemas.outputs.keys()),
         encodings: d
             .encodings
             .iter()
             .map(|(k, v)| (k.to_string(), v.name().to_owned()))
             .collect(),
-        schemas: BTreeMap::new(),
+        schemas: d
+            .schemas
+            .inputs
+            .iter()
+            .chain(d.schemas.outputs.iter())
+            .map(|(slot, c)| {
+                (
+                    slot.to_string(),
+                    c.record_name().unwrap_or("(unnamed)").to_owned(),
+                )
+            })
+            .collect(),
+        workers: d.workers,
         since: rfc3339(d.since_ms),
         records_scored: s.records_scored,
         records_failed: s.records_failed,
