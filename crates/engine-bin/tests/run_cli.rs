@@ -557,3 +557,35 @@ fn the_input_schema_types_csv_cells_and_the_cli_checks_files() {
     ]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn crashes_inside_a_large_batch_fail_only_their_record() {
+    // One worker, one batch of 1,000 records sent in chunks: each crash names its record,
+    // a new worker scores the rest, and nothing is lost or duplicated.
+    let out = engine(&[
+        "run",
+        "tests/models/crash_every_100.py",
+        "--input",
+        "tests/data/cli/ids1000.jsonl",
+        "--workers",
+        "1",
+        "--batch-size",
+        "1000",
+        "--max-worker-restarts",
+        "10",
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let ids: Vec<i64> = lines(&out)
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    let expected: Vec<i64> = (1..=1000).filter(|i| i % 100 != 0).collect();
+    assert_eq!(ids, expected);
+    for n in [100, 500, 1000] {
+        assert!(
+            err.contains(&format!("Record {n} on slot 0 failed")),
+            "{err}"
+        );
+    }
+}

@@ -64,6 +64,10 @@ const EXIT_GRACE: Duration = Duration::from_secs(2);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long the console drains get to pass on the last lines of a finished worker.
 const DRAIN_GRACE: Duration = Duration::from_secs(1);
+/// A scored batch goes to the worker in this many chunks, two in flight.
+const SCORE_CHUNKS: usize = 4;
+/// Batches smaller than this go as one chunk: a frame each way costs more than it saves.
+const MIN_SCORE_CHUNK: usize = 128;
 /// How long the frames a worker wrote just before it died are waited for.
 const LAST_WORDS: Duration = Duration::from_millis(100);
 /// Longest rendering of a record in an error message.
@@ -711,10 +715,45 @@ impl Drop for WorkerSession {
 
 #[async_trait]
 impl Session for WorkerSession {
+    /// Sends the batch as a few chunks with two in flight, so the worker scores one chunk
+    /// while the engine encodes the next or decodes the last: neither side waits for the
+    /// other's whole batch.
     async fn score(&mut self, batch: Vec<ScoreItem>) -> Result<Vec<ScoreOutcome>> {
         self.idle("score")?;
-        self.submit_score(batch).await?;
-        self.next_score_result().await
+        let n = batch.len();
+        let mut chunks = Vec::with_capacity(SCORE_CHUNKS);
+        let size = n.div_ceil(SCORE_CHUNKS).max(MIN_SCORE_CHUNK);
+        let mut rest = batch;
+        while rest.len() > size {
+            let tail = rest.split_off(size);
+            chunks.push(rest);
+            rest = tail;
+        }
+        chunks.push(rest);
+        let mut pending = chunks.into_iter();
+        for chunk in pending.by_ref().take(2) {
+            self.submit_score(chunk).await?;
+        }
+        let mut outcomes = Vec::with_capacity(n);
+        while self.in_flight() > 0 {
+            match self.next_score_result().await {
+                Ok(o) => outcomes.extend(o),
+                Err(e) => {
+                    // The worker refused a chunk but lives on: take the answers to the
+                    // chunks still in flight, so the session stays in step.
+                    while self.in_flight() > 0 && self.broken.is_none() {
+                        if self.next_score_result().await.is_err() {
+                            break;
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+            if let Some(chunk) = pending.next() {
+                self.submit_score(chunk).await?;
+            }
+        }
+        Ok(outcomes)
     }
 
     async fn collect(&mut self, slot: Slot, batch: Vec<Value>) -> Result<()> {
