@@ -586,6 +586,30 @@ impl DecodeContext {
         runtime_core::Error::io(format!("{}: reading input", self.endpoint), e)
     }
 
+    /// A value read off a self-delimiting format (`what`: "Avro datum", "MessagePack
+    /// value"): a record, or rejected as too large (`len` bytes) or as invalid (the reader's
+    /// reason).
+    pub fn decoded(
+        &self,
+        value: Value,
+        position: Position,
+        len: u64,
+        invalid: Option<String>,
+        what: &str,
+    ) -> ReadItem {
+        if len > self.max_record_bytes as u64 {
+            self.oversize(position, len)
+        } else if let Some(why) = invalid {
+            reject(
+                RejectionKind::Encoding,
+                position,
+                format!("invalid {what}: {why}"),
+            )
+        } else {
+            record(value, position)
+        }
+    }
+
     pub fn oversize(&self, position: Position, len: u64) -> ReadItem {
         ReadItem::Rejected(Rejection {
             kind: RejectionKind::Size,

@@ -11,12 +11,10 @@
 
 use std::io::{BufRead, BufWriter, Write};
 
-use runtime_core::{Map, ReadItem, RejectionKind, Value};
+use runtime_core::{Map, ReadItem, Value};
 
 use crate::avro::{Malformed, Source, StreamInput};
-use crate::{
-    position, record, reject, rejected, DecodeContext, EncodeError, RecordDecoder, RecordEncoder,
-};
+use crate::{position, rejected, DecodeContext, EncodeError, RecordDecoder, RecordEncoder};
 
 /// Deep enough for real data, shallow enough never to overflow the stack on hostile input.
 const MAX_DEPTH: usize = 256;
@@ -228,17 +226,13 @@ impl<R: BufRead> MsgPackDecoder<R> {
         match res {
             Ok(v) => {
                 let len = self.input.pos() - start;
-                Ok(Some(if len > self.ctx.max_record_bytes as u64 {
-                    self.ctx.oversize(pos, len)
-                } else if let Some(why) = reader.invalid {
-                    reject(
-                        RejectionKind::Encoding,
-                        pos,
-                        format!("invalid MessagePack value: {why}"),
-                    )
-                } else {
-                    record(v, pos)
-                }))
+                Ok(Some(self.ctx.decoded(
+                    v,
+                    pos,
+                    len,
+                    reader.invalid,
+                    "MessagePack value",
+                )))
             }
             Err(Malformed(why)) => {
                 if let Some(e) = self.input.io_error.take() {

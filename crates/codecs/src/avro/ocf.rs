@@ -16,9 +16,7 @@ use super::datum::{self, read_long, write_long, DatumReader, Malformed, SliceSou
 use super::schema::{self, Compiled};
 use super::{AvroSchema, OcfCodec};
 use crate::framing::fill;
-use crate::{
-    position, record, reject, rejected, DecodeContext, EncodeError, RecordDecoder, RecordEncoder,
-};
+use crate::{position, reject, rejected, DecodeContext, EncodeError, RecordDecoder, RecordEncoder};
 
 const MAGIC: &[u8; 4] = b"Obj\x01";
 const SYNC_LEN: usize = 16;
@@ -523,17 +521,8 @@ impl<R: BufRead> OcfDecoder<R> {
                 let len = src.at - self.block_at;
                 self.block_at = src.at;
                 self.block_left -= 1;
-                if len > self.ctx.max_record_bytes {
-                    self.ctx.oversize(pos, len as u64)
-                } else if let Some(why) = reader.invalid {
-                    reject(
-                        RejectionKind::Encoding,
-                        pos,
-                        format!("invalid Avro datum: {why}"),
-                    )
-                } else {
-                    record(v, pos)
-                }
+                self.ctx
+                    .decoded(v, pos, len as u64, reader.invalid, "Avro datum")
             }
             Err(Malformed(why)) => {
                 let nth = self.block_count - self.block_left + 1;
@@ -608,17 +597,13 @@ impl<R: BufRead> DatumDecoder<R> {
                         "Avro datum cannot be decoded: a datum of this schema takes no bytes, so the input after it cannot be split into datums",
                     ));
                 }
-                Ok(Some(if len > self.ctx.max_record_bytes as u64 {
-                    self.ctx.oversize(pos, len)
-                } else if let Some(why) = reader.invalid {
-                    reject(
-                        RejectionKind::Encoding,
-                        pos,
-                        format!("invalid Avro datum: {why}"),
-                    )
-                } else {
-                    record(v, pos)
-                }))
+                Ok(Some(self.ctx.decoded(
+                    v,
+                    pos,
+                    len,
+                    reader.invalid,
+                    "Avro datum",
+                )))
             }
             Err(Malformed(why)) => {
                 if let Some(e) = self.input.io_error.take() {
