@@ -297,6 +297,7 @@ fn run_prepared(
                 batch_size: args.batch_size as usize,
                 workers: args.workers.map_or_else(default_workers, |w| w as usize),
                 max_worker_restarts: args.max_worker_restarts,
+                worker_limits: args.record_timeout.is_some() || args.memory_limit.is_some(),
                 environments: Some(Arc::new(environment_cache(args))),
                 schemas,
                 show_rejected_records: args.show_rejected_records,

@@ -54,6 +54,10 @@ pub struct JobOptions {
     /// the first death fails the job. A worker stopped for breaking a limit (time, memory)
     /// is always replaced.
     pub max_worker_restarts: u32,
+    /// The runner stops workers that break per-record limits (time, memory). Each batch is
+    /// then kept until scored, so a record over a limit fails alone and a new worker scores
+    /// the rest; without limits or restarts nothing is kept (no copy per record).
+    pub worker_limits: bool,
     /// Where Python models' requirements are installed; `None`: a model with requirements
     /// fails (this runtime installs nothing).
     pub environments: Option<Arc<environments::EnvironmentCache>>,
@@ -75,6 +79,7 @@ impl Default for JobOptions {
             failures_kept: 10,
             workers: 1,
             max_worker_restarts: 0,
+            worker_limits: false,
             environments: None,
             requirements_assets: Vec::new(),
             schemas: schema::SlotSchemas::default(),

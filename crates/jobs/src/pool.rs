@@ -29,7 +29,8 @@ pub(crate) struct Recovery<'a> {
     pub max_restarts: u32,
     pub restarts: AtomicU32,
     pub log: Arc<dyn JobLog>,
-    /// Whether a failed batch can be retried at all (its items are kept for it).
+    /// Whether a failed batch can be retried at all (its items are copied and kept for it,
+    /// which costs a copy per record: only when limits or restarts can need it).
     pub enabled: bool,
 }
 

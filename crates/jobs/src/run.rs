@@ -153,7 +153,7 @@ pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> Job
         max_restarts: options.max_worker_restarts,
         restarts: AtomicU32::new(0),
         log: log.clone(),
-        enabled: true,
+        enabled: options.worker_limits || options.max_worker_restarts > 0,
     };
     let writers = Writers::start(outputs, log.clone());
     let (run_result, sessions) = match kind {

@@ -413,17 +413,14 @@ async fn a_record_over_a_limit_fails_alone_and_a_new_worker_goes_on() {
         .collect();
     let runner = DoublerRunner::default();
     let log = Arc::new(MemoryLog::default());
-    let out = run_job(
-        job(
-            JobKind::Score,
-            items,
-            &[(1, s1.clone()), (3, VecSink::default())],
-            false,
-        ),
-        &runner,
-        log.clone(),
-    )
-    .await;
+    let mut j = job(
+        JobKind::Score,
+        items,
+        &[(1, s1.clone()), (3, VecSink::default())],
+        false,
+    );
+    j.options.worker_limits = true;
+    let out = run_job(j, &runner, log.clone()).await;
     assert_eq!(
         (out.status, out.result),
         (JobStatus::Complete, JobResult::Failure),
