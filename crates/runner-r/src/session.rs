@@ -14,7 +14,7 @@ use runtime_core::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
-use worker::{ProgressPage, WorkerCommand, WorkerProcess};
+use worker::{Broken, ProgressPage, WorkerCommand, WorkerProcess};
 
 use crate::rds::{self, RObj, RValue, Writer};
 
@@ -26,31 +26,6 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 const RECORD_SHOWN: usize = 200;
 /// R reads a frame with one `readBin`, whose length is an R integer.
 const MAX_FRAME: usize = i32::MAX as usize;
-
-/// Why the session cannot go on; kept so every later call fails the same way.
-#[derive(Clone, Debug)]
-enum Broken {
-    Died {
-        reason: String,
-        last_record: Option<String>,
-    },
-    Protocol(String),
-}
-
-impl Broken {
-    fn error(&self) -> Error {
-        match self {
-            Broken::Died {
-                reason,
-                last_record,
-            } => Error::WorkerDied {
-                reason: reason.clone(),
-                last_record: last_record.clone(),
-            },
-            Broken::Protocol(m) => Error::Protocol(m.clone()),
-        }
-    }
-}
 
 /// One running R model: an `Rscript` process. Dropping it kills the process.
 pub struct RSession {

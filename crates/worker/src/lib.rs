@@ -25,4 +25,4 @@ pub use limits::WorkerLimits;
 pub use process::WorkerProcess;
 pub use progress::ProgressPage;
 pub use serve::{serve, Context, WorkerBackend, PROTOCOL_FD};
-pub use session::{describe_exit, WorkerCommand, WorkerInfo, WorkerSession};
+pub use session::{describe_exit, Broken, WorkerCommand, WorkerInfo, WorkerSession};

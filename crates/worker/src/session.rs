@@ -86,9 +86,10 @@ struct InFlight {
     items: Vec<ScoreItem>,
 }
 
-/// Why the session cannot go on; kept so every later call fails the same way.
+/// Why a worker session cannot go on; kept so every later call fails the same way (the
+/// error itself is not `Clone`). Shared with runners whose workers speak their own protocol.
 #[derive(Clone, Debug)]
-enum Broken {
+pub enum Broken {
     Died {
         reason: String,
         last_record: Option<String>,
@@ -102,7 +103,7 @@ enum Broken {
 }
 
 impl Broken {
-    fn error(&self) -> Error {
+    pub fn error(&self) -> Error {
         match self {
             Broken::Died {
                 reason,
