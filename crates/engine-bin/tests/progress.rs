@@ -3,10 +3,12 @@
 
 mod common;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Engine;
+use common::{Engine, ENGINE};
 use serde_json::{json, Value};
 
 fn repo() -> PathBuf {
@@ -101,4 +103,213 @@ fn h6_a_running_job_shows_growing_counts_then_its_final_figures() {
     assert_eq!(p["recordsFailed"], 1, "{done}");
     assert_eq!(p["recordsRejected"], 0, "{done}");
     assert!(p["elapsedMs"].as_u64().unwrap() > 0, "{done}");
+}
+
+/// Runs the CLI against the engine at `url` (given as is: with or without `http://`).
+fn cli(url: &str, args: &[&str]) -> std::process::Output {
+    Command::new(ENGINE)
+        .args(args)
+        .args(["--engine", url])
+        .env_remove("ENGINE_URL")
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The plain progress lines of job output: `job ID RUNNING: N read, M scored, ...`.
+fn scored_counts(stderr: &str) -> Vec<u64> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("job ") && l.contains(" RUNNING: "))
+        .filter_map(|l| {
+            let (_, rest) = l.split_once(" read, ")?;
+            rest.split_once(" scored")?.0.parse().ok()
+        })
+        .collect()
+}
+
+#[test]
+fn h6_job_create_wait_prints_progress_lines_and_exits_with_the_job_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(dir.path(), &[], &[("ENGINE_JOB_BATCH_SIZE", "2")]);
+    let model = slow_model();
+    let model = model.to_str().unwrap();
+
+    // SUCCESS: 0, progress lines on standard error while it runs, the final table on stdout.
+    let input = dir.path().join("slow.jsonl");
+    std::fs::write(&input, records(30, 0.1, &[])).unwrap();
+    let out = cli(
+        &e.url,
+        &[
+            "job",
+            "create",
+            "batchjob",
+            model,
+            input.to_str().unwrap(),
+            "-",
+            "--wait",
+            "--interval",
+            "1",
+        ],
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let counts = scored_counts(&stderr);
+    assert!(
+        counts.len() >= 2 && counts.windows(2).any(|w| w[0] < w[1]),
+        "growing progress lines: {stderr}"
+    );
+    assert!(
+        stderr
+            .trim_end()
+            .lines()
+            .last()
+            .unwrap()
+            .contains(" COMPLETE: 30 read, 30 scored"),
+        "the final figures come last: {stderr}"
+    );
+    assert!(
+        stdout.starts_with("ID") && stdout.contains("COMPLETE") && stdout.contains("SUCCESS"),
+        "{stdout}"
+    );
+
+    // COMPLETE with FAILURE: 1, with the failed record's reason and traceback.
+    std::fs::write(&input, records(3, 0.0, &[2])).unwrap();
+    let out = cli(
+        &e.url,
+        &[
+            "job",
+            "create",
+            "batchjob",
+            model,
+            input.to_str().unwrap(),
+            "-",
+            "--wait",
+        ],
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("problem: slot 0, record 2: ValueError: record 2 refused: 'fail' is set"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("first traceback:\nTraceback (most recent call last)")
+            && stdout.contains("raise ValueError"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("ended COMPLETE FAILURE"), "{stderr}");
+
+    // ERROR: 2, with the reason (init raised) and init's traceback.
+    let broken = repo().join("tests/models/init_fails.py");
+    let out = cli(
+        &e.url,
+        &[
+            "job",
+            "create",
+            "batchjob",
+            broken.to_str().unwrap(),
+            input.to_str().unwrap(),
+            "-",
+            "--wait",
+        ],
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("reason: model initialization failed")
+            && stdout.contains("cannot load weights"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("first traceback:\nTraceback (most recent call last)")
+            && stdout.contains("RuntimeError: cannot load weights"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn h6_job_status_watch_follows_a_job_to_its_end_and_status_shows_why_it_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(dir.path(), &[], &[("ENGINE_JOB_BATCH_SIZE", "2")]);
+    let (s, job) = e.send(
+        "POST",
+        "/api/jobs",
+        &slow_job_document(&records(30, 0.1, &[25])),
+    );
+    assert_eq!(s, 201, "{job}");
+    let id = job["id"].as_str().unwrap();
+    // Without a scheme: host:port.
+    let address = e.url.strip_prefix("http://").unwrap();
+    let out = cli(
+        address,
+        &["job", "status", id, "--watch", "--interval", "1"],
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(!scored_counts(&stderr).is_empty(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("job {id} COMPLETE: 30 read, 29 scored, 1 failed")),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("COMPLETE") && stdout.contains("FAILURE"),
+        "{stdout}"
+    );
+
+    // A plain status of the finished job: 0, with the reason and the first traceback.
+    let out = cli(address, &["job", "status", id]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("problem: slot 0, record 25: ValueError: record 25 refused")
+            && stdout.contains("first traceback:\nTraceback (most recent call last)"),
+        "{stdout}"
+    );
+    // --json stays the engine's answer.
+    let out = cli(address, &["job", "status", id, "--watch", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["progress"]["recordsFailed"], 1, "{v}");
+}
+
+#[test]
+fn h6_engine_score_names_the_line_and_the_engines_detail() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(dir.path(), &[], &[]);
+    let address = e.url.strip_prefix("http://").unwrap();
+    let out = cli(address, &["deploy", slow_model().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    let mut child = Command::new(ENGINE)
+        .args(["score", "--engine", address])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(b"{\"n\": 1}\n{bad\n\n{\"n\": 4, \"fail\": true}\n{\"n\": 5}\n")
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert_eq!(stdout, "{\"n\":1}\n{\"n\":5}\n");
+    assert!(
+        stderr.contains(
+            "engine score: line 2: the engine answered 400: An error has occurred: input record rejected by encoding: invalid JSON"
+        ),
+        "the line and the decoder's detail: {stderr}"
+    );
+    assert!(
+        stderr.contains("engine score: line 4: the engine answered 422"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("2 record(s) failed"), "{stderr}");
 }

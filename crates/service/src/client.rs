@@ -20,6 +20,8 @@ pub struct Client {
 pub struct Answer {
     pub status: u16,
     pub body: Vec<u8>,
+    /// The engine's detail of an error (`X-Engine-Detail`), when it gives one.
+    pub detail: Option<String>,
 }
 
 /// One part of a multipart upload.
@@ -80,13 +82,22 @@ impl Client {
         let mut r =
             r.map_err(|e| Error::Client(format!("cannot reach the engine at {}: {e}", self.base)))?;
         let status = r.status().as_u16();
+        let detail = r
+            .headers()
+            .get("x-engine-detail")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let body = r
             .body_mut()
             .with_config()
             .limit(ANSWER_LIMIT)
             .read_to_vec()
             .map_err(|e| Error::Client(format!("cannot read the engine's answer: {e}")))?;
-        Ok(Answer { status, body })
+        Ok(Answer {
+            status,
+            body,
+            detail,
+        })
     }
 
     pub fn get(&self, path: &str) -> Result<Answer> {
