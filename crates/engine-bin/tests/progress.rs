@@ -313,3 +313,36 @@ fn h6_engine_score_names_the_line_and_the_engines_detail() {
     );
     assert!(stderr.contains("2 record(s) failed"), "{stderr}");
 }
+#[test]
+fn h6_a_refused_body_prints_the_engines_answer_not_a_broken_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(dir.path(), &[], &[]);
+    let out = cli(&e.url, &["deploy", slow_model().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // Far past the engine's limit on a scoring body, so the engine stops reading early.
+    let mut line = vec![b'"'; 1];
+    line.resize(96 << 20, b'a');
+    line.extend_from_slice(b"\"\n");
+    let mut child = Command::new(ENGINE)
+        .args(["score", "--engine", &e.url])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let writer = {
+        let mut stdin = child.stdin.take().unwrap();
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&line);
+        })
+    };
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("engine score: line 1: the engine answered 413"),
+        "{stderr}"
+    );
+    assert!(!stderr.to_lowercase().contains("broken pipe"), "{stderr}");
+}
