@@ -418,11 +418,10 @@ fn follow(c: &Client, id: &str, interval: Duration) -> Result<serde_json::Value,
         let bar = indicatif::ProgressBar::new_spinner();
         bar.set_style(
             indicatif::ProgressStyle::with_template(
-                "{spinner} {elapsed} job {prefix}: {human_pos} records scored{msg}",
+                "{spinner} {elapsed} {prefix} {human_pos} records scored{msg}",
             )
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
         );
-        bar.set_prefix(id.to_owned());
         bar.enable_steady_tick(Duration::from_millis(120));
         bar
     });
@@ -439,9 +438,10 @@ fn follow(c: &Client, id: &str, interval: Duration) -> Result<serde_json::Value,
         let p = &v["progress"];
         match &bar {
             Some(bar) => {
+                bar.set_prefix(status.clone());
                 bar.set_position(p["recordsScored"].as_u64().unwrap_or(0));
                 bar.set_message(format!(
-                    "{} ({} records/s), {status}",
+                    "{} ({} records/s)",
                     failed_and_rejected(
                         p["recordsFailed"].as_u64().unwrap_or(0),
                         p["recordsRejected"].as_u64().unwrap_or(0)

@@ -346,3 +346,40 @@ fn h6_a_refused_body_prints_the_engines_answer_not_a_broken_pipe() {
     );
     assert!(!stderr.to_lowercase().contains("broken pipe"), "{stderr}");
 }
+
+#[test]
+fn h6_on_a_terminal_watch_draws_a_bar_of_scored_records() {
+    // `script` (util-linux) gives the command a terminal; without it there is nothing to see.
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("no 'script' command: the terminal bar is not checked");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(dir.path(), &[], &[("ENGINE_JOB_BATCH_SIZE", "2")]);
+    let (s, job) = e.send(
+        "POST",
+        "/api/jobs",
+        &slow_job_document(&records(20, 0.05, &[])),
+    );
+    assert_eq!(s, 201, "{job}");
+    let id = job["id"].as_str().unwrap();
+    let typescript = dir.path().join("typescript");
+    let out = Command::new("script")
+        .args(["-qec", &format!("{ENGINE} job status {id} --watch")])
+        .arg(&typescript)
+        .env("ENGINE_URL", &e.url)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let screen = text(&std::fs::read(&typescript).unwrap());
+    assert_eq!(out.status.code(), Some(0), "{screen}");
+    assert!(screen.contains("records scored"), "{screen}");
+    assert!(
+        !screen.contains(&format!("job {id} RUNNING:")),
+        "a bar, not plain lines: {screen}"
+    );
+    assert!(
+        screen.contains("COMPLETE") && screen.contains("SUCCESS"),
+        "{screen}"
+    );
+}
