@@ -383,3 +383,31 @@ fn h6_on_a_terminal_watch_draws_a_bar_of_scored_records() {
         "{screen}"
     );
 }
+
+#[test]
+fn h6_engine_runs_bar_counts_scored_records() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("no 'script' command: the terminal bar is not checked");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("slow.jsonl");
+    std::fs::write(&input, records(20, 0.05, &[])).unwrap();
+    let typescript = dir.path().join("typescript");
+    let command = format!(
+        "{ENGINE} run {} --input {} --output {} --batch-size 2 --workers 1",
+        slow_model().display(),
+        input.display(),
+        dir.path().join("out.jsonl").display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &command])
+        .arg(&typescript)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let screen = text(&std::fs::read(&typescript).unwrap());
+    assert_eq!(out.status.code(), Some(0), "{screen}");
+    assert!(screen.contains("records scored"), "{screen}");
+    assert!(!screen.contains("records read"), "{screen}");
+}
