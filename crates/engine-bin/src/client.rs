@@ -354,21 +354,20 @@ fn failure_details(c: &Client, v: &serde_json::Value) -> String {
         );
     }
     if problems.len() > PROBLEMS_SHOWN {
-        t += &format!("problem: ... and more (engine job log {id})\n",);
+        t += &format!("problem: ... and more (engine job log {id})\n");
     }
-    let messages = match v["jobMessages"].as_array() {
-        Some(m) => m.clone(),
-        None => c
-            .get(&format!("/api/jobs/{id}"))
-            .ok()
-            .and_then(|a| Client::json::<serde_json::Value>(a).ok())
-            .and_then(|j| j["jobMessages"].as_array().cloned())
-            .unwrap_or_default(),
-    };
-    let traceback = result["traceback"]
-        .as_str()
-        .map(str::to_owned)
-        .or_else(|| messages.iter().find_map(|m| first_traceback(m.as_str()?)));
+    let traceback = result["traceback"].as_str().map(str::to_owned).or_else(|| {
+        let messages = match v["jobMessages"].as_array() {
+            Some(m) => m.clone(),
+            None => c
+                .get(&format!("/api/jobs/{id}"))
+                .ok()
+                .and_then(|a| Client::json::<serde_json::Value>(a).ok())
+                .and_then(|j| j["jobMessages"].as_array().cloned())
+                .unwrap_or_default(),
+        };
+        messages.iter().find_map(|m| first_traceback(m.as_str()?))
+    });
     if let Some(tb) = traceback {
         t += &format!("first traceback:\n{}\n", tb.trim_end());
     }
@@ -432,7 +431,7 @@ fn follow(c: &Client, id: &str, interval: Duration) -> Result<serde_json::Value,
     };
     let mut printed: Option<(Instant, String)> = None;
     loop {
-        let v = value(c.get(&format!("/api/jobs/{id}"))?)?;
+        let v = value(c.get(&format!("/api/jobs/{id}?messages=false"))?)?;
         let status = s(&v["jobStatus"]);
         let done = is_final(&status);
         let p = &v["progress"];

@@ -97,6 +97,10 @@ fn h6_a_running_job_shows_growing_counts_then_its_final_figures() {
 
     assert_eq!(done["jobStatus"], "COMPLETE", "{done}");
     assert_eq!(done["jobResult"], "FAILURE");
+    assert!(done["jobMessages"].is_array(), "{done}");
+    let (_, bare) = e.get(&format!("/api/jobs/{id}?messages=false"));
+    assert!(bare["jobMessages"].is_null(), "{bare}");
+    assert_eq!(bare["progress"], done["progress"]);
     let p = &done["progress"];
     assert_eq!(p["recordsRead"], 40, "{done}");
     assert_eq!(p["recordsScored"], 39, "{done}");

@@ -596,13 +596,29 @@ async fn job_row(e: &Engine, id: &str) -> Result<JobRow> {
         .ok_or_else(|| Error::NotFound(format!("job {id}")))
 }
 
-/// One job, with its log lines (`jobMessages`).
-#[utoipa::path(get, path = "/api/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
-    responses((status = 200, body = JobView), (status = 404, body = ErrorBody)))]
-async fn get_job(State(e): State<AppState>, Path(id): Path<String>) -> Result<Json<JobView>> {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct JobQuery {
+    /// Include the job's log lines (`jobMessages`); true by default. Whoever follows a job's
+    /// progress asks without them.
+    messages: Option<bool>,
+}
+
+/// One job, with its log lines (`jobMessages`) unless `messages=false`.
+#[utoipa::path(get, path = "/api/jobs/{id}", tag = "jobs", params(("id" = String, Path), JobQuery),
+    responses((status = 200, body = JobView), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+async fn get_job(
+    State(e): State<AppState>,
+    Path(id): Path<String>,
+    q: std::result::Result<Query<JobQuery>, QueryRejection>,
+) -> Result<Json<JobView>> {
+    let Query(q) = q.map_err(|r| Error::BadRequest(r.body_text()))?;
     let row = job_row(&e, &id).await?;
     let mut view = job_view_live(&e, &row);
-    view.job_messages = Some(e.store().log(&id).await?.iter().map(line_text).collect());
+    if q.messages.unwrap_or(true) {
+        view.job_messages = Some(e.store().log(&id).await?.iter().map(line_text).collect());
+    }
     Ok(Json(view))
 }
 
