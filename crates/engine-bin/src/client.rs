@@ -1,9 +1,9 @@
 //! The CLI client of a running engine: `engine job ...`, `engine deploy`, `engine score`,
 //! `engine status`. Human tables by default, `--json` for scripts.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand, ValueEnum};
 use service::client::{error_text, model_parts, Answer, Client, Part};
@@ -12,7 +12,7 @@ use crate::exit;
 
 #[derive(Debug, Args)]
 pub struct ClientArgs {
-    /// The engine's address.
+    /// The engine's address (`host:port` means `http://host:port`).
     #[arg(
         long,
         global = true,
@@ -24,6 +24,25 @@ pub struct ClientArgs {
     #[arg(long, global = true)]
     pub json: bool,
 }
+
+impl ClientArgs {
+    fn client(&self) -> Client {
+        Client::new(&engine_url(&self.engine))
+    }
+}
+
+/// The engine's base URL: an address given without a scheme (`localhost:8003`) is HTTP.
+fn engine_url(given: &str) -> String {
+    let given = given.trim();
+    if given.contains("://") {
+        given.to_owned()
+    } else {
+        format!("http://{given}")
+    }
+}
+
+/// How often plain progress lines are printed when standard error is not a terminal.
+const DEFAULT_INTERVAL_SECS: u64 = 5;
 
 #[derive(Debug, Args)]
 pub struct JobArgs {
@@ -53,12 +72,27 @@ pub enum JobCommand {
         /// A job parameter as KEY=VALUE (VALUE read as JSON when it parses).
         #[arg(long = "param", short = 'p', value_name = "KEY=VALUE")]
         params: Vec<String>,
-        /// Wait for the job to finish and print its status.
+        /// Wait for the job to finish, showing its progress, and exit with its status (0
+        /// SUCCESS, 1 COMPLETE with FAILURE, 2 ERROR or CANCELLED).
         #[arg(long)]
         wait: bool,
+        /// With --wait and standard error not a terminal: seconds between progress lines.
+        #[arg(long, value_name = "SECS", default_value_t = DEFAULT_INTERVAL_SECS,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        interval: u64,
     },
-    /// A job's status and counts.
-    Status { id: String },
+    /// A job's status and counts; a failed job's reason and first traceback.
+    Status {
+        id: String,
+        /// Follow the job until it ends, showing its progress, and exit with its status (0
+        /// SUCCESS, 1 COMPLETE with FAILURE, 2 ERROR or CANCELLED).
+        #[arg(long)]
+        watch: bool,
+        /// With --watch and standard error not a terminal: seconds between progress lines.
+        #[arg(long, value_name = "SECS", default_value_t = DEFAULT_INTERVAL_SECS,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        interval: u64,
+    },
     /// A finished job's result (its embedded output, or where it was written).
     Result { id: String },
     /// A job's log lines.
@@ -204,7 +238,7 @@ fn job_table(jobs: &[serde_json::Value]) -> String {
 }
 
 pub fn job(args: JobArgs) -> i32 {
-    let c = Client::new(&args.client.engine);
+    let c = args.client.client();
     let json = args.client.json;
     let r = match args.command {
         JobCommand::Create {
@@ -213,12 +247,21 @@ pub fn job(args: JobArgs) -> i32 {
             paths,
             params,
             wait,
-        } => create(&c, json, kind, &model, &paths, &params, wait),
-        JobCommand::Status { id } => c
+            interval,
+        } => {
+            let wait = wait.then(|| Duration::from_secs(interval));
+            create(&c, json, kind, &model, &paths, &params, wait)
+        }
+        JobCommand::Status {
+            id,
+            watch: true,
+            interval,
+        } => follow(&c, &id, Duration::from_secs(interval)).and_then(|v| show_final(&c, v, json)),
+        JobCommand::Status { id, .. } => c
             .get(&format!("/api/jobs/{id}"))
             .map_err(Failed::from)
             .and_then(value)
-            .map(|v| show_job(&v, json)),
+            .map(|v| show_job(&c, &v, json)),
         JobCommand::Result { id } => result(&c, json, &id),
         JobCommand::Log { id } => c
             .get(&format!("/api/jobs/{id}/log"))
@@ -257,17 +300,23 @@ pub fn job(args: JobArgs) -> i32 {
             .post(&format!("/api/jobs/{id}/cancel"), "application/json", b"")
             .map_err(Failed::from)
             .and_then(value)
-            .map(|v| show_job(&v, json)),
+            .map(|v| show_job(&c, &v, json)),
         JobCommand::Rerun { id } => c
             .post(&format!("/api/jobs/{id}/rerun"), "application/json", b"")
             .map_err(Failed::from)
             .and_then(value)
-            .map(|v| show_job(&v, json)),
+            .map(|v| show_job(&c, &v, json)),
     };
     report(r, "job")
 }
 
-fn show_job(v: &serde_json::Value, json: bool) {
+fn is_final(status: &str) -> bool {
+    ["COMPLETE", "ERROR", "CANCELLED"].contains(&status)
+}
+
+/// A job's table; for a job that ended without SUCCESS, its reason, first problems and
+/// first traceback.
+fn show_job(c: &Client, v: &serde_json::Value, json: bool) {
     if json {
         print_json(v);
         return;
@@ -276,7 +325,174 @@ fn show_job(v: &serde_json::Value, json: bool) {
     if let Some(reason) = v["reason"].as_str() {
         t += &format!("reason: {reason}\n");
     }
+    if is_final(&s(&v["jobStatus"])) && v["jobResult"] != "SUCCESS" {
+        t += &failure_details(c, v);
+    }
     out(&t);
+}
+
+/// Problems kept with a failed job's result that are printed.
+const PROBLEMS_SHOWN: usize = 5;
+
+/// The first problems of a failed job and its first traceback (the job's own, else the first
+/// in its log).
+fn failure_details(c: &Client, v: &serde_json::Value) -> String {
+    let id = s(&v["id"]);
+    let result = c
+        .get(&format!("/api/jobs/{id}/result"))
+        .ok()
+        .and_then(|a| Client::json::<serde_json::Value>(a).ok())
+        .unwrap_or_default();
+    let mut t = String::new();
+    let problems = result["problems"].as_array().cloned().unwrap_or_default();
+    for p in problems.iter().take(PROBLEMS_SHOWN) {
+        t += &format!(
+            "problem: slot {}, {}: {}\n",
+            s(&p["slot"]),
+            s(&p["position"]),
+            s(&p["reason"])
+        );
+    }
+    if problems.len() > PROBLEMS_SHOWN {
+        t += &format!("problem: ... and more (engine job log {id})\n");
+    }
+    let traceback = result["traceback"].as_str().map(str::to_owned).or_else(|| {
+        let messages = match v["jobMessages"].as_array() {
+            Some(m) => m.clone(),
+            None => c
+                .get(&format!("/api/jobs/{id}"))
+                .ok()
+                .and_then(|a| Client::json::<serde_json::Value>(a).ok())
+                .and_then(|j| j["jobMessages"].as_array().cloned())
+                .unwrap_or_default(),
+        };
+        messages.iter().find_map(|m| first_traceback(m.as_str()?))
+    });
+    if let Some(tb) = traceback {
+        t += &format!("first traceback:\n{}\n", tb.trim_end());
+    }
+    t
+}
+
+/// The traceback in a log line, from its `Traceback` header on.
+fn first_traceback(line: &str) -> Option<String> {
+    let at = line.find("Traceback (most recent call last)")?;
+    Some(line[at..].to_owned())
+}
+
+/// `, N failed, M rejected` when any are.
+pub fn failed_and_rejected(failed: u64, rejected: u64) -> String {
+    let mut t = String::new();
+    if failed > 0 {
+        t += &format!(", {failed} failed");
+    }
+    if rejected > 0 {
+        t += &format!(", {rejected} rejected");
+    }
+    t
+}
+
+/// One line of a job's progress: `job ID RUNNING: 120 read, 100 scored, ...`.
+fn progress_line(v: &serde_json::Value) -> String {
+    let p = &v["progress"];
+    let mut line = format!("job {} {}", s(&v["id"]), s(&v["jobStatus"]));
+    if p.is_object() {
+        line += &format!(
+            ": {} read, {} scored, {} failed, {} rejected, {} records/s, {:.1} s",
+            s(&p["recordsRead"]),
+            s(&p["recordsScored"]),
+            s(&p["recordsFailed"]),
+            s(&p["recordsRejected"]),
+            s(&p["recordsPerSecond"]),
+            p["elapsedMs"].as_f64().unwrap_or(0.0) / 1000.0
+        );
+    }
+    line
+}
+
+/// Follows job `id` until it ends: a progress bar on a terminal (standard error), plain
+/// lines every `interval` (and at each change of status) otherwise. Returns the final view.
+fn follow(c: &Client, id: &str, interval: Duration) -> Result<serde_json::Value, Failed> {
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {elapsed} {prefix} {human_pos} records scored{msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    });
+    let poll = if bar.is_some() {
+        Duration::from_millis(250)
+    } else {
+        Duration::from_millis(500).min(interval)
+    };
+    let mut printed: Option<(Instant, String)> = None;
+    loop {
+        let v = value(c.get(&format!("/api/jobs/{id}?messages=false"))?)?;
+        let status = s(&v["jobStatus"]);
+        let done = is_final(&status);
+        let p = &v["progress"];
+        match &bar {
+            Some(bar) => {
+                bar.set_prefix(status.clone());
+                bar.set_position(p["recordsScored"].as_u64().unwrap_or(0));
+                bar.set_message(format!(
+                    "{} ({} records/s)",
+                    failed_and_rejected(
+                        p["recordsFailed"].as_u64().unwrap_or(0),
+                        p["recordsRejected"].as_u64().unwrap_or(0)
+                    ),
+                    p["recordsPerSecond"].as_f64().unwrap_or(0.0)
+                ));
+                if done {
+                    bar.finish_and_clear();
+                }
+            }
+            None => {
+                let due = match &printed {
+                    None => true,
+                    Some((at, last)) => *last != status || at.elapsed() >= interval,
+                };
+                if due && !done {
+                    eprintln!("{}", progress_line(&v));
+                    printed = Some((Instant::now(), status.clone()));
+                }
+            }
+        }
+        if done {
+            return Ok(v);
+        }
+        std::thread::sleep(poll);
+    }
+}
+
+/// Prints a followed job's final status and turns it into the exit status.
+fn show_final(c: &Client, mut v: serde_json::Value, json: bool) -> Result<(), Failed> {
+    if !std::io::stderr().is_terminal() {
+        eprintln!("{}", progress_line(&v));
+    }
+    if json {
+        if let Some(o) = v.as_object_mut() {
+            o.remove("jobMessages");
+        }
+    }
+    show_job(c, &v, json);
+    let code = exit::of_job(&s(&v["jobStatus"]), &s(&v["jobResult"]));
+    if code != 0 {
+        return Err(Failed(
+            format!(
+                "job {} ended {} {}",
+                s(&v["id"]),
+                s(&v["jobStatus"]),
+                s(&v["jobResult"])
+            ),
+            code,
+        ));
+    }
+    Ok(())
 }
 
 fn create(
@@ -286,7 +502,7 @@ fn create(
     model: &Path,
     paths: &[PathBuf],
     params: &[String],
-    wait: bool,
+    wait: Option<Duration>,
 ) -> Result<(), Failed> {
     let Some((output, inputs)) = paths.split_last() else {
         return Err(Failed("give INPUT... OUTPUT".into(), exit::USAGE));
@@ -326,36 +542,17 @@ fn create(
             serde_json::Value::Object(map).to_string(),
         ));
     }
-    let mut v = value(c.multipart("POST", "/api/jobs/upload", &parts)?)?;
-    if wait {
-        let id = s(&v["id"]);
-        loop {
-            let status = s(&v["jobStatus"]);
-            if ["COMPLETE", "ERROR", "CANCELLED"].contains(&status.as_str()) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-            v = value(c.get(&format!("/api/jobs/{id}"))?)?;
+    let v = value(c.multipart("POST", "/api/jobs/upload", &parts)?)?;
+    match wait {
+        Some(interval) => {
+            let done = follow(c, &s(&v["id"]), interval)?;
+            show_final(c, done, json)
         }
-        if let Some(o) = v.as_object_mut() {
-            o.remove("jobMessages");
+        None => {
+            show_job(c, &v, json);
+            Ok(())
         }
     }
-    show_job(&v, json);
-    if wait {
-        let code = match (v["jobStatus"].as_str(), v["jobResult"].as_str()) {
-            (Some("COMPLETE"), Some("SUCCESS")) => 0,
-            (Some("COMPLETE"), _) => 1,
-            _ => exit::ERROR,
-        };
-        if code != 0 {
-            return Err(Failed(
-                format!("job {} ended {}", s(&v["id"]), s(&v["jobStatus"])),
-                code,
-            ));
-        }
-    }
-    Ok(())
 }
 
 fn result(c: &Client, json: bool, id: &str) -> Result<(), Failed> {
@@ -384,7 +581,7 @@ fn result(c: &Client, json: bool, id: &str) -> Result<(), Failed> {
 }
 
 pub fn deploy(args: DeployArgs) -> i32 {
-    let c = Client::new(&args.client.engine);
+    let c = args.client.client();
     let r = (|| {
         let mut parts = model_parts(&args.model).map_err(|e| Failed(e.to_string(), exit::USAGE))?;
         if let Some(n) = &args.name {
@@ -398,7 +595,7 @@ pub fn deploy(args: DeployArgs) -> i32 {
 }
 
 pub fn undeploy(args: UndeployArgs) -> i32 {
-    let c = Client::new(&args.client.engine);
+    let c = args.client.client();
     let r = (|| {
         let a = c.delete("/api/deployment")?;
         if a.status >= 400 {
@@ -434,20 +631,27 @@ fn show_deployment(v: &serde_json::Value, json: bool) {
 /// Each line of standard input is one record sent to the roundtrip route; each answer is
 /// printed on its own line.
 pub fn score(args: ScoreArgs) -> i32 {
-    let c = Client::new(&args.client.engine);
+    let c = args.client.client();
     let mut path = format!("/api/roundtrip/{}/{}", args.input_slot, args.output_slot);
     if let Some(t) = args.timeout {
         path += &format!("?timeout={t}");
     }
     let r = (|| {
         let mut failed = 0u64;
-        for line in std::io::stdin().lock().lines() {
-            let line =
-                line.map_err(|e| Failed(format!("cannot read standard input: {e}"), exit::ERROR))?;
+        for (n, line) in std::io::stdin().lock().lines().enumerate() {
+            let n = n + 1;
+            let line = line.map_err(|e| {
+                Failed(
+                    format!("cannot read standard input at line {n}: {e}"),
+                    exit::ERROR,
+                )
+            })?;
             if line.trim().is_empty() {
                 continue;
             }
-            let a = c.post(&path, "application/json", line.as_bytes())?;
+            let a = c
+                .post(&path, "application/json", line.as_bytes())
+                .map_err(|e| Failed(format!("line {n}: {e}"), exit::ERROR))?;
             match a.status {
                 200 => out(&format!(
                     "{}\n",
@@ -456,7 +660,7 @@ pub fn score(args: ScoreArgs) -> i32 {
                 204 => {}
                 _ => {
                     failed += 1;
-                    eprintln!("{}", error_text(&a));
+                    eprintln!("engine score: line {n}: {}", answer_error(&a));
                 }
             }
         }
@@ -468,8 +672,19 @@ pub fn score(args: ScoreArgs) -> i32 {
     report(r, "score")
 }
 
+/// The engine's error, with its detail when it gives one.
+fn answer_error(a: &Answer) -> String {
+    let text = error_text(a);
+    match a.detail.as_deref().map(str::trim) {
+        Some(detail) if !detail.is_empty() && !text.contains(detail) => {
+            format!("{text}: {detail}")
+        }
+        _ => text,
+    }
+}
+
 pub fn status(args: StatusArgs) -> i32 {
-    let c = Client::new(&args.client.engine);
+    let c = args.client.client();
     let r = (|| {
         let v = value(c.get("/api/engine")?)?;
         if args.client.json {

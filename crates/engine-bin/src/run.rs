@@ -139,7 +139,7 @@ fn execute(args: RunArgs, p: Prepared) -> i32 {
         let bar = indicatif::ProgressBar::new_spinner();
         bar.set_style(
             indicatif::ProgressStyle::with_template(
-                "{spinner} {elapsed} {human_pos} records read ({per_sec})",
+                "{spinner} {elapsed} {human_pos} records scored ({per_sec}){msg}",
             )
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
         );
@@ -330,7 +330,12 @@ fn run_prepared(
             let control = control.clone();
             tokio::spawn(async move {
                 loop {
-                    bar.set_position(control.records_read());
+                    let p = control.progress();
+                    bar.set_position(p.records_scored);
+                    bar.set_message(crate::client::failed_and_rejected(
+                        p.records_failed,
+                        p.records_rejected,
+                    ));
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             })

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use runtime_core::{InitContext, ModelSpec, RecordSink, RecordSource, Slot};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -88,20 +88,56 @@ impl Default for JobOptions {
     }
 }
 
-/// Shared between a running job and whoever watches it: records read so far, and a
-/// cancellation request honoured between batches.
+/// Shared between a running job and whoever watches it: the job's progress as it goes,
+/// and a cancellation request honoured between batches.
 #[derive(Debug, Default)]
 pub struct JobControl {
     records_read: AtomicU64,
+    records_scored: AtomicU64,
+    records_failed: AtomicU64,
+    records_rejected: AtomicU64,
     cancelled: AtomicBool,
+}
+
+/// How far a job has got: counts since it started, read while it runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobProgress {
+    /// Records read from the inputs (including those then rejected).
+    pub records_read: u64,
+    /// Records the model has taken: scored without an error (scoring jobs), or handed to
+    /// the metrics or training function.
+    pub records_scored: u64,
+    /// Records whose scoring failed (the model raised, or its worker broke a limit).
+    pub records_failed: u64,
+    /// Input and output records rejected by encoding, schema or size.
+    pub records_rejected: u64,
 }
 
 impl JobControl {
     pub fn records_read(&self) -> u64 {
         self.records_read.load(Ordering::Relaxed)
     }
+    /// The counts so far.
+    pub fn progress(&self) -> JobProgress {
+        JobProgress {
+            records_read: self.records_read.load(Ordering::Relaxed),
+            records_scored: self.records_scored.load(Ordering::Relaxed),
+            records_failed: self.records_failed.load(Ordering::Relaxed),
+            records_rejected: self.records_rejected.load(Ordering::Relaxed),
+        }
+    }
     pub(crate) fn add_read(&self, n: u64) {
         self.records_read.fetch_add(n, Ordering::Relaxed);
+    }
+    pub(crate) fn add_scored(&self, n: u64) {
+        self.records_scored.fetch_add(n, Ordering::Relaxed);
+    }
+    pub(crate) fn add_failed(&self, n: u64) {
+        self.records_failed.fetch_add(n, Ordering::Relaxed);
+    }
+    pub(crate) fn add_rejected(&self, n: u64) {
+        self.records_rejected.fetch_add(n, Ordering::Relaxed);
     }
     pub fn cancel(&self) {
         self.cancelled.store(true, Ordering::Relaxed);

@@ -13,8 +13,8 @@ mod run;
 
 pub use error::{Error, Result};
 pub use job::{
-    Job, JobControl, JobInput, JobKind, JobOptions, JobOutcome, JobOutput, JobResult, JobStatus,
-    OutputReport, RecordProblem, SlotCounts,
+    Job, JobControl, JobInput, JobKind, JobOptions, JobOutcome, JobOutput, JobProgress, JobResult,
+    JobStatus, OutputReport, RecordProblem, SlotCounts,
 };
 pub use model_files::{materialize, LocatedModel, Materialized};
 pub use run::run_job;

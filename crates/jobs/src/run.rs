@@ -28,7 +28,12 @@ const CHANNEL_DEPTH: usize = 4;
 /// Runs a job to its end. Never fails: whatever happens is in the outcome and the log.
 pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> JobOutcome {
     let started = Instant::now();
-    let mut state = State::new(job.kind, job.options.failures_kept, log.clone());
+    let mut state = State::new(
+        job.kind,
+        job.options.failures_kept,
+        log.clone(),
+        job.control.clone(),
+    );
     let Job {
         kind,
         model,
@@ -294,6 +299,8 @@ fn traceback_of(e: &CoreError) -> Option<String> {
 struct State {
     kind: JobKind,
     log: Arc<dyn JobLog>,
+    /// Where the counts are published while the job runs.
+    control: Arc<JobControl>,
     inputs: BTreeMap<u32, SlotCounts>,
     outputs: BTreeMap<u32, SlotCounts>,
     failed: u64,
@@ -306,10 +313,16 @@ struct State {
 }
 
 impl State {
-    fn new(kind: JobKind, failures_kept: usize, log: Arc<dyn JobLog>) -> Self {
+    fn new(
+        kind: JobKind,
+        failures_kept: usize,
+        log: Arc<dyn JobLog>,
+        control: Arc<JobControl>,
+    ) -> Self {
         State {
             kind,
             log,
+            control,
             inputs: BTreeMap::new(),
             outputs: BTreeMap::new(),
             failed: 0,
@@ -335,6 +348,7 @@ impl State {
     fn input_rejected(&mut self, slot: Slot, r: &Rejection) {
         let counts = self.inputs.entry(slot.0).or_default();
         bump(counts, r.kind);
+        self.control.add_rejected(1);
         self.log.error(
             LogSource::Engine,
             format!(
@@ -359,6 +373,7 @@ impl State {
     fn output_rejected_at(&mut self, slot: Slot, r: &Rejection, at: String) {
         let counts = self.outputs.entry(slot.0).or_default();
         bump(counts, r.kind);
+        self.control.add_rejected(1);
         self.log.error(
             LogSource::Engine,
             format!(
@@ -647,6 +662,7 @@ async fn emit(
     for (i, outcome) in outcomes.into_iter().enumerate() {
         match outcome {
             Ok(outs) => {
+                state.control.add_scored(1);
                 let n = first_seqno + i as u64;
                 for (out_slot, v) in outs {
                     if let Some(v) = check_output(out_slot, v, state, options, || {
@@ -658,6 +674,7 @@ async fn emit(
             }
             Err(f) => {
                 state.failed += 1;
+                state.control.add_failed(1);
                 let n = first_seqno + i as u64;
                 let mut msg = format!("Record {n} on slot {slot} failed: {}", f.message);
                 if !f.traceback.is_empty() {
@@ -691,7 +708,9 @@ async fn run_all(
         let mut values = Vec::with_capacity(batch.items.len());
         let stop = take_records(batch, state, options, |v| values.push(v));
         if !values.is_empty() {
+            let n = values.len() as u64;
             session.collect(slot, values).await?;
+            state.control.add_scored(n);
         }
         if stop || control.is_cancelled() {
             stopped = true;
@@ -755,6 +774,7 @@ impl Writers {
             None => {
                 let n = values.len() as u64;
                 state.failed += n;
+                state.control.add_failed(n);
                 if !state.unrouted_warned.contains(&slot.0) {
                     state.unrouted_warned.push(slot.0);
                     let reason =

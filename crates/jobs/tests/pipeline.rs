@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use jobs::{
-    run_job, Job, JobControl, JobInput, JobKind, JobOptions, JobOutput, JobResult, JobStatus,
+    run_job, Job, JobControl, JobInput, JobKind, JobOptions, JobOutput, JobProgress, JobResult,
+    JobStatus,
 };
 use runtime_core::{
     AllRecordsFunction, EntryPoints, Error, InitContext, Language, MemoryLog, ModelSpec, OutRecord,
@@ -477,4 +478,42 @@ async fn worker_deaths_are_survived_only_within_the_restart_budget() {
         (JobStatus::Complete, JobResult::Failure)
     );
     assert_eq!(ys(&s1), vec![2, 6, 10]);
+}
+
+#[tokio::test]
+async fn progress_counts_read_scored_failed_and_rejected_records() {
+    let (s1, s3) = (VecSink::default(), VecSink::default());
+    let items = vec![
+        record(1, 1),
+        bad(2),
+        record(3, 13),
+        record(4, 7),
+        record(5, 5),
+    ];
+    let job = job(
+        JobKind::Score,
+        items,
+        &[(1, s1.clone()), (3, s3.clone())],
+        false,
+    );
+    let control = job.control.clone();
+    assert_eq!(control.progress(), JobProgress::default());
+    let out = run_job(
+        job,
+        &DoublerRunner::default(),
+        Arc::new(MemoryLog::default()),
+    )
+    .await;
+    assert_eq!(
+        control.progress(),
+        JobProgress {
+            records_read: 5,
+            records_scored: 3,
+            records_failed: 1,
+            records_rejected: 2,
+        },
+        "one input rejected by encoding, one output rejected by encoding"
+    );
+    assert_eq!(out.records_failed, control.progress().records_failed);
+    assert_eq!(out.records_rejected, control.progress().records_rejected);
 }

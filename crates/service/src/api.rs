@@ -275,12 +275,74 @@ pub struct JobView {
     pub runs: i64,
     /// The engine stopped while the job ran; it can be re-run.
     pub interrupted: bool,
+    /// How far the job has got: live while it is RUNNING, the final figures once it ran to
+    /// its end; null before it starts.
+    pub progress: Option<ProgressView>,
     /// The job's log lines (only when one job is asked for).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub job_messages: Option<Vec<String>>,
 }
 
+/// A job's progress: records so far, time since it started, and the rate.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProgressView {
+    /// Records read from the inputs (including those then rejected).
+    pub records_read: u64,
+    /// Records the model has taken: scored without an error (scoring jobs), or handed to
+    /// the metrics or training function.
+    pub records_scored: u64,
+    /// Records whose scoring failed.
+    pub records_failed: u64,
+    /// Input and output records rejected by encoding, schema or size.
+    pub records_rejected: u64,
+    /// Milliseconds since the job started (to its end, once finished).
+    pub elapsed_ms: u64,
+    /// Records scored or failed per second of `elapsedMs`.
+    pub records_per_second: f64,
+}
+
+fn progress_view(p: jobs::JobProgress, elapsed_ms: u64) -> ProgressView {
+    let done = p.records_scored + p.records_failed;
+    let records_per_second = if elapsed_ms == 0 {
+        0.0
+    } else {
+        // Rounded to a tenth: a rate, not a measurement.
+        (done as f64 * 10_000.0 / elapsed_ms as f64).round() / 10.0
+    };
+    ProgressView {
+        records_read: p.records_read,
+        records_scored: p.records_scored,
+        records_failed: p.records_failed,
+        records_rejected: p.records_rejected,
+        elapsed_ms,
+        records_per_second,
+    }
+}
+
+/// The job's view with its live progress when it is running.
+fn job_view_live(e: &Engine, r: &JobRow) -> JobView {
+    let mut view = job_view(r);
+    if r.status == JobState::Running {
+        if let Some(p) = e.queue.progress(&r.id) {
+            let elapsed = r
+                .started_ms
+                .map(|s| u64::try_from(crate::time::now_ms() - s).unwrap_or(0))
+                .unwrap_or(0);
+            view.progress = Some(progress_view(p, elapsed));
+        }
+    }
+    view
+}
+
 fn job_view(r: &JobRow) -> JobView {
+    let progress = r
+        .status
+        .is_final()
+        .then_some(r.outcome.as_deref())
+        .flatten()
+        .and_then(|o| serde_json::from_str::<StoredOutcome>(o).ok())
+        .and_then(|o| Some(progress_view(o.progress?, o.elapsed_ms)));
     JobView {
         id: r.id.clone(),
         job_type: r.job_type.clone(),
@@ -297,6 +359,7 @@ fn job_view(r: &JobRow) -> JobView {
         records_failed: r.records_failed,
         runs: r.runs,
         interrupted: r.interrupted,
+        progress,
         job_messages: None,
     }
 }
@@ -522,7 +585,7 @@ async fn list_jobs(
     let limit = i64::from(q.limit.unwrap_or(100).clamp(1, 10_000));
     let rows = e.store().list(status, limit).await?;
     Ok(Json(JobList {
-        jobs: rows.iter().map(job_view).collect(),
+        jobs: rows.iter().map(|r| job_view_live(&e, r)).collect(),
     }))
 }
 
@@ -533,13 +596,29 @@ async fn job_row(e: &Engine, id: &str) -> Result<JobRow> {
         .ok_or_else(|| Error::NotFound(format!("job {id}")))
 }
 
-/// One job, with its log lines (`jobMessages`).
-#[utoipa::path(get, path = "/api/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
-    responses((status = 200, body = JobView), (status = 404, body = ErrorBody)))]
-async fn get_job(State(e): State<AppState>, Path(id): Path<String>) -> Result<Json<JobView>> {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct JobQuery {
+    /// Include the job's log lines (`jobMessages`); true by default. Whoever follows a job's
+    /// progress asks without them.
+    messages: Option<bool>,
+}
+
+/// One job, with its log lines (`jobMessages`) unless `messages=false`.
+#[utoipa::path(get, path = "/api/jobs/{id}", tag = "jobs", params(("id" = String, Path), JobQuery),
+    responses((status = 200, body = JobView), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+async fn get_job(
+    State(e): State<AppState>,
+    Path(id): Path<String>,
+    q: std::result::Result<Query<JobQuery>, QueryRejection>,
+) -> Result<Json<JobView>> {
+    let Query(q) = q.map_err(|r| Error::BadRequest(r.body_text()))?;
     let row = job_row(&e, &id).await?;
-    let mut view = job_view(&row);
-    view.job_messages = Some(e.store().log(&id).await?.iter().map(line_text).collect());
+    let mut view = job_view_live(&e, &row);
+    if q.messages.unwrap_or(true) {
+        view.job_messages = Some(e.store().log(&id).await?.iter().map(line_text).collect());
+    }
     Ok(Json(view))
 }
 

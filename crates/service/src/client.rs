@@ -1,6 +1,8 @@
 //! The HTTP client the CLI uses to talk to a running engine. Blocking (the CLI has no
 //! async runtime of its own); errors carry the engine's own message.
 
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -20,6 +22,8 @@ pub struct Client {
 pub struct Answer {
     pub status: u16,
     pub body: Vec<u8>,
+    /// The engine's detail of an error (`X-Engine-Detail`), when it gives one.
+    pub detail: Option<String>,
 }
 
 /// One part of a multipart upload.
@@ -80,13 +84,22 @@ impl Client {
         let mut r =
             r.map_err(|e| Error::Client(format!("cannot reach the engine at {}: {e}", self.base)))?;
         let status = r.status().as_u16();
+        let detail = r
+            .headers()
+            .get("x-engine-detail")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let body = r
             .body_mut()
             .with_config()
             .limit(ANSWER_LIMIT)
             .read_to_vec()
             .map_err(|e| Error::Client(format!("cannot read the engine's answer: {e}")))?;
-        Ok(Answer { status, body })
+        Ok(Answer {
+            status,
+            body,
+            detail,
+        })
     }
 
     pub fn get(&self, path: &str) -> Result<Answer> {
@@ -98,21 +111,64 @@ impl Client {
     }
 
     pub fn post(&self, path: &str, content_type: &str, body: &[u8]) -> Result<Answer> {
-        self.finish(
-            self.agent
-                .post(self.url(path))
-                .content_type(content_type)
-                .send(body),
-        )
+        self.send("POST", path, content_type, body)
     }
 
     pub fn put(&self, path: &str, content_type: &str, body: &[u8]) -> Result<Answer> {
-        self.finish(
-            self.agent
-                .put(self.url(path))
-                .content_type(content_type)
-                .send(body),
-        )
+        self.send("PUT", path, content_type, body)
+    }
+
+    /// Sends a body. An engine that refuses a body (413: too large) answers and closes the
+    /// connection before reading all of it, which an HTTP client only sees as a broken pipe;
+    /// the request is then made again over a plain socket that reads that answer.
+    fn send(&self, method: &str, path: &str, content_type: &str, body: &[u8]) -> Result<Answer> {
+        let request = match method {
+            "PUT" => self.agent.put(self.url(path)),
+            _ => self.agent.post(self.url(path)),
+        };
+        match request.content_type(content_type).send(body) {
+            Err(ureq::Error::Io(e)) if closed_early(&e) => self
+                .send_reading_early_answer(method, path, content_type, body)
+                .ok_or_else(|| {
+                    Error::Client(format!(
+                        "the engine at {} closed the connection while the request ({} bytes) was being sent: {e}",
+                        self.base,
+                        body.len()
+                    ))
+                }),
+            r => self.finish(r),
+        }
+    }
+
+    /// The request written by hand, its answer read even after the engine stopped reading.
+    /// `None` when there is no answer to read (or the engine is not plain HTTP).
+    fn send_reading_early_answer(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> Option<Answer> {
+        let rest = self.base.strip_prefix("http://")?;
+        let (authority, prefix) = match rest.find('/') {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        let mut stream = TcpStream::connect(authority).ok()?;
+        stream.set_read_timeout(Some(EARLY_ANSWER_WAIT)).ok()?;
+        stream.set_write_timeout(Some(EARLY_ANSWER_WAIT)).ok()?;
+        let head = format!(
+            "{method} {prefix}{path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        // Writing stops where the engine stopped reading; its answer is already on its way.
+        let _ = stream
+            .write_all(head.as_bytes())
+            .and_then(|()| stream.write_all(body));
+        let mut raw = Vec::new();
+        // A reset after the answer ends the read with an error; what came before is kept.
+        let _ = (&mut stream).take(EARLY_ANSWER_LIMIT).read_to_end(&mut raw);
+        parse_answer(&raw)
     }
 
     /// Sends a multipart/form-data body with `method` (POST or PUT).
@@ -134,6 +190,68 @@ impl Client {
         serde_json::from_slice(&answer.body)
             .map_err(|e| Error::Client(format!("unexpected answer from the engine: {e}")))
     }
+}
+
+/// How long the engine's answer to a refused body is waited for.
+const EARLY_ANSWER_WAIT: Duration = Duration::from_secs(30);
+/// Largest answer to a refused body read.
+const EARLY_ANSWER_LIMIT: u64 = 1 << 20;
+
+/// The engine closed the connection while the request was sent.
+fn closed_early(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+    )
+}
+
+/// An HTTP/1.1 answer read off a socket: status, `X-Engine-Detail`, body (by its length,
+/// chunked, or up to the end).
+fn parse_answer(raw: &[u8]) -> Option<Answer> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut response = httparse::Response::new(&mut headers);
+    let httparse::Status::Complete(head_len) = response.parse(raw).ok()? else {
+        return None;
+    };
+    let status = response.code?;
+    let header = |name: &str| {
+        response
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .and_then(|h| std::str::from_utf8(h.value).ok())
+            .map(|v| v.trim().to_owned())
+    };
+    let detail = header("x-engine-detail");
+    let rest = &raw[head_len..];
+    let body = if header("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
+        dechunk(rest)
+    } else {
+        match header("content-length").and_then(|l| l.parse::<usize>().ok()) {
+            Some(n) => rest[..n.min(rest.len())].to_vec(),
+            None => rest.to_vec(),
+        }
+    };
+    Some(Answer {
+        status,
+        body,
+        detail,
+    })
+}
+
+/// A chunked body's data, as far as it was received.
+fn dechunk(mut rest: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Ok(httparse::Status::Complete((start, len))) = httparse::parse_chunk_size(rest) {
+        let Ok(len) = usize::try_from(len) else { break };
+        if len == 0 {
+            break;
+        }
+        let end = (start + len).min(rest.len());
+        body.extend_from_slice(&rest[start..end]);
+        rest = rest.get(end + 2..).unwrap_or_default();
+    }
+    body
 }
 
 /// The engine's error message in an answer.
@@ -201,4 +319,21 @@ pub fn model_parts(model: &Path) -> Result<Vec<Part>> {
         parts.push(Part::file("asset", path, &rel.to_string_lossy())?);
     }
     Ok(parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_answer;
+
+    #[test]
+    fn an_answer_read_off_a_socket_keeps_status_detail_and_body() {
+        let raw = b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 22\r\nX-Engine-Detail: limit 16 MiB\r\n\r\nthe body is over 16MiBtrailing";
+        let a = parse_answer(raw).unwrap();
+        assert_eq!(a.status, 413);
+        assert_eq!(a.detail.as_deref(), Some("limit 16 MiB"));
+        assert_eq!(a.body, b"the body is over 16MiB");
+        let chunked = b"HTTP/1.1 400 Bad Request\r\ntransfer-encoding: chunked\r\n\r\n4\r\nover\r\n3\r\n 16\r\n0\r\n\r\n";
+        assert_eq!(parse_answer(chunked).unwrap().body, b"over 16");
+        assert!(parse_answer(b"HTTP/1.1 413 Payl").is_none());
+    }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use codecs::CodecConfig;
 use endpoints::{FileSink, FileSource};
-use jobs::{Job, JobControl, JobInput, JobKind, JobOptions, JobOutcome, JobOutput};
+use jobs::{Job, JobControl, JobInput, JobKind, JobOptions, JobOutcome, JobOutput, JobProgress};
 use runtime_core::{InitContext, JobLog, Level, Slot};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
@@ -51,6 +51,9 @@ pub struct StoredOutcome {
     pub problems: Vec<serde_json::Value>,
     pub traceback: Option<String>,
     pub elapsed_ms: u64,
+    /// The final counts, as the job's progress showed them.
+    #[serde(default)]
+    pub progress: Option<JobProgress>,
 }
 
 struct Current {
@@ -249,6 +252,15 @@ impl JobQueue {
             .ok_or_else(|| Error::NotFound(format!("job {id}")))
     }
 
+    /// The counts of job `id` so far, while it runs.
+    pub fn progress(&self, id: &str) -> Option<JobProgress> {
+        self.current.lock().ok().and_then(|c| {
+            c.as_ref()
+                .filter(|c| c.id == id)
+                .map(|c| c.control.progress())
+        })
+    }
+
     pub fn running_id(&self) -> Option<String> {
         self.current
             .lock()
@@ -432,13 +444,19 @@ impl JobQueue {
                 reason: Some(reason.into()),
                 records_in: control.records_read() as i64,
                 records_out: 0,
-                records_rejected: 0,
-                records_failed: 0,
+                records_rejected: control.progress().records_rejected as i64,
+                records_failed: control.progress().records_failed as i64,
                 outcome: None,
                 interrupted: !cancelled,
             });
         };
-        Ok(finish_of(&outcome, places, train_dir, &spec))
+        Ok(finish_of(
+            &outcome,
+            places,
+            train_dir,
+            &spec,
+            control.progress(),
+        ))
     }
 }
 
@@ -589,6 +607,7 @@ fn finish_of(
     mut places: Vec<OutputPlace>,
     train_dir: Option<PathBuf>,
     spec: &JobSpec,
+    progress: JobProgress,
 ) -> Finish {
     for p in &mut places {
         if let Some(c) = o.outputs.get(&p.slot) {
@@ -612,6 +631,7 @@ fn finish_of(
             .collect(),
         traceback: o.traceback.clone(),
         elapsed_ms: o.elapsed_ms,
+        progress: Some(progress),
     };
     let status = match o.status {
         jobs::JobStatus::Complete => JobState::Complete,
