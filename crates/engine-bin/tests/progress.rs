@@ -40,7 +40,7 @@ fn slow_job_document(inputs: &str) -> Value {
 }
 
 #[test]
-fn h6_a_running_job_shows_growing_counts_then_its_final_figures() {
+fn a_running_job_shows_growing_counts_then_its_final_figures() {
     let dir = tempfile::tempdir().unwrap();
     let e = Engine::start(dir.path(), &[], &[("ENGINE_JOB_BATCH_SIZE", "2")]);
     let (s, job) = e.send(
@@ -136,7 +136,7 @@ fn scored_counts(stderr: &str) -> Vec<u64> {
 }
 
 #[test]
-fn h6_job_create_wait_prints_progress_lines_and_exits_with_the_job_status() {
+fn job_create_wait_prints_progress_lines_and_exits_with_the_job_status() {
     let dir = tempfile::tempdir().unwrap();
     let e = Engine::start(dir.path(), &[], &[("ENGINE_JOB_BATCH_SIZE", "2")]);
     let model = slow_model();
@@ -236,7 +236,7 @@ fn h6_job_create_wait_prints_progress_lines_and_exits_with_the_job_status() {
 }
 
 #[test]
-fn h6_job_status_watch_follows_a_job_to_its_end_and_status_shows_why_it_failed() {
+fn job_status_watch_follows_a_job_to_its_end_and_status_shows_why_it_failed() {
     let dir = tempfile::tempdir().unwrap();
     let e = Engine::start(dir.path(), &[], &[("ENGINE_JOB_BATCH_SIZE", "2")]);
     let (s, job) = e.send(
@@ -281,7 +281,7 @@ fn h6_job_status_watch_follows_a_job_to_its_end_and_status_shows_why_it_failed()
 }
 
 #[test]
-fn h6_engine_score_names_the_line_and_the_engines_detail() {
+fn engine_score_names_the_line_and_the_engines_detail() {
     let dir = tempfile::tempdir().unwrap();
     let e = Engine::start(dir.path(), &[], &[]);
     let address = e.url.strip_prefix("http://").unwrap();
@@ -318,7 +318,7 @@ fn h6_engine_score_names_the_line_and_the_engines_detail() {
     assert!(stderr.contains("2 record(s) failed"), "{stderr}");
 }
 #[test]
-fn h6_a_refused_body_prints_the_engines_answer_not_a_broken_pipe() {
+fn a_refused_body_prints_the_engines_answer_not_a_broken_pipe() {
     let dir = tempfile::tempdir().unwrap();
     let e = Engine::start(dir.path(), &[], &[]);
     let out = cli(&e.url, &["deploy", slow_model().to_str().unwrap()]);
@@ -352,12 +352,8 @@ fn h6_a_refused_body_prints_the_engines_answer_not_a_broken_pipe() {
 }
 
 #[test]
-fn h6_on_a_terminal_watch_draws_a_bar_of_scored_records() {
-    // `script` (util-linux) gives the command a terminal; without it there is nothing to see.
-    if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("no 'script' command: the terminal bar is not checked");
-        return;
-    }
+fn on_a_terminal_watch_draws_a_bar_of_scored_records() {
+    // `script` (util-linux, essential on Debian) gives the command a terminal.
     let dir = tempfile::tempdir().unwrap();
     let e = Engine::start(dir.path(), &[], &[("ENGINE_JOB_BATCH_SIZE", "2")]);
     let (s, job) = e.send(
@@ -389,11 +385,7 @@ fn h6_on_a_terminal_watch_draws_a_bar_of_scored_records() {
 }
 
 #[test]
-fn h6_engine_runs_bar_counts_scored_records() {
-    if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("no 'script' command: the terminal bar is not checked");
-        return;
-    }
+fn engine_runs_bar_counts_scored_records() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("slow.jsonl");
     std::fs::write(&input, records(20, 0.05, &[])).unwrap();
