@@ -296,6 +296,7 @@ fn run_prepared(
                 stop_on_bad_records: args.stop_on_bad_records,
                 batch_size: args.batch_size as usize,
                 workers: args.workers.map_or_else(default_workers, |w| w as usize),
+                workers_explicit: args.workers.is_some(),
                 max_worker_restarts: args.max_worker_restarts,
                 worker_limits: args.record_timeout.is_some() || args.memory_limit.is_some(),
                 environments: Some(Arc::new(environment_cache(args))),

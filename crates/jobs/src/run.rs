@@ -108,7 +108,7 @@ pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> Job
         env,
     };
     let workers = match kind {
-        JobKind::Score => options.workers.max(1),
+        JobKind::Score => score_workers(&model, &inputs, &options, &log),
         JobKind::Metrics | JobKind::Train => 1,
     };
     log.info(
@@ -233,6 +233,66 @@ pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> Job
             .get_or_insert_with(|| "the job was cancelled".to_owned());
     }
     state.finish(reports, started)
+}
+
+/// How many workers score: the number asked for, but one for a model that reads several
+/// input slots (a join: each worker would see only some of each) or keeps state between
+/// records, unless the user gave the number explicitly.
+fn score_workers(
+    model: &runtime_core::ModelSpec,
+    inputs: &[crate::job::JobInput],
+    options: &crate::job::JobOptions,
+    log: &Arc<dyn JobLog>,
+) -> usize {
+    let asked = options.workers.max(1);
+    if asked == 1 {
+        return 1;
+    }
+    let mut slots: Vec<u32> = inputs.iter().map(|i| i.slot.0).collect();
+    slots.sort_unstable();
+    slots.dedup();
+    let reason = if slots.len() > 1 {
+        Some(format!(
+            "the model reads {} input slots ({}), so every record must reach the same worker",
+            slots.len(),
+            slots
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    } else {
+        std::fs::read_to_string(model.work_dir.join(&model.main_source))
+            .ok()
+            .and_then(|source| {
+                runtime_core::model::state_kept_between_records(
+                    &source,
+                    model.language,
+                    model.entry_points.init.as_deref(),
+                )
+            })
+            .map(|why| format!("the model's {why}"))
+    };
+    match reason {
+        None => asked,
+        Some(reason) if options.workers_explicit => {
+            log.warn(
+                LogSource::Engine,
+                format!(
+                    "{asked} workers as asked, although {reason}: each worker sees only \
+                     some of the records"
+                ),
+            );
+            asked
+        }
+        Some(reason) => {
+            log.info(
+                LogSource::Engine,
+                format!("one worker: {reason} (ask for more workers explicitly to override)"),
+            );
+            1
+        }
+    }
 }
 
 /// Installs a Python model's requirements (`requirements.txt` and the other requirements

@@ -1,0 +1,125 @@
+//! Real ModelOp/FastScore models run unchanged: each test reproduces a compatibility bug
+//! found on public models with a model under `tests/models/`, through the real binary
+//! (`engine run`, and `engine serve` where the convention concerns it too).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn engine(args: &[&str]) -> Output {
+    Command::new(common::ENGINE)
+        .args(args)
+        .current_dir(root())
+        .env_remove("ENGINE_LOG")
+        .output()
+        .expect("engine runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn lines(out: &Output) -> Vec<serde_json::Value> {
+    text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+/// The `n` fields of a counter model's outputs, sorted.
+fn counts(out: &Output) -> Vec<i64> {
+    let mut n: Vec<i64> = lines(out).iter().filter_map(|r| r["n"].as_i64()).collect();
+    n.sort_unstable();
+    n
+}
+
+#[test]
+fn a_join_over_three_input_slots_runs_in_one_worker() {
+    let m = "tests/models/join-three-slots";
+    let out = engine(&[
+        "run",
+        &format!("{m}/join.py"),
+        "--input",
+        &format!("{m}/a.jsonl"),
+        "--input",
+        &format!("{m}/b.jsonl"),
+        "--input",
+        &format!("{m}/c.jsonl"),
+        "--batch-size",
+        "3",
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let records = lines(&out);
+    assert_eq!(records.len(), 20, "{err}");
+    for r in &records {
+        let id = r["id"].as_i64().unwrap();
+        assert_eq!(r["c"].as_i64(), Some(id * 100), "{r}");
+    }
+    assert!(
+        err.contains("one worker: the model reads 3 input slots (0, 2, 4)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn models_keeping_state_run_in_one_worker_unless_asked() {
+    for model in [
+        "tests/models/counter-python/counter.py",
+        "tests/models/counter-r/counter.R",
+    ] {
+        let input = "tests/models/counter-python/ids.jsonl";
+        let out = engine(&["run", model, "--input", input, "--batch-size", "2"]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{model}: {err}");
+        assert_eq!(counts(&out), (1..=20).collect::<Vec<_>>(), "{model}: {err}");
+        if std::thread::available_parallelism().map_or(1, usize::from) > 1 {
+            assert!(
+                err.contains("one worker: the model's line"),
+                "{model}: {err}"
+            );
+        }
+        // An explicit worker count wins, with a warning.
+        let out = engine(&[
+            "run",
+            model,
+            "--input",
+            input,
+            "--batch-size",
+            "2",
+            "--workers",
+            "2",
+        ]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{model}: {err}");
+        assert!(
+            err.contains("2 workers as asked, although"),
+            "{model}: {err}"
+        );
+        assert_ne!(counts(&out), (1..=20).collect::<Vec<_>>(), "{model}: {err}");
+    }
+}
+
+#[test]
+fn action_and_score_slot_comments_name_the_score_function() {
+    for (model, factor) in [
+        ("action0.py", 1),
+        ("score0.py", 3),
+        ("action0.R", 1),
+        ("score0.R", 3),
+    ] {
+        let m = format!("tests/models/action-markers/{model}");
+        let out = engine(&["run", &m, "--input", "tests/models/action-markers/x.jsonl"]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{model}: {err}");
+        let records = lines(&out);
+        assert_eq!(records.len(), 2, "{model}: {err}");
+        assert_eq!(records[1]["by"], "predict", "{model}");
+        assert_eq!(records[1]["x"], 2 * factor, "{model}");
+    }
+}
