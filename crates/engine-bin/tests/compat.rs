@@ -123,3 +123,31 @@ fn action_and_score_slot_comments_name_the_score_function() {
         assert_eq!(records[1]["x"], 2 * factor, "{model}");
     }
 }
+
+#[test]
+fn metrics_output_is_not_checked_against_the_score_output_schema() {
+    let m = "tests/models/metrics-with-schemas";
+    let out = engine(&[
+        "run",
+        m,
+        "--job",
+        "metrics",
+        "--input",
+        &format!("{m}/data.jsonl"),
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let records = lines(&out);
+    assert_eq!(records.len(), 1, "{err}");
+    assert_eq!(records[0]["records"], 3);
+    assert_eq!(records[0]["mean_x"], 2.0);
+    assert!(err.contains("metrics output is not checked"), "{err}");
+    // Scoring still checks: the same schemas apply to the score function's output.
+    let out = engine(&["run", m, "--input", &format!("{m}/data.jsonl")]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("records checked against schema output_schema"),
+        "{err}"
+    );
+}

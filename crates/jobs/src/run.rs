@@ -91,6 +91,28 @@ pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> Job
         return state.finish_error(reason, None, Vec::new(), started);
     }
 
+    // The model's output schemas describe what its score function yields; a metrics or
+    // training function's output (a dict of figures) has no schema of its own.
+    let mut options = options;
+    if kind != JobKind::Score && !options.schemas.outputs.is_empty() {
+        let slots: Vec<String> = options
+            .schemas
+            .outputs
+            .keys()
+            .map(|s| s.to_string())
+            .collect();
+        log.info(
+            LogSource::Engine,
+            format!(
+                "the {} output is not checked against the model's output schema (slot {}): \
+                 that schema describes what the score function yields",
+                kind.as_str(),
+                slots.join(", ")
+            ),
+        );
+        options.schemas.outputs.clear();
+    }
+
     // The model's own Python environment, held until its workers are closed.
     let mut model = model;
     let _environment = match prepare_environment(&model, &options, &log).await {
