@@ -151,3 +151,41 @@ fn metrics_output_is_not_checked_against_the_score_output_schema() {
         "{err}"
     );
 }
+
+/// A deployment or job document carrying the model of `tests/models/<dir>` (every file at
+/// its top, the main one first) as ModelOp Center sends it.
+fn stored_model(dir: &str, main: &str) -> serde_json::Value {
+    let folder = root().join("tests/models").join(dir);
+    let mut names: Vec<String> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut assets = Vec::new();
+    for name in names {
+        let content = std::fs::read_to_string(folder.join(&name)).unwrap();
+        assets.push(if name == main {
+            serde_json::json!({"name": name, "assetType": "SOURCE_CODE",
+                "assetRole": "MODEL_SOURCE", "primaryModelSource": true, "sourceCode": content})
+        } else {
+            serde_json::json!({"name": name, "assetType": "FILE", "fileContentString": content})
+        });
+    }
+    serde_json::json!({"modelMetaData": {"name": dir}, "modelAssets": assets})
+}
+
+#[test]
+fn a_deployment_installs_the_models_requirements_like_a_job() {
+    let data = tempfile::tempdir().unwrap();
+    let e = common::Engine::start(data.path(), &[], &[]);
+    let doc = serde_json::json!({
+        "name": "pinned",
+        "deployableModel": {"storedModel": stored_model("pinned", "model.py")},
+    });
+    let (status, body) = e.send("PUT", "/api/deployment", &doc);
+    assert!(status == 200 || status == 201, "{status} {body}");
+    let (status, body, _) = e.score("/api/roundtrip/0/1", r#"{"x": 1}"#);
+    assert_eq!(status, 200, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["six"], "1.16.0", "{body}");
+}

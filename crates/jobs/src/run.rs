@@ -115,7 +115,14 @@ pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> Job
 
     // The model's own Python environment, held until its workers are closed.
     let mut model = model;
-    let _environment = match prepare_environment(&model, &options, &log).await {
+    let _environment = match prepare_environment(
+        &model,
+        options.environments.clone(),
+        &options.requirements_assets,
+        &log,
+    )
+    .await
+    {
         Ok(Some(prepared)) => {
             model.import_paths.insert(0, prepared.site_packages.clone());
             Some(prepared)
@@ -318,18 +325,21 @@ fn score_workers(
 }
 
 /// Installs a Python model's requirements (`requirements.txt` and the other requirements
-/// assets at the top of its working directory) into its own cached environment.
-async fn prepare_environment(
+/// assets at the top of its working directory) into its own cached environment. The same
+/// for batch jobs and deployments: put the result's `site_packages` first in the model's
+/// `import_paths` and hold it while the model's workers run.
+pub async fn prepare_environment(
     model: &runtime_core::ModelSpec,
-    options: &crate::job::JobOptions,
+    environments: Option<Arc<environments::EnvironmentCache>>,
+    requirements_assets: &[String],
     log: &Arc<dyn JobLog>,
 ) -> Result<Option<environments::PreparedEnv>, String> {
     if model.language != runtime_core::Language::Python {
         return Ok(None);
     }
     let mut files = Vec::new();
-    let names = std::iter::once("requirements.txt")
-        .chain(options.requirements_assets.iter().map(String::as_str));
+    let names =
+        std::iter::once("requirements.txt").chain(requirements_assets.iter().map(String::as_str));
     for name in names {
         let path = model.work_dir.join(name);
         if files
@@ -349,7 +359,7 @@ async fn prepare_environment(
     if files.is_empty() {
         return Ok(None);
     }
-    let Some(cache) = options.environments.clone() else {
+    let Some(cache) = environments else {
         let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
         return Err(format!(
             "the model has requirements ({}) but this engine has no environment cache to install them into",

@@ -920,6 +920,25 @@ async fn deploy_document(
                 return Err(Error::BadRequest(format!("the model's schemas: {err}")));
             }
         };
+    // The same environment logic as a batch job's: the model's requirements installed.
+    let mut prepared = prepared;
+    let job_log: Arc<dyn runtime_core::JobLog> = log.clone();
+    let environment =
+        match jobs::prepare_environment(&prepared.spec, e.deps.environments.clone(), &[], &job_log)
+            .await
+        {
+            Ok(env) => env,
+            Err(reason) => {
+                remove_dir(dir).await;
+                return Err(Error::BadRequest(reason));
+            }
+        };
+    if let Some(env) = &environment {
+        prepared
+            .spec
+            .import_paths
+            .insert(0, env.site_packages.clone());
+    }
     let spec = DeploySpec {
         id,
         name: model.name.clone(),
@@ -942,6 +961,7 @@ async fn deploy_document(
         queue_bound: e.config.score_queue_bound,
         batch_max: e.config.score_batch_max,
         workers: e.config.score_workers,
+        environment,
     };
     if spec.model.entry_points.score.is_none() {
         remove_dir(dir).await;
