@@ -218,9 +218,16 @@ fn run_prepared(
         ),
     );
 
-    let schemas = schema::resolve_model_schemas(&materialized.work_dir, &comments)
-        .map_err(|e| format!("the model's schemas: {e}"))?
-        .switched(!args.no_input_schema_check, !args.no_output_schema_check);
+    let (schemas, warnings) = schema::resolve_checked_schemas(
+        &materialized.work_dir,
+        &comments,
+        !args.no_input_schema_check,
+        !args.no_output_schema_check,
+    )
+    .map_err(|e| format!("the model's schemas: {e}"))?;
+    for w in warnings {
+        log.warn(LogSource::Engine, w);
+    }
     for (slot, checker) in schemas.inputs.iter().chain(schemas.outputs.iter()) {
         log.info(
             LogSource::Engine,

@@ -189,3 +189,49 @@ fn a_deployment_installs_the_models_requirements_like_a_job() {
     let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(answer["six"], "1.16.0", "{body}");
 }
+
+#[test]
+fn a_missing_schema_file_is_a_warning_when_checking_is_off() {
+    let m = "tests/models/missing-schema";
+    let input = format!("{m}/x.jsonl");
+    let off = engine(&[
+        "run",
+        m,
+        "--input",
+        &input,
+        "--no-input-schema-check",
+        "--no-output-schema-check",
+    ]);
+    let err = text(&off.stderr);
+    assert_eq!(off.status.code(), Some(0), "{err}");
+    assert_eq!(lines(&off).len(), 2);
+    assert!(
+        err.contains("WARN ENGINE slot 0: schema 'input_schema.avsc' not found"),
+        "{err}"
+    );
+    assert!(
+        err.contains("input schema checking is off, so the model runs without it"),
+        "{err}"
+    );
+    // Checking on: the schema is needed.
+    let on = engine(&["run", m, "--input", &input, "--no-input-schema-check"]);
+    let err = text(&on.stderr);
+    assert_ne!(on.status.code(), Some(0), "{err}");
+    assert!(err.contains("'output_schema.avsc' not found"), "{err}");
+
+    // A job document with checking off (the default) runs too.
+    let data = tempfile::tempdir().unwrap();
+    let e = common::Engine::start(data.path(), &[], &[]);
+    let doc = serde_json::json!({
+        "jobType": "MODEL_BATCH_JOB",
+        "model": {"storedModel": stored_model("missing-schema", "model.py")},
+        "inputData": [{"assetType": "FILE", "name": "in.jsonl", "fileContentString": "{\"x\": 3}\n"}],
+        "outputData": [{"assetType": "FILE", "name": "out.jsonl"}],
+    });
+    let (status, job) = e.send("POST", "/api/jobs", &doc);
+    assert!(status == 200 || status == 201, "{status} {job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    let done = e.wait_job(&id, &["COMPLETE", "ERROR"]);
+    assert_eq!(done["jobStatus"], "COMPLETE", "{done}");
+    assert_eq!(done["jobResult"], "SUCCESS", "{done}");
+}

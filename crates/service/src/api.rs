@@ -909,17 +909,23 @@ async fn deploy_document(
         .await
         .map_err(|e| Error::Store(format!("deployment preparation failed: {e}")))??
     };
-    let schemas =
-        match schema::resolve_model_schemas(&prepared.materialized.work_dir, &prepared.comments) {
-            Ok(s) => s.switched(
-                doc.enable_input_schema_checking.unwrap_or(true),
-                doc.enable_output_schema_checking.unwrap_or(true),
-            ),
-            Err(err) => {
-                remove_dir(dir).await;
-                return Err(Error::BadRequest(format!("the model's schemas: {err}")));
+    let schemas = match schema::resolve_checked_schemas(
+        &prepared.materialized.work_dir,
+        &prepared.comments,
+        doc.enable_input_schema_checking.unwrap_or(true),
+        doc.enable_output_schema_checking.unwrap_or(true),
+    ) {
+        Ok((s, warnings)) => {
+            for w in warnings {
+                log.warn(LogSource::Engine, w);
             }
-        };
+            s
+        }
+        Err(err) => {
+            remove_dir(dir).await;
+            return Err(Error::BadRequest(format!("the model's schemas: {err}")));
+        }
+    };
     // The same environment logic as a batch job's: the model's requirements installed.
     let mut prepared = prepared;
     let job_log: Arc<dyn runtime_core::JobLog> = log.clone();
