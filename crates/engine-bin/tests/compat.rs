@@ -235,3 +235,41 @@ fn a_missing_schema_file_is_a_warning_when_checking_is_off() {
     assert_eq!(done["jobStatus"], "COMPLETE", "{done}");
     assert_eq!(done["jobResult"], "SUCCESS", "{done}");
 }
+
+#[test]
+fn model_errors_answer_422_in_the_references_words_and_metadata_schemas_are_checked() {
+    let data = tempfile::tempdir().unwrap();
+    let e = common::Engine::start(data.path(), &[], &[]);
+    let mut stored = stored_model("raises-on-request", "model.py");
+    stored["modelMetaData"]["inputSchema"] = serde_json::json!([{
+        "name": "in", "role": "input",
+        "schemaDefinition": {"type": "record", "name": "in", "fields": [
+            {"name": "x", "type": "double"},
+            {"name": "boom", "type": ["null", "boolean"], "default": null}]},
+    }]);
+    stored["modelMetaData"]["outputSchema"] = serde_json::Value::String(
+        r#"{"type": "record", "name": "out", "fields": [{"name": "y", "type": "double"}]}"#
+            .to_owned(),
+    );
+    let doc = serde_json::json!({"name": "raises", "deployableModel": {"storedModel": stored}});
+    let (status, body) = e.send("PUT", "/api/deployment", &doc);
+    assert!(status == 200 || status == 201, "{status} {body}");
+
+    let (status, body, _) = e.score("/api/roundtrip/0/1", r#"{"x": 1.5}"#);
+    assert_eq!((status, body.trim()), (200, r#"{"y":3.0}"#));
+    let (status, body, _) = e.score("/api/roundtrip/0/1", r#"{"x": "one"}"#);
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body,
+        "An error has occurred: input record rejected by schema"
+    );
+    let (status, body, _) = e.score("/api/roundtrip/0/1", r#"{"x": 1, "boom": true}"#);
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(
+        body,
+        "An error has occurred: An output error occurred during model execution, please check the engine logs for details"
+    );
+    let (status, body, _) = e.score("/2/active/model/roundtrip/0/1", r#"{"x": 1, "boom": true}"#);
+    assert_eq!(status, 422, "{body}");
+    assert!(body.starts_with("An error has occurred: "), "{body}");
+}
