@@ -273,3 +273,40 @@ fn model_errors_answer_422_in_the_references_words_and_metadata_schemas_are_chec
     assert_eq!(status, 422, "{body}");
     assert!(body.starts_with("An error has occurred: "), "{body}");
 }
+
+#[test]
+fn a_training_job_that_writes_nothing_ends_with_failure() {
+    let m = "tests/models/train-writes-nothing";
+    let dest = tempfile::tempdir().unwrap();
+    let out = engine(&[
+        "run",
+        &format!("{m}/model.py"),
+        "--job",
+        "train",
+        "--input",
+        &format!("{m}/data.jsonl"),
+        "--output",
+        dest.path().to_str().unwrap(),
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the training function wrote no file under outputDir/"),
+        "{err}"
+    );
+    assert!(err.contains("status COMPLETE, result FAILURE"), "{err}");
+
+    // The same through a job document.
+    let data = tempfile::tempdir().unwrap();
+    let e = common::Engine::start(data.path(), &[], &[]);
+    let doc = serde_json::json!({
+        "jobType": "MODEL_BATCH_TRAINING_JOB",
+        "model": {"storedModel": stored_model("train-writes-nothing", "model.py")},
+        "inputData": [{"assetType": "FILE", "name": "in.jsonl", "fileContentString": "{\"x\": 3}\n"}],
+    });
+    let (status, job) = e.send("POST", "/api/jobs", &doc);
+    assert!(status == 200 || status == 201, "{status} {job}");
+    let done = e.wait_job(job["id"].as_str().unwrap(), &["COMPLETE", "ERROR"]);
+    assert_eq!(done["jobStatus"], "COMPLETE", "{done}");
+    assert_eq!(done["jobResult"], "FAILURE", "{done}");
+}

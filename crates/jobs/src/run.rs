@@ -244,6 +244,16 @@ pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> Job
     if kind == JobKind::Train {
         match copy_training_products(&model.work_dir, train_output.as_deref()) {
             Ok(files) => {
+                if files.is_empty() {
+                    // A training job's product is its files: none is a failed training,
+                    // not a silent success.
+                    let reason = format!(
+                        "the training function wrote no file under {}/: the job has no product",
+                        model_files::OUTPUT_DIR
+                    );
+                    log.error(LogSource::Engine, reason.clone());
+                    state.error.get_or_insert(reason);
+                }
                 for f in &files {
                     log.info(
                         LogSource::Engine,
