@@ -310,3 +310,56 @@ fn a_training_job_that_writes_nothing_ends_with_failure() {
     assert_eq!(done["jobStatus"], "COMPLETE", "{done}");
     assert_eq!(done["jobResult"], "FAILURE", "{done}");
 }
+
+#[test]
+fn record_set_models_on_rest_answer_each_request_with_its_own_rows() {
+    let data = tempfile::tempdir().unwrap();
+    let e = std::sync::Arc::new(common::Engine::start(data.path(), &[], &[]));
+    let doc = serde_json::json!({
+        "name": "recordsets",
+        "deployableModel": {"storedModel": stored_model("recordsets-rest", "model.py")},
+    });
+    let (status, body) = e.send("PUT", "/api/deployment", &doc);
+    assert!(status == 200 || status == 201, "{status} {body}");
+
+    let threads: Vec<_> = (0..30)
+        .map(|t| {
+            let e = e.clone();
+            std::thread::spawn(move || {
+                (0..5)
+                    .map(|k| {
+                        let x = t * 5 + k + 1;
+                        let (status, body, _) =
+                            e.score("/api/roundtrip/0/1", &format!(r#"{{"x": {x}}}"#));
+                        (x, status, body)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut answers = 0;
+    for t in threads {
+        for (x, status, body) in t.join().unwrap() {
+            answers += 1;
+            if x % 7 == 0 {
+                assert_eq!(status, 204, "x={x}: {body}");
+                continue;
+            }
+            assert_eq!(status, 200, "x={x}: {body}");
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v, serde_json::json!({"x": x, "y": x * 10}), "x={x}");
+        }
+    }
+    assert_eq!(answers, 150);
+
+    // Rows that cannot be traced to their records fail those requests, with the reason in
+    // the deployment's log.
+    let (status, body, _) = e.score("/api/roundtrip/0/1", r#"{"x": 1, "agg": true}"#);
+    assert_eq!(status, 422, "{body}");
+    let (_, log) = e.get("/api/deployment/log");
+    assert!(
+        log.to_string()
+            .contains("its index does not say which record each row comes from"),
+        "{log}"
+    );
+}

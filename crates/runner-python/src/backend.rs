@@ -290,8 +290,9 @@ impl<'py> PythonBackend<'py> {
         })
     }
 
-    /// A whole batch as one data frame: the outputs belong to the batch's first record, the
-    /// others have none; a failure fails every record of the batch.
+    /// A whole batch as one data frame: each output row belongs to the record its index
+    /// label names (other outputs to the batch's first record); a failure fails every
+    /// record of the batch.
     fn score_recordset(
         &self,
         entry: &Entry<'py>,
@@ -324,11 +325,17 @@ impl<'py> PythonBackend<'py> {
                 ),
             )
             .map_err(|e| self.model_failed(&entry.name, &e))?;
+        if let Ok(per_record) = result.cast_exact::<PyList>() {
+            if per_record.len() == n {
+                return Ok(per_record.iter().map(|r| self.outcome(&r)).collect());
+            }
+        }
         let mut outcomes = Vec::with_capacity(n);
         match self.outcome(&result) {
-            Ok(outs) => {
-                outcomes.push(Ok(outs));
-                outcomes.resize_with(n, || Ok(Vec::new()));
+            Ok(_) => {
+                return Err(WireFailure::Worker(format!(
+                    "the record-set loop returned no outcome per record for a batch of {n}"
+                )))
             }
             Err(f) => outcomes.resize_with(n, || Err(f.clone())),
         }
