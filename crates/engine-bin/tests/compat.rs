@@ -363,3 +363,26 @@ fn record_set_models_on_rest_answer_each_request_with_its_own_rows() {
         "{log}"
     );
 }
+
+#[test]
+fn metrics_without_pandas_say_so_at_once() {
+    let m = "tests/models/metrics-no-pandas";
+    let out = engine(&[
+        "run",
+        m,
+        "--job",
+        "metrics",
+        "--input",
+        &format!("{m}/data.jsonl"),
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(
+            "metrics functions receive pandas DataFrames; pandas is not installed in this \
+             model's environment (add it to requirements.txt)"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("TypeError"), "{err}");
+}

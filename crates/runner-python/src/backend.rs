@@ -487,7 +487,7 @@ impl<'py> WorkerBackend for PythonBackend<'py> {
     fn run_all(
         &mut self,
         function: AllRecordsFunction,
-        cx: &mut Context,
+        _cx: &mut Context,
     ) -> Result<Vec<(Slot, Value)>, WireFailure> {
         let collected = std::mem::take(&mut self.collected);
         let model = self.model()?;
@@ -507,14 +507,17 @@ impl<'py> WorkerBackend for PythonBackend<'py> {
             .call_method0("has_pandas")
             .and_then(|v| v.extract::<bool>())
             .unwrap_or(false);
-        if !has_pandas {
-            cx.log(
-                Level::Warn,
-                format!(
-                    "pandas is not importable: {} receives each input as a list of records",
-                    entry.name
+        if !has_pandas && entry.arity > 0 {
+            // Said at once: handed lists, the model would fail deep inside with a TypeError.
+            return Err(WireFailure::ModelFailed {
+                function: entry.name.clone(),
+                message: format!(
+                    "{} functions receive pandas DataFrames; pandas is not installed in this \
+                     model's environment (add it to requirements.txt)",
+                    function.as_str()
                 ),
-            );
+                traceback: String::new(),
+            });
         }
         let mut frames = Vec::with_capacity(collected.len());
         for (_, records) in collected {
