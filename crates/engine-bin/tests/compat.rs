@@ -386,3 +386,64 @@ fn metrics_without_pandas_say_so_at_once() {
     );
     assert!(!err.contains("TypeError"), "{err}");
 }
+
+#[test]
+fn r_models_take_record_sets_as_data_frames() {
+    let m = "tests/models/recordsets-r";
+    let out = engine(&[
+        "run",
+        &format!("{m}/model.R"),
+        "--input",
+        &format!("{m}/x10.jsonl"),
+        "--batch-size",
+        "4",
+        "--workers",
+        "1",
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let rows = lines(&out);
+    let xs: Vec<i64> = rows.iter().map(|r| r["x"].as_i64().unwrap()).collect();
+    assert_eq!(xs, vec![1, 2, 3, 4, 5, 6, 8, 9, 10], "{err}");
+    assert!(rows
+        .iter()
+        .all(|r| r["y"].as_i64() == r["x"].as_i64().map(|x| x * 10)));
+    let sizes: Vec<i64> = rows
+        .iter()
+        .map(|r| r["batch_size"].as_i64().unwrap())
+        .collect();
+    assert_eq!(sizes, vec![4, 4, 4, 4, 4, 4, 4, 2, 2]);
+
+    // Deployed, each request gets its own row, whatever the batch.
+    let data = tempfile::tempdir().unwrap();
+    let e = std::sync::Arc::new(common::Engine::start(data.path(), &[], &[]));
+    let doc = serde_json::json!({
+        "name": "recordsets-r",
+        "deployableModel": {"storedModel": stored_model("recordsets-r", "model.R")},
+    });
+    let (status, body) = e.send("PUT", "/api/deployment", &doc);
+    assert!(status == 200 || status == 201, "{status} {body}");
+    let threads: Vec<_> = (1..=20)
+        .map(|x| {
+            let e = e.clone();
+            std::thread::spawn(move || {
+                let (status, body, _) = e.score("/api/roundtrip/0/1", &format!(r#"{{"x": {x}}}"#));
+                (x, status, body)
+            })
+        })
+        .collect();
+    for t in threads {
+        let (x, status, body) = t.join().unwrap();
+        if x % 7 == 0 {
+            assert_eq!(status, 204, "x={x}: {body}");
+        } else {
+            assert_eq!(status, 200, "x={x}: {body}");
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(
+                (v["x"].as_i64(), v["y"].as_i64()),
+                (Some(x), Some(x * 10)),
+                "{body}"
+            );
+        }
+    }
+}

@@ -221,9 +221,65 @@ local({
     list(ok = TRUE)
   }
 
+  # The record (1-based position in the batch) each row of an output data.frame comes
+  # from: its row names when they are positions of the batch, else its own position when
+  # it has as many rows as the batch.
+  frame_owners <- function(df, n) {
+    k <- suppressWarnings(as.integer(attr(df, "row.names")))
+    if (length(k) == nrow(df) && !anyNA(k) && all(k >= 1L & k <= n)) return(k)
+    if (nrow(df) == n) return(seq_len(n))
+    stop(sprintf(paste(
+      "the model returned a data.frame of %d rows for a batch of %d records and its row",
+      "names do not say which record each row comes from: keep the input data.frame's row",
+      "names (1..n, the records' positions) on the rows it returns"), nrow(df), n), call. = FALSE)
+  }
+
+  # A batch of a record-set slot: one call with the whole batch as a data.frame. Each row
+  # of an output data.frame goes to the record it comes from, other outputs to the first
+  # record; an error fails every record of the batch.
+  do_score_frame <- function(msg, score) {
+    n <- length(msg$slots)
+    progress(0L, msg$batch)
+    progress(8L, 1L)
+    out_reset()
+    r <- guarded(score$f, list(msg$frame, msg$slots[1L], msg$seqnos[1L])[seq_len(score$n)])
+    per <- NULL
+    if (r$ok) {
+      per <- tryCatch({
+        taken <- out_take(r$result)
+        per <- rep(list(list(integer(), list())), n)
+        add <- function(o, s, v) {
+          m <- length(per[[o]][[1L]]) + 1L
+          per[[o]][[1L]][m] <<- as.integer(s)
+          per[[o]][[2L]][m] <<- list(v)
+        }
+        for (k in seq_along(taken[[2L]])) {
+          v <- taken[[2L]][[k]]
+          s <- taken[[1L]][k]
+          if (is.data.frame(v)) {
+            owners <- frame_owners(v, n)
+            for (j in seq_len(nrow(v))) add(owners[j], s, lapply(v, function(col) col[[j]]))
+          } else if (n > 0L) {
+            add(1L, s, v)
+          }
+        }
+        per
+      }, error = function(e) {
+        r <<- list(ok = FALSE, message = describe(e), traceback = "")
+        NULL
+      })
+    }
+    progress(8L, 0L)
+    if (!r$ok) {
+      return(list(ok = TRUE, status = logical(n), outs = rep(list(c(r$message, r$traceback)), n)))
+    }
+    list(ok = TRUE, status = rep(TRUE, n), outs = per)
+  }
+
   do_score <- function(msg) {
     score <- rt$fn$score
     if (is.null(score)) return(fail("load", "the model has no score function"))
+    if (!is.null(msg$frame)) return(do_score_frame(msg, score))
     recs <- msg$records
     slots <- msg$slots
     seqnos <- msg$seqnos

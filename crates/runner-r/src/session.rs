@@ -42,6 +42,8 @@ pub struct RSession {
     failed_seqno: Option<u64>,
     broken: Option<Broken>,
     body: Vec<u8>,
+    /// Input slots whose batches reach the model as one data.frame (`recordsets.<slot>`).
+    recordsets: Vec<u32>,
     /// The driver script, removed with the session.
     _driver: tempfile::TempPath,
 }
@@ -199,6 +201,12 @@ impl RSession {
             failed_seqno: None,
             broken: None,
             body: Vec::with_capacity(1 << 16),
+            recordsets: model
+                .recordsets
+                .iter()
+                .filter(|(_, on)| **on)
+                .map(|(slot, _)| slot.0)
+                .collect(),
             _driver: driver,
         };
         let hello = session.read_reply().await?;
@@ -382,10 +390,20 @@ impl RSession {
         ))
     }
 
+    /// A score request; a batch of a record-set slot goes as one data.frame (`frame`)
+    /// instead of a list of records, and the driver answers per record all the same.
     fn score_request(&self, batch: u64, items: &[ScoreItem]) -> Vec<u8> {
         let mut w = Writer::new();
-        let fields = ["op", "batch", "slots", "seqnos", "records"];
-        w.named_list(&fields.map(|f| (f, f)), |w, f| match *f {
+        let as_frame = items
+            .first()
+            .is_some_and(|i| self.recordsets.contains(&i.slot.0));
+        let fields: &[&str] = if as_frame {
+            &["op", "batch", "slots", "seqnos", "frame"]
+        } else {
+            &["op", "batch", "slots", "seqnos", "records"]
+        };
+        let fields: Vec<(&str, &str)> = fields.iter().map(|f| (*f, *f)).collect();
+        w.named_list(&fields, |w, f| match *f {
             "op" => w.string("score"),
             "batch" => w.ints(&[i32::try_from(batch).unwrap_or(i32::MAX)]),
             "slots" => w.ints(
@@ -395,6 +413,10 @@ impl RSession {
                     .collect::<Vec<_>>(),
             ),
             "seqnos" => w.doubles(&items.iter().map(|i| i.seqno as f64).collect::<Vec<_>>()),
+            "frame" => {
+                let records: Vec<Value> = items.iter().map(|i| i.value.clone()).collect();
+                w.data_frame(&records);
+            }
             _ => {
                 w.list_header(items.len());
                 for i in items {
