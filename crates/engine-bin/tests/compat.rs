@@ -447,3 +447,30 @@ fn r_models_take_record_sets_as_data_frames() {
         }
     }
 }
+
+#[test]
+fn a_job_document_checks_records_against_its_model_metadata_schemas() {
+    let data = tempfile::tempdir().unwrap();
+    let e = common::Engine::start(data.path(), &[], &[]);
+    let mut stored = stored_model("raises-on-request", "model.py");
+    stored["modelMetaData"]["inputSchema"] = serde_json::Value::String(
+        r#"[{"schemaDefinition": {"type": "record", "name": "in", "fields": [{"name": "x", "type": "double"}]}}]"#
+            .to_owned(),
+    );
+    let doc = serde_json::json!({
+        "jobType": "MODEL_BATCH_JOB",
+        "enableInputSchemaChecking": true,
+        "model": {"storedModel": stored},
+        "inputData": [{"assetType": "FILE", "name": "in.jsonl",
+            "fileContentString": "{\"x\": 1}\n{\"x\": \"two\"}\n{\"x\": 3}\n"}],
+        "outputData": [{"assetType": "FILE", "name": "out.jsonl"}],
+    });
+    let (status, job) = e.send("POST", "/api/jobs", &doc);
+    assert!(status == 200 || status == 201, "{status} {job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    let done = e.wait_job(&id, &["COMPLETE", "ERROR"]);
+    assert_eq!(done["jobStatus"], "COMPLETE", "{done}");
+    assert_eq!(done["jobResult"], "FAILURE", "{done}");
+    let text = done.to_string();
+    assert!(text.contains("rejected by schema"), "{done}");
+}
