@@ -188,6 +188,19 @@ fn a_deployment_installs_the_models_requirements_like_a_job() {
     assert_eq!(status, 200, "{body}");
     let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(answer["six"], "1.16.0", "{body}");
+
+    // `engine deploy` of the model's folder, as `engine job create` sends it.
+    let out = Command::new(common::ENGINE)
+        .args(["deploy", "tests/models/pinned"])
+        .current_dir(root())
+        .env("ENGINE_URL", &e.url)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let (status, body, _) = e.score("/api/roundtrip/0/1", r#"{"x": 2}"#);
+    assert_eq!(status, 200, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["six"], "1.16.0", "{body}");
 }
 
 #[test]
