@@ -487,3 +487,41 @@ fn a_job_document_checks_records_against_its_model_metadata_schemas() {
     let text = done.to_string();
     assert!(text.contains("rejected by schema"), "{done}");
 }
+
+#[test]
+fn per_slot_action_comments_score_each_slot_with_its_own_function() {
+    let m = "tests/models/action-per-slot";
+    for model in ["model.py", "model.R"] {
+        let out = engine(&[
+            "run",
+            &format!("{m}/{model}"),
+            "--input",
+            &format!("{m}/left.jsonl"),
+            "--input",
+            &format!("{m}/right.jsonl"),
+            "--batch-size",
+            "2",
+        ]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{model}: {err}");
+        let mut got: Vec<(String, i64, Option<i64>)> = lines(&out)
+            .iter()
+            .map(|r| {
+                (
+                    r["side"].as_str().unwrap().to_owned(),
+                    r["x"].as_i64().unwrap(),
+                    r["slot"].as_i64(),
+                )
+            })
+            .collect();
+        got.sort();
+        let want = vec![
+            ("left".to_owned(), 1, None),
+            ("left".to_owned(), 2, None),
+            ("left".to_owned(), 3, None),
+            ("right".to_owned(), 10, Some(2)),
+            ("right".to_owned(), 20, Some(2)),
+        ];
+        assert_eq!(got, want, "{model}: {err}");
+    }
+}

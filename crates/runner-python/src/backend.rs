@@ -38,6 +38,19 @@ struct Model<'py> {
     metrics: Option<Entry<'py>>,
     train: Option<Entry<'py>>,
     end: Option<Entry<'py>>,
+    /// Input slots scored by a function of their own (`action.<slot>`).
+    slot_scores: Vec<(u32, Score<'py>)>,
+}
+
+impl<'py> Model<'py> {
+    /// The score function of an input slot.
+    fn score_of(&self, slot: u32) -> Option<&Score<'py>> {
+        self.slot_scores
+            .iter()
+            .find(|(s, _)| *s == slot)
+            .map(|(_, score)| score)
+            .or(self.score.as_ref())
+    }
 }
 
 pub(crate) struct PythonBackend<'py> {
@@ -184,7 +197,7 @@ impl<'py> PythonBackend<'py> {
         let mut model = Model::default();
         let load_err = |e: PyErr| WireFailure::ModelLoad(format!("cannot inspect the model: {e}"));
 
-        if let Some((name, func)) = self.entry(&module, "score", &e.score, true)? {
+        let score_fn = |name: String, func: Bound<'py, PyAny>| {
             let (n, varargs, sig) = self.describe(&func).map_err(load_err)?;
             let arity = match n {
                 1..=3 => n as usize,
@@ -201,10 +214,19 @@ impl<'py> PythonBackend<'py> {
                 .driver
                 .call_method1("make_loop", (arity,))
                 .map_err(load_err)?;
-            model.score = Some(Score {
+            Ok(Score {
                 entry: Entry { name, func, arity },
                 run,
-            });
+            })
+        };
+        if let Some((name, func)) = self.entry(&module, "score", &e.score, true)? {
+            model.score = Some(score_fn(name, func)?);
+        }
+        for (slot, name) in &e.slot_scores {
+            let role = format!("slot {slot} score");
+            if let Some((name, func)) = self.entry(&module, &role, &Some(name.clone()), true)? {
+                model.slot_scores.push((slot.0, score_fn(name, func)?));
+            }
         }
         if let Some((name, func)) = self.entry(&module, "init", &e.init, true)? {
             let (n, varargs, sig) = self.describe(&func).map_err(load_err)?;
@@ -343,15 +365,44 @@ impl<'py> PythonBackend<'py> {
     }
 
     fn score_py(&self, items: Vec<WireItem>) -> Result<Vec<ScoreOutcome>, WireFailure> {
-        let py = self.py;
         let model = self.model()?;
-        let Some(score) = &model.score else {
-            return Err(WireFailure::ModelFailed {
-                function: "score".into(),
-                message: "the model has no score function".into(),
-                traceback: String::new(),
-            });
+        let no_score = || WireFailure::ModelFailed {
+            function: "score".into(),
+            message: "the model has no score function".into(),
+            traceback: String::new(),
         };
+        if model.slot_scores.is_empty() {
+            let score = model.score.as_ref().ok_or_else(no_score)?;
+            return self.score_with(score, items, 0);
+        }
+        // Slots with functions of their own: each run of records with the same function is
+        // scored by it, outcomes kept in order.
+        let mut outcomes = Vec::with_capacity(items.len());
+        let mut items = items.into_iter().peekable();
+        while let Some(first) = items.next() {
+            let score = model.score_of(first.0).ok_or_else(no_score)?;
+            let offset = outcomes.len();
+            let mut run = vec![first];
+            while let Some(next) = items.peek() {
+                match model.score_of(next.0) {
+                    Some(s) if std::ptr::eq(s, score) => run.extend(items.next()),
+                    _ => break,
+                }
+            }
+            outcomes.extend(self.score_with(score, run, offset)?);
+        }
+        Ok(outcomes)
+    }
+
+    fn score_with(
+        &self,
+        score: &Score<'py>,
+        items: Vec<WireItem>,
+        // Records of the batch before these (the progress page counts from the batch's
+        // first record).
+        offset: usize,
+    ) -> Result<Vec<ScoreOutcome>, WireFailure> {
+        let py = self.py;
         let arity = score.entry.arity;
         let internal =
             |e: PyErr| WireFailure::Worker(format!("cannot pass records to Python: {e}"));
@@ -392,6 +443,7 @@ impl<'py> PythonBackend<'py> {
                 &score.entry.func,
                 &self.failure,
                 &self.generator,
+                offset,
             ))
             .map_err(|e| self.model_failed(&score.entry.name, &e))?;
         let results = results

@@ -151,10 +151,10 @@ def call_init(fn, arity, key, raw_json):
 # arity. Each result is None (no output), a list (a generator's outputs), a 1-tuple (one
 # returned value) or a Failure.
 _LOOP = """
-def run(data, slots, seqnos, progress, score, Failure, _Gen):
+def run(data, slots, seqnos, progress, score, Failure, _Gen, offset=0):
     out = []
     append = out.append
-    i = 0
+    i = offset
     for {names} in {source}:
         i += 1
         progress[1] = i

@@ -16,6 +16,8 @@ local({
   rt$rep <- file("/dev/fd/5", open = "wb", raw = TRUE)
   rt$page <- tryCatch(file("/dev/fd/4", open = "r+b"), error = function(e) NULL)
   rt$fn <- list()
+  # Score functions of particular input slots (`action.<slot>`), by slot number as text.
+  rt$by_slot <- list()
   rt$n <- 0L
   rt$slots <- integer()
   rt$vals <- list()
@@ -180,8 +182,15 @@ local({
       return(fail("load", paste0("the model's source cannot be run: ", loaded$message),
                   traceback = loaded$traceback))
     }
-    for (role in c("init", "score", "metrics", "train", "end")) {
-      name <- msg[[role]]
+    roles <- c("init", "score", "metrics", "train", "end")
+    fnames <- lapply(roles, function(r) msg[[r]])
+    for (k in seq_along(msg$slot_score_slots)) {
+      roles <- c(roles, paste0("slot ", msg$slot_score_slots[k], " score"))
+      fnames <- c(fnames, list(msg$slot_score_names[k]))
+    }
+    for (r in seq_along(roles)) {
+      role <- roles[r]
+      name <- fnames[[r]]
       if (is.null(name)) next
       f <- get0(name, envir = globalenv(), mode = "function", inherits = FALSE)
       if (is.null(f)) {
@@ -189,7 +198,8 @@ local({
         return(fail("load", sprintf("the %s function '%s' is not defined by the model", role, name)))
       }
       a <- arity(f)
-      if (role == "score" && !a$dots && !(a$n %in% 1:3)) {
+      scoring <- role == "score" || grepl("^slot [0-9]+ score$", role)
+      if (scoring && !a$dots && !(a$n %in% 1:3)) {
         return(fail("load", sprintf(
           "the score function %s takes %d arguments; a score function takes 1 (datum), 2 (datum, slot) or 3 (datum, slot, seqno)",
           name, a$n)))
@@ -198,8 +208,10 @@ local({
         return(fail("load", sprintf("the init function %s takes %d arguments; it takes 0 or 1", name, a$n)))
       }
       n <- if (a$dots && a$n == 0L) 1L else min(a$n, 3L)
-      call <- if (role %in% c("score", "init") && !a$dots) wrapper(name, n) else wrapper(name)
-      rt$fn[[role]] <- list(name = name, f = call, n = n)
+      call <- if ((scoring || role == "init") && !a$dots) wrapper(name, n) else wrapper(name)
+      entry <- list(name = name, f = call, n = n)
+      if (role == "score" || !scoring) rt$fn[[role]] <- entry
+      else rt$by_slot[[as.character(msg$slot_score_slots[r - 5L])]] <- entry
     }
     list(ok = TRUE, info = c("R", paste(R.version$major, R.version$minor, sep = ".")))
   }
@@ -279,7 +291,10 @@ local({
   do_score <- function(msg) {
     score <- rt$fn$score
     if (is.null(score)) return(fail("load", "the model has no score function"))
-    if (!is.null(msg$frame)) return(do_score_frame(msg, score))
+    if (!is.null(msg$frame)) {
+      own <- rt$by_slot[[as.character(msg$slots[1L])]]
+      return(do_score_frame(msg, if (is.null(own)) score else own))
+    }
     recs <- msg$records
     slots <- msg$slots
     seqnos <- msg$seqnos
@@ -291,6 +306,11 @@ local({
     progress(0L, msg$batch)
     i <- 1L
     calls <- NULL
+    by_slot <- rt$by_slot
+    pick <- function(slot) {
+      own <- by_slot[[as.character(slot)]]
+      if (is.null(own)) score$f else own$f
+    }
     # One tryCatch around the whole loop, re-entered after a failing record, so a batch
     # with no failure pays for no handler per record.
     while (i <= n) {
@@ -299,6 +319,7 @@ local({
           while (i <= n) {
             progress(8L, i)
             out_reset()
+            if (length(by_slot)) .modelop_call <- pick(slots[i])
             r <- withVisible(.modelop_call(recs[[i]], slots[i], seqnos[i]))
             outs[[i]] <- out_take(r)
             ok[i] <- TRUE

@@ -75,6 +75,8 @@ fn pipe_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
 enum Field<'a> {
     Str(&'a str),
     OptStr(Option<&'a str>),
+    Ints(&'a [i32]),
+    Strs(&'a [&'a str]),
 }
 
 fn request(fields: &[(&str, Field<'_>)]) -> Vec<u8> {
@@ -83,6 +85,8 @@ fn request(fields: &[(&str, Field<'_>)]) -> Vec<u8> {
         Field::Str(s) => w.string(s),
         Field::OptStr(Some(s)) => w.string(s),
         Field::OptStr(None) => w.null(),
+        Field::Ints(v) => w.ints(v),
+        Field::Strs(v) => w.strings(v.iter().map(|s| Some(*s))),
     });
     w.finish()
 }
@@ -216,6 +220,12 @@ impl RSession {
 
         let e = &model.entry_points;
         let source = model.main_source.to_string_lossy();
+        let slot_score_slots: Vec<i32> = e
+            .slot_scores
+            .keys()
+            .map(|s| i32::try_from(s.0).unwrap_or(i32::MAX))
+            .collect();
+        let slot_score_names: Vec<&str> = e.slot_scores.values().map(String::as_str).collect();
         let loaded = session
             .call(request(&[
                 ("op", Field::Str("load")),
@@ -225,6 +235,8 @@ impl RSession {
                 ("metrics", Field::OptStr(e.metrics.as_deref())),
                 ("train", Field::OptStr(e.train.as_deref())),
                 ("end", Field::OptStr(e.end.as_deref())),
+                ("slot_score_slots", Field::Ints(&slot_score_slots)),
+                ("slot_score_names", Field::Strs(&slot_score_names)),
             ]))
             .await?;
         let info = string_field(&loaded, "info").replace('\n', " ");

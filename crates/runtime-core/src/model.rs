@@ -50,6 +50,9 @@ pub struct EntryPoints {
     pub train: Option<String>,
     /// Called at shutdown if defined.
     pub end: Option<String>,
+    /// Input slots scored by a function of their own (`action.<slot>: NAME` naming another
+    /// function than `score`); every other slot is scored by `score`.
+    pub slot_scores: BTreeMap<Slot, String>,
 }
 
 /// Names given explicitly by the user; they win over markers and defaults.
@@ -238,25 +241,6 @@ impl SmartComments {
                     "unused" | "none" | "" => None,
                     _ => Some(value.to_owned()),
                 };
-                if let Some(name) = &f {
-                    let other = self.actions.iter().find_map(|(at, g)| match g {
-                        Some(g) if g != name && at.0 % 2 == 0 && !slots.contains(at) => {
-                            Some((*at, g.clone()))
-                        }
-                        _ => None,
-                    });
-                    if let Some((at, g)) = other {
-                        self.problems.push((
-                            lineno,
-                            format!(
-                                "'{key}': slot {at} is already scored by '{g}'; one score \
-                                 function serves every input slot (its second argument is \
-                                 the slot), so '{name}' is not called"
-                            ),
-                        ));
-                        return;
-                    }
-                }
                 for s in slots {
                     self.actions.insert(s, f.clone());
                 }
@@ -292,13 +276,27 @@ impl SmartComments {
         let or = |a: &Option<String>, b: &Option<String>| a.clone().or_else(|| b.clone());
         let score_marked = or(&self.markers.score, &self.named.score)
             .or_else(|| self.slot_action().map(str::to_owned));
+        let score = pick(&explicit.score, score_marked, Some("action"));
+        // A function named explicitly scores every slot.
+        let slot_scores = match &explicit.score {
+            Some(_) => BTreeMap::new(),
+            None => self
+                .actions
+                .iter()
+                .filter(|(slot, _)| slot.is_input())
+                .filter_map(|(slot, f)| match f {
+                    Some(f) if Some(f) != score.as_ref() => Some((*slot, f.clone())),
+                    _ => None,
+                })
+                .collect(),
+        };
         EntryPoints {
             init: pick(
                 &explicit.init,
                 or(&self.markers.init, &self.named.init),
                 Some("begin"),
             ),
-            score: pick(&explicit.score, score_marked, Some("action")),
+            score,
             metrics: pick(
                 &explicit.metrics,
                 or(&self.markers.metrics, &self.named.metrics),
@@ -310,6 +308,7 @@ impl SmartComments {
                 None,
             ),
             end: pick(&None, None, Some("end")),
+            slot_scores,
         }
     }
 }
@@ -593,11 +592,23 @@ def fit(df):
         assert_eq!(c.slot_action(), Some("both"));
         assert!(c.problems.is_empty());
         let c = SmartComments::parse(
-            "# fastscore.action.0: a\n# fastscore.action.2: b\n",
+            "# fastscore.action.0: a\n# fastscore.action.2: b\n# fastscore.action.4: a\n",
             Language::Python,
         );
-        assert_eq!(c.slot_action(), Some("a"));
-        assert_eq!(c.problems.len(), 1, "{:?}", c.problems);
+        assert!(c.problems.is_empty(), "{:?}", c.problems);
+        let ep = c.entry_points(&ExplicitNames::default(), defs);
+        assert_eq!(ep.score.as_deref(), Some("a"));
+        assert_eq!(
+            ep.slot_scores.into_iter().collect::<Vec<_>>(),
+            vec![(Slot(2), "b".to_owned())]
+        );
+        let explicit = ExplicitNames {
+            score: Some("given".into()),
+            ..ExplicitNames::default()
+        };
+        let ep = c.entry_points(&explicit, defs);
+        assert_eq!(ep.score.as_deref(), Some("given"));
+        assert!(ep.slot_scores.is_empty());
     }
 
     #[test]
