@@ -150,6 +150,24 @@ fn metrics_output_is_not_checked_against_the_score_output_schema() {
         err.contains("records checked against schema output_schema"),
         "{err}"
     );
+
+    // A metrics job document with output checking on, likewise.
+    let data = tempfile::tempdir().unwrap();
+    let e = common::Engine::start(data.path(), &[], &[]);
+    let doc = serde_json::json!({
+        "jobType": "MODEL_BATCH_TEST_JOB",
+        "enableInputSchemaChecking": true,
+        "enableOutputSchemaChecking": true,
+        "model": {"storedModel": stored_model("metrics-with-schemas", "model.py")},
+        "inputData": [{"assetType": "FILE", "name": "in.jsonl",
+            "fileContentString": std::fs::read_to_string(root().join(m).join("data.jsonl")).unwrap()}],
+        "outputData": [{"assetType": "FILE", "name": "test_result.json"}],
+    });
+    let (status, job) = e.send("POST", "/api/jobs", &doc);
+    assert!(status == 200 || status == 201, "{status} {job}");
+    let done = e.wait_job(job["id"].as_str().unwrap(), &["COMPLETE", "ERROR"]);
+    assert_eq!(done["jobStatus"], "COMPLETE", "{done}");
+    assert_eq!(done["jobResult"], "SUCCESS", "{done}");
 }
 
 /// A deployment or job document carrying the model of `tests/models/<dir>` (every file at
