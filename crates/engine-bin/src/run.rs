@@ -218,9 +218,16 @@ fn run_prepared(
         ),
     );
 
-    let schemas = schema::resolve_model_schemas(&materialized.work_dir, &comments)
-        .map_err(|e| format!("the model's schemas: {e}"))?
-        .switched(!args.no_input_schema_check, !args.no_output_schema_check);
+    let (schemas, warnings) = schema::resolve_checked_schemas(
+        &materialized.work_dir,
+        &comments,
+        !args.no_input_schema_check,
+        !args.no_output_schema_check,
+    )
+    .map_err(|e| format!("the model's schemas: {e}"))?;
+    for w in warnings {
+        log.warn(LogSource::Engine, w);
+    }
     for (slot, checker) in schemas.inputs.iter().chain(schemas.outputs.iter()) {
         log.info(
             LogSource::Engine,
@@ -296,6 +303,7 @@ fn run_prepared(
                 stop_on_bad_records: args.stop_on_bad_records,
                 batch_size: args.batch_size as usize,
                 workers: args.workers.map_or_else(default_workers, |w| w as usize),
+                workers_explicit: args.workers.is_some(),
                 max_worker_restarts: args.max_worker_restarts,
                 worker_limits: args.record_timeout.is_some() || args.memory_limit.is_some(),
                 environments: Some(Arc::new(environment_cache(args))),

@@ -224,7 +224,9 @@ fn a_deployed_model_scores_on_both_roundtrip_paths() {
     );
     let (s, body, _) = e.score("/api/roundtrip/0/1", "\"boom\"");
     assert_eq!(s, 422);
-    assert!(body.starts_with("An output error occurred during model execution"));
+    assert!(
+        body.starts_with("An error has occurred: An output error occurred during model execution")
+    );
     let (s, body, _) = e.score("/api/roundtrip/0/1?timeout=200", "{\"sleep\": 1}");
     assert_eq!(s, 504, "{body}");
 

@@ -49,6 +49,9 @@ pub struct JobOptions {
     pub failures_kept: usize,
     /// Workers scoring in parallel (scoring jobs; metrics and training use one).
     pub workers: usize,
+    /// `workers` was asked for by the user. Otherwise a model that reads several input
+    /// slots or keeps state between records runs in one worker whatever `workers` says.
+    pub workers_explicit: bool,
     /// How many times a worker that died while scoring a record is replaced, that record
     /// failing alone, before the job ends in ERROR. 0, the reference runtime's behaviour:
     /// the first death fails the job. A worker stopped for breaking a limit (time, memory)
@@ -78,6 +81,7 @@ impl Default for JobOptions {
             batch_size: 1000,
             failures_kept: 10,
             workers: 1,
+            workers_explicit: false,
             max_worker_restarts: 0,
             worker_limits: false,
             environments: None,

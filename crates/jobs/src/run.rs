@@ -96,9 +96,38 @@ pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> Job
         return state.finish_error(reason, None, Vec::new(), started);
     }
 
+    // The model's output schemas describe what its score function yields; a metrics or
+    // training function's output (a dict of figures) has no schema of its own.
+    let mut options = options;
+    if kind != JobKind::Score && !options.schemas.outputs.is_empty() {
+        let slots: Vec<String> = options
+            .schemas
+            .outputs
+            .keys()
+            .map(|s| s.to_string())
+            .collect();
+        log.info(
+            LogSource::Engine,
+            format!(
+                "the {} output is not checked against the model's output schema (slot {}): \
+                 that schema describes what the score function yields",
+                kind.as_str(),
+                slots.join(", ")
+            ),
+        );
+        options.schemas.outputs.clear();
+    }
+
     // The model's own Python environment, held until its workers are closed.
     let mut model = model;
-    let _environment = match prepare_environment(&model, &options, &log).await {
+    let _environment = match prepare_environment(
+        &model,
+        options.environments.clone(),
+        &options.requirements_assets,
+        &log,
+    )
+    .await
+    {
         Ok(Some(prepared)) => {
             model.import_paths.insert(0, prepared.site_packages.clone());
             Some(prepared)
@@ -113,7 +142,7 @@ pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> Job
         env,
     };
     let workers = match kind {
-        JobKind::Score => options.workers.max(1),
+        JobKind::Score => score_workers(&model, &inputs, &options, &log),
         JobKind::Metrics | JobKind::Train => 1,
     };
     log.info(
@@ -220,6 +249,16 @@ pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> Job
     if kind == JobKind::Train {
         match copy_training_products(&model.work_dir, train_output.as_deref()) {
             Ok(files) => {
+                if files.is_empty() {
+                    // A training job's product is its files: none is a failed training,
+                    // not a silent success.
+                    let reason = format!(
+                        "the training function wrote no file under {}/: the job has no product",
+                        model_files::OUTPUT_DIR
+                    );
+                    log.error(LogSource::Engine, reason.clone());
+                    state.error.get_or_insert(reason);
+                }
                 for f in &files {
                     log.info(
                         LogSource::Engine,
@@ -240,19 +279,82 @@ pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> Job
     state.finish(reports, started)
 }
 
-/// Installs a Python model's requirements (`requirements.txt` and the other requirements
-/// assets at the top of its working directory) into its own cached environment.
-async fn prepare_environment(
+/// How many workers score: the number asked for, but one for a model that reads several
+/// input slots (a join: each worker would see only some of each) or keeps state between
+/// records, unless the user gave the number explicitly.
+fn score_workers(
     model: &runtime_core::ModelSpec,
+    inputs: &[crate::job::JobInput],
     options: &crate::job::JobOptions,
+    log: &Arc<dyn JobLog>,
+) -> usize {
+    let asked = options.workers.max(1);
+    if asked == 1 {
+        return 1;
+    }
+    let mut slots: Vec<u32> = inputs.iter().map(|i| i.slot.0).collect();
+    slots.sort_unstable();
+    slots.dedup();
+    let reason = if slots.len() > 1 {
+        Some(format!(
+            "the model reads {} input slots ({}), so every record must reach the same worker",
+            slots.len(),
+            slots
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    } else {
+        std::fs::read_to_string(model.work_dir.join(&model.main_source))
+            .ok()
+            .and_then(|source| {
+                runtime_core::model::state_kept_between_records(
+                    &source,
+                    model.language,
+                    model.entry_points.init.as_deref(),
+                )
+            })
+            .map(|why| format!("the model's {why}"))
+    };
+    match reason {
+        None => asked,
+        Some(reason) if options.workers_explicit => {
+            log.warn(
+                LogSource::Engine,
+                format!(
+                    "{asked} workers as asked, although {reason}: each worker sees only \
+                     some of the records"
+                ),
+            );
+            asked
+        }
+        Some(reason) => {
+            log.info(
+                LogSource::Engine,
+                format!("one worker: {reason} (ask for more workers explicitly to override)"),
+            );
+            1
+        }
+    }
+}
+
+/// Installs a Python model's requirements (`requirements.txt` and the other requirements
+/// assets at the top of its working directory) into its own cached environment. The same
+/// for batch jobs and deployments: put the result's `site_packages` first in the model's
+/// `import_paths` and hold it while the model's workers run.
+pub async fn prepare_environment(
+    model: &runtime_core::ModelSpec,
+    environments: Option<Arc<environments::EnvironmentCache>>,
+    requirements_assets: &[String],
     log: &Arc<dyn JobLog>,
 ) -> Result<Option<environments::PreparedEnv>, String> {
     if model.language != runtime_core::Language::Python {
         return Ok(None);
     }
     let mut files = Vec::new();
-    let names = std::iter::once("requirements.txt")
-        .chain(options.requirements_assets.iter().map(String::as_str));
+    let names =
+        std::iter::once("requirements.txt").chain(requirements_assets.iter().map(String::as_str));
     for name in names {
         let path = model.work_dir.join(name);
         if files
@@ -272,7 +374,7 @@ async fn prepare_environment(
     if files.is_empty() {
         return Ok(None);
     }
-    let Some(cache) = options.environments.clone() else {
+    let Some(cache) = environments else {
         let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
         return Err(format!(
             "the model has requirements ({}) but this engine has no environment cache to install them into",

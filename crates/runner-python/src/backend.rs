@@ -38,6 +38,19 @@ struct Model<'py> {
     metrics: Option<Entry<'py>>,
     train: Option<Entry<'py>>,
     end: Option<Entry<'py>>,
+    /// Input slots scored by a function of their own (`action.<slot>`).
+    slot_scores: Vec<(u32, Score<'py>)>,
+}
+
+impl<'py> Model<'py> {
+    /// The score function of an input slot.
+    fn score_of(&self, slot: u32) -> Option<&Score<'py>> {
+        self.slot_scores
+            .iter()
+            .find(|(s, _)| *s == slot)
+            .map(|(_, score)| score)
+            .or(self.score.as_ref())
+    }
 }
 
 pub(crate) struct PythonBackend<'py> {
@@ -184,7 +197,7 @@ impl<'py> PythonBackend<'py> {
         let mut model = Model::default();
         let load_err = |e: PyErr| WireFailure::ModelLoad(format!("cannot inspect the model: {e}"));
 
-        if let Some((name, func)) = self.entry(&module, "score", &e.score, true)? {
+        let score_fn = |name: String, func: Bound<'py, PyAny>| {
             let (n, varargs, sig) = self.describe(&func).map_err(load_err)?;
             let arity = match n {
                 1..=3 => n as usize,
@@ -201,10 +214,19 @@ impl<'py> PythonBackend<'py> {
                 .driver
                 .call_method1("make_loop", (arity,))
                 .map_err(load_err)?;
-            model.score = Some(Score {
+            Ok(Score {
                 entry: Entry { name, func, arity },
                 run,
-            });
+            })
+        };
+        if let Some((name, func)) = self.entry(&module, "score", &e.score, true)? {
+            model.score = Some(score_fn(name, func)?);
+        }
+        for (slot, name) in &e.slot_scores {
+            let role = format!("slot {slot} score");
+            if let Some((name, func)) = self.entry(&module, &role, &Some(name.clone()), true)? {
+                model.slot_scores.push((slot.0, score_fn(name, func)?));
+            }
         }
         if let Some((name, func)) = self.entry(&module, "init", &e.init, true)? {
             let (n, varargs, sig) = self.describe(&func).map_err(load_err)?;
@@ -290,8 +312,9 @@ impl<'py> PythonBackend<'py> {
         })
     }
 
-    /// A whole batch as one data frame: the outputs belong to the batch's first record, the
-    /// others have none; a failure fails every record of the batch.
+    /// A whole batch as one data frame: each output row belongs to the record its index
+    /// label names (other outputs to the batch's first record); a failure fails every
+    /// record of the batch.
     fn score_recordset(
         &self,
         entry: &Entry<'py>,
@@ -324,11 +347,17 @@ impl<'py> PythonBackend<'py> {
                 ),
             )
             .map_err(|e| self.model_failed(&entry.name, &e))?;
+        if let Ok(per_record) = result.cast_exact::<PyList>() {
+            if per_record.len() == n {
+                return Ok(per_record.iter().map(|r| self.outcome(&r)).collect());
+            }
+        }
         let mut outcomes = Vec::with_capacity(n);
         match self.outcome(&result) {
-            Ok(outs) => {
-                outcomes.push(Ok(outs));
-                outcomes.resize_with(n, || Ok(Vec::new()));
+            Ok(_) => {
+                return Err(WireFailure::Worker(format!(
+                    "the record-set loop returned no outcome per record for a batch of {n}"
+                )))
             }
             Err(f) => outcomes.resize_with(n, || Err(f.clone())),
         }
@@ -336,15 +365,44 @@ impl<'py> PythonBackend<'py> {
     }
 
     fn score_py(&self, items: Vec<WireItem>) -> Result<Vec<ScoreOutcome>, WireFailure> {
-        let py = self.py;
         let model = self.model()?;
-        let Some(score) = &model.score else {
-            return Err(WireFailure::ModelFailed {
-                function: "score".into(),
-                message: "the model has no score function".into(),
-                traceback: String::new(),
-            });
+        let no_score = || WireFailure::ModelFailed {
+            function: "score".into(),
+            message: "the model has no score function".into(),
+            traceback: String::new(),
         };
+        if model.slot_scores.is_empty() {
+            let score = model.score.as_ref().ok_or_else(no_score)?;
+            return self.score_with(score, items, 0);
+        }
+        // Slots with functions of their own: each run of records with the same function is
+        // scored by it, outcomes kept in order.
+        let mut outcomes = Vec::with_capacity(items.len());
+        let mut items = items.into_iter().peekable();
+        while let Some(first) = items.next() {
+            let score = model.score_of(first.0).ok_or_else(no_score)?;
+            let offset = outcomes.len();
+            let mut run = vec![first];
+            while let Some(next) = items.peek() {
+                match model.score_of(next.0) {
+                    Some(s) if std::ptr::eq(s, score) => run.extend(items.next()),
+                    _ => break,
+                }
+            }
+            outcomes.extend(self.score_with(score, run, offset)?);
+        }
+        Ok(outcomes)
+    }
+
+    fn score_with(
+        &self,
+        score: &Score<'py>,
+        items: Vec<WireItem>,
+        // Records of the batch before these (the progress page counts from the batch's
+        // first record).
+        offset: usize,
+    ) -> Result<Vec<ScoreOutcome>, WireFailure> {
+        let py = self.py;
         let arity = score.entry.arity;
         let internal =
             |e: PyErr| WireFailure::Worker(format!("cannot pass records to Python: {e}"));
@@ -385,6 +443,7 @@ impl<'py> PythonBackend<'py> {
                 &score.entry.func,
                 &self.failure,
                 &self.generator,
+                offset,
             ))
             .map_err(|e| self.model_failed(&score.entry.name, &e))?;
         let results = results
@@ -480,7 +539,7 @@ impl<'py> WorkerBackend for PythonBackend<'py> {
     fn run_all(
         &mut self,
         function: AllRecordsFunction,
-        cx: &mut Context,
+        _cx: &mut Context,
     ) -> Result<Vec<(Slot, Value)>, WireFailure> {
         let collected = std::mem::take(&mut self.collected);
         let model = self.model()?;
@@ -500,14 +559,17 @@ impl<'py> WorkerBackend for PythonBackend<'py> {
             .call_method0("has_pandas")
             .and_then(|v| v.extract::<bool>())
             .unwrap_or(false);
-        if !has_pandas {
-            cx.log(
-                Level::Warn,
-                format!(
-                    "pandas is not importable: {} receives each input as a list of records",
-                    entry.name
+        if !has_pandas && entry.arity > 0 {
+            // Said at once: handed lists, the model would fail deep inside with a TypeError.
+            return Err(WireFailure::ModelFailed {
+                function: entry.name.clone(),
+                message: format!(
+                    "{} functions receive pandas DataFrames; pandas is not installed in this \
+                     model's environment (add it to requirements.txt)",
+                    function.as_str()
                 ),
-            );
+                traceback: String::new(),
+            });
         }
         let mut frames = Vec::with_capacity(collected.len());
         for (_, records) in collected {

@@ -151,10 +151,10 @@ def call_init(fn, arity, key, raw_json):
 # arity. Each result is None (no output), a list (a generator's outputs), a 1-tuple (one
 # returned value) or a Failure.
 _LOOP = """
-def run(data, slots, seqnos, progress, score, Failure, _Gen):
+def run(data, slots, seqnos, progress, score, Failure, _Gen, offset=0):
     out = []
     append = out.append
-    i = 0
+    i = offset
     for {names} in {source}:
         i += 1
         progress[1] = i
@@ -173,9 +173,13 @@ def run(data, slots, seqnos, progress, score, Failure, _Gen):
 
 def run_recordset(score, arity, data, slot, seqno, Failure, _Gen):
     """Scores a whole batch at once (`recordsets.<slot>: true`): the model gets one pandas
-    DataFrame of the batch (a list of records without pandas). Every output that is a
-    DataFrame, or a `(slot, DataFrame)` tuple, becomes one output record per row. Returns
-    the outputs as a list, or a Failure for the whole batch."""
+    DataFrame of the batch (a list of records without pandas), indexed 0..n-1 by the
+    records' positions in the batch. Every output that is a DataFrame, or a `(slot,
+    DataFrame)` tuple, becomes one output record per row, and each row belongs to the
+    record its index label names (so a deployment answers each request with its own rows);
+    other outputs belong to the batch's first record. Returns one list of outputs per
+    record, or a Failure for the whole batch."""
+    n = len(data)
     try:
         frame = make_frame(data)
         args = (frame, slot, seqno)[:arity]
@@ -186,19 +190,36 @@ def run_recordset(score, arity, data, slot, seqno, Failure, _Gen):
             r = []
         else:
             r = [r]
-        outs = []
+        per = [[] for _ in range(n)]
         for o in r:
             routed = None
             if o.__class__ is tuple and len(o) == 2 and o[0].__class__ is int:
                 routed, o = o
             if _pandas and isinstance(o, _pandas.DataFrame):
-                rows = o.to_dict("records")
-            else:
-                rows = [o]
-            outs.extend(rows if routed is None else [(routed, row) for row in rows])
-        return outs
+                owners = row_owners(o, n)
+                for k, row in zip(owners, o.to_dict("records")):
+                    per[k].append(row if routed is None else (routed, row))
+            elif n:
+                per[0].append(o if routed is None else (routed, o))
+        return per
     except Exception as e:
         return Failure(e)
+
+
+def row_owners(frame, n):
+    """The batch position each row of an output DataFrame comes from: its index label when
+    every label is a position of the batch, else its own position when the frame has as
+    many rows as the batch. Otherwise the rows cannot be told apart: ValueError."""
+    labels = frame.index.tolist()
+    if all(l.__class__ is int and 0 <= l < n for l in labels):
+        return labels
+    if len(labels) == n:
+        return range(n)
+    raise ValueError(
+        f"the model returned a DataFrame of {len(labels)} rows for a batch of {n} records "
+        "and its index does not say which record each row comes from: keep the input "
+        "DataFrame's index (0..n-1, the records' positions) on the rows it returns"
+    )
 
 
 def make_loop(arity):

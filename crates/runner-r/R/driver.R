@@ -16,6 +16,8 @@ local({
   rt$rep <- file("/dev/fd/5", open = "wb", raw = TRUE)
   rt$page <- tryCatch(file("/dev/fd/4", open = "r+b"), error = function(e) NULL)
   rt$fn <- list()
+  # Score functions of particular input slots (`action.<slot>`), by slot number as text.
+  rt$by_slot <- list()
   rt$n <- 0L
   rt$slots <- integer()
   rt$vals <- list()
@@ -180,8 +182,15 @@ local({
       return(fail("load", paste0("the model's source cannot be run: ", loaded$message),
                   traceback = loaded$traceback))
     }
-    for (role in c("init", "score", "metrics", "train", "end")) {
-      name <- msg[[role]]
+    roles <- c("init", "score", "metrics", "train", "end")
+    fnames <- lapply(roles, function(r) msg[[r]])
+    for (k in seq_along(msg$slot_score_slots)) {
+      roles <- c(roles, paste0("slot ", msg$slot_score_slots[k], " score"))
+      fnames <- c(fnames, list(msg$slot_score_names[k]))
+    }
+    for (r in seq_along(roles)) {
+      role <- roles[r]
+      name <- fnames[[r]]
       if (is.null(name)) next
       f <- get0(name, envir = globalenv(), mode = "function", inherits = FALSE)
       if (is.null(f)) {
@@ -189,7 +198,8 @@ local({
         return(fail("load", sprintf("the %s function '%s' is not defined by the model", role, name)))
       }
       a <- arity(f)
-      if (role == "score" && !a$dots && !(a$n %in% 1:3)) {
+      scoring <- role == "score" || grepl("^slot [0-9]+ score$", role)
+      if (scoring && !a$dots && !(a$n %in% 1:3)) {
         return(fail("load", sprintf(
           "the score function %s takes %d arguments; a score function takes 1 (datum), 2 (datum, slot) or 3 (datum, slot, seqno)",
           name, a$n)))
@@ -198,8 +208,10 @@ local({
         return(fail("load", sprintf("the init function %s takes %d arguments; it takes 0 or 1", name, a$n)))
       }
       n <- if (a$dots && a$n == 0L) 1L else min(a$n, 3L)
-      call <- if (role %in% c("score", "init") && !a$dots) wrapper(name, n) else wrapper(name)
-      rt$fn[[role]] <- list(name = name, f = call, n = n)
+      call <- if ((scoring || role == "init") && !a$dots) wrapper(name, n) else wrapper(name)
+      entry <- list(name = name, f = call, n = n)
+      if (role == "score" || !scoring) rt$fn[[role]] <- entry
+      else rt$by_slot[[as.character(msg$slot_score_slots[r - 5L])]] <- entry
     }
     list(ok = TRUE, info = c("R", paste(R.version$major, R.version$minor, sep = ".")))
   }
@@ -221,9 +233,68 @@ local({
     list(ok = TRUE)
   }
 
+  # The record (1-based position in the batch) each row of an output data.frame comes
+  # from: its row names when they are positions of the batch, else its own position when
+  # it has as many rows as the batch.
+  frame_owners <- function(df, n) {
+    k <- suppressWarnings(as.integer(attr(df, "row.names")))
+    if (length(k) == nrow(df) && !anyNA(k) && all(k >= 1L & k <= n)) return(k)
+    if (nrow(df) == n) return(seq_len(n))
+    stop(sprintf(paste(
+      "the model returned a data.frame of %d rows for a batch of %d records and its row",
+      "names do not say which record each row comes from: keep the input data.frame's row",
+      "names (1..n, the records' positions) on the rows it returns"), nrow(df), n), call. = FALSE)
+  }
+
+  # A batch of a record-set slot: one call with the whole batch as a data.frame. Each row
+  # of an output data.frame goes to the record it comes from, other outputs to the first
+  # record; an error fails every record of the batch.
+  do_score_frame <- function(msg, score) {
+    n <- length(msg$slots)
+    progress(0L, msg$batch)
+    progress(8L, 1L)
+    out_reset()
+    r <- guarded(score$f, list(msg$frame, msg$slots[1L], msg$seqnos[1L])[seq_len(score$n)])
+    per <- NULL
+    if (r$ok) {
+      per <- tryCatch({
+        taken <- out_take(r$result)
+        per <- rep(list(list(integer(), list())), n)
+        add <- function(o, s, v) {
+          m <- length(per[[o]][[1L]]) + 1L
+          per[[o]][[1L]][m] <<- as.integer(s)
+          per[[o]][[2L]][m] <<- list(v)
+        }
+        for (k in seq_along(taken[[2L]])) {
+          v <- taken[[2L]][[k]]
+          s <- taken[[1L]][k]
+          if (is.data.frame(v)) {
+            owners <- frame_owners(v, n)
+            for (j in seq_len(nrow(v))) add(owners[j], s, lapply(v, function(col) col[[j]]))
+          } else if (n > 0L) {
+            add(1L, s, v)
+          }
+        }
+        per
+      }, error = function(e) {
+        r <<- list(ok = FALSE, message = describe(e), traceback = "")
+        NULL
+      })
+    }
+    progress(8L, 0L)
+    if (!r$ok) {
+      return(list(ok = TRUE, status = logical(n), outs = rep(list(c(r$message, r$traceback)), n)))
+    }
+    list(ok = TRUE, status = rep(TRUE, n), outs = per)
+  }
+
   do_score <- function(msg) {
     score <- rt$fn$score
     if (is.null(score)) return(fail("load", "the model has no score function"))
+    if (!is.null(msg$frame)) {
+      own <- rt$by_slot[[as.character(msg$slots[1L])]]
+      return(do_score_frame(msg, if (is.null(own)) score else own))
+    }
     recs <- msg$records
     slots <- msg$slots
     seqnos <- msg$seqnos
@@ -235,6 +306,11 @@ local({
     progress(0L, msg$batch)
     i <- 1L
     calls <- NULL
+    by_slot <- rt$by_slot
+    pick <- function(slot) {
+      own <- by_slot[[as.character(slot)]]
+      if (is.null(own)) score$f else own$f
+    }
     # One tryCatch around the whole loop, re-entered after a failing record, so a batch
     # with no failure pays for no handler per record.
     while (i <= n) {
@@ -243,6 +319,7 @@ local({
           while (i <= n) {
             progress(8L, i)
             out_reset()
+            if (length(by_slot)) .modelop_call <- pick(slots[i])
             r <- withVisible(.modelop_call(recs[[i]], slots[i], seqnos[i]))
             outs[[i]] <- out_take(r)
             ok[i] <- TRUE

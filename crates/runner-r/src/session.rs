@@ -42,6 +42,8 @@ pub struct RSession {
     failed_seqno: Option<u64>,
     broken: Option<Broken>,
     body: Vec<u8>,
+    /// Input slots whose batches reach the model as one data.frame (`recordsets.<slot>`).
+    recordsets: Vec<u32>,
     /// The driver script, removed with the session.
     _driver: tempfile::TempPath,
 }
@@ -73,6 +75,8 @@ fn pipe_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
 enum Field<'a> {
     Str(&'a str),
     OptStr(Option<&'a str>),
+    Ints(&'a [i32]),
+    Strs(&'a [&'a str]),
 }
 
 fn request(fields: &[(&str, Field<'_>)]) -> Vec<u8> {
@@ -81,6 +85,8 @@ fn request(fields: &[(&str, Field<'_>)]) -> Vec<u8> {
         Field::Str(s) => w.string(s),
         Field::OptStr(Some(s)) => w.string(s),
         Field::OptStr(None) => w.null(),
+        Field::Ints(v) => w.ints(v),
+        Field::Strs(v) => w.strings(v.iter().map(|s| Some(*s))),
     });
     w.finish()
 }
@@ -199,6 +205,12 @@ impl RSession {
             failed_seqno: None,
             broken: None,
             body: Vec::with_capacity(1 << 16),
+            recordsets: model
+                .recordsets
+                .iter()
+                .filter(|(_, on)| **on)
+                .map(|(slot, _)| slot.0)
+                .collect(),
             _driver: driver,
         };
         let hello = session.read_reply().await?;
@@ -208,6 +220,12 @@ impl RSession {
 
         let e = &model.entry_points;
         let source = model.main_source.to_string_lossy();
+        let slot_score_slots: Vec<i32> = e
+            .slot_scores
+            .keys()
+            .map(|s| i32::try_from(s.0).unwrap_or(i32::MAX))
+            .collect();
+        let slot_score_names: Vec<&str> = e.slot_scores.values().map(String::as_str).collect();
         let loaded = session
             .call(request(&[
                 ("op", Field::Str("load")),
@@ -217,6 +235,8 @@ impl RSession {
                 ("metrics", Field::OptStr(e.metrics.as_deref())),
                 ("train", Field::OptStr(e.train.as_deref())),
                 ("end", Field::OptStr(e.end.as_deref())),
+                ("slot_score_slots", Field::Ints(&slot_score_slots)),
+                ("slot_score_names", Field::Strs(&slot_score_names)),
             ]))
             .await?;
         let info = string_field(&loaded, "info").replace('\n', " ");
@@ -382,10 +402,20 @@ impl RSession {
         ))
     }
 
+    /// A score request; a batch of a record-set slot goes as one data.frame (`frame`)
+    /// instead of a list of records, and the driver answers per record all the same.
     fn score_request(&self, batch: u64, items: &[ScoreItem]) -> Vec<u8> {
         let mut w = Writer::new();
-        let fields = ["op", "batch", "slots", "seqnos", "records"];
-        w.named_list(&fields.map(|f| (f, f)), |w, f| match *f {
+        let as_frame = items
+            .first()
+            .is_some_and(|i| self.recordsets.contains(&i.slot.0));
+        let fields: &[&str] = if as_frame {
+            &["op", "batch", "slots", "seqnos", "frame"]
+        } else {
+            &["op", "batch", "slots", "seqnos", "records"]
+        };
+        let fields: Vec<(&str, &str)> = fields.iter().map(|f| (*f, *f)).collect();
+        w.named_list(&fields, |w, f| match *f {
             "op" => w.string("score"),
             "batch" => w.ints(&[i32::try_from(batch).unwrap_or(i32::MAX)]),
             "slots" => w.ints(
@@ -395,6 +425,10 @@ impl RSession {
                     .collect::<Vec<_>>(),
             ),
             "seqnos" => w.doubles(&items.iter().map(|i| i.seqno as f64).collect::<Vec<_>>()),
+            "frame" => {
+                let records: Vec<Value> = items.iter().map(|i| i.value.clone()).collect();
+                w.data_frame(&records);
+            }
             _ => {
                 w.list_header(items.len());
                 for i in items {

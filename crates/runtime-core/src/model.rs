@@ -50,6 +50,9 @@ pub struct EntryPoints {
     pub train: Option<String>,
     /// Called at shutdown if defined.
     pub end: Option<String>,
+    /// Input slots scored by a function of their own (`action.<slot>: NAME` naming another
+    /// function than `score`); every other slot is scored by `score`.
+    pub slot_scores: BTreeMap<Slot, String>,
 }
 
 /// Names given explicitly by the user; they win over markers and defaults.
@@ -79,8 +82,12 @@ pub struct SmartComments {
     pub slots: BTreeMap<Slot, SlotUse>,
     /// `recordsets.<slot>`: deliver a batch as a data frame.
     pub recordsets: BTreeMap<Slot, bool>,
-    /// `action.<slot>`: a per-input-slot callback, `None` for `unused`/`none`.
+    /// `action.<slot>` (or `score.<slot>`): the function scoring that input slot, `None`
+    /// for `unused`/`none`.
     pub actions: BTreeMap<Slot, Option<String>>,
+    /// `<prefix>.init: NAME`, `<prefix>.score: NAME` and friends without a slot: the
+    /// function named outright.
+    pub named: ExplicitNames,
     /// Comments that looked like smart comments but could not be understood, with their
     /// line number, so the load can say why.
     pub problems: Vec<(usize, String)>,
@@ -160,6 +167,21 @@ impl SmartComments {
             Some((t, s)) => (t, Some(s.trim())),
             None => (key, None),
         };
+        if scope.is_none() {
+            let named = match tag {
+                "init" | "begin" => Some(&mut self.named.init),
+                "score" | "action" => Some(&mut self.named.score),
+                "metrics" => Some(&mut self.named.metrics),
+                "train" | "training" => Some(&mut self.named.train),
+                _ => None,
+            };
+            if let Some(named) = named {
+                if !value.is_empty() && !matches!(value, "unused" | "none") {
+                    named.get_or_insert_with(|| value.to_owned());
+                }
+                return;
+            }
+        }
         let slots = match (tag, scope) {
             ("input", None) => vec![Slot(0)],
             ("output", None) => vec![Slot(1)],
@@ -214,7 +236,7 @@ impl SmartComments {
                     self.recordsets.insert(s, on);
                 }
             }
-            "action" => {
+            "action" | "score" => {
                 let f = match value.to_ascii_lowercase().as_str() {
                     "unused" | "none" | "" => None,
                     _ => Some(value.to_owned()),
@@ -227,27 +249,152 @@ impl SmartComments {
         }
     }
 
-    /// Resolves entry points: explicit names, then markers, then `begin`/`action`/`end` when
-    /// the source defines them (`defined` answers whether a name is defined).
+    /// The function an `action.<slot>`/`score.<slot>` comment names for the lowest input
+    /// slot that has one.
+    pub fn slot_action(&self) -> Option<&str> {
+        self.actions
+            .iter()
+            .filter(|(slot, _)| slot.0 % 2 == 0)
+            .find_map(|(_, f)| f.as_deref())
+    }
+
+    /// Resolves entry points: explicit names, then markers (`# modelop.score` above a
+    /// definition, then `modelop.score: NAME`, then `action.<slot>: NAME`), then
+    /// `begin`/`action`/`end` when the source defines them (`defined` answers whether a
+    /// name is defined).
     pub fn entry_points(
         &self,
         explicit: &ExplicitNames,
         defined: impl Fn(&str) -> bool,
     ) -> EntryPoints {
-        let pick = |given: &Option<String>, marked: &Option<String>, default: Option<&str>| {
+        let pick = |given: &Option<String>, marked: Option<String>, default: Option<&str>| {
             given
                 .clone()
-                .or_else(|| marked.clone())
+                .or(marked)
                 .or_else(|| default.filter(|d| defined(d)).map(str::to_owned))
         };
+        let or = |a: &Option<String>, b: &Option<String>| a.clone().or_else(|| b.clone());
+        let score_marked = or(&self.markers.score, &self.named.score)
+            .or_else(|| self.slot_action().map(str::to_owned));
+        let score = pick(&explicit.score, score_marked, Some("action"));
+        // A function named explicitly scores every slot.
+        let slot_scores = match &explicit.score {
+            Some(_) => BTreeMap::new(),
+            None => self
+                .actions
+                .iter()
+                .filter(|(slot, _)| slot.is_input())
+                .filter_map(|(slot, f)| match f {
+                    Some(f) if Some(f) != score.as_ref() => Some((*slot, f.clone())),
+                    _ => None,
+                })
+                .collect(),
+        };
         EntryPoints {
-            init: pick(&explicit.init, &self.markers.init, Some("begin")),
-            score: pick(&explicit.score, &self.markers.score, Some("action")),
-            metrics: pick(&explicit.metrics, &self.markers.metrics, None),
-            train: pick(&explicit.train, &self.markers.train, None),
-            end: pick(&None, &None, Some("end")),
+            init: pick(
+                &explicit.init,
+                or(&self.markers.init, &self.named.init),
+                Some("begin"),
+            ),
+            score,
+            metrics: pick(
+                &explicit.metrics,
+                or(&self.markers.metrics, &self.named.metrics),
+                None,
+            ),
+            train: pick(
+                &explicit.train,
+                or(&self.markers.train, &self.named.train),
+                None,
+            ),
+            end: pick(&None, None, Some("end")),
+            slot_scores,
         }
     }
+}
+
+/// Why a model's score function may keep state between records, if it looks so: Python
+/// code with a `global` statement, or R code assigning with `<<-` or `assign(`, anywhere
+/// but in the init function. Such a model sees only some records in each of several
+/// workers, so it runs in one unless asked otherwise. A plain text scan: a statement in
+/// a string or comment counts too, which errs on the side of one worker.
+pub fn state_kept_between_records(
+    source: &str,
+    language: Language,
+    init: Option<&str>,
+) -> Option<String> {
+    let lines: Vec<&str> = source.lines().collect();
+    let init_body = init.and_then(|name| function_lines(&lines, language, name));
+    for (idx, line) in lines.iter().enumerate() {
+        if init_body.as_ref().is_some_and(|r| r.contains(&idx)) {
+            continue;
+        }
+        let code = line.trim();
+        if code.starts_with('#') {
+            continue;
+        }
+        let found = match language {
+            Language::Python => ["global ", "nonlocal "]
+                .iter()
+                .any(|kw| code.starts_with(kw) || code.contains(&format!("; {kw}"))),
+            Language::R => code.contains("<<-") || code.contains("assign("),
+        };
+        if found {
+            return Some(format!(
+                "line {} changes global state ('{code}'), so its records must all go to one \
+                 worker",
+                idx + 1
+            ));
+        }
+    }
+    None
+}
+
+/// The lines (indices) of the definition of `name`, from its `def`/`<-` line to its end.
+fn function_lines(
+    lines: &[&str],
+    language: Language,
+    name: &str,
+) -> Option<std::ops::Range<usize>> {
+    let start = lines
+        .iter()
+        .position(|l| definition_name(l.trim(), language) == Some(name))?;
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let end = match language {
+        Language::Python => {
+            let base = indent(lines[start]);
+            lines[start + 1..]
+                .iter()
+                .position(|l| {
+                    let t = l.trim();
+                    !t.is_empty() && !t.starts_with('#') && indent(l) <= base
+                })
+                .map_or(lines.len(), |n| start + 1 + n)
+        }
+        Language::R => {
+            let mut depth = 0i64;
+            let mut opened = false;
+            let mut end = lines.len();
+            for (i, l) in lines.iter().enumerate().skip(start) {
+                for c in l.chars() {
+                    match c {
+                        '{' => {
+                            depth += 1;
+                            opened = true;
+                        }
+                        '}' => depth -= 1,
+                        _ => {}
+                    }
+                }
+                if !opened || depth <= 0 {
+                    end = i + 1;
+                    break;
+                }
+            }
+            end
+        }
+    };
+    Some(start..end)
 }
 
 /// The names a source defines at its top level (`def name(` in Python, `name <- function(`
@@ -421,5 +568,66 @@ def fit(df):
         let c = SmartComments::parse("# modelop.score\nx = 1\n", Language::Python);
         assert_eq!(c.markers.score, None);
         assert_eq!(c.problems.len(), 1);
+    }
+
+    #[test]
+    fn action_and_score_tags_name_the_score_function() {
+        let defs = |_: &str| false;
+        let c = SmartComments::parse("# fastscore.action.0: predict\n", Language::Python);
+        let ep = c.entry_points(&ExplicitNames::default(), defs);
+        assert_eq!(ep.score.as_deref(), Some("predict"));
+        let c = SmartComments::parse("#modelop.score.0:go\n", Language::R);
+        let ep = c.entry_points(&ExplicitNames::default(), defs);
+        assert_eq!(ep.score.as_deref(), Some("go"));
+        let c = SmartComments::parse(
+            "# modelop.score: s\n# modelop.init: i\n# fastscore.metrics: m\n# modelop.train: t\n",
+            Language::Python,
+        );
+        let ep = c.entry_points(&ExplicitNames::default(), defs);
+        assert_eq!(ep.score.as_deref(), Some("s"));
+        assert_eq!(ep.init.as_deref(), Some("i"));
+        assert_eq!(ep.metrics.as_deref(), Some("m"));
+        assert_eq!(ep.train.as_deref(), Some("t"));
+        let c = SmartComments::parse("# odg.action.$in: both\n", Language::Python);
+        assert_eq!(c.slot_action(), Some("both"));
+        assert!(c.problems.is_empty());
+        let c = SmartComments::parse(
+            "# fastscore.action.0: a\n# fastscore.action.2: b\n# fastscore.action.4: a\n",
+            Language::Python,
+        );
+        assert!(c.problems.is_empty(), "{:?}", c.problems);
+        let ep = c.entry_points(&ExplicitNames::default(), defs);
+        assert_eq!(ep.score.as_deref(), Some("a"));
+        assert_eq!(
+            ep.slot_scores.into_iter().collect::<Vec<_>>(),
+            vec![(Slot(2), "b".to_owned())]
+        );
+        let explicit = ExplicitNames {
+            score: Some("given".into()),
+            ..ExplicitNames::default()
+        };
+        let ep = c.entry_points(&explicit, defs);
+        assert_eq!(ep.score.as_deref(), Some("given"));
+        assert!(ep.slot_scores.is_empty());
+    }
+
+    #[test]
+    fn global_state_outside_init_is_found() {
+        let py = "count = 0\ndef begin():\n    global count\n    count = 0\n\ndef action(d):\n    yield d\n";
+        assert_eq!(
+            state_kept_between_records(py, Language::Python, Some("begin")),
+            None
+        );
+        let py = "def begin():\n    global n\n    n = 0\ndef action(d):\n    global n\n    n += 1\n    yield n\n";
+        let why = state_kept_between_records(py, Language::Python, Some("begin")).unwrap();
+        assert!(why.contains("line 5"), "{why}");
+        let r = "begin <- function() {\n  n <<- 0\n}\naction <- function(d) {\n  n <<- n + 1\n  emit(n)\n}\n";
+        let why = state_kept_between_records(r, Language::R, Some("begin")).unwrap();
+        assert!(why.contains("line 5"), "{why}");
+        let r = "begin <- function() {\n  n <<- 0\n}\naction <- function(d) d\n";
+        assert_eq!(
+            state_kept_between_records(r, Language::R, Some("begin")),
+            None
+        );
     }
 }

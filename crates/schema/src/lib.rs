@@ -33,7 +33,9 @@ use runtime_core::Value;
 
 pub use check::{CheckOptions, Detailed, Violation};
 pub use mask::{masked, rejection_reason, Masked};
-pub use slots::{resolve_model_schemas, resolve_schema, OutputRejection, SlotSchemas};
+pub use slots::{
+    resolve_checked_schemas, resolve_model_schemas, resolve_schema, OutputRejection, SlotSchemas,
+};
 pub use stream::{check_stream, CheckReport, StreamProblem};
 
 /// Why a schema could not be had.

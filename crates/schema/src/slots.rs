@@ -166,6 +166,46 @@ pub fn resolve_model_schemas(
     Ok(out)
 }
 
+/// The schemas a job or deployment checks, with inputs and outputs switched on or off
+/// (`enableInputSchemaChecking`, `--no-output-schema-check`, ...). A schema of a side that
+/// is not checked is not needed to run the model: if it cannot be found or read, the answer
+/// carries a warning for the log instead of failing the load. The schemas of a checked side
+/// must resolve as with [`resolve_model_schemas`].
+pub fn resolve_checked_schemas(
+    work_dir: &Path,
+    comments: &SmartComments,
+    inputs: bool,
+    outputs: bool,
+) -> Result<(SlotSchemas, Vec<String>), SchemaError> {
+    let mut out = SlotSchemas::default();
+    let mut warnings = Vec::new();
+    let mut by_name: HashMap<&str, Checker> = HashMap::new();
+    for (slot, name) in &comments.schemas {
+        if comments.slots.get(slot) == Some(&SlotUse::Unused) {
+            continue;
+        }
+        let checked = if slot.is_input() { inputs } else { outputs };
+        let resolved = match by_name.get(name.as_str()) {
+            Some(c) => Ok(c.clone()),
+            None => resolve_schema(work_dir, *slot, name),
+        };
+        match resolved {
+            Ok(c) => {
+                by_name.insert(name, c.clone());
+                if checked {
+                    out.insert(*slot, c);
+                }
+            }
+            Err(e) if !checked => warnings.push(format!(
+                "{e}; {} schema checking is off, so the model runs without it",
+                if slot.is_input() { "input" } else { "output" }
+            )),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((out, warnings))
+}
+
 /// One slot's schema by name, as [`resolve_model_schemas`] finds it.
 pub fn resolve_schema(work_dir: &Path, slot: Slot, name: &str) -> Result<Checker, SchemaError> {
     let name = name.trim();

@@ -988,17 +988,42 @@ async fn deploy_document(
         .await
         .map_err(|e| Error::Store(format!("deployment preparation failed: {e}")))??
     };
-    let schemas =
-        match schema::resolve_model_schemas(&prepared.materialized.work_dir, &prepared.comments) {
-            Ok(s) => s.switched(
-                doc.enable_input_schema_checking.unwrap_or(true),
-                doc.enable_output_schema_checking.unwrap_or(true),
-            ),
-            Err(err) => {
+    let schemas = match schema::resolve_checked_schemas(
+        &prepared.materialized.work_dir,
+        &prepared.comments,
+        doc.enable_input_schema_checking.unwrap_or(true),
+        doc.enable_output_schema_checking.unwrap_or(true),
+    ) {
+        Ok((s, warnings)) => {
+            for w in warnings {
+                log.warn(LogSource::Engine, w);
+            }
+            s
+        }
+        Err(err) => {
+            remove_dir(dir).await;
+            return Err(Error::BadRequest(format!("the model's schemas: {err}")));
+        }
+    };
+    // The same environment logic as a batch job's: the model's requirements installed.
+    let mut prepared = prepared;
+    let job_log: Arc<dyn runtime_core::JobLog> = log.clone();
+    let environment =
+        match jobs::prepare_environment(&prepared.spec, e.deps.environments.clone(), &[], &job_log)
+            .await
+        {
+            Ok(env) => env,
+            Err(reason) => {
                 remove_dir(dir).await;
-                return Err(Error::BadRequest(format!("the model's schemas: {err}")));
+                return Err(Error::BadRequest(reason));
             }
         };
+    if let Some(env) = &environment {
+        prepared
+            .spec
+            .import_paths
+            .insert(0, env.site_packages.clone());
+    }
     let spec = DeploySpec {
         id,
         name: model.name.clone(),
@@ -1021,6 +1046,7 @@ async fn deploy_document(
         queue_bound: e.config.score_queue_bound,
         batch_max: e.config.score_batch_max,
         workers: e.config.score_workers,
+        environment,
     };
     if spec.model.entry_points.score.is_none() {
         remove_dir(dir).await;

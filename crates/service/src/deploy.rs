@@ -76,6 +76,8 @@ pub struct DeploySpec {
     pub batch_max: usize,
     /// Warm workers, each initialized before the deployment answers.
     pub workers: usize,
+    /// The model's own Python environment (its requirements), held while it is deployed.
+    pub environment: Option<environments::PreparedEnv>,
 }
 
 pub struct Deployment {
@@ -96,6 +98,7 @@ pub struct Deployment {
     stop: Arc<Notify>,
     actors: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     pub workers: usize,
+    _environment: Option<environments::PreparedEnv>,
 }
 
 #[derive(Default)]
@@ -181,6 +184,7 @@ impl Deployment {
             stop,
             actors: Mutex::new(handles),
             workers,
+            _environment: spec.environment,
         }))
     }
 

@@ -97,6 +97,44 @@ pub struct StoredModel {
 pub struct ModelMetaData {
     #[serde(default)]
     pub name: Option<String>,
+    /// The input schema as ModelOp Center sends it: an Avro schema (object or JSON text),
+    /// or a list of entries, each a schema or `{"schemaDefinition": schema, ...}`; the
+    /// first is slot 0's.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub input_schema: Option<serde_json::Value>,
+    /// The output schema, in the same forms; slot 1's.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub output_schema: Option<serde_json::Value>,
+}
+
+/// The Avro schema text in one of the forms `modelMetaData.inputSchema` takes; `None` for
+/// null or an empty list.
+fn metadata_schema(v: &serde_json::Value, what: &str) -> Result<Option<String>> {
+    use serde_json::Value as J;
+    match v {
+        J::Null => Ok(None),
+        J::Array(items) => match items.first() {
+            Some(first) => metadata_schema(first, &format!("{what}[0]")),
+            None => Ok(None),
+        },
+        J::Object(o) => match o.get("schemaDefinition") {
+            Some(def) => metadata_schema(def, &format!("{what}.schemaDefinition")),
+            None if o.contains_key("type") => Ok(Some(v.to_string())),
+            None => Err(Error::BadRequest(format!(
+                "{what}: neither an Avro schema (no 'type') nor an entry with 'schemaDefinition'"
+            ))),
+        },
+        J::String(text) if text.trim().is_empty() => Ok(None),
+        J::String(text) => match serde_json::from_str::<J>(text) {
+            Ok(parsed @ (J::Object(_) | J::Array(_))) => metadata_schema(&parsed, what),
+            _ => Ok(Some(
+                serde_json::Value::String(text.trim().to_owned()).to_string(),
+            )),
+        },
+        _ => Err(Error::BadRequest(format!("{what}: not an Avro schema"))),
+    }
 }
 
 /// A model asset, an input or an output.
@@ -155,6 +193,9 @@ pub struct ModelSource {
     pub language: Option<Language>,
     pub explicit: ExplicitNames,
     pub assets: Vec<(PathBuf, Content)>,
+    /// Schemas by slot from `modelMetaData` (Avro JSON text); a slot whose source names
+    /// a schema keeps the source's.
+    pub schemas: Vec<(u32, String)>,
 }
 
 /// An input or output of a job.
@@ -395,7 +436,25 @@ fn model_source(m: &ModelRef, what: &str) -> Result<ModelSource> {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "model".into())
         });
+    let mut schemas = Vec::new();
+    if let Some(meta) = &stored.model_meta_data {
+        let sides = [
+            (0, &meta.input_schema, "inputSchema"),
+            (1, &meta.output_schema, "outputSchema"),
+        ];
+        for (slot, value, field) in sides {
+            let what = format!("{what}.storedModel.modelMetaData.{field}");
+            if let Some(text) = value
+                .as_ref()
+                .map(|v| metadata_schema(v, &what))
+                .transpose()?
+            {
+                schemas.extend(text.map(|t| (slot, t)));
+            }
+        }
+    }
     Ok(ModelSource {
+        schemas,
         name,
         source_name,
         source_text: text,

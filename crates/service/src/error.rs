@@ -62,9 +62,10 @@ pub enum Error {
     #[error("An error has occurred: output record rejected by schema")]
     OutputRejectedBySchema(String),
 
-    /// The model raised on the request's record.
+    /// The model raised on the request's record (the reference runtime's words, prefix
+    /// included).
     #[error(
-        "An output error occurred during model execution, please check the engine logs for details"
+        "An error has occurred: An output error occurred during model execution, please check the engine logs for details"
     )]
     ModelRaised(String),
 

@@ -24,7 +24,14 @@ pub fn prepare_model(m: &ModelSource, dir: &Path, log: &dyn JobLog) -> Result<Pr
             .map_err(|e| Error::io(format!("cannot empty {}", dir.display()), e))?;
     }
     let located = LocatedModel::from_parts(&m.source_name, m.source_text.clone(), m.language)?;
-    let (comments, entry_points) = located.conventions(&m.explicit);
+    let (mut comments, entry_points) = located.conventions(&m.explicit);
+    // Schemas the document's modelMetaData carries serve slots the source names none for.
+    for (slot, text) in &m.schemas {
+        comments
+            .schemas
+            .entry(runtime_core::Slot(*slot))
+            .or_insert_with(|| text.clone());
+    }
     for (line, problem) in &comments.problems {
         log.warn(
             LogSource::Engine,

@@ -491,10 +491,16 @@ fn build_job(
     log: &BufferedLog,
 ) -> Result<Built> {
     let prepared = prepare_model(&spec.model, &dir.join("run"), log)?;
-    let schemas =
-        schema::resolve_model_schemas(&prepared.materialized.work_dir, &prepared.comments)
-            .map_err(|e| Error::BadRequest(format!("the model's schemas: {e}")))?
-            .switched(spec.input_schema_checking, spec.output_schema_checking);
+    let (schemas, warnings) = schema::resolve_checked_schemas(
+        &prepared.materialized.work_dir,
+        &prepared.comments,
+        spec.input_schema_checking,
+        spec.output_schema_checking,
+    )
+    .map_err(|e| Error::BadRequest(format!("the model's schemas: {e}")))?;
+    for w in warnings {
+        log.engine(Level::Warn, w);
+    }
     for (slot, checker) in schemas.inputs.iter().chain(schemas.outputs.iter()) {
         log.engine(
             Level::Info,

@@ -23,7 +23,7 @@ use serde::ser::SerializeSeq;
 use serde::{Deserialize, Serialize, Serializer};
 
 /// Bumped whenever a message changes shape.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Frames larger than this are refused as a protocol error rather than allocated.
 pub const MAX_FRAME: usize = 1 << 30;
@@ -41,6 +41,8 @@ pub struct LoadSpec {
     pub end: Option<String>,
     pub recordsets: Vec<(u32, bool)>,
     pub import_paths: Vec<PathBuf>,
+    /// Input slots with a score function of their own (`action.<slot>`).
+    pub slot_scores: Vec<(u32, String)>,
 }
 
 impl LoadSpec {
@@ -57,6 +59,11 @@ impl LoadSpec {
             end: e.end.clone(),
             recordsets: model.recordsets.iter().map(|(s, b)| (s.0, *b)).collect(),
             import_paths: model.import_paths.clone(),
+            slot_scores: e
+                .slot_scores
+                .iter()
+                .map(|(s, f)| (s.0, f.clone()))
+                .collect(),
         }
     }
 
@@ -77,6 +84,11 @@ impl LoadSpec {
                 metrics: self.metrics,
                 train: self.train,
                 end: self.end,
+                slot_scores: self
+                    .slot_scores
+                    .into_iter()
+                    .map(|(s, f)| (Slot(s), f))
+                    .collect(),
             },
             recordsets: self
                 .recordsets
@@ -419,6 +431,7 @@ mod tests {
             end: None,
             recordsets: vec![(0, true)],
             import_paths: vec!["/venv".into()],
+            slot_scores: vec![(2, "other".into())],
         };
         let got = round_trip(&ToWorkerRef::Load {
             version: PROTOCOL_VERSION,
