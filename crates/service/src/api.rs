@@ -320,6 +320,7 @@ async fn create_job(State(e): State<AppState>, body: Bytes) -> Result<(StatusCod
         .map_err(|_| Error::BadRequest("the job document is not UTF-8".into()))?
         .to_owned();
     let doc: JobDocument = json_body(&body)?;
+    crate::paths::check_job(&e.config.path_policy(), &doc)?;
     let row = e.queue.submit(text, doc).await?;
     Ok((StatusCode::CREATED, Json(job_view(&row))))
 }
@@ -396,6 +397,7 @@ async fn upload_job(
     }
     let parsed: JobDocument = serde_json::from_value(doc.clone())
         .map_err(|e| Error::BadRequest(format!("cannot build a job document: {e}")))?;
+    crate::paths::check_job(&e.config.path_policy(), &parsed)?;
     let row = e.queue.submit(doc.to_string(), parsed).await?;
     Ok((StatusCode::CREATED, Json(job_view(&row))))
 }
@@ -867,6 +869,7 @@ async fn deploy_document(
     if e.shutting_down() {
         return Err(Error::ShuttingDown);
     }
+    crate::paths::check_deployment(&e.config.path_policy(), &doc)?;
     let model = doc.model()?;
     let mut encodings = BTreeMap::new();
     for slot in [0u32, 1] {

@@ -405,18 +405,10 @@ fn model_source(m: &ModelRef, what: &str) -> Result<ModelSource> {
     })
 }
 
-/// A relative path that stays inside the model's folder.
+/// A relative path that stays inside the model's folder (the rules of
+/// `jobs::model_files::check_asset_name`: no `..`, absolute name, NUL or over-long name).
 pub fn safe_relative(name: &str, what: &str) -> Result<PathBuf> {
-    let p = PathBuf::from(name);
-    if p.as_os_str().is_empty()
-        || p.components()
-            .any(|c| !matches!(c, std::path::Component::Normal(_)))
-    {
-        return Err(Error::BadRequest(format!(
-            "{what}: the file name '{name}' leaves the model's folder"
-        )));
-    }
-    Ok(p)
+    jobs::model_files::check_asset_name(name).map_err(|e| Error::BadRequest(format!("{what}: {e}")))
 }
 
 fn data_spec(a: &Asset, what: &str, input: bool) -> Result<DataSpec> {

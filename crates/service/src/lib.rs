@@ -18,6 +18,7 @@ pub mod deploy;
 pub mod document;
 pub mod error;
 mod joblog;
+pub mod paths;
 mod prepare;
 pub mod queue;
 pub mod store;
