@@ -326,7 +326,7 @@ fn create(
             serde_json::Value::Object(map).to_string(),
         ));
     }
-    let mut v = value(c.multipart("POST", "/api/jobs/upload", &parts)?)?;
+    let mut v = value(c.upload("POST", "/api/jobs/upload", &parts)?)?;
     if wait {
         let id = s(&v["id"]);
         loop {
@@ -390,7 +390,7 @@ pub fn deploy(args: DeployArgs) -> i32 {
         if let Some(n) = &args.name {
             parts.push(Part::text("name", n.clone()));
         }
-        let v = value(c.multipart("PUT", "/api/deployment/upload", &parts)?)?;
+        let v = value(c.upload("PUT", "/api/deployment/upload", &parts)?)?;
         show_deployment(&v, args.client.json);
         Ok(())
     })();

@@ -207,3 +207,267 @@ fn h2_asset_names_and_archives_stay_in_the_model_folder() {
     assert!(error_of(&v).contains("symbolic link"), "{v}");
     assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
 }
+
+fn engine_cli(e: &Engine, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(common::ENGINE)
+        .args(args)
+        .args(["--engine", &e.url])
+        .output()
+        .expect("engine runs")
+}
+
+/// POSTs `body` as a client sending `Expect: 100-continue` does: the body goes only if
+/// the engine asks for it (`chunked`: with no announced length).
+fn expect_continue(e: &Engine, path: &str, body: &[u8], chunked: bool) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let host = e.url.strip_prefix("http://").unwrap();
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let length = if chunked {
+        "Transfer-Encoding: chunked".to_owned()
+    } else {
+        format!("Content-Length: {}", body.len())
+    };
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{length}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        answer.extend_from_slice(&buf[..n]);
+        if n == 0 || answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    if answer.starts_with(b"HTTP/1.1 100") {
+        answer.clear();
+        // The engine stops reading past its limit: later writes may fail.
+        let _ = if chunked {
+            body.chunks(8192)
+                .try_for_each(|c| {
+                    write!(s, "{:x}\r\n", c.len())?;
+                    s.write_all(c)?;
+                    s.write_all(b"\r\n")
+                })
+                .and_then(|()| s.write_all(b"0\r\n\r\n"))
+        } else {
+            s.write_all(body)
+        };
+    }
+    let _ = s.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let json = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .and_then(|b| serde_json::from_str(b).ok())
+        .unwrap_or(Value::Null);
+    (status, json)
+}
+
+#[test]
+fn h2_oversize_bodies_are_413_naming_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(
+        dir.path(),
+        &[
+            "--max-request-bytes",
+            "100000",
+            "--max-upload-bytes",
+            "1000000",
+        ],
+        &[],
+    );
+    let big = "x".repeat(200_000);
+    let inline = json!([{"name": "in.jsonl", "fileContentString": big}]);
+    let doc = job_with(inline, json!([]), json!([])).to_string();
+    // Refused from its announced length, and while streaming when none is announced.
+    for chunked in [false, true] {
+        let (s, v) = expect_continue(&e, "/api/jobs", doc.as_bytes(), chunked);
+        assert_eq!(s, 413, "{v}");
+        let msg = error_of(&v);
+        assert!(
+            msg.contains("100000") && msg.contains("maxRequestBytes"),
+            "{msg}"
+        );
+    }
+    // The scoring routes too (read whole by the router).
+    let (s, v) = expect_continue(&e, "/api/roundtrip/0/1", big.as_bytes(), false);
+    assert_eq!(s, 413, "{v}");
+    assert!(error_of(&v).contains("maxRequestBytes"), "{v}");
+
+    // An upload over maxUploadBytes, through the CLI: it prints the limit.
+    let files = tempfile::tempdir().unwrap();
+    std::fs::write(files.path().join("echo.py"), ECHO).unwrap();
+    std::fs::write(files.path().join("big.jsonl"), "1\n".repeat(1_000_000)).unwrap();
+    let model = files.path().join("echo.py").display().to_string();
+    let input = files.path().join("big.jsonl").display().to_string();
+    let out = engine_cli(&e, &["job", "create", "batchjob", &model, &input, "-"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("413") && stderr.contains("1000000") && stderr.contains("maxUploadBytes"),
+        "{stderr}"
+    );
+    assert!(!stderr.to_lowercase().contains("broken pipe"), "{stderr}");
+    // Nothing of the refused upload is left behind.
+    let (_, list) = e.get("/api/jobs");
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 0, "{list}");
+}
+
+#[test]
+fn h2_uploads_past_max_concurrent_uploads_get_503() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(dir.path(), &["--max-concurrent-uploads", "1"], &[]);
+    let host = e.url.strip_prefix("http://").unwrap().to_owned();
+    // One upload that arrives slowly holds the only place.
+    let mut slow = std::net::TcpStream::connect(&host).unwrap();
+    write!(
+        slow,
+        "POST /api/jobs/upload HTTP/1.1\r\nHost: {host}\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n--b\r\nContent-Disposition: form-data; name=\"input\"; filename=\"in.jsonl\"\r\n\r\n1\n"
+    )
+    .unwrap();
+    slow.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let parts = vec![service::client::Part::text("jobType", "batchjob")];
+    let a = e
+        .client()
+        .upload("POST", "/api/jobs/upload", &parts)
+        .unwrap();
+    let body = String::from_utf8_lossy(&a.body);
+    assert_eq!(a.status, 503, "{body}");
+    assert!(body.contains("maxConcurrentUploads"), "{body}");
+    // With Retry-After.
+    let mut second = std::net::TcpStream::connect(&host).unwrap();
+    write!(
+        second,
+        "POST /api/jobs/upload HTTP/1.1\r\nHost: {host}\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 8\r\nConnection: close\r\n\r\n--b--\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut second, &mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 1"),
+        "{answer}"
+    );
+    drop(slow);
+}
+
+fn vm_hwm_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+fn db_bytes(data: &Path) -> u64 {
+    ["engine.db", "engine.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(data.join(f)).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+#[test]
+fn h2_a_large_upload_is_streamed_to_disk_and_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(dir.path(), &[], &[]);
+    let pid = e.child.as_ref().unwrap().id();
+    let files = tempfile::tempdir().unwrap();
+    std::fs::write(files.path().join("echo.py"), ECHO).unwrap();
+    let input = files.path().join("big.jsonl");
+    {
+        use std::io::Write;
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
+        let line = format!("{{\"v\": \"{}\"}}\n", "y".repeat(1000));
+        for _ in 0..200_000 {
+            w.write_all(line.as_bytes()).unwrap();
+        }
+    }
+    let size = std::fs::metadata(&input).unwrap().len();
+    assert!(size > 200_000_000);
+    let out = engine_cli(
+        &e,
+        &[
+            "job",
+            "create",
+            "batchjob",
+            &files.path().join("echo.py").display().to_string(),
+            &input.display().to_string(),
+            "-",
+            "--json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let job: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = job["id"].as_str().unwrap();
+    let peak_mib = vm_hwm_kib(pid) / 1024;
+    assert!(
+        peak_mib < 150,
+        "the engine peaked at {peak_mib} MiB for a {size}-byte upload"
+    );
+    let (s, _) = e.send("POST", &format!("/api/jobs/{id}/cancel"), &json!({}));
+    assert_eq!(s, 200);
+    // Stored once: in the job's folder, not in the database.
+    assert!(
+        db_bytes(dir.path()) < 2_000_000,
+        "engine.db holds {} bytes",
+        db_bytes(dir.path())
+    );
+    let content = dir.path().join("jobs").join(id).join("content");
+    let stored: u64 = std::fs::read_dir(&content)
+        .unwrap()
+        .map(|f| f.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(
+        stored >= size && stored < size + 10_000,
+        "{stored} bytes in {}",
+        content.display()
+    );
+}
+
+#[test]
+fn h2_embedded_contents_are_kept_once_and_the_model_sees_the_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(dir.path(), &[], &[]);
+    let model = "import json\n# modelop.init\ndef begin(arg):\n    global doc\n    doc = json.loads(arg['rawJson'])\n# modelop.score\ndef action(x):\n    yield doc['inputData'][0]['fileContentString']\n";
+    let marker = "h2-marker-0123456789";
+    let doc = json!({
+        "jobType": "MODEL_BATCH_JOB",
+        "model": {"storedModel": {"modelAssets": [
+            {"name": "m.py", "assetType": "SOURCE_CODE", "sourceCode": model},
+        ]}},
+        "inputData": [{"name": "in.jsonl", "fileContentString": format!("\"{marker}\"\n")}],
+    });
+    let (s, v) = e.send("POST", "/api/jobs", &doc);
+    assert_eq!(s, 201, "{v}");
+    let id = v["id"].as_str().unwrap();
+    let done = e.wait_job(id, &["COMPLETE", "ERROR"]);
+    assert_eq!(done["jobResult"], "SUCCESS", "{done}");
+    let (_, r) = e.get(&format!("/api/jobs/{id}/result"));
+    let content = r["outputs"][0]["content"].as_str().unwrap_or_default();
+    assert!(content.contains(marker), "{r}");
+    for f in ["engine.db", "engine.db-wal"] {
+        let bytes = std::fs::read(dir.path().join(f)).unwrap_or_default();
+        assert!(
+            !bytes.windows(marker.len()).any(|w| w == marker.as_bytes()),
+            "{f} holds the input's content"
+        );
+    }
+}

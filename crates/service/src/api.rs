@@ -4,16 +4,20 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
+use std::path::PathBuf;
+
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine as _;
 use codecs::{CodecConfig, Encoding};
+use futures_util::StreamExt;
 use runtime_core::{InitContext, JobLog, LogSource, SessionConfig, Slot, Value};
 use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -30,10 +34,6 @@ use crate::Engine;
 
 type AppState = Arc<Engine>;
 
-/// Largest job or deployment upload.
-const UPLOAD_LIMIT: usize = 512 * 1024 * 1024;
-/// Largest scoring request body.
-const SCORE_LIMIT: usize = codecs::DEFAULT_MAX_RECORD_BYTES;
 /// Lines of a deployed model's log kept in memory.
 const DEPLOY_LOG_LINES: usize = 2000;
 /// The settings key of the deployed model's document, redeployed at start.
@@ -53,7 +53,6 @@ fn scoring_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(roundtrip))
         .routes(routes!(roundtrip_v2))
-        .layer(DefaultBodyLimit::max(SCORE_LIMIT))
 }
 
 fn control_routes() -> OpenApiRouter<AppState> {
@@ -62,7 +61,8 @@ fn control_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(upload_job))
         .routes(routes!(get_deployment, deploy, undeploy))
         .routes(routes!(upload_deployment))
-        .layer(DefaultBodyLimit::max(UPLOAD_LIMIT));
+        // These handlers enforce maxRequestBytes / maxUploadBytes while reading.
+        .layer(DefaultBodyLimit::disable());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health))
         .routes(routes!(engine_state))
@@ -89,6 +89,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 pub fn control_router(engine: AppState) -> axum::Router {
+    let limit = engine.config.max_request_bytes;
     let (router, api) = control_routes().split_for_parts();
     let api = Arc::new(api);
     router
@@ -99,12 +100,79 @@ pub fn control_router(engine: AppState) -> axum::Router {
                 async move { Json(api.as_ref().clone()) }
             }),
         )
+        .layer(axum::middleware::map_response(move |r: Response| {
+            too_large_in_json(limit, r)
+        }))
+        .layer(DefaultBodyLimit::max(request_limit_bytes(&engine)))
         .with_state(engine)
 }
 
 pub fn scoring_router(engine: AppState) -> axum::Router {
+    let limit = engine.config.max_request_bytes;
     let (router, _) = scoring_routes().split_for_parts();
-    router.with_state(engine)
+    router
+        .layer(axum::middleware::map_response(move |r: Response| {
+            too_large_in_json(limit, r)
+        }))
+        .layer(DefaultBodyLimit::max(request_limit_bytes(&engine)))
+        .with_state(engine)
+}
+
+fn request_limit_bytes(e: &Engine) -> usize {
+    usize::try_from(e.config.max_request_bytes).unwrap_or(usize::MAX)
+}
+
+/// A body refused by the body limit of the routes that read it whole (413) is answered
+/// in JSON naming the limit and the setting that raises it.
+async fn too_large_in_json(limit: u64, r: Response) -> Response {
+    let json = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if r.status() == StatusCode::PAYLOAD_TOO_LARGE && !json {
+        return Error::TooLarge {
+            what: "the request body".into(),
+            limit,
+            setting: "maxRequestBytes",
+        }
+        .into_response();
+    }
+    r
+}
+
+/// Reads a whole body of at most `limit` bytes: refused from its Content-Length before
+/// reading, or as soon as it passes the limit while streaming.
+async fn read_limited(
+    headers: &HeaderMap,
+    body: Body,
+    limit: u64,
+    setting: &'static str,
+) -> Result<Vec<u8>> {
+    let too_large = || Error::TooLarge {
+        what: "the request body".into(),
+        limit,
+        setting,
+    };
+    if content_length(headers).is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut out = Vec::new();
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| Error::BadRequest(format!("unreadable body: {e}")))?;
+        if (out.len() + chunk.len()) as u64 > limit {
+            return Err(too_large());
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
 }
 
 // ---------------------------------------------------------------- engine
@@ -315,14 +383,74 @@ fn line_text(l: &StoredLine) -> String {
 #[utoipa::path(post, path = "/api/jobs", tag = "jobs", request_body = JobDocument,
     responses((status = 201, body = JobView), (status = 400, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
-async fn create_job(State(e): State<AppState>, body: Bytes) -> Result<(StatusCode, Json<JobView>)> {
-    let text = std::str::from_utf8(&body)
-        .map_err(|_| Error::BadRequest("the job document is not UTF-8".into()))?
-        .to_owned();
-    let doc: JobDocument = json_body(&body)?;
+async fn create_job(
+    State(e): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<JobView>)> {
+    let body = read_limited(
+        &headers,
+        body,
+        e.config.max_request_bytes,
+        "maxRequestBytes",
+    )
+    .await?;
+    let mut raw: serde_json::Value = json_body(&body)?;
+    let doc: JobDocument = serde_json::from_value(raw.clone())
+        .map_err(|e| Error::BadRequest(format!("invalid JSON body: {e}")))?;
     crate::paths::check_job(&e.config.path_policy(), &doc)?;
-    let row = e.queue.submit(text, doc).await?;
-    Ok((StatusCode::CREATED, Json(job_view(&row))))
+    let id = new_job_id(&e, doc.id.as_deref()).await?;
+    // Embedded contents go to the job's folder; the stored document keeps their paths.
+    let dir = job_content_dir(&e, &id)?;
+    let stored = {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::document::move_contents(&mut raw, &dir).map(|()| raw)
+        })
+        .await
+        .map_err(|e| Error::Store(format!("storing the job's contents failed: {e}")))?
+    };
+    let submitted = match stored {
+        Ok(stored) => match serde_json::from_value::<JobDocument>(stored.clone()) {
+            Ok(mut parsed) => {
+                parsed.id = Some(id.clone());
+                e.queue.submit(stored.to_string(), parsed).await
+            }
+            Err(err) => Err(Error::BadRequest(format!("invalid JSON body: {err}"))),
+        },
+        Err(err) => Err(err),
+    };
+    match submitted {
+        Ok(row) => Ok((StatusCode::CREATED, Json(job_view(&row)))),
+        Err(err) => {
+            if let Some(job_dir) = dir.parent() {
+                remove_dir(job_dir.to_path_buf()).await;
+            }
+            Err(err)
+        }
+    }
+}
+
+/// The id of a new job: the document's own when usable and free, else a new one.
+async fn new_job_id(e: &Engine, asked: Option<&str>) -> Result<String> {
+    match asked.filter(|s| crate::queue::is_usable_id(s)) {
+        Some(id) => {
+            if e.store().get(id).await?.is_some() {
+                return Err(Error::Conflict(format!(
+                    "a job with id {id} already exists"
+                )));
+            }
+            Ok(id.to_owned())
+        }
+        None => Ok(uuid::Uuid::new_v4().to_string()),
+    }
+}
+
+/// Where a job's uploaded and embedded contents are kept (absolute: documents name it).
+fn job_content_dir(e: &Engine, id: &str) -> Result<PathBuf> {
+    let dir = e.config.data_dir.join("jobs").join(id).join("content");
+    std::path::absolute(&dir)
+        .map_err(|err| Error::io(format!("cannot resolve {}", dir.display()), err))
 }
 
 /// The multipart form of a job upload (for people without a job document).
@@ -355,9 +483,39 @@ struct JobUpload {
     responses((status = 201, body = JobView), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn upload_job(
     State(e): State<AppState>,
+    headers: HeaderMap,
     multipart: Multipart,
 ) -> Result<(StatusCode, Json<JobView>)> {
-    let form = read_form(multipart).await?;
+    let id = uuid::Uuid::new_v4().to_string();
+    let dir = job_content_dir(&e, &id)?;
+    let r = upload_job_into(&e, &headers, multipart, &id, &dir).await;
+    if r.is_err() {
+        if let Some(job_dir) = dir.parent() {
+            remove_dir(job_dir.to_path_buf()).await;
+        }
+    }
+    r
+}
+
+async fn upload_job_into(
+    e: &AppState,
+    headers: &HeaderMap,
+    multipart: Multipart,
+    id: &str,
+    dir: &std::path::Path,
+) -> Result<(StatusCode, Json<JobView>)> {
+    let form = read_form(e, headers, multipart, dir).await?;
+    let output = form.text("output").filter(|s| !s.trim().is_empty());
+    if let Some(path) = &output {
+        let path = std::path::Path::new(path.trim());
+        if !path.is_absolute() {
+            return Err(Error::BadRequest(format!(
+                "output '{}': the path must be absolute",
+                path.display()
+            )));
+        }
+        e.config.path_policy().check(path, "output")?;
+    }
     let job_type = match form.text("jobType").as_deref().map(str::trim) {
         Some("batchjob") | None => "MODEL_BATCH_JOB".to_owned(),
         Some("testjob") => "MODEL_BATCH_TEST_JOB".to_owned(),
@@ -367,18 +525,18 @@ async fn upload_job(
     let mut doc = serde_json::json!({
         "jobType": job_type,
         "jobStatus": "CREATED",
-        "model": {"storedModel": form.stored_model()?},
-        "inputData": form.files("input").iter().map(|(name, bytes)| serde_json::json!({
+        "model": {"storedModel": form.stored_model(false).await?},
+        "inputData": form.files("input").iter().map(|(name, path)| serde_json::json!({
             "assetType": "FILE",
             "assetRole": "TEST_DATA",
             "name": name,
-            "fileContent": base64::engine::general_purpose::STANDARD.encode(bytes),
+            "fileUrl": format!("file://{}", path.display()),
         })).collect::<Vec<_>>(),
-        "outputData": match form.text("output").filter(|s| !s.trim().is_empty()) {
+        "outputData": match output {
             Some(path) => vec![serde_json::json!({
                 "assetType": "EXTERNAL_FILE",
-                "name": std::path::Path::new(&path).file_name().map(|n| n.to_string_lossy().into_owned()),
-                "fileUrl": format!("file://{path}"),
+                "name": std::path::Path::new(path.trim()).file_name().map(|n| n.to_string_lossy().into_owned()),
+                "fileUrl": format!("file://{}", path.trim()),
             })],
             None => vec![serde_json::json!({"assetType": "FILE", "name": "output.json"})],
         },
@@ -395,67 +553,126 @@ async fn upload_job(
         }
         doc["jobParameters"] = params;
     }
-    let parsed: JobDocument = serde_json::from_value(doc.clone())
+    let mut parsed: JobDocument = serde_json::from_value(doc.clone())
         .map_err(|e| Error::BadRequest(format!("cannot build a job document: {e}")))?;
-    crate::paths::check_job(&e.config.path_policy(), &parsed)?;
+    parsed.id = Some(id.to_owned());
     let row = e.queue.submit(doc.to_string(), parsed).await?;
     Ok((StatusCode::CREATED, Json(job_view(&row))))
 }
 
-/// Fields of a multipart form.
+/// Parts of an upload that are files (kept on disk as they arrive); the others are text.
+const FILE_PARTS: [&str; 3] = ["source", "asset", "input"];
+
+/// Fields of a multipart form: text fields in memory, file parts on disk.
 struct Form {
-    parts: Vec<(String, Option<String>, Vec<u8>)>,
+    texts: Vec<(String, String)>,
+    /// (field, file name, where it was written)
+    files: Vec<(String, Option<String>, PathBuf)>,
 }
 
-async fn read_form(mut multipart: Multipart) -> Result<Form> {
-    let mut parts = Vec::new();
-    while let Some(field) = multipart
-        .next_field()
-        .await
-        .map_err(|e| Error::BadRequest(format!("unreadable multipart body: {e}")))?
-    {
-        let name = field.name().unwrap_or("").to_owned();
-        let file = field.file_name().map(str::to_owned);
-        let bytes = field
-            .bytes()
-            .await
-            .map_err(|e| Error::BadRequest(format!("unreadable multipart field {name}: {e}")))?;
-        parts.push((name, file, bytes.to_vec()));
+/// Reads a multipart upload, writing its file parts under `dir` as they arrive: at most
+/// `maxUploadBytes` (refused from the Content-Length before reading, or as soon as it
+/// passes the limit), and at most `maxConcurrentUploads` uploads at once (503).
+async fn read_form(
+    e: &Engine,
+    headers: &HeaderMap,
+    mut multipart: Multipart,
+    dir: &std::path::Path,
+) -> Result<Form> {
+    let limit = e.config.max_upload_bytes;
+    let too_large = || Error::TooLarge {
+        what: "the upload".into(),
+        limit,
+        setting: "maxUploadBytes",
+    };
+    if content_length(headers).is_some_and(|n| n > limit) {
+        return Err(too_large());
     }
-    Ok(Form { parts })
+    let _permit = e.uploads.try_acquire().map_err(|_| {
+        Error::Busy(format!(
+            "{} uploads are being received (maxConcurrentUploads)",
+            e.config.max_concurrent_uploads
+        ))
+    })?;
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(|err| Error::io(format!("cannot create {}", dir.display()), err))?;
+    let unreadable = |err: axum::extract::multipart::MultipartError| {
+        Error::BadRequest(format!("unreadable multipart body: {err}"))
+    };
+    let (mut texts, mut files) = (Vec::new(), Vec::new());
+    let mut total = 0u64;
+    while let Some(mut field) = multipart.next_field().await.map_err(unreadable)? {
+        let name = field.name().unwrap_or("").to_owned();
+        let file_name = field.file_name().map(str::to_owned);
+        if FILE_PARTS.contains(&name.as_str()) {
+            let path = dir.join(format!("{name}-{}", files.len()));
+            let mut out = tokio::fs::File::create(&path)
+                .await
+                .map_err(|err| Error::io(format!("cannot write {}", path.display()), err))?;
+            while let Some(chunk) = field.chunk().await.map_err(unreadable)? {
+                total += chunk.len() as u64;
+                if total > limit {
+                    return Err(too_large());
+                }
+                out.write_all(&chunk)
+                    .await
+                    .map_err(|err| Error::io(format!("cannot write {}", path.display()), err))?;
+            }
+            out.flush()
+                .await
+                .map_err(|err| Error::io(format!("cannot write {}", path.display()), err))?;
+            files.push((name, file_name, path));
+        } else {
+            let mut text = Vec::new();
+            while let Some(chunk) = field.chunk().await.map_err(unreadable)? {
+                total += chunk.len() as u64;
+                if total > limit {
+                    return Err(too_large());
+                }
+                text.extend_from_slice(&chunk);
+            }
+            texts.push((name, String::from_utf8_lossy(&text).into_owned()));
+        }
+    }
+    Ok(Form { texts, files })
 }
 
 impl Form {
     fn text(&self, name: &str) -> Option<String> {
-        self.parts
+        self.texts
             .iter()
-            .find(|(n, _, _)| n == name)
-            .map(|(_, _, b)| String::from_utf8_lossy(b).into_owned())
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t.clone())
     }
 
-    fn files(&self, name: &str) -> Vec<(String, &[u8])> {
-        self.parts
+    fn files(&self, name: &str) -> Vec<(String, &std::path::Path)> {
+        self.files
             .iter()
             .filter(|(n, _, _)| n == name)
             .enumerate()
-            .map(|(i, (_, f, b))| {
+            .map(|(i, (_, f, p))| {
                 (
                     f.clone().unwrap_or_else(|| format!("{name}-{i}.json")),
-                    b.as_slice(),
+                    p.as_path(),
                 )
             })
             .collect()
     }
 
-    /// The `storedModel` of a job or deployment document built from the form.
-    fn stored_model(&self) -> Result<serde_json::Value> {
+    /// The `storedModel` of a job or deployment document built from the form: files by
+    /// their path, or (`embed`) their content in base64.
+    async fn stored_model(&self, embed: bool) -> Result<serde_json::Value> {
         let sources = self.files("source");
         let [(source_name, source)] = sources.as_slice() else {
             return Err(Error::BadRequest(
                 "the upload needs exactly one 'source' part (the model's main source)".into(),
             ));
         };
-        let text = std::str::from_utf8(source)
+        let text = tokio::fs::read(source)
+            .await
+            .map_err(|err| Error::io(format!("cannot read {}", source.display()), err))?;
+        let text = String::from_utf8(text)
             .map_err(|_| Error::BadRequest("the model's source is not UTF-8".into()))?;
         let mut main = serde_json::json!({
             "name": source_name,
@@ -475,12 +692,19 @@ impl Form {
             }
         }
         let mut assets = vec![main];
-        for (name, bytes) in self.files("asset") {
-            assets.push(serde_json::json!({
-                "name": name,
-                "assetType": "FILE",
-                "fileContent": base64::engine::general_purpose::STANDARD.encode(bytes),
-            }));
+        for (name, path) in self.files("asset") {
+            let mut asset = serde_json::json!({"name": name, "assetType": "FILE"});
+            if embed {
+                let bytes = tokio::fs::read(path)
+                    .await
+                    .map_err(|err| Error::io(format!("cannot read {}", path.display()), err))?;
+                asset["fileContent"] = base64::engine::general_purpose::STANDARD
+                    .encode(bytes)
+                    .into();
+            } else {
+                asset["fileUrl"] = format!("file://{}", path.display()).into();
+            }
+            assets.push(asset);
         }
         let model_name = std::path::Path::new(source_name.as_str())
             .file_stem()
@@ -815,8 +1039,16 @@ async fn get_deployment(State(e): State<AppState>) -> Result<Json<DeploymentView
         (status = 503, body = ErrorBody)))]
 async fn deploy(
     State(e): State<AppState>,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<(StatusCode, Json<DeploymentView>)> {
+    let body = read_limited(
+        &headers,
+        body,
+        e.config.max_request_bytes,
+        "maxRequestBytes",
+    )
+    .await?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| Error::BadRequest("the deployment document is not UTF-8".into()))?
         .to_owned();
@@ -845,13 +1077,27 @@ struct DeploymentUpload {
         (status = 503, body = ErrorBody)))]
 async fn upload_deployment(
     State(e): State<AppState>,
+    headers: HeaderMap,
     multipart: Multipart,
 ) -> Result<(StatusCode, Json<DeploymentView>)> {
-    let form = read_form(multipart).await?;
+    // The files are staged while the upload arrives; the stored deployment document
+    // embeds them (it is deployed again at start).
+    let staging = std::path::absolute(e.config.data_dir.join("uploads"))
+        .map_err(|err| Error::io("cannot resolve the data dir", err))?
+        .join(uuid::Uuid::new_v4().to_string());
+    let stored_model = match read_form(&e, &headers, multipart, &staging).await {
+        Ok(form) => form
+            .stored_model(true)
+            .await
+            .map(|m| (m, form.text("name"))),
+        Err(err) => Err(err),
+    };
+    remove_dir(staging).await;
+    let (stored_model, name) = stored_model?;
     let mut doc = serde_json::json!({
-        "deployableModel": {"storedModel": form.stored_model()?},
+        "deployableModel": {"storedModel": stored_model},
     });
-    if let Some(n) = form.text("name") {
+    if let Some(n) = name {
         doc["name"] = serde_json::Value::String(n);
     }
     let parsed: DeploymentDocument = serde_json::from_value(doc.clone())

@@ -134,6 +134,8 @@ pub struct Engine {
     /// Schemas compiled by `POST /2/active/schema/verify`, by id (the latest
     /// `VERIFIED_SCHEMAS_KEPT` are kept).
     verified_schemas: Mutex<(u64, BTreeMap<u64, schema::Checker>)>,
+    /// Uploads being received (`maxConcurrentUploads`).
+    pub uploads: tokio::sync::Semaphore,
 }
 
 /// How many verified schemas the engine keeps for `/2/active/schema/verify/{id}`.
@@ -270,6 +272,7 @@ pub async fn serve(
     if let Some(a) = scoring_addr {
         endpoints.push(format!("http://{a} (scoring)"));
     }
+    let uploads = tokio::sync::Semaphore::new(config.max_concurrent_uploads);
     let engine = Arc::new(Engine {
         id: uuid::Uuid::new_v4().to_string(),
         tags: RwLock::new(config.tags.clone()),
@@ -283,6 +286,7 @@ pub async fn serve(
         platforms: tokio::sync::OnceCell::new(),
         endpoints: RwLock::new(endpoints),
         verified_schemas: Mutex::new((0, BTreeMap::new())),
+        uploads,
     });
     api::restore_deployment(&engine).await;
 

@@ -390,11 +390,12 @@ impl JobQueue {
             let spec = spec.clone();
             let dir = dir.clone();
             let log = log.clone();
-            let raw = row.document.clone();
+            let stored = row.document.clone();
             let batch_size = self.batch_size;
             let control = control.clone();
             let environments = self.environments.clone();
             tokio::task::spawn_blocking(move || {
+                let raw = crate::document::raw_json(&stored)?;
                 build_job(&spec, &dir, raw, batch_size, control, log.as_ref()).map(
                     |(mut job, places, train)| {
                         job.options.environments = environments;
@@ -442,7 +443,8 @@ impl JobQueue {
     }
 }
 
-fn is_usable_id(s: &str) -> bool {
+/// An id a document may give its job (it names the job's folder).
+pub(crate) fn is_usable_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 100
         && s.chars()
