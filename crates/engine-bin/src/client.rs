@@ -72,6 +72,9 @@ pub enum JobCommand {
     Cancel { id: String },
     /// Queue a finished or interrupted job again.
     Rerun { id: String },
+    /// Delete a finished job with its log and files (cancel a waiting or running one
+    /// first).
+    Delete { id: String },
 }
 
 #[derive(Debug, Args)]
@@ -263,6 +266,18 @@ pub fn job(args: JobArgs) -> i32 {
             .map_err(Failed::from)
             .and_then(value)
             .map(|v| show_job(&v, json)),
+        JobCommand::Delete { id } => c
+            .delete(&format!("/api/jobs/{id}"))
+            .map_err(Failed::from)
+            .and_then(|a| {
+                if a.status >= 400 {
+                    return Err(Failed(error_text(&a), exit::ERROR));
+                }
+                if !json {
+                    out(&format!("job {id} deleted\n"));
+                }
+                Ok(())
+            }),
     };
     report(r, "job")
 }

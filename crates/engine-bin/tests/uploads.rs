@@ -471,3 +471,102 @@ fn h2_embedded_contents_are_kept_once_and_the_model_sees_the_document() {
         );
     }
 }
+
+fn inline_job() -> Value {
+    job_with(
+        json!([{"name": "in.jsonl", "fileContentString": "1\n"}]),
+        json!([]),
+        json!([]),
+    )
+}
+
+#[test]
+fn h2_retention_deletes_the_oldest_finished_jobs_with_their_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("application.json");
+    std::fs::write(&config, r#"{"jobRetention": {"maxJobs": 2}}"#).unwrap();
+    let data = dir.path().join("data");
+    let config_arg = config.display().to_string();
+    let mut ids = Vec::new();
+    {
+        let e = Engine::start(&data, &["--config", &config_arg], &[]);
+        for _ in 0..3 {
+            let (s, v) = e.send("POST", "/api/jobs", &inline_job());
+            assert_eq!(s, 201, "{v}");
+            let id = v["id"].as_str().unwrap().to_owned();
+            e.wait_job(&id, &["COMPLETE", "ERROR"]);
+            ids.push(id);
+        }
+        // After the third job, the first is gone with its folder.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while e.get(&format!("/api/jobs/{}", ids[0])).0 != 404 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "job {} is kept",
+                ids[0]
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        assert!(!data.join("jobs").join(&ids[0]).exists());
+        assert!(data.join("jobs").join(&ids[2]).exists());
+        let (_, list) = e.get("/api/jobs");
+        assert_eq!(list["jobs"].as_array().unwrap().len(), 2, "{list}");
+    }
+    // At start, with a smaller bound.
+    std::fs::write(&config, r#"{"jobRetention": {"maxJobs": 1}}"#).unwrap();
+    let e = Engine::start(&data, &["--config", &config_arg], &[]);
+    let (_, list) = e.get("/api/jobs");
+    let kept: Vec<&str> = list["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|j| j["id"].as_str())
+        .collect();
+    assert_eq!(kept, vec![ids[2].as_str()]);
+    assert!(!data.join("jobs").join(&ids[1]).exists());
+}
+
+#[test]
+fn h2_engine_job_delete_removes_a_finished_job_and_refuses_a_running_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(dir.path(), &[], &[]);
+    let (_, v) = e.send("POST", "/api/jobs", &inline_job());
+    let id = v["id"].as_str().unwrap().to_owned();
+    e.wait_job(&id, &["COMPLETE", "ERROR"]);
+    assert!(dir.path().join("jobs").join(&id).exists());
+    let out = engine_cli(&e, &["job", "delete", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(e.get(&format!("/api/jobs/{id}")).0, 404);
+    assert!(!dir.path().join("jobs").join(&id).exists());
+    let out = engine_cli(&e, &["job", "delete", &id]);
+    assert!(!out.status.success());
+
+    // A running job: 409, cancel first.
+    let slow = "import time\n# modelop.score\ndef action(x):\n    time.sleep(30)\n    yield x\n";
+    let doc = json!({
+        "jobType": "MODEL_BATCH_JOB",
+        "model": {"storedModel": {"modelAssets": [
+            {"name": "slow.py", "assetType": "SOURCE_CODE", "sourceCode": slow}]}},
+        "inputData": [{"name": "in.jsonl", "fileContentString": "1\n"}],
+    });
+    let (_, v) = e.send("POST", "/api/jobs", &doc);
+    let id = v["id"].as_str().unwrap().to_owned();
+    e.wait_job(&id, &["RUNNING"]);
+    let a = e.client().delete(&format!("/api/jobs/{id}")).unwrap();
+    let body = String::from_utf8_lossy(&a.body);
+    assert_eq!(a.status, 409, "{body}");
+    assert!(body.contains("cancel it first"), "{body}");
+    e.send("POST", &format!("/api/jobs/{id}/cancel"), &json!({}));
+    e.wait_job(&id, &["CANCELLED", "ERROR"]);
+    assert_eq!(
+        e.client()
+            .delete(&format!("/api/jobs/{id}"))
+            .unwrap()
+            .status,
+        204
+    );
+}

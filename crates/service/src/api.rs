@@ -69,7 +69,7 @@ fn control_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(engine_details))
         .routes(routes!(get_tags, put_tags))
         .routes(routes!(list_jobs))
-        .routes(routes!(get_job))
+        .routes(routes!(get_job, delete_job))
         .routes(routes!(job_log))
         .routes(routes!(job_result))
         .routes(routes!(cancel_job))
@@ -767,6 +767,15 @@ async fn get_job(State(e): State<AppState>, Path(id): Path<String>) -> Result<Js
     let mut view = job_view(&row);
     view.job_messages = Some(e.store().log(&id).await?.iter().map(line_text).collect());
     Ok(Json(view))
+}
+
+/// Deletes a finished job with its log and its folder (a waiting or running job: 409,
+/// cancel it first).
+#[utoipa::path(delete, path = "/api/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn delete_job(State(e): State<AppState>, Path(id): Path<String>) -> Result<StatusCode> {
+    crate::retention::delete_job(e.store(), &e.config.data_dir, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]

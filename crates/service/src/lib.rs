@@ -21,6 +21,7 @@ mod joblog;
 pub mod paths;
 mod prepare;
 pub mod queue;
+pub mod retention;
 pub mod store;
 mod time;
 
@@ -235,13 +236,30 @@ pub async fn serve(
     for id in &interrupted {
         tracing::warn!("job {id} was running when the engine stopped; marked interrupted");
     }
-    let queue = Arc::new(queue::JobQueue::new(
-        store,
-        deps.runners.clone(),
-        deps.environments.clone(),
-        config.data_dir.clone(),
-        config.job_batch_size,
-    ));
+    match retention::apply(
+        &store,
+        &config.data_dir,
+        config.job_retention,
+        time::now_ms(),
+    )
+    .await
+    {
+        Ok(deleted) if !deleted.is_empty() => {
+            tracing::info!("job retention: {} old job(s) deleted", deleted.len());
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("job retention: {e}"),
+    }
+    let queue = Arc::new(
+        queue::JobQueue::new(
+            store,
+            deps.runners.clone(),
+            deps.environments.clone(),
+            config.data_dir.clone(),
+            config.job_batch_size,
+        )
+        .with_retention(config.job_retention),
+    );
     let control = tokio::net::TcpListener::bind((config.bind, config.port))
         .await
         .map_err(|e| {

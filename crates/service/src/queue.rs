@@ -71,6 +71,7 @@ pub struct JobQueue {
     /// Told when the queue loop has returned.
     stopped: Notify,
     stopped_flag: AtomicBool,
+    retention: crate::config::JobRetention,
 }
 
 impl JobQueue {
@@ -92,7 +93,14 @@ impl JobQueue {
             stopping: AtomicBool::new(false),
             stopped: Notify::new(),
             stopped_flag: AtomicBool::new(false),
+            retention: crate::config::JobRetention::default(),
         }
+    }
+
+    /// Which finished jobs are kept; applied after each job.
+    pub fn with_retention(mut self, retention: crate::config::JobRetention) -> Self {
+        self.retention = retention;
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -364,6 +372,13 @@ impl JobQueue {
         self.store.finish(&id, now_ms(), finish).await?;
         if let Ok(mut c) = self.current.lock() {
             *c = None;
+        }
+        match crate::retention::apply(&self.store, &self.data_dir, self.retention, now_ms()).await {
+            Ok(deleted) if !deleted.is_empty() => {
+                tracing::info!("job retention: {} old job(s) deleted", deleted.len());
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("job retention: {e}"),
         }
         Ok(())
     }
