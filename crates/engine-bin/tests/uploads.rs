@@ -174,6 +174,13 @@ fn h2_asset_names_and_archives_stay_in_the_model_folder() {
         assert_eq!(s, 400, "{bad:?}: {v}");
         assert!(error_of(&v).contains("modelAssets[1]"), "{v}");
     }
+    // Nothing of the refused documents is left behind.
+    let jobs = dir.path().join("jobs");
+    assert!(
+        !jobs.exists() || std::fs::read_dir(&jobs).unwrap().count() == 0,
+        "{:?}",
+        std::fs::read_dir(&jobs).map(|d| d.count())
+    );
     // The same through an upload: the part's file name is the asset's name.
     let parts = vec![
         service::client::Part::File {
@@ -431,15 +438,26 @@ fn h2_a_large_upload_is_streamed_to_disk_and_stored_once() {
         db_bytes(dir.path())
     );
     let content = dir.path().join("jobs").join(id).join("content");
-    let stored: u64 = std::fs::read_dir(&content)
-        .unwrap()
-        .map(|f| f.unwrap().metadata().unwrap().len())
-        .sum();
+    let stored = tree_bytes(&content);
     assert!(
         stored >= size && stored < size + 10_000,
         "{stored} bytes in {}",
         content.display()
     );
+}
+
+fn tree_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|f| {
+            let f = f.unwrap();
+            if f.file_type().unwrap().is_dir() {
+                tree_bytes(&f.path())
+            } else {
+                f.metadata().unwrap().len()
+            }
+        })
+        .sum()
 }
 
 #[test]

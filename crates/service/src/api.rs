@@ -382,7 +382,8 @@ fn line_text(l: &StoredLine) -> String {
 /// Submits a batch job as a ModelOp Center job document; it is queued (WAITING).
 #[utoipa::path(post, path = "/api/jobs", tag = "jobs", request_body = JobDocument,
     responses((status = 201, body = JobView), (status = 400, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn create_job(
     State(e): State<AppState>,
     headers: HeaderMap,
@@ -423,9 +424,7 @@ async fn create_job(
     match submitted {
         Ok(row) => Ok((StatusCode::CREATED, Json(job_view(&row)))),
         Err(err) => {
-            if let Some(job_dir) = dir.parent() {
-                remove_dir(job_dir.to_path_buf()).await;
-            }
+            discard_contents(dir).await;
             Err(err)
         }
     }
@@ -446,9 +445,33 @@ async fn new_job_id(e: &Engine, asked: Option<&str>) -> Result<String> {
     }
 }
 
-/// Where a job's uploaded and embedded contents are kept (absolute: documents name it).
+/// Removes the contents of a refused submission, and the job's folder if nothing else is
+/// in it.
+async fn discard_contents(dir: PathBuf) {
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = std::fs::remove_dir_all(&dir);
+        let content = dir.parent();
+        for d in [content, content.and_then(|c| c.parent())]
+            .into_iter()
+            .flatten()
+        {
+            // Only empty folders go.
+            let _ = std::fs::remove_dir(d);
+        }
+    })
+    .await;
+}
+
+/// Where a job's uploaded and embedded contents are kept (absolute: documents name it);
+/// a folder of this submission's own, so a failed one removes nothing of another's.
 fn job_content_dir(e: &Engine, id: &str) -> Result<PathBuf> {
-    let dir = e.config.data_dir.join("jobs").join(id).join("content");
+    let dir = e
+        .config
+        .data_dir
+        .join("jobs")
+        .join(id)
+        .join("content")
+        .join(uuid::Uuid::new_v4().simple().to_string());
     std::path::absolute(&dir)
         .map_err(|err| Error::io(format!("cannot resolve {}", dir.display()), err))
 }
@@ -480,7 +503,9 @@ struct JobUpload {
 /// Submits a batch job as a multipart upload: model source, model files, input files.
 #[utoipa::path(post, path = "/api/jobs/upload", tag = "jobs",
     request_body(content = JobUpload, content_type = "multipart/form-data"),
-    responses((status = 201, body = JobView), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 201, body = JobView), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
 async fn upload_job(
     State(e): State<AppState>,
     headers: HeaderMap,
@@ -490,9 +515,7 @@ async fn upload_job(
     let dir = job_content_dir(&e, &id)?;
     let r = upload_job_into(&e, &headers, multipart, &id, &dir).await;
     if r.is_err() {
-        if let Some(job_dir) = dir.parent() {
-            remove_dir(job_dir.to_path_buf()).await;
-        }
+        discard_contents(dir).await;
     }
     r
 }
@@ -602,6 +625,9 @@ async fn read_form(
     };
     let (mut texts, mut files) = (Vec::new(), Vec::new());
     let mut total = 0u64;
+    // Text fields are held in memory: together at most maxRequestBytes.
+    let text_limit = e.config.max_request_bytes;
+    let mut text_total = 0u64;
     while let Some(mut field) = multipart.next_field().await.map_err(unreadable)? {
         let name = field.name().unwrap_or("").to_owned();
         let file_name = field.file_name().map(str::to_owned);
@@ -627,8 +653,16 @@ async fn read_form(
             let mut text = Vec::new();
             while let Some(chunk) = field.chunk().await.map_err(unreadable)? {
                 total += chunk.len() as u64;
+                text_total += chunk.len() as u64;
                 if total > limit {
                     return Err(too_large());
+                }
+                if text_total > text_limit {
+                    return Err(Error::TooLarge {
+                        what: format!("the upload's text fields ('{name}')"),
+                        limit: text_limit,
+                        setting: "maxRequestBytes",
+                    });
                 }
                 text.extend_from_slice(&chunk);
             }
@@ -1045,6 +1079,7 @@ async fn get_deployment(State(e): State<AppState>) -> Result<Json<DeploymentView
 /// shape); replaces the deployed one. Init runs now; its failure is the answer.
 #[utoipa::path(put, path = "/api/deployment", tag = "deployment", request_body = DeploymentDocument,
     responses((status = 201, body = DeploymentView), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 503, body = ErrorBody)))]
 async fn deploy(
     State(e): State<AppState>,
@@ -1083,6 +1118,7 @@ struct DeploymentUpload {
 #[utoipa::path(put, path = "/api/deployment/upload", tag = "deployment",
     request_body(content = DeploymentUpload, content_type = "multipart/form-data"),
     responses((status = 201, body = DeploymentView), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 503, body = ErrorBody)))]
 async fn upload_deployment(
     State(e): State<AppState>,
