@@ -405,22 +405,40 @@ fn h2_a_large_upload_is_streamed_to_disk_and_stored_once() {
     }
     let size = std::fs::metadata(&input).unwrap().len();
     assert!(size > 200_000_000);
-    let out = engine_cli(
-        &e,
-        &[
-            "job",
-            "create",
-            "batchjob",
-            &files.path().join("echo.py").display().to_string(),
-            &input.display().to_string(),
-            "-",
-            "--json",
-        ],
-    );
+    let mut cli = std::process::Command::new(common::ENGINE)
+        .args(["job", "create", "batchjob"])
+        .arg(files.path().join("echo.py"))
+        .arg(&input)
+        .args(["-", "--json", "--engine", &e.url])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The client's peak too, read while it runs.
+    let cli_pid = cli.id();
+    let mut cli_peak_kib = 0;
+    while cli.try_wait().unwrap().is_none() {
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{cli_pid}/status")) {
+            if let Some(kib) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                cli_peak_kib = cli_peak_kib.max(kib);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let out = cli.wait_with_output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        cli_peak_kib / 1024 < 100,
+        "the CLI peaked at {} MiB for a {size}-byte upload",
+        cli_peak_kib / 1024
     );
     let job: Value = serde_json::from_slice(&out.stdout).unwrap();
     let id = job["id"].as_str().unwrap();

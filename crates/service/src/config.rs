@@ -572,4 +572,34 @@ mod tests {
         let e = Config::load(Some(&file), &[]).unwrap_err();
         assert!(e.to_string().contains("prot"), "{e}");
     }
+
+    #[test]
+    fn paths_upload_limits_and_retention_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("application.json");
+        std::fs::write(
+            &file,
+            r#"{"allowedPaths": ["/srv/in", "/srv/out"], "maxUploadBytes": 5000, "jobRetention": {"maxJobs": 3}}"#,
+        )
+        .unwrap();
+        let cfg = Config::load(Some(&file), &[layer(&[("maxConcurrentUploads", "2")])]).unwrap();
+        assert_eq!(
+            cfg.allowed_paths,
+            vec![PathBuf::from("/srv/in"), PathBuf::from("/srv/out")]
+        );
+        assert_eq!(cfg.max_upload_bytes, 5000);
+        assert_eq!(cfg.max_concurrent_uploads, 2);
+        assert_eq!(cfg.job_retention.max_jobs, 3);
+        assert_eq!(cfg.job_retention.max_age_days, 30);
+        let env = overrides_from_env(|k| (k == "ENGINE_ALLOWED_PATHS").then(|| "/a:/b".into()));
+        let cfg = Config::load(None, &[env]).unwrap();
+        assert_eq!(
+            cfg.allowed_paths,
+            vec![PathBuf::from("/a"), PathBuf::from("/b")]
+        );
+        let e = Config::load(None, &[layer(&[("allowedPaths", "relative/dir")])]).unwrap_err();
+        assert!(e.to_string().contains("allowedPaths"), "{e}");
+        let e = Config::load(None, &[layer(&[("maxRequestBytes", "10")])]).unwrap_err();
+        assert!(e.to_string().contains("maxRequestBytes"), "{e}");
+    }
 }
