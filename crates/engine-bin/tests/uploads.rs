@@ -606,3 +606,61 @@ fn h2_engine_job_delete_removes_a_finished_job_and_refuses_a_running_one() {
         204
     );
 }
+
+#[test]
+fn h2_a_deployment_upload_is_stored_once_and_removed_when_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let model = files.path().join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    std::fs::write(
+        model.join("m.py"),
+        "# modelop.init\ndef begin():\n    global w\n    w = open('weights.bin', 'rb').read()\n# modelop.score\ndef action(x):\n    yield len(w)\n",
+    )
+    .unwrap();
+    std::fs::write(model.join("weights.bin"), vec![7u8; 3_000_000]).unwrap();
+    let model_arg = model.display().to_string();
+    {
+        let e = Engine::start(dir.path(), &[], &[]);
+        let out = engine_cli(&e, &["deploy", &model_arg]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(e.score("/api/roundtrip/0/1", "1").1.trim(), "3000000");
+        assert!(
+            db_bytes(dir.path()) < 1_000_000,
+            "engine.db holds the upload"
+        );
+        let uploads = dir.path().join("uploads/deployments");
+        assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 1);
+        let first = std::fs::read_dir(&uploads)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        // Deployed again: the old upload goes.
+        let out = engine_cli(&e, &["deploy", &model_arg]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!first.exists());
+        assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 1);
+    }
+    // A restart deploys the stored upload again.
+    let e = Engine::start(dir.path(), &[], &[]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (s, body, _) = e.score("/api/roundtrip/0/1", "1");
+        if s == 200 {
+            assert_eq!(body.trim(), "3000000");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{s} {body}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}

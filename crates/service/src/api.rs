@@ -548,7 +548,7 @@ async fn upload_job_into(
     let mut doc = serde_json::json!({
         "jobType": job_type,
         "jobStatus": "CREATED",
-        "model": {"storedModel": form.stored_model(false).await?},
+        "model": {"storedModel": form.stored_model().await?},
         "inputData": form.files("input").iter().map(|(name, path)| serde_json::json!({
             "assetType": "FILE",
             "assetRole": "TEST_DATA",
@@ -694,9 +694,9 @@ impl Form {
             .collect()
     }
 
-    /// The `storedModel` of a job or deployment document built from the form: files by
-    /// their path, or (`embed`) their content in base64.
-    async fn stored_model(&self, embed: bool) -> Result<serde_json::Value> {
+    /// The `storedModel` of a job or deployment document built from the form: the main
+    /// source as text, the other files by their path.
+    async fn stored_model(&self) -> Result<serde_json::Value> {
         let sources = self.files("source");
         let [(source_name, source)] = sources.as_slice() else {
             return Err(Error::BadRequest(
@@ -727,18 +727,11 @@ impl Form {
         }
         let mut assets = vec![main];
         for (name, path) in self.files("asset") {
-            let mut asset = serde_json::json!({"name": name, "assetType": "FILE"});
-            if embed {
-                let bytes = tokio::fs::read(path)
-                    .await
-                    .map_err(|err| Error::io(format!("cannot read {}", path.display()), err))?;
-                asset["fileContent"] = base64::engine::general_purpose::STANDARD
-                    .encode(bytes)
-                    .into();
-            } else {
-                asset["fileUrl"] = format!("file://{}", path.display()).into();
-            }
-            assets.push(asset);
+            assets.push(serde_json::json!({
+                "name": name,
+                "assetType": "FILE",
+                "fileUrl": format!("file://{}", path.display()),
+            }));
         }
         let model_name = std::path::Path::new(source_name.as_str())
             .file_stem()
@@ -1097,7 +1090,9 @@ async fn deploy(
         .map_err(|_| Error::BadRequest("the deployment document is not UTF-8".into()))?
         .to_owned();
     let doc: DeploymentDocument = json_body(&body)?;
+    crate::paths::check_deployment(&e.config.path_policy(), &doc)?;
     let d = deploy_document(&e, text, doc, true).await?;
+    prune_deployment_uploads(&e).await;
     Ok((StatusCode::CREATED, Json(deployment_view(&d))))
 }
 
@@ -1125,30 +1120,86 @@ async fn upload_deployment(
     headers: HeaderMap,
     multipart: Multipart,
 ) -> Result<(StatusCode, Json<DeploymentView>)> {
-    // The files are staged while the upload arrives; the stored deployment document
-    // embeds them (it is deployed again at start).
-    let staging = std::path::absolute(e.config.data_dir.join("uploads"))
-        .map_err(|err| Error::io("cannot resolve the data dir", err))?
-        .join(uuid::Uuid::new_v4().to_string());
-    let stored_model = match read_form(&e, &headers, multipart, &staging).await {
-        Ok(form) => form
-            .stored_model(true)
-            .await
-            .map(|m| (m, form.text("name"))),
-        Err(err) => Err(err),
-    };
-    remove_dir(staging).await;
-    let (stored_model, name) = stored_model?;
+    // The files are written where they stay while the model is deployed: the stored
+    // deployment document (deployed again at start) names them.
+    let root = deployment_uploads_root(&e)?;
+    let dir = root.join(uuid::Uuid::new_v4().simple().to_string());
+    if let Ok(mut busy) = e.deployment_uploads.lock() {
+        busy.insert(dir.clone());
+    }
+    let r = upload_deployment_from(&e, &headers, multipart, &dir).await;
+    if let Ok(mut busy) = e.deployment_uploads.lock() {
+        busy.remove(&dir);
+    }
+    match r {
+        Ok(d) => {
+            prune_deployment_uploads(&e).await;
+            Ok((StatusCode::CREATED, Json(deployment_view(&d))))
+        }
+        Err(err) => {
+            remove_dir(dir).await;
+            Err(err)
+        }
+    }
+}
+
+async fn upload_deployment_from(
+    e: &AppState,
+    headers: &HeaderMap,
+    multipart: Multipart,
+    dir: &std::path::Path,
+) -> Result<Arc<Deployment>> {
+    let form = read_form(e, headers, multipart, dir).await?;
     let mut doc = serde_json::json!({
-        "deployableModel": {"storedModel": stored_model},
+        "deployableModel": {"storedModel": form.stored_model().await?},
     });
-    if let Some(n) = name {
+    if let Some(n) = form.text("name") {
         doc["name"] = serde_json::Value::String(n);
     }
     let parsed: DeploymentDocument = serde_json::from_value(doc.clone())
         .map_err(|e| Error::BadRequest(format!("cannot build a deployment document: {e}")))?;
-    let d = deploy_document(&e, doc.to_string(), parsed, true).await?;
-    Ok((StatusCode::CREATED, Json(deployment_view(&d))))
+    deploy_document(e, doc.to_string(), parsed, true).await
+}
+
+/// Where uploaded deployments' files are kept (absolute: documents name them).
+fn deployment_uploads_root(e: &Engine) -> Result<PathBuf> {
+    std::path::absolute(e.config.data_dir.join("uploads").join("deployments"))
+        .map_err(|err| Error::io("cannot resolve the data dir", err))
+}
+
+/// Removes the files of uploaded deployments no longer deployed: every folder the stored
+/// deployment document does not name, but those of uploads under way.
+async fn prune_deployment_uploads(e: &Engine) {
+    let Ok(root) = deployment_uploads_root(e) else {
+        return;
+    };
+    // Uploads under way first: one that finishes meanwhile is in the stored document read
+    // after (it is stored before it leaves the set).
+    let busy: Vec<PathBuf> = e
+        .deployment_uploads
+        .lock()
+        .map(|b| b.iter().cloned().collect())
+        .unwrap_or_default();
+    let stored = e
+        .store()
+        .setting(DEPLOYMENT_KEY)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let _ = tokio::task::spawn_blocking(move || {
+        let Ok(entries) = std::fs::read_dir(&root) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let named = stored.contains(&format!("file://{}/", path.display()));
+            if !named && !busy.contains(&path) {
+                let _ = std::fs::remove_dir_all(&path);
+            }
+        }
+    })
+    .await;
 }
 
 async fn deploy_document(
@@ -1160,7 +1211,6 @@ async fn deploy_document(
     if e.shutting_down() {
         return Err(Error::ShuttingDown);
     }
-    crate::paths::check_deployment(&e.config.path_policy(), &doc)?;
     let model = doc.model()?;
     let mut encodings = BTreeMap::new();
     for slot in [0u32, 1] {

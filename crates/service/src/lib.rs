@@ -137,6 +137,8 @@ pub struct Engine {
     verified_schemas: Mutex<(u64, BTreeMap<u64, schema::Checker>)>,
     /// Uploads being received (`maxConcurrentUploads`).
     pub uploads: tokio::sync::Semaphore,
+    /// Folders of deployment uploads under way (kept when old uploads are removed).
+    deployment_uploads: Mutex<std::collections::HashSet<std::path::PathBuf>>,
 }
 
 /// How many verified schemas the engine keeps for `/2/active/schema/verify/{id}`.
@@ -305,6 +307,7 @@ pub async fn serve(
         endpoints: RwLock::new(endpoints),
         verified_schemas: Mutex::new((0, BTreeMap::new())),
         uploads,
+        deployment_uploads: Mutex::new(std::collections::HashSet::new()),
     });
     api::restore_deployment(&engine).await;
 
