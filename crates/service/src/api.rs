@@ -1,10 +1,9 @@
 //! The HTTP routes and the OpenAPI document generated from them.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-
-use std::path::PathBuf;
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -406,16 +405,21 @@ async fn create_job(
     let stored = {
         let dir = dir.clone();
         tokio::task::spawn_blocking(move || {
-            crate::document::move_contents(&mut raw, &dir).map(|()| raw)
+            crate::document::move_contents(&mut raw, &dir).map(|moved| (moved, raw))
         })
         .await
         .map_err(|e| Error::Store(format!("storing the job's contents failed: {e}")))?
     };
     let submitted = match stored {
-        Ok(stored) => match serde_json::from_value::<JobDocument>(stored.clone()) {
+        Ok((moved, stored)) => match serde_json::from_value::<JobDocument>(stored.clone()) {
             Ok(mut parsed) => {
                 parsed.id = Some(id.clone());
-                e.queue.submit(stored.to_string(), parsed).await
+                // Nothing moved: the document is kept as it was sent, to the byte.
+                let text = match moved {
+                    0 => String::from_utf8_lossy(&body).into_owned(),
+                    _ => stored.to_string(),
+                };
+                e.queue.submit(text, parsed).await
             }
             Err(err) => Err(Error::BadRequest(format!("invalid JSON body: {err}"))),
         },

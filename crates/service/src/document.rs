@@ -457,15 +457,17 @@ pub const MOVED_CONTENT: &str = "engineMovedContent";
 /// Stores each byte once: the embedded contents (`fileContent`, `fileContentString`) of a
 /// job document's model assets and inputs are written to files under `dir`, and the
 /// document keeps their paths (`fileUrl`) instead, with a note of where the content was so
-/// that [`raw_json`] gives the model the document as it was submitted. Blocking.
-pub fn move_contents(doc: &mut serde_json::Value, dir: &Path) -> Result<()> {
+/// that [`raw_json`] gives the model the document as it was submitted. Returns how many
+/// were moved. Blocking.
+pub fn move_contents(doc: &mut serde_json::Value, dir: &Path) -> Result<usize> {
     let mut n = 0usize;
     move_list(
         doc.pointer_mut("/model/storedModel/modelAssets"),
         dir,
         &mut n,
     )?;
-    move_list(doc.get_mut("inputData"), dir, &mut n)
+    move_list(doc.get_mut("inputData"), dir, &mut n)?;
+    Ok(n)
 }
 
 fn move_list(list: Option<&mut serde_json::Value>, dir: &Path, n: &mut usize) -> Result<()> {
@@ -597,7 +599,7 @@ mod tests {
             "inputData": [{"name": "in.jsonl", "fileContentString": "1\n2\n"}]
         });
         let mut stored = original.clone();
-        move_contents(&mut stored, dir.path()).unwrap();
+        assert_eq!(move_contents(&mut stored, dir.path()).unwrap(), 2);
         let text = stored.to_string();
         assert!(!text.contains("AAEC") && !text.contains("1\\n2"), "{text}");
         let doc: JobDocument = serde_json::from_value(stored).unwrap();
