@@ -325,7 +325,23 @@ fn h2_oversize_bodies_are_413_naming_the_limit() {
         "{stderr}"
     );
     assert!(!stderr.to_lowercase().contains("broken pipe"), "{stderr}");
-    // Nothing of the refused upload is left behind.
+    // The main source is kept as text: it may not be bigger than a document.
+    let parts = vec![service::client::Part::File {
+        name: "source".into(),
+        file_name: "huge.py".into(),
+        bytes: format!("# {}\n{ECHO}", "x".repeat(200_000)).into_bytes(),
+    }];
+    let a = e
+        .client()
+        .upload("POST", "/api/jobs/upload", &parts)
+        .unwrap();
+    let body = String::from_utf8_lossy(&a.body);
+    assert_eq!(a.status, 413, "{body}");
+    assert!(
+        body.contains("huge.py") && body.contains("maxRequestBytes"),
+        "{body}"
+    );
+    // Nothing of the refused uploads is left behind.
     let (_, list) = e.get("/api/jobs");
     assert_eq!(list["jobs"].as_array().unwrap().len(), 0, "{list}");
 }

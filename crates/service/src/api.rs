@@ -552,7 +552,7 @@ async fn upload_job_into(
     let mut doc = serde_json::json!({
         "jobType": job_type,
         "jobStatus": "CREATED",
-        "model": {"storedModel": form.stored_model().await?},
+        "model": {"storedModel": form.stored_model(e.config.max_request_bytes).await?},
         "inputData": form.files("input").iter().map(|(name, path)| serde_json::json!({
             "assetType": "FILE",
             "assetRole": "TEST_DATA",
@@ -700,13 +700,25 @@ impl Form {
 
     /// The `storedModel` of a job or deployment document built from the form: the main
     /// source as text, the other files by their path.
-    async fn stored_model(&self) -> Result<serde_json::Value> {
+    async fn stored_model(&self, source_limit: u64) -> Result<serde_json::Value> {
         let sources = self.files("source");
         let [(source_name, source)] = sources.as_slice() else {
             return Err(Error::BadRequest(
                 "the upload needs exactly one 'source' part (the model's main source)".into(),
             ));
         };
+        // The source is kept as text in the document: no bigger than a document may be.
+        let size = tokio::fs::metadata(source)
+            .await
+            .map_err(|err| Error::io(format!("cannot read {}", source.display()), err))?
+            .len();
+        if size > source_limit {
+            return Err(Error::TooLarge {
+                what: format!("the model's source '{source_name}'"),
+                limit: source_limit,
+                setting: "maxRequestBytes",
+            });
+        }
         let text = tokio::fs::read(source)
             .await
             .map_err(|err| Error::io(format!("cannot read {}", source.display()), err))?;
@@ -1155,7 +1167,7 @@ async fn upload_deployment_from(
 ) -> Result<Arc<Deployment>> {
     let form = read_form(e, headers, multipart, dir).await?;
     let mut doc = serde_json::json!({
-        "deployableModel": {"storedModel": form.stored_model().await?},
+        "deployableModel": {"storedModel": form.stored_model(e.config.max_request_bytes).await?},
     });
     if let Some(n) = form.text("name") {
         doc["name"] = serde_json::Value::String(n);
