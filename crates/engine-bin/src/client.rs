@@ -106,6 +106,9 @@ pub enum JobCommand {
     Cancel { id: String },
     /// Queue a finished or interrupted job again.
     Rerun { id: String },
+    /// Delete a finished job with its log and files (cancel a waiting or running one
+    /// first).
+    Delete { id: String },
 }
 
 #[derive(Debug, Args)]
@@ -306,6 +309,18 @@ pub fn job(args: JobArgs) -> i32 {
             .map_err(Failed::from)
             .and_then(value)
             .map(|v| show_job(&c, &v, json)),
+        JobCommand::Delete { id } => c
+            .delete(&format!("/api/jobs/{id}"))
+            .map_err(Failed::from)
+            .and_then(|a| {
+                if a.status >= 400 {
+                    return Err(Failed(error_text(&a), exit::ERROR));
+                }
+                if !json {
+                    out(&format!("job {id} deleted\n"));
+                }
+                Ok(())
+            }),
     };
     report(r, "job")
 }
@@ -542,7 +557,7 @@ fn create(
             serde_json::Value::Object(map).to_string(),
         ));
     }
-    let v = value(c.multipart("POST", "/api/jobs/upload", &parts)?)?;
+    let v = value(c.upload("POST", "/api/jobs/upload", &parts)?)?;
     match wait {
         Some(interval) => {
             let done = follow(c, &s(&v["id"]), interval)?;
@@ -587,7 +602,7 @@ pub fn deploy(args: DeployArgs) -> i32 {
         if let Some(n) = &args.name {
             parts.push(Part::text("name", n.clone()));
         }
-        let v = value(c.multipart("PUT", "/api/deployment/upload", &parts)?)?;
+        let v = value(c.upload("PUT", "/api/deployment/upload", &parts)?)?;
         show_deployment(&v, args.client.json);
         Ok(())
     })();

@@ -52,6 +52,19 @@ pub struct ServeArgs {
     /// The engine's log level (trace, debug, info, warn, error).
     #[arg(long)]
     pub log_level: Option<String>,
+    /// Folders job and deployment documents may name local paths under, ':'-separated
+    /// (`allowedPaths`; default: the data folder).
+    #[arg(long, value_name = "DIR:DIR...")]
+    pub allowed_paths: Option<String>,
+    /// Largest JSON or scoring request body in bytes (`maxRequestBytes`).
+    #[arg(long, value_name = "BYTES")]
+    pub max_request_bytes: Option<u64>,
+    /// Largest multipart upload in bytes (`maxUploadBytes`).
+    #[arg(long, value_name = "BYTES")]
+    pub max_upload_bytes: Option<u64>,
+    /// Uploads received at once (`maxConcurrentUploads`).
+    #[arg(long, value_name = "N")]
+    pub max_concurrent_uploads: Option<usize>,
 }
 
 fn flag_overrides(a: &ServeArgs) -> Overrides {
@@ -85,6 +98,16 @@ fn flag_overrides(a: &ServeArgs) -> Overrides {
         a.shutdown_grace_ms.map(|v| v.to_string()),
     );
     put("logLevel", a.log_level.clone());
+    put("allowedPaths", a.allowed_paths.clone());
+    put(
+        "maxRequestBytes",
+        a.max_request_bytes.map(|v| v.to_string()),
+    );
+    put("maxUploadBytes", a.max_upload_bytes.map(|v| v.to_string()));
+    put(
+        "maxConcurrentUploads",
+        a.max_concurrent_uploads.map(|v| v.to_string()),
+    );
     o
 }
 

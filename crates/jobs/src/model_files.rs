@@ -4,12 +4,16 @@
 //! Invariants:
 //! - The main source is written under a reserved name (`__model.py`, `__model.R`) and NOT
 //!   under its own name, so a model called `inspect.py` cannot shadow the standard library.
-//! - Every other file keeps its relative path; zip and tar.gz assets are extracted beside
-//!   themselves (the archive stays too); no entry of an archive can land outside the folder.
+//! - Every other file keeps its relative path; zip, tar and tar.gz assets are extracted
+//!   beside themselves (the archive stays too).
+//! - Nothing is written outside the model's folder: asset and archive entry names are
+//!   relative, without `..`, NUL or over-long components ([`check_asset_name`]); archives may
+//!   not hold symbolic or hard links; no file is written through a symbolic link, and an
+//!   existing file is replaced, never written into (it could be a hard link).
 //! - `outputDir/` exists before the model starts; HOME is a writable folder of the job's.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use runtime_core::{EntryPoints, ExplicitNames, Language, SmartComments};
 
@@ -238,21 +242,8 @@ pub fn materialize(model: &LocatedModel, job_dir: &Path) -> Result<Materialized>
     write_file(&work_dir.join(&main_source), model.source_text.as_bytes())?;
     let mut files = vec![main_source.clone()];
     for (rel, src) in &model.assets {
-        if rel.as_os_str().is_empty()
-            || rel
-                .components()
-                .any(|c| !matches!(c, std::path::Component::Normal(_)))
-        {
-            return Err(Error::Model(format!(
-                "asset path {} leaves the model's folder",
-                rel.display()
-            )));
-        }
-        let dest = work_dir.join(rel);
-        if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent)
-                .map_err(|e| Error::io(format!("cannot create {}", parent.display()), e))?;
-        }
+        check_asset_name(&rel.to_string_lossy())?;
+        let dest = prepare_dest(&work_dir, rel)?;
         fs::copy(src, &dest).map_err(|e| {
             Error::io(
                 format!("cannot copy {} to {}", src.display(), dest.display()),
@@ -276,23 +267,131 @@ pub fn materialize(model: &LocatedModel, job_dir: &Path) -> Result<Materialized>
 
 /// Writes an embedded asset (from a job document) into a materialized model.
 pub fn write_asset(m: &Materialized, rel: &Path, content: &[u8]) -> Result<()> {
-    if rel.as_os_str().is_empty()
-        || rel
-            .components()
-            .any(|c| !matches!(c, std::path::Component::Normal(_)))
-    {
-        return Err(Error::Model(format!(
-            "asset path {} leaves the model's folder",
-            rel.display()
-        )));
-    }
-    let dest = m.work_dir.join(rel);
-    if let Some(parent) = dest.parent() {
-        fs::create_dir_all(parent)
-            .map_err(|e| Error::io(format!("cannot create {}", parent.display()), e))?;
-    }
+    check_asset_name(&rel.to_string_lossy())?;
+    let dest = prepare_dest(&m.work_dir, rel)?;
     write_file(&dest, content)?;
     extract_if_archive(&dest)
+}
+
+/// Copies a file from disk into a materialized model as the asset `rel`.
+pub fn copy_asset(m: &Materialized, rel: &Path, src: &Path) -> Result<()> {
+    check_asset_name(&rel.to_string_lossy())?;
+    let dest = prepare_dest(&m.work_dir, rel)?;
+    fs::copy(src, &dest).map_err(|e| {
+        Error::io(
+            format!("cannot copy {} to {}", src.display(), dest.display()),
+            e,
+        )
+    })?;
+    extract_if_archive(&dest)
+}
+
+/// Longest file name component, in bytes.
+pub const MAX_NAME_COMPONENT: usize = 255;
+/// Longest asset name, in bytes.
+pub const MAX_NAME_TOTAL: usize = 4096;
+
+/// Checks that an asset's (or an archive entry's) name stays inside the model's folder:
+/// relative, no `..`, no NUL, no component over 255 bytes, at most 4096 bytes in all.
+/// Returns it as a relative path.
+pub fn check_asset_name(name: &str) -> Result<PathBuf> {
+    let refuse = |why: &str| {
+        Err(Error::Model(format!(
+            "asset '{}': {why}",
+            name.escape_default()
+        )))
+    };
+    if name.trim().is_empty() {
+        return refuse("the name is empty");
+    }
+    if name.contains('\0') {
+        return refuse("the name contains a NUL byte");
+    }
+    if name.len() > MAX_NAME_TOTAL {
+        return refuse(&format!(
+            "the name is {} bytes long (at most {MAX_NAME_TOTAL})",
+            name.len()
+        ));
+    }
+    let path = Path::new(name);
+    for c in path.components() {
+        match c {
+            Component::Normal(part) => {
+                if part.len() > MAX_NAME_COMPONENT {
+                    return refuse(&format!(
+                        "a component of the name is {} bytes long (at most {MAX_NAME_COMPONENT})",
+                        part.len()
+                    ));
+                }
+            }
+            Component::CurDir => {}
+            Component::ParentDir => return refuse("'..' leaves the model's folder"),
+            Component::RootDir | Component::Prefix(_) => {
+                return refuse("an absolute name leaves the model's folder")
+            }
+        }
+    }
+    let rel: PathBuf = path
+        .components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .collect();
+    if rel.as_os_str().is_empty() {
+        return refuse("the name names no file");
+    }
+    Ok(rel)
+}
+
+/// Makes `root/rel` ready to be written: its folders exist and none of them (nor the file
+/// itself) is a symbolic link, so nothing can be written outside `root`; an existing file
+/// there is removed (it could be a hard link to a file elsewhere).
+fn prepare_dest(root: &Path, rel: &Path) -> Result<PathBuf> {
+    let mut at = root.to_path_buf();
+    let parts: Vec<&std::ffi::OsStr> = rel
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    for (i, part) in parts.iter().enumerate() {
+        at.push(part);
+        let last = i + 1 == parts.len();
+        match fs::symlink_metadata(&at) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(Error::Model(format!(
+                    "asset '{}': '{}' is a symbolic link; nothing is written through links",
+                    rel.display(),
+                    at.strip_prefix(root).unwrap_or(&at).display()
+                )));
+            }
+            Ok(meta) if last => {
+                if meta.is_dir() {
+                    return Err(Error::Model(format!(
+                        "asset '{}': a folder of that name exists",
+                        rel.display()
+                    )));
+                }
+                fs::remove_file(&at)
+                    .map_err(|e| Error::io(format!("cannot replace {}", at.display()), e))?;
+            }
+            Ok(meta) if !meta.is_dir() => {
+                return Err(Error::Model(format!(
+                    "asset '{}': '{}' is a file, not a folder",
+                    rel.display(),
+                    at.strip_prefix(root).unwrap_or(&at).display()
+                )));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if !last {
+                    fs::create_dir(&at)
+                        .map_err(|e| Error::io(format!("cannot create {}", at.display()), e))?;
+                }
+            }
+            Err(e) => return Err(Error::io(format!("cannot stat {}", at.display()), e)),
+        }
+    }
+    Ok(at)
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -302,27 +401,125 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
 fn extract_if_archive(path: &Path) -> Result<()> {
     let name = file_name(path).to_ascii_lowercase();
     let dir = path.parent().unwrap_or(Path::new("."));
+    let open = || {
+        fs::File::open(path).map_err(|e| Error::io(format!("cannot open {}", path.display()), e))
+    };
     if name.ends_with(".zip") {
-        let file = fs::File::open(path)
-            .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
-        let mut archive = zip::ZipArchive::new(file).map_err(|e| {
-            Error::Model(format!(
-                "{}: not a readable zip archive: {e}",
-                path.display()
-            ))
-        })?;
-        // `extract` refuses entries whose names leave the folder.
-        archive
-            .extract(dir)
-            .map_err(|e| Error::Model(format!("{}: cannot extract: {e}", path.display())))?;
+        extract_zip(path, open()?, dir)
     } else if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
-        let file = fs::File::open(path)
-            .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
-        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
-        // `unpack` skips entries that would land outside `dir`.
-        archive
-            .unpack(dir)
-            .map_err(|e| Error::Model(format!("{}: cannot extract: {e}", path.display())))?;
+        extract_tar(path, flate2::read::GzDecoder::new(open()?), dir)
+    } else if name.ends_with(".tar") {
+        extract_tar(path, open()?, dir)
+    } else {
+        Ok(())
+    }
+}
+
+fn archive_refusal(archive: &Path, entry: &str, why: &str) -> Error {
+    Error::Model(format!(
+        "{}: entry '{}' {why}",
+        file_name(archive),
+        entry.escape_default()
+    ))
+}
+
+/// An archive entry's name, checked like an asset's.
+fn entry_name(archive: &Path, entry: &str) -> Result<PathBuf> {
+    check_asset_name(entry).map_err(|e| {
+        let why = e.to_string();
+        let why = why.split_once("': ").map_or(why.as_str(), |(_, w)| w);
+        archive_refusal(archive, entry, &format!("is refused: {why}"))
+    })
+}
+
+fn extract_zip(path: &Path, file: fs::File, dir: &Path) -> Result<()> {
+    let unreadable = |e: zip::result::ZipError| {
+        Error::Model(format!(
+            "{}: not a readable zip archive: {e}",
+            path.display()
+        ))
+    };
+    let mut archive = zip::ZipArchive::new(file).map_err(unreadable)?;
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).map_err(unreadable)?;
+        let raw = entry.name().to_owned();
+        let rel = entry_name(path, &raw)?;
+        if entry.is_symlink() {
+            return Err(archive_refusal(
+                path,
+                &raw,
+                "is a symbolic link; links in archives are refused",
+            ));
+        }
+        if entry.is_dir() {
+            make_dirs(dir, &rel)?;
+            continue;
+        }
+        let dest = prepare_dest(dir, &rel)?;
+        let mut out = fs::File::create_new(&dest)
+            .map_err(|e| Error::io(format!("cannot write {}", dest.display()), e))?;
+        std::io::copy(&mut entry, &mut out).map_err(|e| {
+            Error::Model(format!("{}: cannot extract '{raw}': {e}", path.display()))
+        })?;
+    }
+    Ok(())
+}
+
+fn extract_tar(path: &Path, reader: impl std::io::Read, dir: &Path) -> Result<()> {
+    let unreadable = |e: std::io::Error| {
+        Error::Model(format!(
+            "{}: not a readable tar archive: {e}",
+            path.display()
+        ))
+    };
+    let mut archive = tar::Archive::new(reader);
+    for entry in archive.entries().map_err(unreadable)? {
+        let mut entry = entry.map_err(unreadable)?;
+        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let rel = entry_name(path, &raw)?;
+        match entry.header().entry_type() {
+            tar::EntryType::Directory => make_dirs(dir, &rel)?,
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let dest = prepare_dest(dir, &rel)?;
+                let mut out = fs::File::create_new(&dest)
+                    .map_err(|e| Error::io(format!("cannot write {}", dest.display()), e))?;
+                std::io::copy(&mut entry, &mut out).map_err(|e| {
+                    Error::Model(format!("{}: cannot extract '{raw}': {e}", path.display()))
+                })?;
+            }
+            tar::EntryType::Symlink => {
+                return Err(archive_refusal(
+                    path,
+                    &raw,
+                    "is a symbolic link; links in archives are refused",
+                ))
+            }
+            tar::EntryType::Link => {
+                return Err(archive_refusal(
+                    path,
+                    &raw,
+                    "is a hard link; links in archives are refused",
+                ))
+            }
+            other => {
+                return Err(archive_refusal(
+                    path,
+                    &raw,
+                    &format!("is of type {other:?}; only files and folders are extracted"),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Creates the folders of `rel` under `root`, refusing to pass through links.
+fn make_dirs(root: &Path, rel: &Path) -> Result<()> {
+    // A placeholder child makes every component of `rel` a folder to create.
+    let dest = prepare_dest(root, &rel.join("_"))?;
+    if let Some(parent) = dest.parent() {
+        fs::create_dir_all(parent)
+            .map_err(|e| Error::io(format!("cannot create {}", parent.display()), e))?;
     }
     Ok(())
 }
@@ -423,5 +620,146 @@ mod tests {
             b"hello"
         );
         assert_eq!(fs::read(m.work_dir.join("t/x.bin")).unwrap(), b"abc");
+    }
+
+    fn tar_with(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+        let mut t = tar::Builder::new(Vec::new());
+        for (name, ty, target) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*ty);
+            h.set_mode(0o644);
+            h.set_size(0);
+            if ty.is_symlink() || ty.is_hard_link() {
+                h.set_link_name(target).unwrap();
+            }
+            // Written by hand so that names `append_data` would refuse can be built.
+            let bytes = name.as_bytes();
+            h.as_old_mut().name[..bytes.len()].copy_from_slice(bytes);
+            h.set_cksum();
+            t.append(&h, &b""[..]).unwrap();
+        }
+        t.into_inner().unwrap()
+    }
+
+    fn materialized() -> (tempfile::TempDir, Materialized) {
+        let job = tempfile::tempdir().unwrap();
+        let model =
+            LocatedModel::from_parts("m.py", "def action(x):\n    yield x\n".into(), None).unwrap();
+        let m = materialize(&model, job.path()).unwrap();
+        (job, m)
+    }
+
+    #[test]
+    fn asset_names_stay_in_the_folder() {
+        for bad in [
+            "../x",
+            "a/../../x",
+            "/etc/passwd",
+            "a\0b",
+            "",
+            ".",
+            &"n".repeat(256),
+            &format!("{}/x", "d/".repeat(2100)),
+        ] {
+            let err = check_asset_name(bad).unwrap_err().to_string();
+            assert!(err.starts_with("asset '"), "{bad:?}: {err}");
+        }
+        assert_eq!(
+            check_asset_name("./utilities/helpers.py").unwrap(),
+            PathBuf::from("utilities/helpers.py")
+        );
+        assert!(check_asset_name(&"n".repeat(255)).is_ok());
+        let (_job, m) = materialized();
+        let err = write_asset(&m, Path::new("../escape.txt"), b"x")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("'..'"), "{err}");
+    }
+
+    #[test]
+    fn a_tar_cannot_plant_a_link_that_a_later_asset_writes_through() {
+        let outside = tempfile::tempdir().unwrap();
+        let (_job, m) = materialized();
+        let tar = tar_with(&[(
+            "out",
+            tar::EntryType::Symlink,
+            &outside.path().display().to_string(),
+        )]);
+        let err = write_asset(&m, Path::new("evil.tar"), &tar)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("evil.tar: entry 'out' is a symbolic link"),
+            "{err}"
+        );
+        assert!(!m.work_dir.join("out").exists());
+        // Even a link made some other way is not written through.
+        std::os::unix::fs::symlink(outside.path(), m.work_dir.join("out2")).unwrap();
+        let err = write_asset(&m, Path::new("out2/x"), b"x")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("symbolic link"), "{err}");
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
+
+        let hard = tar_with(&[("h", tar::EntryType::Link, "/etc/hostname")]);
+        let err = write_asset(&m, Path::new("hard.tar"), &hard)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("entry 'h' is a hard link"), "{err}");
+    }
+
+    #[test]
+    fn archive_entries_leaving_the_folder_are_refused_with_a_message() {
+        let (_job, m) = materialized();
+        let tar = tar_with(&[("../up.txt", tar::EntryType::Regular, "")]);
+        let err = write_asset(&m, Path::new("up.tar"), &tar)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("up.tar: entry '../up.txt' is refused"),
+            "{err}"
+        );
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(
+            &mut gz,
+            &tar_with(&[("/abs.txt", tar::EntryType::Regular, "")]),
+        )
+        .unwrap();
+        let err = write_asset(&m, Path::new("abs.tar.gz"), &gz.finish().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("absolute"), "{err}");
+
+        let mut zip_bytes = std::io::Cursor::new(Vec::new());
+        {
+            let mut w = zip::ZipWriter::new(&mut zip_bytes);
+            w.add_symlink("link", "/etc", zip::write::SimpleFileOptions::default())
+                .unwrap();
+            w.finish().unwrap();
+        }
+        let err = write_asset(&m, Path::new("l.zip"), zip_bytes.get_ref())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("l.zip: entry 'link' is a symbolic link"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_existing_hard_link_is_replaced_not_written_into() {
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().join("victim");
+        fs::write(&target, "keep").unwrap();
+        let (_job, m) = materialized();
+        if fs::hard_link(&target, m.work_dir.join("victim")).is_err() {
+            return; // another filesystem: no hard link to test with
+        }
+        write_asset(&m, Path::new("victim"), b"new").unwrap();
+        assert_eq!(fs::read_to_string(&target).unwrap(), "keep");
+        assert_eq!(
+            fs::read_to_string(m.work_dir.join("victim")).unwrap(),
+            "new"
+        );
     }
 }

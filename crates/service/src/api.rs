@@ -1,19 +1,22 @@
 //! The HTTP routes and the OpenAPI document generated from them.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine as _;
 use codecs::{CodecConfig, Encoding};
+use futures_util::StreamExt;
 use runtime_core::{InitContext, JobLog, LogSource, SessionConfig, Slot, Value};
 use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -30,10 +33,6 @@ use crate::Engine;
 
 type AppState = Arc<Engine>;
 
-/// Largest job or deployment upload.
-const UPLOAD_LIMIT: usize = 512 * 1024 * 1024;
-/// Largest scoring request body.
-const SCORE_LIMIT: usize = codecs::DEFAULT_MAX_RECORD_BYTES;
 /// Lines of a deployed model's log kept in memory.
 const DEPLOY_LOG_LINES: usize = 2000;
 /// The settings key of the deployed model's document, redeployed at start.
@@ -53,7 +52,6 @@ fn scoring_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(roundtrip))
         .routes(routes!(roundtrip_v2))
-        .layer(DefaultBodyLimit::max(SCORE_LIMIT))
 }
 
 fn control_routes() -> OpenApiRouter<AppState> {
@@ -62,14 +60,15 @@ fn control_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(upload_job))
         .routes(routes!(get_deployment, deploy, undeploy))
         .routes(routes!(upload_deployment))
-        .layer(DefaultBodyLimit::max(UPLOAD_LIMIT));
+        // These handlers enforce maxRequestBytes / maxUploadBytes while reading.
+        .layer(DefaultBodyLimit::disable());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health))
         .routes(routes!(engine_state))
         .routes(routes!(engine_details))
         .routes(routes!(get_tags, put_tags))
         .routes(routes!(list_jobs))
-        .routes(routes!(get_job))
+        .routes(routes!(get_job, delete_job))
         .routes(routes!(job_log))
         .routes(routes!(job_result))
         .routes(routes!(cancel_job))
@@ -89,6 +88,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 pub fn control_router(engine: AppState) -> axum::Router {
+    let limit = engine.config.max_request_bytes;
     let (router, api) = control_routes().split_for_parts();
     let api = Arc::new(api);
     router
@@ -99,12 +99,79 @@ pub fn control_router(engine: AppState) -> axum::Router {
                 async move { Json(api.as_ref().clone()) }
             }),
         )
+        .layer(axum::middleware::map_response(move |r: Response| {
+            too_large_in_json(limit, r)
+        }))
+        .layer(DefaultBodyLimit::max(request_limit_bytes(&engine)))
         .with_state(engine)
 }
 
 pub fn scoring_router(engine: AppState) -> axum::Router {
+    let limit = engine.config.max_request_bytes;
     let (router, _) = scoring_routes().split_for_parts();
-    router.with_state(engine)
+    router
+        .layer(axum::middleware::map_response(move |r: Response| {
+            too_large_in_json(limit, r)
+        }))
+        .layer(DefaultBodyLimit::max(request_limit_bytes(&engine)))
+        .with_state(engine)
+}
+
+fn request_limit_bytes(e: &Engine) -> usize {
+    usize::try_from(e.config.max_request_bytes).unwrap_or(usize::MAX)
+}
+
+/// A body refused by the body limit of the routes that read it whole (413) is answered
+/// in JSON naming the limit and the setting that raises it.
+async fn too_large_in_json(limit: u64, r: Response) -> Response {
+    let json = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if r.status() == StatusCode::PAYLOAD_TOO_LARGE && !json {
+        return Error::TooLarge {
+            what: "the request body".into(),
+            limit,
+            setting: "maxRequestBytes",
+        }
+        .into_response();
+    }
+    r
+}
+
+/// Reads a whole body of at most `limit` bytes: refused from its Content-Length before
+/// reading, or as soon as it passes the limit while streaming.
+async fn read_limited(
+    headers: &HeaderMap,
+    body: Body,
+    limit: u64,
+    setting: &'static str,
+) -> Result<Vec<u8>> {
+    let too_large = || Error::TooLarge {
+        what: "the request body".into(),
+        limit,
+        setting,
+    };
+    if content_length(headers).is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut out = Vec::new();
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| Error::BadRequest(format!("unreadable body: {e}")))?;
+        if (out.len() + chunk.len()) as u64 > limit {
+            return Err(too_large());
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
 }
 
 // ---------------------------------------------------------------- engine
@@ -377,14 +444,103 @@ fn line_text(l: &StoredLine) -> String {
 /// Submits a batch job as a ModelOp Center job document; it is queued (WAITING).
 #[utoipa::path(post, path = "/api/jobs", tag = "jobs", request_body = JobDocument,
     responses((status = 201, body = JobView), (status = 400, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
-async fn create_job(State(e): State<AppState>, body: Bytes) -> Result<(StatusCode, Json<JobView>)> {
-    let text = std::str::from_utf8(&body)
-        .map_err(|_| Error::BadRequest("the job document is not UTF-8".into()))?
-        .to_owned();
-    let doc: JobDocument = json_body(&body)?;
-    let row = e.queue.submit(text, doc).await?;
-    Ok((StatusCode::CREATED, Json(job_view(&row))))
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn create_job(
+    State(e): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<JobView>)> {
+    let body = read_limited(
+        &headers,
+        body,
+        e.config.max_request_bytes,
+        "maxRequestBytes",
+    )
+    .await?;
+    let mut raw: serde_json::Value = json_body(&body)?;
+    let doc: JobDocument = serde_json::from_value(raw.clone())
+        .map_err(|e| Error::BadRequest(format!("invalid JSON body: {e}")))?;
+    crate::paths::check_job(&e.config.path_policy(), &doc)?;
+    let id = new_job_id(&e, doc.id.as_deref()).await?;
+    // Embedded contents go to the job's folder; the stored document keeps their paths.
+    let dir = job_content_dir(&e, &id)?;
+    let stored = {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::document::move_contents(&mut raw, &dir).map(|moved| (moved, raw))
+        })
+        .await
+        .map_err(|e| Error::Store(format!("storing the job's contents failed: {e}")))?
+    };
+    let submitted = match stored {
+        Ok((moved, stored)) => match serde_json::from_value::<JobDocument>(stored.clone()) {
+            Ok(mut parsed) => {
+                parsed.id = Some(id.clone());
+                // Nothing moved: the document is kept as it was sent, to the byte.
+                let text = match moved {
+                    0 => String::from_utf8_lossy(&body).into_owned(),
+                    _ => stored.to_string(),
+                };
+                e.queue.submit(text, parsed).await
+            }
+            Err(err) => Err(Error::BadRequest(format!("invalid JSON body: {err}"))),
+        },
+        Err(err) => Err(err),
+    };
+    match submitted {
+        Ok(row) => Ok((StatusCode::CREATED, Json(job_view(&row)))),
+        Err(err) => {
+            discard_contents(dir).await;
+            Err(err)
+        }
+    }
+}
+
+/// The id of a new job: the document's own when usable and free, else a new one.
+async fn new_job_id(e: &Engine, asked: Option<&str>) -> Result<String> {
+    match asked.filter(|s| crate::queue::is_usable_id(s)) {
+        Some(id) => {
+            if e.store().get(id).await?.is_some() {
+                return Err(Error::Conflict(format!(
+                    "a job with id {id} already exists"
+                )));
+            }
+            Ok(id.to_owned())
+        }
+        None => Ok(uuid::Uuid::new_v4().to_string()),
+    }
+}
+
+/// Removes the contents of a refused submission, and the job's folder if nothing else is
+/// in it.
+async fn discard_contents(dir: PathBuf) {
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = std::fs::remove_dir_all(&dir);
+        let content = dir.parent();
+        for d in [content, content.and_then(|c| c.parent())]
+            .into_iter()
+            .flatten()
+        {
+            // Only empty folders go.
+            let _ = std::fs::remove_dir(d);
+        }
+    })
+    .await;
+}
+
+/// Where a job's uploaded and embedded contents are kept (absolute: documents name it);
+/// a folder of this submission's own, so a failed one removes nothing of another's.
+fn job_content_dir(e: &Engine, id: &str) -> Result<PathBuf> {
+    let dir = e
+        .config
+        .data_dir
+        .join("jobs")
+        .join(id)
+        .join("content")
+        .join(uuid::Uuid::new_v4().simple().to_string());
+    std::path::absolute(&dir)
+        .map_err(|err| Error::io(format!("cannot resolve {}", dir.display()), err))
 }
 
 /// The multipart form of a job upload (for people without a job document).
@@ -414,12 +570,42 @@ struct JobUpload {
 /// Submits a batch job as a multipart upload: model source, model files, input files.
 #[utoipa::path(post, path = "/api/jobs/upload", tag = "jobs",
     request_body(content = JobUpload, content_type = "multipart/form-data"),
-    responses((status = 201, body = JobView), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 201, body = JobView), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
 async fn upload_job(
     State(e): State<AppState>,
+    headers: HeaderMap,
     multipart: Multipart,
 ) -> Result<(StatusCode, Json<JobView>)> {
-    let form = read_form(multipart).await?;
+    let id = uuid::Uuid::new_v4().to_string();
+    let dir = job_content_dir(&e, &id)?;
+    let r = upload_job_into(&e, &headers, multipart, &id, &dir).await;
+    if r.is_err() {
+        discard_contents(dir).await;
+    }
+    r
+}
+
+async fn upload_job_into(
+    e: &AppState,
+    headers: &HeaderMap,
+    multipart: Multipart,
+    id: &str,
+    dir: &std::path::Path,
+) -> Result<(StatusCode, Json<JobView>)> {
+    let form = read_form(e, headers, multipart, dir).await?;
+    let output = form.text("output").filter(|s| !s.trim().is_empty());
+    if let Some(path) = &output {
+        let path = std::path::Path::new(path.trim());
+        if !path.is_absolute() {
+            return Err(Error::BadRequest(format!(
+                "output '{}': the path must be absolute",
+                path.display()
+            )));
+        }
+        e.config.path_policy().check(path, "output")?;
+    }
     let job_type = match form.text("jobType").as_deref().map(str::trim) {
         Some("batchjob") | None => "MODEL_BATCH_JOB".to_owned(),
         Some("testjob") => "MODEL_BATCH_TEST_JOB".to_owned(),
@@ -429,18 +615,18 @@ async fn upload_job(
     let mut doc = serde_json::json!({
         "jobType": job_type,
         "jobStatus": "CREATED",
-        "model": {"storedModel": form.stored_model()?},
-        "inputData": form.files("input").iter().map(|(name, bytes)| serde_json::json!({
+        "model": {"storedModel": form.stored_model(e.config.max_request_bytes).await?},
+        "inputData": form.files("input").iter().map(|(name, path)| serde_json::json!({
             "assetType": "FILE",
             "assetRole": "TEST_DATA",
             "name": name,
-            "fileContent": base64::engine::general_purpose::STANDARD.encode(bytes),
+            "fileUrl": format!("file://{}", path.display()),
         })).collect::<Vec<_>>(),
-        "outputData": match form.text("output").filter(|s| !s.trim().is_empty()) {
+        "outputData": match output {
             Some(path) => vec![serde_json::json!({
                 "assetType": "EXTERNAL_FILE",
-                "name": std::path::Path::new(&path).file_name().map(|n| n.to_string_lossy().into_owned()),
-                "fileUrl": format!("file://{path}"),
+                "name": std::path::Path::new(path.trim()).file_name().map(|n| n.to_string_lossy().into_owned()),
+                "fileUrl": format!("file://{}", path.trim()),
             })],
             None => vec![serde_json::json!({"assetType": "FILE", "name": "output.json"})],
         },
@@ -457,66 +643,149 @@ async fn upload_job(
         }
         doc["jobParameters"] = params;
     }
-    let parsed: JobDocument = serde_json::from_value(doc.clone())
+    let mut parsed: JobDocument = serde_json::from_value(doc.clone())
         .map_err(|e| Error::BadRequest(format!("cannot build a job document: {e}")))?;
+    parsed.id = Some(id.to_owned());
     let row = e.queue.submit(doc.to_string(), parsed).await?;
     Ok((StatusCode::CREATED, Json(job_view(&row))))
 }
 
-/// Fields of a multipart form.
+/// Parts of an upload that are files (kept on disk as they arrive); the others are text.
+const FILE_PARTS: [&str; 3] = ["source", "asset", "input"];
+
+/// Fields of a multipart form: text fields in memory, file parts on disk.
 struct Form {
-    parts: Vec<(String, Option<String>, Vec<u8>)>,
+    texts: Vec<(String, String)>,
+    /// (field, file name, where it was written)
+    files: Vec<(String, Option<String>, PathBuf)>,
 }
 
-async fn read_form(mut multipart: Multipart) -> Result<Form> {
-    let mut parts = Vec::new();
-    while let Some(field) = multipart
-        .next_field()
-        .await
-        .map_err(|e| Error::BadRequest(format!("unreadable multipart body: {e}")))?
-    {
-        let name = field.name().unwrap_or("").to_owned();
-        let file = field.file_name().map(str::to_owned);
-        let bytes = field
-            .bytes()
-            .await
-            .map_err(|e| Error::BadRequest(format!("unreadable multipart field {name}: {e}")))?;
-        parts.push((name, file, bytes.to_vec()));
+/// Reads a multipart upload, writing its file parts under `dir` as they arrive: at most
+/// `maxUploadBytes` (refused from the Content-Length before reading, or as soon as it
+/// passes the limit), and at most `maxConcurrentUploads` uploads at once (503).
+async fn read_form(
+    e: &Engine,
+    headers: &HeaderMap,
+    mut multipart: Multipart,
+    dir: &std::path::Path,
+) -> Result<Form> {
+    let limit = e.config.max_upload_bytes;
+    let too_large = || Error::TooLarge {
+        what: "the upload".into(),
+        limit,
+        setting: "maxUploadBytes",
+    };
+    if content_length(headers).is_some_and(|n| n > limit) {
+        return Err(too_large());
     }
-    Ok(Form { parts })
+    let _permit = e.uploads.try_acquire().map_err(|_| {
+        Error::Busy(format!(
+            "{} uploads are being received (maxConcurrentUploads)",
+            e.config.max_concurrent_uploads
+        ))
+    })?;
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(|err| Error::io(format!("cannot create {}", dir.display()), err))?;
+    let unreadable = |err: axum::extract::multipart::MultipartError| {
+        Error::BadRequest(format!("unreadable multipart body: {err}"))
+    };
+    let (mut texts, mut files) = (Vec::new(), Vec::new());
+    let mut total = 0u64;
+    // Text fields are held in memory: together at most maxRequestBytes.
+    let text_limit = e.config.max_request_bytes;
+    let mut text_total = 0u64;
+    while let Some(mut field) = multipart.next_field().await.map_err(unreadable)? {
+        let name = field.name().unwrap_or("").to_owned();
+        let file_name = field.file_name().map(str::to_owned);
+        if FILE_PARTS.contains(&name.as_str()) {
+            let path = dir.join(format!("{name}-{}", files.len()));
+            let mut out = tokio::fs::File::create(&path)
+                .await
+                .map_err(|err| Error::io(format!("cannot write {}", path.display()), err))?;
+            while let Some(chunk) = field.chunk().await.map_err(unreadable)? {
+                total += chunk.len() as u64;
+                if total > limit {
+                    return Err(too_large());
+                }
+                out.write_all(&chunk)
+                    .await
+                    .map_err(|err| Error::io(format!("cannot write {}", path.display()), err))?;
+            }
+            out.flush()
+                .await
+                .map_err(|err| Error::io(format!("cannot write {}", path.display()), err))?;
+            files.push((name, file_name, path));
+        } else {
+            let mut text = Vec::new();
+            while let Some(chunk) = field.chunk().await.map_err(unreadable)? {
+                total += chunk.len() as u64;
+                text_total += chunk.len() as u64;
+                if total > limit {
+                    return Err(too_large());
+                }
+                if text_total > text_limit {
+                    return Err(Error::TooLarge {
+                        what: format!("the upload's text fields ('{name}')"),
+                        limit: text_limit,
+                        setting: "maxRequestBytes",
+                    });
+                }
+                text.extend_from_slice(&chunk);
+            }
+            texts.push((name, String::from_utf8_lossy(&text).into_owned()));
+        }
+    }
+    Ok(Form { texts, files })
 }
 
 impl Form {
     fn text(&self, name: &str) -> Option<String> {
-        self.parts
+        self.texts
             .iter()
-            .find(|(n, _, _)| n == name)
-            .map(|(_, _, b)| String::from_utf8_lossy(b).into_owned())
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t.clone())
     }
 
-    fn files(&self, name: &str) -> Vec<(String, &[u8])> {
-        self.parts
+    fn files(&self, name: &str) -> Vec<(String, &std::path::Path)> {
+        self.files
             .iter()
             .filter(|(n, _, _)| n == name)
             .enumerate()
-            .map(|(i, (_, f, b))| {
+            .map(|(i, (_, f, p))| {
                 (
                     f.clone().unwrap_or_else(|| format!("{name}-{i}.json")),
-                    b.as_slice(),
+                    p.as_path(),
                 )
             })
             .collect()
     }
 
-    /// The `storedModel` of a job or deployment document built from the form.
-    fn stored_model(&self) -> Result<serde_json::Value> {
+    /// The `storedModel` of a job or deployment document built from the form: the main
+    /// source as text, the other files by their path.
+    async fn stored_model(&self, source_limit: u64) -> Result<serde_json::Value> {
         let sources = self.files("source");
         let [(source_name, source)] = sources.as_slice() else {
             return Err(Error::BadRequest(
                 "the upload needs exactly one 'source' part (the model's main source)".into(),
             ));
         };
-        let text = std::str::from_utf8(source)
+        // The source is kept as text in the document: no bigger than a document may be.
+        let size = tokio::fs::metadata(source)
+            .await
+            .map_err(|err| Error::io(format!("cannot read {}", source.display()), err))?
+            .len();
+        if size > source_limit {
+            return Err(Error::TooLarge {
+                what: format!("the model's source '{source_name}'"),
+                limit: source_limit,
+                setting: "maxRequestBytes",
+            });
+        }
+        let text = tokio::fs::read(source)
+            .await
+            .map_err(|err| Error::io(format!("cannot read {}", source.display()), err))?;
+        let text = String::from_utf8(text)
             .map_err(|_| Error::BadRequest("the model's source is not UTF-8".into()))?;
         let mut main = serde_json::json!({
             "name": source_name,
@@ -536,11 +805,11 @@ impl Form {
             }
         }
         let mut assets = vec![main];
-        for (name, bytes) in self.files("asset") {
+        for (name, path) in self.files("asset") {
             assets.push(serde_json::json!({
                 "name": name,
                 "assetType": "FILE",
-                "fileContent": base64::engine::general_purpose::STANDARD.encode(bytes),
+                "fileUrl": format!("file://{}", path.display()),
             }));
         }
         let model_name = std::path::Path::new(source_name.as_str())
@@ -620,6 +889,15 @@ async fn get_job(
         view.job_messages = Some(e.store().log(&id).await?.iter().map(line_text).collect());
     }
     Ok(Json(view))
+}
+
+/// Deletes a finished job with its log and its folder (a waiting or running job: 409,
+/// cancel it first).
+#[utoipa::path(delete, path = "/api/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn delete_job(State(e): State<AppState>, Path(id): Path<String>) -> Result<StatusCode> {
+    crate::retention::delete_job(e.store(), &e.config.data_dir, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -889,16 +1167,27 @@ async fn get_deployment(State(e): State<AppState>) -> Result<Json<DeploymentView
 /// shape); replaces the deployed one. Init runs now; its failure is the answer.
 #[utoipa::path(put, path = "/api/deployment", tag = "deployment", request_body = DeploymentDocument,
     responses((status = 201, body = DeploymentView), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 503, body = ErrorBody)))]
 async fn deploy(
     State(e): State<AppState>,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<(StatusCode, Json<DeploymentView>)> {
+    let body = read_limited(
+        &headers,
+        body,
+        e.config.max_request_bytes,
+        "maxRequestBytes",
+    )
+    .await?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| Error::BadRequest("the deployment document is not UTF-8".into()))?
         .to_owned();
     let doc: DeploymentDocument = json_body(&body)?;
+    crate::paths::check_deployment(&e.config.path_policy(), &doc)?;
     let d = deploy_document(&e, text, doc, true).await?;
+    prune_deployment_uploads(&e).await;
     Ok((StatusCode::CREATED, Json(deployment_view(&d))))
 }
 
@@ -919,22 +1208,93 @@ struct DeploymentUpload {
 #[utoipa::path(put, path = "/api/deployment/upload", tag = "deployment",
     request_body(content = DeploymentUpload, content_type = "multipart/form-data"),
     responses((status = 201, body = DeploymentView), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 503, body = ErrorBody)))]
 async fn upload_deployment(
     State(e): State<AppState>,
+    headers: HeaderMap,
     multipart: Multipart,
 ) -> Result<(StatusCode, Json<DeploymentView>)> {
-    let form = read_form(multipart).await?;
+    // The files are written where they stay while the model is deployed: the stored
+    // deployment document (deployed again at start) names them.
+    let root = deployment_uploads_root(&e)?;
+    let dir = root.join(uuid::Uuid::new_v4().simple().to_string());
+    if let Ok(mut busy) = e.deployment_uploads.lock() {
+        busy.insert(dir.clone());
+    }
+    let r = upload_deployment_from(&e, &headers, multipart, &dir).await;
+    if let Ok(mut busy) = e.deployment_uploads.lock() {
+        busy.remove(&dir);
+    }
+    match r {
+        Ok(d) => {
+            prune_deployment_uploads(&e).await;
+            Ok((StatusCode::CREATED, Json(deployment_view(&d))))
+        }
+        Err(err) => {
+            remove_dir(dir).await;
+            Err(err)
+        }
+    }
+}
+
+async fn upload_deployment_from(
+    e: &AppState,
+    headers: &HeaderMap,
+    multipart: Multipart,
+    dir: &std::path::Path,
+) -> Result<Arc<Deployment>> {
+    let form = read_form(e, headers, multipart, dir).await?;
     let mut doc = serde_json::json!({
-        "deployableModel": {"storedModel": form.stored_model()?},
+        "deployableModel": {"storedModel": form.stored_model(e.config.max_request_bytes).await?},
     });
     if let Some(n) = form.text("name") {
         doc["name"] = serde_json::Value::String(n);
     }
     let parsed: DeploymentDocument = serde_json::from_value(doc.clone())
         .map_err(|e| Error::BadRequest(format!("cannot build a deployment document: {e}")))?;
-    let d = deploy_document(&e, doc.to_string(), parsed, true).await?;
-    Ok((StatusCode::CREATED, Json(deployment_view(&d))))
+    deploy_document(e, doc.to_string(), parsed, true).await
+}
+
+/// Where uploaded deployments' files are kept (absolute: documents name them).
+fn deployment_uploads_root(e: &Engine) -> Result<PathBuf> {
+    std::path::absolute(e.config.data_dir.join("uploads").join("deployments"))
+        .map_err(|err| Error::io("cannot resolve the data dir", err))
+}
+
+/// Removes the files of uploaded deployments no longer deployed: every folder the stored
+/// deployment document does not name, but those of uploads under way.
+async fn prune_deployment_uploads(e: &Engine) {
+    let Ok(root) = deployment_uploads_root(e) else {
+        return;
+    };
+    // Uploads under way first: one that finishes meanwhile is in the stored document read
+    // after (it is stored before it leaves the set).
+    let busy: Vec<PathBuf> = e
+        .deployment_uploads
+        .lock()
+        .map(|b| b.iter().cloned().collect())
+        .unwrap_or_default();
+    let stored = e
+        .store()
+        .setting(DEPLOYMENT_KEY)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let _ = tokio::task::spawn_blocking(move || {
+        let Ok(entries) = std::fs::read_dir(&root) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let named = stored.contains(&format!("file://{}/", path.display()));
+            if !named && !busy.contains(&path) {
+                let _ = std::fs::remove_dir_all(&path);
+            }
+        }
+    })
+    .await;
 }
 
 async fn deploy_document(

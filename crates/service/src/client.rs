@@ -37,6 +37,12 @@ pub enum Part {
         file_name: String,
         bytes: Vec<u8>,
     },
+    /// A file on disk, read as it is sent.
+    Path {
+        name: String,
+        file_name: String,
+        path: PathBuf,
+    },
 }
 
 impl Part {
@@ -47,14 +53,14 @@ impl Part {
         }
     }
 
-    /// A file read from disk, sent under `file_name`.
+    /// A file on disk, sent under `file_name` (read as it is sent).
     pub fn file(name: &str, path: &Path, file_name: &str) -> Result<Part> {
-        let bytes = std::fs::read(path)
+        std::fs::File::open(path)
             .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-        Ok(Part::File {
+        Ok(Part::Path {
             name: name.to_owned(),
             file_name: file_name.to_owned(),
-            bytes,
+            path: path.to_path_buf(),
         })
     }
 }
@@ -174,7 +180,7 @@ impl Client {
     /// Sends a multipart/form-data body with `method` (POST or PUT).
     pub fn multipart(&self, method: &str, path: &str, parts: &[Part]) -> Result<Answer> {
         let boundary = format!("engine-{}", uuid::Uuid::new_v4().simple());
-        let body = multipart_body(&boundary, parts);
+        let body = multipart_body(&boundary, parts)?;
         let ctype = format!("multipart/form-data; boundary={boundary}");
         match method {
             "PUT" => self.put(path, &ctype, &body),
@@ -263,7 +269,7 @@ pub fn error_text(answer: &Answer) -> String {
     format!("the engine answered {}: {msg}", answer.status)
 }
 
-fn multipart_body(boundary: &str, parts: &[Part]) -> Vec<u8> {
+fn multipart_body(boundary: &str, parts: &[Part]) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     for p in parts {
         out.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
@@ -293,11 +299,29 @@ fn multipart_body(boundary: &str, parts: &[Part]) -> Vec<u8> {
                 );
                 out.extend_from_slice(bytes);
             }
+            Part::Path {
+                name,
+                file_name,
+                path,
+            } => {
+                out.extend_from_slice(file_part_head(name, file_name).as_bytes());
+                let bytes = std::fs::read(path)
+                    .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+                out.extend_from_slice(&bytes);
+            }
         }
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    out
+    Ok(out)
+}
+
+fn file_part_head(name: &str, file_name: &str) -> String {
+    format!(
+        "Content-Disposition: form-data; name=\"{}\"; filename=\"{}\"\r\nContent-Type: application/octet-stream\r\n\r\n",
+        quote(name),
+        quote(file_name)
+    )
 }
 
 fn quote(s: &str) -> String {
@@ -319,6 +343,114 @@ pub fn model_parts(model: &Path) -> Result<Vec<Part>> {
         parts.push(Part::file("asset", path, &rel.to_string_lossy())?);
     }
     Ok(parts)
+}
+
+impl Client {
+    /// Sends a multipart/form-data body with `method` (POST or PUT), streaming file parts
+    /// from disk as they are sent: memory stays small whatever their size. The body's
+    /// length is announced and `Expect: 100-continue` asked, so an upload the engine
+    /// refuses (too large, too many at once) is answered before it is sent.
+    pub fn upload(&self, method: &str, path: &str, parts: &[Part]) -> Result<Answer> {
+        let boundary = format!("engine-{}", uuid::Uuid::new_v4().simple());
+        let mut pieces: Vec<Piece> = Vec::new();
+        for p in parts {
+            pieces.push(Piece::Bytes(format!("--{boundary}\r\n").into_bytes()));
+            match p {
+                Part::Text { name, value } => {
+                    pieces.push(Piece::Bytes(
+                        format!(
+                            "Content-Disposition: form-data; name=\"{}\"\r\n\r\n{value}",
+                            quote(name)
+                        )
+                        .into_bytes(),
+                    ));
+                }
+                Part::File {
+                    name,
+                    file_name,
+                    bytes,
+                } => {
+                    pieces.push(Piece::Bytes(file_part_head(name, file_name).into_bytes()));
+                    pieces.push(Piece::Bytes(bytes.clone()));
+                }
+                Part::Path {
+                    name,
+                    file_name,
+                    path,
+                } => {
+                    pieces.push(Piece::Bytes(file_part_head(name, file_name).into_bytes()));
+                    let len = std::fs::metadata(path)
+                        .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?
+                        .len();
+                    pieces.push(Piece::File(path.clone(), len));
+                }
+            }
+            pieces.push(Piece::Bytes(b"\r\n".to_vec()));
+        }
+        pieces.push(Piece::Bytes(format!("--{boundary}--\r\n").into_bytes()));
+        let length: u64 = pieces.iter().map(Piece::len).sum();
+        let reader = PiecesReader {
+            pieces: pieces.into(),
+            current: None,
+        };
+        let ctype = format!("multipart/form-data; boundary={boundary}");
+        let url = self.url(path);
+        let request = match method {
+            "PUT" => self.agent.put(url),
+            _ => self.agent.post(url),
+        };
+        self.finish(
+            request
+                .header("content-type", ctype)
+                .header("content-length", length.to_string())
+                .header("expect", "100-continue")
+                .send(ureq::SendBody::from_owned_reader(reader)),
+        )
+    }
+}
+
+/// A piece of a streamed body: bytes at hand, or a file of a known length.
+enum Piece {
+    Bytes(Vec<u8>),
+    File(PathBuf, u64),
+}
+
+impl Piece {
+    fn len(&self) -> u64 {
+        match self {
+            Piece::Bytes(b) => b.len() as u64,
+            Piece::File(_, n) => *n,
+        }
+    }
+}
+
+/// Reads the pieces one after the other, opening each file when its turn comes.
+struct PiecesReader {
+    pieces: std::collections::VecDeque<Piece>,
+    current: Option<Box<dyn std::io::Read + Send>>,
+}
+
+impl std::io::Read for PiecesReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            if let Some(r) = self.current.as_mut() {
+                let n = r.read(buf)?;
+                if n > 0 || buf.is_empty() {
+                    return Ok(n);
+                }
+                self.current = None;
+            }
+            match self.pieces.pop_front() {
+                None => return Ok(0),
+                Some(Piece::Bytes(b)) => self.current = Some(Box::new(std::io::Cursor::new(b))),
+                Some(Piece::File(path, len)) => {
+                    // Exactly the announced length, even if the file changes meanwhile.
+                    let f = std::fs::File::open(&path)?;
+                    self.current = Some(Box::new(std::io::Read::take(f, len)));
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

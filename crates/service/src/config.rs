@@ -41,6 +41,54 @@ pub struct Config {
     pub log_level: String,
     /// Credentials for external stores, from `application.json` only. Never logged.
     pub credentials: Vec<Credential>,
+
+    // Paths, uploads and retention.
+    /// Folders under which job and deployment documents may name local paths; empty: the
+    /// data folder alone.
+    pub allowed_paths: Vec<PathBuf>,
+    /// Largest body of a JSON or scoring request (job and deployment documents included).
+    pub max_request_bytes: u64,
+    /// Largest multipart upload (a job's or a deployment's files).
+    pub max_upload_bytes: u64,
+    /// Uploads received at once; more get 503 with Retry-After.
+    pub max_concurrent_uploads: usize,
+    /// Which finished jobs are kept.
+    pub job_retention: JobRetention,
+}
+
+/// Finished jobs kept: the oldest go first once any bound is passed; 0 switches a bound
+/// off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JobRetention {
+    #[serde(default = "JobRetention::default_max_jobs")]
+    pub max_jobs: u64,
+    #[serde(default = "JobRetention::default_max_age_days")]
+    pub max_age_days: u64,
+    #[serde(default = "JobRetention::default_max_bytes")]
+    pub max_bytes: u64,
+}
+
+impl JobRetention {
+    fn default_max_jobs() -> u64 {
+        1000
+    }
+    fn default_max_age_days() -> u64 {
+        30
+    }
+    fn default_max_bytes() -> u64 {
+        10 << 30
+    }
+}
+
+impl Default for JobRetention {
+    fn default() -> Self {
+        JobRetention {
+            max_jobs: Self::default_max_jobs(),
+            max_age_days: Self::default_max_age_days(),
+            max_bytes: Self::default_max_bytes(),
+        }
+    }
 }
 
 impl fmt::Debug for Config {
@@ -64,6 +112,11 @@ impl fmt::Debug for Config {
                 "credentials",
                 &format!("{} entries", self.credentials.len()),
             )
+            .field("allowed_paths", &self.allowed_paths)
+            .field("max_request_bytes", &self.max_request_bytes)
+            .field("max_upload_bytes", &self.max_upload_bytes)
+            .field("max_concurrent_uploads", &self.max_concurrent_uploads)
+            .field("job_retention", &self.job_retention)
             .finish()
     }
 }
@@ -86,6 +139,11 @@ impl Default for Config {
             shutdown_grace_ms: 30_000,
             log_level: "info".to_owned(),
             credentials: Vec::new(),
+            allowed_paths: Vec::new(),
+            max_request_bytes: 16 << 20,
+            max_upload_bytes: 1 << 30,
+            max_concurrent_uploads: 4,
+            job_retention: JobRetention::default(),
         }
     }
 }
@@ -138,6 +196,18 @@ struct FileConfig {
     log_level: Option<String>,
     #[serde(default)]
     credentials: Vec<Credential>,
+    allowed_paths: Option<PathList>,
+    max_request_bytes: Option<u64>,
+    max_upload_bytes: Option<u64>,
+    max_concurrent_uploads: Option<usize>,
+    job_retention: Option<JobRetention>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum PathList {
+    List(Vec<PathBuf>),
+    Text(String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -176,10 +246,18 @@ pub const ENV_KEYS: [(&str, &str); 20] = [
     ("ENGINE_LOG", "logLevel"),
 ];
 
+/// Environment variables of the path, upload and retention settings.
+pub const ENV_KEYS_STORAGE: [(&str, &str); 4] = [
+    ("ENGINE_ALLOWED_PATHS", "allowedPaths"),
+    ("ENGINE_MAX_REQUEST_BYTES", "maxRequestBytes"),
+    ("ENGINE_MAX_UPLOAD_BYTES", "maxUploadBytes"),
+    ("ENGINE_MAX_CONCURRENT_UPLOADS", "maxConcurrentUploads"),
+];
+
 /// The environment's settings, given a way to look variables up.
 pub fn overrides_from_env(lookup: impl Fn(&str) -> Option<String>) -> Overrides {
     let mut out = Overrides::new();
-    for (var, key) in ENV_KEYS {
+    for (var, key) in ENV_KEYS.iter().chain(ENV_KEYS_STORAGE.iter()).copied() {
         if let Some(v) = lookup(var) {
             if !v.trim().is_empty() {
                 out.insert(key.to_owned(), v);
@@ -265,6 +343,23 @@ impl Config {
             self.shutdown_grace_ms = v;
         }
         self.credentials = fc.credentials;
+        match fc.allowed_paths {
+            Some(PathList::List(l)) => self.allowed_paths = l,
+            Some(PathList::Text(t)) => self.set("allowedPaths", &t)?,
+            None => {}
+        }
+        if let Some(v) = fc.max_request_bytes {
+            self.max_request_bytes = v;
+        }
+        if let Some(v) = fc.max_upload_bytes {
+            self.max_upload_bytes = v;
+        }
+        if let Some(v) = fc.max_concurrent_uploads {
+            self.max_concurrent_uploads = v;
+        }
+        if let Some(v) = fc.job_retention {
+            self.job_retention = v;
+        }
         Ok(())
     }
 
@@ -295,6 +390,18 @@ impl Config {
             "jobBatchSize" => self.job_batch_size = number(key, v)?,
             "shutdownGraceMs" => self.shutdown_grace_ms = number(key, v)?,
             "logLevel" => self.log_level = v.to_ascii_lowercase(),
+            // Paths as PATH lists them: separated by ':'.
+            "allowedPaths" => {
+                self.allowed_paths = std::env::split_paths(v)
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .collect()
+            }
+            "maxRequestBytes" => self.max_request_bytes = number(key, v)?,
+            "maxUploadBytes" => self.max_upload_bytes = number(key, v)?,
+            "maxConcurrentUploads" => self.max_concurrent_uploads = number(key, v)?,
+            "jobRetention.maxJobs" => self.job_retention.max_jobs = number(key, v)?,
+            "jobRetention.maxAgeDays" => self.job_retention.max_age_days = number(key, v)?,
+            "jobRetention.maxBytes" => self.job_retention.max_bytes = number(key, v)?,
             other => return Err(Error::config(other, "unknown configuration key")),
         }
         Ok(())
@@ -333,6 +440,23 @@ impl Config {
                 format!("'{level}' is not one of trace, debug, info, warn, error, off"),
             ));
         }
+        for p in &self.allowed_paths {
+            if !p.is_absolute() {
+                return Err(Error::config(
+                    "allowedPaths",
+                    format!("'{}' is not an absolute path", p.display()),
+                ));
+            }
+        }
+        if self.max_request_bytes < 1024 {
+            return Err(Error::config("maxRequestBytes", "must be at least 1024"));
+        }
+        if self.max_upload_bytes < 1024 {
+            return Err(Error::config("maxUploadBytes", "must be at least 1024"));
+        }
+        if self.max_concurrent_uploads == 0 {
+            return Err(Error::config("maxConcurrentUploads", "must be at least 1"));
+        }
         for (i, c) in self.credentials.iter().enumerate() {
             if c.host.trim().is_empty() {
                 return Err(Error::config(
@@ -342,6 +466,17 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The folders local paths of documents must lie under: `allowedPaths`, or the data
+    /// folder.
+    pub fn path_policy(&self) -> crate::paths::PathPolicy {
+        let roots = if self.allowed_paths.is_empty() {
+            vec![self.data_dir.clone()]
+        } else {
+            self.allowed_paths.clone()
+        };
+        crate::paths::PathPolicy::new(roots)
     }
 
     /// The credentials matching a URL's host and path, if any.
@@ -436,5 +571,35 @@ mod tests {
         std::fs::write(&file, r#"{"prot": 1}"#).unwrap();
         let e = Config::load(Some(&file), &[]).unwrap_err();
         assert!(e.to_string().contains("prot"), "{e}");
+    }
+
+    #[test]
+    fn paths_upload_limits_and_retention_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("application.json");
+        std::fs::write(
+            &file,
+            r#"{"allowedPaths": ["/srv/in", "/srv/out"], "maxUploadBytes": 5000, "jobRetention": {"maxJobs": 3}}"#,
+        )
+        .unwrap();
+        let cfg = Config::load(Some(&file), &[layer(&[("maxConcurrentUploads", "2")])]).unwrap();
+        assert_eq!(
+            cfg.allowed_paths,
+            vec![PathBuf::from("/srv/in"), PathBuf::from("/srv/out")]
+        );
+        assert_eq!(cfg.max_upload_bytes, 5000);
+        assert_eq!(cfg.max_concurrent_uploads, 2);
+        assert_eq!(cfg.job_retention.max_jobs, 3);
+        assert_eq!(cfg.job_retention.max_age_days, 30);
+        let env = overrides_from_env(|k| (k == "ENGINE_ALLOWED_PATHS").then(|| "/a:/b".into()));
+        let cfg = Config::load(None, &[env]).unwrap();
+        assert_eq!(
+            cfg.allowed_paths,
+            vec![PathBuf::from("/a"), PathBuf::from("/b")]
+        );
+        let e = Config::load(None, &[layer(&[("allowedPaths", "relative/dir")])]).unwrap_err();
+        assert!(e.to_string().contains("allowedPaths"), "{e}");
+        let e = Config::load(None, &[layer(&[("maxRequestBytes", "10")])]).unwrap_err();
+        assert!(e.to_string().contains("maxRequestBytes"), "{e}");
     }
 }

@@ -464,18 +464,10 @@ fn model_source(m: &ModelRef, what: &str) -> Result<ModelSource> {
     })
 }
 
-/// A relative path that stays inside the model's folder.
+/// A relative path that stays inside the model's folder (the rules of
+/// `jobs::model_files::check_asset_name`: no `..`, absolute name, NUL or over-long name).
 pub fn safe_relative(name: &str, what: &str) -> Result<PathBuf> {
-    let p = PathBuf::from(name);
-    if p.as_os_str().is_empty()
-        || p.components()
-            .any(|c| !matches!(c, std::path::Component::Normal(_)))
-    {
-        return Err(Error::BadRequest(format!(
-            "{what}: the file name '{name}' leaves the model's folder"
-        )));
-    }
-    Ok(p)
+    jobs::model_files::check_asset_name(name).map_err(|e| Error::BadRequest(format!("{what}: {e}")))
 }
 
 fn data_spec(a: &Asset, what: &str, input: bool) -> Result<DataSpec> {
@@ -516,6 +508,104 @@ fn data_spec(a: &Asset, what: &str, input: bool) -> Result<DataSpec> {
     })
 }
 
+/// The field a stored document's asset carries when the engine moved its embedded
+/// content to a file: the name of the field it came from (`fileContent` or
+/// `fileContentString`).
+pub const MOVED_CONTENT: &str = "engineMovedContent";
+
+/// Stores each byte once: the embedded contents (`fileContent`, `fileContentString`) of a
+/// job document's model assets and inputs are written to files under `dir`, and the
+/// document keeps their paths (`fileUrl`) instead, with a note of where the content was so
+/// that [`raw_json`] gives the model the document as it was submitted. Returns how many
+/// were moved. Blocking.
+pub fn move_contents(doc: &mut serde_json::Value, dir: &Path) -> Result<usize> {
+    let mut n = 0usize;
+    move_list(
+        doc.pointer_mut("/model/storedModel/modelAssets"),
+        dir,
+        &mut n,
+    )?;
+    move_list(doc.get_mut("inputData"), dir, &mut n)?;
+    Ok(n)
+}
+
+fn move_list(list: Option<&mut serde_json::Value>, dir: &Path, n: &mut usize) -> Result<()> {
+    for asset in list.and_then(|l| l.as_array_mut()).into_iter().flatten() {
+        let Some(a) = asset.as_object_mut() else {
+            continue;
+        };
+        if a.contains_key("fileUrl") {
+            continue;
+        }
+        for field in ["fileContentString", "fileContent"] {
+            let Some(serde_json::Value::String(content)) = a.get(field) else {
+                continue;
+            };
+            let bytes = if field == "fileContent" {
+                match base64::engine::general_purpose::STANDARD.decode(content.trim()) {
+                    Ok(b) => b,
+                    // Left in place: reading the document reports it.
+                    Err(_) => break,
+                }
+            } else {
+                content.as_bytes().to_vec()
+            };
+            let path = dir.join(format!("content-{n}"));
+            *n += 1;
+            std::fs::create_dir_all(dir)
+                .and_then(|()| std::fs::write(&path, &bytes))
+                .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+            a.remove(field);
+            a.insert(
+                "fileUrl".into(),
+                serde_json::Value::String(format!("file://{}", path.display())),
+            );
+            a.insert(
+                MOVED_CONTENT.into(),
+                serde_json::Value::String(field.into()),
+            );
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The document a model's init receives as `rawJson`: the stored one with the contents
+/// [`move_contents`] moved to files put back in place. Blocking.
+pub fn raw_json(stored: &str) -> Result<String> {
+    if !stored.contains(MOVED_CONTENT) {
+        return Ok(stored.to_owned());
+    }
+    let mut doc: serde_json::Value = serde_json::from_str(stored)
+        .map_err(|e| Error::BadRequest(format!("the stored job document is unreadable: {e}")))?;
+    let restore = |list: Option<&mut serde_json::Value>| -> Result<()> {
+        for asset in list.and_then(|l| l.as_array_mut()).into_iter().flatten() {
+            let Some(a) = asset.as_object_mut() else {
+                continue;
+            };
+            let Some(serde_json::Value::String(field)) = a.remove(MOVED_CONTENT) else {
+                continue;
+            };
+            let Some(serde_json::Value::String(url)) = a.remove("fileUrl") else {
+                continue;
+            };
+            let path = file_url_path(&url, "fileUrl")?;
+            let bytes = std::fs::read(&path)
+                .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+            let value = if field == "fileContent" {
+                base64::engine::general_purpose::STANDARD.encode(&bytes)
+            } else {
+                String::from_utf8_lossy(&bytes).into_owned()
+            };
+            a.insert(field, serde_json::Value::String(value));
+        }
+        Ok(())
+    };
+    restore(doc.pointer_mut("/model/storedModel/modelAssets"))?;
+    restore(doc.get_mut("inputData"))?;
+    Ok(doc.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -554,5 +644,30 @@ mod tests {
         let e = file_url_path("s3://bucket/key", "inputData[0]").unwrap_err();
         assert!(e.to_string().contains("only file:"));
         assert!(safe_relative("../x", "a").is_err());
+    }
+
+    #[test]
+    fn embedded_contents_are_stored_once_and_given_back_to_the_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let original = serde_json::json!({
+            "jobType": "MODEL_BATCH_JOB",
+            "model": {"storedModel": {"modelAssets": [
+                {"name": "m.py", "assetType": "SOURCE_CODE", "sourceCode": "def action(x): yield x"},
+                {"name": "w.bin", "fileContent": "AAEC"}
+            ]}},
+            "inputData": [{"name": "in.jsonl", "fileContentString": "1\n2\n"}]
+        });
+        let mut stored = original.clone();
+        assert_eq!(move_contents(&mut stored, dir.path()).unwrap(), 2);
+        let text = stored.to_string();
+        assert!(!text.contains("AAEC") && !text.contains("1\\n2"), "{text}");
+        let doc: JobDocument = serde_json::from_value(stored).unwrap();
+        let spec = doc.spec().unwrap();
+        let Some(Content::File(p)) = &spec.inputs[0].content else {
+            panic!("the input is a file now")
+        };
+        assert_eq!(std::fs::read_to_string(p).unwrap(), "1\n2\n");
+        let raw: serde_json::Value = serde_json::from_str(&raw_json(&text).unwrap()).unwrap();
+        assert_eq!(raw, original);
     }
 }

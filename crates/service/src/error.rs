@@ -72,6 +72,22 @@ pub enum Error {
     #[error("An error has occurred: the model did not answer within {millis} ms")]
     RoundtripTimeout { millis: u64 },
 
+    /// A local path outside the configured roots (`allowedPaths`).
+    #[error("{0}")]
+    Forbidden(String),
+
+    /// A request body over a configured limit; names the limit and the setting raising it.
+    #[error("{what} is over the limit of {limit} bytes; the setting '{setting}' raises it")]
+    TooLarge {
+        what: String,
+        limit: u64,
+        setting: &'static str,
+    },
+
+    /// Too many uploads at once (`maxConcurrentUploads`).
+    #[error("{0}; retry later")]
+    Busy(String),
+
     /// The embedded database failed.
     #[error("job store: {0}")]
     Store(String),
@@ -119,6 +135,9 @@ impl Error {
             | Error::InputRejectedBySchema(_) => StatusCode::BAD_REQUEST,
             Error::NotFound(_) | Error::NoModel | Error::NoDeployment => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::QueueFull { .. } | Error::ModelUnavailable(_) | Error::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

@@ -18,8 +18,10 @@ pub mod deploy;
 pub mod document;
 pub mod error;
 mod joblog;
+pub mod paths;
 mod prepare;
 pub mod queue;
+pub mod retention;
 pub mod store;
 mod time;
 
@@ -133,6 +135,10 @@ pub struct Engine {
     /// Schemas compiled by `POST /2/active/schema/verify`, by id (the latest
     /// `VERIFIED_SCHEMAS_KEPT` are kept).
     verified_schemas: Mutex<(u64, BTreeMap<u64, schema::Checker>)>,
+    /// Uploads being received (`maxConcurrentUploads`).
+    pub uploads: tokio::sync::Semaphore,
+    /// Folders of deployment uploads under way (kept when old uploads are removed).
+    deployment_uploads: Mutex<std::collections::HashSet<std::path::PathBuf>>,
 }
 
 /// How many verified schemas the engine keeps for `/2/active/schema/verify/{id}`.
@@ -232,13 +238,30 @@ pub async fn serve(
     for id in &interrupted {
         tracing::warn!("job {id} was running when the engine stopped; marked interrupted");
     }
-    let queue = Arc::new(queue::JobQueue::new(
-        store,
-        deps.runners.clone(),
-        deps.environments.clone(),
-        config.data_dir.clone(),
-        config.job_batch_size,
-    ));
+    match retention::apply(
+        &store,
+        &config.data_dir,
+        config.job_retention,
+        time::now_ms(),
+    )
+    .await
+    {
+        Ok(deleted) if !deleted.is_empty() => {
+            tracing::info!("job retention: {} old job(s) deleted", deleted.len());
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("job retention: {e}"),
+    }
+    let queue = Arc::new(
+        queue::JobQueue::new(
+            store,
+            deps.runners.clone(),
+            deps.environments.clone(),
+            config.data_dir.clone(),
+            config.job_batch_size,
+        )
+        .with_retention(config.job_retention),
+    );
     let control = tokio::net::TcpListener::bind((config.bind, config.port))
         .await
         .map_err(|e| {
@@ -269,6 +292,7 @@ pub async fn serve(
     if let Some(a) = scoring_addr {
         endpoints.push(format!("http://{a} (scoring)"));
     }
+    let uploads = tokio::sync::Semaphore::new(config.max_concurrent_uploads);
     let engine = Arc::new(Engine {
         id: uuid::Uuid::new_v4().to_string(),
         tags: RwLock::new(config.tags.clone()),
@@ -282,6 +306,8 @@ pub async fn serve(
         platforms: tokio::sync::OnceCell::new(),
         endpoints: RwLock::new(endpoints),
         verified_schemas: Mutex::new((0, BTreeMap::new())),
+        uploads,
+        deployment_uploads: Mutex::new(std::collections::HashSet::new()),
     });
     api::restore_deployment(&engine).await;
 

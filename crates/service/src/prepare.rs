@@ -40,14 +40,10 @@ pub fn prepare_model(m: &ModelSource, dir: &Path, log: &dyn JobLog) -> Result<Pr
     }
     let materialized = jobs::materialize(&located, dir)?;
     for (rel, content) in &m.assets {
-        let bytes = match content {
-            Content::Bytes(b) => std::borrow::Cow::Borrowed(b.as_slice()),
-            Content::File(p) => std::borrow::Cow::Owned(
-                std::fs::read(p)
-                    .map_err(|e| Error::io(format!("cannot read {}", p.display()), e))?,
-            ),
-        };
-        jobs::model_files::write_asset(&materialized, rel, &bytes)?;
+        match content {
+            Content::Bytes(b) => jobs::model_files::write_asset(&materialized, rel, b)?,
+            Content::File(p) => jobs::model_files::copy_asset(&materialized, rel, p)?,
+        }
     }
     log.info(
         LogSource::Engine,

@@ -74,6 +74,7 @@ pub struct JobQueue {
     /// Told when the queue loop has returned.
     stopped: Notify,
     stopped_flag: AtomicBool,
+    retention: crate::config::JobRetention,
 }
 
 impl JobQueue {
@@ -95,7 +96,14 @@ impl JobQueue {
             stopping: AtomicBool::new(false),
             stopped: Notify::new(),
             stopped_flag: AtomicBool::new(false),
+            retention: crate::config::JobRetention::default(),
         }
+    }
+
+    /// Which finished jobs are kept; applied after each job.
+    pub fn with_retention(mut self, retention: crate::config::JobRetention) -> Self {
+        self.retention = retention;
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -377,6 +385,13 @@ impl JobQueue {
         if let Ok(mut c) = self.current.lock() {
             *c = None;
         }
+        match crate::retention::apply(&self.store, &self.data_dir, self.retention, now_ms()).await {
+            Ok(deleted) if !deleted.is_empty() => {
+                tracing::info!("job retention: {} old job(s) deleted", deleted.len());
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("job retention: {e}"),
+        }
         Ok(())
     }
 
@@ -402,11 +417,12 @@ impl JobQueue {
             let spec = spec.clone();
             let dir = dir.clone();
             let log = log.clone();
-            let raw = row.document.clone();
+            let stored = row.document.clone();
             let batch_size = self.batch_size;
             let control = control.clone();
             let environments = self.environments.clone();
             tokio::task::spawn_blocking(move || {
+                let raw = crate::document::raw_json(&stored)?;
                 build_job(&spec, &dir, raw, batch_size, control, log.as_ref()).map(
                     |(mut job, places, train)| {
                         job.options.environments = environments;
@@ -460,7 +476,8 @@ impl JobQueue {
     }
 }
 
-fn is_usable_id(s: &str) -> bool {
+/// An id a document may give its job (it names the job's folder).
+pub(crate) fn is_usable_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 100
         && s.chars()

@@ -447,4 +447,44 @@ impl Store {
         })
         .await
     }
+
+    /// Finished jobs (COMPLETE, ERROR, CANCELLED), oldest first: id and when it finished.
+    pub async fn finished_oldest_first(&self) -> Result<Vec<(String, i64)>> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT id, COALESCE(finished_ms, created_ms) AS at FROM jobs WHERE status IN ('COMPLETE', 'ERROR', 'CANCELLED') ORDER BY at, seq",
+            )?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Every job's id.
+    pub async fn ids(&self) -> Result<Vec<String>> {
+        self.with(|c| {
+            let mut st = c.prepare("SELECT id FROM jobs")?;
+            let rows = st.query_map([], |r| r.get(0))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Deletes a finished job and its log lines; false if it is not finished (or absent).
+    pub async fn delete_finished(&self, id: &str) -> Result<bool> {
+        let id = id.to_owned();
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            let n = tx.execute(
+                "DELETE FROM jobs WHERE id = ?1 AND status IN ('COMPLETE', 'ERROR', 'CANCELLED')",
+                params![id],
+            )?;
+            if n == 1 {
+                tx.execute("DELETE FROM job_log WHERE job_id = ?1", params![id])?;
+            }
+            tx.commit()?;
+            Ok(n == 1)
+        })
+        .await
+    }
 }

@@ -1,0 +1,156 @@
+//! Local paths named by documents and uploads may lie only under configured roots
+//! (`allowedPaths`, by default the data folder): a team can expose the engine without
+//! exposing the machine's files. `engine run`, the local CLI, is not restricted.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// The folders local paths must lie under.
+#[derive(Clone, Debug)]
+pub struct PathPolicy {
+    roots: Vec<PathBuf>,
+}
+
+impl PathPolicy {
+    pub fn new(roots: Vec<PathBuf>) -> PathPolicy {
+        PathPolicy { roots }
+    }
+
+    /// Refuses (403) a path outside every root. Links are followed first (the path, or for
+    /// one that does not exist yet its nearest existing parent, is canonicalized), so
+    /// neither `..` nor a symbolic link leads out.
+    pub fn check(&self, path: &Path, what: &str) -> Result<()> {
+        let resolved = resolve(path);
+        let inside = resolved.as_ref().is_some_and(|r| {
+            self.roots
+                .iter()
+                .filter_map(|root| std::fs::canonicalize(root).ok())
+                .any(|root| r.starts_with(root))
+        });
+        if inside {
+            return Ok(());
+        }
+        let roots = self
+            .roots
+            .iter()
+            .map(|r| r.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        Err(Error::Forbidden(format!(
+            "{what}: the path '{}' is outside the allowed paths ({roots}); the setting 'allowedPaths' lists the folders documents may name",
+            path.display()
+        )))
+    }
+}
+
+/// Checks every `file:` path a job document names: model assets, inputs, outputs (the
+/// training output folder among them).
+pub fn check_job(policy: &PathPolicy, doc: &crate::document::JobDocument) -> Result<()> {
+    let mut named = model_paths(doc.model.as_ref(), "model");
+    for (list, what) in [
+        (&doc.input_data, "inputData"),
+        (&doc.output_data, "outputData"),
+    ] {
+        for (i, a) in list.iter().enumerate() {
+            named.push((format!("{what}[{i}].fileUrl"), a.file_url.clone()));
+        }
+    }
+    check_all(policy, named)
+}
+
+/// Checks every `file:` path a deployment document names.
+pub fn check_deployment(
+    policy: &PathPolicy,
+    doc: &crate::document::DeploymentDocument,
+) -> Result<()> {
+    let named = model_paths(
+        doc.deployable_model.as_ref().or(doc.model.as_ref()),
+        "deployableModel",
+    );
+    check_all(policy, named)
+}
+
+fn model_paths(m: Option<&crate::document::ModelRef>, what: &str) -> Vec<(String, Option<String>)> {
+    m.and_then(|m| m.stored_model.as_ref())
+        .map(|s| {
+            s.model_assets
+                .iter()
+                .enumerate()
+                .map(|(i, a)| {
+                    (
+                        format!("{what}.storedModel.modelAssets[{i}].fileUrl"),
+                        a.file_url.clone(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn check_all(policy: &PathPolicy, named: Vec<(String, Option<String>)>) -> Result<()> {
+    for (what, url) in named {
+        let Some(url) = url else { continue };
+        // Other schemes are refused when the document is read.
+        if let Ok(path) = crate::document::file_url_path(&url, &what) {
+            policy.check(&path, &what)?;
+        }
+    }
+    Ok(())
+}
+
+/// The path with links and `..` resolved: canonical when it exists, else its nearest
+/// existing parent canonical and the rest appended (`None` if the rest holds `..`:
+/// `file_name` is `None` for it).
+fn resolve(path: &Path) -> Option<PathBuf> {
+    if !path.is_absolute() {
+        return None;
+    }
+    let mut existing = path.to_path_buf();
+    let mut rest = Vec::new();
+    loop {
+        match std::fs::canonicalize(&existing) {
+            Ok(mut c) => {
+                for part in rest.iter().rev() {
+                    c.push(part);
+                }
+                return Some(c);
+            }
+            Err(_) => {
+                let name = existing.file_name()?.to_owned();
+                rest.push(name);
+                existing = existing.parent()?.to_path_buf();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_outside_the_roots_are_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let p = PathPolicy::new(vec![root.path().to_path_buf()]);
+        std::fs::write(root.path().join("in.json"), "1").unwrap();
+        p.check(&root.path().join("in.json"), "x").unwrap();
+        p.check(&root.path().join("new/sub/out.json"), "x").unwrap();
+        let e = p.check(Path::new("/etc/hostname"), "inputData[0].fileUrl");
+        let msg = e.unwrap_err().to_string();
+        assert!(
+            msg.contains("allowedPaths") && msg.contains("/etc/hostname"),
+            "{msg}"
+        );
+        let up = root
+            .path()
+            .join("..")
+            .join(other.path().file_name().unwrap());
+        assert!(p.check(&up.join("x"), "x").is_err());
+        assert!(p.check(&root.path().join("new/../../x"), "x").is_err());
+        std::os::unix::fs::symlink(other.path(), root.path().join("link")).unwrap();
+        assert!(p.check(&root.path().join("link/x.json"), "x").is_err());
+        assert!(p.check(&root.path().join("link/new/x.json"), "x").is_err());
+    }
+}
