@@ -94,7 +94,7 @@ pub fn serve(args: ServeArgs) -> i32 {
         .clone()
         .or_else(|| std::env::var_os("MODELOP_APPLICATION_JSON").map(PathBuf::from));
     let env = overrides_from_env(|k| std::env::var(k).ok());
-    let config = match Config::load(config_file.as_deref(), &[env, flag_overrides(&args)]) {
+    let mut config = match Config::load(config_file.as_deref(), &[env, flag_overrides(&args)]) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("engine serve: {e}");
@@ -102,6 +102,16 @@ pub fn serve(args: ServeArgs) -> i32 {
         }
     };
     install_tracing(&config.log_level);
+    // Absolute once, here: workers run in their job's folder, so a relative data folder
+    // would name a different place for them. The lock is held until the engine exits.
+    let data_dir = match service::datadir::DataDir::acquire(&config.data_dir) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("engine serve: {e}");
+            return exit::ERROR;
+        }
+    };
+    config.data_dir = data_dir.path().to_owned();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -143,6 +153,7 @@ pub fn serve(args: ServeArgs) -> i32 {
         }
         let _ = out.flush();
     }));
+    drop(data_dir);
     match result {
         Ok(()) => 0,
         Err(e) => {

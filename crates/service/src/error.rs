@@ -82,6 +82,10 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// Another engine holds the data folder's lock.
+    #[error("the data folder {dir} is in use by another engine (pid {holder}); stop that engine or give this one its own --data-dir")]
+    DataDirInUse { dir: String, holder: String },
+
     /// The HTTP client could not reach the engine or got an answer it cannot read.
     #[error("{0}")]
     Client(String),
@@ -131,6 +135,7 @@ impl Error {
             | Error::OutputRejectedBySchema(_)
             | Error::Store(_)
             | Error::Io { .. }
+            | Error::DataDirInUse { .. }
             | Error::Client(_)
             | Error::Jobs(_)
             | Error::Core(_) => StatusCode::INTERNAL_SERVER_ERROR,

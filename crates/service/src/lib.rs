@@ -1,6 +1,7 @@
 //! The engine service: `engine serve`'s library.
 //!
 //! - [`config`]: `application.json`, environment and flags, later winning.
+//! - [`datadir`]: the data folder, made absolute and locked for the engine's life.
 //! - [`store`]: the job queue and history in SQLite under the data folder.
 //! - [`queue`]: jobs run one at a time through `jobs::run_job`.
 //! - [`deploy`]: a deployed model's warm worker behind a bounded request queue.
@@ -14,6 +15,7 @@
 pub mod api;
 pub mod client;
 pub mod config;
+pub mod datadir;
 pub mod deploy;
 pub mod document;
 pub mod error;
