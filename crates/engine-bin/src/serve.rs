@@ -24,9 +24,16 @@ pub struct ServeArgs {
     /// A separate port serving only the scoring routes.
     #[arg(long)]
     pub scoring_port: Option<u16>,
-    /// The address to listen on (default 0.0.0.0).
+    /// The address to listen on (default 127.0.0.1). Any other needs a token, or
+    /// --insecure-no-auth.
     #[arg(long)]
     pub bind: Option<String>,
+    /// A file holding the token every request must bear (`authToken`, ENGINE_TOKEN).
+    #[arg(long, value_name = "PATH")]
+    pub auth_token_file: Option<PathBuf>,
+    /// Serve a non-loopback address without authentication (`allowInsecure`).
+    #[arg(long)]
+    pub insecure_no_auth: bool,
     /// Where the job queue, history and working folders live.
     #[arg(long, value_name = "PATH")]
     pub data_dir: Option<PathBuf>,
@@ -54,8 +61,16 @@ pub struct ServeArgs {
     pub log_level: Option<String>,
 }
 
-fn flag_overrides(a: &ServeArgs) -> Overrides {
+fn flag_overrides(a: &ServeArgs) -> Result<Overrides, String> {
     let mut o = Overrides::new();
+    if let Some(path) = &a.auth_token_file {
+        let token = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?;
+        o.insert("authToken".to_owned(), token);
+    }
+    if a.insecure_no_auth {
+        o.insert("allowInsecure".to_owned(), "true".to_owned());
+    }
     let mut put = |k: &str, v: Option<String>| {
         if let Some(v) = v {
             o.insert(k.to_owned(), v);
@@ -85,7 +100,7 @@ fn flag_overrides(a: &ServeArgs) -> Overrides {
         a.shutdown_grace_ms.map(|v| v.to_string()),
     );
     put("logLevel", a.log_level.clone());
-    o
+    Ok(o)
 }
 
 pub fn serve(args: ServeArgs) -> i32 {
@@ -94,7 +109,14 @@ pub fn serve(args: ServeArgs) -> i32 {
         .clone()
         .or_else(|| std::env::var_os("MODELOP_APPLICATION_JSON").map(PathBuf::from));
     let env = overrides_from_env(|k| std::env::var(k).ok());
-    let mut config = match Config::load(config_file.as_deref(), &[env, flag_overrides(&args)]) {
+    let flags = match flag_overrides(&args) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("engine serve: {e}");
+            return exit::USAGE;
+        }
+    };
+    let mut config = match Config::load(config_file.as_deref(), &[env, flags]) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("engine serve: {e}");
@@ -102,6 +124,12 @@ pub fn serve(args: ServeArgs) -> i32 {
         }
     };
     install_tracing(&config.log_level);
+    if config.auth_token.is_none() && !config.bind.is_loopback() {
+        tracing::warn!(
+            "serving {} WITHOUT authentication (allowInsecure): anyone who reaches the port can deploy and run code",
+            config.bind
+        );
+    }
     // Absolute once, here: workers run in their job's folder, so a relative data folder
     // would name a different place for them. The lock is held until the engine exits.
     let data_dir = match service::datadir::DataDir::acquire(&config.data_dir) {

@@ -42,7 +42,8 @@ const ENGINE_VARS: [&str; 12] = [
 struct Serve {
     child: Option<Child>,
     url: String,
-    #[allow(dead_code)]
+    /// The separate scoring port's URL, when one was asked for.
+    scoring: Option<String>,
     stderr: Arc<Mutex<String>>,
 }
 
@@ -84,9 +85,20 @@ impl Serve {
             }
         });
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        stdout
             .read_line(&mut line)
             .expect("engine says where it listens");
+        let scoring = args.contains(&"--scoring-port").then(|| {
+            let mut l = String::new();
+            stdout
+                .read_line(&mut l)
+                .expect("engine says where it scores");
+            l.trim()
+                .strip_prefix("engine scoring on ")
+                .unwrap_or_else(|| panic!("unexpected second line: {l:?}"))
+                .to_owned()
+        });
         let url = line
             .trim()
             .strip_prefix("engine listening on ")
@@ -100,6 +112,7 @@ impl Serve {
         Serve {
             child: Some(child),
             url,
+            scoring,
             stderr,
         }
     }
@@ -130,13 +143,9 @@ impl Serve {
     }
 
     fn addr(&self) -> String {
-        self.url
-            .split_once("://")
-            .map(|(_, a)| a.to_owned())
-            .unwrap_or_default()
+        addr_of(&self.url)
     }
 
-    #[allow(dead_code)]
     fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
@@ -149,6 +158,12 @@ impl Drop for Serve {
             let _ = c.wait();
         }
     }
+}
+
+fn addr_of(url: &str) -> String {
+    url.split_once("://")
+        .map(|(_, a)| a.to_owned())
+        .unwrap_or_default()
 }
 
 /// One plain HTTP/1.1 request with the given extra header lines; status and body.
@@ -265,4 +280,324 @@ fn h1_a_second_engine_on_the_same_data_dir_is_refused_naming_the_first() {
     drop(first);
     let again = Serve::start(cwd.path(), &["--port", "0", "--data-dir", "data"], &[]);
     assert!(again.url.starts_with("http://"));
+}
+
+const TOKEN: &str = "test-token-0123456789abcdef";
+const SCORING_TOKEN: &str = "scoring-token-0123456789abcdef";
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+#[test]
+fn h1_with_a_token_every_route_but_health_needs_it() {
+    let cwd = tempfile::tempdir().unwrap();
+    let e = Serve::start(
+        cwd.path(),
+        &["--port", "0", "--data-dir", "data"],
+        &[("ENGINE_TOKEN", TOKEN), ("ENGINE_LOG", "debug")],
+    );
+    let a = e.addr();
+    for path in [
+        "/api/engine",
+        "/2/engine/state",
+        "/api/jobs",
+        "/openapi.json",
+        "/api/roundtrip/0/1",
+    ] {
+        let (s, body) = raw(&a, "GET", path, &[], "");
+        assert_eq!(s, 401, "{path}: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("JSON body: {body}"));
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap()
+                .contains("Authorization: Bearer"),
+            "{v}"
+        );
+    }
+    let (s, body) = raw(&a, "POST", "/api/roundtrip/0/1", &[], "1");
+    assert_eq!(s, 401, "{body}");
+    let (s, body) = raw(
+        &a,
+        "GET",
+        "/api/engine",
+        &[("Authorization", "Bearer not-the-token-at-all")],
+        "",
+    );
+    assert_eq!(s, 401, "{body}");
+    assert!(body.contains("not valid"), "{body}");
+    let (s, body) = raw(&a, "GET", "/api/engine", &[("Authorization", TOKEN)], "");
+    assert_eq!(s, 401, "a token without the Bearer scheme: {body}");
+    let (s, body) = raw(
+        &a,
+        "GET",
+        "/api/engine",
+        &[("Authorization", &bearer(TOKEN))],
+        "",
+    );
+    assert_eq!(s, 200, "{body}");
+    // A token makes the Host check unnecessary: a client with the token is trusted.
+    let (s, _) = raw(
+        &a,
+        "GET",
+        "/api/engine",
+        &[
+            ("Authorization", &bearer(TOKEN)),
+            ("Host", "engine.internal:8003"),
+        ],
+        "",
+    );
+    assert_eq!(s, 200);
+    let (s, body) = raw(&a, "GET", "/1/health", &[], "");
+    assert_eq!(s, 200, "{body}");
+    assert!(
+        !e.stderr().contains(TOKEN),
+        "the token is logged: {}",
+        e.stderr()
+    );
+}
+
+#[test]
+fn h1_the_cli_sends_engine_token_or_the_token_file() {
+    let cwd = tempfile::tempdir().unwrap();
+    std::fs::write(cwd.path().join("token.txt"), format!("{TOKEN}\n")).unwrap();
+    let e = Serve::start(
+        cwd.path(),
+        &[
+            "--port",
+            "0",
+            "--data-dir",
+            "data",
+            "--auth-token-file",
+            "token.txt",
+        ],
+        &[],
+    );
+    let status = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = Command::new(ENGINE);
+        cmd.args(["status", "--json", "--engine", &e.url])
+            .args(args)
+            .current_dir(cwd.path());
+        for var in ENGINE_VARS {
+            cmd.env_remove(var);
+        }
+        cmd.envs(env.iter().copied());
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = status(&[], &[]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("401"), "{err}");
+    let (code, out, err) = status(&[], &[("ENGINE_TOKEN", TOKEN)]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("\"state\""), "{out}");
+    let (code, _, err) = status(&["--token-file", "token.txt"], &[]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = status(&[], &[("ENGINE_TOKEN", "wrong-token-0123456789abcdef")]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("not valid"), "{err}");
+
+    // `engine token` prints a fresh token the engine accepts.
+    let out = Command::new(ENGINE).arg("token").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let fresh = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(fresh.trim().len(), 64, "{fresh}");
+    let again = Command::new(ENGINE).arg("token").output().unwrap();
+    assert_ne!(fresh, String::from_utf8(again.stdout).unwrap());
+}
+
+#[test]
+fn h1_the_scoring_port_has_its_own_token_or_is_open_when_configured() {
+    let cwd = tempfile::tempdir().unwrap();
+    let e = Serve::start(
+        cwd.path(),
+        &["--port", "0", "--scoring-port", "0", "--data-dir", "one"],
+        &[
+            ("ENGINE_TOKEN", TOKEN),
+            ("ENGINE_SCORING_TOKEN", SCORING_TOKEN),
+        ],
+    );
+    let scoring = addr_of(e.scoring.as_deref().unwrap());
+    let (s, _) = raw(&scoring, "POST", "/api/roundtrip/0/1", &[], "1");
+    assert_eq!(s, 401);
+    let (s, _) = raw(
+        &scoring,
+        "POST",
+        "/api/roundtrip/0/1",
+        &[("Authorization", &bearer(TOKEN))],
+        "1",
+    );
+    assert_eq!(s, 401, "the control token is not the scoring port's");
+    let (s, body) = raw(
+        &scoring,
+        "POST",
+        "/api/roundtrip/0/1",
+        &[("Authorization", &bearer(SCORING_TOKEN))],
+        "1",
+    );
+    assert_eq!(s, 404, "past authentication, no model is deployed: {body}");
+    drop(e);
+
+    // Without its own token the scoring port takes the control token.
+    let e = Serve::start(
+        cwd.path(),
+        &["--port", "0", "--scoring-port", "0", "--data-dir", "two"],
+        &[("ENGINE_TOKEN", TOKEN)],
+    );
+    let scoring = addr_of(e.scoring.as_deref().unwrap());
+    let (s, _) = raw(&scoring, "POST", "/api/roundtrip/0/1", &[], "1");
+    assert_eq!(s, 401);
+    let (s, _) = raw(
+        &scoring,
+        "POST",
+        "/api/roundtrip/0/1",
+        &[("Authorization", &bearer(TOKEN))],
+        "1",
+    );
+    assert_eq!(s, 404);
+    drop(e);
+
+    std::fs::write(
+        cwd.path().join("application.json"),
+        r#"{"scoringOpen": true}"#,
+    )
+    .unwrap();
+    let e = Serve::start(
+        cwd.path(),
+        &[
+            "--port",
+            "0",
+            "--scoring-port",
+            "0",
+            "--data-dir",
+            "three",
+            "--config",
+            "application.json",
+        ],
+        &[("ENGINE_TOKEN", TOKEN)],
+    );
+    let scoring = addr_of(e.scoring.as_deref().unwrap());
+    let (s, _) = raw(&scoring, "POST", "/api/roundtrip/0/1", &[], "1");
+    assert_eq!(s, 404, "an open scoring port needs no token");
+    let (s, _) = raw(&e.addr(), "POST", "/api/roundtrip/0/1", &[], "1");
+    assert_eq!(s, 401, "the control port still does");
+}
+
+#[test]
+fn h1_a_non_loopback_bind_without_a_token_refuses_to_start_and_says_how() {
+    let cwd = tempfile::tempdir().unwrap();
+    let (code, err) = Serve::refused(cwd.path(), &["--port", "0", "--bind", "0.0.0.0"], &[]);
+    assert_eq!(code, Some(64), "{err}");
+    for want in [
+        "0.0.0.0 is not a loopback address",
+        "engine token",
+        "--auth-token-file",
+        "ENGINE_TOKEN",
+        "--insecure-no-auth",
+    ] {
+        assert!(err.contains(want), "{want} missing from {err}");
+    }
+    assert!(
+        !cwd.path().join("engine-data").exists(),
+        "nothing is created before refusing"
+    );
+
+    let e = Serve::start(
+        cwd.path(),
+        &[
+            "--port",
+            "0",
+            "--bind",
+            "0.0.0.0",
+            "--insecure-no-auth",
+            "--data-dir",
+            "data",
+        ],
+        &[],
+    );
+    let port = e.addr().rsplit_once(':').unwrap().1.to_owned();
+    let (s, _) = raw(
+        &format!("127.0.0.1:{port}"),
+        "GET",
+        "/api/engine",
+        &[("Host", "engine.internal")],
+        "",
+    );
+    assert_eq!(s, 200, "insecure on purpose: no token, any Host");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !e.stderr().contains("WITHOUT authentication") {
+        assert!(Instant::now() < deadline, "no warning in {}", e.stderr());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(e.stderr().contains("WARN"), "{}", e.stderr());
+
+    let e = Serve::start(
+        cwd.path(),
+        &["--port", "0", "--bind", "0.0.0.0", "--data-dir", "data2"],
+        &[("ENGINE_TOKEN", TOKEN)],
+    );
+    let port = e.addr().rsplit_once(':').unwrap().1.to_owned();
+    let (s, _) = raw(&format!("127.0.0.1:{port}"), "GET", "/api/engine", &[], "");
+    assert_eq!(s, 401);
+}
+
+#[test]
+fn h1_on_loopback_without_a_token_only_loopback_hosts_and_origins_are_served() {
+    let cwd = tempfile::tempdir().unwrap();
+    let e = Serve::start(cwd.path(), &["--port", "0", "--data-dir", "data"], &[]);
+    let a = e.addr();
+    let port = a.rsplit_once(':').unwrap().1.to_owned();
+    for host in [
+        a.clone(),
+        format!("localhost:{port}"),
+        "localhost".into(),
+        format!("[::1]:{port}"),
+        format!("127.0.0.2:{port}"),
+    ] {
+        let (s, body) = raw(&a, "GET", "/api/engine", &[("Host", &host)], "");
+        assert_eq!(s, 200, "{host}: {body}");
+    }
+    for host in [
+        format!("evil.example:{port}"),
+        "evil.example".into(),
+        format!("localhost.evil.example:{port}"),
+        format!("10.1.2.3:{port}"),
+    ] {
+        let (s, body) = raw(&a, "GET", "/api/engine", &[("Host", &host)], "");
+        assert_eq!(s, 403, "{host}: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert!(v["error"].as_str().unwrap().contains("Host"), "{v}");
+    }
+    let (s, body) = raw(
+        &a,
+        "POST",
+        "/api/jobs",
+        &[("Origin", "http://evil.example")],
+        &job_document().to_string(),
+    );
+    assert_eq!(s, 403, "{body}");
+    assert!(body.contains("Origin"), "{body}");
+    let (s, _) = raw(
+        &a,
+        "PUT",
+        "/api/deployment",
+        &[("Origin", "null")],
+        &deployment_document().to_string(),
+    );
+    assert_eq!(s, 403);
+    let (s, body) = raw(
+        &a,
+        "GET",
+        "/api/engine",
+        &[("Origin", &format!("http://localhost:{port}"))],
+        "",
+    );
+    assert_eq!(s, 200, "{body}");
+    let (s, _) = raw(&a, "GET", "/api/jobs", &[], "");
+    assert_eq!(s, 200);
 }

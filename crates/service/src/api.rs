@@ -89,6 +89,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 pub fn control_router(engine: AppState) -> axum::Router {
+    let policy = Arc::new(crate::auth::Policy::control(&engine.config));
     let (router, api) = control_routes().split_for_parts();
     let api = Arc::new(api);
     router
@@ -100,11 +101,21 @@ pub fn control_router(engine: AppState) -> axum::Router {
             }),
         )
         .with_state(engine)
+        .layer(axum::middleware::from_fn_with_state(
+            policy,
+            crate::auth::require,
+        ))
 }
 
 pub fn scoring_router(engine: AppState) -> axum::Router {
+    let policy = Arc::new(crate::auth::Policy::scoring(&engine.config));
     let (router, _) = scoring_routes().split_for_parts();
-    router.with_state(engine)
+    router
+        .with_state(engine)
+        .layer(axum::middleware::from_fn_with_state(
+            policy,
+            crate::auth::require,
+        ))
 }
 
 // ---------------------------------------------------------------- engine

@@ -16,6 +16,13 @@ pub struct Client {
     agent: ureq::Agent,
 }
 
+/// How the client reaches the engine besides its address.
+#[derive(Clone, Debug, Default)]
+pub struct ClientOptions {
+    /// Sent as `Authorization: Bearer ...` with every request.
+    pub token: Option<crate::auth::Token>,
+}
+
 /// An answer: status and body.
 pub struct Answer {
     pub status: u16,
@@ -56,16 +63,33 @@ impl Part {
 }
 
 impl Client {
-    /// A client of the engine at `base` (`http://127.0.0.1:8003`).
+    /// A client of the engine at `base` (`http://127.0.0.1:8003`), without a token.
     pub fn new(base: &str) -> Client {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        Client::with_options(base, &ClientOptions::default())
+    }
+
+    /// A client of the engine at `base` sending `options`' token with every request.
+    pub fn with_options(base: &str, options: &ClientOptions) -> Client {
+        let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(600)))
-            .build()
-            .into();
+            .timeout_global(Some(Duration::from_secs(600)));
+        if let Some(token) = &options.token {
+            let value = format!("Bearer {}", token.expose());
+            config = config.middleware(
+                move |mut request: ureq::http::Request<ureq::SendBody>,
+                      next: ureq::middleware::MiddlewareNext| {
+                    if let Ok(v) = ureq::http::HeaderValue::from_str(&value) {
+                        request
+                            .headers_mut()
+                            .insert(ureq::http::header::AUTHORIZATION, v);
+                    }
+                    next.handle(request)
+                },
+            );
+        }
         Client {
             base: base.trim_end_matches('/').to_owned(),
-            agent,
+            agent: config.build().into(),
         }
     }
 

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::auth::Token;
 use crate::error::{Error, Result};
 
 /// Stage tags an engine may carry; any other tag is a model service tag.
@@ -41,6 +42,14 @@ pub struct Config {
     pub log_level: String,
     /// Credentials for external stores, from `application.json` only. Never logged.
     pub credentials: Vec<Credential>,
+    /// Required as a bearer token on every control route but `/1/health`.
+    pub auth_token: Option<Token>,
+    /// The scoring port's own token (default: the control token).
+    pub scoring_auth_token: Option<Token>,
+    /// The scoring port takes requests without a token.
+    pub scoring_open: bool,
+    /// Serving a non-loopback address without a token was asked for explicitly.
+    pub allow_insecure: bool,
 }
 
 impl fmt::Debug for Config {
@@ -64,6 +73,10 @@ impl fmt::Debug for Config {
                 "credentials",
                 &format!("{} entries", self.credentials.len()),
             )
+            .field("auth_token", &self.auth_token)
+            .field("scoring_auth_token", &self.scoring_auth_token)
+            .field("scoring_open", &self.scoring_open)
+            .field("allow_insecure", &self.allow_insecure)
             .finish()
     }
 }
@@ -74,7 +87,7 @@ impl Default for Config {
             name: "engine-1".to_owned(),
             group: None,
             tags: Vec::new(),
-            bind: IpAddr::from([0, 0, 0, 0]),
+            bind: IpAddr::from([127, 0, 0, 1]),
             port: 8003,
             scoring_port: None,
             data_dir: PathBuf::from("engine-data"),
@@ -86,6 +99,10 @@ impl Default for Config {
             shutdown_grace_ms: 30_000,
             log_level: "info".to_owned(),
             credentials: Vec::new(),
+            auth_token: None,
+            scoring_auth_token: None,
+            scoring_open: false,
+            allow_insecure: false,
         }
     }
 }
@@ -138,6 +155,10 @@ struct FileConfig {
     log_level: Option<String>,
     #[serde(default)]
     credentials: Vec<Credential>,
+    auth_token: Option<String>,
+    scoring_auth_token: Option<String>,
+    scoring_open: Option<bool>,
+    allow_insecure: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -153,7 +174,7 @@ pub type Overrides = BTreeMap<String, String>;
 
 /// Environment variables read, and the key each one sets; the reference's names and the
 /// engine's own (`ENGINE_*`). The engine's own win over the reference's.
-pub const ENV_KEYS: [(&str, &str); 20] = [
+pub const ENV_KEYS: [(&str, &str); 22] = [
     ("MODELOP_API_PORT", "port"),
     ("MODELOP_ENGINE_NAME", "name"),
     ("MODELOP_RUNTIME_GROUP", "group"),
@@ -174,6 +195,8 @@ pub const ENV_KEYS: [(&str, &str); 20] = [
     ("ENGINE_JOB_BATCH_SIZE", "jobBatchSize"),
     ("ENGINE_SHUTDOWN_GRACE_MS", "shutdownGraceMs"),
     ("ENGINE_LOG", "logLevel"),
+    ("ENGINE_TOKEN", "authToken"),
+    ("ENGINE_SCORING_TOKEN", "scoringAuthToken"),
 ];
 
 /// The environment's settings, given a way to look variables up.
@@ -223,6 +246,12 @@ impl Config {
         if let Some(v) = fc.log_level {
             text.insert("logLevel".into(), v);
         }
+        if let Some(v) = fc.auth_token {
+            text.insert("authToken".into(), v);
+        }
+        if let Some(v) = fc.scoring_auth_token {
+            text.insert("scoringAuthToken".into(), v);
+        }
         for (k, v) in text {
             self.set(&k, &v)?;
         }
@@ -264,6 +293,12 @@ impl Config {
         if let Some(v) = fc.shutdown_grace_ms {
             self.shutdown_grace_ms = v;
         }
+        if let Some(v) = fc.scoring_open {
+            self.scoring_open = v;
+        }
+        if let Some(v) = fc.allow_insecure {
+            self.allow_insecure = v;
+        }
         self.credentials = fc.credentials;
         Ok(())
     }
@@ -295,6 +330,10 @@ impl Config {
             "jobBatchSize" => self.job_batch_size = number(key, v)?,
             "shutdownGraceMs" => self.shutdown_grace_ms = number(key, v)?,
             "logLevel" => self.log_level = v.to_ascii_lowercase(),
+            "authToken" => self.auth_token = Some(Token::new(key, v)?),
+            "scoringAuthToken" => self.scoring_auth_token = Some(Token::new(key, v)?),
+            "scoringOpen" => self.scoring_open = boolean(key, v)?,
+            "allowInsecure" => self.allow_insecure = boolean(key, v)?,
             other => return Err(Error::config(other, "unknown configuration key")),
         }
         Ok(())
@@ -325,6 +364,25 @@ impl Config {
         if self.data_dir.as_os_str().is_empty() {
             return Err(Error::config("dataDir", "must not be empty"));
         }
+        if !self.bind.is_loopback() && self.auth_token.is_none() && !self.allow_insecure {
+            return Err(Error::config(
+                "bind",
+                format!(
+                    "{} is not a loopback address and no token is configured: anyone who reaches \
+                     the port could run code. Create a token with `engine token > token.txt` and \
+                     start with --auth-token-file token.txt (or ENGINE_TOKEN, or authToken in \
+                     application.json); or serve without authentication on purpose with \
+                     --insecure-no-auth (allowInsecure: true)",
+                    self.bind
+                ),
+            ));
+        }
+        if self.scoring_open && self.scoring_auth_token.is_some() {
+            return Err(Error::config(
+                "scoringOpen",
+                "cannot be true when scoringAuthToken is set",
+            ));
+        }
         let level = self.log_level.as_str();
         let known = ["trace", "debug", "info", "warn", "warning", "error", "off"];
         if !known.contains(&level) && !level.contains('=') {
@@ -351,6 +409,14 @@ impl Config {
             .filter(|c| c.host.eq_ignore_ascii_case(host))
             .filter(|c| c.path.as_deref().is_none_or(|p| path.starts_with(p)))
             .max_by_key(|c| c.path.as_deref().map_or(0, str::len))
+    }
+}
+
+fn boolean(key: &str, v: &str) -> Result<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(Error::config(key, format!("'{v}' is not true or false"))),
     }
 }
 
@@ -423,6 +489,27 @@ mod tests {
         assert_eq!(cfg.tags, vec!["UAT", "cc-fraud"]);
         assert!(cfg.credential_for("s3.local", "/bucket").is_some());
         assert!(!format!("{cfg:?}").contains("secret"));
+    }
+
+    #[test]
+    fn a_non_loopback_bind_needs_a_token_or_an_explicit_choice() {
+        let cfg = Config::load(None, &[]).unwrap();
+        assert!(cfg.bind.is_loopback());
+        let e = Config::load(None, &[layer(&[("bind", "0.0.0.0")])]).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("--auth-token-file"), "{text}");
+        assert!(text.contains("--insecure-no-auth"), "{text}");
+        let token = "abcdefghijklmnop-0123456789";
+        let cfg =
+            Config::load(None, &[layer(&[("bind", "0.0.0.0"), ("authToken", token)])]).unwrap();
+        assert!(!format!("{cfg:?}").contains(token));
+        Config::load(
+            None,
+            &[layer(&[("bind", "0.0.0.0"), ("allowInsecure", "true")])],
+        )
+        .unwrap();
+        let e = Config::load(None, &[layer(&[("authToken", "short")])]).unwrap_err();
+        assert!(e.to_string().contains("authToken"), "{e}");
     }
 
     #[test]

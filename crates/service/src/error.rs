@@ -82,6 +82,15 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// No token, or not the engine's (401).
+    #[error("{0}")]
+    Unauthorized(String),
+
+    /// Refused whatever the credentials (403): a non-loopback Host or Origin on a loopback
+    /// engine without a token.
+    #[error("{0}")]
+    Forbidden(String),
+
     /// Another engine holds the data folder's lock.
     #[error("the data folder {dir} is in use by another engine (pid {holder}); stop that engine or give this one its own --data-dir")]
     DataDirInUse { dir: String, holder: String },
@@ -122,6 +131,8 @@ impl Error {
             | Error::InputRejectedBySchema(_) => StatusCode::BAD_REQUEST,
             Error::NotFound(_) | Error::NoModel | Error::NoDeployment => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::QueueFull { .. } | Error::ModelUnavailable(_) | Error::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -213,6 +224,11 @@ impl IntoResponse for Error {
             if let Ok(v) = HeaderValue::from_str(&line) {
                 response.headers_mut().insert("x-engine-detail", v);
             }
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response

@@ -7,12 +7,14 @@
 //! - [`deploy`]: a deployed model's warm worker behind a bounded request queue.
 //! - [`api`]: the HTTP routes, their OpenAPI document, and [`error`]'s one mapping of
 //!   errors to statuses.
+//! - [`auth`]: bearer tokens and the loopback check, one policy per port.
 //! - [`client`]: the HTTP client the CLI uses.
 //!
 //! It reads no environment and installs no logger: the binary hands it the configuration,
 //! the language runners and the platform facts.
 
 pub mod api;
+pub mod auth;
 pub mod client;
 pub mod config;
 pub mod datadir;
