@@ -26,14 +26,20 @@ pub struct ClientArgs {
     /// A file holding the engine's token (default: $ENGINE_TOKEN, if set).
     #[arg(long, global = true, value_name = "PATH")]
     pub token_file: Option<PathBuf>,
+    /// PEM certificates to trust for an https:// engine instead of the system's roots.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl ClientArgs {
     /// The client these arguments describe; on a problem, says so (as `engine WHAT: ...`)
     /// and returns `None`.
     fn connect(&self, what: &str) -> Option<Client> {
-        match self.options() {
-            Ok(o) => Some(Client::with_options(&self.engine, &o)),
+        match self
+            .options()
+            .and_then(|o| Client::with_options(&self.engine, &o).map_err(|e| e.to_string()))
+        {
+            Ok(c) => Some(c),
             Err(e) => {
                 eprintln!("engine {what}: {e}");
                 None
@@ -42,7 +48,10 @@ impl ClientArgs {
     }
 
     fn options(&self) -> Result<ClientOptions, String> {
-        let mut options = ClientOptions::default();
+        let mut options = ClientOptions {
+            ca_file: self.ca_file.clone(),
+            ..ClientOptions::default()
+        };
         let token = match &self.token_file {
             Some(path) => Some(
                 std::fs::read_to_string(path)

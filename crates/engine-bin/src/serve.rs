@@ -34,6 +34,12 @@ pub struct ServeArgs {
     /// Serve a non-loopback address without authentication (`allowInsecure`).
     #[arg(long)]
     pub insecure_no_auth: bool,
+    /// PEM certificate chain: both ports speak HTTPS (`tlsCert`; reread on SIGHUP).
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (`tlsKey`).
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Where the job queue, history and working folders live.
     #[arg(long, value_name = "PATH")]
     pub data_dir: Option<PathBuf>,
@@ -100,6 +106,14 @@ fn flag_overrides(a: &ServeArgs) -> Result<Overrides, String> {
         a.shutdown_grace_ms.map(|v| v.to_string()),
     );
     put("logLevel", a.log_level.clone());
+    put(
+        "tlsCert",
+        a.tls_cert.as_ref().map(|p| p.display().to_string()),
+    );
+    put(
+        "tlsKey",
+        a.tls_key.as_ref().map(|p| p.display().to_string()),
+    );
     Ok(o)
 }
 
@@ -173,11 +187,15 @@ pub fn serve(args: ServeArgs) -> i32 {
             .to_owned(),
     };
     let result = runtime.block_on(service::serve(config, deps, stop_signal(), |bound| {
+        if let Some(tls) = bound.tls.clone() {
+            reload_on_sighup(tls);
+        }
         // Scripts and tests read where the engine listens from this line.
+        let scheme = bound.scheme();
         let mut out = std::io::stdout();
-        let _ = writeln!(out, "engine listening on http://{}", bound.control);
+        let _ = writeln!(out, "engine listening on {scheme}://{}", bound.control);
         if let Some(s) = bound.scoring {
-            let _ = writeln!(out, "engine scoring on http://{s}");
+            let _ = writeln!(out, "engine scoring on {scheme}://{s}");
         }
         let _ = out.flush();
     }));
@@ -204,6 +222,29 @@ fn runner_set() -> std::io::Result<RunnerSet> {
     Ok(RunnerSet::new()
         .with(Language::Python, Arc::new(python))
         .with(Language::R, Arc::new(runner_r::RRunner::new())))
+}
+
+/// Rereads the TLS certificate and key on each SIGHUP; the listeners stay open. Called
+/// from within the runtime.
+fn reload_on_sighup(tls: service::tls::TlsReloader) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot catch SIGHUP, the certificate cannot be reloaded: {e}");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match tls.reload() {
+                Ok(()) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
+                Err(e) => tracing::error!(
+                    "SIGHUP: TLS reload failed, the previous certificate stays: {e}"
+                ),
+            }
+        }
+    });
 }
 
 /// Resolves on SIGTERM or SIGINT.

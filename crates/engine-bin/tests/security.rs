@@ -601,3 +601,134 @@ fn h1_on_loopback_without_a_token_only_loopback_hosts_and_origins_are_served() {
     let (s, _) = raw(&a, "GET", "/api/jobs", &[], "");
     assert_eq!(s, 200);
 }
+
+/// A self-signed certificate for localhost and 127.0.0.1, written as `NAME.crt` and
+/// `NAME.key` in `dir`.
+fn self_signed(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap();
+    let cert = dir.join(format!("{name}.crt"));
+    let key = dir.join(format!("{name}.key"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    (cert, key)
+}
+
+fn tls_client(url: &str, ca: &Path) -> service::client::Client {
+    service::client::Client::with_options(
+        url,
+        &service::client::ClientOptions {
+            token: Some(service::auth::Token::new("test", TOKEN).unwrap()),
+            ca_file: Some(ca.to_owned()),
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn h1_tls_on_both_ports_with_the_cli_and_a_sighup_reload() {
+    let cwd = tempfile::tempdir().unwrap();
+    let (cert_a, key_a) = self_signed(cwd.path(), "a");
+    let (cert_b, key_b) = self_signed(cwd.path(), "b");
+    std::fs::copy(&cert_a, cwd.path().join("serve.crt")).unwrap();
+    std::fs::copy(&key_a, cwd.path().join("serve.key")).unwrap();
+    let mut e = Serve::start(
+        cwd.path(),
+        &[
+            "--port",
+            "0",
+            "--scoring-port",
+            "0",
+            "--data-dir",
+            "data",
+            "--tls-cert",
+            "serve.crt",
+            "--tls-key",
+            "serve.key",
+        ],
+        &[("ENGINE_TOKEN", TOKEN)],
+    );
+    assert!(e.url.starts_with("https://127.0.0.1:"), "{}", e.url);
+    let scoring = e.scoring.clone().unwrap();
+    assert!(scoring.starts_with("https://"), "{scoring}");
+
+    let a = tls_client(&e.url, &cert_a).get("/api/engine").unwrap();
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let a = tls_client(&scoring, &cert_a)
+        .post("/api/roundtrip/0/1", "application/json", b"1")
+        .unwrap();
+    assert_eq!(a.status, 404, "past TLS and the token, no model deployed");
+    // Plain HTTP gets no answer from a TLS port.
+    let (s, _) = raw(&e.addr(), "GET", "/1/health", &[], "");
+    assert_ne!(s, 200);
+    // Not trusting the engine's certificate: refused by the client.
+    assert!(tls_client(&e.url, &cert_b).get("/1/health").is_err());
+
+    let cli = |ca: &Path| {
+        let mut cmd = Command::new(ENGINE);
+        cmd.args(["status", "--json", "--engine", &e.url, "--ca-file"])
+            .arg(ca)
+            .current_dir(cwd.path());
+        for var in ENGINE_VARS {
+            cmd.env_remove(var);
+        }
+        let out = cmd.env("ENGINE_TOKEN", TOKEN).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = cli(&cert_a);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _) = cli(&cert_b);
+    assert_ne!(code, Some(0));
+
+    // A new certificate in the same files, then SIGHUP: new connections get it, on the
+    // same listener.
+    std::fs::copy(&cert_b, cwd.path().join("serve.crt")).unwrap();
+    std::fs::copy(&key_b, cwd.path().join("serve.key")).unwrap();
+    let pid = e.child.as_ref().unwrap().id().to_string();
+    let hup = |pid: &str| {
+        assert!(Command::new("kill")
+            .args(["-HUP", pid])
+            .status()
+            .unwrap()
+            .success());
+    };
+    hup(&pid);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tls_client(&e.url, &cert_b).get("/1/health").is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate is not served: {}",
+            e.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(tls_client(&e.url, &cert_a).get("/1/health").is_err());
+    let a = tls_client(&scoring, &cert_b)
+        .post("/api/roundtrip/0/1", "application/json", b"1")
+        .unwrap();
+    assert_eq!(a.status, 404);
+    assert_eq!(cli(&cert_b).0, Some(0));
+
+    // A broken file on reload keeps the certificate in use, and says so.
+    std::fs::write(cwd.path().join("serve.crt"), "not a certificate").unwrap();
+    hup(&pid);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !e.stderr().contains("TLS reload failed") {
+        assert!(
+            Instant::now() < deadline,
+            "no reload error in {}",
+            e.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let a = tls_client(&e.url, &cert_b).get("/api/engine").unwrap();
+    assert_eq!(a.status, 200);
+    assert!(
+        e.child.as_mut().unwrap().try_wait().unwrap().is_none(),
+        "the engine runs on"
+    );
+}

@@ -21,6 +21,8 @@ pub struct Client {
 pub struct ClientOptions {
     /// Sent as `Authorization: Bearer ...` with every request.
     pub token: Option<crate::auth::Token>,
+    /// For `https://`: the PEM certificates trusted instead of the system's roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// An answer: status and body.
@@ -63,17 +65,50 @@ impl Part {
 }
 
 impl Client {
-    /// A client of the engine at `base` (`http://127.0.0.1:8003`), without a token.
+    /// A client of the engine at `base` (`http://127.0.0.1:8003`), without a token;
+    /// `https://` is checked against the system's roots.
     pub fn new(base: &str) -> Client {
-        Client::with_options(base, &ClientOptions::default())
+        Client::build(base, None, ureq::tls::RootCerts::PlatformVerifier)
     }
 
-    /// A client of the engine at `base` sending `options`' token with every request.
-    pub fn with_options(base: &str, options: &ClientOptions) -> Client {
+    /// A client of the engine at `base` sending `options`' token with every request and
+    /// trusting its CA file, if any (read now).
+    pub fn with_options(base: &str, options: &ClientOptions) -> Result<Client> {
+        let roots = match &options.ca_file {
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+                let mut certs = Vec::new();
+                for item in ureq::tls::parse_pem(&pem) {
+                    if let ureq::tls::PemItem::Certificate(c) = item.map_err(|e| {
+                        Error::Client(format!("{} is not a PEM file: {e}", path.display()))
+                    })? {
+                        certs.push(c);
+                    }
+                }
+                if certs.is_empty() {
+                    return Err(Error::Client(format!(
+                        "{} holds no certificate",
+                        path.display()
+                    )));
+                }
+                ureq::tls::RootCerts::new_with_certs(&certs)
+            }
+            None => ureq::tls::RootCerts::PlatformVerifier,
+        };
+        Ok(Client::build(base, options.token.as_ref(), roots))
+    }
+
+    fn build(
+        base: &str,
+        token: Option<&crate::auth::Token>,
+        roots: ureq::tls::RootCerts,
+    ) -> Client {
         let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(600)));
-        if let Some(token) = &options.token {
+            .timeout_global(Some(Duration::from_secs(600)))
+            .tls_config(ureq::tls::TlsConfig::builder().root_certs(roots).build());
+        if let Some(token) = token {
             let value = format!("Bearer {}", token.expose());
             config = config.middleware(
                 move |mut request: ureq::http::Request<ureq::SendBody>,

@@ -50,6 +50,9 @@ pub struct Config {
     pub scoring_open: bool,
     /// Serving a non-loopback address without a token was asked for explicitly.
     pub allow_insecure: bool,
+    /// PEM certificate chain and private key: both ports speak HTTPS when set.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl fmt::Debug for Config {
@@ -77,6 +80,8 @@ impl fmt::Debug for Config {
             .field("scoring_auth_token", &self.scoring_auth_token)
             .field("scoring_open", &self.scoring_open)
             .field("allow_insecure", &self.allow_insecure)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
             .finish()
     }
 }
@@ -103,6 +108,8 @@ impl Default for Config {
             scoring_auth_token: None,
             scoring_open: false,
             allow_insecure: false,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -159,6 +166,8 @@ struct FileConfig {
     scoring_auth_token: Option<String>,
     scoring_open: Option<bool>,
     allow_insecure: Option<bool>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -174,7 +183,7 @@ pub type Overrides = BTreeMap<String, String>;
 
 /// Environment variables read, and the key each one sets; the reference's names and the
 /// engine's own (`ENGINE_*`). The engine's own win over the reference's.
-pub const ENV_KEYS: [(&str, &str); 22] = [
+pub const ENV_KEYS: [(&str, &str); 24] = [
     ("MODELOP_API_PORT", "port"),
     ("MODELOP_ENGINE_NAME", "name"),
     ("MODELOP_RUNTIME_GROUP", "group"),
@@ -197,6 +206,8 @@ pub const ENV_KEYS: [(&str, &str); 22] = [
     ("ENGINE_LOG", "logLevel"),
     ("ENGINE_TOKEN", "authToken"),
     ("ENGINE_SCORING_TOKEN", "scoringAuthToken"),
+    ("ENGINE_TLS_CERT", "tlsCert"),
+    ("ENGINE_TLS_KEY", "tlsKey"),
 ];
 
 /// The environment's settings, given a way to look variables up.
@@ -299,6 +310,12 @@ impl Config {
         if let Some(v) = fc.allow_insecure {
             self.allow_insecure = v;
         }
+        if fc.tls_cert.is_some() {
+            self.tls_cert = fc.tls_cert;
+        }
+        if fc.tls_key.is_some() {
+            self.tls_key = fc.tls_key;
+        }
         self.credentials = fc.credentials;
         Ok(())
     }
@@ -334,6 +351,8 @@ impl Config {
             "scoringAuthToken" => self.scoring_auth_token = Some(Token::new(key, v)?),
             "scoringOpen" => self.scoring_open = boolean(key, v)?,
             "allowInsecure" => self.allow_insecure = boolean(key, v)?,
+            "tlsCert" => self.tls_cert = (!v.is_empty()).then(|| PathBuf::from(v)),
+            "tlsKey" => self.tls_key = (!v.is_empty()).then(|| PathBuf::from(v)),
             other => return Err(Error::config(other, "unknown configuration key")),
         }
         Ok(())
@@ -377,6 +396,11 @@ impl Config {
                 ),
             ));
         }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => return Err(Error::config("tlsKey", "tlsCert needs tlsKey")),
+            (None, Some(_)) => return Err(Error::config("tlsCert", "tlsKey needs tlsCert")),
+            _ => {}
+        }
         if self.scoring_open && self.scoring_auth_token.is_some() {
             return Err(Error::config(
                 "scoringOpen",
@@ -400,6 +424,14 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The certificate and key the ports serve, read now; `None` without TLS.
+    pub fn tls(&self) -> Result<Option<crate::tls::TlsReloader>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => crate::tls::TlsReloader::load(cert, key).map(Some),
+            _ => Ok(None),
+        }
     }
 
     /// The credentials matching a URL's host and path, if any.
