@@ -164,7 +164,7 @@ pub fn serve(args: ServeArgs) -> i32 {
             return exit::ERROR;
         }
     };
-    let runners = match runner_set() {
+    let runners = match runner_set(&config) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("engine serve: cannot find the engine's own executable: {e}");
@@ -213,15 +213,24 @@ pub fn serve(args: ServeArgs) -> i32 {
     }
 }
 
-/// The runners the service can use.
-fn runner_set() -> std::io::Result<RunnerSet> {
+/// The runners the service can use. Their workers start from the allow-listed part of
+/// the engine's environment (plus `workerEnv`), never the whole: the engine's token and
+/// secrets stay out of model code.
+fn runner_set(config: &Config) -> std::io::Result<RunnerSet> {
     let exe = std::env::current_exe()?;
+    let base_env = worker::env::worker_environment(std::env::vars_os(), &config.worker_env);
     let python = runner_python::PythonRunner::new(
-        worker::WorkerCommand::new(exe).arg("worker").arg("python"),
+        worker::WorkerCommand::new(exe)
+            .arg("worker")
+            .arg("python")
+            .with_base_env(base_env.clone()),
     );
     Ok(RunnerSet::new()
         .with(Language::Python, Arc::new(python))
-        .with(Language::R, Arc::new(runner_r::RRunner::new())))
+        .with(
+            Language::R,
+            Arc::new(runner_r::RRunner::new().with_base_env(base_env)),
+        ))
 }
 
 /// Rereads the TLS certificate and key on each SIGHUP; the listeners stay open. Called

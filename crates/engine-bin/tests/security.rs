@@ -732,3 +732,122 @@ fn h1_tls_on_both_ports_with_the_cli_and_a_sighup_reload() {
         "the engine runs on"
     );
 }
+
+fn test_model(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/models/env_echo")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn assert_scrubbed(names: &[String], context: &str) {
+    for secret in [
+        "ENGINE_TOKEN",
+        "ENGINE_SCORING_TOKEN",
+        "ENGINE_SECRET_SETTING",
+        "MODELOP_DB_PASSWORD",
+        "AWS_SECRET_ACCESS_KEY",
+        "PIP_INDEX_URL",
+    ] {
+        assert!(
+            !names.iter().any(|n| n == secret),
+            "{context}: {secret} reached the model: {names:?}"
+        );
+    }
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("ENGINE_") || n.starts_with("MODELOP_")),
+        "{context}: {names:?}"
+    );
+    for needed in ["PATH", "HOME", "LANG", "DB_URL", "FEATURE_FLAG_A"] {
+        assert!(
+            names.iter().any(|n| n == needed),
+            "{context}: {needed} missing from {names:?}"
+        );
+    }
+}
+
+#[test]
+fn h1_model_code_runs_without_the_engines_token_and_secrets() {
+    let cwd = tempfile::tempdir().unwrap();
+    let e = Serve::start(
+        cwd.path(),
+        &["--port", "0", "--data-dir", "data"],
+        &[
+            ("ENGINE_TOKEN", TOKEN),
+            ("ENGINE_SCORING_TOKEN", SCORING_TOKEN),
+            ("ENGINE_SECRET_SETTING", "x"),
+            ("MODELOP_DB_PASSWORD", "x"),
+            ("AWS_SECRET_ACCESS_KEY", "x"),
+            ("PIP_INDEX_URL", "https://user:pw@index.example/simple"),
+            ("DB_URL", "postgres://db"),
+            ("FEATURE_FLAG_A", "1"),
+            ("LANG", "C.UTF-8"),
+            ("ENGINE_WORKER_ENV", "DB_URL, FEATURE_FLAG_*"),
+        ],
+    );
+    let c = service::client::Client::with_options(
+        &e.url,
+        &service::client::ClientOptions {
+            token: Some(service::auth::Token::new("test", TOKEN).unwrap()),
+            ca_file: None,
+        },
+    )
+    .unwrap();
+    let deploy = |file: &str| {
+        let doc = json!({"name": file, "deployableModel": {"storedModel": {"modelAssets": [
+            {"name": file, "assetType": "SOURCE_CODE", "sourceCode": test_model(file)}]}}});
+        let a = c
+            .put(
+                "/api/deployment",
+                "application/json",
+                doc.to_string().as_bytes(),
+            )
+            .unwrap();
+        assert_eq!(a.status, 201, "{}", String::from_utf8_lossy(&a.body));
+        let a = c
+            .post("/api/roundtrip/0/1", "application/json", b"1")
+            .unwrap();
+        assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+        serde_json::from_slice::<Value>(&a.body).unwrap()
+    };
+    let names = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_scrubbed(&names(&deploy("env_echo.py")), "python deployment");
+    assert_scrubbed(&names(&deploy("env_echo.R")["names"]), "R deployment");
+
+    let mut job = job_document();
+    job["model"]["storedModel"]["modelAssets"][0]["sourceCode"] = json!(test_model("env_echo.py"));
+    let a = c
+        .post("/api/jobs", "application/json", job.to_string().as_bytes())
+        .unwrap();
+    assert_eq!(a.status, 201);
+    let id = serde_json::from_slice::<Value>(&a.body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let done = wait_job(&c, &id);
+    assert_eq!(done["jobResult"], "SUCCESS", "{done}");
+    let line = done["jobMessages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m.as_str())
+        .find(|m| m.contains("environment:"))
+        .unwrap_or_else(|| panic!("no environment line in {done}"))
+        .to_owned();
+    let job_names: Vec<String> = line
+        .split("environment:")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    assert_scrubbed(&job_names, "python job");
+}

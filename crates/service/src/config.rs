@@ -53,6 +53,9 @@ pub struct Config {
     /// PEM certificate chain and private key: both ports speak HTTPS when set.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Variables of the engine's environment model workers get beyond the allow-list of
+    /// `worker::env` (names, or prefixes ending in `*`).
+    pub worker_env: Vec<String>,
 }
 
 impl fmt::Debug for Config {
@@ -82,6 +85,7 @@ impl fmt::Debug for Config {
             .field("allow_insecure", &self.allow_insecure)
             .field("tls_cert", &self.tls_cert)
             .field("tls_key", &self.tls_key)
+            .field("worker_env", &self.worker_env)
             .finish()
     }
 }
@@ -110,6 +114,7 @@ impl Default for Config {
             allow_insecure: false,
             tls_cert: None,
             tls_key: None,
+            worker_env: Vec::new(),
         }
     }
 }
@@ -168,6 +173,7 @@ struct FileConfig {
     allow_insecure: Option<bool>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    worker_env: Option<TagList>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -183,7 +189,7 @@ pub type Overrides = BTreeMap<String, String>;
 
 /// Environment variables read, and the key each one sets; the reference's names and the
 /// engine's own (`ENGINE_*`). The engine's own win over the reference's.
-pub const ENV_KEYS: [(&str, &str); 24] = [
+pub const ENV_KEYS: [(&str, &str); 25] = [
     ("MODELOP_API_PORT", "port"),
     ("MODELOP_ENGINE_NAME", "name"),
     ("MODELOP_RUNTIME_GROUP", "group"),
@@ -208,6 +214,7 @@ pub const ENV_KEYS: [(&str, &str); 24] = [
     ("ENGINE_SCORING_TOKEN", "scoringAuthToken"),
     ("ENGINE_TLS_CERT", "tlsCert"),
     ("ENGINE_TLS_KEY", "tlsKey"),
+    ("ENGINE_WORKER_ENV", "workerEnv"),
 ];
 
 /// The environment's settings, given a way to look variables up.
@@ -316,6 +323,13 @@ impl Config {
         if fc.tls_key.is_some() {
             self.tls_key = fc.tls_key;
         }
+        match fc.worker_env {
+            Some(TagList::List(l)) => {
+                self.worker_env = variable_names(l.iter().map(String::as_str))?
+            }
+            Some(TagList::Text(t)) => self.worker_env = variable_names(t.split(','))?,
+            None => {}
+        }
         self.credentials = fc.credentials;
         Ok(())
     }
@@ -353,6 +367,7 @@ impl Config {
             "allowInsecure" => self.allow_insecure = boolean(key, v)?,
             "tlsCert" => self.tls_cert = (!v.is_empty()).then(|| PathBuf::from(v)),
             "tlsKey" => self.tls_key = (!v.is_empty()).then(|| PathBuf::from(v)),
+            "workerEnv" => self.worker_env = variable_names(v.split(','))?,
             other => return Err(Error::config(other, "unknown configuration key")),
         }
         Ok(())
@@ -455,6 +470,29 @@ fn boolean(key: &str, v: &str) -> Result<bool> {
 fn number<T: std::str::FromStr>(key: &str, v: &str) -> Result<T> {
     v.parse()
         .map_err(|_| Error::config(key, format!("'{v}' is not a valid number here")))
+}
+
+/// Environment variable names, or prefixes ending in `*` (`DB_URL`, `AWS_*`).
+fn variable_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for n in names {
+        let n = n.trim();
+        if n.is_empty() {
+            continue;
+        }
+        let stem = n.strip_suffix('*').unwrap_or(n);
+        if stem.is_empty() || !stem.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(Error::config(
+                "workerEnv",
+                format!(
+                    "'{}' is not a variable name (or a prefix ending in *)",
+                    n.escape_default()
+                ),
+            ));
+        }
+        out.push(n.to_owned());
+    }
+    Ok(out)
 }
 
 /// Tags as the reference gives them: `"DEV, cc-fraud"`.
