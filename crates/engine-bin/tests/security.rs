@@ -650,6 +650,42 @@ fn h1_tls_on_both_ports_with_the_cli_and_a_sighup_reload() {
         &[("ENGINE_TOKEN", TOKEN)],
     );
     assert!(e.url.starts_with("https://127.0.0.1:"), "{}", e.url);
+    // Unusable files refuse the start, naming the file.
+    let (code, err) = Serve::refused(
+        cwd.path(),
+        &[
+            "--port",
+            "0",
+            "--data-dir",
+            "bad",
+            "--tls-cert",
+            "serve.crt",
+            "--tls-key",
+            "missing.key",
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(64), "{err}");
+    assert!(
+        err.contains("tlsKey") && err.contains("missing.key"),
+        "{err}"
+    );
+    let (code, err) = Serve::refused(
+        cwd.path(),
+        &[
+            "--port",
+            "0",
+            "--data-dir",
+            "bad",
+            "--tls-cert",
+            "serve.crt",
+            "--tls-key",
+            "b.key",
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains("does not go with"), "{err}");
     let scoring = e.scoring.clone().unwrap();
     assert!(scoring.starts_with("https://"), "{scoring}");
 
