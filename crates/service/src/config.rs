@@ -583,6 +583,28 @@ mod tests {
     }
 
     #[test]
+    fn tls_needs_both_files_and_worker_env_names_variables() {
+        let e = Config::load(None, &[layer(&[("tlsCert", "c.pem")])]).unwrap_err();
+        assert!(e.to_string().contains("tlsKey"), "{e}");
+        let e = Config::load(None, &[layer(&[("tlsKey", "k.pem")])]).unwrap_err();
+        assert!(e.to_string().contains("tlsCert"), "{e}");
+        let cfg = Config::load(None, &[layer(&[("workerEnv", "DB_URL, AWS_*")])]).unwrap();
+        assert_eq!(cfg.worker_env, ["DB_URL", "AWS_*"]);
+        let e = Config::load(None, &[layer(&[("workerEnv", "A B")])]).unwrap_err();
+        assert!(e.to_string().contains("workerEnv"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("application.json");
+        std::fs::write(
+            &file,
+            r#"{"workerEnv": ["FEATURE_*"], "scoringOpen": true, "allowInsecure": true, "bind": "0.0.0.0"}"#,
+        )
+        .unwrap();
+        let cfg = Config::load(Some(&file), &[]).unwrap();
+        assert_eq!(cfg.worker_env, ["FEATURE_*"]);
+        assert!(cfg.scoring_open && cfg.allow_insecure);
+    }
+
+    #[test]
     fn invalid_config_names_the_key() {
         let e = Config::load(None, &[layer(&[("port", "eighty")])]).unwrap_err();
         assert!(e.to_string().contains("'port'"), "{e}");
