@@ -32,6 +32,8 @@ pub enum Command {
     Score(crate::client::ScoreArgs),
     /// A running engine's state, tags, jobs and deployed model.
     Status(crate::client::StatusArgs),
+    /// Print a fresh random token for `engine serve --auth-token-file` / ENGINE_TOKEN.
+    Token,
     /// Avro schemas: check a file of records against a schema.
     #[command(subcommand)]
     Schema(SchemaCommand),

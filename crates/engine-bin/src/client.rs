@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand, ValueEnum};
-use service::client::{error_text, model_parts, Answer, Client, Part};
+use service::client::{error_text, model_parts, Answer, Client, ClientOptions, Part};
 
 use crate::exit;
 
@@ -23,11 +23,52 @@ pub struct ClientArgs {
     /// Print the engine's JSON answer instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+    /// A file holding the engine's token (default: $ENGINE_TOKEN, if set).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+    /// PEM certificates to trust for an https:// engine instead of the system's roots.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl ClientArgs {
-    fn client(&self) -> Client {
-        Client::new(&engine_url(&self.engine))
+    /// The client these arguments describe; on a problem, says so (as `engine WHAT: ...`)
+    /// and returns `None`.
+    fn connect(&self, what: &str) -> Option<Client> {
+        match self.options().and_then(|o| {
+            Client::with_options(&engine_url(&self.engine), &o).map_err(|e| e.to_string())
+        }) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("engine {what}: {e}");
+                None
+            }
+        }
+    }
+
+    fn options(&self) -> Result<ClientOptions, String> {
+        let mut options = ClientOptions {
+            ca_file: self.ca_file.clone(),
+            ..ClientOptions::default()
+        };
+        let token = match &self.token_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?,
+            ),
+            None => std::env::var("ENGINE_TOKEN")
+                .ok()
+                .filter(|t| !t.trim().is_empty()),
+        };
+        if let Some(t) = token {
+            let key = if self.token_file.is_some() {
+                "--token-file"
+            } else {
+                "ENGINE_TOKEN"
+            };
+            options.token = Some(service::auth::Token::new(key, &t).map_err(|e| e.to_string())?);
+        }
+        Ok(options)
     }
 }
 
@@ -155,6 +196,22 @@ impl From<service::Error> for Failed {
     }
 }
 
+/// `engine token`: 32 random bytes from the kernel, as 64 hex digits.
+pub fn token() -> i32 {
+    let mut bytes = [0u8; 32];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| {
+        use std::io::Read;
+        f.read_exact(&mut bytes)
+    });
+    if let Err(e) = read {
+        eprintln!("engine token: cannot read random bytes: {e}");
+        return exit::ERROR;
+    }
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    out(&format!("{hex}\n"));
+    0
+}
+
 fn report(r: Result<(), Failed>, what: &str) -> i32 {
     match r {
         Ok(()) => 0,
@@ -241,7 +298,9 @@ fn job_table(jobs: &[serde_json::Value]) -> String {
 }
 
 pub fn job(args: JobArgs) -> i32 {
-    let c = args.client.client();
+    let Some(c) = args.client.connect("job") else {
+        return exit::USAGE;
+    };
     let json = args.client.json;
     let r = match args.command {
         JobCommand::Create {
@@ -596,7 +655,9 @@ fn result(c: &Client, json: bool, id: &str) -> Result<(), Failed> {
 }
 
 pub fn deploy(args: DeployArgs) -> i32 {
-    let c = args.client.client();
+    let Some(c) = args.client.connect("deploy") else {
+        return exit::USAGE;
+    };
     let r = (|| {
         let mut parts = model_parts(&args.model).map_err(|e| Failed(e.to_string(), exit::USAGE))?;
         if let Some(n) = &args.name {
@@ -610,7 +671,9 @@ pub fn deploy(args: DeployArgs) -> i32 {
 }
 
 pub fn undeploy(args: UndeployArgs) -> i32 {
-    let c = args.client.client();
+    let Some(c) = args.client.connect("undeploy") else {
+        return exit::USAGE;
+    };
     let r = (|| {
         let a = c.delete("/api/deployment")?;
         if a.status >= 400 {
@@ -646,7 +709,9 @@ fn show_deployment(v: &serde_json::Value, json: bool) {
 /// Each line of standard input is one record sent to the roundtrip route; each answer is
 /// printed on its own line.
 pub fn score(args: ScoreArgs) -> i32 {
-    let c = args.client.client();
+    let Some(c) = args.client.connect("score") else {
+        return exit::USAGE;
+    };
     let mut path = format!("/api/roundtrip/{}/{}", args.input_slot, args.output_slot);
     if let Some(t) = args.timeout {
         path += &format!("?timeout={t}");
@@ -699,7 +764,9 @@ fn answer_error(a: &Answer) -> String {
 }
 
 pub fn status(args: StatusArgs) -> i32 {
-    let c = args.client.client();
+    let Some(c) = args.client.connect("status") else {
+        return exit::USAGE;
+    };
     let r = (|| {
         let v = value(c.get("/api/engine")?)?;
         if args.client.json {

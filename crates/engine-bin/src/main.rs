@@ -38,6 +38,7 @@ fn main() {
         cli::Command::Undeploy(args) => std::process::exit(client::undeploy(args)),
         cli::Command::Score(args) => std::process::exit(client::score(args)),
         cli::Command::Status(args) => std::process::exit(client::status(args)),
+        cli::Command::Token => std::process::exit(client::token()),
         cli::Command::Schema(cli::SchemaCommand::Check(args)) => {
             std::process::exit(schema_cmd::check(&args))
         }

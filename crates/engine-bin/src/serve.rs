@@ -24,9 +24,22 @@ pub struct ServeArgs {
     /// A separate port serving only the scoring routes.
     #[arg(long)]
     pub scoring_port: Option<u16>,
-    /// The address to listen on (default 0.0.0.0).
+    /// The address to listen on (default 127.0.0.1). Any other needs a token, or
+    /// --insecure-no-auth.
     #[arg(long)]
     pub bind: Option<String>,
+    /// A file holding the token every request must bear (`authToken`, ENGINE_TOKEN).
+    #[arg(long, value_name = "PATH")]
+    pub auth_token_file: Option<PathBuf>,
+    /// Serve a non-loopback address without authentication (`allowInsecure`).
+    #[arg(long)]
+    pub insecure_no_auth: bool,
+    /// PEM certificate chain: both ports speak HTTPS (`tlsCert`; reread on SIGHUP).
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (`tlsKey`).
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Where the job queue, history and working folders live.
     #[arg(long, value_name = "PATH")]
     pub data_dir: Option<PathBuf>,
@@ -67,8 +80,16 @@ pub struct ServeArgs {
     pub max_concurrent_uploads: Option<usize>,
 }
 
-fn flag_overrides(a: &ServeArgs) -> Overrides {
+fn flag_overrides(a: &ServeArgs) -> Result<Overrides, String> {
     let mut o = Overrides::new();
+    if let Some(path) = &a.auth_token_file {
+        let token = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?;
+        o.insert("authToken".to_owned(), token);
+    }
+    if a.insecure_no_auth {
+        o.insert("allowInsecure".to_owned(), "true".to_owned());
+    }
     let mut put = |k: &str, v: Option<String>| {
         if let Some(v) = v {
             o.insert(k.to_owned(), v);
@@ -108,7 +129,15 @@ fn flag_overrides(a: &ServeArgs) -> Overrides {
         "maxConcurrentUploads",
         a.max_concurrent_uploads.map(|v| v.to_string()),
     );
-    o
+    put(
+        "tlsCert",
+        a.tls_cert.as_ref().map(|p| p.display().to_string()),
+    );
+    put(
+        "tlsKey",
+        a.tls_key.as_ref().map(|p| p.display().to_string()),
+    );
+    Ok(o)
 }
 
 pub fn serve(args: ServeArgs) -> i32 {
@@ -117,7 +146,14 @@ pub fn serve(args: ServeArgs) -> i32 {
         .clone()
         .or_else(|| std::env::var_os("MODELOP_APPLICATION_JSON").map(PathBuf::from));
     let env = overrides_from_env(|k| std::env::var(k).ok());
-    let config = match Config::load(config_file.as_deref(), &[env, flag_overrides(&args)]) {
+    let flags = match flag_overrides(&args) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("engine serve: {e}");
+            return exit::USAGE;
+        }
+    };
+    let mut config = match Config::load(config_file.as_deref(), &[env, flags]) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("engine serve: {e}");
@@ -125,6 +161,22 @@ pub fn serve(args: ServeArgs) -> i32 {
         }
     };
     install_tracing(&config.log_level);
+    if config.auth_token.is_none() && !config.bind.is_loopback() {
+        tracing::warn!(
+            "serving {} WITHOUT authentication (allowInsecure): anyone who reaches the port can deploy and run code",
+            config.bind
+        );
+    }
+    // Absolute once, here: workers run in their job's folder, so a relative data folder
+    // would name a different place for them. The lock is held until the engine exits.
+    let data_dir = match service::datadir::DataDir::acquire(&config.data_dir) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("engine serve: {e}");
+            return exit::ERROR;
+        }
+    };
+    config.data_dir = data_dir.path().to_owned();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -135,7 +187,7 @@ pub fn serve(args: ServeArgs) -> i32 {
             return exit::ERROR;
         }
     };
-    let runners = match runner_set() {
+    let runners = match runner_set(&config) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("engine serve: cannot find the engine's own executable: {e}");
@@ -158,14 +210,19 @@ pub fn serve(args: ServeArgs) -> i32 {
             .to_owned(),
     };
     let result = runtime.block_on(service::serve(config, deps, stop_signal(), |bound| {
+        if let Some(tls) = bound.tls.clone() {
+            reload_on_sighup(tls);
+        }
         // Scripts and tests read where the engine listens from this line.
+        let scheme = bound.scheme();
         let mut out = std::io::stdout();
-        let _ = writeln!(out, "engine listening on http://{}", bound.control);
+        let _ = writeln!(out, "engine listening on {scheme}://{}", bound.control);
         if let Some(s) = bound.scoring {
-            let _ = writeln!(out, "engine scoring on http://{s}");
+            let _ = writeln!(out, "engine scoring on {scheme}://{s}");
         }
         let _ = out.flush();
     }));
+    drop(data_dir);
     match result {
         Ok(()) => 0,
         Err(e) => {
@@ -179,15 +236,47 @@ pub fn serve(args: ServeArgs) -> i32 {
     }
 }
 
-/// The runners the service can use.
-fn runner_set() -> std::io::Result<RunnerSet> {
+/// The runners the service can use. Their workers start from the allow-listed part of
+/// the engine's environment (plus `workerEnv`), never the whole: the engine's token and
+/// secrets stay out of model code.
+fn runner_set(config: &Config) -> std::io::Result<RunnerSet> {
     let exe = std::env::current_exe()?;
+    let base_env = worker::env::worker_environment(std::env::vars_os(), &config.worker_env);
     let python = runner_python::PythonRunner::new(
-        worker::WorkerCommand::new(exe).arg("worker").arg("python"),
+        worker::WorkerCommand::new(exe)
+            .arg("worker")
+            .arg("python")
+            .with_base_env(base_env.clone()),
     );
     Ok(RunnerSet::new()
         .with(Language::Python, Arc::new(python))
-        .with(Language::R, Arc::new(runner_r::RRunner::new())))
+        .with(
+            Language::R,
+            Arc::new(runner_r::RRunner::new().with_base_env(base_env)),
+        ))
+}
+
+/// Rereads the TLS certificate and key on each SIGHUP; the listeners stay open. Called
+/// from within the runtime.
+fn reload_on_sighup(tls: service::tls::TlsReloader) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot catch SIGHUP, the certificate cannot be reloaded: {e}");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match tls.reload() {
+                Ok(()) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
+                Err(e) => tracing::error!(
+                    "SIGHUP: TLS reload failed, the previous certificate stays: {e}"
+                ),
+            }
+        }
+    });
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -36,7 +36,7 @@ fn error_of(v: &Value) -> String {
 }
 
 #[test]
-fn h2_local_paths_outside_the_data_dir_are_refused() {
+fn local_paths_outside_the_data_dir_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let outside = tempfile::tempdir().unwrap();
     std::fs::write(outside.path().join("in.jsonl"), "1\n").unwrap();
@@ -112,13 +112,13 @@ fn h2_local_paths_outside_the_data_dir_are_refused() {
     ];
     let a = e
         .client()
-        .multipart("POST", "/api/jobs/upload", &parts)
+        .upload("POST", "/api/jobs/upload", &parts)
         .unwrap();
     assert_eq!(a.status, 403, "{}", String::from_utf8_lossy(&a.body));
 }
 
 #[test]
-fn h2_a_path_under_a_configured_root_works() {
+fn a_path_under_a_configured_root_works() {
     let dir = tempfile::tempdir().unwrap();
     let allowed = tempfile::tempdir().unwrap();
     std::fs::write(allowed.path().join("in.jsonl"), "1\n2\n").unwrap();
@@ -158,7 +158,7 @@ fn tar_with_symlink(name: &str, target: &Path) -> Vec<u8> {
 }
 
 #[test]
-fn h2_asset_names_and_archives_stay_in_the_model_folder() {
+fn asset_names_and_archives_stay_in_the_model_folder() {
     let dir = tempfile::tempdir().unwrap();
     let outside = tempfile::tempdir().unwrap();
     let e = Engine::start(dir.path(), &[], &[]);
@@ -196,7 +196,7 @@ fn h2_asset_names_and_archives_stay_in_the_model_folder() {
     ];
     let a = e
         .client()
-        .multipart("PUT", "/api/deployment/upload", &parts)
+        .upload("PUT", "/api/deployment/upload", &parts)
         .unwrap();
     let body = String::from_utf8_lossy(&a.body);
     assert_eq!(a.status, 400, "{body}");
@@ -281,7 +281,7 @@ fn expect_continue(e: &Engine, path: &str, body: &[u8], chunked: bool) -> (u16, 
 }
 
 #[test]
-fn h2_oversize_bodies_are_413_naming_the_limit() {
+fn oversize_bodies_are_413_naming_the_limit() {
     let dir = tempfile::tempdir().unwrap();
     let e = Engine::start(
         dir.path(),
@@ -347,7 +347,7 @@ fn h2_oversize_bodies_are_413_naming_the_limit() {
 }
 
 #[test]
-fn h2_uploads_past_max_concurrent_uploads_get_503() {
+fn uploads_past_max_concurrent_uploads_get_503() {
     use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let e = Engine::start(dir.path(), &["--max-concurrent-uploads", "1"], &[]);
@@ -404,7 +404,7 @@ fn db_bytes(data: &Path) -> u64 {
 }
 
 #[test]
-fn h2_a_large_upload_is_streamed_to_disk_and_stored_once() {
+fn a_large_upload_is_streamed_to_disk_and_stored_once() {
     let dir = tempfile::tempdir().unwrap();
     let e = Engine::start(dir.path(), &[], &[]);
     let pid = e.child.as_ref().unwrap().id();
@@ -495,7 +495,7 @@ fn tree_bytes(dir: &Path) -> u64 {
 }
 
 #[test]
-fn h2_embedded_contents_are_kept_once_and_the_model_sees_the_document() {
+fn embedded_contents_are_kept_once_and_the_model_sees_the_document() {
     let dir = tempfile::tempdir().unwrap();
     let e = Engine::start(dir.path(), &[], &[]);
     let model = "import json\n# modelop.init\ndef begin(arg):\n    global doc\n    doc = json.loads(arg['rawJson'])\n# modelop.score\ndef action(x):\n    yield doc['inputData'][0]['fileContentString']\n";
@@ -533,7 +533,7 @@ fn inline_job() -> Value {
 }
 
 #[test]
-fn h2_retention_deletes_the_oldest_finished_jobs_with_their_folders() {
+fn retention_deletes_the_oldest_finished_jobs_with_their_folders() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("application.json");
     std::fs::write(&config, r#"{"jobRetention": {"maxJobs": 2}}"#).unwrap();
@@ -579,7 +579,7 @@ fn h2_retention_deletes_the_oldest_finished_jobs_with_their_folders() {
 }
 
 #[test]
-fn h2_engine_job_delete_removes_a_finished_job_and_refuses_a_running_one() {
+fn engine_job_delete_removes_a_finished_job_and_refuses_a_running_one() {
     let dir = tempfile::tempdir().unwrap();
     let e = Engine::start(dir.path(), &[], &[]);
     let (_, v) = e.send("POST", "/api/jobs", &inline_job());
@@ -624,7 +624,7 @@ fn h2_engine_job_delete_removes_a_finished_job_and_refuses_a_running_one() {
 }
 
 #[test]
-fn h2_a_deployment_upload_is_stored_once_and_removed_when_replaced() {
+fn a_deployment_upload_is_stored_once_and_removed_when_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let files = tempfile::tempdir().unwrap();
     let model = files.path().join("model");

@@ -15,6 +15,7 @@
 pub mod rds;
 mod session;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use async_trait::async_trait;
@@ -29,6 +30,8 @@ pub const DRIVER: &str = include_str!("../R/driver.R");
 #[derive(Clone, Debug)]
 pub struct RRunner {
     rscript: PathBuf,
+    /// The environment workers start from; `None`: the engine's own.
+    base_env: Option<Vec<(OsString, OsString)>>,
 }
 
 impl Default for RRunner {
@@ -42,6 +45,7 @@ impl RRunner {
     pub fn new() -> Self {
         RRunner {
             rscript: PathBuf::from("Rscript"),
+            base_env: None,
         }
     }
 
@@ -49,7 +53,15 @@ impl RRunner {
     pub fn with_rscript(rscript: impl Into<PathBuf>) -> Self {
         RRunner {
             rscript: rscript.into(),
+            base_env: None,
         }
+    }
+
+    /// Workers start from exactly these variables instead of the engine's environment
+    /// (see `worker::env`).
+    pub fn with_base_env(mut self, vars: Vec<(OsString, OsString)>) -> Self {
+        self.base_env = Some(vars);
+        self
     }
 
     pub fn rscript(&self) -> &std::path::Path {
@@ -68,7 +80,7 @@ impl RRunner {
                 model.language
             )));
         }
-        RSession::start(&self.rscript, model, config).await
+        RSession::start(&self.rscript, self.base_env.as_deref(), model, config).await
     }
 }
 

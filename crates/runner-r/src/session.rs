@@ -148,6 +148,7 @@ fn outputs(v: &RValue) -> std::result::Result<Vec<(Slot, Value)>, String> {
 impl RSession {
     pub(crate) async fn start(
         rscript: &Path,
+        base_env: Option<&[(std::ffi::OsString, std::ffi::OsString)]>,
         model: &ModelSpec,
         config: SessionConfig,
     ) -> Result<RSession> {
@@ -169,6 +170,7 @@ impl RSession {
 
         let mut command = WorkerCommand::new(rscript);
         command.args = vec!["--vanilla".into(), driver.as_os_str().to_owned()];
+        command.base_env = base_env.map(<[_]>::to_vec);
         // R needs a UTF-8 locale to hand strings to the model as they are.
         command.env.push(("LC_CTYPE".into(), "C.UTF-8".into()));
         command

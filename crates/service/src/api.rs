@@ -52,6 +52,7 @@ fn scoring_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(roundtrip))
         .routes(routes!(roundtrip_v2))
+        .layer(axum::middleware::from_fn(refuse_declared_oversize))
 }
 
 fn control_routes() -> OpenApiRouter<AppState> {
@@ -77,6 +78,7 @@ fn control_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(active_model, active_model_delete))
         .routes(routes!(verify_schema))
         .routes(routes!(verify_record))
+        .layer(axum::middleware::from_fn(refuse_declared_oversize))
         .merge(uploads)
         .merge(scoring_routes())
 }
@@ -89,6 +91,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 pub fn control_router(engine: AppState) -> axum::Router {
     let limit = engine.config.max_request_bytes;
+    let policy = Arc::new(crate::auth::Policy::control(&engine.config));
     let (router, api) = control_routes().split_for_parts();
     let api = Arc::new(api);
     router
@@ -103,18 +106,53 @@ pub fn control_router(engine: AppState) -> axum::Router {
             too_large_in_json(limit, r)
         }))
         .layer(DefaultBodyLimit::max(request_limit_bytes(&engine)))
+        .layer(axum::Extension(RequestLimit(limit)))
         .with_state(engine)
+        .layer(axum::middleware::from_fn_with_state(
+            policy,
+            crate::auth::require,
+        ))
 }
 
 pub fn scoring_router(engine: AppState) -> axum::Router {
     let limit = engine.config.max_request_bytes;
+    let policy = Arc::new(crate::auth::Policy::scoring(&engine.config));
     let (router, _) = scoring_routes().split_for_parts();
     router
         .layer(axum::middleware::map_response(move |r: Response| {
             too_large_in_json(limit, r)
         }))
         .layer(DefaultBodyLimit::max(request_limit_bytes(&engine)))
+        .layer(axum::Extension(RequestLimit(limit)))
         .with_state(engine)
+        .layer(axum::middleware::from_fn_with_state(
+            policy,
+            crate::auth::require,
+        ))
+}
+
+/// `maxRequestBytes`, as the routers hand it to `refuse_declared_oversize`.
+#[derive(Clone, Copy)]
+struct RequestLimit(u64);
+
+/// A body whose declared length is over `maxRequestBytes` is refused before any of it is
+/// read: the answer goes out before a client waiting on `Expect: 100-continue` sends it.
+/// (Reading the body, as the body limit does, would first tell the client to go on.)
+async fn refuse_declared_oversize(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(RequestLimit(limit)) = request.extensions().get::<RequestLimit>().copied() {
+        if content_length(request.headers()).is_some_and(|n| n > limit) {
+            return Error::TooLarge {
+                what: "the request body".into(),
+                limit,
+                setting: "maxRequestBytes",
+            }
+            .into_response();
+        }
+    }
+    next.run(request).await
 }
 
 fn request_limit_bytes(e: &Engine) -> usize {

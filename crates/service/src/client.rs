@@ -1,8 +1,6 @@
 //! The HTTP client the CLI uses to talk to a running engine. Blocking (the CLI has no
 //! async runtime of its own); errors carry the engine's own message.
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -16,6 +14,15 @@ const ANSWER_LIMIT: u64 = 1 << 30;
 pub struct Client {
     base: String,
     agent: ureq::Agent,
+}
+
+/// How the client reaches the engine besides its address.
+#[derive(Clone, Debug, Default)]
+pub struct ClientOptions {
+    /// Sent as `Authorization: Bearer ...` with every request.
+    pub token: Option<crate::auth::Token>,
+    /// For `https://`: the PEM certificates trusted instead of the system's roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// An answer: status and body.
@@ -66,16 +73,66 @@ impl Part {
 }
 
 impl Client {
-    /// A client of the engine at `base` (`http://127.0.0.1:8003`).
+    /// A client of the engine at `base` (`http://127.0.0.1:8003`), without a token;
+    /// `https://` is checked against the system's roots.
     pub fn new(base: &str) -> Client {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        Client::build(base, None, ureq::tls::RootCerts::PlatformVerifier)
+    }
+
+    /// A client of the engine at `base` sending `options`' token with every request and
+    /// trusting its CA file, if any (read now).
+    pub fn with_options(base: &str, options: &ClientOptions) -> Result<Client> {
+        let roots = match &options.ca_file {
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+                let mut certs = Vec::new();
+                for item in ureq::tls::parse_pem(&pem) {
+                    if let ureq::tls::PemItem::Certificate(c) = item.map_err(|e| {
+                        Error::Client(format!("{} is not a PEM file: {e}", path.display()))
+                    })? {
+                        certs.push(c);
+                    }
+                }
+                if certs.is_empty() {
+                    return Err(Error::Client(format!(
+                        "{} holds no certificate",
+                        path.display()
+                    )));
+                }
+                ureq::tls::RootCerts::new_with_certs(&certs)
+            }
+            None => ureq::tls::RootCerts::PlatformVerifier,
+        };
+        Ok(Client::build(base, options.token.as_ref(), roots))
+    }
+
+    fn build(
+        base: &str,
+        token: Option<&crate::auth::Token>,
+        roots: ureq::tls::RootCerts,
+    ) -> Client {
+        let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(600)))
-            .build()
-            .into();
+            .tls_config(ureq::tls::TlsConfig::builder().root_certs(roots).build());
+        if let Some(token) = token {
+            let value = format!("Bearer {}", token.expose());
+            config = config.middleware(
+                move |mut request: ureq::http::Request<ureq::SendBody>,
+                      next: ureq::middleware::MiddlewareNext| {
+                    if let Ok(v) = ureq::http::HeaderValue::from_str(&value) {
+                        request
+                            .headers_mut()
+                            .insert(ureq::http::header::AUTHORIZATION, v);
+                    }
+                    next.handle(request)
+                },
+            );
+        }
         Client {
             base: base.trim_end_matches('/').to_owned(),
-            agent,
+            agent: config.build().into(),
         }
     }
 
@@ -124,68 +181,20 @@ impl Client {
         self.send("PUT", path, content_type, body)
     }
 
-    /// Sends a body. An engine that refuses a body (413: too large) answers and closes the
-    /// connection before reading all of it, which an HTTP client only sees as a broken pipe;
-    /// the request is then made again over a plain socket that reads that answer.
+    /// Sends a body. A body past `EXPECT_CONTINUE_FROM` asks `Expect: 100-continue`, so an
+    /// engine refusing it (413: too large) answers before it is sent instead of closing the
+    /// connection under the client (a broken pipe that says nothing); small bodies, one
+    /// record each, spare the round trip.
     fn send(&self, method: &str, path: &str, content_type: &str, body: &[u8]) -> Result<Answer> {
         let request = match method {
             "PUT" => self.agent.put(self.url(path)),
             _ => self.agent.post(self.url(path)),
         };
-        match request.content_type(content_type).send(body) {
-            Err(ureq::Error::Io(e)) if closed_early(&e) => self
-                .send_reading_early_answer(method, path, content_type, body)
-                .ok_or_else(|| {
-                    Error::Client(format!(
-                        "the engine at {} closed the connection while the request ({} bytes) was being sent: {e}",
-                        self.base,
-                        body.len()
-                    ))
-                }),
-            r => self.finish(r),
+        let mut request = request.content_type(content_type);
+        if body.len() >= EXPECT_CONTINUE_FROM {
+            request = request.header("expect", "100-continue");
         }
-    }
-
-    /// The request written by hand, its answer read even after the engine stopped reading.
-    /// `None` when there is no answer to read (or the engine is not plain HTTP).
-    fn send_reading_early_answer(
-        &self,
-        method: &str,
-        path: &str,
-        content_type: &str,
-        body: &[u8],
-    ) -> Option<Answer> {
-        let rest = self.base.strip_prefix("http://")?;
-        let (authority, prefix) = match rest.find('/') {
-            Some(i) => rest.split_at(i),
-            None => (rest, ""),
-        };
-        let mut stream = TcpStream::connect(authority).ok()?;
-        stream.set_read_timeout(Some(EARLY_ANSWER_WAIT)).ok()?;
-        stream.set_write_timeout(Some(EARLY_ANSWER_WAIT)).ok()?;
-        let head = format!(
-            "{method} {prefix}{path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        );
-        // Writing stops where the engine stopped reading; its answer is already on its way.
-        let _ = stream
-            .write_all(head.as_bytes())
-            .and_then(|()| stream.write_all(body));
-        let mut raw = Vec::new();
-        // A reset after the answer ends the read with an error; what came before is kept.
-        let _ = (&mut stream).take(EARLY_ANSWER_LIMIT).read_to_end(&mut raw);
-        parse_answer(&raw)
-    }
-
-    /// Sends a multipart/form-data body with `method` (POST or PUT).
-    pub fn multipart(&self, method: &str, path: &str, parts: &[Part]) -> Result<Answer> {
-        let boundary = format!("engine-{}", uuid::Uuid::new_v4().simple());
-        let body = multipart_body(&boundary, parts)?;
-        let ctype = format!("multipart/form-data; boundary={boundary}");
-        match method {
-            "PUT" => self.put(path, &ctype, &body),
-            _ => self.post(path, &ctype, &body),
-        }
+        self.finish(request.send(body))
     }
 
     /// Reads a JSON answer; a status of 400 and above becomes the engine's error message.
@@ -198,67 +207,8 @@ impl Client {
     }
 }
 
-/// How long the engine's answer to a refused body is waited for.
-const EARLY_ANSWER_WAIT: Duration = Duration::from_secs(30);
-/// Largest answer to a refused body read.
-const EARLY_ANSWER_LIMIT: u64 = 1 << 20;
-
-/// The engine closed the connection while the request was sent.
-fn closed_early(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
-    )
-}
-
-/// An HTTP/1.1 answer read off a socket: status, `X-Engine-Detail`, body (by its length,
-/// chunked, or up to the end).
-fn parse_answer(raw: &[u8]) -> Option<Answer> {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut response = httparse::Response::new(&mut headers);
-    let httparse::Status::Complete(head_len) = response.parse(raw).ok()? else {
-        return None;
-    };
-    let status = response.code?;
-    let header = |name: &str| {
-        response
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .and_then(|h| std::str::from_utf8(h.value).ok())
-            .map(|v| v.trim().to_owned())
-    };
-    let detail = header("x-engine-detail");
-    let rest = &raw[head_len..];
-    let body = if header("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
-        dechunk(rest)
-    } else {
-        match header("content-length").and_then(|l| l.parse::<usize>().ok()) {
-            Some(n) => rest[..n.min(rest.len())].to_vec(),
-            None => rest.to_vec(),
-        }
-    };
-    Some(Answer {
-        status,
-        body,
-        detail,
-    })
-}
-
-/// A chunked body's data, as far as it was received.
-fn dechunk(mut rest: &[u8]) -> Vec<u8> {
-    let mut body = Vec::new();
-    while let Ok(httparse::Status::Complete((start, len))) = httparse::parse_chunk_size(rest) {
-        let Ok(len) = usize::try_from(len) else { break };
-        if len == 0 {
-            break;
-        }
-        let end = (start + len).min(rest.len());
-        body.extend_from_slice(&rest[start..end]);
-        rest = rest.get(end + 2..).unwrap_or_default();
-    }
-    body
-}
+/// Bodies from this size on ask the engine to accept them before they are sent.
+const EXPECT_CONTINUE_FROM: usize = 64 << 10;
 
 /// The engine's error message in an answer.
 pub fn error_text(answer: &Answer) -> String {
@@ -267,53 +217,6 @@ pub fn error_text(answer: &Answer) -> String {
         .map(|b| b.error)
         .unwrap_or_else(|_| text.trim().to_owned());
     format!("the engine answered {}: {msg}", answer.status)
-}
-
-fn multipart_body(boundary: &str, parts: &[Part]) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    for p in parts {
-        out.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-        match p {
-            Part::Text { name, value } => {
-                out.extend_from_slice(
-                    format!(
-                        "Content-Disposition: form-data; name=\"{}\"\r\n\r\n",
-                        quote(name)
-                    )
-                    .as_bytes(),
-                );
-                out.extend_from_slice(value.as_bytes());
-            }
-            Part::File {
-                name,
-                file_name,
-                bytes,
-            } => {
-                out.extend_from_slice(
-                    format!(
-                        "Content-Disposition: form-data; name=\"{}\"; filename=\"{}\"\r\nContent-Type: application/octet-stream\r\n\r\n",
-                        quote(name),
-                        quote(file_name)
-                    )
-                    .as_bytes(),
-                );
-                out.extend_from_slice(bytes);
-            }
-            Part::Path {
-                name,
-                file_name,
-                path,
-            } => {
-                out.extend_from_slice(file_part_head(name, file_name).as_bytes());
-                let bytes = std::fs::read(path)
-                    .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-                out.extend_from_slice(&bytes);
-            }
-        }
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    Ok(out)
 }
 
 fn file_part_head(name: &str, file_name: &str) -> String {
@@ -450,22 +353,5 @@ impl std::io::Read for PiecesReader {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_answer;
-
-    #[test]
-    fn an_answer_read_off_a_socket_keeps_status_detail_and_body() {
-        let raw = b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 22\r\nX-Engine-Detail: limit 16 MiB\r\n\r\nthe body is over 16MiBtrailing";
-        let a = parse_answer(raw).unwrap();
-        assert_eq!(a.status, 413);
-        assert_eq!(a.detail.as_deref(), Some("limit 16 MiB"));
-        assert_eq!(a.body, b"the body is over 16MiB");
-        let chunked = b"HTTP/1.1 400 Bad Request\r\ntransfer-encoding: chunked\r\n\r\n4\r\nover\r\n3\r\n 16\r\n0\r\n\r\n";
-        assert_eq!(parse_answer(chunked).unwrap().body, b"over 16");
-        assert!(parse_answer(b"HTTP/1.1 413 Payl").is_none());
     }
 }

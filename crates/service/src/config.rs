@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::auth::Token;
 use crate::error::{Error, Result};
 
 /// Stage tags an engine may carry; any other tag is a model service tag.
@@ -54,6 +55,22 @@ pub struct Config {
     pub max_concurrent_uploads: usize,
     /// Which finished jobs are kept.
     pub job_retention: JobRetention,
+
+    // Authentication, TLS and what workers inherit.
+    /// Required as a bearer token on every control route but `/1/health`.
+    pub auth_token: Option<Token>,
+    /// The scoring port's own token (default: the control token).
+    pub scoring_auth_token: Option<Token>,
+    /// The scoring port takes requests without a token.
+    pub scoring_open: bool,
+    /// Serving a non-loopback address without a token was asked for explicitly.
+    pub allow_insecure: bool,
+    /// PEM certificate chain and private key: both ports speak HTTPS when set.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Variables of the engine's environment model workers get beyond the allow-list of
+    /// `worker::env` (names, or prefixes ending in `*`).
+    pub worker_env: Vec<String>,
 }
 
 /// Finished jobs kept: the oldest go first once any bound is passed; 0 switches a bound
@@ -117,6 +134,13 @@ impl fmt::Debug for Config {
             .field("max_upload_bytes", &self.max_upload_bytes)
             .field("max_concurrent_uploads", &self.max_concurrent_uploads)
             .field("job_retention", &self.job_retention)
+            .field("auth_token", &self.auth_token)
+            .field("scoring_auth_token", &self.scoring_auth_token)
+            .field("scoring_open", &self.scoring_open)
+            .field("allow_insecure", &self.allow_insecure)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("worker_env", &self.worker_env)
             .finish()
     }
 }
@@ -127,7 +151,7 @@ impl Default for Config {
             name: "engine-1".to_owned(),
             group: None,
             tags: Vec::new(),
-            bind: IpAddr::from([0, 0, 0, 0]),
+            bind: IpAddr::from([127, 0, 0, 1]),
             port: 8003,
             scoring_port: None,
             data_dir: PathBuf::from("engine-data"),
@@ -144,6 +168,13 @@ impl Default for Config {
             max_upload_bytes: 1 << 30,
             max_concurrent_uploads: 4,
             job_retention: JobRetention::default(),
+            auth_token: None,
+            scoring_auth_token: None,
+            scoring_open: false,
+            allow_insecure: false,
+            tls_cert: None,
+            tls_key: None,
+            worker_env: Vec::new(),
         }
     }
 }
@@ -201,6 +232,13 @@ struct FileConfig {
     max_upload_bytes: Option<u64>,
     max_concurrent_uploads: Option<usize>,
     job_retention: Option<JobRetention>,
+    auth_token: Option<String>,
+    scoring_auth_token: Option<String>,
+    scoring_open: Option<bool>,
+    allow_insecure: Option<bool>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    worker_env: Option<TagList>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -223,7 +261,7 @@ pub type Overrides = BTreeMap<String, String>;
 
 /// Environment variables read, and the key each one sets; the reference's names and the
 /// engine's own (`ENGINE_*`). The engine's own win over the reference's.
-pub const ENV_KEYS: [(&str, &str); 20] = [
+pub const ENV_KEYS: [(&str, &str); 25] = [
     ("MODELOP_API_PORT", "port"),
     ("MODELOP_ENGINE_NAME", "name"),
     ("MODELOP_RUNTIME_GROUP", "group"),
@@ -244,6 +282,11 @@ pub const ENV_KEYS: [(&str, &str); 20] = [
     ("ENGINE_JOB_BATCH_SIZE", "jobBatchSize"),
     ("ENGINE_SHUTDOWN_GRACE_MS", "shutdownGraceMs"),
     ("ENGINE_LOG", "logLevel"),
+    ("ENGINE_TOKEN", "authToken"),
+    ("ENGINE_SCORING_TOKEN", "scoringAuthToken"),
+    ("ENGINE_TLS_CERT", "tlsCert"),
+    ("ENGINE_TLS_KEY", "tlsKey"),
+    ("ENGINE_WORKER_ENV", "workerEnv"),
 ];
 
 /// Environment variables of the path, upload and retention settings.
@@ -301,6 +344,12 @@ impl Config {
         if let Some(v) = fc.log_level {
             text.insert("logLevel".into(), v);
         }
+        if let Some(v) = fc.auth_token {
+            text.insert("authToken".into(), v);
+        }
+        if let Some(v) = fc.scoring_auth_token {
+            text.insert("scoringAuthToken".into(), v);
+        }
         for (k, v) in text {
             self.set(&k, &v)?;
         }
@@ -341,6 +390,25 @@ impl Config {
         }
         if let Some(v) = fc.shutdown_grace_ms {
             self.shutdown_grace_ms = v;
+        }
+        if let Some(v) = fc.scoring_open {
+            self.scoring_open = v;
+        }
+        if let Some(v) = fc.allow_insecure {
+            self.allow_insecure = v;
+        }
+        if fc.tls_cert.is_some() {
+            self.tls_cert = fc.tls_cert;
+        }
+        if fc.tls_key.is_some() {
+            self.tls_key = fc.tls_key;
+        }
+        match fc.worker_env {
+            Some(TagList::List(l)) => {
+                self.worker_env = variable_names(l.iter().map(String::as_str))?
+            }
+            Some(TagList::Text(t)) => self.worker_env = variable_names(t.split(','))?,
+            None => {}
         }
         self.credentials = fc.credentials;
         match fc.allowed_paths {
@@ -402,6 +470,13 @@ impl Config {
             "jobRetention.maxJobs" => self.job_retention.max_jobs = number(key, v)?,
             "jobRetention.maxAgeDays" => self.job_retention.max_age_days = number(key, v)?,
             "jobRetention.maxBytes" => self.job_retention.max_bytes = number(key, v)?,
+            "authToken" => self.auth_token = Some(Token::new(key, v)?),
+            "scoringAuthToken" => self.scoring_auth_token = Some(Token::new(key, v)?),
+            "scoringOpen" => self.scoring_open = boolean(key, v)?,
+            "allowInsecure" => self.allow_insecure = boolean(key, v)?,
+            "tlsCert" => self.tls_cert = (!v.is_empty()).then(|| PathBuf::from(v)),
+            "tlsKey" => self.tls_key = (!v.is_empty()).then(|| PathBuf::from(v)),
+            "workerEnv" => self.worker_env = variable_names(v.split(','))?,
             other => return Err(Error::config(other, "unknown configuration key")),
         }
         Ok(())
@@ -431,6 +506,30 @@ impl Config {
         }
         if self.data_dir.as_os_str().is_empty() {
             return Err(Error::config("dataDir", "must not be empty"));
+        }
+        if !self.bind.is_loopback() && self.auth_token.is_none() && !self.allow_insecure {
+            return Err(Error::config(
+                "bind",
+                format!(
+                    "{} is not a loopback address and no token is configured: anyone who reaches \
+                     the port could run code. Create a token with `engine token > token.txt` and \
+                     start with --auth-token-file token.txt (or ENGINE_TOKEN, or authToken in \
+                     application.json); or serve without authentication on purpose with \
+                     --insecure-no-auth (allowInsecure: true)",
+                    self.bind
+                ),
+            ));
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => return Err(Error::config("tlsKey", "tlsCert needs tlsKey")),
+            (None, Some(_)) => return Err(Error::config("tlsCert", "tlsKey needs tlsCert")),
+            _ => {}
+        }
+        if self.scoring_open && self.scoring_auth_token.is_some() {
+            return Err(Error::config(
+                "scoringOpen",
+                "cannot be true when scoringAuthToken is set",
+            ));
         }
         let level = self.log_level.as_str();
         let known = ["trace", "debug", "info", "warn", "warning", "error", "off"];
@@ -479,6 +578,14 @@ impl Config {
         crate::paths::PathPolicy::new(roots)
     }
 
+    /// The certificate and key the ports serve, read now; `None` without TLS.
+    pub fn tls(&self) -> Result<Option<crate::tls::TlsReloader>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => crate::tls::TlsReloader::load(cert, key).map(Some),
+            _ => Ok(None),
+        }
+    }
+
     /// The credentials matching a URL's host and path, if any.
     pub fn credential_for(&self, host: &str, path: &str) -> Option<&Credential> {
         self.credentials
@@ -489,9 +596,40 @@ impl Config {
     }
 }
 
+fn boolean(key: &str, v: &str) -> Result<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(Error::config(key, format!("'{v}' is not true or false"))),
+    }
+}
+
 fn number<T: std::str::FromStr>(key: &str, v: &str) -> Result<T> {
     v.parse()
         .map_err(|_| Error::config(key, format!("'{v}' is not a valid number here")))
+}
+
+/// Environment variable names, or prefixes ending in `*` (`DB_URL`, `AWS_*`).
+fn variable_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for n in names {
+        let n = n.trim();
+        if n.is_empty() {
+            continue;
+        }
+        let stem = n.strip_suffix('*').unwrap_or(n);
+        if stem.is_empty() || !stem.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(Error::config(
+                "workerEnv",
+                format!(
+                    "'{}' is not a variable name (or a prefix ending in *)",
+                    n.escape_default()
+                ),
+            ));
+        }
+        out.push(n.to_owned());
+    }
+    Ok(out)
 }
 
 /// Tags as the reference gives them: `"DEV, cc-fraud"`.
@@ -558,6 +696,49 @@ mod tests {
         assert_eq!(cfg.tags, vec!["UAT", "cc-fraud"]);
         assert!(cfg.credential_for("s3.local", "/bucket").is_some());
         assert!(!format!("{cfg:?}").contains("secret"));
+    }
+
+    #[test]
+    fn a_non_loopback_bind_needs_a_token_or_an_explicit_choice() {
+        let cfg = Config::load(None, &[]).unwrap();
+        assert!(cfg.bind.is_loopback());
+        let e = Config::load(None, &[layer(&[("bind", "0.0.0.0")])]).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("--auth-token-file"), "{text}");
+        assert!(text.contains("--insecure-no-auth"), "{text}");
+        let token = "abcdefghijklmnop-0123456789";
+        let cfg =
+            Config::load(None, &[layer(&[("bind", "0.0.0.0"), ("authToken", token)])]).unwrap();
+        assert!(!format!("{cfg:?}").contains(token));
+        Config::load(
+            None,
+            &[layer(&[("bind", "0.0.0.0"), ("allowInsecure", "true")])],
+        )
+        .unwrap();
+        let e = Config::load(None, &[layer(&[("authToken", "short")])]).unwrap_err();
+        assert!(e.to_string().contains("authToken"), "{e}");
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_worker_env_names_variables() {
+        let e = Config::load(None, &[layer(&[("tlsCert", "c.pem")])]).unwrap_err();
+        assert!(e.to_string().contains("tlsKey"), "{e}");
+        let e = Config::load(None, &[layer(&[("tlsKey", "k.pem")])]).unwrap_err();
+        assert!(e.to_string().contains("tlsCert"), "{e}");
+        let cfg = Config::load(None, &[layer(&[("workerEnv", "DB_URL, AWS_*")])]).unwrap();
+        assert_eq!(cfg.worker_env, ["DB_URL", "AWS_*"]);
+        let e = Config::load(None, &[layer(&[("workerEnv", "A B")])]).unwrap_err();
+        assert!(e.to_string().contains("workerEnv"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("application.json");
+        std::fs::write(
+            &file,
+            r#"{"workerEnv": ["FEATURE_*"], "scoringOpen": true, "allowInsecure": true, "bind": "0.0.0.0"}"#,
+        )
+        .unwrap();
+        let cfg = Config::load(Some(&file), &[]).unwrap();
+        assert_eq!(cfg.worker_env, ["FEATURE_*"]);
+        assert!(cfg.scoring_open && cfg.allow_insecure);
     }
 
     #[test]

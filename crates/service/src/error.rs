@@ -72,10 +72,6 @@ pub enum Error {
     #[error("An error has occurred: the model did not answer within {millis} ms")]
     RoundtripTimeout { millis: u64 },
 
-    /// A local path outside the configured roots (`allowedPaths`).
-    #[error("{0}")]
-    Forbidden(String),
-
     /// A request body over a configured limit; names the limit and the setting raising it.
     #[error("{what} is over the limit of {limit} bytes; the setting '{setting}' raises it")]
     TooLarge {
@@ -98,6 +94,19 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+
+    /// No token, or not the engine's (401).
+    #[error("{0}")]
+    Unauthorized(String),
+
+    /// Refused whatever the credentials (403): a local path outside the configured roots
+    /// (`allowedPaths`), a non-loopback Host or Origin on a loopback engine without a token.
+    #[error("{0}")]
+    Forbidden(String),
+
+    /// Another engine holds the data folder's lock.
+    #[error("the data folder {dir} is in use by another engine (pid {holder}); stop that engine or give this one its own --data-dir")]
+    DataDirInUse { dir: String, holder: String },
 
     /// The HTTP client could not reach the engine or got an answer it cannot read.
     #[error("{0}")]
@@ -135,6 +144,7 @@ impl Error {
             | Error::InputRejectedBySchema(_) => StatusCode::BAD_REQUEST,
             Error::NotFound(_) | Error::NoModel | Error::NoDeployment => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -151,6 +161,7 @@ impl Error {
             | Error::OutputRejectedBySchema(_)
             | Error::Store(_)
             | Error::Io { .. }
+            | Error::DataDirInUse { .. }
             | Error::Client(_)
             | Error::Jobs(_)
             | Error::Core(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -228,6 +239,11 @@ impl IntoResponse for Error {
             if let Ok(v) = HeaderValue::from_str(&line) {
                 response.headers_mut().insert("x-engine-detail", v);
             }
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response

@@ -1,19 +1,24 @@
 //! The engine service: `engine serve`'s library.
 //!
 //! - [`config`]: `application.json`, environment and flags, later winning.
+//! - [`datadir`]: the data folder, made absolute and locked for the engine's life.
 //! - [`store`]: the job queue and history in SQLite under the data folder.
 //! - [`queue`]: jobs run one at a time through `jobs::run_job`.
 //! - [`deploy`]: a deployed model's warm worker behind a bounded request queue.
 //! - [`api`]: the HTTP routes, their OpenAPI document, and [`error`]'s one mapping of
 //!   errors to statuses.
+//! - [`auth`]: bearer tokens and the loopback check, one policy per port.
+//! - [`tls`]: HTTPS on both ports, the certificate reloadable without closing them.
 //! - [`client`]: the HTTP client the CLI uses.
 //!
 //! It reads no environment and installs no logger: the binary hands it the configuration,
 //! the language runners and the platform facts.
 
 pub mod api;
+pub mod auth;
 pub mod client;
 pub mod config;
+pub mod datadir;
 pub mod deploy;
 pub mod document;
 pub mod error;
@@ -24,6 +29,7 @@ pub mod queue;
 pub mod retention;
 pub mod store;
 mod time;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -218,10 +224,42 @@ impl Engine {
 }
 
 /// Where the service listens, once bound.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Bound {
     pub control: SocketAddr,
     pub scoring: Option<SocketAddr>,
+    /// Set when the ports speak HTTPS: reloads the certificate and key from their files.
+    pub tls: Option<tls::TlsReloader>,
+}
+
+impl Bound {
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `stop` turns true.
+fn spawn_server<L>(
+    listener: L,
+    app: axum::Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<std::io::Result<()>>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await
+    })
 }
 
 /// Runs the engine until `shutdown` resolves, then stops gracefully: no new work, the
@@ -233,6 +271,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_bound: impl FnOnce(Bound) + Send,
 ) -> Result<()> {
+    let tls = config.tls()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let store = store::Store::open(&config.data_dir)?;
     let interrupted = store.recover(time::now_ms()).await?;
     for id in &interrupted {
@@ -288,9 +328,9 @@ pub async fn serve(
         ),
         None => None,
     };
-    let mut endpoints = vec![format!("http://{control_addr}")];
+    let mut endpoints = vec![format!("{scheme}://{control_addr}")];
     if let Some(a) = scoring_addr {
-        endpoints.push(format!("http://{a} (scoring)"));
+        endpoints.push(format!("{scheme}://{a} (scoring)"));
     }
     let uploads = tokio::sync::Semaphore::new(config.max_concurrent_uploads);
     let engine = Arc::new(Engine {
@@ -315,32 +355,26 @@ pub async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let control_app = api::control_router(engine.clone());
     let mut servers = Vec::new();
-    {
-        let mut rx = stop_rx.clone();
-        servers.push(tokio::spawn(async move {
-            axum::serve(control, control_app)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                })
-                .await
-        }));
-    }
+    let mut listeners = vec![(control, control_app)];
     if let Some(listener) = scoring {
-        let app = api::scoring_router(engine.clone());
-        let mut rx = stop_rx.clone();
-        servers.push(tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                })
-                .await
-        }));
+        listeners.push((listener, api::scoring_router(engine.clone())));
+    }
+    for (listener, app) in listeners {
+        servers.push(match &tls {
+            Some(t) => spawn_server(
+                tls::TlsListener::new(listener, t.clone()),
+                app,
+                stop_rx.clone(),
+            ),
+            None => spawn_server(listener, app, stop_rx.clone()),
+        });
     }
     on_bound(Bound {
         control: control_addr,
         scoring: scoring_addr,
+        tls,
     });
-    tracing::info!("engine listening on http://{control_addr}");
+    tracing::info!("engine listening on {scheme}://{control_addr}");
 
     shutdown.await;
     tracing::info!("shutting down: taking no new work");

@@ -11,9 +11,13 @@
 //! - [`WorkerProcess`]: the same supervision (spawn with chosen fds, console draining,
 //!   exit reporting, kill on drop) for a worker speaking a protocol of its own.
 //!
+//! - [`env`]: the environment a worker starts from (an allow-list of the engine's, so its
+//!   token and secrets stay out of model code).
+//!
 //! Nothing here knows a programming language; runners (such as `runner-python`) implement
 //! [`WorkerBackend`] in the worker and wrap [`WorkerSession`] in the engine.
 
+pub mod env;
 mod limits;
 pub mod process;
 pub mod progress;

@@ -52,8 +52,8 @@ impl WorkerProcess {
         let pairs: Vec<(RawFd, RawFd)> = placed.iter().map(|(f, n)| (f.as_raw_fd(), *n)).collect();
 
         let mut cmd = tokio::process::Command::new(&command.program);
+        command.apply_env(&mut cmd);
         cmd.args(&command.args)
-            .envs(command.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

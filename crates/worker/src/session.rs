@@ -32,7 +32,10 @@ use crate::serve::PROTOCOL_FD;
 pub struct WorkerCommand {
     pub program: PathBuf,
     pub args: Vec<OsString>,
-    /// Set on top of the engine's own environment.
+    /// The environment the worker starts from; `None`: the engine's own, whole. See
+    /// [`crate::env::worker_environment`].
+    pub base_env: Option<Vec<(OsString, OsString)>>,
+    /// Set on top of `base_env`.
     pub env: Vec<(OsString, OsString)>,
     pub cwd: Option<PathBuf>,
     /// Per-record timeout and memory limit, enforced by the engine.
@@ -55,6 +58,20 @@ impl WorkerCommand {
     pub fn with_limits(mut self, limits: WorkerLimits) -> Self {
         self.limits = limits;
         self
+    }
+
+    /// The worker starts from exactly these variables instead of the engine's environment.
+    pub fn with_base_env(mut self, vars: Vec<(OsString, OsString)>) -> Self {
+        self.base_env = Some(vars);
+        self
+    }
+
+    /// Sets `cmd`'s environment: `base_env` (or the engine's), then `env` on top.
+    pub(crate) fn apply_env(&self, cmd: &mut tokio::process::Command) {
+        if let Some(base) = &self.base_env {
+            cmd.env_clear().envs(base.iter().map(|(k, v)| (k, v)));
+        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
     }
 }
 
@@ -275,8 +292,8 @@ impl WorkerSession {
         let page_fd = high_dup(page_raw).map_err(|e| spawn_error(command, e))?;
 
         let mut cmd = tokio::process::Command::new(&command.program);
+        command.apply_env(&mut cmd);
         cmd.args(&command.args)
-            .envs(command.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
