@@ -57,6 +57,9 @@ mod text;
 
 pub use avro::{AvroSchema, OcfCodec};
 
+/// The UTF-8 byte-order mark, skipped at the start of JSON and CSV input.
+pub(crate) const BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// The default limit of one record's size in bytes (16 MiB).
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
 

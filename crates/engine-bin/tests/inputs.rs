@@ -66,3 +66,34 @@ fn h5_a_broken_stream_keeps_every_record_decoded_before_the_break() {
         assert!(err.contains("Records in/out: 460/460"), "{err}");
     }
 }
+
+#[test]
+fn h5_silent_data_changes_are_rejected_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("big.jsonl");
+    std::fs::write(
+        &input,
+        "{\"id\": 18446744073709551615}\n{\"id\": 18446744073709551616}\n",
+    )
+    .unwrap();
+    let out = echo(&input, &[]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let records = lines(&out);
+    assert_eq!(records.len(), 1, "{err}");
+    assert_eq!(records[0]["value"]["id"], 18446744073709551615u64);
+    assert!(
+        err.contains("integer 18446744073709551616 does not fit in 64 bits"),
+        "{err}"
+    );
+
+    let input = dir.path().join("dup.csv");
+    std::fs::write(&input, "\u{feff}a,a\n1,2\n3,\"open\n").unwrap();
+    let out = echo(&input, &[]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let records = lines(&out);
+    assert_eq!(records.len(), 1, "{err}");
+    assert_eq!(records[0]["value"], serde_json::json!({"a": 1, "a.1": 2}));
+    assert!(err.contains("never closed"), "{err}");
+}
