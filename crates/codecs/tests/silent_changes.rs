@@ -91,3 +91,30 @@ fn bytes_replace(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
     let at = hay.windows(from.len()).position(|w| w == from).unwrap();
     [&hay[..at], to, &hay[at + from.len()..]].concat()
 }
+
+#[test]
+fn a_json_document_spanning_lines_is_told_from_json_lines() {
+    let doc =
+        |s: &str| codecs::is_json_document(std::io::Cursor::new(s.to_owned()), 1 << 20).unwrap();
+    assert!(doc("[\n  {\"a\": 1},\n  {\"a\": 2}\n]\n"));
+    assert!(doc("\u{feff}\n{\n \"a\": [1,\n 2]\n}"));
+    assert!(!doc("{\"a\": 1}\n{\"a\": 2}\n"));
+    assert!(!doc("[1, 2]\n"));
+    assert!(!doc(""));
+    // Two documents, or a broken one: not one document, so read as lines (and rejected).
+    assert!(!doc("{\n\"a\": 1\n}\n{\n\"a\": 2\n}\n"));
+    assert!(!doc("{\n\"a\": 1\n"));
+    // The whole input as one record is the message framing.
+    let cfg = CodecConfig::new(Encoding::Json).with_framing(codecs::Framing::Message);
+    let (items, err) = decode_all(&cfg, b"[\n  {\"a\": 1},\n  {\"a\": 2}\n]\n");
+    assert_eq!(err, None);
+    assert_eq!(values(&items).len(), 1);
+}
+
+#[test]
+fn an_empty_avro_file_holds_no_records() {
+    let (items, err) = decode_all(&CodecConfig::new(Encoding::AvroBinary), b"");
+    assert_eq!((items.len(), err), (0, None));
+    let (_, err) = decode_all(&CodecConfig::new(Encoding::AvroBinary), b"Ob");
+    assert!(err.unwrap().contains("bad container header"));
+}

@@ -73,6 +73,12 @@ pub enum EnvToolArg {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InputModeArg {
+    Lines,
+    File,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum JobKindArg {
     Score,
     Metrics,
@@ -124,6 +130,12 @@ pub struct RunArgs {
     /// guessing from each file's extension.
     #[arg(long, value_name = "ENCODING")]
     pub input_encoding: Option<String>,
+
+    /// How a JSON input's records are cut: `lines` (one record per line), `file` (the whole
+    /// file is one record). Default: lines, except a .json file holding one JSON document
+    /// over several lines, which is one record.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub input_mode: Option<InputModeArg>,
 
     /// Encoding of every output, instead of guessing from the extension (stdout: json).
     #[arg(long, value_name = "ENCODING")]

@@ -2,6 +2,8 @@
 //! data that must not change silently, whole-file records, encodings by extension and input
 //! paths.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -96,4 +98,163 @@ fn h5_silent_data_changes_are_rejected_with_a_reason() {
     assert_eq!(records.len(), 1, "{err}");
     assert_eq!(records[0]["value"], serde_json::json!({"a": 1, "a.1": 2}));
     assert!(err.contains("never closed"), "{err}");
+}
+
+#[test]
+fn h5_a_json_document_over_several_lines_is_one_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("doc.json");
+    std::fs::write(&input, "[\n  {\"a\": 1},\n  {\"a\": 2}\n]\n").unwrap();
+    let out = echo(&input, &[]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let records = lines(&out);
+    assert_eq!(records.len(), 1, "{err}");
+    assert_eq!(records[0]["type"], "list");
+    assert_eq!(records[0]["value"], serde_json::json!([{"a": 1}, {"a": 2}]));
+    assert!(err.contains("read whole as one record"), "{err}");
+
+    // Forced line by line, the same file is three broken lines and one record.
+    let out = echo(&input, &["--input-mode", "lines"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(lines(&out).len(), 1);
+
+    // JSON lines stay lines; --input-mode file makes even them one record (a JSON error here).
+    let input = dir.path().join("rows.json");
+    std::fs::write(&input, "{\"a\": 1}\n{\"a\": 2}\n").unwrap();
+    let out = echo(&input, &[]);
+    assert_eq!(lines(&out).len(), 2, "{}", text(&out.stderr));
+    let input = dir.path().join("one.jsonl");
+    std::fs::write(&input, "{\n\"k\": [1, 2]\n}\n").unwrap();
+    let out = echo(&input, &["--input-mode", "file"]);
+    let records = lines(&out);
+    assert_eq!(records.len(), 1, "{}", text(&out.stderr));
+    assert_eq!(records[0]["value"], serde_json::json!({"k": [1, 2]}));
+}
+
+#[test]
+fn h5_encodings_come_from_known_extensions_only() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["rows.ndjson", "rows.jsons"] {
+        let input = dir.path().join(name);
+        std::fs::write(&input, "{\"a\": 1}\n{\"a\": 2}\n").unwrap();
+        let out = echo(&input, &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert_eq!(lines(&out)[1]["type"], "dict");
+    }
+    for name in ["data.xml", "model.pkl", "t.parquet", "noext"] {
+        let input = dir.path().join(name);
+        std::fs::write(&input, "<a/>\n").unwrap();
+        let out = echo(&input, &[]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{err}");
+        assert!(
+            err.contains("--input-encoding raw") && err.contains(".ndjson"),
+            "{err}"
+        );
+        let out = echo(&input, &["--input-encoding", "raw"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert_eq!(lines(&out)[0]["type"], "bytes");
+    }
+}
+
+#[test]
+fn h5_input_paths_are_reported_as_what_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let usage = |path: &Path, what: &str| {
+        let out = echo(path, &[]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{err}");
+        assert!(err.contains(what), "{what}: {err}");
+    };
+    let folder = dir.path().join("in.json");
+    std::fs::create_dir(&folder).unwrap();
+    usage(&folder, "is a directory");
+    let (a, b) = (dir.path().join("a.json"), dir.path().join("b.json"));
+    std::os::unix::fs::symlink(&b, &a).unwrap();
+    std::os::unix::fs::symlink(&a, &b).unwrap();
+    usage(&a, "symbolic link loop");
+    let fifo = dir.path().join("pipe.json");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    usage(&fifo, "is a FIFO");
+    usage(&dir.path().join("missing.json"), "no such file");
+
+    // Root reads everything: the unreadable file only exists for other users.
+    let root_user = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| text(&o.stdout).trim() == "0");
+    if !root_user {
+        let locked = dir.path().join("locked.json");
+        std::fs::write(&locked, "{}\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+        usage(&locked, "cannot be read");
+    }
+
+    // Empty inputs, Avro included, are inputs without records.
+    for name in ["empty.avro", "empty.json", "empty.csv"] {
+        let input = dir.path().join(name);
+        std::fs::write(&input, "").unwrap();
+        let out = echo(&input, &[]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{name}: {err}");
+        assert!(err.contains("Records in/out: 0/0"), "{err}");
+    }
+
+    // A byte-order mark before JSON is skipped.
+    let input = dir.path().join("bom.jsonl");
+    std::fs::write(&input, "\u{feff}{\"a\": 1}\n").unwrap();
+    let out = echo(&input, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(lines(&out)[0]["value"]["a"], 1);
+}
+
+#[test]
+fn h5_a_job_document_reads_a_json_document_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = common::Engine::start(dir.path(), &[], &[]);
+    let model = std::fs::read_to_string(root().join(ECHO)).unwrap();
+    let doc = |name: &str, mode: Option<&str>| {
+        let mut input = serde_json::json!({
+            "assetType": "FILE", "name": name,
+            "fileContentString": "{\n  \"rows\": [1, 2]\n}\n",
+        });
+        if let Some(mode) = mode {
+            input["inputMode"] = mode.into();
+        }
+        serde_json::json!({
+            "jobType": "MODEL_BATCH_JOB",
+            "model": {"storedModel": {"modelAssets": [{
+                "name": "echo.py", "assetType": "SOURCE_CODE", "sourceCode": model,
+            }]}},
+            "inputData": [input],
+            "outputData": [{"assetType": "FILE", "name": "out.jsonl"}],
+        })
+    };
+    let run = |doc: serde_json::Value| {
+        let (s, job) = e.send("POST", "/api/jobs", &doc);
+        assert_eq!(s, 201, "{job}");
+        let id = job["id"].as_str().unwrap().to_owned();
+        let done = e.wait_job(&id, &["COMPLETE", "ERROR"]);
+        let (_, r) = e.get(&format!("/api/jobs/{id}/result"));
+        (
+            done,
+            r["outputs"][0]["content"].as_str().unwrap_or("").to_owned(),
+        )
+    };
+    let (done, out) = run(doc("in.json", None));
+    assert_eq!(done["jobResult"], "SUCCESS", "{done}");
+    assert_eq!(out, "{\"type\":\"dict\",\"value\":{\"rows\":[1,2]}}\n");
+    assert!(done["jobMessages"]
+        .to_string()
+        .contains("read whole as one record"));
+    let (done, out) = run(doc("in.jsonl", Some("file")));
+    assert_eq!(done["jobResult"], "SUCCESS", "{done}");
+    assert!(out.contains("\"rows\":[1,2]"), "{out}");
+    let (done, _) = run(doc("in.json", Some("lines")));
+    assert_eq!(done["jobResult"], "FAILURE", "{done}");
+    let (s, bad) = e.send("POST", "/api/jobs", &doc("in.json", Some("pages")));
+    assert_eq!(s, 400, "{bad}");
 }

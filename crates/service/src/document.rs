@@ -129,6 +129,11 @@ pub struct Asset {
     /// Encoding of an input or output (`json`, `csv`, ...); guessed from the name otherwise.
     #[serde(default)]
     pub encoding: Option<String>,
+    /// How a JSON input's records are cut: `lines` or `file` (the whole input is one record,
+    /// as a stream descriptor's `"Envelope": null`). Absent: lines, except a `.json` input
+    /// holding one JSON document over several lines.
+    #[serde(default)]
+    pub input_mode: Option<String>,
     #[serde(default)]
     pub init_function: Option<String>,
     #[serde(default)]
@@ -164,6 +169,9 @@ pub struct DataSpec {
     pub encoding: Encoding,
     /// Input: where the bytes are. Output: `None` = embedded in the job's result.
     pub content: Option<Content>,
+    /// A JSON input read whole as one record (`Some(true)`), line by line (`Some(false)`), or
+    /// as its content says (`None`).
+    pub whole_file: Option<bool>,
 }
 
 /// What a job document asks for.
@@ -222,6 +230,7 @@ impl JobDocument {
                 name: "output.json".into(),
                 encoding: Encoding::Json,
                 content: None,
+                whole_file: None,
             });
         }
         Ok(JobSpec {
@@ -439,6 +448,26 @@ fn data_spec(a: &Asset, what: &str, input: bool) -> Result<DataSpec> {
             Encoding::from_extension(ext)
         }
     };
+    let whole_file = match a
+        .input_mode
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None => None,
+        Some("file") => Some(true),
+        Some("lines") => Some(false),
+        Some(other) => {
+            return Err(Error::BadRequest(format!(
+                "{what}.inputMode: '{other}' is not one of file, lines"
+            )))
+        }
+    };
+    if whole_file.is_some() && encoding != Encoding::Json {
+        return Err(Error::BadRequest(format!(
+            "{what}.inputMode applies to JSON inputs; {name} is {encoding}"
+        )));
+    }
     let content = decode_content(a, what)?;
     if input && content.is_none() {
         return Err(Error::BadRequest(format!(
@@ -454,6 +483,7 @@ fn data_spec(a: &Asset, what: &str, input: bool) -> Result<DataSpec> {
         name,
         encoding,
         content,
+        whole_file,
     })
 }
 

@@ -335,6 +335,12 @@ impl<R: BufRead> OcfDecoder<R> {
 
     fn item(&mut self) -> Result<Option<ReadItem>, runtime_core::Error> {
         if self.header.is_none() {
+            // An empty file holds no records, like any other empty input.
+            match self.input.at_eof() {
+                Ok(true) if self.input.pos() == 0 => return Ok(None),
+                Ok(_) => {}
+                Err(e) => return Err(self.ctx.io(e)),
+            }
             match read_header(&mut self.input) {
                 Ok(h) => {
                     self.input.max_take = MAX_BLOCK_BYTES;
