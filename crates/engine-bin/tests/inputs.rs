@@ -258,3 +258,42 @@ fn h5_a_job_document_reads_a_json_document_whole() {
     let (s, bad) = e.send("POST", "/api/jobs", &doc("in.json", Some("pages")));
     assert_eq!(s, 400, "{bad}");
 }
+
+#[test]
+fn h5_a_flood_of_bad_records_is_logged_in_full_then_summarized() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("bad.jsonl");
+    let mut data = String::new();
+    for i in 0..25_000 {
+        if i % 5_000 == 0 {
+            data += &format!("{{\"i\": {i}}}\n");
+        } else {
+            data += "not json\n";
+        }
+    }
+    std::fs::write(&input, data).unwrap();
+    let summary = dir.path().join("summary.json");
+    let out = echo(&input, &["--summary-json", summary.to_str().unwrap()]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(lines(&out).len(), 5);
+    let each = err
+        .lines()
+        .filter(|l| l.contains("Record rejected by encoding"))
+        .count();
+    assert_eq!(each, 100, "{err}");
+    let summaries: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("input slot 0: records rejected: ") && l.contains("so far"))
+        .collect();
+    assert!((2..=40).contains(&summaries.len()), "{summaries:?}\n{err}");
+    assert!(
+        err.contains(
+            "input slot 0: records rejected: 24995 in all, 24895 of them not logged one by one"
+        ),
+        "{err}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(summary).unwrap()).unwrap();
+    assert_eq!(summary["records_rejected"], 24_995, "{summary}");
+}

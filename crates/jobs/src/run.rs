@@ -290,6 +290,39 @@ fn traceback_of(e: &CoreError) -> Option<String> {
     }
 }
 
+/// Bad records of one slot logged one by one before only summaries are.
+const BAD_LOGGED_EACH: u64 = 100;
+/// After those, a summary line per this many more bad records...
+const BAD_SUMMARY_EVERY: u64 = 10_000;
+/// ...or per this long, whichever comes first.
+const BAD_SUMMARY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How many bad records of one kind on one slot were seen and logged, so a flood of them
+/// logs the first [`BAD_LOGGED_EACH`] in full, then summaries.
+struct Flood {
+    seen: u64,
+    summarized: u64,
+    summarized_at: Instant,
+}
+
+/// What went wrong with a bad record, for the flood counts.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum BadKind {
+    InputRejected,
+    OutputRejected,
+    Failed,
+}
+
+impl BadKind {
+    fn describe(self, slot: Slot) -> String {
+        match self {
+            BadKind::InputRejected => format!("input slot {slot}: records rejected"),
+            BadKind::OutputRejected => format!("output slot {slot}: records rejected"),
+            BadKind::Failed => format!("slot {slot}: records failed"),
+        }
+    }
+}
+
 /// Counts and notes, updated as the job goes.
 struct State {
     kind: JobKind,
@@ -303,6 +336,7 @@ struct State {
     status: JobStatus,
     trained_files: Vec<std::path::PathBuf>,
     unrouted_warned: Vec<u32>,
+    floods: BTreeMap<(BadKind, u32), Flood>,
 }
 
 impl State {
@@ -319,6 +353,72 @@ impl State {
             status: JobStatus::Complete,
             trained_files: Vec::new(),
             unrouted_warned: Vec::new(),
+            floods: BTreeMap::new(),
+        }
+    }
+
+    /// Logs one bad record at ERROR while its slot has had at most [`BAD_LOGGED_EACH`] of
+    /// this kind; past that, a summary line per [`BAD_SUMMARY_EVERY`] more or per
+    /// [`BAD_SUMMARY_INTERVAL`]. `message` is only built when it is logged.
+    fn log_bad(&mut self, kind: BadKind, slot: Slot, message: impl FnOnce() -> String) {
+        let flood = self.floods.entry((kind, slot.0)).or_insert_with(|| Flood {
+            seen: 0,
+            summarized: 0,
+            summarized_at: Instant::now(),
+        });
+        flood.seen += 1;
+        let seen = flood.seen;
+        if seen <= BAD_LOGGED_EACH {
+            // A model's failure is the runner's to report, as it always was.
+            let source = match kind {
+                BadKind::Failed => LogSource::Runner,
+                _ => LogSource::Engine,
+            };
+            self.log.error(source, message());
+            if seen == BAD_LOGGED_EACH {
+                flood.summarized = seen;
+                flood.summarized_at = Instant::now();
+                self.log.warn(
+                    LogSource::Engine,
+                    format!(
+                        "{}: {seen} logged one by one; more are counted, with a summary every {BAD_SUMMARY_EVERY} or {} s",
+                        kind.describe(slot),
+                        BAD_SUMMARY_INTERVAL.as_secs()
+                    ),
+                );
+            }
+            return;
+        }
+        if seen - flood.summarized >= BAD_SUMMARY_EVERY
+            || flood.summarized_at.elapsed() >= BAD_SUMMARY_INTERVAL
+        {
+            let since = seen - flood.summarized;
+            flood.summarized = seen;
+            flood.summarized_at = Instant::now();
+            self.log.error(
+                LogSource::Engine,
+                format!(
+                    "{}: {seen} so far ({since} since the last summary; the first {BAD_LOGGED_EACH} are logged in full)",
+                    kind.describe(slot)
+                ),
+            );
+        }
+    }
+
+    /// The exact counts of every slot whose bad records were not all logged one by one.
+    fn log_flood_totals(&self) {
+        for ((kind, slot), flood) in &self.floods {
+            if flood.seen > BAD_LOGGED_EACH {
+                self.log.error(
+                    LogSource::Engine,
+                    format!(
+                        "{}: {} in all, {} of them not logged one by one",
+                        kind.describe(Slot(*slot)),
+                        flood.seen,
+                        flood.seen - BAD_LOGGED_EACH
+                    ),
+                );
+            }
         }
     }
 
@@ -335,15 +435,14 @@ impl State {
     fn input_rejected(&mut self, slot: Slot, r: &Rejection) {
         let counts = self.inputs.entry(slot.0).or_default();
         bump(counts, r.kind);
-        self.log.error(
-            LogSource::Engine,
+        self.log_bad(BadKind::InputRejected, slot, || {
             format!(
                 "Record rejected by {}: {} (input slot {slot}, {})",
                 r.kind.as_str(),
                 r.reason,
                 r.position
-            ),
-        );
+            )
+        });
         self.note(
             slot,
             r.position.to_string(),
@@ -359,14 +458,13 @@ impl State {
     fn output_rejected_at(&mut self, slot: Slot, r: &Rejection, at: String) {
         let counts = self.outputs.entry(slot.0).or_default();
         bump(counts, r.kind);
-        self.log.error(
-            LogSource::Engine,
+        self.log_bad(BadKind::OutputRejected, slot, || {
             format!(
                 "Output record rejected by {}: {} (output slot {slot}, {at})",
                 r.kind.as_str(),
                 r.reason
-            ),
-        );
+            )
+        });
         self.note(
             slot,
             at,
@@ -411,6 +509,7 @@ impl State {
     }
 
     fn finish(self, output_reports: Vec<OutputReport>, started: Instant) -> JobOutcome {
+        self.log_flood_totals();
         let (records_in, records_out, records_rejected) = self.totals();
         let result = if self.status == JobStatus::Complete
             && self.failed == 0
@@ -659,12 +758,14 @@ async fn emit(
             Err(f) => {
                 state.failed += 1;
                 let n = first_seqno + i as u64;
-                let mut msg = format!("Record {n} on slot {slot} failed: {}", f.message);
-                if !f.traceback.is_empty() {
-                    msg.push('\n');
-                    msg.push_str(f.traceback.trim_end());
-                }
-                state.log.error(LogSource::Runner, msg);
+                state.log_bad(BadKind::Failed, slot, || {
+                    let mut msg = format!("Record {n} on slot {slot} failed: {}", f.message);
+                    if !f.traceback.is_empty() {
+                        msg.push('\n');
+                        msg.push_str(f.traceback.trim_end());
+                    }
+                    msg
+                });
                 state.note(slot, format!("record {n}"), f.message);
             }
         }
