@@ -297,3 +297,51 @@ fn h5_a_flood_of_bad_records_is_logged_in_full_then_summarized() {
         serde_json::from_str(&std::fs::read_to_string(summary).unwrap()).unwrap();
     assert_eq!(summary["records_rejected"], 24_995, "{summary}");
 }
+
+#[test]
+fn h5_the_model_console_is_bounded_per_line_and_in_volume() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("ids.jsonl");
+    let data: String = (0..200).map(|i| format!("{i}\n")).collect();
+    std::fs::write(&input, data).unwrap();
+    let out = engine(&[
+        "run",
+        "tests/models/console-flood/model.py",
+        "--workers",
+        "1",
+        "--console-limit",
+        "1",
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        &err[err.len().saturating_sub(2000)..]
+    );
+    assert_eq!(lines(&out).len(), 200);
+    assert!(
+        err.contains("[line truncated: 2934464 more bytes not shown]"),
+        "{}",
+        &err[..2000.min(err.len())]
+    );
+    assert!(err.len() < 2 * 1024 * 1024, "{} bytes of log", err.len());
+    let shown = err
+        .lines()
+        .filter(|l| l.contains(&"y".repeat(20_000)))
+        .count();
+    // 1 MiB: the 64 KiB cut line, then 20,000-byte lines until the budget is spent.
+    assert_eq!(shown, (1_048_576 - 65_536) / 20_000, "{shown}");
+    assert!(
+        err.contains("further output is dropped")
+            && err.contains(&format!(
+                "{} line(s), {} bytes, dropped",
+                200 - shown,
+                (200 - shown) * 20_000
+            )),
+        "{}",
+        &err[err.len().saturating_sub(3000)..]
+    );
+}

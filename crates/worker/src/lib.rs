@@ -14,6 +14,7 @@
 //! Nothing here knows a programming language; runners (such as `runner-python`) implement
 //! [`WorkerBackend`] in the worker and wrap [`WorkerSession`] in the engine.
 
+mod console;
 mod limits;
 pub mod process;
 pub mod progress;
@@ -21,6 +22,7 @@ pub mod protocol;
 mod serve;
 mod session;
 
+pub use console::ConsoleLimits;
 pub use limits::WorkerLimits;
 pub use process::WorkerProcess;
 pub use progress::ProgressPage;

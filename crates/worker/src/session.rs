@@ -14,11 +14,12 @@ use runtime_core::{
     AllRecordsFunction, Error, InitContext, JobLog, Level, LogLine, LogSource, ModelSpec, Result,
     ScoreItem, ScoreOutcome, Session, SessionConfig, Slot, Value,
 };
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::OwnedReadHalf;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::console::{Console, ConsoleLimits};
 use crate::limits::{Watchdog, WorkerLimits};
 use crate::progress::{ProgressPage, PROGRESS_FD};
 use crate::protocol::{
@@ -37,6 +38,8 @@ pub struct WorkerCommand {
     pub cwd: Option<PathBuf>,
     /// Per-record timeout and memory limit, enforced by the engine.
     pub limits: WorkerLimits,
+    /// Bounds on the model's console output in the job's log.
+    pub console: ConsoleLimits,
 }
 
 impl WorkerCommand {
@@ -54,6 +57,11 @@ impl WorkerCommand {
 
     pub fn with_limits(mut self, limits: WorkerLimits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    pub fn with_console(mut self, console: ConsoleLimits) -> Self {
+        self.console = console;
         self
     }
 }
@@ -180,30 +188,6 @@ pub(crate) fn spawn_error(command: &WorkerCommand, e: std::io::Error) -> Error {
     )
 }
 
-pub(crate) fn drain_console(
-    stream: impl AsyncRead + Unpin + Send + 'static,
-    log: Arc<dyn JobLog>,
-    level: Level,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut reader = BufReader::with_capacity(1 << 14, stream);
-        let mut line = Vec::with_capacity(256);
-        loop {
-            line.clear();
-            match reader.read_until(b'\n', &mut line).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    while matches!(line.last(), Some(b'\n' | b'\r')) {
-                        line.pop();
-                    }
-                    let text = String::from_utf8_lossy(&line).into_owned();
-                    log.log(LogLine::new(level, LogSource::ModelConsole, text));
-                }
-            }
-        }
-    })
-}
-
 /// `exited with status 3`, `killed by signal 11 (SIGSEGV)`.
 pub fn describe_exit(status: ExitStatus) -> String {
     if let Some(code) = status.code() {
@@ -305,11 +289,12 @@ impl WorkerSession {
         let watchdog = Watchdog::start(command.limits, pid, page.clone());
 
         let mut consoles = Vec::with_capacity(2);
+        let console = Console::new(command.console);
         if let Some(out) = child.stdout.take() {
-            consoles.push(drain_console(out, log.clone(), Level::Info));
+            consoles.push(console.drain(out, log.clone(), Level::Info));
         }
         if let Some(err) = child.stderr.take() {
-            consoles.push(drain_console(err, log.clone(), Level::Warn));
+            consoles.push(console.drain(err, log.clone(), Level::Warn));
         }
 
         engine_end
