@@ -73,6 +73,12 @@ pub enum EnvToolArg {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum InputModeArg {
     Lines,
     File,
@@ -152,6 +158,11 @@ pub struct RunArgs {
     /// Write the job's log lines to this file instead of standard error.
     #[arg(long, value_name = "PATH")]
     pub log: Option<PathBuf>,
+
+    /// `text`, or `json`: the job's log and the engine's diagnostics as one JSON object per
+    /// line (timestamp, level, target, job_id, source, message), for log collectors.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormatArg,
 
     /// Records per batch sent to the model's worker.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]

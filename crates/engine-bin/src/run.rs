@@ -243,7 +243,11 @@ fn execute(args: RunArgs, p: Prepared) -> i32 {
         },
         None => Box::new(std::io::stderr()),
     };
-    let log = Arc::new(WriterLog::new(log_out, bar.clone()));
+    let mut log = WriterLog::new(log_out, bar.clone());
+    if args.log_format == crate::cli::LogFormatArg::Json {
+        log = log.json(job_id());
+    }
+    let log = Arc::new(log);
 
     let job_dir = match tempfile::Builder::new().prefix("engine-job-").tempdir() {
         Ok(d) => d,
@@ -271,7 +275,11 @@ fn execute(args: RunArgs, p: Prepared) -> i32 {
             return exit::ERROR;
         }
     };
-    print_summary(&outcome);
+    if args.log_format == crate::cli::LogFormatArg::Json {
+        print_summary_json(&outcome);
+    } else {
+        print_summary(&outcome);
+    }
     if let Some(path) = &args.summary_json {
         let text = serde_json::to_string_pretty(&outcome).unwrap_or_default();
         if let Err(e) = std::fs::write(path, text + "\n") {
@@ -479,6 +487,11 @@ fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
+/// The id of `engine run`'s job, in its document and its log.
+fn job_id() -> String {
+    format!("local-{}", std::process::id())
+}
+
 /// The job document init receives (`rawJson`), shaped like a ModelOp Center batch job so
 /// models that read `jobParameters`, `model` or `inputData` from it run unchanged.
 fn job_document(
@@ -517,7 +530,7 @@ fn job_document(
         slots.insert(slot.0, path.display().to_string());
     }
     json!({
-        "id": format!("local-{}", std::process::id()),
+        "id": job_id(),
         "jobType": job_type,
         "jobStatus": "RUNNING",
         "jobParameters": p.params,
@@ -541,6 +554,24 @@ fn job_document(
             }
         },
     })
+}
+
+/// The summary as one JSON object on stderr, like the log lines before it.
+fn print_summary_json(o: &JobOutcome) {
+    let line = json!({
+        "timestamp": runtime_core::utc_timestamp(std::time::SystemTime::now()),
+        "level": if o.exit_code() == 0 { "INFO" } else { "ERROR" },
+        "target": "summary",
+        "job_id": job_id(),
+        "message": format!(
+            "engine run: {} job {} with result {}",
+            o.kind.as_str(),
+            o.status.as_str(),
+            o.result.as_str()
+        ),
+        "summary": o,
+    });
+    eprintln!("{line}");
 }
 
 fn print_summary(o: &JobOutcome) {

@@ -52,6 +52,10 @@ pub struct ServeArgs {
     /// The engine's log level (trace, debug, info, warn, error).
     #[arg(long)]
     pub log_level: Option<String>,
+    /// `text` or `json` (one JSON object per line: timestamp, level, target, job_id,
+    /// message); `logFormat` in application.json.
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
 }
 
 fn flag_overrides(a: &ServeArgs) -> Overrides {
@@ -85,6 +89,7 @@ fn flag_overrides(a: &ServeArgs) -> Overrides {
         a.shutdown_grace_ms.map(|v| v.to_string()),
     );
     put("logLevel", a.log_level.clone());
+    put("logFormat", a.log_format.clone());
     o
 }
 
@@ -101,7 +106,7 @@ pub fn serve(args: ServeArgs) -> i32 {
             return exit::USAGE;
         }
     };
-    install_tracing(&config.log_level);
+    crate::install_tracing(&config.log_level, "info", config.log_format == "json");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -246,18 +251,4 @@ cat(paste0(p[, 1], '==', p[, 2]), sep = '\\n')";
         executable: Some("Rscript".into()),
         libraries,
     })
-}
-
-fn install_tracing(level: &str) {
-    let filter = match level {
-        "warning" => "warn",
-        other => other,
-    };
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
 }

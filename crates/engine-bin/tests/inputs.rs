@@ -345,3 +345,109 @@ fn h5_the_model_console_is_bounded_per_line_and_in_volume() {
         &err[err.len().saturating_sub(3000)..]
     );
 }
+
+#[test]
+fn h5_logs_are_plain_text_or_one_json_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("x.jsonl");
+    std::fs::write(&input, "{\"x\": 1}\nbroken\n").unwrap();
+    // Text on a pipe: no colour codes, the level once per line.
+    let out = echo(&input, &[]);
+    let err = text(&out.stderr);
+    assert!(!err.contains('\u{1b}'), "{err}");
+    let rejected = err.lines().find(|l| l.contains("Record rejected")).unwrap();
+    assert_eq!(rejected.matches("ERROR").count(), 1, "{rejected}");
+
+    let out = echo(&input, &["--log-format", "json"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let objects: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    assert!(objects.len() > 5, "{err}");
+    for o in &objects {
+        for key in ["timestamp", "level", "target", "job_id", "message"] {
+            assert!(o[key].is_string(), "{key} in {o}");
+        }
+        assert!(o["job_id"].as_str().unwrap().starts_with("local-"), "{o}");
+    }
+    let bad = objects
+        .iter()
+        .find(|o| o["message"].as_str().unwrap().contains("Record rejected"))
+        .unwrap();
+    assert_eq!(bad["level"], "ERROR");
+    assert_eq!(objects.last().unwrap()["summary"]["records_rejected"], 1);
+}
+
+#[test]
+fn h5_engine_serve_logs_json_objects_with_the_job_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("engine.log");
+    let config = dir.path().join("application.json");
+    std::fs::write(&config, r#"{"logFormat": "json", "logLevel": "debug"}"#).unwrap();
+    let mut cmd = Command::new(common::ENGINE);
+    cmd.args(["serve", "--port", "0", "--bind", "127.0.0.1", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log_path).unwrap());
+    for var in [
+        "ENGINE_LOG",
+        "MODELOP_API_PORT",
+        "ENGINE_PORT",
+        "ENGINE_CONFIG",
+    ] {
+        cmd.env_remove(var);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    let e = common::Engine {
+        child: Some(child),
+        url: first
+            .trim()
+            .strip_prefix("engine listening on ")
+            .unwrap()
+            .to_owned(),
+        data: dir.path().join("data"),
+    };
+    let model = std::fs::read_to_string(root().join(ECHO)).unwrap();
+    let (s, job) = e.send(
+        "POST",
+        "/api/jobs",
+        &serde_json::json!({
+            "jobType": "MODEL_BATCH_JOB",
+            "model": {"storedModel": {"modelAssets": [{
+                "name": "echo.py", "assetType": "SOURCE_CODE", "sourceCode": model,
+            }]}},
+            "inputData": [{"assetType": "FILE", "name": "in.jsonl", "fileContentString": "1\n"}],
+        }),
+    );
+    assert_eq!(s, 201, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    e.wait_job(&id, &["COMPLETE", "ERROR"]);
+    drop(e);
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let objects: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    let job_line = objects
+        .iter()
+        .find(|o| o["job_id"] == id.as_str() && o["message"].as_str().unwrap().contains("RUNNING"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert_eq!(job_line["level"], "DEBUG");
+    assert_eq!(job_line["target"], "job");
+    assert!(job_line["timestamp"].is_string());
+    assert!(
+        !job_line["message"].as_str().unwrap().contains("INFO"),
+        "{job_line}"
+    );
+}

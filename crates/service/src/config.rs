@@ -39,6 +39,9 @@ pub struct Config {
     /// How long SIGTERM waits for the running job and in-flight requests.
     pub shutdown_grace_ms: u64,
     pub log_level: String,
+    /// `text` (one human-readable line per entry) or `json` (one JSON object per line, for
+    /// log collectors).
+    pub log_format: String,
     /// Credentials for external stores, from `application.json` only. Never logged.
     pub credentials: Vec<Credential>,
 }
@@ -60,6 +63,7 @@ impl fmt::Debug for Config {
             .field("job_batch_size", &self.job_batch_size)
             .field("shutdown_grace_ms", &self.shutdown_grace_ms)
             .field("log_level", &self.log_level)
+            .field("log_format", &self.log_format)
             .field(
                 "credentials",
                 &format!("{} entries", self.credentials.len()),
@@ -85,6 +89,7 @@ impl Default for Config {
             job_batch_size: 1000,
             shutdown_grace_ms: 30_000,
             log_level: "info".to_owned(),
+            log_format: "text".to_owned(),
             credentials: Vec::new(),
         }
     }
@@ -136,6 +141,7 @@ struct FileConfig {
     job_batch_size: Option<usize>,
     shutdown_grace_ms: Option<u64>,
     log_level: Option<String>,
+    log_format: Option<String>,
     #[serde(default)]
     credentials: Vec<Credential>,
 }
@@ -153,7 +159,7 @@ pub type Overrides = BTreeMap<String, String>;
 
 /// Environment variables read, and the key each one sets; the reference's names and the
 /// engine's own (`ENGINE_*`). The engine's own win over the reference's.
-pub const ENV_KEYS: [(&str, &str); 20] = [
+pub const ENV_KEYS: [(&str, &str); 21] = [
     ("MODELOP_API_PORT", "port"),
     ("MODELOP_ENGINE_NAME", "name"),
     ("MODELOP_RUNTIME_GROUP", "group"),
@@ -174,6 +180,7 @@ pub const ENV_KEYS: [(&str, &str); 20] = [
     ("ENGINE_JOB_BATCH_SIZE", "jobBatchSize"),
     ("ENGINE_SHUTDOWN_GRACE_MS", "shutdownGraceMs"),
     ("ENGINE_LOG", "logLevel"),
+    ("ENGINE_LOG_FORMAT", "logFormat"),
 ];
 
 /// The environment's settings, given a way to look variables up.
@@ -219,6 +226,9 @@ impl Config {
         let mut text = Overrides::new();
         if let Some(v) = fc.bind {
             text.insert("bind".into(), v);
+        }
+        if let Some(v) = fc.log_format {
+            text.insert("logFormat".into(), v);
         }
         if let Some(v) = fc.log_level {
             text.insert("logLevel".into(), v);
@@ -295,6 +305,7 @@ impl Config {
             "jobBatchSize" => self.job_batch_size = number(key, v)?,
             "shutdownGraceMs" => self.shutdown_grace_ms = number(key, v)?,
             "logLevel" => self.log_level = v.to_ascii_lowercase(),
+            "logFormat" => self.log_format = v.trim().to_ascii_lowercase(),
             other => return Err(Error::config(other, "unknown configuration key")),
         }
         Ok(())
@@ -324,6 +335,12 @@ impl Config {
         }
         if self.data_dir.as_os_str().is_empty() {
             return Err(Error::config("dataDir", "must not be empty"));
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return Err(Error::config(
+                "logFormat",
+                format!("'{}' is not one of text, json", self.log_format),
+            ));
         }
         let level = self.log_level.as_str();
         let known = ["trace", "debug", "info", "warn", "warning", "error", "off"];

@@ -320,7 +320,7 @@ impl JobQueue {
             });
         }
         self.store.start(&id, now_ms()).await?;
-        let log = Arc::new(BufferedLog::default());
+        let log = Arc::new(BufferedLog::for_job(&id));
         log.engine(Level::Info, format!("job {id} RUNNING"));
 
         let flusher = {
