@@ -210,6 +210,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "MIB", default_value_t = 5120)]
     pub env_cache_size: u64,
 
+    /// Install the model's requirements without their version pins (the same packages, at
+    /// versions that resolve), for old models whose exact versions no longer build.
+    #[arg(long)]
+    pub ignore_pins: bool,
+
     /// Install nothing: a model whose requirements have no cached environment fails.
     #[arg(long)]
     pub no_installs: bool,

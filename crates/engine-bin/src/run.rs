@@ -400,6 +400,7 @@ fn run_prepared(
                 environments: Some(Arc::new(environment_cache(args))),
                 schemas,
                 show_rejected_records: args.show_rejected_records,
+                relax_requirements: args.ignore_pins,
                 ..JobOptions::default()
             },
             control: control.clone(),

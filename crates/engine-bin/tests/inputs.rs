@@ -451,3 +451,81 @@ fn h5_engine_serve_logs_json_objects_with_the_job_id() {
         "{job_line}"
     );
 }
+
+/// `engine run` over one JSON record with `model`, with its own environment cache.
+fn run_with_requirements(model: &str, cache: &Path, extra: &[&str]) -> Output {
+    let input = cache.with_extension("jsonl");
+    std::fs::write(&input, "{\"a\": 7}\n").unwrap();
+    let mut args = vec![
+        "run",
+        model,
+        "--input",
+        input.to_str().unwrap(),
+        "--env-cache",
+        cache.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    engine(&args)
+}
+
+#[test]
+fn h5_an_environment_that_cannot_build_says_why_and_pins_can_be_relaxed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("envs");
+    let started = std::time::Instant::now();
+    let out = run_with_requirements("tests/models/old-pins", &cache, &["--env-tool", "uv"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let summary = &err[err.find("engine run: scoring job").unwrap_or(0)..];
+    // The reason quotes uv's verdict on the pin, not only an exit status.
+    assert!(
+        summary.contains("tabulate==0.0.1") && summary.contains("unsatisfiable"),
+        "{summary}"
+    );
+    // An upper bound against hangs, far above the seconds it takes.
+    assert!(started.elapsed().as_secs() < 300);
+
+    let out = run_with_requirements(
+        "tests/models/old-pins",
+        &cache,
+        &["--env-tool", "uv", "--ignore-pins"],
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("installing without version pins, as asked: tabulate"),
+        "{err}"
+    );
+    assert_eq!(lines(&out)[0]["table"], "7");
+}
+
+#[test]
+fn h5_a_job_document_relaxes_requirements_when_its_parameters_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = common::Engine::start(dir.path(), &[], &[]);
+    let model = std::fs::read_to_string(root().join("tests/models/old-pins/model.py")).unwrap();
+    let doc = |relax: bool| {
+        serde_json::json!({
+            "jobType": "MODEL_BATCH_JOB",
+            "jobParameters": {"relaxRequirements": relax},
+            "model": {"storedModel": {"modelAssets": [
+                {"name": "model.py", "assetType": "SOURCE_CODE", "primaryModelSource": true,
+                 "sourceCode": model},
+                {"name": "requirements.txt", "assetType": "FILE",
+                 "fileContentString": "tabulate==0.0.1\n"},
+            ]}},
+            "inputData": [{"assetType": "FILE", "name": "in.jsonl", "fileContentString": "{\"a\": 3}\n"}],
+        })
+    };
+    let run = |relax: bool| {
+        let (s, job) = e.send("POST", "/api/jobs", &doc(relax));
+        assert_eq!(s, 201, "{job}");
+        e.wait_job(job["id"].as_str().unwrap(), &["COMPLETE", "ERROR"])
+    };
+    let done = run(false);
+    assert_eq!(done["jobStatus"], "ERROR", "{done}");
+    assert!(done.to_string().contains("tabulate==0.0.1"), "{done}");
+    let done = run(true);
+    assert_eq!(done["jobStatus"], "COMPLETE", "{done}");
+    assert_eq!(done["jobResult"], "SUCCESS", "{done}");
+}

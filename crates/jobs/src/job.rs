@@ -69,6 +69,9 @@ pub struct JobOptions {
     pub schemas: schema::SlotSchemas,
     /// Show rejected records in full in the log (debug); masked otherwise.
     pub show_rejected_records: bool,
+    /// Install the model's requirements without their version pins (for old models whose
+    /// exact versions no longer build): `--ignore-pins`, job parameter `relaxRequirements`.
+    pub relax_requirements: bool,
 }
 
 impl Default for JobOptions {
@@ -84,6 +87,7 @@ impl Default for JobOptions {
             requirements_assets: Vec::new(),
             schemas: schema::SlotSchemas::default(),
             show_rejected_records: false,
+            relax_requirements: false,
         }
     }
 }

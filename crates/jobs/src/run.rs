@@ -257,8 +257,21 @@ async fn prepare_environment(
         {
             continue;
         }
-        let content = std::fs::read_to_string(&path)
+        let mut content = std::fs::read_to_string(&path)
             .map_err(|e| format!("cannot read the model's requirements {name}: {e}"))?;
+        if options.relax_requirements {
+            let (relaxed, names) = environments::relax_requirements(&content);
+            if !names.is_empty() {
+                log.warn(
+                    LogSource::Engine,
+                    format!(
+                        "{name}: installing without version pins, as asked: {}",
+                        names.join(", ")
+                    ),
+                );
+            }
+            content = relaxed;
+        }
         files.push(environments::RequirementsFile {
             name: name.to_owned(),
             content,

@@ -186,6 +186,9 @@ pub struct JobSpec {
     pub input_schema_checking: bool,
     /// `enableOutputSchemaChecking`: outputs are checked against the model's schemas.
     pub output_schema_checking: bool,
+    /// Job parameter `relaxRequirements` (`true` or `"true"`): the model's requirements are
+    /// installed without their version pins.
+    pub relax_requirements: bool,
 }
 
 pub fn job_kind(job_type: &str) -> Result<JobKind> {
@@ -241,6 +244,14 @@ impl JobDocument {
             stop_on_bad_records: self.stop_on_bad_records,
             input_schema_checking: self.enable_input_schema_checking,
             output_schema_checking: self.enable_output_schema_checking,
+            relax_requirements: self
+                .job_parameters
+                .as_ref()
+                .and_then(|p| p.get("relaxRequirements"))
+                .is_some_and(|v| {
+                    v.as_bool() == Some(true)
+                        || v.as_str().is_some_and(|s| s.eq_ignore_ascii_case("true"))
+                }),
         })
     }
 }

@@ -581,6 +581,7 @@ fn build_job(
             stop_on_bad_records: spec.stop_on_bad_records,
             batch_size,
             schemas,
+            relax_requirements: spec.relax_requirements,
             ..JobOptions::default()
         },
         control,
