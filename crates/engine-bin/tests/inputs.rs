@@ -257,6 +257,15 @@ fn h5_a_job_document_reads_a_json_document_whole() {
     assert_eq!(done["jobResult"], "FAILURE", "{done}");
     let (s, bad) = e.send("POST", "/api/jobs", &doc("in.json", Some("pages")));
     assert_eq!(s, 400, "{bad}");
+    // An input whose extension names no encoding is refused, not read as raw bytes.
+    let (s, bad) = e.send("POST", "/api/jobs", &doc("in.parquet", None));
+    assert_eq!(s, 400, "{bad}");
+    assert!(bad.to_string().contains("raw"), "{bad}");
+    let mut raw = doc("in.parquet", None);
+    raw["inputData"][0]["encoding"] = "raw".into();
+    let (done, out) = run(raw);
+    assert_eq!(done["jobResult"], "SUCCESS", "{done}");
+    assert!(out.contains("\"type\":\"bytes\""), "{out}");
 }
 
 #[test]

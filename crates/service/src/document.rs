@@ -456,7 +456,18 @@ fn data_spec(a: &Asset, what: &str, input: bool) -> Result<DataSpec> {
                 .extension()
                 .and_then(|e| e.to_str())
                 .unwrap_or("json");
-            Encoding::from_extension(ext)
+            match Encoding::of_extension(ext) {
+                Some(e) => e,
+                // An input is never read as raw bytes by mistake; an output may be written so.
+                None if input => {
+                    return Err(Error::BadRequest(format!(
+                        "{what} ({name}): the extension '.{ext}' names no encoding this engine reads (known: {}); \
+                         give \"encoding\" (json, csv, avro-binary, msgpack, utf-8), or \"encoding\": \"raw\" to give the model its bytes as they are",
+                        Encoding::KNOWN_EXTENSIONS
+                    )))
+                }
+                None => Encoding::Raw,
+            }
         }
     };
     let whole_file = match a
