@@ -191,8 +191,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
     pub memory_limit: Option<u64>,
 
-    /// The most output of the model's console (print, stderr) each worker puts in the
-    /// job's log, in MiB; past it, lines are dropped and counted. Lines are cut at 64 KiB.
+    /// The most output of the model's console (print, stderr) the job's log takes, in MiB;
+    /// past it, lines are dropped and counted. Lines are cut at 64 KiB.
     #[arg(long, value_name = "MIB", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub console_limit: u64,
 

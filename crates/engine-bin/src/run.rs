@@ -401,6 +401,7 @@ fn run_prepared(
                 schemas,
                 show_rejected_records: args.show_rejected_records,
                 relax_requirements: args.ignore_pins,
+                console_limit_bytes: args.console_limit.saturating_mul(1 << 20),
                 ..JobOptions::default()
             },
             control: control.clone(),
@@ -411,7 +412,7 @@ fn run_prepared(
         };
         let runner: Box<dyn runtime_core::Runner> = match p.model.language {
             Language::Python => Box::new(
-                python_runner(limits, args.console_limit)
+                python_runner(limits)
                     .map_err(|e| format!("cannot find the engine's own executable: {e}"))?,
             ),
             Language::R => {
@@ -444,20 +445,12 @@ fn run_prepared(
     })
 }
 
-fn python_runner(
-    limits: worker::WorkerLimits,
-    console_mib: u64,
-) -> std::io::Result<runner_python::PythonRunner> {
+fn python_runner(limits: worker::WorkerLimits) -> std::io::Result<runner_python::PythonRunner> {
     let exe = std::env::current_exe()?;
-    let console = worker::ConsoleLimits {
-        total_bytes: console_mib.saturating_mul(1 << 20),
-        ..worker::ConsoleLimits::default()
-    };
     let cmd = worker::WorkerCommand::new(exe)
         .arg("worker")
         .arg("python")
-        .with_limits(limits)
-        .with_console(console);
+        .with_limits(limits);
     Ok(runner_python::PythonRunner::new(cmd))
 }
 

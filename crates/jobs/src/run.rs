@@ -28,7 +28,9 @@ const CHANNEL_DEPTH: usize = 4;
 /// Runs a job to its end. Never fails: whatever happens is in the outcome and the log.
 pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> JobOutcome {
     let started = Instant::now();
+    let (log, console) = crate::console::bound(log, job.options.console_limit_bytes);
     let mut state = State::new(job.kind, job.options.failures_kept, log.clone());
+    state.console = Some(console);
     let Job {
         kind,
         model,
@@ -350,6 +352,8 @@ struct State {
     trained_files: Vec<std::path::PathBuf>,
     unrouted_warned: Vec<u32>,
     floods: BTreeMap<(BadKind, u32), Flood>,
+    /// What the bound on the model's console dropped.
+    console: Option<Arc<crate::console::ConsoleCounts>>,
 }
 
 impl State {
@@ -367,6 +371,7 @@ impl State {
             trained_files: Vec::new(),
             unrouted_warned: Vec::new(),
             floods: BTreeMap::new(),
+            console: None,
         }
     }
 
@@ -523,6 +528,17 @@ impl State {
 
     fn finish(self, output_reports: Vec<OutputReport>, started: Instant) -> JobOutcome {
         self.log_flood_totals();
+        if let Some((lines, bytes)) = self
+            .console
+            .as_ref()
+            .map(|c| c.dropped())
+            .filter(|&(lines, _)| lines > 0)
+        {
+            self.log.warn(
+                LogSource::Engine,
+                format!("the model's console: {lines} line(s), {bytes} bytes, dropped past the job's limit"),
+            );
+        }
         let (records_in, records_out, records_rejected) = self.totals();
         let result = if self.status == JobStatus::Complete
             && self.failed == 0

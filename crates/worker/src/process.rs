@@ -14,7 +14,7 @@ use std::time::Duration;
 use runtime_core::{Error, JobLog, Level, Result};
 use tokio::task::JoinHandle;
 
-use crate::console::Console;
+use crate::console;
 use crate::session::{high_dup, spawn_error};
 use crate::{describe_exit, WorkerCommand};
 
@@ -80,12 +80,16 @@ impl WorkerProcess {
         drop(placed);
         let pid = child.id().unwrap_or_default();
         let mut consoles = Vec::with_capacity(2);
-        let console = Console::new(command.console);
         if let Some(out) = child.stdout.take() {
-            consoles.push(console.drain(out, log.clone(), Level::Info));
+            consoles.push(console::drain(
+                out,
+                command.console,
+                log.clone(),
+                Level::Info,
+            ));
         }
         if let Some(err) = child.stderr.take() {
-            consoles.push(console.drain(err, log, Level::Warn));
+            consoles.push(console::drain(err, command.console, log, Level::Warn));
         }
         Ok(WorkerProcess {
             child,

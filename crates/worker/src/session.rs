@@ -19,7 +19,7 @@ use tokio::net::unix::OwnedReadHalf;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::console::{Console, ConsoleLimits};
+use crate::console::{self, ConsoleLimits};
 use crate::limits::{Watchdog, WorkerLimits};
 use crate::progress::{ProgressPage, PROGRESS_FD};
 use crate::protocol::{
@@ -289,12 +289,21 @@ impl WorkerSession {
         let watchdog = Watchdog::start(command.limits, pid, page.clone());
 
         let mut consoles = Vec::with_capacity(2);
-        let console = Console::new(command.console);
         if let Some(out) = child.stdout.take() {
-            consoles.push(console.drain(out, log.clone(), Level::Info));
+            consoles.push(console::drain(
+                out,
+                command.console,
+                log.clone(),
+                Level::Info,
+            ));
         }
         if let Some(err) = child.stderr.take() {
-            consoles.push(console.drain(err, log.clone(), Level::Warn));
+            consoles.push(console::drain(
+                err,
+                command.console,
+                log.clone(),
+                Level::Warn,
+            ));
         }
 
         engine_end
