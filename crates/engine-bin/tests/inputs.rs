@@ -538,3 +538,30 @@ fn h5_a_job_document_relaxes_requirements_when_its_parameters_say_so() {
     assert_eq!(done["jobStatus"], "COMPLETE", "{done}");
     assert_eq!(done["jobResult"], "SUCCESS", "{done}");
 }
+
+#[test]
+fn h5_a_pin_without_a_wheel_for_this_python_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    std::fs::create_dir(&model).unwrap();
+    std::fs::write(
+        model.join("model.py"),
+        "# modelop.score\ndef score(r):\n    yield r\n",
+    )
+    .unwrap();
+    // numpy 1.16 has no wheel for the Pythons the engine embeds, and does not build on them.
+    std::fs::write(model.join("requirements.txt"), "numpy==1.16.0\n").unwrap();
+    let out = run_with_requirements(
+        model.to_str().unwrap(),
+        &dir.path().join("envs"),
+        &["--env-tool", "uv"],
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let summary = &err[err.find("engine run: scoring job").unwrap_or(0)..];
+    assert!(
+        summary.contains("Failed to build `numpy==1.16.0`")
+            && summary.contains("no wheel of this version matches this Python"),
+        "{summary}"
+    );
+}

@@ -308,9 +308,24 @@ pub(crate) fn run(
     let (err_tail, out_tail) = (take(err_tail), take(out_tail));
     // The tool's own verdict (the unsatisfiable pin, the missing wheel) rather than the
     // last lines of a compiler's output.
+    let exception = err_tail.exception.clone().or(out_tail.exception.clone());
     let mut lines = err_tail.decisive;
     if lines.is_empty() {
         lines = out_tail.decisive;
+    }
+    if !lines.is_empty() {
+        // A source build's own last error says more than "the build backend returned an
+        // error"; and such a build means no wheel matched this Python.
+        if let Some(exception) = exception {
+            lines.push(format!("the build's last error: {exception}"));
+        }
+        if lines.iter().any(|l| l.contains("Failed to build")) {
+            lines.push(
+                "(no wheel of this version matches this Python, so it was built from source; \
+                 relaxing the pins may find a version that has one)"
+                    .to_owned(),
+            );
+        }
     }
     if lines.is_empty() {
         lines = Vec::from(err_tail.last);
@@ -330,6 +345,18 @@ pub(crate) fn run(
 struct Tail {
     last: VecDeque<String>,
     decisive: Vec<String>,
+    /// The last line naming a Python exception (`NameError: ...`), as a failed build ends.
+    exception: Option<String>,
+}
+
+/// `NameError: name 'x' is not defined`, `distutils.errors.CompileError: ...`.
+fn is_exception(line: &str) -> bool {
+    let t = line.trim_start();
+    t.split_once(": ").is_some_and(|(head, _)| {
+        !head.is_empty()
+            && !head.contains(' ')
+            && (head.ends_with("Error") || head.ends_with("Exception"))
+    })
 }
 
 /// How uv and pip word the lines that say why they failed.
@@ -376,6 +403,8 @@ fn forward(reader: impl Read, prefix: &str, log: &dyn JobLog, tail: &Mutex<Tail>
             tail.last.push_back(line.to_owned());
             if is_decisive(line) && tail.decisive.len() < TAIL_LINES {
                 tail.decisive.push(line.trim().to_owned());
+            } else if is_exception(line) {
+                tail.exception = Some(line.trim().to_owned());
             }
         }
     }
@@ -412,5 +441,15 @@ mod decisive_tests {
         ] {
             assert!(!is_decisive(line), "{line}");
         }
+        assert!(super::is_exception(
+            "      NameError: name 'CCompiler' is not defined. Did you mean: 'ccompiler'?"
+        ));
+        assert!(super::is_exception(
+            "distutils.errors.CompileError: command failed"
+        ));
+        assert!(!super::is_exception(
+            "cause: The build backend returned an error"
+        ));
+        assert!(!super::is_exception("Some Error: in words"));
     }
 }
