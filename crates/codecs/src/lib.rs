@@ -26,7 +26,10 @@
 //!   Avro block, a malformed MessagePack value). After a broken stream the decoder is done.
 //! - **Oversized records** (`max_record_bytes`) are skipped without being buffered whole.
 //! - **JSON.** One value per line; a line holding an array is *one* record; blank lines are not
-//!   records. Decoding goes straight into [`Value`] through its serde impl. Output is strict
+//!   records; a leading byte-order mark is skipped; an integer beyond 64 bits rejects its
+//!   record (never rounded to a float); [`is_json_document`] tells a whole-file document
+//!   (read with [`Framing::Message`]) from JSON lines. Decoding goes straight into [`Value`]
+//!   through its serde impl. Output is strict
 //!   JSON: NaN and ±infinity are rejected; bytes are written as standard base64 strings;
 //!   non-string map keys are written as strings the way Python's `json.dumps` does (ints,
 //!   floats, `true`/`false`/`null`, bytes as base64); array and map keys are rejected.
