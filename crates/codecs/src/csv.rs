@@ -4,7 +4,8 @@
 //! Reading, without a schema, each cell is inferred:
 //! - empty -> `Null`;
 //! - `true`/`false` in any case -> `Bool`;
-//! - an optional sign and digits -> `Int` (beyond 128 bits: `Float`);
+//! - an optional sign and digits -> `Int` (beyond 64 bits, -2^63 to 2^64-1: `String`, kept
+//!   exactly, as pandas keeps them as text);
 //! - a decimal number with optional fraction and exponent (`1.5`, `-.5`, `2e10`) -> `Float`;
 //! - anything else -> `String`, including `nan`, `inf` and `infinity`, which are kept as text
 //!   because they are more often labels than numbers.
@@ -19,7 +20,10 @@
 //! Without a header row, fields are named by the schema's record fields, else `"0"`, `"1"`,
 //! ... and the first row fixes the column count.
 //!
-//! A row with the wrong number of columns is rejected with its line number; reading goes on.
+//! A repeated header name is renamed as pandas does (`a`, `a.1`, `a.2`), so no column is lost.
+//! A byte-order mark before the header is skipped. A row with the wrong number of columns is
+//! rejected with its line number; reading goes on. A row whose quoted field is never closed
+//! (the input ends inside it) is rejected, not read as a value holding the rest of the file.
 //!
 //! Writing: the header comes from the first record's keys; a later record with other keys is
 //! rejected naming the missing and extra keys (the same keys in another order are fine and
@@ -50,13 +54,23 @@ struct Column {
 
 enum Row {
     End,
-    Fields { line: u64, offset: u64 },
-    Oversize { line: u64, offset: u64, len: u64 },
+    /// `unclosed`: the input ended inside a quoted field.
+    Fields {
+        line: u64,
+        offset: u64,
+        unclosed: bool,
+    },
+    Oversize {
+        line: u64,
+        offset: u64,
+        len: u64,
+    },
 }
 
 pub(crate) struct CsvDecoder<R> {
     input: R,
     rdr: csv_core::Reader,
+    quote: u8,
     ctx: DecodeContext,
     has_header: bool,
     schema: Option<AvroSchema>,
@@ -83,6 +97,7 @@ impl<R: BufRead> CsvDecoder<R> {
         CsvDecoder {
             input,
             rdr,
+            quote,
             ctx,
             has_header,
             schema: cfg.schema.clone(),
@@ -102,11 +117,21 @@ impl<R: BufRead> CsvDecoder<R> {
         let offset = self.offset;
         let (mut nout, mut nend) = (0usize, 0usize);
         let mut oversize = false;
+        // Quotes come in pairs in a well-formed row (`""` inside a quoted field too): an odd
+        // count when the input ends means a quoted field never closed.
+        let mut quotes = 0usize;
         loop {
-            let chunk = fill(&mut self.input)?;
+            let mut chunk = fill(&mut self.input)?;
+            if self.offset == 0 && chunk.starts_with(crate::BOM) {
+                self.input.consume(crate::BOM.len());
+                self.offset += crate::BOM.len() as u64;
+                chunk = fill(&mut self.input)?;
+            }
+            let at_end = chunk.is_empty();
             let (res, nin, o, e) =
                 self.rdr
                     .read_record(chunk, &mut self.out[nout..], &mut self.ends[nend..]);
+            quotes += chunk[..nin].iter().filter(|&&b| b == self.quote).count();
             self.input.consume(nin);
             self.offset += nin as u64;
             nout += o;
@@ -141,7 +166,12 @@ impl<R: BufRead> CsvDecoder<R> {
                         return Ok(Row::Oversize { line, offset, len });
                     }
                     self.nfields = nend;
-                    return Ok(Row::Fields { line, offset });
+                    let unclosed = at_end && quotes % 2 == 1;
+                    return Ok(Row::Fields {
+                        line,
+                        offset,
+                        unclosed,
+                    });
                 }
                 ReadRecordResult::End => return Ok(Row::End),
             }
@@ -190,7 +220,29 @@ impl<R: BufRead> CsvDecoder<R> {
                             .oversize(position(self.record, Some(line), offset), len),
                     ));
                 }
-                Row::Fields { line, offset } => (line, offset),
+                Row::Fields {
+                    line,
+                    offset,
+                    unclosed,
+                } => {
+                    if unclosed {
+                        const WHY: &str =
+                            "a quoted field is never closed: the input ends inside it";
+                        if self.columns.is_none() && self.has_header {
+                            return Err(self.ctx.broken(
+                                position(1, Some(line), offset),
+                                format!("header row: {WHY}"),
+                            ));
+                        }
+                        self.record += 1;
+                        return Ok(Some(reject(
+                            RejectionKind::Encoding,
+                            position(self.record, Some(line), offset),
+                            WHY.to_owned(),
+                        )));
+                    }
+                    (line, offset)
+                }
             };
             if self.columns.is_none() {
                 let names = if self.has_header {
@@ -206,6 +258,7 @@ impl<R: BufRead> CsvDecoder<R> {
                             }
                         }
                     }
+                    dedupe(&mut names);
                     names
                 } else {
                     match self
@@ -283,6 +336,28 @@ impl<R: BufRead + Send> RecordDecoder for CsvDecoder<R> {
     }
 }
 
+/// Makes repeated header names unique the way pandas' `read_csv` does: the second `a` becomes
+/// `a.1`, the third `a.2` (skipping names the header already has), so no column is lost.
+fn dedupe(names: &mut [String]) {
+    let mut seen: std::collections::HashSet<String> = names.iter().cloned().collect();
+    let mut first: std::collections::HashSet<String> = std::collections::HashSet::new();
+    for name in names.iter_mut() {
+        if first.insert(name.clone()) {
+            continue;
+        }
+        let mut n = 1;
+        let renamed = loop {
+            let candidate = format!("{name}.{n}");
+            if !seen.contains(&candidate) {
+                break candidate;
+            }
+            n += 1;
+        };
+        seen.insert(renamed.clone());
+        *name = renamed;
+    }
+}
+
 /// The inference rule of the module docs.
 pub fn infer(cell: &str) -> Value {
     if cell.is_empty() {
@@ -295,11 +370,12 @@ pub fn infer(cell: &str) -> Value {
         return Value::Bool(false);
     }
     match number_kind(cell.as_bytes()) {
-        Some(true) => cell
-            .parse::<i128>()
-            .map(Value::Int)
-            .or_else(|_| cell.parse::<f64>().map(Value::Float))
-            .unwrap_or_else(|_| Value::String(cell.to_owned())),
+        // Beyond 64 bits no model could receive the integer: kept exactly, as text.
+        Some(true) => match (cell.parse::<i64>(), cell.parse::<u64>()) {
+            (Ok(i), _) => Value::Int(i128::from(i)),
+            (_, Ok(u)) => Value::Int(i128::from(u)),
+            _ => Value::String(cell.to_owned()),
+        },
         Some(false) => cell
             .parse::<f64>()
             .map(Value::Float)

@@ -15,9 +15,65 @@ use runtime_core::Value;
 
 use crate::rejected;
 
-/// Decodes one JSON document (surrounding whitespace allowed) into a value.
+/// Decodes one JSON document (surrounding whitespace and a leading byte-order mark allowed)
+/// into a value. An integer beyond 64 bits (-2^63 to 2^64-1, the widest a model receives) is
+/// refused with its digits, never rounded to a float.
 pub fn decode(bytes: &[u8]) -> Result<Value, String> {
-    serde_json::from_slice::<Value>(bytes).map_err(|e| format!("invalid JSON: {e}"))
+    let bytes = bytes.strip_prefix(crate::BOM).unwrap_or(bytes);
+    let value = serde_json::from_slice::<Value>(bytes).map_err(|e| format!("invalid JSON: {e}"))?;
+    // serde_json reads such an integer as a float; only a float that large can be one.
+    if has_huge_float(&value, 0) {
+        if let Some(digits) = wide_integer(bytes) {
+            return Err(format!(
+                "integer {digits} does not fit in 64 bits (-2^63 to 2^64-1, the widest integer a model receives); \
+                 it is not rounded to a float: quote it to pass it as a string"
+            ));
+        }
+    }
+    Ok(value)
+}
+
+fn has_huge_float(v: &Value, depth: usize) -> bool {
+    match v {
+        Value::Float(x) => x.abs() >= 9.2e18,
+        Value::Array(items) if depth < MAX_DEPTH => {
+            items.iter().any(|v| has_huge_float(v, depth + 1))
+        }
+        Value::Map(m) if depth < MAX_DEPTH => m.iter().any(|(_, v)| has_huge_float(v, depth + 1)),
+        _ => false,
+    }
+}
+
+/// The first integer literal of a JSON text (outside strings) that fits neither `i64` nor
+/// `u64`.
+fn wide_integer(text: &[u8]) -> Option<String> {
+    let mut i = 0;
+    while i < text.len() {
+        match text[i] {
+            b'"' => {
+                i += 1;
+                while i < text.len() && text[i] != b'"' {
+                    i += if text[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < text.len()
+                    && matches!(text[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                {
+                    i += 1;
+                }
+                let token = std::str::from_utf8(&text[start..i]).unwrap_or("");
+                let integral = !token.contains(['.', 'e', 'E']);
+                if integral && token.parse::<i64>().is_err() && token.parse::<u64>().is_err() {
+                    return Some(token.to_owned());
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 /// Appends `value` as compact JSON to `out`. On error `out` may hold part of the value: callers
@@ -189,6 +245,34 @@ mod tests {
         assert_eq!(
             json(&Value::Map(m)).unwrap(),
             r#"{"1":"a","2.5":"aGk=","true":null,"null":170141183460469231731687303715884105727,"q\"\n\u0001":[1.0,-0.5]}"#
+        );
+    }
+
+    #[test]
+    fn integers_beyond_64_bits_are_refused_not_rounded() {
+        let ok = decode(br#"{"a": 18446744073709551615, "b": -9223372036854775808, "c": 1e300}"#)
+            .unwrap();
+        assert_eq!(ok.get("a"), Some(&Value::Int(i128::from(u64::MAX))));
+        assert_eq!(ok.get("c"), Some(&Value::Float(1e300)));
+        let err =
+            decode(br#"{"s": "1234567890123456789012", "id": 18446744073709551616}"#).unwrap_err();
+        assert!(
+            err.contains("integer 18446744073709551616 does not fit in 64 bits"),
+            "{err}"
+        );
+        let err = decode(b"[-9223372036854775809]").unwrap_err();
+        assert!(err.contains("-9223372036854775809"), "{err}");
+        let huge = format!("[{}]", "9".repeat(60));
+        assert!(decode(huge.as_bytes())
+            .unwrap_err()
+            .contains(&"9".repeat(60)));
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_skipped() {
+        assert_eq!(
+            decode(b"\xEF\xBB\xBF[1]").unwrap(),
+            Value::Array(vec![1.into()])
         );
     }
 

@@ -26,7 +26,10 @@
 //!   Avro block, a malformed MessagePack value). After a broken stream the decoder is done.
 //! - **Oversized records** (`max_record_bytes`) are skipped without being buffered whole.
 //! - **JSON.** One value per line; a line holding an array is *one* record; blank lines are not
-//!   records. Decoding goes straight into [`Value`] through its serde impl. Output is strict
+//!   records; a leading byte-order mark is skipped; an integer beyond 64 bits rejects its
+//!   record (never rounded to a float); [`is_json_document`] tells a whole-file document
+//!   (read with [`Framing::Message`]) from JSON lines. Decoding goes straight into [`Value`]
+//!   through its serde impl. Output is strict
 //!   JSON: NaN and ±infinity are rejected; bytes are written as standard base64 strings;
 //!   non-string map keys are written as strings the way Python's `json.dumps` does (ints,
 //!   floats, `true`/`false`/`null`, bytes as base64); array and map keys are rejected.
@@ -56,6 +59,9 @@ pub mod msgpack;
 mod text;
 
 pub use avro::{AvroSchema, OcfCodec};
+
+/// The UTF-8 byte-order mark, skipped at the start of JSON and CSV input.
+pub(crate) const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// The default limit of one record's size in bytes (16 MiB).
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
@@ -96,17 +102,29 @@ impl Encoding {
     }
 
     /// Guesses the encoding from a file extension (without the dot, any case); unknown
-    /// extensions are raw bytes.
+    /// extensions are raw bytes. Inputs should use [`Encoding::of_extension`], which says
+    /// when it does not know.
     pub fn from_extension(ext: &str) -> Encoding {
+        Encoding::of_extension(ext).unwrap_or(Encoding::Raw)
+    }
+
+    /// The encoding a file extension (without the dot, any case) names, if it names one:
+    /// `json` `jsonl` `ndjson` `jsons` (JSON lines), `csv`, `avro`, `msgpack` `mpk`, `txt`
+    /// `text` (UTF-8 lines).
+    pub fn of_extension(ext: &str) -> Option<Encoding> {
         match ext.to_ascii_lowercase().as_str() {
-            "json" | "jsonl" | "ndjson" => Encoding::Json,
-            "csv" => Encoding::Csv,
-            "avro" => Encoding::AvroBinary,
-            "msgpack" | "mpk" => Encoding::MsgPack,
-            "txt" | "text" => Encoding::Utf8,
-            _ => Encoding::Raw,
+            "json" | "jsonl" | "ndjson" | "jsons" => Some(Encoding::Json),
+            "csv" => Some(Encoding::Csv),
+            "avro" => Some(Encoding::AvroBinary),
+            "msgpack" | "mpk" => Some(Encoding::MsgPack),
+            "txt" | "text" => Some(Encoding::Utf8),
+            _ => None,
         }
     }
+
+    /// The extensions [`Encoding::of_extension`] knows, for messages.
+    pub const KNOWN_EXTENSIONS: &'static str =
+        ".json .jsonl .ndjson .jsons (JSON lines), .csv, .avro, .msgpack .mpk, .txt .text (UTF-8 lines)";
 
     /// Whether `framing` makes sense for this encoding.
     pub fn accepts(self, framing: &Framing) -> bool {
@@ -518,6 +536,39 @@ pub fn encoder<W: Write + Send + 'static>(
         (Encoding::Csv, _) => Box::new(csv::CsvEncoder::new(cfg, out)),
         (encoding, framing) => Box::new(text::FramedEncoder::new(encoding, &framing, out)),
     })
+}
+
+/// Whether a JSON input is one document spanning several lines (a pretty-printed object or
+/// list, as many ModelOp models read whole) rather than JSON lines: its first non-blank line
+/// is not a JSON value on its own, and the whole input is exactly one JSON value. Reads the
+/// first line (at most `max_line` bytes) and, only when that line is not JSON alone, the
+/// first value.
+pub fn is_json_document<R: BufRead>(mut input: R, max_line: usize) -> std::io::Result<bool> {
+    use std::io::Read;
+    let mut first = Vec::new();
+    loop {
+        first.clear();
+        let n = (&mut input)
+            .take(max_line as u64 + 1)
+            .read_until(b'\n', &mut first)?;
+        if n == 0 {
+            return Ok(false);
+        }
+        if first.len() > max_line {
+            return Ok(false);
+        }
+        if !first.iter().all(u8::is_ascii_whitespace) {
+            break;
+        }
+    }
+    let line = first.strip_prefix(BOM).unwrap_or(&first);
+    if serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok() {
+        return Ok(false);
+    }
+    let whole = std::io::Cursor::new(line.to_vec()).chain(input);
+    let mut values =
+        serde_json::Deserializer::from_reader(whole).into_iter::<serde::de::IgnoredAny>();
+    Ok(matches!(values.next(), Some(Ok(_))) && values.next().is_none())
 }
 
 /// Decodes one whole message (a REST body, a Kafka message) as one record, whatever the

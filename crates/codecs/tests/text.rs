@@ -116,5 +116,7 @@ fn nonsense_pairs_are_refused() {
     assert_eq!("AVRO".parse::<Encoding>().unwrap(), Encoding::AvroBinary);
     assert_eq!("null".parse::<Encoding>().unwrap(), Encoding::Raw);
     assert_eq!(Encoding::from_extension("JSONL"), Encoding::Json);
+    assert_eq!(Encoding::of_extension("jsons"), Some(Encoding::Json));
+    assert_eq!(Encoding::of_extension("parquet"), None);
     assert!("xml".parse::<Encoding>().is_err());
 }

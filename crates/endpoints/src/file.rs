@@ -12,10 +12,13 @@ use crate::{encode_rejection, join_error};
 
 const IO_BUFFER: usize = 1 << 20;
 
-/// Reads records from a file, a batch at a time, streaming.
+/// Reads records from a file, a batch at a time, streaming. When the stream breaks, the
+/// records decoded before the break come out first and the break is the next call's error.
 pub struct FileSource {
     name: String,
     decoder: Option<Box<dyn RecordDecoder>>,
+    /// A broken stream, held back until the records decoded before it have been handed out.
+    broken: Option<Error>,
 }
 
 impl FileSource {
@@ -37,6 +40,7 @@ impl FileSource {
         Ok(FileSource {
             name,
             decoder: Some(decoder),
+            broken: None,
         })
     }
 }
@@ -45,18 +49,30 @@ impl FileSource {
 impl RecordSource for FileSource {
     async fn read_batch(&mut self, max: usize) -> Result<Option<Vec<ReadItem>>> {
         let Some(mut decoder) = self.decoder.take() else {
-            return Ok(None);
+            return match self.broken.take() {
+                Some(e) => Err(e),
+                None => Ok(None),
+            };
         };
         let (decoder, result) = tokio::task::spawn_blocking(move || {
             let mut items = Vec::with_capacity(max);
-            let result = decoder
-                .next_batch(max, &mut items)
-                .map(|more| (more, items));
+            let result = match decoder.next_batch(max, &mut items) {
+                Ok(more) => Ok((more, items)),
+                Err(e) => Err((e, items)),
+            };
             (decoder, result)
         })
         .await
         .map_err(|e| join_error(&self.name, e))?;
-        let (more, items) = result?;
+        let (more, items) = match result {
+            Ok(r) => r,
+            // Every record decoded before the break goes on; the break comes next call.
+            Err((e, items)) if !items.is_empty() => {
+                self.broken = Some(e);
+                return Ok(Some(items));
+            }
+            Err((e, _)) => return Err(e),
+        };
         if more {
             self.decoder = Some(decoder);
         }

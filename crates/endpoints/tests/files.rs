@@ -82,3 +82,41 @@ async fn inline_messages_are_one_record_each() {
     assert_eq!(items.len(), 3);
     assert!(matches!(&items[1], ReadItem::Rejected(r) if r.position.record == 2));
 }
+
+#[tokio::test]
+async fn a_truncated_avro_file_hands_out_every_record_before_the_break() {
+    let schema = r#"{"type":"record","name":"r","fields":[{"name":"x","type":"long"}]}"#;
+    let cfg = CodecConfig::new(Encoding::AvroBinary)
+        .with_schema(codecs::AvroSchema::parse(schema).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in.avro");
+    let mut sink = FileSink::create(&path, &cfg).unwrap();
+    let batch = (1..=100_000)
+        .map(|i| {
+            let mut m = runtime_core::Map::new();
+            m.push("x", Value::Int(i));
+            OutRecord {
+                value: Value::Map(m),
+                position: Position::record(i as u64),
+            }
+        })
+        .collect();
+    assert!(sink.write_batch(batch).await.unwrap().is_empty());
+    sink.finish().await.unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
+
+    // Batches bigger than a block: the break comes inside a batch.
+    let mut src = FileSource::open(&path, &CodecConfig::new(Encoding::AvroBinary)).unwrap();
+    let mut records = 0;
+    let err = loop {
+        match src.read_batch(50_000).await {
+            Ok(Some(items)) => records += items.len(),
+            Ok(None) => panic!("the stream ended without its break"),
+            Err(e) => break e.to_string(),
+        }
+    };
+    assert!(err.contains("truncated"), "{err}");
+    assert!(records > 50_000 && records < 100_000, "{records}");
+    assert_eq!(src.read_batch(10).await.unwrap(), None);
+}

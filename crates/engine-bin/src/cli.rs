@@ -75,6 +75,18 @@ pub enum EnvToolArg {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InputModeArg {
+    Lines,
+    File,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum JobKindArg {
     Score,
     Metrics,
@@ -127,6 +139,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "ENCODING")]
     pub input_encoding: Option<String>,
 
+    /// How a JSON input's records are cut: `lines` (one record per line), `file` (the whole
+    /// file is one record). Default: lines, except a .json file holding one JSON document
+    /// over several lines, which is one record.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub input_mode: Option<InputModeArg>,
+
     /// Encoding of every output, instead of guessing from the extension (stdout: json).
     #[arg(long, value_name = "ENCODING")]
     pub output_encoding: Option<String>,
@@ -142,6 +160,11 @@ pub struct RunArgs {
     /// Write the job's log lines to this file instead of standard error.
     #[arg(long, value_name = "PATH")]
     pub log: Option<PathBuf>,
+
+    /// `text`, or `json`: the job's log and the engine's diagnostics as one JSON object per
+    /// line (timestamp, level, target, job_id, source, message), for log collectors.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormatArg,
 
     /// Records per batch sent to the model's worker.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -170,6 +193,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
     pub memory_limit: Option<u64>,
 
+    /// The most output of the model's console (print, stderr) the job's log takes, in MiB;
+    /// past it, lines are dropped and counted. Lines are cut at 64 KiB.
+    #[arg(long, value_name = "MIB", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub console_limit: u64,
+
     /// How many workers that die while scoring may be replaced (their record failing) before
     /// the job ends in ERROR. Default 0: the first death ends the job.
     #[arg(long, default_value_t = 0)]
@@ -183,6 +211,11 @@ pub struct RunArgs {
     /// Largest size of the environment cache, in MiB; least recently used ones go first.
     #[arg(long, value_name = "MIB", default_value_t = 5120)]
     pub env_cache_size: u64,
+
+    /// Install the model's requirements without their version pins (the same packages, at
+    /// versions that resolve), for old models whose exact versions no longer build.
+    #[arg(long)]
+    pub ignore_pins: bool,
 
     /// Install nothing: a model whose requirements have no cached environment fails.
     #[arg(long)]

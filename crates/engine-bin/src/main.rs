@@ -29,7 +29,10 @@ fn main() {
             cli::WorkerLanguage::Python => std::process::exit(runner_python::worker_main()),
         },
         cli::Command::Run(args) => {
-            install_tracing();
+            let filter = std::env::var("ENGINE_LOG")
+                .or_else(|_| std::env::var("MODELOP_LOG_LEVEL"))
+                .unwrap_or_else(|_| "warn".to_owned());
+            install_tracing(&filter, "warn", args.log_format == cli::LogFormatArg::Json);
             std::process::exit(run::run(*args));
         }
         cli::Command::Serve(args) => std::process::exit(serve::serve(*args)),
@@ -45,18 +48,33 @@ fn main() {
     }
 }
 
-/// The engine's own diagnostics (not a job's log) go to stderr, filtered by `ENGINE_LOG`
-/// (tracing's filter syntax) or the reference's `MODELOP_LOG_LEVEL`; warnings by default.
-fn install_tracing() {
-    let filter = std::env::var("ENGINE_LOG")
-        .or_else(|_| std::env::var("MODELOP_LOG_LEVEL"))
-        .unwrap_or_else(|_| "warn".to_owned())
-        .to_ascii_lowercase();
+/// The engine's own diagnostics (not a job's log) go to stderr, filtered by `filter`
+/// (tracing's filter syntax; `warning` is `warn`), else by `fallback`: as text, coloured only
+/// when stderr is a terminal, or as one JSON object per line (timestamp, level, target, the
+/// event's fields such as `job_id`, message) for log collectors. The only place a subscriber
+/// is installed.
+pub(crate) fn install_tracing(filter: &str, fallback: &str, json: bool) {
+    use std::io::IsTerminal;
+    let filter = match filter.to_ascii_lowercase().as_str() {
+        "warning" => "warn".to_owned(),
+        other => other.to_owned(),
+    };
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(fallback));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init()
+    } else {
+        builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_target(false)
+            .try_init()
+    };
 }

@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use codecs::{CodecConfig, Encoding};
+use codecs::{CodecConfig, Encoding, Framing};
 use endpoints::{FileSink, FileSource};
 use jobs::{Job, JobControl, JobInput, JobKind, JobOptions, JobOutcome, JobOutput, LocatedModel};
 use runtime_core::{ExplicitNames, InitContext, JobLog, Language, LogSource, ModelSpec, Slot};
 use serde_json::json;
 
-use crate::cli::{EnvToolArg, JobKindArg, RunArgs};
+use crate::cli::{EnvToolArg, InputModeArg, JobKindArg, RunArgs};
 use crate::exit;
 use crate::joblog::WriterLog;
 
@@ -36,6 +36,8 @@ struct Prepared {
     inputs: Vec<(Slot, PathBuf, CodecConfig)>,
     outputs: Vec<(Slot, Option<PathBuf>, CodecConfig)>,
     params: serde_json::Map<String, serde_json::Value>,
+    /// Decisions about the inputs worth a line in the job's log.
+    notes: Vec<String>,
 }
 
 fn prepare(args: &RunArgs) -> Result<Prepared, Usage> {
@@ -56,12 +58,32 @@ fn prepare(args: &RunArgs) -> Result<Prepared, Usage> {
     let output_encoding = parse_encoding(args.output_encoding.as_deref(), "--output-encoding")?;
 
     let mut inputs = Vec::new();
+    let mut notes = Vec::new();
     for (k, path) in args.inputs.iter().enumerate() {
-        if !path.is_file() {
-            return Err(Usage(format!("--input {}: no such file", path.display())));
+        check_input(path).map_err(|why| Usage(format!("--input {}: {why}", path.display())))?;
+        let encoding = match input_encoding {
+            Some(e) => e,
+            None => known_encoding(path)?,
+        };
+        let mut codec = CodecConfig::new(encoding);
+        if let Some(mode) = args.input_mode {
+            if encoding != Encoding::Json {
+                return Err(Usage(format!(
+                    "--input-mode applies to JSON inputs; {} is {encoding}",
+                    path.display()
+                )));
+            }
+            if mode == InputModeArg::File {
+                codec.framing = Some(Framing::Message);
+            }
+        } else if encoding == Encoding::Json && is_document(path) {
+            codec.framing = Some(Framing::Message);
+            notes.push(format!(
+                "input {}: one JSON document over several lines, read whole as one record (--input-mode lines reads it line by line)",
+                path.display()
+            ));
         }
-        let encoding = input_encoding.unwrap_or_else(|| encoding_of(path));
-        inputs.push((Slot::for_input(k), path.clone(), CodecConfig::new(encoding)));
+        inputs.push((Slot::for_input(k), path.clone(), codec));
     }
 
     let mut outputs = Vec::new();
@@ -117,6 +139,7 @@ fn prepare(args: &RunArgs) -> Result<Prepared, Usage> {
         inputs,
         outputs,
         params,
+        notes,
     })
 }
 
@@ -127,6 +150,71 @@ fn parse_encoding(given: Option<&str>, flag: &str) -> Result<Option<Encoding>, U
                 .map_err(|e| Usage(format!("{flag} {s}: {e}")))
         })
         .transpose()
+}
+
+/// What an input path is, when it is not a readable regular file.
+fn check_input(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::FileTypeExt;
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        // ELOOP: too many levels of symbolic links.
+        Err(e) if e.raw_os_error() == Some(40) => {
+            return Err("is a symbolic link loop (it never reaches a file)".to_owned())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(if path.symlink_metadata().is_ok() {
+                "is a symbolic link to nothing (its target does not exist)".to_owned()
+            } else {
+                "no such file".to_owned()
+            })
+        }
+        Err(e) => return Err(format!("cannot be read: {e}")),
+    };
+    let kind = meta.file_type();
+    if kind.is_dir() {
+        return Err("is a directory; give one file per --input".to_owned());
+    }
+    if kind.is_fifo() {
+        return Err("is a FIFO (named pipe); give a regular file".to_owned());
+    }
+    if kind.is_socket() || kind.is_block_device() || kind.is_char_device() {
+        return Err("is not a regular file (a socket or a device)".to_owned());
+    }
+    std::fs::File::open(path)
+        .map(drop)
+        .map_err(|e| format!("cannot be read: {e}"))
+}
+
+/// The encoding an input's extension names; an extension naming none is refused rather
+/// than read as raw bytes.
+fn known_encoding(path: &Path) -> Result<Encoding, Usage> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    Encoding::of_extension(ext).ok_or_else(|| {
+        let what = if ext.is_empty() {
+            "has no extension".to_owned()
+        } else {
+            format!("has the extension '.{ext}', which names no encoding this engine reads")
+        };
+        Usage(format!(
+            "--input {}: {what}. Known: {}. Give --input-encoding json|csv|avro-binary|msgpack|utf-8, \
+             or --input-encoding raw to give the model its bytes as they are",
+            path.display(),
+            Encoding::KNOWN_EXTENSIONS
+        ))
+    })
+}
+
+/// A `.json` file holding one JSON document over several lines.
+fn is_document(path: &Path) -> bool {
+    let is_json_ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    is_json_ext
+        && std::fs::File::open(path).is_ok_and(|f| {
+            codecs::is_json_document(std::io::BufReader::new(f), codecs::DEFAULT_MAX_RECORD_BYTES)
+                .unwrap_or(false)
+        })
 }
 
 fn encoding_of(path: &Path) -> Encoding {
@@ -155,7 +243,11 @@ fn execute(args: RunArgs, p: Prepared) -> i32 {
         },
         None => Box::new(std::io::stderr()),
     };
-    let log = Arc::new(WriterLog::new(log_out, bar.clone()));
+    let mut log = WriterLog::new(log_out, bar.clone());
+    if args.log_format == crate::cli::LogFormatArg::Json {
+        log = log.json(job_id());
+    }
+    let log = Arc::new(log);
 
     let job_dir = match tempfile::Builder::new().prefix("engine-job-").tempdir() {
         Ok(d) => d,
@@ -183,7 +275,11 @@ fn execute(args: RunArgs, p: Prepared) -> i32 {
             return exit::ERROR;
         }
     };
-    print_summary(&outcome);
+    if args.log_format == crate::cli::LogFormatArg::Json {
+        print_summary_json(&outcome);
+    } else {
+        print_summary(&outcome);
+    }
     if let Some(path) = &args.summary_json {
         let text = serde_json::to_string_pretty(&outcome).unwrap_or_default();
         if let Err(e) = std::fs::write(path, text + "\n") {
@@ -207,6 +303,9 @@ fn run_prepared(
             LogSource::Engine,
             format!("{} line {line}: {problem}", p.model.source_name),
         );
+    }
+    for note in &p.notes {
+        log.info(LogSource::Engine, note.clone());
     }
     let materialized = jobs::materialize(&p.model, job_dir).map_err(|e| e.to_string())?;
     log.info(
@@ -309,6 +408,8 @@ fn run_prepared(
                 environments: Some(Arc::new(environment_cache(args))),
                 schemas,
                 show_rejected_records: args.show_rejected_records,
+                relax_requirements: args.ignore_pins,
+                console_limit_bytes: args.console_limit.saturating_mul(1 << 20),
                 ..JobOptions::default()
             },
             control: control.clone(),
@@ -393,6 +494,11 @@ fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
+/// The id of `engine run`'s job, in its document and its log.
+fn job_id() -> String {
+    format!("local-{}", std::process::id())
+}
+
 /// The job document init receives (`rawJson`), shaped like a ModelOp Center batch job so
 /// models that read `jobParameters`, `model` or `inputData` from it run unchanged.
 fn job_document(
@@ -431,7 +537,7 @@ fn job_document(
         slots.insert(slot.0, path.display().to_string());
     }
     json!({
-        "id": format!("local-{}", std::process::id()),
+        "id": job_id(),
         "jobType": job_type,
         "jobStatus": "RUNNING",
         "jobParameters": p.params,
@@ -455,6 +561,24 @@ fn job_document(
             }
         },
     })
+}
+
+/// The summary as one JSON object on stderr, like the log lines before it.
+fn print_summary_json(o: &JobOutcome) {
+    let line = json!({
+        "timestamp": runtime_core::utc_timestamp(std::time::SystemTime::now()),
+        "level": if o.exit_code() == 0 { "INFO" } else { "ERROR" },
+        "target": "summary",
+        "job_id": job_id(),
+        "message": format!(
+            "engine run: {} job {} with result {}",
+            o.kind.as_str(),
+            o.status.as_str(),
+            o.result.as_str()
+        ),
+        "summary": o,
+    });
+    eprintln!("{line}");
 }
 
 fn print_summary(o: &JobOutcome) {

@@ -78,6 +78,10 @@ pub struct ServeArgs {
     /// Uploads received at once (`maxConcurrentUploads`).
     #[arg(long, value_name = "N")]
     pub max_concurrent_uploads: Option<usize>,
+    /// `text` or `json` (one JSON object per line: timestamp, level, target, job_id,
+    /// message); `logFormat` in application.json.
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
 }
 
 fn flag_overrides(a: &ServeArgs) -> Result<Overrides, String> {
@@ -137,6 +141,7 @@ fn flag_overrides(a: &ServeArgs) -> Result<Overrides, String> {
         "tlsKey",
         a.tls_key.as_ref().map(|p| p.display().to_string()),
     );
+    put("logFormat", a.log_format.clone());
     Ok(o)
 }
 
@@ -160,7 +165,7 @@ pub fn serve(args: ServeArgs) -> i32 {
             return exit::USAGE;
         }
     };
-    install_tracing(&config.log_level);
+    crate::install_tracing(&config.log_level, "info", config.log_format == "json");
     if config.auth_token.is_none() && !config.bind.is_loopback() {
         tracing::warn!(
             "serving {} WITHOUT authentication (allowInsecure): anyone who reaches the port can deploy and run code",
@@ -358,18 +363,4 @@ cat(paste0(p[, 1], '==', p[, 2]), sep = '\\n')";
         executable: Some("Rscript".into()),
         libraries,
     })
-}
-
-fn install_tracing(level: &str) {
-    let filter = match level {
-        "warning" => "warn",
-        other => other,
-    };
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
 }

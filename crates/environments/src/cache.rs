@@ -52,10 +52,15 @@ pub struct CacheConfig {
     pub extra_env: Vec<(String, String)>,
     /// The longest one step of a build (creating the venv, resolving, installing) may take.
     pub step_timeout: Duration,
+    /// The longest resolving the requirements may take (uv): past it, pins that cannot be
+    /// met (uv building old source distributions one after the other to read their
+    /// metadata) fail the job in minutes at most rather than `step_timeout`.
+    pub resolve_timeout: Duration,
 }
 
 impl CacheConfig {
-    /// A cache in `root` for `python`: installs on, the fastest tool, 5 GiB, 10 minutes a step.
+    /// A cache in `root` for `python`: installs on, the fastest tool, 5 GiB, 10 minutes a step
+    /// and 2 minutes to resolve.
     pub fn new(root: impl Into<PathBuf>, python: impl Into<PathBuf>) -> CacheConfig {
         CacheConfig {
             root: root.into(),
@@ -65,6 +70,7 @@ impl CacheConfig {
             tool: Tool::Auto,
             extra_env: Vec::new(),
             step_timeout: Duration::from_secs(600),
+            resolve_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -544,7 +550,8 @@ impl Build<'_> {
                 .arg(&resolved)
                 .args(files)
                 .current_dir(&req_dir);
-            self.step(cmd, "uv pip compile", "uv")?;
+            let resolve_timeout = self.config.resolve_timeout.min(self.config.step_timeout);
+            tool::run(cmd, "uv pip compile", "uv", self.log, resolve_timeout)?;
             timings.resolve += started.elapsed();
             let text = fs::read_to_string(&resolved)
                 .map_err(|e| Error::io(format!("cannot read {}", resolved.display()), e))?;

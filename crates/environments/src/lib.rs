@@ -22,8 +22,10 @@
 mod cache;
 mod error;
 mod lock;
+mod relax;
 mod tool;
 
 pub use cache::{CacheConfig, EnvironmentCache, PreparedEnv, RequirementsFile, Timings};
 pub use error::{Error, Result};
+pub use relax::relax_requirements;
 pub use tool::{Tool, ToolUsed};

@@ -244,8 +244,8 @@ pub(crate) fn command(
 const TAIL_LINES: usize = 20;
 
 /// Runs one step of a build, each output line going to the job's log as it comes, prefixed
-/// with `prefix`. A failure carries the tool's last stderr lines (stdout's if it wrote
-/// nothing on stderr).
+/// with `prefix`. A failure carries the tool's decisive lines (`error:`, `cause:`, `×`,
+/// `hint:`...), else its last stderr lines (stdout's if it wrote nothing on stderr).
 pub(crate) fn run(
     mut cmd: Command,
     step: &str,
@@ -264,8 +264,8 @@ pub(crate) fn run(
         .map_err(|e| Error::io(format!("cannot start {step}"), e))?;
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
-    let out_tail = Mutex::new(VecDeque::new());
-    let err_tail = Mutex::new(VecDeque::new());
+    let out_tail = Mutex::new(Tail::default());
+    let err_tail = Mutex::new(Tail::default());
     let timed_out = AtomicBool::new(false);
     let pid = child.id() as libc::pid_t;
     let (done_tx, done_rx) = mpsc::channel::<()>();
@@ -304,14 +304,34 @@ pub(crate) fn run(
     if status.success() {
         return Ok(());
     }
-    let take = |tail: Mutex<VecDeque<String>>| -> Vec<String> {
-        tail.into_inner()
-            .map(Vec::from)
-            .unwrap_or_else(|p| Vec::from(p.into_inner()))
-    };
-    let mut lines = take(err_tail);
+    let take = |tail: Mutex<Tail>| -> Tail { tail.into_inner().unwrap_or_else(|p| p.into_inner()) };
+    let (err_tail, out_tail) = (take(err_tail), take(out_tail));
+    // The tool's own verdict (the unsatisfiable pin, the missing wheel) rather than the
+    // last lines of a compiler's output.
+    let exception = err_tail.exception.clone().or(out_tail.exception.clone());
+    let mut lines = err_tail.decisive;
     if lines.is_empty() {
-        lines = take(out_tail);
+        lines = out_tail.decisive;
+    }
+    if !lines.is_empty() {
+        // A source build's own last error says more than "the build backend returned an
+        // error"; and such a build means no wheel matched this Python.
+        if let Some(exception) = exception {
+            lines.push(format!("the build's last error: {exception}"));
+        }
+        if lines.iter().any(|l| l.contains("Failed to build")) {
+            lines.push(
+                "(no wheel of this version matches this Python, so it was built from source; \
+                 relaxing the pins may find a version that has one)"
+                    .to_owned(),
+            );
+        }
+    }
+    if lines.is_empty() {
+        lines = Vec::from(err_tail.last);
+    }
+    if lines.is_empty() {
+        lines = Vec::from(out_tail.last);
     }
     Err(Error::Install {
         step: step.to_owned(),
@@ -320,7 +340,48 @@ pub(crate) fn run(
     })
 }
 
-fn forward(reader: impl Read, prefix: &str, log: &dyn JobLog, tail: &Mutex<VecDeque<String>>) {
+/// What a failed step's error quotes of one stream: its decisive lines, else its last ones.
+#[derive(Default)]
+struct Tail {
+    last: VecDeque<String>,
+    decisive: Vec<String>,
+    /// The last line naming a Python exception (`NameError: ...`), as a failed build ends.
+    exception: Option<String>,
+}
+
+/// `NameError: name 'x' is not defined`, `distutils.errors.CompileError: ...`.
+fn is_exception(line: &str) -> bool {
+    let t = line.trim_start();
+    t.split_once(": ").is_some_and(|(head, _)| {
+        !head.is_empty()
+            && !head.contains(' ')
+            && (head.ends_with("Error") || head.ends_with("Exception"))
+    })
+}
+
+/// How uv and pip word the lines that say why they failed.
+fn is_decisive(line: &str) -> bool {
+    let t = line.trim_start();
+    const STARTS: &[&str] = &[
+        "error:",
+        "ERROR:",
+        "cause:",
+        "Caused by:",
+        "hint:",
+        "help:",
+        "×",
+        "╰─▶",
+        "├─▶",
+        "Because ",
+        "And because ",
+    ];
+    STARTS.iter().any(|s| t.starts_with(s))
+        || t.contains("No matching distribution")
+        || t.contains("Could not find a version")
+        || t.contains("unsatisfiable")
+}
+
+fn forward(reader: impl Read, prefix: &str, log: &dyn JobLog, tail: &Mutex<Tail>) {
     let mut reader = BufReader::new(reader);
     let mut buf = Vec::new();
     loop {
@@ -336,10 +397,15 @@ fn forward(reader: impl Read, prefix: &str, log: &dyn JobLog, tail: &Mutex<VecDe
         }
         log.info(LogSource::Runner, format!("{prefix}: {line}"));
         if let Ok(mut tail) = tail.lock() {
-            if tail.len() == TAIL_LINES {
-                tail.pop_front();
+            if tail.last.len() == TAIL_LINES {
+                tail.last.pop_front();
             }
-            tail.push_back(line.to_owned());
+            tail.last.push_back(line.to_owned());
+            if is_decisive(line) && tail.decisive.len() < TAIL_LINES {
+                tail.decisive.push(line.trim().to_owned());
+            } else if is_exception(line) {
+                tail.exception = Some(line.trim().to_owned());
+            }
         }
     }
 }
@@ -350,5 +416,40 @@ fn describe_status(status: ExitStatus) -> String {
         (Some(code), _) => format!("exit status {code}"),
         (None, Some(signal)) => format!("killed by signal {signal}"),
         (None, None) => status.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod decisive_tests {
+    use super::is_decisive;
+
+    #[test]
+    fn the_verdict_lines_of_uv_and_pip() {
+        for line in [
+            "  × No solution found when resolving dependencies:",
+            "  ╰─▶ Because there is no version of numpy==0.0.1 and you require numpy==0.0.1, we can conclude that your requirements are unsatisfiable.",
+            "error: No solution found when resolving dependencies",
+            "  cause: Because ...",
+            "ERROR: No matching distribution found for numpy==0.0.1",
+            "      hint: This usually indicates a problem with the package or the build environment.",
+        ] {
+            assert!(is_decisive(line), "{line}");
+        }
+        for line in [
+            "gcc -pthread -c numpy/core/src/multiarray.c",
+            "Resolved 3 packages in 1.2s",
+        ] {
+            assert!(!is_decisive(line), "{line}");
+        }
+        assert!(super::is_exception(
+            "      NameError: name 'CCompiler' is not defined. Did you mean: 'ccompiler'?"
+        ));
+        assert!(super::is_exception(
+            "distutils.errors.CompileError: command failed"
+        ));
+        assert!(!super::is_exception(
+            "cause: The build backend returned an error"
+        ));
+        assert!(!super::is_exception("Some Error: in words"));
     }
 }

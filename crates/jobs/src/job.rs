@@ -72,6 +72,12 @@ pub struct JobOptions {
     pub schemas: schema::SlotSchemas,
     /// Show rejected records in full in the log (debug); masked otherwise.
     pub show_rejected_records: bool,
+    /// Install the model's requirements without their version pins (for old models whose
+    /// exact versions no longer build): `--ignore-pins`, job parameter `relaxRequirements`.
+    pub relax_requirements: bool,
+    /// The most bytes of the model's console (print, stderr) the job's log takes; past it
+    /// console lines are dropped and counted.
+    pub console_limit_bytes: u64,
 }
 
 impl Default for JobOptions {
@@ -88,6 +94,8 @@ impl Default for JobOptions {
             requirements_assets: Vec::new(),
             schemas: schema::SlotSchemas::default(),
             show_rejected_records: false,
+            relax_requirements: false,
+            console_limit_bytes: 10 * 1024 * 1024,
         }
     }
 }

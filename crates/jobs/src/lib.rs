@@ -5,6 +5,7 @@
 //!   counts and logs everything, and returns a [`JobOutcome`]. It never fails as a function:
 //!   every way a job can end is an outcome.
 
+mod console;
 pub mod error;
 pub mod job;
 pub mod model_files;

@@ -28,12 +28,14 @@ const CHANNEL_DEPTH: usize = 4;
 /// Runs a job to its end. Never fails: whatever happens is in the outcome and the log.
 pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> JobOutcome {
     let started = Instant::now();
+    let (log, console) = crate::console::bound(log, job.options.console_limit_bytes);
     let mut state = State::new(
         job.kind,
         job.options.failures_kept,
         log.clone(),
         job.control.clone(),
     );
+    state.console = Some(console);
     let Job {
         kind,
         model,
@@ -124,6 +126,7 @@ pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> Job
         &model,
         options.environments.clone(),
         &options.requirements_assets,
+        options.relax_requirements,
         &log,
     )
     .await
@@ -342,11 +345,13 @@ fn score_workers(
 /// Installs a Python model's requirements (`requirements.txt` and the other requirements
 /// assets at the top of its working directory) into its own cached environment. The same
 /// for batch jobs and deployments: put the result's `site_packages` first in the model's
-/// `import_paths` and hold it while the model's workers run.
+/// `import_paths` and hold it while the model's workers run. `relax` installs the same
+/// packages without their version pins.
 pub async fn prepare_environment(
     model: &runtime_core::ModelSpec,
     environments: Option<Arc<environments::EnvironmentCache>>,
     requirements_assets: &[String],
+    relax: bool,
     log: &Arc<dyn JobLog>,
 ) -> Result<Option<environments::PreparedEnv>, String> {
     if model.language != runtime_core::Language::Python {
@@ -364,8 +369,21 @@ pub async fn prepare_environment(
         {
             continue;
         }
-        let content = std::fs::read_to_string(&path)
+        let mut content = std::fs::read_to_string(&path)
             .map_err(|e| format!("cannot read the model's requirements {name}: {e}"))?;
+        if relax {
+            let (relaxed, names) = environments::relax_requirements(&content);
+            if !names.is_empty() {
+                log.warn(
+                    LogSource::Engine,
+                    format!(
+                        "{name}: installing without version pins, as asked: {}",
+                        names.join(", ")
+                    ),
+                );
+            }
+            content = relaxed;
+        }
         files.push(environments::RequirementsFile {
             name: name.to_owned(),
             content,
@@ -397,6 +415,39 @@ fn traceback_of(e: &CoreError) -> Option<String> {
     }
 }
 
+/// Bad records of one slot logged one by one before only summaries are.
+const BAD_LOGGED_EACH: u64 = 100;
+/// After those, a summary line per this many more bad records...
+const BAD_SUMMARY_EVERY: u64 = 10_000;
+/// ...or per this long, whichever comes first.
+const BAD_SUMMARY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How many bad records of one kind on one slot were seen and logged, so a flood of them
+/// logs the first [`BAD_LOGGED_EACH`] in full, then summaries.
+struct Flood {
+    seen: u64,
+    summarized: u64,
+    summarized_at: Instant,
+}
+
+/// What went wrong with a bad record, for the flood counts.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum BadKind {
+    InputRejected,
+    OutputRejected,
+    Failed,
+}
+
+impl BadKind {
+    fn describe(self, slot: Slot) -> String {
+        match self {
+            BadKind::InputRejected => format!("input slot {slot}: records rejected"),
+            BadKind::OutputRejected => format!("output slot {slot}: records rejected"),
+            BadKind::Failed => format!("slot {slot}: records failed"),
+        }
+    }
+}
+
 /// Counts and notes, updated as the job goes.
 struct State {
     kind: JobKind,
@@ -412,6 +463,9 @@ struct State {
     status: JobStatus,
     trained_files: Vec<std::path::PathBuf>,
     unrouted_warned: Vec<u32>,
+    floods: BTreeMap<(BadKind, u32), Flood>,
+    /// What the bound on the model's console dropped.
+    console: Option<Arc<crate::console::ConsoleCounts>>,
 }
 
 impl State {
@@ -434,6 +488,73 @@ impl State {
             status: JobStatus::Complete,
             trained_files: Vec::new(),
             unrouted_warned: Vec::new(),
+            floods: BTreeMap::new(),
+            console: None,
+        }
+    }
+
+    /// Logs one bad record at ERROR while its slot has had at most [`BAD_LOGGED_EACH`] of
+    /// this kind; past that, a summary line per [`BAD_SUMMARY_EVERY`] more or per
+    /// [`BAD_SUMMARY_INTERVAL`]. `message` is only built when it is logged.
+    fn log_bad(&mut self, kind: BadKind, slot: Slot, message: impl FnOnce() -> String) {
+        let flood = self.floods.entry((kind, slot.0)).or_insert_with(|| Flood {
+            seen: 0,
+            summarized: 0,
+            summarized_at: Instant::now(),
+        });
+        flood.seen += 1;
+        let seen = flood.seen;
+        if seen <= BAD_LOGGED_EACH {
+            // A model's failure is the runner's to report, as it always was.
+            let source = match kind {
+                BadKind::Failed => LogSource::Runner,
+                _ => LogSource::Engine,
+            };
+            self.log.error(source, message());
+            if seen == BAD_LOGGED_EACH {
+                flood.summarized = seen;
+                flood.summarized_at = Instant::now();
+                self.log.warn(
+                    LogSource::Engine,
+                    format!(
+                        "{}: {seen} logged one by one; more are counted, with a summary every {BAD_SUMMARY_EVERY} or {} s",
+                        kind.describe(slot),
+                        BAD_SUMMARY_INTERVAL.as_secs()
+                    ),
+                );
+            }
+            return;
+        }
+        if seen - flood.summarized >= BAD_SUMMARY_EVERY
+            || flood.summarized_at.elapsed() >= BAD_SUMMARY_INTERVAL
+        {
+            let since = seen - flood.summarized;
+            flood.summarized = seen;
+            flood.summarized_at = Instant::now();
+            self.log.error(
+                LogSource::Engine,
+                format!(
+                    "{}: {seen} so far ({since} since the last summary; the first {BAD_LOGGED_EACH} are logged in full)",
+                    kind.describe(slot)
+                ),
+            );
+        }
+    }
+
+    /// The exact counts of every slot whose bad records were not all logged one by one.
+    fn log_flood_totals(&self) {
+        for ((kind, slot), flood) in &self.floods {
+            if flood.seen > BAD_LOGGED_EACH {
+                self.log.error(
+                    LogSource::Engine,
+                    format!(
+                        "{}: {} in all, {} of them not logged one by one",
+                        kind.describe(Slot(*slot)),
+                        flood.seen,
+                        flood.seen - BAD_LOGGED_EACH
+                    ),
+                );
+            }
         }
     }
 
@@ -451,15 +572,14 @@ impl State {
         let counts = self.inputs.entry(slot.0).or_default();
         bump(counts, r.kind);
         self.control.add_rejected(1);
-        self.log.error(
-            LogSource::Engine,
+        self.log_bad(BadKind::InputRejected, slot, || {
             format!(
                 "Record rejected by {}: {} (input slot {slot}, {})",
                 r.kind.as_str(),
                 r.reason,
                 r.position
-            ),
-        );
+            )
+        });
         self.note(
             slot,
             r.position.to_string(),
@@ -476,14 +596,13 @@ impl State {
         let counts = self.outputs.entry(slot.0).or_default();
         bump(counts, r.kind);
         self.control.add_rejected(1);
-        self.log.error(
-            LogSource::Engine,
+        self.log_bad(BadKind::OutputRejected, slot, || {
             format!(
                 "Output record rejected by {}: {} (output slot {slot}, {at})",
                 r.kind.as_str(),
                 r.reason
-            ),
-        );
+            )
+        });
         self.note(
             slot,
             at,
@@ -528,6 +647,18 @@ impl State {
     }
 
     fn finish(self, output_reports: Vec<OutputReport>, started: Instant) -> JobOutcome {
+        self.log_flood_totals();
+        if let Some((lines, bytes)) = self
+            .console
+            .as_ref()
+            .map(|c| c.dropped())
+            .filter(|&(lines, _)| lines > 0)
+        {
+            self.log.warn(
+                LogSource::Engine,
+                format!("the model's console: {lines} line(s), {bytes} bytes, dropped past the job's limit"),
+            );
+        }
         let (records_in, records_out, records_rejected) = self.totals();
         let result = if self.status == JobStatus::Complete
             && self.failed == 0
@@ -778,12 +909,14 @@ async fn emit(
                 state.failed += 1;
                 state.control.add_failed(1);
                 let n = first_seqno + i as u64;
-                let mut msg = format!("Record {n} on slot {slot} failed: {}", f.message);
-                if !f.traceback.is_empty() {
-                    msg.push('\n');
-                    msg.push_str(f.traceback.trim_end());
-                }
-                state.log.error(LogSource::Runner, msg);
+                state.log_bad(BadKind::Failed, slot, || {
+                    let mut msg = format!("Record {n} on slot {slot} failed: {}", f.message);
+                    if !f.traceback.is_empty() {
+                        msg.push('\n');
+                        msg.push_str(f.traceback.trim_end());
+                    }
+                    msg
+                });
                 state.note(slot, format!("record {n}"), f.message);
             }
         }

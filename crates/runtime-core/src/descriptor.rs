@@ -328,7 +328,7 @@ impl Encoding {
     /// The encoding a file extension (without the dot, any case) suggests, if any.
     pub fn from_extension(ext: &str) -> Option<Encoding> {
         match ext.to_ascii_lowercase().as_str() {
-            "json" | "jsonl" | "ndjson" => Some(Encoding::Json),
+            "json" | "jsonl" | "ndjson" | "jsons" => Some(Encoding::Json),
             "csv" => Some(Encoding::Csv(CsvOptions::default())),
             "avro" => Some(Encoding::AvroBinary),
             "msgpack" | "mpk" => Some(Encoding::Msgpack),

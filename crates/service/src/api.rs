@@ -1406,16 +1406,21 @@ async fn deploy_document(
     // The same environment logic as a batch job's: the model's requirements installed.
     let mut prepared = prepared;
     let job_log: Arc<dyn runtime_core::JobLog> = log.clone();
-    let environment =
-        match jobs::prepare_environment(&prepared.spec, e.deps.environments.clone(), &[], &job_log)
-            .await
-        {
-            Ok(env) => env,
-            Err(reason) => {
-                remove_dir(dir).await;
-                return Err(Error::BadRequest(reason));
-            }
-        };
+    let environment = match jobs::prepare_environment(
+        &prepared.spec,
+        e.deps.environments.clone(),
+        &[],
+        false,
+        &job_log,
+    )
+    .await
+    {
+        Ok(env) => env,
+        Err(reason) => {
+            remove_dir(dir).await;
+            return Err(Error::BadRequest(reason));
+        }
+    };
     if let Some(env) = &environment {
         prepared
             .spec

@@ -40,6 +40,9 @@ pub struct Config {
     /// How long SIGTERM waits for the running job and in-flight requests.
     pub shutdown_grace_ms: u64,
     pub log_level: String,
+    /// `text` (one human-readable line per entry) or `json` (one JSON object per line, for
+    /// log collectors).
+    pub log_format: String,
     /// Credentials for external stores, from `application.json` only. Never logged.
     pub credentials: Vec<Credential>,
 
@@ -125,6 +128,7 @@ impl fmt::Debug for Config {
             .field("job_batch_size", &self.job_batch_size)
             .field("shutdown_grace_ms", &self.shutdown_grace_ms)
             .field("log_level", &self.log_level)
+            .field("log_format", &self.log_format)
             .field(
                 "credentials",
                 &format!("{} entries", self.credentials.len()),
@@ -162,6 +166,7 @@ impl Default for Config {
             job_batch_size: 1000,
             shutdown_grace_ms: 30_000,
             log_level: "info".to_owned(),
+            log_format: "text".to_owned(),
             credentials: Vec::new(),
             allowed_paths: Vec::new(),
             max_request_bytes: 16 << 20,
@@ -225,6 +230,7 @@ struct FileConfig {
     job_batch_size: Option<usize>,
     shutdown_grace_ms: Option<u64>,
     log_level: Option<String>,
+    log_format: Option<String>,
     #[serde(default)]
     credentials: Vec<Credential>,
     allowed_paths: Option<PathList>,
@@ -261,7 +267,7 @@ pub type Overrides = BTreeMap<String, String>;
 
 /// Environment variables read, and the key each one sets; the reference's names and the
 /// engine's own (`ENGINE_*`). The engine's own win over the reference's.
-pub const ENV_KEYS: [(&str, &str); 25] = [
+pub const ENV_KEYS: [(&str, &str); 26] = [
     ("MODELOP_API_PORT", "port"),
     ("MODELOP_ENGINE_NAME", "name"),
     ("MODELOP_RUNTIME_GROUP", "group"),
@@ -287,6 +293,7 @@ pub const ENV_KEYS: [(&str, &str); 25] = [
     ("ENGINE_TLS_CERT", "tlsCert"),
     ("ENGINE_TLS_KEY", "tlsKey"),
     ("ENGINE_WORKER_ENV", "workerEnv"),
+    ("ENGINE_LOG_FORMAT", "logFormat"),
 ];
 
 /// Environment variables of the path, upload and retention settings.
@@ -340,6 +347,9 @@ impl Config {
         let mut text = Overrides::new();
         if let Some(v) = fc.bind {
             text.insert("bind".into(), v);
+        }
+        if let Some(v) = fc.log_format {
+            text.insert("logFormat".into(), v);
         }
         if let Some(v) = fc.log_level {
             text.insert("logLevel".into(), v);
@@ -477,6 +487,7 @@ impl Config {
             "tlsCert" => self.tls_cert = (!v.is_empty()).then(|| PathBuf::from(v)),
             "tlsKey" => self.tls_key = (!v.is_empty()).then(|| PathBuf::from(v)),
             "workerEnv" => self.worker_env = variable_names(v.split(','))?,
+            "logFormat" => self.log_format = v.trim().to_ascii_lowercase(),
             other => return Err(Error::config(other, "unknown configuration key")),
         }
         Ok(())
@@ -529,6 +540,12 @@ impl Config {
             return Err(Error::config(
                 "scoringOpen",
                 "cannot be true when scoringAuthToken is set",
+            ));
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return Err(Error::config(
+                "logFormat",
+                format!("'{}' is not one of text, json", self.log_format),
             ));
         }
         let level = self.log_level.as_str();

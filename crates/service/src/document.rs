@@ -167,6 +167,11 @@ pub struct Asset {
     /// Encoding of an input or output (`json`, `csv`, ...); guessed from the name otherwise.
     #[serde(default)]
     pub encoding: Option<String>,
+    /// How a JSON input's records are cut: `lines` or `file` (the whole input is one record,
+    /// as a stream descriptor's `"Envelope": null`). Absent: lines, except a `.json` input
+    /// holding one JSON document over several lines.
+    #[serde(default)]
+    pub input_mode: Option<String>,
     #[serde(default)]
     pub init_function: Option<String>,
     #[serde(default)]
@@ -205,6 +210,9 @@ pub struct DataSpec {
     pub encoding: Encoding,
     /// Input: where the bytes are. Output: `None` = embedded in the job's result.
     pub content: Option<Content>,
+    /// A JSON input read whole as one record (`Some(true)`), line by line (`Some(false)`), or
+    /// as its content says (`None`).
+    pub whole_file: Option<bool>,
 }
 
 /// What a job document asks for.
@@ -219,6 +227,9 @@ pub struct JobSpec {
     pub input_schema_checking: bool,
     /// `enableOutputSchemaChecking`: outputs are checked against the model's schemas.
     pub output_schema_checking: bool,
+    /// Job parameter `relaxRequirements` (`true` or `"true"`): the model's requirements are
+    /// installed without their version pins.
+    pub relax_requirements: bool,
 }
 
 pub fn job_kind(job_type: &str) -> Result<JobKind> {
@@ -263,6 +274,7 @@ impl JobDocument {
                 name: "output.json".into(),
                 encoding: Encoding::Json,
                 content: None,
+                whole_file: None,
             });
         }
         Ok(JobSpec {
@@ -273,6 +285,14 @@ impl JobDocument {
             stop_on_bad_records: self.stop_on_bad_records,
             input_schema_checking: self.enable_input_schema_checking,
             output_schema_checking: self.enable_output_schema_checking,
+            relax_requirements: self
+                .job_parameters
+                .as_ref()
+                .and_then(|p| p.get("relaxRequirements"))
+                .is_some_and(|v| {
+                    v.as_bool() == Some(true)
+                        || v.as_str().is_some_and(|s| s.eq_ignore_ascii_case("true"))
+                }),
         })
     }
 }
@@ -487,9 +507,40 @@ fn data_spec(a: &Asset, what: &str, input: bool) -> Result<DataSpec> {
                 .extension()
                 .and_then(|e| e.to_str())
                 .unwrap_or("json");
-            Encoding::from_extension(ext)
+            match Encoding::of_extension(ext) {
+                Some(e) => e,
+                // An input is never read as raw bytes by mistake; an output may be written so.
+                None if input => {
+                    return Err(Error::BadRequest(format!(
+                        "{what} ({name}): the extension '.{ext}' names no encoding this engine reads (known: {}); \
+                         give \"encoding\" (json, csv, avro-binary, msgpack, utf-8), or \"encoding\": \"raw\" to give the model its bytes as they are",
+                        Encoding::KNOWN_EXTENSIONS
+                    )))
+                }
+                None => Encoding::Raw,
+            }
         }
     };
+    let whole_file = match a
+        .input_mode
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None => None,
+        Some("file") => Some(true),
+        Some("lines") => Some(false),
+        Some(other) => {
+            return Err(Error::BadRequest(format!(
+                "{what}.inputMode: '{other}' is not one of file, lines"
+            )))
+        }
+    };
+    if whole_file.is_some() && encoding != Encoding::Json {
+        return Err(Error::BadRequest(format!(
+            "{what}.inputMode applies to JSON inputs; {name} is {encoding}"
+        )));
+    }
     let content = decode_content(a, what)?;
     if input && content.is_none() {
         return Err(Error::BadRequest(format!(
@@ -505,6 +556,7 @@ fn data_spec(a: &Asset, what: &str, input: bool) -> Result<DataSpec> {
         name,
         encoding,
         content,
+        whole_file,
     })
 }
 

@@ -14,6 +14,8 @@ const BUFFER_MAX: usize = 50_000;
 #[derive(Default)]
 pub struct BufferedLog {
     inner: Mutex<Buffer>,
+    /// The job the lines belong to, on the engine's own log.
+    job_id: Option<String>,
 }
 
 #[derive(Default)]
@@ -23,6 +25,14 @@ struct Buffer {
 }
 
 impl BufferedLog {
+    /// The log of job `id`: its lines also go to the engine's own log (at DEBUG), with the id.
+    pub fn for_job(id: &str) -> Self {
+        BufferedLog {
+            job_id: Some(id.to_owned()),
+            ..BufferedLog::default()
+        }
+    }
+
     /// The lines logged since the last call (and one saying how many were dropped).
     pub fn take(&self) -> Vec<StoredLine> {
         let Ok(mut b) = self.inner.lock() else {
@@ -51,7 +61,15 @@ impl BufferedLog {
 
 impl JobLog for BufferedLog {
     fn log(&self, line: LogLine) {
-        tracing::debug!(target: "job", "{line}");
+        // The level is the event's own: the message does not repeat it.
+        tracing::debug!(
+            target: "job",
+            job_id = self.job_id.as_deref().unwrap_or(""),
+            source = line.source.as_str(),
+            "{} {}",
+            line.source.as_str(),
+            line.message
+        );
         if let Ok(mut b) = self.inner.lock() {
             if b.lines.len() >= BUFFER_MAX {
                 b.dropped += 1;
@@ -91,9 +109,13 @@ impl RingLog {
 
 impl JobLog for RingLog {
     fn log(&self, line: LogLine) {
+        // The level is the event's own: the message does not repeat it.
+        let (source, message) = (line.source.as_str(), &line.message);
         match line.level {
-            Level::Error | Level::Warn => tracing::warn!(target: "deployment", "{line}"),
-            _ => tracing::info!(target: "deployment", "{line}"),
+            Level::Error => tracing::error!(target: "deployment", source, "{source} {message}"),
+            Level::Warn => tracing::warn!(target: "deployment", source, "{source} {message}"),
+            Level::Info => tracing::info!(target: "deployment", source, "{source} {message}"),
+            Level::Debug => tracing::debug!(target: "deployment", source, "{source} {message}"),
         }
         if let Ok(mut l) = self.inner.lock() {
             if l.len() >= self.cap {

@@ -340,7 +340,7 @@ impl JobQueue {
             });
         }
         self.store.start(&id, now_ms()).await?;
-        let log = Arc::new(BufferedLog::default());
+        let log = Arc::new(BufferedLog::for_job(&id));
         log.engine(Level::Info, format!("job {id} RUNNING"));
 
         let flusher = {
@@ -538,6 +538,27 @@ fn build_job(
         if d.encoding == codecs::Encoding::Csv {
             codec.schema = schemas.inputs.get(&slot).map(|c| c.avro().clone());
         }
+        let whole = d.whole_file.unwrap_or_else(|| {
+            let detected = d.encoding == codecs::Encoding::Json
+                && d.name.to_ascii_lowercase().ends_with(".json")
+                && std::fs::File::open(&path).is_ok_and(|f| {
+                    codecs::is_json_document(std::io::BufReader::new(f), codec.max_record_bytes)
+                        .unwrap_or(false)
+                });
+            if detected {
+                log.engine(
+                    Level::Info,
+                    format!(
+                        "input {}: one JSON document over several lines, read whole as one record (inputMode \"lines\" reads it line by line)",
+                        d.name
+                    ),
+                );
+            }
+            detected
+        });
+        if whole {
+            codec.framing = Some(codecs::Framing::Message);
+        }
         let source = FileSource::open(&path, &codec)?;
         inputs.push(JobInput {
             slot,
@@ -601,6 +622,7 @@ fn build_job(
             stop_on_bad_records: spec.stop_on_bad_records,
             batch_size,
             schemas,
+            relax_requirements: spec.relax_requirements,
             ..JobOptions::default()
         },
         control,

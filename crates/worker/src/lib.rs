@@ -17,6 +17,7 @@
 //! Nothing here knows a programming language; runners (such as `runner-python`) implement
 //! [`WorkerBackend`] in the worker and wrap [`WorkerSession`] in the engine.
 
+mod console;
 pub mod env;
 mod limits;
 pub mod process;
@@ -25,6 +26,7 @@ pub mod protocol;
 mod serve;
 mod session;
 
+pub use console::ConsoleLimits;
 pub use limits::WorkerLimits;
 pub use process::WorkerProcess;
 pub use progress::ProgressPage;

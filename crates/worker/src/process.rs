@@ -14,7 +14,8 @@ use std::time::Duration;
 use runtime_core::{Error, JobLog, Level, Result};
 use tokio::task::JoinHandle;
 
-use crate::session::{drain_console, high_dup, spawn_error};
+use crate::console;
+use crate::session::{high_dup, spawn_error};
 use crate::{describe_exit, WorkerCommand};
 
 /// How long the console drains get to pass on the last lines of a finished worker.
@@ -80,10 +81,15 @@ impl WorkerProcess {
         let pid = child.id().unwrap_or_default();
         let mut consoles = Vec::with_capacity(2);
         if let Some(out) = child.stdout.take() {
-            consoles.push(drain_console(out, log.clone(), Level::Info));
+            consoles.push(console::drain(
+                out,
+                command.console,
+                log.clone(),
+                Level::Info,
+            ));
         }
         if let Some(err) = child.stderr.take() {
-            consoles.push(drain_console(err, log, Level::Warn));
+            consoles.push(console::drain(err, command.console, log, Level::Warn));
         }
         Ok(WorkerProcess {
             child,

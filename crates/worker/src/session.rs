@@ -14,11 +14,12 @@ use runtime_core::{
     AllRecordsFunction, Error, InitContext, JobLog, Level, LogLine, LogSource, ModelSpec, Result,
     ScoreItem, ScoreOutcome, Session, SessionConfig, Slot, Value,
 };
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::OwnedReadHalf;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::console::{self, ConsoleLimits};
 use crate::limits::{Watchdog, WorkerLimits};
 use crate::progress::{ProgressPage, PROGRESS_FD};
 use crate::protocol::{
@@ -40,6 +41,8 @@ pub struct WorkerCommand {
     pub cwd: Option<PathBuf>,
     /// Per-record timeout and memory limit, enforced by the engine.
     pub limits: WorkerLimits,
+    /// Bounds on the model's console output in the job's log.
+    pub console: ConsoleLimits,
 }
 
 impl WorkerCommand {
@@ -72,6 +75,11 @@ impl WorkerCommand {
             cmd.env_clear().envs(base.iter().map(|(k, v)| (k, v)));
         }
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+    }
+
+    pub fn with_console(mut self, console: ConsoleLimits) -> Self {
+        self.console = console;
+        self
     }
 }
 
@@ -197,30 +205,6 @@ pub(crate) fn spawn_error(command: &WorkerCommand, e: std::io::Error) -> Error {
     )
 }
 
-pub(crate) fn drain_console(
-    stream: impl AsyncRead + Unpin + Send + 'static,
-    log: Arc<dyn JobLog>,
-    level: Level,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut reader = BufReader::with_capacity(1 << 14, stream);
-        let mut line = Vec::with_capacity(256);
-        loop {
-            line.clear();
-            match reader.read_until(b'\n', &mut line).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    while matches!(line.last(), Some(b'\n' | b'\r')) {
-                        line.pop();
-                    }
-                    let text = String::from_utf8_lossy(&line).into_owned();
-                    log.log(LogLine::new(level, LogSource::ModelConsole, text));
-                }
-            }
-        }
-    })
-}
-
 /// `exited with status 3`, `killed by signal 11 (SIGSEGV)`.
 pub fn describe_exit(status: ExitStatus) -> String {
     if let Some(code) = status.code() {
@@ -323,10 +307,20 @@ impl WorkerSession {
 
         let mut consoles = Vec::with_capacity(2);
         if let Some(out) = child.stdout.take() {
-            consoles.push(drain_console(out, log.clone(), Level::Info));
+            consoles.push(console::drain(
+                out,
+                command.console,
+                log.clone(),
+                Level::Info,
+            ));
         }
         if let Some(err) = child.stderr.take() {
-            consoles.push(drain_console(err, log.clone(), Level::Warn));
+            consoles.push(console::drain(
+                err,
+                command.console,
+                log.clone(),
+                Level::Warn,
+            ));
         }
 
         engine_end

@@ -4,8 +4,14 @@
 //! rejected and reading resumes after the next sync marker found in the input; a block that
 //! decompresses badly is rejected as a whole; a datum that cannot be decoded rejects the rest
 //! of its block. A block cut short by the end of input stops the stream.
+//!
+//! A block of up to [`PREDECODE_RECORDS`] records (every block the usual writers make) is
+//! decoded whole before any of its records goes out: when a datum cannot be decoded, or the
+//! datums leave bytes of the block unread, the file's header schema does not fit its data and
+//! the whole block is rejected, instead of records of nulls or garbage reaching the model.
 
 use std::collections::hash_map::RandomState;
+use std::collections::VecDeque;
 use std::hash::BuildHasher;
 use std::io::{self, BufRead, BufWriter, Read, Write};
 use std::sync::Arc;
@@ -28,6 +34,8 @@ const MAX_BLOCK_BYTES: usize = 256 * 1024 * 1024;
 /// The most records a block may claim when a datum of its schema can take no bytes at all
 /// (`null`, an empty record): the count cannot be checked against the block's size then.
 const MAX_ZERO_BYTE_RECORDS: u64 = 1 << 24;
+/// Blocks of at most this many records are decoded whole before their records go out.
+const PREDECODE_RECORDS: u64 = 1 << 16;
 
 /// The fewest bytes a datum of `nodes[idx]` can take: a block of `count` records must hold at
 /// least `count` times this. A record that contains itself without a union in between has no
@@ -294,6 +302,8 @@ pub(crate) struct OcfDecoder<R> {
     block_left: u64,
     block_count: u64,
     block_offset: u64,
+    /// The items of a block decoded whole, still to go out.
+    pending: VecDeque<ReadItem>,
     record: u64,
     done: bool,
 }
@@ -310,6 +320,7 @@ impl<R: BufRead> OcfDecoder<R> {
             block_left: 0,
             block_count: 0,
             block_offset: 0,
+            pending: VecDeque::new(),
             record: 0,
             done: false,
         }
@@ -324,6 +335,12 @@ impl<R: BufRead> OcfDecoder<R> {
 
     fn item(&mut self) -> Result<Option<ReadItem>, runtime_core::Error> {
         if self.header.is_none() {
+            // An empty file holds no records, like any other empty input.
+            match self.input.at_eof() {
+                Ok(true) if self.input.pos() == 0 => return Ok(None),
+                Ok(_) => {}
+                Err(e) => return Err(self.ctx.io(e)),
+            }
             match read_header(&mut self.input) {
                 Ok(h) => {
                     self.input.max_take = MAX_BLOCK_BYTES;
@@ -335,7 +352,14 @@ impl<R: BufRead> OcfDecoder<R> {
             }
         }
         loop {
+            if let Some(item) = self.pending.pop_front() {
+                return Ok(Some(item));
+            }
             if self.block_left > 0 {
+                if self.block_at == 0 && self.block_count <= PREDECODE_RECORDS {
+                    self.predecode();
+                    continue;
+                }
                 return Ok(Some(self.next_datum()));
             }
             match self.input.at_eof() {
@@ -497,6 +521,55 @@ impl<R: BufRead> OcfDecoder<R> {
                 Err(e) => return Err(self.ctx.io(e)),
             }
         }
+    }
+
+    /// Decodes the whole current block into `pending`, or rejects it whole when its datums do
+    /// not fit the header's schema (one fails, or they leave bytes over).
+    fn predecode(&mut self) {
+        let Some(header) = &self.header else { return };
+        let compiled = &header.compiled;
+        let count = self.block_count;
+        let mut src = SliceSource {
+            data: &self.block,
+            at: 0,
+        };
+        let mut items = VecDeque::with_capacity(count as usize);
+        let mut problem = None;
+        for k in 1..=count {
+            let start = src.at;
+            let mut reader = DatumReader::new(compiled, self.ctx.max_record_bytes);
+            match reader.read(&mut src, compiled.root, 0) {
+                Ok(v) => {
+                    let pos = position(self.record + k, None, self.block_offset);
+                    let len = (src.at - start) as u64;
+                    items.push_back(self.ctx.decoded(v, pos, len, reader.invalid, "Avro datum"));
+                }
+                Err(Malformed(why)) => {
+                    problem = Some(format!("record {k} cannot be decoded ({why})"));
+                    break;
+                }
+            }
+        }
+        if problem.is_none() && src.at != self.block.len() {
+            problem = Some(format!(
+                "its records take {} of its {} bytes",
+                src.at,
+                self.block.len()
+            ));
+        }
+        self.block_left = 0;
+        match problem {
+            None => self.pending = items,
+            Some(why) => self.pending.push_back(reject(
+                RejectionKind::Encoding,
+                position(self.record + 1, None, self.block_offset),
+                format!(
+                    "block of {count} records at byte offset {}: {why}: the file's header schema does not fit its data; the block's records are skipped",
+                    self.block_offset
+                ),
+            )),
+        }
+        self.record += count;
     }
 
     fn next_datum(&mut self) -> ReadItem {
