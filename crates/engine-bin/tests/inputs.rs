@@ -180,18 +180,40 @@ fn input_paths_are_reported_as_what_they_are() {
     usage(&fifo, "is a FIFO");
     usage(&dir.path().join("missing.json"), "no such file");
 
-    // Root reads everything: the unreadable file only exists for other users.
+    // An unreadable file. Root reads everything through its capabilities to override file
+    // permissions, so as root the engine runs without them (setpriv, util-linux).
+    let locked = dir.path().join("locked.json");
+    std::fs::write(&locked, "{}\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
     let root_user = Command::new("id")
         .arg("-u")
         .output()
         .is_ok_and(|o| text(&o.stdout).trim() == "0");
-    if !root_user {
-        let locked = dir.path().join("locked.json");
-        std::fs::write(&locked, "{}\n").unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
-        usage(&locked, "cannot be read");
-    }
+    let args = [
+        "run",
+        ECHO,
+        "--workers",
+        "1",
+        "--input",
+        locked.to_str().unwrap(),
+    ];
+    let out = if root_user {
+        let drop = "-dac_override,-dac_read_search";
+        Command::new("setpriv")
+            .args(["--inh-caps", drop, "--bounding-set", drop])
+            .arg(env!("CARGO_BIN_EXE_engine"))
+            .args(args)
+            .current_dir(root())
+            .env_remove("ENGINE_LOG")
+            .output()
+            .expect("setpriv runs")
+    } else {
+        engine(&args)
+    };
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(err.contains("cannot be read"), "{err}");
 
     // Empty inputs, Avro included, are inputs without records.
     for name in ["empty.avro", "empty.json", "empty.csv"] {
