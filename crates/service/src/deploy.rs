@@ -60,6 +60,41 @@ struct Request {
     reply: oneshot::Sender<Reply>,
 }
 
+/// A deployment that could not start (its model failed to load or its init raised); the
+/// model deployed before it, if any, goes on answering.
+#[derive(Clone)]
+pub struct DeployFailure {
+    pub name: String,
+    pub at_ms: i64,
+    /// Why, in one line.
+    pub reason: String,
+    /// The model's traceback, when its code raised.
+    pub traceback: Option<String>,
+    /// The failed attempt's log (its console, the reason and the traceback).
+    pub log: Arc<RingLog>,
+}
+
+impl DeployFailure {
+    /// Records why `error` stopped the deployment of `name`, in `log` too.
+    pub fn new(name: &str, error: &Error, log: Arc<RingLog>) -> DeployFailure {
+        let traceback = error.traceback().map(str::to_owned);
+        let reason = error.to_string();
+        let mut line = format!("model {name} could not be deployed: {reason}");
+        if let Some(tb) = &traceback {
+            line.push('\n');
+            line.push_str(tb);
+        }
+        log.error(LogSource::Engine, line);
+        DeployFailure {
+            name: name.to_owned(),
+            at_ms: crate::time::now_ms(),
+            reason,
+            traceback,
+            log,
+        }
+    }
+}
+
 /// What a deployment is made of.
 pub struct DeploySpec {
     pub id: String,

@@ -137,6 +137,19 @@ impl Error {
         }
     }
 
+    /// The model's traceback, when its code raised where the whole deployment or job
+    /// depends on it (init).
+    pub fn traceback(&self) -> Option<&str> {
+        match self {
+            Error::Core(runtime_core::Error::ModelFailed { traceback, .. })
+                if !traceback.trim().is_empty() =>
+            {
+                Some(traceback)
+            }
+            _ => None,
+        }
+    }
+
     /// Scoring errors are plain text in the reference's words; the control API's are JSON.
     fn is_scoring(&self) -> bool {
         matches!(
@@ -172,6 +185,9 @@ impl Error {
 pub struct ErrorBody {
     /// What went wrong, in one sentence.
     pub error: String,
+    /// The model's traceback, when model code raised (a failed deployment's init).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceback: Option<String>,
 }
 
 impl IntoResponse for Error {
@@ -191,6 +207,7 @@ impl IntoResponse for Error {
                 status,
                 axum::Json(ErrorBody {
                     error: self.to_string(),
+                    traceback: self.traceback().map(str::to_owned),
                 }),
             )
                 .into_response()

@@ -125,6 +125,9 @@ pub struct Engine {
     pub id: String,
     tags: RwLock<Vec<String>>,
     deployment: RwLock<Option<Arc<deploy::Deployment>>>,
+    /// The latest deployment that failed to start, until one starts or the model is
+    /// undeployed.
+    deploy_failure: RwLock<Option<Arc<deploy::DeployFailure>>>,
     /// Serializes deploy/undeploy.
     deploying: tokio::sync::Mutex<()>,
     lifecycle: AtomicU8,
@@ -178,6 +181,16 @@ impl Engine {
         self.deployment.read().ok().and_then(|d| d.clone())
     }
 
+    pub fn deploy_failure(&self) -> Option<Arc<deploy::DeployFailure>> {
+        self.deploy_failure.read().ok().and_then(|f| f.clone())
+    }
+
+    fn set_deploy_failure(&self, failure: Option<Arc<deploy::DeployFailure>>) {
+        if let Ok(mut f) = self.deploy_failure.write() {
+            *f = failure;
+        }
+    }
+
     pub fn shutting_down(&self) -> bool {
         self.lifecycle.load(Ordering::Relaxed) >= EngineState::Finishing as u8
     }
@@ -194,6 +207,8 @@ impl Engine {
                 _ => EngineState::Running,
             },
             None if self.queue.running_id().is_some() => EngineState::Running,
+            // A model was asked for and could not start: not idle, broken.
+            None if self.deploy_failure().is_some() => EngineState::Error,
             None => EngineState::Init,
         }
     }
@@ -277,6 +292,7 @@ pub async fn serve(
         queue: queue.clone(),
         started_ms: time::now_ms(),
         deployment: RwLock::new(None),
+        deploy_failure: RwLock::new(None),
         deploying: tokio::sync::Mutex::new(()),
         lifecycle: AtomicU8::new(EngineState::Init as u8),
         platforms: tokio::sync::OnceCell::new(),
