@@ -4,6 +4,9 @@
 
 mod common;
 
+use std::path::Path;
+use std::time::{Duration, Instant};
+
 use common::Engine;
 use serde_json::{json, Value};
 
@@ -90,4 +93,87 @@ fn h3_a_first_deploy_whose_init_fails_leaves_state_error_with_the_reason() {
     assert_eq!(state["state"], "RUNNING");
     let (_, details) = e.get("/api/engine");
     assert!(details["deploymentFailure"].is_null(), "{details}");
+}
+
+/// Whether a process is gone (or a zombie nobody reaps: it runs no more).
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+    }
+}
+
+fn wait_gone(pids: &[u32], within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if pids.iter().all(|p| gone(*p)) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// The pids the spinning model wrote to `file`: its worker's and its child's.
+fn spinning_pids(file: &Path) -> (u32, u32) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(file) {
+            let pids: Vec<u32> = text
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect();
+            if pids.len() == 2 {
+                return (pids[0], pids[1]);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the model never started spinning"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn h3_a_busy_worker_and_its_child_die_with_a_killed_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = Engine::start(dir.path(), &[], &[]);
+    let (s, d) = e.send("PUT", "/api/deployment", &deployment("echo", ECHO));
+    assert_eq!(s, 201, "{d}");
+    let file = dir.path().join("spinning");
+    let url = format!("{}/api/roundtrip/0/1?timeout=600000", e.url);
+    let body = json!({"spin": file}).to_string();
+    std::thread::spawn(move || common::ureq_free::agent().post(&url, &body));
+    let (worker, child) = spinning_pids(&file);
+    assert!(!gone(worker) && !gone(child));
+    let _ = e.signal("-KILL");
+    assert!(
+        wait_gone(&[worker, child], Duration::from_secs(5)),
+        "worker {worker} or its child {child} outlived the engine"
+    );
+}
+
+#[test]
+fn h3_undeploy_kills_what_the_model_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(dir.path(), &[], &[]);
+    let (s, d) = e.send("PUT", "/api/deployment", &deployment("echo", ECHO));
+    assert_eq!(s, 201, "{d}");
+    let (s, body, _) = e.score("/api/roundtrip/0/1", "{\"fork\": true}");
+    assert_eq!(s, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    let child = answer["child"].as_u64().unwrap() as u32;
+    assert!(!gone(child));
+    let a = e
+        .client()
+        .delete("/api/deployment")
+        .expect("engine answers");
+    assert_eq!(a.status, 204);
+    assert!(
+        wait_gone(&[child], Duration::from_secs(5)),
+        "the model's child {child} outlived the undeploy"
+    );
 }

@@ -14,6 +14,7 @@
 //! Nothing here knows a programming language; runners (such as `runner-python`) implement
 //! [`WorkerBackend`] in the worker and wrap [`WorkerSession`] in the engine.
 
+mod lifeline;
 mod limits;
 pub mod process;
 pub mod progress;

@@ -136,6 +136,8 @@ impl Watchdog {
                     unsafe {
                         libc::kill(pid as libc::pid_t, libc::SIGKILL);
                     }
+                    // And what the model started, which would otherwise hold on.
+                    crate::lifeline::kill_group(pid);
                     return;
                 }
             }

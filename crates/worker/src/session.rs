@@ -173,6 +173,11 @@ pub(crate) fn high_dup(fd: RawFd) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
+/// This process's id, for the child to check its parent against.
+pub(crate) fn engine_pid() -> libc::pid_t {
+    libc::pid_t::try_from(std::process::id()).unwrap_or(0)
+}
+
 pub(crate) fn spawn_error(command: &WorkerCommand, e: std::io::Error) -> Error {
     Error::io(
         format!("cannot start the worker {}", command.program.display()),
@@ -285,16 +290,20 @@ impl WorkerSession {
             cmd.current_dir(cwd);
         }
         let (sock, mem) = (worker_fd.as_raw_fd(), page_fd.as_raw_fd());
+        // A group of its own, so what the model starts is killed with the worker.
+        cmd.process_group(0);
+        let engine_pid = engine_pid();
         // Safety: the closure runs in the forked child before exec and only calls dup2,
-        // which is async-signal-safe; it allocates nothing. `sock` and `mem` are 10 or above
-        // (see high_dup), so neither dup2 overwrites the other's source, and dup2 clears
-        // close-on-exec on the new fds 3 and 4 so exactly these two reach the worker.
+        // prctl and getppid, which are async-signal-safe; it allocates nothing. `sock` and
+        // `mem` are 10 or above (see high_dup), so neither dup2 overwrites the other's
+        // source, and dup2 clears close-on-exec on the new fds 3 and 4 so exactly these two
+        // reach the worker.
         unsafe {
             cmd.pre_exec(move || {
                 if libc::dup2(sock, PROTOCOL_FD) < 0 || libc::dup2(mem, PROGRESS_FD) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
-                Ok(())
+                crate::lifeline::child_setup(engine_pid)
             });
         }
         let mut child = cmd.spawn().map_err(|e| spawn_error(command, e))?;
@@ -709,8 +718,10 @@ fn message_name(m: &FromWorker) -> &'static str {
 impl Drop for WorkerSession {
     fn drop(&mut self) {
         self.writer_task.abort();
-        // kill_on_drop also does this; starting it here makes the intent plain.
+        // kill_on_drop also does this; starting it here makes the intent plain. The group
+        // takes the programs the model started, even after a clean exit.
         let _ = self.child.start_kill();
+        crate::lifeline::kill_group(self.pid);
     }
 }
 

@@ -1,5 +1,6 @@
 # A deployed model that misbehaves on request, for the fault tests: it hangs, grows, forks
 # a child process, or spins, as the record says; anything else is answered as is.
+import os
 import subprocess
 import time
 
@@ -23,7 +24,7 @@ def action(x):
         if x.get("spin"):
             child = subprocess.Popen(["sleep", "3600"])
             with open(x["spin"], "w") as f:
-                f.write(str(child.pid))
+                f.write("%d %d" % (os.getpid(), child.pid))
             while True:
                 pass
     yield x
