@@ -49,6 +49,17 @@ pub struct ServeArgs {
     /// How long SIGTERM waits for the running job and in-flight requests.
     #[arg(long, value_name = "MS")]
     pub shutdown_grace_ms: Option<u64>,
+    /// Per-record time limit of the deployed model's workers (`recordTimeoutMs`, default
+    /// 60000; 0: none).
+    #[arg(long, value_name = "MS")]
+    pub record_timeout_ms: Option<u64>,
+    /// Per-record time limit of batch jobs' workers (`jobRecordTimeoutMs`, default 600000;
+    /// 0: none).
+    #[arg(long, value_name = "MS")]
+    pub job_record_timeout_ms: Option<u64>,
+    /// Memory limit of each worker in MiB (`memoryLimitMib`, default 0: none).
+    #[arg(long, value_name = "MIB")]
+    pub memory_limit_mib: Option<u64>,
     /// The engine's log level (trace, debug, info, warn, error).
     #[arg(long)]
     pub log_level: Option<String>,
@@ -85,6 +96,15 @@ fn flag_overrides(a: &ServeArgs) -> Overrides {
         a.shutdown_grace_ms.map(|v| v.to_string()),
     );
     put("logLevel", a.log_level.clone());
+    put(
+        "recordTimeoutMs",
+        a.record_timeout_ms.map(|v| v.to_string()),
+    );
+    put(
+        "jobRecordTimeoutMs",
+        a.job_record_timeout_ms.map(|v| v.to_string()),
+    );
+    put("memoryLimitMib", a.memory_limit_mib.map(|v| v.to_string()));
     o
 }
 
@@ -159,11 +179,16 @@ pub fn serve(args: ServeArgs) -> i32 {
 /// The runners the service can use.
 fn runner_set() -> std::io::Result<RunnerSet> {
     let exe = std::env::current_exe()?;
-    let python = runner_python::PythonRunner::new(
-        worker::WorkerCommand::new(exe).arg("worker").arg("python"),
-    );
+    let command = worker::WorkerCommand::new(exe).arg("worker").arg("python");
+    let python = runner_python::PythonRunner::new(command.clone());
+    let limited: service::LimitedRunner = Arc::new(move |limits| {
+        Arc::new(runner_python::PythonRunner::new(
+            command.clone().with_limits(limits),
+        ))
+    });
     Ok(RunnerSet::new()
         .with(Language::Python, Arc::new(python))
+        .with_limits(Language::Python, limited)
         .with(Language::R, Arc::new(runner_r::RRunner::new())))
 }
 

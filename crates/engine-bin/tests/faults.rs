@@ -177,3 +177,85 @@ fn h3_undeploy_kills_what_the_model_started() {
         "the model's child {child} outlived the undeploy"
     );
 }
+
+#[test]
+fn h3_a_hung_request_fails_with_the_time_limit_and_the_next_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(dir.path(), &["--record-timeout-ms", "1000"], &[]);
+    let (s, d) = e.send("PUT", "/api/deployment", &deployment("echo", ECHO));
+    assert_eq!(s, 201, "{d}");
+    assert_eq!(d["recordTimeoutMs"], 1000, "{d}");
+    let (s, body, _) = e.score("/api/roundtrip/0/1?timeout=20000", "{\"hang\": true}");
+    assert_eq!(s, 504, "{body}");
+    assert!(
+        body.contains("time limit") && body.contains("1000 ms"),
+        "{body}"
+    );
+    let (s, body, _) = e.score("/api/roundtrip/0/1", "{\"a\": 1}");
+    assert_eq!((s, body.as_str()), (200, "{\"a\":1}"));
+    let (_, details) = e.get("/api/engine");
+    let m = &details["deployedModel"];
+    assert_eq!(m["recordTimeouts"], 1, "{details}");
+    assert!(
+        m["lastProblem"].as_str().unwrap_or("").contains("timeout"),
+        "{details}"
+    );
+    assert_eq!(details["state"], "RUNNING");
+    assert!(log_text(&e).contains("per-record timeout of 1000 ms"));
+}
+
+#[test]
+fn h3_a_deployed_model_over_its_memory_limit_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(dir.path(), &["--memory-limit-mib", "300"], &[]);
+    let (s, d) = e.send("PUT", "/api/deployment", &deployment("echo", ECHO));
+    assert_eq!(s, 201, "{d}");
+    let (s, body, _) = e.score("/api/roundtrip/0/1?timeout=60000", "{\"grow\": true}");
+    assert_eq!(s, 500, "{body}");
+    assert!(body.contains("memory limit"), "{body}");
+    let (s, body, _) = e.score("/api/roundtrip/0/1", "[1, 2]");
+    assert_eq!((s, body.as_str()), (200, "[1,2]"));
+    let (_, shown) = e.get("/api/deployment");
+    assert_eq!(shown["memoryLimitKills"], 1, "{shown}");
+}
+
+fn job(records: &str, own: Value) -> Value {
+    let mut doc = json!({
+        "jobType": "MODEL_BATCH_JOB",
+        "model": {"storedModel": {"modelMetaData": {"name": "echo"}, "modelAssets": [{
+            "name": "echo.py", "assetType": "SOURCE_CODE", "primaryModelSource": true,
+            "sourceCode": ECHO,
+        }]}},
+        "inputData": [{"assetType": "FILE", "name": "in.jsonl", "fileContentString": records}],
+        "outputData": [{"assetType": "FILE", "name": "out.jsonl"}],
+    });
+    if let (Some(d), Some(o)) = (doc.as_object_mut(), own.as_object()) {
+        d.extend(o.clone());
+    }
+    doc
+}
+
+#[test]
+fn h3_a_hung_job_record_fails_and_the_queue_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(dir.path(), &[], &[]);
+    let (s, hung) = e.send(
+        "POST",
+        "/api/jobs",
+        &job("1\n{\"hang\": true}\n3\n", json!({"recordTimeoutMs": 1000})),
+    );
+    assert_eq!(s, 201, "{hung}");
+    let (s, next) = e.send("POST", "/api/jobs", &job("4\n5\n", json!({})));
+    assert_eq!(s, 201, "{next}");
+    let done = e.wait_job(hung["id"].as_str().unwrap(), &["COMPLETE", "ERROR"]);
+    assert_eq!(done["jobStatus"], "COMPLETE", "{done}");
+    assert_eq!(done["jobResult"], "FAILURE");
+    assert_eq!(done["recordsOut"], 2, "{done}");
+    let messages = done["jobMessages"].to_string();
+    assert!(
+        messages.contains("per-record timeout of 1000 ms"),
+        "{messages}"
+    );
+    let next = e.wait_job(next["id"].as_str().unwrap(), &["COMPLETE", "ERROR"]);
+    assert_eq!(next["jobResult"], "SUCCESS", "{next}");
+}

@@ -750,6 +750,19 @@ pub struct DeploymentView {
     pub worker_problem: Option<String>,
     pub queued: usize,
     pub queue_bound: usize,
+    /// Per-record time limit of its workers in ms (none: no limit).
+    pub record_timeout_ms: Option<u64>,
+    /// Memory limit of each worker in MiB (none: no limit).
+    pub memory_limit_mib: Option<u64>,
+    /// Whether the limits are enforced (not for R models).
+    pub limits_enforced: bool,
+    /// Workers killed and replaced for a record past the time limit.
+    pub record_timeouts: u64,
+    /// Workers killed and replaced for memory past the limit.
+    pub memory_limit_kills: u64,
+    /// Why a worker was last replaced (died, time or memory limit), and when.
+    pub last_problem: Option<String>,
+    pub last_problem_at: Option<String>,
 }
 
 /// The default slot and every slot a schema names, in order.
@@ -811,6 +824,13 @@ fn deployment_view(d: &Deployment) -> DeploymentView {
         worker_problem: problem,
         queued: s.queued,
         queue_bound: d.queue_bound,
+        record_timeout_ms: d.limits.record_timeout.map(|t| t.as_millis() as u64),
+        memory_limit_mib: d.limits.memory_bytes.map(|m| m >> 20),
+        limits_enforced: d.limits_enforced,
+        record_timeouts: s.timeouts,
+        memory_limit_kills: s.memory_kills,
+        last_problem_at: s.last_problem.as_ref().map(|(at, _)| rfc3339(*at)),
+        last_problem: s.last_problem.map(|(_, why)| why),
     }
 }
 
@@ -895,16 +915,30 @@ async fn deploy_document(
             .map_err(|_| Error::BadRequest(format!("encodings: '{key}' is not a slot number")))?;
         encodings.insert(slot, doc.encoding_of(slot)?);
     }
-    let runner = e
-        .deps
-        .runners
-        .get(model.language.unwrap_or(runtime_core::Language::Python))?;
+    let language = model.language.unwrap_or(runtime_core::Language::Python);
+    let raw: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let limits = e.config.limits.for_deployment(&raw)?;
+    let (runner, enforced) = e.deps.runners.limited(language, limits)?;
     let _serial = e.deploying.lock().await;
     let name = model.name.clone();
     let log = Arc::new(RingLog::new(DEPLOY_LOG_LINES));
     // The new model is built and initialized beside the old one, which answers until the
     // new one is ready; a new model that cannot start leaves the old one in place.
-    let started = start_deployment(e, &text, &doc, model, encodings, runner, log.clone()).await;
+    if !limits.is_none() {
+        log.info(
+            LogSource::Engine,
+            crate::queue::describe_limits(&limits, enforced, language),
+        );
+    }
+    let plan = DeployPlan {
+        model,
+        encodings,
+        runner,
+        limits,
+        limits_enforced: enforced,
+        log: log.clone(),
+    };
+    let started = start_deployment(e, &text, &doc, plan).await;
     let d = match started {
         Ok(d) => d,
         Err(err) => {
@@ -938,17 +972,32 @@ async fn deploy_document(
     Ok(d)
 }
 
+/// What a deployment is started from, once its document is read.
+struct DeployPlan {
+    model: crate::document::ModelSource,
+    encodings: BTreeMap<u32, Encoding>,
+    runner: Arc<dyn runtime_core::Runner>,
+    limits: worker::WorkerLimits,
+    limits_enforced: bool,
+    log: Arc<RingLog>,
+}
+
 /// Prepares a model's folder and starts its workers (init runs now); on failure nothing of
 /// it is left.
 async fn start_deployment(
     e: &AppState,
     text: &str,
     doc: &DeploymentDocument,
-    model: crate::document::ModelSource,
-    encodings: BTreeMap<u32, Encoding>,
-    runner: Arc<dyn runtime_core::Runner>,
-    log: Arc<RingLog>,
+    plan: DeployPlan,
 ) -> Result<Arc<Deployment>> {
+    let DeployPlan {
+        model,
+        encodings,
+        runner,
+        limits,
+        limits_enforced,
+        log,
+    } = plan;
     let id = doc
         .id
         .clone()
@@ -1009,6 +1058,8 @@ async fn start_deployment(
         queue_bound: e.config.score_queue_bound,
         batch_max: e.config.score_batch_max,
         workers: e.config.score_workers,
+        limits,
+        limits_enforced,
     };
     if spec.model.entry_points.score.is_none() {
         remove_dir(dir).await;

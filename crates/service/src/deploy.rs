@@ -47,9 +47,15 @@ impl WorkerState {
     }
 }
 
+#[derive(Clone)]
 enum Refusal {
     Raised(RecordFailure),
     Unavailable(String),
+    /// The record broke a worker limit (`time`, `memory`); the worker was replaced.
+    Limit {
+        limit: String,
+        detail: String,
+    },
 }
 
 type Reply = std::result::Result<Vec<(Slot, Value)>, Refusal>;
@@ -111,6 +117,9 @@ pub struct DeploySpec {
     pub batch_max: usize,
     /// Warm workers, each initialized before the deployment answers.
     pub workers: usize,
+    /// Per-record limits of its workers, and whether its runner enforces them.
+    pub limits: worker::WorkerLimits,
+    pub limits_enforced: bool,
 }
 
 pub struct Deployment {
@@ -131,6 +140,8 @@ pub struct Deployment {
     stop: Arc<Notify>,
     actors: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     pub workers: usize,
+    pub limits: worker::WorkerLimits,
+    pub limits_enforced: bool,
 }
 
 #[derive(Default)]
@@ -138,6 +149,20 @@ struct Counters {
     scored: AtomicU64,
     failed: AtomicU64,
     restarts: AtomicU64,
+    /// Workers killed for a record past the time limit.
+    timeouts: AtomicU64,
+    /// Workers killed for memory past the limit.
+    memory_kills: AtomicU64,
+    /// The latest reason a worker was replaced, and when.
+    last_problem: Mutex<Option<(i64, String)>>,
+}
+
+impl Counters {
+    fn problem(&self, why: &str) {
+        if let Ok(mut p) = self.last_problem.lock() {
+            *p = Some((crate::time::now_ms(), why.to_owned()));
+        }
+    }
 }
 
 /// Figures of a deployment.
@@ -148,6 +173,9 @@ pub struct DeploymentStats {
     pub restarts: u64,
     pub queued: usize,
     pub state: WorkerState,
+    pub timeouts: u64,
+    pub memory_kills: u64,
+    pub last_problem: Option<(i64, String)>,
 }
 
 impl Deployment {
@@ -216,6 +244,8 @@ impl Deployment {
             stop,
             actors: Mutex::new(handles),
             workers,
+            limits: spec.limits,
+            limits_enforced: spec.limits_enforced,
         }))
     }
 
@@ -229,6 +259,14 @@ impl Deployment {
             records_failed: self.counters.failed.load(Ordering::Relaxed),
             restarts: self.counters.restarts.load(Ordering::Relaxed),
             queued: self.queue_bound.saturating_sub(self.tx.capacity()),
+            timeouts: self.counters.timeouts.load(Ordering::Relaxed),
+            memory_kills: self.counters.memory_kills.load(Ordering::Relaxed),
+            last_problem: self
+                .counters
+                .last_problem
+                .lock()
+                .ok()
+                .and_then(|p| p.clone()),
             state: self
                 .state
                 .lock()
@@ -273,6 +311,9 @@ impl Deployment {
             Ok(Ok(Ok(outputs))) => Ok(outputs),
             Ok(Ok(Err(Refusal::Raised(f)))) => Err(Error::ModelRaised(f.message)),
             Ok(Ok(Err(Refusal::Unavailable(why)))) => Err(Error::ModelUnavailable(why)),
+            Ok(Ok(Err(Refusal::Limit { limit, detail }))) => {
+                Err(Error::ModelLimit { limit, detail })
+            }
         }
     }
 
@@ -370,21 +411,59 @@ impl Actor {
                     }
                 }
             }
-            let Some(s) = session.as_mut() else { continue };
-            let mut replies = Vec::with_capacity(batch.len());
-            let mut items = Vec::with_capacity(batch.len());
+            let mut pending = Vec::with_capacity(batch.len());
             for r in batch {
                 let seqno = self.seqno.fetch_add(1, Ordering::Relaxed) + 1;
-                items.push(ScoreItem {
+                let item = ScoreItem {
                     slot: r.slot,
                     seqno,
                     value: r.value,
-                });
-                replies.push(r.reply);
+                };
+                pending.push((item, r.reply));
             }
-            match s.score(items).await {
+            session = self.score(session, pending, stopping).await;
+        }
+        if let Some(s) = session {
+            match tokio::time::timeout(CLOSE_GRACE, s.close()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => self
+                    .log
+                    .warn(LogSource::Engine, format!("closing the model failed: {e}")),
+                Err(_) => self.log.warn(
+                    LogSource::Engine,
+                    "the model's worker did not stop in time".to_owned(),
+                ),
+            }
+        }
+    }
+
+    /// Scores `pending` and answers each request. A worker that dies or breaks a limit
+    /// fails the request it was on (all of them when that is not known) and is replaced;
+    /// the others of the batch go to the new worker. Returns the session left, if any.
+    async fn score(
+        &mut self,
+        mut session: Option<Box<dyn Session>>,
+        mut pending: Vec<(ScoreItem, oneshot::Sender<Reply>)>,
+        stopping: bool,
+    ) -> Option<Box<dyn Session>> {
+        while !pending.is_empty() {
+            let Some(s) = session.as_mut() else {
+                match self.restart().await {
+                    Ok(s) => {
+                        session = Some(s);
+                        continue;
+                    }
+                    Err(why) => {
+                        self.fail(pending, |_| Refusal::Unavailable(why.clone()));
+                        return None;
+                    }
+                }
+            };
+            // Kept to send again to a new worker should this one die on another record.
+            let items: Vec<ScoreItem> = pending.iter().map(|(i, _)| i.clone()).collect();
+            let e = match s.score(items).await {
                 Ok(outcomes) => {
-                    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    for ((_, reply), outcome) in pending.into_iter().zip(outcomes) {
                         match outcome {
                             Ok(outs) => {
                                 self.counters.scored.fetch_add(1, Ordering::Relaxed);
@@ -400,38 +479,71 @@ impl Actor {
                             }
                         }
                     }
+                    return session;
                 }
-                Err(e) => {
-                    let why = format!("{e}; the worker is being restarted");
-                    self.log.error(LogSource::Engine, why.clone());
-                    self.counters
-                        .failed
-                        .fetch_add(replies.len() as u64, Ordering::Relaxed);
-                    for reply in replies {
-                        let _ = reply.send(Err(Refusal::Unavailable(why.clone())));
+                Err(e) => e,
+            };
+            let culprit = s.failed_seqno();
+            // Dropping the session kills what is left of the worker (and its group).
+            session = None;
+            let refusal = match &e {
+                runtime_core::Error::LimitExceeded { limit, detail, .. } => {
+                    let counter = if limit == "time" {
+                        &self.counters.timeouts
+                    } else {
+                        &self.counters.memory_kills
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    Refusal::Limit {
+                        limit: limit.clone(),
+                        detail: detail.clone(),
                     }
-                    // Dropping the session kills what is left of the worker.
-                    session = None;
-                    self.set_state(WorkerState::Restarting(e.to_string()));
-                    if !stopping {
-                        if let Ok(s) = self.restart().await {
-                            session = Some(s);
-                        }
-                    }
+                }
+                _ => Refusal::Unavailable(format!("{e}; the worker is being restarted")),
+            };
+            let why = format!("{e}; the worker is being replaced");
+            self.log.error(LogSource::Engine, why.clone());
+            self.counters.problem(&why);
+            self.set_state(WorkerState::Restarting(e.to_string()));
+            let at = culprit.and_then(|q| pending.iter().position(|(i, _)| i.seqno == q));
+            match at {
+                Some(at) => {
+                    let (_, reply) = pending.remove(at);
+                    self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                    let _ = reply.send(Err(refusal));
+                }
+                None => {
+                    // Which request it was on is not known: none of them is retried.
+                    self.fail(std::mem::take(&mut pending), |_| refusal.clone());
+                }
+            }
+            if stopping {
+                self.fail(pending, |_| {
+                    Refusal::Unavailable("the model is being undeployed".into())
+                });
+                return None;
+            }
+            if pending.is_empty() {
+                // The next batch finds no session and starts a new worker first; starting it
+                // now keeps the next request from waiting for it.
+                if let Ok(s) = self.restart().await {
+                    session = Some(s);
                 }
             }
         }
-        if let Some(s) = session {
-            match tokio::time::timeout(CLOSE_GRACE, s.close()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => self
-                    .log
-                    .warn(LogSource::Engine, format!("closing the model failed: {e}")),
-                Err(_) => self.log.warn(
-                    LogSource::Engine,
-                    "the model's worker did not stop in time".to_owned(),
-                ),
-            }
+        session
+    }
+
+    fn fail(
+        &self,
+        pending: Vec<(ScoreItem, oneshot::Sender<Reply>)>,
+        refusal: impl Fn(&ScoreItem) -> Refusal,
+    ) {
+        self.counters
+            .failed
+            .fetch_add(pending.len() as u64, Ordering::Relaxed);
+        for (item, reply) in pending {
+            let _ = reply.send(Err(refusal(&item)));
         }
     }
 

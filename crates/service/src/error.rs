@@ -71,6 +71,11 @@ pub enum Error {
     #[error("An error has occurred: the model did not answer within {millis} ms")]
     RoundtripTimeout { millis: u64 },
 
+    /// The request's record broke a worker limit (`time` or `memory`); the worker was
+    /// replaced.
+    #[error("An error has occurred: the record broke the model's {limit} limit: {detail}")]
+    ModelLimit { limit: String, detail: String },
+
     /// The embedded database failed.
     #[error("job store: {0}")]
     Store(String),
@@ -123,6 +128,8 @@ impl Error {
             }
             Error::ModelRaised(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::RoundtripTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Error::ModelLimit { limit, .. } if limit == "time" => StatusCode::GATEWAY_TIMEOUT,
+            Error::ModelLimit { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Error::Jobs(jobs::Error::Model(_)) => StatusCode::BAD_REQUEST,
             Error::Core(runtime_core::Error::ModelLoad(_))
             | Error::Core(runtime_core::Error::ModelFailed { .. })
@@ -161,6 +168,7 @@ impl Error {
                 | Error::OutputRejectedBySchema(_)
                 | Error::ModelRaised(_)
                 | Error::RoundtripTimeout { .. }
+                | Error::ModelLimit { .. }
                 | Error::QueueFull { .. }
                 | Error::ModelUnavailable(_)
                 | Error::NoModel

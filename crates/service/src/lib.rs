@@ -36,10 +36,15 @@ use serde::{Deserialize, Serialize};
 pub use config::Config;
 pub use error::{Error, Result};
 
+/// Builds a language's runner whose workers are held to the given limits.
+pub type LimitedRunner = Arc<dyn Fn(worker::WorkerLimits) -> Arc<dyn Runner> + Send + Sync>;
+
 /// The language runners the engine has, given by the binary.
 #[derive(Clone, Default)]
 pub struct RunnerSet {
     runners: Vec<(Language, Arc<dyn Runner>)>,
+    /// Languages whose runners can hold workers to limits.
+    limited: Vec<(Language, LimitedRunner)>,
 }
 
 impl RunnerSet {
@@ -59,6 +64,29 @@ impl RunnerSet {
             .find(|(l, _)| *l == language)
             .map(|(_, r)| r.clone())
             .ok_or_else(|| Error::BadRequest(format!("this engine cannot run {language} models")))
+    }
+
+    /// Says how to build `language`'s runner with worker limits.
+    pub fn with_limits(mut self, language: Language, make: LimitedRunner) -> Self {
+        self.limited.retain(|(l, _)| *l != language);
+        self.limited.push((language, make));
+        self
+    }
+
+    /// The runner for `language` with its workers held to `limits`, and whether they are
+    /// (a language whose runner cannot enforce limits runs without them).
+    pub fn limited(
+        &self,
+        language: Language,
+        limits: worker::WorkerLimits,
+    ) -> Result<(Arc<dyn Runner>, bool)> {
+        if limits.is_none() {
+            return Ok((self.get(language)?, false));
+        }
+        match self.limited.iter().find(|(l, _)| *l == language) {
+            Some((_, make)) => Ok((make(limits), true)),
+            None => Ok((self.get(language)?, false)),
+        }
     }
 
     pub fn languages(&self) -> Vec<Language> {
@@ -247,13 +275,16 @@ pub async fn serve(
     for id in &interrupted {
         tracing::warn!("job {id} was running when the engine stopped; marked interrupted");
     }
-    let queue = Arc::new(queue::JobQueue::new(
-        store,
-        deps.runners.clone(),
-        deps.environments.clone(),
-        config.data_dir.clone(),
-        config.job_batch_size,
-    ));
+    let queue = Arc::new(
+        queue::JobQueue::new(
+            store,
+            deps.runners.clone(),
+            deps.environments.clone(),
+            config.data_dir.clone(),
+            config.job_batch_size,
+        )
+        .with_limits(config.limits),
+    );
     let control = tokio::net::TcpListener::bind((config.bind, config.port))
         .await
         .map_err(|e| {

@@ -65,6 +65,8 @@ pub struct JobQueue {
     environments: Option<Arc<environments::EnvironmentCache>>,
     data_dir: PathBuf,
     batch_size: usize,
+    /// Default worker limits of jobs (a job document may set its own).
+    limits: crate::config::Limits,
     wake: Notify,
     current: Mutex<Option<Current>>,
     stopping: AtomicBool,
@@ -87,12 +89,19 @@ impl JobQueue {
             environments,
             data_dir,
             batch_size,
+            limits: crate::config::Limits::default(),
             wake: Notify::new(),
             current: Mutex::new(None),
             stopping: AtomicBool::new(false),
             stopped: Notify::new(),
             stopped_flag: AtomicBool::new(false),
         }
+    }
+
+    /// Holds jobs' workers to these limits by default.
+    pub fn with_limits(mut self, limits: crate::config::Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -380,11 +389,16 @@ impl JobQueue {
         })?;
         let spec = doc.spec()?;
         let dir = self.job_dir(&row.id);
-        let runner = self.runners.get(
-            spec.model
-                .language
-                .unwrap_or(runtime_core::Language::Python),
-        )?;
+        let language = spec
+            .model
+            .language
+            .unwrap_or(runtime_core::Language::Python);
+        let raw: serde_json::Value = serde_json::from_str(&row.document).unwrap_or_default();
+        let limits = self.limits.for_job(&raw)?;
+        let (runner, limited) = self.runners.limited(language, limits)?;
+        if !limits.is_none() {
+            log.engine(Level::Info, describe_limits(&limits, limited, language));
+        }
 
         let (job, places, train_dir) = {
             let spec = spec.clone();
@@ -398,6 +412,8 @@ impl JobQueue {
                 build_job(&spec, &dir, raw, batch_size, control, log.as_ref()).map(
                     |(mut job, places, train)| {
                         job.options.environments = environments;
+                        // A record over a limit fails alone; a new worker scores the rest.
+                        job.options.worker_limits = limited;
                         (job, places, train)
                     },
                 )
@@ -439,6 +455,29 @@ impl JobQueue {
             });
         };
         Ok(finish_of(&outcome, places, train_dir, &spec))
+    }
+}
+
+/// The job log's line about the limits its workers run with.
+pub(crate) fn describe_limits(
+    limits: &worker::WorkerLimits,
+    enforced: bool,
+    language: runtime_core::Language,
+) -> String {
+    let mut parts = Vec::new();
+    if let Some(t) = limits.record_timeout {
+        parts.push(format!("{} ms per record", t.as_millis()));
+    }
+    if let Some(m) = limits.memory_bytes {
+        parts.push(format!("{} MiB of memory", m >> 20));
+    }
+    if enforced {
+        format!("worker limits: {}", parts.join(", "))
+    } else {
+        format!(
+            "worker limits ({}) are not enforced for {language} models",
+            parts.join(", ")
+        )
     }
 }
 
