@@ -98,6 +98,7 @@ fn worker_limits(
     Ok(worker::WorkerLimits {
         record_timeout: (timeout_ms > 0).then(|| std::time::Duration::from_millis(timeout_ms)),
         memory_bytes: (memory_mib > 0).then(|| memory_mib.saturating_mul(1 << 20)),
+        slow_record_warning: None,
     })
 }
 

@@ -19,7 +19,7 @@ use tokio::net::unix::OwnedReadHalf;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::limits::{Watchdog, WorkerLimits};
+use crate::limits::{BatchSeqnos, Watchdog, WorkerLimits};
 use crate::progress::{ProgressPage, PROGRESS_FD};
 use crate::protocol::{
     decode_body, encode_frame, frame_len, FromWorker, ItemsRef, LoadSpec, ToWorkerRef, WireInit,
@@ -142,6 +142,8 @@ pub struct WorkerSession {
     consoles: Vec<JoinHandle<()>>,
     page: Arc<ProgressPage>,
     watchdog: Option<Watchdog>,
+    /// Batches in flight by first seqno, for the watchdog's warnings (kept only with one).
+    seqnos: BatchSeqnos,
     failed_seqno: Option<u64>,
     log: Arc<dyn JobLog>,
     in_flight: VecDeque<InFlight>,
@@ -311,7 +313,14 @@ impl WorkerSession {
         drop(page_fd);
         let pid = child.id().unwrap_or_default();
         let page = Arc::new(page);
-        let watchdog = Watchdog::start(command.limits, pid, page.clone());
+        let seqnos = BatchSeqnos::default();
+        let watchdog = Watchdog::start(
+            command.limits,
+            pid,
+            page.clone(),
+            log.clone(),
+            seqnos.clone(),
+        );
 
         let mut consoles = Vec::with_capacity(2);
         if let Some(out) = child.stdout.take() {
@@ -347,6 +356,7 @@ impl WorkerSession {
             consoles,
             page,
             watchdog,
+            seqnos,
             failed_seqno: None,
             log,
             in_flight: VecDeque::new(),
@@ -446,6 +456,15 @@ impl WorkerSession {
             },
         )
         .map_err(Error::Protocol)?;
+        if self.watchdog.is_some() {
+            if let (Some(first), Ok(mut seqnos)) = (batch.first(), self.seqnos.lock()) {
+                let consecutive = batch
+                    .iter()
+                    .enumerate()
+                    .all(|(i, item)| item.seqno == first.seqno + i as u64);
+                seqnos.push_back((id, first.seqno, consecutive));
+            }
+        }
         self.in_flight.push_back(InFlight { id, items: batch });
         self.send_frame(frame).await
     }
@@ -462,6 +481,11 @@ impl WorkerSession {
         match msg {
             FromWorker::Scored { batch, outcomes } => {
                 self.in_flight.pop_front();
+                if self.watchdog.is_some() {
+                    if let Ok(mut seqnos) = self.seqnos.lock() {
+                        seqnos.retain(|(b, _, _)| *b != batch);
+                    }
+                }
                 if batch != expected.0 || outcomes.len() != expected.1 {
                     return Err(self.protocol(format!(
                         "expected {} outcomes of batch {}, got {} of batch {batch}",
@@ -484,6 +508,9 @@ impl WorkerSession {
             }
             FromWorker::Failed(f) => {
                 self.in_flight.pop_front();
+                if let Ok(mut seqnos) = self.seqnos.lock() {
+                    seqnos.retain(|(b, _, _)| *b != expected.0);
+                }
                 Err(f.into())
             }
             other => Err(self.unexpected(other, "Scored")),
