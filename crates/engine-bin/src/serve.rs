@@ -154,7 +154,8 @@ pub fn serve(args: ServeArgs) -> i32 {
             .unwrap_or("unknown")
             .to_owned(),
     };
-    let result = runtime.block_on(service::serve(config, deps, stop_signal(), |bound| {
+    let grace = std::time::Duration::from_millis(config.shutdown_grace_ms);
+    let result = runtime.block_on(service::serve(config, deps, stop_signal(grace), |bound| {
         // Scripts and tests read where the engine listens from this line.
         let mut out = std::io::stdout();
         let _ = writeln!(out, "engine listening on http://{}", bound.control);
@@ -192,8 +193,24 @@ fn runner_set() -> std::io::Result<RunnerSet> {
         .with(Language::R, Arc::new(runner_r::RRunner::new())))
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn stop_signal() {
+/// Resolves on SIGTERM or SIGINT. From then on the process has `grace` to end: the service
+/// plans to finish inside it, and should something still hang past it, the process exits
+/// anyway (its workers die with it).
+async fn stop_signal(grace: std::time::Duration) {
+    received_stop_signal().await;
+    let _ = std::thread::Builder::new()
+        .name("shutdown-deadline".into())
+        .spawn(move || {
+            std::thread::sleep(grace);
+            tracing::warn!(
+                "the engine did not stop within the shutdown grace of {} ms; exiting now",
+                grace.as_millis()
+            );
+            std::process::exit(0);
+        });
+}
+
+async fn received_stop_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let term = signal(SignalKind::terminate());
     let int = signal(SignalKind::interrupt());

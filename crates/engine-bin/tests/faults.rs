@@ -259,3 +259,67 @@ fn h3_a_hung_job_record_fails_and_the_queue_goes_on() {
     let next = e.wait_job(next["id"].as_str().unwrap(), &["COMPLETE", "ERROR"]);
     assert_eq!(next["jobResult"], "SUCCESS", "{next}");
 }
+
+#[test]
+fn h3_sigterm_with_a_hung_model_ends_within_the_grace_and_answers_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = Engine::start(
+        dir.path(),
+        &["--shutdown-grace-ms", "3000", "--record-timeout-ms", "0"],
+        &[],
+    );
+    let (s, d) = e.send("PUT", "/api/deployment", &deployment("echo", ECHO));
+    assert_eq!(s, 201, "{d}");
+    let url = format!("{}/api/roundtrip/0/1?timeout=600000", e.url);
+    let in_flight =
+        std::thread::spawn(move || common::ureq_free::agent().post(&url, "{\"hang\": true}"));
+    // The request reaches the model.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, shown) = e.get("/api/deployment");
+        if shown["queued"] == 0 && log_text(&e).contains("RUNNING") {
+            break;
+        }
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let asked = Instant::now();
+    let code = e.signal("-TERM");
+    let took = asked.elapsed();
+    assert_eq!(code, Some(0));
+    assert!(took < Duration::from_millis(3500), "stopping took {took:?}");
+    // It did wait for the hung model until the grace (less its margin) ran out.
+    assert!(took > Duration::from_millis(2000), "stopping took {took:?}");
+    let (status, retry) = in_flight.join().unwrap();
+    assert_eq!(status, 503);
+    assert_eq!(retry.as_deref(), Some("1"));
+}
+
+#[test]
+fn h3_engine_run_names_a_record_still_running_every_interval() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = std::process::Command::new(common::ENGINE)
+        .args([
+            "run",
+            "tests/models/faults/slow.py",
+            "--input",
+            "tests/data/cli/x6.jsonl",
+            "--workers",
+            "1",
+            "--slow-record-warning",
+            "1000",
+        ])
+        .current_dir(root)
+        .env_remove("ENGINE_LOG")
+        .output()
+        .expect("engine runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("record seqno 2 (record 2 of batch 1) has been running for 1 s"),
+        "{err}"
+    );
+    assert!(err.contains("has been running for 2 s"), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 6);
+}

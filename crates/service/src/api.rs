@@ -966,7 +966,7 @@ async fn deploy_document(
         e.store().set_setting(DEPLOYMENT_KEY, Some(text)).await?;
     }
     if let Some(old) = old {
-        old.stop(Duration::from_secs(2)).await;
+        old.stop(crate::deploy::CLOSE_GRACE).await;
         remove_dir(old.dir.clone()).await;
     }
     Ok(d)
@@ -1122,7 +1122,7 @@ async fn undeploy_inner(e: &AppState) -> Result<StatusCode> {
         return Err(Error::NoDeployment);
     };
     e.store().set_setting(DEPLOYMENT_KEY, None).await?;
-    d.stop(Duration::from_secs(5)).await;
+    d.stop(crate::deploy::CLOSE_GRACE).await;
     remove_dir(d.dir.clone()).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::joblog::RingLog;
 
 /// How long an undeployed or stopping model gets to run its `end` and exit.
-const CLOSE_GRACE: Duration = Duration::from_secs(10);
+pub const CLOSE_GRACE: Duration = Duration::from_secs(10);
 /// Longest wait between two attempts to restart a worker that cannot start.
 const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
@@ -306,7 +306,8 @@ impl Deployment {
                 millis: timeout.as_millis() as u64,
             }),
             Ok(Err(_)) => Err(Error::ModelUnavailable(
-                "the model was undeployed before it answered".into(),
+                "the model was stopped (undeployed or the engine shutting down) before it answered"
+                    .into(),
             )),
             Ok(Ok(Ok(outputs))) => Ok(outputs),
             Ok(Ok(Err(Refusal::Raised(f)))) => Err(Error::ModelRaised(f.message)),
@@ -317,23 +318,38 @@ impl Deployment {
         }
     }
 
-    /// Stops the loop (requests already queued are answered first, within the grace) and
-    /// the worker.
-    pub async fn stop(&self, grace: Duration) {
+    /// Stops the loop and the workers within `within` in all: requests already queued are
+    /// answered first and the model's `end` runs, as long as time allows; past it the
+    /// workers are killed and the requests still waiting get 503.
+    pub async fn stop(&self, within: Duration) {
         self.stop.notify_one();
         let handles: Vec<_> = self
             .actors
             .lock()
             .map(|mut h| h.drain(..).collect())
             .unwrap_or_default();
-        let deadline = tokio::time::Instant::now() + grace + CLOSE_GRACE;
+        let deadline = tokio::time::Instant::now() + within;
+        let mut cut = false;
         for mut h in handles {
             if tokio::time::timeout_at(deadline, &mut h).await.is_err() {
+                // Dropping the actor drops its session (the worker is killed) and the
+                // replies it held (their requests answer 503).
                 h.abort();
+                cut = true;
             }
         }
         if let Ok(mut s) = self.state.lock() {
             *s = WorkerState::Stopped;
+        }
+        if cut {
+            self.log.warn(
+                LogSource::Engine,
+                format!(
+                    "model {}: its workers did not finish within {} ms and were killed",
+                    self.name,
+                    within.as_millis()
+                ),
+            );
         }
         self.log
             .info(LogSource::Engine, format!("model {} undeployed", self.name));

@@ -254,6 +254,9 @@ impl Engine {
     }
 }
 
+/// The part of the shutdown grace kept for answering what is left and reaping workers.
+const SHUTDOWN_MARGIN: Duration = Duration::from_secs(2);
+
 /// Where the service listens, once bound.
 #[derive(Clone, Copy, Debug)]
 pub struct Bound {
@@ -369,19 +372,28 @@ pub async fn serve(
         .lifecycle
         .store(EngineState::Finishing as u8, Ordering::Relaxed);
     let grace = Duration::from_millis(engine.config.shutdown_grace_ms);
+    // Everything ends within the grace: the job and the deployed model get it less a
+    // margin, in which requests still waiting are answered (503) and workers reaped.
+    let deadline = tokio::time::Instant::now() + grace;
+    let margin = (grace / 5).min(SHUTDOWN_MARGIN);
     let _ = stop_tx.send(true);
-    // In-flight requests finish while the queue winds down.
-    let queue_stop = queue.shutdown(grace);
-    let servers_done = async {
-        for s in servers {
-            let _ = tokio::time::timeout(grace, s).await;
+    // In-flight requests finish while the queue and the deployed model wind down.
+    let queue_stop = queue.shutdown(grace - margin);
+    let deployment_stop = async {
+        if let Some(d) = engine.deployment() {
+            d.stop(grace - margin).await;
         }
     };
-    tokio::join!(queue_stop, servers_done);
+    let servers_done = async {
+        for mut s in servers {
+            if tokio::time::timeout_at(deadline, &mut s).await.is_err() {
+                s.abort();
+            }
+        }
+    };
+    tokio::join!(queue_stop, deployment_stop, servers_done);
     queue_task.abort();
-    if let Some(d) = api::take_deployment(&engine) {
-        d.stop(Duration::from_secs(1)).await;
-    }
+    let _ = api::take_deployment(&engine);
     engine
         .lifecycle
         .store(EngineState::Finished as u8, Ordering::Relaxed);
