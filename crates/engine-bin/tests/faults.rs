@@ -323,3 +323,80 @@ fn h3_engine_run_names_a_record_still_running_every_interval() {
     assert!(err.contains("has been running for 2 s"), "{err}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 6);
 }
+
+/// Processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) || gone(pid.parse().unwrap_or(0)) {
+            continue;
+        }
+        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(needle) {
+                found.push(format!("{pid}: {cmd}"));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn h3_sigterm_during_an_environment_build_stops_it_and_keeps_the_log() {
+    // A package index that accepts connections and never answers: the install hangs.
+    let index = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/simple", index.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in index.incoming() {
+            held.push(c);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut e = Engine::start(
+        &data,
+        &["--shutdown-grace-ms", "2000"],
+        &[("PIP_INDEX_URL", &url), ("UV_INDEX_URL", &url)],
+    );
+    let mut doc = job("1\n", json!({}));
+    doc["model"]["storedModel"]["modelAssets"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "requirements.txt", "assetType": "FILE",
+            "fileContentString": "no-such-package-anywhere==1.0\n"}));
+    let (s, created) = e.send("POST", "/api/jobs", &doc);
+    assert_eq!(s, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let environments = data.join("environments");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while processes_mentioning(&environments.display().to_string()).is_empty() {
+        assert!(Instant::now() < deadline, "the install never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let asked = Instant::now();
+    assert_eq!(e.signal("-TERM"), Some(0));
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
+    );
+    let left = processes_mentioning(&environments.display().to_string());
+    assert!(left.is_empty(), "still running: {left:?}");
+    let tmp: Vec<_> = std::fs::read_dir(&environments)
+        .unwrap()
+        .flatten()
+        .map(|d| d.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("tmp-"))
+        .collect();
+    assert!(tmp.is_empty(), "temporary folders left: {tmp:?}");
+
+    // The job's log up to the stop was kept, and the job can be run again.
+    let e = Engine::start(&data, &[], &[]);
+    let (_, job) = e.get(&format!("/api/jobs/{id}"));
+    assert_eq!(job["jobStatus"], "ERROR", "{job}");
+    let messages = job["jobMessages"].to_string();
+    assert!(messages.contains("building an environment"), "{messages}");
+}

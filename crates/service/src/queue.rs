@@ -275,6 +275,11 @@ impl JobQueue {
         }
         let waited = tokio::time::timeout(grace, self.stopped.notified()).await;
         if waited.is_err() {
+            // An environment build in progress stops too (its tool killed, its folder
+            // removed), so nothing of the job outlives the engine.
+            if let Some(environments) = &self.environments {
+                environments.stop_builds();
+            }
             let kill = self
                 .current
                 .lock()
