@@ -400,3 +400,37 @@ fn h3_sigterm_during_an_environment_build_stops_it_and_keeps_the_log() {
     let messages = job["jobMessages"].to_string();
     assert!(messages.contains("building an environment"), "{messages}");
 }
+
+#[test]
+fn h3_a_busy_r_worker_dies_with_a_killed_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = Engine::start(dir.path(), &[], &[]);
+    let source = include_str!("../../../tests/models/faults/spin.R");
+    let doc = json!({"name": "spin", "deployableModel": {"storedModel": {"modelAssets": [
+        {"name": "spin.R", "assetType": "SOURCE_CODE", "sourceCode": source}]}}});
+    let (s, d) = e.send("PUT", "/api/deployment", &doc);
+    assert_eq!(s, 201, "{d}");
+    let file = dir.path().join("spinning");
+    let url = format!("{}/api/roundtrip/0/1?timeout=600000", e.url);
+    let body = json!({"spin": file}).to_string();
+    std::thread::spawn(move || common::ureq_free::agent().post(&url, &body));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let worker = loop {
+        if let Some(pid) = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok())
+        {
+            break pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the R model never started spinning"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = e.signal("-KILL");
+    assert!(
+        wait_gone(&[worker], Duration::from_secs(5)),
+        "the R worker {worker} outlived the engine"
+    );
+}
