@@ -188,6 +188,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     pub record_timeout: Option<u64>,
 
+    /// Without --record-timeout: how often a record still running is named in a warning, in
+    /// milliseconds.
+    #[arg(long, hide = true, value_name = "MS", default_value_t = 60_000,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub slow_record_warning: u64,
+
     /// Largest resident memory of a worker, in MiB; past it the worker is killed, the record
     /// it was scoring fails and a new worker takes over.
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]

@@ -417,6 +417,11 @@ fn run_prepared(
         let limits = worker::WorkerLimits {
             record_timeout: args.record_timeout.map(Duration::from_millis),
             memory_bytes: args.memory_limit.map(|m| m.saturating_mul(1 << 20)),
+            // With no record timeout a hung record would go unnoticed: say so every minute.
+            slow_record_warning: args
+                .record_timeout
+                .is_none()
+                .then(|| Duration::from_millis(args.slow_record_warning)),
         };
         let runner: Box<dyn runtime_core::Runner> = match p.model.language {
             Language::Python => Box::new(

@@ -62,6 +62,17 @@ pub struct ServeArgs {
     /// How long SIGTERM waits for the running job and in-flight requests.
     #[arg(long, value_name = "MS")]
     pub shutdown_grace_ms: Option<u64>,
+    /// Per-record time limit of the deployed model's workers (`recordTimeoutMs`, default
+    /// 60000; 0: none).
+    #[arg(long, value_name = "MS")]
+    pub record_timeout_ms: Option<u64>,
+    /// Per-record time limit of batch jobs' workers (`jobRecordTimeoutMs`, default 600000;
+    /// 0: none).
+    #[arg(long, value_name = "MS")]
+    pub job_record_timeout_ms: Option<u64>,
+    /// Memory limit of each worker in MiB (`memoryLimitMib`, default 0: none).
+    #[arg(long, value_name = "MIB")]
+    pub memory_limit_mib: Option<u64>,
     /// The engine's log level (trace, debug, info, warn, error).
     #[arg(long)]
     pub log_level: Option<String>,
@@ -142,6 +153,15 @@ fn flag_overrides(a: &ServeArgs) -> Result<Overrides, String> {
         a.tls_key.as_ref().map(|p| p.display().to_string()),
     );
     put("logFormat", a.log_format.clone());
+    put(
+        "recordTimeoutMs",
+        a.record_timeout_ms.map(|v| v.to_string()),
+    );
+    put(
+        "jobRecordTimeoutMs",
+        a.job_record_timeout_ms.map(|v| v.to_string()),
+    );
+    put("memoryLimitMib", a.memory_limit_mib.map(|v| v.to_string()));
     Ok(o)
 }
 
@@ -214,7 +234,8 @@ pub fn serve(args: ServeArgs) -> i32 {
             .unwrap_or("unknown")
             .to_owned(),
     };
-    let result = runtime.block_on(service::serve(config, deps, stop_signal(), |bound| {
+    let grace = std::time::Duration::from_millis(config.shutdown_grace_ms);
+    let result = runtime.block_on(service::serve(config, deps, stop_signal(grace), |bound| {
         if let Some(tls) = bound.tls.clone() {
             reload_on_sighup(tls);
         }
@@ -247,14 +268,19 @@ pub fn serve(args: ServeArgs) -> i32 {
 fn runner_set(config: &Config) -> std::io::Result<RunnerSet> {
     let exe = std::env::current_exe()?;
     let base_env = worker::env::worker_environment(std::env::vars_os(), &config.worker_env);
-    let python = runner_python::PythonRunner::new(
-        worker::WorkerCommand::new(exe)
-            .arg("worker")
-            .arg("python")
-            .with_base_env(base_env.clone()),
-    );
+    let command = worker::WorkerCommand::new(exe)
+        .arg("worker")
+        .arg("python")
+        .with_base_env(base_env.clone());
+    let python = runner_python::PythonRunner::new(command.clone());
+    let limited: service::LimitedRunner = Arc::new(move |limits| {
+        Arc::new(runner_python::PythonRunner::new(
+            command.clone().with_limits(limits),
+        ))
+    });
     Ok(RunnerSet::new()
         .with(Language::Python, Arc::new(python))
+        .with_limits(Language::Python, limited)
         .with(
             Language::R,
             Arc::new(runner_r::RRunner::new().with_base_env(base_env)),
@@ -284,8 +310,24 @@ fn reload_on_sighup(tls: service::tls::TlsReloader) {
     });
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn stop_signal() {
+/// Resolves on SIGTERM or SIGINT. From then on the process has `grace` to end: the service
+/// plans to finish inside it, and should something still hang past it, the process exits
+/// anyway (its workers die with it).
+async fn stop_signal(grace: std::time::Duration) {
+    received_stop_signal().await;
+    let _ = std::thread::Builder::new()
+        .name("shutdown-deadline".into())
+        .spawn(move || {
+            std::thread::sleep(grace);
+            tracing::warn!(
+                "the engine did not stop within the shutdown grace of {} ms; exiting now",
+                grace.as_millis()
+            );
+            std::process::exit(0);
+        });
+}
+
+async fn received_stop_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let term = signal(SignalKind::terminate());
     let int = signal(SignalKind::interrupt());

@@ -13,7 +13,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -122,6 +122,9 @@ pub struct EnvironmentCache {
     interpreter: Mutex<Option<Arc<Interpreter>>>,
     installer: Mutex<Option<Installer>>,
     serial: AtomicU64,
+    /// Set when the engine stops: builds in progress stop their tool, later ones do not
+    /// start.
+    stopping: AtomicBool,
 }
 
 impl EnvironmentCache {
@@ -136,11 +139,19 @@ impl EnvironmentCache {
             interpreter: Mutex::new(None),
             installer: Mutex::new(None),
             serial: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
         }
     }
 
     pub fn config(&self) -> &CacheConfig {
         &self.config
+    }
+
+    /// Stops the builds in progress (their tool and its children are killed, their
+    /// temporary folders removed, each `prepare` returns `Error::Stopped`) and refuses new
+    /// ones: for an engine shutting down.
+    pub fn stop_builds(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
     }
 
     /// The environment for these requirements: the cached one, or one built now (its tool's
@@ -272,6 +283,11 @@ impl EnvironmentCache {
         timings: &mut Timings,
     ) -> Result<ToolUsed> {
         let root = &self.config.root;
+        if self.stopping.load(Ordering::SeqCst) {
+            return Err(Error::Stopped {
+                step: "the environment build".into(),
+            });
+        }
         // Holding the exclusive lock: any other folder of this key is a dead build.
         remove_leftovers_of(root, key);
         let installer = self.installer()?;
@@ -294,6 +310,7 @@ impl EnvironmentCache {
             requirements,
             dir: &tmp,
             log,
+            stopping: &self.stopping,
         };
         let mut result = build.run(&installer, timings);
         if let (Err(BuildError::VenvCreation(e)), Tool::Auto, Installer::Uv { .. }) =
@@ -412,6 +429,7 @@ struct Build<'a> {
     requirements: &'a [RequirementsFile],
     dir: &'a Path,
     log: &'a dyn JobLog,
+    stopping: &'a AtomicBool,
 }
 
 /// An internal error: creating the venv failed (uv may then give way to venv + pip).
@@ -512,7 +530,14 @@ impl Build<'_> {
     }
 
     fn step(&self, cmd: std::process::Command, step: &str, prefix: &str) -> Result<()> {
-        tool::run(cmd, step, prefix, self.log, self.config.step_timeout)
+        tool::run(
+            cmd,
+            step,
+            prefix,
+            self.log,
+            self.config.step_timeout,
+            self.stopping,
+        )
     }
 
     /// uv does not count the base interpreter's packages as installed (pip does, through
@@ -551,7 +576,14 @@ impl Build<'_> {
                 .args(files)
                 .current_dir(&req_dir);
             let resolve_timeout = self.config.resolve_timeout.min(self.config.step_timeout);
-            tool::run(cmd, "uv pip compile", "uv", self.log, resolve_timeout)?;
+            tool::run(
+                cmd,
+                "uv pip compile",
+                "uv",
+                self.log,
+                resolve_timeout,
+                self.stopping,
+            )?;
             timings.resolve += started.elapsed();
             let text = fs::read_to_string(&resolved)
                 .map_err(|e| Error::io(format!("cannot read {}", resolved.display()), e))?;

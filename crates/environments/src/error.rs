@@ -29,6 +29,10 @@ pub enum Error {
     #[error("{step} did not finish within {}s and was stopped", timeout.as_secs())]
     Timeout { step: String, timeout: Duration },
 
+    /// The engine is stopping: the build was stopped (its folder removed).
+    #[error("{step} was stopped: the engine is shutting down")]
+    Stopped { step: String },
+
     /// The configuration asks for a tool that is not installed.
     #[error("{0}")]
     ToolMissing(String),

@@ -240,6 +240,9 @@ pub(crate) fn command(
     cmd
 }
 
+/// How often a running tool is checked for a stop.
+const STOP_POLL: Duration = Duration::from_millis(100);
+
 /// How many of a tool's last lines an error carries.
 const TAIL_LINES: usize = 20;
 
@@ -252,13 +255,31 @@ pub(crate) fn run(
     prefix: &str,
     log: &dyn JobLog,
     timeout: Duration,
+    stopping: &AtomicBool,
 ) -> Result<()> {
     tracing::debug!(step, command = ?cmd, "environment build step");
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        // Its own process group, so a timeout stops the tool's children too.
+        // Its own process group, so a timeout or a stop ends the tool's children too.
         .process_group(0);
+    // Safety: prctl is async-signal-safe and touches no memory of ours. The thread that
+    // spawns the tool waits for it, so the signal comes only when the engine dies.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) < 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     let mut child = cmd
         .spawn()
         .map_err(|e| Error::io(format!("cannot start {step}"), e))?;
@@ -267,6 +288,7 @@ pub(crate) fn run(
     let out_tail = Mutex::new(Tail::default());
     let err_tail = Mutex::new(Tail::default());
     let timed_out = AtomicBool::new(false);
+    let stopped = AtomicBool::new(false);
     let pid = child.id() as libc::pid_t;
     let (done_tx, done_rx) = mpsc::channel::<()>();
 
@@ -275,14 +297,28 @@ pub(crate) fn run(
             stdout.map(|r| s.spawn(|| forward(r, prefix, log, &out_tail))),
             stderr.map(|r| s.spawn(|| forward(r, prefix, log, &err_tail))),
         ];
-        let timed_out = &timed_out;
+        let (timed_out, stopped) = (&timed_out, &stopped);
         s.spawn(move || {
-            if let Err(mpsc::RecvTimeoutError::Timeout) = done_rx.recv_timeout(timeout) {
-                timed_out.store(true, Ordering::SeqCst);
+            let started = std::time::Instant::now();
+            loop {
+                let left = timeout.saturating_sub(started.elapsed());
+                match done_rx.recv_timeout(left.min(STOP_POLL)) {
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
+                let why = if stopping.load(Ordering::SeqCst) {
+                    stopped
+                } else if started.elapsed() >= timeout {
+                    timed_out
+                } else {
+                    continue;
+                };
+                why.store(true, Ordering::SeqCst);
                 // Safety: signals the process group this function created; no memory involved.
                 unsafe {
                     libc::kill(-pid, libc::SIGKILL);
                 }
+                return;
             }
         });
         let status = child.wait();
@@ -295,6 +331,15 @@ pub(crate) fn run(
         status
     });
     let status = status.map_err(|e| Error::io(format!("cannot wait for {step}"), e))?;
+    if stopped.load(Ordering::SeqCst) {
+        log.warn(
+            LogSource::Engine,
+            format!("{step} was stopped: the engine is shutting down"),
+        );
+        return Err(Error::Stopped {
+            step: step.to_owned(),
+        });
+    }
     if timed_out.load(Ordering::SeqCst) {
         return Err(Error::Timeout {
             step: step.to_owned(),

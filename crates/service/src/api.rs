@@ -22,7 +22,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::config::{normalize_tags, STAGE_TAGS};
-use crate::deploy::{DeploySpec, Deployment};
+use crate::deploy::{DeployFailure, DeploySpec, Deployment};
 use crate::document::{DeploymentDocument, JobDocument};
 use crate::error::{Error, ErrorBody, Result};
 use crate::joblog::RingLog;
@@ -274,8 +274,19 @@ pub struct RuntimeDetails {
     pub languages: Vec<String>,
     pub platforms: Vec<crate::Platform>,
     pub deployed_model: Option<DeploymentView>,
+    /// The latest deployment that could not start (until one starts or `DELETE
+    /// /api/deployment`); with no model deployed the state is ERROR.
+    pub deployment_failure: Option<DeploymentFailureView>,
     pub endpoints: Vec<String>,
     pub jobs: JobCounts,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct DeploymentFailureView {
+    pub name: String,
+    pub at: String,
+    pub reason: String,
+    pub traceback: Option<String>,
 }
 
 /// The runtime's details: identity, tags, platforms, deployed model, endpoints, jobs.
@@ -324,6 +335,12 @@ async fn engine_details(State(e): State<AppState>) -> Result<Json<RuntimeDetails
             .collect(),
         platforms: e.platforms().await,
         deployed_model: e.deployment().map(|d| deployment_view(&d)),
+        deployment_failure: e.deploy_failure().map(|f| DeploymentFailureView {
+            name: f.name.clone(),
+            at: rfc3339(f.at_ms),
+            reason: f.reason.clone(),
+            traceback: f.traceback.clone(),
+        }),
         endpoints: e.endpoints.read().map(|v| v.clone()).unwrap_or_default(),
         jobs,
     }))
@@ -1128,6 +1145,19 @@ pub struct DeploymentView {
     pub worker_problem: Option<String>,
     pub queued: usize,
     pub queue_bound: usize,
+    /// Per-record time limit of its workers in ms (none: no limit).
+    pub record_timeout_ms: Option<u64>,
+    /// Memory limit of each worker in MiB (none: no limit).
+    pub memory_limit_mib: Option<u64>,
+    /// Whether the limits are enforced (not for R models).
+    pub limits_enforced: bool,
+    /// Workers killed and replaced for a record past the time limit.
+    pub record_timeouts: u64,
+    /// Workers killed and replaced for memory past the limit.
+    pub memory_limit_kills: u64,
+    /// Why a worker was last replaced (died, time or memory limit), and when.
+    pub last_problem: Option<String>,
+    pub last_problem_at: Option<String>,
 }
 
 /// The default slot and every slot a schema names, in order.
@@ -1189,6 +1219,13 @@ fn deployment_view(d: &Deployment) -> DeploymentView {
         worker_problem: problem,
         queued: s.queued,
         queue_bound: d.queue_bound,
+        record_timeout_ms: d.limits.record_timeout.map(|t| t.as_millis() as u64),
+        memory_limit_mib: d.limits.memory_bytes.map(|m| m >> 20),
+        limits_enforced: d.limits_enforced,
+        record_timeouts: s.timeouts,
+        memory_limit_kills: s.memory_kills,
+        last_problem_at: s.last_problem.as_ref().map(|(at, _)| rfc3339(*at)),
+        last_problem: s.last_problem.map(|(_, why)| why),
     }
 }
 
@@ -1355,16 +1392,89 @@ async fn deploy_document(
             .map_err(|_| Error::BadRequest(format!("encodings: '{key}' is not a slot number")))?;
         encodings.insert(slot, doc.encoding_of(slot)?);
     }
-    let runner = e
-        .deps
-        .runners
-        .get(model.language.unwrap_or(runtime_core::Language::Python))?;
+    let language = model.language.unwrap_or(runtime_core::Language::Python);
+    let raw: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let limits = e.config.limits.for_deployment(&raw)?;
+    let (runner, enforced) = e.deps.runners.limited(language, limits)?;
     let _serial = e.deploying.lock().await;
-    // One model at a time: the old one goes first, so two never hold the same resources.
-    if let Some(old) = take_deployment(e) {
-        old.stop(Duration::from_secs(2)).await;
+    let name = model.name.clone();
+    let log = Arc::new(RingLog::new(DEPLOY_LOG_LINES));
+    // The new model is built and initialized beside the old one, which answers until the
+    // new one is ready; a new model that cannot start leaves the old one in place.
+    if !limits.is_none() {
+        log.info(
+            LogSource::Engine,
+            crate::queue::describe_limits(&limits, enforced, language),
+        );
+    }
+    let plan = DeployPlan {
+        model,
+        encodings,
+        runner,
+        limits,
+        limits_enforced: enforced,
+        log: log.clone(),
+    };
+    let started = start_deployment(e, &text, &doc, plan).await;
+    let d = match started {
+        Ok(d) => d,
+        Err(err) => {
+            let failure = DeployFailure::new(&name, &err, log);
+            if let Some(current) = e.deployment() {
+                current.log.warn(
+                    LogSource::Engine,
+                    format!(
+                        "deploying {name} failed, so {} goes on answering: {}",
+                        current.name, failure.reason
+                    ),
+                );
+            }
+            e.set_deploy_failure(Some(Arc::new(failure)));
+            return Err(err);
+        }
+    };
+    let old = e
+        .deployment
+        .write()
+        .ok()
+        .and_then(|mut slot| slot.replace(d.clone()));
+    e.set_deploy_failure(None);
+    if persist {
+        e.store().set_setting(DEPLOYMENT_KEY, Some(text)).await?;
+    }
+    if let Some(old) = old {
+        old.stop(crate::deploy::CLOSE_GRACE).await;
         remove_dir(old.dir.clone()).await;
     }
+    Ok(d)
+}
+
+/// What a deployment is started from, once its document is read.
+struct DeployPlan {
+    model: crate::document::ModelSource,
+    encodings: BTreeMap<u32, Encoding>,
+    runner: Arc<dyn runtime_core::Runner>,
+    limits: worker::WorkerLimits,
+    limits_enforced: bool,
+    log: Arc<RingLog>,
+}
+
+/// Prepares a model's folder and starts its workers (init runs now); on failure nothing of
+/// it is left.
+async fn start_deployment(
+    e: &AppState,
+    text: &str,
+    doc: &DeploymentDocument,
+    plan: DeployPlan,
+) -> Result<Arc<Deployment>> {
+    let DeployPlan {
+        model,
+        encodings,
+        runner,
+        limits,
+        limits_enforced,
+        log,
+    } = plan;
     let id = doc
         .id
         .clone()
@@ -1375,7 +1485,6 @@ async fn deploy_document(
         .data_dir
         .join("deployments")
         .join(uuid::Uuid::new_v4().to_string());
-    let log = Arc::new(RingLog::new(DEPLOY_LOG_LINES));
     let prepared = {
         let model = model.clone();
         let dir = dir.clone();
@@ -1384,7 +1493,14 @@ async fn deploy_document(
             crate::prepare::prepare_model(&model, &dir, log.as_ref())
         })
         .await
-        .map_err(|e| Error::Store(format!("deployment preparation failed: {e}")))??
+        .map_err(|e| Error::Store(format!("deployment preparation failed: {e}")))?
+    };
+    let prepared = match prepared {
+        Ok(p) => p,
+        Err(err) => {
+            remove_dir(dir).await;
+            return Err(err);
+        }
     };
     let schemas = match schema::resolve_checked_schemas(
         &prepared.materialized.work_dir,
@@ -1430,7 +1546,7 @@ async fn deploy_document(
     let spec = DeploySpec {
         id,
         name: model.name.clone(),
-        document: text.clone(),
+        document: text.to_owned(),
         model: prepared.spec,
         source_name: model.source_name.clone(),
         encodings,
@@ -1438,7 +1554,7 @@ async fn deploy_document(
         dir: dir.clone(),
         session: SessionConfig {
             init: InitContext::Deployment {
-                raw_json: text.clone(),
+                raw_json: text.to_owned(),
             },
             log: log.clone(),
             env: vec![(
@@ -1450,6 +1566,8 @@ async fn deploy_document(
         batch_max: e.config.score_batch_max,
         workers: e.config.score_workers,
         environment,
+        limits,
+        limits_enforced,
     };
     if spec.model.entry_points.score.is_none() {
         remove_dir(dir).await;
@@ -1457,20 +1575,13 @@ async fn deploy_document(
             "the model has no score function: mark one with '# modelop.score' or name it with scoreFunction".into(),
         ));
     }
-    let d = match Deployment::start(spec, runner, log).await {
-        Ok(d) => d,
+    match Deployment::start(spec, runner, log).await {
+        Ok(d) => Ok(d),
         Err(err) => {
             remove_dir(dir).await;
-            return Err(err);
+            Err(err)
         }
-    };
-    if let Ok(mut slot) = e.deployment.write() {
-        *slot = Some(d.clone());
     }
-    if persist {
-        e.store().set_setting(DEPLOYMENT_KEY, Some(text)).await?;
-    }
-    Ok(d)
 }
 
 async fn remove_dir(dir: std::path::PathBuf) {
@@ -1507,9 +1618,19 @@ pub async fn restore_deployment(e: &AppState) {
 
 async fn undeploy_inner(e: &AppState) -> Result<StatusCode> {
     let _serial = e.deploying.lock().await;
-    let d = take_deployment(e).ok_or(Error::NoDeployment)?;
+    let failed = e.deploy_failure().is_some();
+    e.set_deploy_failure(None);
+    let Some(d) = take_deployment(e) else {
+        if failed {
+            // Nothing answers, but a model was asked for: forget it (and its document, so
+            // a restart does not try it again).
+            e.store().set_setting(DEPLOYMENT_KEY, None).await?;
+            return Ok(StatusCode::NO_CONTENT);
+        }
+        return Err(Error::NoDeployment);
+    };
     e.store().set_setting(DEPLOYMENT_KEY, None).await?;
-    d.stop(Duration::from_secs(5)).await;
+    d.stop(crate::deploy::CLOSE_GRACE).await;
     remove_dir(d.dir.clone()).await;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -1539,8 +1660,16 @@ async fn active_model_delete(State(e): State<AppState>) -> Result<StatusCode> {
 #[utoipa::path(get, path = "/api/deployment/log", tag = "deployment",
     responses((status = 200, body = LogView), (status = 404, body = ErrorBody)))]
 async fn deployment_log(State(e): State<AppState>) -> Result<Json<LogView>> {
-    let d = e.deployment().ok_or(Error::NoDeployment)?;
-    Ok(Json(log_view(&d.log.lines())))
+    // The deployed model's lines and, after them in time, those of a deployment that
+    // failed since (its console, reason and traceback).
+    let mut lines = e.deployment().map(|d| d.log.lines());
+    if let Some(f) = e.deploy_failure() {
+        let all = lines.get_or_insert_with(Vec::new);
+        all.extend(f.log.lines());
+        all.sort_by_key(|l| l.at_ms);
+    }
+    let lines = lines.ok_or(Error::NoDeployment)?;
+    Ok(Json(log_view(&lines)))
 }
 
 // ---------------------------------------------------------------- scoring

@@ -12,6 +12,97 @@ use serde::Deserialize;
 use crate::auth::Token;
 use crate::error::{Error, Result};
 
+// ------------------------------------------------------------------- worker limits
+
+/// Per-record limits on model workers: a worker past one is killed and replaced, and the
+/// record (or request) it was on fails with the reason. 0 is no limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// How long one record of the deployed model may run (`recordTimeoutMs`).
+    pub record_timeout_ms: u64,
+    /// How long one record of a batch job may run (`jobRecordTimeoutMs`); a job document
+    /// may set its own `recordTimeoutMs`.
+    pub job_record_timeout_ms: u64,
+    /// The largest resident set of one worker, deployed or of a job, in MiB
+    /// (`memoryLimitMib`); documents may set their own.
+    pub memory_limit_mib: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            record_timeout_ms: 60_000,
+            job_record_timeout_ms: 600_000,
+            memory_limit_mib: 0,
+        }
+    }
+}
+
+/// Environment variables of the limits, and the key each one sets.
+pub const LIMIT_ENV_KEYS: [(&str, &str); 3] = [
+    ("ENGINE_RECORD_TIMEOUT_MS", "recordTimeoutMs"),
+    ("ENGINE_JOB_RECORD_TIMEOUT_MS", "jobRecordTimeoutMs"),
+    ("ENGINE_MEMORY_LIMIT_MIB", "memoryLimitMib"),
+];
+
+impl Limits {
+    /// Sets `key` if it is one of the limits'; `Ok(false)` if it is not.
+    fn set(&mut self, key: &str, v: &str) -> Result<bool> {
+        match key {
+            "recordTimeoutMs" => self.record_timeout_ms = number(key, v)?,
+            "jobRecordTimeoutMs" => self.job_record_timeout_ms = number(key, v)?,
+            "memoryLimitMib" => self.memory_limit_mib = number(key, v)?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn apply_file(&mut self, fc: &FileConfig) {
+        if let Some(v) = fc.record_timeout_ms {
+            self.record_timeout_ms = v;
+        }
+        if let Some(v) = fc.job_record_timeout_ms {
+            self.job_record_timeout_ms = v;
+        }
+        if let Some(v) = fc.memory_limit_mib {
+            self.memory_limit_mib = v;
+        }
+    }
+
+    /// The worker limits of a deployment: the document's own `recordTimeoutMs` and
+    /// `memoryLimitMib` (top level), else these defaults.
+    pub fn for_deployment(&self, document: &serde_json::Value) -> Result<worker::WorkerLimits> {
+        worker_limits(document, self.record_timeout_ms, self.memory_limit_mib)
+    }
+
+    /// The worker limits of a job: the document's own, else these defaults.
+    pub fn for_job(&self, document: &serde_json::Value) -> Result<worker::WorkerLimits> {
+        worker_limits(document, self.job_record_timeout_ms, self.memory_limit_mib)
+    }
+}
+
+fn worker_limits(
+    document: &serde_json::Value,
+    timeout_ms: u64,
+    memory_mib: u64,
+) -> Result<worker::WorkerLimits> {
+    let own = |key: &str, default: u64| -> Result<u64> {
+        match document.get(key) {
+            None | Some(serde_json::Value::Null) => Ok(default),
+            Some(v) => v.as_u64().ok_or_else(|| {
+                Error::BadRequest(format!("'{key}' must be a whole number, 0 for no limit"))
+            }),
+        }
+    };
+    let timeout_ms = own("recordTimeoutMs", timeout_ms)?;
+    let memory_mib = own("memoryLimitMib", memory_mib)?;
+    Ok(worker::WorkerLimits {
+        record_timeout: (timeout_ms > 0).then(|| std::time::Duration::from_millis(timeout_ms)),
+        memory_bytes: (memory_mib > 0).then(|| memory_mib.saturating_mul(1 << 20)),
+        slow_record_warning: None,
+    })
+}
+
 /// Stage tags an engine may carry; any other tag is a model service tag.
 pub const STAGE_TAGS: [&str; 4] = ["DEV", "SIT", "UAT", "PROD"];
 
@@ -74,6 +165,9 @@ pub struct Config {
     /// Variables of the engine's environment model workers get beyond the allow-list of
     /// `worker::env` (names, or prefixes ending in `*`).
     pub worker_env: Vec<String>,
+
+    /// Per-record time and memory limits on model workers.
+    pub limits: Limits,
 }
 
 /// Finished jobs kept: the oldest go first once any bound is passed; 0 switches a bound
@@ -145,6 +239,7 @@ impl fmt::Debug for Config {
             .field("tls_cert", &self.tls_cert)
             .field("tls_key", &self.tls_key)
             .field("worker_env", &self.worker_env)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -180,6 +275,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             worker_env: Vec::new(),
+            limits: Limits::default(),
         }
     }
 }
@@ -245,6 +341,9 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     worker_env: Option<TagList>,
+    record_timeout_ms: Option<u64>,
+    job_record_timeout_ms: Option<u64>,
+    memory_limit_mib: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -307,7 +406,11 @@ pub const ENV_KEYS_STORAGE: [(&str, &str); 4] = [
 /// The environment's settings, given a way to look variables up.
 pub fn overrides_from_env(lookup: impl Fn(&str) -> Option<String>) -> Overrides {
     let mut out = Overrides::new();
-    for (var, key) in ENV_KEYS.iter().chain(ENV_KEYS_STORAGE.iter()).copied() {
+    for &(var, key) in ENV_KEYS
+        .iter()
+        .chain(ENV_KEYS_STORAGE.iter())
+        .chain(LIMIT_ENV_KEYS.iter())
+    {
         if let Some(v) = lookup(var) {
             if !v.trim().is_empty() {
                 out.insert(key.to_owned(), v);
@@ -344,6 +447,7 @@ impl Config {
     }
 
     fn apply_file(&mut self, fc: FileConfig) -> Result<()> {
+        self.limits.apply_file(&fc);
         let mut text = Overrides::new();
         if let Some(v) = fc.bind {
             text.insert("bind".into(), v);
@@ -444,6 +548,9 @@ impl Config {
     /// Sets one key from text.
     pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
         let v = value.trim();
+        if self.limits.set(key, v)? {
+            return Ok(());
+        }
         match key {
             "name" => {
                 if v.is_empty() {

@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::joblog::RingLog;
 
 /// How long an undeployed or stopping model gets to run its `end` and exit.
-const CLOSE_GRACE: Duration = Duration::from_secs(10);
+pub const CLOSE_GRACE: Duration = Duration::from_secs(10);
 /// Longest wait between two attempts to restart a worker that cannot start.
 const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
@@ -47,9 +47,15 @@ impl WorkerState {
     }
 }
 
+#[derive(Clone)]
 enum Refusal {
     Raised(RecordFailure),
     Unavailable(String),
+    /// The record broke a worker limit (`time`, `memory`); the worker was replaced.
+    Limit {
+        limit: String,
+        detail: String,
+    },
 }
 
 type Reply = std::result::Result<Vec<(Slot, Value)>, Refusal>;
@@ -58,6 +64,41 @@ struct Request {
     slot: Slot,
     value: Value,
     reply: oneshot::Sender<Reply>,
+}
+
+/// A deployment that could not start (its model failed to load or its init raised); the
+/// model deployed before it, if any, goes on answering.
+#[derive(Clone)]
+pub struct DeployFailure {
+    pub name: String,
+    pub at_ms: i64,
+    /// Why, in one line.
+    pub reason: String,
+    /// The model's traceback, when its code raised.
+    pub traceback: Option<String>,
+    /// The failed attempt's log (its console, the reason and the traceback).
+    pub log: Arc<RingLog>,
+}
+
+impl DeployFailure {
+    /// Records why `error` stopped the deployment of `name`, in `log` too.
+    pub fn new(name: &str, error: &Error, log: Arc<RingLog>) -> DeployFailure {
+        let traceback = error.traceback().map(str::to_owned);
+        let reason = error.to_string();
+        let mut line = format!("model {name} could not be deployed: {reason}");
+        if let Some(tb) = &traceback {
+            line.push('\n');
+            line.push_str(tb);
+        }
+        log.error(LogSource::Engine, line);
+        DeployFailure {
+            name: name.to_owned(),
+            at_ms: crate::time::now_ms(),
+            reason,
+            traceback,
+            log,
+        }
+    }
 }
 
 /// What a deployment is made of.
@@ -78,6 +119,9 @@ pub struct DeploySpec {
     pub workers: usize,
     /// The model's own Python environment (its requirements), held while it is deployed.
     pub environment: Option<environments::PreparedEnv>,
+    /// Per-record limits of its workers, and whether its runner enforces them.
+    pub limits: worker::WorkerLimits,
+    pub limits_enforced: bool,
 }
 
 pub struct Deployment {
@@ -99,6 +143,8 @@ pub struct Deployment {
     actors: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     pub workers: usize,
     _environment: Option<environments::PreparedEnv>,
+    pub limits: worker::WorkerLimits,
+    pub limits_enforced: bool,
 }
 
 #[derive(Default)]
@@ -106,6 +152,20 @@ struct Counters {
     scored: AtomicU64,
     failed: AtomicU64,
     restarts: AtomicU64,
+    /// Workers killed for a record past the time limit.
+    timeouts: AtomicU64,
+    /// Workers killed for memory past the limit.
+    memory_kills: AtomicU64,
+    /// The latest reason a worker was replaced, and when.
+    last_problem: Mutex<Option<(i64, String)>>,
+}
+
+impl Counters {
+    fn problem(&self, why: &str) {
+        if let Ok(mut p) = self.last_problem.lock() {
+            *p = Some((crate::time::now_ms(), why.to_owned()));
+        }
+    }
 }
 
 /// Figures of a deployment.
@@ -116,6 +176,9 @@ pub struct DeploymentStats {
     pub restarts: u64,
     pub queued: usize,
     pub state: WorkerState,
+    pub timeouts: u64,
+    pub memory_kills: u64,
+    pub last_problem: Option<(i64, String)>,
 }
 
 impl Deployment {
@@ -185,6 +248,8 @@ impl Deployment {
             actors: Mutex::new(handles),
             workers,
             _environment: spec.environment,
+            limits: spec.limits,
+            limits_enforced: spec.limits_enforced,
         }))
     }
 
@@ -198,6 +263,14 @@ impl Deployment {
             records_failed: self.counters.failed.load(Ordering::Relaxed),
             restarts: self.counters.restarts.load(Ordering::Relaxed),
             queued: self.queue_bound.saturating_sub(self.tx.capacity()),
+            timeouts: self.counters.timeouts.load(Ordering::Relaxed),
+            memory_kills: self.counters.memory_kills.load(Ordering::Relaxed),
+            last_problem: self
+                .counters
+                .last_problem
+                .lock()
+                .ok()
+                .and_then(|p| p.clone()),
             state: self
                 .state
                 .lock()
@@ -237,31 +310,50 @@ impl Deployment {
                 millis: timeout.as_millis() as u64,
             }),
             Ok(Err(_)) => Err(Error::ModelUnavailable(
-                "the model was undeployed before it answered".into(),
+                "the model was stopped (undeployed or the engine shutting down) before it answered"
+                    .into(),
             )),
             Ok(Ok(Ok(outputs))) => Ok(outputs),
             Ok(Ok(Err(Refusal::Raised(f)))) => Err(Error::ModelRaised(f.message)),
             Ok(Ok(Err(Refusal::Unavailable(why)))) => Err(Error::ModelUnavailable(why)),
+            Ok(Ok(Err(Refusal::Limit { limit, detail }))) => {
+                Err(Error::ModelLimit { limit, detail })
+            }
         }
     }
 
-    /// Stops the loop (requests already queued are answered first, within the grace) and
-    /// the worker.
-    pub async fn stop(&self, grace: Duration) {
+    /// Stops the loop and the workers within `within` in all: requests already queued are
+    /// answered first and the model's `end` runs, as long as time allows; past it the
+    /// workers are killed and the requests still waiting get 503.
+    pub async fn stop(&self, within: Duration) {
         self.stop.notify_one();
         let handles: Vec<_> = self
             .actors
             .lock()
             .map(|mut h| h.drain(..).collect())
             .unwrap_or_default();
-        let deadline = tokio::time::Instant::now() + grace + CLOSE_GRACE;
+        let deadline = tokio::time::Instant::now() + within;
+        let mut cut = false;
         for mut h in handles {
             if tokio::time::timeout_at(deadline, &mut h).await.is_err() {
+                // Dropping the actor drops its session (the worker is killed) and the
+                // replies it held (their requests answer 503).
                 h.abort();
+                cut = true;
             }
         }
         if let Ok(mut s) = self.state.lock() {
             *s = WorkerState::Stopped;
+        }
+        if cut {
+            self.log.warn(
+                LogSource::Engine,
+                format!(
+                    "model {}: its workers did not finish within {} ms and were killed",
+                    self.name,
+                    within.as_millis()
+                ),
+            );
         }
         self.log
             .info(LogSource::Engine, format!("model {} undeployed", self.name));
@@ -339,21 +431,59 @@ impl Actor {
                     }
                 }
             }
-            let Some(s) = session.as_mut() else { continue };
-            let mut replies = Vec::with_capacity(batch.len());
-            let mut items = Vec::with_capacity(batch.len());
+            let mut pending = Vec::with_capacity(batch.len());
             for r in batch {
                 let seqno = self.seqno.fetch_add(1, Ordering::Relaxed) + 1;
-                items.push(ScoreItem {
+                let item = ScoreItem {
                     slot: r.slot,
                     seqno,
                     value: r.value,
-                });
-                replies.push(r.reply);
+                };
+                pending.push((item, r.reply));
             }
-            match s.score(items).await {
+            session = self.score(session, pending, stopping).await;
+        }
+        if let Some(s) = session {
+            match tokio::time::timeout(CLOSE_GRACE, s.close()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => self
+                    .log
+                    .warn(LogSource::Engine, format!("closing the model failed: {e}")),
+                Err(_) => self.log.warn(
+                    LogSource::Engine,
+                    "the model's worker did not stop in time".to_owned(),
+                ),
+            }
+        }
+    }
+
+    /// Scores `pending` and answers each request. A worker that dies or breaks a limit
+    /// fails the request it was on (all of them when that is not known) and is replaced;
+    /// the others of the batch go to the new worker. Returns the session left, if any.
+    async fn score(
+        &mut self,
+        mut session: Option<Box<dyn Session>>,
+        mut pending: Vec<(ScoreItem, oneshot::Sender<Reply>)>,
+        stopping: bool,
+    ) -> Option<Box<dyn Session>> {
+        while !pending.is_empty() {
+            let Some(s) = session.as_mut() else {
+                match self.restart().await {
+                    Ok(s) => {
+                        session = Some(s);
+                        continue;
+                    }
+                    Err(why) => {
+                        self.fail(pending, |_| Refusal::Unavailable(why.clone()));
+                        return None;
+                    }
+                }
+            };
+            // Kept to send again to a new worker should this one die on another record.
+            let items: Vec<ScoreItem> = pending.iter().map(|(i, _)| i.clone()).collect();
+            let e = match s.score(items).await {
                 Ok(outcomes) => {
-                    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    for ((_, reply), outcome) in pending.into_iter().zip(outcomes) {
                         match outcome {
                             Ok(outs) => {
                                 self.counters.scored.fetch_add(1, Ordering::Relaxed);
@@ -369,38 +499,71 @@ impl Actor {
                             }
                         }
                     }
+                    return session;
                 }
-                Err(e) => {
-                    let why = format!("{e}; the worker is being restarted");
-                    self.log.error(LogSource::Engine, why.clone());
-                    self.counters
-                        .failed
-                        .fetch_add(replies.len() as u64, Ordering::Relaxed);
-                    for reply in replies {
-                        let _ = reply.send(Err(Refusal::Unavailable(why.clone())));
+                Err(e) => e,
+            };
+            let culprit = s.failed_seqno();
+            // Dropping the session kills what is left of the worker (and its group).
+            session = None;
+            let refusal = match &e {
+                runtime_core::Error::LimitExceeded { limit, detail, .. } => {
+                    let counter = if limit == "time" {
+                        &self.counters.timeouts
+                    } else {
+                        &self.counters.memory_kills
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    Refusal::Limit {
+                        limit: limit.clone(),
+                        detail: detail.clone(),
                     }
-                    // Dropping the session kills what is left of the worker.
-                    session = None;
-                    self.set_state(WorkerState::Restarting(e.to_string()));
-                    if !stopping {
-                        if let Ok(s) = self.restart().await {
-                            session = Some(s);
-                        }
-                    }
+                }
+                _ => Refusal::Unavailable(format!("{e}; the worker is being restarted")),
+            };
+            let why = format!("{e}; the worker is being replaced");
+            self.log.error(LogSource::Engine, why.clone());
+            self.counters.problem(&why);
+            self.set_state(WorkerState::Restarting(e.to_string()));
+            let at = culprit.and_then(|q| pending.iter().position(|(i, _)| i.seqno == q));
+            match at {
+                Some(at) => {
+                    let (_, reply) = pending.remove(at);
+                    self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                    let _ = reply.send(Err(refusal));
+                }
+                None => {
+                    // Which request it was on is not known: none of them is retried.
+                    self.fail(std::mem::take(&mut pending), |_| refusal.clone());
+                }
+            }
+            if stopping {
+                self.fail(pending, |_| {
+                    Refusal::Unavailable("the model is being undeployed".into())
+                });
+                return None;
+            }
+            if pending.is_empty() {
+                // The next batch finds no session and starts a new worker first; starting it
+                // now keeps the next request from waiting for it.
+                if let Ok(s) = self.restart().await {
+                    session = Some(s);
                 }
             }
         }
-        if let Some(s) = session {
-            match tokio::time::timeout(CLOSE_GRACE, s.close()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => self
-                    .log
-                    .warn(LogSource::Engine, format!("closing the model failed: {e}")),
-                Err(_) => self.log.warn(
-                    LogSource::Engine,
-                    "the model's worker did not stop in time".to_owned(),
-                ),
-            }
+        session
+    }
+
+    fn fail(
+        &self,
+        pending: Vec<(ScoreItem, oneshot::Sender<Reply>)>,
+        refusal: impl Fn(&ScoreItem) -> Refusal,
+    ) {
+        self.counters
+            .failed
+            .fetch_add(pending.len() as u64, Ordering::Relaxed);
+        for (item, reply) in pending {
+            let _ = reply.send(Err(refusal(&item)));
         }
     }
 

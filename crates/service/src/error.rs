@@ -84,6 +84,11 @@ pub enum Error {
     #[error("{0}; retry later")]
     Busy(String),
 
+    /// The request's record broke a worker limit (`time` or `memory`); the worker was
+    /// replaced.
+    #[error("An error has occurred: the record broke the model's {limit} limit: {detail}")]
+    ModelLimit { limit: String, detail: String },
+
     /// The embedded database failed.
     #[error("job store: {0}")]
     Store(String),
@@ -153,6 +158,8 @@ impl Error {
             }
             Error::ModelRaised(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::RoundtripTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Error::ModelLimit { limit, .. } if limit == "time" => StatusCode::GATEWAY_TIMEOUT,
+            Error::ModelLimit { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Error::Jobs(jobs::Error::Model(_)) => StatusCode::BAD_REQUEST,
             Error::Core(runtime_core::Error::ModelLoad(_))
             | Error::Core(runtime_core::Error::ModelFailed { .. })
@@ -168,6 +175,19 @@ impl Error {
         }
     }
 
+    /// The model's traceback, when its code raised where the whole deployment or job
+    /// depends on it (init).
+    pub fn traceback(&self) -> Option<&str> {
+        match self {
+            Error::Core(runtime_core::Error::ModelFailed { traceback, .. })
+                if !traceback.trim().is_empty() =>
+            {
+                Some(traceback)
+            }
+            _ => None,
+        }
+    }
+
     /// Scoring errors are plain text in the reference's words; the control API's are JSON.
     fn is_scoring(&self) -> bool {
         matches!(
@@ -179,6 +199,7 @@ impl Error {
                 | Error::OutputRejectedBySchema(_)
                 | Error::ModelRaised(_)
                 | Error::RoundtripTimeout { .. }
+                | Error::ModelLimit { .. }
                 | Error::QueueFull { .. }
                 | Error::ModelUnavailable(_)
                 | Error::NoModel
@@ -203,6 +224,9 @@ impl Error {
 pub struct ErrorBody {
     /// What went wrong, in one sentence.
     pub error: String,
+    /// The model's traceback, when model code raised (a failed deployment's init).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceback: Option<String>,
 }
 
 impl IntoResponse for Error {
@@ -222,6 +246,7 @@ impl IntoResponse for Error {
                 status,
                 axum::Json(ErrorBody {
                     error: self.to_string(),
+                    traceback: self.traceback().map(str::to_owned),
                 }),
             )
                 .into_response()

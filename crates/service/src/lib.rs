@@ -44,10 +44,15 @@ use serde::{Deserialize, Serialize};
 pub use config::Config;
 pub use error::{Error, Result};
 
+/// Builds a language's runner whose workers are held to the given limits.
+pub type LimitedRunner = Arc<dyn Fn(worker::WorkerLimits) -> Arc<dyn Runner> + Send + Sync>;
+
 /// The language runners the engine has, given by the binary.
 #[derive(Clone, Default)]
 pub struct RunnerSet {
     runners: Vec<(Language, Arc<dyn Runner>)>,
+    /// Languages whose runners can hold workers to limits.
+    limited: Vec<(Language, LimitedRunner)>,
 }
 
 impl RunnerSet {
@@ -67,6 +72,29 @@ impl RunnerSet {
             .find(|(l, _)| *l == language)
             .map(|(_, r)| r.clone())
             .ok_or_else(|| Error::BadRequest(format!("this engine cannot run {language} models")))
+    }
+
+    /// Says how to build `language`'s runner with worker limits.
+    pub fn with_limits(mut self, language: Language, make: LimitedRunner) -> Self {
+        self.limited.retain(|(l, _)| *l != language);
+        self.limited.push((language, make));
+        self
+    }
+
+    /// The runner for `language` with its workers held to `limits`, and whether they are
+    /// (a language whose runner cannot enforce limits runs without them).
+    pub fn limited(
+        &self,
+        language: Language,
+        limits: worker::WorkerLimits,
+    ) -> Result<(Arc<dyn Runner>, bool)> {
+        if limits.is_none() {
+            return Ok((self.get(language)?, false));
+        }
+        match self.limited.iter().find(|(l, _)| *l == language) {
+            Some((_, make)) => Ok((make(limits), true)),
+            None => Ok((self.get(language)?, false)),
+        }
     }
 
     pub fn languages(&self) -> Vec<Language> {
@@ -133,6 +161,9 @@ pub struct Engine {
     pub id: String,
     tags: RwLock<Vec<String>>,
     deployment: RwLock<Option<Arc<deploy::Deployment>>>,
+    /// The latest deployment that failed to start, until one starts or the model is
+    /// undeployed.
+    deploy_failure: RwLock<Option<Arc<deploy::DeployFailure>>>,
     /// Serializes deploy/undeploy.
     deploying: tokio::sync::Mutex<()>,
     lifecycle: AtomicU8,
@@ -190,6 +221,16 @@ impl Engine {
         self.deployment.read().ok().and_then(|d| d.clone())
     }
 
+    pub fn deploy_failure(&self) -> Option<Arc<deploy::DeployFailure>> {
+        self.deploy_failure.read().ok().and_then(|f| f.clone())
+    }
+
+    fn set_deploy_failure(&self, failure: Option<Arc<deploy::DeployFailure>>) {
+        if let Ok(mut f) = self.deploy_failure.write() {
+            *f = failure;
+        }
+    }
+
     pub fn shutting_down(&self) -> bool {
         self.lifecycle.load(Ordering::Relaxed) >= EngineState::Finishing as u8
     }
@@ -206,6 +247,8 @@ impl Engine {
                 _ => EngineState::Running,
             },
             None if self.queue.running_id().is_some() => EngineState::Running,
+            // A model was asked for and could not start: not idle, broken.
+            None if self.deploy_failure().is_some() => EngineState::Error,
             None => EngineState::Init,
         }
     }
@@ -222,6 +265,9 @@ impl Engine {
             .clone()
     }
 }
+
+/// The part of the shutdown grace kept for answering what is left and reaping workers.
+const SHUTDOWN_MARGIN: Duration = Duration::from_secs(2);
 
 /// Where the service listens, once bound.
 #[derive(Clone, Debug)]
@@ -300,7 +346,8 @@ pub async fn serve(
             config.data_dir.clone(),
             config.job_batch_size,
         )
-        .with_retention(config.job_retention),
+        .with_retention(config.job_retention)
+        .with_limits(config.limits),
     );
     let control = tokio::net::TcpListener::bind((config.bind, config.port))
         .await
@@ -341,6 +388,7 @@ pub async fn serve(
         queue: queue.clone(),
         started_ms: time::now_ms(),
         deployment: RwLock::new(None),
+        deploy_failure: RwLock::new(None),
         deploying: tokio::sync::Mutex::new(()),
         lifecycle: AtomicU8::new(EngineState::Init as u8),
         platforms: tokio::sync::OnceCell::new(),
@@ -382,19 +430,28 @@ pub async fn serve(
         .lifecycle
         .store(EngineState::Finishing as u8, Ordering::Relaxed);
     let grace = Duration::from_millis(engine.config.shutdown_grace_ms);
+    // Everything ends within the grace: the job and the deployed model get it less a
+    // margin, in which requests still waiting are answered (503) and workers reaped.
+    let deadline = tokio::time::Instant::now() + grace;
+    let margin = (grace / 5).min(SHUTDOWN_MARGIN);
     let _ = stop_tx.send(true);
-    // In-flight requests finish while the queue winds down.
-    let queue_stop = queue.shutdown(grace);
-    let servers_done = async {
-        for s in servers {
-            let _ = tokio::time::timeout(grace, s).await;
+    // In-flight requests finish while the queue and the deployed model wind down.
+    let queue_stop = queue.shutdown(grace - margin);
+    let deployment_stop = async {
+        if let Some(d) = engine.deployment() {
+            d.stop(grace - margin).await;
         }
     };
-    tokio::join!(queue_stop, servers_done);
+    let servers_done = async {
+        for mut s in servers {
+            if tokio::time::timeout_at(deadline, &mut s).await.is_err() {
+                s.abort();
+            }
+        }
+    };
+    tokio::join!(queue_stop, deployment_stop, servers_done);
     queue_task.abort();
-    if let Some(d) = api::take_deployment(&engine) {
-        d.stop(Duration::from_secs(1)).await;
-    }
+    let _ = api::take_deployment(&engine);
     engine
         .lifecycle
         .store(EngineState::Finished as u8, Ordering::Relaxed);

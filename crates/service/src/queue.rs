@@ -68,6 +68,8 @@ pub struct JobQueue {
     environments: Option<Arc<environments::EnvironmentCache>>,
     data_dir: PathBuf,
     batch_size: usize,
+    /// Default worker limits of jobs (a job document may set its own).
+    limits: crate::config::Limits,
     wake: Notify,
     current: Mutex<Option<Current>>,
     stopping: AtomicBool,
@@ -91,6 +93,7 @@ impl JobQueue {
             environments,
             data_dir,
             batch_size,
+            limits: crate::config::Limits::default(),
             wake: Notify::new(),
             current: Mutex::new(None),
             stopping: AtomicBool::new(false),
@@ -103,6 +106,12 @@ impl JobQueue {
     /// Which finished jobs are kept; applied after each job.
     pub fn with_retention(mut self, retention: crate::config::JobRetention) -> Self {
         self.retention = retention;
+        self
+    }
+
+    /// Holds jobs' workers to these limits by default.
+    pub fn with_limits(mut self, limits: crate::config::Limits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -286,6 +295,11 @@ impl JobQueue {
         }
         let waited = tokio::time::timeout(grace, self.stopped.notified()).await;
         if waited.is_err() {
+            // An environment build in progress stops too (its tool killed, its folder
+            // removed), so nothing of the job outlives the engine.
+            if let Some(environments) = &self.environments {
+                environments.stop_builds();
+            }
             let kill = self
                 .current
                 .lock()
@@ -407,11 +421,16 @@ impl JobQueue {
         })?;
         let spec = doc.spec()?;
         let dir = self.job_dir(&row.id);
-        let runner = self.runners.get(
-            spec.model
-                .language
-                .unwrap_or(runtime_core::Language::Python),
-        )?;
+        let language = spec
+            .model
+            .language
+            .unwrap_or(runtime_core::Language::Python);
+        let raw: serde_json::Value = serde_json::from_str(&row.document).unwrap_or_default();
+        let limits = self.limits.for_job(&raw)?;
+        let (runner, limited) = self.runners.limited(language, limits)?;
+        if !limits.is_none() {
+            log.engine(Level::Info, describe_limits(&limits, limited, language));
+        }
 
         let (job, places, train_dir) = {
             let spec = spec.clone();
@@ -426,6 +445,8 @@ impl JobQueue {
                 build_job(&spec, &dir, raw, batch_size, control, log.as_ref()).map(
                     |(mut job, places, train)| {
                         job.options.environments = environments;
+                        // A record over a limit fails alone; a new worker scores the rest.
+                        job.options.worker_limits = limited;
                         (job, places, train)
                     },
                 )
@@ -473,6 +494,29 @@ impl JobQueue {
             &spec,
             control.progress(),
         ))
+    }
+}
+
+/// The job log's line about the limits its workers run with.
+pub(crate) fn describe_limits(
+    limits: &worker::WorkerLimits,
+    enforced: bool,
+    language: runtime_core::Language,
+) -> String {
+    let mut parts = Vec::new();
+    if let Some(t) = limits.record_timeout {
+        parts.push(format!("{} ms per record", t.as_millis()));
+    }
+    if let Some(m) = limits.memory_bytes {
+        parts.push(format!("{} MiB of memory", m >> 20));
+    }
+    if enforced {
+        format!("worker limits: {}", parts.join(", "))
+    } else {
+        format!(
+            "worker limits ({}) are not enforced for {language} models",
+            parts.join(", ")
+        )
     }
 }
 

@@ -19,6 +19,7 @@
 
 mod console;
 pub mod env;
+mod lifeline;
 mod limits;
 pub mod process;
 pub mod progress;

@@ -10,6 +10,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use runtime_core::{JobLog, LogSource};
 use tokio::task::JoinHandle;
 
 use crate::progress::ProgressPage;
@@ -21,13 +22,25 @@ pub struct WorkerLimits {
     pub record_timeout: Option<Duration>,
     /// Largest resident set the worker may reach, in bytes.
     pub memory_bytes: Option<u64>,
+    /// Not a limit: a record running this long (and every such interval after) gets a
+    /// warning in the job's log naming it; the record goes on.
+    pub slow_record_warning: Option<Duration>,
 }
 
 impl WorkerLimits {
+    /// No limit that stops a worker (a slow-record warning is not one).
     pub fn is_none(&self) -> bool {
         self.record_timeout.is_none() && self.memory_bytes.is_none()
     }
+
+    fn watches(&self) -> bool {
+        !self.is_none() || self.slow_record_warning.is_some()
+    }
 }
+
+/// The first seqno of each batch in flight, so the watchdog can name the record it sees on
+/// the progress page: `(batch, first seqno, consecutive)`.
+pub(crate) type BatchSeqnos = Arc<Mutex<std::collections::VecDeque<(u64, u64, bool)>>>;
 
 /// Which limit a worker broke.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,8 +100,10 @@ impl Watchdog {
         limits: WorkerLimits,
         pid: u32,
         page: Arc<ProgressPage>,
+        log: Arc<dyn JobLog>,
+        seqnos: BatchSeqnos,
     ) -> Option<Watchdog> {
-        if limits.is_none() || pid == 0 {
+        if !limits.watches() || pid == 0 {
             return None;
         }
         let hit = Arc::new(Mutex::new(None));
@@ -101,17 +116,35 @@ impl Watchdog {
         let task = tokio::spawn(async move {
             let mut seen = (0, 0);
             let mut since = Instant::now();
+            let mut warned = 0u32;
             let mut interval = tokio::time::interval(tick);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 interval.tick().await;
                 let mut broke = None;
+                let now = page.read();
+                if now != seen {
+                    seen = now;
+                    since = Instant::now();
+                    warned = 0;
+                }
+                if let (Some(every), true) = (limits.slow_record_warning, now.1 != 0) {
+                    let running = since.elapsed();
+                    if running >= every * (warned + 1) {
+                        warned += 1;
+                        log.warn(
+                            LogSource::Engine,
+                            format!(
+                                "{} has been running for {} s and is not limited (a record \
+                                 timeout would stop it)",
+                                name_record(&seqnos, now),
+                                running.as_secs()
+                            ),
+                        );
+                    }
+                }
                 if let Some(timeout) = limits.record_timeout {
-                    let now = page.read();
-                    if now != seen {
-                        seen = now;
-                        since = Instant::now();
-                    } else if now.1 != 0 && since.elapsed() > timeout {
+                    if now.1 != 0 && since.elapsed() > timeout {
                         broke = Some(LimitHit::Time {
                             timeout,
                             batch: now.0,
@@ -136,6 +169,8 @@ impl Watchdog {
                     unsafe {
                         libc::kill(pid as libc::pid_t, libc::SIGKILL);
                     }
+                    // And what the model started, which would otherwise hold on.
+                    crate::lifeline::kill_group(pid);
                     return;
                 }
             }
@@ -151,6 +186,22 @@ impl Watchdog {
 impl Drop for Watchdog {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// `record seqno 7 (record 3 of batch 2)`, or without the seqno when it is not known.
+fn name_record(seqnos: &BatchSeqnos, (batch, index): (u64, u64)) -> String {
+    let first = seqnos.lock().ok().and_then(|s| {
+        s.iter()
+            .find(|(b, _, consecutive)| *b == batch && *consecutive)
+            .map(|(_, first, _)| *first)
+    });
+    match first {
+        Some(first) => format!(
+            "record seqno {} (record {index} of batch {batch})",
+            first + index - 1
+        ),
+        None => format!("record {index} of batch {batch}"),
     }
 }
 

@@ -15,7 +15,7 @@ use runtime_core::{Error, JobLog, Level, Result};
 use tokio::task::JoinHandle;
 
 use crate::console;
-use crate::session::{high_dup, spawn_error};
+use crate::session::{engine_pid, high_dup, spawn_error};
 use crate::{describe_exit, WorkerCommand};
 
 /// How long the console drains get to pass on the last lines of a finished worker.
@@ -62,10 +62,13 @@ impl WorkerProcess {
         if let Some(cwd) = &command.cwd {
             cmd.current_dir(cwd);
         }
+        // A group of its own, so what the worker starts is killed with it.
+        cmd.process_group(0);
+        let engine_pid = engine_pid();
         // Safety: the closure runs in the forked child before exec and only calls dup2,
-        // which is async-signal-safe; it allocates nothing (`pairs` was built before the
-        // fork). Sources are 10 or above and targets below 10, so no dup2 overwrites
-        // another's source, and dup2 clears close-on-exec on exactly the targets.
+        // prctl and getppid, which are async-signal-safe; it allocates nothing (`pairs` was
+        // built before the fork). Sources are 10 or above and targets below 10, so no dup2
+        // overwrites another's source, and dup2 clears close-on-exec on exactly the targets.
         unsafe {
             cmd.pre_exec(move || {
                 for (src, dst) in &pairs {
@@ -73,7 +76,7 @@ impl WorkerProcess {
                         return Err(std::io::Error::last_os_error());
                     }
                 }
-                Ok(())
+                crate::lifeline::child_setup(engine_pid)
             });
         }
         let mut child = cmd.spawn().map_err(|e| spawn_error(command, e))?;
@@ -141,9 +144,11 @@ impl WorkerProcess {
         Ok(ended)
     }
 
-    /// Stops the process now (SIGKILL); it is reaped on drop or by a later wait.
+    /// Stops the process and what it started now (SIGKILL); it is reaped on drop or by a
+    /// later wait.
     pub fn kill(&mut self) {
         let _ = self.child.start_kill();
+        crate::lifeline::kill_group(self.pid);
     }
 
     async fn drain_consoles(&mut self) {
@@ -156,5 +161,6 @@ impl WorkerProcess {
 impl Drop for WorkerProcess {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
+        crate::lifeline::kill_group(self.pid);
     }
 }

@@ -97,6 +97,7 @@ pub fn serve(backend: &mut impl WorkerBackend) -> i32 {
             libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
         }
     }
+    crate::lifeline::guard(PROTOCOL_FD);
     // Safety: the engine passes the protocol socket as fd 3; this is the one place that takes
     // ownership of it.
     let conn = unsafe { File::from_raw_fd(PROTOCOL_FD) };
@@ -156,8 +157,9 @@ impl Server {
             let conn = &mut self.conn;
             let got = backend.idle(|| read_frame_blocking(conn, &mut body))?;
             if got.is_none() {
-                // The engine went away without a Shutdown: nothing left to answer.
-                return Ok(());
+                // The engine went away without a Shutdown: nothing left to answer, and
+                // nothing the model started may outlive it.
+                crate::lifeline::engine_gone();
             }
             let request: ToWorker = match decode_body(&body) {
                 Ok(r) => r,
@@ -210,6 +212,7 @@ impl Server {
                     FromWorker::Outputs(outs.into_iter().map(|(s, v)| (s.0, v)).collect())
                 }),
                 ToWorker::Shutdown => {
+                    crate::lifeline::ending();
                     let r = backend.end(cx).map(|()| FromWorker::Done);
                     self.answer(r)?;
                     return Ok(());

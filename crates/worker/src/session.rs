@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::console::{self, ConsoleLimits};
-use crate::limits::{Watchdog, WorkerLimits};
+use crate::limits::{BatchSeqnos, Watchdog, WorkerLimits};
 use crate::progress::{ProgressPage, PROGRESS_FD};
 use crate::protocol::{
     decode_body, encode_frame, frame_len, FromWorker, ItemsRef, LoadSpec, ToWorkerRef, WireInit,
@@ -167,6 +167,8 @@ pub struct WorkerSession {
     consoles: Vec<JoinHandle<()>>,
     page: Arc<ProgressPage>,
     watchdog: Option<Watchdog>,
+    /// Batches in flight by first seqno, for the watchdog's warnings (kept only with one).
+    seqnos: BatchSeqnos,
     failed_seqno: Option<u64>,
     log: Arc<dyn JobLog>,
     in_flight: VecDeque<InFlight>,
@@ -196,6 +198,11 @@ pub(crate) fn high_dup(fd: RawFd) -> std::io::Result<OwnedFd> {
     }
     // Safety: `new` is a fresh fd owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// This process's id, for the child to check its parent against.
+pub(crate) fn engine_pid() -> libc::pid_t {
+    libc::pid_t::try_from(std::process::id()).unwrap_or(0)
 }
 
 pub(crate) fn spawn_error(command: &WorkerCommand, e: std::io::Error) -> Error {
@@ -286,16 +293,20 @@ impl WorkerSession {
             cmd.current_dir(cwd);
         }
         let (sock, mem) = (worker_fd.as_raw_fd(), page_fd.as_raw_fd());
+        // A group of its own, so what the model starts is killed with the worker.
+        cmd.process_group(0);
+        let engine_pid = engine_pid();
         // Safety: the closure runs in the forked child before exec and only calls dup2,
-        // which is async-signal-safe; it allocates nothing. `sock` and `mem` are 10 or above
-        // (see high_dup), so neither dup2 overwrites the other's source, and dup2 clears
-        // close-on-exec on the new fds 3 and 4 so exactly these two reach the worker.
+        // prctl and getppid, which are async-signal-safe; it allocates nothing. `sock` and
+        // `mem` are 10 or above (see high_dup), so neither dup2 overwrites the other's
+        // source, and dup2 clears close-on-exec on the new fds 3 and 4 so exactly these two
+        // reach the worker.
         unsafe {
             cmd.pre_exec(move || {
                 if libc::dup2(sock, PROTOCOL_FD) < 0 || libc::dup2(mem, PROGRESS_FD) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
-                Ok(())
+                crate::lifeline::child_setup(engine_pid)
             });
         }
         let mut child = cmd.spawn().map_err(|e| spawn_error(command, e))?;
@@ -303,7 +314,14 @@ impl WorkerSession {
         drop(page_fd);
         let pid = child.id().unwrap_or_default();
         let page = Arc::new(page);
-        let watchdog = Watchdog::start(command.limits, pid, page.clone());
+        let seqnos = BatchSeqnos::default();
+        let watchdog = Watchdog::start(
+            command.limits,
+            pid,
+            page.clone(),
+            log.clone(),
+            seqnos.clone(),
+        );
 
         let mut consoles = Vec::with_capacity(2);
         if let Some(out) = child.stdout.take() {
@@ -349,6 +367,7 @@ impl WorkerSession {
             consoles,
             page,
             watchdog,
+            seqnos,
             failed_seqno: None,
             log,
             in_flight: VecDeque::new(),
@@ -448,6 +467,15 @@ impl WorkerSession {
             },
         )
         .map_err(Error::Protocol)?;
+        if self.watchdog.is_some() {
+            if let (Some(first), Ok(mut seqnos)) = (batch.first(), self.seqnos.lock()) {
+                let consecutive = batch
+                    .iter()
+                    .enumerate()
+                    .all(|(i, item)| item.seqno == first.seqno + i as u64);
+                seqnos.push_back((id, first.seqno, consecutive));
+            }
+        }
         self.in_flight.push_back(InFlight { id, items: batch });
         self.send_frame(frame).await
     }
@@ -464,6 +492,11 @@ impl WorkerSession {
         match msg {
             FromWorker::Scored { batch, outcomes } => {
                 self.in_flight.pop_front();
+                if self.watchdog.is_some() {
+                    if let Ok(mut seqnos) = self.seqnos.lock() {
+                        seqnos.retain(|(b, _, _)| *b != batch);
+                    }
+                }
                 if batch != expected.0 || outcomes.len() != expected.1 {
                     return Err(self.protocol(format!(
                         "expected {} outcomes of batch {}, got {} of batch {batch}",
@@ -486,6 +519,9 @@ impl WorkerSession {
             }
             FromWorker::Failed(f) => {
                 self.in_flight.pop_front();
+                if let Ok(mut seqnos) = self.seqnos.lock() {
+                    seqnos.retain(|(b, _, _)| *b != expected.0);
+                }
                 Err(f.into())
             }
             other => Err(self.unexpected(other, "Scored")),
@@ -720,8 +756,10 @@ fn message_name(m: &FromWorker) -> &'static str {
 impl Drop for WorkerSession {
     fn drop(&mut self) {
         self.writer_task.abort();
-        // kill_on_drop also does this; starting it here makes the intent plain.
+        // kill_on_drop also does this; starting it here makes the intent plain. The group
+        // takes the programs the model started, even after a clean exit.
         let _ = self.child.start_kill();
+        crate::lifeline::kill_group(self.pid);
     }
 }
 
