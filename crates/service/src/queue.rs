@@ -177,6 +177,23 @@ impl JobQueue {
 
     /// Cancels a waiting job at once, or stops a running one (its worker is killed if it
     /// does not stop between batches within a moment).
+    /// Stops the running job `id` between batches, its worker killed after a grace.
+    fn cancel_running(&self, id: &str) -> Result<()> {
+        let guard = self
+            .current
+            .lock()
+            .map_err(|_| Error::Store("queue lock poisoned".into()))?;
+        if let Some(c) = guard.as_ref().filter(|c| c.id == id) {
+            c.control.cancel();
+            let kill = c.kill.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(CANCEL_GRACE).await;
+                kill.notify_one();
+            });
+        }
+        Ok(())
+    }
+
     pub async fn cancel(&self, id: &str) -> Result<JobRow> {
         let row = self
             .store
@@ -214,22 +231,12 @@ impl JobQueue {
                     let log = BufferedLog::default();
                     log.engine(Level::Info, "job CANCELLED while WAITING");
                     self.store.append_log(id, log.take()).await?;
+                } else {
+                    // Started between the read and the transition: stop it running.
+                    self.cancel_running(id)?;
                 }
             }
-            JobState::Running => {
-                let guard = self
-                    .current
-                    .lock()
-                    .map_err(|_| Error::Store("queue lock poisoned".into()))?;
-                if let Some(c) = guard.as_ref().filter(|c| c.id == id) {
-                    c.control.cancel();
-                    let kill = c.kill.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep(CANCEL_GRACE).await;
-                        kill.notify_one();
-                    });
-                }
-            }
+            JobState::Running => self.cancel_running(id)?,
             _ => {
                 return Err(Error::Conflict(format!(
                     "job {id} is {} and cannot be cancelled",
@@ -353,7 +360,13 @@ impl JobQueue {
                 kill: kill.clone(),
             });
         }
-        self.store.start(&id, now_ms()).await?;
+        if !self.store.start(&id, now_ms()).await? {
+            // Cancelled (or deleted) after it was picked: nothing to run.
+            if let Ok(mut c) = self.current.lock() {
+                *c = None;
+            }
+            return Ok(());
+        }
         let log = Arc::new(BufferedLog::for_job(&id));
         log.engine(Level::Info, format!("job {id} RUNNING"));
 

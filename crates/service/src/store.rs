@@ -331,14 +331,17 @@ impl Store {
     }
 
     /// Marks a job RUNNING, counting the run.
-    pub async fn start(&self, id: &str, now_ms: i64) -> Result<()> {
+    /// Claims a waiting job for running; false when it is no longer waiting (cancelled
+    /// between being picked and being started).
+    pub async fn start(&self, id: &str, now_ms: i64) -> Result<bool> {
         let id = id.to_owned();
         self.with(move |c| {
-            c.execute(
-                "UPDATE jobs SET status = 'RUNNING', started_ms = ?2, runs = runs + 1 WHERE id = ?1",
+            let changed = c.execute(
+                "UPDATE jobs SET status = 'RUNNING', started_ms = ?2, runs = runs + 1 \
+                 WHERE id = ?1 AND status = 'WAITING'",
                 params![id, now_ms],
             )?;
-            Ok(())
+            Ok(changed == 1)
         })
         .await
     }
