@@ -642,7 +642,7 @@ async fn upload_job_into(
                 path.display()
             )));
         }
-        e.config.path_policy().check(path, "output")?;
+        e.config.path_policy().check_output(path, "output")?;
     }
     let job_type = match form.text("jobType").as_deref().map(str::trim) {
         Some("batchjob") | None => "MODEL_BATCH_JOB".to_owned(),

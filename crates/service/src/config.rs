@@ -568,14 +568,14 @@ impl Config {
     }
 
     /// The folders local paths of documents must lie under: `allowedPaths`, or the data
-    /// folder.
+    /// folder; outputs never name the engine's own files in the data folder.
     pub fn path_policy(&self) -> crate::paths::PathPolicy {
         let roots = if self.allowed_paths.is_empty() {
             vec![self.data_dir.clone()]
         } else {
             self.allowed_paths.clone()
         };
-        crate::paths::PathPolicy::new(roots)
+        crate::paths::PathPolicy::new(roots).protecting(self.data_dir.clone())
     }
 
     /// The certificate and key the ports serve, read now; `None` without TLS.

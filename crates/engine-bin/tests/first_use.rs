@@ -1,0 +1,110 @@
+//! `engine serve` as a new user meets it, through the real binary: the commands of the
+//! README and docs/service.md, and the mistakes a first user makes.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{Engine, ENGINE};
+use serde_json::{json, Value};
+
+const ECHO: &str = "# modelop.score\ndef action(x):\n    yield x\n";
+
+/// `engine ARGS...` against `e`, from `cwd`, with no token in its environment.
+fn cli(e: &Engine, cwd: &Path, args: &[&str]) -> Output {
+    Command::new(ENGINE)
+        .args(args)
+        .current_dir(cwd)
+        .env("ENGINE_URL", &e.url)
+        .env_remove("ENGINE_TOKEN")
+        .output()
+        .expect("engine runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn a_job_output_cannot_name_the_engines_own_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("engine-data");
+    let e = Engine::start(&data, &[], &[]);
+    std::fs::write(dir.path().join("m.py"), ECHO).unwrap();
+    std::fs::write(dir.path().join("in.jsonl"), "{\"a\": 1}\n").unwrap();
+    let db = data.join("engine.db");
+    let db_len = std::fs::metadata(&db).unwrap().len();
+
+    for own in [
+        "engine-data/engine.db",
+        "engine-data",
+        "engine-data/jobs/x.jsonl",
+    ] {
+        let o = cli(
+            &e,
+            dir.path(),
+            &["job", "create", "batchjob", "m.py", "in.jsonl", own],
+        );
+        assert_eq!(o.status.code(), Some(2), "{own}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains("answered 403") && err.contains("the engine's own"),
+            "{own}: {err}"
+        );
+    }
+    assert_eq!(std::fs::metadata(&db).unwrap().len(), db_len);
+
+    // The same through a job document, for the training folder too.
+    let doc = |url: String| {
+        json!({
+            "jobType": "MODEL_BATCH_JOB",
+            "model": {"storedModel": {"modelAssets": [{
+                "name": "m.py", "assetType": "SOURCE_CODE", "primaryModelSource": true,
+                "sourceCode": ECHO}]}},
+            "inputData": [{"assetType": "FILE", "name": "in.jsonl",
+                "fileContentString": "{\"a\": 1}\n"}],
+            "outputData": [{"assetType": "EXTERNAL_FILE", "name": "out", "fileUrl": url}],
+        })
+    };
+    let (status, v) = e.send(
+        "POST",
+        "/api/jobs",
+        &doc(format!("file://{}", data.join("engine.lock").display())),
+    );
+    assert_eq!(status, 403, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("outputData[0].fileUrl:") && m.contains("engine.lock")),
+        "{v}"
+    );
+
+    // A file of one's own in the data folder is still a fine output.
+    let o = cli(
+        &e,
+        dir.path(),
+        &[
+            "job",
+            "create",
+            "batchjob",
+            "m.py",
+            "in.jsonl",
+            "engine-data/out.jsonl",
+            "--wait",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(data.join("out.jsonl")).unwrap(),
+        "{\"a\":1}\n"
+    );
+    let (status, v) = e.send(
+        "POST",
+        "/api/jobs",
+        &doc(format!("file://{}", data.join("out2.jsonl").display())),
+    );
+    assert_eq!(status, 201, "{v}");
+    let done: Value = e.wait_job(v["id"].as_str().unwrap(), &["COMPLETE", "ERROR"]);
+    assert_eq!(done["jobResult"], "SUCCESS", "{done}");
+}
