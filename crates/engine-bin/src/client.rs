@@ -82,6 +82,12 @@ fn engine_url(given: &str) -> String {
     }
 }
 
+/// A job id (or other value) as one segment of a URL path or a query value: whatever
+/// the user typed stays that value (`../x` or `a&b` cannot change the route).
+fn seg(value: &str) -> String {
+    percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
 /// How often plain progress lines are printed when standard error is not a terminal.
 const DEFAULT_INTERVAL_SECS: u64 = 5;
 
@@ -320,13 +326,13 @@ pub fn job(args: JobArgs) -> i32 {
             interval,
         } => follow(&c, &id, Duration::from_secs(interval)).and_then(|v| show_final(&c, v, json)),
         JobCommand::Status { id, .. } => c
-            .get(&format!("/api/jobs/{id}"))
+            .get(&format!("/api/jobs/{}", seg(&id)))
             .map_err(Failed::from)
             .and_then(value)
             .map(|v| show_job(&c, &v, json)),
         JobCommand::Result { id } => result(&c, json, &id),
         JobCommand::Log { id } => c
-            .get(&format!("/api/jobs/{id}/log"))
+            .get(&format!("/api/jobs/{}/log", seg(&id)))
             .map_err(Failed::from)
             .and_then(value)
             .map(|v| {
@@ -346,7 +352,7 @@ pub fn job(args: JobArgs) -> i32 {
             }),
         JobCommand::List { status } => {
             let path = match status {
-                Some(st) => format!("/api/jobs?status={st}"),
+                Some(st) => format!("/api/jobs?status={}", seg(&st)),
                 None => "/api/jobs".to_owned(),
             };
             c.get(&path).map_err(Failed::from).and_then(value).map(|v| {
@@ -359,17 +365,25 @@ pub fn job(args: JobArgs) -> i32 {
             })
         }
         JobCommand::Cancel { id } => c
-            .post(&format!("/api/jobs/{id}/cancel"), "application/json", b"")
+            .post(
+                &format!("/api/jobs/{}/cancel", seg(&id)),
+                "application/json",
+                b"",
+            )
             .map_err(Failed::from)
             .and_then(value)
             .map(|v| show_job(&c, &v, json)),
         JobCommand::Rerun { id } => c
-            .post(&format!("/api/jobs/{id}/rerun"), "application/json", b"")
+            .post(
+                &format!("/api/jobs/{}/rerun", seg(&id)),
+                "application/json",
+                b"",
+            )
             .map_err(Failed::from)
             .and_then(value)
             .map(|v| show_job(&c, &v, json)),
         JobCommand::Delete { id } => c
-            .delete(&format!("/api/jobs/{id}"))
+            .delete(&format!("/api/jobs/{}", seg(&id)))
             .map_err(Failed::from)
             .and_then(|a| {
                 if a.status >= 400 {
@@ -413,7 +427,7 @@ const PROBLEMS_SHOWN: usize = 5;
 fn failure_details(c: &Client, v: &serde_json::Value) -> String {
     let id = s(&v["id"]);
     let result = c
-        .get(&format!("/api/jobs/{id}/result"))
+        .get(&format!("/api/jobs/{}/result", seg(&id)))
         .ok()
         .and_then(|a| Client::json::<serde_json::Value>(a).ok())
         .unwrap_or_default();
@@ -434,7 +448,7 @@ fn failure_details(c: &Client, v: &serde_json::Value) -> String {
         let messages = match v["jobMessages"].as_array() {
             Some(m) => m.clone(),
             None => c
-                .get(&format!("/api/jobs/{id}"))
+                .get(&format!("/api/jobs/{}", seg(&id)))
                 .ok()
                 .and_then(|a| Client::json::<serde_json::Value>(a).ok())
                 .and_then(|j| j["jobMessages"].as_array().cloned())
@@ -505,7 +519,7 @@ fn follow(c: &Client, id: &str, interval: Duration) -> Result<serde_json::Value,
     };
     let mut printed: Option<(Instant, String)> = None;
     loop {
-        let v = value(c.get(&format!("/api/jobs/{id}?messages=false"))?)?;
+        let v = value(c.get(&format!("/api/jobs/{}?messages=false", seg(id)))?)?;
         let status = s(&v["jobStatus"]);
         let done = is_final(&status);
         let p = &v["progress"];
@@ -630,7 +644,7 @@ fn create(
 }
 
 fn result(c: &Client, json: bool, id: &str) -> Result<(), Failed> {
-    let v = value(c.get(&format!("/api/jobs/{id}/result"))?)?;
+    let v = value(c.get(&format!("/api/jobs/{}/result", seg(id)))?)?;
     if json {
         print_json(&v);
         return Ok(());
@@ -678,6 +692,9 @@ pub fn undeploy(args: UndeployArgs) -> i32 {
         let a = c.delete("/api/deployment")?;
         if a.status >= 400 {
             return Err(Failed(error_text(&a), exit::ERROR));
+        }
+        if !args.client.json {
+            out("model undeployed\n");
         }
         Ok(())
     })();

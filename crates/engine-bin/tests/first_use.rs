@@ -108,3 +108,68 @@ fn a_job_output_cannot_name_the_engines_own_files() {
     let done: Value = e.wait_job(v["id"].as_str().unwrap(), &["COMPLETE", "ERROR"]);
     assert_eq!(done["jobResult"], "SUCCESS", "{done}");
 }
+
+#[test]
+fn the_cli_says_what_to_do_when_it_cannot_talk_to_the_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "0123456789abcdef0123456789abcdef";
+    let e = Engine::start(&dir.path().join("data"), &[], &[("ENGINE_TOKEN", token)]);
+
+    // No token: the 401 says where the CLI takes one from.
+    let o = cli(&e, dir.path(), &["status"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("answered 401")
+            && err.contains("ENGINE_TOKEN")
+            && err.contains("--token-file"),
+        "{err}"
+    );
+
+    // A job id is one path segment, whatever it holds.
+    let with_token = |args: &[&str]| {
+        Command::new(ENGINE)
+            .args(args)
+            .env("ENGINE_URL", &e.url)
+            .env("ENGINE_TOKEN", token)
+            .output()
+            .expect("engine runs")
+    };
+    let o = with_token(&["job", "status", "../../api/engine"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("answered 404: job ../../api/engine not found"),
+        "{}",
+        stderr(&o)
+    );
+    let o = with_token(&["job", "list", "--status", "COMPLETE&limit=1"]);
+    assert!(
+        stderr(&o).contains("unknown job status 'COMPLETE&limit=1'"),
+        "{}",
+        stderr(&o)
+    );
+
+    // Undeploy says it did.
+    std::fs::write(dir.path().join("m.py"), ECHO).unwrap();
+    let m = dir.path().join("m.py");
+    let o = with_token(&["deploy", m.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = with_token(&["undeploy"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "model undeployed\n");
+
+    // Nothing listening: the CLI asks whether the engine runs there.
+    let url = e.url.clone();
+    drop(e);
+    let o = Command::new(ENGINE)
+        .args(["status"])
+        .env("ENGINE_URL", &url)
+        .output()
+        .expect("engine runs");
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("cannot reach the engine") && err.contains("is `engine serve` running there?"),
+        "{err}"
+    );
+}

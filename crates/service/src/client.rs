@@ -144,8 +144,18 @@ impl Client {
         &self,
         r: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<Answer> {
-        let mut r =
-            r.map_err(|e| Error::Client(format!("cannot reach the engine at {}: {e}", self.base)))?;
+        let mut r = r.map_err(|e| {
+            let hint = match &e {
+                ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    "; is `engine serve` running there? (--engine URL or ENGINE_URL names another)"
+                }
+                _ => "",
+            };
+            Error::Client(format!(
+                "cannot reach the engine at {}: {e}{hint}",
+                self.base
+            ))
+        })?;
         let status = r.status().as_u16();
         let detail = r
             .headers()
@@ -216,7 +226,11 @@ pub fn error_text(answer: &Answer) -> String {
     let msg = serde_json::from_slice::<crate::error::ErrorBody>(&answer.body)
         .map(|b| b.error)
         .unwrap_or_else(|_| text.trim().to_owned());
-    format!("the engine answered {}: {msg}", answer.status)
+    let hint = match answer.status {
+        401 => "; the CLI sends the token in ENGINE_TOKEN, or in the file --token-file PATH names",
+        _ => "",
+    };
+    format!("the engine answered {}: {msg}{hint}", answer.status)
 }
 
 fn file_part_head(name: &str, file_name: &str) -> String {
