@@ -173,3 +173,40 @@ fn the_cli_says_what_to_do_when_it_cannot_talk_to_the_engine() {
         "{err}"
     );
 }
+
+#[test]
+fn control_api_errors_are_json_for_unknown_routes_methods_and_bodies() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(&dir.path().join("data"), &[], &[]);
+    let c = e.client();
+
+    let a = c.get("/api/nothing").unwrap();
+    assert_eq!(a.status, 404);
+    let v: Value = serde_json::from_slice(&a.body).unwrap();
+    assert_eq!(v["error"], "route GET /api/nothing not found");
+
+    let a = c.delete("/api/engine").unwrap();
+    assert_eq!(a.status, 405);
+    let v: Value = serde_json::from_slice(&a.body).unwrap();
+    assert_eq!(v["error"], "/api/engine does not answer DELETE");
+
+    for (method, path) in [
+        ("POST", "/api/jobs/upload"),
+        ("PUT", "/api/deployment/upload"),
+    ] {
+        let a = match method {
+            "PUT" => c.put(path, "text/plain", b"not a form"),
+            _ => c.post(path, "text/plain", b"not a form"),
+        }
+        .unwrap();
+        assert_eq!(a.status, 400, "{path}");
+        let v: Value = serde_json::from_slice(&a.body)
+            .unwrap_or_else(|_| panic!("{path}: {}", String::from_utf8_lossy(&a.body)));
+        assert!(
+            v["error"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("not a multipart/form-data upload")),
+            "{path}: {v}"
+        );
+    }
+}
