@@ -210,3 +210,58 @@ fn control_api_errors_are_json_for_unknown_routes_methods_and_bodies() {
         );
     }
 }
+
+#[test]
+fn the_cli_explains_a_certificate_it_cannot_trust() {
+    let dir = tempfile::tempdir().unwrap();
+    // What `openssl req -x509` makes by default: a self-signed certificate that is a CA.
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let e = Engine::start(
+        &dir.path().join("data"),
+        &[
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let port = e.url.rsplit(':').next().unwrap().to_owned();
+    let status = |engine: &str, ca: bool| {
+        let mut cmd = Command::new(ENGINE);
+        cmd.args(["status", "--engine", engine])
+            .env_remove("ENGINE_TOKEN");
+        if ca {
+            cmd.arg("--ca-file").arg(&cert_path);
+        }
+        cmd.output().expect("engine runs")
+    };
+
+    let o = status(&format!("https://localhost:{port}"), true);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("is a CA certificate") && err.contains("CA:FALSE"),
+        "{err}"
+    );
+
+    let o = status(&format!("https://localhost:{port}"), false);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--ca-file"), "{}", stderr(&o));
+
+    let o = status(&format!("localhost:{port}"), false);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("does the engine serve https://?"),
+        "{}",
+        stderr(&o)
+    );
+}

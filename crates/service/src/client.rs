@@ -145,14 +145,24 @@ impl Client {
         r: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<Answer> {
         let mut r = r.map_err(|e| {
+            let text = e.to_string();
             let hint = match &e {
                 ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
                     "; is `engine serve` running there? (--engine URL or ENGINE_URL names another)"
                 }
+                _ if text.contains("CaUsedAsEndEntity") => {
+                    "; the engine's certificate is a CA certificate (`openssl req -x509` makes one unless given `-addext basicConstraints=critical,CA:FALSE`): serve a certificate made for the server, signed by the CA that --ca-file names, or a self-signed one with CA:FALSE"
+                }
+                _ if text.contains("invalid peer certificate") => {
+                    "; a certificate of a private CA, or a self-signed one, is trusted with --ca-file PATH"
+                }
+                _ if text.contains("http parse fail") && self.base.starts_with("http://") => {
+                    "; does the engine serve https://? (tlsCert)"
+                }
                 _ => "",
             };
             Error::Client(format!(
-                "cannot reach the engine at {}: {e}{hint}",
+                "cannot reach the engine at {}: {text}{hint}",
                 self.base
             ))
         })?;
