@@ -189,6 +189,10 @@ pub struct ScoreArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
+    /// Also print the deployed model's latest log lines: its console, failed records with
+    /// their tracebacks, worker restarts.
+    #[arg(long)]
+    pub log: bool,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -735,6 +739,7 @@ pub fn score(args: ScoreArgs) -> i32 {
     }
     let r = (|| {
         let mut failed = 0u64;
+        let mut hinted = false;
         for (n, line) in std::io::stdin().lock().lines().enumerate() {
             let n = n + 1;
             let line = line.map_err(|e| {
@@ -758,6 +763,12 @@ pub fn score(args: ScoreArgs) -> i32 {
                 _ => {
                     failed += 1;
                     eprintln!("engine score: line {n}: {}", answer_error(&a));
+                    if a.status == 422 && !hinted {
+                        hinted = true;
+                        eprintln!(
+                            "engine score: the model's traceback is in its log: engine status --log"
+                        );
+                    }
                 }
             }
         }
@@ -767,6 +778,27 @@ pub fn score(args: ScoreArgs) -> i32 {
         Ok(())
     })();
     report(r, "score")
+}
+
+/// The deployed model's log lines, as `engine job log` prints a job's; nothing deployed
+/// says so.
+fn print_deployment_log(c: &Client) -> Result<(), Failed> {
+    let a = c.get("/api/deployment/log")?;
+    if a.status == 404 {
+        out("no model is deployed: no deployment log\n");
+        return Ok(());
+    }
+    let v = value(a)?;
+    for l in v["lines"].as_array().into_iter().flatten() {
+        out(&format!(
+            "{} {} {} {}\n",
+            s(&l["at"]),
+            s(&l["level"]),
+            s(&l["source"]),
+            s(&l["message"]).trim_end()
+        ));
+    }
+    Ok(())
 }
 
 /// The engine's error, with its detail when it gives one.
@@ -787,7 +819,12 @@ pub fn status(args: StatusArgs) -> i32 {
     let r = (|| {
         let v = value(c.get("/api/engine")?)?;
         if args.client.json {
-            print_json(&v);
+            if args.log {
+                let log = value(c.get("/api/deployment/log")?)?;
+                print_json(&serde_json::json!({"engine": v, "deploymentLog": log}));
+            } else {
+                print_json(&v);
+            }
             return Ok(());
         }
         let jobs = &v["jobs"];
@@ -822,6 +859,9 @@ pub fn status(args: StatusArgs) -> i32 {
             );
         }
         out(&t);
+        if args.log {
+            print_deployment_log(&c)?;
+        }
         Ok(())
     })();
     report(r, "status")

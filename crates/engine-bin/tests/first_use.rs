@@ -265,3 +265,52 @@ fn the_cli_explains_a_certificate_it_cannot_trust() {
         stderr(&o)
     );
 }
+
+#[test]
+fn a_model_that_raises_on_rest_points_to_its_log_and_the_cli_shows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(&dir.path().join("data"), &[], &[]);
+    let o = cli(&e, dir.path(), &["status", "--log"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("no model is deployed"));
+
+    std::fs::write(
+        dir.path().join("bad.py"),
+        "def action(x):\n    raise ValueError('bad record')\n",
+    )
+    .unwrap();
+    let o = cli(&e, dir.path(), &["deploy", "bad.py"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let mut score = Command::new(ENGINE)
+        .arg("score")
+        .env("ENGINE_URL", &e.url)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = score.stdin.take().unwrap();
+        stdin.write_all(b"{\"a\": 1}\n{\"a\": 2}\n").unwrap();
+    }
+    let o = score.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("line 1: the engine answered 422"), "{err}");
+    assert_eq!(
+        err.matches("the model's traceback is in its log: engine status --log")
+            .count(),
+        1,
+        "{err}"
+    );
+
+    let o = cli(&e, dir.path(), &["status", "--log"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("Traceback (most recent call last)")
+            && text.contains("ValueError: bad record"),
+        "{text}"
+    );
+}
