@@ -314,3 +314,23 @@ fn a_model_that_raises_on_rest_points_to_its_log_and_the_cli_shows_it() {
         "{text}"
     );
 }
+
+#[test]
+fn a_deployment_whose_init_raises_answers_with_the_traceback() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(&dir.path().join("data"), &[], &[]);
+    std::fs::write(
+        dir.path().join("badinit.py"),
+        "def begin():\n    raise RuntimeError('no init')\n\ndef action(x):\n    yield x\n",
+    )
+    .unwrap();
+    let o = cli(&e, dir.path(), &["deploy", "badinit.py"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains(
+            "answered 400: begin failed: RuntimeError: no init\nTraceback (most recent call last)"
+        ) && err.contains("line 2, in begin"),
+        "{err}"
+    );
+}

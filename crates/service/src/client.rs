@@ -234,7 +234,10 @@ const EXPECT_CONTINUE_FROM: usize = 64 << 10;
 pub fn error_text(answer: &Answer) -> String {
     let text = String::from_utf8_lossy(&answer.body);
     let msg = serde_json::from_slice::<crate::error::ErrorBody>(&answer.body)
-        .map(|b| b.error)
+        .map(|b| match b.traceback {
+            Some(tb) => format!("{}\n{}", b.error, tb.trim_end()),
+            None => b.error,
+        })
         .unwrap_or_else(|_| text.trim().to_owned());
     let hint = match answer.status {
         401 => "; the CLI sends the token in ENGINE_TOKEN, or in the file --token-file PATH names",

@@ -208,6 +208,9 @@ impl Error {
 pub struct ErrorBody {
     /// What went wrong, in one sentence.
     pub error: String,
+    /// The model's traceback, when its code raised (a deployment whose init failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceback: Option<String>,
 }
 
 impl IntoResponse for Error {
@@ -227,6 +230,14 @@ impl IntoResponse for Error {
                 status,
                 axum::Json(ErrorBody {
                     error: self.to_string(),
+                    traceback: match &self {
+                        Error::Core(runtime_core::Error::ModelFailed { traceback, .. })
+                            if !traceback.trim().is_empty() =>
+                        {
+                            Some(traceback.clone())
+                        }
+                        _ => None,
+                    },
                 }),
             )
                 .into_response()
