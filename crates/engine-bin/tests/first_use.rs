@@ -334,3 +334,39 @@ fn a_deployment_whose_init_raises_answers_with_the_traceback() {
         "{err}"
     );
 }
+
+#[test]
+fn serve_binds_localhost_by_name() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(ENGINE)
+        .args(["serve", "--bind", "localhost", "--port", "0", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("ENGINE_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        line.starts_with("engine listening on http://127.0.0.1:"),
+        "{line}"
+    );
+
+    let o = Command::new(ENGINE)
+        .args(["serve", "--bind", "127.0.0.1:8003", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(64));
+    assert!(
+        stderr(&o).contains("the port is 'port', --port"),
+        "{}",
+        stderr(&o)
+    );
+}

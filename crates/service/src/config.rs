@@ -469,9 +469,24 @@ impl Config {
             "group" => self.group = (!v.is_empty()).then(|| v.to_owned()),
             "tags" => self.tags = parse_tags(v)?,
             "bind" => {
-                self.bind = v
-                    .parse()
-                    .map_err(|_| Error::config(key, format!("'{v}' is not an IP address")))?
+                let v = v.trim();
+                self.bind = if v.eq_ignore_ascii_case("localhost") {
+                    std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+                } else if let Ok(ip) = v.parse() {
+                    ip
+                } else if v.parse::<std::net::SocketAddr>().is_ok() {
+                    return Err(Error::config(
+                        key,
+                        format!("'{v}' holds a port: give the address alone (the port is 'port', --port)"),
+                    ));
+                } else {
+                    return Err(Error::config(
+                        key,
+                        format!(
+                            "'{v}' is not an IP address (127.0.0.1, 0.0.0.0, ::1, or localhost)"
+                        ),
+                    ));
+                }
             }
             "port" => self.port = number(key, v)?,
             "scoringPort" => self.scoring_port = Some(number(key, v)?),
@@ -698,6 +713,16 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn bind_takes_localhost_and_says_where_a_port_goes() {
+        let cfg = Config::load(None, &[layer(&[("bind", "localhost")])]).unwrap();
+        assert_eq!(cfg.bind, std::net::IpAddr::from([127, 0, 0, 1]));
+        let e = Config::load(None, &[layer(&[("bind", "127.0.0.1:9000")])]).unwrap_err();
+        assert!(e.to_string().contains("the port is 'port', --port"), "{e}");
+        let e = Config::load(None, &[layer(&[("bind", "example.org")])]).unwrap_err();
+        assert!(e.to_string().contains("not an IP address"), "{e}");
     }
 
     #[test]
