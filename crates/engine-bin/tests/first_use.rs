@@ -370,3 +370,23 @@ fn serve_binds_localhost_by_name() {
         stderr(&o)
     );
 }
+
+#[test]
+fn a_port_in_use_says_how_to_choose_another() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(ENGINE)
+        .args(["serve", "--port", &port, "--data-dir"])
+        .arg(dir.path())
+        .env_remove("ENGINE_TOKEN")
+        .output()
+        .unwrap();
+    assert_ne!(o.status.code(), Some(0));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("cannot listen on 127.0.0.1:{port}"))
+            && err.contains("--port or MODELOP_API_PORT chooses another"),
+        "{err}"
+    );
+}
