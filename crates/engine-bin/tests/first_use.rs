@@ -149,8 +149,24 @@ fn the_cli_says_what_to_do_when_it_cannot_talk_to_the_engine() {
         stderr(&o)
     );
 
-    // Undeploy says it did.
+    // An input that is a folder is a usage error, found before anything is sent.
+    std::fs::create_dir(dir.path().join("inputs")).unwrap();
     std::fs::write(dir.path().join("m.py"), ECHO).unwrap();
+    let o = Command::new(ENGINE)
+        .args(["job", "create", "batchjob", "m.py", "inputs", "-"])
+        .current_dir(dir.path())
+        .env("ENGINE_URL", &e.url)
+        .env("ENGINE_TOKEN", token)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(64), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("inputs is a folder; give the files in it"),
+        "{}",
+        stderr(&o)
+    );
+
+    // Undeploy says it did.
     let m = dir.path().join("m.py");
     let o = with_token(&["deploy", m.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));

@@ -62,8 +62,15 @@ impl Part {
 
     /// A file on disk, sent under `file_name` (read as it is sent).
     pub fn file(name: &str, path: &Path, file_name: &str) -> Result<Part> {
-        std::fs::File::open(path)
+        let file = std::fs::File::open(path)
             .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+        // A folder opens like a file; it would fail only once the upload is on its way.
+        if file.metadata().is_ok_and(|m| m.is_dir()) {
+            return Err(Error::Client(format!(
+                "{} is a folder; give the files in it",
+                path.display()
+            )));
+        }
         Ok(Part::Path {
             name: name.to_owned(),
             file_name: file_name.to_owned(),
