@@ -406,3 +406,37 @@ fn a_port_in_use_says_how_to_choose_another() {
         "{err}"
     );
 }
+
+#[test]
+fn an_uploaded_source_named_outside_the_model_is_refused_like_any_asset() {
+    use service::client::Part;
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(&dir.path().join("data"), &[], &[]);
+    let c = e.client();
+    for (method, path) in [
+        ("PUT", "/api/deployment/upload"),
+        ("POST", "/api/jobs/upload"),
+    ] {
+        for name in ["../../m.py", "/etc/m.py"] {
+            let parts = vec![
+                Part::File {
+                    name: "source".into(),
+                    file_name: name.into(),
+                    bytes: ECHO.as_bytes().to_vec(),
+                },
+                Part::File {
+                    name: "input".into(),
+                    file_name: "in.jsonl".into(),
+                    bytes: b"{\"a\": 1}\n".to_vec(),
+                },
+            ];
+            let a = c.upload(method, path, &parts).unwrap();
+            let body = String::from_utf8_lossy(&a.body);
+            assert_eq!(a.status, 400, "{path} {name}: {body}");
+            assert!(
+                body.contains("modelAssets[0]") && body.contains(&format!("asset '{name}'")),
+                "{path} {name}: {body}"
+            );
+        }
+    }
+}
