@@ -414,6 +414,13 @@ fn show_job(c: &Client, v: &serde_json::Value, json: bool) {
         return;
     }
     let mut t = job_table(std::slice::from_ref(v));
+    // IN/OUT are the final counts; a running job's live ones are in its progress.
+    if s(&v["jobStatus"]) == "RUNNING" && v["progress"].is_object() {
+        let line = progress_line(v);
+        if let Some((_, figures)) = line.split_once(": ") {
+            t += &format!("progress: {figures}\n");
+        }
+    }
     if let Some(reason) = v["reason"].as_str() {
         t += &format!("reason: {reason}\n");
     }

@@ -440,3 +440,43 @@ fn an_uploaded_source_named_outside_the_model_is_refused_like_any_asset() {
         }
     }
 }
+
+#[test]
+fn the_status_of_a_running_job_shows_its_live_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(&dir.path().join("data"), &[], &[]);
+    std::fs::write(
+        dir.path().join("slow.py"),
+        "import time\n\ndef action(x):\n    time.sleep(0.3)\n    yield x\n",
+    )
+    .unwrap();
+    let records: String = (0..20).map(|i| format!("{{\"a\": {i}}}\n")).collect();
+    std::fs::write(dir.path().join("in.jsonl"), records).unwrap();
+    let o = cli(
+        &e,
+        dir.path(),
+        &[
+            "job", "create", "batchjob", "slow.py", "in.jsonl", "-", "--json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let id = serde_json::from_slice::<Value>(&o.stdout).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let o = cli(&e, dir.path(), &["job", "status", &id]);
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        if text.contains("RUNNING") && text.contains("\nprogress: 20 read, ") {
+            break;
+        }
+        assert!(
+            !text.contains("COMPLETE") && std::time::Instant::now() < deadline,
+            "no progress line while running: {text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let o = cli(&e, dir.path(), &["job", "cancel", &id]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
