@@ -390,6 +390,12 @@ pub fn job(args: JobArgs) -> i32 {
             .delete(&format!("/api/jobs/{}", seg(&id)))
             .map_err(Failed::from)
             .and_then(|a| {
+                if a.status == 409 {
+                    return Err(Failed(
+                        format!("{} (engine job cancel {id})", error_text(&a)),
+                        exit::ERROR,
+                    ));
+                }
                 if a.status >= 400 {
                     return Err(Failed(error_text(&a), exit::ERROR));
                 }

@@ -174,6 +174,20 @@ fn the_cli_says_what_to_do_when_it_cannot_talk_to_the_engine() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "model undeployed\n");
 
+    // https:// to a plain HTTP engine.
+    let plain = e.url.replace("http://", "https://");
+    let o = Command::new(ENGINE)
+        .args(["status", "--engine", &plain])
+        .env("ENGINE_TOKEN", token)
+        .output()
+        .expect("engine runs");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("does the engine serve plain http://?"),
+        "{}",
+        stderr(&o)
+    );
+
     // Nothing listening: the CLI asks whether the engine runs there.
     let url = e.url.clone();
     drop(e);
@@ -477,6 +491,15 @@ fn the_status_of_a_running_job_shows_its_live_progress() {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    // Deleting it now says how to stop it first.
+    let o = cli(&e, dir.path(), &["job", "delete", &id]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("answered 409")
+            && stderr(&o).contains(&format!("(engine job cancel {id})")),
+        "{}",
+        stderr(&o)
+    );
     let o = cli(&e, dir.path(), &["job", "cancel", &id]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }

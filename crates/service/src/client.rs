@@ -166,6 +166,9 @@ impl Client {
                 _ if text.contains("http parse fail") && self.base.starts_with("http://") => {
                     "; does the engine serve https://? (tlsCert)"
                 }
+                _ if text.contains("corrupt message") && self.base.starts_with("https://") => {
+                    "; does the engine serve plain http://? (no tlsCert)"
+                }
                 _ => "",
             };
             Error::Client(format!(
