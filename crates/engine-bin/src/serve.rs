@@ -88,6 +88,13 @@ fn flag_overrides(a: &ServeArgs) -> Result<Overrides, String> {
     if let Some(path) = &a.auth_token_file {
         let token = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?;
+        if token.trim().is_empty() {
+            return Err(format!(
+                "the token file {} is empty (`engine token > {}` writes a fresh token)",
+                path.display(),
+                path.display()
+            ));
+        }
         o.insert("authToken".to_owned(), token);
     }
     if a.insecure_no_auth {

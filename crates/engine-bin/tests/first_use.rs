@@ -503,3 +503,25 @@ fn the_status_of_a_running_job_shows_its_live_progress() {
     let o = cli(&e, dir.path(), &["job", "cancel", &id]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
+
+#[test]
+fn an_empty_token_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token.txt");
+    std::fs::write(&file, "\n").unwrap();
+    let o = Command::new(ENGINE)
+        .args(["serve", "--port", "0", "--auth-token-file"])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env_remove("ENGINE_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(64));
+    assert!(
+        stderr(&o).contains(&format!("the token file {} is empty", file.display()))
+            && stderr(&o).contains("engine token >"),
+        "{}",
+        stderr(&o)
+    );
+}
