@@ -82,6 +82,12 @@ fn engine_url(given: &str) -> String {
     }
 }
 
+/// A job id (or other value) as one segment of a URL path or a query value: whatever
+/// the user typed stays that value (`../x` or `a&b` cannot change the route).
+fn seg(value: &str) -> String {
+    percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
 /// How often plain progress lines are printed when standard error is not a terminal.
 const DEFAULT_INTERVAL_SECS: u64 = 5;
 
@@ -183,6 +189,10 @@ pub struct ScoreArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
+    /// Also print the deployed model's latest log lines: its console, failed records with
+    /// their tracebacks, worker restarts.
+    #[arg(long)]
+    pub log: bool,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -320,13 +330,13 @@ pub fn job(args: JobArgs) -> i32 {
             interval,
         } => follow(&c, &id, Duration::from_secs(interval)).and_then(|v| show_final(&c, v, json)),
         JobCommand::Status { id, .. } => c
-            .get(&format!("/api/jobs/{id}"))
+            .get(&format!("/api/jobs/{}", seg(&id)))
             .map_err(Failed::from)
             .and_then(value)
             .map(|v| show_job(&c, &v, json)),
         JobCommand::Result { id } => result(&c, json, &id),
         JobCommand::Log { id } => c
-            .get(&format!("/api/jobs/{id}/log"))
+            .get(&format!("/api/jobs/{}/log", seg(&id)))
             .map_err(Failed::from)
             .and_then(value)
             .map(|v| {
@@ -346,7 +356,7 @@ pub fn job(args: JobArgs) -> i32 {
             }),
         JobCommand::List { status } => {
             let path = match status {
-                Some(st) => format!("/api/jobs?status={st}"),
+                Some(st) => format!("/api/jobs?status={}", seg(&st)),
                 None => "/api/jobs".to_owned(),
             };
             c.get(&path).map_err(Failed::from).and_then(value).map(|v| {
@@ -359,19 +369,33 @@ pub fn job(args: JobArgs) -> i32 {
             })
         }
         JobCommand::Cancel { id } => c
-            .post(&format!("/api/jobs/{id}/cancel"), "application/json", b"")
+            .post(
+                &format!("/api/jobs/{}/cancel", seg(&id)),
+                "application/json",
+                b"",
+            )
             .map_err(Failed::from)
             .and_then(value)
             .map(|v| show_job(&c, &v, json)),
         JobCommand::Rerun { id } => c
-            .post(&format!("/api/jobs/{id}/rerun"), "application/json", b"")
+            .post(
+                &format!("/api/jobs/{}/rerun", seg(&id)),
+                "application/json",
+                b"",
+            )
             .map_err(Failed::from)
             .and_then(value)
             .map(|v| show_job(&c, &v, json)),
         JobCommand::Delete { id } => c
-            .delete(&format!("/api/jobs/{id}"))
+            .delete(&format!("/api/jobs/{}", seg(&id)))
             .map_err(Failed::from)
             .and_then(|a| {
+                if a.status == 409 {
+                    return Err(Failed(
+                        format!("{} (engine job cancel {id})", error_text(&a)),
+                        exit::ERROR,
+                    ));
+                }
                 if a.status >= 400 {
                     return Err(Failed(error_text(&a), exit::ERROR));
                 }
@@ -396,6 +420,13 @@ fn show_job(c: &Client, v: &serde_json::Value, json: bool) {
         return;
     }
     let mut t = job_table(std::slice::from_ref(v));
+    // IN/OUT are the final counts; a running job's live ones are in its progress.
+    if s(&v["jobStatus"]) == "RUNNING" && v["progress"].is_object() {
+        let line = progress_line(v);
+        if let Some((_, figures)) = line.split_once(": ") {
+            t += &format!("progress: {figures}\n");
+        }
+    }
     if let Some(reason) = v["reason"].as_str() {
         t += &format!("reason: {reason}\n");
     }
@@ -413,7 +444,7 @@ const PROBLEMS_SHOWN: usize = 5;
 fn failure_details(c: &Client, v: &serde_json::Value) -> String {
     let id = s(&v["id"]);
     let result = c
-        .get(&format!("/api/jobs/{id}/result"))
+        .get(&format!("/api/jobs/{}/result", seg(&id)))
         .ok()
         .and_then(|a| Client::json::<serde_json::Value>(a).ok())
         .unwrap_or_default();
@@ -434,7 +465,7 @@ fn failure_details(c: &Client, v: &serde_json::Value) -> String {
         let messages = match v["jobMessages"].as_array() {
             Some(m) => m.clone(),
             None => c
-                .get(&format!("/api/jobs/{id}"))
+                .get(&format!("/api/jobs/{}", seg(&id)))
                 .ok()
                 .and_then(|a| Client::json::<serde_json::Value>(a).ok())
                 .and_then(|j| j["jobMessages"].as_array().cloned())
@@ -505,7 +536,7 @@ fn follow(c: &Client, id: &str, interval: Duration) -> Result<serde_json::Value,
     };
     let mut printed: Option<(Instant, String)> = None;
     loop {
-        let v = value(c.get(&format!("/api/jobs/{id}?messages=false"))?)?;
+        let v = value(c.get(&format!("/api/jobs/{}?messages=false", seg(id)))?)?;
         let status = s(&v["jobStatus"]);
         let done = is_final(&status);
         let p = &v["progress"];
@@ -630,7 +661,7 @@ fn create(
 }
 
 fn result(c: &Client, json: bool, id: &str) -> Result<(), Failed> {
-    let v = value(c.get(&format!("/api/jobs/{id}/result"))?)?;
+    let v = value(c.get(&format!("/api/jobs/{}/result", seg(id)))?)?;
     if json {
         print_json(&v);
         return Ok(());
@@ -679,6 +710,9 @@ pub fn undeploy(args: UndeployArgs) -> i32 {
         if a.status >= 400 {
             return Err(Failed(error_text(&a), exit::ERROR));
         }
+        if !args.client.json {
+            out("model undeployed\n");
+        }
         Ok(())
     })();
     report(r, "undeploy")
@@ -718,6 +752,7 @@ pub fn score(args: ScoreArgs) -> i32 {
     }
     let r = (|| {
         let mut failed = 0u64;
+        let mut hinted = false;
         for (n, line) in std::io::stdin().lock().lines().enumerate() {
             let n = n + 1;
             let line = line.map_err(|e| {
@@ -741,6 +776,12 @@ pub fn score(args: ScoreArgs) -> i32 {
                 _ => {
                     failed += 1;
                     eprintln!("engine score: line {n}: {}", answer_error(&a));
+                    if a.status == 422 && !hinted {
+                        hinted = true;
+                        eprintln!(
+                            "engine score: the model's traceback is in its log: engine status --log"
+                        );
+                    }
                 }
             }
         }
@@ -750,6 +791,27 @@ pub fn score(args: ScoreArgs) -> i32 {
         Ok(())
     })();
     report(r, "score")
+}
+
+/// The deployed model's log lines, as `engine job log` prints a job's; nothing deployed
+/// says so.
+fn print_deployment_log(c: &Client) -> Result<(), Failed> {
+    let a = c.get("/api/deployment/log")?;
+    if a.status == 404 {
+        out("no model is deployed: no deployment log\n");
+        return Ok(());
+    }
+    let v = value(a)?;
+    for l in v["lines"].as_array().into_iter().flatten() {
+        out(&format!(
+            "{} {} {} {}\n",
+            s(&l["at"]),
+            s(&l["level"]),
+            s(&l["source"]),
+            s(&l["message"]).trim_end()
+        ));
+    }
+    Ok(())
 }
 
 /// The engine's error, with its detail when it gives one.
@@ -770,7 +832,12 @@ pub fn status(args: StatusArgs) -> i32 {
     let r = (|| {
         let v = value(c.get("/api/engine")?)?;
         if args.client.json {
-            print_json(&v);
+            if args.log {
+                let log = value(c.get("/api/deployment/log")?)?;
+                print_json(&serde_json::json!({"engine": v, "deploymentLog": log}));
+            } else {
+                print_json(&v);
+            }
             return Ok(());
         }
         let jobs = &v["jobs"];
@@ -805,6 +872,9 @@ pub fn status(args: StatusArgs) -> i32 {
             );
         }
         out(&t);
+        if args.log {
+            print_deployment_log(&c)?;
+        }
         Ok(())
     })();
     report(r, "status")

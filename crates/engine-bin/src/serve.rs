@@ -40,11 +40,14 @@ pub struct ServeArgs {
     /// PEM private key of --tls-cert (`tlsKey`).
     #[arg(long, value_name = "PATH", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// Where the job queue, history and working folders live.
+    /// Where the job queue, history and working folders live (`dataDir`, ENGINE_DATA_DIR;
+    /// default ./engine-data, made absolute and locked at start).
     #[arg(long, value_name = "PATH")]
     pub data_dir: Option<PathBuf>,
+    /// The engine's name in /api/engine (`name`, MODELOP_ENGINE_NAME; default engine-1).
     #[arg(long)]
     pub name: Option<String>,
+    /// The runtime group it belongs to (`group`, MODELOP_RUNTIME_GROUP).
     #[arg(long)]
     pub group: Option<String>,
     /// Tags, comma-separated (`DEV, cc-fraud`).
@@ -100,6 +103,13 @@ fn flag_overrides(a: &ServeArgs) -> Result<Overrides, String> {
     if let Some(path) = &a.auth_token_file {
         let token = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?;
+        if token.trim().is_empty() {
+            return Err(format!(
+                "the token file {} is empty (`engine token > {}` writes a fresh token)",
+                path.display(),
+                path.display()
+            ));
+        }
         o.insert("authToken".to_owned(), token);
     }
     if a.insecure_no_auth {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
+use axum::extract::multipart::MultipartRejection;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -102,6 +103,8 @@ pub fn control_router(engine: AppState) -> axum::Router {
                 async move { Json(api.as_ref().clone()) }
             }),
         )
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::map_response(move |r: Response| {
             too_large_in_json(limit, r)
         }))
@@ -129,6 +132,25 @@ pub fn scoring_router(engine: AppState) -> axum::Router {
             policy,
             crate::auth::require,
         ))
+}
+
+/// An unknown path of the control API: 404 in the API's JSON, naming what was asked.
+async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> Error {
+    Error::NotFound(format!("route {method} {}", uri.path()))
+}
+
+/// A known path asked with a method it does not answer: 405 in the API's JSON (the
+/// `Allow` header names the methods it answers).
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Error {
+    Error::MethodNotAllowed(format!("{} does not answer {method}", uri.path()))
+}
+
+/// An upload route's body that is not `multipart/form-data`: 400 in the API's JSON.
+fn not_multipart(r: MultipartRejection) -> Error {
+    Error::BadRequest(format!(
+        "not a multipart/form-data upload: {}",
+        r.body_text()
+    ))
 }
 
 /// `maxRequestBytes`, as the routers hand it to `refuse_declared_oversize`.
@@ -631,8 +653,9 @@ struct JobUpload {
 async fn upload_job(
     State(e): State<AppState>,
     headers: HeaderMap,
-    multipart: Multipart,
+    multipart: std::result::Result<Multipart, MultipartRejection>,
 ) -> Result<(StatusCode, Json<JobView>)> {
+    let multipart = multipart.map_err(not_multipart)?;
     let id = uuid::Uuid::new_v4().to_string();
     let dir = job_content_dir(&e, &id)?;
     let r = upload_job_into(&e, &headers, multipart, &id, &dir).await;
@@ -659,7 +682,7 @@ async fn upload_job_into(
                 path.display()
             )));
         }
-        e.config.path_policy().check(path, "output")?;
+        e.config.path_policy().check_output(path, "output")?;
     }
     let job_type = match form.text("jobType").as_deref().map(str::trim) {
         Some("batchjob") | None => "MODEL_BATCH_JOB".to_owned(),
@@ -1288,8 +1311,9 @@ struct DeploymentUpload {
 async fn upload_deployment(
     State(e): State<AppState>,
     headers: HeaderMap,
-    multipart: Multipart,
+    multipart: std::result::Result<Multipart, MultipartRejection>,
 ) -> Result<(StatusCode, Json<DeploymentView>)> {
+    let multipart = multipart.map_err(not_multipart)?;
     // The files are written where they stay while the model is deployed: the stored
     // deployment document (deployed again at start) names them.
     let root = deployment_uploads_root(&e)?;

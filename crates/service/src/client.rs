@@ -62,8 +62,15 @@ impl Part {
 
     /// A file on disk, sent under `file_name` (read as it is sent).
     pub fn file(name: &str, path: &Path, file_name: &str) -> Result<Part> {
-        std::fs::File::open(path)
+        let file = std::fs::File::open(path)
             .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+        // A folder opens like a file; it would fail only once the upload is on its way.
+        if file.metadata().is_ok_and(|m| m.is_dir()) {
+            return Err(Error::Client(format!(
+                "{} is a folder; give the files in it",
+                path.display()
+            )));
+        }
         Ok(Part::Path {
             name: name.to_owned(),
             file_name: file_name.to_owned(),
@@ -144,8 +151,31 @@ impl Client {
         &self,
         r: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<Answer> {
-        let mut r =
-            r.map_err(|e| Error::Client(format!("cannot reach the engine at {}: {e}", self.base)))?;
+        let mut r = r.map_err(|e| {
+            let text = e.to_string();
+            let hint = match &e {
+                ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    "; is `engine serve` running there? (--engine URL or ENGINE_URL names another)"
+                }
+                _ if text.contains("CaUsedAsEndEntity") => {
+                    "; the engine's certificate is a CA certificate (`openssl req -x509` makes one unless given `-addext basicConstraints=critical,CA:FALSE`): serve a certificate made for the server, signed by the CA that --ca-file names, or a self-signed one with CA:FALSE"
+                }
+                _ if text.contains("invalid peer certificate") => {
+                    "; a certificate of a private CA, or a self-signed one, is trusted with --ca-file PATH"
+                }
+                _ if text.contains("http parse fail") && self.base.starts_with("http://") => {
+                    "; does the engine serve https://? (tlsCert)"
+                }
+                _ if text.contains("corrupt message") && self.base.starts_with("https://") => {
+                    "; does the engine serve plain http://? (no tlsCert)"
+                }
+                _ => "",
+            };
+            Error::Client(format!(
+                "cannot reach the engine at {}: {text}{hint}",
+                self.base
+            ))
+        })?;
         let status = r.status().as_u16();
         let detail = r
             .headers()
@@ -214,9 +244,16 @@ const EXPECT_CONTINUE_FROM: usize = 64 << 10;
 pub fn error_text(answer: &Answer) -> String {
     let text = String::from_utf8_lossy(&answer.body);
     let msg = serde_json::from_slice::<crate::error::ErrorBody>(&answer.body)
-        .map(|b| b.error)
+        .map(|b| match b.traceback {
+            Some(tb) => format!("{}\n{}", b.error, tb.trim_end()),
+            None => b.error,
+        })
         .unwrap_or_else(|_| text.trim().to_owned());
-    format!("the engine answered {}: {msg}", answer.status)
+    let hint = match answer.status {
+        401 => "; the CLI sends the token in ENGINE_TOKEN, or in the file --token-file PATH names",
+        _ => "",
+    };
+    format!("the engine answered {}: {msg}{hint}", answer.status)
 }
 
 fn file_part_head(name: &str, file_name: &str) -> String {

@@ -420,6 +420,34 @@ pub fn overrides_from_env(lookup: impl Fn(&str) -> Option<String>) -> Overrides 
     out
 }
 
+/// `application.json` read; on a problem, the key it lies at (`jobRetention.maxJobs`, an
+/// unknown key itself, or `application.json` for text that is not a JSON object) and why.
+fn file_config(text: &str) -> std::result::Result<FileConfig, (String, String)> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let at = e.path().to_string();
+        let inner = e.into_inner();
+        let why = inner.to_string();
+        // The path of an unknown key ends with the key itself.
+        let unknown = why
+            .strip_prefix("unknown field `")
+            .and_then(|rest| rest.split_once('`'))
+            .map(|(key, _)| key.to_owned());
+        match unknown {
+            Some(key) => {
+                let key = if at == "." { key } else { at };
+                let known = why.split_once(", expected").map_or("", |(_, k)| k);
+                (key, format!("unknown key; expected{known}"))
+            }
+            None if at == "." => (
+                "application.json".to_owned(),
+                format!("not a valid application.json: {why}"),
+            ),
+            None => (at, why),
+        }
+    })
+}
+
 impl Config {
     /// Builds the configuration from `application.json` (if any), then each layer of
     /// overrides in order (environment, then flags). Refuses what cannot work, naming the
@@ -429,11 +457,8 @@ impl Config {
         if let Some(path) = file {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| Error::config(path.display().to_string(), e.to_string()))?;
-            let fc: FileConfig = serde_json::from_str(&text).map_err(|e| {
-                Error::config(
-                    path.display().to_string(),
-                    format!("not a valid application.json: {e}"),
-                )
+            let fc: FileConfig = file_config(&text).map_err(|(key, why)| {
+                Error::config(key, format!("{why} (in {})", path.display()))
             })?;
             cfg.apply_file(fc)?;
         }
@@ -561,9 +586,24 @@ impl Config {
             "group" => self.group = (!v.is_empty()).then(|| v.to_owned()),
             "tags" => self.tags = parse_tags(v)?,
             "bind" => {
-                self.bind = v
-                    .parse()
-                    .map_err(|_| Error::config(key, format!("'{v}' is not an IP address")))?
+                let v = v.trim();
+                self.bind = if v.eq_ignore_ascii_case("localhost") {
+                    std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+                } else if let Ok(ip) = v.parse() {
+                    ip
+                } else if v.parse::<std::net::SocketAddr>().is_ok() {
+                    return Err(Error::config(
+                        key,
+                        format!("'{v}' holds a port: give the address alone (the port is 'port', --port)"),
+                    ));
+                } else {
+                    return Err(Error::config(
+                        key,
+                        format!(
+                            "'{v}' is not an IP address (127.0.0.1, 0.0.0.0, ::1, or localhost)"
+                        ),
+                    ));
+                }
             }
             "port" => self.port = number(key, v)?,
             "scoringPort" => self.scoring_port = Some(number(key, v)?),
@@ -692,14 +732,14 @@ impl Config {
     }
 
     /// The folders local paths of documents must lie under: `allowedPaths`, or the data
-    /// folder.
+    /// folder; outputs never name the engine's own files in the data folder.
     pub fn path_policy(&self) -> crate::paths::PathPolicy {
         let roots = if self.allowed_paths.is_empty() {
             vec![self.data_dir.clone()]
         } else {
             self.allowed_paths.clone()
         };
-        crate::paths::PathPolicy::new(roots)
+        crate::paths::PathPolicy::new(roots).protecting(self.data_dir.clone())
     }
 
     /// The certificate and key the ports serve, read now; `None` without TLS.
@@ -797,6 +837,49 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn bind_takes_localhost_and_says_where_a_port_goes() {
+        let cfg = Config::load(None, &[layer(&[("bind", "localhost")])]).unwrap();
+        assert_eq!(cfg.bind, std::net::IpAddr::from([127, 0, 0, 1]));
+        let e = Config::load(None, &[layer(&[("bind", "127.0.0.1:9000")])]).unwrap_err();
+        assert!(e.to_string().contains("the port is 'port', --port"), "{e}");
+        let e = Config::load(None, &[layer(&[("bind", "example.org")])]).unwrap_err();
+        assert!(e.to_string().contains("not an IP address"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_application_json_names_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("application.json");
+        let err = |text: &str| {
+            std::fs::write(&file, text).unwrap();
+            Config::load(Some(&file), &[]).unwrap_err().to_string()
+        };
+        let e = err(r#"{"bogus": 1}"#);
+        assert!(
+            e.starts_with("invalid configuration: 'bogus': unknown key; expected one of `name`"),
+            "{e}"
+        );
+        let e = err(r#"{"jobRetention": {"maxJob": 3}}"#);
+        assert!(
+            e.starts_with("invalid configuration: 'jobRetention.maxJob': unknown key"),
+            "{e}"
+        );
+        let e = err(r#"{"port": "abc"}"#);
+        assert!(
+            e.starts_with("invalid configuration: 'port': invalid type: string"),
+            "{e}"
+        );
+        assert!(e.contains("application.json"), "{e}");
+        let e = err("\"just text\"");
+        assert!(
+            e.starts_with(
+                "invalid configuration: 'application.json': not a valid application.json"
+            ),
+            "{e}"
+        );
     }
 
     #[test]

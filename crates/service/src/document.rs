@@ -414,6 +414,9 @@ fn model_source(m: &ModelRef, what: &str) -> Result<ModelSource> {
         None => return Err(Error::BadRequest(format!("{where_main} has no sourceCode"))),
     };
     let source_name = asset_name(main_asset).unwrap_or_else(|| "model.py".to_owned());
+    // The source is written under a reserved name, but its name is shown and stored: it
+    // follows the rules of every asset name.
+    safe_relative(&source_name, &where_main)?;
     let language = Language::from_path(&source_name).or(Some(Language::Python));
     let explicit = ExplicitNames {
         init: main_asset.init_function.clone().filter(|s| !s.is_empty()),

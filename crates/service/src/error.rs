@@ -100,6 +100,10 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A route of the control API asked with a method it does not answer (405).
+    #[error("{0}")]
+    MethodNotAllowed(String),
+
     /// No token, or not the engine's (401).
     #[error("{0}")]
     Unauthorized(String),
@@ -149,6 +153,7 @@ impl Error {
             | Error::InputRejectedBySchema(_) => StatusCode::BAD_REQUEST,
             Error::NotFound(_) | Error::NoModel | Error::NoDeployment => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,

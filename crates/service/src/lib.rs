@@ -352,8 +352,10 @@ pub async fn serve(
     let control = tokio::net::TcpListener::bind((config.bind, config.port))
         .await
         .map_err(|e| {
-            Error::io(
-                format!("cannot listen on {}:{}", config.bind, config.port),
+            listen_error(
+                config.bind,
+                config.port,
+                "port, --port or MODELOP_API_PORT",
                 e,
             )
         })?;
@@ -364,7 +366,7 @@ pub async fn serve(
         Some(port) => Some(
             tokio::net::TcpListener::bind((config.bind, port))
                 .await
-                .map_err(|e| Error::io(format!("cannot listen on {}:{port}", config.bind), e))?,
+                .map_err(|e| listen_error(config.bind, port, "scoringPort, --scoring-port", e))?,
         ),
         None => None,
     };
@@ -457,4 +459,16 @@ pub async fn serve(
         .store(EngineState::Finished as u8, Ordering::Relaxed);
     tracing::info!("engine stopped");
     Ok(())
+}
+
+/// A port that cannot be listened on; one already taken says which setting chooses another.
+fn listen_error(bind: std::net::IpAddr, port: u16, setting: &str, e: std::io::Error) -> Error {
+    let context = if e.kind() == std::io::ErrorKind::AddrInUse {
+        format!(
+            "cannot listen on {bind}:{port} (another process, perhaps another engine, holds it; {setting} chooses another)"
+        )
+    } else {
+        format!("cannot listen on {bind}:{port}")
+    };
+    Error::io(context, e)
 }

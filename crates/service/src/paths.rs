@@ -6,15 +6,67 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
+/// What the engine keeps in its data folder: no job may write over these (a job output
+/// named `engine.db` would truncate the queue's database).
+pub const ENGINE_OWN_ENTRIES: &[&str] = &[
+    "engine.db",
+    "engine.db-wal",
+    "engine.db-shm",
+    "engine.db-journal",
+    crate::datadir::LOCK_FILE,
+    "jobs",
+    "uploads",
+    "deployments",
+    "environments",
+];
+
 /// The folders local paths must lie under.
 #[derive(Clone, Debug)]
 pub struct PathPolicy {
     roots: Vec<PathBuf>,
+    /// The data folder, whose own files and folders outputs may not name.
+    data_dir: Option<PathBuf>,
 }
 
 impl PathPolicy {
     pub fn new(roots: Vec<PathBuf>) -> PathPolicy {
-        PathPolicy { roots }
+        PathPolicy {
+            roots,
+            data_dir: None,
+        }
+    }
+
+    /// The same policy, refusing outputs that name the data folder itself or what the
+    /// engine keeps in it ([`ENGINE_OWN_ENTRIES`]).
+    pub fn protecting(mut self, data_dir: PathBuf) -> PathPolicy {
+        self.data_dir = Some(data_dir);
+        self
+    }
+
+    /// Refuses (403) a path a job would write (an output file, a training output folder):
+    /// outside every root, or the data folder itself or one of the engine's own entries in
+    /// it (its database, lock and job, upload and environment folders), or under one.
+    pub fn check_output(&self, path: &Path, what: &str) -> Result<()> {
+        self.check(path, what)?;
+        let (Some(data_dir), Some(resolved)) = (&self.data_dir, resolve(path)) else {
+            return Ok(());
+        };
+        let Ok(data_dir) = std::fs::canonicalize(data_dir) else {
+            return Ok(());
+        };
+        let own = resolved == data_dir
+            || ENGINE_OWN_ENTRIES
+                .iter()
+                .any(|entry| resolved.starts_with(data_dir.join(entry)));
+        if own {
+            return Err(Error::Forbidden(format!(
+                "{what}: the path '{}' is the engine's own (the data folder {} keeps its database, lock and the folders {}); name a file or folder of your own",
+                path.display(),
+                data_dir.display(),
+                "jobs/, uploads/, deployments/, environments/"
+            )));
+        }
+        Ok(())
     }
 
     /// Refuses (403) a path outside every root. Links are followed first (the path, or for
@@ -48,15 +100,19 @@ impl PathPolicy {
 /// training output folder among them).
 pub fn check_job(policy: &PathPolicy, doc: &crate::document::JobDocument) -> Result<()> {
     let mut named = model_paths(doc.model.as_ref(), "model");
-    for (list, what) in [
-        (&doc.input_data, "inputData"),
-        (&doc.output_data, "outputData"),
-    ] {
-        for (i, a) in list.iter().enumerate() {
-            named.push((format!("{what}[{i}].fileUrl"), a.file_url.clone()));
+    for (i, a) in doc.input_data.iter().enumerate() {
+        named.push((format!("inputData[{i}].fileUrl"), a.file_url.clone()));
+    }
+    check_all(policy, named)?;
+    for (i, a) in doc.output_data.iter().enumerate() {
+        let what = format!("outputData[{i}].fileUrl");
+        if let Some(url) = &a.file_url {
+            if let Ok(path) = crate::document::file_url_path(url, &what) {
+                policy.check_output(&path, &what)?;
+            }
         }
     }
-    check_all(policy, named)
+    Ok(())
 }
 
 /// Checks every `file:` path a deployment document names.
@@ -152,5 +208,34 @@ mod tests {
         std::os::unix::fs::symlink(other.path(), root.path().join("link")).unwrap();
         assert!(p.check(&root.path().join("link/x.json"), "x").is_err());
         assert!(p.check(&root.path().join("link/new/x.json"), "x").is_err());
+    }
+
+    #[test]
+    fn outputs_may_not_name_the_engines_own_files() {
+        let data = tempfile::tempdir().unwrap();
+        let p =
+            PathPolicy::new(vec![data.path().to_path_buf()]).protecting(data.path().to_path_buf());
+        std::fs::write(data.path().join("engine.db"), "").unwrap();
+        std::fs::create_dir(data.path().join("jobs")).unwrap();
+        for own in [
+            "engine.db",
+            "engine.lock",
+            "jobs/x/content/in.json",
+            "environments/e",
+        ] {
+            let e = p.check_output(&data.path().join(own), "outputData[0].fileUrl");
+            let msg = e.unwrap_err().to_string();
+            assert!(msg.contains("the engine's own"), "{own}: {msg}");
+        }
+        assert!(p.check_output(data.path(), "x").is_err());
+        assert!(p
+            .check_output(&data.path().join("x/../engine.db"), "x")
+            .is_err());
+        p.check_output(&data.path().join("out.jsonl"), "x").unwrap();
+        p.check_output(&data.path().join("scored/jobs.jsonl"), "x")
+            .unwrap();
+        // Reading is not writing: a stored job's inputs stay readable.
+        p.check(&data.path().join("jobs/x/content/in.json"), "x")
+            .unwrap();
     }
 }
