@@ -205,8 +205,13 @@ fn strip(text: &str) -> String {
             out.push('\'');
             i += 1;
             if c[i] == '\\' {
-                blank(&mut out, c[i]);
-                i += 1;
+                // The backslash and the character it escapes (which may be a quote).
+                for _ in 0..2 {
+                    if i < c.len() {
+                        blank(&mut out, c[i]);
+                        i += 1;
+                    }
+                }
             }
             while i < c.len() && c[i] != '\'' {
                 blank(&mut out, c[i]);
@@ -506,7 +511,7 @@ fn the_checks_find_what_they_look_for() {
     // The scanners themselves, on code written to break each rule once.
     let code = strip(
         "// env::var in a comment\n\
-         let s = \"println!(\\\"x\\\")\"; let c = '\"'; let r = r#\"pyo3::x\"#;\n\
+         let s = \"println!(\\\"x\\\")\"; let c = '\"'; let q = '\\''; let r = r#\"pyo3::x\"#;\n\
          fn f<'a>(x: &'a str) { std::env::var(\"X\"); }\n\
          #[test]\nfn t() {\n    if cond() { return; }\n    assert!(true);\n}\n\
          #[tokio::test]\nasync fn u() -> Result<(), E> {\n    return Ok(());\n}\n\
