@@ -494,30 +494,69 @@ fn an_r_model_deploys_and_scores() {
 
 #[test]
 fn a_deployment_with_two_workers_spreads_requests_over_both() {
+    // Each record's worker leaves its pid in a rendezvous folder and holds the record until
+    // two workers have: the second request is sent only once the first is being scored, so
+    // it can only go to the other, free worker (one that holds a record takes nothing new).
+    // No timing decides the outcome; the waits (and the roundtrip timeout raised to match,
+    // for a loaded machine) only bound a failure.
     let dir = tempfile::tempdir().unwrap();
-    let e = Engine::start(dir.path(), &["--score-workers", "2"], &[]);
-    let source = "import os, time\n# modelop.score\ndef action(x):\n    time.sleep(0.05)\n    yield os.getpid()\n";
+    let rendezvous = tempfile::tempdir().unwrap();
+    let e = Engine::start(
+        dir.path(),
+        &["--score-workers", "2"],
+        &[("ENGINE_ROUNDTRIP_TIMEOUT_MS", "60000")],
+    );
+    let source = format!(
+        "import os, time\n\
+         RENDEZVOUS = {:?}\n\
+         # modelop.score\n\
+         def action(x):\n\
+         \x20   open(os.path.join(RENDEZVOUS, str(os.getpid())), 'w').close()\n\
+         \x20   deadline = time.time() + 60\n\
+         \x20   while len(os.listdir(RENDEZVOUS)) < 2 and time.time() < deadline:\n\
+         \x20       time.sleep(0.01)\n\
+         \x20   yield os.getpid()\n",
+        rendezvous.path().display().to_string()
+    );
     let deployment = json!({"name": "pids", "deployableModel": {"storedModel": {"modelAssets": [
         {"name": "pids.py", "assetType": "SOURCE_CODE", "sourceCode": source}]}}});
     let (s, d) = e.send("PUT", "/api/deployment", &deployment);
     assert_eq!(s, 201, "{d}");
     let url = e.url.clone();
+    let arrived = || std::fs::read_dir(rendezvous.path()).unwrap().count();
     let pids: std::collections::BTreeSet<String> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..8)
-            .map(|_| {
-                let url = url.clone();
-                scope.spawn(move || {
-                    let a = service::client::Client::new(&url)
-                        .post("/api/roundtrip/0/1", "application/json", b"1")
-                        .unwrap();
-                    assert_eq!(a.status, 200);
-                    String::from_utf8_lossy(&a.body).into_owned()
-                })
+        let score = || {
+            let url = url.clone();
+            scope.spawn(move || {
+                let a = service::client::Client::new(&url)
+                    .post("/api/roundtrip/0/1", "application/json", b"1")
+                    .unwrap();
+                assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+                String::from_utf8_lossy(&a.body).trim().to_owned()
             })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+        };
+        let first = score();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while arrived() == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the first request never reached a worker"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let second = score();
+        [first, second]
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect()
     });
     assert_eq!(pids.len(), 2, "two workers answered: {pids:?}");
+    // The pids the model answered with are the two that met.
+    let met: std::collections::BTreeSet<String> = std::fs::read_dir(rendezvous.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(pids, met);
 }
 
 #[test]

@@ -43,6 +43,9 @@ const NA_REAL_BITS: u64 = 0x7FF0_0000_0000_07A2;
 /// Nesting deeper than this is refused (R values cannot be cyclic, but a frame can lie).
 const MAX_DEPTH: usize = 200;
 
+/// A matrix with no columns leaves as this many empty rows at most.
+const MAX_EMPTY_ROWS: usize = 1 << 16;
+
 /// An R value as read from the wire, before it becomes a record value.
 #[derive(Clone, Debug, PartialEq)]
 pub enum RObj {
@@ -459,7 +462,7 @@ pub fn read(bytes: &[u8]) -> Result<RValue, String> {
     match version {
         2 => {}
         3 => {
-            let n = r.len()?;
+            let n = r.len(1)?;
             r.take(n)?;
         }
         v => {
@@ -508,7 +511,9 @@ impl Reader<'_> {
         })
     }
 
-    fn len(&mut self) -> Result<usize, String> {
+    /// A vector's length, each of whose elements takes at least `min_bytes` of what is left:
+    /// a larger count is a lie, refused before anything is sized by it.
+    fn len(&mut self, min_bytes: usize) -> Result<usize, String> {
         let n = self.int()?;
         let n = if n == -1 {
             let hi = self.int()? as u32 as u64;
@@ -518,8 +523,7 @@ impl Reader<'_> {
             u64::try_from(n).map_err(|_| format!("a negative length {n}"))?
         };
         let n = usize::try_from(n).map_err(|_| "a length too large")?;
-        // Every element takes at least one byte: a larger count is a lie.
-        if n > self.buf.len() - self.pos {
+        if n.saturating_mul(min_bytes) > self.buf.len() - self.pos {
             return Err(format!("a length of {n} beyond the end of the data"));
         }
         Ok(n)
@@ -615,7 +619,7 @@ impl Reader<'_> {
                 RObj::Character(vec![s])
             }
             LGLSXP | INTSXP => {
-                let n = self.len()?;
+                let n = self.len(4)?;
                 let mut v = Vec::with_capacity(n);
                 for _ in 0..n {
                     v.push(self.int()?);
@@ -627,7 +631,7 @@ impl Reader<'_> {
                 }
             }
             REALSXP => {
-                let n = self.len()?;
+                let n = self.len(8)?;
                 let mut v = Vec::with_capacity(n);
                 for _ in 0..n {
                     v.push(self.double()?);
@@ -635,12 +639,13 @@ impl Reader<'_> {
                 RObj::Double(v)
             }
             CPLXSXP => {
-                let n = self.len()?;
+                let n = self.len(16)?;
                 self.take(n.checked_mul(16).ok_or("a length too large")?)?;
                 RObj::Unsupported("complex")
             }
             STRSXP => {
-                let n = self.len()?;
+                // Each string is at least its flags and its length.
+                let n = self.len(8)?;
                 let mut v = Vec::with_capacity(n);
                 for _ in 0..n {
                     let f = self.int()? as u32;
@@ -652,8 +657,11 @@ impl Reader<'_> {
                 RObj::Character(v)
             }
             VECSXP | EXPRSXP => {
-                let n = self.len()?;
-                let mut v = Vec::with_capacity(n);
+                // Each element is at least its flags. Nothing is reserved up front: lists
+                // nest, and each level reserving what its length claims would multiply
+                // the frame's size by its depth.
+                let n = self.len(4)?;
+                let mut v = Vec::new();
                 for _ in 0..n {
                     v.push(self.item(depth + 1)?);
                 }
@@ -664,7 +672,7 @@ impl Reader<'_> {
                 }
             }
             RAWSXP => {
-                let n = self.len()?;
+                let n = self.len(1)?;
                 RObj::Raw(self.take(n)?.to_vec())
             }
             ALTREP_SXP => return Err("an ALTREP value (write with version = 2)".to_owned()),
@@ -823,8 +831,21 @@ fn to_value_at(v: &RValue, depth: usize) -> Result<Value, String> {
     }
     if let Some(RObj::Integer(dim)) = v.attr("dim").map(|d| &d.obj) {
         if let [rows, cols] = dim[..] {
-            // A matrix (stored column by column) leaves as an array of rows.
-            let (rows, cols) = (rows.max(0) as usize, cols.max(0) as usize);
+            // A matrix (stored column by column) leaves as an array of rows. R keeps
+            // rows x cols equal to the length; a frame that says otherwise is refused
+            // before anything is sized by it, and so is a matrix of no columns with more
+            // empty rows than MAX_EMPTY_ROWS (its size would be set by the dim alone).
+            let fits = usize::try_from(rows)
+                .ok()
+                .zip(usize::try_from(cols).ok())
+                .filter(|(r, c)| r.checked_mul(*c) == Some(items.len()))
+                .filter(|(r, c)| *c > 0 || *r <= MAX_EMPTY_ROWS);
+            let Some((rows, cols)) = fits else {
+                return Err(format!(
+                    "a matrix whose dim {rows} x {cols} does not match its {} values",
+                    items.len()
+                ));
+            };
             let mut out = Vec::with_capacity(rows);
             for r in 0..rows {
                 let row = (0..cols)
