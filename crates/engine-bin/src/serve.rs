@@ -300,7 +300,16 @@ fn reload_on_sighup(tls: service::tls::TlsReloader) {
     };
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            match tls.reload() {
+            let reloader = tls.clone();
+            // The certificate and key are files: read on the blocking pool.
+            let reloaded = tokio::task::spawn_blocking(move || reloader.reload())
+                .await
+                .unwrap_or_else(|e| {
+                    Err(service::Error::Store(format!(
+                        "the reload task failed: {e}"
+                    )))
+                });
+            match reloaded {
                 Ok(()) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
                 Err(e) => tracing::error!(
                     "SIGHUP: TLS reload failed, the previous certificate stays: {e}"

@@ -158,15 +158,20 @@ impl RSession {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(std::env::temp_dir);
-        let mut driver = tempfile::Builder::new()
-            .prefix(".r-driver-")
-            .suffix(".R")
-            .tempfile_in(&driver_dir)
-            .or_else(|_| tempfile::Builder::new().suffix(".R").tempfile())
-            .map_err(io("cannot write the R driver script"))?;
-        std::io::Write::write_all(&mut driver, crate::DRIVER.as_bytes())
-            .map_err(io("cannot write the R driver script"))?;
-        let driver = driver.into_temp_path();
+        // File work, on the blocking pool.
+        let driver = tokio::task::spawn_blocking(move || {
+            let mut driver = tempfile::Builder::new()
+                .prefix(".r-driver-")
+                .suffix(".R")
+                .tempfile_in(&driver_dir)
+                .or_else(|_| tempfile::Builder::new().suffix(".R").tempfile())?;
+            std::io::Write::write_all(&mut driver, crate::DRIVER.as_bytes())?;
+            Ok(driver.into_temp_path())
+        })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|r: std::io::Result<_>| r)
+        .map_err(io("cannot write the R driver script"))?;
 
         let mut command = WorkerCommand::new(rscript);
         command.args = vec!["--vanilla".into(), driver.as_os_str().to_owned()];
