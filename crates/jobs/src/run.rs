@@ -260,9 +260,10 @@ pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> Job
             })
             .await
             .unwrap_or_else(|e| {
-                Err(CoreError::endpoint(
+                Err(CoreError::endpoint_caused(
                     "outputDir",
                     format!("copying the training products failed: {e}"),
+                    e,
                 ))
             })
         };
@@ -1057,9 +1058,10 @@ impl Writers {
                 Err(e) => WriterResult {
                     written: 0,
                     rejections: Vec::new(),
-                    report: Err(CoreError::endpoint(
+                    report: Err(CoreError::endpoint_caused(
                         format!("output slot {slot}"),
                         format!("writer task failed: {e}"),
+                        e,
                     )),
                 },
             };
@@ -1137,7 +1139,7 @@ fn copy_training_products(
 ) -> Result<Vec<std::path::PathBuf>, CoreError> {
     let out_dir = work_dir.join(model_files::OUTPUT_DIR);
     let files = model_files::list_files(&out_dir)
-        .map_err(|e| CoreError::endpoint("outputDir", e.to_string()))?;
+        .map_err(|e| CoreError::endpoint_source("outputDir", e))?;
     if let Some(dest) = dest {
         for rel in &files {
             let target = dest.join(rel);

@@ -1839,7 +1839,7 @@ async fn score_body(
             LogSource::Engine,
             format!("input record rejected by encoding: {why}"),
         );
-        Error::InputRejectedByEncoding(why)
+        Error::InputRejectedByEncoding(why.to_string())
     })?;
     let mut value = value;
     if let Some(checker) = d.schemas.inputs.get(&Slot(input)) {
@@ -1879,11 +1879,9 @@ async fn score_body(
     let out_cfg = CodecConfig::new(enc);
     let encode = |v: &Value| {
         codecs::encode_message(&out_cfg, v).map_err(|why| {
-            d.log.warn(
-                LogSource::Engine,
-                format!("output record rejected by encoding: {why}"),
-            );
-            Error::OutputRejectedByEncoding(why)
+            // The message says it is a rejection by encoding.
+            d.log.warn(LogSource::Engine, why.to_string());
+            Error::OutputRejectedByEncoding(why.to_string())
         })
     };
     let bytes = match values.as_slice() {
