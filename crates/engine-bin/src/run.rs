@@ -573,7 +573,7 @@ fn job_document(
 fn print_summary_json(o: &JobOutcome) {
     let line = json!({
         "timestamp": runtime_core::utc_timestamp(std::time::SystemTime::now()),
-        "level": if o.exit_code() == 0 { "INFO" } else { "ERROR" },
+        "level": if exit::of_outcome(o) == exit::OK { "INFO" } else { "ERROR" },
         "target": "summary",
         "job_id": job_id(),
         "message": format!(

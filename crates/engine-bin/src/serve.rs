@@ -250,7 +250,7 @@ pub fn serve(args: ServeArgs) -> i32 {
     }));
     drop(data_dir);
     match result {
-        Ok(()) => 0,
+        Ok(()) => exit::OK,
         Err(e) => {
             eprintln!("engine serve: {e}");
             if matches!(e, service::Error::Config { .. }) {
@@ -332,7 +332,7 @@ async fn stop_signal(grace: std::time::Duration) {
                 "the engine did not stop within the shutdown grace of {} ms; exiting now",
                 grace.as_millis()
             );
-            std::process::exit(0);
+            std::process::exit(exit::OK);
         });
 }
 
