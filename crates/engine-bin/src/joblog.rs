@@ -143,3 +143,102 @@ fn write_lines(mut out: Box<dyn Write + Send>, bar: Option<ProgressBar>, rx: Rec
     }
     let _ = out.flush();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Condvar};
+    use std::time::Duration;
+
+    /// A destination that takes nothing until it is opened, then keeps what it gets.
+    #[derive(Clone, Default)]
+    struct Gate {
+        open: Arc<(Mutex<bool>, Condvar)>,
+        got: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl Gate {
+        fn open(&self) {
+            *self.open.0.lock().unwrap() = true;
+            self.open.1.notify_all();
+        }
+        fn text(&self) -> String {
+            String::from_utf8(self.got.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    impl Write for Gate {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let mut open = self.open.0.lock().unwrap();
+            while !*open {
+                open = self.open.1.wait(open).unwrap();
+            }
+            self.got.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn line(i: usize) -> LogLine {
+        LogLine::new(Level::Info, LogSource::Engine, format!("line {i}"))
+    }
+
+    #[test]
+    fn logging_does_not_wait_for_a_stuck_destination_and_nothing_is_lost_silently() {
+        let gate = Gate::default();
+        let log = Arc::new(WriterLog::new(Box::new(gate.clone()), None));
+        let n = QUEUE_MAX + 50;
+        // Logged from another thread, bounded by a timeout: a log that waited for its
+        // destination would never return while the gate is shut.
+        let (done, logged) = mpsc::channel();
+        let logger = log.clone();
+        std::thread::spawn(move || {
+            for i in 0..n {
+                logger.log(line(i));
+            }
+            let _ = done.send(());
+        });
+        logged
+            .recv_timeout(Duration::from_secs(60))
+            .expect("logging returned while the destination was stuck");
+        gate.open();
+        log.flush();
+        let text = gate.text();
+        let lines: Vec<&str> = text.lines().collect();
+        // The first line went to the writer, which is stuck on it; the queue holds QUEUE_MAX
+        // more; the rest are counted and reported, in order after the kept ones.
+        let kept: Vec<&str> = lines
+            .iter()
+            .filter(|l| l.contains(" line "))
+            .copied()
+            .collect();
+        assert!(
+            kept.len() > QUEUE_MAX - 1 && kept.len() < n,
+            "{}",
+            kept.len()
+        );
+        for (i, l) in kept.iter().enumerate() {
+            assert!(l.ends_with(&format!("INFO ENGINE line {i}")), "{l}");
+        }
+        let dropped = n - kept.len();
+        let last = lines.last().unwrap();
+        assert!(
+            last.contains(&format!("WARN ENGINE {dropped} log lines were dropped")),
+            "{last}"
+        );
+    }
+
+    #[test]
+    fn json_lines_carry_the_job_id() {
+        let gate = Gate::default();
+        gate.open();
+        let log = WriterLog::new(Box::new(gate.clone()), None).json("job-7".to_owned());
+        log.log(line(1));
+        log.flush();
+        let v: serde_json::Value = serde_json::from_str(gate.text().trim()).unwrap();
+        assert_eq!(v["job_id"], "job-7");
+        assert_eq!(v["message"], "line 1");
+    }
+}
