@@ -230,7 +230,7 @@ mod tests {
 
     fn json(v: &Value) -> Result<String, String> {
         let mut out = Vec::new();
-        write_value(&mut out, v)?;
+        write_value(&mut out, v).map_err(|e| crate::EncodeError::Rejected(e).to_string())?;
         Ok(String::from_utf8(out).unwrap())
     }
 

@@ -395,6 +395,10 @@ pub enum CodecError {
     /// An Avro schema that cannot be parsed.
     #[error("invalid Avro schema: {0}")]
     Schema(String),
+    /// A whole message ([`decode_message`]) that is not a record of its encoding: the
+    /// reason, as the rejection of that record shows it.
+    #[error("{0}")]
+    Decode(String),
 }
 
 impl CodecError {
@@ -410,19 +414,17 @@ impl CodecError {
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {
     /// This value cannot be encoded; nothing was written for it and the encoder can go on.
-    /// The reason contains "rejected by encoding".
-    #[error("{0}")]
+    /// The field is the reason alone; the message says it is a rejection.
+    #[error("output record rejected by encoding: {0}")]
     Rejected(String),
     /// The destination failed.
     #[error("writing failed: {0}")]
     Io(#[from] std::io::Error),
 }
 
-pub(crate) const REJECTED: &str = "output record rejected by encoding: ";
-
-/// Builds an output rejection; every reason starts the same way so sinks can tell them apart.
+/// The reason of an output rejection ([`EncodeError::Rejected`]).
 pub(crate) fn rejected(reason: impl fmt::Display) -> String {
-    format!("{REJECTED}{reason}")
+    reason.to_string()
 }
 
 /// A decoder's next item under [`RecordDecoder::next_item`]'s contract: once the input has
@@ -573,48 +575,52 @@ pub fn is_json_document<R: BufRead>(mut input: R, max_line: usize) -> std::io::R
 
 /// Decodes one whole message (a REST body, a Kafka message) as one record, whatever the
 /// config's framing: the bytes are the record. Blank JSON is an error here, not a skip.
-pub fn decode_message(cfg: &CodecConfig, bytes: &[u8]) -> Result<Value, String> {
+pub fn decode_message(cfg: &CodecConfig, bytes: &[u8]) -> Result<Value, CodecError> {
     if bytes.len() > cfg.max_record_bytes {
-        return Err(format!(
+        return Err(CodecError::Decode(format!(
             "message of {} bytes exceeds the limit of {} bytes",
             bytes.len(),
             cfg.max_record_bytes
-        ));
+        )));
     }
-    match cfg.encoding {
+    let decoded = match cfg.encoding {
         Encoding::Json => json::decode(bytes),
         Encoding::Utf8 => text::decode_utf8(bytes, 0),
         Encoding::Raw => Ok(Value::Bytes(bytes.to_vec())),
         Encoding::MsgPack => msgpack::decode_message(bytes),
         Encoding::Csv => csv::decode_message(cfg, bytes),
-        Encoding::AvroBinary => {
-            let schema = cfg
-                .schema
-                .as_ref()
-                .ok_or_else(|| "an Avro message needs a schema".to_owned())?;
-            avro::decode_message(schema, bytes)
-        }
-    }
+        Encoding::AvroBinary => match cfg.schema.as_ref() {
+            Some(schema) => avro::decode_message(schema, bytes),
+            None => Err("an Avro message needs a schema".to_owned()),
+        },
+    };
+    decoded.map_err(CodecError::Decode)
 }
 
-/// Encodes one record as one whole message (no separator after it).
-pub fn encode_message(cfg: &CodecConfig, value: &Value) -> Result<Vec<u8>, String> {
+/// Encodes one record as one whole message (no separator after it). Its only error is
+/// [`EncodeError::Rejected`]: the bytes go to memory.
+pub fn encode_message(cfg: &CodecConfig, value: &Value) -> Result<Vec<u8>, EncodeError> {
     let mut out = Vec::new();
+    encode_message_into(cfg, value, &mut out).map_err(EncodeError::Rejected)?;
+    Ok(out)
+}
+
+fn encode_message_into(cfg: &CodecConfig, value: &Value, out: &mut Vec<u8>) -> Result<(), String> {
     match cfg.encoding {
-        Encoding::Json => json::write_value(&mut out, value)?,
-        Encoding::Utf8 => text::write_utf8(&mut out, value, None)?,
-        Encoding::Raw => text::write_raw(&mut out, value)?,
-        Encoding::MsgPack => msgpack::write_value(&mut out, value)?,
-        Encoding::Csv => csv::encode_message(cfg, value, &mut out)?,
+        Encoding::Json => json::write_value(out, value)?,
+        Encoding::Utf8 => text::write_utf8(out, value, None)?,
+        Encoding::Raw => text::write_raw(out, value)?,
+        Encoding::MsgPack => msgpack::write_value(out, value)?,
+        Encoding::Csv => csv::encode_message(cfg, value, out)?,
         Encoding::AvroBinary => {
             let schema = cfg
                 .schema
                 .as_ref()
                 .ok_or_else(|| rejected("an Avro message needs a schema"))?;
-            schema.encode_datum(value, &mut out).map_err(rejected)?;
+            schema.encode_datum(value, out).map_err(rejected)?;
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// What every decoder keeps about its stream.

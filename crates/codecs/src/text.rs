@@ -151,7 +151,7 @@ impl<R: BufRead + Send> RecordDecoder for MessageDecoder<R> {
             Ok(Frame::Data | Frame::Short { .. }) => {
                 Ok(match crate::decode_message(&self.cfg, self.split.data()) {
                     Ok(v) => record(v, pos),
-                    Err(reason) => reject(RejectionKind::Encoding, pos, reason),
+                    Err(e) => reject(RejectionKind::Encoding, pos, e.to_string()),
                 })
             }
         })

@@ -31,6 +31,8 @@ fn a_string_of_the_right_size_is_written_as_fixed() {
 fn a_string_of_another_size_is_rejected() {
     let mut m = Map::new();
     m.push("id", "abc");
-    let e = encode_message(&cfg(), &Value::Map(m)).unwrap_err();
+    let e = encode_message(&cfg(), &Value::Map(m))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("at .id: fixed Id takes 4 bytes, found 3"), "{e}");
 }

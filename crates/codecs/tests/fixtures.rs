@@ -110,7 +110,9 @@ fn avro_encoding_widens_and_names_the_failing_field() {
     };
     child.insert("attrs", map(vec![("k", Value::from("x"))]));
     m.insert("child", Value::Map(child));
-    let err = codecs::encode_message(&cfg, &Value::Map(m)).unwrap_err();
+    let err = codecs::encode_message(&cfg, &Value::Map(m))
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("rejected by encoding") && err.contains(".child.attrs[\"k\"]"),
         "{err}"

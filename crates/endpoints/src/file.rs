@@ -35,8 +35,8 @@ impl FileSource {
         reader: R,
         codec: &CodecConfig,
     ) -> Result<FileSource> {
-        let decoder = codecs::decoder(codec, reader, &name)
-            .map_err(|e| Error::endpoint(&name, e.to_string()))?;
+        let decoder =
+            codecs::decoder(codec, reader, &name).map_err(|e| Error::endpoint_source(&name, e))?;
         Ok(FileSource {
             name,
             decoder: Some(decoder),
@@ -135,7 +135,7 @@ impl FileSink {
             count: bytes.clone(),
         };
         let encoder =
-            codecs::encoder(codec, writer).map_err(|e| Error::endpoint(&name, e.to_string()))?;
+            codecs::encoder(codec, writer).map_err(|e| Error::endpoint_source(&name, e))?;
         Ok(FileSink {
             name,
             location,

@@ -29,10 +29,10 @@ impl RecordSource for InlineSource {
             let position = Position::record(self.next);
             items.push(match codecs::decode_message(&self.codec, &msg) {
                 Ok(value) => ReadItem::Record(Record { value, position }),
-                Err(reason) => ReadItem::Rejected(Rejection {
+                Err(e) => ReadItem::Rejected(Rejection {
                     kind: RejectionKind::Encoding,
                     position,
-                    reason,
+                    reason: e.to_string(),
                 }),
             });
         }

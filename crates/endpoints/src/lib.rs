@@ -12,13 +12,9 @@ pub use inline::InlineSource;
 
 use runtime_core::{Error, Rejection, RejectionKind};
 
-/// Turns an encoder's refusal of one value into the rejection the job runner counts.
+/// Turns an encoder's refusal of one value ([`codecs::EncodeError::Rejected`]'s reason) into
+/// the rejection the job runner counts.
 fn encode_rejection(position: runtime_core::Position, reason: String) -> Rejection {
-    // Reasons say "output record rejected by encoding: ..."; the kind already says that.
-    let reason = reason
-        .strip_prefix("output record rejected by encoding: ")
-        .map(str::to_owned)
-        .unwrap_or(reason);
     Rejection {
         kind: RejectionKind::Encoding,
         position,
@@ -27,8 +23,9 @@ fn encode_rejection(position: runtime_core::Position, reason: String) -> Rejecti
 }
 
 fn join_error(endpoint: &str, e: tokio::task::JoinError) -> Error {
-    Error::endpoint(
+    Error::endpoint_caused(
         endpoint,
         format!("the endpoint's worker thread failed: {e}"),
+        e,
     )
 }

@@ -120,3 +120,45 @@ async fn a_truncated_avro_file_hands_out_every_record_before_the_break() {
     assert!(records > 50_000 && records < 100_000, "{records}");
     assert_eq!(src.read_batch(10).await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn a_codec_that_cannot_be_built_is_the_source_of_the_endpoint_error() {
+    use std::error::Error as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in.jsonl");
+    std::fs::write(&path, b"").unwrap();
+    let mut cfg = CodecConfig::new(Encoding::Json);
+    cfg.max_record_bytes = 0;
+    let err = FileSource::open(&path, &cfg).err().unwrap();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "file:{}: invalid codec config: field 'max_record_bytes': must be at least 1",
+            path.display()
+        )
+    );
+    let source = err.source().expect("the codec's error as the source");
+    assert!(
+        matches!(
+            source.downcast_ref::<codecs::CodecError>(),
+            Some(codecs::CodecError::Config {
+                field: "max_record_bytes",
+                ..
+            })
+        ),
+        "{source:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_inline_message_that_does_not_decode_is_rejected_with_the_codecs_reason() {
+    let mut src = InlineSource::new(vec![b"nope".to_vec()], CodecConfig::new(Encoding::Json));
+    let items = read_all(&mut src).await;
+    let want = codecs::decode_message(&CodecConfig::new(Encoding::Json), b"nope")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        matches!(&items[0], ReadItem::Rejected(r) if r.reason == want && !want.is_empty()),
+        "{items:?}"
+    );
+}

@@ -219,12 +219,12 @@ pub fn token() -> i32 {
     }
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     out(&format!("{hex}\n"));
-    0
+    exit::OK
 }
 
 fn report(r: Result<(), Failed>, what: &str) -> i32 {
     match r {
-        Ok(()) => 0,
+        Ok(()) => exit::OK,
         Err(Failed(msg, code)) => {
             eprintln!("engine {what}: {msg}");
             code

@@ -359,31 +359,32 @@ fn run_prepared(
         import_paths: Vec::new(),
     };
 
+    // Files are opened here, before the async runtime: no file I/O on its worker threads.
+    let mut inputs = Vec::new();
+    for (slot, path, codec) in &p.inputs {
+        let source = FileSource::open(path, codec).map_err(|e| e.to_string())?;
+        inputs.push(JobInput {
+            slot: *slot,
+            source: Box::new(source),
+        });
+    }
+    let mut outputs = Vec::new();
+    for (slot, path, codec) in &p.outputs {
+        let sink = match path {
+            Some(path) => FileSink::create(path, codec),
+            None => FileSink::stdout(codec),
+        }
+        .map_err(|e| e.to_string())?;
+        outputs.push(JobOutput {
+            slot: *slot,
+            sink: Box::new(sink),
+        });
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async move {
-        let mut inputs = Vec::new();
-        for (slot, path, codec) in &p.inputs {
-            let source = FileSource::open(path, codec).map_err(|e| e.to_string())?;
-            inputs.push(JobInput {
-                slot: *slot,
-                source: Box::new(source),
-            });
-        }
-        let mut outputs = Vec::new();
-        for (slot, path, codec) in &p.outputs {
-            let sink = match path {
-                Some(path) => FileSink::create(path, codec),
-                None => FileSink::stdout(codec),
-            }
-            .map_err(|e| e.to_string())?;
-            outputs.push(JobOutput {
-                slot: *slot,
-                sink: Box::new(sink),
-            });
-        }
         let control = Arc::new(JobControl::default());
         let job = Job {
             kind: p.kind,
@@ -572,7 +573,7 @@ fn job_document(
 fn print_summary_json(o: &JobOutcome) {
     let line = json!({
         "timestamp": runtime_core::utc_timestamp(std::time::SystemTime::now()),
-        "level": if o.exit_code() == 0 { "INFO" } else { "ERROR" },
+        "level": if exit::of_outcome(o) == exit::OK { "INFO" } else { "ERROR" },
         "target": "summary",
         "job_id": job_id(),
         "message": format!(

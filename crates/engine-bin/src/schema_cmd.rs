@@ -39,9 +39,9 @@ pub fn check(args: &SchemaCheckArgs) -> i32 {
         Ok(report) => {
             eprintln!("{report}");
             if report.is_clean() {
-                0
+                exit::OK
             } else {
-                1
+                exit::FAILURE
             }
         }
         Err(e) => {

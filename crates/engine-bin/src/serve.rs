@@ -261,7 +261,7 @@ pub fn serve(args: ServeArgs) -> i32 {
     }));
     drop(data_dir);
     match result {
-        Ok(()) => 0,
+        Ok(()) => exit::OK,
         Err(e) => {
             eprintln!("engine serve: {e}");
             if matches!(e, service::Error::Config { .. }) {
@@ -311,7 +311,16 @@ fn reload_on_sighup(tls: service::tls::TlsReloader) {
     };
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            match tls.reload() {
+            let reloader = tls.clone();
+            // The certificate and key are files: read on the blocking pool.
+            let reloaded = tokio::task::spawn_blocking(move || reloader.reload())
+                .await
+                .unwrap_or_else(|e| {
+                    Err(service::Error::Store(format!(
+                        "the reload task failed: {e}"
+                    )))
+                });
+            match reloaded {
                 Ok(()) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
                 Err(e) => tracing::error!(
                     "SIGHUP: TLS reload failed, the previous certificate stays: {e}"
@@ -334,7 +343,7 @@ async fn stop_signal(grace: std::time::Duration) {
                 "the engine did not stop within the shutdown grace of {} ms; exiting now",
                 grace.as_millis()
             );
-            std::process::exit(0);
+            std::process::exit(exit::OK);
         });
 }
 

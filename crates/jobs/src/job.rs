@@ -265,15 +265,3 @@ impl JobResult {
         }
     }
 }
-
-impl JobOutcome {
-    /// The exit status of `engine run`: 0 SUCCESS, 1 COMPLETE with FAILURE, 2 ERROR (and
-    /// cancelled).
-    pub fn exit_code(&self) -> i32 {
-        match (self.status, self.result) {
-            (JobStatus::Complete, JobResult::Success) => 0,
-            (JobStatus::Complete, JobResult::Failure) => 1,
-            _ => 2,
-        }
-    }
-}

@@ -145,7 +145,10 @@ pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> Job
         env,
     };
     let workers = match kind {
-        JobKind::Score => score_workers(&model, &inputs, &options, &log),
+        JobKind::Score => {
+            let slots: Vec<u32> = inputs.iter().map(|i| i.slot.0).collect();
+            score_workers(&model, slots, &options, &log).await
+        }
         JobKind::Metrics | JobKind::Train => 1,
     };
     log.info(
@@ -250,7 +253,21 @@ pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> Job
         log.warn(LogSource::Engine, format!("closing the model failed: {e}"));
     }
     if kind == JobKind::Train {
-        match copy_training_products(&model.work_dir, train_output.as_deref()) {
+        let copied = {
+            let work_dir = model.work_dir.clone();
+            tokio::task::spawn_blocking(move || {
+                copy_training_products(&work_dir, train_output.as_deref())
+            })
+            .await
+            .unwrap_or_else(|e| {
+                Err(CoreError::endpoint_caused(
+                    "outputDir",
+                    format!("copying the training products failed: {e}"),
+                    e,
+                ))
+            })
+        };
+        match copied {
             Ok(files) => {
                 if files.is_empty() {
                     // A training job's product is its files: none is a failed training,
@@ -285,9 +302,9 @@ pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> Job
 /// How many workers score: the number asked for, but one for a model that reads several
 /// input slots (a join: each worker would see only some of each) or keeps state between
 /// records, unless the user gave the number explicitly.
-fn score_workers(
+async fn score_workers(
     model: &runtime_core::ModelSpec,
-    inputs: &[crate::job::JobInput],
+    mut slots: Vec<u32>,
     options: &crate::job::JobOptions,
     log: &Arc<dyn JobLog>,
 ) -> usize {
@@ -295,7 +312,6 @@ fn score_workers(
     if asked == 1 {
         return 1;
     }
-    let mut slots: Vec<u32> = inputs.iter().map(|i| i.slot.0).collect();
     slots.sort_unstable();
     slots.dedup();
     let reason = if slots.len() > 1 {
@@ -309,8 +325,11 @@ fn score_workers(
                 .join(", ")
         ))
     } else {
-        std::fs::read_to_string(model.work_dir.join(&model.main_source))
+        let path = model.work_dir.join(&model.main_source);
+        tokio::task::spawn_blocking(move || std::fs::read_to_string(path))
+            .await
             .ok()
+            .and_then(Result::ok)
             .and_then(|source| {
                 runtime_core::model::state_kept_between_records(
                     &source,
@@ -357,20 +376,15 @@ pub async fn prepare_environment(
     if model.language != runtime_core::Language::Python {
         return Ok(None);
     }
+    let found = {
+        let work_dir = model.work_dir.clone();
+        let assets = requirements_assets.to_vec();
+        tokio::task::spawn_blocking(move || read_requirements(&work_dir, &assets))
+            .await
+            .map_err(|e| format!("reading the model's requirements failed: {e}"))??
+    };
     let mut files = Vec::new();
-    let names =
-        std::iter::once("requirements.txt").chain(requirements_assets.iter().map(String::as_str));
-    for name in names {
-        let path = model.work_dir.join(name);
-        if files
-            .iter()
-            .any(|f: &environments::RequirementsFile| f.name == name)
-            || !path.is_file()
-        {
-            continue;
-        }
-        let mut content = std::fs::read_to_string(&path)
-            .map_err(|e| format!("cannot read the model's requirements {name}: {e}"))?;
+    for (name, mut content) in found {
         if relax {
             let (relaxed, names) = environments::relax_requirements(&content);
             if !names.is_empty() {
@@ -384,10 +398,7 @@ pub async fn prepare_environment(
             }
             content = relaxed;
         }
-        files.push(environments::RequirementsFile {
-            name: name.to_owned(),
-            content,
-        });
+        files.push(environments::RequirementsFile { name, content });
     }
     if files.is_empty() {
         return Ok(None);
@@ -404,6 +415,23 @@ pub async fn prepare_environment(
         .await
         .map_err(|e| format!("installing the model's requirements failed: {e}"))?
         .map_err(|e| format!("installing the model's requirements failed: {e}"))
+}
+
+/// The requirements files at the top of `work_dir` (`requirements.txt`, then `assets`), each
+/// once, with their text. Blocking.
+fn read_requirements(work_dir: &Path, assets: &[String]) -> Result<Vec<(String, String)>, String> {
+    let mut found: Vec<(String, String)> = Vec::new();
+    let names = std::iter::once("requirements.txt").chain(assets.iter().map(String::as_str));
+    for name in names {
+        let path = work_dir.join(name);
+        if found.iter().any(|(n, _)| n == name) || !path.is_file() {
+            continue;
+        }
+        let content = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read the model's requirements {name}: {e}"))?;
+        found.push((name.to_owned(), content));
+    }
+    Ok(found)
 }
 
 fn traceback_of(e: &CoreError) -> Option<String> {
@@ -1030,9 +1058,10 @@ impl Writers {
                 Err(e) => WriterResult {
                     written: 0,
                     rejections: Vec::new(),
-                    report: Err(CoreError::endpoint(
+                    report: Err(CoreError::endpoint_caused(
                         format!("output slot {slot}"),
                         format!("writer task failed: {e}"),
+                        e,
                     )),
                 },
             };
@@ -1110,7 +1139,7 @@ fn copy_training_products(
 ) -> Result<Vec<std::path::PathBuf>, CoreError> {
     let out_dir = work_dir.join(model_files::OUTPUT_DIR);
     let files = model_files::list_files(&out_dir)
-        .map_err(|e| CoreError::endpoint("outputDir", e.to_string()))?;
+        .map_err(|e| CoreError::endpoint_source("outputDir", e))?;
     if let Some(dest) = dest {
         for rel in &files {
             let target = dest.join(rel);

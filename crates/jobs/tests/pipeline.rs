@@ -232,7 +232,6 @@ async fn a_clean_job_succeeds_and_routes_by_slot() {
     assert_eq!(out.records_out, 16);
     assert_eq!(s1.0.lock().unwrap().len(), 8);
     assert_eq!(s3.0.lock().unwrap()[0], Value::Int(1));
-    assert_eq!(out.exit_code(), 0);
 }
 
 #[tokio::test]
@@ -265,7 +264,6 @@ async fn failures_and_rejections_are_counted_and_the_job_goes_on() {
     assert_eq!(out.inputs[&0].rejected_by_encoding, 1);
     assert_eq!(out.outputs[&1].rejected_by_encoding, 1);
     assert_eq!(out.outputs[&1].records, 2);
-    assert_eq!(out.exit_code(), 1);
     let lines: Vec<String> = log.lines().iter().map(|l| l.message.clone()).collect();
     assert!(
         lines
@@ -340,7 +338,6 @@ async fn a_dying_session_ends_the_job_in_error_and_keeps_what_was_written() {
         out.error
     );
     assert_eq!(s1.0.lock().unwrap().len(), 3, "the first batch was written");
-    assert_eq!(out.exit_code(), 2);
 }
 
 #[tokio::test]

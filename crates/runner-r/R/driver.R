@@ -337,12 +337,68 @@ local({
     list(ok = TRUE, status = ok, outs = outs)
   }
 
+  # Records for metrics or train arrive a batch at a time (a data.frame each), so the
+  # engine never holds them all; they are bound into one data.frame per slot when the
+  # function is called.
+  collected <- list()
+  do_collect <- function(msg) {
+    key <- as.character(msg$slot)
+    batches <- collected[[key]]
+    if (is.null(batches)) batches <- list()
+    batches[[length(batches) + 1L]] <- msg$frame
+    collected[[key]] <<- batches
+    list(ok = TRUE)
+  }
+
+  # Missing in every row of a batch: the column takes its type from the other batches.
+  all_missing <- function(v) {
+    if (is.list(v)) all(vapply(v, is.null, logical(1))) else all(is.na(v))
+  }
+
+  # One column over every batch, as if built from all the records at once: atomic when the
+  # batches agree on one kind (integer and double make double), a list column otherwise.
+  bind_column <- function(parts, rows) {
+    present <- !vapply(parts, is.null, logical(1))
+    kinds <- unique(vapply(parts[present], typeof, character(1)))
+    atomic <- length(kinds) == 0L || all(kinds %in% c("integer", "double")) ||
+      (length(kinds) == 1L && kinds != "list")
+    cells <- lapply(seq_along(parts), function(i) {
+      if (!present[[i]]) {
+        if (atomic) rep(NA, rows[[i]]) else vector("list", rows[[i]])
+      } else if (atomic) {
+        parts[[i]]
+      } else {
+        as.list(parts[[i]])
+      }
+    })
+    do.call(c, cells)
+  }
+
+  # The batches of a slot as one data.frame: columns in first-seen order, a column a batch
+  # lacks is NA (or NULL in a list column) there.
+  bind_batches <- function(batches) {
+    if (length(batches) == 1L) return(batches[[1L]])
+    rows <- vapply(batches, nrow, integer(1))
+    cols <- unique(unlist(lapply(batches, names)))
+    out <- lapply(cols, function(col) {
+      parts <- lapply(batches, function(b) {
+        v <- b[[col]]
+        if (is.null(v) || all_missing(v)) NULL else v
+      })
+      bind_column(parts, rows)
+    })
+    names(out) <- cols
+    structure(out, class = "data.frame", row.names = c(NA_integer_, -sum(rows)))
+  }
+
   do_run_all <- function(msg) {
     which <- msg$fn
     entry <- rt$fn[[which]]
     if (is.null(entry)) return(fail("load", sprintf("the model has no %s function", which)))
     if (which == "train") dir.create("outputDir", showWarnings = FALSE)
-    frames <- msg$frames
+    slots <- names(collected)
+    frames <- lapply(slots[order(as.integer(slots))], function(k) bind_batches(collected[[k]]))
+    collected <<- list()
     args <- if (entry$n == 0L) list() else frames
     out_reset()
     r <- guarded(entry$f, args)
@@ -371,6 +427,7 @@ local({
       load = do_load(msg),
       init = do_init(msg),
       score = do_score(msg),
+      collect = do_collect(msg),
       run_all = do_run_all(msg),
       end = do_end(msg),
       fail("worker", paste("unknown request", msg$op)))

@@ -1,7 +1,6 @@
 //! The engine side of an R worker: requests and replies over pipes, supervision by
 //! `worker::WorkerProcess`.
 
-use std::collections::BTreeMap;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
@@ -34,8 +33,6 @@ pub struct RSession {
     replies: pipe::Receiver,
     page: ProgressPage,
     log: Arc<dyn JobLog>,
-    /// Records collected for metrics or train, per input slot.
-    collected: BTreeMap<Slot, Vec<Value>>,
     next_batch: u64,
     /// The batch being scored: its number and items, to name a record on death.
     scoring: Option<(u64, Vec<ScoreItem>)>,
@@ -158,15 +155,20 @@ impl RSession {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(std::env::temp_dir);
-        let mut driver = tempfile::Builder::new()
-            .prefix(".r-driver-")
-            .suffix(".R")
-            .tempfile_in(&driver_dir)
-            .or_else(|_| tempfile::Builder::new().suffix(".R").tempfile())
-            .map_err(io("cannot write the R driver script"))?;
-        std::io::Write::write_all(&mut driver, crate::DRIVER.as_bytes())
-            .map_err(io("cannot write the R driver script"))?;
-        let driver = driver.into_temp_path();
+        // File work, on the blocking pool.
+        let driver = tokio::task::spawn_blocking(move || {
+            let mut driver = tempfile::Builder::new()
+                .prefix(".r-driver-")
+                .suffix(".R")
+                .tempfile_in(&driver_dir)
+                .or_else(|_| tempfile::Builder::new().suffix(".R").tempfile())?;
+            std::io::Write::write_all(&mut driver, crate::DRIVER.as_bytes())?;
+            Ok(driver.into_temp_path())
+        })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|r: std::io::Result<_>| r)
+        .map_err(io("cannot write the R driver script"))?;
 
         let mut command = WorkerCommand::new(rscript);
         command.args = vec!["--vanilla".into(), driver.as_os_str().to_owned()];
@@ -201,7 +203,6 @@ impl RSession {
             replies,
             page,
             log: config.log.clone(),
-            collected: BTreeMap::new(),
             next_batch: 1,
             scoring: None,
             failed_seqno: None,
@@ -497,28 +498,29 @@ impl Session for RSession {
             .collect())
     }
 
+    /// Each batch goes to the worker as it comes (a data.frame), so the engine holds one
+    /// batch at a time, never the whole input.
     async fn collect(&mut self, slot: Slot, batch: Vec<Value>) -> Result<()> {
         self.usable()?;
-        self.collected.entry(slot).or_default().extend(batch);
-        Ok(())
+        let mut w = Writer::new();
+        let fields = [("op", 0), ("slot", 1), ("frame", 2)];
+        w.named_list(&fields, |w, f| match f {
+            0 => w.string("collect"),
+            1 => w.ints(&[i32::try_from(slot.0).unwrap_or(i32::MAX)]),
+            _ => w.data_frame(&batch),
+        });
+        drop(batch);
+        self.call(w.finish()).await.map(|_| ())
     }
 
     async fn run_all(&mut self, function: AllRecordsFunction) -> Result<Vec<(Slot, Value)>> {
         self.usable()?;
-        let collected = std::mem::take(&mut self.collected);
-        let mut w = Writer::new();
-        let fields = [("op", 0), ("fn", 1), ("frames", 2)];
-        w.named_list(&fields, |w, f| match f {
-            0 => w.string("run_all"),
-            1 => w.string(function.as_str()),
-            _ => {
-                w.list_header(collected.len());
-                for records in collected.values() {
-                    w.data_frame(records);
-                }
-            }
-        });
-        let reply = self.call(w.finish()).await?;
+        let reply = self
+            .call(request(&[
+                ("op", Field::Str("run_all")),
+                ("fn", Field::Str(function.as_str())),
+            ]))
+            .await?;
         let outs = reply
             .field("outs")
             .ok_or_else(|| Error::Protocol("the R worker sent no outputs".into()))?;

@@ -224,6 +224,36 @@ async fn metrics_gets_a_data_frame_per_input() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn metrics_batches_bind_as_if_sent_at_once() {
+    let m = Model::new("markers.R");
+    let mut s = m.start().await.unwrap();
+    s.collect(Slot(0), vec![v(json!({"x": 1}))]).await.unwrap();
+    s.collect(Slot(0), vec![v(json!({"x": 2.5}))])
+        .await
+        .unwrap();
+    // Each record a batch of its own: a column one batch lacks or has only null in, a
+    // column of different kinds in different batches.
+    for record in [
+        json!({"a": 1, "b": true, "d": 1}),
+        json!({"a": 2, "c": "z", "d": "one"}),
+        json!({"a": null, "b": null, "d": [1, 2]}),
+    ] {
+        s.collect(Slot(2), vec![v(record)]).await.unwrap();
+    }
+    let outs = s.run_all(AllRecordsFunction::Metrics).await.unwrap();
+    assert_eq!(
+        j(&outs[0].1),
+        json!({
+            "rows": [2, 3],
+            "mean_x": 1.75,
+            "columns": ["a", "b", "d", "c"],
+            "classes": {"a": "integer", "b": "logical", "d": "list", "c": "character"}
+        })
+    );
+    s.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn train_writes_under_output_dir() {
     let m = Model::new("markers.R");
     let mut s = m.start().await.unwrap();

@@ -2,6 +2,10 @@ use std::path::PathBuf;
 
 use crate::record::Position;
 
+/// Another crate's error kept as the source of one of ours (a transport's, a codec's), so
+/// its chain is not lost to a string.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Everything that can go wrong in the domain: the one error of `runtime-core`, also the
 /// error type of the `RecordSource`, `RecordSink`, `Runner` and `Session` traits, so other
 /// crates' endpoints and runners convert their own errors at their boundary.
@@ -12,9 +16,15 @@ pub enum Error {
     #[error("invalid stream descriptor: field '{field}': {reason}")]
     Descriptor { field: String, reason: String },
 
-    /// Reading or writing an endpoint failed as a whole (not one record).
+    /// Reading or writing an endpoint failed as a whole (not one record). `reason` says
+    /// it in words; `source` is the error it comes from, when there is one.
     #[error("{endpoint}: {reason}")]
-    Endpoint { endpoint: String, reason: String },
+    Endpoint {
+        endpoint: String,
+        reason: String,
+        #[source]
+        source: Option<BoxError>,
+    },
 
     #[error("{context}: {source}")]
     Io {
@@ -71,8 +81,12 @@ pub enum Error {
     #[error("worker protocol error: {0}")]
     Protocol(String),
 
-    #[error("cannot find file {path}: {reason}")]
-    File { path: PathBuf, reason: String },
+    #[error("cannot find file {path}: {source}")]
+    File {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Error {
@@ -94,8 +108,58 @@ impl Error {
         Error::Endpoint {
             endpoint: endpoint.into(),
             reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// An endpoint failed because of `source`: the reason is its message, and it stays
+    /// reachable through [`std::error::Error::source`].
+    pub fn endpoint_source(endpoint: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        let source = source.into();
+        Error::Endpoint {
+            endpoint: endpoint.into(),
+            reason: source.to_string(),
+            source: Some(source),
+        }
+    }
+
+    /// An endpoint failed because of `source`, said in words of our own.
+    pub fn endpoint_caused(
+        endpoint: impl Into<String>,
+        reason: impl Into<String>,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        Error::Endpoint {
+            endpoint: endpoint.into(),
+            reason: reason.into(),
+            source: Some(source.into()),
         }
     }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn an_endpoint_error_keeps_its_source_and_its_message() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "broker went away");
+        let e = Error::endpoint_source("kafka:scores", io);
+        assert_eq!(e.to_string(), "kafka:scores: broker went away");
+        let source = e.source().expect("a source");
+        let io = source
+            .downcast_ref::<std::io::Error>()
+            .expect("the io error itself");
+        assert_eq!(io.kind(), std::io::ErrorKind::ConnectionReset);
+
+        let e =
+            Error::endpoint_caused("s3:bucket/key", "upload failed", "503 Slow Down".to_owned());
+        assert_eq!(e.to_string(), "s3:bucket/key: upload failed");
+        assert_eq!(e.source().unwrap().to_string(), "503 Slow Down");
+
+        assert!(Error::endpoint("x", "y").source().is_none());
+    }
+}

@@ -17,7 +17,7 @@ mod value_serde;
 
 pub use descriptor::{Direction, StreamDescriptor};
 pub use endpoint::{OutRecord, RecordSink, RecordSource, SinkReport};
-pub use error::{Error, Result};
+pub use error::{BoxError, Error, Result};
 pub use log::{utc_timestamp, utc_timestamp_ms, JobLog, Level, LogLine, LogSource, MemoryLog};
 pub use model::{EntryPoints, ExplicitNames, Language, SmartComments};
 pub use record::{Position, ReadItem, Record, Rejection, RejectionKind, Slot};

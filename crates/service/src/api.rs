@@ -538,7 +538,15 @@ async fn create_job(
     let mut raw: serde_json::Value = json_body(&body)?;
     let doc: JobDocument = serde_json::from_value(raw.clone())
         .map_err(|e| Error::BadRequest(format!("invalid JSON body: {e}")))?;
-    crate::paths::check_job(&e.config.path_policy(), &doc)?;
+    // Paths are resolved against the file system: on the blocking pool.
+    let doc = {
+        let policy_of = e.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::paths::check_job(&policy_of.config.path_policy(), &doc).map(|()| doc)
+        })
+        .await
+        .map_err(|e| Error::Store(format!("checking the job's paths failed: {e}")))??
+    };
     let id = new_job_id(&e, doc.id.as_deref()).await?;
     // Embedded contents go to the job's folder; the stored document keeps their paths.
     let dir = job_content_dir(&e, &id)?;
@@ -682,7 +690,12 @@ async fn upload_job_into(
                 path.display()
             )));
         }
-        e.config.path_policy().check_output(path, "output")?;
+        let (policy_of, path) = (e.clone(), path.to_path_buf());
+        tokio::task::spawn_blocking(move || {
+            policy_of.config.path_policy().check_output(&path, "output")
+        })
+        .await
+        .map_err(|e| Error::Store(format!("checking the job's paths failed: {e}")))??;
     }
     let job_type = match form.text("jobType").as_deref().map(str::trim) {
         Some("batchjob") | None => "MODEL_BATCH_JOB".to_owned(),
@@ -1283,7 +1296,15 @@ async fn deploy(
         .map_err(|_| Error::BadRequest("the deployment document is not UTF-8".into()))?
         .to_owned();
     let doc: DeploymentDocument = json_body(&body)?;
-    crate::paths::check_deployment(&e.config.path_policy(), &doc)?;
+    // Paths are resolved against the file system: on the blocking pool.
+    let doc = {
+        let policy_of = e.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::paths::check_deployment(&policy_of.config.path_policy(), &doc).map(|()| doc)
+        })
+        .await
+        .map_err(|e| Error::Store(format!("checking the deployment's paths failed: {e}")))??
+    };
     let d = deploy_document(&e, text, doc, true).await?;
     prune_deployment_uploads(&e).await;
     Ok((StatusCode::CREATED, Json(deployment_view(&d))))
@@ -1405,7 +1426,13 @@ async fn deploy_document(
     if e.shutting_down() {
         return Err(Error::ShuttingDown);
     }
-    let model = doc.model()?;
+    // A `file:` main source is read here: on the blocking pool.
+    let model = {
+        let doc = doc.clone();
+        tokio::task::spawn_blocking(move || doc.model())
+            .await
+            .map_err(|e| Error::Store(format!("reading the deployment's model failed: {e}")))??
+    };
     let mut encodings = BTreeMap::new();
     for slot in [0u32, 1] {
         encodings.insert(slot, doc.encoding_of(slot)?);
@@ -1509,38 +1536,36 @@ async fn start_deployment(
         .data_dir
         .join("deployments")
         .join(uuid::Uuid::new_v4().to_string());
+    // Writing the model's folder and walking it for schemas are file work: on the blocking
+    // pool, both.
     let prepared = {
         let model = model.clone();
         let dir = dir.clone();
         let log = log.clone();
+        let check_inputs = doc.enable_input_schema_checking.unwrap_or(true);
+        let check_outputs = doc.enable_output_schema_checking.unwrap_or(true);
         tokio::task::spawn_blocking(move || {
-            crate::prepare::prepare_model(&model, &dir, log.as_ref())
+            let prepared = crate::prepare::prepare_model(&model, &dir, log.as_ref())?;
+            let (schemas, warnings) = schema::resolve_checked_schemas(
+                &prepared.materialized.work_dir,
+                &prepared.comments,
+                check_inputs,
+                check_outputs,
+            )
+            .map_err(|err| Error::BadRequest(format!("the model's schemas: {err}")))?;
+            for w in warnings {
+                log.warn(LogSource::Engine, w);
+            }
+            Ok::<_, Error>((prepared, schemas))
         })
         .await
         .map_err(|e| Error::Store(format!("deployment preparation failed: {e}")))?
     };
-    let prepared = match prepared {
+    let (prepared, schemas) = match prepared {
         Ok(p) => p,
         Err(err) => {
             remove_dir(dir).await;
             return Err(err);
-        }
-    };
-    let schemas = match schema::resolve_checked_schemas(
-        &prepared.materialized.work_dir,
-        &prepared.comments,
-        doc.enable_input_schema_checking.unwrap_or(true),
-        doc.enable_output_schema_checking.unwrap_or(true),
-    ) {
-        Ok((s, warnings)) => {
-            for w in warnings {
-                log.warn(LogSource::Engine, w);
-            }
-            s
-        }
-        Err(err) => {
-            remove_dir(dir).await;
-            return Err(Error::BadRequest(format!("the model's schemas: {err}")));
         }
     };
     // The same environment logic as a batch job's: the model's requirements installed.
@@ -1840,7 +1865,7 @@ async fn score_body(
             LogSource::Engine,
             format!("input record rejected by encoding: {why}"),
         );
-        Error::InputRejectedByEncoding(why)
+        Error::InputRejectedByEncoding(why.to_string())
     })?;
     let mut value = value;
     if let Some(checker) = d.schemas.inputs.get(&Slot(input)) {
@@ -1880,11 +1905,9 @@ async fn score_body(
     let out_cfg = CodecConfig::new(enc);
     let encode = |v: &Value| {
         codecs::encode_message(&out_cfg, v).map_err(|why| {
-            d.log.warn(
-                LogSource::Engine,
-                format!("output record rejected by encoding: {why}"),
-            );
-            Error::OutputRejectedByEncoding(why)
+            // The message says it is a rejection by encoding.
+            d.log.warn(LogSource::Engine, why.to_string());
+            Error::OutputRejectedByEncoding(why.to_string())
         })
     };
     let bytes = match values.as_slice() {

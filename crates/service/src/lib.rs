@@ -317,9 +317,17 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_bound: impl FnOnce(Bound) + Send,
 ) -> Result<()> {
-    let tls = config.tls()?;
+    // The certificate, the key and the database are files: opened on the blocking pool.
+    let (tls, store) = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || {
+            let tls = config.tls()?;
+            store::Store::open(&config.data_dir).map(|store| (tls, store))
+        })
+        .await
+        .map_err(|e| Error::Store(format!("opening the engine's files failed: {e}")))??
+    };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let store = store::Store::open(&config.data_dir)?;
     let interrupted = store.recover(time::now_ms()).await?;
     for id in &interrupted {
         tracing::warn!("job {id} was running when the engine stopped; marked interrupted");

@@ -128,7 +128,10 @@ impl JobQueue {
         if self.stopping.load(Ordering::Relaxed) {
             return Err(Error::ShuttingDown);
         }
-        doc.spec()?;
+        // A `file:` main source is read to check the document: on the blocking pool.
+        let doc = tokio::task::spawn_blocking(move || doc.spec().map(|_| doc))
+            .await
+            .map_err(|e| Error::Store(format!("reading the job document failed: {e}")))??;
         let id = doc
             .id
             .clone()
@@ -432,7 +435,9 @@ impl JobQueue {
         let doc: JobDocument = serde_json::from_str(&row.document).map_err(|e| {
             Error::BadRequest(format!("the stored job document is unreadable: {e}"))
         })?;
-        let spec = doc.spec()?;
+        let spec = tokio::task::spawn_blocking(move || doc.spec())
+            .await
+            .map_err(|e| Error::Store(format!("job preparation failed: {e}")))??;
         let dir = self.job_dir(&row.id);
         let language = spec
             .model

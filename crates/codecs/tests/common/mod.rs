@@ -56,7 +56,7 @@ pub fn encode_all(cfg: &CodecConfig, values: &[Value]) -> (Vec<u8>, Vec<(usize, 
     for (i, v) in values.iter().enumerate() {
         match enc.write(v) {
             Ok(()) => {}
-            Err(codecs::EncodeError::Rejected(r)) => rejected.push((i, r)),
+            Err(e @ codecs::EncodeError::Rejected(_)) => rejected.push((i, e.to_string())),
             Err(e) => panic!("{e}"),
         }
     }
