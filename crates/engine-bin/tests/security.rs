@@ -598,6 +598,15 @@ fn on_loopback_without_a_token_only_loopback_hosts_and_origins_are_served() {
         "",
     );
     assert_eq!(s, 200, "{body}");
+    // A page of another server on this machine is another origin.
+    let (s, body) = raw(
+        &a,
+        "POST",
+        "/api/jobs",
+        &[("Origin", "http://localhost:3000")],
+        &job_document().to_string(),
+    );
+    assert_eq!(s, 403, "{body}");
     let (s, _) = raw(&a, "GET", "/api/jobs", &[], "");
     assert_eq!(s, 200);
 }

@@ -139,10 +139,22 @@ impl Policy {
             }
             if let Some(origin) = headers.get(header::ORIGIN) {
                 let origin = origin.to_str().unwrap_or("");
-                let host = origin.split_once("://").map_or("", |(_, h)| h);
-                if !is_loopback_host(host) {
+                let (scheme, origin_host) = origin.split_once("://").unwrap_or(("", ""));
+                let host = headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("");
+                // A page of another local server (a dev server on localhost:3000) is
+                // another origin too: only pages the engine serves itself may call it.
+                let default_port = if scheme.eq_ignore_ascii_case("https") {
+                    443
+                } else {
+                    80
+                };
+                let same_port = port_of(origin_host, default_port) == port_of(host, default_port);
+                if !is_loopback_host(origin_host) || !same_port {
                     return Err(Error::Forbidden(format!(
-                        "this engine serves loopback origins only without a token; Origin '{}' is not one",
+                        "this engine serves requests from its own loopback origin only without a token; Origin '{}' is not it",
                         origin.escape_default()
                     )));
                 }
@@ -158,6 +170,18 @@ fn strip_bearer(value: &[u8]) -> Option<&[u8]> {
         return None;
     }
     Some(rest.trim_ascii())
+}
+
+/// The port of `host[:port]` (`[ip]:port` too), `default` when it names none.
+fn port_of(host: &str, default: u16) -> Option<u16> {
+    let after = match host.rsplit_once(']') {
+        Some((_, rest)) => rest,
+        None => host,
+    };
+    match after.rsplit_once(':') {
+        Some((_, port)) => port.parse().ok(),
+        None => Some(default),
+    }
 }
 
 /// `localhost`, `*.localhost`, `127.x.x.x` or `[::1]`, with or without a port.
@@ -194,6 +218,15 @@ pub async fn require(State(policy): State<Arc<Policy>>, request: Request, next: 
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+
+    #[test]
+    fn ports_of_hosts() {
+        assert_eq!(port_of("localhost:8003", 80), Some(8003));
+        assert_eq!(port_of("localhost", 80), Some(80));
+        assert_eq!(port_of("[::1]:8003", 80), Some(8003));
+        assert_eq!(port_of("[::1]", 443), Some(443));
+        assert_eq!(port_of("localhost:x", 80), None);
+    }
 
     #[test]
     fn loopback_hosts() {
