@@ -354,7 +354,16 @@ pub fn file_url_path(url: &str, what: &str) -> Result<PathBuf> {
                 "{what}.fileUrl '{url}': only file: URLs are supported by this build"
             ))
         })?;
-    let path = PathBuf::from(path);
+    // A URL's path is percent-encoded (`my%20file.csv`), as ModelOp Center writes it.
+    let bytes: Vec<u8> = percent_encoding::percent_decode_str(path).collect();
+    if bytes.contains(&0) {
+        return Err(Error::BadRequest(format!(
+            "{what}.fileUrl '{url}': the path holds a NUL byte"
+        )));
+    }
+    let path = PathBuf::from(std::ffi::OsString::from(
+        <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&bytes),
+    ));
     if !path.is_absolute() {
         return Err(Error::BadRequest(format!(
             "{what}.fileUrl '{url}': the path must be absolute"
@@ -664,6 +673,16 @@ pub fn raw_json(stored: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_urls_are_percent_decoded() {
+        let p = file_url_path("file:///srv/data/my%20file.csv", "inputData[0]").unwrap();
+        assert_eq!(p, std::path::Path::new("/srv/data/my file.csv"));
+        let p = file_url_path("file:/srv/caf%C3%A9.json", "x").unwrap();
+        assert_eq!(p, std::path::Path::new("/srv/café.json"));
+        assert!(file_url_path("file:///srv/a%00b", "x").is_err());
+        assert!(file_url_path("file://relative/x", "x").is_err());
+    }
 
     #[test]
     fn reads_a_modelop_job_document() {
