@@ -20,7 +20,6 @@
 //! files are read with their own schema), and aliases.
 
 mod check;
-mod compile;
 mod iso;
 mod mask;
 mod slots;
@@ -106,8 +105,9 @@ pub struct Checker {
 }
 
 struct Inner {
+    /// The schema, compiled once by the codecs: the checker walks the same model.
     avro: AvroSchema,
-    compiled: compile::Compiled,
+    defaults: check::Defaults,
 }
 
 impl std::fmt::Debug for Checker {
@@ -131,14 +131,14 @@ impl Checker {
     }
 
     /// Compiles a schema the codecs already parsed.
+    /// Nothing is parsed again: the checker walks the codecs' compiled schema, and only the
+    /// fields' defaults are conformed to their types here.
     pub fn compile(avro: &AvroSchema) -> Result<Checker, SchemaError> {
-        let json: serde_json::Value =
-            serde_json::from_str(avro.json()).map_err(|e| SchemaError::Invalid(e.to_string()))?;
-        let compiled = compile::compile(&json).map_err(SchemaError::Invalid)?;
+        let defaults = check::Defaults::build(avro.compiled());
         Ok(Checker {
             inner: Arc::new(Inner {
                 avro: avro.clone(),
-                compiled,
+                defaults,
             }),
             opts: CheckOptions::default(),
         })
@@ -167,12 +167,17 @@ impl Checker {
 
     /// The full name of the root record, when the schema is a record.
     pub fn record_name(&self) -> Option<&str> {
-        self.inner.compiled.root_name()
+        self.inner.avro.compiled().root_name()
     }
 
     /// Whether `value` conforms. Changes nothing, allocates nothing when it does.
     pub fn check(&self, value: &Value) -> Result<(), Violation> {
-        check::check_value(&self.inner.compiled, self.opts, value)
+        check::check_value(
+            self.inner.avro.compiled(),
+            &self.inner.defaults,
+            self.opts,
+            value,
+        )
     }
 
     /// Checks `value` and normalizes it where it conforms by a rule rather than as is:
@@ -181,7 +186,12 @@ impl Checker {
     /// union wrappers (`{"string": "x"}`) are unwrapped. On error `value` may be partly
     /// normalized; reject it whole.
     pub fn conform(&self, value: &mut Value) -> Result<(), Violation> {
-        check::conform_root(&self.inner.compiled, self.opts, value)
+        check::conform_root(
+            self.inner.avro.compiled(),
+            &self.inner.defaults,
+            self.opts,
+            value,
+        )
     }
 }
 

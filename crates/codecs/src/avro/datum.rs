@@ -173,13 +173,18 @@ impl<'s> DatumReader<'s> {
                     }
                 }
             }
-            Node::Fixed { size, .. } => Value::Bytes(s.take(*size)?.to_vec()),
-            Node::Enum { name, symbols } => {
+            Node::Fixed(_, size) => Value::Bytes(s.take(*size)?.to_vec()),
+            Node::Enum(name, symbols) => {
                 let i = read_long(s)?;
                 let sym = usize::try_from(i).ok().and_then(|i| symbols.get(i));
                 match sym {
                     Some(sym) => Value::String(sym.clone()),
-                    None => return Err(Malformed(format!("enum {name} has no symbol number {i}"))),
+                    None => {
+                        return Err(Malformed(format!(
+                            "enum {} has no symbol number {i}",
+                            name.full
+                        )))
+                    }
                 }
             }
             Node::Array(item) => {
@@ -227,7 +232,7 @@ impl<'s> DatumReader<'s> {
                     }
                 }
             }
-            Node::Record { fields, .. } => {
+            Node::Record(_, fields) => {
                 let mut out = Map::with_capacity(fields.len());
                 for f in fields {
                     let v = self.read(s, f.node, depth + 1)?;
@@ -235,6 +240,7 @@ impl<'s> DatumReader<'s> {
                 }
                 Value::Map(out)
             }
+            Node::Logical(_, inner) => return self.read(s, *inner, depth),
         })
     }
 
@@ -353,7 +359,7 @@ pub(crate) fn write(
             out.extend_from_slice(s.as_bytes());
         }
         // A string stands for its UTF-8 bytes, as for `bytes` (JSON has no bytes).
-        (Node::Fixed { size, name }, Value::Bytes(_) | Value::String(_)) => {
+        (Node::Fixed(name, size), Value::Bytes(_) | Value::String(_)) => {
             let b = match v {
                 Value::String(s) => s.as_bytes(),
                 Value::Bytes(b) => b.as_slice(),
@@ -361,18 +367,20 @@ pub(crate) fn write(
             };
             if b.len() != *size {
                 return Err(Mismatch::new(format!(
-                    "fixed {name} takes {size} bytes, found {}",
+                    "fixed {} takes {size} bytes, found {}",
+                    name.full,
                     b.len()
                 )));
             }
             out.extend_from_slice(b);
         }
-        (Node::Enum { name, symbols }, Value::String(s)) => {
+        (Node::Enum(name, symbols), Value::String(s)) => {
             match symbols.iter().position(|x| x == s) {
                 Some(i) => write_long(out, i as i64),
                 None => {
                     return Err(Mismatch::new(format!(
-                        "'{s}' is not a symbol of enum {name}"
+                        "'{s}' is not a symbol of enum {}",
+                        name.full
                     )))
                 }
             }
@@ -404,7 +412,7 @@ pub(crate) fn write(
             }
             out.push(0);
         }
-        (Node::Record { fields, .. }, Value::Map(map)) => {
+        (Node::Record(_, fields), Value::Map(map)) => {
             for f in fields {
                 let seg = || format!(".{}", f.name);
                 match map.get(&f.name) {
@@ -422,6 +430,7 @@ pub(crate) fn write(
             }
         }
         (Node::Union(branches), v) => return write_union(nodes, branches, v, out, depth),
+        (Node::Logical(_, inner), v) => return write(nodes, *inner, v, out, depth),
         (node, v) => return Err(expected(node, v)),
     }
     Ok(())
@@ -434,13 +443,22 @@ fn rank(node: &Node, v: &Value) -> Option<u8> {
         | (Node::Boolean, Value::Bool(_))
         | (Node::Int | Node::Long, Value::Int(_))
         | (Node::Float | Node::Double, Value::Float(_))
-        | (Node::Bytes | Node::Fixed { .. }, Value::Bytes(_))
-        | (Node::String | Node::Enum { .. }, Value::String(_))
+        | (Node::Bytes | Node::Fixed(..), Value::Bytes(_))
+        | (Node::String | Node::Enum(..), Value::String(_))
         | (Node::Array(_), Value::Array(_))
-        | (Node::Map(_) | Node::Record { .. }, Value::Map(_)) => Some(0),
+        | (Node::Map(_) | Node::Record(..), Value::Map(_)) => Some(0),
         (Node::Float | Node::Double, Value::Int(_))
-        | (Node::Bytes | Node::Fixed { .. }, Value::String(_)) => Some(1),
+        | (Node::Bytes | Node::Fixed(..), Value::String(_)) => Some(1),
         _ => None,
+    }
+}
+
+/// The node at `idx` with a logical type looked through.
+#[inline]
+fn underlying(nodes: &[Node], idx: usize) -> usize {
+    match nodes[idx] {
+        Node::Logical(_, inner) => inner,
+        _ => idx,
     }
 }
 
@@ -455,7 +473,7 @@ fn write_union(
     let mut last_err = None;
     for want in 0..=1u8 {
         for (i, &b) in branches.iter().enumerate() {
-            if rank(&nodes[b], v) != Some(want) {
+            if rank(&nodes[underlying(nodes, b)], v) != Some(want) {
                 continue;
             }
             write_long(out, i as i64);
@@ -469,7 +487,10 @@ fn write_union(
         }
     }
     Err(last_err.unwrap_or_else(|| {
-        let names: Vec<&str> = branches.iter().map(|&b| nodes[b].type_name()).collect();
+        let names: Vec<&str> = branches
+            .iter()
+            .map(|&b| nodes[underlying(nodes, b)].type_name())
+            .collect();
         Mismatch::new(format!(
             "{} matches no branch of the union [{}]",
             v.kind(),

@@ -46,8 +46,9 @@ fn min_datum_bytes(nodes: &[schema::Node], idx: usize, open: &mut Vec<usize>) ->
         Node::Null => 0,
         Node::Float => 4,
         Node::Double => 8,
-        Node::Fixed { size, .. } => *size as u64,
-        Node::Record { fields, .. } => {
+        Node::Fixed(_, size) => *size as u64,
+        Node::Logical(_, inner) => min_datum_bytes(nodes, *inner, open),
+        Node::Record(_, fields) => {
             if open.contains(&idx) {
                 return 0;
             }
