@@ -1,7 +1,8 @@
 //! Decode and encode throughput per encoding, next to the floor measured in the same run
-//! (serde_json into `serde_json::Value`, the csv crate into `StringRecord`). The Avro floor is
-//! fastavro: scripts/bench-avro-fastavro.py reads and writes the container file this bench
-//! leaves in the temp directory.
+//! (serde_json into `serde_json::Value`, the csv crate into `StringRecord`, the apache-avro
+//! crate's `Reader` into its own `types::Value`). The other Avro floor is fastavro:
+//! scripts/bench-avro-fastavro.py reads and writes the container file this bench leaves in the
+//! temp directory.
 //!
 //! `CODECS_BENCH_RECORDS` sets the number of records (default 1,000,000).
 
@@ -185,6 +186,22 @@ fn bench(c: &mut Criterion) {
                             w.write_record(r).expect("writes");
                         }
                         w.flush().expect("flush");
+                    })
+                });
+            }
+            "avro" => {
+                // The reader the codecs' datum walker stands in for: the same container file
+                // into apache-avro's own values (not converted to `Value`, which would only
+                // add to its time).
+                g.bench_function("floor apache-avro Reader decode", |b| {
+                    b.iter(|| {
+                        let rdr = apache_avro::Reader::new(bytes).expect("valid header");
+                        let mut k = 0;
+                        for v in rdr {
+                            let v = v.expect("valid datum");
+                            k += usize::from(matches!(v, apache_avro::types::Value::Record(_)));
+                        }
+                        assert_eq!(k, n);
                     })
                 });
             }

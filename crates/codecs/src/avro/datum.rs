@@ -88,6 +88,23 @@ pub(crate) fn write_long(out: &mut Vec<u8>, v: i64) {
     out.push(n as u8);
 }
 
+#[inline]
+fn read_bool<S: Source>(s: &mut S) -> Result<Value, Malformed> {
+    match s.byte()? {
+        0 => Ok(Value::Bool(false)),
+        1 => Ok(Value::Bool(true)),
+        b => Err(Malformed(format!("boolean byte {b} is neither 0 nor 1"))),
+    }
+}
+
+#[inline]
+fn read_double<S: Source>(s: &mut S) -> Result<f64, Malformed> {
+    let b = s.take(8)?;
+    let mut a = [0u8; 8];
+    a.copy_from_slice(b);
+    Ok(f64::from_le_bytes(a))
+}
+
 fn read_len<S: Source>(s: &mut S) -> Result<usize, Malformed> {
     let n = read_long(s)?;
     usize::try_from(n).map_err(|_| Malformed(format!("negative length {n}")))
@@ -131,22 +148,13 @@ impl<'s> DatumReader<'s> {
         let nodes = self.nodes;
         Ok(match &nodes[idx] {
             Node::Null => Value::Null,
-            Node::Boolean => match s.byte()? {
-                0 => Value::Bool(false),
-                1 => Value::Bool(true),
-                b => return Err(Malformed(format!("boolean byte {b} is neither 0 nor 1"))),
-            },
+            Node::Boolean => read_bool(s)?,
             Node::Int | Node::Long => Value::Int(i128::from(read_long(s)?)),
             Node::Float => {
                 let b = s.take(4)?;
                 Value::Float(f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
             }
-            Node::Double => {
-                let b = s.take(8)?;
-                let mut a = [0u8; 8];
-                a.copy_from_slice(b);
-                Value::Float(f64::from_le_bytes(a))
-            }
+            Node::Double => Value::Float(read_double(s)?),
             Node::Bytes => {
                 let n = read_len(s)?;
                 if self.over_budget(s, n)? {
@@ -235,7 +243,13 @@ impl<'s> DatumReader<'s> {
             Node::Record(_, fields) => {
                 let mut out = Map::with_capacity(fields.len());
                 for f in fields {
-                    let v = self.read(s, f.node, depth + 1)?;
+                    // Fixed-size leaves are read here rather than through a call per field.
+                    let v = match &nodes[f.node] {
+                        Node::Int | Node::Long => Value::Int(i128::from(read_long(s)?)),
+                        Node::Double => Value::Float(read_double(s)?),
+                        Node::Boolean => read_bool(s)?,
+                        _ => self.read(s, f.node, depth + 1)?,
+                    };
                     out.push(Value::String(f.name.clone()), v);
                 }
                 Value::Map(out)

@@ -298,6 +298,10 @@ pub(crate) struct OcfDecoder<R> {
     ctx: DecodeContext,
     header: Option<Header>,
     block: Vec<u8>,
+    /// A block's bytes as read, and as inflated: buffers kept from block to block (a fresh
+    /// one per block is a large allocation each time, which makes the allocator sweep the
+    /// small frees of the records before it).
+    raw: Vec<u8>,
     inflated: Vec<u8>,
     block_at: usize,
     block_left: u64,
@@ -316,6 +320,7 @@ impl<R: BufRead> OcfDecoder<R> {
             ctx,
             header: None,
             block: Vec::new(),
+            raw: Vec::new(),
             inflated: Vec::new(),
             block_at: 0,
             block_left: 0,
@@ -396,8 +401,11 @@ impl<R: BufRead> OcfDecoder<R> {
             let why = format!("block header says {count} records in {size} bytes");
             return self.resync(start, Vec::new(), why).map(Some);
         };
-        let data = match self.input.take(size) {
-            Ok(d) => d.to_vec(),
+        match self.input.take(size) {
+            Ok(d) => {
+                self.raw.clear();
+                self.raw.extend_from_slice(d);
+            }
             Err(e) => {
                 return Err(self.broken(
                     start,
@@ -407,7 +415,7 @@ impl<R: BufRead> OcfDecoder<R> {
                     ),
                 ))
             }
-        };
+        }
         let marker = match self.input.take(SYNC_LEN) {
             Ok(m) => m.to_vec(),
             Err(e) => {
@@ -421,7 +429,7 @@ impl<R: BufRead> OcfDecoder<R> {
             }
         };
         if marker != sync {
-            let mut seen = data;
+            let mut seen = std::mem::take(&mut self.raw);
             seen.extend_from_slice(&marker);
             return self
                 .resync(start, seen, "sync marker does not match".into())
@@ -432,7 +440,7 @@ impl<R: BufRead> OcfDecoder<R> {
             let limit = (self.ctx.max_record_bytes as u64)
                 .saturating_mul(count.max(1))
                 .min(4 * MAX_BLOCK_BYTES as u64);
-            let res = flate2::read::DeflateDecoder::new(&data[..])
+            let res = flate2::read::DeflateDecoder::new(&self.raw[..])
                 .take(limit + 1)
                 .read_to_end(&mut self.inflated);
             let bad = match res {
@@ -453,7 +461,7 @@ impl<R: BufRead> OcfDecoder<R> {
             }
             std::mem::swap(&mut self.block, &mut self.inflated);
         } else {
-            self.block = data;
+            std::mem::swap(&mut self.block, &mut self.raw);
         }
         // A count the block's bytes cannot hold would have us emit records from nothing (or
         // loop for ever on zero-byte datums): the block is corrupt, its count meaningless.
@@ -534,7 +542,10 @@ impl<R: BufRead> OcfDecoder<R> {
             data: &self.block,
             at: 0,
         };
-        let mut items = VecDeque::with_capacity(count as usize);
+        // `pending` is empty here; filling it in place keeps its buffer from block to block
+        // (see `raw`).
+        let items = &mut self.pending;
+        items.reserve(count as usize);
         let mut problem = None;
         for k in 1..=count {
             let start = src.at;
@@ -559,16 +570,16 @@ impl<R: BufRead> OcfDecoder<R> {
             ));
         }
         self.block_left = 0;
-        match problem {
-            None => self.pending = items,
-            Some(why) => self.pending.push_back(reject(
+        if let Some(why) = problem {
+            self.pending.clear();
+            self.pending.push_back(reject(
                 RejectionKind::Encoding,
                 position(self.record + 1, None, self.block_offset),
                 format!(
                     "block of {count} records at byte offset {}: {why}: the file's header schema does not fit its data; the block's records are skipped",
                     self.block_offset
                 ),
-            )),
+            ));
         }
         self.record += count;
     }
