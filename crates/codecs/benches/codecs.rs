@@ -204,6 +204,23 @@ fn bench(c: &mut Criterion) {
                         assert_eq!(k, n);
                     })
                 });
+                // The same, with the values kept in batches of 1,000 as the decoder's callers
+                // keep records (the plain floor frees each value before reading the next).
+                g.bench_function("floor apache-avro Reader decode, batches of 1000", |b| {
+                    b.iter(|| {
+                        let rdr = apache_avro::Reader::new(bytes).expect("valid header");
+                        let mut batch = Vec::with_capacity(1000);
+                        let mut k = 0;
+                        for v in rdr {
+                            batch.push(v.expect("valid datum"));
+                            if batch.len() == 1000 {
+                                k += batch.len();
+                                batch.clear();
+                            }
+                        }
+                        assert_eq!(k + batch.len(), n);
+                    })
+                });
             }
             _ => {}
         }

@@ -258,6 +258,87 @@ impl<'s> DatumReader<'s> {
         })
     }
 
+    /// Walks one datum without building its value: the same framing checks as [`read`]
+    /// (booleans, enum symbols, union branches, block counts against the item limit), none
+    /// of the content checks (UTF-8), and nothing allocated.
+    ///
+    /// [`read`]: DatumReader::read
+    pub fn skip<S: Source>(
+        &mut self,
+        s: &mut S,
+        idx: usize,
+        depth: usize,
+    ) -> Result<(), Malformed> {
+        if depth > MAX_DEPTH {
+            return Err(Malformed(format!("nested deeper than {MAX_DEPTH} levels")));
+        }
+        let nodes = self.nodes;
+        match &nodes[idx] {
+            Node::Null => {}
+            Node::Boolean => {
+                read_bool(s)?;
+            }
+            Node::Int | Node::Long => {
+                read_long(s)?;
+            }
+            Node::Float => s.skip(4)?,
+            Node::Double => s.skip(8)?,
+            Node::Bytes | Node::String => {
+                let n = read_len(s)?;
+                s.skip(n)?;
+            }
+            Node::Fixed(_, size) => s.skip(*size)?,
+            Node::Enum(name, symbols) => {
+                let i = read_long(s)?;
+                if usize::try_from(i)
+                    .ok()
+                    .and_then(|i| symbols.get(i))
+                    .is_none()
+                {
+                    return Err(Malformed(format!(
+                        "enum {} has no symbol number {i}",
+                        name.full
+                    )));
+                }
+            }
+            Node::Array(item) => {
+                while let Some(count) = self.block_count(s)? {
+                    for _ in 0..count {
+                        self.skip(s, *item, depth + 1)?;
+                    }
+                }
+            }
+            Node::Map(values) => {
+                while let Some(count) = self.block_count(s)? {
+                    for _ in 0..count {
+                        let n = read_len(s)?;
+                        s.skip(n)?;
+                        self.skip(s, *values, depth + 1)?;
+                    }
+                }
+            }
+            Node::Union(branches) => {
+                let i = read_long(s)?;
+                match usize::try_from(i).ok().and_then(|i| branches.get(i)) {
+                    Some(&b) => self.skip(s, b, depth + 1)?,
+                    None => {
+                        return Err(Malformed(format!(
+                            "union branch {i} does not exist (the union has {})",
+                            branches.len()
+                        )))
+                    }
+                }
+            }
+            Node::Record(_, fields) => {
+                for f in fields {
+                    self.skip(s, f.node, depth + 1)?;
+                }
+            }
+            Node::Logical(_, inner) => self.skip(s, *inner, depth)?,
+        }
+        Ok(())
+    }
+
     /// Skips `n` bytes and says so if keeping them would break the budget.
     fn over_budget<S: Source>(&mut self, s: &mut S, n: usize) -> Result<bool, Malformed> {
         let Some((start, max)) = self.budget else {

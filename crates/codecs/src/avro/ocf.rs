@@ -6,9 +6,11 @@
 //! of its block. A block cut short by the end of input stops the stream.
 //!
 //! A block of up to [`PREDECODE_RECORDS`] records (every block the usual writers make) is
-//! decoded whole before any of its records goes out: when a datum cannot be decoded, or the
-//! datums leave bytes of the block unread, the file's header schema does not fit its data and
-//! the whole block is rejected, instead of records of nulls or garbage reaching the model.
+//! walked whole, without building its values, before any of its records goes out: when a
+//! datum cannot be decoded, or the datums leave bytes of the block unread, the file's header
+//! schema does not fit its data and the whole block is rejected, instead of records of nulls
+//! or garbage reaching the model. Its records are then decoded one at a time, as they are
+//! asked for, so that no more of them are alive at once than the caller keeps.
 
 use std::collections::hash_map::RandomState;
 use std::collections::VecDeque;
@@ -34,7 +36,7 @@ const MAX_BLOCK_BYTES: usize = 256 * 1024 * 1024;
 /// The most records a block may claim when a datum of its schema can take no bytes at all
 /// (`null`, an empty record): the count cannot be checked against the block's size then.
 const MAX_ZERO_BYTE_RECORDS: u64 = 1 << 24;
-/// Blocks of at most this many records are decoded whole before their records go out.
+/// Blocks of at most this many records are checked whole before their records go out.
 const PREDECODE_RECORDS: u64 = 1 << 16;
 
 /// The fewest bytes a datum of `nodes[idx]` can take: a block of `count` records must hold at
@@ -307,8 +309,10 @@ pub(crate) struct OcfDecoder<R> {
     block_left: u64,
     block_count: u64,
     block_offset: u64,
-    /// The items of a block decoded whole, still to go out.
+    /// The rejection of a block whose datums do not fit the header's schema, still to go out.
     pending: VecDeque<ReadItem>,
+    /// The current block's datums were walked whole and fit.
+    checked: bool,
     record: u64,
     done: bool,
 }
@@ -327,6 +331,7 @@ impl<R: BufRead> OcfDecoder<R> {
             block_count: 0,
             block_offset: 0,
             pending: VecDeque::new(),
+            checked: false,
             record: 0,
             done: false,
         }
@@ -362,8 +367,8 @@ impl<R: BufRead> OcfDecoder<R> {
                 return Ok(Some(item));
             }
             if self.block_left > 0 {
-                if self.block_at == 0 && self.block_count <= PREDECODE_RECORDS {
-                    self.predecode();
+                if self.block_at == 0 && !self.checked && self.block_count <= PREDECODE_RECORDS {
+                    self.check_block();
                     continue;
                 }
                 return Ok(Some(self.next_datum()));
@@ -483,6 +488,7 @@ impl<R: BufRead> OcfDecoder<R> {
         self.block_at = 0;
         self.block_left = count;
         self.block_count = count;
+        self.checked = false;
         Ok(None)
     }
 
@@ -532,9 +538,9 @@ impl<R: BufRead> OcfDecoder<R> {
         }
     }
 
-    /// Decodes the whole current block into `pending`, or rejects it whole when its datums do
-    /// not fit the header's schema (one fails, or they leave bytes over).
-    fn predecode(&mut self) {
+    /// Walks the whole current block; when its datums do not fit the header's schema (one
+    /// fails, or they leave bytes over) the block is rejected whole.
+    fn check_block(&mut self) {
         let Some(header) = &self.header else { return };
         let compiled = &header.compiled;
         let count = self.block_count;
@@ -542,24 +548,12 @@ impl<R: BufRead> OcfDecoder<R> {
             data: &self.block,
             at: 0,
         };
-        // `pending` is empty here; filling it in place keeps its buffer from block to block
-        // (see `raw`).
-        let items = &mut self.pending;
-        items.reserve(count as usize);
         let mut problem = None;
         for k in 1..=count {
-            let start = src.at;
             let mut reader = DatumReader::new(compiled, self.ctx.max_record_bytes);
-            match reader.read(&mut src, compiled.root, 0) {
-                Ok(v) => {
-                    let pos = position(self.record + k, None, self.block_offset);
-                    let len = (src.at - start) as u64;
-                    items.push_back(self.ctx.decoded(v, pos, len, reader.invalid, "Avro datum"));
-                }
-                Err(Malformed(why)) => {
-                    problem = Some(format!("record {k} cannot be decoded ({why})"));
-                    break;
-                }
+            if let Err(Malformed(why)) = reader.skip(&mut src, compiled.root, 0) {
+                problem = Some(format!("record {k} cannot be decoded ({why})"));
+                break;
             }
         }
         if problem.is_none() && src.at != self.block.len() {
@@ -569,18 +563,19 @@ impl<R: BufRead> OcfDecoder<R> {
                 self.block.len()
             ));
         }
+        let Some(why) = problem else {
+            self.checked = true;
+            return;
+        };
         self.block_left = 0;
-        if let Some(why) = problem {
-            self.pending.clear();
-            self.pending.push_back(reject(
-                RejectionKind::Encoding,
-                position(self.record + 1, None, self.block_offset),
-                format!(
-                    "block of {count} records at byte offset {}: {why}: the file's header schema does not fit its data; the block's records are skipped",
-                    self.block_offset
-                ),
-            ));
-        }
+        self.pending.push_back(reject(
+            RejectionKind::Encoding,
+            position(self.record + 1, None, self.block_offset),
+            format!(
+                "block of {count} records at byte offset {}: {why}: the file's header schema does not fit its data; the block's records are skipped",
+                self.block_offset
+            ),
+        ));
         self.record += count;
     }
 
