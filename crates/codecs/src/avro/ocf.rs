@@ -630,6 +630,34 @@ impl<R: BufRead + Send> RecordDecoder for OcfDecoder<R> {
         let item = self.item();
         crate::fuse(&mut self.done, item)
     }
+
+    /// As the default, with the records of a checked block decoded in a run straight into
+    /// `out`.
+    fn next_batch(
+        &mut self,
+        max: usize,
+        out: &mut Vec<ReadItem>,
+    ) -> Result<bool, runtime_core::Error> {
+        let mut left = max;
+        while left > 0 {
+            if self.checked && self.block_left > 0 && self.pending.is_empty() {
+                let run = usize::try_from(self.block_left).map_or(left, |b| b.min(left));
+                out.reserve(run);
+                for _ in 0..run {
+                    out.push(self.next_datum());
+                }
+                left -= run;
+                continue;
+            }
+            match self.next_item() {
+                None => return Ok(false),
+                Some(Ok(item)) => out.push(item),
+                Some(Err(e)) => return Err(e),
+            }
+            left -= 1;
+        }
+        Ok(true)
+    }
 }
 
 /// Datums back to back with no framing: a datum that cannot be decoded breaks the stream.
