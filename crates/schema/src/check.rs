@@ -149,9 +149,8 @@ pub(crate) struct Defaults(Vec<Vec<Option<Value>>>);
 
 impl Defaults {
     /// Conforms every default of `c` once. The codecs have already checked that each default
-    /// is a value of its field's type; one the checker cannot normalize further (a `uuid`
-    /// default that is not a UUID) is filled in as written, so the checker accepts exactly
-    /// the schemas the codecs accept.
+    /// is a value of its field's type; one the checker could still not normalize is filled in
+    /// as written, so that the checker accepts exactly the schemas the codecs accept.
     pub(crate) fn build(c: &Compiled) -> Defaults {
         let ctx = Ctx {
             c,

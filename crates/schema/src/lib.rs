@@ -1,6 +1,8 @@
 //! Avro schema checking of records, per slot: a schema is compiled once into a [`Checker`],
 //! and every record of its slot is checked against it (or conformed to it) without the
-//! schema being looked at again.
+//! schema being looked at again. The compiled form is the codecs' own
+//! (`codecs::avro::schema`, the model their Avro decoder and encoder walk): this crate has no
+//! schema compiler, so the two cannot disagree on what a schema means.
 //!
 //! - [`Checker::parse`] / [`Checker::compile`]: a schema from its text or from a
 //!   [`codecs::AvroSchema`]; [`Checker::avro`] gives the codecs' schema back, for typing CSV

@@ -141,3 +141,40 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_default_the_encoder_cannot_write_is_refused_by_both() {
+    for (ty, default) in [
+        (r#""int""#, r#""x""#),
+        (r#""bytes""#, "[]"),
+        (r#""int""#, "1.0"),
+        (r#"["null", "string"]"#, r#"{"string": "x"}"#),
+    ] {
+        let text = format!(
+            r#"{{"type": "record", "name": "R", "fields": [{{"name": "a", "type": {ty}, "default": {default}}}]}}"#
+        );
+        let codec = AvroSchema::parse(&text).expect_err(&text).to_string();
+        let checker = Checker::parse(&text).expect_err(&text).to_string();
+        assert!(
+            codec.contains("default") && codec.contains('a') && checker.contains(&codec),
+            "{text}: codecs '{codec}', checker '{checker}'"
+        );
+    }
+}
+
+#[test]
+fn defaults_are_normalized_when_filled_in() {
+    let checker = Checker::parse(
+        r#"{"type": "record", "name": "R", "fields": [
+            {"name": "x", "type": "double", "default": 1},
+            {"name": "id", "type": "string", "default": "x"}]}"#,
+    )
+    .expect("both defaults are values of their types");
+    let mut v = runtime_core::Value::Map(runtime_core::Map::new());
+    checker.conform(&mut v).expect("every field has a default");
+    let runtime_core::Value::Map(m) = &v else {
+        panic!("{v:?}")
+    };
+    assert_eq!(m.get("x"), Some(&runtime_core::Value::Float(1.0)));
+    assert_eq!(m.get("id"), Some(&runtime_core::Value::String("x".into())));
+}

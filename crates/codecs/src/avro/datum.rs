@@ -163,7 +163,8 @@ impl<'s> DatumReader<'s> {
         Ok(match &nodes[idx] {
             Node::Null => Value::Null,
             Node::Boolean => read_bool(s)?,
-            Node::Int | Node::Long => Value::Int(i128::from(read_long(s)?)),
+            Node::Int => self.int(read_long(s)?),
+            Node::Long => Value::Int(i128::from(read_long(s)?)),
             Node::Float => {
                 let b = s.take(4)?;
                 Value::Float(f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
@@ -259,7 +260,8 @@ impl<'s> DatumReader<'s> {
                 for f in fields {
                     // Fixed-size leaves are read here rather than through a call per field.
                     let v = match &nodes[f.node] {
-                        Node::Int | Node::Long => Value::Int(i128::from(read_long(s)?)),
+                        Node::Int => self.int(read_long(s)?),
+                        Node::Long => Value::Int(i128::from(read_long(s)?)),
                         Node::Double => Value::Float(read_double(s)?),
                         Node::Boolean => read_bool(s)?,
                         _ => self.read(s, f.node, depth + 1)?,
@@ -270,6 +272,16 @@ impl<'s> DatumReader<'s> {
             }
             Node::Logical(_, inner) => return self.read(s, *inner, depth),
         })
+    }
+
+    /// An `int`: a varint whose value does not fit in 32 bits keeps the framing but is not
+    /// an `int`, so the datum is rejected once read.
+    #[inline]
+    fn int(&mut self, n: i64) -> Value {
+        if i32::try_from(n).is_err() && self.invalid.is_none() {
+            self.invalid = Some(format!("int {n} does not fit in 32 bits"));
+        }
+        Value::Int(i128::from(n))
     }
 
     /// Walks one datum without building its value: the same framing checks as [`read`]

@@ -120,16 +120,8 @@ pub struct Compiled {
 }
 
 impl Compiled {
-    /// The node at `idx` with a logical type looked through: what the bytes hold.
-    #[inline]
-    pub fn underlying(&self, idx: usize) -> usize {
-        match self.nodes[idx] {
-            Node::Logical(_, inner) => inner,
-            _ => idx,
-        }
-    }
-
-    /// The name a type goes by in the checker's messages: a named type's full name, else its kind.
+    /// The name a type goes by in the checker's messages: a named type's full name, else its
+    /// kind.
     pub fn type_name(&self, idx: usize) -> String {
         match &self.nodes[idx] {
             Node::Null => "null".into(),
