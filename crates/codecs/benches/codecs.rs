@@ -1,9 +1,13 @@
 //! Decode and encode throughput per encoding, next to the floor measured in the same run
-//! (serde_json into `serde_json::Value`, the csv crate into `StringRecord`). The Avro floor is
-//! fastavro: scripts/bench-avro-fastavro.py reads and writes the container file this bench
-//! leaves in the temp directory.
+//! (serde_json into `serde_json::Value`, the csv crate into `StringRecord`, the apache-avro
+//! crate's `Reader` into its own `types::Value`). The other Avro floor is fastavro:
+//! scripts/bench-avro-fastavro.py reads and writes the container file this bench leaves in the
+//! temp directory.
 //!
 //! `CODECS_BENCH_RECORDS` sets the number of records (default 1,000,000).
+//! `CODECS_BENCH_AVRO_ROUNDS=N` adds N interleaved rounds of the Avro decoder and
+//! apache-avro's Reader (one of each per round, in turn), for a ratio that load on a shared
+//! machine shifts less than it shifts two criterion runs made one after the other.
 
 use std::io::Write;
 use std::time::Duration;
@@ -100,6 +104,53 @@ fn decode(cfg: &CodecConfig, bytes: &'static [u8]) -> usize {
     n
 }
 
+/// apache-avro's `Reader` over the container file; `keep` values are kept at a time, as the
+/// decoder's callers keep a batch (1: each freed before the next is read).
+fn apache_avro_decode(bytes: &[u8], keep: usize, n: usize) {
+    let rdr = apache_avro::Reader::new(bytes).expect("valid header");
+    let mut batch = Vec::with_capacity(keep);
+    let mut k = 0;
+    for v in rdr {
+        let v = v.expect("valid datum");
+        k += usize::from(matches!(v, apache_avro::types::Value::Record(_)));
+        batch.push(v);
+        if batch.len() == keep {
+            batch.clear();
+        }
+    }
+    assert_eq!(k, n);
+}
+
+/// Interleaved rounds: the medians of each and the median of the per-round ratios.
+fn avro_rounds(cfg: &CodecConfig, bytes: &'static [u8], n: usize, rounds: usize) {
+    let time = |f: &dyn Fn()| {
+        let t = std::time::Instant::now();
+        f();
+        t.elapsed().as_secs_f64() * 1e3
+    };
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (mut ours, mut floor, mut batched) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        ours.push(time(&|| assert_eq!(decode(cfg, bytes), n)));
+        floor.push(time(&|| apache_avro_decode(bytes, 1, n)));
+        batched.push(time(&|| apache_avro_decode(bytes, 1000, n)));
+    }
+    let ratio = |a: &[f64], b: &[f64]| median(a.iter().zip(b).map(|(x, y)| x / y).collect());
+    eprintln!(
+        "avro rounds: {rounds}, {n} records; decoder {:.1} ms, apache-avro Reader {:.1} ms \
+         (ratio {:.2}), apache-avro Reader in batches of 1000 {:.1} ms (ratio {:.2}); \
+         ratio = decoder time / Reader time, median of the rounds",
+        median(ours.clone()),
+        median(floor.clone()),
+        ratio(&ours, &floor),
+        median(batched.clone()),
+        ratio(&ours, &batched),
+    );
+}
+
 fn bench(c: &mut Criterion) {
     let n: usize = std::env::var("CODECS_BENCH_RECORDS")
         .ok()
@@ -187,6 +238,26 @@ fn bench(c: &mut Criterion) {
                         w.flush().expect("flush");
                     })
                 });
+            }
+            "avro" => {
+                // The reader the codecs' datum walker stands in for: the same container file
+                // into apache-avro's own values (not converted to `Value`, which would only
+                // add to its time).
+                g.bench_function("floor apache-avro Reader decode", |b| {
+                    b.iter(|| apache_avro_decode(bytes, 1, n))
+                });
+                // The same, with the values kept in batches of 1,000 as the decoder's callers
+                // keep records.
+                g.bench_function("floor apache-avro Reader decode, batches of 1000", |b| {
+                    b.iter(|| apache_avro_decode(bytes, 1000, n))
+                });
+                let rounds = std::env::var("CODECS_BENCH_AVRO_ROUNDS")
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                if rounds > 0 {
+                    avro_rounds(cfg, bytes, n, rounds);
+                }
             }
             _ => {}
         }

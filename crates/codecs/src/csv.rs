@@ -186,7 +186,7 @@ impl<R: BufRead> CsvDecoder<R> {
     fn schema_node(&self, name: &str) -> Option<usize> {
         let c = self.schema.as_ref()?.compiled();
         match &c.nodes[c.root] {
-            Node::Record { fields, .. } => fields.iter().find(|f| f.name == name).map(|f| f.node),
+            Node::Record(_, fields) => fields.iter().find(|f| f.name == name).map(|f| f.node),
             _ => None,
         }
     }
@@ -424,6 +424,7 @@ fn typed(c: &Compiled, node: usize, cell: &str) -> Result<Value, String> {
     let n = &c.nodes[node];
     let bad = || format!("'{cell}' is not a valid {}", n.type_name());
     Ok(match n {
+        Node::Logical(_, inner) => return typed(c, *inner, cell),
         Node::Union(branches) => {
             let nullable = branches.iter().any(|&b| matches!(c.nodes[b], Node::Null));
             if cell.is_empty() && nullable {
@@ -453,18 +454,18 @@ fn typed(c: &Compiled, node: usize, cell: &str) -> Result<Value, String> {
         Node::Int => Value::Int(i128::from(cell.trim().parse::<i32>().map_err(|_| bad())?)),
         Node::Long => Value::Int(i128::from(cell.trim().parse::<i64>().map_err(|_| bad())?)),
         Node::Float | Node::Double => Value::Float(cell.trim().parse::<f64>().map_err(|_| bad())?),
-        Node::Enum { symbols, .. } => {
+        Node::Enum(_, symbols) => {
             if !symbols.iter().any(|s| s == cell) {
                 return Err(bad());
             }
             Value::String(cell.to_owned())
         }
-        Node::Bytes | Node::Fixed { .. } => Value::Bytes(
+        Node::Bytes | Node::Fixed(..) => Value::Bytes(
             base64::engine::general_purpose::STANDARD
                 .decode(cell)
                 .map_err(|e| format!("'{cell}' is not base64: {e}"))?,
         ),
-        Node::Array(_) | Node::Map(_) | Node::Record { .. } => {
+        Node::Array(_) | Node::Map(_) | Node::Record(..) => {
             json::decode(cell.as_bytes()).map_err(|e| format!("{}: {e}", n.type_name()))?
         }
     })

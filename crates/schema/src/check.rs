@@ -15,8 +15,8 @@ use std::fmt;
 
 use runtime_core::{Map, Value};
 
-use crate::compile::{Compiled, Field, Logical, Named, Node};
 use crate::iso;
+use codecs::avro::schema::{Compiled, Field, Logical, Named, Node};
 
 /// Deep enough for real records, shallow enough never to overflow the stack.
 pub(crate) const MAX_DEPTH: usize = 256;
@@ -143,34 +143,79 @@ fn render_found(v: &Value) -> String {
     cut
 }
 
+/// The schema's field defaults conformed to their fields' types, by record node and field.
+#[derive(Debug, Default)]
+pub(crate) struct Defaults(Vec<Vec<Option<Value>>>);
+
+impl Defaults {
+    /// Conforms every default of `c` once. The codecs have already checked that each default
+    /// is a value of its field's type; one the checker could still not normalize is filled in
+    /// as written, so that the checker accepts exactly the schemas the codecs accept.
+    pub(crate) fn build(c: &Compiled) -> Defaults {
+        let ctx = Ctx {
+            c,
+            opts: CheckOptions::default(),
+            defaults: None,
+        };
+        let out = c
+            .nodes
+            .iter()
+            .map(|node| {
+                let Node::Record(_, fields) = node else {
+                    return Vec::new();
+                };
+                fields
+                    .iter()
+                    .map(|f| {
+                        let raw = f.default.as_ref()?;
+                        let mut value = raw.clone();
+                        // Records inside a default are filled from the defaults as written.
+                        match ctx.conform(f.node, &mut value, 0) {
+                            Ok(()) => Some(value),
+                            Err(_) => Some(raw.clone()),
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        Defaults(out)
+    }
+}
+
 struct Ctx<'a> {
     c: &'a Compiled,
     opts: CheckOptions,
+    /// `None` while the defaults themselves are conformed.
+    defaults: Option<&'a Defaults>,
 }
 
-pub(crate) fn check_value(c: &Compiled, opts: CheckOptions, v: &Value) -> Result<(), Violation> {
-    Ctx { c, opts }
-        .check(c.root, v, 0)
-        .map_err(Fail::into_violation)
+pub(crate) fn check_value(
+    c: &Compiled,
+    defaults: &Defaults,
+    opts: CheckOptions,
+    v: &Value,
+) -> Result<(), Violation> {
+    Ctx {
+        c,
+        opts,
+        defaults: Some(defaults),
+    }
+    .check(c.root, v, 0)
+    .map_err(Fail::into_violation)
 }
 
 pub(crate) fn conform_root(
     c: &Compiled,
+    defaults: &Defaults,
     opts: CheckOptions,
     v: &mut Value,
 ) -> Result<(), Violation> {
-    Ctx { c, opts }
-        .conform(c.root, v, 0)
-        .map_err(Fail::into_violation)
-}
-
-/// Conforms a value to any node of `c` (used for the schema's own defaults).
-pub(crate) fn conform_value(c: &Compiled, idx: usize, v: &mut Value) -> Result<(), Violation> {
     Ctx {
         c,
-        opts: CheckOptions::default(),
+        opts,
+        defaults: Some(defaults),
     }
-    .conform(idx, v, 0)
+    .conform(c.root, v, 0)
     .map_err(Fail::into_violation)
 }
 
@@ -487,7 +532,7 @@ impl Ctx<'_> {
             }
             (Node::Record(n, fields), Value::Map(map)) => {
                 let mut entries = std::mem::take(map).into_entries();
-                let result = self.conform_record(n, fields, &mut entries, depth);
+                let result = self.conform_record(idx, n, fields, &mut entries, depth);
                 *map = Map::from(entries);
                 result
             }
@@ -541,6 +586,7 @@ impl Ctx<'_> {
 
     fn conform_record(
         &self,
+        idx: usize,
         n: &Named,
         fields: &[Field],
         entries: &mut Vec<(Value, Value)>,
@@ -561,14 +607,18 @@ impl Ctx<'_> {
         if self.opts.reject_extra_fields {
             extra_fields(n, fields, entries)?;
         }
-        for f in fields {
+        for (fi, f) in fields.iter().enumerate() {
             // The last entry with the name wins, as in `Map::get`.
             match entries.iter().rposition(|(k, _)| key_is(k, &f.name)) {
                 Some(i) => self
                     .conform(f.node, &mut entries[i].1, depth + 1)
                     .map_err(|e| e.at(Segment::Field(f.name.clone())))?,
                 None => {
-                    let filled = match &f.default {
+                    let default = match self.defaults {
+                        Some(d) => d.0[idx][fi].as_ref(),
+                        None => f.default.as_ref(),
+                    };
+                    let filled = match default {
                         Some(d) => d.clone(),
                         None if self.c.accepts_null(f.node) => Value::Null,
                         None => return Err(missing(f, n)),

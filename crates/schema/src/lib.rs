@@ -1,6 +1,8 @@
 //! Avro schema checking of records, per slot: a schema is compiled once into a [`Checker`],
 //! and every record of its slot is checked against it (or conformed to it) without the
-//! schema being looked at again.
+//! schema being looked at again. The compiled form is the codecs' own
+//! (`codecs::avro::schema`, the model their Avro decoder and encoder walk): this crate has no
+//! schema compiler, so the two cannot disagree on what a schema means.
 //!
 //! - [`Checker::parse`] / [`Checker::compile`]: a schema from its text or from a
 //!   [`codecs::AvroSchema`]; [`Checker::avro`] gives the codecs' schema back, for typing CSV
@@ -20,7 +22,6 @@
 //! files are read with their own schema), and aliases.
 
 mod check;
-mod compile;
 mod iso;
 mod mask;
 mod slots;
@@ -106,8 +107,9 @@ pub struct Checker {
 }
 
 struct Inner {
+    /// The schema, compiled once by the codecs: the checker walks the same model.
     avro: AvroSchema,
-    compiled: compile::Compiled,
+    defaults: check::Defaults,
 }
 
 impl std::fmt::Debug for Checker {
@@ -131,14 +133,14 @@ impl Checker {
     }
 
     /// Compiles a schema the codecs already parsed.
+    /// Nothing is parsed again: the checker walks the codecs' compiled schema, and only the
+    /// fields' defaults are conformed to their types here.
     pub fn compile(avro: &AvroSchema) -> Result<Checker, SchemaError> {
-        let json: serde_json::Value =
-            serde_json::from_str(avro.json()).map_err(|e| SchemaError::Invalid(e.to_string()))?;
-        let compiled = compile::compile(&json).map_err(SchemaError::Invalid)?;
+        let defaults = check::Defaults::build(avro.compiled());
         Ok(Checker {
             inner: Arc::new(Inner {
                 avro: avro.clone(),
-                compiled,
+                defaults,
             }),
             opts: CheckOptions::default(),
         })
@@ -167,12 +169,17 @@ impl Checker {
 
     /// The full name of the root record, when the schema is a record.
     pub fn record_name(&self) -> Option<&str> {
-        self.inner.compiled.root_name()
+        self.inner.avro.compiled().root_name()
     }
 
     /// Whether `value` conforms. Changes nothing, allocates nothing when it does.
     pub fn check(&self, value: &Value) -> Result<(), Violation> {
-        check::check_value(&self.inner.compiled, self.opts, value)
+        check::check_value(
+            self.inner.avro.compiled(),
+            &self.inner.defaults,
+            self.opts,
+            value,
+        )
     }
 
     /// Checks `value` and normalizes it where it conforms by a rule rather than as is:
@@ -181,7 +188,12 @@ impl Checker {
     /// union wrappers (`{"string": "x"}`) are unwrapped. On error `value` may be partly
     /// normalized; reject it whole.
     pub fn conform(&self, value: &mut Value) -> Result<(), Violation> {
-        check::conform_root(&self.inner.compiled, self.opts, value)
+        check::conform_root(
+            self.inner.avro.compiled(),
+            &self.inner.defaults,
+            self.opts,
+            value,
+        )
     }
 }
 

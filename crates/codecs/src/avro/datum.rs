@@ -88,6 +88,37 @@ pub(crate) fn write_long(out: &mut Vec<u8>, v: i64) {
     out.push(n as u8);
 }
 
+/// Passes over a variable-length integer, with the same length limit as [`read_long`].
+#[inline]
+fn skip_long<S: Source>(s: &mut S) -> Result<(), Malformed> {
+    for _ in 0..10 {
+        if s.byte()? & 0x80 == 0 {
+            return Ok(());
+        }
+    }
+    Err(Malformed(
+        "variable-length integer longer than 10 bytes".into(),
+    ))
+}
+
+#[inline]
+fn read_bool<S: Source>(s: &mut S) -> Result<Value, Malformed> {
+    match s.byte()? {
+        0 => Ok(Value::Bool(false)),
+        1 => Ok(Value::Bool(true)),
+        b => Err(Malformed(format!("boolean byte {b} is neither 0 nor 1"))),
+    }
+}
+
+#[inline]
+fn read_double<S: Source>(s: &mut S) -> Result<f64, Malformed> {
+    let b = s.take(8)?;
+    let mut a = [0u8; 8];
+    a.copy_from_slice(b);
+    Ok(f64::from_le_bytes(a))
+}
+
+#[inline]
 fn read_len<S: Source>(s: &mut S) -> Result<usize, Malformed> {
     let n = read_long(s)?;
     usize::try_from(n).map_err(|_| Malformed(format!("negative length {n}")))
@@ -131,22 +162,14 @@ impl<'s> DatumReader<'s> {
         let nodes = self.nodes;
         Ok(match &nodes[idx] {
             Node::Null => Value::Null,
-            Node::Boolean => match s.byte()? {
-                0 => Value::Bool(false),
-                1 => Value::Bool(true),
-                b => return Err(Malformed(format!("boolean byte {b} is neither 0 nor 1"))),
-            },
-            Node::Int | Node::Long => Value::Int(i128::from(read_long(s)?)),
+            Node::Boolean => read_bool(s)?,
+            Node::Int => self.int(read_long(s)?),
+            Node::Long => Value::Int(i128::from(read_long(s)?)),
             Node::Float => {
                 let b = s.take(4)?;
                 Value::Float(f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
             }
-            Node::Double => {
-                let b = s.take(8)?;
-                let mut a = [0u8; 8];
-                a.copy_from_slice(b);
-                Value::Float(f64::from_le_bytes(a))
-            }
+            Node::Double => Value::Float(read_double(s)?),
             Node::Bytes => {
                 let n = read_len(s)?;
                 if self.over_budget(s, n)? {
@@ -173,13 +196,18 @@ impl<'s> DatumReader<'s> {
                     }
                 }
             }
-            Node::Fixed { size, .. } => Value::Bytes(s.take(*size)?.to_vec()),
-            Node::Enum { name, symbols } => {
+            Node::Fixed(_, size) => Value::Bytes(s.take(*size)?.to_vec()),
+            Node::Enum(name, symbols) => {
                 let i = read_long(s)?;
                 let sym = usize::try_from(i).ok().and_then(|i| symbols.get(i));
                 match sym {
                     Some(sym) => Value::String(sym.clone()),
-                    None => return Err(Malformed(format!("enum {name} has no symbol number {i}"))),
+                    None => {
+                        return Err(Malformed(format!(
+                            "enum {} has no symbol number {i}",
+                            name.full
+                        )))
+                    }
                 }
             }
             Node::Array(item) => {
@@ -227,15 +255,124 @@ impl<'s> DatumReader<'s> {
                     }
                 }
             }
-            Node::Record { fields, .. } => {
+            Node::Record(_, fields) => {
                 let mut out = Map::with_capacity(fields.len());
                 for f in fields {
-                    let v = self.read(s, f.node, depth + 1)?;
+                    // Fixed-size leaves are read here rather than through a call per field.
+                    let v = match &nodes[f.node] {
+                        Node::Int => self.int(read_long(s)?),
+                        Node::Long => Value::Int(i128::from(read_long(s)?)),
+                        Node::Double => Value::Float(read_double(s)?),
+                        Node::Boolean => read_bool(s)?,
+                        _ => self.read(s, f.node, depth + 1)?,
+                    };
                     out.push(Value::String(f.name.clone()), v);
                 }
                 Value::Map(out)
             }
+            Node::Logical(_, inner) => return self.read(s, *inner, depth),
         })
+    }
+
+    /// An `int`: a varint whose value does not fit in 32 bits keeps the framing but is not
+    /// an `int`, so the datum is rejected once read.
+    #[inline]
+    fn int(&mut self, n: i64) -> Value {
+        if i32::try_from(n).is_err() && self.invalid.is_none() {
+            self.invalid = Some(format!("int {n} does not fit in 32 bits"));
+        }
+        Value::Int(i128::from(n))
+    }
+
+    /// Walks one datum without building its value: the same framing checks as [`read`]
+    /// (booleans, enum symbols, union branches, block counts against the item limit), none
+    /// of the content checks (UTF-8), and nothing allocated.
+    ///
+    /// [`read`]: DatumReader::read
+    pub fn skip<S: Source>(
+        &mut self,
+        s: &mut S,
+        idx: usize,
+        depth: usize,
+    ) -> Result<(), Malformed> {
+        if depth > MAX_DEPTH {
+            return Err(Malformed(format!("nested deeper than {MAX_DEPTH} levels")));
+        }
+        let nodes = self.nodes;
+        match &nodes[idx] {
+            Node::Null => {}
+            Node::Boolean => {
+                read_bool(s)?;
+            }
+            Node::Int | Node::Long => skip_long(s)?,
+            Node::Float => s.skip(4)?,
+            Node::Double => s.skip(8)?,
+            Node::Bytes | Node::String => {
+                let n = read_len(s)?;
+                s.skip(n)?;
+            }
+            Node::Fixed(_, size) => s.skip(*size)?,
+            Node::Enum(name, symbols) => {
+                let i = read_long(s)?;
+                if usize::try_from(i)
+                    .ok()
+                    .and_then(|i| symbols.get(i))
+                    .is_none()
+                {
+                    return Err(Malformed(format!(
+                        "enum {} has no symbol number {i}",
+                        name.full
+                    )));
+                }
+            }
+            Node::Array(item) => {
+                while let Some(count) = self.block_count(s)? {
+                    for _ in 0..count {
+                        self.skip(s, *item, depth + 1)?;
+                    }
+                }
+            }
+            Node::Map(values) => {
+                while let Some(count) = self.block_count(s)? {
+                    for _ in 0..count {
+                        let n = read_len(s)?;
+                        s.skip(n)?;
+                        self.skip(s, *values, depth + 1)?;
+                    }
+                }
+            }
+            Node::Union(branches) => {
+                let i = read_long(s)?;
+                match usize::try_from(i).ok().and_then(|i| branches.get(i)) {
+                    Some(&b) => self.skip(s, b, depth + 1)?,
+                    None => {
+                        return Err(Malformed(format!(
+                            "union branch {i} does not exist (the union has {})",
+                            branches.len()
+                        )))
+                    }
+                }
+            }
+            Node::Record(_, fields) => {
+                for f in fields {
+                    // Leaves are skipped here rather than through a call per field.
+                    match &nodes[f.node] {
+                        Node::Int | Node::Long => skip_long(s)?,
+                        Node::Double => s.skip(8)?,
+                        Node::Boolean => {
+                            read_bool(s)?;
+                        }
+                        Node::String | Node::Bytes => {
+                            let n = read_len(s)?;
+                            s.skip(n)?;
+                        }
+                        _ => self.skip(s, f.node, depth + 1)?,
+                    }
+                }
+            }
+            Node::Logical(_, inner) => self.skip(s, *inner, depth)?,
+        }
+        Ok(())
     }
 
     /// Skips `n` bytes and says so if keeping them would break the budget.
@@ -353,7 +490,7 @@ pub(crate) fn write(
             out.extend_from_slice(s.as_bytes());
         }
         // A string stands for its UTF-8 bytes, as for `bytes` (JSON has no bytes).
-        (Node::Fixed { size, name }, Value::Bytes(_) | Value::String(_)) => {
+        (Node::Fixed(name, size), Value::Bytes(_) | Value::String(_)) => {
             let b = match v {
                 Value::String(s) => s.as_bytes(),
                 Value::Bytes(b) => b.as_slice(),
@@ -361,18 +498,20 @@ pub(crate) fn write(
             };
             if b.len() != *size {
                 return Err(Mismatch::new(format!(
-                    "fixed {name} takes {size} bytes, found {}",
+                    "fixed {} takes {size} bytes, found {}",
+                    name.full,
                     b.len()
                 )));
             }
             out.extend_from_slice(b);
         }
-        (Node::Enum { name, symbols }, Value::String(s)) => {
+        (Node::Enum(name, symbols), Value::String(s)) => {
             match symbols.iter().position(|x| x == s) {
                 Some(i) => write_long(out, i as i64),
                 None => {
                     return Err(Mismatch::new(format!(
-                        "'{s}' is not a symbol of enum {name}"
+                        "'{s}' is not a symbol of enum {}",
+                        name.full
                     )))
                 }
             }
@@ -404,7 +543,7 @@ pub(crate) fn write(
             }
             out.push(0);
         }
-        (Node::Record { fields, .. }, Value::Map(map)) => {
+        (Node::Record(_, fields), Value::Map(map)) => {
             for f in fields {
                 let seg = || format!(".{}", f.name);
                 match map.get(&f.name) {
@@ -422,6 +561,7 @@ pub(crate) fn write(
             }
         }
         (Node::Union(branches), v) => return write_union(nodes, branches, v, out, depth),
+        (Node::Logical(_, inner), v) => return write(nodes, *inner, v, out, depth),
         (node, v) => return Err(expected(node, v)),
     }
     Ok(())
@@ -434,13 +574,22 @@ fn rank(node: &Node, v: &Value) -> Option<u8> {
         | (Node::Boolean, Value::Bool(_))
         | (Node::Int | Node::Long, Value::Int(_))
         | (Node::Float | Node::Double, Value::Float(_))
-        | (Node::Bytes | Node::Fixed { .. }, Value::Bytes(_))
-        | (Node::String | Node::Enum { .. }, Value::String(_))
+        | (Node::Bytes | Node::Fixed(..), Value::Bytes(_))
+        | (Node::String | Node::Enum(..), Value::String(_))
         | (Node::Array(_), Value::Array(_))
-        | (Node::Map(_) | Node::Record { .. }, Value::Map(_)) => Some(0),
+        | (Node::Map(_) | Node::Record(..), Value::Map(_)) => Some(0),
         (Node::Float | Node::Double, Value::Int(_))
-        | (Node::Bytes | Node::Fixed { .. }, Value::String(_)) => Some(1),
+        | (Node::Bytes | Node::Fixed(..), Value::String(_)) => Some(1),
         _ => None,
+    }
+}
+
+/// The node at `idx` with a logical type looked through.
+#[inline]
+fn underlying(nodes: &[Node], idx: usize) -> usize {
+    match nodes[idx] {
+        Node::Logical(_, inner) => inner,
+        _ => idx,
     }
 }
 
@@ -455,7 +604,7 @@ fn write_union(
     let mut last_err = None;
     for want in 0..=1u8 {
         for (i, &b) in branches.iter().enumerate() {
-            if rank(&nodes[b], v) != Some(want) {
+            if rank(&nodes[underlying(nodes, b)], v) != Some(want) {
                 continue;
             }
             write_long(out, i as i64);
@@ -469,7 +618,10 @@ fn write_union(
         }
     }
     Err(last_err.unwrap_or_else(|| {
-        let names: Vec<&str> = branches.iter().map(|&b| nodes[b].type_name()).collect();
+        let names: Vec<&str> = branches
+            .iter()
+            .map(|&b| nodes[underlying(nodes, b)].type_name())
+            .collect();
         Mismatch::new(format!(
             "{} matches no branch of the union [{}]",
             v.kind(),

@@ -15,12 +15,13 @@
 //! resolve it; schema resolution is not implemented). Codecs `null` and `deflate` are read and
 //! written; others (snappy, zstandard, ...) stop the stream at the header.
 //!
-//! Decoding goes straight from bytes to [`Value`] by walking a compiled form of the schema
-//! (see `schema.rs`); `apache_avro` only validates schema text.
+//! Decoding goes straight from bytes to [`Value`] by walking the schema's compiled form,
+//! [`schema::Compiled`], the one model of a schema that the `schema` crate's checker uses
+//! too; `apache_avro` only validates schema text.
 
 mod datum;
 mod ocf;
-mod schema;
+pub mod schema;
 
 use std::sync::Arc;
 
@@ -56,6 +57,7 @@ impl AvroSchema {
         let json: serde_json::Value =
             serde_json::from_str(text).map_err(|e| CodecError::Schema(e.to_string()))?;
         let compiled = schema::compile(&json).map_err(CodecError::Schema)?;
+        schema::check_defaults(&compiled).map_err(CodecError::Schema)?;
         Ok(AvroSchema {
             inner: Arc::new(Inner {
                 json: text.to_owned(),
@@ -73,12 +75,14 @@ impl AvroSchema {
     pub fn record_field_names(&self) -> Option<Vec<String>> {
         let c = &self.inner.compiled;
         match &c.nodes[c.root] {
-            Node::Record { fields, .. } => Some(fields.iter().map(|f| f.name.clone()).collect()),
+            Node::Record(_, fields) => Some(fields.iter().map(|f| f.name.clone()).collect()),
             _ => None,
         }
     }
 
-    pub(crate) fn compiled(&self) -> &Compiled {
+    /// The compiled schema, names resolved: the model both the datum walker and the `schema`
+    /// crate's checker walk.
+    pub fn compiled(&self) -> &Compiled {
         &self.inner.compiled
     }
 

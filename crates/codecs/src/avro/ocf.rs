@@ -6,9 +6,11 @@
 //! of its block. A block cut short by the end of input stops the stream.
 //!
 //! A block of up to [`PREDECODE_RECORDS`] records (every block the usual writers make) is
-//! decoded whole before any of its records goes out: when a datum cannot be decoded, or the
-//! datums leave bytes of the block unread, the file's header schema does not fit its data and
-//! the whole block is rejected, instead of records of nulls or garbage reaching the model.
+//! walked whole, without building its values, before any of its records goes out: when a
+//! datum cannot be decoded, or the datums leave bytes of the block unread, the file's header
+//! schema does not fit its data and the whole block is rejected, instead of records of nulls
+//! or garbage reaching the model. Its records are then decoded one at a time, as they are
+//! asked for, so that no more of them are alive at once than the caller keeps.
 
 use std::collections::hash_map::RandomState;
 use std::collections::VecDeque;
@@ -34,7 +36,7 @@ const MAX_BLOCK_BYTES: usize = 256 * 1024 * 1024;
 /// The most records a block may claim when a datum of its schema can take no bytes at all
 /// (`null`, an empty record): the count cannot be checked against the block's size then.
 const MAX_ZERO_BYTE_RECORDS: u64 = 1 << 24;
-/// Blocks of at most this many records are decoded whole before their records go out.
+/// Blocks of at most this many records are checked whole before their records go out.
 const PREDECODE_RECORDS: u64 = 1 << 16;
 
 /// The fewest bytes a datum of `nodes[idx]` can take: a block of `count` records must hold at
@@ -46,8 +48,9 @@ fn min_datum_bytes(nodes: &[schema::Node], idx: usize, open: &mut Vec<usize>) ->
         Node::Null => 0,
         Node::Float => 4,
         Node::Double => 8,
-        Node::Fixed { size, .. } => *size as u64,
-        Node::Record { fields, .. } => {
+        Node::Fixed(_, size) => *size as u64,
+        Node::Logical(_, inner) => min_datum_bytes(nodes, *inner, open),
+        Node::Record(_, fields) => {
             if open.contains(&idx) {
                 return 0;
             }
@@ -297,13 +300,19 @@ pub(crate) struct OcfDecoder<R> {
     ctx: DecodeContext,
     header: Option<Header>,
     block: Vec<u8>,
+    /// A block's bytes as read, and as inflated: buffers kept from block to block (a fresh
+    /// one per block is a large allocation each time, which makes the allocator sweep the
+    /// small frees of the records before it).
+    raw: Vec<u8>,
     inflated: Vec<u8>,
     block_at: usize,
     block_left: u64,
     block_count: u64,
     block_offset: u64,
-    /// The items of a block decoded whole, still to go out.
+    /// The rejection of a block whose datums do not fit the header's schema, still to go out.
     pending: VecDeque<ReadItem>,
+    /// The current block's datums were walked whole and fit.
+    checked: bool,
     record: u64,
     done: bool,
 }
@@ -315,12 +324,14 @@ impl<R: BufRead> OcfDecoder<R> {
             ctx,
             header: None,
             block: Vec::new(),
+            raw: Vec::new(),
             inflated: Vec::new(),
             block_at: 0,
             block_left: 0,
             block_count: 0,
             block_offset: 0,
             pending: VecDeque::new(),
+            checked: false,
             record: 0,
             done: false,
         }
@@ -356,8 +367,8 @@ impl<R: BufRead> OcfDecoder<R> {
                 return Ok(Some(item));
             }
             if self.block_left > 0 {
-                if self.block_at == 0 && self.block_count <= PREDECODE_RECORDS {
-                    self.predecode();
+                if self.block_at == 0 && !self.checked && self.block_count <= PREDECODE_RECORDS {
+                    self.check_block();
                     continue;
                 }
                 return Ok(Some(self.next_datum()));
@@ -395,8 +406,11 @@ impl<R: BufRead> OcfDecoder<R> {
             let why = format!("block header says {count} records in {size} bytes");
             return self.resync(start, Vec::new(), why).map(Some);
         };
-        let data = match self.input.take(size) {
-            Ok(d) => d.to_vec(),
+        match self.input.take(size) {
+            Ok(d) => {
+                self.raw.clear();
+                self.raw.extend_from_slice(d);
+            }
             Err(e) => {
                 return Err(self.broken(
                     start,
@@ -406,7 +420,7 @@ impl<R: BufRead> OcfDecoder<R> {
                     ),
                 ))
             }
-        };
+        }
         let marker = match self.input.take(SYNC_LEN) {
             Ok(m) => m.to_vec(),
             Err(e) => {
@@ -420,7 +434,7 @@ impl<R: BufRead> OcfDecoder<R> {
             }
         };
         if marker != sync {
-            let mut seen = data;
+            let mut seen = std::mem::take(&mut self.raw);
             seen.extend_from_slice(&marker);
             return self
                 .resync(start, seen, "sync marker does not match".into())
@@ -431,7 +445,7 @@ impl<R: BufRead> OcfDecoder<R> {
             let limit = (self.ctx.max_record_bytes as u64)
                 .saturating_mul(count.max(1))
                 .min(4 * MAX_BLOCK_BYTES as u64);
-            let res = flate2::read::DeflateDecoder::new(&data[..])
+            let res = flate2::read::DeflateDecoder::new(&self.raw[..])
                 .take(limit + 1)
                 .read_to_end(&mut self.inflated);
             let bad = match res {
@@ -452,7 +466,7 @@ impl<R: BufRead> OcfDecoder<R> {
             }
             std::mem::swap(&mut self.block, &mut self.inflated);
         } else {
-            self.block = data;
+            std::mem::swap(&mut self.block, &mut self.raw);
         }
         // A count the block's bytes cannot hold would have us emit records from nothing (or
         // loop for ever on zero-byte datums): the block is corrupt, its count meaningless.
@@ -474,6 +488,7 @@ impl<R: BufRead> OcfDecoder<R> {
         self.block_at = 0;
         self.block_left = count;
         self.block_count = count;
+        self.checked = false;
         Ok(None)
     }
 
@@ -523,9 +538,9 @@ impl<R: BufRead> OcfDecoder<R> {
         }
     }
 
-    /// Decodes the whole current block into `pending`, or rejects it whole when its datums do
-    /// not fit the header's schema (one fails, or they leave bytes over).
-    fn predecode(&mut self) {
+    /// Walks the whole current block; when its datums do not fit the header's schema (one
+    /// fails, or they leave bytes over) the block is rejected whole.
+    fn check_block(&mut self) {
         let Some(header) = &self.header else { return };
         let compiled = &header.compiled;
         let count = self.block_count;
@@ -533,21 +548,12 @@ impl<R: BufRead> OcfDecoder<R> {
             data: &self.block,
             at: 0,
         };
-        let mut items = VecDeque::with_capacity(count as usize);
         let mut problem = None;
         for k in 1..=count {
-            let start = src.at;
             let mut reader = DatumReader::new(compiled, self.ctx.max_record_bytes);
-            match reader.read(&mut src, compiled.root, 0) {
-                Ok(v) => {
-                    let pos = position(self.record + k, None, self.block_offset);
-                    let len = (src.at - start) as u64;
-                    items.push_back(self.ctx.decoded(v, pos, len, reader.invalid, "Avro datum"));
-                }
-                Err(Malformed(why)) => {
-                    problem = Some(format!("record {k} cannot be decoded ({why})"));
-                    break;
-                }
+            if let Err(Malformed(why)) = reader.skip(&mut src, compiled.root, 0) {
+                problem = Some(format!("record {k} cannot be decoded ({why})"));
+                break;
             }
         }
         if problem.is_none() && src.at != self.block.len() {
@@ -557,18 +563,19 @@ impl<R: BufRead> OcfDecoder<R> {
                 self.block.len()
             ));
         }
+        let Some(why) = problem else {
+            self.checked = true;
+            return;
+        };
         self.block_left = 0;
-        match problem {
-            None => self.pending = items,
-            Some(why) => self.pending.push_back(reject(
-                RejectionKind::Encoding,
-                position(self.record + 1, None, self.block_offset),
-                format!(
-                    "block of {count} records at byte offset {}: {why}: the file's header schema does not fit its data; the block's records are skipped",
-                    self.block_offset
-                ),
-            )),
-        }
+        self.pending.push_back(reject(
+            RejectionKind::Encoding,
+            position(self.record + 1, None, self.block_offset),
+            format!(
+                "block of {count} records at byte offset {}: {why}: the file's header schema does not fit its data; the block's records are skipped",
+                self.block_offset
+            ),
+        ));
         self.record += count;
     }
 
@@ -622,6 +629,34 @@ impl<R: BufRead + Send> RecordDecoder for OcfDecoder<R> {
         }
         let item = self.item();
         crate::fuse(&mut self.done, item)
+    }
+
+    /// As the default, with the records of a checked block decoded in a run straight into
+    /// `out`.
+    fn next_batch(
+        &mut self,
+        max: usize,
+        out: &mut Vec<ReadItem>,
+    ) -> Result<bool, runtime_core::Error> {
+        let mut left = max;
+        while left > 0 {
+            if self.checked && self.block_left > 0 && self.pending.is_empty() {
+                let run = usize::try_from(self.block_left).map_or(left, |b| b.min(left));
+                out.reserve(run);
+                for _ in 0..run {
+                    out.push(self.next_datum());
+                }
+                left -= run;
+                continue;
+            }
+            match self.next_item() {
+                None => return Ok(false),
+                Some(Ok(item)) => out.push(item),
+                Some(Err(e)) => return Err(e),
+            }
+            left -= 1;
+        }
+        Ok(true)
     }
 }
 
