@@ -679,4 +679,13 @@ fn a_deployment_upload_is_stored_once_and_removed_when_replaced() {
         assert!(std::time::Instant::now() < deadline, "{s} {body}");
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+    // Undeployed: nothing of it stays.
+    let out = engine_cli(&e, &["undeploy"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let uploads = dir.path().join("uploads").join("deployments");
+    assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 0);
 }

@@ -1681,6 +1681,8 @@ async fn undeploy_inner(e: &AppState) -> Result<StatusCode> {
     e.store().set_setting(DEPLOYMENT_KEY, None).await?;
     d.stop(crate::deploy::CLOSE_GRACE).await;
     remove_dir(d.dir.clone()).await;
+    // The stored document names no upload now: its files go too.
+    prune_deployment_uploads(e).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
