@@ -4,32 +4,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn engine(args: &[&str]) -> Output {
-    Command::new(common::ENGINE)
-        .args(args)
-        .current_dir(root())
-        .env_remove("ENGINE_LOG")
-        .output()
-        .expect("engine runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn lines(out: &Output) -> Vec<serde_json::Value> {
-    text(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
-        .collect()
-}
+use common::{json_lines as lines, repo_root as root, run_engine as engine, text};
 
 /// The `n` fields of a counter model's outputs, sorted.
 fn counts(out: &Output) -> Vec<i64> {

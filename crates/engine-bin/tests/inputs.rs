@@ -4,34 +4,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use common::{json_lines as lines, repo_root as root, run_engine as engine, text};
 
 const ECHO: &str = "tests/models/echo-inputs/model.py";
-
-fn engine(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(args)
-        .current_dir(root())
-        .env_remove("ENGINE_LOG")
-        .output()
-        .expect("engine runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn lines(out: &Output) -> Vec<serde_json::Value> {
-    text(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
-        .collect()
-}
 
 /// Runs the echo model over `input` with extra arguments.
 fn echo(input: &Path, extra: &[&str]) -> Output {

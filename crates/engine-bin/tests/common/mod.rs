@@ -163,3 +163,30 @@ pub mod ureq_free {
         }
     }
 }
+
+/// The repository's root, where `engine run` tests run (examples/ and tests/models/).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `engine ARGS...` run from the repository's root, its output collected.
+pub fn run_engine(args: &[&str]) -> std::process::Output {
+    Command::new(ENGINE)
+        .args(args)
+        .current_dir(repo_root())
+        .env_remove("ENGINE_LOG")
+        .output()
+        .expect("engine runs")
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Standard output read as JSON lines.
+pub fn json_lines(out: &std::process::Output) -> Vec<Value> {
+    text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
