@@ -143,26 +143,14 @@ impl JobQueue {
             )));
         }
         let now = now_ms();
-        let row = JobRow {
-            id: id.clone(),
-            seq: 0,
-            job_type: doc.job_type.trim().to_ascii_uppercase(),
-            name: doc.name.clone(),
-            status: JobState::Created,
-            result: None,
-            reason: None,
-            created_ms: now,
-            started_ms: None,
-            finished_ms: None,
-            records_in: 0,
-            records_out: 0,
-            records_rejected: 0,
-            records_failed: 0,
-            document: document_text,
-            outcome: None,
-            runs: 0,
-            interrupted: false,
-        };
+        let row = JobRow::submitted(
+            id.clone(),
+            doc.job_type.trim().to_ascii_uppercase(),
+            doc.name.clone(),
+            JobState::Created,
+            now,
+            document_text,
+        );
         self.store.insert(row).await?;
         let log = BufferedLog::default();
         log.engine(Level::Info, format!("job {id} CREATED"));

@@ -110,26 +110,14 @@ mod tests {
     use crate::store::{Finish, JobRow, JobState};
 
     fn row(id: &str) -> JobRow {
-        JobRow {
-            id: id.into(),
-            seq: 0,
-            job_type: "MODEL_BATCH_JOB".into(),
-            name: None,
-            status: JobState::Waiting,
-            result: None,
-            reason: None,
-            created_ms: 0,
-            started_ms: None,
-            finished_ms: None,
-            records_in: 0,
-            records_out: 0,
-            records_rejected: 0,
-            records_failed: 0,
-            document: "{}".into(),
-            outcome: None,
-            runs: 0,
-            interrupted: false,
-        }
+        JobRow::submitted(
+            id.into(),
+            "MODEL_BATCH_JOB".into(),
+            None,
+            JobState::Waiting,
+            0,
+            "{}".into(),
+        )
     }
 
     fn done() -> Finish {

@@ -78,6 +78,39 @@ pub struct JobRow {
     pub interrupted: bool,
 }
 
+impl JobRow {
+    /// A job just submitted: `status` (CREATED, or WAITING), nothing run or counted yet.
+    pub fn submitted(
+        id: String,
+        job_type: String,
+        name: Option<String>,
+        status: JobState,
+        created_ms: i64,
+        document: String,
+    ) -> JobRow {
+        JobRow {
+            id,
+            seq: 0,
+            job_type,
+            name,
+            status,
+            result: None,
+            reason: None,
+            created_ms,
+            started_ms: None,
+            finished_ms: None,
+            records_in: 0,
+            records_out: 0,
+            records_rejected: 0,
+            records_failed: 0,
+            document,
+            outcome: None,
+            runs: 0,
+            interrupted: false,
+        }
+    }
+}
+
 /// One stored log line.
 #[derive(Clone, Debug)]
 pub struct StoredLine {

@@ -4,24 +4,15 @@ use service::store::{JobRow, JobState, Store, StoredLine};
 
 fn waiting(id: &str, seq: i64) -> JobRow {
     JobRow {
-        id: id.into(),
         seq,
-        job_type: "MODEL_BATCH_JOB".into(),
-        name: None,
-        status: JobState::Waiting,
-        result: None,
-        reason: None,
-        created_ms: 1,
-        started_ms: None,
-        finished_ms: None,
-        records_in: 0,
-        records_out: 0,
-        records_rejected: 0,
-        records_failed: 0,
-        document: "{}".into(),
-        outcome: None,
-        runs: 0,
-        interrupted: false,
+        ..JobRow::submitted(
+            id.into(),
+            "MODEL_BATCH_JOB".into(),
+            None,
+            JobState::Waiting,
+            1,
+            "{}".into(),
+        )
     }
 }
 
