@@ -343,15 +343,7 @@ pub fn job(args: JobArgs) -> i32 {
                 if json {
                     print_json(&v)
                 } else {
-                    for l in v["lines"].as_array().into_iter().flatten() {
-                        out(&format!(
-                            "{} {} {} {}\n",
-                            s(&l["at"]),
-                            s(&l["level"]),
-                            s(&l["source"]),
-                            s(&l["message"])
-                        ));
-                    }
+                    print_log_lines(&v);
                 }
             }),
         JobCommand::List { status } => {
@@ -802,15 +794,7 @@ fn print_deployment_log(c: &Client) -> Result<(), Failed> {
         return Ok(());
     }
     let v = value(a)?;
-    for l in v["lines"].as_array().into_iter().flatten() {
-        out(&format!(
-            "{} {} {} {}\n",
-            s(&l["at"]),
-            s(&l["level"]),
-            s(&l["source"]),
-            s(&l["message"]).trim_end()
-        ));
-    }
+    print_log_lines(&v);
     Ok(())
 }
 
@@ -878,4 +862,17 @@ pub fn status(args: StatusArgs) -> i32 {
         Ok(())
     })();
     report(r, "status")
+}
+
+/// A log answer's lines (`{"lines": [{at, level, source, message}]}`), one a line.
+fn print_log_lines(v: &serde_json::Value) {
+    for l in v["lines"].as_array().into_iter().flatten() {
+        out(&format!(
+            "{} {} {} {}\n",
+            s(&l["at"]),
+            s(&l["level"]),
+            s(&l["source"]),
+            s(&l["message"]).trim_end()
+        ));
+    }
 }
