@@ -141,7 +141,13 @@ pub enum JobCommand {
         interval: u64,
     },
     /// A finished job's result (its embedded output, or where it was written).
-    Result { id: String },
+    Result {
+        id: String,
+        /// Write every product of a training job (the files its model wrote under
+        /// `outputDir/`) into this folder (created), keeping their sub-folders.
+        #[arg(long, value_name = "DIR")]
+        products: Option<PathBuf>,
+    },
     /// A job's log lines.
     Log { id: String },
     /// Jobs, newest first.
@@ -334,7 +340,10 @@ pub fn job(args: JobArgs) -> i32 {
             .map_err(Failed::from)
             .and_then(value)
             .map(|v| show_job(&c, &v, json)),
-        JobCommand::Result { id } => result(&c, json, &id),
+        JobCommand::Result { id, products } => match products {
+            Some(dir) => fetch_products(&c, json, &id, &dir),
+            None => result(&c, json, &id),
+        },
         JobCommand::Log { id } => c
             .get(&format!("/api/jobs/{}/log", seg(&id)))
             .map_err(Failed::from)
@@ -670,10 +679,68 @@ fn result(c: &Client, json: bool, id: &str) -> Result<(), Failed> {
             ),
         }
     }
-    for f in v["trainedFiles"].as_array().into_iter().flatten() {
+    let trained = v["trainedFiles"].as_array().cloned().unwrap_or_default();
+    for f in &trained {
         eprintln!("trained: {} (in {})", s(f), s(&v["trainedDir"]));
     }
+    if !trained.is_empty() {
+        eprintln!("`engine job result {id} --products DIR` writes them into DIR");
+    }
     eprintln!("job {id}: {} {}", s(&v["jobStatus"]), s(&v["jobResult"]));
+    Ok(())
+}
+
+/// `engine job result ID --products DIR`: every product of the job, streamed into DIR.
+fn fetch_products(c: &Client, json: bool, id: &str, dir: &Path) -> Result<(), Failed> {
+    let v = value(c.get(&format!("/api/jobs/{}/products", seg(id)))?)?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Failed(format!("cannot create {}: {e}", dir.display()), exit::ERROR))?;
+    let mut written = Vec::new();
+    for p in v["products"].as_array().into_iter().flatten() {
+        let name = s(&p["name"]);
+        // Only plain relative names are written, whatever the engine answers.
+        let rel = Path::new(&name);
+        if name.is_empty()
+            || !rel
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(Failed(
+                format!("the engine named a product '{name}' that is not a relative path"),
+                exit::ERROR,
+            ));
+        }
+        let dest = dir.join(rel);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                Failed(
+                    format!("cannot create {}: {e}", parent.display()),
+                    exit::ERROR,
+                )
+            })?;
+        }
+        let path = format!(
+            "/api/jobs/{}/products/{}",
+            seg(id),
+            name.split('/').map(seg).collect::<Vec<_>>().join("/")
+        );
+        let bytes = c.download(&path, &dest)?;
+        if !json {
+            out(&format!("{} ({bytes} bytes)\n", dest.display()));
+        }
+        written.push(
+            serde_json::json!({"name": name, "size": bytes, "path": dest.display().to_string()}),
+        );
+    }
+    if json {
+        print_json(&serde_json::json!({ "id": id, "products": written }));
+    } else {
+        eprintln!(
+            "job {id}: {} product(s) written into {}",
+            written.len(),
+            dir.display()
+        );
+    }
     Ok(())
 }
 

@@ -73,6 +73,12 @@ fn control_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_job, delete_job))
         .routes(routes!(job_log))
         .routes(routes!(job_result))
+        .routes(routes!(job_products))
+        .routes(routes!(job_product))
+        .route(
+            "/api/jobs/{id}/products/{name}/{*rest}",
+            axum::routing::get(job_product_nested),
+        )
         .routes(routes!(cancel_job))
         .routes(routes!(rerun_job))
         .routes(routes!(deployment_log))
@@ -1125,6 +1131,177 @@ async fn job_result(
         problems,
         traceback,
     }))
+}
+
+/// One file a training job wrote under `outputDir/`.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ProductView {
+    /// The file's path under the products folder, `/`-separated (`model.json`,
+    /// `weights/layer1.bin`).
+    pub name: String,
+    pub size: u64,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ProductList {
+    pub products: Vec<ProductView>,
+}
+
+/// The products folder of a finished job (none for a job that trains nothing); 409 while
+/// the job has not finished.
+async fn products_dir(e: &Engine, id: &str) -> Result<Option<PathBuf>> {
+    let row = job_row(e, id).await?;
+    if !row.status.is_final() {
+        return Err(Error::Conflict(format!(
+            "job {id} is {}: no products yet",
+            row.status.as_str()
+        )));
+    }
+    Ok(row
+        .outcome
+        .as_deref()
+        .and_then(|o| serde_json::from_str::<StoredOutcome>(o).ok())
+        .and_then(|s| s.trained_dir)
+        .map(PathBuf::from))
+}
+
+/// The regular files under `root`, by their `/`-separated path, sorted. Links are not
+/// followed: what they point at may lie outside the folder.
+fn list_products(root: &std::path::Path) -> std::io::Result<Vec<ProductView>> {
+    let mut found = Vec::new();
+    let mut folders = vec![(root.to_path_buf(), String::new())];
+    while let Some((dir, prefix)) = folders.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(err) => return Err(err),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+            if kind.is_dir() {
+                folders.push((entry.path(), format!("{name}/")));
+            } else if kind.is_file() {
+                let size = entry.metadata()?.len();
+                found.push(ProductView { name, size });
+            }
+        }
+    }
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(found)
+}
+
+/// A finished job's products: the files a training job's model wrote under `outputDir/`
+/// (an empty list for a job without any).
+#[utoipa::path(get, path = "/api/jobs/{id}/products", tag = "jobs", params(("id" = String, Path)),
+    responses((status = 200, body = ProductList), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+async fn job_products(
+    State(e): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ProductList>> {
+    let products = match products_dir(&e, &id).await? {
+        None => Vec::new(),
+        Some(dir) => tokio::task::spawn_blocking(move || {
+            list_products(&dir)
+                .map_err(|err| Error::io(format!("cannot list {}", dir.display()), err))
+        })
+        .await
+        .map_err(|err| Error::io("listing products", std::io::Error::other(err)))??,
+    };
+    Ok(Json(ProductList { products }))
+}
+
+/// The file of product `name` under `root`: a relative path of plain components that,
+/// links resolved, stays inside the folder (else 400) and names a file (else 404).
+async fn product_file(root: PathBuf, name: &str) -> Result<(PathBuf, u64)> {
+    let rel = std::path::Path::new(name);
+    let plain = !name.is_empty()
+        && !name.contains('\\')
+        && rel
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if !plain {
+        return Err(Error::BadRequest(format!(
+            "product '{name}': a product is named by its relative path in the job's products folder"
+        )));
+    }
+    let not_found = || Error::NotFound(format!("product '{name}'"));
+    let root = match tokio::fs::canonicalize(&root).await {
+        Ok(r) => r,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Err(not_found()),
+        Err(err) => return Err(Error::io(format!("cannot resolve {}", root.display()), err)),
+    };
+    let path = match tokio::fs::canonicalize(root.join(rel)).await {
+        Ok(p) => p,
+        Err(err)
+            if matches!(
+                err.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Err(not_found())
+        }
+        Err(err) => return Err(Error::BadRequest(format!("product '{name}': {err}"))),
+    };
+    if !path.starts_with(&root) {
+        return Err(Error::BadRequest(format!(
+            "product '{name}' lies outside the job's products folder"
+        )));
+    }
+    let meta = tokio::fs::metadata(&path)
+        .await
+        .map_err(|err| Error::io(format!("cannot read {}", path.display()), err))?;
+    if !meta.is_file() {
+        return Err(not_found());
+    }
+    Ok((path, meta.len()))
+}
+
+/// Streams product `name` of a finished job.
+async fn send_product(e: &Engine, id: &str, name: &str) -> Result<Response> {
+    let root = products_dir(e, id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("product '{name}' of job {id}")))?;
+    let (path, len) = product_file(root, name).await?;
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|err| Error::io(format!("cannot read {}", path.display()), err))?;
+    let base = name.rsplit('/').next().unwrap_or(name).replace('"', "");
+    let mut response = Response::new(Body::from_stream(tokio_util::io::ReaderStream::new(file)));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{base}\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
+}
+
+/// One product of a finished job, streamed. `name` is its path under the products folder
+/// (`weights/layer1.bin`; a `/` may be sent as is or as `%2F`).
+#[utoipa::path(get, path = "/api/jobs/{id}/products/{name}", tag = "jobs",
+    params(("id" = String, Path), ("name" = String, Path)),
+    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+async fn job_product(
+    State(e): State<AppState>,
+    Path((id, name)): Path<(String, String)>,
+) -> Result<Response> {
+    send_product(&e, &id, &name).await
+}
+
+/// A product in a sub-folder: `/api/jobs/{id}/products/{name}/{rest...}`.
+async fn job_product_nested(
+    State(e): State<AppState>,
+    Path((id, name, rest)): Path<(String, String, String)>,
+) -> Result<Response> {
+    send_product(&e, &id, &format!("{name}/{rest}")).await
 }
 
 /// Cancels a job: a waiting one at once, a running one by stopping its worker.

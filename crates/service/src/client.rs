@@ -227,6 +227,33 @@ impl Client {
         self.finish(request.send(body))
     }
 
+    /// Streams the body of a GET to the file `dest` (written beside it, then renamed, so a
+    /// broken download leaves no partial file under its name); returns the bytes written.
+    /// An error status becomes the engine's error message.
+    pub fn download(&self, path: &str, dest: &Path) -> Result<u64> {
+        let response = self.agent.get(self.url(path)).call();
+        let mut response = match response {
+            Ok(r) if r.status().as_u16() < 400 => r,
+            other => return Err(Error::Client(error_text(&self.finish(other)?))),
+        };
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let part = dest.with_file_name(format!(".{name}.part"));
+        let written = (|| {
+            let mut file = std::fs::File::create(&part)?;
+            let n = std::io::copy(&mut response.body_mut().as_reader(), &mut file)?;
+            file.sync_all()?;
+            std::fs::rename(&part, dest)?;
+            Ok(n)
+        })();
+        written.map_err(|e: std::io::Error| {
+            let _ = std::fs::remove_file(&part);
+            Error::io(format!("cannot download {path} to {}", dest.display()), e)
+        })
+    }
+
     /// Reads a JSON answer; a status of 400 and above becomes the engine's error message.
     pub fn json<T: DeserializeOwned>(answer: Answer) -> Result<T> {
         if answer.status >= 400 {
