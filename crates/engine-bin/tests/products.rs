@@ -43,7 +43,7 @@ fn raw(e: &common::Engine, path: &str) -> (u16, Vec<u8>) {
 }
 
 #[test]
-fn h12_training_products_are_listed_and_fetched_byte_for_byte() {
+fn training_products_are_listed_and_fetched_byte_for_byte() {
     let data = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
     let input = work.path().join("in.jsonl");
@@ -102,7 +102,7 @@ fn h12_training_products_are_listed_and_fetched_byte_for_byte() {
 }
 
 #[test]
-fn h12_names_outside_the_products_folder_are_refused() {
+fn names_outside_the_products_folder_are_refused() {
     let data = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
     let input = work.path().join("in.jsonl");
@@ -159,7 +159,7 @@ fn h12_names_outside_the_products_folder_are_refused() {
 }
 
 #[test]
-fn h12_a_running_job_has_no_products_yet_and_a_batch_job_has_none() {
+fn a_running_job_has_no_products_yet_and_a_batch_job_has_none() {
     let data = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
     let e = common::Engine::start(data.path(), &[], &[]);
