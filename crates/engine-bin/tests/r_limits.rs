@@ -133,7 +133,10 @@ fn h11_a_hung_r_request_answers_504_and_the_next_is_served() {
     assert_eq!(details["state"], "RUNNING");
     let log = log_text(&e);
     assert!(log.contains("per-record timeout of 1000 ms"), "{log}");
+    assert!(log.contains("worker limits: 1000 ms per record"), "{log}");
     assert!(!log.contains("not enforced"), "{log}");
+    let (_, shown) = e.get("/api/deployment");
+    assert_eq!(shown["limitsEnforced"], true, "{shown}");
 }
 
 #[test]
