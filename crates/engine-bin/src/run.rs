@@ -429,17 +429,7 @@ fn run_prepared(
                 python_runner(limits)
                     .map_err(|e| format!("cannot find the engine's own executable: {e}"))?,
             ),
-            Language::R => {
-                if !limits.is_none() {
-                    log.warn(
-                        LogSource::Engine,
-                        "--record-timeout and --memory-limit apply to Python workers only; \
-                         this R model runs without them"
-                            .to_owned(),
-                    );
-                }
-                Box::new(runner_r::RRunner::new())
-            }
+            Language::R => Box::new(runner_r::RRunner::new().with_limits(limits)),
         };
         let ticker = bar.cloned().map(|bar| {
             let control = control.clone();

@@ -289,13 +289,16 @@ fn runner_set(config: &Config) -> std::io::Result<RunnerSet> {
             command.clone().with_limits(limits),
         ))
     });
+    let r = runner_r::RRunner::new().with_base_env(base_env);
+    let r_limited: service::LimitedRunner = {
+        let r = r.clone();
+        Arc::new(move |limits| Arc::new(r.clone().with_limits(limits)))
+    };
     Ok(RunnerSet::new()
         .with(Language::Python, Arc::new(python))
         .with_limits(Language::Python, limited)
-        .with(
-            Language::R,
-            Arc::new(runner_r::RRunner::new().with_base_env(base_env)),
-        ))
+        .with(Language::R, Arc::new(r))
+        .with_limits(Language::R, r_limited))
 }
 
 /// Rereads the TLS certificate and key on each SIGHUP; the listeners stay open. Called

@@ -7,7 +7,8 @@
 //! - Engine and worker exchange frames over two pipes (the worker's fd 3 and fd 5), each a
 //!   32-bit length and one value in R's own serialization format ([`rds`]), which R reads
 //!   and writes in C; fd 4 is the worker crate's progress page, so a dying worker is
-//!   blamed on the exact record. Supervision (spawn, console, exit) is
+//!   blamed on the exact record and a record running past its time limit is seen.
+//!   Supervision (spawn, console, exit, time and memory limits) is
 //!   [`worker::WorkerProcess`].
 //!
 //! Model conventions and the value mapping are described in `docs/r-models.md`.
@@ -20,6 +21,7 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use runtime_core::{Error, Language, ModelSpec, Result, Runner, Session, SessionConfig};
+use worker::WorkerLimits;
 
 pub use session::RSession;
 
@@ -32,6 +34,8 @@ pub struct RRunner {
     rscript: PathBuf,
     /// The environment workers start from; `None`: the engine's own.
     base_env: Option<Vec<(OsString, OsString)>>,
+    /// Per-record timeout and memory limit of each worker.
+    limits: WorkerLimits,
 }
 
 impl Default for RRunner {
@@ -46,6 +50,7 @@ impl RRunner {
         RRunner {
             rscript: PathBuf::from("Rscript"),
             base_env: None,
+            limits: WorkerLimits::default(),
         }
     }
 
@@ -54,6 +59,7 @@ impl RRunner {
         RRunner {
             rscript: rscript.into(),
             base_env: None,
+            limits: WorkerLimits::default(),
         }
     }
 
@@ -61,6 +67,14 @@ impl RRunner {
     /// (see `worker::env`).
     pub fn with_base_env(mut self, vars: Vec<(OsString, OsString)>) -> Self {
         self.base_env = Some(vars);
+        self
+    }
+
+    /// Workers are held to `limits` (enforced by the engine, as for Python workers): a
+    /// record over its time, or a worker over its memory, gets the worker killed and that
+    /// record failed with `Error::LimitExceeded`.
+    pub fn with_limits(mut self, limits: WorkerLimits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -80,7 +94,14 @@ impl RRunner {
                 model.language
             )));
         }
-        RSession::start(&self.rscript, self.base_env.as_deref(), model, config).await
+        RSession::start(
+            &self.rscript,
+            self.base_env.as_deref(),
+            self.limits,
+            model,
+            config,
+        )
+        .await
     }
 }
 

@@ -1,4 +1,5 @@
-//! The engine side of an R worker: requests and replies over pipes, supervision by
+//! The engine side of an R worker: requests and replies over pipes, supervision (and the
+//! per-record time and memory limits, read off the progress page the driver writes) by
 //! `worker::WorkerProcess`.
 
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
@@ -13,7 +14,7 @@ use runtime_core::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
-use worker::{Broken, ProgressPage, WorkerCommand, WorkerProcess};
+use worker::{Broken, ProgressPage, WorkerCommand, WorkerLimits, WorkerProcess};
 
 use crate::rds::{self, RObj, RValue, Writer};
 
@@ -31,7 +32,7 @@ pub struct RSession {
     process: WorkerProcess,
     requests: Option<pipe::Sender>,
     replies: pipe::Receiver,
-    page: ProgressPage,
+    page: Arc<ProgressPage>,
     log: Arc<dyn JobLog>,
     next_batch: u64,
     /// The batch being scored: its number and items, to name a record on death.
@@ -146,6 +147,7 @@ impl RSession {
     pub(crate) async fn start(
         rscript: &Path,
         base_env: Option<&[(std::ffi::OsString, std::ffi::OsString)]>,
+        limits: WorkerLimits,
         model: &ModelSpec,
         config: SessionConfig,
     ) -> Result<RSession> {
@@ -179,17 +181,19 @@ impl RSession {
             .env
             .extend(config.env.iter().map(|(k, v)| (k.into(), v.into())));
         command.cwd = Some(model.work_dir.clone());
+        command.limits = limits;
 
         let cannot = "cannot start the R worker";
         let (req_child, req_engine) = pipe_pair().map_err(io(cannot))?;
         let (rep_engine, rep_child) = pipe_pair().map_err(io(cannot))?;
-        let page = ProgressPage::create().map_err(io(cannot))?;
+        let page = Arc::new(ProgressPage::create().map_err(io(cannot))?);
         let page_fd = page
             .borrow_fd()
             .ok_or_else(|| Error::Protocol("the progress page has no fd".into()))?;
         let process = WorkerProcess::spawn(
             &command,
             &[(req_child.as_fd(), 3), (page_fd, 4), (rep_child.as_fd(), 5)],
+            Some(page.clone()),
             config.log.clone(),
         )?;
         drop(req_child);
@@ -367,26 +371,31 @@ impl RSession {
         }
     }
 
-    /// The worker is gone: find out how it ended and which record it was on.
+    /// The worker is gone: find out how it ended (a limit when the watchdog killed it) and
+    /// which record it was on.
     async fn died(&mut self) -> Error {
         if let Some(b) = &self.broken {
             return b.error();
         }
         self.requests = None;
         let reason = self.process.end_reason(EXIT_GRACE).await;
-        let last_record = self.last_record();
-        let b = Broken::Died {
-            reason,
-            last_record,
-        };
+        let last_record = self.last_record(self.process.limit_position());
+        let b = self
+            .process
+            .limit_broken(last_record.clone())
+            .unwrap_or(Broken::Died {
+                reason,
+                last_record,
+            });
         let e = b.error();
         self.broken = Some(b);
         e
     }
 
-    fn last_record(&mut self) -> Option<String> {
+    /// The record in flight (from the progress page, or `at` when the watchdog saw it).
+    fn last_record(&mut self, at: Option<(u64, u64)>) -> Option<String> {
         let (batch, items) = self.scoring.as_ref()?;
-        let (page_batch, index) = self.page.read();
+        let (page_batch, index) = at.unwrap_or_else(|| self.page.read());
         if page_batch == *batch {
             if let Some(item) = index.checked_sub(1).and_then(|i| items.get(i as usize)) {
                 self.failed_seqno = Some(item.seqno);
@@ -457,8 +466,17 @@ impl Session for RSession {
         self.next_batch += 1;
         let body = self.score_request(id, &batch);
         let n = batch.len();
+        if let Some(first) = batch.first() {
+            let consecutive = batch
+                .iter()
+                .enumerate()
+                .all(|(i, item)| item.seqno == first.seqno + i as u64);
+            self.process.batch_started(id, first.seqno, consecutive);
+        }
         self.scoring = Some((id, batch));
-        let reply = self.call(body).await?;
+        let reply = self.call(body).await;
+        self.process.batch_done(id);
+        let reply = reply?;
         self.scoring = None;
         let status: Vec<i32> = match reply.field("status").map(|s| &s.obj) {
             Some(RObj::Logical(s)) => s.clone(),

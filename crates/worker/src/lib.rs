@@ -9,7 +9,8 @@
 //!   runner's [`WorkerBackend`].
 //!
 //! - [`WorkerProcess`]: the same supervision (spawn with chosen fds, console draining,
-//!   exit reporting, kill on drop) for a worker speaking a protocol of its own.
+//!   exit reporting, kill on drop, and the limits' watchdog when it is given the progress
+//!   page) for a worker speaking a protocol of its own.
 //!
 //! - [`env`]: the environment a worker starts from (an allow-list of the engine's, so its
 //!   token and secrets stay out of model code).

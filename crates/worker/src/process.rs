@@ -4,7 +4,9 @@
 //! runner talks to `Rscript` over pipes).
 //!
 //! The caller hands over the fds the child gets (each placed at a chosen number below 10)
-//! and keeps its own ends to talk over.
+//! and keeps its own ends to talk over. Given the progress page the worker writes, the
+//! process gets the same watchdog as a `WorkerSession` (`command.limits`: per-record
+//! timeout, memory limit, slow-record warnings).
 
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::process::Stdio;
@@ -15,8 +17,10 @@ use runtime_core::{Error, JobLog, Level, Result};
 use tokio::task::JoinHandle;
 
 use crate::console;
+use crate::limits::{BatchSeqnos, Watchdog};
+use crate::progress::ProgressPage;
 use crate::session::{engine_pid, high_dup, spawn_error};
-use crate::{describe_exit, WorkerCommand};
+use crate::{describe_exit, Broken, WorkerCommand};
 
 /// How long the console drains get to pass on the last lines of a finished worker.
 const DRAIN_GRACE: Duration = Duration::from_secs(1);
@@ -28,15 +32,24 @@ pub struct WorkerProcess {
     child: tokio::process::Child,
     pid: u32,
     consoles: Vec<JoinHandle<()>>,
+    watchdog: Option<Watchdog>,
+    /// Batches in flight by first seqno, for the watchdog's warnings.
+    seqnos: BatchSeqnos,
 }
 
 impl WorkerProcess {
     /// Starts `command` with each `(fd, number)` of `fds` open in the child as `number`
     /// (which must be from 3 to 9); stdin is empty. The caller keeps its fds and closes
     /// the ones only the child needs after this returns.
+    ///
+    /// With `page` (the progress page the child writes, among `fds`), `command.limits` are
+    /// enforced: a record running past the timeout, or a resident set past the memory
+    /// limit, gets the process and its group killed, and [`WorkerProcess::limit_broken`]
+    /// says which.
     pub fn spawn(
         command: &WorkerCommand,
         fds: &[(BorrowedFd<'_>, RawFd)],
+        page: Option<Arc<ProgressPage>>,
         log: Arc<dyn JobLog>,
     ) -> Result<WorkerProcess> {
         let mut placed = Vec::with_capacity(fds.len());
@@ -82,6 +95,10 @@ impl WorkerProcess {
         let mut child = cmd.spawn().map_err(|e| spawn_error(command, e))?;
         drop(placed);
         let pid = child.id().unwrap_or_default();
+        let seqnos = BatchSeqnos::default();
+        let watchdog = page.and_then(|page| {
+            Watchdog::start(command.limits, pid, page, log.clone(), seqnos.clone())
+        });
         let mut consoles = Vec::with_capacity(2);
         if let Some(out) = child.stdout.take() {
             consoles.push(console::drain(
@@ -98,11 +115,50 @@ impl WorkerProcess {
             child,
             pid,
             consoles,
+            watchdog,
+            seqnos,
         })
     }
 
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// Tells the watchdog that batch `batch` starts at `first_seqno` (and whether its
+    /// seqnos follow on), so a slow-record warning names the record's seqno.
+    pub fn batch_started(&self, batch: u64, first_seqno: u64, consecutive: bool) {
+        if self.watchdog.is_some() {
+            if let Ok(mut seqnos) = self.seqnos.lock() {
+                seqnos.push_back((batch, first_seqno, consecutive));
+            }
+        }
+    }
+
+    /// The batch has its outcomes: the watchdog no longer names its records.
+    pub fn batch_done(&self, batch: u64) {
+        if let Ok(mut seqnos) = self.seqnos.lock() {
+            seqnos.retain(|(b, _, _)| *b != batch);
+        }
+    }
+
+    /// The record a limit was hit on, `(batch, 1-based index)` as the progress page had it
+    /// when the watchdog killed the process (`None`: no limit hit, or not a per-record one).
+    pub fn limit_position(&self) -> Option<(u64, u64)> {
+        self.watchdog
+            .as_ref()
+            .and_then(Watchdog::hit)
+            .and_then(|h| h.position())
+    }
+
+    /// Why the process was killed when the watchdog killed it: a [`Broken::Limit`]
+    /// blaming `last_record`.
+    pub fn limit_broken(&self, last_record: Option<String>) -> Option<Broken> {
+        let hit = self.watchdog.as_ref().and_then(Watchdog::hit)?;
+        Some(Broken::Limit {
+            limit: hit.limit(),
+            detail: hit.detail(),
+            last_record,
+        })
     }
 
     /// Resolves when the process has exited (for `select!` next to a read from it).
