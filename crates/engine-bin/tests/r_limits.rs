@@ -58,7 +58,7 @@ fn xs(out: &Output) -> Vec<i64> {
 }
 
 #[test]
-fn h11_engine_run_times_out_the_looping_r_record_alone() {
+fn engine_run_times_out_the_looping_r_record_alone() {
     let out = engine(&[
         "run",
         "tests/models/r-limits/hangs.R",
@@ -78,7 +78,7 @@ fn h11_engine_run_times_out_the_looping_r_record_alone() {
 }
 
 #[test]
-fn h11_engine_run_stops_an_r_worker_over_its_memory_limit() {
+fn engine_run_stops_an_r_worker_over_its_memory_limit() {
     let out = engine(&[
         "run",
         "tests/models/r-limits/grows.R",
@@ -109,7 +109,7 @@ fn log_text(e: &Engine) -> String {
 }
 
 #[test]
-fn h11_a_hung_r_request_answers_504_and_the_next_is_served() {
+fn a_hung_r_request_answers_504_and_the_next_is_served() {
     let dir = tempfile::tempdir().unwrap();
     let e = Engine::start(dir.path(), &[], &[("ENGINE_RECORD_TIMEOUT_MS", "1000")]);
     let doc = json!({"name": "hangs", "deployableModel": {"storedModel": {"modelAssets": [
@@ -140,7 +140,7 @@ fn h11_a_hung_r_request_answers_504_and_the_next_is_served() {
 }
 
 #[test]
-fn h11_a_hung_r_job_record_fails_and_the_others_are_scored() {
+fn a_hung_r_job_record_fails_and_the_others_are_scored() {
     let dir = tempfile::tempdir().unwrap();
     let e = Engine::start(dir.path(), &[], &[]);
     let doc = json!({
