@@ -1362,7 +1362,8 @@ pub struct DeploymentView {
     pub record_timeout_ms: Option<u64>,
     /// Memory limit of each worker in MiB (none: no limit).
     pub memory_limit_mib: Option<u64>,
-    /// Whether the limits are enforced (the runner of the model's language holds its workers to them).
+    /// Whether the limits are enforced (the runner of the model's language holds its
+    /// workers to them).
     pub limits_enforced: bool,
     /// Workers killed and replaced for a record past the time limit.
     pub record_timeouts: u64,
