@@ -22,19 +22,6 @@ fn deployment(name: &str, source: &str) -> Value {
     })
 }
 
-fn log_text(e: &Engine) -> String {
-    let (_, log) = e.get("/api/deployment/log");
-    log["lines"]
-        .as_array()
-        .map(|l| {
-            l.iter()
-                .map(|l| l["message"].as_str().unwrap_or("").to_owned())
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .unwrap_or_default()
-}
-
 #[test]
 fn a_failed_redeploy_keeps_the_old_model_answering() {
     let dir = tempfile::tempdir().unwrap();
@@ -64,7 +51,7 @@ fn a_failed_redeploy_keeps_the_old_model_answering() {
     assert_eq!(details["deploymentFailure"]["name"], "broken", "{details}");
 
     // The failed deployment's log, traceback included, is on the deployment log route.
-    let log = log_text(&e);
+    let log = e.deployment_log_text();
     assert!(log.contains("could not be deployed"), "{log}");
     assert!(log.contains("load_weights"), "{log}");
     assert!(log.contains("goes on answering"), "{log}");
@@ -84,7 +71,7 @@ fn a_first_deploy_whose_init_fails_leaves_state_error_with_the_reason() {
         .as_str()
         .unwrap_or("");
     assert!(reason.contains("cannot load weights"), "{details}");
-    assert!(log_text(&e).contains("RuntimeError"));
+    assert!(e.deployment_log_text().contains("RuntimeError"));
 
     // A working model clears it.
     let (s, _) = e.send("PUT", "/api/deployment", &deployment("echo", ECHO));
@@ -201,7 +188,9 @@ fn a_hung_request_fails_with_the_time_limit_and_the_next_is_served() {
         "{details}"
     );
     assert_eq!(details["state"], "RUNNING");
-    assert!(log_text(&e).contains("per-record timeout of 1000 ms"));
+    assert!(e
+        .deployment_log_text()
+        .contains("per-record timeout of 1000 ms"));
 }
 
 #[test]
@@ -277,7 +266,7 @@ fn sigterm_with_a_hung_model_ends_within_the_grace_and_answers_503() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (_, shown) = e.get("/api/deployment");
-        if shown["queued"] == 0 && log_text(&e).contains("RUNNING") {
+        if shown["queued"] == 0 && e.deployment_log_text().contains("RUNNING") {
             break;
         }
         assert!(Instant::now() < deadline);

@@ -95,19 +95,6 @@ fn engine_run_stops_an_r_worker_over_its_memory_limit() {
     assert!(err.contains("over the limit of 200 MiB"), "{err}");
 }
 
-fn log_text(e: &Engine) -> String {
-    let (_, log) = e.get("/api/deployment/log");
-    log["lines"]
-        .as_array()
-        .map(|l| {
-            l.iter()
-                .map(|l| l["message"].as_str().unwrap_or("").to_owned())
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .unwrap_or_default()
-}
-
 #[test]
 fn a_hung_r_request_answers_504_and_the_next_is_served() {
     let dir = tempfile::tempdir().unwrap();
@@ -131,7 +118,7 @@ fn a_hung_r_request_answers_504_and_the_next_is_served() {
     let m = &details["deployedModel"];
     assert_eq!(m["recordTimeouts"], 1, "{details}");
     assert_eq!(details["state"], "RUNNING");
-    let log = log_text(&e);
+    let log = e.deployment_log_text();
     assert!(log.contains("per-record timeout of 1000 ms"), "{log}");
     assert!(log.contains("worker limits: 1000 ms per record"), "{log}");
     assert!(!log.contains("not enforced"), "{log}");

@@ -205,6 +205,12 @@ async fn too_large_in_json(limit: u64, r: Response) -> Response {
     r
 }
 
+/// A JSON document's body, bounded by `maxRequestBytes` (for the routes outside the body
+/// limit layer, beside the uploads they share a path with).
+async fn read_request_body(e: &Engine, headers: &HeaderMap, body: Body) -> Result<Vec<u8>> {
+    read_limited(headers, body, e.config.max_request_bytes, "maxRequestBytes").await
+}
+
 /// Reads a whole body of at most `limit` bytes: refused from its Content-Length before
 /// reading, or as soon as it passes the limit while streaming.
 async fn read_limited(
@@ -534,13 +540,7 @@ async fn create_job(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<JobView>)> {
-    let body = read_limited(
-        &headers,
-        body,
-        e.config.max_request_bytes,
-        "maxRequestBytes",
-    )
-    .await?;
+    let body = read_request_body(&e, &headers, body).await?;
     let mut raw: serde_json::Value = json_body(&body)?;
     let doc: JobDocument = serde_json::from_value(raw.clone())
         .map_err(|e| Error::BadRequest(format!("invalid JSON body: {e}")))?;
@@ -1463,13 +1463,7 @@ async fn deploy(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<DeploymentView>)> {
-    let body = read_limited(
-        &headers,
-        body,
-        e.config.max_request_bytes,
-        "maxRequestBytes",
-    )
-    .await?;
+    let body = read_request_body(&e, &headers, body).await?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| Error::BadRequest("the deployment document is not UTF-8".into()))?
         .to_owned();

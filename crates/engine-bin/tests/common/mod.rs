@@ -94,6 +94,20 @@ impl Engine {
         )
     }
 
+    /// The deployment log's messages, one a line.
+    pub fn deployment_log_text(&self) -> String {
+        let (_, log) = self.get("/api/deployment/log");
+        log["lines"]
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .map(|l| l["message"].as_str().unwrap_or("").to_owned())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default()
+    }
+
     pub fn wait_job(&self, id: &str, done: &[&str]) -> Value {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
