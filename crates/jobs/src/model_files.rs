@@ -295,12 +295,14 @@ pub const MAX_NAME_TOTAL: usize = 4096;
 /// relative, no `..`, no NUL, no component over 255 bytes, at most 4096 bytes in all.
 /// Returns it as a relative path.
 pub fn check_asset_name(name: &str) -> Result<PathBuf> {
-    let refuse = |why: &str| {
-        Err(Error::Model(format!(
-            "asset '{}': {why}",
-            name.escape_default()
-        )))
-    };
+    asset_name_problem(name)
+        .map_err(|why| Error::Model(format!("asset '{}': {why}", name.escape_default())))
+}
+
+/// `check_asset_name`'s rules; the error is the bare reason, for callers naming the asset
+/// their own way (an archive entry).
+fn asset_name_problem(name: &str) -> std::result::Result<PathBuf, String> {
+    let refuse = |why: &str| Err(why.to_owned());
     if name.trim().is_empty() {
         return refuse("the name is empty");
     }
@@ -345,6 +347,17 @@ pub fn check_asset_name(name: &str) -> Result<PathBuf> {
 /// itself) is a symbolic link, so nothing can be written outside `root`; an existing file
 /// there is removed (it could be a hard link to a file elsewhere).
 fn prepare_dest(root: &Path, rel: &Path) -> Result<PathBuf> {
+    prepare(root, rel, false)
+}
+
+/// Creates the folders of `rel` under `root`, refusing to pass through links; an existing
+/// folder is kept with what is in it.
+fn make_dirs(root: &Path, rel: &Path) -> Result<()> {
+    prepare(root, rel, true).map(drop)
+}
+
+/// `prepare_dest`, or with `folder` the last component made a folder too.
+fn prepare(root: &Path, rel: &Path, folder: bool) -> Result<PathBuf> {
     let mut at = root.to_path_buf();
     let parts: Vec<&std::ffi::OsStr> = rel
         .components()
@@ -363,6 +376,14 @@ fn prepare_dest(root: &Path, rel: &Path) -> Result<PathBuf> {
                     rel.display(),
                     at.strip_prefix(root).unwrap_or(&at).display()
                 )));
+            }
+            Ok(meta) if last && folder => {
+                if !meta.is_dir() {
+                    return Err(Error::Model(format!(
+                        "asset '{}': a file of that name exists",
+                        rel.display()
+                    )));
+                }
             }
             Ok(meta) if last => {
                 if meta.is_dir() {
@@ -383,7 +404,7 @@ fn prepare_dest(root: &Path, rel: &Path) -> Result<PathBuf> {
             }
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if !last {
+                if !last || folder {
                     fs::create_dir(&at)
                         .map_err(|e| Error::io(format!("cannot create {}", at.display()), e))?;
                 }
@@ -425,11 +446,40 @@ fn archive_refusal(archive: &Path, entry: &str, why: &str) -> Error {
 
 /// An archive entry's name, checked like an asset's.
 fn entry_name(archive: &Path, entry: &str) -> Result<PathBuf> {
-    check_asset_name(entry).map_err(|e| {
-        let why = e.to_string();
-        let why = why.split_once("': ").map_or(why.as_str(), |(_, w)| w);
-        archive_refusal(archive, entry, &format!("is refused: {why}"))
-    })
+    asset_name_problem(entry)
+        .map_err(|why| archive_refusal(archive, entry, &format!("is refused: {why}")))
+}
+
+/// The archive's own folder (`./`, as `tar -C dir -czf m.tgz .` writes it): nothing to make.
+fn is_top_folder(entry: &str) -> bool {
+    Path::new(entry)
+        .components()
+        .all(|c| matches!(c, Component::CurDir))
+}
+
+/// Writes an archive entry's bytes to a new file at `dest`, keeping its permission bits
+/// (an executable helper stays executable; set-id bits are dropped).
+fn write_entry(
+    archive: &Path,
+    raw: &str,
+    reader: &mut impl std::io::Read,
+    dest: &Path,
+    mode: Option<u32>,
+) -> Result<()> {
+    let mut out = fs::File::create_new(dest)
+        .map_err(|e| Error::io(format!("cannot write {}", dest.display()), e))?;
+    std::io::copy(reader, &mut out).map_err(|e| {
+        Error::Model(format!(
+            "{}: cannot extract '{raw}': {e}",
+            archive.display()
+        ))
+    })?;
+    if let Some(mode) = mode {
+        use std::os::unix::fs::PermissionsExt;
+        out.set_permissions(fs::Permissions::from_mode(mode & 0o777))
+            .map_err(|e| Error::io(format!("cannot set the mode of {}", dest.display()), e))?;
+    }
+    Ok(())
 }
 
 fn extract_zip(path: &Path, file: fs::File, dir: &Path) -> Result<()> {
@@ -443,6 +493,9 @@ fn extract_zip(path: &Path, file: fs::File, dir: &Path) -> Result<()> {
     for i in 0..archive.len() {
         let mut entry = archive.by_index(i).map_err(unreadable)?;
         let raw = entry.name().to_owned();
+        if entry.is_dir() && is_top_folder(&raw) {
+            continue;
+        }
         let rel = entry_name(path, &raw)?;
         if entry.is_symlink() {
             return Err(archive_refusal(
@@ -456,11 +509,8 @@ fn extract_zip(path: &Path, file: fs::File, dir: &Path) -> Result<()> {
             continue;
         }
         let dest = prepare_dest(dir, &rel)?;
-        let mut out = fs::File::create_new(&dest)
-            .map_err(|e| Error::io(format!("cannot write {}", dest.display()), e))?;
-        std::io::copy(&mut entry, &mut out).map_err(|e| {
-            Error::Model(format!("{}: cannot extract '{raw}': {e}", path.display()))
-        })?;
+        let mode = entry.unix_mode();
+        write_entry(path, &raw, &mut entry, &dest, mode)?;
     }
     Ok(())
 }
@@ -475,17 +525,25 @@ fn extract_tar(path: &Path, reader: impl std::io::Read, dir: &Path) -> Result<()
     let mut archive = tar::Archive::new(reader);
     for entry in archive.entries().map_err(unreadable)? {
         let mut entry = entry.map_err(unreadable)?;
+        let kind = entry.header().entry_type();
+        // PAX headers describe the entries (`git archive` writes a global one): no file.
+        if matches!(
+            kind,
+            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader
+        ) {
+            continue;
+        }
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        if kind == tar::EntryType::Directory && is_top_folder(&raw) {
+            continue;
+        }
         let rel = entry_name(path, &raw)?;
-        match entry.header().entry_type() {
+        match kind {
             tar::EntryType::Directory => make_dirs(dir, &rel)?,
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let dest = prepare_dest(dir, &rel)?;
-                let mut out = fs::File::create_new(&dest)
-                    .map_err(|e| Error::io(format!("cannot write {}", dest.display()), e))?;
-                std::io::copy(&mut entry, &mut out).map_err(|e| {
-                    Error::Model(format!("{}: cannot extract '{raw}': {e}", path.display()))
-                })?;
+                let mode = entry.header().mode().ok();
+                write_entry(path, &raw, &mut entry, &dest, mode)?;
             }
             tar::EntryType::Symlink => {
                 return Err(archive_refusal(
@@ -509,17 +567,6 @@ fn extract_tar(path: &Path, reader: impl std::io::Read, dir: &Path) -> Result<()
                 ))
             }
         }
-    }
-    Ok(())
-}
-
-/// Creates the folders of `rel` under `root`, refusing to pass through links.
-fn make_dirs(root: &Path, rel: &Path) -> Result<()> {
-    // A placeholder child makes every component of `rel` a folder to create.
-    let dest = prepare_dest(root, &rel.join("_"))?;
-    if let Some(parent) = dest.parent() {
-        fs::create_dir_all(parent)
-            .map_err(|e| Error::io(format!("cannot create {}", parent.display()), e))?;
     }
     Ok(())
 }
@@ -674,6 +721,43 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("'..'"), "{err}");
+    }
+
+    #[test]
+    fn tars_as_tools_write_them_extract_with_their_modes() {
+        // `git archive` starts with a global PAX header, `tar -C dir -c .` with `./`; a
+        // folder entry may come after a file inside it; an executable stays executable.
+        let mut t = tar::Builder::new(Vec::new());
+        let mut entry = |name: &str, ty: tar::EntryType, mode: u32, data: &[u8]| {
+            let mut h = tar::Header::new_ustar();
+            h.set_entry_type(ty);
+            h.set_mode(mode);
+            h.set_size(data.len() as u64);
+            h.set_path(name).unwrap();
+            h.set_cksum();
+            t.append(&h, data).unwrap();
+        };
+        entry(
+            "pax_global_header",
+            tar::EntryType::XGlobalHeader,
+            0o644,
+            b"52 comment=0123456789012345678901234567890123456789\n",
+        );
+        entry("./", tar::EntryType::Directory, 0o755, b"");
+        entry("./run.sh", tar::EntryType::Regular, 0o4755, b"#!/bin/sh\n");
+        entry("d/_", tar::EntryType::Regular, 0o644, b"kept");
+        entry("d/", tar::EntryType::Directory, 0o755, b"");
+        let tar = t.into_inner().unwrap();
+        let (_job, m) = materialized();
+        write_asset(&m, Path::new("tools.tar"), &tar).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(m.work_dir.join("run.sh"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o755, "executable, set-id dropped: {mode:o}");
+        assert_eq!(fs::read(m.work_dir.join("d/_")).unwrap(), b"kept");
+        assert!(!m.work_dir.join("pax_global_header").exists());
     }
 
     #[test]

@@ -254,7 +254,7 @@ impl SmartComments {
     pub fn slot_action(&self) -> Option<&str> {
         self.actions
             .iter()
-            .filter(|(slot, _)| slot.0 % 2 == 0)
+            .filter(|(slot, _)| slot.is_input())
             .find_map(|(_, f)| f.as_deref())
     }
 
