@@ -96,25 +96,43 @@ fn local_paths_outside_the_data_dir_are_refused() {
     assert_eq!(s, 403, "{v}");
     assert!(error_of(&v).contains("modelAssets[1]"), "{v}");
 
-    // The upload's output path too.
-    let parts = vec![
-        service::client::Part::File {
-            name: "source".into(),
-            file_name: "echo.py".into(),
-            bytes: ECHO.as_bytes().to_vec(),
-        },
-        service::client::Part::File {
-            name: "input".into(),
-            file_name: "in.jsonl".into(),
-            bytes: b"1\n".to_vec(),
-        },
-        service::client::Part::text("output", "/tmp/h2-not-allowed/out.jsonl"),
-    ];
-    let a = e
-        .client()
-        .upload("POST", "/api/jobs/upload", &parts)
-        .unwrap();
-    assert_eq!(a.status, 403, "{}", String::from_utf8_lossy(&a.body));
+    // The upload's output path too, checked as the job will write it: outside the roots,
+    // the engine's own database, and a name that percent-decoding must not turn into `..`.
+    let data = dir.path().display().to_string();
+    for (output, refused) in [
+        ("/tmp/not-allowed/out.jsonl".to_owned(), true),
+        (format!("{data}/engine.db"), true),
+        (format!("{data}/%2e%2e/out.jsonl"), false),
+    ] {
+        let parts = vec![
+            service::client::Part::File {
+                name: "source".into(),
+                file_name: "echo.py".into(),
+                bytes: ECHO.as_bytes().to_vec(),
+            },
+            service::client::Part::File {
+                name: "input".into(),
+                file_name: "in.jsonl".into(),
+                bytes: b"1\n".to_vec(),
+            },
+            service::client::Part::text("output", output.clone()),
+        ];
+        let a = e
+            .client()
+            .upload("POST", "/api/jobs/upload", &parts)
+            .unwrap();
+        let body = String::from_utf8_lossy(&a.body);
+        if refused {
+            assert_eq!(a.status, 403, "{output}: {body}");
+        } else {
+            assert_eq!(a.status, 201, "{output}: {body}");
+            let v: Value = serde_json::from_slice(&a.body).unwrap();
+            let done = e.wait_job(v["id"].as_str().unwrap(), &["COMPLETE", "ERROR"]);
+            assert_eq!(done["jobResult"], "SUCCESS", "{done}");
+            // Written under the literal name, inside the data folder.
+            assert!(dir.path().join("%2e%2e/out.jsonl").is_file());
+        }
+    }
 }
 
 #[test]

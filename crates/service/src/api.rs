@@ -545,14 +545,7 @@ async fn create_job(
     let doc: JobDocument = serde_json::from_value(raw.clone())
         .map_err(|e| Error::BadRequest(format!("invalid JSON body: {e}")))?;
     // Paths are resolved against the file system: on the blocking pool.
-    let doc = {
-        let policy_of = e.clone();
-        tokio::task::spawn_blocking(move || {
-            crate::paths::check_job(&policy_of.config.path_policy(), &doc).map(|()| doc)
-        })
-        .await
-        .map_err(|e| Error::Store(format!("checking the job's paths failed: {e}")))??
-    };
+    let doc = checked_job_paths(&e, doc).await?;
     let id = new_job_id(&e, doc.id.as_deref()).await?;
     // Embedded contents go to the job's folder; the stored document keeps their paths.
     let dir = job_content_dir(&e, &id)?;
@@ -679,6 +672,15 @@ async fn upload_job(
     r
 }
 
+/// `doc` once every local path it names is allowed (`paths::check_job`, on the blocking
+/// pool: it resolves links).
+async fn checked_job_paths(e: &Engine, doc: JobDocument) -> Result<JobDocument> {
+    let policy = e.config.path_policy();
+    tokio::task::spawn_blocking(move || crate::paths::check_job(&policy, &doc).map(|()| doc))
+        .await
+        .map_err(|e| Error::Store(format!("checking the job's paths failed: {e}")))?
+}
+
 async fn upload_job_into(
     e: &AppState,
     headers: &HeaderMap,
@@ -688,21 +690,6 @@ async fn upload_job_into(
 ) -> Result<(StatusCode, Json<JobView>)> {
     let form = read_form(e, headers, multipart, dir).await?;
     let output = form.text("output").filter(|s| !s.trim().is_empty());
-    if let Some(path) = &output {
-        let path = std::path::Path::new(path.trim());
-        if !path.is_absolute() {
-            return Err(Error::BadRequest(format!(
-                "output '{}': the path must be absolute",
-                path.display()
-            )));
-        }
-        let (policy_of, path) = (e.clone(), path.to_path_buf());
-        tokio::task::spawn_blocking(move || {
-            policy_of.config.path_policy().check_output(&path, "output")
-        })
-        .await
-        .map_err(|e| Error::Store(format!("checking the job's paths failed: {e}")))??;
-    }
     let job_type = match form.text("jobType").as_deref().map(str::trim) {
         Some("batchjob") | None => "MODEL_BATCH_JOB".to_owned(),
         Some("testjob") => "MODEL_BATCH_TEST_JOB".to_owned(),
@@ -717,13 +704,13 @@ async fn upload_job_into(
             "assetType": "FILE",
             "assetRole": "TEST_DATA",
             "name": name,
-            "fileUrl": format!("file://{}", path.display()),
+            "fileUrl": crate::document::file_url(path),
         })).collect::<Vec<_>>(),
         "outputData": match output {
             Some(path) => vec![serde_json::json!({
                 "assetType": "EXTERNAL_FILE",
                 "name": std::path::Path::new(path.trim()).file_name().map(|n| n.to_string_lossy().into_owned()),
-                "fileUrl": format!("file://{}", path.trim()),
+                "fileUrl": crate::document::file_url(std::path::Path::new(path.trim())),
             })],
             None => vec![serde_json::json!({"assetType": "FILE", "name": "output.json"})],
         },
@@ -740,8 +727,10 @@ async fn upload_job_into(
         }
         doc["jobParameters"] = params;
     }
-    let mut parsed: JobDocument = serde_json::from_value(doc.clone())
+    let parsed: JobDocument = serde_json::from_value(doc.clone())
         .map_err(|e| Error::BadRequest(format!("cannot build a job document: {e}")))?;
+    // The paths as the job will read them (its `file:` URLs decoded), like any document's.
+    let mut parsed = checked_job_paths(e, parsed).await?;
     parsed.id = Some(id.to_owned());
     let row = e.queue.submit(doc.to_string(), parsed).await?;
     Ok((StatusCode::CREATED, Json(job_view(&row))))
@@ -906,7 +895,7 @@ impl Form {
             assets.push(serde_json::json!({
                 "name": name,
                 "assetType": "FILE",
-                "fileUrl": format!("file://{}", path.display()),
+                "fileUrl": crate::document::file_url(path),
             }));
         }
         let model_name = std::path::Path::new(source_name.as_str())
@@ -1580,7 +1569,7 @@ async fn prune_deployment_uploads(e: &Engine) {
         };
         for entry in entries.flatten() {
             let path = entry.path();
-            let named = stored.contains(&format!("file://{}/", path.display()));
+            let named = stored.contains(&format!("{}/", crate::document::file_url(&path)));
             if !named && !busy.contains(&path) {
                 let _ = std::fs::remove_dir_all(&path);
             }

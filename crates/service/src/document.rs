@@ -343,6 +343,17 @@ fn decode_content(a: &Asset, what: &str) -> Result<Option<Content>> {
     Ok(None)
 }
 
+/// The `file:` URL of an absolute path, `file_url_path`'s inverse: `%`, control
+/// characters and bytes past ASCII percent-encoded, the rest as it is.
+pub fn file_url(path: &std::path::Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    const ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
+    format!(
+        "file://{}",
+        percent_encoding::percent_encode(path.as_os_str().as_bytes(), ESCAPED)
+    )
+}
+
 /// The path of a `file:` URL; other schemes are refused (this build reaches no external
 /// store).
 pub fn file_url_path(url: &str, what: &str) -> Result<PathBuf> {
@@ -620,10 +631,7 @@ fn move_list(list: Option<&mut serde_json::Value>, dir: &Path, n: &mut usize) ->
                 .and_then(|()| std::fs::write(&path, &bytes))
                 .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
             a.remove(field);
-            a.insert(
-                "fileUrl".into(),
-                serde_json::Value::String(format!("file://{}", path.display())),
-            );
+            a.insert("fileUrl".into(), serde_json::Value::String(file_url(&path)));
             a.insert(
                 MOVED_CONTENT.into(),
                 serde_json::Value::String(field.into()),
@@ -682,6 +690,14 @@ mod tests {
         assert_eq!(p, std::path::Path::new("/srv/café.json"));
         assert!(file_url_path("file:///srv/a%00b", "x").is_err());
         assert!(file_url_path("file://relative/x", "x").is_err());
+        for p in ["/srv/my file.csv", "/srv/100%/x", "/srv/café/a\tb"] {
+            let url = file_url(std::path::Path::new(p));
+            assert_eq!(
+                file_url_path(&url, "x").unwrap(),
+                std::path::Path::new(p),
+                "{url}"
+            );
+        }
     }
 
     #[test]

@@ -107,9 +107,7 @@ pub fn check_job(policy: &PathPolicy, doc: &crate::document::JobDocument) -> Res
     for (i, a) in doc.output_data.iter().enumerate() {
         let what = format!("outputData[{i}].fileUrl");
         if let Some(url) = &a.file_url {
-            if let Ok(path) = crate::document::file_url_path(url, &what) {
-                policy.check_output(&path, &what)?;
-            }
+            policy.check_output(&crate::document::file_url_path(url, &what)?, &what)?;
         }
     }
     Ok(())
