@@ -643,10 +643,14 @@ impl<R: BufRead + Send> RecordDecoder for OcfDecoder<R> {
             if self.checked && self.block_left > 0 && self.pending.is_empty() {
                 let run = usize::try_from(self.block_left).map_or(left, |b| b.min(left));
                 out.reserve(run);
+                // A datum that cannot be decoded ends its block (`block_left` 0): stop there.
                 for _ in 0..run {
+                    if self.block_left == 0 {
+                        break;
+                    }
                     out.push(self.next_datum());
+                    left -= 1;
                 }
-                left -= run;
                 continue;
             }
             match self.next_item() {
