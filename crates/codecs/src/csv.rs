@@ -67,10 +67,35 @@ enum Row {
     },
 }
 
+/// A row's quoting, byte by byte: a quote opens a quoted field only at a field's start
+/// (elsewhere it is an ordinary character), and `""` inside one is a quote.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Quoting {
+    FieldStart,
+    Unquoted,
+    Quoted,
+    QuoteInQuoted,
+}
+
+impl Quoting {
+    fn next(self, b: u8, delimiter: u8, quote: u8) -> Quoting {
+        let ends_field = b == delimiter || b == b'\n' || b == b'\r';
+        match self {
+            Quoting::FieldStart if b == quote => Quoting::Quoted,
+            Quoting::Quoted if b == quote => Quoting::QuoteInQuoted,
+            Quoting::Quoted => Quoting::Quoted,
+            Quoting::QuoteInQuoted if b == quote => Quoting::Quoted,
+            _ if ends_field => Quoting::FieldStart,
+            _ => Quoting::Unquoted,
+        }
+    }
+}
+
 pub(crate) struct CsvDecoder<R> {
     input: R,
     rdr: csv_core::Reader,
     quote: u8,
+    delimiter: u8,
     ctx: DecodeContext,
     has_header: bool,
     schema: Option<AvroSchema>,
@@ -98,6 +123,7 @@ impl<R: BufRead> CsvDecoder<R> {
             input,
             rdr,
             quote,
+            delimiter,
             ctx,
             has_header,
             schema: cfg.schema.clone(),
@@ -117,9 +143,9 @@ impl<R: BufRead> CsvDecoder<R> {
         let offset = self.offset;
         let (mut nout, mut nend) = (0usize, 0usize);
         let mut oversize = false;
-        // Quotes come in pairs in a well-formed row (`""` inside a quoted field too): an odd
-        // count when the input ends means a quoted field never closed.
-        let mut quotes = 0usize;
+        // Where the row stands with its quotes, as csv_core reads them: when the input ends
+        // inside a quoted field, that field never closed.
+        let mut quoting = Quoting::FieldStart;
         loop {
             let mut chunk = fill(&mut self.input)?;
             if self.offset == 0 && chunk.starts_with(crate::BOM) {
@@ -131,7 +157,9 @@ impl<R: BufRead> CsvDecoder<R> {
             let (res, nin, o, e) =
                 self.rdr
                     .read_record(chunk, &mut self.out[nout..], &mut self.ends[nend..]);
-            quotes += chunk[..nin].iter().filter(|&&b| b == self.quote).count();
+            for &b in &chunk[..nin] {
+                quoting = quoting.next(b, self.delimiter, self.quote);
+            }
             self.input.consume(nin);
             self.offset += nin as u64;
             nout += o;
@@ -166,7 +194,7 @@ impl<R: BufRead> CsvDecoder<R> {
                         return Ok(Row::Oversize { line, offset, len });
                     }
                     self.nfields = nend;
-                    let unclosed = at_end && quotes % 2 == 1;
+                    let unclosed = at_end && quoting == Quoting::Quoted;
                     return Ok(Row::Fields {
                         line,
                         offset,

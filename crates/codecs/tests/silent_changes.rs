@@ -46,6 +46,14 @@ fn an_unclosed_csv_quote_at_the_end_is_rejected() {
     // Quotes that pair up are fine, the last row without a newline too.
     let (items, _) = csv("a,b\n\"x\"\"y\",\"z\"");
     assert_eq!(values(&items)[0].get("a"), Some(&Value::from("x\"y")));
+    // A quote inside an unquoted field is an ordinary character, even on the last line.
+    let (items, err) = csv("id,size\n1,12\" pipe");
+    assert_eq!(err, None);
+    assert!(rejections(&items).is_empty(), "{items:?}");
+    assert_eq!(
+        values(&items)[0].get("size"),
+        Some(&Value::from("12\" pipe"))
+    );
 }
 
 #[test]
