@@ -542,21 +542,22 @@ pub fn encoder<W: Write + Send + 'static>(
 
 /// Whether a JSON input is one document spanning several lines (a pretty-printed object or
 /// list, as many ModelOp models read whole) rather than JSON lines: its first non-blank line
-/// is not a JSON value on its own, and the whole input is exactly one JSON value. Reads the
-/// first line (at most `max_line` bytes) and, only when that line is not JSON alone, the
-/// first value.
-pub fn is_json_document<R: BufRead>(mut input: R, max_line: usize) -> std::io::Result<bool> {
+/// is not a JSON value on its own, and the whole input is exactly one JSON value. Reads at
+/// most `max_bytes` (the record limit) and no more: an input past it whose first line is not
+/// JSON alone is taken as a document, which the decoder then refuses for its size, naming
+/// the limit.
+pub fn is_json_document<R: BufRead>(mut input: R, max_bytes: usize) -> std::io::Result<bool> {
     use std::io::Read;
     let mut first = Vec::new();
     loop {
         first.clear();
         let n = (&mut input)
-            .take(max_line as u64 + 1)
+            .take(max_bytes as u64 + 1)
             .read_until(b'\n', &mut first)?;
         if n == 0 {
             return Ok(false);
         }
-        if first.len() > max_line {
+        if first.len() > max_bytes {
             return Ok(false);
         }
         if !first.iter().all(u8::is_ascii_whitespace) {
@@ -567,9 +568,14 @@ pub fn is_json_document<R: BufRead>(mut input: R, max_line: usize) -> std::io::R
     if serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok() {
         return Ok(false);
     }
-    let whole = std::io::Cursor::new(line.to_vec()).chain(input);
+    let mut whole = line.to_vec();
+    let room = (max_bytes + 1).saturating_sub(whole.len()) as u64;
+    input.take(room).read_to_end(&mut whole)?;
+    if whole.len() > max_bytes {
+        return Ok(true);
+    }
     let mut values =
-        serde_json::Deserializer::from_reader(whole).into_iter::<serde::de::IgnoredAny>();
+        serde_json::Deserializer::from_slice(&whole).into_iter::<serde::de::IgnoredAny>();
     Ok(matches!(values.next(), Some(Ok(_))) && values.next().is_none())
 }
 

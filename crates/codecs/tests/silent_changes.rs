@@ -112,6 +112,10 @@ fn a_json_document_spanning_lines_is_told_from_json_lines() {
     // Two documents, or a broken one: not one document, so read as lines (and rejected).
     assert!(!doc("{\n\"a\": 1\n}\n{\n\"a\": 2\n}\n"));
     assert!(!doc("{\n\"a\": 1\n"));
+    // Past the record limit nothing more is read: a document, which the decoder refuses
+    // for its size.
+    let big = format!("[\n{}1\n]\n", "1,\n".repeat(100));
+    assert!(codecs::is_json_document(std::io::Cursor::new(big), 64).unwrap());
     // The whole input as one record is the message framing.
     let cfg = CodecConfig::new(Encoding::Json).with_framing(codecs::Framing::Message);
     let (items, err) = decode_all(&cfg, b"[\n  {\"a\": 1},\n  {\"a\": 2}\n]\n");
