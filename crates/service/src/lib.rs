@@ -332,20 +332,13 @@ pub async fn serve(
     for id in &interrupted {
         tracing::warn!("job {id} was running when the engine stopped; marked interrupted");
     }
-    match retention::apply(
+    retention::apply_logged(
         &store,
         &config.data_dir,
         config.job_retention,
         time::now_ms(),
     )
-    .await
-    {
-        Ok(deleted) if !deleted.is_empty() => {
-            tracing::info!("job retention: {} old job(s) deleted", deleted.len());
-        }
-        Ok(_) => {}
-        Err(e) => tracing::warn!("job retention: {e}"),
-    }
+    .await;
     let queue = Arc::new(
         queue::JobQueue::new(
             store,

@@ -403,13 +403,7 @@ impl JobQueue {
         if let Ok(mut c) = self.current.lock() {
             *c = None;
         }
-        match crate::retention::apply(&self.store, &self.data_dir, self.retention, now_ms()).await {
-            Ok(deleted) if !deleted.is_empty() => {
-                tracing::info!("job retention: {} old job(s) deleted", deleted.len());
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!("job retention: {e}"),
-        }
+        crate::retention::apply_logged(&self.store, &self.data_dir, self.retention, now_ms()).await;
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 //! and after each job; the oldest finished jobs go first, with their folders. Waiting and
 //! running jobs are never deleted.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::config::JobRetention;
@@ -16,6 +17,17 @@ pub fn job_dir(data_dir: &Path, id: &str) -> PathBuf {
     data_dir.join("jobs").join(id)
 }
 
+/// `apply`, its outcome logged: what the engine does at start and after each job.
+pub async fn apply_logged(store: &Store, data_dir: &Path, policy: JobRetention, now_ms: i64) {
+    match apply(store, data_dir, policy, now_ms).await {
+        Ok(deleted) if !deleted.is_empty() => {
+            tracing::info!("job retention: {} old job(s) deleted", deleted.len());
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("job retention: {e}"),
+    }
+}
+
 /// Deletes the finished jobs `policy` does not keep; returns their ids.
 pub async fn apply(
     store: &Store,
@@ -25,7 +37,11 @@ pub async fn apply(
 ) -> Result<Vec<String>> {
     let finished = store.finished_oldest_first().await?;
     let all = store.ids().await?;
-    let sizes: Vec<(String, u64)> = {
+    let mut jobs = all.len() as u64;
+    // Folders are walked only when their bytes are bounded.
+    let sizes: HashMap<String, u64> = if policy.max_bytes == 0 {
+        HashMap::new()
+    } else {
         let data_dir = data_dir.to_path_buf();
         tokio::task::spawn_blocking(move || {
             all.into_iter()
@@ -38,9 +54,8 @@ pub async fn apply(
         .await
         .map_err(|e| Error::Store(format!("measuring job folders failed: {e}")))?
     };
-    let mut jobs = sizes.len() as u64;
-    let mut bytes: u64 = sizes.iter().map(|(_, b)| b).sum();
-    let size_of = |id: &str| sizes.iter().find(|(i, _)| i == id).map_or(0, |(_, b)| *b);
+    let mut bytes: u64 = sizes.values().sum();
+    let size_of = |id: &str| sizes.get(id).copied().unwrap_or(0);
     let oldest_kept = now_ms.saturating_sub((policy.max_age_days as i64).saturating_mul(DAY_MS));
     let mut deleted = Vec::new();
     for (id, finished_ms) in finished {
