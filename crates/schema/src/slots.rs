@@ -147,23 +147,7 @@ pub fn resolve_model_schemas(
     work_dir: &Path,
     comments: &SmartComments,
 ) -> Result<SlotSchemas, SchemaError> {
-    let mut out = SlotSchemas::default();
-    let mut by_name: HashMap<&str, Checker> = HashMap::new();
-    for (slot, name) in &comments.schemas {
-        if comments.slots.get(slot) == Some(&SlotUse::Unused) {
-            continue;
-        }
-        let checker = match by_name.get(name.as_str()) {
-            Some(c) => c.clone(),
-            None => {
-                let c = resolve_schema(work_dir, *slot, name)?;
-                by_name.insert(name, c.clone());
-                c
-            }
-        };
-        out.insert(*slot, checker);
-    }
-    Ok(out)
+    resolve_checked_schemas(work_dir, comments, true, true).map(|(schemas, _)| schemas)
 }
 
 /// The schemas a job or deployment checks, with inputs and outputs switched on or off
@@ -187,11 +171,12 @@ pub fn resolve_checked_schemas(
         let checked = if slot.is_input() { inputs } else { outputs };
         let resolved = match by_name.get(name.as_str()) {
             Some(c) => Ok(c.clone()),
-            None => resolve_schema(work_dir, *slot, name),
+            None => resolve_schema(work_dir, *slot, name).inspect(|c| {
+                by_name.insert(name, c.clone());
+            }),
         };
         match resolved {
             Ok(c) => {
-                by_name.insert(name, c.clone());
                 if checked {
                     out.insert(*slot, c);
                 }
