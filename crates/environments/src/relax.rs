@@ -7,8 +7,22 @@
 pub fn relax_requirements(content: &str) -> (String, Vec<String>) {
     let mut out = String::with_capacity(content.len());
     let mut relaxed = Vec::new();
+    // A line ending in `\` goes on on the next (pip-compile's `--hash` lines): one
+    // requirement, relaxed whole.
+    let mut logical = String::new();
     for line in content.lines() {
-        out.push_str(&relax_line(line, &mut relaxed));
+        if let Some(head) = line.strip_suffix('\\') {
+            logical.push_str(head);
+            logical.push(' ');
+            continue;
+        }
+        logical.push_str(line);
+        out.push_str(&relax_line(&logical, &mut relaxed));
+        out.push('\n');
+        logical.clear();
+    }
+    if !logical.is_empty() {
+        out.push_str(&relax_line(&logical, &mut relaxed));
         out.push('\n');
     }
     (out, relaxed)
@@ -91,5 +105,13 @@ mod tests {
              ujson\n"
         );
         assert_eq!(relaxed, ["numpy", "pandas", "requests", "ujson"]);
+    }
+
+    #[test]
+    fn a_requirement_continued_over_lines_is_relaxed_whole() {
+        let text = "ujson==1.35 \\\n    --hash=sha256:abc \\\n    --hash=sha256:def\nsix\n";
+        let (out, relaxed) = relax_requirements(text);
+        assert_eq!(out, "ujson\nsix\n");
+        assert_eq!(relaxed, ["ujson"]);
     }
 }
