@@ -112,19 +112,43 @@ impl Encoding {
     /// `json` `jsonl` `ndjson` `jsons` (JSON lines), `csv`, `avro`, `msgpack` `mpk`, `txt`
     /// `text` (UTF-8 lines).
     pub fn of_extension(ext: &str) -> Option<Encoding> {
-        match ext.to_ascii_lowercase().as_str() {
-            "json" | "jsonl" | "ndjson" | "jsons" => Some(Encoding::Json),
-            "csv" => Some(Encoding::Csv),
-            "avro" => Some(Encoding::AvroBinary),
-            "msgpack" | "mpk" => Some(Encoding::MsgPack),
-            "txt" | "text" => Some(Encoding::Utf8),
-            _ => None,
-        }
+        let ext = ext.to_ascii_lowercase();
+        Self::EXTENSIONS
+            .iter()
+            .find(|(e, _)| *e == ext)
+            .map(|&(_, encoding)| encoding)
     }
 
-    /// The extensions [`Encoding::of_extension`] knows, for messages.
-    pub const KNOWN_EXTENSIONS: &'static str =
-        ".json .jsonl .ndjson .jsons (JSON lines), .csv, .avro, .msgpack .mpk, .txt .text (UTF-8 lines)";
+    /// File extensions and the encoding each names, in the order messages list them.
+    pub const EXTENSIONS: &'static [(&'static str, Encoding)] = &[
+        ("json", Encoding::Json),
+        ("jsonl", Encoding::Json),
+        ("ndjson", Encoding::Json),
+        ("jsons", Encoding::Json),
+        ("csv", Encoding::Csv),
+        ("avro", Encoding::AvroBinary),
+        ("msgpack", Encoding::MsgPack),
+        ("mpk", Encoding::MsgPack),
+        ("txt", Encoding::Utf8),
+        ("text", Encoding::Utf8),
+    ];
+
+    /// The extensions [`Encoding::of_extension`] knows, for messages: `.json .jsonl ...
+    /// (json), .csv (csv), ...`.
+    pub fn known_extensions() -> String {
+        let mut groups: Vec<(Encoding, Vec<String>)> = Vec::new();
+        for &(ext, encoding) in Self::EXTENSIONS {
+            match groups.iter_mut().find(|(e, _)| *e == encoding) {
+                Some((_, exts)) => exts.push(format!(".{ext}")),
+                None => groups.push((encoding, vec![format!(".{ext}")])),
+            }
+        }
+        groups
+            .iter()
+            .map(|(e, exts)| format!("{} ({})", exts.join(" "), e.name()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 
     /// Whether `framing` makes sense for this encoding.
     pub fn accepts(self, framing: &Framing) -> bool {

@@ -199,7 +199,7 @@ fn known_encoding(path: &Path) -> Result<Encoding, Usage> {
             "--input {}: {what}. Known: {}. Give --input-encoding json|csv|avro-binary|msgpack|utf-8, \
              or --input-encoding raw to give the model its bytes as they are",
             path.display(),
-            Encoding::KNOWN_EXTENSIONS
+            Encoding::known_extensions()
         ))
     })
 }
