@@ -148,37 +148,43 @@ fn render_found(v: &Value) -> String {
 pub(crate) struct Defaults(Vec<Vec<Option<Value>>>);
 
 impl Defaults {
-    /// Conforms every default of `c` once. The codecs have already checked that each default
-    /// is a value of its field's type; one the checker could still not normalize is filled in
-    /// as written, so that the checker accepts exactly the schemas the codecs accept.
-    pub(crate) fn build(c: &Compiled) -> Defaults {
+    /// Conforms every default of `c` once. The codecs have already held each default to its
+    /// field's type, logical types included (`check_defaults`, the one check of defaults);
+    /// a default the checker still cannot conform is refused here as there, so the codecs
+    /// and the checker accept the same schemas.
+    pub(crate) fn build(c: &Compiled) -> Result<Defaults, String> {
         let ctx = Ctx {
             c,
             opts: CheckOptions::default(),
             defaults: None,
         };
-        let out = c
-            .nodes
-            .iter()
-            .map(|node| {
-                let Node::Record(_, fields) = node else {
-                    return Vec::new();
+        let mut out = Vec::with_capacity(c.nodes.len());
+        for node in &c.nodes {
+            let Node::Record(named, fields) = node else {
+                out.push(Vec::new());
+                continue;
+            };
+            let mut conformed = Vec::with_capacity(fields.len());
+            for f in fields {
+                let Some(raw) = &f.default else {
+                    conformed.push(None);
+                    continue;
                 };
-                fields
-                    .iter()
-                    .map(|f| {
-                        let raw = f.default.as_ref()?;
-                        let mut value = raw.clone();
-                        // Records inside a default are filled from the defaults as written.
-                        match ctx.conform(f.node, &mut value, 0) {
-                            Ok(()) => Some(value),
-                            Err(_) => Some(raw.clone()),
-                        }
-                    })
-                    .collect()
-            })
-            .collect();
-        Defaults(out)
+                let mut value = raw.clone();
+                // Records inside a default are filled from the defaults as written.
+                ctx.conform(f.node, &mut value, 0).map_err(|e| {
+                    format!(
+                        "the default of field '{}' of record '{}' does not match its type: {}",
+                        f.name,
+                        named.full,
+                        e.into_violation()
+                    )
+                })?;
+                conformed.push(Some(value));
+            }
+            out.push(conformed);
+        }
+        Ok(Defaults(out))
     }
 }
 

@@ -136,7 +136,7 @@ impl Checker {
     /// Nothing is parsed again: the checker walks the codecs' compiled schema, and only the
     /// fields' defaults are conformed to their types here.
     pub fn compile(avro: &AvroSchema) -> Result<Checker, SchemaError> {
-        let defaults = check::Defaults::build(avro.compiled());
+        let defaults = check::Defaults::build(avro.compiled()).map_err(SchemaError::Invalid)?;
         Ok(Checker {
             inner: Arc::new(Inner {
                 avro: avro.clone(),

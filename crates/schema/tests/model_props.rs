@@ -1,6 +1,6 @@
 //! Property tests of the one schema model: over generated schemas (valid ones and broken
-//! ones: unknown names, names defined twice, defaults of the wrong type, logical types on the
-//! wrong type), the codecs and the checker accept the same schemas and reject the same ones,
+//! ones: unknown names, names defined twice, references across namespaces, defaults of the
+//! wrong type or not of their logical type, logical types on the wrong type), the codecs and the checker accept the same schemas and reject the same ones,
 //! and what the Avro decoder reads with a schema the checker takes as is.
 
 use codecs::AvroSchema;
@@ -37,6 +37,10 @@ fn logical(with_logical: bool) -> BoxedStrategy<J> {
         Just(json!({"type": "bytes", "logicalType": "decimal", "precision": 2, "scale": 4})),
         Just(json!({"type": "string", "logicalType": "uuid"})),
         Just(json!({"type": "long", "logicalType": "no-such-logical-type"})),
+        Just(json!({"type": "string", "logicalType": "date"})),
+        Just(json!({"type": "float", "logicalType": "timestamp-micros"})),
+        Just(json!({"type": {"type": "fixed", "name": "U", "size": 16}, "logicalType": "uuid"})),
+        Just(json!({"type": {"type": "fixed", "name": "U", "size": 3}, "logicalType": "decimal", "precision": 4})),
     ]
     .boxed()
 }
@@ -51,6 +55,10 @@ fn default_value() -> impl Strategy<Value = Option<J>> {
         1 => Just(Some(json!(true))),
         1 => Just(Some(json!([]))),
         1 => Just(Some(json!({}))),
+        1 => Just(Some(json!("123e4567-e89b-12d3-a456-426614174000"))),
+        1 => Just(Some(json!("2020-01-01"))),
+        1 => Just(Some(json!("abc"))),
+        1 => Just(Some(json!(1e39))),
     ]
 }
 
@@ -79,9 +87,10 @@ fn schema(with_logical: bool) -> impl Strategy<Value = J> {
             }),
             (
                 name,
+                prop_oneof![Just(None), Just(Some("ns")), Just(Some("other"))],
                 proptest::collection::vec((inner, default_value()), 0..4)
             )
-                .prop_map(|(n, fields)| {
+                .prop_map(|(n, namespace, fields)| {
                     let fields: Vec<J> = fields
                         .into_iter()
                         .enumerate()
@@ -93,7 +102,11 @@ fn schema(with_logical: bool) -> impl Strategy<Value = J> {
                             f
                         })
                         .collect();
-                    json!({"type": "record", "name": n, "fields": fields})
+                    let mut r = json!({"type": "record", "name": n, "fields": fields});
+                    if let Some(ns) = namespace {
+                        r["namespace"] = json!(ns);
+                    }
+                    r
                 }),
         ]
     })
@@ -178,4 +191,125 @@ fn defaults_are_normalized_when_filled_in() {
     };
     assert_eq!(m.get("x"), Some(&runtime_core::Value::Float(1.0)));
     assert_eq!(m.get("id"), Some(&runtime_core::Value::String("x".into())));
+}
+
+fn record_with(ty: &str, default: &str) -> String {
+    format!(
+        r#"{{"type": "record", "name": "R", "fields": [{{"name": "a", "type": {ty}, "default": {default}}}]}}"#
+    )
+}
+
+#[test]
+fn a_default_not_of_its_logical_type_is_refused_by_both() {
+    let uuid = r#"{"type": "string", "logicalType": "uuid"}"#;
+    let array_of_uuid = format!(r#"{{"type": "array", "items": {uuid}}}"#);
+    let null_or_uuid = format!(r#"["null", {uuid}]"#);
+    let record_of_uuid = format!(
+        r#"{{"type": "record", "name": "S", "fields": [{{"name": "u", "type": {uuid}}}]}}"#
+    );
+    for (ty, default) in [
+        (uuid, r#""x""#),
+        (&array_of_uuid, r#"["x"]"#),
+        (&null_or_uuid, r#""x""#),
+        (&record_of_uuid, r#"{"u": "x"}"#),
+        (
+            r#"{"type": "int", "logicalType": "date"}"#,
+            r#""2020-01-01""#,
+        ),
+        (r#"{"type": "int", "logicalType": "date"}"#, "1.5"),
+        (
+            r#"{"type": "bytes", "logicalType": "decimal", "precision": 4, "scale": 2}"#,
+            "1.5",
+        ),
+        (
+            r#"{"type": {"type": "fixed", "name": "F", "size": 4}, "logicalType": "decimal", "precision": 4}"#,
+            r#""ab""#,
+        ),
+        (
+            r#"{"type": "long", "logicalType": "timestamp-millis"}"#,
+            r#""2020-01-01T00:00:00Z""#,
+        ),
+        (r#""float""#, "1e39"),
+    ] {
+        let text = record_with(ty, default);
+        let codec = AvroSchema::parse(&text).expect_err(&text).to_string();
+        let checker = Checker::parse(&text).expect_err(&text).to_string();
+        assert!(
+            codec.contains("default") && checker.contains(&codec),
+            "{text}: codecs '{codec}', checker '{checker}'"
+        );
+    }
+}
+
+#[test]
+fn defaults_of_logical_types_are_taken_when_they_are_values_of_them() {
+    for (ty, default) in [
+        (
+            r#"{"type": "string", "logicalType": "uuid"}"#,
+            r#""123e4567-e89b-12d3-a456-426614174000""#,
+        ),
+        (r#"{"type": "int", "logicalType": "date"}"#, "19000"),
+        (
+            r#"{"type": {"type": "fixed", "name": "F", "size": 2}, "logicalType": "decimal", "precision": 4}"#,
+            r#""\u0001\u0002""#,
+        ),
+        (
+            r#"{"type": "bytes", "logicalType": "decimal", "precision": 4, "scale": 2}"#,
+            r#""\u0001""#,
+        ),
+        (
+            r#"{"type": "long", "logicalType": "timestamp-millis"}"#,
+            "0",
+        ),
+        // A logical type on a type it does not fit is its underlying type.
+        (r#"{"type": "string", "logicalType": "date"}"#, r#""x""#),
+    ] {
+        let text = record_with(ty, default);
+        AvroSchema::parse(&text).expect(&text);
+        let checker = Checker::parse(&text).expect(&text);
+        let mut v = runtime_core::Value::Map(runtime_core::Map::new());
+        checker.conform(&mut v).expect(&text);
+    }
+}
+
+#[test]
+fn named_types_resolve_across_namespaces() {
+    // `S` is declared inside `a.R`, so it is `a.S`: its short name resolves in namespace `a`,
+    // its full name anywhere, and a record of another namespace cannot name it short.
+    let s = r#"{"type": "record", "name": "S", "fields": [{"name": "x", "type": "int"}]}"#;
+    let ok = format!(
+        r#"{{"type": "record", "name": "R", "namespace": "a", "fields": [
+            {{"name": "s", "type": {s}}},
+            {{"name": "t", "type": "S"}},
+            {{"name": "u", "type": "a.S"}},
+            {{"name": "o", "type": {{"type": "record", "name": "O", "namespace": "b", "fields": [
+                {{"name": "v", "type": ["null", "a.S"]}}]}}}}]}}"#
+    );
+    let avro = AvroSchema::parse(&ok).expect(&ok);
+    let checker = Checker::compile(&avro).expect("the codecs took it");
+    let record: runtime_core::Value = serde_json::from_str(
+        r#"{"s": {"x": 1}, "t": {"x": 2}, "u": {"x": 3}, "o": {"v": {"a.S": {"x": 4}}}}"#,
+    )
+    .expect("JSON");
+    let mut v = record.clone();
+    checker
+        .conform(&mut v)
+        .expect("a.S by its full name in a union wrapper");
+    let short = serde_json::from_str(
+        r#"{"s": {"x": 1}, "t": {"x": 2}, "u": {"x": 3}, "o": {"v": {"S": {"x": 4}}}}"#,
+    )
+    .expect("JSON");
+    checker
+        .check(&short)
+        .expect("a.S by its short name in a union wrapper");
+
+    let bad = format!(
+        r#"{{"type": "record", "name": "R", "namespace": "a", "fields": [
+            {{"name": "s", "type": {s}}},
+            {{"name": "o", "type": {{"type": "record", "name": "O", "namespace": "b", "fields": [
+                {{"name": "v", "type": "S"}}]}}}}]}}"#
+    );
+    let codec = AvroSchema::parse(&bad).expect_err(&bad).to_string();
+    assert!(codec.contains("b.S"), "{codec}");
+    assert!(Checker::parse(&bad).is_err());
 }

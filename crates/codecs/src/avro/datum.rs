@@ -5,7 +5,7 @@ use std::fmt;
 
 use runtime_core::{Map, Value};
 
-use super::schema::{Compiled, Node};
+use super::schema::{is_uuid, Compiled, Logical, Node};
 
 /// The bytes cannot be read as the schema says: where the next datum starts is unknown.
 #[derive(Debug)]
@@ -460,12 +460,50 @@ pub(crate) fn write(
     out: &mut Vec<u8>,
     depth: usize,
 ) -> Result<(), Mismatch> {
+    write_as::<false>(nodes, idx, v, out, depth)
+}
+
+/// Writes a schema default as a datum of `nodes[idx]`, holding it to its logical types as
+/// the checker does (a `uuid` string is a UUID; a `float` fits in 32 bits), so that a default
+/// the datum writer takes is one the checker conforms.
+pub(crate) fn write_default(
+    nodes: &[Node],
+    idx: usize,
+    v: &Value,
+    out: &mut Vec<u8>,
+) -> Result<(), Mismatch> {
+    write_as::<true>(nodes, idx, v, out, 0)
+}
+
+/// What a default must be beyond its underlying type's value.
+fn default_fits(node: &Node, v: &Value) -> Result<(), Mismatch> {
+    match (node, v) {
+        (Node::Logical(Logical::Uuid, _), Value::String(s)) if !is_uuid(s) => {
+            Err(Mismatch::new("a uuid default is a UUID string"))
+        }
+        (Node::Float, Value::Float(x)) if x.is_finite() && x.abs() > f64::from(f32::MAX) => {
+            Err(Mismatch::new("number is too large for a float"))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn write_as<const DEFAULT: bool>(
+    nodes: &[Node],
+    idx: usize,
+    v: &Value,
+    out: &mut Vec<u8>,
+    depth: usize,
+) -> Result<(), Mismatch> {
     if depth > MAX_DEPTH {
         return Err(Mismatch::new(format!(
             "nested deeper than {MAX_DEPTH} levels"
         )));
     }
     let node = &nodes[idx];
+    if DEFAULT {
+        default_fits(node, v)?;
+    }
     match (node, v) {
         (Node::Null, Value::Null) => {}
         (Node::Boolean, Value::Bool(b)) => out.push(u8::from(*b)),
@@ -520,7 +558,8 @@ pub(crate) fn write(
             if !items.is_empty() {
                 write_long(out, items.len() as i64);
                 for (i, x) in items.iter().enumerate() {
-                    write(nodes, *item, x, out, depth + 1).map_err(|e| e.at(format!("[{i}]")))?;
+                    write_as::<DEFAULT>(nodes, *item, x, out, depth + 1)
+                        .map_err(|e| e.at(format!("[{i}]")))?;
                 }
             }
             out.push(0);
@@ -537,7 +576,7 @@ pub(crate) fn write(
                     };
                     write_long(out, k.len() as i64);
                     out.extend_from_slice(k.as_bytes());
-                    write(nodes, *values, x, out, depth + 1)
+                    write_as::<DEFAULT>(nodes, *values, x, out, depth + 1)
                         .map_err(|e| e.at(format!("[{k:?}]")))?;
                 }
             }
@@ -547,21 +586,25 @@ pub(crate) fn write(
             for f in fields {
                 let seg = || format!(".{}", f.name);
                 match map.get(&f.name) {
-                    Some(x) => write(nodes, f.node, x, out, depth + 1).map_err(|e| e.at(seg()))?,
+                    Some(x) => write_as::<DEFAULT>(nodes, f.node, x, out, depth + 1)
+                        .map_err(|e| e.at(seg()))?,
                     None => match &f.default {
-                        Some(d) => {
-                            write(nodes, f.node, d, out, depth + 1).map_err(|e| e.at(seg()))?
+                        Some(d) => write_as::<DEFAULT>(nodes, f.node, d, out, depth + 1)
+                            .map_err(|e| e.at(seg()))?,
+                        None => {
+                            match write_as::<DEFAULT>(nodes, f.node, &Value::Null, out, depth + 1) {
+                                Ok(()) => {}
+                                Err(_) => return Err(Mismatch::new("missing field").at(seg())),
+                            }
                         }
-                        None => match write(nodes, f.node, &Value::Null, out, depth + 1) {
-                            Ok(()) => {}
-                            Err(_) => return Err(Mismatch::new("missing field").at(seg())),
-                        },
                     },
                 }
             }
         }
-        (Node::Union(branches), v) => return write_union(nodes, branches, v, out, depth),
-        (Node::Logical(_, inner), v) => return write(nodes, *inner, v, out, depth),
+        (Node::Union(branches), v) => {
+            return write_union::<DEFAULT>(nodes, branches, v, out, depth)
+        }
+        (Node::Logical(_, inner), v) => return write_as::<DEFAULT>(nodes, *inner, v, out, depth),
         (node, v) => return Err(expected(node, v)),
     }
     Ok(())
@@ -593,7 +636,7 @@ fn underlying(nodes: &[Node], idx: usize) -> usize {
     }
 }
 
-fn write_union(
+fn write_union<const DEFAULT: bool>(
     nodes: &[Node],
     branches: &[usize],
     v: &Value,
@@ -608,7 +651,7 @@ fn write_union(
                 continue;
             }
             write_long(out, i as i64);
-            match write(nodes, b, v, out, depth + 1) {
+            match write_as::<DEFAULT>(nodes, b, v, out, depth + 1) {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     out.truncate(start);

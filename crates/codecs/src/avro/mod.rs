@@ -17,7 +17,7 @@
 //!
 //! Decoding goes straight from bytes to [`Value`] by walking the schema's compiled form,
 //! [`schema::Compiled`], the one model of a schema that the `schema` crate's checker uses
-//! too; `apache_avro` only validates schema text.
+//! too; schema text is parsed once, by `apache_avro`, whose parsed form is compiled into it.
 
 mod datum;
 mod ocf;
@@ -53,10 +53,7 @@ impl std::fmt::Debug for AvroSchema {
 impl AvroSchema {
     /// Parses and checks a schema from its JSON text.
     pub fn parse(text: &str) -> Result<AvroSchema, CodecError> {
-        apache_avro::Schema::parse_str(text).map_err(|e| CodecError::Schema(e.to_string()))?;
-        let json: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| CodecError::Schema(e.to_string()))?;
-        let compiled = schema::compile(&json).map_err(CodecError::Schema)?;
+        let compiled = schema::compile(text).map_err(CodecError::Schema)?;
         schema::check_defaults(&compiled).map_err(CodecError::Schema)?;
         Ok(AvroSchema {
             inner: Arc::new(Inner {

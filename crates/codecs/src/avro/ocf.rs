@@ -281,9 +281,9 @@ fn read_header<R: BufRead>(input: &mut StreamInput<R>) -> Result<Header, String>
         }
     }
     let schema_json = schema_json.ok_or("the header has no avro.schema")?;
-    let json: serde_json::Value = serde_json::from_slice(&schema_json)
-        .map_err(|e| format!("the header's schema is not JSON: {e}"))?;
-    let compiled = schema::compile(&json).map_err(|e| format!("the header's schema: {e}"))?;
+    let text = std::str::from_utf8(&schema_json)
+        .map_err(|e| format!("the header's schema is not UTF-8 text: {e}"))?;
+    let compiled = schema::compile(text).map_err(|e| format!("the header's schema: {e}"))?;
     let mut sync = [0u8; SYNC_LEN];
     sync.copy_from_slice(input.take(SYNC_LEN).map_err(m)?);
     let min_datum = min_datum_bytes(&compiled.nodes, compiled.root, &mut Vec::new());

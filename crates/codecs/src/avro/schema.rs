@@ -9,14 +9,17 @@
 //! as `{"com.acme.Address": {...}}`). Field defaults are kept as written (as [`Value`]s); the
 //! checker conforms them to their field's type once, when it is built.
 //!
-//! Schema text is validated by [`AvroSchema::parse`](super::AvroSchema::parse) (apache-avro)
-//! before it gets here; the errors below are a second line, for what that parser lets through
-//! and for the schemas of container file headers.
+//! Schema text is parsed once, by apache-avro (names, namespaces, aliases, logical types, and
+//! the field defaults it resolves), and its parsed form is compiled here; nothing else parses
+//! it. A logical type on a type it does not fit is the underlying type, as apache-avro and the
+//! specification say. Field defaults are then checked once more by [`check_defaults`], which
+//! knows what the checker takes for each logical type.
 
 use std::collections::HashMap;
 
+use apache_avro::schema::{FixedSchema, InnerDecimalSchema, Name, UuidSchema};
+use apache_avro::Schema;
 use runtime_core::Value;
-use serde_json::Value as J;
 
 /// One type of the schema.
 #[derive(Debug)]
@@ -165,22 +168,26 @@ impl Compiled {
     }
 }
 
-/// Compiles a schema's JSON.
-pub(crate) fn compile(json: &J) -> Result<Compiled, String> {
+/// Parses schema text with apache-avro (names, namespaces, aliases, logical types, the
+/// defaults it resolves) and compiles its parsed form.
+pub(crate) fn compile(text: &str) -> Result<Compiled, String> {
+    let parsed = apache_avro::Schema::parse_str(text).map_err(|e| e.to_string())?;
     let mut c = Compiler {
         nodes: Vec::new(),
         names: HashMap::new(),
     };
-    let root = c.compile(json, None)?;
+    let root = c.compile(&parsed)?;
     Ok(Compiled {
         nodes: c.nodes,
         root,
     })
 }
 
-/// Checks that every field default is a value of its field's type: one the datum writer can
-/// write (so a record lacking the field can be encoded). Done for schemas given as text, not
-/// for the schemas of container files being read, where defaults play no part.
+/// Checks that every field default is a value of its field's type, logical type included:
+/// one the datum writer can write (so a record lacking the field can be encoded) and the
+/// checker can conform (a `uuid` default is a UUID, a `float` default fits in 32 bits). Done
+/// for schemas given as text, not for the schemas of container files being read, where
+/// defaults play no part.
 pub(crate) fn check_defaults(c: &Compiled) -> Result<(), String> {
     let mut scratch = Vec::new();
     for node in &c.nodes {
@@ -192,7 +199,7 @@ pub(crate) fn check_defaults(c: &Compiled) -> Result<(), String> {
                 continue;
             };
             scratch.clear();
-            super::datum::write(&c.nodes, f.node, default, &mut scratch, 0).map_err(|e| {
+            super::datum::write_default(&c.nodes, f.node, default, &mut scratch).map_err(|e| {
                 format!(
                     "the default of field '{}' of record '{}' does not match its type: {e}",
                     f.name, named.full
@@ -203,23 +210,27 @@ pub(crate) fn check_defaults(c: &Compiled) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether a string is a UUID in its canonical text form (`8-4-4-4-12` hex digits).
+pub fn is_uuid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, &c)| match i {
+            8 | 13 | 18 | 23 => c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
 struct Compiler {
     nodes: Vec<Node>,
+    /// Named types by full name, for apache-avro's `Ref`s (full names already).
     names: HashMap<String, usize>,
 }
 
-fn primitive(name: &str) -> Option<Node> {
-    Some(match name {
-        "null" => Node::Null,
-        "boolean" => Node::Boolean,
-        "int" => Node::Int,
-        "long" => Node::Long,
-        "float" => Node::Float,
-        "double" => Node::Double,
-        "bytes" => Node::Bytes,
-        "string" => Node::String,
-        _ => return None,
-    })
+fn named(name: &Name) -> Named {
+    Named {
+        full: name.fullname(None),
+        short: name.name().to_owned(),
+    }
 }
 
 impl Compiler {
@@ -228,200 +239,196 @@ impl Compiler {
         self.nodes.len() - 1
     }
 
-    fn declare(&mut self, named: &Named, idx: usize) -> Result<(), String> {
+    /// Reserves the node of a named type before its children, so that they can refer to it.
+    fn declare(&mut self, named: &Named) -> Result<usize, String> {
+        let idx = self.push(Node::Null);
         if self.names.insert(named.full.clone(), idx).is_some() {
             return Err(format!("the type '{}' is defined twice", named.full));
         }
-        Ok(())
-    }
-
-    fn compile(&mut self, json: &J, ns: Option<&str>) -> Result<usize, String> {
-        match json {
-            J::String(name) => self.reference(name, ns),
-            J::Array(branches) => {
-                let mut idx = Vec::with_capacity(branches.len());
-                for b in branches {
-                    idx.push(self.compile(b, ns)?);
-                }
-                Ok(self.push(Node::Union(idx)))
-            }
-            J::Object(obj) => {
-                let ty = match obj.get("type") {
-                    Some(J::String(t)) => t.as_str(),
-                    // {"type": {...}} or {"type": [...]}: attributes around another schema.
-                    Some(other) => return self.compile(other, ns),
-                    None => return Err("a schema object needs a 'type'".into()),
-                };
-                let base = match ty {
-                    "record" | "error" => self.record(obj, ns)?,
-                    "enum" => {
-                        let (named, _) = names(obj, ns)?;
-                        let symbols = obj
-                            .get("symbols")
-                            .and_then(J::as_array)
-                            .ok_or_else(|| format!("enum {} needs 'symbols'", named.full))?
-                            .iter()
-                            .map(|s| s.as_str().map(str::to_owned))
-                            .collect::<Option<Vec<_>>>()
-                            .ok_or_else(|| {
-                                format!("enum {} has a symbol that is not a string", named.full)
-                            })?;
-                        let idx = self.push(Node::Null);
-                        self.declare(&named, idx)?;
-                        self.nodes[idx] = Node::Enum(named, symbols);
-                        idx
-                    }
-                    "fixed" => {
-                        let (named, _) = names(obj, ns)?;
-                        let size = obj
-                            .get("size")
-                            .and_then(J::as_u64)
-                            .and_then(|s| usize::try_from(s).ok())
-                            .ok_or_else(|| format!("fixed {} needs a 'size'", named.full))?;
-                        let idx = self.push(Node::Null);
-                        self.declare(&named, idx)?;
-                        self.nodes[idx] = Node::Fixed(named, size);
-                        idx
-                    }
-                    "array" => {
-                        let items = obj.get("items").ok_or("an array needs 'items'")?;
-                        let i = self.compile(items, ns)?;
-                        self.push(Node::Array(i))
-                    }
-                    "map" => {
-                        let values = obj.get("values").ok_or("a map needs 'values'")?;
-                        let v = self.compile(values, ns)?;
-                        self.push(Node::Map(v))
-                    }
-                    other => self.reference(other, ns)?,
-                };
-                Ok(match logical(obj, &self.nodes[base]) {
-                    Some(l) => self.push(Node::Logical(l, base)),
-                    None => base,
-                })
-            }
-            other => Err(format!("{other} is not a schema")),
-        }
-    }
-
-    fn record(
-        &mut self,
-        obj: &serde_json::Map<String, J>,
-        ns: Option<&str>,
-    ) -> Result<usize, String> {
-        let (named, inner_ns) = names(obj, ns)?;
-        let idx = self.push(Node::Null);
-        self.declare(&named, idx)?;
-        let fields_json = obj
-            .get("fields")
-            .and_then(J::as_array)
-            .ok_or_else(|| format!("record {} needs a 'fields' array", named.full))?;
-        let mut fields: Vec<Field> = Vec::with_capacity(fields_json.len());
-        for f in fields_json {
-            let name = f
-                .get("name")
-                .and_then(J::as_str)
-                .ok_or_else(|| format!("a field of record {} has no name", named.full))?;
-            if fields.iter().any(|x| x.name == name) {
-                return Err(format!(
-                    "record {} has two fields named '{name}'",
-                    named.full
-                ));
-            }
-            let fty = f
-                .get("type")
-                .ok_or_else(|| format!("field '{name}' of record {} has no type", named.full))?;
-            let node = self.compile(fty, inner_ns.as_deref())?;
-            fields.push(Field {
-                name: name.to_owned(),
-                node,
-                default: f.get("default").cloned().map(Value::from),
-            });
-        }
-        self.nodes[idx] = Node::Record(named, fields);
         Ok(idx)
     }
 
-    fn reference(&mut self, name: &str, ns: Option<&str>) -> Result<usize, String> {
-        if let Some(node) = primitive(name) {
-            return Ok(self.push(node));
-        }
-        let qualified = match ns {
-            Some(ns) if !name.contains('.') && !ns.is_empty() => Some(format!("{ns}.{name}")),
-            _ => None,
-        };
-        qualified
-            .and_then(|q| self.names.get(&q).copied())
-            .or_else(|| self.names.get(name).copied())
-            .ok_or_else(|| format!("unknown type '{name}'"))
+    fn logical(&mut self, l: Logical, inner: Node) -> usize {
+        let inner = self.push(inner);
+        self.push(Node::Logical(l, inner))
+    }
+
+    fn fixed(&mut self, f: &FixedSchema) -> Result<usize, String> {
+        let n = named(&f.name);
+        let idx = self.declare(&n)?;
+        self.nodes[idx] = Node::Fixed(n, f.size);
+        Ok(idx)
+    }
+
+    fn compile(&mut self, s: &Schema) -> Result<usize, String> {
+        Ok(match s {
+            Schema::Null => self.push(Node::Null),
+            Schema::Boolean => self.push(Node::Boolean),
+            Schema::Int => self.push(Node::Int),
+            Schema::Long => self.push(Node::Long),
+            Schema::Float => self.push(Node::Float),
+            Schema::Double => self.push(Node::Double),
+            // A decimal without a fixed scale has no logical type here: its bytes.
+            Schema::Bytes | Schema::BigDecimal => self.push(Node::Bytes),
+            Schema::String => self.push(Node::String),
+            Schema::Array(a) => {
+                let items = self.compile(&a.items)?;
+                self.push(Node::Array(items))
+            }
+            Schema::Map(m) => {
+                let values = self.compile(&m.types)?;
+                self.push(Node::Map(values))
+            }
+            Schema::Union(u) => {
+                let branches = u
+                    .variants()
+                    .iter()
+                    .map(|b| self.compile(b))
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.push(Node::Union(branches))
+            }
+            Schema::Record(r) => {
+                let n = named(&r.name);
+                let idx = self.declare(&n)?;
+                let mut fields: Vec<Field> = Vec::with_capacity(r.fields.len());
+                for f in &r.fields {
+                    if fields.iter().any(|x| x.name == f.name) {
+                        return Err(format!(
+                            "record {} has two fields named '{}'",
+                            n.full, f.name
+                        ));
+                    }
+                    let node = self.compile(&f.schema)?;
+                    fields.push(Field {
+                        name: f.name.clone(),
+                        node,
+                        default: f.default.clone().map(Value::from),
+                    });
+                }
+                self.nodes[idx] = Node::Record(n, fields);
+                idx
+            }
+            Schema::Enum(e) => {
+                let n = named(&e.name);
+                let idx = self.declare(&n)?;
+                self.nodes[idx] = Node::Enum(n, e.symbols.clone());
+                idx
+            }
+            Schema::Fixed(f) => self.fixed(f)?,
+            Schema::Decimal(d) => {
+                let precision = u32::try_from(d.precision)
+                    .map_err(|_| format!("decimal precision {} is too large", d.precision))?;
+                let scale = u32::try_from(d.scale)
+                    .map_err(|_| format!("decimal scale {} is too large", d.scale))?;
+                let inner = match &d.inner {
+                    InnerDecimalSchema::Bytes => self.push(Node::Bytes),
+                    InnerDecimalSchema::Fixed(f) => self.fixed(f)?,
+                };
+                self.push(Node::Logical(Logical::Decimal { precision, scale }, inner))
+            }
+            // A UUID in bytes has no text form to check: its bytes.
+            Schema::Uuid(UuidSchema::Bytes) => self.push(Node::Bytes),
+            Schema::Uuid(UuidSchema::String) => self.logical(Logical::Uuid, Node::String),
+            Schema::Uuid(UuidSchema::Fixed(f)) => {
+                let inner = self.fixed(f)?;
+                self.push(Node::Logical(Logical::Uuid, inner))
+            }
+            Schema::Date => self.logical(Logical::Date, Node::Int),
+            Schema::TimeMillis => self.logical(Logical::TimeMillis, Node::Int),
+            Schema::TimeMicros => self.logical(Logical::TimeMicros, Node::Long),
+            Schema::TimestampMillis => self.logical(Logical::TimestampMillis, Node::Long),
+            Schema::TimestampMicros => self.logical(Logical::TimestampMicros, Node::Long),
+            Schema::TimestampNanos => self.logical(Logical::TimestampNanos, Node::Long),
+            Schema::LocalTimestampMillis => self.logical(Logical::LocalTimestampMillis, Node::Long),
+            Schema::LocalTimestampMicros => self.logical(Logical::LocalTimestampMicros, Node::Long),
+            Schema::LocalTimestampNanos => self.logical(Logical::LocalTimestampNanos, Node::Long),
+            Schema::Duration(f) => {
+                let inner = self.fixed(f)?;
+                self.push(Node::Logical(Logical::Duration, inner))
+            }
+            Schema::Ref { name } => {
+                let full = name.fullname(None);
+                self.names
+                    .get(&full)
+                    .copied()
+                    .ok_or_else(|| format!("unknown type '{full}'"))?
+            }
+        })
     }
 }
 
-/// The logical type an object declares, if it is one this checker knows and it sits on a
-/// type the Avro specification allows for it; anything else is the underlying type, as the
-/// specification says readers must do.
-fn logical(obj: &serde_json::Map<String, J>, base: &Node) -> Option<Logical> {
-    let name = obj.get("logicalType")?.as_str()?;
-    let int = matches!(base, Node::Int);
-    let long = matches!(base, Node::Long);
-    let l = match name {
-        "date" if int => Logical::Date,
-        "time-millis" if int => Logical::TimeMillis,
-        "time-micros" if long => Logical::TimeMicros,
-        "timestamp-millis" if long => Logical::TimestampMillis,
-        "timestamp-micros" if long => Logical::TimestampMicros,
-        "timestamp-nanos" if long => Logical::TimestampNanos,
-        "local-timestamp-millis" if long => Logical::LocalTimestampMillis,
-        "local-timestamp-micros" if long => Logical::LocalTimestampMicros,
-        "local-timestamp-nanos" if long => Logical::LocalTimestampNanos,
-        "uuid" if matches!(base, Node::String) || matches!(base, Node::Fixed(_, 16)) => {
-            Logical::Uuid
-        }
-        "duration" if matches!(base, Node::Fixed(_, 12)) => Logical::Duration,
-        "decimal" if matches!(base, Node::Bytes | Node::Fixed(..)) => {
-            let precision = obj.get("precision")?.as_u64()?;
-            let scale = obj.get("scale").map_or(Some(0), J::as_u64)?;
-            if precision == 0 || scale > precision {
-                return None;
-            }
-            Logical::Decimal {
-                precision: u32::try_from(precision).ok()?,
-                scale: u32::try_from(scale).ok()?,
-            }
-        }
-        _ => return None,
-    };
-    Some(l)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// A named type's names and the namespace its children inherit.
-fn names(
-    obj: &serde_json::Map<String, J>,
-    ns: Option<&str>,
-) -> Result<(Named, Option<String>), String> {
-    let name = obj
-        .get("name")
-        .and_then(J::as_str)
-        .ok_or("a named type needs a 'name'")?;
-    if let Some((space, short)) = name.rsplit_once('.') {
-        let named = Named {
-            full: name.to_owned(),
-            short: short.to_owned(),
-        };
-        return Ok((named, Some(space.to_owned())));
+    fn with_default(inner: Node, logical: Option<Logical>, default: Value) -> Compiled {
+        let mut nodes = vec![inner];
+        if let Some(l) = logical {
+            nodes.push(Node::Logical(l, 0));
+        }
+        let node = nodes.len() - 1;
+        nodes.push(Node::Record(
+            Named {
+                full: "R".into(),
+                short: "R".into(),
+            },
+            vec![Field {
+                name: "a".into(),
+                node,
+                default: Some(default),
+            }],
+        ));
+        let root = nodes.len() - 1;
+        Compiled { nodes, root }
     }
-    let space = obj
-        .get("namespace")
-        .and_then(J::as_str)
-        .or(ns)
-        .filter(|s| !s.is_empty());
-    let full = match space {
-        Some(space) => format!("{space}.{name}"),
-        None => name.to_owned(),
-    };
-    let named = Named {
-        full,
-        short: name.to_owned(),
-    };
-    Ok((named, space.map(str::to_owned)))
+
+    // The datum writer alone takes these; the default check holds them to their logical type.
+    #[test]
+    fn defaults_are_held_to_their_logical_type() {
+        let uuid = with_default(Node::String, Some(Logical::Uuid), Value::String("x".into()));
+        let err = check_defaults(&uuid).unwrap_err();
+        assert!(
+            err.contains("field 'a' of record 'R'") && err.contains("UUID"),
+            "{err}"
+        );
+        let good = "123e4567-e89b-12d3-a456-426614174000";
+        let uuid = with_default(
+            Node::String,
+            Some(Logical::Uuid),
+            Value::String(good.into()),
+        );
+        check_defaults(&uuid).unwrap();
+
+        let float = with_default(Node::Float, None, Value::Float(1e39));
+        assert!(check_defaults(&float).unwrap_err().contains("too large"));
+        let float = with_default(Node::Float, None, Value::Float(1.5));
+        check_defaults(&float).unwrap();
+    }
+
+    #[test]
+    fn logical_types_compile_over_their_underlying_types() {
+        let c = compile(
+            r#"{"type": "record", "name": "R", "namespace": "n", "fields": [
+                {"name": "d", "type": {"type": "int", "logicalType": "date"}},
+                {"name": "bad", "type": {"type": "string", "logicalType": "date"}},
+                {"name": "m", "type": {"type": {"type": "fixed", "name": "F", "size": 8},
+                    "logicalType": "decimal", "precision": 10, "scale": 2}},
+                {"name": "f", "type": "F"}]}"#,
+        )
+        .unwrap();
+        let Node::Record(named, fields) = &c.nodes[c.root] else {
+            panic!("{c:?}")
+        };
+        assert_eq!((named.full.as_str(), named.short.as_str()), ("n.R", "R"));
+        let kinds: Vec<String> = fields.iter().map(|f| c.type_name(f.node)).collect();
+        assert_eq!(
+            kinds,
+            [
+                "int (date)",
+                "string",
+                "fixed n.F (8 bytes) (decimal)",
+                "fixed n.F (8 bytes)"
+            ]
+        );
+    }
 }
