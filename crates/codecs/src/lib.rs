@@ -45,6 +45,8 @@
 //!   type; see [`msgpack`](crate::msgpack).
 //! - **Streaming.** No decoder holds the whole input, except with [`Framing::Message`].
 
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fmt;
 use std::io::{BufRead, Write};
 use std::str::FromStr;

@@ -19,6 +19,8 @@
 //! settings in `CacheConfig::extra_env`), async (callers run `prepare` on a blocking
 //! thread), R packages.
 
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
 mod cache;
 mod error;
 mod lock;

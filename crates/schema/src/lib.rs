@@ -21,6 +21,8 @@
 //! Not here: schema resolution between a writer's and a reader's schema (Avro container
 //! files are read with their own schema), and aliases.
 
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
 mod check;
 mod iso;
 mod mask;
