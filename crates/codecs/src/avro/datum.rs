@@ -21,6 +21,33 @@ pub(crate) trait Source {
     fn skip(&mut self, n: usize) -> Result<(), Malformed> {
         self.take(n).map(|_| ())
     }
+    /// A zig-zag variable-length `long`.
+    #[inline]
+    fn long(&mut self) -> Result<i64, Malformed> {
+        let mut n: u64 = 0;
+        let mut shift = 0;
+        loop {
+            let b = self.byte()?;
+            n |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(unzigzag(n));
+            }
+            shift += 7;
+            if shift > 63 {
+                return Err(too_long());
+            }
+        }
+    }
+}
+
+#[inline]
+fn unzigzag(n: u64) -> i64 {
+    (n >> 1) as i64 ^ -((n & 1) as i64)
+}
+
+#[cold]
+fn too_long() -> Malformed {
+    Malformed("variable-length integer longer than 10 bytes".into())
 }
 
 #[derive(Debug)]
@@ -56,26 +83,49 @@ impl Source for SliceSource<'_> {
     fn pos(&self) -> u64 {
         self.at as u64
     }
+
+    /// As the default, without a bounds check per byte where ten bytes (the longest
+    /// varint) are left.
+    #[inline(always)]
+    fn long(&mut self) -> Result<i64, Malformed> {
+        let Some(ten) = self.data.get(self.at..self.at + 10) else {
+            return self.long_near_end();
+        };
+        let mut n: u64 = 0;
+        for (i, &b) in ten.iter().enumerate() {
+            n |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                self.at += i + 1;
+                return Ok(unzigzag(n));
+            }
+        }
+        Err(too_long())
+    }
+}
+
+impl SliceSource<'_> {
+    /// A varint within ten bytes of the end, byte by byte.
+    #[cold]
+    fn long_near_end(&mut self) -> Result<i64, Malformed> {
+        let mut n: u64 = 0;
+        let mut shift = 0;
+        loop {
+            let b = self.byte()?;
+            n |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(unzigzag(n));
+            }
+            shift += 7;
+            if shift > 63 {
+                return Err(too_long());
+            }
+        }
+    }
 }
 
 #[inline]
 pub(crate) fn read_long<S: Source>(s: &mut S) -> Result<i64, Malformed> {
-    let mut n: u64 = 0;
-    let mut shift = 0;
-    loop {
-        let b = s.byte()?;
-        n |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            break;
-        }
-        shift += 7;
-        if shift > 63 {
-            return Err(Malformed(
-                "variable-length integer longer than 10 bytes".into(),
-            ));
-        }
-    }
-    Ok((n >> 1) as i64 ^ -((n & 1) as i64))
+    s.long()
 }
 
 #[inline]
@@ -91,14 +141,7 @@ pub(crate) fn write_long(out: &mut Vec<u8>, v: i64) {
 /// Passes over a variable-length integer, with the same length limit as [`read_long`].
 #[inline]
 fn skip_long<S: Source>(s: &mut S) -> Result<(), Malformed> {
-    for _ in 0..10 {
-        if s.byte()? & 0x80 == 0 {
-            return Ok(());
-        }
-    }
-    Err(Malformed(
-        "variable-length integer longer than 10 bytes".into(),
-    ))
+    s.long().map(|_| ())
 }
 
 #[inline]
@@ -177,25 +220,7 @@ impl<'s> DatumReader<'s> {
                 }
                 Value::Bytes(s.take(n)?.to_vec())
             }
-            Node::String => {
-                let n = read_len(s)?;
-                if self.over_budget(s, n)? {
-                    return Ok(Value::Null);
-                }
-                let bytes = s.take(n)?;
-                match std::str::from_utf8(bytes) {
-                    Ok(st) => Value::String(st.to_owned()),
-                    Err(e) => {
-                        if self.invalid.is_none() {
-                            self.invalid = Some(format!(
-                                "string is not valid UTF-8 (at byte {} of the string)",
-                                e.valid_up_to()
-                            ));
-                        }
-                        Value::Null
-                    }
-                }
-            }
+            Node::String => self.string(s)?,
             Node::Fixed(_, size) => Value::Bytes(s.take(*size)?.to_vec()),
             Node::Enum(name, symbols) => {
                 let i = read_long(s)?;
@@ -263,6 +288,7 @@ impl<'s> DatumReader<'s> {
                         Node::Int => self.int(read_long(s)?),
                         Node::Long => Value::Int(i128::from(read_long(s)?)),
                         Node::Double => Value::Float(read_double(s)?),
+                        Node::String => self.string(s)?,
                         Node::Boolean => read_bool(s)?,
                         _ => self.read(s, f.node, depth + 1)?,
                     };
@@ -271,6 +297,28 @@ impl<'s> DatumReader<'s> {
                 Value::Map(out)
             }
             Node::Logical(_, inner) => return self.read(s, *inner, depth),
+        })
+    }
+
+    /// A `string`: one that is not UTF-8 keeps the framing but rejects the datum once read.
+    #[inline]
+    fn string<S: Source>(&mut self, s: &mut S) -> Result<Value, Malformed> {
+        let n = read_len(s)?;
+        if self.over_budget(s, n)? {
+            return Ok(Value::Null);
+        }
+        let bytes = s.take(n)?;
+        Ok(match std::str::from_utf8(bytes) {
+            Ok(st) => Value::String(st.to_owned()),
+            Err(e) => {
+                if self.invalid.is_none() {
+                    self.invalid = Some(format!(
+                        "string is not valid UTF-8 (at byte {} of the string)",
+                        e.valid_up_to()
+                    ));
+                }
+                Value::Null
+            }
         })
     }
 
@@ -671,4 +719,52 @@ fn write_union<const DEFAULT: bool>(
             names.join(", ")
         ))
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn long_at(bytes: &[u8], pad: usize) -> Result<(i64, usize), String> {
+        let mut data = bytes.to_vec();
+        data.extend(std::iter::repeat_n(0u8, pad));
+        let mut s = SliceSource { data: &data, at: 0 };
+        s.long().map(|v| (v, s.at)).map_err(|e| e.0)
+    }
+
+    // The fast path (ten bytes left) and the one near the end read the same varints and
+    // refuse the same ones.
+    #[test]
+    fn varints_read_alike_near_the_end_and_away_from_it() {
+        for v in [
+            0i64,
+            -1,
+            1,
+            63,
+            -64,
+            64,
+            300,
+            i64::from(i32::MAX),
+            i64::MIN,
+            i64::MAX,
+        ] {
+            let mut enc = Vec::new();
+            write_long(&mut enc, v);
+            for pad in [0, 3, 10] {
+                assert_eq!(
+                    long_at(&enc, pad),
+                    Ok((v, enc.len())),
+                    "{v} with {pad} after"
+                );
+            }
+        }
+        let eleven = [0xffu8; 11];
+        for pad in [0, 10] {
+            let err = long_at(&eleven, pad).unwrap_err();
+            assert!(err.contains("longer than 10 bytes"), "{err}");
+        }
+        assert!(long_at(&[0x80, 0x80], 0)
+            .unwrap_err()
+            .contains("ends early"));
+    }
 }

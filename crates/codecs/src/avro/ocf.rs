@@ -18,7 +18,7 @@ use std::hash::BuildHasher;
 use std::io::{self, BufRead, BufWriter, Read, Write};
 use std::sync::Arc;
 
-use runtime_core::{ReadItem, RejectionKind, Value};
+use runtime_core::{ReadItem, Record, RejectionKind, Value};
 
 use super::datum::{self, read_long, write_long, DatumReader, Malformed, SliceSource, Source};
 use super::schema::{self, Compiled};
@@ -407,10 +407,8 @@ impl<R: BufRead> OcfDecoder<R> {
             return self.resync(start, Vec::new(), why).map(Some);
         };
         match self.input.take(size) {
-            Ok(d) => {
-                self.raw.clear();
-                self.raw.extend_from_slice(d);
-            }
+            // The block's bytes are in the input's scratch buffer: swapped out, not copied.
+            Ok(_) => std::mem::swap(&mut self.raw, &mut self.input.scratch),
             Err(e) => {
                 return Err(self.broken(
                     start,
@@ -579,6 +577,44 @@ impl<R: BufRead> OcfDecoder<R> {
         self.record += count;
     }
 
+    /// Decodes up to `run` records of the current (checked) block straight into `out`, as
+    /// long as each is a plain record; returns how many. The first datum that is not (it
+    /// fails, is invalid or oversize) is left for [`next_datum`](Self::next_datum), which
+    /// reports it.
+    fn decode_run(&mut self, run: usize, out: &mut Vec<ReadItem>) -> usize {
+        let Some(header) = &self.header else {
+            return 0;
+        };
+        let compiled = &header.compiled;
+        let max = self.ctx.max_record_bytes;
+        let mut src = SliceSource {
+            data: &self.block,
+            at: self.block_at,
+        };
+        let mut done = 0;
+        while done < run {
+            let start = src.at;
+            let mut reader = DatumReader::new(compiled, max);
+            match reader.read(&mut src, compiled.root, 0) {
+                Ok(value) if reader.invalid.is_none() && src.at - start <= max => {
+                    self.record += 1;
+                    self.block_left -= 1;
+                    out.push(ReadItem::Record(Record {
+                        value,
+                        position: position(self.record, None, self.block_offset),
+                    }));
+                    done += 1;
+                }
+                _ => {
+                    src.at = start;
+                    break;
+                }
+            }
+        }
+        self.block_at = src.at;
+        done
+    }
+
     fn next_datum(&mut self) -> ReadItem {
         let Some(header) = &self.header else {
             return reject(
@@ -643,8 +679,10 @@ impl<R: BufRead + Send> RecordDecoder for OcfDecoder<R> {
             if self.checked && self.block_left > 0 && self.pending.is_empty() {
                 let run = usize::try_from(self.block_left).map_or(left, |b| b.min(left));
                 out.reserve(run);
+                let done = self.decode_run(run, out);
+                left -= done;
                 // A datum that cannot be decoded ends its block (`block_left` 0): stop there.
-                for _ in 0..run {
+                for _ in done..run {
                     if self.block_left == 0 {
                         break;
                     }
