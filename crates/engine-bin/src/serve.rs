@@ -76,6 +76,14 @@ pub struct ServeArgs {
     /// Memory limit of each worker in MiB (`memoryLimitMib`, default 0: none).
     #[arg(long, value_name = "MIB")]
     pub memory_limit_mib: Option<u64>,
+    /// How many of the deployed model's workers that die are replaced
+    /// (`workerRestartBudget`, default: no bound).
+    #[arg(long, value_name = "N")]
+    pub worker_restart_budget: Option<u32>,
+    /// Longest wait between attempts to start a deployed model's worker that cannot start
+    /// (`workerRestartBackoffMaxMs`, default 5000).
+    #[arg(long, value_name = "MS")]
+    pub worker_restart_backoff_max_ms: Option<u64>,
     /// The engine's log level (trace, debug, info, warn, error).
     #[arg(long)]
     pub log_level: Option<String>,
@@ -172,6 +180,14 @@ fn flag_overrides(a: &ServeArgs) -> Result<Overrides, String> {
         a.job_record_timeout_ms.map(|v| v.to_string()),
     );
     put("memoryLimitMib", a.memory_limit_mib.map(|v| v.to_string()));
+    put(
+        "workerRestartBudget",
+        a.worker_restart_budget.map(|v| v.to_string()),
+    );
+    put(
+        "workerRestartBackoffMaxMs",
+        a.worker_restart_backoff_max_ms.map(|v| v.to_string()),
+    );
     Ok(o)
 }
 

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -190,8 +189,9 @@ pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> Job
         runner,
         model: &model,
         config,
-        max_restarts: options.max_worker_restarts,
-        restarts: AtomicU32::new(0),
+        restarts: runtime_core::Restarts::new(runtime_core::RestartPolicy::with_budget(Some(
+            options.max_worker_restarts,
+        ))),
         log: log.clone(),
         enabled: options.worker_limits || options.max_worker_restarts > 0,
     };
@@ -222,7 +222,7 @@ pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> Job
             (r, session)
         }
     };
-    let restarts = recovery.restarts.load(Ordering::Relaxed);
+    let restarts = recovery.restarts.deaths_replaced();
     if restarts > 0 {
         log.warn(
             LogSource::Engine,

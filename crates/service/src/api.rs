@@ -1778,6 +1778,7 @@ async fn start_deployment(
         environment,
         limits,
         limits_enforced,
+        restart: e.config.limits.restart_policy(),
     };
     if spec.model.entry_points.score.is_none() {
         remove_dir(dir).await;
