@@ -238,19 +238,19 @@ pub fn serve(args: ServeArgs) -> i32 {
             return exit::ERROR;
         }
     };
-    let runners = match runner_set(&config) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("engine serve: cannot find the engine's own executable: {e}");
-            return exit::ERROR;
-        }
-    };
     let environments = Arc::new(crate::envcache::build(
         config.data_dir.join("environments"),
         5120,
         true,
         environments::Tool::Auto,
     ));
+    let runners = match runner_set(&config, environments.clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("engine serve: cannot find the engine's own executable: {e}");
+            return exit::ERROR;
+        }
+    };
     let deps = Deps {
         runners,
         environments: Some(environments),
@@ -292,19 +292,22 @@ pub fn serve(args: ServeArgs) -> i32 {
 /// The runners the service can use. Their workers start from the allow-listed part of
 /// the engine's environment (plus `workerEnv`), never the whole: the engine's token and
 /// secrets stay out of model code.
-fn runner_set(config: &Config) -> std::io::Result<RunnerSet> {
+fn runner_set(
+    config: &Config,
+    environments: Arc<environments::EnvironmentCache>,
+) -> std::io::Result<RunnerSet> {
     let exe = std::env::current_exe()?;
     let base_env = worker::env::worker_environment(std::env::vars_os(), &config.worker_env);
     let command = worker::WorkerCommand::new(exe)
         .arg("worker")
         .arg("python")
         .with_base_env(base_env.clone());
-    let python = runner_python::PythonRunner::new(command.clone());
-    let limited: service::LimitedRunner = Arc::new(move |limits| {
-        Arc::new(runner_python::PythonRunner::new(
-            command.clone().with_limits(limits),
-        ))
-    });
+    // Python models' requirements go into the data folder's environment cache.
+    let python = runner_python::PythonRunner::new(command).with_environments(environments);
+    let limited: service::LimitedRunner = {
+        let python = python.clone();
+        Arc::new(move |limits| Arc::new(python.with_limits(limits)))
+    };
     let r = runner_r::RRunner::new().with_base_env(base_env);
     let r_limited: service::LimitedRunner = {
         let r = r.clone();

@@ -98,8 +98,55 @@ impl AllRecordsFunction {
     }
 }
 
+/// What preparing a model takes from the job or deployment that starts it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PrepareOptions {
+    /// Assets of the model, besides the language's own requirements file, that list the
+    /// libraries it needs (the "required libraries" role).
+    pub requirements_assets: Vec<String>,
+    /// Install the libraries without their version pins (`--ignore-pins`,
+    /// `relaxRequirements`).
+    pub relax_requirements: bool,
+}
+
+/// A model made ready to start: the spec its workers start from (an environment's
+/// packages on its import path) and what must be held while they run.
+pub struct Prepared {
+    pub model: ModelSpec,
+    /// Held, never read, until the model's workers are closed (a Python environment's
+    /// in-use lock, so the cache does not evict it).
+    pub guard: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("model", &self.model)
+            .field("guard", &self.guard.is_some())
+            .finish()
+    }
+}
+
 #[async_trait]
 pub trait Runner: Send + Sync {
+    /// Makes ready what `model` needs before any of its workers starts, once per job or
+    /// deployment; the pipeline starts workers from the returned spec and holds its guard
+    /// until they are closed. The default needs nothing. The Python runner installs the
+    /// model's requirements into a cached environment here; failures are
+    /// `Error::Prepare`.
+    async fn prepare(
+        &self,
+        model: &ModelSpec,
+        options: &PrepareOptions,
+        log: &Arc<dyn JobLog>,
+    ) -> Result<Prepared> {
+        let _ = (options, log);
+        Ok(Prepared {
+            model: model.clone(),
+            guard: None,
+        })
+    }
+
     /// Starts the model and calls its init. An init that raises gives
     /// `Error::ModelFailed`; a model that cannot load gives `Error::ModelLoad`.
     async fn start(&self, model: &ModelSpec, config: SessionConfig) -> Result<Box<dyn Session>>;

@@ -116,8 +116,9 @@ pub struct DeploySpec {
     pub batch_max: usize,
     /// Warm workers, each initialized before the deployment answers.
     pub workers: usize,
-    /// The model's own Python environment (its requirements), held while it is deployed.
-    pub environment: Option<environments::PreparedEnv>,
+    /// What its runner prepared for it (a Python model's environment), held while it is
+    /// deployed.
+    pub environment: Option<Box<dyn std::any::Any + Send + Sync>>,
     /// Per-record limits of its workers, and whether its runner enforces them.
     pub limits: worker::WorkerLimits,
     pub limits_enforced: bool,
@@ -143,7 +144,7 @@ pub struct Deployment {
     stop: Arc<Notify>,
     actors: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     pub workers: usize,
-    _environment: Option<environments::PreparedEnv>,
+    _environment: Option<Box<dyn std::any::Any + Send + Sync>>,
     pub limits: worker::WorkerLimits,
     pub limits_enforced: bool,
 }
