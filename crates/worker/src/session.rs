@@ -69,14 +69,6 @@ impl WorkerCommand {
         self
     }
 
-    /// Sets `cmd`'s environment: `base_env` (or the engine's), then `env` on top.
-    pub(crate) fn apply_env(&self, cmd: &mut tokio::process::Command) {
-        if let Some(base) = &self.base_env {
-            cmd.env_clear().envs(base.iter().map(|(k, v)| (k, v)));
-        }
-        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
-    }
-
     pub fn with_console(mut self, console: ConsoleLimits) -> Self {
         self.console = console;
         self

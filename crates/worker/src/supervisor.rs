@@ -94,7 +94,11 @@ impl WorkerProcess {
         let pairs: Vec<(RawFd, RawFd)> = placed.iter().map(|(f, n)| (f.as_raw_fd(), *n)).collect();
 
         let mut cmd = tokio::process::Command::new(&command.program);
-        command.apply_env(&mut cmd);
+        // The worker starts from `base_env` (or the engine's), then `env` on top.
+        if let Some(base) = &command.base_env {
+            cmd.env_clear().envs(base.iter().map(|(k, v)| (k, v)));
+        }
+        cmd.envs(command.env.iter().map(|(k, v)| (k, v)));
         cmd.args(&command.args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
