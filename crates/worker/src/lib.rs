@@ -35,5 +35,5 @@ pub use console::ConsoleLimits;
 pub use limits::WorkerLimits;
 pub use progress::ProgressPage;
 pub use serve::{serve, Context, WorkerBackend, PROTOCOL_FD};
-pub use session::{describe_exit, Broken, WorkerCommand, WorkerInfo, WorkerSession};
-pub use supervisor::{Death, WorkerProcess};
+pub use session::{WorkerCommand, WorkerInfo, WorkerSession};
+pub use supervisor::{describe_exit, Broken, Death, WorkerProcess};

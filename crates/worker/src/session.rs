@@ -3,9 +3,7 @@
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::os::fd::AsFd;
-use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +24,7 @@ use crate::protocol::{
     WireOutcome, PROTOCOL_VERSION,
 };
 use crate::serve::PROTOCOL_FD;
-use crate::supervisor::{spawn_error, WorkerProcess};
+use crate::supervisor::{spawn_error, Broken, WorkerProcess};
 
 /// How to start a worker process.
 #[derive(Clone, Debug, Default)]
@@ -94,46 +92,6 @@ pub struct WorkerInfo {
     pub facts: Vec<(String, String)>,
 }
 
-/// Why a worker session cannot go on; kept so every later call fails the same way (the
-/// error itself is not `Clone`). Shared with runners whose workers speak their own protocol.
-#[derive(Clone, Debug)]
-pub enum Broken {
-    Died {
-        reason: String,
-        last_record: Option<String>,
-    },
-    Protocol(String),
-    Limit {
-        limit: &'static str,
-        detail: String,
-        last_record: Option<String>,
-    },
-}
-
-impl Broken {
-    pub fn error(&self) -> Error {
-        match self {
-            Broken::Died {
-                reason,
-                last_record,
-            } => Error::WorkerDied {
-                reason: reason.clone(),
-                last_record: last_record.clone(),
-            },
-            Broken::Protocol(m) => Error::Protocol(m.clone()),
-            Broken::Limit {
-                limit,
-                detail,
-                last_record,
-            } => Error::LimitExceeded {
-                limit: (*limit).to_owned(),
-                detail: detail.clone(),
-                last_record: last_record.clone(),
-            },
-        }
-    }
-}
-
 /// A running worker process, speaking the protocol over a socket pair (its fd 3), with its
 /// stdout and stderr drained into the job's log. Dropping it kills the process.
 ///
@@ -165,49 +123,6 @@ impl std::fmt::Debug for WorkerSession {
             .field("broken", &self.broken)
             .finish_non_exhaustive()
     }
-}
-
-/// `exited with status 3`, `killed by signal 11 (SIGSEGV)`.
-pub fn describe_exit(status: ExitStatus) -> String {
-    if let Some(code) = status.code() {
-        return format!("exited with status {code}");
-    }
-    if let Some(sig) = status.signal() {
-        let core = if status.core_dumped() {
-            ", core dumped"
-        } else {
-            ""
-        };
-        return match signal_name(sig) {
-            Some(name) => format!("killed by signal {sig} ({name}{core})"),
-            None => format!("killed by signal {sig}{core}"),
-        };
-    }
-    format!("ended ({status})")
-}
-
-fn signal_name(sig: i32) -> Option<&'static str> {
-    Some(match sig {
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGINT => "SIGINT",
-        libc::SIGQUIT => "SIGQUIT",
-        libc::SIGILL => "SIGILL",
-        libc::SIGTRAP => "SIGTRAP",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGUSR1 => "SIGUSR1",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGUSR2 => "SIGUSR2",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGALRM => "SIGALRM",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGXCPU => "SIGXCPU",
-        libc::SIGXFSZ => "SIGXFSZ",
-        libc::SIGSYS => "SIGSYS",
-        _ => return None,
-    })
 }
 
 impl WorkerSession {

@@ -16,7 +16,8 @@
 
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::process::Stdio;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,7 +27,7 @@ use tokio::task::JoinHandle;
 use crate::console;
 use crate::limits::Watchdog;
 use crate::progress::{ProgressPage, PROGRESS_FD};
-use crate::session::{describe_exit, Broken, WorkerCommand};
+use crate::session::WorkerCommand;
 
 /// How long the console drains get to pass on the last lines of a finished worker.
 const DRAIN_GRACE: Duration = Duration::from_secs(1);
@@ -53,6 +54,46 @@ pub struct WorkerProcess {
     page: Arc<ProgressPage>,
     watchdog: Option<Watchdog>,
     batches: Batches,
+}
+
+/// Why a worker cannot go on; kept so every later call fails the same way (the
+/// error itself is not `Clone`). Shared with runners whose workers speak their own protocol.
+#[derive(Clone, Debug)]
+pub enum Broken {
+    Died {
+        reason: String,
+        last_record: Option<String>,
+    },
+    Protocol(String),
+    Limit {
+        limit: &'static str,
+        detail: String,
+        last_record: Option<String>,
+    },
+}
+
+impl Broken {
+    pub fn error(&self) -> Error {
+        match self {
+            Broken::Died {
+                reason,
+                last_record,
+            } => Error::WorkerDied {
+                reason: reason.clone(),
+                last_record: last_record.clone(),
+            },
+            Broken::Protocol(m) => Error::Protocol(m.clone()),
+            Broken::Limit {
+                limit,
+                detail,
+                last_record,
+            } => Error::LimitExceeded {
+                limit: (*limit).to_owned(),
+                detail: detail.clone(),
+                last_record: last_record.clone(),
+            },
+        }
+    }
 }
 
 /// How a worker ended, as [`WorkerProcess::death`] found it.
@@ -322,4 +363,47 @@ fn short(value: &Value) -> String {
         s.push_str("...");
     }
     s
+}
+
+/// `exited with status 3`, `killed by signal 11 (SIGSEGV)`.
+pub fn describe_exit(status: ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        return format!("exited with status {code}");
+    }
+    if let Some(sig) = status.signal() {
+        let core = if status.core_dumped() {
+            ", core dumped"
+        } else {
+            ""
+        };
+        return match signal_name(sig) {
+            Some(name) => format!("killed by signal {sig} ({name}{core})"),
+            None => format!("killed by signal {sig}{core}"),
+        };
+    }
+    format!("ended ({status})")
+}
+
+fn signal_name(sig: i32) -> Option<&'static str> {
+    Some(match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        libc::SIGSYS => "SIGSYS",
+        _ => return None,
+    })
 }
