@@ -406,7 +406,6 @@ fn run_prepared(
                 workers_explicit: args.workers.is_some(),
                 max_worker_restarts: args.max_worker_restarts,
                 worker_limits: args.record_timeout.is_some() || args.memory_limit.is_some(),
-                environments: Some(Arc::new(environment_cache(args))),
                 schemas,
                 show_rejected_records: args.show_rejected_records,
                 relax_requirements: args.ignore_pins,
@@ -427,7 +426,8 @@ fn run_prepared(
         let runner: Box<dyn runtime_core::Runner> = match p.model.language {
             Language::Python => Box::new(
                 python_runner(limits)
-                    .map_err(|e| format!("cannot find the engine's own executable: {e}"))?,
+                    .map_err(|e| format!("cannot find the engine's own executable: {e}"))?
+                    .with_environments(Arc::new(environment_cache(args))),
             ),
             Language::R => Box::new(runner_r::RRunner::new().with_limits(limits)),
         };

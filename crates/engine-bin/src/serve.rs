@@ -76,6 +76,14 @@ pub struct ServeArgs {
     /// Memory limit of each worker in MiB (`memoryLimitMib`, default 0: none).
     #[arg(long, value_name = "MIB")]
     pub memory_limit_mib: Option<u64>,
+    /// How many of the deployed model's workers that die are replaced
+    /// (`workerRestartBudget`, default: no bound).
+    #[arg(long, value_name = "N")]
+    pub worker_restart_budget: Option<u32>,
+    /// Longest wait between attempts to start a deployed model's worker that cannot start
+    /// (`workerRestartBackoffMaxMs`, default 5000).
+    #[arg(long, value_name = "MS")]
+    pub worker_restart_backoff_max_ms: Option<u64>,
     /// The engine's log level (trace, debug, info, warn, error).
     #[arg(long)]
     pub log_level: Option<String>,
@@ -172,6 +180,14 @@ fn flag_overrides(a: &ServeArgs) -> Result<Overrides, String> {
         a.job_record_timeout_ms.map(|v| v.to_string()),
     );
     put("memoryLimitMib", a.memory_limit_mib.map(|v| v.to_string()));
+    put(
+        "workerRestartBudget",
+        a.worker_restart_budget.map(|v| v.to_string()),
+    );
+    put(
+        "workerRestartBackoffMaxMs",
+        a.worker_restart_backoff_max_ms.map(|v| v.to_string()),
+    );
     Ok(o)
 }
 
@@ -222,19 +238,19 @@ pub fn serve(args: ServeArgs) -> i32 {
             return exit::ERROR;
         }
     };
-    let runners = match runner_set(&config) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("engine serve: cannot find the engine's own executable: {e}");
-            return exit::ERROR;
-        }
-    };
     let environments = Arc::new(crate::envcache::build(
         config.data_dir.join("environments"),
         5120,
         true,
         environments::Tool::Auto,
     ));
+    let runners = match runner_set(&config, environments.clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("engine serve: cannot find the engine's own executable: {e}");
+            return exit::ERROR;
+        }
+    };
     let deps = Deps {
         runners,
         environments: Some(environments),
@@ -276,19 +292,22 @@ pub fn serve(args: ServeArgs) -> i32 {
 /// The runners the service can use. Their workers start from the allow-listed part of
 /// the engine's environment (plus `workerEnv`), never the whole: the engine's token and
 /// secrets stay out of model code.
-fn runner_set(config: &Config) -> std::io::Result<RunnerSet> {
+fn runner_set(
+    config: &Config,
+    environments: Arc<environments::EnvironmentCache>,
+) -> std::io::Result<RunnerSet> {
     let exe = std::env::current_exe()?;
     let base_env = worker::env::worker_environment(std::env::vars_os(), &config.worker_env);
     let command = worker::WorkerCommand::new(exe)
         .arg("worker")
         .arg("python")
         .with_base_env(base_env.clone());
-    let python = runner_python::PythonRunner::new(command.clone());
-    let limited: service::LimitedRunner = Arc::new(move |limits| {
-        Arc::new(runner_python::PythonRunner::new(
-            command.clone().with_limits(limits),
-        ))
-    });
+    // Python models' requirements go into the data folder's environment cache.
+    let python = runner_python::PythonRunner::new(command).with_environments(environments);
+    let limited: service::LimitedRunner = {
+        let python = python.clone();
+        Arc::new(move |limits| Arc::new(python.with_limits(limits)))
+    };
     let r = runner_r::RRunner::new().with_base_env(base_env);
     let r_limited: service::LimitedRunner = {
         let r = r.clone();

@@ -18,6 +18,16 @@ const PYTHON_RUNNER: &str = "runner-python";
 /// The binary: the one crate allowed to read the environment and print.
 const BINARY: &str = "engine-bin";
 
+/// The one library file that starts worker processes: the supervisor, which runs every
+/// worker under the watchdog.
+const SUPERVISOR: &str = "crates/worker/src/supervisor.rs";
+/// Libraries that start processes which are not model workers, and why.
+const STARTS_NON_WORKERS: &[&str] = &[
+    // uv, pip and venv building an environment, under a timeout of their own; no model
+    // code runs in them.
+    "environments",
+];
+
 /// Dependencies a crate needs although its code never names them. Each is used only through
 /// a feature or another crate's macro; keep the reason next to it.
 /// Entries are (crate, dependency).
@@ -329,6 +339,32 @@ fn libraries_read_no_environment_and_print_nothing() {
     }
     report(
         "a library's src/ reads or changes the environment, or prints (only crates/engine-bin may)",
+        breaks,
+    );
+}
+
+#[test]
+fn only_the_supervisor_starts_worker_processes() {
+    let mut breaks = BTreeSet::new();
+    for c in crates()
+        .into_iter()
+        .filter(|c| c.name != BINARY && !STARTS_NON_WORKERS.contains(&c.name.as_str()))
+    {
+        for file in rust_files(&c.dir.join("src")) {
+            if rel(&file) == SUPERVISOR {
+                continue;
+            }
+            let src = Source::read(&file);
+            for pattern in ["process::Command", "Command::new", "fork("] {
+                for at in find_word(&src.code, pattern) {
+                    breaks.insert(format!("{}: {pattern}", src.at(at)));
+                }
+            }
+        }
+    }
+    report(
+        "a library starts a process outside the worker supervisor (every worker runs under \
+         its watchdog: use worker::WorkerProcess)",
         breaks,
     );
 }

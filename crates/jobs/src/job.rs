@@ -61,9 +61,6 @@ pub struct JobOptions {
     /// then kept until scored, so a record over a limit fails alone and a new worker scores
     /// the rest; without limits or restarts nothing is kept (no copy per record).
     pub worker_limits: bool,
-    /// Where Python models' requirements are installed; `None`: a model with requirements
-    /// fails (this runtime installs nothing).
-    pub environments: Option<Arc<environments::EnvironmentCache>>,
     /// The model's assets (top level of its working directory) installed with pip before it
     /// runs, besides `requirements.txt` (assets with the "required libraries" role).
     pub requirements_assets: Vec<String>,
@@ -90,7 +87,6 @@ impl Default for JobOptions {
             workers_explicit: false,
             max_worker_restarts: 0,
             worker_limits: false,
-            environments: None,
             requirements_assets: Vec::new(),
             schemas: schema::SlotSchemas::default(),
             show_rejected_records: false,

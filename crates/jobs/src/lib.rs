@@ -18,4 +18,4 @@ pub use job::{
     JobStatus, OutputReport, RecordProblem, SlotCounts,
 };
 pub use model_files::{materialize, LocatedModel, Materialized};
-pub use run::{prepare_environment, run_job};
+pub use run::run_job;

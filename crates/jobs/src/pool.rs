@@ -7,17 +7,17 @@
 //! A record that breaks a worker limit (time, memory) fails alone: the worker is replaced by
 //! a fresh one (loaded and initialized again) and the rest of its batch is scored there. A
 //! worker that dies on its own is treated the same way while the job's restart budget lasts
-//! (`max_worker_restarts`, 0 by default: the reference runtime fails the job). The records of
+//! (the job's [`RestartPolicy`](runtime_core::RestartPolicy), the one deployments use too;
+//! `max_worker_restarts`, 0 by default: the reference runtime fails the job). The records of
 //! the batch that came before the failed one are scored again by the new worker, since their
 //! outcomes died with the old one: a model with side effects sees them twice.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use runtime_core::{
-    Error as CoreError, JobLog, LogSource, ModelSpec, RecordFailure, Runner, ScoreItem,
+    Error as CoreError, JobLog, LogSource, ModelSpec, RecordFailure, Restarts, Runner, ScoreItem,
     ScoreOutcome, Session, SessionConfig, Slot,
 };
 
@@ -26,30 +26,11 @@ pub(crate) struct Recovery<'a> {
     pub runner: &'a dyn Runner,
     pub model: &'a ModelSpec,
     pub config: SessionConfig,
-    pub max_restarts: u32,
-    pub restarts: AtomicU32,
+    pub restarts: Restarts,
     pub log: Arc<dyn JobLog>,
     /// Whether a failed batch can be retried at all (its items are copied and kept for it,
     /// which costs a copy per record: only when limits or restarts can need it).
     pub enabled: bool,
-}
-
-impl Recovery<'_> {
-    fn may_restart(&self, error: &CoreError) -> bool {
-        match error {
-            CoreError::LimitExceeded { .. } => true,
-            CoreError::WorkerDied { .. } => {
-                let used = self.restarts.fetch_add(1, Ordering::Relaxed);
-                if used < self.max_restarts {
-                    true
-                } else {
-                    self.restarts.fetch_sub(1, Ordering::Relaxed);
-                    false
-                }
-            }
-            _ => false,
-        }
-    }
 }
 
 /// Scores `items`; with recovery enabled, a record that took its worker down is failed and
@@ -78,7 +59,7 @@ pub(crate) async fn score_batch(
                     .failed_seqno()
                     .and_then(|seq| todo.iter().position(|&i| items[i].seqno == seq));
                 let Some(at) = failed else { return Err(e) };
-                if !rc.may_restart(&e) {
+                if !rc.restarts.allow(&e) {
                     return Err(e);
                 }
                 let i = todo.remove(at);

@@ -4,13 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use runtime_core::{
-    AllRecordsFunction, Error as CoreError, JobLog, LogSource, OutRecord, Position, ReadItem,
-    RecordSink, Rejection, RejectionKind, Runner, ScoreItem, Session, SessionConfig, Slot, Value,
+    AllRecordsFunction, Error as CoreError, JobLog, LogSource, OutRecord, Position, PrepareOptions,
+    ReadItem, RecordSink, Rejection, RejectionKind, Runner, ScoreItem, Session, SessionConfig,
+    Slot, Value,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -120,23 +120,15 @@ pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> Job
         options.schemas.outputs.clear();
     }
 
-    // The model's own Python environment, held until its workers are closed.
-    let mut model = model;
-    let _environment = match prepare_environment(
-        &model,
-        options.environments.clone(),
-        &options.requirements_assets,
-        options.relax_requirements,
-        &log,
-    )
-    .await
-    {
-        Ok(Some(prepared)) => {
-            model.import_paths.insert(0, prepared.site_packages.clone());
-            Some(prepared)
-        }
-        Ok(None) => None,
-        Err(reason) => return state.finish_error(reason, None, Vec::new(), started),
+    // What the model needs before its workers start (its runner's own step: a Python
+    // model's requirements installed), held until its workers are closed.
+    let prepare = PrepareOptions {
+        requirements_assets: options.requirements_assets.clone(),
+        relax_requirements: options.relax_requirements,
+    };
+    let (model, _prepared) = match runner.prepare(&model, &prepare, &log).await {
+        Ok(prepared) => (prepared.model, prepared.guard),
+        Err(e) => return state.finish_error(e.to_string(), None, Vec::new(), started),
     };
 
     let config = SessionConfig {
@@ -190,8 +182,9 @@ pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> Job
         runner,
         model: &model,
         config,
-        max_restarts: options.max_worker_restarts,
-        restarts: AtomicU32::new(0),
+        restarts: runtime_core::Restarts::new(runtime_core::RestartPolicy::with_budget(Some(
+            options.max_worker_restarts,
+        ))),
         log: log.clone(),
         enabled: options.worker_limits || options.max_worker_restarts > 0,
     };
@@ -222,7 +215,7 @@ pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> Job
             (r, session)
         }
     };
-    let restarts = recovery.restarts.load(Ordering::Relaxed);
+    let restarts = recovery.restarts.deaths_replaced();
     if restarts > 0 {
         log.warn(
             LogSource::Engine,
@@ -359,79 +352,6 @@ async fn score_workers(
             1
         }
     }
-}
-
-/// Installs a Python model's requirements (`requirements.txt` and the other requirements
-/// assets at the top of its working directory) into its own cached environment. The same
-/// for batch jobs and deployments: put the result's `site_packages` first in the model's
-/// `import_paths` and hold it while the model's workers run. `relax` installs the same
-/// packages without their version pins.
-pub async fn prepare_environment(
-    model: &runtime_core::ModelSpec,
-    environments: Option<Arc<environments::EnvironmentCache>>,
-    requirements_assets: &[String],
-    relax: bool,
-    log: &Arc<dyn JobLog>,
-) -> Result<Option<environments::PreparedEnv>, String> {
-    if model.language != runtime_core::Language::Python {
-        return Ok(None);
-    }
-    let found = {
-        let work_dir = model.work_dir.clone();
-        let assets = requirements_assets.to_vec();
-        tokio::task::spawn_blocking(move || read_requirements(&work_dir, &assets))
-            .await
-            .map_err(|e| format!("reading the model's requirements failed: {e}"))??
-    };
-    let mut files = Vec::new();
-    for (name, mut content) in found {
-        if relax {
-            let (relaxed, names) = environments::relax_requirements(&content);
-            if !names.is_empty() {
-                log.warn(
-                    LogSource::Engine,
-                    format!(
-                        "{name}: installing without version pins, as asked: {}",
-                        names.join(", ")
-                    ),
-                );
-            }
-            content = relaxed;
-        }
-        files.push(environments::RequirementsFile { name, content });
-    }
-    if files.is_empty() {
-        return Ok(None);
-    }
-    let Some(cache) = environments else {
-        let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
-        return Err(format!(
-            "the model has requirements ({}) but this engine has no environment cache to install them into",
-            names.join(", ")
-        ));
-    };
-    let job_log = log.clone();
-    tokio::task::spawn_blocking(move || cache.prepare(&files, &*job_log))
-        .await
-        .map_err(|e| format!("installing the model's requirements failed: {e}"))?
-        .map_err(|e| format!("installing the model's requirements failed: {e}"))
-}
-
-/// The requirements files at the top of `work_dir` (`requirements.txt`, then `assets`), each
-/// once, with their text. Blocking.
-fn read_requirements(work_dir: &Path, assets: &[String]) -> Result<Vec<(String, String)>, String> {
-    let mut found: Vec<(String, String)> = Vec::new();
-    let names = std::iter::once("requirements.txt").chain(assets.iter().map(String::as_str));
-    for name in names {
-        let path = work_dir.join(name);
-        if found.iter().any(|(n, _)| n == name) || !path.is_file() {
-            continue;
-        }
-        let content = std::fs::read_to_string(&path)
-            .map_err(|e| format!("cannot read the model's requirements {name}: {e}"))?;
-        found.push((name.to_owned(), content));
-    }
-    Ok(found)
 }
 
 fn traceback_of(e: &CoreError) -> Option<String> {

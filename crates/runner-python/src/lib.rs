@@ -3,6 +3,8 @@
 //! - Engine side: [`PythonRunner`] implements [`runtime_core::Runner`] by spawning a worker
 //!   process (the engine's own binary with `worker python`, or the `python-worker` binary)
 //!   and speaking the `worker` protocol to it. pyo3 is not used in the engine process.
+//!   Its `prepare` step installs the model's requirements into a cached environment
+//!   ([`environment`]) put first on the model's import path.
 //! - Worker side: [`worker_main`] initializes the interpreter, loads the model as module
 //!   `__model` and serves requests until shutdown.
 //!
@@ -10,23 +12,57 @@
 
 mod backend;
 mod convert;
+mod environment;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use environments::EnvironmentCache;
 use pyo3::Python;
-use runtime_core::{Error, Language, ModelSpec, Result, Runner, Session, SessionConfig};
+use runtime_core::{
+    Error, JobLog, Language, ModelSpec, PrepareOptions, Prepared, Result, Runner, Session,
+    SessionConfig,
+};
 use worker::{WorkerCommand, WorkerSession};
 
 /// Starts Python models, each in a worker process started by `worker_command` (which must
 /// end up calling [`worker_main`]).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct PythonRunner {
     command: WorkerCommand,
+    /// Where models' requirements are installed; `None`: a model with requirements cannot
+    /// be prepared (this runner installs nothing).
+    environments: Option<Arc<EnvironmentCache>>,
+}
+
+impl std::fmt::Debug for PythonRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PythonRunner")
+            .field("command", &self.command)
+            .field("environments", &self.environments.is_some())
+            .finish()
+    }
 }
 
 impl PythonRunner {
     pub fn new(worker_command: WorkerCommand) -> Self {
         PythonRunner {
             command: worker_command,
+            environments: None,
+        }
+    }
+
+    /// Models' requirements are installed into `cache` before they start.
+    pub fn with_environments(mut self, cache: Arc<EnvironmentCache>) -> Self {
+        self.environments = Some(cache);
+        self
+    }
+
+    /// The same runner with its workers held to `limits`.
+    pub fn with_limits(&self, limits: worker::WorkerLimits) -> Self {
+        PythonRunner {
+            command: self.command.clone().with_limits(limits),
+            environments: self.environments.clone(),
         }
     }
 
@@ -49,6 +85,15 @@ impl PythonRunner {
 
 #[async_trait]
 impl Runner for PythonRunner {
+    async fn prepare(
+        &self,
+        model: &ModelSpec,
+        options: &PrepareOptions,
+        log: &Arc<dyn JobLog>,
+    ) -> Result<Prepared> {
+        environment::prepare(model, self.environments.clone(), options, log).await
+    }
+
     async fn start(&self, model: &ModelSpec, config: SessionConfig) -> Result<Box<dyn Session>> {
         Ok(Box::new(self.start_worker(model, config).await?))
     }

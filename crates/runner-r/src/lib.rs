@@ -8,8 +8,8 @@
 //!   32-bit length and one value in R's own serialization format ([`rds`]), which R reads
 //!   and writes in C; fd 4 is the worker crate's progress page, so a dying worker is
 //!   blamed on the exact record and a record running past its time limit is seen.
-//!   Supervision (spawn, console, exit, time and memory limits) is
-//!   [`worker::WorkerProcess`].
+//!   Supervision (spawn, console, exit, time and memory limits, the batches in flight) is
+//!   [`worker::WorkerProcess`], the supervisor every worker runs under.
 //!
 //! Model conventions and the value mapping are described in `docs/r-models.md`.
 

@@ -1,6 +1,6 @@
 //! The engine side of an R worker: requests and replies over pipes, supervision (and the
-//! per-record time and memory limits, read off the progress page the driver writes) by
-//! `worker::WorkerProcess`.
+//! per-record time and memory limits, read off the progress page the driver writes, and the
+//! batches in flight) by `worker::WorkerProcess`, the supervisor of every worker.
 
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::path::Path;
@@ -14,7 +14,7 @@ use runtime_core::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
-use worker::{Broken, ProgressPage, WorkerCommand, WorkerLimits, WorkerProcess};
+use worker::{Broken, WorkerCommand, WorkerLimits, WorkerProcess};
 
 use crate::rds::{self, RObj, RValue, Writer};
 
@@ -22,8 +22,6 @@ use crate::rds::{self, RObj, RValue, Writer};
 const EXIT_GRACE: Duration = Duration::from_secs(2);
 /// How long a worker gets to run `end` and exit.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// Longest rendering of a record in an error message.
-const RECORD_SHOWN: usize = 200;
 /// R reads a frame with one `readBin`, whose length is an R integer.
 const MAX_FRAME: usize = i32::MAX as usize;
 
@@ -32,11 +30,8 @@ pub struct RSession {
     process: WorkerProcess,
     requests: Option<pipe::Sender>,
     replies: pipe::Receiver,
-    page: Arc<ProgressPage>,
     log: Arc<dyn JobLog>,
     next_batch: u64,
-    /// The batch being scored: its number and items, to name a record on death.
-    scoring: Option<(u64, Vec<ScoreItem>)>,
     failed_seqno: Option<u64>,
     broken: Option<Broken>,
     body: Vec<u8>,
@@ -87,19 +82,6 @@ fn request(fields: &[(&str, Field<'_>)]) -> Vec<u8> {
         Field::Strs(v) => w.strings(v.iter().map(|s| Some(*s))),
     });
     w.finish()
-}
-
-fn short(value: &Value) -> String {
-    let mut s = value.to_string();
-    if s.len() > RECORD_SHOWN {
-        let mut cut = RECORD_SHOWN;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push_str("...");
-    }
-    s
 }
 
 fn string_field(v: &RValue, name: &str) -> String {
@@ -186,14 +168,10 @@ impl RSession {
         let cannot = "cannot start the R worker";
         let (req_child, req_engine) = pipe_pair().map_err(io(cannot))?;
         let (rep_engine, rep_child) = pipe_pair().map_err(io(cannot))?;
-        let page = Arc::new(ProgressPage::create().map_err(io(cannot))?);
-        let page_fd = page
-            .borrow_fd()
-            .ok_or_else(|| Error::Protocol("the progress page has no fd".into()))?;
+        // Requests on fd 3, replies on fd 5; the supervisor puts the progress page at 4.
         let process = WorkerProcess::spawn(
             &command,
-            &[(req_child.as_fd(), 3), (page_fd, 4), (rep_child.as_fd(), 5)],
-            Some(page.clone()),
+            &[(req_child.as_fd(), 3), (rep_child.as_fd(), 5)],
             config.log.clone(),
         )?;
         drop(req_child);
@@ -205,10 +183,8 @@ impl RSession {
             process,
             requests: Some(requests),
             replies,
-            page,
             log: config.log.clone(),
             next_batch: 1,
-            scoring: None,
             failed_seqno: None,
             broken: None,
             body: Vec::with_capacity(1 << 16),
@@ -378,40 +354,13 @@ impl RSession {
             return b.error();
         }
         self.requests = None;
-        let reason = self.process.end_reason(EXIT_GRACE).await;
-        let last_record = self.last_record(self.process.limit_position());
-        let b = self
-            .process
-            .limit_broken(last_record.clone())
-            .unwrap_or(Broken::Died {
-                reason,
-                last_record,
-            });
-        let e = b.error();
-        self.broken = Some(b);
-        e
-    }
-
-    /// The record in flight (from the progress page, or `at` when the watchdog saw it).
-    fn last_record(&mut self, at: Option<(u64, u64)>) -> Option<String> {
-        let (batch, items) = self.scoring.as_ref()?;
-        let (page_batch, index) = at.unwrap_or_else(|| self.page.read());
-        if page_batch == *batch {
-            if let Some(item) = index.checked_sub(1).and_then(|i| items.get(i as usize)) {
-                self.failed_seqno = Some(item.seqno);
-                return Some(format!(
-                    "seqno {} on slot {}: {}",
-                    item.seqno,
-                    item.slot,
-                    short(&item.value)
-                ));
-            }
+        let death = self.process.death(EXIT_GRACE).await;
+        if death.seqno.is_some() {
+            self.failed_seqno = death.seqno;
         }
-        let (first, last) = (items.first()?, items.last()?);
-        Some(format!(
-            "one of seqno {}..={} (between records)",
-            first.seqno, last.seqno
-        ))
+        let e = death.broken.error();
+        self.broken = Some(death.broken);
+        e
     }
 
     /// A score request; a batch of a record-set slot goes as one data.frame (`frame`)
@@ -466,18 +415,10 @@ impl Session for RSession {
         self.next_batch += 1;
         let body = self.score_request(id, &batch);
         let n = batch.len();
-        if let Some(first) = batch.first() {
-            let consecutive = batch
-                .iter()
-                .enumerate()
-                .all(|(i, item)| item.seqno == first.seqno + i as u64);
-            self.process.batch_started(id, first.seqno, consecutive);
-        }
-        self.scoring = Some((id, batch));
+        self.process.batch_started(id, batch);
         let reply = self.call(body).await;
         self.process.batch_done(id);
         let reply = reply?;
-        self.scoring = None;
         let status: Vec<i32> = match reply.field("status").map(|s| &s.obj) {
             Some(RObj::Logical(s)) => s.clone(),
             _ => Vec::new(),

@@ -77,6 +77,15 @@ pub enum Error {
     #[error("cancelled: {0}")]
     Cancelled(String),
 
+    /// What a model needs before its workers start could not be made ready (a Python
+    /// model's requirements did not install). `reason` is the whole message.
+    #[error("{reason}")]
+    Prepare {
+        reason: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+
     /// The worker and the engine disagree on the protocol.
     #[error("worker protocol error: {0}")]
     Protocol(String),

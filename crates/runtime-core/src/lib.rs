@@ -22,7 +22,7 @@ pub use log::{utc_timestamp, utc_timestamp_ms, JobLog, Level, LogLine, LogSource
 pub use model::{EntryPoints, ExplicitNames, Language, SmartComments};
 pub use record::{Position, ReadItem, Record, Rejection, RejectionKind, Slot};
 pub use runner::{
-    AllRecordsFunction, InitContext, ModelSpec, RecordFailure, Runner, ScoreItem, ScoreOutcome,
-    Session, SessionConfig,
+    AllRecordsFunction, Backoff, InitContext, ModelSpec, PrepareOptions, Prepared, RecordFailure,
+    RestartPolicy, Restarts, Runner, ScoreItem, ScoreOutcome, Session, SessionConfig,
 };
 pub use value::{Map, Value};

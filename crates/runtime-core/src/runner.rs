@@ -3,11 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::log::JobLog;
 use crate::model::{EntryPoints, Language};
 use crate::record::Slot;
@@ -96,8 +98,55 @@ impl AllRecordsFunction {
     }
 }
 
+/// What preparing a model takes from the job or deployment that starts it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PrepareOptions {
+    /// Assets of the model, besides the language's own requirements file, that list the
+    /// libraries it needs (the "required libraries" role).
+    pub requirements_assets: Vec<String>,
+    /// Install the libraries without their version pins (`--ignore-pins`,
+    /// `relaxRequirements`).
+    pub relax_requirements: bool,
+}
+
+/// A model made ready to start: the spec its workers start from (an environment's
+/// packages on its import path) and what must be held while they run.
+pub struct Prepared {
+    pub model: ModelSpec,
+    /// Held, never read, until the model's workers are closed (a Python environment's
+    /// in-use lock, so the cache does not evict it).
+    pub guard: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("model", &self.model)
+            .field("guard", &self.guard.is_some())
+            .finish()
+    }
+}
+
 #[async_trait]
 pub trait Runner: Send + Sync {
+    /// Makes ready what `model` needs before any of its workers starts, once per job or
+    /// deployment; the pipeline starts workers from the returned spec and holds its guard
+    /// until they are closed. The default needs nothing. The Python runner installs the
+    /// model's requirements into a cached environment here; failures are
+    /// `Error::Prepare`.
+    async fn prepare(
+        &self,
+        model: &ModelSpec,
+        options: &PrepareOptions,
+        log: &Arc<dyn JobLog>,
+    ) -> Result<Prepared> {
+        let _ = (options, log);
+        Ok(Prepared {
+            model: model.clone(),
+            guard: None,
+        })
+    }
+
     /// Starts the model and calls its init. An init that raises gives
     /// `Error::ModelFailed`; a model that cannot load gives `Error::ModelLoad`.
     async fn start(&self, model: &ModelSpec, config: SessionConfig) -> Result<Box<dyn Session>>;
@@ -124,5 +173,152 @@ pub trait Session: Send {
     /// go on with a new session.
     fn failed_seqno(&self) -> Option<u64> {
         None
+    }
+}
+
+/// How the sessions of a job or a deployment are replaced when their worker goes: one
+/// policy for both. A worker the watchdog killed for breaking a limit (time, memory) is
+/// always replaced, the record it was on failing alone; one that died on its own counts
+/// against `budget`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RestartPolicy {
+    /// How many workers that died may be replaced; `None`: no bound.
+    pub budget: Option<u32>,
+    /// The wait before starting a worker again after a start failed.
+    pub backoff: Backoff,
+}
+
+/// A wait that starts at `first` and doubles after each failure in a row, up to `max`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    pub first: Duration,
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            first: Duration::from_millis(100),
+            max: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait after `failures` failures in a row (at least one).
+    pub fn delay(&self, failures: u32) -> Duration {
+        let doubled = self
+            .first
+            .saturating_mul(1u32 << failures.saturating_sub(1).min(20));
+        doubled.min(self.max)
+    }
+}
+
+impl RestartPolicy {
+    /// A policy with `budget` and the default backoff.
+    pub fn with_budget(budget: Option<u32>) -> Self {
+        RestartPolicy {
+            budget,
+            backoff: Backoff::default(),
+        }
+    }
+}
+
+/// What a [`RestartPolicy`] has allowed so far, shared by the sessions of one job or one
+/// deployment.
+#[derive(Debug)]
+pub struct Restarts {
+    policy: RestartPolicy,
+    used: AtomicU32,
+    failed_starts: AtomicU32,
+}
+
+impl Restarts {
+    pub fn new(policy: RestartPolicy) -> Self {
+        Restarts {
+            policy,
+            used: AtomicU32::new(0),
+            failed_starts: AtomicU32::new(0),
+        }
+    }
+
+    pub fn policy(&self) -> &RestartPolicy {
+        &self.policy
+    }
+
+    /// Whether a session that failed with `error` may be replaced: always for a broken
+    /// limit, for a worker that died while the budget lasts (using one), never for other
+    /// errors.
+    pub fn allow(&self, error: &Error) -> bool {
+        match error {
+            Error::LimitExceeded { .. } => true,
+            Error::WorkerDied { .. } => {
+                let budget = self.policy.budget.unwrap_or(u32::MAX);
+                self.used
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                        (used < budget).then_some(used + 1)
+                    })
+                    .is_ok()
+            }
+            _ => false,
+        }
+    }
+
+    /// How many workers that died were allowed a replacement.
+    pub fn deaths_replaced(&self) -> u32 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// A worker started: the backoff starts over.
+    pub fn started(&self) {
+        self.failed_starts.store(0, Ordering::Relaxed);
+    }
+
+    /// A worker could not start: how long to wait before trying again.
+    pub fn start_failed(&self) -> Duration {
+        let failures = self.failed_starts.fetch_add(1, Ordering::Relaxed) + 1;
+        self.policy.backoff.delay(failures)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn died() -> Error {
+        Error::WorkerDied {
+            reason: "exited with status 1".into(),
+            last_record: None,
+        }
+    }
+
+    #[test]
+    fn a_budget_counts_deaths_and_limits_are_always_replaced() {
+        let r = Restarts::new(RestartPolicy::with_budget(Some(1)));
+        let limit = Error::LimitExceeded {
+            limit: "time".into(),
+            detail: String::new(),
+            last_record: None,
+        };
+        assert!(r.allow(&limit));
+        assert!(r.allow(&died()));
+        assert!(!r.allow(&died()));
+        assert!(r.allow(&limit));
+        assert!(!r.allow(&Error::Protocol("out of step".into())));
+        let unbounded = Restarts::new(RestartPolicy::with_budget(None));
+        assert!((0..100).all(|_| unbounded.allow(&died())));
+        assert_eq!(unbounded.deaths_replaced(), 100);
+        assert_eq!(r.deaths_replaced(), 1);
+    }
+
+    #[test]
+    fn the_backoff_doubles_to_its_bound_and_starts_over() {
+        let r = Restarts::new(RestartPolicy::with_budget(None));
+        let waits: Vec<u64> = (0..8)
+            .map(|_| r.start_failed().as_millis() as u64)
+            .collect();
+        assert_eq!(waits, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
+        r.started();
+        assert_eq!(r.start_failed(), Duration::from_millis(100));
     }
 }

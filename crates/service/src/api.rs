@@ -1729,30 +1729,27 @@ async fn start_deployment(
             return Err(err);
         }
     };
-    // The same environment logic as a batch job's: the model's requirements installed.
+    // The same preparation as a batch job's, by the model's runner (a Python model's
+    // requirements installed).
     let mut prepared = prepared;
     let job_log: Arc<dyn runtime_core::JobLog> = log.clone();
-    let environment = match jobs::prepare_environment(
-        &prepared.spec,
-        e.deps.environments.clone(),
-        &[],
-        false,
-        &job_log,
-    )
-    .await
+    let environment = match runner
+        .prepare(
+            &prepared.spec,
+            &runtime_core::PrepareOptions::default(),
+            &job_log,
+        )
+        .await
     {
-        Ok(env) => env,
-        Err(reason) => {
+        Ok(ready) => {
+            prepared.spec = ready.model;
+            ready.guard
+        }
+        Err(err) => {
             remove_dir(dir).await;
-            return Err(Error::BadRequest(reason));
+            return Err(Error::BadRequest(err.to_string()));
         }
     };
-    if let Some(env) = &environment {
-        prepared
-            .spec
-            .import_paths
-            .insert(0, env.site_packages.clone());
-    }
     let spec = DeploySpec {
         id,
         name: model.name.clone(),
@@ -1778,6 +1775,7 @@ async fn start_deployment(
         environment,
         limits,
         limits_enforced,
+        restart: e.config.limits.restart_policy(),
     };
     if spec.model.entry_points.score.is_none() {
         remove_dir(dir).await;

@@ -26,6 +26,13 @@ pub struct Limits {
     /// The largest resident set of one worker, deployed or of a job, in MiB
     /// (`memoryLimitMib`); documents may set their own.
     pub memory_limit_mib: u64,
+    /// How many of a deployed model's workers that died on their own are replaced
+    /// (`workerRestartBudget`); `None`, the default: no bound. Workers killed for breaking
+    /// a limit are always replaced.
+    pub worker_restart_budget: Option<u32>,
+    /// The longest wait between two attempts to start a deployed model's worker that
+    /// cannot start (`workerRestartBackoffMaxMs`); the wait starts at 100 ms and doubles.
+    pub worker_restart_backoff_max_ms: u64,
 }
 
 impl Default for Limits {
@@ -34,15 +41,22 @@ impl Default for Limits {
             record_timeout_ms: 60_000,
             job_record_timeout_ms: 600_000,
             memory_limit_mib: 0,
+            worker_restart_budget: None,
+            worker_restart_backoff_max_ms: 5_000,
         }
     }
 }
 
 /// Environment variables of the limits, and the key each one sets.
-pub const LIMIT_ENV_KEYS: [(&str, &str); 3] = [
+pub const LIMIT_ENV_KEYS: [(&str, &str); 5] = [
     ("ENGINE_RECORD_TIMEOUT_MS", "recordTimeoutMs"),
     ("ENGINE_JOB_RECORD_TIMEOUT_MS", "jobRecordTimeoutMs"),
     ("ENGINE_MEMORY_LIMIT_MIB", "memoryLimitMib"),
+    ("ENGINE_WORKER_RESTART_BUDGET", "workerRestartBudget"),
+    (
+        "ENGINE_WORKER_RESTART_BACKOFF_MAX_MS",
+        "workerRestartBackoffMaxMs",
+    ),
 ];
 
 impl Limits {
@@ -52,6 +66,8 @@ impl Limits {
             "recordTimeoutMs" => self.record_timeout_ms = number(key, v)?,
             "jobRecordTimeoutMs" => self.job_record_timeout_ms = number(key, v)?,
             "memoryLimitMib" => self.memory_limit_mib = number(key, v)?,
+            "workerRestartBudget" => self.worker_restart_budget = Some(number(key, v)?),
+            "workerRestartBackoffMaxMs" => self.worker_restart_backoff_max_ms = number(key, v)?,
             _ => return Ok(false),
         }
         Ok(true)
@@ -66,6 +82,25 @@ impl Limits {
         }
         if let Some(v) = fc.memory_limit_mib {
             self.memory_limit_mib = v;
+        }
+        if let Some(v) = fc.worker_restart_budget {
+            self.worker_restart_budget = Some(v);
+        }
+        if let Some(v) = fc.worker_restart_backoff_max_ms {
+            self.worker_restart_backoff_max_ms = v;
+        }
+    }
+
+    /// How a deployed model's workers are replaced: the restart budget and backoff.
+    pub fn restart_policy(&self) -> runtime_core::RestartPolicy {
+        let max = std::time::Duration::from_millis(self.worker_restart_backoff_max_ms);
+        let backoff = runtime_core::Backoff::default();
+        runtime_core::RestartPolicy {
+            budget: self.worker_restart_budget,
+            backoff: runtime_core::Backoff {
+                first: backoff.first.min(max),
+                max,
+            },
         }
     }
 
@@ -344,6 +379,8 @@ struct FileConfig {
     record_timeout_ms: Option<u64>,
     job_record_timeout_ms: Option<u64>,
     memory_limit_mib: Option<u64>,
+    worker_restart_budget: Option<u32>,
+    worker_restart_backoff_max_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -989,5 +1026,25 @@ mod tests {
         assert!(e.to_string().contains("allowedPaths"), "{e}");
         let e = Config::load(None, &[layer(&[("maxRequestBytes", "10")])]).unwrap_err();
         assert!(e.to_string().contains("maxRequestBytes"), "{e}");
+    }
+
+    #[test]
+    fn the_restart_policy_is_read_from_every_layer() {
+        let policy = Config::load(None, &[]).unwrap().limits.restart_policy();
+        assert_eq!(policy.budget, None);
+        assert_eq!(policy.backoff.max, std::time::Duration::from_secs(5));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("application.json");
+        std::fs::write(&file, r#"{"workerRestartBudget": 3}"#).unwrap();
+        let env = overrides_from_env(|k| {
+            (k == "ENGINE_WORKER_RESTART_BACKOFF_MAX_MS").then(|| "50".into())
+        });
+        let cfg = Config::load(Some(&file), &[env]).unwrap();
+        let policy = cfg.limits.restart_policy();
+        assert_eq!(policy.budget, Some(3));
+        assert_eq!(policy.backoff.max, std::time::Duration::from_millis(50));
+        assert_eq!(policy.backoff.first, std::time::Duration::from_millis(50));
+        let cfg = Config::load(None, &[layer(&[("workerRestartBudget", "0")])]).unwrap();
+        assert_eq!(cfg.limits.restart_policy().budget, Some(0));
     }
 }

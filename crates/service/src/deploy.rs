@@ -5,7 +5,8 @@
 //! `score_batch_max`), so concurrency costs no extra round trips and no waiting for a
 //! batch to fill. A full queue refuses new requests (503) instead of growing. A worker
 //! that dies fails the requests of its batch with a clear error and is restarted and
-//! re-initialized before the next batch.
+//! re-initialized before the next batch, under the deployment's
+//! [`RestartPolicy`](runtime_core::RestartPolicy) (the one batch jobs use too).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,8 +16,8 @@ use std::time::Duration;
 
 use codecs::Encoding;
 use runtime_core::{
-    JobLog, LogSource, ModelSpec, RecordFailure, Runner, ScoreItem, Session, SessionConfig, Slot,
-    Value,
+    JobLog, LogSource, ModelSpec, RecordFailure, RestartPolicy, Restarts, Runner, ScoreItem,
+    Session, SessionConfig, Slot, Value,
 };
 use tokio::sync::{mpsc, oneshot, Notify};
 
@@ -25,8 +26,6 @@ use crate::joblog::RingLog;
 
 /// How long an undeployed or stopping model gets to run its `end` and exit.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(10);
-/// Longest wait between two attempts to restart a worker that cannot start.
-const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WorkerState {
@@ -117,11 +116,14 @@ pub struct DeploySpec {
     pub batch_max: usize,
     /// Warm workers, each initialized before the deployment answers.
     pub workers: usize,
-    /// The model's own Python environment (its requirements), held while it is deployed.
-    pub environment: Option<environments::PreparedEnv>,
+    /// What its runner prepared for it (a Python model's environment), held while it is
+    /// deployed.
+    pub environment: Option<Box<dyn std::any::Any + Send + Sync>>,
     /// Per-record limits of its workers, and whether its runner enforces them.
     pub limits: worker::WorkerLimits,
     pub limits_enforced: bool,
+    /// How its workers are replaced when they die or break a limit.
+    pub restart: RestartPolicy,
 }
 
 pub struct Deployment {
@@ -142,7 +144,7 @@ pub struct Deployment {
     stop: Arc<Notify>,
     actors: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     pub workers: usize,
-    _environment: Option<environments::PreparedEnv>,
+    _environment: Option<Box<dyn std::any::Any + Send + Sync>>,
     pub limits: worker::WorkerLimits,
     pub limits_enforced: bool,
 }
@@ -213,6 +215,7 @@ impl Deployment {
         let stop = Arc::new(Notify::new());
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         let seqno = Arc::new(AtomicU64::new(0));
+        let restarts = Arc::new(Restarts::new(spec.restart));
         let handles = sessions
             .into_iter()
             .map(|session| {
@@ -225,6 +228,8 @@ impl Deployment {
                     state: state.clone(),
                     batch_max: spec.batch_max.max(1),
                     seqno: seqno.clone(),
+                    restarts: restarts.clone(),
+                    given_up: None,
                 };
                 tokio::spawn(actor.run(session, rx.clone(), stop.clone()))
             })
@@ -370,6 +375,10 @@ struct Actor {
     batch_max: usize,
     /// Shared by the deployment's workers: seqno counts every request.
     seqno: Arc<AtomicU64>,
+    /// The deployment's restart policy and what it allowed, shared by its workers.
+    restarts: Arc<Restarts>,
+    /// Why this worker is no longer replaced (the restart budget is spent).
+    given_up: Option<String>,
 }
 
 impl Actor {
@@ -386,7 +395,6 @@ impl Actor {
         stop: Arc<Notify>,
     ) {
         let mut session = Some(first);
-        let mut backoff = Duration::from_millis(100);
         let mut stopping = false;
         loop {
             // One worker at a time takes what is waiting; the others wait for the queue.
@@ -415,18 +423,20 @@ impl Actor {
             if batch.is_empty() {
                 continue;
             }
+            if let (None, Some(why)) = (&session, &self.given_up) {
+                for r in batch {
+                    let _ = r.reply.send(Err(Refusal::Unavailable(why.clone())));
+                }
+                continue;
+            }
             if session.is_none() {
                 match self.restart().await {
-                    Ok(s) => {
-                        session = Some(s);
-                        backoff = Duration::from_millis(100);
-                    }
+                    Ok(s) => session = Some(s),
                     Err(why) => {
                         for r in batch {
                             let _ = r.reply.send(Err(Refusal::Unavailable(why.clone())));
                         }
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
+                        tokio::time::sleep(self.restarts.start_failed()).await;
                         continue;
                     }
                 }
@@ -521,6 +531,19 @@ impl Actor {
                 }
                 _ => Refusal::Unavailable(format!("{e}; the worker is being restarted")),
             };
+            if !self.restarts.allow(&e) && matches!(e, runtime_core::Error::WorkerDied { .. }) {
+                let budget = self.restarts.policy().budget.unwrap_or_default();
+                let why = format!(
+                    "{e}; the worker is not replaced: {budget} restart(s) of the deployed \
+                     model's workers were allowed and all are spent"
+                );
+                self.log.error(LogSource::Engine, why.clone());
+                self.counters.problem(&why);
+                self.set_state(WorkerState::Failed(why.clone()));
+                self.fail(pending, |_| Refusal::Unavailable(why.clone()));
+                self.given_up = Some(why);
+                return None;
+            }
             let why = format!("{e}; the worker is being replaced");
             self.log.error(LogSource::Engine, why.clone());
             self.counters.problem(&why);
@@ -575,6 +598,7 @@ impl Actor {
         );
         match self.runner.start(&self.model, self.config.clone()).await {
             Ok(s) => {
+                self.restarts.started();
                 self.set_state(WorkerState::Ready);
                 self.log.info(
                     LogSource::Engine,

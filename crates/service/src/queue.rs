@@ -439,12 +439,10 @@ impl JobQueue {
             let stored = row.document.clone();
             let batch_size = self.batch_size;
             let control = control.clone();
-            let environments = self.environments.clone();
             tokio::task::spawn_blocking(move || {
                 let raw = crate::document::raw_json(&stored)?;
                 build_job(&spec, &dir, raw, batch_size, control, log.as_ref()).map(
                     |(mut job, places, train)| {
-                        job.options.environments = environments;
                         // A record over a limit fails alone; a new worker scores the rest.
                         job.options.worker_limits = limited;
                         (job, places, train)

@@ -1,16 +1,19 @@
 //! Model workers: the process that runs a model's code away from the engine.
 //!
 //! - [`protocol`]: the framed MessagePack messages engine and worker exchange.
-//! - [`WorkerSession`] (engine side): spawns a worker from a [`WorkerCommand`] with the
-//!   protocol socket as its fd 3 and a shared [progress page](progress) as its fd 4, drains
-//!   its stdout/stderr into the job's log, and implements [`runtime_core::Session`]. A
-//!   worker that dies surfaces as `Error::WorkerDied` naming the record it was scoring.
+//! - [`supervisor`]: the one spawn and supervision path of every worker, whatever it speaks:
+//!   [`WorkerProcess`] starts a [`WorkerCommand`] in a process group of its own with the
+//!   lifeline, the base environment, the caller's fds and the shared [progress page](progress)
+//!   as fd 4; drains its stdout/stderr into the job's log (lines capped); runs the watchdog
+//!   (per-record timeout, memory limit); keeps the batches in flight; and reports a death as
+//!   `Error::WorkerDied` (or `Error::LimitExceeded`) naming the record it was on.
+//! - [`WorkerSession`] (engine side): a [`WorkerProcess`] with the protocol socket as its
+//!   fd 3, implementing [`runtime_core::Session`].
 //! - [`serve`] (worker side): the request loop a worker runs, dispatching to the language
 //!   runner's [`WorkerBackend`].
 //!
-//! - [`WorkerProcess`]: the same supervision (spawn with chosen fds, console draining,
-//!   exit reporting, kill on drop, and the limits' watchdog when it is given the progress
-//!   page) for a worker speaking a protocol of its own.
+//! - Runners whose worker speaks a protocol of its own (the R runner, over pipes) use
+//!   [`WorkerProcess`] directly.
 //!
 //! - [`env`]: the environment a worker starts from (an allow-list of the engine's, so its
 //!   token and secrets stay out of model code).
@@ -22,15 +25,15 @@ mod console;
 pub mod env;
 mod lifeline;
 mod limits;
-pub mod process;
 pub mod progress;
 pub mod protocol;
 mod serve;
 mod session;
+pub mod supervisor;
 
 pub use console::ConsoleLimits;
 pub use limits::WorkerLimits;
-pub use process::WorkerProcess;
 pub use progress::ProgressPage;
 pub use serve::{serve, Context, WorkerBackend, PROTOCOL_FD};
-pub use session::{describe_exit, Broken, WorkerCommand, WorkerInfo, WorkerSession};
+pub use session::{WorkerCommand, WorkerInfo, WorkerSession};
+pub use supervisor::{describe_exit, Broken, Death, WorkerProcess};

@@ -14,6 +14,7 @@ use runtime_core::{JobLog, LogSource};
 use tokio::task::JoinHandle;
 
 use crate::progress::ProgressPage;
+use crate::supervisor::Batches;
 
 /// Limits of one worker. `None` is no limit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -37,10 +38,6 @@ impl WorkerLimits {
         !self.is_none() || self.slow_record_warning.is_some()
     }
 }
-
-/// The first seqno of each batch in flight, so the watchdog can name the record it sees on
-/// the progress page: `(batch, first seqno, consecutive)`.
-pub(crate) type BatchSeqnos = Arc<Mutex<std::collections::VecDeque<(u64, u64, bool)>>>;
 
 /// Which limit a worker broke.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,7 +98,7 @@ impl Watchdog {
         pid: u32,
         page: Arc<ProgressPage>,
         log: Arc<dyn JobLog>,
-        seqnos: BatchSeqnos,
+        batches: Batches,
     ) -> Option<Watchdog> {
         if !limits.watches() || pid == 0 {
             return None;
@@ -137,7 +134,7 @@ impl Watchdog {
                             format!(
                                 "{} has been running for {} s and is not limited (a record \
                                  timeout would stop it)",
-                                name_record(&seqnos, now),
+                                name_record(&batches, now),
                                 running.as_secs()
                             ),
                         );
@@ -190,17 +187,14 @@ impl Drop for Watchdog {
 }
 
 /// `record seqno 7 (record 3 of batch 2)`, or without the seqno when it is not known.
-fn name_record(seqnos: &BatchSeqnos, (batch, index): (u64, u64)) -> String {
-    let first = seqnos.lock().ok().and_then(|s| {
-        s.iter()
-            .find(|(b, _, consecutive)| *b == batch && *consecutive)
-            .map(|(_, first, _)| *first)
+fn name_record(batches: &Batches, (batch, index): (u64, u64)) -> String {
+    let seqno = batches.lock().ok().and_then(|b| {
+        let f = b.iter().find(|f| f.id == batch)?;
+        let i = usize::try_from(index.checked_sub(1)?).ok()?;
+        f.items.get(i).map(|item| item.seqno)
     });
-    match first {
-        Some(first) => format!(
-            "record seqno {} (record {index} of batch {batch})",
-            first + index - 1
-        ),
+    match seqno {
+        Some(seqno) => format!("record seqno {seqno} (record {index} of batch {batch})"),
         None => format!("record {index} of batch {batch}"),
     }
 }

@@ -2,16 +2,14 @@
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::process::ExitStatusExt;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
-use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use runtime_core::{
-    AllRecordsFunction, Error, InitContext, JobLog, Level, LogLine, LogSource, ModelSpec, Result,
+    AllRecordsFunction, Error, InitContext, JobLog, LogLine, LogSource, ModelSpec, Result,
     ScoreItem, ScoreOutcome, Session, SessionConfig, Slot, Value,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -19,14 +17,14 @@ use tokio::net::unix::OwnedReadHalf;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::console::{self, ConsoleLimits};
-use crate::limits::{BatchSeqnos, Watchdog, WorkerLimits};
-use crate::progress::{ProgressPage, PROGRESS_FD};
+use crate::console::ConsoleLimits;
+use crate::limits::WorkerLimits;
 use crate::protocol::{
     decode_body, encode_frame, frame_len, FromWorker, ItemsRef, LoadSpec, ToWorkerRef, WireInit,
     WireOutcome, PROTOCOL_VERSION,
 };
 use crate::serve::PROTOCOL_FD;
+use crate::supervisor::{spawn_error, Broken, WorkerProcess};
 
 /// How to start a worker process.
 #[derive(Clone, Debug, Default)]
@@ -69,14 +67,6 @@ impl WorkerCommand {
         self
     }
 
-    /// Sets `cmd`'s environment: `base_env` (or the engine's), then `env` on top.
-    pub(crate) fn apply_env(&self, cmd: &mut tokio::process::Command) {
-        if let Some(base) = &self.base_env {
-            cmd.env_clear().envs(base.iter().map(|(k, v)| (k, v)));
-        }
-        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
-    }
-
     pub fn with_console(mut self, console: ConsoleLimits) -> Self {
         self.console = console;
         self
@@ -87,16 +77,12 @@ impl WorkerCommand {
 const EXIT_GRACE: Duration = Duration::from_secs(2);
 /// How long a shutting-down worker gets to run `end` and exit.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// How long the console drains get to pass on the last lines of a finished worker.
-const DRAIN_GRACE: Duration = Duration::from_secs(1);
 /// A scored batch goes to the worker in this many chunks, two in flight.
 const SCORE_CHUNKS: usize = 4;
 /// Batches smaller than this go as one chunk: a frame each way costs more than it saves.
 const MIN_SCORE_CHUNK: usize = 128;
 /// How long the frames a worker wrote just before it died are waited for.
 const LAST_WORDS: Duration = Duration::from_millis(100);
-/// Longest rendering of a record in an error message.
-const RECORD_SHOWN: usize = 200;
 
 /// What the worker said about itself once the model was loaded.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -104,51 +90,6 @@ pub struct WorkerInfo {
     pub pid: u32,
     /// Facts from the language runner (`("python", "3.11.7")`).
     pub facts: Vec<(String, String)>,
-}
-
-struct InFlight {
-    id: u64,
-    items: Vec<ScoreItem>,
-}
-
-/// Why a worker session cannot go on; kept so every later call fails the same way (the
-/// error itself is not `Clone`). Shared with runners whose workers speak their own protocol.
-#[derive(Clone, Debug)]
-pub enum Broken {
-    Died {
-        reason: String,
-        last_record: Option<String>,
-    },
-    Protocol(String),
-    Limit {
-        limit: &'static str,
-        detail: String,
-        last_record: Option<String>,
-    },
-}
-
-impl Broken {
-    pub fn error(&self) -> Error {
-        match self {
-            Broken::Died {
-                reason,
-                last_record,
-            } => Error::WorkerDied {
-                reason: reason.clone(),
-                last_record: last_record.clone(),
-            },
-            Broken::Protocol(m) => Error::Protocol(m.clone()),
-            Broken::Limit {
-                limit,
-                detail,
-                last_record,
-            } => Error::LimitExceeded {
-                limit: (*limit).to_owned(),
-                detail: detail.clone(),
-                last_record: last_record.clone(),
-            },
-        }
-    }
 }
 
 /// A running worker process, speaking the protocol over a socket pair (its fd 3), with its
@@ -159,19 +100,15 @@ impl Broken {
 /// [`WorkerSession::next_score_result`] returns the outcomes of the oldest batch not yet
 /// returned, so the worker scores the next batch while the engine handles the last one.
 pub struct WorkerSession {
-    child: tokio::process::Child,
-    pid: u32,
+    process: WorkerProcess,
     reader: OwnedReadHalf,
     writer: Option<mpsc::Sender<Vec<u8>>>,
     writer_task: JoinHandle<()>,
-    consoles: Vec<JoinHandle<()>>,
-    page: Arc<ProgressPage>,
-    watchdog: Option<Watchdog>,
-    /// Batches in flight by first seqno, for the watchdog's warnings (kept only with one).
-    seqnos: BatchSeqnos,
     failed_seqno: Option<u64>,
     log: Arc<dyn JobLog>,
-    in_flight: VecDeque<InFlight>,
+    /// Batches submitted and not yet answered: `(id, items)`, oldest first (their items
+    /// are with the supervisor, which names the record a worker dies on).
+    in_flight: VecDeque<(u64, usize)>,
     next_batch: u64,
     body: Vec<u8>,
     broken: Option<Broken>,
@@ -181,91 +118,11 @@ pub struct WorkerSession {
 impl std::fmt::Debug for WorkerSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WorkerSession")
-            .field("pid", &self.pid)
+            .field("pid", &self.process.pid())
             .field("in_flight", &self.in_flight.len())
             .field("broken", &self.broken)
             .finish_non_exhaustive()
     }
-}
-
-/// A new close-on-exec copy of `fd` numbered 10 or above, so that placing it at 3 or 4 in
-/// the child can never clobber the other one.
-pub(crate) fn high_dup(fd: RawFd) -> std::io::Result<OwnedFd> {
-    // Safety: F_DUPFD_CLOEXEC duplicates an fd we hold; the result is checked.
-    let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10) };
-    if new < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // Safety: `new` is a fresh fd owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(new) })
-}
-
-/// This process's id, for the child to check its parent against.
-pub(crate) fn engine_pid() -> libc::pid_t {
-    libc::pid_t::try_from(std::process::id()).unwrap_or(0)
-}
-
-pub(crate) fn spawn_error(command: &WorkerCommand, e: std::io::Error) -> Error {
-    Error::io(
-        format!("cannot start the worker {}", command.program.display()),
-        e,
-    )
-}
-
-/// `exited with status 3`, `killed by signal 11 (SIGSEGV)`.
-pub fn describe_exit(status: ExitStatus) -> String {
-    if let Some(code) = status.code() {
-        return format!("exited with status {code}");
-    }
-    if let Some(sig) = status.signal() {
-        let core = if status.core_dumped() {
-            ", core dumped"
-        } else {
-            ""
-        };
-        return match signal_name(sig) {
-            Some(name) => format!("killed by signal {sig} ({name}{core})"),
-            None => format!("killed by signal {sig}{core}"),
-        };
-    }
-    format!("ended ({status})")
-}
-
-fn signal_name(sig: i32) -> Option<&'static str> {
-    Some(match sig {
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGINT => "SIGINT",
-        libc::SIGQUIT => "SIGQUIT",
-        libc::SIGILL => "SIGILL",
-        libc::SIGTRAP => "SIGTRAP",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGUSR1 => "SIGUSR1",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGUSR2 => "SIGUSR2",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGALRM => "SIGALRM",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGXCPU => "SIGXCPU",
-        libc::SIGXFSZ => "SIGXFSZ",
-        libc::SIGSYS => "SIGSYS",
-        _ => return None,
-    })
-}
-
-fn short(value: &Value) -> String {
-    let mut s = value.to_string();
-    if s.len() > RECORD_SHOWN {
-        let mut cut = RECORD_SHOWN;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push_str("...");
-    }
-    s
 }
 
 impl WorkerSession {
@@ -274,72 +131,10 @@ impl WorkerSession {
     pub async fn spawn(command: &WorkerCommand, log: Arc<dyn JobLog>) -> Result<WorkerSession> {
         let (engine_end, worker_end) =
             std::os::unix::net::UnixStream::pair().map_err(|e| spawn_error(command, e))?;
-        let worker_fd = high_dup(worker_end.as_raw_fd()).map_err(|e| spawn_error(command, e))?;
+        let process =
+            WorkerProcess::spawn(command, &[(worker_end.as_fd(), PROTOCOL_FD)], log.clone())?;
         drop(worker_end);
-        let page = ProgressPage::create().map_err(|e| spawn_error(command, e))?;
-        let page_raw = page
-            .fd()
-            .ok_or_else(|| Error::Protocol("the progress page has no fd".into()))?;
-        let page_fd = high_dup(page_raw).map_err(|e| spawn_error(command, e))?;
-
-        let mut cmd = tokio::process::Command::new(&command.program);
-        command.apply_env(&mut cmd);
-        cmd.args(&command.args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        if let Some(cwd) = &command.cwd {
-            cmd.current_dir(cwd);
-        }
-        let (sock, mem) = (worker_fd.as_raw_fd(), page_fd.as_raw_fd());
-        // A group of its own, so what the model starts is killed with the worker.
-        cmd.process_group(0);
-        let engine_pid = engine_pid();
-        // Safety: the closure runs in the forked child before exec and only calls dup2,
-        // prctl and getppid, which are async-signal-safe; it allocates nothing. `sock` and
-        // `mem` are 10 or above (see high_dup), so neither dup2 overwrites the other's
-        // source, and dup2 clears close-on-exec on the new fds 3 and 4 so exactly these two
-        // reach the worker.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::dup2(sock, PROTOCOL_FD) < 0 || libc::dup2(mem, PROGRESS_FD) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                crate::lifeline::child_setup(engine_pid)
-            });
-        }
-        let mut child = cmd.spawn().map_err(|e| spawn_error(command, e))?;
-        drop(worker_fd);
-        drop(page_fd);
-        let pid = child.id().unwrap_or_default();
-        let page = Arc::new(page);
-        let seqnos = BatchSeqnos::default();
-        let watchdog = Watchdog::start(
-            command.limits,
-            pid,
-            page.clone(),
-            log.clone(),
-            seqnos.clone(),
-        );
-
-        let mut consoles = Vec::with_capacity(2);
-        if let Some(out) = child.stdout.take() {
-            consoles.push(console::drain(
-                out,
-                command.console,
-                log.clone(),
-                Level::Info,
-            ));
-        }
-        if let Some(err) = child.stderr.take() {
-            consoles.push(console::drain(
-                err,
-                command.console,
-                log.clone(),
-                Level::Warn,
-            ));
-        }
+        let pid = process.pid();
 
         engine_end
             .set_nonblocking(true)
@@ -359,15 +154,10 @@ impl WorkerSession {
         });
 
         let mut session = WorkerSession {
-            child,
-            pid,
+            process,
             reader,
             writer: Some(tx),
             writer_task,
-            consoles,
-            page,
-            watchdog,
-            seqnos,
             failed_seqno: None,
             log,
             in_flight: VecDeque::new(),
@@ -467,23 +257,15 @@ impl WorkerSession {
             },
         )
         .map_err(Error::Protocol)?;
-        if self.watchdog.is_some() {
-            if let (Some(first), Ok(mut seqnos)) = (batch.first(), self.seqnos.lock()) {
-                let consecutive = batch
-                    .iter()
-                    .enumerate()
-                    .all(|(i, item)| item.seqno == first.seqno + i as u64);
-                seqnos.push_back((id, first.seqno, consecutive));
-            }
-        }
-        self.in_flight.push_back(InFlight { id, items: batch });
+        self.in_flight.push_back((id, batch.len()));
+        self.process.batch_started(id, batch);
         self.send_frame(frame).await
     }
 
     /// The outcomes of the oldest submitted batch, one per item, in order.
     pub async fn next_score_result(&mut self) -> Result<Vec<ScoreOutcome>> {
         self.usable()?;
-        let Some(expected) = self.in_flight.front().map(|f| (f.id, f.items.len())) else {
+        let Some(expected) = self.in_flight.front().copied() else {
             return Err(Error::Protocol(
                 "asked for score outcomes with no batch submitted".into(),
             ));
@@ -492,11 +274,7 @@ impl WorkerSession {
         match msg {
             FromWorker::Scored { batch, outcomes } => {
                 self.in_flight.pop_front();
-                if self.watchdog.is_some() {
-                    if let Ok(mut seqnos) = self.seqnos.lock() {
-                        seqnos.retain(|(b, _, _)| *b != batch);
-                    }
-                }
+                self.process.batch_done(expected.0);
                 if batch != expected.0 || outcomes.len() != expected.1 {
                     return Err(self.protocol(format!(
                         "expected {} outcomes of batch {}, got {} of batch {batch}",
@@ -519,9 +297,7 @@ impl WorkerSession {
             }
             FromWorker::Failed(f) => {
                 self.in_flight.pop_front();
-                if let Ok(mut seqnos) = self.seqnos.lock() {
-                    seqnos.retain(|(b, _, _)| *b != expected.0);
-                }
+                self.process.batch_done(expected.0);
                 Err(f.into())
             }
             other => Err(self.unexpected(other, "Scored")),
@@ -535,34 +311,13 @@ impl WorkerSession {
         self.request(&ToWorkerRef::Shutdown).await?;
         let ended = self.expect_done().await;
         self.writer = None;
-        match tokio::time::timeout(SHUTDOWN_GRACE, self.child.wait()).await {
-            Ok(Ok(status)) if status.success() => {}
-            Ok(Ok(status)) => {
-                self.log.warn(
-                    LogSource::Engine,
-                    format!("the model's worker {}", describe_exit(status)),
-                );
-            }
-            Ok(Err(e)) => return Err(Error::io("waiting for the model's worker", e)),
-            Err(_) => {
-                let _ = self.child.kill().await;
-                self.log.warn(
-                    LogSource::Engine,
-                    format!(
-                        "the model's worker did not exit within {} s of shutdown and was killed",
-                        SHUTDOWN_GRACE.as_secs()
-                    ),
-                );
-            }
+        if let Some(reason) = self.process.wait_exit(SHUTDOWN_GRACE).await? {
+            self.log.warn(
+                LogSource::Engine,
+                format!("the model's worker {reason} at shutdown"),
+            );
         }
-        self.drain_consoles().await;
         ended
-    }
-
-    async fn drain_consoles(&mut self) {
-        for handle in self.consoles.drain(..) {
-            let _ = tokio::time::timeout(DRAIN_GRACE, handle).await;
-        }
     }
 
     fn usable(&self) -> Result<()> {
@@ -588,7 +343,7 @@ impl WorkerSession {
         let e = b.error();
         self.broken = Some(b);
         // The stream is out of step: nothing more can be said to this worker.
-        let _ = self.child.start_kill();
+        self.process.kill();
         e
     }
 
@@ -639,7 +394,7 @@ impl WorkerSession {
             let read = tokio::select! {
                 biased;
                 r = read_frame(&mut self.reader, &mut self.body) => r,
-                _ = self.child.wait() => {
+                _ = self.process.exited() => {
                     // The process is gone, but what it wrote before it died may not have
                     // been seen yet: read what is left before calling it dead.
                     tokio::time::timeout(LAST_WORDS, read_frame(&mut self.reader, &mut self.body))
@@ -671,58 +426,11 @@ impl WorkerSession {
         if let Some(b) = &self.broken {
             return b.error();
         }
-        let reason = match tokio::time::timeout(EXIT_GRACE, self.child.wait()).await {
-            Ok(Ok(status)) => describe_exit(status),
-            Ok(Err(e)) => format!("cannot be waited for: {e}"),
-            Err(_) => {
-                let _ = self.child.kill().await;
-                "closed its connection to the engine and was killed".to_owned()
-            }
-        };
-        let hit = self.watchdog.as_ref().and_then(Watchdog::hit);
-        let (last_record, seqno) = self.last_record(hit.as_ref().and_then(|h| h.position()));
-        self.failed_seqno = seqno;
-        self.drain_consoles().await;
-        let b = match hit {
-            Some(hit) => Broken::Limit {
-                limit: hit.limit(),
-                detail: hit.detail(),
-                last_record,
-            },
-            None => Broken::Died {
-                reason,
-                last_record,
-            },
-        };
-        let e = b.error();
-        self.broken = Some(b);
+        let death = self.process.death(EXIT_GRACE).await;
+        self.failed_seqno = death.seqno;
+        let e = death.broken.error();
+        self.broken = Some(death.broken);
         e
-    }
-
-    /// The record in flight when the worker stopped (from the progress page, or `at`
-    /// when a watchdog saw it), rendered for a message, and its seqno when exactly known.
-    fn last_record(&self, at: Option<(u64, u64)>) -> (Option<String>, Option<u64>) {
-        let (batch, index) = at.unwrap_or_else(|| self.page.read());
-        if let Some(f) = self.in_flight.iter().find(|f| f.id == batch) {
-            if let Some(item) = index.checked_sub(1).and_then(|i| f.items.get(i as usize)) {
-                let shown = format!(
-                    "seqno {} on slot {}: {}",
-                    item.seqno,
-                    item.slot,
-                    short(&item.value)
-                );
-                return (Some(shown), Some(item.seqno));
-            }
-        }
-        let range = (|| {
-            let first = self.in_flight.front()?.items.first()?;
-            let last = self.in_flight.back()?.items.last()?;
-            Some(format!(
-                "one of seqno {}..={} (between records)",
-                first.seqno, last.seqno
-            ))
-        })();
-        (range, None)
     }
 }
 
@@ -755,11 +463,8 @@ fn message_name(m: &FromWorker) -> &'static str {
 
 impl Drop for WorkerSession {
     fn drop(&mut self) {
+        // The process is killed by its supervisor's drop.
         self.writer_task.abort();
-        // kill_on_drop also does this; starting it here makes the intent plain. The group
-        // takes the programs the model started, even after a clean exit.
-        let _ = self.child.start_kill();
-        crate::lifeline::kill_group(self.pid);
     }
 }
 
