@@ -4,9 +4,11 @@
 //! encoding are CPU and blocking-I/O work: each batch runs on tokio's blocking pool, never
 //! on an async worker thread, and never with the whole file in memory.
 
+pub mod descriptor;
 mod file;
 mod inline;
 
+pub use descriptor::{Direction, StreamDescriptor};
 pub use file::{DiscardSink, FileSink, FileSource};
 pub use inline::InlineSource;
 
