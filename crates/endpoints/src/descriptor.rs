@@ -28,6 +28,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+use codecs::CodecConfig;
 pub use codecs::{CsvOptions, Encoding, Framing};
 use runtime_core::{Error, Result};
 use serde_json::{Map as JsonMap, Value as Json};
@@ -427,6 +428,44 @@ impl Transport {
         }
     }
 
+    /// The host and path of what this transport reaches, for matching credentials: a URL's
+    /// host and path, an S3 bucket and key, a Kafka bootstrap server's host and the topic, an
+    /// HDFS name node's host and path. `None` for local and in-engine transports.
+    pub fn location(&self) -> Option<(String, String)> {
+        fn host_of(authority: &str) -> &str {
+            let authority = authority.rsplit('@').next().unwrap_or(authority);
+            match authority.strip_prefix('[') {
+                Some(v6) => v6.split(']').next().unwrap_or(v6),
+                None => authority.split(':').next().unwrap_or(authority),
+            }
+        }
+        match self {
+            Transport::Http { url } => {
+                let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+                let rest = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
+                let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+                Some((host_of(authority).to_owned(), path.to_owned()))
+            }
+            Transport::S3(s3) => Some((s3.bucket.clone(), format!("/{}", s3.object_key))),
+            Transport::Kafka(k) => {
+                let server = k.bootstrap_servers.first()?;
+                Some((host_of(server).to_owned(), format!("/{}", k.topic)))
+            }
+            Transport::Hdfs { name_node, path } => {
+                Some((host_of(name_node).to_owned(), path.clone()))
+            }
+            Transport::Tcp { host, .. } | Transport::Udp { host, .. } => {
+                Some((host.clone(), String::new()))
+            }
+            Transport::Rest { .. }
+            | Transport::File { .. }
+            | Transport::Odbc(_)
+            | Transport::Exec { .. }
+            | Transport::Inline { .. }
+            | Transport::Discard => None,
+        }
+    }
+
     /// Every string field that may hold a `secret://` reference, with its field path.
     fn text_fields_mut(&mut self) -> Vec<(String, &mut String)> {
         fn f(name: &str) -> String {
@@ -627,6 +666,38 @@ impl StreamDescriptor {
     /// plain path (a file). The encoding is guessed from the extension.
     pub fn from_short_form(text: &str) -> Result<StreamDescriptor> {
         Self::from_object(&short_form_to_json(text.trim())?)
+    }
+
+    /// A descriptor for a local file read or written with the codec's own framing for
+    /// `encoding` (an Avro container, CSV rows, lines, MessagePack values), whatever the
+    /// file's extension: what `engine run` and job documents give.
+    pub fn file(path: impl Into<String>, encoding: Encoding) -> StreamDescriptor {
+        let mut d = StreamDescriptor::new(Transport::File { path: path.into() }, encoding);
+        d.envelope = match encoding.default_framing() {
+            Framing::MsgPackStream => None,
+            framing => Some(framing),
+        };
+        d
+    }
+
+    /// The codec config this descriptor reads or writes with: its encoding, CSV dialect and
+    /// envelope. No envelope is one record per message on a message transport; on a byte
+    /// stream it is bare Avro datums, MessagePack values back to back, or for the other
+    /// encodings the whole stream as one record. The caller adds what the slot gives (its
+    /// schema).
+    pub fn codec_config(&self) -> CodecConfig {
+        let mut codec = CodecConfig::new(self.encoding);
+        codec.csv = self.csv.clone();
+        codec.framing = Some(match &self.envelope {
+            Some(framing) => framing.clone(),
+            None if self.is_message_transport() => Framing::Message,
+            None => match self.encoding {
+                Encoding::AvroBinary => Framing::AvroDatums,
+                Encoding::MsgPack => Framing::MsgPackStream,
+                _ => Framing::Message,
+            },
+        });
+        codec
     }
 
     /// Whether each record travels as its own message; see [`Transport::is_message_transport`].
