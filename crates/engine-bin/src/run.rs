@@ -91,7 +91,7 @@ fn prepare(args: &RunArgs) -> Result<Prepared, Usage> {
     let main_output = match (kind, &args.output) {
         // Training's --output is the folder for its products; what it yields goes to stdout.
         (JobKind::Train, _) | (_, None) => None,
-        (_, Some(p)) => Some(p.clone()),
+        (_, Some(p)) => stdout_or_path(p),
     };
     let enc = output_encoding
         .unwrap_or_else(|| main_output.as_deref().map_or(Encoding::Json, encoding_of));
@@ -115,9 +115,10 @@ fn prepare(args: &RunArgs) -> Result<Prepared, Usage> {
                 "--output-slot {spec}: slot {slot} is given twice"
             )));
         }
-        let path = PathBuf::from(path);
-        let enc = output_encoding.unwrap_or_else(|| encoding_of(&path));
-        let entry = (Slot(slot), Some(path), enc);
+        let path = stdout_or_path(Path::new(path));
+        let enc =
+            output_encoding.unwrap_or_else(|| path.as_deref().map_or(Encoding::Json, encoding_of));
+        let entry = (Slot(slot), path, enc);
         match outputs.iter_mut().find(|(s, _, _)| s.0 == slot) {
             Some(existing) => *existing = entry,
             None => outputs.push(entry),
@@ -202,6 +203,11 @@ fn known_encoding(path: &Path) -> Result<Encoding, Usage> {
             Encoding::known_extensions()
         ))
     })
+}
+
+/// An output path, or `None` for `-`: standard output.
+fn stdout_or_path(path: &Path) -> Option<PathBuf> {
+    (path != Path::new("-")).then(|| path.to_path_buf())
 }
 
 fn encoding_of(path: &Path) -> Encoding {

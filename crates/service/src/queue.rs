@@ -142,6 +142,10 @@ impl JobQueue {
         let doc = tokio::task::spawn_blocking(move || doc.spec().map(|_| doc))
             .await
             .map_err(|e| Error::Store(format!("reading the job document failed: {e}")))??;
+        // The options checked when the job runs are checked now, so a bad one is a 400
+        // naming the field rather than a job failing later.
+        let raw: serde_json::Value = serde_json::from_str(&document_text).unwrap_or_default();
+        self.limits.for_job(&raw)?;
         let id = doc
             .id
             .clone()
