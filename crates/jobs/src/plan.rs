@@ -18,7 +18,7 @@ use runtime_core::{
 
 use crate::error::{Error, Result};
 use crate::job::{Job, JobControl, JobInput, JobKind, JobOptions, JobOutput};
-use crate::model_files::{self, LocatedModel};
+use crate::model_files::{self, LocatedModel, Materialized};
 
 /// Everything a batch job is, before anything of it exists on disk or is open.
 pub struct JobPlan {
@@ -72,6 +72,43 @@ impl PlanModel {
                 .or_insert_with(|| text.clone());
         }
         self
+    }
+
+    /// Writes the model into `work_root` (`model/`, its working directory, and `home/`):
+    /// its main source under the reserved name, its assets; logs what its smart comments
+    /// got wrong and what was written. The same for batch jobs and deployments. Blocking.
+    pub fn write(&self, work_root: &Path, log: &dyn JobLog) -> Result<(Materialized, ModelSpec)> {
+        let source_name = &self.located.source_name;
+        for (line, problem) in &self.comments.problems {
+            log.warn(
+                LogSource::Engine,
+                format!("{source_name} line {line}: {problem}"),
+            );
+        }
+        let materialized = model_files::materialize(&self.located, work_root)?;
+        for (rel, content) in &self.assets {
+            match content {
+                Asset::Bytes(b) => model_files::write_asset(&materialized, rel, b)?,
+                Asset::File(p) => model_files::copy_asset(&materialized, rel, p)?,
+            }
+        }
+        log.info(
+            LogSource::Engine,
+            format!(
+                "assets written: {} file(s) in {}",
+                materialized.files.len() + self.assets.len(),
+                materialized.work_dir.display()
+            ),
+        );
+        let spec = ModelSpec {
+            language: self.located.language,
+            work_dir: materialized.work_dir.clone(),
+            main_source: materialized.main_source.clone(),
+            entry_points: self.entry_points.clone(),
+            recordsets: self.comments.recordsets.clone(),
+            import_paths: Vec::new(),
+        };
+        Ok((materialized, spec))
     }
 
     /// Why the model keeps state between records (so its records must reach one worker),
@@ -135,28 +172,7 @@ pub fn build(
         init,
         options,
     } = plan;
-    let source_name = &model.located.source_name;
-    for (line, problem) in &model.comments.problems {
-        log.warn(
-            LogSource::Engine,
-            format!("{source_name} line {line}: {problem}"),
-        );
-    }
-    let materialized = model_files::materialize(&model.located, work_root)?;
-    for (rel, content) in &model.assets {
-        match content {
-            Asset::Bytes(b) => model_files::write_asset(&materialized, rel, b)?,
-            Asset::File(p) => model_files::copy_asset(&materialized, rel, p)?,
-        }
-    }
-    log.info(
-        LogSource::Engine,
-        format!(
-            "assets written: {} file(s) in {}",
-            materialized.files.len() + model.assets.len(),
-            materialized.work_dir.display()
-        ),
-    );
+    let (materialized, spec) = model.write(work_root, log)?;
 
     let (schemas, warnings) = schema::resolve_checked_schemas(
         &materialized.work_dir,
@@ -223,14 +239,6 @@ pub fn build(
     }
 
     let state_between_records = model.state_between_records();
-    let spec = ModelSpec {
-        language: model.located.language,
-        work_dir: materialized.work_dir.clone(),
-        main_source: materialized.main_source.clone(),
-        entry_points: model.entry_points,
-        recordsets: model.comments.recordsets.clone(),
-        import_paths: Vec::new(),
-    };
     Ok(Job {
         kind,
         model: spec,

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use endpoints::{Registry, StreamDescriptor};
 use jobs::{
-    Asset, Job, JobControl, JobKind, JobOptions, JobOutcome, JobPlan, JobProgress, LocatedModel,
-    PlanInput, PlanModel, PlanOptions, PlanOutput,
+    Job, JobControl, JobKind, JobOptions, JobOutcome, JobPlan, JobProgress, PlanInput, PlanOptions,
+    PlanOutput,
 };
 use runtime_core::{InitContext, JobLog, Level, Slot};
 use serde::{Deserialize, Serialize};
@@ -598,20 +598,7 @@ fn plan_job(
     raw_json: String,
     batch_size: usize,
 ) -> Result<(JobPlan, Vec<OutputPlace>, Option<PathBuf>)> {
-    let m = &spec.model;
-    let located = LocatedModel::from_parts(&m.source_name, m.source_text.clone(), m.language)?;
-    let mut model = PlanModel::new(located, &m.explicit).with_slot_schemas(&m.schemas);
-    model.assets = m
-        .assets
-        .iter()
-        .map(|(rel, content)| {
-            let asset = match content {
-                Content::Bytes(b) => Asset::Bytes(b.clone()),
-                Content::File(p) => Asset::File(p.clone()),
-            };
-            (rel.clone(), asset)
-        })
-        .collect();
+    let model = crate::prepare::plan_model(&spec.model)?;
 
     let data = run_dir.join("data");
     std::fs::create_dir_all(&data)
