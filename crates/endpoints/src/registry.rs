@@ -165,6 +165,25 @@ impl Registry {
     }
 }
 
+/// Refuses the reading options the built-in endpoints do not implement yet, so a descriptor
+/// asking for one is never read as if it had not.
+fn no_reading_options(req: &OpenRequest<'_>) -> Result<()> {
+    let d = req.descriptor;
+    let ty = d.transport.transport_type();
+    let asked = [
+        ("Loop", d.looping),
+        ("SkipTo", d.skip_to.is_some()),
+        ("SkipToRecord", d.skip_to_record.is_some()),
+    ];
+    match asked.iter().find(|(_, set)| *set) {
+        Some((field, _)) => Err(Error::descriptor(
+            *field,
+            format!("the {ty} endpoint does not support it yet"),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// `file`: a local path.
 struct FileOpener;
 
@@ -173,6 +192,7 @@ impl Opener for FileOpener {
         let Transport::File { path } = &req.descriptor.transport else {
             return Err(cannot_serve(req));
         };
+        no_reading_options(req)?;
         Ok(Box::new(FileSource::open(Path::new(path), req.codec)?))
     }
 
@@ -196,6 +216,7 @@ impl Opener for InlineOpener {
         let Transport::Inline { data } = &req.descriptor.transport else {
             return Err(cannot_serve(req));
         };
+        no_reading_options(req)?;
         let messages = data.iter().map(|s| s.as_bytes().to_vec()).collect();
         Ok(Box::new(InlineSource::new(messages, req.codec.clone())))
     }
@@ -296,6 +317,36 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("discard cannot be an input"), "{err}");
+    }
+
+    #[test]
+    fn reading_options_the_endpoints_lack_are_refused_by_field() {
+        let registry = Registry::default();
+        for (text, field) in [
+            (
+                r#"{"Transport": {"Type": "file", "Path": "in.json"}, "Loop": true}"#,
+                "Loop",
+            ),
+            (
+                r#"{"Transport": {"Type": "file", "Path": "in.json"}, "SkipTo": 10}"#,
+                "SkipTo",
+            ),
+            (
+                r#"{"Transport": {"Type": "inline", "Data": ["1"]}, "SkipToRecord": 1}"#,
+                "SkipToRecord",
+            ),
+        ] {
+            let d = StreamDescriptor::parse(text).unwrap();
+            let err = registry
+                .open_source(&d, &d.codec_config())
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                err.contains(&format!("field '{field}'")) && err.contains("not support it yet"),
+                "{text}: {err}"
+            );
+        }
     }
 
     #[tokio::test]
