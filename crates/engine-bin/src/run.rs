@@ -124,6 +124,18 @@ fn prepare(args: &RunArgs) -> Result<Prepared, Usage> {
             None => outputs.push(entry),
         }
     }
+    // Two slots on standard output would interleave their records.
+    let on_stdout: Vec<String> = outputs
+        .iter()
+        .filter(|(_, path, _)| path.is_none())
+        .map(|(slot, _, _)| slot.to_string())
+        .collect();
+    if on_stdout.len() > 1 {
+        return Err(Usage(format!(
+            "output slots {} would all write to standard output; give all but one a file",
+            on_stdout.join(" and ")
+        )));
+    }
 
     let mut params = serde_json::Map::new();
     for p in &args.params {

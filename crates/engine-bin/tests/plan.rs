@@ -107,3 +107,21 @@ fn engine_run_writes_to_standard_output_for_an_output_of_dash() {
     assert_eq!(json_lines(&out), [json!(1), json!(2), json!(3)]);
     assert!(!dir.path().join("-").exists());
 }
+
+#[test]
+fn engine_run_refuses_two_slots_on_standard_output() {
+    let out = run_engine(&[
+        "run",
+        "examples/credit-score/model",
+        "--input",
+        "examples/credit-score/applications.jsonl",
+        "--output-slot",
+        "3=-",
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(
+        err.contains("output slots 1 and 3 would all write to standard output"),
+        "{err}"
+    );
+}
