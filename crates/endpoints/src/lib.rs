@@ -1,14 +1,21 @@
-//! Input and output endpoints for files, standard output, inline data and discard.
+//! Stream descriptors, and the endpoints they open into through the [`Registry`]: files,
+//! standard output, inline data and discard.
 //!
 //! Every endpoint here runs a `codecs` decoder or encoder over a byte stream. Decoding and
 //! encoding are CPU and blocking-I/O work: each batch runs on tokio's blocking pool, never
 //! on an async worker thread, and never with the whole file in memory.
 
+pub mod credentials;
+pub mod descriptor;
 mod file;
 mod inline;
+mod registry;
 
+pub use credentials::{Credential, Credentials};
+pub use descriptor::{Direction, StreamDescriptor};
 pub use file::{DiscardSink, FileSink, FileSource};
 pub use inline::InlineSource;
+pub use registry::{OpenRequest, Opener, Registry};
 
 use runtime_core::{Error, Rejection, RejectionKind};
 

@@ -103,7 +103,7 @@ pub struct RunArgs {
     #[arg(long = "input", short = 'i', value_name = "PATH", required = true)]
     pub inputs: Vec<PathBuf>,
 
-    /// Where slot 1 goes (default: standard output as JSON lines). For a training job, the
+    /// Where slot 1 goes (default, or `-`: standard output as JSON lines). For a training job, the
     /// folder that receives the files written under outputDir/.
     #[arg(long, short = 'o', value_name = "PATH")]
     pub output: Option<PathBuf>,

@@ -1,15 +1,17 @@
 //! `engine run`: a batch job from the command line.
 
-use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use codecs::{CodecConfig, Encoding, Framing};
-use endpoints::{FileSink, FileSource};
-use jobs::{Job, JobControl, JobInput, JobKind, JobOptions, JobOutcome, JobOutput, LocatedModel};
-use runtime_core::{ExplicitNames, InitContext, JobLog, Language, LogSource, ModelSpec, Slot};
+use codecs::Encoding;
+use endpoints::{Registry, StreamDescriptor};
+use jobs::{
+    JobControl, JobKind, JobOptions, JobOutcome, JobPlan, LocatedModel, PlanInput, PlanModel,
+    PlanOptions, PlanOutput,
+};
+use runtime_core::{ExplicitNames, InitContext, JobLog, Language, Slot};
 use serde_json::json;
 
 use crate::cli::{EnvToolArg, InputModeArg, JobKindArg, RunArgs};
@@ -33,11 +35,18 @@ struct Prepared {
     kind: JobKind,
     model: LocatedModel,
     explicit: ExplicitNames,
-    inputs: Vec<(Slot, PathBuf, CodecConfig)>,
-    outputs: Vec<(Slot, Option<PathBuf>, CodecConfig)>,
+    inputs: Vec<Input>,
+    /// Outputs by slot: a path, or `None` for standard output.
+    outputs: Vec<(Slot, Option<PathBuf>, Encoding)>,
     params: serde_json::Map<String, serde_json::Value>,
-    /// Decisions about the inputs worth a line in the job's log.
-    notes: Vec<String>,
+}
+
+struct Input {
+    slot: Slot,
+    path: PathBuf,
+    encoding: Encoding,
+    /// `--input-mode`: read whole (`Some(true)`), line by line, or as the content says.
+    whole: Option<bool>,
 }
 
 fn prepare(args: &RunArgs) -> Result<Prepared, Usage> {
@@ -58,43 +67,35 @@ fn prepare(args: &RunArgs) -> Result<Prepared, Usage> {
     let output_encoding = parse_encoding(args.output_encoding.as_deref(), "--output-encoding")?;
 
     let mut inputs = Vec::new();
-    let mut notes = Vec::new();
     for (k, path) in args.inputs.iter().enumerate() {
         check_input(path).map_err(|why| Usage(format!("--input {}: {why}", path.display())))?;
         let encoding = match input_encoding {
             Some(e) => e,
             None => known_encoding(path)?,
         };
-        let mut codec = CodecConfig::new(encoding);
-        if let Some(mode) = args.input_mode {
-            if encoding != Encoding::Json {
-                return Err(Usage(format!(
-                    "--input-mode applies to JSON inputs; {} is {encoding}",
-                    path.display()
-                )));
-            }
-            if mode == InputModeArg::File {
-                codec.framing = Some(Framing::Message);
-            }
-        } else if encoding == Encoding::Json && is_document(path) {
-            codec.framing = Some(Framing::Message);
-            notes.push(format!(
-                "input {}: one JSON document over several lines, read whole as one record (--input-mode lines reads it line by line)",
+        if args.input_mode.is_some() && encoding != Encoding::Json {
+            return Err(Usage(format!(
+                "--input-mode applies to JSON inputs; {} is {encoding}",
                 path.display()
-            ));
+            )));
         }
-        inputs.push((Slot::for_input(k), path.clone(), codec));
+        inputs.push(Input {
+            slot: Slot::for_input(k),
+            path: path.clone(),
+            encoding,
+            whole: args.input_mode.map(|mode| mode == InputModeArg::File),
+        });
     }
 
     let mut outputs = Vec::new();
     let main_output = match (kind, &args.output) {
         // Training's --output is the folder for its products; what it yields goes to stdout.
         (JobKind::Train, _) | (_, None) => None,
-        (_, Some(p)) => Some(p.clone()),
+        (_, Some(p)) => stdout_or_path(p),
     };
     let enc = output_encoding
         .unwrap_or_else(|| main_output.as_deref().map_or(Encoding::Json, encoding_of));
-    outputs.push((Slot::DEFAULT_OUTPUT, main_output, CodecConfig::new(enc)));
+    outputs.push((Slot::DEFAULT_OUTPUT, main_output, enc));
     for spec in &args.output_slots {
         let (slot, path) = spec
             .split_once('=')
@@ -114,13 +115,26 @@ fn prepare(args: &RunArgs) -> Result<Prepared, Usage> {
                 "--output-slot {spec}: slot {slot} is given twice"
             )));
         }
-        let path = PathBuf::from(path);
-        let enc = output_encoding.unwrap_or_else(|| encoding_of(&path));
-        let entry = (Slot(slot), Some(path), CodecConfig::new(enc));
+        let path = stdout_or_path(Path::new(path));
+        let enc =
+            output_encoding.unwrap_or_else(|| path.as_deref().map_or(Encoding::Json, encoding_of));
+        let entry = (Slot(slot), path, enc);
         match outputs.iter_mut().find(|(s, _, _)| s.0 == slot) {
             Some(existing) => *existing = entry,
             None => outputs.push(entry),
         }
+    }
+    // Two slots on standard output would interleave their records.
+    let on_stdout: Vec<String> = outputs
+        .iter()
+        .filter(|(_, path, _)| path.is_none())
+        .map(|(slot, _, _)| slot.to_string())
+        .collect();
+    if on_stdout.len() > 1 {
+        return Err(Usage(format!(
+            "output slots {} would all write to standard output; give all but one a file",
+            on_stdout.join(" and ")
+        )));
     }
 
     let mut params = serde_json::Map::new();
@@ -139,7 +153,6 @@ fn prepare(args: &RunArgs) -> Result<Prepared, Usage> {
         inputs,
         outputs,
         params,
-        notes,
     })
 }
 
@@ -204,17 +217,9 @@ fn known_encoding(path: &Path) -> Result<Encoding, Usage> {
     })
 }
 
-/// A `.json` file holding one JSON document over several lines.
-fn is_document(path: &Path) -> bool {
-    let is_json_ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
-    is_json_ext
-        && std::fs::File::open(path).is_ok_and(|f| {
-            codecs::is_json_document(std::io::BufReader::new(f), codecs::DEFAULT_MAX_RECORD_BYTES)
-                .unwrap_or(false)
-        })
+/// An output path, or `None` for `-`: standard output.
+fn stdout_or_path(path: &Path) -> Option<PathBuf> {
+    (path != Path::new("-")).then(|| path.to_path_buf())
 }
 
 fn encoding_of(path: &Path) -> Encoding {
@@ -297,123 +302,69 @@ fn run_prepared(
     log: Arc<WriterLog>,
     bar: Option<&indicatif::ProgressBar>,
 ) -> Result<JobOutcome, String> {
-    let (comments, entry_points) = p.model.conventions(&p.explicit);
-    for (line, problem) in &comments.problems {
-        log.warn(
-            LogSource::Engine,
-            format!("{} line {line}: {problem}", p.model.source_name),
-        );
-    }
-    for note in &p.notes {
-        log.info(LogSource::Engine, note.clone());
-    }
-    let materialized = jobs::materialize(&p.model, job_dir).map_err(|e| e.to_string())?;
-    log.info(
-        LogSource::Engine,
-        format!(
-            "assets written: {} file(s) in {}",
-            materialized.files.len(),
-            materialized.work_dir.display()
-        ),
-    );
-
-    let (schemas, warnings) = schema::resolve_checked_schemas(
-        &materialized.work_dir,
-        &comments,
-        !args.no_input_schema_check,
-        !args.no_output_schema_check,
-    )
-    .map_err(|e| format!("the model's schemas: {e}"))?;
-    for w in warnings {
-        log.warn(LogSource::Engine, w);
-    }
-    for (slot, checker) in schemas.inputs.iter().chain(schemas.outputs.iter()) {
-        log.info(
-            LogSource::Engine,
-            format!(
-                "slot {slot}: records checked against schema {}",
-                checker.record_name().unwrap_or("(unnamed)")
-            ),
-        );
-    }
-    let mut p = p;
-    // The schema of a slot also types CSV cells on the way in and drives Avro on the way out.
-    for (slot, _, codec) in &mut p.inputs {
-        if codec.encoding == Encoding::Csv && codec.schema.is_none() {
-            codec.schema = schemas.inputs.get(slot).map(|c| c.avro().clone());
-        }
-    }
-    for (slot, _, codec) in &mut p.outputs {
-        if codec.encoding == Encoding::AvroBinary && codec.schema.is_none() {
-            codec.schema = schemas.outputs.get(slot).map(|c| c.avro().clone());
-        }
-    }
-
-    let document = job_document(&p, &entry_points, args);
-    let model = ModelSpec {
-        language: p.model.language,
-        work_dir: materialized.work_dir.clone(),
-        main_source: materialized.main_source.clone(),
-        entry_points,
-        recordsets: comments.recordsets.clone(),
-        import_paths: Vec::new(),
-    };
-
-    // Files are opened here, before the async runtime: no file I/O on its worker threads.
-    let mut inputs = Vec::new();
-    for (slot, path, codec) in &p.inputs {
-        let source = FileSource::open(path, codec).map_err(|e| e.to_string())?;
-        inputs.push(JobInput {
-            slot: *slot,
-            source: Box::new(source),
-        });
-    }
-    let mut outputs = Vec::new();
-    for (slot, path, codec) in &p.outputs {
-        let sink = match path {
-            Some(path) => FileSink::create(path, codec),
-            None => FileSink::stdout(codec),
-        }
-        .map_err(|e| e.to_string())?;
-        outputs.push(JobOutput {
-            slot: *slot,
-            sink: Box::new(sink),
-        });
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    runtime.block_on(async move {
-        let control = Arc::new(JobControl::default());
-        let job = Job {
-            kind: p.kind,
-            model,
-            init: InitContext::Job {
-                raw_json: document.to_string(),
-            },
-            inputs,
-            outputs,
-            train_output: match p.kind {
-                JobKind::Train => Some(args.output.clone().unwrap_or_else(|| PathBuf::from("."))),
-                _ => None,
-            },
-            env: vec![("HOME".to_owned(), materialized.home.display().to_string())],
-            options: JobOptions {
+    let model = PlanModel::new(p.model.clone(), &p.explicit);
+    let document = job_document(&p, &model.entry_points, args);
+    let plan = JobPlan {
+        kind: p.kind,
+        model,
+        inputs: p
+            .inputs
+            .iter()
+            .map(|i| PlanInput {
+                slot: i.slot,
+                name: i.path.display().to_string(),
+                descriptor: StreamDescriptor::file(i.path.display().to_string(), i.encoding),
+                whole_document: i.whole,
+            })
+            .collect(),
+        outputs: p
+            .outputs
+            .iter()
+            .map(|(slot, path, encoding)| PlanOutput {
+                slot: *slot,
+                descriptor: StreamDescriptor::file(
+                    path.as_deref()
+                        .map_or_else(|| "-".to_owned(), |p| p.display().to_string()),
+                    *encoding,
+                ),
+            })
+            .collect(),
+        train_output: match p.kind {
+            JobKind::Train => Some(args.output.clone().unwrap_or_else(|| PathBuf::from("."))),
+            _ => None,
+        },
+        init: InitContext::Job {
+            raw_json: document.to_string(),
+        },
+        options: PlanOptions {
+            input_schema_checking: !args.no_input_schema_check,
+            output_schema_checking: !args.no_output_schema_check,
+            lines_hint: "--input-mode lines".to_owned(),
+            job: JobOptions {
                 stop_on_bad_records: args.stop_on_bad_records,
                 batch_size: args.batch_size as usize,
                 workers: args.workers.map_or_else(default_workers, |w| w as usize),
                 workers_explicit: args.workers.is_some(),
                 max_worker_restarts: args.max_worker_restarts,
                 worker_limits: args.record_timeout.is_some() || args.memory_limit.is_some(),
-                schemas,
                 show_rejected_records: args.show_rejected_records,
                 relax_requirements: args.ignore_pins,
                 console_limit_bytes: args.console_limit.saturating_mul(1 << 20),
                 ..JobOptions::default()
             },
-            control: control.clone(),
-        };
+        },
+    };
+    // Files are opened here, before the async runtime: no file I/O on its worker threads.
+    let control = Arc::new(JobControl::default());
+    let registry = Registry::default().allowing_stdout();
+    let job = jobs::plan::build(plan, job_dir, &registry, log.as_ref(), control.clone())
+        .map_err(|e| e.to_string())?;
+    let language = p.model.language;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(async move {
         let limits = worker::WorkerLimits {
             record_timeout: args.record_timeout.map(Duration::from_millis),
             memory_bytes: args.memory_limit.map(|m| m.saturating_mul(1 << 20)),
@@ -423,7 +374,7 @@ fn run_prepared(
                 .is_none()
                 .then(|| Duration::from_millis(args.slow_record_warning)),
         };
-        let runner: Box<dyn runtime_core::Runner> = match p.model.language {
+        let runner: Box<dyn runtime_core::Runner> = match language {
             Language::Python => Box::new(
                 python_runner(limits)
                     .map_err(|e| format!("cannot find the engine's own executable: {e}"))?
@@ -528,16 +479,12 @@ fn job_document(
         .file_stem()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "model".to_owned());
-    let mut slots = BTreeMap::new();
-    for (slot, path, _) in &p.inputs {
-        slots.insert(slot.0, path.display().to_string());
-    }
     json!({
         "id": job_id(),
         "jobType": job_type,
         "jobStatus": "RUNNING",
         "jobParameters": p.params,
-        "inputData": p.inputs.iter().map(|(_, path, _)| file_asset(path)).collect::<Vec<_>>(),
+        "inputData": p.inputs.iter().map(|i| file_asset(&i.path)).collect::<Vec<_>>(),
         "outputData": outputs,
         "stopOnBadRecords": args.stop_on_bad_records,
         "model": {

@@ -6,6 +6,10 @@ pub enum Error {
     #[error("{0}")]
     Model(String),
 
+    /// The model's schemas cannot be resolved or compiled.
+    #[error("the model's schemas: {0}")]
+    Schemas(String),
+
     #[error("{context}: {source}")]
     Io {
         context: String,

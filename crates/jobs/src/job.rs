@@ -159,6 +159,13 @@ impl JobControl {
 pub struct Job {
     pub kind: JobKind,
     pub model: ModelSpec,
+    /// The main source's own file name, as the user gave it (the model runs from
+    /// `model.main_source`, a reserved name), for the job's log.
+    pub source_name: String,
+    /// Why the model keeps state between records, if its source says it does (read once,
+    /// when the job is planned): its records then reach one worker unless more are asked
+    /// for explicitly.
+    pub state_between_records: Option<String>,
     pub init: InitContext,
     /// Inputs in the order they are read; each feeds its slot.
     pub inputs: Vec<JobInput>,

@@ -1,6 +1,8 @@
 //! The batch job runner shared by `engine run` and the engine service.
 //!
 //! - [`model_files`]: from a model on disk to a materialized working directory.
+//! - [`plan`]: a job as `engine run` and the service describe it, and the one function
+//!   that makes it runnable (model written, schemas resolved, endpoints opened).
 //! - [`run_job`]: reads the inputs, drives a [`runtime_core::Session`], writes the outputs,
 //!   counts and logs everything, and returns a [`JobOutcome`]. It never fails as a function:
 //!   every way a job can end is an outcome.
@@ -9,6 +11,7 @@ mod console;
 pub mod error;
 pub mod job;
 pub mod model_files;
+pub mod plan;
 mod pool;
 mod run;
 
@@ -18,4 +21,5 @@ pub use job::{
     JobStatus, OutputReport, RecordProblem, SlotCounts,
 };
 pub use model_files::{materialize, LocatedModel, Materialized};
+pub use plan::{Asset, JobPlan, PlanInput, PlanModel, PlanOptions, PlanOutput};
 pub use run::run_job;

@@ -39,6 +39,8 @@ pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> Job
     let Job {
         kind,
         model,
+        source_name,
+        state_between_records,
         init,
         inputs,
         outputs,
@@ -57,7 +59,7 @@ pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> Job
         format!(
             "loading {} model {}: init={}, score={}, metrics={}, train={}",
             model.language,
-            model.main_source.display(),
+            source_name,
             model.entry_points.init.as_deref().unwrap_or("-"),
             model.entry_points.score.as_deref().unwrap_or("-"),
             model.entry_points.metrics.as_deref().unwrap_or("-"),
@@ -139,7 +141,7 @@ pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> Job
     let workers = match kind {
         JobKind::Score => {
             let slots: Vec<u32> = inputs.iter().map(|i| i.slot.0).collect();
-            score_workers(&model, slots, &options, &log).await
+            score_workers(slots, state_between_records, &options, &log)
         }
         JobKind::Metrics | JobKind::Train => 1,
     };
@@ -295,9 +297,9 @@ pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> Job
 /// How many workers score: the number asked for, but one for a model that reads several
 /// input slots (a join: each worker would see only some of each) or keeps state between
 /// records, unless the user gave the number explicitly.
-async fn score_workers(
-    model: &runtime_core::ModelSpec,
+fn score_workers(
     mut slots: Vec<u32>,
+    state_between_records: Option<String>,
     options: &crate::job::JobOptions,
     log: &Arc<dyn JobLog>,
 ) -> usize {
@@ -318,19 +320,7 @@ async fn score_workers(
                 .join(", ")
         ))
     } else {
-        let path = model.work_dir.join(&model.main_source);
-        tokio::task::spawn_blocking(move || std::fs::read_to_string(path))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .and_then(|source| {
-                runtime_core::model::state_kept_between_records(
-                    &source,
-                    model.language,
-                    model.entry_points.init.as_deref(),
-                )
-            })
-            .map(|why| format!("the model's {why}"))
+        state_between_records.map(|why| format!("the model's {why}"))
     };
     match reason {
         None => asked,

@@ -179,6 +179,8 @@ fn job(kind: JobKind, items: Vec<ReadItem>, sinks: &[(u32, VecSink)], stop: bool
             recordsets: Default::default(),
             import_paths: Vec::new(),
         },
+        source_name: "model.py".into(),
+        state_between_records: None,
         init: InitContext::Job {
             raw_json: "{}".into(),
         },
@@ -399,6 +401,29 @@ async fn several_workers_keep_the_input_order() {
         xs.iter().map(|x| 2 * i128::from(*x)).collect::<Vec<_>>()
     );
     assert_eq!(runner.starts.load(std::sync::atomic::Ordering::Relaxed), 4);
+}
+
+#[tokio::test]
+async fn a_model_keeping_state_runs_in_one_worker_unless_more_are_asked_for() {
+    for explicit in [false, true] {
+        let items = (1..=6).map(|x| record(x as u64, x)).collect();
+        let sinks = [(1, VecSink::default()), (3, VecSink::default())];
+        let mut j = job(JobKind::Score, items, &sinks, false);
+        j.options.workers = 4;
+        j.options.workers_explicit = explicit;
+        j.state_between_records = Some("line 3 changes global state".into());
+        let runner = DoublerRunner::default();
+        let log = Arc::new(MemoryLog::default());
+        let out = run_job(j, &runner, log.clone()).await;
+        assert_eq!(out.result, JobResult::Success, "{:?}", out.error);
+        let starts = runner.starts.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(starts, if explicit { 4 } else { 1 });
+        let said = log.lines().iter().any(|l| {
+            l.message
+                .contains("the model's line 3 changes global state")
+        });
+        assert!(said, "{:#?}", log.lines());
+    }
 }
 
 #[tokio::test]

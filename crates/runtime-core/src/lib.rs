@@ -1,11 +1,10 @@
 //! The domain of the model runtime, shared by every other crate: the record [`Value`], slots
-//! and positions, stream descriptors, model conventions, a job's log, and the traits that
+//! and positions, model conventions, a job's log, and the traits that
 //! endpoints ([`RecordSource`], [`RecordSink`]) and language runners ([`Runner`],
 //! [`Session`]) implement.
 //!
 //! This crate reads no environment, installs no logger and holds no global state.
 
-pub mod descriptor;
 pub mod endpoint;
 pub mod error;
 pub mod log;
@@ -15,7 +14,6 @@ pub mod runner;
 pub mod value;
 mod value_serde;
 
-pub use descriptor::{Direction, StreamDescriptor};
 pub use endpoint::{OutRecord, RecordSink, RecordSource, SinkReport};
 pub use error::{BoxError, Error, Result};
 pub use log::{utc_timestamp, utc_timestamp_ms, JobLog, Level, LogLine, LogSource, MemoryLog};

@@ -7,6 +7,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+pub use endpoints::{Credential, Credentials};
 use serde::Deserialize;
 
 use crate::auth::Token;
@@ -169,8 +170,9 @@ pub struct Config {
     /// `text` (one human-readable line per entry) or `json` (one JSON object per line, for
     /// log collectors).
     pub log_format: String,
-    /// Credentials for external stores, from `application.json` only. Never logged.
-    pub credentials: Vec<Credential>,
+    /// Credentials for external stores, from `application.json` only. Never logged; the
+    /// job queue's endpoint registry hands the matching entry to an endpoint's opener.
+    pub credentials: Credentials,
 
     // Paths, uploads and retention.
     /// Folders under which job and deployment documents may name local paths; empty: the
@@ -297,7 +299,7 @@ impl Default for Config {
             shutdown_grace_ms: 30_000,
             log_level: "info".to_owned(),
             log_format: "text".to_owned(),
-            credentials: Vec::new(),
+            credentials: Credentials::default(),
             allowed_paths: Vec::new(),
             max_request_bytes: 16 << 20,
             max_upload_bytes: 1 << 30,
@@ -312,34 +314,6 @@ impl Default for Config {
             worker_env: Vec::new(),
             limits: Limits::default(),
         }
-    }
-}
-
-/// Credentials for one external store, matched by host and path prefix.
-#[derive(Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Credential {
-    pub host: String,
-    #[serde(default)]
-    pub path: Option<String>,
-    #[serde(default)]
-    pub username: Option<String>,
-    #[serde(default)]
-    pub password: Option<String>,
-    #[serde(default)]
-    pub access_key_id: Option<String>,
-    #[serde(default)]
-    pub secret_access_key: Option<String>,
-    #[serde(default)]
-    pub token: Option<String>,
-}
-
-impl fmt::Debug for Credential {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credential")
-            .field("host", &self.host)
-            .field("path", &self.path)
-            .finish_non_exhaustive()
     }
 }
 
@@ -363,7 +337,7 @@ struct FileConfig {
     log_level: Option<String>,
     log_format: Option<String>,
     #[serde(default)]
-    credentials: Vec<Credential>,
+    credentials: Credentials,
     allowed_paths: Option<PathList>,
     max_request_bytes: Option<u64>,
     max_upload_bytes: Option<u64>,
@@ -757,7 +731,7 @@ impl Config {
         if self.max_concurrent_uploads == 0 {
             return Err(Error::config("maxConcurrentUploads", "must be at least 1"));
         }
-        for (i, c) in self.credentials.iter().enumerate() {
+        for (i, c) in self.credentials.entries().iter().enumerate() {
             if c.host.trim().is_empty() {
                 return Err(Error::config(
                     format!("credentials[{i}].host"),
@@ -789,11 +763,7 @@ impl Config {
 
     /// The credentials matching a URL's host and path, if any.
     pub fn credential_for(&self, host: &str, path: &str) -> Option<&Credential> {
-        self.credentials
-            .iter()
-            .filter(|c| c.host.eq_ignore_ascii_case(host))
-            .filter(|c| c.path.as_deref().is_none_or(|p| path.starts_with(p)))
-            .max_by_key(|c| c.path.as_deref().map_or(0, str::len))
+        self.credentials.matching(host, path)
     }
 }
 

@@ -348,7 +348,8 @@ pub async fn serve(
             config.job_batch_size,
         )
         .with_retention(config.job_retention)
-        .with_limits(config.limits),
+        .with_limits(config.limits)
+        .with_credentials(config.credentials.clone()),
     );
     let control = tokio::net::TcpListener::bind((config.bind, config.port))
         .await

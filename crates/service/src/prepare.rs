@@ -1,10 +1,10 @@
-//! From a document's model to a model ready to start: files materialized, entry points
-//! resolved.
+//! From a document's model to a model ready to start: its `jobs::PlanModel` (the one batch
+//! jobs plan with), files materialized, entry points resolved.
 
 use std::path::Path;
 
-use jobs::{LocatedModel, Materialized};
-use runtime_core::{JobLog, LogSource, ModelSpec};
+use jobs::{Asset, LocatedModel, Materialized, PlanModel};
+use runtime_core::{JobLog, ModelSpec};
 
 use crate::document::{Content, ModelSource};
 use crate::error::{Error, Result};
@@ -16,6 +16,25 @@ pub struct Prepared {
     pub comments: runtime_core::SmartComments,
 }
 
+/// A document's model as a plan's: its source parsed once, the schemas of its
+/// `modelMetaData` serving slots the source names none for, its assets.
+pub fn plan_model(m: &ModelSource) -> Result<PlanModel> {
+    let located = LocatedModel::from_parts(&m.source_name, m.source_text.clone(), m.language)?;
+    let mut model = PlanModel::new(located, &m.explicit).with_slot_schemas(&m.schemas);
+    model.assets = m
+        .assets
+        .iter()
+        .map(|(rel, content)| {
+            let asset = match content {
+                Content::Bytes(b) => Asset::Bytes(b.clone()),
+                Content::File(p) => Asset::File(p.clone()),
+            };
+            (rel.clone(), asset)
+        })
+        .collect();
+    Ok(model)
+}
+
 /// Writes the model into `dir` (emptied first) and resolves its entry points. Blocking:
 /// call it on the blocking pool.
 pub fn prepare_model(m: &ModelSource, dir: &Path, log: &dyn JobLog) -> Result<Prepared> {
@@ -23,47 +42,11 @@ pub fn prepare_model(m: &ModelSource, dir: &Path, log: &dyn JobLog) -> Result<Pr
         std::fs::remove_dir_all(dir)
             .map_err(|e| Error::io(format!("cannot empty {}", dir.display()), e))?;
     }
-    let located = LocatedModel::from_parts(&m.source_name, m.source_text.clone(), m.language)?;
-    let (mut comments, entry_points) = located.conventions(&m.explicit);
-    // Schemas the document's modelMetaData carries serve slots the source names none for.
-    for (slot, text) in &m.schemas {
-        comments
-            .schemas
-            .entry(runtime_core::Slot(*slot))
-            .or_insert_with(|| text.clone());
-    }
-    for (line, problem) in &comments.problems {
-        log.warn(
-            LogSource::Engine,
-            format!("{} line {line}: {problem}", m.source_name),
-        );
-    }
-    let materialized = jobs::materialize(&located, dir)?;
-    for (rel, content) in &m.assets {
-        match content {
-            Content::Bytes(b) => jobs::model_files::write_asset(&materialized, rel, b)?,
-            Content::File(p) => jobs::model_files::copy_asset(&materialized, rel, p)?,
-        }
-    }
-    log.info(
-        LogSource::Engine,
-        format!(
-            "assets written: {} file(s) in {}",
-            m.assets.len() + 1,
-            materialized.work_dir.display()
-        ),
-    );
-    let spec = ModelSpec {
-        language: located.language,
-        work_dir: materialized.work_dir.clone(),
-        main_source: materialized.main_source.clone(),
-        entry_points,
-        recordsets: comments.recordsets.clone(),
-        import_paths: Vec::new(),
-    };
+    let model = plan_model(m)?;
+    let (materialized, spec) = model.write(dir, log)?;
     Ok(Prepared {
         materialized,
         spec,
-        comments,
+        comments: model.comments,
     })
 }

@@ -6,9 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use codecs::CodecConfig;
-use endpoints::{FileSink, FileSource};
-use jobs::{Job, JobControl, JobInput, JobKind, JobOptions, JobOutcome, JobOutput, JobProgress};
+use endpoints::{Registry, StreamDescriptor};
+use jobs::{
+    Job, JobControl, JobKind, JobOptions, JobOutcome, JobPlan, JobProgress, PlanInput, PlanOptions,
+    PlanOutput,
+};
 use runtime_core::{InitContext, JobLog, Level, Slot};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
@@ -16,7 +18,6 @@ use tokio::sync::Notify;
 use crate::document::{Content, DataSpec, JobDocument, JobSpec};
 use crate::error::{Error, Result};
 use crate::joblog::BufferedLog;
-use crate::prepare::prepare_model;
 use crate::store::{Finish, JobRow, JobState, Store};
 use crate::time::now_ms;
 use crate::RunnerSet;
@@ -77,6 +78,8 @@ pub struct JobQueue {
     stopped: Notify,
     stopped_flag: AtomicBool,
     retention: crate::config::JobRetention,
+    /// Opens jobs' inputs and outputs, with the engine's credentials.
+    registry: Arc<Registry>,
 }
 
 impl JobQueue {
@@ -100,7 +103,14 @@ impl JobQueue {
             stopped: Notify::new(),
             stopped_flag: AtomicBool::new(false),
             retention: crate::config::JobRetention::default(),
+            registry: Arc::new(Registry::default()),
         }
+    }
+
+    /// Hands the entry of `credentials` matching an endpoint's location to its opener.
+    pub fn with_credentials(mut self, credentials: endpoints::Credentials) -> Self {
+        self.registry = Arc::new(Registry::default().with_credentials(credentials));
+        self
     }
 
     /// Which finished jobs are kept; applied after each job.
@@ -132,6 +142,10 @@ impl JobQueue {
         let doc = tokio::task::spawn_blocking(move || doc.spec().map(|_| doc))
             .await
             .map_err(|e| Error::Store(format!("reading the job document failed: {e}")))??;
+        // The options checked when the job runs are checked now, so a bad one is a 400
+        // naming the field rather than a job failing later.
+        let raw: serde_json::Value = serde_json::from_str(&document_text).unwrap_or_default();
+        self.limits.for_job(&raw)?;
         let id = doc
             .id
             .clone()
@@ -439,15 +453,23 @@ impl JobQueue {
             let stored = row.document.clone();
             let batch_size = self.batch_size;
             let control = control.clone();
+            let registry = self.registry.clone();
             tokio::task::spawn_blocking(move || {
                 let raw = crate::document::raw_json(&stored)?;
-                build_job(&spec, &dir, raw, batch_size, control, log.as_ref()).map(
-                    |(mut job, places, train)| {
-                        // A record over a limit fails alone; a new worker scores the rest.
-                        job.options.worker_limits = limited;
-                        (job, places, train)
-                    },
+                build_job(
+                    &spec,
+                    &dir,
+                    raw,
+                    batch_size,
+                    &registry,
+                    control,
+                    log.as_ref(),
                 )
+                .map(|(mut job, places, train)| {
+                    // A record over a limit fails alone; a new worker scores the rest.
+                    job.options.worker_limits = limited;
+                    (job, places, train)
+                })
             })
             .await
             .map_err(|e| Error::Store(format!("job preparation failed: {e}")))??
@@ -540,71 +562,53 @@ fn ext_of(enc: codecs::Encoding) -> &'static str {
 
 type Built = (Job, Vec<OutputPlace>, Option<PathBuf>);
 
-/// Materializes the model and opens the job's inputs and outputs. Blocking.
+/// Plans the job a document asks for and builds it through `jobs::plan::build`, as
+/// `engine run` does. Blocking.
 fn build_job(
     spec: &JobSpec,
     dir: &Path,
     raw_json: String,
     batch_size: usize,
+    registry: &Registry,
     control: Arc<JobControl>,
     log: &BufferedLog,
 ) -> Result<Built> {
-    let prepared = prepare_model(&spec.model, &dir.join("run"), log)?;
-    let (schemas, warnings) = schema::resolve_checked_schemas(
-        &prepared.materialized.work_dir,
-        &prepared.comments,
-        spec.input_schema_checking,
-        spec.output_schema_checking,
-    )
-    .map_err(|e| Error::BadRequest(format!("the model's schemas: {e}")))?;
-    for w in warnings {
-        log.engine(Level::Warn, w);
+    let run_dir = dir.join("run");
+    if run_dir.exists() {
+        std::fs::remove_dir_all(&run_dir)
+            .map_err(|e| Error::io(format!("cannot empty {}", run_dir.display()), e))?;
     }
-    for (slot, checker) in schemas.inputs.iter().chain(schemas.outputs.iter()) {
-        log.engine(
-            Level::Info,
-            format!(
-                "slot {slot}: records checked against schema {}",
-                checker.record_name().unwrap_or("(unnamed)")
-            ),
-        );
-    }
-    let data = dir.join("run").join("data");
+    let (plan, places, train_dir) = plan_job(spec, dir, &run_dir, raw_json, batch_size)?;
+    let job = jobs::plan::build(plan, &run_dir, registry, log, control).map_err(|e| match e {
+        jobs::Error::Schemas(_) => Error::BadRequest(e.to_string()),
+        e => Error::from(e),
+    })?;
+    Ok((job, places, train_dir))
+}
+
+/// The plan of a job document: its model, its inputs (embedded ones written under
+/// `run_dir/data`) and outputs as file descriptors, where each output goes, and training's
+/// products folder.
+fn plan_job(
+    spec: &JobSpec,
+    dir: &Path,
+    run_dir: &Path,
+    raw_json: String,
+    batch_size: usize,
+) -> Result<(JobPlan, Vec<OutputPlace>, Option<PathBuf>)> {
+    let model = crate::prepare::plan_model(&spec.model)?;
+
+    let data = run_dir.join("data");
     std::fs::create_dir_all(&data)
         .map_err(|e| Error::io(format!("cannot create {}", data.display()), e))?;
     let mut inputs = Vec::new();
     for (k, d) in spec.inputs.iter().enumerate() {
         let path = input_path(d, k, &data)?;
-        let slot = Slot::for_input(k);
-        let mut codec = CodecConfig::new(d.encoding);
-        if d.encoding == codecs::Encoding::Csv {
-            codec.schema = schemas.inputs.get(&slot).map(|c| c.avro().clone());
-        }
-        let whole = d.whole_file.unwrap_or_else(|| {
-            let detected = d.encoding == codecs::Encoding::Json
-                && d.name.to_ascii_lowercase().ends_with(".json")
-                && std::fs::File::open(&path).is_ok_and(|f| {
-                    codecs::is_json_document(std::io::BufReader::new(f), codec.max_record_bytes)
-                        .unwrap_or(false)
-                });
-            if detected {
-                log.engine(
-                    Level::Info,
-                    format!(
-                        "input {}: one JSON document over several lines, read whole as one record (inputMode \"lines\" reads it line by line)",
-                        d.name
-                    ),
-                );
-            }
-            detected
-        });
-        if whole {
-            codec.framing = Some(codecs::Framing::Message);
-        }
-        let source = FileSource::open(&path, &codec)?;
-        inputs.push(JobInput {
-            slot,
-            source: Box::new(source),
+        inputs.push(PlanInput {
+            slot: Slot::for_input(k),
+            name: d.name.clone(),
+            descriptor: StreamDescriptor::file(path.display().to_string(), d.encoding),
+            whole_document: d.whole_file,
         });
     }
     let mut outputs = Vec::new();
@@ -627,18 +631,9 @@ fn build_job(
                 true,
             ),
         };
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| Error::io(format!("cannot create {}", parent.display()), e))?;
-        }
-        let mut codec = CodecConfig::new(d.encoding);
-        if d.encoding == codecs::Encoding::AvroBinary {
-            codec.schema = schemas.outputs.get(&slot).map(|c| c.avro().clone());
-        }
-        let sink = FileSink::create(&path, &codec)?;
-        outputs.push(JobOutput {
+        outputs.push(PlanOutput {
             slot,
-            sink: Box::new(sink),
+            descriptor: StreamDescriptor::file(path.display().to_string(), d.encoding),
         });
         places.push(OutputPlace {
             slot: slot.0,
@@ -649,27 +644,26 @@ fn build_job(
             records: 0,
         });
     }
-    let job = Job {
+    let plan = JobPlan {
         kind: spec.kind,
-        model: prepared.spec,
-        init: InitContext::Job { raw_json },
+        model,
         inputs,
         outputs,
         train_output: train_dir.clone(),
-        env: vec![(
-            "HOME".to_owned(),
-            prepared.materialized.home.display().to_string(),
-        )],
-        options: JobOptions {
-            stop_on_bad_records: spec.stop_on_bad_records,
-            batch_size,
-            schemas,
-            relax_requirements: spec.relax_requirements,
-            ..JobOptions::default()
+        init: InitContext::Job { raw_json },
+        options: PlanOptions {
+            input_schema_checking: spec.input_schema_checking,
+            output_schema_checking: spec.output_schema_checking,
+            lines_hint: "inputMode \"lines\"".to_owned(),
+            job: JobOptions {
+                stop_on_bad_records: spec.stop_on_bad_records,
+                batch_size,
+                relax_requirements: spec.relax_requirements,
+                ..JobOptions::default()
+            },
         },
-        control,
     };
-    Ok((job, places, train_dir))
+    Ok((plan, places, train_dir))
 }
 
 fn input_path(d: &DataSpec, k: usize, data: &Path) -> Result<PathBuf> {

@@ -1,6 +1,7 @@
 //! Stream descriptors: where a stream's records come from or go to ([`Transport`]), how each
-//! record's bytes are encoded ([`Encoding`]), where one record ends ([`Envelope`]), which
-//! Avro [`Schema`] applies and how records are grouped ([`Batching`]).
+//! record's bytes are encoded (`Encoding`, the codecs' [`Encoding`] with its [`CsvOptions`]),
+//! where one record ends (`Envelope`, the codecs' [`Framing`]), which Avro [`Schema`] applies
+//! and how records are grouped ([`Batching`]).
 //!
 //! Two written forms are read, both into the same fully defaulted [`StreamDescriptor`]:
 //! - the FastScore JSON form, with capitalised field names (matched case-insensitively);
@@ -20,16 +21,17 @@
 //!
 //! The forms, defaults and refusals are described for users in `docs/stream-descriptors.md`.
 //!
-//! Deliberately not here: opening anything (endpoints live in their own crate), reading the
-//! environment or a secrets folder, and checking Avro schemas (the codecs crate does that).
+//! Deliberately not here: opening anything (the [`Registry`](crate::Registry) does), reading
+//! the environment or a secrets folder, and checking Avro schemas (the codecs crate does that).
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+use codecs::CodecConfig;
+pub use codecs::{CsvOptions, Encoding, Framing};
+use runtime_core::{Error, Result};
 use serde_json::{Map as JsonMap, Value as Json};
-
-use crate::error::{Error, Result};
 
 /// Records per batch when `Batching` says nothing else.
 pub const DEFAULT_WATERMARK: u64 = 1000;
@@ -81,9 +83,13 @@ pub struct StreamDescriptor {
     pub description: Option<String>,
     pub transport: Transport,
     pub encoding: Encoding,
+    /// The CSV dialect (`Delimiter`, `QuoteCharacter`, `Header` of a csv `Encoding`); the
+    /// default for other encodings.
+    pub csv: CsvOptions,
+    /// `Envelope`: `Lines`/`Delimited`, `Fixed`, `Ocf` (ocf-block) or `Csv` (delimited-csv).
     /// `None`: no envelope (each message is one record, or the encoding delimits itself, or
     /// the whole stream is one record).
-    pub envelope: Option<Envelope>,
+    pub envelope: Option<Framing>,
     pub schema: Schema,
     pub batching: Batching,
     /// `LingerTime`: how long, in ms, an output stays open after the end of its input.
@@ -262,124 +268,17 @@ impl fmt::Display for TransportType {
     }
 }
 
-/// What the bytes of one record mean. The descriptor's own small enum; the codecs crate has
-/// its own types and the engine maps between them.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Encoding {
-    /// `null`: raw bytes, handed to the model as they are.
-    Raw,
-    /// `utf-8`: text.
-    Utf8,
-    Json,
-    Csv(CsvOptions),
-    Msgpack,
-    AvroBinary,
-}
-
-/// CSV options, written as `"Encoding": {"Type": "csv", "Delimiter": ";", ...}`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CsvOptions {
-    /// `Delimiter`: one ASCII character, default `,`.
-    pub delimiter: u8,
-    /// `QuoteCharacter`: one ASCII character, default `"`.
-    pub quote: u8,
-    /// `Header`: the first row names the fields (records are objects); default true. Without
-    /// a header, records are arrays.
-    pub header: bool,
-}
-
-impl Default for CsvOptions {
-    fn default() -> Self {
-        CsvOptions {
-            delimiter: b',',
-            quote: b'"',
-            header: true,
-        }
+/// The encoding's name as messages write it (`null (raw)` for raw bytes).
+fn label(encoding: Encoding) -> &'static str {
+    match encoding {
+        Encoding::Raw => "null (raw)",
+        other => other.name(),
     }
 }
 
-impl Encoding {
-    /// The name written in descriptors; `None` for raw bytes (written `null`).
-    pub fn name(&self) -> Option<&'static str> {
-        match self {
-            Encoding::Raw => None,
-            Encoding::Utf8 => Some("utf-8"),
-            Encoding::Json => Some("json"),
-            Encoding::Csv(_) => Some("csv"),
-            Encoding::Msgpack => Some("msgpack"),
-            Encoding::AvroBinary => Some("avro-binary"),
-        }
-    }
-
-    /// Looks an encoding up by name, ignoring case; `utf8` and `avro` are accepted aliases,
-    /// and the strings `null` and `raw` mean raw bytes. `csv` gets the default [`CsvOptions`].
-    pub fn from_name(name: &str) -> Option<Encoding> {
-        match name.trim().to_ascii_lowercase().as_str() {
-            "null" | "raw" => Some(Encoding::Raw),
-            "utf-8" | "utf8" => Some(Encoding::Utf8),
-            "json" => Some(Encoding::Json),
-            "csv" => Some(Encoding::Csv(CsvOptions::default())),
-            "msgpack" => Some(Encoding::Msgpack),
-            "avro-binary" | "avro" => Some(Encoding::AvroBinary),
-            _ => None,
-        }
-    }
-
-    /// The encoding a file extension (without the dot, any case) suggests, if any.
-    pub fn from_extension(ext: &str) -> Option<Encoding> {
-        match ext.to_ascii_lowercase().as_str() {
-            "json" | "jsonl" | "ndjson" | "jsons" => Some(Encoding::Json),
-            "csv" => Some(Encoding::Csv(CsvOptions::default())),
-            "avro" => Some(Encoding::AvroBinary),
-            "msgpack" | "mpk" => Some(Encoding::Msgpack),
-            "txt" | "text" => Some(Encoding::Utf8),
-            _ => None,
-        }
-    }
-
-    /// Whether records of this encoding delimit themselves (so need no envelope).
-    pub fn is_self_delimiting(&self) -> bool {
-        matches!(self, Encoding::Msgpack | Encoding::AvroBinary)
-    }
-
-    fn is_binary(&self) -> bool {
-        matches!(self, Encoding::Msgpack | Encoding::AvroBinary)
-    }
-
-    fn label(&self) -> &'static str {
-        self.name().unwrap_or("null (raw)")
-    }
-}
-
-/// Where one record ends in a byte stream.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Envelope {
-    /// Records end with `separator` (default `"\n"`).
-    Delimited { separator: String },
-    /// Records of exactly `size` bytes.
-    Fixed { size: u64 },
-    /// An Avro object container file (avro-binary only).
-    OcfBlock,
-    /// CSV rows, quote-aware: a quoted field may hold line breaks (csv only).
-    DelimitedCsv,
-}
-
-impl Envelope {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Envelope::Delimited { .. } => "delimited",
-            Envelope::Fixed { .. } => "fixed",
-            Envelope::OcfBlock => "ocf-block",
-            Envelope::DelimitedCsv => "delimited-csv",
-        }
-    }
-
-    /// A `delimited` envelope with the default separator.
-    pub fn lines() -> Envelope {
-        Envelope::Delimited {
-            separator: DEFAULT_SEPARATOR.to_string(),
-        }
-    }
+/// Whether records of this encoding are binary, so may hold any separator.
+fn is_binary(encoding: Encoding) -> bool {
+    matches!(encoding, Encoding::MsgPack | Encoding::AvroBinary)
 }
 
 /// The Avro schema of a stream.
@@ -507,25 +406,63 @@ impl Transport {
             }
             _ => self
                 .name_extension()
-                .and_then(|e| Encoding::from_extension(&e))
+                .and_then(|e| Encoding::of_extension(&e))
                 .unwrap_or(Encoding::Raw),
         }
     }
 
     /// The envelope used when the descriptor names none (see the module docs).
-    pub fn default_envelope(&self, encoding: &Encoding) -> Option<Envelope> {
+    pub fn default_envelope(&self, encoding: Encoding) -> Option<Framing> {
         if self.is_message_transport() {
             return None;
         }
         match encoding {
-            Encoding::Msgpack => None,
+            Encoding::MsgPack => None,
             // A `.avro` file is a container file; other avro-binary streams are bare datums.
             Encoding::AvroBinary if self.name_extension().as_deref() == Some("avro") => {
-                Some(Envelope::OcfBlock)
+                Some(Framing::Ocf)
             }
             Encoding::AvroBinary => None,
-            Encoding::Csv(_) => Some(Envelope::DelimitedCsv),
-            Encoding::Raw | Encoding::Utf8 | Encoding::Json => Some(Envelope::lines()),
+            Encoding::Csv => Some(Framing::Csv),
+            Encoding::Raw | Encoding::Utf8 | Encoding::Json => Some(Framing::Lines),
+        }
+    }
+
+    /// The host and path of what this transport reaches, for matching credentials: a URL's
+    /// host and path, an S3 bucket and key, a Kafka bootstrap server's host and the topic, an
+    /// HDFS name node's host and path. `None` for local and in-engine transports.
+    pub fn location(&self) -> Option<(String, String)> {
+        fn host_of(authority: &str) -> &str {
+            let authority = authority.rsplit('@').next().unwrap_or(authority);
+            match authority.strip_prefix('[') {
+                Some(v6) => v6.split(']').next().unwrap_or(v6),
+                None => authority.split(':').next().unwrap_or(authority),
+            }
+        }
+        match self {
+            Transport::Http { url } => {
+                let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+                let rest = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
+                let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+                Some((host_of(authority).to_owned(), path.to_owned()))
+            }
+            Transport::S3(s3) => Some((s3.bucket.clone(), format!("/{}", s3.object_key))),
+            Transport::Kafka(k) => {
+                let server = k.bootstrap_servers.first()?;
+                Some((host_of(server).to_owned(), format!("/{}", k.topic)))
+            }
+            Transport::Hdfs { name_node, path } => {
+                Some((host_of(name_node).to_owned(), path.clone()))
+            }
+            Transport::Tcp { host, .. } | Transport::Udp { host, .. } => {
+                Some((host.clone(), String::new()))
+            }
+            Transport::Rest { .. }
+            | Transport::File { .. }
+            | Transport::Odbc(_)
+            | Transport::Exec { .. }
+            | Transport::Inline { .. }
+            | Transport::Discard => None,
         }
     }
 
@@ -605,13 +542,14 @@ fn is_secret_ref(s: &str) -> bool {
 impl StreamDescriptor {
     /// A descriptor for `transport` and `encoding` with every other field defaulted.
     pub fn new(transport: Transport, encoding: Encoding) -> StreamDescriptor {
-        let envelope = transport.default_envelope(&encoding);
+        let envelope = transport.default_envelope(encoding);
         let batching = Batching::default_for(&transport);
         StreamDescriptor {
             version: None,
             description: None,
             transport,
             encoding,
+            csv: CsvOptions::default(),
             envelope,
             schema: Schema::Inherit,
             batching,
@@ -676,13 +614,13 @@ impl StreamDescriptor {
                 ))
             }
         };
-        let encoding = match encoding {
-            Given::Absent => transport.guessed_encoding(),
-            Given::Null => Encoding::Raw,
+        let (encoding, csv) = match encoding {
+            Given::Absent => (transport.guessed_encoding(), CsvOptions::default()),
+            Given::Null => (Encoding::Raw, CsvOptions::default()),
             Given::Set(v) => parse_encoding(v)?,
         };
         let envelope = match envelope {
-            Given::Absent => transport.default_envelope(&encoding),
+            Given::Absent => transport.default_envelope(encoding),
             Given::Null => None,
             Given::Set(v) => Some(parse_envelope(v)?),
         };
@@ -700,6 +638,7 @@ impl StreamDescriptor {
             version: version.try_map(|v| text(v, "Version"))?.value(),
             description: description.try_map(|v| text(v, "Description"))?.value(),
             encoding,
+            csv,
             envelope,
             schema,
             batching,
@@ -729,6 +668,38 @@ impl StreamDescriptor {
         Self::from_object(&short_form_to_json(text.trim())?)
     }
 
+    /// A descriptor for a local file read or written with the codec's own framing for
+    /// `encoding` (an Avro container, CSV rows, lines, MessagePack values), whatever the
+    /// file's extension: what `engine run` and job documents give.
+    pub fn file(path: impl Into<String>, encoding: Encoding) -> StreamDescriptor {
+        let mut d = StreamDescriptor::new(Transport::File { path: path.into() }, encoding);
+        d.envelope = match encoding.default_framing() {
+            Framing::MsgPackStream => None,
+            framing => Some(framing),
+        };
+        d
+    }
+
+    /// The codec config this descriptor reads or writes with: its encoding, CSV dialect and
+    /// envelope. No envelope is one record per message on a message transport; on a byte
+    /// stream it is bare Avro datums, MessagePack values back to back, or for the other
+    /// encodings the whole stream as one record. The caller adds what the slot gives (its
+    /// schema).
+    pub fn codec_config(&self) -> CodecConfig {
+        let mut codec = CodecConfig::new(self.encoding);
+        codec.csv = self.csv.clone();
+        codec.framing = Some(match &self.envelope {
+            Some(framing) => framing.clone(),
+            None if self.is_message_transport() => Framing::Message,
+            None => match self.encoding {
+                Encoding::AvroBinary => Framing::AvroDatums,
+                Encoding::MsgPack => Framing::MsgPackStream,
+                _ => Framing::Message,
+            },
+        });
+        codec
+    }
+
     /// Whether each record travels as its own message; see [`Transport::is_message_transport`].
     pub fn is_message_transport(&self) -> bool {
         self.transport.is_message_transport()
@@ -744,7 +715,7 @@ impl StreamDescriptor {
         }
         m.insert("Description".into(), opt_json(self.description.as_deref()));
         m.insert("Transport".into(), self.transport_json());
-        m.insert("Encoding".into(), encoding_json(&self.encoding));
+        m.insert("Encoding".into(), encoding_json(self.encoding, &self.csv));
         m.insert(
             "Envelope".into(),
             self.envelope.as_ref().map_or(Json::Null, envelope_json),
@@ -951,7 +922,8 @@ impl StreamDescriptor {
     }
 
     fn validate_encoding(&self) -> Result<()> {
-        if let Encoding::Csv(csv) = &self.encoding {
+        if self.encoding == Encoding::Csv {
+            let csv = &self.csv;
             check_csv_char(csv.delimiter, "Encoding.Delimiter")?;
             check_csv_char(csv.quote, "Encoding.QuoteCharacter")?;
             if csv.delimiter == csv.quote {
@@ -967,7 +939,7 @@ impl StreamDescriptor {
                     "Encoding",
                     format!(
                         "ODBC rows are records (objects keyed by column name): the encoding must be json, not {}",
-                        self.encoding.label()
+                        label(self.encoding)
                     ),
                 ));
             }
@@ -976,7 +948,7 @@ impl StreamDescriptor {
     }
 
     fn validate_envelope(&self) -> Result<()> {
-        let enc = &self.encoding;
+        let enc = self.encoding;
         let Some(envelope) = &self.envelope else {
             return Ok(());
         };
@@ -987,28 +959,28 @@ impl StreamDescriptor {
             ));
         }
         match envelope {
-            Envelope::Delimited { separator } => {
-                if separator.is_empty() {
+            Framing::Lines | Framing::Delimited { .. } => {
+                if matches!(envelope, Framing::Delimited { separator } if separator.is_empty()) {
                     return Err(Error::descriptor("Envelope.Separator", "must not be empty"));
                 }
-                if enc.is_binary() {
+                if is_binary(enc) {
                     return Err(Error::descriptor(
                         "Envelope",
                         format!(
                             "{} records are binary and may contain the separator: use no envelope{}",
-                            enc.label(),
-                            if *enc == Encoding::AvroBinary { " or ocf-block" } else { "" }
+                            label(enc),
+                            if enc == Encoding::AvroBinary { " or ocf-block" } else { "" }
                         ),
                     ));
                 }
-                if let Encoding::Csv(_) = enc {
+                if enc == Encoding::Csv {
                     return Err(Error::descriptor(
                         "Envelope",
                         "csv records are framed by delimited-csv (a quoted field may hold line breaks), not delimited",
                     ));
                 }
             }
-            Envelope::Fixed { size } => {
+            Framing::Fixed { size } => {
                 if *size == 0 {
                     return Err(Error::descriptor(
                         "Envelope.Size",
@@ -1024,34 +996,43 @@ impl StreamDescriptor {
                         ),
                     ));
                 }
-                if *enc != Encoding::Raw {
+                if enc != Encoding::Raw {
                     return Err(Error::descriptor(
                         "Envelope",
                         format!(
                             "fixed-size records are raw bytes (Encoding null), not {}",
-                            enc.label()
+                            label(enc)
                         ),
                     ));
                 }
             }
-            Envelope::OcfBlock => {
-                if *enc != Encoding::AvroBinary {
+            Framing::Ocf => {
+                if enc != Encoding::AvroBinary {
                     return Err(Error::descriptor(
                         "Envelope",
                         format!(
                             "ocf-block (an Avro container file) needs Encoding avro-binary, not {}",
-                            enc.label()
+                            label(enc)
                         ),
                     ));
                 }
             }
-            Envelope::DelimitedCsv => {
-                if !matches!(enc, Encoding::Csv(_)) {
+            Framing::Csv => {
+                if enc != Encoding::Csv {
                     return Err(Error::descriptor(
                         "Envelope",
-                        format!("delimited-csv needs Encoding csv, not {}", enc.label()),
+                        format!("delimited-csv needs Encoding csv, not {}", label(enc)),
                     ));
                 }
+            }
+            Framing::AvroDatums | Framing::MsgPackStream | Framing::Message => {
+                return Err(Error::descriptor(
+                    "Envelope",
+                    format!(
+                        "'{}' is a framing, not an envelope: no envelope is written null",
+                        envelope.name()
+                    ),
+                ));
             }
         }
         Ok(())
@@ -1346,32 +1327,36 @@ fn char_json(c: u8) -> Json {
     Json::from(char::from(c).to_string())
 }
 
-fn encoding_json(encoding: &Encoding) -> Json {
+fn encoding_json(encoding: Encoding, csv: &CsvOptions) -> Json {
     match encoding {
         Encoding::Raw => Json::Null,
-        Encoding::Csv(csv) => {
+        Encoding::Csv => {
             let mut m = JsonMap::new();
             m.insert("Type".into(), Json::from("csv"));
             m.insert("Delimiter".into(), char_json(csv.delimiter));
             m.insert("QuoteCharacter".into(), char_json(csv.quote));
-            m.insert("Header".into(), Json::from(csv.header));
+            m.insert("Header".into(), Json::from(csv.has_header));
             Json::Object(m)
         }
-        other => Json::from(other.name().unwrap_or_default()),
+        other => Json::from(other.name()),
     }
 }
 
-fn envelope_json(envelope: &Envelope) -> Json {
+fn envelope_json(envelope: &Framing) -> Json {
     let mut m = JsonMap::new();
     m.insert("Type".into(), Json::from(envelope.name()));
     match envelope {
-        Envelope::Delimited { separator } => {
-            m.insert("Separator".into(), Json::from(separator.as_str()));
+        Framing::Lines => {
+            m.insert("Separator".into(), Json::from(DEFAULT_SEPARATOR));
         }
-        Envelope::Fixed { size } => {
+        Framing::Delimited { separator } => {
+            let separator = String::from_utf8_lossy(separator).into_owned();
+            m.insert("Separator".into(), Json::from(separator));
+        }
+        Framing::Fixed { size } => {
             m.insert("Size".into(), Json::from(*size));
         }
-        Envelope::OcfBlock | Envelope::DelimitedCsv => return Json::from(envelope.name()),
+        _ => return Json::from(envelope.name()),
     }
     Json::Object(m)
 }
@@ -1895,17 +1880,25 @@ fn opt_text(obj: &Fields<'_>, name: &str) -> Result<Option<String>> {
 const ENCODING_NAMES: &str = "null, utf-8, json, csv, msgpack, avro-binary";
 
 fn encoding_by_name(name: &str, field: &str) -> Result<Encoding> {
-    Encoding::from_name(name).ok_or_else(|| {
+    let unknown = || {
         Error::descriptor(
             field,
             format!("unknown encoding '{name}'; known encodings: {ENCODING_NAMES}"),
         )
-    })
+    };
+    // The codecs read an empty name as raw bytes; a descriptor names its encoding.
+    if name.trim().is_empty() {
+        return Err(unknown());
+    }
+    name.parse::<Encoding>().map_err(|_| unknown())
 }
 
-fn parse_encoding(v: &Json) -> Result<Encoding> {
+/// An `Encoding` field: the encoding, and the CSV dialect a csv one gives.
+fn parse_encoding(v: &Json) -> Result<(Encoding, CsvOptions)> {
     let map = match v {
-        Json::String(name) => return encoding_by_name(name, "Encoding"),
+        Json::String(name) => {
+            return Ok((encoding_by_name(name, "Encoding")?, CsvOptions::default()))
+        }
         Json::Object(map) => map,
         other => {
             return Err(Error::descriptor(
@@ -1928,15 +1921,16 @@ fn parse_encoding(v: &Json) -> Result<Encoding> {
             ))
         }
     };
-    match &encoding {
-        Encoding::Csv(_) => obj.check(
+    match encoding {
+        Encoding::Csv => obj.check(
             "a csv encoding",
             &["Type", "Delimiter", "QuoteCharacter", "Header"],
         )?,
-        other => obj.check(&format!("a {} encoding", other.label()), &["Type"])?,
+        other => obj.check(&format!("a {} encoding", label(other)), &["Type"])?,
     }
+    let mut csv = CsvOptions::default();
     match encoding {
-        Encoding::Csv(mut csv) => {
+        Encoding::Csv => {
             csv.delimiter = obj
                 .take("Delimiter")
                 .try_map(|v| ascii_char(v, "Encoding.Delimiter"))?
@@ -1952,20 +1946,20 @@ fn parse_encoding(v: &Json) -> Result<Encoding> {
                         "CSV needs a quote character (data without quotes reads the same)",
                     )
                 })?;
-            csv.header = obj
+            csv.has_header = obj
                 .take("Header")
                 .try_map(|v| boolean(v, "Encoding.Header"))?
                 .or_default(true)
                 .unwrap_or(false);
-            Ok(Encoding::Csv(csv))
+            Ok((Encoding::Csv, csv))
         }
-        other => Ok(other),
+        other => Ok((other, csv)),
     }
 }
 
 const ENVELOPE_NAMES: &str = "delimited, fixed, ocf-block, delimited-csv, null";
 
-fn parse_envelope(v: &Json) -> Result<Envelope> {
+fn parse_envelope(v: &Json) -> Result<Framing> {
     let (name, obj, field) = match v {
         Json::String(name) => (name.as_str(), Fields::empty("Envelope."), "Envelope"),
         Json::Object(map) => {
@@ -2016,7 +2010,13 @@ fn parse_envelope(v: &Json) -> Result<Envelope> {
                         "a delimited envelope needs a separator",
                     )
                 })?;
-            Envelope::Delimited { separator }
+            if separator == DEFAULT_SEPARATOR {
+                Framing::Lines
+            } else {
+                Framing::Delimited {
+                    separator: separator.into_bytes(),
+                }
+            }
         }
         "fixed" => {
             obj.check("a fixed envelope", known)?;
@@ -2024,15 +2024,17 @@ fn parse_envelope(v: &Json) -> Result<Envelope> {
                 .take("Size")
                 .try_map(|v| uint(v, "Envelope.Size"))?
                 .required("Envelope.Size", "the size of every record in bytes")?;
-            Envelope::Fixed { size }
+            let size = usize::try_from(size)
+                .map_err(|_| Error::descriptor("Envelope.Size", "is too large"))?;
+            Framing::Fixed { size }
         }
         "ocf-block" | "ocf" => {
             obj.check("an ocf-block envelope", known)?;
-            Envelope::OcfBlock
+            Framing::Ocf
         }
         "delimited-csv" => {
             obj.check("a delimited-csv envelope", known)?;
-            Envelope::DelimitedCsv
+            Framing::Csv
         }
         _ => {
             return Err(Error::descriptor(
@@ -2191,7 +2193,7 @@ fn short_form_to_json(text: &str) -> Result<JsonMap<String, Json>> {
             };
             // The topic's extension, if it names an encoding, is the encoding, not the topic.
             let (topic, encoding) = match topic.rsplit_once('.') {
-                Some((stem, ext)) if !stem.is_empty() => match Encoding::from_extension(ext) {
+                Some((stem, ext)) if !stem.is_empty() => match Encoding::of_extension(ext) {
                     Some(enc) => (stem, Some(enc)),
                     None => (topic, None),
                 },
@@ -2201,7 +2203,7 @@ fn short_form_to_json(text: &str) -> Result<JsonMap<String, Json>> {
             set(&mut transport, "BootstrapServers", Json::from(servers));
             set(&mut transport, "Topic", Json::from(topic));
             if let Some(enc) = encoding {
-                set(&mut doc, "Encoding", encoding_json(&enc));
+                set(&mut doc, "Encoding", encoding_json(enc, &CsvOptions::default()));
             }
         }
         "s3" => {

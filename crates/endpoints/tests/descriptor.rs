@@ -1,10 +1,11 @@
 //! Stream descriptors, table-driven: JSON and short forms in, the fully defaulted JSON form
 //! out; invalid descriptors in, the refused field and a piece of the reason out.
 
-use runtime_core::descriptor::{
-    Batching, Encoding, Envelope, RestMode, Schema, SkipToRecord, Transport, TransportType,
+use endpoints::descriptor::{
+    Batching, Encoding, Framing, RestMode, Schema, SkipToRecord, Transport, TransportType,
 };
-use runtime_core::{Direction, Error, StreamDescriptor};
+use endpoints::{Direction, StreamDescriptor};
+use runtime_core::Error;
 use serde_json::{json, Value as Json};
 
 fn parse(text: &str) -> StreamDescriptor {
@@ -931,7 +932,7 @@ fn typed_fields_match_the_json() {
             mode: RestMode::Chunked
         }
     );
-    assert_eq!(d.envelope, Some(Envelope::lines()));
+    assert_eq!(d.envelope, Some(Framing::Lines));
     assert_eq!(d.skip_to_record, None);
 
     let d = parse(r#"{"Transport": {"Type": "file", "Path": "p.json"}, "SkipToRecord": 2}"#);
@@ -944,13 +945,13 @@ fn new_fills_the_same_defaults_as_parsing() {
         Transport::File {
             path: "in.csv".into(),
         },
-        Encoding::from_name("CSV").unwrap(),
+        "CSV".parse::<Encoding>().unwrap(),
     );
     assert_eq!(built, parse("file:in.csv"));
     built.validate().unwrap();
 
     let mut changed = built.clone();
-    changed.envelope = Some(Envelope::Fixed { size: 0 });
+    changed.envelope = Some(Framing::Fixed { size: 0 });
     let (field, _) = refusal(changed.validate().map(|()| changed.clone()), "Size 0");
     assert_eq!(field, "Envelope.Size");
 }

@@ -1,0 +1,381 @@
+//! The one place a stream descriptor becomes an endpoint: a [`Registry`] maps each transport
+//! to an [`Opener`] and hands it the descriptor, the slot's codec config and the
+//! [`Credential`] matching the descriptor's location.
+//!
+//! Built in: `file` (a path; `-` is standard output for a sink when the registry allows it),
+//! `inline` (inputs) and `discard` (outputs). Transports without an opener are refused,
+//! naming the transport. Later transports (Kafka, S3...) and third-party endpoints register
+//! their opener with [`Registry::register`].
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use codecs::CodecConfig;
+use runtime_core::{Error, RecordSink, RecordSource, Result};
+
+use crate::credentials::{Credential, Credentials};
+use crate::descriptor::{Direction, StreamDescriptor, Transport, TransportType};
+use crate::{DiscardSink, FileSink, FileSource, InlineSource};
+
+/// What an opener is asked to open.
+#[derive(Clone, Copy, Debug)]
+pub struct OpenRequest<'a> {
+    pub descriptor: &'a StreamDescriptor,
+    /// The codec to decode or encode with: the descriptor's, with the slot's schema.
+    pub codec: &'a CodecConfig,
+    pub direction: Direction,
+    /// The registry's credential matching the descriptor's location, if any.
+    pub credential: Option<&'a Credential>,
+    /// Whether a `file` sink may be standard output (`-`).
+    pub allow_stdout: bool,
+}
+
+/// Opens the endpoints of one kind of transport. A direction the transport cannot serve
+/// keeps the default, which refuses it.
+pub trait Opener: Send + Sync {
+    fn open_source(&self, req: &OpenRequest<'_>) -> Result<Box<dyn RecordSource>> {
+        Err(cannot_serve(req))
+    }
+
+    fn open_sink(&self, req: &OpenRequest<'_>) -> Result<Box<dyn RecordSink>> {
+        Err(cannot_serve(req))
+    }
+}
+
+fn cannot_serve(req: &OpenRequest<'_>) -> Error {
+    let ty = req.descriptor.transport.transport_type();
+    Error::descriptor(
+        "Transport.Type",
+        format!("{ty} cannot be an {}", req.direction),
+    )
+}
+
+/// Maps transports to openers, and holds the credentials handed to them.
+#[derive(Clone)]
+pub struct Registry {
+    openers: HashMap<TransportType, Arc<dyn Opener>>,
+    credentials: Credentials,
+    allow_stdout: bool,
+}
+
+impl Default for Registry {
+    /// The built-in transports: file, inline, discard.
+    fn default() -> Self {
+        Registry::empty()
+            .register(TransportType::File, Arc::new(FileOpener))
+            .register(TransportType::Inline, Arc::new(InlineOpener))
+            .register(TransportType::Discard, Arc::new(DiscardOpener))
+    }
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut transports: Vec<&str> = self.openers.keys().map(|t| t.name()).collect();
+        transports.sort_unstable();
+        f.debug_struct("Registry")
+            .field("transports", &transports)
+            .field("credentials", &self.credentials)
+            .field("allow_stdout", &self.allow_stdout)
+            .finish()
+    }
+}
+
+impl Registry {
+    /// A registry that opens nothing until openers are registered.
+    pub fn empty() -> Registry {
+        Registry {
+            openers: HashMap::new(),
+            credentials: Credentials::default(),
+            allow_stdout: false,
+        }
+    }
+
+    /// Opens `transport` with `opener` from now on, replacing any opener it had.
+    pub fn register(mut self, transport: TransportType, opener: Arc<dyn Opener>) -> Registry {
+        self.openers.insert(transport, opener);
+        self
+    }
+
+    /// The credentials matched against each descriptor's location.
+    pub fn with_credentials(mut self, credentials: Credentials) -> Registry {
+        self.credentials = credentials;
+        self
+    }
+
+    /// Lets a `file` sink with the path `-` write to standard output (`engine run`).
+    pub fn allowing_stdout(mut self) -> Registry {
+        self.allow_stdout = true;
+        self
+    }
+
+    /// Opens `descriptor` as an input, decoding with `codec`.
+    pub fn open_source(
+        &self,
+        descriptor: &StreamDescriptor,
+        codec: &CodecConfig,
+    ) -> Result<Box<dyn RecordSource>> {
+        self.with_request(descriptor, codec, Direction::Input, |opener, req| {
+            opener.open_source(req)
+        })
+    }
+
+    /// Opens `descriptor` as an output, encoding with `codec`.
+    pub fn open_sink(
+        &self,
+        descriptor: &StreamDescriptor,
+        codec: &CodecConfig,
+    ) -> Result<Box<dyn RecordSink>> {
+        self.with_request(descriptor, codec, Direction::Output, |opener, req| {
+            opener.open_sink(req)
+        })
+    }
+
+    fn with_request<T>(
+        &self,
+        descriptor: &StreamDescriptor,
+        codec: &CodecConfig,
+        direction: Direction,
+        open: impl FnOnce(&dyn Opener, &OpenRequest<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let ty = descriptor.transport.transport_type();
+        let Some(opener) = self.openers.get(&ty) else {
+            let mut known: Vec<&str> = self.openers.keys().map(|t| t.name()).collect();
+            known.sort_unstable();
+            return Err(Error::endpoint(
+                ty.name(),
+                format!(
+                    "{ty} endpoints are not supported yet (this engine opens: {})",
+                    known.join(", ")
+                ),
+            ));
+        };
+        let credential = descriptor
+            .transport
+            .location()
+            .and_then(|(host, path)| self.credentials.matching(&host, &path));
+        let req = OpenRequest {
+            descriptor,
+            codec,
+            direction,
+            credential,
+            allow_stdout: self.allow_stdout,
+        };
+        open(opener.as_ref(), &req)
+    }
+}
+
+/// Refuses the reading options the built-in endpoints do not implement yet, so a descriptor
+/// asking for one is never read as if it had not.
+fn no_reading_options(req: &OpenRequest<'_>) -> Result<()> {
+    let d = req.descriptor;
+    let ty = d.transport.transport_type();
+    let asked = [
+        ("Loop", d.looping),
+        ("SkipTo", d.skip_to.is_some()),
+        ("SkipToRecord", d.skip_to_record.is_some()),
+    ];
+    match asked.iter().find(|(_, set)| *set) {
+        Some((field, _)) => Err(Error::descriptor(
+            *field,
+            format!("the {ty} endpoint does not support it yet"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `file`: a local path.
+struct FileOpener;
+
+impl Opener for FileOpener {
+    fn open_source(&self, req: &OpenRequest<'_>) -> Result<Box<dyn RecordSource>> {
+        let Transport::File { path } = &req.descriptor.transport else {
+            return Err(cannot_serve(req));
+        };
+        no_reading_options(req)?;
+        Ok(Box::new(FileSource::open(Path::new(path), req.codec)?))
+    }
+
+    fn open_sink(&self, req: &OpenRequest<'_>) -> Result<Box<dyn RecordSink>> {
+        let Transport::File { path } = &req.descriptor.transport else {
+            return Err(cannot_serve(req));
+        };
+        Ok(Box::new(if path == "-" && req.allow_stdout {
+            FileSink::stdout(req.codec)?
+        } else {
+            FileSink::create(Path::new(path), req.codec)?
+        }))
+    }
+}
+
+/// `inline`: the descriptor's `Data`, one message per string.
+struct InlineOpener;
+
+impl Opener for InlineOpener {
+    fn open_source(&self, req: &OpenRequest<'_>) -> Result<Box<dyn RecordSource>> {
+        let Transport::Inline { data } = &req.descriptor.transport else {
+            return Err(cannot_serve(req));
+        };
+        no_reading_options(req)?;
+        let messages = data.iter().map(|s| s.as_bytes().to_vec()).collect();
+        Ok(Box::new(InlineSource::new(messages, req.codec.clone())))
+    }
+}
+
+/// `discard`: records dropped, counted.
+struct DiscardOpener;
+
+impl Opener for DiscardOpener {
+    fn open_sink(&self, _req: &OpenRequest<'_>) -> Result<Box<dyn RecordSink>> {
+        Ok(Box::new(DiscardSink::default()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use codecs::Encoding;
+
+    use super::*;
+
+    /// Remembers the credential it was handed, then opens a discard sink.
+    #[derive(Default)]
+    struct Recording(Mutex<Vec<Option<Credential>>>);
+
+    impl Opener for Recording {
+        fn open_sink(&self, req: &OpenRequest<'_>) -> Result<Box<dyn RecordSink>> {
+            if let Ok(mut seen) = self.0.lock() {
+                seen.push(req.credential.cloned());
+            }
+            Ok(Box::new(DiscardSink::default()))
+        }
+    }
+
+    fn credential(host: &str, path: Option<&str>, token: &str) -> Credential {
+        let mut c = Credential::for_host(host);
+        c.path = path.map(str::to_owned);
+        c.token = Some(token.to_owned());
+        c
+    }
+
+    #[test]
+    fn an_opener_gets_the_credential_matching_the_location() {
+        let recording = Arc::new(Recording::default());
+        let registry = Registry::default()
+            .register(TransportType::Kafka, recording.clone())
+            .with_credentials(Credentials::new(vec![
+                credential("broker", None, "any-topic"),
+                credential("broker", Some("/scores"), "scores"),
+                credential("elsewhere", None, "other"),
+            ]));
+        for short in [
+            "kafka:broker:9092/scores.json",
+            "kafka:broker:9092/audit.json",
+            "kafka:nobody:9092/scores.json",
+        ] {
+            let d = StreamDescriptor::parse(short).unwrap();
+            registry.open_sink(&d, &d.codec_config()).unwrap();
+        }
+        let seen = recording.0.lock().unwrap();
+        let tokens: Vec<Option<&str>> = seen
+            .iter()
+            .map(|c| c.as_ref().and_then(|c| c.token.as_deref()))
+            .collect();
+        assert_eq!(tokens, [Some("scores"), Some("any-topic"), None]);
+    }
+
+    #[test]
+    fn a_transport_without_an_opener_is_refused_by_name() {
+        let registry = Registry::default();
+        for (short, name) in [
+            ("kafka:broker:9092/scores.json", "Kafka"),
+            ("s3://bucket/in.csv", "S3"),
+            ("hdfs://nn:8020/in.json", "HDFS"),
+            ("https://example.com/in.json", "HTTP"),
+        ] {
+            let d = StreamDescriptor::parse(short).unwrap();
+            let err = registry
+                .open_source(&d, &d.codec_config())
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                err.contains(&format!("{name} endpoints are not supported yet")),
+                "{short}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_direction_a_transport_cannot_serve_is_refused() {
+        let registry = Registry::default();
+        let discard = StreamDescriptor::parse("discard:").unwrap();
+        let err = registry
+            .open_source(&discard, &discard.codec_config())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("discard cannot be an input"), "{err}");
+    }
+
+    #[test]
+    fn reading_options_the_endpoints_lack_are_refused_by_field() {
+        let registry = Registry::default();
+        for (text, field) in [
+            (
+                r#"{"Transport": {"Type": "file", "Path": "in.json"}, "Loop": true}"#,
+                "Loop",
+            ),
+            (
+                r#"{"Transport": {"Type": "file", "Path": "in.json"}, "SkipTo": 10}"#,
+                "SkipTo",
+            ),
+            (
+                r#"{"Transport": {"Type": "inline", "Data": ["1"]}, "SkipToRecord": 1}"#,
+                "SkipToRecord",
+            ),
+        ] {
+            let d = StreamDescriptor::parse(text).unwrap();
+            let err = registry
+                .open_source(&d, &d.codec_config())
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                err.contains(&format!("field '{field}'")) && err.contains("not support it yet"),
+                "{text}: {err}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn inline_data_and_files_open_through_the_registry() {
+        let registry = Registry::default();
+        let inline = StreamDescriptor::parse(r#"inline:{"a":1},{"a":2}"#).unwrap();
+        let mut source = registry
+            .open_source(&inline, &inline.codec_config())
+            .unwrap();
+        let batch = source.read_batch(10).await.unwrap().unwrap_or_default();
+        assert_eq!(batch.len(), 2);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        let out = StreamDescriptor::file(path.display().to_string(), Encoding::Json);
+        let mut sink = registry.open_sink(&out, &out.codec_config()).unwrap();
+        let report = sink.finish().await.unwrap();
+        assert_eq!(report.records, 0);
+        assert!(path.exists());
+
+        // `-` is a file named `-` unless the registry allows standard output.
+        let dash = StreamDescriptor::file("-", Encoding::Json);
+        assert_eq!(
+            Registry::default()
+                .allowing_stdout()
+                .open_sink(&dash, &dash.codec_config())
+                .unwrap()
+                .describe(),
+            "stdout"
+        );
+    }
+}
