@@ -5,6 +5,7 @@
 //!   counts and logs everything, and returns a [`JobOutcome`]. It never fails as a function:
 //!   every way a job can end is an outcome.
 
+pub mod chain;
 mod console;
 pub mod error;
 pub mod job;
@@ -12,6 +13,7 @@ pub mod model_files;
 mod pool;
 mod run;
 
+pub use chain::Batching;
 pub use error::{Error, Result};
 pub use job::{
     Job, JobControl, JobInput, JobKind, JobOptions, JobOutcome, JobOutput, JobProgress, JobResult,

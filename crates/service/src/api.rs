@@ -15,7 +15,7 @@ use axum::Json;
 use base64::Engine as _;
 use codecs::{CodecConfig, Encoding};
 use futures_util::StreamExt;
-use runtime_core::{InitContext, JobLog, LogSource, SessionConfig, Slot, Value};
+use runtime_core::{InitContext, JobLog, LogSource, SessionConfig, Slot};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -1361,6 +1361,41 @@ pub struct DeploymentView {
     /// Why a worker was last replaced (died, time or memory limit), and when.
     pub last_problem: Option<String>,
     pub last_problem_at: Option<String>,
+    /// Per input slot: requests taken (decoded and checked) and rejected.
+    pub input_counts: BTreeMap<String, SlotCountsView>,
+    /// Per output slot: records answered and rejected.
+    pub output_counts: BTreeMap<String, SlotCountsView>,
+    /// Per output slot: records the model yielded to a slot other than the one its
+    /// request asked for, which no answer carries.
+    pub yields_not_answered: BTreeMap<String, u64>,
+}
+
+/// What went through one slot.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SlotCountsView {
+    /// Records taken (input slot) or answered (output slot).
+    pub records: u64,
+    pub rejected_by_encoding: u64,
+    pub rejected_by_schema: u64,
+    pub rejected_by_size: u64,
+}
+
+fn slot_counts_view(counts: &BTreeMap<u32, jobs::SlotCounts>) -> BTreeMap<String, SlotCountsView> {
+    counts
+        .iter()
+        .map(|(slot, c)| {
+            (
+                slot.to_string(),
+                SlotCountsView {
+                    records: c.records,
+                    rejected_by_encoding: c.rejected_by_encoding,
+                    rejected_by_schema: c.rejected_by_schema,
+                    rejected_by_size: c.rejected_by_size,
+                },
+            )
+        })
+        .collect()
 }
 
 /// The default slot and every slot a schema names, in order.
@@ -1397,8 +1432,7 @@ fn deployment_view(d: &Deployment) -> DeploymentView {
         input_slots: slots(0, d.schemas.inputs.keys()),
         output_slots: slots(1, d.schemas.outputs.keys()),
         encodings: d
-            .encodings
-            .iter()
+            .encodings()
             .map(|(k, v)| (k.to_string(), v.name().to_owned()))
             .collect(),
         schemas: d
@@ -1429,6 +1463,14 @@ fn deployment_view(d: &Deployment) -> DeploymentView {
         memory_limit_kills: s.memory_kills,
         last_problem_at: s.last_problem.as_ref().map(|(at, _)| rfc3339(*at)),
         last_problem: s.last_problem.map(|(_, why)| why),
+        input_counts: slot_counts_view(&s.slots.inputs),
+        output_counts: slot_counts_view(&s.slots.outputs),
+        yields_not_answered: s
+            .slots
+            .unanswered
+            .iter()
+            .map(|(slot, n)| (slot.to_string(), *n))
+            .collect(),
     }
 }
 
@@ -1705,24 +1747,38 @@ async fn start_deployment(
         let log = log.clone();
         let check_inputs = doc.enable_input_schema_checking.unwrap_or(true);
         let check_outputs = doc.enable_output_schema_checking.unwrap_or(true);
+        // A side's schemas are needed, checked or not, where a slot's codec uses them.
+        let coded = |input: bool| {
+            encodings.iter().any(|(slot, enc)| {
+                Slot(*slot).is_input() == input
+                    && matches!(enc, Encoding::AvroBinary | Encoding::Csv)
+            })
+        };
+        let (need_inputs, need_outputs) =
+            (check_inputs || coded(true), check_outputs || coded(false));
         tokio::task::spawn_blocking(move || {
             let prepared = crate::prepare::prepare_model(&model, &dir, log.as_ref())?;
             let (schemas, warnings) = schema::resolve_checked_schemas(
                 &prepared.materialized.work_dir,
                 &prepared.comments,
-                check_inputs,
-                check_outputs,
+                need_inputs,
+                need_outputs,
             )
             .map_err(|err| Error::BadRequest(format!("the model's schemas: {err}")))?;
             for w in warnings {
                 log.warn(LogSource::Engine, w);
             }
-            Ok::<_, Error>((prepared, schemas))
+            let codecs = crate::deploy::message_codecs(&encodings, &schemas)?;
+            Ok::<_, Error>((
+                prepared,
+                schemas.switched(check_inputs, check_outputs),
+                codecs,
+            ))
         })
         .await
         .map_err(|e| Error::Store(format!("deployment preparation failed: {e}")))?
     };
-    let (prepared, schemas) = match prepared {
+    let (prepared, schemas, codecs) = match prepared {
         Ok(p) => p,
         Err(err) => {
             remove_dir(dir).await;
@@ -1759,7 +1815,7 @@ async fn start_deployment(
         document: text.to_owned(),
         model: prepared.spec,
         source_name: model.source_name.clone(),
-        encodings,
+        codecs,
         schemas,
         dir: dir.clone(),
         session: SessionConfig {
@@ -1773,7 +1829,7 @@ async fn start_deployment(
             )],
         },
         queue_bound: e.config.score_queue_bound,
-        batch_max: e.config.score_batch_max,
+        batching: e.config.score_batching(),
         workers: e.config.score_workers,
         environment,
         limits,
@@ -2022,85 +2078,26 @@ async fn score_body(
         return Err(Error::ShuttingDown);
     }
     let d = e.deployment().ok_or(Error::NoModel)?;
-    let in_cfg = CodecConfig::new(d.encoding_of(input));
-    let value = codecs::decode_message(&in_cfg, body).map_err(|why| {
-        d.log.warn(
-            LogSource::Engine,
-            format!("input record rejected by encoding: {why}"),
-        );
-        Error::InputRejectedByEncoding(why.to_string())
-    })?;
-    let mut value = value;
-    if let Some(checker) = d.schemas.inputs.get(&Slot(input)) {
-        if let Err(v) = checker.conform(&mut value) {
-            let why = schema::rejection_reason(&v, &value, false);
-            d.log.warn(
-                LogSource::Engine,
-                format!("Record rejected by schema: {why}"),
-            );
-            return Err(Error::InputRejectedBySchema(why));
-        }
-    }
     let timeout_ms = timeout
         .unwrap_or(e.config.roundtrip_timeout_ms)
         .clamp(1, 3_600_000);
-    let outs = d
-        .score(Slot(input), value, Duration::from_millis(timeout_ms))
+    let answer = d
+        .score_message(
+            Slot(input),
+            Slot(output),
+            body,
+            Duration::from_millis(timeout_ms),
+        )
         .await?;
-    let mut values: Vec<Value> = outs
-        .into_iter()
-        .filter(|(s, _)| s.0 == output)
-        .map(|(_, v)| v)
-        .collect();
-    if let Some(checker) = d.schemas.outputs.get(&Slot(output)) {
-        for v in &mut values {
-            if let Err(violation) = checker.conform(v) {
-                let why = schema::rejection_reason(&violation, v, false);
-                d.log.warn(
-                    LogSource::Engine,
-                    format!("Output record rejected by schema: {why}"),
-                );
-                return Err(Error::OutputRejectedBySchema(why));
-            }
-        }
-    }
-    let enc = d.encoding_of(output);
-    let out_cfg = CodecConfig::new(enc);
-    let encode = |v: &Value| {
-        codecs::encode_message(&out_cfg, v).map_err(|why| {
-            // The message says it is a rejection by encoding.
-            d.log.warn(LogSource::Engine, why.to_string());
-            Error::OutputRejectedByEncoding(why.to_string())
-        })
-    };
-    let bytes = match values.as_slice() {
-        [] => return Ok(StatusCode::NO_CONTENT.into_response()),
-        [one] => encode(one)?,
-        many => {
-            let (open, sep, close): (&[u8], &[u8], &[u8]) = if enc == Encoding::Json {
-                (b"[", b",", b"]")
-            } else {
-                (b"", b"\n", b"")
-            };
-            let mut out = open.to_vec();
-            for (i, v) in many.iter().enumerate() {
-                if i > 0 {
-                    out.extend_from_slice(sep);
-                }
-                out.extend_from_slice(&encode(v)?);
-            }
-            out.extend_from_slice(close);
-            out
-        }
-    };
-    let ctype = match enc {
-        Encoding::Json => "application/json",
-        Encoding::Utf8 | Encoding::Csv => "text/plain; charset=utf-8",
-        _ => "application/octet-stream",
-    };
-    Ok((
-        [(header::CONTENT_TYPE, HeaderValue::from_static(ctype))],
-        bytes,
-    )
-        .into_response())
+    Ok(match answer {
+        None => StatusCode::NO_CONTENT.into_response(),
+        Some(a) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(a.content_type),
+            )],
+            a.body,
+        )
+            .into_response(),
+    })
 }

@@ -664,7 +664,7 @@ fn build_job(
         )],
         options: JobOptions {
             stop_on_bad_records: spec.stop_on_bad_records,
-            batch_size,
+            batching: jobs::Batching::new(batch_size),
             schemas,
             relax_requirements: spec.relax_requirements,
             ..JobOptions::default()

@@ -1,0 +1,145 @@
+//! `engine serve`'s REST scoring chain, the same as a batch job's: codecs with their slot's
+//! schema, input and output screening, and every record counted, yields to other slots too.
+
+mod common;
+
+use common::Engine;
+use serde_json::{json, Value};
+
+const MODEL: &str = include_str!("../../../tests/models/rest-chain/model.py");
+const IN_SCHEMA: &str = include_str!("../../../tests/models/rest-chain/in.avsc");
+const OUT_SCHEMA: &str = include_str!("../../../tests/models/rest-chain/out.avsc");
+
+fn deployment(encodings: Value) -> Value {
+    json!({
+        "name": "rest-chain",
+        "encodings": encodings,
+        "deployableModel": {"storedModel": {"modelAssets": [
+            {"name": "model.py", "assetType": "SOURCE_CODE", "assetRole": "MODEL_SOURCE",
+             "primaryModelSource": true, "sourceCode": MODEL},
+            {"name": "in.avsc", "assetType": "FILE", "fileContentString": IN_SCHEMA},
+            {"name": "out.avsc", "assetType": "FILE", "fileContentString": OUT_SCHEMA},
+        ]}},
+    })
+}
+
+/// An Avro int: zigzag, then base-128 little-endian.
+fn avro_int(n: i64, out: &mut Vec<u8>) {
+    let mut z = ((n << 1) ^ (n >> 63)) as u64;
+    loop {
+        let b = (z & 0x7f) as u8;
+        z >>= 7;
+        if z == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+/// A record `{id: int, <double field>: double}` in Avro binary.
+fn avro_record(id: i64, x: f64) -> Vec<u8> {
+    let mut out = Vec::new();
+    avro_int(id, &mut out);
+    out.extend_from_slice(&x.to_le_bytes());
+    out
+}
+
+#[test]
+fn an_avro_slot_is_decoded_and_answered_in_avro_with_the_slot_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(dir.path(), &[], &[]);
+    let (s, d) = e.send(
+        "PUT",
+        "/api/deployment",
+        &deployment(json!({"0": "avro-binary", "1": "avro-binary"})),
+    );
+    assert_eq!(s, 201, "{d}");
+    assert_eq!(
+        d["encodings"],
+        json!({"0": "avro-binary", "1": "avro-binary"})
+    );
+    let a = e
+        .client()
+        .post(
+            "/api/roundtrip/0/1",
+            "application/octet-stream",
+            &avro_record(7, 1.5),
+        )
+        .unwrap();
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.body, avro_record(7, 3.0));
+    // Bytes that are no record of the slot's schema are rejected by encoding, and counted.
+    let a = e
+        .client()
+        .post("/api/roundtrip/0/1", "application/octet-stream", &[0x02])
+        .unwrap();
+    assert_eq!(a.status, 400, "{}", String::from_utf8_lossy(&a.body));
+    let (_, d) = e.get("/api/deployment");
+    assert_eq!(d["inputCounts"]["0"]["records"], 1, "{d}");
+    assert_eq!(d["inputCounts"]["0"]["rejectedByEncoding"], 1, "{d}");
+    assert_eq!(d["outputCounts"]["1"]["records"], 1, "{d}");
+}
+
+#[test]
+fn an_avro_slot_without_a_schema_refuses_the_deployment() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(dir.path(), &[], &[]);
+    // Slot 5 has no schema: its Avro bodies could be neither read nor written.
+    let (s, d) = e.send(
+        "PUT",
+        "/api/deployment",
+        &deployment(json!({"0": "avro-binary", "5": "avro-binary"})),
+    );
+    assert_eq!(s, 400, "{d}");
+    let why = d["error"].as_str().unwrap_or_default();
+    assert!(why.contains("encodings.5"), "{d}");
+    assert!(why.contains("schema"), "{d}");
+    let (s, _) = e.get("/api/deployment");
+    assert_eq!(s, 404);
+}
+
+#[test]
+fn yields_to_other_slots_and_rejected_outputs_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(dir.path(), &[], &[]);
+    let (s, d) = e.send("PUT", "/api/deployment", &deployment(json!({})));
+    assert_eq!(s, 201, "{d}");
+    // Two yields to slot 3 besides the answer on slot 1: answered, the others counted.
+    let (s, body, _) = e.score("/api/roundtrip/0/1", r#"{"id": 100, "x": 1}"#);
+    assert_eq!((s, body.as_str()), (200, r#"{"id":100,"score":2.0}"#));
+    let (s, body, _) = e.score("/api/roundtrip/0/1", r#"{"id": 101, "x": 1}"#);
+    assert_eq!(s, 200, "{body}");
+    // An answer the output schema refuses.
+    let (s, body, _) = e.score("/api/roundtrip/0/1", r#"{"id": -1, "x": 1}"#);
+    assert_eq!(
+        (s, body.as_str()),
+        (
+            500,
+            "An error has occurred: output record rejected by schema"
+        )
+    );
+    // A request the input schema refuses.
+    let (s, _, _) = e.score("/api/roundtrip/0/1", r#"{"id": 1}"#);
+    assert_eq!(s, 400);
+    let (_, d) = e.get("/api/deployment");
+    assert_eq!(d["yieldsNotAnswered"], json!({"3": 4}), "{d}");
+    assert_eq!(d["outputCounts"]["1"]["records"], 2, "{d}");
+    assert_eq!(d["outputCounts"]["1"]["rejectedBySchema"], 1, "{d}");
+    assert_eq!(d["inputCounts"]["0"]["records"], 3, "{d}");
+    assert_eq!(d["inputCounts"]["0"]["rejectedBySchema"], 1, "{d}");
+    let (_, engine) = e.get("/api/engine");
+    assert_eq!(
+        engine["deployedModel"]["yieldsNotAnswered"],
+        json!({"3": 4}),
+        "{engine}"
+    );
+    let log = e.deployment_log_text();
+    assert!(
+        log.contains(
+            "yielded 2 record(s) to slot 3, which the request (answered on slot 1) does not read"
+        ),
+        "{log}"
+    );
+    assert!(log.contains("Output record rejected by schema"), "{log}");
+}
