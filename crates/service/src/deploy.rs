@@ -32,6 +32,12 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use crate::error::{Error, Result};
 use crate::joblog::RingLog;
 
+mod lifecycle;
+pub(crate) use lifecycle::{
+    deploy_document, deployment_uploads_root, prune_deployment_uploads, remove_dir, undeploy_inner,
+};
+pub use lifecycle::{restore_deployment, take_deployment};
+
 /// How long an undeployed or stopping model gets to run its `end` and exit.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(10);
 /// Longest wait between two attempts to restart a worker that cannot start.

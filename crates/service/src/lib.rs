@@ -400,7 +400,7 @@ pub async fn serve(
         uploads,
         deployment_uploads: Mutex::new(std::collections::HashSet::new()),
     });
-    api::restore_deployment(&engine).await;
+    deploy::restore_deployment(&engine).await;
 
     let queue_task = tokio::spawn(queue.clone().run());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -454,7 +454,7 @@ pub async fn serve(
     };
     tokio::join!(queue_stop, deployment_stop, servers_done);
     queue_task.abort();
-    let _ = api::take_deployment(&engine);
+    let _ = deploy::take_deployment(&engine);
     engine
         .lifecycle
         .store(EngineState::Finished as u8, Ordering::Relaxed);
