@@ -34,9 +34,55 @@ use crate::joblog::RingLog;
 
 mod lifecycle;
 pub(crate) use lifecycle::{
-    deploy_document, deployment_uploads_root, prune_deployment_uploads, remove_dir, undeploy_inner,
+    deploy_document, deployment_uploads_root, prune_deployment_uploads, remove_dir, undeploy,
 };
 pub use lifecycle::{restore_deployment, take_deployment};
+
+/// Why a model could not be deployed or undeployed: the library's error, with no HTTP in
+/// it (`error::Error::status` answers it, as every error of the service).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeployError {
+    /// The document or its model cannot be deployed as they are: an encoding without what
+    /// it needs, schemas that do not resolve, no score function, requirements that do not
+    /// install.
+    #[error("{0}")]
+    Refused(String),
+    /// The model's workers could not start: its code did not load or its init raised.
+    #[error(transparent)]
+    Model(runtime_core::Error),
+    /// The engine is stopping and takes no new deployment.
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+    /// Nothing is deployed (nor failed to deploy).
+    #[error("no model is deployed")]
+    NoDeployment,
+    /// Reading the document's parts, writing the model's folder or storing the document
+    /// failed; the cause says whose fault it is.
+    #[error(transparent)]
+    Engine(Box<Error>),
+}
+
+impl From<Error> for DeployError {
+    fn from(e: Error) -> Self {
+        DeployError::Engine(Box::new(e))
+    }
+}
+
+impl DeployError {
+    /// The model's traceback, when its init raised.
+    pub fn traceback(&self) -> Option<&str> {
+        match self {
+            DeployError::Model(runtime_core::Error::ModelFailed { traceback, .. })
+                if !traceback.trim().is_empty() =>
+            {
+                Some(traceback)
+            }
+            DeployError::Engine(e) => e.traceback(),
+            _ => None,
+        }
+    }
+}
 
 /// How long an undeployed or stopping model gets to run its `end` and exit.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(10);
@@ -97,7 +143,7 @@ pub struct DeployFailure {
 
 impl DeployFailure {
     /// Records why `error` stopped the deployment of `name`, in `log` too.
-    pub fn new(name: &str, error: &Error, log: Arc<RingLog>) -> DeployFailure {
+    pub fn new(name: &str, error: &DeployError, log: Arc<RingLog>) -> DeployFailure {
         let traceback = error.traceback().map(str::to_owned);
         let reason = error.to_string();
         let mut line = format!("model {name} could not be deployed: {reason}");
@@ -230,7 +276,7 @@ pub struct Answer {
 pub fn message_codecs(
     encodings: &BTreeMap<u32, Encoding>,
     schemas: &schema::SlotSchemas,
-) -> Result<BTreeMap<u32, CodecConfig>> {
+) -> std::result::Result<BTreeMap<u32, CodecConfig>, DeployError> {
     let mut codecs = BTreeMap::new();
     for (&slot, &encoding) in encodings {
         let mut cfg = CodecConfig::new(encoding).with_framing(Framing::Message);
@@ -244,7 +290,7 @@ pub fn message_codecs(
                     "; declare the slot's schema in the model (# modelop.schema.{slot}: <file>.avsc)"
                 ));
             }
-            return Err(Error::BadRequest(why));
+            return Err(DeployError::Refused(why));
         }
         codecs.insert(slot, cfg);
     }

@@ -18,7 +18,7 @@ use crate::time::rfc3339;
 
 use super::AppState;
 use super::{json_body, log_view, read_request_body, LogView};
-use crate::deploy::{deploy_document, prune_deployment_uploads, undeploy_inner};
+use crate::deploy::{deploy_document, prune_deployment_uploads};
 
 #[derive(Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -228,7 +228,8 @@ pub(super) async fn deploy(
 #[utoipa::path(delete, path = "/api/deployment", tag = "deployment",
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub(super) async fn undeploy(State(e): State<AppState>) -> Result<StatusCode> {
-    undeploy_inner(&e).await
+    crate::deploy::undeploy(&e).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The deployed model (FastScore 1.10 path).
@@ -242,7 +243,8 @@ pub(super) async fn active_model(State(e): State<AppState>) -> Result<Json<Deplo
 #[utoipa::path(delete, path = "/2/active/model", tag = "deployment",
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub(super) async fn active_model_delete(State(e): State<AppState>) -> Result<StatusCode> {
-    undeploy_inner(&e).await
+    crate::deploy::undeploy(&e).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The deployed model's latest log lines (its console, failed records, restarts).

@@ -359,5 +359,5 @@ pub(super) async fn upload_deployment_from(
     }
     let parsed: DeploymentDocument = serde_json::from_value(doc.clone())
         .map_err(|e| Error::BadRequest(format!("cannot build a deployment document: {e}")))?;
-    deploy_document(e, doc.to_string(), parsed, true).await
+    Ok(deploy_document(e, doc.to_string(), parsed, true).await?)
 }

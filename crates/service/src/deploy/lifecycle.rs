@@ -6,17 +6,16 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::http::StatusCode;
 use codecs::Encoding;
 use runtime_core::{InitContext, JobLog, LogSource, SessionConfig, Slot};
 
-use crate::deploy::{DeployFailure, DeploySpec, Deployment};
+use crate::deploy::{DeployError, DeployFailure, DeploySpec, Deployment};
 use crate::document::DeploymentDocument;
-use crate::error::{Error, Result};
+use crate::error::Error;
 use crate::joblog::RingLog;
 use crate::Engine;
 
-type AppState = Arc<Engine>;
+type Result<T> = std::result::Result<T, DeployError>;
 
 /// Lines of a deployed model's log kept in memory.
 pub(crate) const DEPLOY_LOG_LINES: usize = 2000;
@@ -26,7 +25,7 @@ pub(crate) const DEPLOYMENT_KEY: &str = "deployment";
 /// Where uploaded deployments' files are kept (absolute: documents name them).
 pub(crate) fn deployment_uploads_root(e: &Engine) -> Result<PathBuf> {
     std::path::absolute(e.config.data_dir.join("uploads").join("deployments"))
-        .map_err(|err| Error::io("cannot resolve the data dir", err))
+        .map_err(|err| Error::io("cannot resolve the data dir", err).into())
 }
 
 /// Removes the files of uploaded deployments no longer deployed: every folder the stored
@@ -64,14 +63,17 @@ pub(crate) async fn prune_deployment_uploads(e: &Engine) {
     .await;
 }
 
+/// Deploys the model of `doc` (its text `text`, stored when `persist`) beside the one
+/// answering, which it replaces once initialized; a model that cannot start leaves the old
+/// one answering and is kept as the engine's `DeployFailure`.
 pub(crate) async fn deploy_document(
-    e: &AppState,
+    e: &Engine,
     text: String,
     doc: DeploymentDocument,
     persist: bool,
 ) -> Result<Arc<Deployment>> {
     if e.shutting_down() {
-        return Err(Error::ShuttingDown);
+        return Err(DeployError::ShuttingDown);
     }
     // A `file:` main source is read here: on the blocking pool.
     let model = {
@@ -85,9 +87,9 @@ pub(crate) async fn deploy_document(
         encodings.insert(slot, doc.encoding_of(slot)?);
     }
     for key in doc.encodings.keys() {
-        let slot: u32 = key
-            .parse()
-            .map_err(|_| Error::BadRequest(format!("encodings: '{key}' is not a slot number")))?;
+        let slot: u32 = key.parse().map_err(|_| {
+            DeployError::Refused(format!("encodings: '{key}' is not a slot number"))
+        })?;
         encodings.insert(slot, doc.encoding_of(slot)?);
     }
     let language = model.language.unwrap_or(runtime_core::Language::Python);
@@ -160,7 +162,7 @@ pub(crate) struct DeployPlan {
 /// Prepares a model's folder and starts its workers (init runs now); on failure nothing of
 /// it is left.
 pub(crate) async fn start_deployment(
-    e: &AppState,
+    e: &Engine,
     text: &str,
     doc: &DeploymentDocument,
     plan: DeployPlan,
@@ -208,12 +210,12 @@ pub(crate) async fn start_deployment(
                 need_inputs,
                 need_outputs,
             )
-            .map_err(|err| Error::BadRequest(format!("the model's schemas: {err}")))?;
+            .map_err(|err| DeployError::Refused(format!("the model's schemas: {err}")))?;
             for w in warnings {
                 log.warn(LogSource::Engine, w);
             }
             let codecs = crate::deploy::message_codecs(&encodings, &schemas)?;
-            Ok::<_, Error>((
+            Ok::<_, DeployError>((
                 prepared,
                 schemas.switched(check_inputs, check_outputs),
                 codecs,
@@ -244,7 +246,7 @@ pub(crate) async fn start_deployment(
         Ok(env) => env,
         Err(reason) => {
             remove_dir(dir).await;
-            return Err(Error::BadRequest(reason));
+            return Err(DeployError::Refused(reason));
         }
     };
     if let Some(env) = &environment {
@@ -281,7 +283,7 @@ pub(crate) async fn start_deployment(
     };
     if spec.model.entry_points.score.is_none() {
         remove_dir(dir).await;
-        return Err(Error::BadRequest(
+        return Err(DeployError::Refused(
             "the model has no score function: mark one with '# modelop.score' or name it with scoreFunction".into(),
         ));
     }
@@ -289,7 +291,10 @@ pub(crate) async fn start_deployment(
         Ok(d) => Ok(d),
         Err(err) => {
             remove_dir(dir).await;
-            Err(err)
+            Err(match err {
+                Error::Core(model) => DeployError::Model(model),
+                other => other.into(),
+            })
         }
     }
 }
@@ -304,7 +309,7 @@ pub fn take_deployment(e: &Engine) -> Option<Arc<Deployment>> {
 }
 
 /// Deploys again, at start, the model that was deployed when the engine stopped.
-pub async fn restore_deployment(e: &AppState) {
+pub async fn restore_deployment(e: &Engine) {
     let text = match e.store().setting(DEPLOYMENT_KEY).await {
         Ok(Some(t)) => t,
         Ok(None) => return,
@@ -326,7 +331,9 @@ pub async fn restore_deployment(e: &AppState) {
     }
 }
 
-pub(crate) async fn undeploy_inner(e: &AppState) -> Result<StatusCode> {
+/// Undeploys the model: queued requests are answered, then its workers stop; the stored
+/// document and its uploaded files go. With none deployed, forgets a failed deployment.
+pub(crate) async fn undeploy(e: &Engine) -> Result<()> {
     let _serial = e.deploying.lock().await;
     let failed = e.deploy_failure().is_some();
     e.set_deploy_failure(None);
@@ -335,14 +342,14 @@ pub(crate) async fn undeploy_inner(e: &AppState) -> Result<StatusCode> {
             // Nothing answers, but a model was asked for: forget it (and its document, so
             // a restart does not try it again).
             e.store().set_setting(DEPLOYMENT_KEY, None).await?;
-            return Ok(StatusCode::NO_CONTENT);
+            return Ok(());
         }
-        return Err(Error::NoDeployment);
+        return Err(DeployError::NoDeployment);
     };
     e.store().set_setting(DEPLOYMENT_KEY, None).await?;
     d.stop(crate::deploy::CLOSE_GRACE).await;
     remove_dir(d.dir.clone()).await;
     // The stored document names no upload now: its files go too.
     prune_deployment_uploads(e).await;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
