@@ -143,3 +143,106 @@ fn yields_to_other_slots_and_rejected_outputs_are_counted() {
     );
     assert!(log.contains("Output record rejected by schema"), "{log}");
 }
+
+/// Every folder two levels under `root` (`jobs/<id>/content/<upload>` has three: given
+/// `jobs`, the content folders are found by name).
+fn upload_folders(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![(root.to_path_buf(), 0)];
+    while let Some((dir, depth)) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if !path.is_dir() {
+                continue;
+            }
+            let in_content = dir.file_name().is_some_and(|n| n == "content");
+            if in_content || (depth == 0 && root.ends_with("deployments")) {
+                found.push(path);
+            } else if depth < 3 {
+                stack.push((path, depth + 1));
+            }
+        }
+    }
+    found
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !done() {
+        assert!(std::time::Instant::now() < until, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn an_upload_cut_off_mid_body_leaves_no_folder_behind() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(dir.path(), &[], &[]);
+    let host = e.url.strip_prefix("http://").unwrap().to_owned();
+    for (method, path, root) in [
+        ("POST", "/api/jobs/upload", dir.path().join("jobs")),
+        (
+            "PUT",
+            "/api/deployment/upload",
+            dir.path().join("uploads").join("deployments"),
+        ),
+    ] {
+        let mut client = std::net::TcpStream::connect(&host).unwrap();
+        write!(
+            client,
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n--b\r\nContent-Disposition: form-data; name=\"asset\"; filename=\"data.bin\"\r\n\r\n{}",
+            "x".repeat(1000)
+        )
+        .unwrap();
+        client.flush().unwrap();
+        wait_for(&format!("{path}: the upload's folder appears"), || {
+            !upload_folders(&root).is_empty()
+        });
+        // The client goes away with most of its body unsent.
+        drop(client);
+        wait_for(
+            &format!("{path}: the half-written folder is removed"),
+            || upload_folders(&root).is_empty(),
+        );
+    }
+    // The engine goes on: a new upload is taken.
+    let (s, _) = e.get("/api/jobs");
+    assert_eq!(s, 200);
+}
+
+#[test]
+fn a_job_id_already_taken_is_refused_once_with_nothing_left_of_the_refused_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(dir.path(), &[], &[]);
+    let doc = json!({
+        "id": "same-id",
+        "jobType": "MODEL_BATCH_JOB",
+        "model": {"storedModel": {"modelAssets": [
+            {"name": "echo.py", "assetType": "SOURCE_CODE", "assetRole": "MODEL_SOURCE",
+             "primaryModelSource": true,
+             "sourceCode": "# modelop.score\ndef action(x):\n    yield x\n"},
+        ]}},
+        "inputData": [{"assetType": "FILE", "name": "in.jsonl", "fileContentString": "1\n2\n"}],
+        "outputData": [{"assetType": "FILE", "name": "out.jsonl"}],
+    });
+    let (s, job) = e.send("POST", "/api/jobs", &doc);
+    assert_eq!(s, 201, "{job}");
+    assert_eq!(job["id"], "same-id");
+    e.wait_job("same-id", &["COMPLETE", "ERROR"]);
+    let content = dir.path().join("jobs").join("same-id").join("content");
+    let before = std::fs::read_dir(&content).map_or(0, |d| d.count());
+    let (s, v) = e.send("POST", "/api/jobs", &doc);
+    assert_eq!(s, 409, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("a job with id same-id already exists"),
+        "{v}"
+    );
+    // The refused job's embedded input went with it; the first job's is kept.
+    assert_eq!(std::fs::read_dir(&content).map_or(0, |d| d.count()), before);
+    let (_, list) = e.get("/api/jobs");
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 1, "{list}");
+}

@@ -34,7 +34,7 @@ use crate::joblog::RingLog;
 
 mod lifecycle;
 pub(crate) use lifecycle::{
-    deploy_document, deployment_uploads_root, prune_deployment_uploads, remove_dir, undeploy,
+    deploy_document, deployment_uploads_root, prune_deployment_uploads, undeploy,
 };
 pub use lifecycle::{restore_deployment, take_deployment};
 

@@ -176,6 +176,8 @@ pub struct Engine {
     pub uploads: tokio::sync::Semaphore,
     /// Folders of deployment uploads under way (kept when old uploads are removed).
     deployment_uploads: Mutex<std::collections::HashSet<std::path::PathBuf>>,
+    /// The roots local paths of documents must lie under (`allowedPaths`), built once.
+    pub paths: Arc<paths::PathPolicy>,
 }
 
 /// How many verified schemas the engine keeps for `/2/active/schema/verify/{id}`.
@@ -386,6 +388,7 @@ pub async fn serve(
     let engine = Arc::new(Engine {
         id: uuid::Uuid::new_v4().to_string(),
         tags: RwLock::new(config.tags.clone()),
+        paths: Arc::new(config.path_policy()),
         config,
         deps,
         queue: queue.clone(),

@@ -132,11 +132,7 @@ impl JobQueue {
         let doc = tokio::task::spawn_blocking(move || doc.spec().map(|_| doc))
             .await
             .map_err(|e| Error::Store(format!("reading the job document failed: {e}")))??;
-        let id = doc
-            .id
-            .clone()
-            .filter(|s| is_usable_id(s))
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let id = job_id(doc.id.as_deref());
         if self.store.get(&id).await?.is_some() {
             return Err(Error::Conflict(format!(
                 "a job with id {id} already exists"
@@ -517,6 +513,15 @@ pub(crate) fn describe_limits(
             "worker limits ({}) are not enforced for {language} models",
             parts.join(", ")
         )
+    }
+}
+
+/// The id of a new job: the document's own when usable, else a new one. Whether it is free
+/// is checked once, by [`JobQueue::submit`].
+pub(crate) fn job_id(asked: Option<&str>) -> String {
+    match asked.filter(|s| is_usable_id(s)) {
+        Some(id) => id.to_owned(),
+        None => uuid::Uuid::new_v4().to_string(),
     }
 }
 

@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use axum::body::Body;
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::Json;
 use runtime_core::Slot;
 use serde::{Deserialize, Serialize};
@@ -17,7 +17,7 @@ use crate::error::{Error, ErrorBody, Result};
 use crate::time::rfc3339;
 
 use super::AppState;
-use super::{json_body, log_view, read_request_body, LogView};
+use super::{json_body, log_view, LogView};
 use crate::deploy::{deploy_document, prune_deployment_uploads};
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -202,19 +202,17 @@ pub(super) async fn get_deployment(State(e): State<AppState>) -> Result<Json<Dep
         (status = 503, body = ErrorBody)))]
 pub(super) async fn deploy(
     State(e): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
+    body: Bytes,
 ) -> Result<(StatusCode, Json<DeploymentView>)> {
-    let body = read_request_body(&e, &headers, body).await?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| Error::BadRequest("the deployment document is not UTF-8".into()))?
         .to_owned();
     let doc: DeploymentDocument = json_body(&body)?;
     // Paths are resolved against the file system: on the blocking pool.
     let doc = {
-        let policy_of = e.clone();
+        let policy = e.paths.clone();
         tokio::task::spawn_blocking(move || {
-            crate::paths::check_deployment(&policy_of.config.path_policy(), &doc).map(|()| doc)
+            crate::paths::check_deployment(&policy, &doc).map(|()| doc)
         })
         .await
         .map_err(|e| Error::Store(format!("checking the deployment's paths failed: {e}")))??

@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::Json;
 use base64::Engine as _;
@@ -20,7 +20,7 @@ use crate::time::rfc3339;
 use crate::Engine;
 
 use super::AppState;
-use super::{json_body, log_view, read_request_body, LogView};
+use super::{json_body, log_view, LogView};
 
 #[derive(Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -150,16 +150,15 @@ pub(super) fn line_text(l: &StoredLine) -> String {
         (status = 413, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(super) async fn create_job(
     State(e): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
+    body: Bytes,
 ) -> Result<(StatusCode, Json<JobView>)> {
-    let body = read_request_body(&e, &headers, body).await?;
     let mut raw: serde_json::Value = json_body(&body)?;
     let doc: JobDocument = serde_json::from_value(raw.clone())
         .map_err(|e| Error::BadRequest(format!("invalid JSON body: {e}")))?;
     // Paths are resolved against the file system: on the blocking pool.
     let doc = checked_job_paths(&e, doc).await?;
-    let id = new_job_id(&e, doc.id.as_deref()).await?;
+    // Whether the id is free is the queue's to say, when it stores the job.
+    let id = crate::queue::job_id(doc.id.as_deref());
     // Embedded contents go to the job's folder; the stored document keeps their paths.
     let dir = job_content_dir(&e, &id)?;
     let stored = {
@@ -194,36 +193,23 @@ pub(super) async fn create_job(
     }
 }
 
-/// The id of a new job: the document's own when usable and free, else a new one.
-pub(super) async fn new_job_id(e: &Engine, asked: Option<&str>) -> Result<String> {
-    match asked.filter(|s| crate::queue::is_usable_id(s)) {
-        Some(id) => {
-            if e.store().get(id).await?.is_some() {
-                return Err(Error::Conflict(format!(
-                    "a job with id {id} already exists"
-                )));
-            }
-            Ok(id.to_owned())
-        }
-        None => Ok(uuid::Uuid::new_v4().to_string()),
-    }
-}
-
 /// Removes the contents of a refused submission, and the job's folder if nothing else is
 /// in it.
 pub(super) async fn discard_contents(dir: PathBuf) {
-    let _ = tokio::task::spawn_blocking(move || {
-        let _ = std::fs::remove_dir_all(&dir);
-        let content = dir.parent();
-        for d in [content, content.and_then(|c| c.parent())]
-            .into_iter()
-            .flatten()
-        {
-            // Only empty folders go.
-            let _ = std::fs::remove_dir(d);
-        }
-    })
-    .await;
+    let _ = tokio::task::spawn_blocking(move || remove_contents(&dir)).await;
+}
+
+/// [`discard_contents`], on the calling thread.
+pub(super) fn remove_contents(dir: &std::path::Path) {
+    let _ = std::fs::remove_dir_all(dir);
+    let content = dir.parent();
+    for d in [content, content.and_then(|c| c.parent())]
+        .into_iter()
+        .flatten()
+    {
+        // Only empty folders go.
+        let _ = std::fs::remove_dir(d);
+    }
 }
 
 /// Where a job's uploaded and embedded contents are kept (absolute: documents name it);
@@ -243,7 +229,7 @@ pub(super) fn job_content_dir(e: &Engine, id: &str) -> Result<PathBuf> {
 /// `doc` once every local path it names is allowed (`paths::check_job`, on the blocking
 /// pool: it resolves links).
 pub(super) async fn checked_job_paths(e: &Engine, doc: JobDocument) -> Result<JobDocument> {
-    let policy = e.config.path_policy();
+    let policy = e.paths.clone();
     tokio::task::spawn_blocking(move || crate::paths::check_job(&policy, &doc).map(|()| doc))
         .await
         .map_err(|e| Error::Store(format!("checking the job's paths failed: {e}")))?

@@ -10,13 +10,11 @@ mod uploads;
 
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -47,23 +45,18 @@ fn scoring_routes() -> OpenApiRouter<AppState> {
 }
 
 fn control_routes() -> OpenApiRouter<AppState> {
+    // Multipart uploads are bounded by maxUploadBytes as they are written to disk, not by
+    // the body limit every other route has (maxRequestBytes).
     let uploads = OpenApiRouter::new()
-        .routes(routes!(jobs::create_job))
         .routes(routes!(uploads::upload_job))
-        .routes(routes!(
-            deployment::get_deployment,
-            deployment::deploy,
-            deployment::undeploy
-        ))
         .routes(routes!(uploads::upload_deployment))
-        // These handlers enforce maxRequestBytes / maxUploadBytes while reading.
         .layer(DefaultBodyLimit::disable());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(engine::health))
         .routes(routes!(engine::engine_state))
         .routes(routes!(engine::engine_details))
         .routes(routes!(engine::get_tags, engine::put_tags))
-        .routes(routes!(jobs::list_jobs))
+        .routes(routes!(jobs::list_jobs, jobs::create_job))
         .routes(routes!(jobs::get_job, jobs::delete_job))
         .routes(routes!(jobs::job_log))
         .routes(routes!(jobs::job_result))
@@ -75,6 +68,11 @@ fn control_routes() -> OpenApiRouter<AppState> {
         )
         .routes(routes!(jobs::cancel_job))
         .routes(routes!(jobs::rerun_job))
+        .routes(routes!(
+            deployment::get_deployment,
+            deployment::deploy,
+            deployment::undeploy
+        ))
         .routes(routes!(deployment::deployment_log))
         .routes(routes!(
             deployment::active_model,
@@ -200,44 +198,6 @@ pub(super) async fn too_large_in_json(limit: u64, r: Response) -> Response {
         .into_response();
     }
     r
-}
-
-/// A JSON document's body, bounded by `maxRequestBytes` (for the routes outside the body
-/// limit layer, beside the uploads they share a path with).
-pub(super) async fn read_request_body(
-    e: &Engine,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<Vec<u8>> {
-    read_limited(headers, body, e.config.max_request_bytes, "maxRequestBytes").await
-}
-
-/// Reads a whole body of at most `limit` bytes: refused from its Content-Length before
-/// reading, or as soon as it passes the limit while streaming.
-pub(super) async fn read_limited(
-    headers: &HeaderMap,
-    body: Body,
-    limit: u64,
-    setting: &'static str,
-) -> Result<Vec<u8>> {
-    let too_large = || Error::TooLarge {
-        what: "the request body".into(),
-        limit,
-        setting,
-    };
-    if content_length(headers).is_some_and(|n| n > limit) {
-        return Err(too_large());
-    }
-    let mut out = Vec::new();
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| Error::BadRequest(format!("unreadable body: {e}")))?;
-        if (out.len() + chunk.len()) as u64 > limit {
-            return Err(too_large());
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out)
 }
 
 pub(super) fn content_length(headers: &HeaderMap) -> Option<u64> {

@@ -17,12 +17,10 @@ use crate::error::{Error, ErrorBody, Result};
 use crate::Engine;
 
 use super::deployment::{deployment_view, DeploymentView};
-use super::jobs::{checked_job_paths, discard_contents, job_content_dir, job_view, JobView};
+use super::jobs::{checked_job_paths, job_content_dir, job_view, remove_contents, JobView};
 use super::AppState;
 use super::{content_length, not_multipart};
-use crate::deploy::{
-    deploy_document, deployment_uploads_root, prune_deployment_uploads, remove_dir,
-};
+use crate::deploy::{deploy_document, deployment_uploads_root, prune_deployment_uploads};
 
 /// The multipart form of a job upload (for people without a job document).
 #[derive(ToSchema)]
@@ -62,11 +60,77 @@ pub(super) async fn upload_job(
     let multipart = multipart.map_err(not_multipart)?;
     let id = uuid::Uuid::new_v4().to_string();
     let dir = job_content_dir(&e, &id)?;
+    let folder = PartialUpload::new(dir.clone(), remove_contents);
     let r = upload_job_into(&e, &headers, multipart, &id, &dir).await;
-    if r.is_err() {
-        discard_contents(dir).await;
+    if r.is_ok() {
+        folder.keep();
     }
     r
+}
+
+/// The folder an upload is being written to, removed (by `remove`, on the blocking pool)
+/// unless the upload is kept: on every error, and when the client goes away mid-body, as
+/// the handler is then dropped and only a `Drop` runs.
+struct PartialUpload {
+    dir: Option<PathBuf>,
+    remove: fn(&std::path::Path),
+}
+
+impl PartialUpload {
+    fn new(dir: PathBuf, remove: fn(&std::path::Path)) -> PartialUpload {
+        PartialUpload {
+            dir: Some(dir),
+            remove,
+        }
+    }
+
+    /// The upload is stored: its folder stays.
+    fn keep(mut self) {
+        self.dir = None;
+    }
+}
+
+impl Drop for PartialUpload {
+    fn drop(&mut self) {
+        let Some(dir) = self.dir.take() else {
+            return;
+        };
+        let remove = self.remove;
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn_blocking(move || remove(&dir));
+            }
+            Err(_) => remove(&dir),
+        }
+    }
+}
+
+/// A deployment upload under way: its folder is in the engine's set of those the pruning
+/// of old uploads leaves alone, until this is dropped.
+struct BusyUpload<'a> {
+    engine: &'a Engine,
+    dir: PathBuf,
+}
+
+impl<'a> BusyUpload<'a> {
+    fn new(engine: &'a Engine, dir: PathBuf) -> BusyUpload<'a> {
+        if let Ok(mut busy) = engine.deployment_uploads.lock() {
+            busy.insert(dir.clone());
+        }
+        BusyUpload { engine, dir }
+    }
+}
+
+impl Drop for BusyUpload<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut busy) = self.engine.deployment_uploads.lock() {
+            busy.remove(&self.dir);
+        }
+    }
+}
+
+fn remove_folder(dir: &std::path::Path) {
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 pub(super) async fn upload_job_into(
@@ -325,23 +389,13 @@ pub(super) async fn upload_deployment(
     // deployment document (deployed again at start) names them.
     let root = deployment_uploads_root(&e)?;
     let dir = root.join(uuid::Uuid::new_v4().simple().to_string());
-    if let Ok(mut busy) = e.deployment_uploads.lock() {
-        busy.insert(dir.clone());
-    }
-    let r = upload_deployment_from(&e, &headers, multipart, &dir).await;
-    if let Ok(mut busy) = e.deployment_uploads.lock() {
-        busy.remove(&dir);
-    }
-    match r {
-        Ok(d) => {
-            prune_deployment_uploads(&e).await;
-            Ok((StatusCode::CREATED, Json(deployment_view(&d))))
-        }
-        Err(err) => {
-            remove_dir(dir).await;
-            Err(err)
-        }
-    }
+    let folder = PartialUpload::new(dir.clone(), remove_folder);
+    let busy = BusyUpload::new(&e, dir.clone());
+    let d = upload_deployment_from(&e, &headers, multipart, &dir).await?;
+    folder.keep();
+    drop(busy);
+    prune_deployment_uploads(&e).await;
+    Ok((StatusCode::CREATED, Json(deployment_view(&d))))
 }
 
 pub(super) async fn upload_deployment_from(

@@ -299,7 +299,7 @@ pub(crate) async fn start_deployment(
     }
 }
 
-pub(crate) async fn remove_dir(dir: std::path::PathBuf) {
+async fn remove_dir(dir: std::path::PathBuf) {
     let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
 }
 
