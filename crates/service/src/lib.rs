@@ -347,7 +347,7 @@ pub async fn serve(
             deps.runners.clone(),
             deps.environments.clone(),
             config.data_dir.clone(),
-            config.job_batch_size,
+            config.job_batching(),
         )
         .with_retention(config.job_retention)
         .with_limits(config.limits),

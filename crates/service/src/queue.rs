@@ -67,7 +67,8 @@ pub struct JobQueue {
     runners: RunnerSet,
     environments: Option<Arc<environments::EnvironmentCache>>,
     data_dir: PathBuf,
-    batch_size: usize,
+    /// How a job's records are batched (`jobBatchSize`).
+    batching: jobs::Batching,
     /// Default worker limits of jobs (a job document may set its own).
     limits: crate::config::Limits,
     wake: Notify,
@@ -85,14 +86,14 @@ impl JobQueue {
         runners: RunnerSet,
         environments: Option<Arc<environments::EnvironmentCache>>,
         data_dir: PathBuf,
-        batch_size: usize,
+        batching: jobs::Batching,
     ) -> Self {
         JobQueue {
             store,
             runners,
             environments,
             data_dir,
-            batch_size,
+            batching,
             limits: crate::config::Limits::default(),
             wake: Notify::new(),
             current: Mutex::new(None),
@@ -433,7 +434,7 @@ impl JobQueue {
             let dir = dir.clone();
             let log = log.clone();
             let stored = row.document.clone();
-            let batch_size = self.batch_size;
+            let batch_size = self.batching.size;
             let control = control.clone();
             let environments = self.environments.clone();
             tokio::task::spawn_blocking(move || {
