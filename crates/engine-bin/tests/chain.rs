@@ -246,3 +246,40 @@ fn a_job_id_already_taken_is_refused_once_with_nothing_left_of_the_refused_job()
     let (_, list) = e.get("/api/jobs");
     assert_eq!(list["jobs"].as_array().unwrap().len(), 1, "{list}");
 }
+
+#[test]
+fn score_batch_wait_ms_gathers_requests_arriving_apart_into_one_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(dir.path(), &[], &[("ENGINE_SCORE_BATCH_WAIT_MS", "3000")]);
+    let source = include_str!("../../../tests/models/batch-size-reporter/model.py");
+    let (s, d) = e.send(
+        "PUT",
+        "/api/deployment",
+        &json!({"name": "batches", "deployableModel": {"storedModel": {"modelAssets": [
+            {"name": "model.py", "assetType": "SOURCE_CODE", "assetRole": "MODEL_SOURCE",
+             "primaryModelSource": true, "sourceCode": source},
+        ]}}}),
+    );
+    assert_eq!(s, 201, "{d}");
+    // Three requests 200 ms apart: the first waits for the others (up to 3 s), so all three
+    // go to the model as one batch. Without the wait the first would go alone.
+    let answers: Vec<(u16, String)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..3)
+            .map(|i| {
+                let e = &e;
+                scope.spawn(move || {
+                    std::thread::sleep(std::time::Duration::from_millis(200 * i));
+                    let (s, body, _) = e.score("/api/roundtrip/0/1", &format!("{{\"x\": {i}}}"));
+                    (s, body)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, (s, body)) in answers.iter().enumerate() {
+        assert_eq!(*s, 200, "{body}");
+        let v: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["x"], i as u64, "{body}");
+        assert_eq!(v["batch"], 3, "{body}");
+    }
+}

@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use runtime_core::{JobLog, LogSource, Position, ReadItem, Record, Rejection, Slot, Value};
+use runtime_core::{
+    JobLog, Level, LogLine, LogSource, Position, ReadItem, Record, Rejection, Slot, Value,
+};
 
 /// How records are grouped before they go to a model's worker: at most `size` records, and,
 /// where records arrive one by one (REST requests), at most `max_wait` spent waiting for
@@ -78,6 +80,15 @@ pub enum BadKind {
 }
 
 impl BadKind {
+    /// A yield no request reads is a warning; a record lost to a rejection or a failure is
+    /// an error.
+    fn level(self) -> Level {
+        match self {
+            BadKind::Unanswered => Level::Warn,
+            _ => Level::Error,
+        }
+    }
+
     fn describe(self, slot: Slot) -> String {
         match self {
             BadKind::InputRejected => format!("input slot {slot}: records rejected"),
@@ -126,10 +137,7 @@ impl BadRecordLog {
                 BadKind::Failed => LogSource::Runner,
                 _ => LogSource::Engine,
             };
-            match kind {
-                BadKind::Unanswered => log.warn(source, message()),
-                _ => log.error(source, message()),
-            }
+            log.log(LogLine::new(kind.level(), source, message()));
             if seen == BAD_LOGGED_EACH {
                 flood.summarized = seen;
                 flood.summarized_at = Instant::now();
@@ -150,13 +158,11 @@ impl BadRecordLog {
             let since = seen - flood.summarized;
             flood.summarized = seen;
             flood.summarized_at = Instant::now();
-            log.error(
-                LogSource::Engine,
-                format!(
-                    "{}: {seen} so far ({since} since the last summary; the first {BAD_LOGGED_EACH} are logged in full)",
-                    kind.describe(slot)
-                ),
+            let summary = format!(
+                "{}: {seen} so far ({since} since the last summary; the first {BAD_LOGGED_EACH} are logged in full)",
+                kind.describe(slot)
             );
+            log.log(LogLine::new(kind.level(), LogSource::Engine, summary));
         }
     }
 
@@ -164,15 +170,13 @@ impl BadRecordLog {
     pub fn log_totals(&self, log: &dyn JobLog) {
         for ((kind, slot), flood) in &self.floods {
             if flood.seen > BAD_LOGGED_EACH {
-                log.error(
-                    LogSource::Engine,
-                    format!(
-                        "{}: {} in all, {} of them not logged one by one",
-                        kind.describe(Slot(*slot)),
-                        flood.seen,
-                        flood.seen - BAD_LOGGED_EACH
-                    ),
+                let total = format!(
+                    "{}: {} in all, {} of them not logged one by one",
+                    kind.describe(Slot(*slot)),
+                    flood.seen,
+                    flood.seen - BAD_LOGGED_EACH
                 );
+                log.log(LogLine::new(kind.level(), LogSource::Engine, total));
             }
         }
     }

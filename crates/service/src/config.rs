@@ -866,6 +866,37 @@ mod tests {
     }
 
     #[test]
+    fn batching_of_deployments_and_jobs_comes_from_their_keys() {
+        let cfg = Config::load(
+            None,
+            &[layer(&[
+                ("scoreBatchMax", "8"),
+                ("scoreBatchWaitMs", "5"),
+                ("jobBatchSize", "100"),
+            ])],
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.score_batching(),
+            jobs::Batching {
+                size: 8,
+                max_wait: Some(std::time::Duration::from_millis(5))
+            }
+        );
+        assert_eq!(cfg.job_batching(), jobs::Batching::new(100));
+        // No wait unless one is set.
+        let cfg = Config::load(None, &[]).unwrap();
+        assert_eq!(cfg.score_batching(), jobs::Batching::new(64));
+        let e = Config::load(None, &[layer(&[("scoreBatchWaitMs", "20000")])]).unwrap_err();
+        assert!(e.to_string().contains("'scoreBatchWaitMs'"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("application.json");
+        std::fs::write(&file, r#"{"scoreBatchWaitMs": 3}"#).unwrap();
+        let cfg = Config::load(Some(&file), &[]).unwrap();
+        assert_eq!(cfg.score_batch_wait_ms, 3);
+    }
+
+    #[test]
     fn bind_takes_localhost_and_says_where_a_port_goes() {
         let cfg = Config::load(None, &[layer(&[("bind", "localhost")])]).unwrap();
         assert_eq!(cfg.bind, std::net::IpAddr::from([127, 0, 0, 1]));

@@ -18,9 +18,9 @@ use crate::Engine;
 type Result<T> = std::result::Result<T, DeployError>;
 
 /// Lines of a deployed model's log kept in memory.
-pub(crate) const DEPLOY_LOG_LINES: usize = 2000;
+const DEPLOY_LOG_LINES: usize = 2000;
 /// The settings key of the deployed model's document, redeployed at start.
-pub(crate) const DEPLOYMENT_KEY: &str = "deployment";
+const DEPLOYMENT_KEY: &str = "deployment";
 
 /// Where uploaded deployments' files are kept (absolute: documents name them).
 pub(crate) fn deployment_uploads_root(e: &Engine) -> Result<PathBuf> {
@@ -150,7 +150,7 @@ pub(crate) async fn deploy_document(
 }
 
 /// What a deployment is started from, once its document is read.
-pub(crate) struct DeployPlan {
+struct DeployPlan {
     model: crate::document::ModelSource,
     encodings: BTreeMap<u32, Encoding>,
     runner: Arc<dyn runtime_core::Runner>,
@@ -161,7 +161,7 @@ pub(crate) struct DeployPlan {
 
 /// Prepares a model's folder and starts its workers (init runs now); on failure nothing of
 /// it is left.
-pub(crate) async fn start_deployment(
+async fn start_deployment(
     e: &Engine,
     text: &str,
     doc: &DeploymentDocument,
