@@ -283,3 +283,62 @@ fn score_batch_wait_ms_gathers_requests_arriving_apart_into_one_batch() {
         assert_eq!(v["batch"], 3, "{body}");
     }
 }
+
+#[test]
+fn every_route_is_served_and_in_the_openapi_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(dir.path(), &[], &[]);
+    let (s, api) = e.get("/openapi.json");
+    assert_eq!(s, 200);
+    let routes = [
+        ("get", "/1/health"),
+        ("get", "/2/engine/state"),
+        ("get", "/api/engine"),
+        ("get", "/api/engine/tags"),
+        ("put", "/api/engine/tags"),
+        ("get", "/api/jobs"),
+        ("post", "/api/jobs"),
+        ("post", "/api/jobs/upload"),
+        ("get", "/api/jobs/{id}"),
+        ("delete", "/api/jobs/{id}"),
+        ("get", "/api/jobs/{id}/log"),
+        ("get", "/api/jobs/{id}/result"),
+        ("get", "/api/jobs/{id}/products"),
+        ("get", "/api/jobs/{id}/products/{name}"),
+        ("post", "/api/jobs/{id}/cancel"),
+        ("post", "/api/jobs/{id}/rerun"),
+        ("get", "/api/deployment"),
+        ("put", "/api/deployment"),
+        ("delete", "/api/deployment"),
+        ("put", "/api/deployment/upload"),
+        ("get", "/api/deployment/log"),
+        ("get", "/2/active/model"),
+        ("delete", "/2/active/model"),
+        ("post", "/2/active/schema/verify"),
+        ("post", "/2/active/schema/verify/{id}"),
+        ("post", "/api/roundtrip/{input}/{output}"),
+        ("post", "/2/active/model/roundtrip/{input}/{output}"),
+    ];
+    for (method, path) in routes {
+        assert!(
+            api["paths"][path][method].is_object(),
+            "{method} {path} is not in the OpenAPI document"
+        );
+    }
+    let documented: usize = api["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|p| p.as_object().unwrap().len())
+        .sum();
+    assert_eq!(documented, routes.len(), "{}", api["paths"]);
+    let view = &api["components"]["schemas"]["DeploymentView"]["properties"];
+    for field in ["inputCounts", "outputCounts", "yieldsNotAnswered"] {
+        assert!(view[field].is_object(), "{field}: {view}");
+    }
+    // Served where documented: a job route (JSON), an engine route, a schema route.
+    assert_eq!(e.get("/api/jobs/none").0, 404);
+    assert_eq!(e.get("/2/engine/state").0, 200);
+    let (s, v) = e.send("POST", "/2/active/schema/verify", &json!("int"));
+    assert_eq!(s, 200, "{v}");
+}
