@@ -90,9 +90,7 @@ pub struct SlotCountsView {
     pub rejected_by_size: u64,
 }
 
-pub(super) fn slot_counts_view(
-    counts: &BTreeMap<u32, jobs::SlotCounts>,
-) -> BTreeMap<String, SlotCountsView> {
+fn slot_counts_view(counts: &BTreeMap<u32, jobs::SlotCounts>) -> BTreeMap<String, SlotCountsView> {
     counts
         .iter()
         .map(|(slot, c)| {
@@ -110,7 +108,7 @@ pub(super) fn slot_counts_view(
 }
 
 /// The default slot and every slot a schema names, in order.
-pub(super) fn slots<'a>(default: u32, with_schema: impl Iterator<Item = &'a Slot>) -> Vec<u32> {
+fn slots<'a>(default: u32, with_schema: impl Iterator<Item = &'a Slot>) -> Vec<u32> {
     let mut all: Vec<u32> = std::iter::once(default)
         .chain(with_schema.map(|s| s.0))
         .collect();

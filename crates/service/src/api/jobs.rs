@@ -71,7 +71,7 @@ pub struct ProgressView {
     pub records_per_second: f64,
 }
 
-pub(super) fn progress_view(p: jobs::JobProgress, elapsed_ms: u64) -> ProgressView {
+fn progress_view(p: jobs::JobProgress, elapsed_ms: u64) -> ProgressView {
     let done = p.records_scored + p.records_failed;
     let records_per_second = if elapsed_ms == 0 {
         0.0
@@ -90,7 +90,7 @@ pub(super) fn progress_view(p: jobs::JobProgress, elapsed_ms: u64) -> ProgressVi
 }
 
 /// The job's view with its live progress when it is running.
-pub(super) fn job_view_live(e: &Engine, r: &JobRow) -> JobView {
+fn job_view_live(e: &Engine, r: &JobRow) -> JobView {
     let mut view = job_view(r);
     if r.status == JobState::Running {
         if let Some(p) = e.queue.progress(&r.id) {
@@ -133,7 +133,7 @@ pub(super) fn job_view(r: &JobRow) -> JobView {
     }
 }
 
-pub(super) fn line_text(l: &StoredLine) -> String {
+fn line_text(l: &StoredLine) -> String {
     format!(
         "{} {} {} {}",
         rfc3339(l.at_ms),
@@ -195,7 +195,7 @@ pub(super) async fn create_job(
 
 /// Removes the contents of a refused submission, and the job's folder if nothing else is
 /// in it.
-pub(super) async fn discard_contents(dir: PathBuf) {
+async fn discard_contents(dir: PathBuf) {
     let _ = tokio::task::spawn_blocking(move || remove_contents(&dir)).await;
 }
 
@@ -271,7 +271,7 @@ pub(super) async fn list_jobs(
     }))
 }
 
-pub(super) async fn job_row(e: &Engine, id: &str) -> Result<JobRow> {
+async fn job_row(e: &Engine, id: &str) -> Result<JobRow> {
     e.store()
         .get(id)
         .await?
@@ -354,7 +354,7 @@ pub struct JobResultView {
 }
 
 /// Largest embedded output returned inline by the result.
-pub(super) const RESULT_INLINE_MAX: u64 = 64 * 1024 * 1024;
+const RESULT_INLINE_MAX: u64 = 64 * 1024 * 1024;
 
 /// A finished job's result: its embedded output, or where its output was written.
 #[utoipa::path(get, path = "/api/jobs/{id}/result", tag = "jobs", params(("id" = String, Path)),
@@ -443,7 +443,7 @@ pub struct ProductList {
 
 /// The products folder of a finished job (none for a job that trains nothing); 409 while
 /// the job has not finished.
-pub(super) async fn products_dir(e: &Engine, id: &str) -> Result<Option<PathBuf>> {
+async fn products_dir(e: &Engine, id: &str) -> Result<Option<PathBuf>> {
     let row = job_row(e, id).await?;
     if !row.status.is_final() {
         return Err(Error::Conflict(format!(
@@ -461,7 +461,7 @@ pub(super) async fn products_dir(e: &Engine, id: &str) -> Result<Option<PathBuf>
 
 /// The regular files under `root`, by their `/`-separated path, sorted. Links are not
 /// followed: what they point at may lie outside the folder.
-pub(super) fn list_products(root: &std::path::Path) -> std::io::Result<Vec<ProductView>> {
+fn list_products(root: &std::path::Path) -> std::io::Result<Vec<ProductView>> {
     let mut found = Vec::new();
     let mut folders = vec![(root.to_path_buf(), String::new())];
     while let Some((dir, prefix)) = folders.pop() {
@@ -509,7 +509,7 @@ pub(super) async fn job_products(
 
 /// The file of product `name` under `root`: a relative path of plain components that,
 /// links resolved, stays inside the folder (else 400) and names a file (else 404).
-pub(super) async fn product_file(root: PathBuf, name: &str) -> Result<(PathBuf, u64)> {
+async fn product_file(root: PathBuf, name: &str) -> Result<(PathBuf, u64)> {
     let rel = std::path::Path::new(name);
     let plain = !name.is_empty()
         && !name.contains('\\')
@@ -554,7 +554,7 @@ pub(super) async fn product_file(root: PathBuf, name: &str) -> Result<(PathBuf, 
 }
 
 /// Streams product `name` of a finished job.
-pub(super) async fn send_product(e: &Engine, id: &str, name: &str) -> Result<Response> {
+async fn send_product(e: &Engine, id: &str, name: &str) -> Result<Response> {
     let root = products_dir(e, id)
         .await?
         .ok_or_else(|| Error::NotFound(format!("product '{name}' of job {id}")))?;

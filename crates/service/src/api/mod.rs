@@ -136,18 +136,18 @@ pub fn scoring_router(engine: AppState) -> axum::Router {
 }
 
 /// An unknown path of the control API: 404 in the API's JSON, naming what was asked.
-pub(super) async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> Error {
+async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> Error {
     Error::NotFound(format!("route {method} {}", uri.path()))
 }
 
 /// A known path asked with a method it does not answer: 405 in the API's JSON (the
 /// `Allow` header names the methods it answers).
-pub(super) async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Error {
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Error {
     Error::MethodNotAllowed(format!("{} does not answer {method}", uri.path()))
 }
 
 /// An upload route's body that is not `multipart/form-data`: 400 in the API's JSON.
-pub(super) fn not_multipart(r: MultipartRejection) -> Error {
+fn not_multipart(r: MultipartRejection) -> Error {
     Error::BadRequest(format!(
         "not a multipart/form-data upload: {}",
         r.body_text()
@@ -156,12 +156,12 @@ pub(super) fn not_multipart(r: MultipartRejection) -> Error {
 
 /// `maxRequestBytes`, as the routers hand it to `refuse_declared_oversize`.
 #[derive(Clone, Copy)]
-pub(super) struct RequestLimit(u64);
+struct RequestLimit(u64);
 
 /// A body whose declared length is over `maxRequestBytes` is refused before any of it is
 /// read: the answer goes out before a client waiting on `Expect: 100-continue` sends it.
 /// (Reading the body, as the body limit does, would first tell the client to go on.)
-pub(super) async fn refuse_declared_oversize(
+async fn refuse_declared_oversize(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
@@ -178,13 +178,13 @@ pub(super) async fn refuse_declared_oversize(
     next.run(request).await
 }
 
-pub(super) fn request_limit_bytes(e: &Engine) -> usize {
+fn request_limit_bytes(e: &Engine) -> usize {
     usize::try_from(e.config.max_request_bytes).unwrap_or(usize::MAX)
 }
 
 /// A body refused by the body limit of the routes that read it whole (413) is answered
 /// in JSON naming the limit and the setting that raises it.
-pub(super) async fn too_large_in_json(limit: u64, r: Response) -> Response {
+async fn too_large_in_json(limit: u64, r: Response) -> Response {
     let json = r
         .headers()
         .get(header::CONTENT_TYPE)
@@ -200,14 +200,14 @@ pub(super) async fn too_large_in_json(limit: u64, r: Response) -> Response {
     r
 }
 
-pub(super) fn content_length(headers: &HeaderMap) -> Option<u64> {
+fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok())
 }
 
-pub(super) fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
     serde_json::from_slice(body).map_err(|e| Error::BadRequest(format!("invalid JSON body: {e}")))
 }
 
@@ -225,7 +225,7 @@ pub struct LogView {
     pub lines: Vec<LogLineView>,
 }
 
-pub(super) fn log_view(lines: &[StoredLine]) -> LogView {
+fn log_view(lines: &[StoredLine]) -> LogView {
     LogView {
         lines: lines
             .iter()

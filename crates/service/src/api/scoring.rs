@@ -69,7 +69,7 @@ pub(super) async fn roundtrip_v2(
     score_body(&e, input, output, timeout, &body).await
 }
 
-pub(super) fn roundtrip_params(
+fn roundtrip_params(
     path: std::result::Result<Path<(u32, u32)>, PathRejection>,
     q: std::result::Result<Query<RoundtripQuery>, QueryRejection>,
 ) -> Result<(u32, u32, Option<u64>)> {
@@ -78,7 +78,7 @@ pub(super) fn roundtrip_params(
     Ok((input, output, q.timeout))
 }
 
-pub(super) async fn score_body(
+async fn score_body(
     e: &Engine,
     input: u32,
     output: u32,

@@ -25,7 +25,7 @@ use crate::deploy::{deploy_document, deployment_uploads_root, prune_deployment_u
 /// The multipart form of a job upload (for people without a job document).
 #[derive(ToSchema)]
 #[allow(dead_code)]
-pub(super) struct JobUpload {
+struct JobUpload {
     /// `batchjob`, `testjob`, `trainingjob` or a ModelOp jobType.
     #[schema(rename = "jobType")]
     job_type: String,
@@ -133,7 +133,7 @@ fn remove_folder(dir: &std::path::Path) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-pub(super) async fn upload_job_into(
+async fn upload_job_into(
     e: &AppState,
     headers: &HeaderMap,
     multipart: Multipart,
@@ -189,10 +189,10 @@ pub(super) async fn upload_job_into(
 }
 
 /// Parts of an upload that are files (kept on disk as they arrive); the others are text.
-pub(super) const FILE_PARTS: [&str; 3] = ["source", "asset", "input"];
+const FILE_PARTS: [&str; 3] = ["source", "asset", "input"];
 
 /// Fields of a multipart form: text fields in memory, file parts on disk.
-pub(super) struct Form {
+struct Form {
     texts: Vec<(String, String)>,
     /// (field, file name, where it was written)
     files: Vec<(String, Option<String>, PathBuf)>,
@@ -201,7 +201,7 @@ pub(super) struct Form {
 /// Reads a multipart upload, writing its file parts under `dir` as they arrive: at most
 /// `maxUploadBytes` (refused from the Content-Length before reading, or as soon as it
 /// passes the limit), and at most `maxConcurrentUploads` uploads at once (503).
-pub(super) async fn read_form(
+async fn read_form(
     e: &Engine,
     headers: &HeaderMap,
     mut multipart: Multipart,
@@ -363,7 +363,7 @@ impl Form {
 /// The multipart form of a deployment upload.
 #[derive(ToSchema)]
 #[allow(dead_code)]
-pub(super) struct DeploymentUpload {
+struct DeploymentUpload {
     /// The model's main source.
     #[schema(value_type = String, format = Binary)]
     source: Vec<u8>,
@@ -398,7 +398,7 @@ pub(super) async fn upload_deployment(
     Ok((StatusCode::CREATED, Json(deployment_view(&d))))
 }
 
-pub(super) async fn upload_deployment_from(
+async fn upload_deployment_from(
     e: &AppState,
     headers: &HeaderMap,
     multipart: Multipart,
