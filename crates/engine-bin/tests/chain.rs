@@ -342,3 +342,20 @@ fn every_route_is_served_and_in_the_openapi_document() {
     let (s, v) = e.send("POST", "/2/active/schema/verify", &json!("int"));
     assert_eq!(s, 200, "{v}");
 }
+
+#[test]
+fn a_csv_slot_types_its_cells_by_the_slot_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(dir.path(), &[], &[]);
+    let mut doc = deployment(json!({"0": "csv"}));
+    // Not checked, so nothing conforms the record after the codec: its cells are typed by
+    // the codec alone.
+    doc["enableInputSchemaChecking"] = json!(false);
+    let (s, d) = e.send("PUT", "/api/deployment", &doc);
+    assert_eq!(s, 201, "{d}");
+    // x is a double by the schema, though "2" alone would read as an int.
+    let (s, body, _) = e.score("/api/roundtrip/0/1", "id,x\n55,2\n");
+    assert_eq!((s, body.as_str()), (200, r#"{"id":55,"score":1.0}"#));
+    let (s, body, _) = e.score("/api/roundtrip/0/1", "id,x\n7,1.5\n");
+    assert_eq!((s, body.as_str()), (200, r#"{"id":7,"score":3.0}"#));
+}
