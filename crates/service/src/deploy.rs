@@ -468,14 +468,15 @@ impl Deployment {
                 )
             });
         }
-        // The first rejected yield fails the answer: a partial answer would pass for whole.
-        if let Some(r) = self
-            .schemas
-            .screen_outputs(output, &mut values, false)
-            .into_iter()
-            .next()
-        {
-            return Err(self.output_rejected(output, RejectionKind::Schema, r.reason));
+        // A rejected yield fails the answer (a partial answer would pass for whole); each
+        // is counted and logged, the first one's reason answered.
+        let mut first = None;
+        for r in self.schemas.screen_outputs(output, &mut values, false) {
+            let e = self.output_rejected(output, RejectionKind::Schema, r.reason);
+            first.get_or_insert(e);
+        }
+        if let Some(e) = first {
+            return Err(e);
         }
         let out_codec = self.codec(output.0);
         let mut encoded = Vec::with_capacity(values.len());
