@@ -342,7 +342,7 @@ fn run_prepared(
             lines_hint: "--input-mode lines".to_owned(),
             job: JobOptions {
                 stop_on_bad_records: args.stop_on_bad_records,
-                batch_size: args.batch_size as usize,
+                batching: jobs::Batching::new(args.batch_size as usize),
                 workers: args.workers.map_or_else(default_workers, |w| w as usize),
                 workers_explicit: args.workers.is_some(),
                 max_worker_restarts: args.max_worker_restarts,

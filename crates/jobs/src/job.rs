@@ -43,8 +43,8 @@ pub struct JobOutput {
 pub struct JobOptions {
     /// End the job at the first record rejected by encoding or schema.
     pub stop_on_bad_records: bool,
-    /// Records per batch sent to the model's worker.
-    pub batch_size: usize,
+    /// Records per batch read and sent to the model's worker.
+    pub batching: crate::chain::Batching,
     /// How many per-record failures the outcome keeps (all are counted and logged).
     pub failures_kept: usize,
     /// Workers scoring in parallel (scoring jobs; metrics and training use one).
@@ -81,7 +81,7 @@ impl Default for JobOptions {
     fn default() -> Self {
         JobOptions {
             stop_on_bad_records: false,
-            batch_size: 1000,
+            batching: crate::chain::Batching::default(),
             failures_kept: 10,
             workers: 1,
             workers_explicit: false,

@@ -7,6 +7,7 @@
 //!   counts and logs everything, and returns a [`JobOutcome`]. It never fails as a function:
 //!   every way a job can end is an outcome.
 
+pub mod chain;
 mod console;
 pub mod error;
 pub mod job;
@@ -15,6 +16,7 @@ pub mod plan;
 mod pool;
 mod run;
 
+pub use chain::Batching;
 pub use error::{Error, Result};
 pub use job::{
     Job, JobControl, JobInput, JobKind, JobOptions, JobOutcome, JobOutput, JobProgress, JobResult,

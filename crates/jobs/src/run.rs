@@ -15,6 +15,7 @@ use runtime_core::{
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::chain::{BadKind, BadRecordLog};
 use crate::job::{
     Job, JobControl, JobKind, JobOutcome, JobResult, JobStatus, OutputReport, RecordProblem,
     SlotCounts,
@@ -353,39 +354,6 @@ fn traceback_of(e: &CoreError) -> Option<String> {
     }
 }
 
-/// Bad records of one slot logged one by one before only summaries are.
-const BAD_LOGGED_EACH: u64 = 100;
-/// After those, a summary line per this many more bad records...
-const BAD_SUMMARY_EVERY: u64 = 10_000;
-/// ...or per this long, whichever comes first.
-const BAD_SUMMARY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// How many bad records of one kind on one slot were seen and logged, so a flood of them
-/// logs the first [`BAD_LOGGED_EACH`] in full, then summaries.
-struct Flood {
-    seen: u64,
-    summarized: u64,
-    summarized_at: Instant,
-}
-
-/// What went wrong with a bad record, for the flood counts.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum BadKind {
-    InputRejected,
-    OutputRejected,
-    Failed,
-}
-
-impl BadKind {
-    fn describe(self, slot: Slot) -> String {
-        match self {
-            BadKind::InputRejected => format!("input slot {slot}: records rejected"),
-            BadKind::OutputRejected => format!("output slot {slot}: records rejected"),
-            BadKind::Failed => format!("slot {slot}: records failed"),
-        }
-    }
-}
-
 /// Counts and notes, updated as the job goes.
 struct State {
     kind: JobKind,
@@ -401,7 +369,7 @@ struct State {
     status: JobStatus,
     trained_files: Vec<std::path::PathBuf>,
     unrouted_warned: Vec<u32>,
-    floods: BTreeMap<(BadKind, u32), Flood>,
+    bad: BadRecordLog,
     /// What the bound on the model's console dropped.
     console: Option<Arc<crate::console::ConsoleCounts>>,
 }
@@ -426,74 +394,14 @@ impl State {
             status: JobStatus::Complete,
             trained_files: Vec::new(),
             unrouted_warned: Vec::new(),
-            floods: BTreeMap::new(),
+            bad: BadRecordLog::default(),
             console: None,
         }
     }
 
-    /// Logs one bad record at ERROR while its slot has had at most [`BAD_LOGGED_EACH`] of
-    /// this kind; past that, a summary line per [`BAD_SUMMARY_EVERY`] more or per
-    /// [`BAD_SUMMARY_INTERVAL`]. `message` is only built when it is logged.
+    /// Counts one bad record and logs it as [`BadRecordLog`] allows.
     fn log_bad(&mut self, kind: BadKind, slot: Slot, message: impl FnOnce() -> String) {
-        let flood = self.floods.entry((kind, slot.0)).or_insert_with(|| Flood {
-            seen: 0,
-            summarized: 0,
-            summarized_at: Instant::now(),
-        });
-        flood.seen += 1;
-        let seen = flood.seen;
-        if seen <= BAD_LOGGED_EACH {
-            // A model's failure is the runner's to report, as it always was.
-            let source = match kind {
-                BadKind::Failed => LogSource::Runner,
-                _ => LogSource::Engine,
-            };
-            self.log.error(source, message());
-            if seen == BAD_LOGGED_EACH {
-                flood.summarized = seen;
-                flood.summarized_at = Instant::now();
-                self.log.warn(
-                    LogSource::Engine,
-                    format!(
-                        "{}: {seen} logged one by one; more are counted, with a summary every {BAD_SUMMARY_EVERY} or {} s",
-                        kind.describe(slot),
-                        BAD_SUMMARY_INTERVAL.as_secs()
-                    ),
-                );
-            }
-            return;
-        }
-        if seen - flood.summarized >= BAD_SUMMARY_EVERY
-            || flood.summarized_at.elapsed() >= BAD_SUMMARY_INTERVAL
-        {
-            let since = seen - flood.summarized;
-            flood.summarized = seen;
-            flood.summarized_at = Instant::now();
-            self.log.error(
-                LogSource::Engine,
-                format!(
-                    "{}: {seen} so far ({since} since the last summary; the first {BAD_LOGGED_EACH} are logged in full)",
-                    kind.describe(slot)
-                ),
-            );
-        }
-    }
-
-    /// The exact counts of every slot whose bad records were not all logged one by one.
-    fn log_flood_totals(&self) {
-        for ((kind, slot), flood) in &self.floods {
-            if flood.seen > BAD_LOGGED_EACH {
-                self.log.error(
-                    LogSource::Engine,
-                    format!(
-                        "{}: {} in all, {} of them not logged one by one",
-                        kind.describe(Slot(*slot)),
-                        flood.seen,
-                        flood.seen - BAD_LOGGED_EACH
-                    ),
-                );
-            }
-        }
+        self.bad.record(self.log.as_ref(), kind, slot, message);
     }
 
     fn note(&mut self, slot: Slot, position: String, reason: String) {
@@ -585,7 +493,7 @@ impl State {
     }
 
     fn finish(self, output_reports: Vec<OutputReport>, started: Instant) -> JobOutcome {
-        self.log_flood_totals();
+        self.bad.log_totals(self.log.as_ref());
         if let Some((lines, bytes)) = self
             .console
             .as_ref()
@@ -739,7 +647,7 @@ async fn score_all(
     options: &crate::job::JobOptions,
     control: &Arc<JobControl>,
 ) -> (Result<(), CoreError>, Vec<Box<dyn Session>>) {
-    let (mut rx, reader) = start_reader(inputs, options.batch_size, control.clone());
+    let (mut rx, reader) = start_reader(inputs, options.batching.size, control.clone());
     let mut pool = Pool::new(sessions, recovery);
     let mut seqno: u64 = 0;
     let mut input_done = false;
@@ -789,31 +697,26 @@ async fn score_all(
     (result, pool.into_sessions().await)
 }
 
-/// Checks an output against its slot's schema (conforming it); a rejection is counted and
-/// logged, and the value is dropped.
-fn check_output(
+/// Checks the values yielded to output `slot` against its schema (conforming them), as a
+/// deployment's answers are; a rejection is counted and logged (`at` says where the value
+/// at an index came from), and the value dropped.
+fn screen_outputs(
     slot: Slot,
-    mut value: Value,
+    values: &mut Vec<Value>,
     state: &mut State,
     options: &crate::job::JobOptions,
-    at: impl FnOnce() -> String,
-) -> Option<Value> {
-    let Some(checker) = options.schemas.outputs.get(&slot) else {
-        return Some(value);
-    };
-    match checker.conform(&mut value) {
-        Ok(()) => Some(value),
-        Err(violation) => {
-            let reason =
-                schema::rejection_reason(&violation, &value, options.show_rejected_records);
-            let r = Rejection {
-                kind: RejectionKind::Schema,
-                position: Position::default(),
-                reason,
-            };
-            state.output_rejected_at(slot, &r, at());
-            None
-        }
+    at: impl Fn(usize) -> String,
+) {
+    let rejections = options
+        .schemas
+        .screen_outputs(slot, values, options.show_rejected_records);
+    for r in rejections {
+        let rejection = Rejection {
+            kind: RejectionKind::Schema,
+            position: Position::default(),
+            reason: r.reason,
+        };
+        state.output_rejected_at(slot, &rejection, at(r.index));
     }
 }
 
@@ -829,18 +732,17 @@ async fn emit(
         first_seqno,
         outcomes,
     } = scored;
-    let mut routed: BTreeMap<Slot, Vec<Value>> = BTreeMap::new();
+    // Each slot's values, with the seqno of the record that yielded each.
+    let mut routed: BTreeMap<Slot, (Vec<Value>, Vec<u64>)> = BTreeMap::new();
     for (i, outcome) in outcomes.into_iter().enumerate() {
         match outcome {
             Ok(outs) => {
                 state.control.add_scored(1);
                 let n = first_seqno + i as u64;
                 for (out_slot, v) in outs {
-                    if let Some(v) = check_output(out_slot, v, state, options, || {
-                        format!("output of seqno {n}")
-                    }) {
-                        routed.entry(out_slot).or_default().push(v);
-                    }
+                    let (values, seqnos) = routed.entry(out_slot).or_default();
+                    values.push(v);
+                    seqnos.push(n);
                 }
             }
             Err(f) => {
@@ -859,8 +761,13 @@ async fn emit(
             }
         }
     }
-    for (out_slot, values) in routed {
-        writers.send(out_slot, values, state).await;
+    for (out_slot, (mut values, seqnos)) in routed {
+        screen_outputs(out_slot, &mut values, state, options, |i| {
+            format!("output of seqno {}", seqnos[i])
+        });
+        if !values.is_empty() {
+            writers.send(out_slot, values, state).await;
+        }
     }
 }
 
@@ -873,7 +780,7 @@ async fn run_all(
     control: &Arc<JobControl>,
     function: AllRecordsFunction,
 ) -> Result<(), CoreError> {
-    let (mut rx, reader) = start_reader(inputs, options.batch_size, control.clone());
+    let (mut rx, reader) = start_reader(inputs, options.batching.size, control.clone());
     let mut stopped = false;
     while let Some(batch) = rx.recv().await {
         let batch = batch?;
@@ -900,15 +807,20 @@ async fn run_all(
         format!("all input read; calling the {} function", function.as_str()),
     );
     let outputs = session.run_all(function).await?;
-    let mut routed: BTreeMap<Slot, Vec<Value>> = BTreeMap::new();
+    // Each slot's values, with the number of each among the function's outputs.
+    let mut routed: BTreeMap<Slot, (Vec<Value>, Vec<usize>)> = BTreeMap::new();
     for (i, (slot, v)) in outputs.into_iter().enumerate() {
-        let at = || format!("output {} of {}", i + 1, function.as_str());
-        if let Some(v) = check_output(slot, v, state, options, at) {
-            routed.entry(slot).or_default().push(v);
-        }
+        let (values, numbers) = routed.entry(slot).or_default();
+        values.push(v);
+        numbers.push(i + 1);
     }
-    for (slot, values) in routed {
-        writers.send(slot, values, state).await;
+    for (slot, (mut values, numbers)) in routed {
+        screen_outputs(slot, &mut values, state, options, |i| {
+            format!("output {} of {}", numbers[i], function.as_str())
+        });
+        if !values.is_empty() {
+            writers.send(slot, values, state).await;
+        }
     }
     Ok(())
 }

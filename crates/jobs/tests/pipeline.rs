@@ -199,7 +199,7 @@ fn job(kind: JobKind, items: Vec<ReadItem>, sinks: &[(u32, VecSink)], stop: bool
         env: Vec::new(),
         options: JobOptions {
             stop_on_bad_records: stop,
-            batch_size: 3,
+            batching: jobs::Batching::new(3),
             failures_kept: 10,
             ..JobOptions::default()
         },

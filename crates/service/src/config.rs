@@ -160,6 +160,9 @@ pub struct Config {
     pub score_queue_bound: usize,
     /// Requests the deployed model's worker gets in one batch at most.
     pub score_batch_max: usize,
+    /// How long a batch of requests short of `score_batch_max` waits for more before it
+    /// goes to a free worker (0: never waits; what is queued goes at once).
+    pub score_batch_wait_ms: u64,
     /// Warm workers of the deployed model; requests go to whichever is free.
     pub score_workers: usize,
     /// Records per batch of a batch job.
@@ -255,6 +258,7 @@ impl fmt::Debug for Config {
             .field("roundtrip_timeout_ms", &self.roundtrip_timeout_ms)
             .field("score_queue_bound", &self.score_queue_bound)
             .field("score_batch_max", &self.score_batch_max)
+            .field("score_batch_wait_ms", &self.score_batch_wait_ms)
             .field("score_workers", &self.score_workers)
             .field("job_batch_size", &self.job_batch_size)
             .field("shutdown_grace_ms", &self.shutdown_grace_ms)
@@ -294,6 +298,7 @@ impl Default for Config {
             roundtrip_timeout_ms: 5000,
             score_queue_bound: 1024,
             score_batch_max: 64,
+            score_batch_wait_ms: 0,
             score_workers: 1,
             job_batch_size: 1000,
             shutdown_grace_ms: 30_000,
@@ -331,6 +336,7 @@ struct FileConfig {
     roundtrip_timeout_ms: Option<u64>,
     score_queue_bound: Option<usize>,
     score_batch_max: Option<usize>,
+    score_batch_wait_ms: Option<u64>,
     score_workers: Option<usize>,
     job_batch_size: Option<usize>,
     shutdown_grace_ms: Option<u64>,
@@ -377,7 +383,7 @@ pub type Overrides = BTreeMap<String, String>;
 
 /// Environment variables read, and the key each one sets; the reference's names and the
 /// engine's own (`ENGINE_*`). The engine's own win over the reference's.
-pub const ENV_KEYS: [(&str, &str); 26] = [
+pub const ENV_KEYS: [(&str, &str); 27] = [
     ("MODELOP_API_PORT", "port"),
     ("MODELOP_ENGINE_NAME", "name"),
     ("MODELOP_RUNTIME_GROUP", "group"),
@@ -394,6 +400,7 @@ pub const ENV_KEYS: [(&str, &str); 26] = [
     ("ENGINE_ROUNDTRIP_TIMEOUT_MS", "roundtripTimeoutMs"),
     ("ENGINE_SCORE_QUEUE_BOUND", "scoreQueueBound"),
     ("ENGINE_SCORE_BATCH_MAX", "scoreBatchMax"),
+    ("ENGINE_SCORE_BATCH_WAIT_MS", "scoreBatchWaitMs"),
     ("ENGINE_SCORE_WORKERS", "scoreWorkers"),
     ("ENGINE_JOB_BATCH_SIZE", "jobBatchSize"),
     ("ENGINE_SHUTDOWN_GRACE_MS", "shutdownGraceMs"),
@@ -532,6 +539,9 @@ impl Config {
         if let Some(v) = fc.score_batch_max {
             self.score_batch_max = v;
         }
+        if let Some(v) = fc.score_batch_wait_ms {
+            self.score_batch_wait_ms = v;
+        }
         if let Some(v) = fc.score_workers {
             self.score_workers = v;
         }
@@ -622,6 +632,7 @@ impl Config {
             "roundtripTimeoutMs" => self.roundtrip_timeout_ms = number(key, v)?,
             "scoreQueueBound" => self.score_queue_bound = number(key, v)?,
             "scoreBatchMax" => self.score_batch_max = number(key, v)?,
+            "scoreBatchWaitMs" => self.score_batch_wait_ms = number(key, v)?,
             "scoreWorkers" => self.score_workers = number(key, v)?,
             "jobBatchSize" => self.job_batch_size = number(key, v)?,
             "shutdownGraceMs" => self.shutdown_grace_ms = number(key, v)?,
@@ -663,6 +674,9 @@ impl Config {
         }
         if !(1..=100_000).contains(&self.score_batch_max) {
             return Err(Error::config("scoreBatchMax", "must be 1 to 100000"));
+        }
+        if self.score_batch_wait_ms > 10_000 {
+            return Err(Error::config("scoreBatchWaitMs", "must be 0 to 10000"));
         }
         if !(1..=1_000_000).contains(&self.job_batch_size) {
             return Err(Error::config("jobBatchSize", "must be 1 to 1000000"));
@@ -740,6 +754,18 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// How the deployed model's waiting requests are batched to a free worker:
+    /// `scoreBatchMax` and `scoreBatchWaitMs`.
+    pub fn score_batching(&self) -> jobs::Batching {
+        jobs::Batching::new(self.score_batch_max)
+            .waiting(std::time::Duration::from_millis(self.score_batch_wait_ms))
+    }
+
+    /// How a batch job's records are batched: `jobBatchSize`.
+    pub fn job_batching(&self) -> jobs::Batching {
+        jobs::Batching::new(self.job_batch_size)
     }
 
     /// The folders local paths of documents must lie under: `allowedPaths`, or the data
@@ -844,6 +870,37 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn batching_of_deployments_and_jobs_comes_from_their_keys() {
+        let cfg = Config::load(
+            None,
+            &[layer(&[
+                ("scoreBatchMax", "8"),
+                ("scoreBatchWaitMs", "5"),
+                ("jobBatchSize", "100"),
+            ])],
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.score_batching(),
+            jobs::Batching {
+                size: 8,
+                max_wait: Some(std::time::Duration::from_millis(5))
+            }
+        );
+        assert_eq!(cfg.job_batching(), jobs::Batching::new(100));
+        // No wait unless one is set.
+        let cfg = Config::load(None, &[]).unwrap();
+        assert_eq!(cfg.score_batching(), jobs::Batching::new(64));
+        let e = Config::load(None, &[layer(&[("scoreBatchWaitMs", "20000")])]).unwrap_err();
+        assert!(e.to_string().contains("'scoreBatchWaitMs'"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("application.json");
+        std::fs::write(&file, r#"{"scoreBatchWaitMs": 3}"#).unwrap();
+        let cfg = Config::load(Some(&file), &[]).unwrap();
+        assert_eq!(cfg.score_batch_wait_ms, 3);
     }
 
     #[test]

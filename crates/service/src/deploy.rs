@@ -1,11 +1,18 @@
 //! A deployed model: warm worker sessions (`score_workers`, each with its own loop) fed by
 //! one bounded queue of scoring requests, so requests go to whichever worker is free.
 //!
-//! Requests waiting when a worker becomes free go to it together as one batch (up to
-//! `score_batch_max`), so concurrency costs no extra round trips and no waiting for a
-//! batch to fill. A full queue refuses new requests (503) instead of growing. A worker
-//! that dies fails the requests of its batch with a clear error and is restarted and
-//! re-initialized before the next batch, under the deployment's
+//! A REST body goes through [`Deployment::score_message`]: decoded by its slot's codec
+//! (built once at deploy time, the slot's schema attached), screened by the input slot's
+//! schema as a batch job's records are (`jobs::chain::screen_record`), scored, the answer
+//! slot's yields screened by its schema (`SlotSchemas::screen_outputs`, as a batch job's
+//! outputs) and encoded. Every rejection and every yield to a slot the request did not ask
+//! for is counted per slot and logged as a job's bad records are (`BadRecordLog`).
+//!
+//! Requests waiting when a worker becomes free go to it together as one batch (its
+//! `Batching`: `scoreBatchMax` records, waiting up to `scoreBatchWaitMs` for more), so
+//! concurrency costs no extra round trips. A full queue refuses new requests (503) instead
+//! of growing. A worker that dies fails the requests of its batch with a clear error and is
+//! restarted and re-initialized before the next batch, under the deployment's
 //! [`RestartPolicy`](runtime_core::RestartPolicy) (the one batch jobs use too).
 
 use std::collections::BTreeMap;
@@ -14,15 +21,70 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use codecs::Encoding;
+use codecs::{CodecConfig, Encoding, Framing};
+use jobs::chain::{screen_record, BadKind, BadRecordLog};
+use jobs::{Batching, SlotCounts};
 use runtime_core::{
-    JobLog, LogSource, ModelSpec, RecordFailure, RestartPolicy, Restarts, Runner, ScoreItem,
+    JobLog, LogSource, ModelSpec, Position, RecordFailure, RejectionKind, RestartPolicy,
+    Restarts, Runner, ScoreItem,
     Session, SessionConfig, Slot, Value,
 };
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::error::{Error, Result};
 use crate::joblog::RingLog;
+
+mod lifecycle;
+pub(crate) use lifecycle::{
+    deploy_document, deployment_uploads_root, prune_deployment_uploads, undeploy,
+};
+pub use lifecycle::{restore_deployment, take_deployment};
+
+/// Why a model could not be deployed or undeployed: the library's error, with no HTTP in
+/// it (`error::Error::status` answers it, as every error of the service).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeployError {
+    /// The document or its model cannot be deployed as they are: an encoding without what
+    /// it needs, schemas that do not resolve, no score function, requirements that do not
+    /// install.
+    #[error("{0}")]
+    Refused(String),
+    /// The model's workers could not start: its code did not load or its init raised.
+    #[error(transparent)]
+    Model(runtime_core::Error),
+    /// The engine is stopping and takes no new deployment.
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+    /// Nothing is deployed (nor failed to deploy).
+    #[error("no model is deployed")]
+    NoDeployment,
+    /// Reading the document's parts, writing the model's folder or storing the document
+    /// failed; the cause says whose fault it is.
+    #[error(transparent)]
+    Engine(Box<Error>),
+}
+
+impl From<Error> for DeployError {
+    fn from(e: Error) -> Self {
+        DeployError::Engine(Box::new(e))
+    }
+}
+
+impl DeployError {
+    /// The model's traceback, when its init raised.
+    pub fn traceback(&self) -> Option<&str> {
+        match self {
+            DeployError::Model(runtime_core::Error::ModelFailed { traceback, .. })
+                if !traceback.trim().is_empty() =>
+            {
+                Some(traceback)
+            }
+            DeployError::Engine(e) => e.traceback(),
+            _ => None,
+        }
+    }
+}
 
 /// How long an undeployed or stopping model gets to run its `end` and exit.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(10);
@@ -81,7 +143,7 @@ pub struct DeployFailure {
 
 impl DeployFailure {
     /// Records why `error` stopped the deployment of `name`, in `log` too.
-    pub fn new(name: &str, error: &Error, log: Arc<RingLog>) -> DeployFailure {
+    pub fn new(name: &str, error: &DeployError, log: Arc<RingLog>) -> DeployFailure {
         let traceback = error.traceback().map(str::to_owned);
         let reason = error.to_string();
         let mut line = format!("model {name} could not be deployed: {reason}");
@@ -107,13 +169,15 @@ pub struct DeploySpec {
     pub document: String,
     pub model: ModelSpec,
     pub source_name: String,
-    pub encodings: BTreeMap<u32, Encoding>,
+    /// The codec of each slot's REST bodies ([`message_codecs`]); JSON where none is.
+    pub codecs: BTreeMap<u32, CodecConfig>,
     /// Schemas requests and answers are checked against.
     pub schemas: schema::SlotSchemas,
     pub dir: PathBuf,
     pub session: SessionConfig,
     pub queue_bound: usize,
-    pub batch_max: usize,
+    /// How waiting requests are taken together to a free worker.
+    pub batching: Batching,
     /// Warm workers, each initialized before the deployment answers.
     pub workers: usize,
     /// What its runner prepared for it (a Python model's environment), held while it is
@@ -132,7 +196,7 @@ pub struct Deployment {
     pub document: String,
     pub model: ModelSpec,
     pub source_name: String,
-    pub encodings: BTreeMap<u32, Encoding>,
+    codecs: BTreeMap<u32, CodecConfig>,
     pub schemas: schema::SlotSchemas,
     pub since_ms: i64,
     pub dir: PathBuf,
@@ -151,6 +215,8 @@ pub struct Deployment {
 
 #[derive(Default)]
 struct Counters {
+    /// The bad-record log's floods, shared by every request.
+    bad: Mutex<BadRecordLog>,
     scored: AtomicU64,
     failed: AtomicU64,
     restarts: AtomicU64,
@@ -160,6 +226,20 @@ struct Counters {
     memory_kills: AtomicU64,
     /// The latest reason a worker was replaced, and when.
     last_problem: Mutex<Option<(i64, String)>>,
+    /// Per slot: records in and answered, rejections, yields no request asked for.
+    slots: Mutex<SlotTallies>,
+}
+
+/// What went through each slot of a deployment's REST requests.
+#[derive(Clone, Debug, Default)]
+pub struct SlotTallies {
+    /// Input slots: requests decoded and checked (`records`) or rejected.
+    pub inputs: BTreeMap<u32, SlotCounts>,
+    /// Output slots: records answered (`records`) or rejected.
+    pub outputs: BTreeMap<u32, SlotCounts>,
+    /// Yields to an output slot other than the one its request asked for: nothing reads
+    /// them, so they are counted here (by the slot yielded to) and logged.
+    pub unanswered: BTreeMap<u32, u64>,
 }
 
 impl Counters {
@@ -181,6 +261,51 @@ pub struct DeploymentStats {
     pub timeouts: u64,
     pub memory_kills: u64,
     pub last_problem: Option<(i64, String)>,
+    pub slots: SlotTallies,
+}
+
+/// A REST request's answer: the encoded yields of the slot it asked for.
+#[derive(Debug)]
+pub struct Answer {
+    pub body: Vec<u8>,
+    /// The answer slot's encoding as a media type.
+    pub content_type: &'static str,
+}
+
+/// The codec of each slot's REST bodies (every slot of `encodings`; others are JSON), built
+/// once at deploy time: a message is the whole body, and Avro and CSV get their slot's
+/// schema (Avro cannot be read or written without one; CSV cells are typed by it). A slot
+/// whose codec cannot work (Avro without a schema) refuses the deployment.
+pub fn message_codecs(
+    encodings: &BTreeMap<u32, Encoding>,
+    schemas: &schema::SlotSchemas,
+) -> std::result::Result<BTreeMap<u32, CodecConfig>, DeployError> {
+    let mut codecs = BTreeMap::new();
+    for (&slot, &encoding) in encodings {
+        let mut cfg = CodecConfig::new(encoding).with_framing(Framing::Message);
+        if matches!(encoding, Encoding::AvroBinary | Encoding::Csv) {
+            cfg.schema = schemas.get(Slot(slot)).map(|c| c.avro().clone());
+        }
+        if let Err(e) = cfg.resolved_framing() {
+            let mut why = format!("encodings.{slot} ({encoding}): {e}");
+            if cfg.schema.is_none() && encoding == Encoding::AvroBinary {
+                why.push_str(&format!(
+                    "; declare the slot's schema in the model (# modelop.schema.{slot}: <file>.avsc)"
+                ));
+            }
+            return Err(DeployError::Refused(why));
+        }
+        codecs.insert(slot, cfg);
+    }
+    Ok(codecs)
+}
+
+fn content_type(encoding: Encoding) -> &'static str {
+    match encoding {
+        Encoding::Json => "application/json",
+        Encoding::Utf8 | Encoding::Csv => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
 }
 
 impl Deployment {
@@ -226,7 +351,7 @@ impl Deployment {
                     log: log.clone(),
                     counters: counters.clone(),
                     state: state.clone(),
-                    batch_max: spec.batch_max.max(1),
+                    batching: spec.batching,
                     seqno: seqno.clone(),
                     restarts: restarts.clone(),
                     given_up: None,
@@ -240,7 +365,7 @@ impl Deployment {
             document: spec.document,
             model: spec.model,
             source_name: spec.source_name,
-            encodings: spec.encodings,
+            codecs: spec.codecs,
             schemas: spec.schemas,
             since_ms: crate::time::now_ms(),
             dir: spec.dir,
@@ -258,8 +383,148 @@ impl Deployment {
         }))
     }
 
+    /// The encoding of `slot`'s REST bodies.
     pub fn encoding_of(&self, slot: u32) -> Encoding {
-        self.encodings.get(&slot).copied().unwrap_or(Encoding::Json)
+        self.codecs
+            .get(&slot)
+            .map_or(Encoding::Json, |c| c.encoding)
+    }
+
+    /// The slots whose encoding the deployment names, with it.
+    pub fn encodings(&self) -> impl Iterator<Item = (u32, Encoding)> + '_ {
+        self.codecs.iter().map(|(s, c)| (*s, c.encoding))
+    }
+
+    fn tally(&self, f: impl FnOnce(&mut SlotTallies)) {
+        if let Ok(mut t) = self.counters.slots.lock() {
+            f(&mut t);
+        }
+    }
+
+    fn log_bad(&self, kind: BadKind, slot: Slot, message: impl FnOnce() -> String) {
+        if let Ok(mut bad) = self.counters.bad.lock() {
+            bad.record(self.log.as_ref(), kind, slot, message);
+        }
+    }
+
+    /// Counts an input rejected on `slot` and logs it; the error says why.
+    fn input_rejected(&self, slot: Slot, kind: RejectionKind, reason: String) -> Error {
+        self.tally(|t| bump(t.inputs.entry(slot.0).or_default(), kind));
+        self.log_bad(BadKind::InputRejected, slot, || {
+            format!(
+                "Record rejected by {}: {reason} (input slot {slot}, request)",
+                kind.as_str()
+            )
+        });
+        match kind {
+            RejectionKind::Schema => Error::InputRejectedBySchema(reason),
+            _ => Error::InputRejectedByEncoding(reason),
+        }
+    }
+
+    /// Counts an output rejected on `slot` and logs it; the error says why.
+    fn output_rejected(&self, slot: Slot, kind: RejectionKind, reason: String) -> Error {
+        self.tally(|t| bump(t.outputs.entry(slot.0).or_default(), kind));
+        self.log_bad(BadKind::OutputRejected, slot, || {
+            format!(
+                "Output record rejected by {}: {reason} (output slot {slot}, answer)",
+                kind.as_str()
+            )
+        });
+        match kind {
+            RejectionKind::Schema => Error::OutputRejectedBySchema(reason),
+            _ => Error::OutputRejectedByEncoding(reason),
+        }
+    }
+
+    /// One REST request, the same chain as a batch job's records: decodes `body` by
+    /// `input`'s codec, screens it by the slot's schema, scores it, screens what the model
+    /// yielded to `output` by that slot's schema and encodes it (one yield as itself,
+    /// several as a JSON array, or one message per line for other encodings). Yields to
+    /// other output slots are counted and logged, not answered. `None`: nothing was
+    /// yielded to `output`.
+    pub async fn score_message(
+        &self,
+        input: Slot,
+        output: Slot,
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<Option<Answer>> {
+        let in_codec = self.codec(input.0);
+        let value = codecs::decode_message(&in_codec, body)
+            .map_err(|why| self.input_rejected(input, RejectionKind::Encoding, why.to_string()))?;
+        let value = screen_record(&self.schemas, input, value, Position::default(), false)
+            .map_err(|r| self.input_rejected(input, r.kind, r.reason))?;
+        self.tally(|t| t.inputs.entry(input.0).or_default().records += 1);
+        let outs = self.score(input, value, timeout).await?;
+        let mut values = Vec::new();
+        let mut others: BTreeMap<u32, u64> = BTreeMap::new();
+        for (slot, v) in outs {
+            if slot == output {
+                values.push(v);
+            } else {
+                *others.entry(slot.0).or_default() += 1;
+            }
+        }
+        for (&slot, &n) in &others {
+            self.tally(|t| *t.unanswered.entry(slot).or_default() += n);
+            self.log_bad(BadKind::Unanswered, Slot(slot), || {
+                format!(
+                    "the model yielded {n} record(s) to slot {slot}, which the request (answered on slot {output}) does not read; counted, not answered"
+                )
+            });
+        }
+        // A rejected yield fails the answer (a partial answer would pass for whole); each
+        // is counted and logged, the first one's reason answered.
+        let mut first = None;
+        for r in self.schemas.screen_outputs(output, &mut values, false) {
+            let e = self.output_rejected(output, RejectionKind::Schema, r.reason);
+            first.get_or_insert(e);
+        }
+        if let Some(e) = first {
+            return Err(e);
+        }
+        let out_codec = self.codec(output.0);
+        let mut encoded = Vec::with_capacity(values.len());
+        for v in &values {
+            let bytes = codecs::encode_message(&out_codec, v).map_err(|why| {
+                self.output_rejected(output, RejectionKind::Encoding, why.to_string())
+            })?;
+            encoded.push(bytes);
+        }
+        let body = match encoded.len() {
+            0 => return Ok(None),
+            1 => encoded.pop().unwrap_or_default(),
+            _ => {
+                let (open, sep, close): (&[u8], &[u8], &[u8]) =
+                    if out_codec.encoding == Encoding::Json {
+                        (b"[", b",", b"]")
+                    } else {
+                        (b"", b"\n", b"")
+                    };
+                let mut out = open.to_vec();
+                for (i, bytes) in encoded.iter().enumerate() {
+                    if i > 0 {
+                        out.extend_from_slice(sep);
+                    }
+                    out.extend_from_slice(bytes);
+                }
+                out.extend_from_slice(close);
+                out
+            }
+        };
+        self.tally(|t| t.outputs.entry(output.0).or_default().records += values.len() as u64);
+        Ok(Some(Answer {
+            body,
+            content_type: content_type(out_codec.encoding),
+        }))
+    }
+
+    fn codec(&self, slot: u32) -> std::borrow::Cow<'_, CodecConfig> {
+        match self.codecs.get(&slot) {
+            Some(c) => std::borrow::Cow::Borrowed(c),
+            None => std::borrow::Cow::Owned(CodecConfig::new(Encoding::Json)),
+        }
     }
 
     pub fn stats(&self) -> DeploymentStats {
@@ -276,6 +541,12 @@ impl Deployment {
                 .lock()
                 .ok()
                 .and_then(|p| p.clone()),
+            slots: self
+                .counters
+                .slots
+                .lock()
+                .map(|t| t.clone())
+                .unwrap_or_default(),
             state: self
                 .state
                 .lock()
@@ -285,7 +556,7 @@ impl Deployment {
     }
 
     /// Scores one record from input slot `input`; returns everything it yielded, by slot.
-    pub async fn score(
+    async fn score(
         &self,
         input: Slot,
         value: Value,
@@ -372,7 +643,7 @@ struct Actor {
     log: Arc<RingLog>,
     counters: Arc<Counters>,
     state: Arc<Mutex<WorkerState>>,
-    batch_max: usize,
+    batching: Batching,
     /// Shared by the deployment's workers: seqno counts every request.
     seqno: Arc<AtomicU64>,
     /// The deployment's restart policy and what it allowed, shared by its workers.
@@ -410,10 +681,20 @@ impl Actor {
                     }
                 };
                 let mut batch = vec![first];
-                while batch.len() < self.batch_max {
+                while batch.len() < self.batching.size {
                     match rx.try_recv() {
                         Ok(r) => batch.push(r),
                         Err(_) => break,
+                    }
+                }
+                // With a wait, a batch short of its size waits that long for more.
+                if let Some(wait) = self.batching.max_wait {
+                    let until = tokio::time::Instant::now() + wait;
+                    while batch.len() < self.batching.size {
+                        match tokio::time::timeout_at(until, rx.recv()).await {
+                            Ok(Some(r)) => batch.push(r),
+                            Ok(None) | Err(_) => break,
+                        }
                     }
                 }
                 batch
@@ -613,5 +894,13 @@ impl Actor {
                 Err(why)
             }
         }
+    }
+}
+
+fn bump(counts: &mut SlotCounts, kind: RejectionKind) {
+    match kind {
+        RejectionKind::Encoding => counts.rejected_by_encoding += 1,
+        RejectionKind::Schema => counts.rejected_by_schema += 1,
+        RejectionKind::Size => counts.rejected_by_size += 1,
     }
 }

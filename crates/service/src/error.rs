@@ -3,6 +3,8 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use crate::deploy::DeployError;
+
 /// Seconds a client is told to wait before retrying a refused scoring request.
 pub const RETRY_AFTER_SECS: u64 = 1;
 
@@ -126,6 +128,10 @@ pub enum Error {
 
     #[error(transparent)]
     Core(#[from] runtime_core::Error),
+
+    /// A deployment that could not be made or undone.
+    #[error(transparent)]
+    Deploy(#[from] crate::deploy::DeployError),
 }
 
 impl Error {
@@ -169,6 +175,18 @@ impl Error {
             Error::Core(runtime_core::Error::ModelLoad(_))
             | Error::Core(runtime_core::Error::ModelFailed { .. })
             | Error::Core(runtime_core::Error::Descriptor { .. }) => StatusCode::BAD_REQUEST,
+            Error::Deploy(d) => match d {
+                DeployError::Refused(_) => StatusCode::BAD_REQUEST,
+                DeployError::Model(
+                    runtime_core::Error::ModelLoad(_)
+                    | runtime_core::Error::ModelFailed { .. }
+                    | runtime_core::Error::Descriptor { .. },
+                ) => StatusCode::BAD_REQUEST,
+                DeployError::Model(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                DeployError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+                DeployError::NoDeployment => StatusCode::NOT_FOUND,
+                DeployError::Engine(e) => e.status(),
+            },
             Error::OutputRejectedByEncoding(_)
             | Error::OutputRejectedBySchema(_)
             | Error::Store(_)
@@ -189,6 +207,7 @@ impl Error {
             {
                 Some(traceback)
             }
+            Error::Deploy(d) => d.traceback(),
             _ => None,
         }
     }

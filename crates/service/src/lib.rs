@@ -176,6 +176,8 @@ pub struct Engine {
     pub uploads: tokio::sync::Semaphore,
     /// Folders of deployment uploads under way (kept when old uploads are removed).
     deployment_uploads: Mutex<std::collections::HashSet<std::path::PathBuf>>,
+    /// The roots local paths of documents must lie under (`allowedPaths`), built once.
+    pub paths: Arc<paths::PathPolicy>,
 }
 
 /// How many verified schemas the engine keeps for `/2/active/schema/verify/{id}`.
@@ -345,7 +347,7 @@ pub async fn serve(
             deps.runners.clone(),
             deps.environments.clone(),
             config.data_dir.clone(),
-            config.job_batch_size,
+            config.job_batching(),
         )
         .with_retention(config.job_retention)
         .with_limits(config.limits)
@@ -387,6 +389,7 @@ pub async fn serve(
     let engine = Arc::new(Engine {
         id: uuid::Uuid::new_v4().to_string(),
         tags: RwLock::new(config.tags.clone()),
+        paths: Arc::new(config.path_policy()),
         config,
         deps,
         queue: queue.clone(),
@@ -401,7 +404,7 @@ pub async fn serve(
         uploads,
         deployment_uploads: Mutex::new(std::collections::HashSet::new()),
     });
-    api::restore_deployment(&engine).await;
+    deploy::restore_deployment(&engine).await;
 
     let queue_task = tokio::spawn(queue.clone().run());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -455,7 +458,7 @@ pub async fn serve(
     };
     tokio::join!(queue_stop, deployment_stop, servers_done);
     queue_task.abort();
-    let _ = api::take_deployment(&engine);
+    let _ = deploy::take_deployment(&engine);
     engine
         .lifecycle
         .store(EngineState::Finished as u8, Ordering::Relaxed);

@@ -68,7 +68,8 @@ pub struct JobQueue {
     runners: RunnerSet,
     environments: Option<Arc<environments::EnvironmentCache>>,
     data_dir: PathBuf,
-    batch_size: usize,
+    /// How a job's records are batched (`jobBatchSize`).
+    batching: jobs::Batching,
     /// Default worker limits of jobs (a job document may set its own).
     limits: crate::config::Limits,
     wake: Notify,
@@ -88,14 +89,14 @@ impl JobQueue {
         runners: RunnerSet,
         environments: Option<Arc<environments::EnvironmentCache>>,
         data_dir: PathBuf,
-        batch_size: usize,
+        batching: jobs::Batching,
     ) -> Self {
         JobQueue {
             store,
             runners,
             environments,
             data_dir,
-            batch_size,
+            batching,
             limits: crate::config::Limits::default(),
             wake: Notify::new(),
             current: Mutex::new(None),
@@ -146,11 +147,7 @@ impl JobQueue {
         // naming the field rather than a job failing later.
         let raw: serde_json::Value = serde_json::from_str(&document_text).unwrap_or_default();
         self.limits.for_job(&raw)?;
-        let id = doc
-            .id
-            .clone()
-            .filter(|s| is_usable_id(s))
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let id = job_id(doc.id.as_deref());
         if self.store.get(&id).await?.is_some() {
             return Err(Error::Conflict(format!(
                 "a job with id {id} already exists"
@@ -451,7 +448,7 @@ impl JobQueue {
             let dir = dir.clone();
             let log = log.clone();
             let stored = row.document.clone();
-            let batch_size = self.batch_size;
+            let batch_size = self.batching.size;
             let control = control.clone();
             let registry = self.registry.clone();
             tokio::task::spawn_blocking(move || {
@@ -537,6 +534,15 @@ pub(crate) fn describe_limits(
             "worker limits ({}) are not enforced for {language} models",
             parts.join(", ")
         )
+    }
+}
+
+/// The id of a new job: the document's own when usable, else a new one. Whether it is free
+/// is checked once, by [`JobQueue::submit`].
+pub(crate) fn job_id(asked: Option<&str>) -> String {
+    match asked.filter(|s| is_usable_id(s)) {
+        Some(id) => id.to_owned(),
+        None => uuid::Uuid::new_v4().to_string(),
     }
 }
 
@@ -657,7 +663,7 @@ fn plan_job(
             lines_hint: "inputMode \"lines\"".to_owned(),
             job: JobOptions {
                 stop_on_bad_records: spec.stop_on_bad_records,
-                batch_size,
+                batching: jobs::Batching::new(batch_size),
                 relax_requirements: spec.relax_requirements,
                 ..JobOptions::default()
             },

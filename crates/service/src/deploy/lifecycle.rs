@@ -1,0 +1,353 @@
+//! Deploying, restoring and undeploying: a deployment document turned into a running
+//! [`Deployment`] beside the one answering, which it replaces once initialized; the stored
+//! document and the uploaded files it names kept in step.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use codecs::Encoding;
+use runtime_core::{InitContext, JobLog, LogSource, SessionConfig, Slot};
+
+use crate::deploy::{DeployError, DeployFailure, DeploySpec, Deployment};
+use crate::document::DeploymentDocument;
+use crate::error::Error;
+use crate::joblog::RingLog;
+use crate::Engine;
+
+type Result<T> = std::result::Result<T, DeployError>;
+
+/// Lines of a deployed model's log kept in memory.
+const DEPLOY_LOG_LINES: usize = 2000;
+/// The settings key of the deployed model's document, redeployed at start.
+const DEPLOYMENT_KEY: &str = "deployment";
+
+/// Where uploaded deployments' files are kept (absolute: documents name them).
+pub(crate) fn deployment_uploads_root(e: &Engine) -> Result<PathBuf> {
+    std::path::absolute(e.config.data_dir.join("uploads").join("deployments"))
+        .map_err(|err| Error::io("cannot resolve the data dir", err).into())
+}
+
+/// Removes the files of uploaded deployments no longer deployed: every folder the stored
+/// deployment document does not name, but those of uploads under way.
+pub(crate) async fn prune_deployment_uploads(e: &Engine) {
+    let Ok(root) = deployment_uploads_root(e) else {
+        return;
+    };
+    // Uploads under way first: one that finishes meanwhile is in the stored document read
+    // after (it is stored before it leaves the set).
+    let busy: Vec<PathBuf> = e
+        .deployment_uploads
+        .lock()
+        .map(|b| b.iter().cloned().collect())
+        .unwrap_or_default();
+    let stored = e
+        .store()
+        .setting(DEPLOYMENT_KEY)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let _ = tokio::task::spawn_blocking(move || {
+        let Ok(entries) = std::fs::read_dir(&root) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let named = stored.contains(&format!("{}/", crate::document::file_url(&path)));
+            if !named && !busy.contains(&path) {
+                let _ = std::fs::remove_dir_all(&path);
+            }
+        }
+    })
+    .await;
+}
+
+/// Deploys the model of `doc` (its text `text`, stored when `persist`) beside the one
+/// answering, which it replaces once initialized; a model that cannot start leaves the old
+/// one answering and is kept as the engine's `DeployFailure`.
+pub(crate) async fn deploy_document(
+    e: &Engine,
+    text: String,
+    doc: DeploymentDocument,
+    persist: bool,
+) -> Result<Arc<Deployment>> {
+    if e.shutting_down() {
+        return Err(DeployError::ShuttingDown);
+    }
+    // A `file:` main source is read here: on the blocking pool.
+    let model = {
+        let doc = doc.clone();
+        tokio::task::spawn_blocking(move || doc.model())
+            .await
+            .map_err(|e| Error::Store(format!("reading the deployment's model failed: {e}")))??
+    };
+    let mut encodings = BTreeMap::new();
+    for slot in [0u32, 1] {
+        encodings.insert(slot, doc.encoding_of(slot)?);
+    }
+    for key in doc.encodings.keys() {
+        let slot: u32 = key.parse().map_err(|_| {
+            DeployError::Refused(format!("encodings: '{key}' is not a slot number"))
+        })?;
+        encodings.insert(slot, doc.encoding_of(slot)?);
+    }
+    let language = model.language.unwrap_or(runtime_core::Language::Python);
+    let raw: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let limits = e.config.limits.for_deployment(&raw)?;
+    let (runner, enforced) = e.deps.runners.limited(language, limits)?;
+    let _serial = e.deploying.lock().await;
+    let name = model.name.clone();
+    let log = Arc::new(RingLog::new(DEPLOY_LOG_LINES));
+    // The new model is built and initialized beside the old one, which answers until the
+    // new one is ready; a new model that cannot start leaves the old one in place.
+    if !limits.is_none() {
+        log.info(
+            LogSource::Engine,
+            crate::queue::describe_limits(&limits, enforced, language),
+        );
+    }
+    let plan = DeployPlan {
+        model,
+        encodings,
+        runner,
+        limits,
+        limits_enforced: enforced,
+        log: log.clone(),
+    };
+    let started = start_deployment(e, &text, &doc, plan).await;
+    let d = match started {
+        Ok(d) => d,
+        Err(err) => {
+            let failure = DeployFailure::new(&name, &err, log);
+            if let Some(current) = e.deployment() {
+                current.log.warn(
+                    LogSource::Engine,
+                    format!(
+                        "deploying {name} failed, so {} goes on answering: {}",
+                        current.name, failure.reason
+                    ),
+                );
+            }
+            e.set_deploy_failure(Some(Arc::new(failure)));
+            return Err(err);
+        }
+    };
+    let old = e
+        .deployment
+        .write()
+        .ok()
+        .and_then(|mut slot| slot.replace(d.clone()));
+    e.set_deploy_failure(None);
+    if persist {
+        e.store().set_setting(DEPLOYMENT_KEY, Some(text)).await?;
+    }
+    if let Some(old) = old {
+        old.stop(crate::deploy::CLOSE_GRACE).await;
+        remove_dir(old.dir.clone()).await;
+    }
+    Ok(d)
+}
+
+/// What a deployment is started from, once its document is read.
+struct DeployPlan {
+    model: crate::document::ModelSource,
+    encodings: BTreeMap<u32, Encoding>,
+    runner: Arc<dyn runtime_core::Runner>,
+    limits: worker::WorkerLimits,
+    limits_enforced: bool,
+    log: Arc<RingLog>,
+}
+
+/// Prepares a model's folder and starts its workers (init runs now); on failure nothing of
+/// it is left.
+async fn start_deployment(
+    e: &Engine,
+    text: &str,
+    doc: &DeploymentDocument,
+    plan: DeployPlan,
+) -> Result<Arc<Deployment>> {
+    let DeployPlan {
+        model,
+        encodings,
+        runner,
+        limits,
+        limits_enforced,
+        log,
+    } = plan;
+    let id = doc
+        .id
+        .clone()
+        .filter(|s| !s.is_empty() && s.len() <= 100)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let dir = e
+        .config
+        .data_dir
+        .join("deployments")
+        .join(uuid::Uuid::new_v4().to_string());
+    // Writing the model's folder and walking it for schemas are file work: on the blocking
+    // pool, both.
+    let prepared = {
+        let model = model.clone();
+        let dir = dir.clone();
+        let log = log.clone();
+        let check_inputs = doc.enable_input_schema_checking.unwrap_or(true);
+        let check_outputs = doc.enable_output_schema_checking.unwrap_or(true);
+        // A side's schemas are needed, checked or not, where a slot's codec uses them.
+        let coded = |input: bool| {
+            encodings.iter().any(|(slot, enc)| {
+                Slot(*slot).is_input() == input
+                    && matches!(enc, Encoding::AvroBinary | Encoding::Csv)
+            })
+        };
+        let (need_inputs, need_outputs) =
+            (check_inputs || coded(true), check_outputs || coded(false));
+        tokio::task::spawn_blocking(move || {
+            let prepared = crate::prepare::prepare_model(&model, &dir, log.as_ref())?;
+            let (schemas, warnings) = schema::resolve_checked_schemas(
+                &prepared.materialized.work_dir,
+                &prepared.comments,
+                need_inputs,
+                need_outputs,
+            )
+            .map_err(|err| DeployError::Refused(format!("the model's schemas: {err}")))?;
+            for w in warnings {
+                log.warn(LogSource::Engine, w);
+            }
+            let codecs = crate::deploy::message_codecs(&encodings, &schemas)?;
+            Ok::<_, DeployError>((
+                prepared,
+                schemas.switched(check_inputs, check_outputs),
+                codecs,
+            ))
+        })
+        .await
+        .map_err(|e| Error::Store(format!("deployment preparation failed: {e}")))?
+    };
+    let (prepared, schemas, codecs) = match prepared {
+        Ok(p) => p,
+        Err(err) => {
+            remove_dir(dir).await;
+            return Err(err);
+        }
+    };
+    // The same preparation as a batch job's, by the model's runner (a Python model's
+    // requirements installed).
+    let mut prepared = prepared;
+    let job_log: Arc<dyn runtime_core::JobLog> = log.clone();
+    let environment = match runner
+        .prepare(
+            &prepared.spec,
+            &runtime_core::PrepareOptions::default(),
+            &job_log,
+        )
+        .await
+    {
+        Ok(ready) => {
+            prepared.spec = ready.model;
+            ready.guard
+        }
+        Err(err) => {
+            remove_dir(dir).await;
+            return Err(DeployError::Refused(err.to_string()));
+        }
+    };
+    let spec = DeploySpec {
+        id,
+        name: model.name.clone(),
+        document: text.to_owned(),
+        model: prepared.spec,
+        source_name: model.source_name.clone(),
+        codecs,
+        schemas,
+        dir: dir.clone(),
+        session: SessionConfig {
+            init: InitContext::Deployment {
+                raw_json: text.to_owned(),
+            },
+            log: log.clone(),
+            env: vec![(
+                "HOME".to_owned(),
+                prepared.materialized.home.display().to_string(),
+            )],
+        },
+        queue_bound: e.config.score_queue_bound,
+        batching: e.config.score_batching(),
+        workers: e.config.score_workers,
+        environment,
+        limits,
+        limits_enforced,
+        restart: e.config.limits.restart_policy(),
+    };
+    if spec.model.entry_points.score.is_none() {
+        remove_dir(dir).await;
+        return Err(DeployError::Refused(
+            "the model has no score function: mark one with '# modelop.score' or name it with scoreFunction".into(),
+        ));
+    }
+    match Deployment::start(spec, runner, log).await {
+        Ok(d) => Ok(d),
+        Err(err) => {
+            remove_dir(dir).await;
+            Err(match err {
+                Error::Core(model) => DeployError::Model(model),
+                other => other.into(),
+            })
+        }
+    }
+}
+
+async fn remove_dir(dir: std::path::PathBuf) {
+    let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+}
+
+/// Takes the deployed model out of service (the caller stops it).
+pub fn take_deployment(e: &Engine) -> Option<Arc<Deployment>> {
+    e.deployment.write().ok().and_then(|mut d| d.take())
+}
+
+/// Deploys again, at start, the model that was deployed when the engine stopped.
+pub async fn restore_deployment(e: &Engine) {
+    let text = match e.store().setting(DEPLOYMENT_KEY).await {
+        Ok(Some(t)) => t,
+        Ok(None) => return,
+        Err(err) => {
+            tracing::warn!("cannot read the last deployment: {err}");
+            return;
+        }
+    };
+    let doc: DeploymentDocument = match serde_json::from_str(&text) {
+        Ok(d) => d,
+        Err(err) => {
+            tracing::warn!("the last deployment's document is unreadable: {err}");
+            return;
+        }
+    };
+    match deploy_document(e, text, doc, false).await {
+        Ok(d) => tracing::info!("model {} deployed again", d.name),
+        Err(err) => tracing::error!("cannot deploy the last deployed model again: {err}"),
+    }
+}
+
+/// Undeploys the model: queued requests are answered, then its workers stop; the stored
+/// document and its uploaded files go. With none deployed, forgets a failed deployment.
+pub(crate) async fn undeploy(e: &Engine) -> Result<()> {
+    let _serial = e.deploying.lock().await;
+    let failed = e.deploy_failure().is_some();
+    e.set_deploy_failure(None);
+    let Some(d) = take_deployment(e) else {
+        if failed {
+            // Nothing answers, but a model was asked for: forget it (and its document, so
+            // a restart does not try it again).
+            e.store().set_setting(DEPLOYMENT_KEY, None).await?;
+            return Ok(());
+        }
+        return Err(DeployError::NoDeployment);
+    };
+    e.store().set_setting(DEPLOYMENT_KEY, None).await?;
+    d.stop(crate::deploy::CLOSE_GRACE).await;
+    remove_dir(d.dir.clone()).await;
+    // The stored document names no upload now: its files go too.
+    prune_deployment_uploads(e).await;
+    Ok(())
+}

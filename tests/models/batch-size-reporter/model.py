@@ -1,0 +1,11 @@
+# A record-set model that answers each request with the size of the batch it came in, so
+# a test can see how requests were batched.
+# modelop.recordsets.0: true
+# modelop.recordsets.1: true
+
+
+# modelop.score
+def score(df):
+    out = df.copy()
+    out["batch"] = len(df)
+    return out
