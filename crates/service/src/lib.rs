@@ -9,14 +9,12 @@
 //!   errors to statuses.
 //! - [`auth`]: bearer tokens and the loopback check, one policy per port.
 //! - [`tls`]: HTTPS on both ports, the certificate reloadable without closing them.
-//! - [`client`]: the HTTP client the CLI uses.
 //!
 //! It reads no environment and installs no logger: the binary hands it the configuration,
 //! the language runners and the platform facts.
 
 pub mod api;
 pub mod auth;
-pub mod client;
 pub mod config;
 pub mod datadir;
 pub mod deploy;
