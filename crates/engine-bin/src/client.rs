@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand, ValueEnum};
-use service::client::{error_text, model_parts, Answer, Client, ClientOptions, Part};
+use engine_client::{error_text, Answer, Client, ClientOptions, Part, Token};
 
 use crate::exit;
 
@@ -66,7 +66,7 @@ impl ClientArgs {
             } else {
                 "ENGINE_TOKEN"
             };
-            options.token = Some(service::auth::Token::new(key, &t).map_err(|e| e.to_string())?);
+            options.token = Some(Token::new(&t).map_err(|e| format!("{key}: {e}"))?);
         }
         Ok(options)
     }
@@ -206,8 +206,8 @@ pub struct StatusArgs {
 /// A failed command: its message and exit status.
 struct Failed(String, i32);
 
-impl From<service::Error> for Failed {
-    fn from(e: service::Error) -> Self {
+impl From<engine_client::Error> for Failed {
+    fn from(e: engine_client::Error) -> Self {
         Failed(e.to_string(), exit::ERROR)
     }
 }
@@ -601,6 +601,23 @@ fn show_final(c: &Client, mut v: serde_json::Value, json: bool) -> Result<(), Fa
     Ok(())
 }
 
+/// The model's parts for an upload: a source file alone, or a folder's main source and
+/// every other file under its relative path. The main source of a folder is the only
+/// `.py`/`.R` at its top, else the one carrying `modelop.` markers.
+fn model_parts(model: &Path) -> Result<Vec<Part>, Failed> {
+    let usage = |e: &dyn std::fmt::Display| Failed(e.to_string(), exit::USAGE);
+    let located = jobs::LocatedModel::from_path(model, None).map_err(|e| usage(&e))?;
+    let mut parts = vec![Part::File {
+        name: "source".into(),
+        file_name: located.source_name.clone(),
+        bytes: located.source_text.into_bytes(),
+    }];
+    for (rel, path) in &located.assets {
+        parts.push(Part::file("asset", path, &rel.to_string_lossy()).map_err(|e| usage(&e))?);
+    }
+    Ok(parts)
+}
+
 fn create(
     c: &Client,
     json: bool,
@@ -613,7 +630,7 @@ fn create(
     let Some((output, inputs)) = paths.split_last() else {
         return Err(Failed("give INPUT... OUTPUT".into(), exit::USAGE));
     };
-    let mut parts = model_parts(model).map_err(|e| Failed(e.to_string(), exit::USAGE))?;
+    let mut parts = model_parts(model)?;
     let job_type = match kind {
         JobTypeArg::Batchjob => "batchjob",
         JobTypeArg::Testjob => "testjob",
@@ -749,7 +766,7 @@ pub fn deploy(args: DeployArgs) -> i32 {
         return exit::USAGE;
     };
     let r = (|| {
-        let mut parts = model_parts(&args.model).map_err(|e| Failed(e.to_string(), exit::USAGE))?;
+        let mut parts = model_parts(&args.model)?;
         if let Some(n) = &args.name {
             parts.push(Part::text("name", n.clone()));
         }

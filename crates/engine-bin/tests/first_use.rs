@@ -423,7 +423,7 @@ fn a_port_in_use_says_how_to_choose_another() {
 
 #[test]
 fn an_uploaded_source_named_outside_the_model_is_refused_like_any_asset() {
-    use service::client::Part;
+    use engine_client::Part;
     let dir = tempfile::tempdir().unwrap();
     let e = Engine::start(&dir.path().join("data"), &[], &[]);
     let c = e.client();

@@ -223,7 +223,7 @@ fn deployment_document() -> Value {
     })
 }
 
-fn wait_job(client: &service::client::Client, id: &str) -> Value {
+fn wait_job(client: &engine_client::Client, id: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let a = client
@@ -242,7 +242,7 @@ fn wait_job(client: &service::client::Client, id: &str) -> Value {
 fn default_data_dir_relative_to_a_fresh_cwd_deploys_scores_and_runs_jobs() {
     let cwd = tempfile::tempdir().unwrap();
     let e = Serve::start(cwd.path(), &["--port", "0"], &[]);
-    let c = service::client::Client::new(&e.url);
+    let c = engine_client::Client::new(&e.url);
     let doc = deployment_document().to_string();
     let a = c
         .put("/api/deployment", "application/json", doc.as_bytes())
@@ -624,11 +624,11 @@ fn self_signed(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBu
     (cert, key)
 }
 
-fn tls_client(url: &str, ca: &Path) -> service::client::Client {
-    service::client::Client::with_options(
+fn tls_client(url: &str, ca: &Path) -> engine_client::Client {
+    engine_client::Client::with_options(
         url,
-        &service::client::ClientOptions {
-            token: Some(service::auth::Token::new("test", TOKEN).unwrap()),
+        &engine_client::ClientOptions {
+            token: Some(engine_client::Token::new(TOKEN).unwrap()),
             ca_file: Some(ca.to_owned()),
         },
     )
@@ -832,10 +832,10 @@ fn model_code_runs_without_the_engines_token_and_secrets() {
             ("ENGINE_WORKER_ENV", "DB_URL, FEATURE_FLAG_*"),
         ],
     );
-    let c = service::client::Client::with_options(
+    let c = engine_client::Client::with_options(
         &e.url,
-        &service::client::ClientOptions {
-            token: Some(service::auth::Token::new("test", TOKEN).unwrap()),
+        &engine_client::ClientOptions {
+            token: Some(engine_client::Token::new(TOKEN).unwrap()),
             ca_file: None,
         },
     )

@@ -528,7 +528,7 @@ fn a_deployment_with_two_workers_spreads_requests_over_both() {
         let score = || {
             let url = url.clone();
             scope.spawn(move || {
-                let a = service::client::Client::new(&url)
+                let a = engine_client::Client::new(&url)
                     .post("/api/roundtrip/0/1", "application/json", b"1")
                     .unwrap();
                 assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));

@@ -105,17 +105,17 @@ fn local_paths_outside_the_data_dir_are_refused() {
         (format!("{data}/%2e%2e/out.jsonl"), false),
     ] {
         let parts = vec![
-            service::client::Part::File {
+            engine_client::Part::File {
                 name: "source".into(),
                 file_name: "echo.py".into(),
                 bytes: ECHO.as_bytes().to_vec(),
             },
-            service::client::Part::File {
+            engine_client::Part::File {
                 name: "input".into(),
                 file_name: "in.jsonl".into(),
                 bytes: b"1\n".to_vec(),
             },
-            service::client::Part::text("output", output.clone()),
+            engine_client::Part::text("output", output.clone()),
         ];
         let a = e
             .client()
@@ -201,12 +201,12 @@ fn asset_names_and_archives_stay_in_the_model_folder() {
     );
     // The same through an upload: the part's file name is the asset's name.
     let parts = vec![
-        service::client::Part::File {
+        engine_client::Part::File {
             name: "source".into(),
             file_name: "echo.py".into(),
             bytes: ECHO.as_bytes().to_vec(),
         },
-        service::client::Part::File {
+        engine_client::Part::File {
             name: "asset".into(),
             file_name: "../../escape.txt".into(),
             bytes: b"x".to_vec(),
@@ -344,7 +344,7 @@ fn oversize_bodies_are_413_naming_the_limit() {
     );
     assert!(!stderr.to_lowercase().contains("broken pipe"), "{stderr}");
     // The main source is kept as text: it may not be bigger than a document.
-    let parts = vec![service::client::Part::File {
+    let parts = vec![engine_client::Part::File {
         name: "source".into(),
         file_name: "huge.py".into(),
         bytes: format!("# {}\n{ECHO}", "x".repeat(200_000)).into_bytes(),
@@ -379,7 +379,7 @@ fn uploads_past_max_concurrent_uploads_get_503() {
     .unwrap();
     slow.flush().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let parts = vec![service::client::Part::text("jobType", "batchjob")];
+    let parts = vec![engine_client::Part::text("jobType", "batchjob")];
     let a = e
         .client()
         .upload("POST", "/api/jobs/upload", &parts)

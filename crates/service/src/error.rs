@@ -119,10 +119,6 @@ pub enum Error {
     #[error("the data folder {dir} is in use by another engine (pid {holder}); stop that engine or give this one its own --data-dir")]
     DataDirInUse { dir: String, holder: String },
 
-    /// The HTTP client could not reach the engine or got an answer it cannot read.
-    #[error("{0}")]
-    Client(String),
-
     #[error(transparent)]
     Jobs(#[from] jobs::Error),
 
@@ -192,7 +188,6 @@ impl Error {
             | Error::Store(_)
             | Error::Io { .. }
             | Error::DataDirInUse { .. }
-            | Error::Client(_)
             | Error::Jobs(_)
             | Error::Core(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -9,14 +9,12 @@
 //!   errors to statuses.
 //! - [`auth`]: bearer tokens and the loopback check, one policy per port.
 //! - [`tls`]: HTTPS on both ports, the certificate reloadable without closing them.
-//! - [`client`]: the HTTP client the CLI uses.
 //!
 //! It reads no environment and installs no logger: the binary hands it the configuration,
 //! the language runners and the platform facts.
 
 pub mod api;
 pub mod auth;
-pub mod client;
 pub mod config;
 pub mod datadir;
 pub mod deploy;
@@ -34,7 +32,7 @@ pub mod tls;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -167,6 +165,8 @@ pub struct Engine {
     /// Serializes deploy/undeploy.
     deploying: tokio::sync::Mutex<()>,
     lifecycle: AtomicU8,
+    /// Whether `run_queue` was called: the queue runs once.
+    queue_started: AtomicBool,
     platforms: tokio::sync::OnceCell<Vec<Platform>>,
     pub endpoints: RwLock<Vec<String>>,
     /// Schemas compiled by `POST /2/active/schema/verify`, by id (the latest
@@ -255,6 +255,135 @@ impl Engine {
         }
     }
 
+    /// Opens the engine on `config.data_dir` (absolute, and held by one engine: see
+    /// [`datadir::DataDir`]): the job store is opened on the blocking pool, jobs that were
+    /// running when the last engine stopped are marked interrupted, the retention policy is
+    /// applied, the job queue is built, and the model that was deployed is deployed again.
+    /// Nothing listens and no job runs yet: the host mounts [`Engine::control_router`] (and
+    /// [`Engine::scoring_router`]) on its own listener and spawns [`Engine::run_queue`].
+    pub async fn open(config: Config, deps: Deps) -> Result<Arc<Engine>> {
+        let store = {
+            let dir = config.data_dir.clone();
+            tokio::task::spawn_blocking(move || store::Store::open(&dir))
+                .await
+                .map_err(|e| Error::Store(format!("opening the job store failed: {e}")))??
+        };
+        let interrupted = store.recover(time::now_ms()).await?;
+        for id in &interrupted {
+            tracing::warn!("job {id} was running when the engine stopped; marked interrupted");
+        }
+        retention::apply_logged(
+            &store,
+            &config.data_dir,
+            config.job_retention,
+            time::now_ms(),
+        )
+        .await;
+        let queue = Arc::new(
+            queue::JobQueue::new(
+                store,
+                deps.runners.clone(),
+                deps.environments.clone(),
+                config.data_dir.clone(),
+                config.job_batching(),
+            )
+            .with_retention(config.job_retention)
+            .with_limits(config.limits)
+            .with_credentials(config.credentials.clone()),
+        );
+        let uploads = tokio::sync::Semaphore::new(config.max_concurrent_uploads);
+        let engine = Arc::new(Engine {
+            id: uuid::Uuid::new_v4().to_string(),
+            tags: RwLock::new(config.tags.clone()),
+            paths: Arc::new(config.path_policy()),
+            config,
+            deps,
+            queue,
+            started_ms: time::now_ms(),
+            deployment: RwLock::new(None),
+            deploy_failure: RwLock::new(None),
+            deploying: tokio::sync::Mutex::new(()),
+            lifecycle: AtomicU8::new(EngineState::Init as u8),
+            queue_started: AtomicBool::new(false),
+            platforms: tokio::sync::OnceCell::new(),
+            endpoints: RwLock::new(Vec::new()),
+            verified_schemas: Mutex::new((0, BTreeMap::new())),
+            uploads,
+            deployment_uploads: Mutex::new(std::collections::HashSet::new()),
+        });
+        deploy::restore_deployment(&engine).await;
+        Ok(engine)
+    }
+
+    /// The control API (jobs, deployment, scoring, engine state, `/openapi.json`), with
+    /// the control port's policy: `authToken`, or loopback Host and Origin only without
+    /// one (`bind` says whether the listener is loopback). It can be nested under a prefix
+    /// (`Router::nest("/engine", ...)`); paths are then the API's paths under it.
+    pub fn control_router(self: &Arc<Self>) -> axum::Router {
+        api::control_router(self.clone())
+    }
+
+    /// The scoring routes alone, with the scoring port's policy (`scoringAuthToken`,
+    /// `scoringOpen`), for a listener of their own.
+    pub fn scoring_router(self: &Arc<Self>) -> axum::Router {
+        api::scoring_router(self.clone())
+    }
+
+    /// The job queue: runs submitted jobs one at a time until [`Engine::shutdown`]. The
+    /// host spawns it once (a second call, or one after the shutdown began, returns at
+    /// once); until it runs, jobs wait.
+    pub fn run_queue(&self) -> impl Future<Output = ()> + Send + 'static {
+        let first = !self.queue_started.swap(true, Ordering::SeqCst) && !self.shutting_down();
+        let queue = self.queue.clone();
+        async move {
+            if first {
+                queue.run().await;
+            } else {
+                tracing::warn!("the job queue runs already, or the engine is stopping");
+            }
+        }
+    }
+
+    /// The addresses `/api/engine` lists (`https://host:port`), which only the host knows.
+    pub fn set_endpoints(&self, endpoints: Vec<String>) {
+        if let Ok(mut e) = self.endpoints.write() {
+            *e = endpoints;
+        }
+    }
+
+    /// Stops the engine within `grace`. From the call on it takes no new work (state
+    /// FINISHING: no job starts, scoring and deploy requests are refused); the running job
+    /// and the deployed model get the grace less a margin, kept for the host to answer what
+    /// is left; then the job is stopped (marked interrupted, it can be re-run) and the
+    /// workers reaped. [`Engine::run_queue`] returns.
+    pub fn shutdown(
+        self: &Arc<Self>,
+        grace: Duration,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        self.lifecycle
+            .store(EngineState::Finishing as u8, Ordering::Relaxed);
+        let engine = self.clone();
+        async move {
+            let margin = (grace / 5).min(SHUTDOWN_MARGIN);
+            let queue_stop = async {
+                // A queue never run has no job to wait for.
+                if engine.queue_started.load(Ordering::SeqCst) {
+                    engine.queue.shutdown(grace - margin).await;
+                }
+            };
+            let deployment_stop = async {
+                if let Some(d) = engine.deployment() {
+                    d.stop(grace - margin).await;
+                }
+            };
+            tokio::join!(queue_stop, deployment_stop);
+            let _ = deploy::take_deployment(&engine);
+            engine
+                .lifecycle
+                .store(EngineState::Finished as u8, Ordering::Relaxed);
+        }
+    }
+
     pub async fn platforms(&self) -> Vec<Platform> {
         self.platforms
             .get_or_init(|| async {
@@ -310,49 +439,26 @@ where
     })
 }
 
-/// Runs the engine until `shutdown` resolves, then stops gracefully: no new work, the
-/// running job and in-flight requests get the configured grace, workers are stopped.
-/// `on_bound` is told where the service listens once it does.
+/// `engine serve`: the engine on its own ports until `shutdown` resolves, then a graceful
+/// stop (no new work; the running job and in-flight requests get the configured grace;
+/// workers are stopped). Built on what a host program embedding the engine uses
+/// ([`Engine::open`], the routers, [`Engine::run_queue`], [`Engine::shutdown`]), adding only
+/// the listeners, TLS and the listening log line. `on_bound` is told where the service
+/// listens once it does.
 pub async fn serve(
     config: Config,
     deps: Deps,
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_bound: impl FnOnce(Bound) + Send,
 ) -> Result<()> {
-    // The certificate, the key and the database are files: opened on the blocking pool.
-    let (tls, store) = {
+    // The certificate and the key are files: read on the blocking pool.
+    let tls = {
         let config = config.clone();
-        tokio::task::spawn_blocking(move || {
-            let tls = config.tls()?;
-            store::Store::open(&config.data_dir).map(|store| (tls, store))
-        })
-        .await
-        .map_err(|e| Error::Store(format!("opening the engine's files failed: {e}")))??
+        tokio::task::spawn_blocking(move || config.tls())
+            .await
+            .map_err(|e| Error::Store(format!("reading the TLS files failed: {e}")))??
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let interrupted = store.recover(time::now_ms()).await?;
-    for id in &interrupted {
-        tracing::warn!("job {id} was running when the engine stopped; marked interrupted");
-    }
-    retention::apply_logged(
-        &store,
-        &config.data_dir,
-        config.job_retention,
-        time::now_ms(),
-    )
-    .await;
-    let queue = Arc::new(
-        queue::JobQueue::new(
-            store,
-            deps.runners.clone(),
-            deps.environments.clone(),
-            config.data_dir.clone(),
-            config.job_batching(),
-        )
-        .with_retention(config.job_retention)
-        .with_limits(config.limits)
-        .with_credentials(config.credentials.clone()),
-    );
     let control = tokio::net::TcpListener::bind((config.bind, config.port))
         .await
         .map_err(|e| {
@@ -381,38 +487,19 @@ pub async fn serve(
         ),
         None => None,
     };
+    let engine = Engine::open(config, deps).await?;
     let mut endpoints = vec![format!("{scheme}://{control_addr}")];
     if let Some(a) = scoring_addr {
         endpoints.push(format!("{scheme}://{a} (scoring)"));
     }
-    let uploads = tokio::sync::Semaphore::new(config.max_concurrent_uploads);
-    let engine = Arc::new(Engine {
-        id: uuid::Uuid::new_v4().to_string(),
-        tags: RwLock::new(config.tags.clone()),
-        paths: Arc::new(config.path_policy()),
-        config,
-        deps,
-        queue: queue.clone(),
-        started_ms: time::now_ms(),
-        deployment: RwLock::new(None),
-        deploy_failure: RwLock::new(None),
-        deploying: tokio::sync::Mutex::new(()),
-        lifecycle: AtomicU8::new(EngineState::Init as u8),
-        platforms: tokio::sync::OnceCell::new(),
-        endpoints: RwLock::new(endpoints),
-        verified_schemas: Mutex::new((0, BTreeMap::new())),
-        uploads,
-        deployment_uploads: Mutex::new(std::collections::HashSet::new()),
-    });
-    deploy::restore_deployment(&engine).await;
+    engine.set_endpoints(endpoints);
 
-    let queue_task = tokio::spawn(queue.clone().run());
+    let queue_task = tokio::spawn(engine.run_queue());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let control_app = api::control_router(engine.clone());
     let mut servers = Vec::new();
-    let mut listeners = vec![(control, control_app)];
+    let mut listeners = vec![(control, engine.control_router())];
     if let Some(listener) = scoring {
-        listeners.push((listener, api::scoring_router(engine.clone())));
+        listeners.push((listener, engine.scoring_router()));
     }
     for (listener, app) in listeners {
         servers.push(match &tls {
@@ -433,22 +520,11 @@ pub async fn serve(
 
     shutdown.await;
     tracing::info!("shutting down: taking no new work");
-    engine
-        .lifecycle
-        .store(EngineState::Finishing as u8, Ordering::Relaxed);
     let grace = Duration::from_millis(engine.config.shutdown_grace_ms);
-    // Everything ends within the grace: the job and the deployed model get it less a
-    // margin, in which requests still waiting are answered (503) and workers reaped.
     let deadline = tokio::time::Instant::now() + grace;
-    let margin = (grace / 5).min(SHUTDOWN_MARGIN);
+    let engine_stop = engine.shutdown(grace);
     let _ = stop_tx.send(true);
     // In-flight requests finish while the queue and the deployed model wind down.
-    let queue_stop = queue.shutdown(grace - margin);
-    let deployment_stop = async {
-        if let Some(d) = engine.deployment() {
-            d.stop(grace - margin).await;
-        }
-    };
     let servers_done = async {
         for mut s in servers {
             if tokio::time::timeout_at(deadline, &mut s).await.is_err() {
@@ -456,12 +532,8 @@ pub async fn serve(
             }
         }
     };
-    tokio::join!(queue_stop, deployment_stop, servers_done);
+    tokio::join!(engine_stop, servers_done);
     queue_task.abort();
-    let _ = deploy::take_deployment(&engine);
-    engine
-        .lifecycle
-        .store(EngineState::Finished as u8, Ordering::Relaxed);
     tracing::info!("engine stopped");
     Ok(())
 }

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use engine_client::Client;
 use serde_json::Value;
-use service::client::Client;
 
 pub const ENGINE: &str = env!("CARGO_BIN_EXE_engine");
 

@@ -1,15 +1,115 @@
-//! The HTTP client the CLI uses to talk to a running engine. Blocking (the CLI has no
-//! async runtime of its own); errors carry the engine's own message.
+//! A blocking client of a running engine's control API: the `engine` CLI's, and one a host
+//! program can use too. Every request carries the token, if any; `https://` is checked
+//! against the system's roots or a CA file; uploads stream their files from disk with
+//! `Expect: 100-continue`, so a refused upload is answered before it is sent. Errors say
+//! what to do, and carry the engine's own message when it answered one.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 
-use crate::error::{Error, Result};
+/// What can go wrong talking to the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A local file (a CA file, a file to upload, a download's destination) could not be used.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The engine could not be reached (refused, TLS, not HTTP); `hint` says what to check.
+    #[error("cannot reach the engine at {base}: {source}{hint}")]
+    Unreachable {
+        base: String,
+        #[source]
+        source: Box<ureq::Error>,
+        hint: &'static str,
+    },
+
+    /// The engine answered with an error status; `message` is its own message (and the
+    /// model's traceback, when it gives one).
+    #[error("the engine answered {status}: {message}{hint}")]
+    Status {
+        status: u16,
+        message: String,
+        hint: &'static str,
+    },
+
+    /// The engine's answer could not be read or is not what the request expects.
+    #[error("{0}")]
+    Answer(String),
+
+    /// An argument the client cannot use (a folder where a file is wanted, a CA file without
+    /// certificates, a token that cannot be sent).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
 
 /// Largest answer read (a job's embedded result can be big).
 const ANSWER_LIMIT: u64 = 1 << 30;
+
+/// Shortest token accepted, as the engine does: a guessable token is no protection.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// The engine's token. Its text never appears in Debug output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// A token from its text: surrounding whitespace (a file's newline) is trimmed; it must be
+    /// at least [`MIN_TOKEN_LEN`] visible ASCII characters, as the engine requires.
+    pub fn new(text: &str) -> Result<Token> {
+        let t = text.trim();
+        if t.len() < MIN_TOKEN_LEN {
+            return Err(Error::Invalid(format!(
+                "a token must have at least {MIN_TOKEN_LEN} characters (`engine token` prints a fresh one)"
+            )));
+        }
+        if !t.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(Error::Invalid(
+                "a token must be visible ASCII characters, without spaces".into(),
+            ));
+        }
+        Ok(Token(t.to_owned()))
+    }
+
+    /// The token's text, to send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+/// The body of the engine's error answers.
+#[derive(Debug, Deserialize)]
+pub struct ErrorBody {
+    /// What went wrong, in one sentence.
+    pub error: String,
+    /// The model's traceback, when model code raised.
+    #[serde(default)]
+    pub traceback: Option<String>,
+}
 
 pub struct Client {
     base: String,
@@ -20,7 +120,7 @@ pub struct Client {
 #[derive(Clone, Debug, Default)]
 pub struct ClientOptions {
     /// Sent as `Authorization: Bearer ...` with every request.
-    pub token: Option<crate::auth::Token>,
+    pub token: Option<Token>,
     /// For `https://`: the PEM certificates trusted instead of the system's roots.
     pub ca_file: Option<PathBuf>,
 }
@@ -31,6 +131,29 @@ pub struct Answer {
     pub body: Vec<u8>,
     /// The engine's detail of an error (`X-Engine-Detail`), when it gives one.
     pub detail: Option<String>,
+}
+
+impl Answer {
+    /// The error this answer's status and body say (meant for statuses of 400 and above).
+    pub fn error(&self) -> Error {
+        let message = serde_json::from_slice::<ErrorBody>(&self.body)
+            .map(|b| match b.traceback {
+                Some(tb) => format!("{}\n{}", b.error, tb.trim_end()),
+                None => b.error,
+            })
+            .unwrap_or_else(|_| String::from_utf8_lossy(&self.body).trim().to_owned());
+        let hint = match self.status {
+            401 => {
+                "; the CLI sends the token in ENGINE_TOKEN, or in the file --token-file PATH names"
+            }
+            _ => "",
+        };
+        Error::Status {
+            status: self.status,
+            message,
+            hint,
+        }
+    }
 }
 
 /// One part of a multipart upload.
@@ -66,7 +189,7 @@ impl Part {
             .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
         // A folder opens like a file; it would fail only once the upload is on its way.
         if file.metadata().is_ok_and(|m| m.is_dir()) {
-            return Err(Error::Client(format!(
+            return Err(Error::Invalid(format!(
                 "{} is a folder; give the files in it",
                 path.display()
             )));
@@ -96,13 +219,13 @@ impl Client {
                 let mut certs = Vec::new();
                 for item in ureq::tls::parse_pem(&pem) {
                     if let ureq::tls::PemItem::Certificate(c) = item.map_err(|e| {
-                        Error::Client(format!("{} is not a PEM file: {e}", path.display()))
+                        Error::Invalid(format!("{} is not a PEM file: {e}", path.display()))
                     })? {
                         certs.push(c);
                     }
                 }
                 if certs.is_empty() {
-                    return Err(Error::Client(format!(
+                    return Err(Error::Invalid(format!(
                         "{} holds no certificate",
                         path.display()
                     )));
@@ -114,11 +237,7 @@ impl Client {
         Ok(Client::build(base, options.token.as_ref(), roots))
     }
 
-    fn build(
-        base: &str,
-        token: Option<&crate::auth::Token>,
-        roots: ureq::tls::RootCerts,
-    ) -> Client {
+    fn build(base: &str, token: Option<&Token>, roots: ureq::tls::RootCerts) -> Client {
         let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(600)))
@@ -171,10 +290,11 @@ impl Client {
                 }
                 _ => "",
             };
-            Error::Client(format!(
-                "cannot reach the engine at {}: {text}{hint}",
-                self.base
-            ))
+            Error::Unreachable {
+                base: self.base.clone(),
+                source: Box::new(e),
+                hint,
+            }
         })?;
         let status = r.status().as_u16();
         let detail = r
@@ -187,7 +307,7 @@ impl Client {
             .with_config()
             .limit(ANSWER_LIMIT)
             .read_to_vec()
-            .map_err(|e| Error::Client(format!("cannot read the engine's answer: {e}")))?;
+            .map_err(|e| Error::Answer(format!("cannot read the engine's answer: {e}")))?;
         Ok(Answer {
             status,
             body,
@@ -234,7 +354,7 @@ impl Client {
         let response = self.agent.get(self.url(path)).call();
         let mut response = match response {
             Ok(r) if r.status().as_u16() < 400 => r,
-            other => return Err(Error::Client(error_text(&self.finish(other)?))),
+            other => return Err(self.finish(other)?.error()),
         };
         let name = dest
             .file_name()
@@ -257,30 +377,19 @@ impl Client {
     /// Reads a JSON answer; a status of 400 and above becomes the engine's error message.
     pub fn json<T: DeserializeOwned>(answer: Answer) -> Result<T> {
         if answer.status >= 400 {
-            return Err(Error::Client(error_text(&answer)));
+            return Err(answer.error());
         }
         serde_json::from_slice(&answer.body)
-            .map_err(|e| Error::Client(format!("unexpected answer from the engine: {e}")))
+            .map_err(|e| Error::Answer(format!("unexpected answer from the engine: {e}")))
     }
 }
 
 /// Bodies from this size on ask the engine to accept them before they are sent.
 const EXPECT_CONTINUE_FROM: usize = 64 << 10;
 
-/// The engine's error message in an answer.
+/// The engine's error message in an answer, as one line of text.
 pub fn error_text(answer: &Answer) -> String {
-    let text = String::from_utf8_lossy(&answer.body);
-    let msg = serde_json::from_slice::<crate::error::ErrorBody>(&answer.body)
-        .map(|b| match b.traceback {
-            Some(tb) => format!("{}\n{}", b.error, tb.trim_end()),
-            None => b.error,
-        })
-        .unwrap_or_else(|_| text.trim().to_owned());
-    let hint = match answer.status {
-        401 => "; the CLI sends the token in ENGINE_TOKEN, or in the file --token-file PATH names",
-        _ => "",
-    };
-    format!("the engine answered {}: {msg}{hint}", answer.status)
+    answer.error().to_string()
 }
 
 fn file_part_head(name: &str, file_name: &str) -> String {
@@ -293,23 +402,6 @@ fn file_part_head(name: &str, file_name: &str) -> String {
 
 fn quote(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
-}
-
-/// The model's parts for an upload: a source file alone, or a folder's main source and
-/// every other file under its relative path. The main source of a folder is the only
-/// `.py`/`.R` at its top, else the one carrying `modelop.` markers.
-pub fn model_parts(model: &Path) -> Result<Vec<Part>> {
-    let located = jobs::LocatedModel::from_path(model, None)?;
-    let mut parts = vec![Part::File {
-        name: "source".into(),
-        file_name: located.source_name.clone(),
-        bytes: located.source_text.into_bytes(),
-    }];
-    for (rel, path) in &located.assets {
-        let rel: PathBuf = rel.clone();
-        parts.push(Part::file("asset", path, &rel.to_string_lossy())?);
-    }
-    Ok(parts)
 }
 
 impl Client {
@@ -417,5 +509,74 @@ impl std::io::Read for PiecesReader {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn answer(status: u16, body: &str) -> Answer {
+        Answer {
+            status,
+            body: body.as_bytes().to_vec(),
+            detail: None,
+        }
+    }
+
+    #[test]
+    fn errors_carry_the_engines_message_and_traceback() {
+        let e = answer(
+            400,
+            r#"{"error": "bad record", "traceback": "Traceback\n  x\n"}"#,
+        )
+        .error();
+        assert_eq!(
+            e.to_string(),
+            "the engine answered 400: bad record\nTraceback\n  x"
+        );
+        let e = answer(502, " upstream down \n").error();
+        assert_eq!(e.to_string(), "the engine answered 502: upstream down");
+        let e = answer(401, r#"{"error": "authentication required"}"#).error();
+        assert!(e.to_string().contains("ENGINE_TOKEN"), "{e}");
+        assert!(matches!(e, Error::Status { status: 401, .. }));
+    }
+
+    #[test]
+    fn tokens_are_checked_and_never_shown() {
+        let t = Token::new(" 0123456789abcdef\n").unwrap();
+        assert_eq!(t.expose(), "0123456789abcdef");
+        assert!(!format!("{t:?}").contains("0123"));
+        assert!(!format!(
+            "{:?}",
+            ClientOptions {
+                token: Some(t),
+                ca_file: None
+            }
+        )
+        .contains("0123"));
+        assert!(Token::new("short").is_err());
+        assert!(Token::new("0123456789 abcdef").is_err());
+    }
+
+    #[test]
+    fn a_multipart_body_is_its_pieces_in_order_files_cut_to_their_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("part.bin");
+        std::fs::write(&file, b"0123456789").unwrap();
+        let mut reader = PiecesReader {
+            pieces: vec![
+                Piece::Bytes(b"head;".to_vec()),
+                Piece::File(file.clone(), 4),
+                Piece::Bytes(Vec::new()),
+                Piece::Bytes(b";tail".to_vec()),
+            ]
+            .into(),
+            current: None,
+        };
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"head;0123;tail");
     }
 }
