@@ -125,7 +125,7 @@ async fn a_host_mounts_the_engine_under_a_prefix_scores_runs_a_job_and_shuts_it_
         // An unknown path under the prefix is the engine's JSON 404, not the host's.
         let a = c.get("/api/no-such-route").unwrap();
         assert_eq!(a.status, 404);
-        assert!(a.error().to_string().contains("no-such-route"));
+        assert!(a.error().to_string().contains("/engine/api/no-such-route"));
         // Without a token the engine answers loopback Hosts and its own Origin only, on
         // the host's listener as on its own.
         let port = addr.port();

@@ -25,9 +25,8 @@ use codecs::{CodecConfig, Encoding, Framing};
 use jobs::chain::{screen_record, BadKind, BadRecordLog};
 use jobs::{Batching, SlotCounts};
 use runtime_core::{
-    JobLog, LogSource, ModelSpec, Position, RecordFailure, RejectionKind, RestartPolicy,
-    Restarts, Runner, ScoreItem,
-    Session, SessionConfig, Slot, Value,
+    JobLog, LogSource, ModelSpec, Position, RecordFailure, RejectionKind, RestartPolicy, Restarts,
+    Runner, ScoreItem, Session, SessionConfig, Slot, Value,
 };
 use tokio::sync::{mpsc, oneshot, Notify};
 

@@ -136,13 +136,14 @@ pub fn scoring_router(engine: AppState) -> axum::Router {
 }
 
 /// An unknown path of the control API: 404 in the API's JSON, naming what was asked.
-async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> Error {
+async fn no_route(method: axum::http::Method, uri: axum::extract::OriginalUri) -> Error {
+    // The path as the client asked it, a host's prefix included when the API is nested.
     Error::NotFound(format!("route {method} {}", uri.path()))
 }
 
 /// A known path asked with a method it does not answer: 405 in the API's JSON (the
 /// `Allow` header names the methods it answers).
-async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Error {
+async fn method_not_allowed(method: axum::http::Method, uri: axum::extract::OriginalUri) -> Error {
     Error::MethodNotAllowed(format!("{} does not answer {method}", uri.path()))
 }
 
