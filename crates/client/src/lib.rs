@@ -3,6 +3,7 @@
 //! against the system's roots or a CA file; uploads stream their files from disk with
 //! `Expect: 100-continue`, so a refused upload is answered before it is sent. Errors say
 //! what to do, and carry the engine's own message when it answered one.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fmt;
 use std::path::{Path, PathBuf};

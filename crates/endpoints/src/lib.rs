@@ -4,6 +4,7 @@
 //! Every endpoint here runs a `codecs` decoder or encoder over a byte stream. Decoding and
 //! encoding are CPU and blocking-I/O work: each batch runs on tokio's blocking pool, never
 //! on an async worker thread, and never with the whole file in memory.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod credentials;
 pub mod descriptor;

@@ -344,6 +344,25 @@ fn libraries_read_no_environment_and_print_nothing() {
 }
 
 #[test]
+fn every_library_denies_unwrap_and_expect() {
+    let mut breaks = BTreeSet::new();
+    for c in crates().into_iter().filter(|c| c.name != BINARY) {
+        let lib = c.dir.join("src/lib.rs");
+        let src = Source::read(&lib);
+        if !src
+            .code
+            .contains("#![deny(clippy::unwrap_used, clippy::expect_used)]")
+        {
+            breaks.insert(rel(&lib));
+        }
+    }
+    report(
+        "a library's crate root does not deny clippy::unwrap_used and clippy::expect_used",
+        breaks,
+    );
+}
+
+#[test]
 fn only_the_supervisor_starts_worker_processes() {
     let mut breaks = BTreeSet::new();
     for c in crates()

@@ -6,6 +6,7 @@
 //! - [`run_job`]: reads the inputs, drives a [`runtime_core::Session`], writes the outputs,
 //!   counts and logs everything, and returns a [`JobOutcome`]. It never fails as a function:
 //!   every way a job can end is an outcome.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod chain;
 mod console;

@@ -9,6 +9,7 @@
 //!   `__model` and serves requests until shutdown.
 //!
 //! Model conventions and value conversions are described in `docs/python-models.md`.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 mod backend;
 mod convert;

@@ -12,6 +12,7 @@
 //!   [`worker::WorkerProcess`], the supervisor every worker runs under.
 //!
 //! Model conventions and the value mapping are described in `docs/r-models.md`.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod rds;
 mod session;

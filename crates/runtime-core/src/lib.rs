@@ -4,6 +4,7 @@
 //! [`Session`]) implement.
 //!
 //! This crate reads no environment, installs no logger and holds no global state.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod endpoint;
 pub mod error;

@@ -12,6 +12,7 @@
 //!
 //! It reads no environment and installs no logger: the binary hands it the configuration,
 //! the language runners and the platform facts.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod api;
 pub mod auth;

@@ -20,6 +20,7 @@
 //!
 //! Nothing here knows a programming language; runners (such as `runner-python`) implement
 //! [`WorkerBackend`] in the worker and wrap [`WorkerSession`] in the engine.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 mod console;
 pub mod env;
