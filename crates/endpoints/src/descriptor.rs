@@ -303,9 +303,10 @@ const AVRO_PRIMITIVES: [&str; 8] = [
 /// How records are grouped into batches on their way to the model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Batching {
-    /// A batch closes at `watermark` records, or `nagle_time_ms` after its first record
-    /// (0: it takes only what is already there).
-    Normal { watermark: u64, nagle_time_ms: u64 },
+    /// A batch closes at `Watermark` records (`size`), or `NagleTime` after its first
+    /// record (`max_wait`; 0: it takes only what is already there): the engine's one
+    /// batching bound, as jobs and deployed models use it.
+    Normal(runtime_core::Batching),
     /// Batches are delimited by the stream's own control records.
     Explicit,
     /// `null`: every record is its own batch.
@@ -315,10 +316,16 @@ pub enum Batching {
 impl Batching {
     /// The default batching of a transport: 1000 records / 500 ms, and no delay for REST.
     pub fn default_for(transport: &Transport) -> Batching {
-        Batching::Normal {
-            watermark: DEFAULT_WATERMARK,
-            nagle_time_ms: default_nagle_time(transport),
-        }
+        Batching::Normal(normal(DEFAULT_WATERMARK, default_nagle_time(transport)))
+    }
+}
+
+/// The bound a descriptor's `Watermark` and `NagleTime` (ms) give; a watermark of 0 is kept
+/// as it is for `validate` to refuse.
+fn normal(watermark: u64, nagle_time_ms: u64) -> runtime_core::Batching {
+    runtime_core::Batching {
+        size: usize::try_from(watermark).unwrap_or(usize::MAX),
+        max_wait: (nagle_time_ms > 0).then(|| std::time::Duration::from_millis(nagle_time_ms)),
     }
 }
 
@@ -904,7 +911,7 @@ impl StreamDescriptor {
         self.validate_encoding()?;
         self.validate_envelope()?;
         self.validate_reading_options()?;
-        if let Batching::Normal { watermark: 0, .. } = self.batching {
+        if let Batching::Normal(runtime_core::Batching { size: 0, .. }) = self.batching {
             return Err(Error::descriptor(
                 "Batching.Watermark",
                 "must be a positive number of records",
@@ -1363,13 +1370,11 @@ fn envelope_json(envelope: &Framing) -> Json {
 
 fn batching_json(batching: &Batching) -> Json {
     match batching {
-        Batching::Normal {
-            watermark,
-            nagle_time_ms,
-        } => {
+        Batching::Normal(b) => {
+            let nagle_ms = b.max_wait.map_or(0, |w| w.as_millis() as u64);
             let mut m = JsonMap::new();
-            m.insert("Watermark".into(), Json::from(*watermark));
-            m.insert("NagleTime".into(), Json::from(*nagle_time_ms));
+            m.insert("Watermark".into(), Json::from(b.size as u64));
+            m.insert("NagleTime".into(), Json::from(nagle_ms));
             Json::Object(m)
         }
         Batching::Explicit => Json::from("explicit"),
@@ -2113,10 +2118,7 @@ fn parse_batching(v: &Json, transport: &Transport) -> Result<Batching> {
         .try_map(|v| uint(v, "Batching.NagleTime"))?
         .or_default(default_nagle_time(transport))
         .unwrap_or(0);
-    Ok(Batching::Normal {
-        watermark,
-        nagle_time_ms,
-    })
+    Ok(Batching::Normal(normal(watermark, nagle_time_ms)))
 }
 
 fn parse_skip_to_record(v: &Json) -> Result<SkipToRecord> {

@@ -918,10 +918,10 @@ fn typed_fields_match_the_json() {
     assert_eq!(d.schema, Schema::Inherit);
     assert_eq!(
         d.batching,
-        Batching::Normal {
-            watermark: 1000,
-            nagle_time_ms: 500
-        }
+        Batching::Normal(runtime_core::Batching {
+            size: 1000,
+            max_wait: Some(std::time::Duration::from_millis(500))
+        })
     );
     assert_eq!(d.transport.transport_type(), TransportType::Kafka);
 

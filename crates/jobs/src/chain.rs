@@ -6,42 +6,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+pub use runtime_core::Batching;
 use runtime_core::{
     JobLog, Level, LogLine, LogSource, Position, ReadItem, Record, Rejection, Slot, Value,
 };
-
-/// How records are grouped before they go to a model's worker: at most `size` records, and,
-/// where records arrive one by one (REST requests), at most `max_wait` spent waiting for
-/// more once the first is there (`None`: take what is waiting, never wait).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Batching {
-    pub size: usize,
-    pub max_wait: Option<Duration>,
-}
-
-impl Batching {
-    /// Batches of at most `size` records (at least one), no waiting.
-    pub fn new(size: usize) -> Batching {
-        Batching {
-            size: size.max(1),
-            max_wait: None,
-        }
-    }
-
-    /// The same bound, waiting up to `wait` for a batch to fill (zero: no waiting).
-    pub fn waiting(self, wait: Duration) -> Batching {
-        Batching {
-            max_wait: (!wait.is_zero()).then_some(wait),
-            ..self
-        }
-    }
-}
-
-impl Default for Batching {
-    fn default() -> Self {
-        Batching::new(1000)
-    }
-}
 
 /// Checks one record arriving alone on input `slot` (a REST request) as a batch's records
 /// are: [`schema::SlotSchemas::screen_inputs`] on a batch of one. Returns the conformed

@@ -6,6 +6,7 @@
 //! This crate reads no environment, installs no logger and holds no global state.
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod batching;
 pub mod endpoint;
 pub mod error;
 pub mod log;
@@ -15,6 +16,7 @@ pub mod runner;
 pub mod value;
 mod value_serde;
 
+pub use batching::Batching;
 pub use endpoint::{OutRecord, RecordSink, RecordSource, SinkReport};
 pub use error::{BoxError, Error, Result};
 pub use log::{utc_timestamp, utc_timestamp_ms, JobLog, Level, LogLine, LogSource, MemoryLog};
