@@ -448,7 +448,7 @@ fn every_declared_dependency_is_used() {
                         key_at(&c.manifest_path, &c.manifest_text, table, dep),
                         match section {
                             "dependencies" => "src/",
-                            "dev-dependencies" => "src/, tests/ or benches/",
+                            "dev-dependencies" => "src/, tests/, benches/ or examples/",
                             _ => "build.rs",
                         }
                     ));

@@ -61,8 +61,8 @@ pub struct JobOptions {
     /// then kept until scored, so a record over a limit fails alone and a new worker scores
     /// the rest; without limits or restarts nothing is kept (no copy per record).
     pub worker_limits: bool,
-    /// The model's assets (top level of its working directory) installed with pip before it
-    /// runs, besides `requirements.txt` (assets with the "required libraries" role).
+    /// The model's assets (top level of its working directory) installed into its environment
+    /// (through the environments cache, in the runner's `prepare`) besides `requirements.txt` (assets with the "required libraries" role).
     pub requirements_assets: Vec<String>,
     /// Avro schemas checked per slot: inputs before the model sees them, outputs before an
     /// endpoint writes them. Empty: nothing is checked.

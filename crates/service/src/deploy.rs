@@ -308,7 +308,7 @@ fn content_type(encoding: Encoding) -> &'static str {
 }
 
 impl Deployment {
-    /// Starts the model's worker (init runs now: its failure is the deployment's) and the
+    /// Starts the model's workers (init runs in each now: its failure is the deployment's) and the
     /// loop feeding it.
     pub async fn start(
         spec: DeploySpec,

@@ -4,7 +4,7 @@
 //! - [`datadir`]: the data folder, made absolute and locked for the engine's life.
 //! - [`store`]: the job queue and history in SQLite under the data folder.
 //! - [`queue`]: jobs run one at a time through `jobs::run_job`.
-//! - [`deploy`]: a deployed model's warm worker behind a bounded request queue.
+//! - [`deploy`]: a deployed model's warm workers behind a bounded request queue.
 //! - [`api`]: the HTTP routes, their OpenAPI document, and [`error`]'s one mapping of
 //!   errors to statuses.
 //! - [`auth`]: bearer tokens and the loopback check, one policy per port.

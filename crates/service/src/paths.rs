@@ -45,7 +45,7 @@ impl PathPolicy {
 
     /// Refuses (403) a path a job would write (an output file, a training output folder):
     /// outside every root, or the data folder itself or one of the engine's own entries in
-    /// it (its database, lock and job, upload and environment folders), or under one.
+    /// it (its database, lock and job, upload, deployment and environment folders), or under one.
     pub fn check_output(&self, path: &Path, what: &str) -> Result<()> {
         self.check(path, what)?;
         let (Some(data_dir), Some(resolved)) = (&self.data_dir, resolve(path)) else {

@@ -220,7 +220,7 @@ pub(super) async fn deploy(
     Ok((StatusCode::CREATED, Json(deployment_view(&d))))
 }
 
-/// Undeploys the model: queued requests are answered, then its worker stops.
+/// Undeploys the model: queued requests are answered, then its workers stop.
 #[utoipa::path(delete, path = "/api/deployment", tag = "deployment",
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub(super) async fn undeploy(State(e): State<AppState>) -> Result<StatusCode> {
