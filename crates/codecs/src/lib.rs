@@ -502,7 +502,8 @@ pub trait RecordEncoder: Send {
     /// go on. `Err(EncodeError::Io)`: the destination failed.
     fn write(&mut self, value: &Value) -> Result<(), EncodeError>;
 
-    /// Writes what is still buffered (an Avro block, ...) and flushes.
+    /// Writes what is still buffered (an Avro block, ...) and flushes. It may be called
+    /// more than once, and writing may go on after it: a sink flushing mid-stream calls it.
     fn finish(&mut self) -> std::io::Result<()>;
 }
 
@@ -700,27 +701,23 @@ impl DecodeContext {
     }
 
     pub fn oversize(&self, position: Position, len: u64) -> ReadItem {
-        ReadItem::Rejected(Rejection {
-            kind: RejectionKind::Size,
+        ReadItem::Rejected(Rejection::new(
+            RejectionKind::Size,
             position,
-            reason: format!(
+            format!(
                 "record of {len} bytes exceeds the limit of {} bytes",
                 self.max_record_bytes
             ),
-        })
+        ))
     }
 }
 
 pub(crate) fn record(value: Value, position: Position) -> ReadItem {
-    ReadItem::Record(Record { value, position })
+    ReadItem::Record(Record::new(value, position))
 }
 
 pub(crate) fn reject(kind: RejectionKind, position: Position, reason: String) -> ReadItem {
-    ReadItem::Rejected(Rejection {
-        kind,
-        position,
-        reason,
-    })
+    ReadItem::Rejected(Rejection::new(kind, position, reason))
 }
 
 pub(crate) fn position(record: u64, line: Option<u64>, byte_offset: u64) -> Position {

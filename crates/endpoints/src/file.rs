@@ -177,6 +177,25 @@ impl RecordSink for FileSink {
         Ok(rejected)
     }
 
+    /// Hands what the encoder buffered to the operating system (no `fsync`).
+    async fn flush(&mut self) -> Result<()> {
+        let Some(mut encoder) = self.encoder.take() else {
+            return Err(Error::endpoint(
+                &self.name,
+                "flushed after it failed or finished",
+            ));
+        };
+        let (encoder, flushed) = tokio::task::spawn_blocking(move || {
+            let r = encoder.finish();
+            (encoder, r)
+        })
+        .await
+        .map_err(|e| join_error(&self.name, e))?;
+        flushed.map_err(|e| Error::io(format!("cannot flush {}", self.name), e))?;
+        self.encoder = Some(encoder);
+        Ok(())
+    }
+
     async fn finish(&mut self) -> Result<SinkReport> {
         if let Some(mut encoder) = self.encoder.take() {
             tokio::task::spawn_blocking(move || encoder.finish())

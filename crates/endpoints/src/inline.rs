@@ -28,12 +28,12 @@ impl RecordSource for InlineSource {
             self.next += 1;
             let position = Position::record(self.next);
             items.push(match codecs::decode_message(&self.codec, &msg) {
-                Ok(value) => ReadItem::Record(Record { value, position }),
-                Err(e) => ReadItem::Rejected(Rejection {
-                    kind: RejectionKind::Encoding,
+                Ok(value) => ReadItem::Record(Record::new(value, position)),
+                Err(e) => ReadItem::Rejected(Rejection::new(
+                    RejectionKind::Encoding,
                     position,
-                    reason: e.to_string(),
-                }),
+                    e.to_string(),
+                )),
             });
         }
         Ok((!items.is_empty()).then_some(items))

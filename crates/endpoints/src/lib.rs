@@ -23,11 +23,7 @@ use runtime_core::{Error, Rejection, RejectionKind};
 /// Turns an encoder's refusal of one value ([`codecs::EncodeError::Rejected`]'s reason) into
 /// the rejection the job runner counts.
 fn encode_rejection(position: runtime_core::Position, reason: String) -> Rejection {
-    Rejection {
-        kind: RejectionKind::Encoding,
-        position,
-        reason,
-    }
+    Rejection::new(RejectionKind::Encoding, position, reason)
 }
 
 fn join_error(endpoint: &str, e: tokio::task::JoinError) -> Error {

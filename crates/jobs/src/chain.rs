@@ -21,7 +21,7 @@ pub fn screen_record(
     position: Position,
     debug: bool,
 ) -> Result<Value, Rejection> {
-    let mut items = [ReadItem::Record(Record { value, position })];
+    let mut items = [ReadItem::Record(Record::new(value, position))];
     schemas.screen_inputs(slot, &mut items, debug);
     let [item] = items;
     match item {

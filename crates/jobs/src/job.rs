@@ -75,6 +75,9 @@ pub struct JobOptions {
     /// The most bytes of the model's console (print, stderr) the job's log takes; past it
     /// console lines are dropped and counted.
     pub console_limit_bytes: u64,
+    /// How long closing an input waits for its records in flight to be settled before it
+    /// acknowledges what settled and lets go (sources that acknowledge: Kafka, Redis...).
+    pub close_grace: std::time::Duration,
 }
 
 impl Default for JobOptions {
@@ -92,6 +95,7 @@ impl Default for JobOptions {
             show_rejected_records: false,
             relax_requirements: false,
             console_limit_bytes: 10 * 1024 * 1024,
+            close_grace: std::time::Duration::from_secs(30),
         }
     }
 }

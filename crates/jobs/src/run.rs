@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use runtime_core::{
-    AllRecordsFunction, Error as CoreError, JobLog, LogSource, OutRecord, Position, PrepareOptions,
-    ReadItem, RecordSink, Rejection, RejectionKind, Runner, ScoreItem, Session, SessionConfig,
-    Slot, Value,
+    AllRecordsFunction, Error as CoreError, Fate, JobLog, LogSource, OutRecord, Position,
+    PrepareOptions, ReadItem, Receipt, RecordSink, RecordSource, Rejection, RejectionKind, Runner,
+    ScoreItem, Session, SessionConfig, Slot, Value,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::chain::{BadKind, BadRecordLog};
@@ -192,10 +192,14 @@ pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> Job
         enabled: options.worker_limits || options.max_worker_restarts > 0,
     };
     let writers = Writers::start(outputs, log.clone());
+    let (stop_reading, stop_rx) = oneshot::channel();
+    let (rx, reader) = start_reader(inputs, options.batching.size, control.clone(), stop_rx);
+    // Receipts of records a metrics or training function took in: settled once its outputs are.
+    let mut held = Vec::new();
     let (run_result, sessions) = match kind {
         JobKind::Score => {
             score_all(
-                sessions, &recovery, inputs, &writers, &mut state, &options, &control,
+                sessions, &recovery, rx, &writers, &mut state, &options, &control,
             )
             .await
         }
@@ -209,7 +213,7 @@ pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> Job
             let r = match session.first_mut() {
                 Some(s) => {
                     run_all(
-                        &mut **s, inputs, &writers, &mut state, &options, &control, function,
+                        &mut **s, rx, &mut held, &writers, &mut state, &options, &control, function,
                     )
                     .await
                 }
@@ -218,6 +222,7 @@ pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> Job
             (r, session)
         }
     };
+    drop(stop_reading);
     let restarts = recovery.restarts.deaths_replaced();
     if restarts > 0 {
         log.warn(
@@ -239,6 +244,13 @@ pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> Job
     );
     let reports = writers.finish(&mut state).await;
     log.info(LogSource::Engine, "output flushed and closed".to_owned());
+    let outputs_whole = run_result.is_ok() && state.status != JobStatus::Error;
+    for receipt in held {
+        if outputs_whole {
+            receipt.settle(Fate::Delivered);
+        }
+    }
+    close_sources(reader, options.close_grace, &log).await;
 
     if let Err(e) = run_result {
         let tb = traceback_of(&e);
@@ -557,49 +569,96 @@ fn bump(counts: &mut SlotCounts, kind: RejectionKind) {
     }
 }
 
+/// The reader's batches, and its task handing the sources back when it ends.
+type Reader = (
+    mpsc::Receiver<Result<InBatch, CoreError>>,
+    JoinHandle<Vec<Box<dyn RecordSource>>>,
+);
+
 /// One batch read from an input.
 struct InBatch {
     slot: Slot,
     items: Vec<ReadItem>,
 }
 
-/// Reads every input in order, a batch at a time, ahead of the model.
+/// Reads every input in order, a batch at a time, ahead of the model, until the inputs end,
+/// the job is cancelled, `stop` fires (or its sender is dropped: the pipeline is done) or
+/// the pipeline stops taking batches. The task hands the sources back, to be closed once
+/// every receipt is settled.
 fn start_reader(
     inputs: Vec<crate::job::JobInput>,
     batch_size: usize,
     control: Arc<JobControl>,
-) -> (mpsc::Receiver<Result<InBatch, CoreError>>, JoinHandle<()>) {
+    mut stop: oneshot::Receiver<()>,
+) -> Reader {
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
     let handle = tokio::spawn(async move {
+        let mut sources = Vec::with_capacity(inputs.len());
+        let mut reading = true;
         for mut input in inputs {
-            loop {
+            while reading {
                 if control.is_cancelled() {
-                    return;
+                    reading = false;
+                    break;
                 }
-                match input.source.read_batch(batch_size).await {
+                let read = tokio::select! {
+                    biased;
+                    _ = &mut stop => {
+                        reading = false;
+                        break;
+                    }
+                    read = input.source.read_batch(batch_size) => read,
+                };
+                match read {
+                    // An unbounded source with nothing new within its linger time.
+                    Ok(Some(items)) if items.is_empty() => {}
                     Ok(Some(items)) => {
                         control.add_read(items.len() as u64);
-                        if tx
-                            .send(Ok(InBatch {
-                                slot: input.slot,
-                                items,
-                            }))
-                            .await
-                            .is_err()
-                        {
-                            return;
+                        let batch = InBatch {
+                            slot: input.slot,
+                            items,
+                        };
+                        if tx.send(Ok(batch)).await.is_err() {
+                            reading = false;
                         }
                     }
                     Ok(None) => break,
                     Err(e) => {
                         let _ = tx.send(Err(e)).await;
-                        return;
+                        reading = false;
                     }
                 }
             }
+            sources.push(input.source);
         }
+        sources
     });
     (rx, handle)
+}
+
+/// Closes the inputs once the outputs are finished (every receipt settled or dropped), so
+/// each acknowledges what it can; a failure to acknowledge is logged (records may then be
+/// read again, never lost).
+async fn close_sources(
+    reader: JoinHandle<Vec<Box<dyn RecordSource>>>,
+    grace: std::time::Duration,
+    log: &Arc<dyn JobLog>,
+) {
+    let sources = match reader.await {
+        Ok(sources) => sources,
+        Err(e) => {
+            log.error(LogSource::Engine, format!("the input reader failed: {e}"));
+            return;
+        }
+    };
+    for mut source in sources {
+        if let Err(e) = source.close(grace).await {
+            log.warn(
+                LogSource::Engine,
+                format!("closing input {}: {e}", source.describe()),
+            );
+        }
+    }
 }
 
 /// Splits a read batch into the records for the model and the rejections (counted and
@@ -608,7 +667,7 @@ fn take_records(
     mut batch: InBatch,
     state: &mut State,
     options: &crate::job::JobOptions,
-    mut keep: impl FnMut(Value),
+    mut keep: impl FnMut(Value, Receipt),
 ) -> bool {
     let stop_on_bad = options.stop_on_bad_records;
     let mut stop = false;
@@ -620,10 +679,11 @@ fn take_records(
         match item {
             ReadItem::Record(r) => {
                 state.inputs.entry(counts_slot.0).or_default().records += 1;
-                keep(r.value);
+                keep(r.value, r.receipt);
             }
-            ReadItem::Rejected(r) => {
+            ReadItem::Rejected(mut r) => {
                 state.input_rejected(counts_slot, &r);
+                std::mem::take(&mut r.receipt).settle(Fate::Rejected);
                 if stop_on_bad {
                     state.error = Some(format!(
                         "stopped at the first bad record (slot {counts_slot}, {}): {}",
@@ -641,14 +701,16 @@ fn take_records(
 async fn score_all(
     sessions: Vec<Box<dyn Session>>,
     recovery: &Recovery<'_>,
-    inputs: Vec<crate::job::JobInput>,
+    mut rx: mpsc::Receiver<Result<InBatch, CoreError>>,
     writers: &Writers,
     state: &mut State,
     options: &crate::job::JobOptions,
     control: &Arc<JobControl>,
 ) -> (Result<(), CoreError>, Vec<Box<dyn Session>>) {
-    let (mut rx, reader) = start_reader(inputs, options.batching.size, control.clone());
     let mut pool = Pool::new(sessions, recovery);
+    // The receipts of each batch in the pool, by its first seqno; only batches holding one
+    // a source waits on are kept (files pay nothing).
+    let mut receipts: BTreeMap<u64, Vec<Receipt>> = BTreeMap::new();
     let mut seqno: u64 = 0;
     let mut input_done = false;
     let mut result = Ok(());
@@ -668,11 +730,18 @@ async fn score_all(
                     Some(Ok(batch)) => {
                         let slot = batch.slot;
                         let mut items = Vec::with_capacity(batch.items.len());
-                        let stop = take_records(batch, state, options, |value| {
+                        let mut held = Vec::new();
+                        let mut tracked = false;
+                        let stop = take_records(batch, state, options, |value, receipt| {
                             seqno += 1;
+                            tracked |= receipt.is_tracked();
+                            held.push(receipt);
                             items.push(ScoreItem { slot, seqno, value });
                         });
-                        if !items.is_empty() {
+                        if let Some(first) = items.first() {
+                            if tracked {
+                                receipts.insert(first.seqno, held);
+                            }
                             pool.submit(slot, items);
                         }
                         if stop || control.is_cancelled() {
@@ -689,20 +758,25 @@ async fn score_all(
             break;
         }
         for scored in pool.ready() {
-            emit(scored, writers, state, options).await;
+            let held = receipts.remove(&scored.first_seqno).unwrap_or_default();
+            emit(scored, held, writers, state, options).await;
         }
     }
+    // Batches still read ahead, and those whose scoring failed, are dropped with their
+    // receipts: failed, never acknowledged.
     drop(rx);
-    reader.abort();
     (result, pool.into_sessions().await)
 }
 
 /// Checks the values yielded to output `slot` against its schema (conforming them), as a
 /// deployment's answers are; a rejection is counted and logged (`at` says where the value
 /// at an index came from), and the value dropped.
+/// `receipts` (empty, or one per value) loses the receipts of the rejected values, settled
+/// as rejected.
 fn screen_outputs(
     slot: Slot,
     values: &mut Vec<Value>,
+    receipts: &mut Vec<Receipt>,
     state: &mut State,
     options: &crate::job::JobOptions,
     at: impl Fn(usize) -> String,
@@ -710,19 +784,39 @@ fn screen_outputs(
     let rejections = options
         .schemas
         .screen_outputs(slot, values, options.show_rejected_records);
+    if !receipts.is_empty() && !rejections.is_empty() {
+        let mut rejected = rejections.iter().map(|r| r.index).peekable();
+        let mut kept = Vec::with_capacity(values.len());
+        for (index, receipt) in receipts.drain(..).enumerate() {
+            if rejected.next_if_eq(&index).is_some() {
+                receipt.settle(Fate::Rejected);
+            } else {
+                kept.push(receipt);
+            }
+        }
+        *receipts = kept;
+    }
     for r in rejections {
-        let rejection = Rejection {
-            kind: RejectionKind::Schema,
-            position: Position::default(),
-            reason: r.reason,
-        };
+        let rejection = Rejection::new(RejectionKind::Schema, Position::default(), r.reason);
         state.output_rejected_at(slot, &rejection, at(r.index));
     }
 }
 
-/// Writes one scored batch and logs its failed records.
+/// One output slot's share of a scored batch: the values, the seqno of the record that
+/// yielded each, and their receipts (empty when no source waits on them).
+#[derive(Default)]
+struct Routed {
+    values: Vec<Value>,
+    seqnos: Vec<u64>,
+    receipts: Vec<Receipt>,
+}
+
+/// Writes one scored batch and logs its failed records. `held` is empty, or holds the
+/// receipt of each record of the batch: split among its outputs, settled as delivered when
+/// it has none, failed when the model failed on it.
 async fn emit(
     scored: Scored,
+    held: Vec<Receipt>,
     writers: &Writers,
     state: &mut State,
     options: &crate::job::JobOptions,
@@ -732,20 +826,27 @@ async fn emit(
         first_seqno,
         outcomes,
     } = scored;
-    // Each slot's values, with the seqno of the record that yielded each.
-    let mut routed: BTreeMap<Slot, (Vec<Value>, Vec<u64>)> = BTreeMap::new();
+    let tracked = !held.is_empty();
+    let mut held = held.into_iter();
+    let mut routed: BTreeMap<Slot, Routed> = BTreeMap::new();
     for (i, outcome) in outcomes.into_iter().enumerate() {
+        let receipt = held.next().unwrap_or_default();
         match outcome {
             Ok(outs) => {
                 state.control.add_scored(1);
                 let n = first_seqno + i as u64;
+                let mut shares = receipt.split(if tracked { outs.len() } else { 0 });
                 for (out_slot, v) in outs {
-                    let (values, seqnos) = routed.entry(out_slot).or_default();
-                    values.push(v);
-                    seqnos.push(n);
+                    let r = routed.entry(out_slot).or_default();
+                    r.values.push(v);
+                    r.seqnos.push(n);
+                    if let Some(share) = shares.pop() {
+                        r.receipts.push(share);
+                    }
                 }
             }
             Err(f) => {
+                receipt.settle(Fate::Failed);
                 state.failed += 1;
                 state.control.add_failed(1);
                 let n = first_seqno + i as u64;
@@ -761,32 +862,46 @@ async fn emit(
             }
         }
     }
-    for (out_slot, (mut values, seqnos)) in routed {
-        screen_outputs(out_slot, &mut values, state, options, |i| {
-            format!("output of seqno {}", seqnos[i])
-        });
-        if !values.is_empty() {
-            writers.send(out_slot, values, state).await;
+    for (out_slot, mut r) in routed {
+        let seqnos = &r.seqnos;
+        screen_outputs(
+            out_slot,
+            &mut r.values,
+            &mut r.receipts,
+            state,
+            options,
+            |i| format!("output of seqno {}", seqnos[i]),
+        );
+        if !r.values.is_empty() {
+            writers.send(out_slot, r.values, r.receipts, state).await;
         }
     }
 }
 
+/// Feeds every record to a metrics or training function, then calls it. The receipts of
+/// the records it took go to `held`, settled by the caller once the outputs are finished.
+#[allow(clippy::too_many_arguments)]
 async fn run_all(
     session: &mut dyn Session,
-    inputs: Vec<crate::job::JobInput>,
+    mut rx: mpsc::Receiver<Result<InBatch, CoreError>>,
+    held: &mut Vec<Receipt>,
     writers: &Writers,
     state: &mut State,
     options: &crate::job::JobOptions,
     control: &Arc<JobControl>,
     function: AllRecordsFunction,
 ) -> Result<(), CoreError> {
-    let (mut rx, reader) = start_reader(inputs, options.batching.size, control.clone());
     let mut stopped = false;
     while let Some(batch) = rx.recv().await {
         let batch = batch?;
         let slot = batch.slot;
         let mut values = Vec::with_capacity(batch.items.len());
-        let stop = take_records(batch, state, options, |v| values.push(v));
+        let stop = take_records(batch, state, options, |v, receipt| {
+            values.push(v);
+            if receipt.is_tracked() {
+                held.push(receipt);
+            }
+        });
         if !values.is_empty() {
             let n = values.len() as u64;
             session.collect(slot, values).await?;
@@ -798,7 +913,6 @@ async fn run_all(
         }
     }
     drop(rx);
-    reader.abort();
     if stopped {
         return Ok(());
     }
@@ -815,19 +929,22 @@ async fn run_all(
         numbers.push(i + 1);
     }
     for (slot, (mut values, numbers)) in routed {
-        screen_outputs(slot, &mut values, state, options, |i| {
+        screen_outputs(slot, &mut values, &mut Vec::new(), state, options, |i| {
             format!("output {} of {}", numbers[i], function.as_str())
         });
         if !values.is_empty() {
-            writers.send(slot, values, state).await;
+            writers.send(slot, values, Vec::new(), state).await;
         }
     }
     Ok(())
 }
 
+/// Values on their way to one sink, with their receipts (empty, or one per value).
+type OutBatch = (Vec<Value>, Vec<Receipt>);
+
 /// The output side: a task per output slot, each owning its sink.
 struct Writers {
-    senders: BTreeMap<Slot, mpsc::Sender<Vec<Value>>>,
+    senders: BTreeMap<Slot, mpsc::Sender<OutBatch>>,
     tasks: Vec<(Slot, JoinHandle<WriterResult>)>,
 }
 
@@ -850,11 +967,20 @@ impl Writers {
         Writers { senders, tasks }
     }
 
-    async fn send(&self, slot: Slot, values: Vec<Value>, state: &mut State) {
+    /// Sends `values` to `slot`'s writer. Values for a slot without one are failed, and so
+    /// are their receipts (dropped unsettled).
+    async fn send(
+        &self,
+        slot: Slot,
+        values: Vec<Value>,
+        receipts: Vec<Receipt>,
+        state: &mut State,
+    ) {
         match self.senders.get(&slot) {
             Some(tx) => {
-                // A writer that stopped (its destination failed) reports why at finish.
-                let _ = tx.send(values).await;
+                // A writer that stopped (its destination failed) reports why at finish; the
+                // batch it did not take fails its receipts as it drops.
+                let _ = tx.send((values, receipts)).await;
             }
             None => {
                 let n = values.len() as u64;
@@ -912,16 +1038,21 @@ impl Writers {
     }
 }
 
+/// Writes each batch to `sink`. When a source waits on the batch's records, the sink is
+/// flushed after it and the receipts settled: delivered once the flush succeeds, rejected
+/// for the values the sink refused; a failed write or flush drops them (failed) and ends the
+/// writer without finishing the sink.
 async fn write_loop(
     mut sink: Box<dyn RecordSink>,
-    mut rx: mpsc::Receiver<Vec<Value>>,
+    mut rx: mpsc::Receiver<OutBatch>,
     log: Arc<dyn JobLog>,
 ) -> WriterResult {
     let mut next: u64 = 0;
     let mut written: u64 = 0;
     let mut rejections = Vec::new();
-    while let Some(values) = rx.recv().await {
+    while let Some((values, receipts)) = rx.recv().await {
         let n = values.len() as u64;
+        let first = next + 1;
         let batch = values
             .into_iter()
             .map(|value| {
@@ -932,19 +1063,22 @@ async fn write_loop(
                 }
             })
             .collect();
-        match sink.write_batch(batch).await {
+        let flushed = match sink.write_batch(batch).await {
             Ok(rej) => {
                 written += n - rej.len() as u64;
+                let settled = settle_written(&mut *sink, receipts, first, &rej).await;
                 rejections.extend(rej);
+                settled
             }
-            Err(e) => {
-                log.error(LogSource::Engine, format!("{}: {e}", sink.describe()));
-                return WriterResult {
-                    written,
-                    rejections,
-                    report: Err(e),
-                };
-            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = flushed {
+            log.error(LogSource::Engine, format!("{}: {e}", sink.describe()));
+            return WriterResult {
+                written,
+                rejections,
+                report: Err(e),
+            };
         }
     }
     WriterResult {
@@ -952,6 +1086,29 @@ async fn write_loop(
         rejections,
         report: sink.finish().await,
     }
+}
+
+/// Settles the receipts of a batch written from output number `first` on, given the sink's
+/// rejections: flushes the sink first when any receipt is tracked.
+async fn settle_written(
+    sink: &mut dyn RecordSink,
+    receipts: Vec<Receipt>,
+    first: u64,
+    rejected: &[Rejection],
+) -> Result<(), CoreError> {
+    if !receipts.iter().any(Receipt::is_tracked) {
+        return Ok(());
+    }
+    sink.flush().await?;
+    let mut refused = rejected.iter().map(|r| r.position.record).peekable();
+    for (n, receipt) in (first..).zip(receipts) {
+        if refused.next_if_eq(&n).is_some() {
+            receipt.settle(Fate::Rejected);
+        } else {
+            receipt.settle(Fate::Delivered);
+        }
+    }
+    Ok(())
 }
 
 /// Copies what training wrote under `outputDir/` to `dest` (when given) and lists it.

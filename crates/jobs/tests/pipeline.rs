@@ -9,9 +9,10 @@ use jobs::{
     JobStatus,
 };
 use runtime_core::{
-    AllRecordsFunction, EntryPoints, Error, InitContext, Language, MemoryLog, ModelSpec, OutRecord,
-    Position, ReadItem, Record, RecordFailure, RecordSink, RecordSource, Rejection, RejectionKind,
-    Runner, ScoreItem, ScoreOutcome, Session, SessionConfig, SinkReport, Slot, Value,
+    Acks, AllRecordsFunction, EntryPoints, Error, Fate, InitContext, Language, MemoryLog,
+    ModelSpec, OutRecord, Position, ReadItem, Record, RecordFailure, RecordSink, RecordSource,
+    Rejection, RejectionKind, Runner, ScoreItem, ScoreOutcome, Session, SessionConfig, SinkReport,
+    Slot, Value,
 };
 
 struct VecSource(Vec<ReadItem>);
@@ -39,11 +40,11 @@ impl RecordSink for VecSink {
         let mut rejected = Vec::new();
         for r in batch {
             if r.value == Value::from("unencodable") {
-                rejected.push(Rejection {
-                    kind: RejectionKind::Encoding,
-                    position: r.position,
-                    reason: "cannot encode".into(),
-                });
+                rejected.push(Rejection::new(
+                    RejectionKind::Encoding,
+                    r.position,
+                    "cannot encode",
+                ));
             } else {
                 self.0.lock().unwrap().push(r.value);
             }
@@ -150,18 +151,15 @@ impl Runner for DoublerRunner {
 
 fn record(n: u64, x: i64) -> ReadItem {
     let v: runtime_core::Map = [("x", Value::from(x))].into_iter().collect();
-    ReadItem::Record(Record {
-        value: Value::Map(v),
-        position: Position::record(n),
-    })
+    ReadItem::Record(Record::new(Value::Map(v), Position::record(n)))
 }
 
 fn bad(n: u64) -> ReadItem {
-    ReadItem::Rejected(Rejection {
-        kind: RejectionKind::Encoding,
-        position: Position::record(n),
-        reason: "not JSON".into(),
-    })
+    ReadItem::Rejected(Rejection::new(
+        RejectionKind::Encoding,
+        Position::record(n),
+        "not JSON",
+    ))
 }
 
 fn job(kind: JobKind, items: Vec<ReadItem>, sinks: &[(u32, VecSink)], stop: bool) -> Job {
@@ -538,4 +536,263 @@ async fn progress_counts_read_scored_failed_and_rejected_records() {
     );
     assert_eq!(out.records_failed, control.progress().records_failed);
     assert_eq!(out.records_rejected, control.progress().records_rejected);
+}
+
+/// Gives each item a receipt from its ledger (at most `max_in_flight` unsettled) and keeps
+/// the fates it learns, in the order it learns them; `close` drains the rest.
+struct AckingSource {
+    items: std::collections::VecDeque<ReadItem>,
+    acks: Acks<u64>,
+    fates: Arc<Mutex<Vec<(u64, Fate)>>>,
+    closed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl AckingSource {
+    fn new(items: Vec<ReadItem>, max_in_flight: usize) -> AckingSource {
+        AckingSource {
+            items: items.into(),
+            acks: Acks::new(max_in_flight),
+            fates: Arc::default(),
+            closed: Arc::default(),
+        }
+    }
+}
+
+#[async_trait]
+impl RecordSource for AckingSource {
+    async fn read_batch(&mut self, max: usize) -> runtime_core::Result<Option<Vec<ReadItem>>> {
+        let mut out = Vec::new();
+        let mut done = Vec::new();
+        while out.len() < max {
+            // Never wait for room while holding records the pipeline has not seen.
+            if !self.acks.has_room() && !out.is_empty() {
+                break;
+            }
+            let Some(mut item) = self.items.pop_front() else {
+                break;
+            };
+            let (n, receipt) = match &mut item {
+                ReadItem::Record(r) => (r.position.record, &mut r.receipt),
+                ReadItem::Rejected(r) => (r.position.record, &mut r.receipt),
+            };
+            *receipt = self.acks.track(n, &mut done).await;
+            out.push(item);
+        }
+        done.extend(self.acks.settled());
+        self.fates.lock().unwrap().extend(done);
+        Ok((!out.is_empty()).then_some(out))
+    }
+    async fn close(&mut self, grace: std::time::Duration) -> runtime_core::Result<()> {
+        let rest = self.acks.drain(grace).await;
+        self.fates.lock().unwrap().extend(rest);
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+    fn describe(&self) -> String {
+        "acking".into()
+    }
+}
+
+/// Keeps what it is given; counts flushes and finishes; fails its flushes and its finish when
+/// told to.
+#[derive(Clone, Default)]
+struct FlushingSink {
+    inner: VecSink,
+    flushes: Arc<std::sync::atomic::AtomicUsize>,
+    finished: Arc<std::sync::atomic::AtomicBool>,
+    fail_flush: bool,
+}
+
+#[async_trait]
+impl RecordSink for FlushingSink {
+    async fn write_batch(&mut self, batch: Vec<OutRecord>) -> runtime_core::Result<Vec<Rejection>> {
+        self.inner.write_batch(batch).await
+    }
+    async fn flush(&mut self) -> runtime_core::Result<()> {
+        self.flushes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.fail_flush {
+            return Err(Error::endpoint("flushing", "the broker is gone"));
+        }
+        Ok(())
+    }
+    async fn finish(&mut self) -> runtime_core::Result<SinkReport> {
+        self.finished
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        if self.fail_flush {
+            return Err(Error::endpoint("flushing", "the broker is gone"));
+        }
+        Ok(SinkReport::default())
+    }
+    fn describe(&self) -> String {
+        "flushing".into()
+    }
+}
+
+fn job_with(
+    kind: JobKind,
+    source: AckingSource,
+    sinks: &[(u32, FlushingSink)],
+    batch: usize,
+) -> Job {
+    let mut j = job(kind, Vec::new(), &[], false);
+    j.inputs[0].source = Box::new(source);
+    j.outputs = sinks
+        .iter()
+        .map(|(s, sink)| JobOutput {
+            slot: Slot(*s),
+            sink: Box::new(sink.clone()),
+        })
+        .collect();
+    j.options.batching = jobs::Batching::new(batch);
+    j
+}
+
+#[tokio::test]
+async fn each_record_is_acknowledged_in_order_with_its_fate_once_its_outputs_are_flushed() {
+    let (s1, s3) = (FlushingSink::default(), FlushingSink::default());
+    let items = vec![
+        record(1, 1),
+        bad(2),
+        record(3, 13),
+        record(4, 7),
+        record(5, 5),
+    ];
+    let source = AckingSource::new(items, 100);
+    let (fates, closed) = (source.fates.clone(), source.closed.clone());
+    let out = run_job(
+        job_with(
+            JobKind::Score,
+            source,
+            &[(1, s1.clone()), (3, s3.clone())],
+            3,
+        ),
+        &DoublerRunner::default(),
+        Arc::new(MemoryLog::default()),
+    )
+    .await;
+    assert_eq!(out.status, JobStatus::Complete);
+    assert!(closed.load(std::sync::atomic::Ordering::SeqCst));
+    assert_eq!(
+        *fates.lock().unwrap(),
+        vec![
+            (1, Fate::Delivered),
+            (2, Fate::Rejected),
+            (3, Fate::Failed),
+            (4, Fate::Rejected),
+            (5, Fate::Delivered),
+        ],
+        "model failure fails, a bad input or an output the sink refuses rejects"
+    );
+    assert!(s1.flushes.load(std::sync::atomic::Ordering::SeqCst) > 0);
+    assert!(s3.flushes.load(std::sync::atomic::Ordering::SeqCst) > 0);
+}
+
+#[tokio::test]
+async fn a_sink_fed_without_receipts_is_flushed_only_by_finishing() {
+    let s1 = FlushingSink::default();
+    let mut j = job_with(
+        JobKind::Score,
+        AckingSource::new(Vec::new(), 1),
+        &[(1, s1.clone()), (3, FlushingSink::default())],
+        3,
+    );
+    j.inputs[0].source = Box::new(VecSource((1..=9).map(|i| record(i, 1)).collect()));
+    let out = run_job(j, &DoublerRunner::default(), Arc::new(MemoryLog::default())).await;
+    assert_eq!(out.result, JobResult::Success);
+    assert_eq!(s1.inner.0.lock().unwrap().len(), 9);
+    assert_eq!(s1.flushes.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert!(s1.finished.load(std::sync::atomic::Ordering::SeqCst));
+}
+
+#[tokio::test]
+async fn a_sink_that_cannot_flush_fails_its_records_and_is_not_finished() {
+    let s1 = FlushingSink {
+        fail_flush: true,
+        ..FlushingSink::default()
+    };
+    let source = AckingSource::new((1..=5).map(|i| record(i, 1)).collect(), 100);
+    let fates = source.fates.clone();
+    let out = run_job(
+        job_with(
+            JobKind::Score,
+            source,
+            &[(1, s1.clone()), (3, FlushingSink::default())],
+            2,
+        ),
+        &DoublerRunner::default(),
+        Arc::new(MemoryLog::default()),
+    )
+    .await;
+    assert_eq!(out.status, JobStatus::Error);
+    assert!(
+        out.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("broker is gone"),
+        "{:?}",
+        out.error
+    );
+    assert!(!s1.finished.load(std::sync::atomic::Ordering::SeqCst));
+    let fates = fates.lock().unwrap();
+    assert_eq!(fates.len(), 5, "every record learns its fate: {fates:?}");
+    assert!(
+        fates.iter().all(|(_, f)| *f == Fate::Failed),
+        "nothing is acknowledged as delivered: {fates:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_small_ledger_slows_the_source_and_every_record_gets_through_in_order() {
+    let (s1, s3) = (FlushingSink::default(), FlushingSink::default());
+    let source = AckingSource::new((1..=40).map(|i| record(i, i as i64 % 5)).collect(), 2);
+    let fates = source.fates.clone();
+    let mut j = job_with(JobKind::Score, source, &[(1, s1.clone()), (3, s3)], 5);
+    j.options.workers = 2;
+    j.options.workers_explicit = true;
+    let out = run_job(j, &DoublerRunner::default(), Arc::new(MemoryLog::default())).await;
+    assert_eq!(out.result, JobResult::Success);
+    let fates = fates.lock().unwrap();
+    let expected: Vec<(u64, Fate)> = (1..=40).map(|n| (n, Fate::Delivered)).collect();
+    assert_eq!(*fates, expected);
+    assert_eq!(s1.inner.0.lock().unwrap().len(), 40);
+}
+
+#[tokio::test]
+async fn a_metrics_job_acknowledges_its_records_only_once_its_output_is_written() {
+    let ok = FlushingSink::default();
+    let source = AckingSource::new((1..=7).map(|i| record(i, 1)).collect(), 100);
+    let fates = source.fates.clone();
+    let out = run_job(
+        job_with(JobKind::Metrics, source, &[(1, ok.clone())], 3),
+        &DoublerRunner::default(),
+        Arc::new(MemoryLog::default()),
+    )
+    .await;
+    assert_eq!(out.result, JobResult::Success);
+    assert_eq!(fates.lock().unwrap().len(), 7);
+    assert!(fates
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|(_, f)| *f == Fate::Delivered));
+
+    let broken = FlushingSink {
+        fail_flush: true,
+        ..FlushingSink::default()
+    };
+    let source = AckingSource::new((1..=7).map(|i| record(i, 1)).collect(), 100);
+    let fates = source.fates.clone();
+    let out = run_job(
+        job_with(JobKind::Metrics, source, &[(1, broken)], 3),
+        &DoublerRunner::default(),
+        Arc::new(MemoryLog::default()),
+    )
+    .await;
+    assert_eq!(out.status, JobStatus::Error);
+    assert!(fates
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|(_, f)| *f == Fate::Failed));
 }

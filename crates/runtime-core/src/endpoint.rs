@@ -1,6 +1,13 @@
 //! The traits every input and output endpoint implements. They speak records, not bytes:
 //! a file or S3 endpoint runs a byte stream through a `codecs` decoder, a Kafka or REST
 //! endpoint decodes each message on its own, and the job runner sees the same thing.
+//!
+//! Acknowledgements run the other way (see [`crate::ack`]): a source that must learn what
+//! became of its records puts a [`Receipt`](crate::Receipt) from its [`Acks`](crate::Acks)
+//! ledger on each; the pipeline settles each receipt once the outputs made of the record are
+//! durable ([`RecordSink::flush`]), rejected or failed.
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -11,14 +18,19 @@ use crate::value::Value;
 /// An input endpoint.
 #[async_trait]
 pub trait RecordSource: Send {
-    /// Up to `max` items in stream order, `Ok(None)` at the end of the stream. Records the
-    /// decoder rejected come as [`ReadItem::Rejected`] in their place; an `Err` means the
-    /// stream cannot go on at all.
+    /// Up to `max` items in stream order, `Ok(None)` at the end of the stream (an unbounded
+    /// source never ends: it returns what arrived within its linger time, possibly nothing,
+    /// and the job or stream reading it runs until stopped). Records the decoder rejected
+    /// come as [`ReadItem::Rejected`] in their place; an `Err` means the stream cannot go on
+    /// at all. A source that acknowledges bounds what it has in flight here: it waits for
+    /// room in its ledger before reading more.
     async fn read_batch(&mut self, max: usize) -> Result<Option<Vec<ReadItem>>>;
 
-    /// Everything up to and including `upto` has been processed: a transport with offsets
-    /// (Kafka) commits them here. The default has nothing to commit.
-    async fn commit(&mut self, _upto: &Position) -> Result<()> {
+    /// Reading is over (the end of the input, a cancel, a detach, a shutdown): waits up to
+    /// `grace` for the records in flight to settle, acknowledges what settled (in order) and
+    /// lets go of the transport. Called once, after the pipeline has settled or dropped
+    /// every receipt it could. The default has nothing to acknowledge.
+    async fn close(&mut self, _grace: Duration) -> Result<()> {
         Ok(())
     }
 
@@ -50,7 +62,17 @@ pub trait RecordSink: Send {
     /// written. An `Err` means the destination itself failed.
     async fn write_batch(&mut self, batch: Vec<OutRecord>) -> Result<Vec<Rejection>>;
 
-    /// Flushes and closes the destination.
+    /// Makes everything written so far durable for this sink (a broker's delivery report, a
+    /// committed transaction, a completed upload; for a file, handed to the operating
+    /// system). The pipeline settles the receipts of written records only after this
+    /// returns `Ok`, and calls it only when a source waits on them: a sink fed from files
+    /// is flushed once, by [`RecordSink::finish`]. The default has nothing buffered.
+    async fn flush(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Flushes and closes the destination. Not called after a write or a flush failed: a
+    /// failed sink is never finished as if it had succeeded.
     async fn finish(&mut self) -> Result<SinkReport>;
 
     fn describe(&self) -> String;

@@ -6,6 +6,7 @@
 //! This crate reads no environment, installs no logger and holds no global state.
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod ack;
 pub mod batching;
 pub mod endpoint;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod runner;
 pub mod value;
 mod value_serde;
 
+pub use ack::{Acks, Fate, Receipt};
 pub use batching::Batching;
 pub use endpoint::{OutRecord, RecordSink, RecordSource, SinkReport};
 pub use error::{BoxError, Error, Result};

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::ack::Receipt;
 use crate::value::Value;
 
 /// A model's numbered port. Even slots are inputs, odd slots outputs; 0 and 1 are active by
@@ -77,11 +78,23 @@ impl fmt::Display for Position {
     }
 }
 
-/// A decoded record and its position.
+/// A decoded record, its position, and the receipt its source waits on (none for most).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Record {
     pub value: Value,
     pub position: Position,
+    pub receipt: Receipt,
+}
+
+impl Record {
+    /// A record whose source needs no acknowledgement.
+    pub fn new(value: Value, position: Position) -> Record {
+        Record {
+            value,
+            position,
+            receipt: Receipt::none(),
+        }
+    }
 }
 
 /// Why a piece of input or output never reached its destination.
@@ -105,12 +118,26 @@ impl RejectionKind {
     }
 }
 
-/// A record rejected on its way in or out, with enough to find it again.
+/// A record rejected on its way in or out, with enough to find it again. An input's
+/// rejection keeps the record's receipt, settled as rejected where it is counted.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rejection {
     pub kind: RejectionKind,
     pub position: Position,
     pub reason: String,
+    pub receipt: Receipt,
+}
+
+impl Rejection {
+    /// A rejection whose source needs no acknowledgement.
+    pub fn new(kind: RejectionKind, position: Position, reason: impl Into<String>) -> Rejection {
+        Rejection {
+            kind,
+            position,
+            reason: reason.into(),
+            receipt: Receipt::none(),
+        }
+    }
 }
 
 impl fmt::Display for Rejection {

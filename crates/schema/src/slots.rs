@@ -88,6 +88,7 @@ impl SlotSchemas {
                     kind: RejectionKind::Schema,
                     position: std::mem::take(&mut record.position),
                     reason: rejection_reason(&v, &record.value, debug),
+                    receipt: std::mem::take(&mut record.receipt),
                 });
                 continue;
             }
@@ -98,6 +99,7 @@ impl SlotSchemas {
                     kind: RejectionKind::Schema,
                     position: std::mem::take(&mut record.position),
                     reason: v.to_string(),
+                    receipt: std::mem::take(&mut record.receipt),
                 });
             }
         }

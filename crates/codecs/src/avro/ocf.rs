@@ -599,10 +599,10 @@ impl<R: BufRead> OcfDecoder<R> {
                 Ok(value) if reader.invalid.is_none() && src.at - start <= max => {
                     self.record += 1;
                     self.block_left -= 1;
-                    out.push(ReadItem::Record(Record {
+                    out.push(ReadItem::Record(Record::new(
                         value,
-                        position: position(self.record, None, self.block_offset),
-                    }));
+                        position(self.record, None, self.block_offset),
+                    )));
                     done += 1;
                 }
                 _ => {
