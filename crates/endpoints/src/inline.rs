@@ -29,11 +29,9 @@ impl RecordSource for InlineSource {
             let position = Position::record(self.next);
             items.push(match codecs::decode_message(&self.codec, &msg) {
                 Ok(value) => ReadItem::Record(Record::new(value, position)),
-                Err(e) => ReadItem::Rejected(Rejection::new(
-                    RejectionKind::Encoding,
-                    position,
-                    e.to_string(),
-                )),
+                Err(e) => ReadItem::Rejected(
+                    Rejection::new(RejectionKind::Encoding, position, e.to_string()).with_raw(msg),
+                ),
             });
         }
         Ok((!items.is_empty()).then_some(items))

@@ -112,6 +112,12 @@ pub struct RunArgs {
     #[arg(long = "output-slot", value_name = "N=PATH")]
     pub output_slots: Vec<String>,
 
+    /// Where each record that was refused or that the model failed on goes, as one error
+    /// record (JSON lines: stage, kind, slot, record, line, reason, value...; see
+    /// docs/endpoints.md). Without it they are counted and logged.
+    #[arg(long, value_name = "PATH")]
+    pub errors: Option<PathBuf>,
+
     /// What to run.
     #[arg(long, value_enum, default_value = "score")]
     pub job: JobKindArg,

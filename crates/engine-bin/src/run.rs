@@ -329,6 +329,10 @@ fn run_prepared(
                 ),
             })
             .collect(),
+        errors: args
+            .errors
+            .as_ref()
+            .map(|path| StreamDescriptor::file(path.display().to_string(), Encoding::Json)),
         train_output: match p.kind {
             JobKind::Train => Some(args.output.clone().unwrap_or_else(|| PathBuf::from("."))),
             _ => None,

@@ -110,6 +110,62 @@ fn bad_input_lines_are_rejected_with_their_line_and_counted() {
 }
 
 #[test]
+fn an_errors_file_gets_one_error_record_per_failed_or_refused_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let errors = dir.path().join("errors.jsonl");
+    let out = engine(&[
+        "run",
+        "tests/models/failing.py",
+        "--input",
+        "tests/data/cli/x6.jsonl",
+        "--errors",
+        errors.to_str().unwrap(),
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("error output: 2 error record(s)"), "{err}");
+    let got: Vec<serde_json::Value> = std::fs::read_to_string(&errors)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0]["stage"], "model");
+    assert_eq!(got[0]["record"], 3);
+    assert_eq!(got[0]["line"], 3);
+    assert_eq!(got[0]["value"], serde_json::json!({"x": 3}));
+    assert!(
+        got[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("ZeroDivisionError"),
+        "{got:?}"
+    );
+    assert!(
+        got[0]["traceback"].as_str().unwrap().contains("Traceback"),
+        "{got:?}"
+    );
+
+    let out = engine(&[
+        "run",
+        "tests/models/routes.py",
+        "--input",
+        "tests/data/cli/x_bad.jsonl",
+        "--output-slot",
+        &format!("3={}", dir.path().join("evens.jsonl").display()),
+        "--errors",
+        errors.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let got: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&errors).unwrap().trim()).unwrap();
+    assert_eq!(got["stage"], "input");
+    assert_eq!(got["kind"], "encoding");
+    assert_eq!(got["slot"], 0);
+    assert_eq!(got["line"], 2);
+}
+
+#[test]
 fn outputs_route_by_slot_with_seqno_from_one() {
     let dir = tempfile::tempdir().unwrap();
     let evens = dir.path().join("evens.jsonl");

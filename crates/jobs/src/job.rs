@@ -174,6 +174,9 @@ pub struct Job {
     /// Inputs in the order they are read; each feeds its slot.
     pub inputs: Vec<JobInput>,
     pub outputs: Vec<JobOutput>,
+    /// The error output: where each refused or failed record goes as an error record (see
+    /// the pipeline's `errors` module for its fields); none: they are counted and logged.
+    pub errors: Option<Box<dyn runtime_core::RecordSink>>,
     /// For training: where the files the model wrote under `outputDir/` are copied.
     pub train_output: Option<PathBuf>,
     /// Environment of the model's worker (HOME and the like).

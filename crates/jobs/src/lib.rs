@@ -11,6 +11,7 @@
 pub mod chain;
 mod console;
 pub mod error;
+mod errors;
 pub mod job;
 pub mod model_files;
 pub mod plan;

@@ -26,6 +26,8 @@ pub struct JobPlan {
     pub model: PlanModel,
     pub inputs: Vec<PlanInput>,
     pub outputs: Vec<PlanOutput>,
+    /// The error output: each refused or failed record becomes an error record there.
+    pub errors: Option<StreamDescriptor>,
     /// For training: where the files the model wrote under `outputDir/` are copied.
     pub train_output: Option<PathBuf>,
     /// What the model's init receives.
@@ -168,6 +170,7 @@ pub fn build(
         model,
         inputs,
         outputs,
+        errors,
         train_output,
         init,
         options,
@@ -238,6 +241,11 @@ pub fn build(
         });
     }
 
+    let errors = match errors {
+        Some(d) => Some(registry.open_sink(&d, &d.codec_config())?),
+        None => None,
+    };
+
     let state_between_records = model.state_between_records();
     Ok(Job {
         kind,
@@ -247,6 +255,7 @@ pub fn build(
         init,
         inputs: job_inputs,
         outputs: job_outputs,
+        errors,
         train_output,
         env: vec![("HOME".to_owned(), materialized.home.display().to_string())],
         options: JobOptions {

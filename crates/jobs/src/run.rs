@@ -9,13 +9,14 @@ use std::time::Instant;
 
 use runtime_core::{
     AllRecordsFunction, Error as CoreError, Fate, JobLog, LogSource, OutRecord, Position,
-    PrepareOptions, ReadItem, Receipt, RecordSink, RecordSource, Rejection, RejectionKind, Runner,
-    ScoreItem, Session, SessionConfig, Slot, Value,
+    PrepareOptions, ReadItem, Receipt, Record, RecordSink, RecordSource, Rejection, RejectionKind,
+    Runner, ScoreItem, Session, SessionConfig, Slot, Value,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::chain::{BadKind, BadRecordLog};
+use crate::errors::{kind_of, ErrorRecord, Stage};
 use crate::job::{
     Job, JobControl, JobKind, JobOutcome, JobResult, JobStatus, OutputReport, RecordProblem,
     SlotCounts,
@@ -45,11 +46,15 @@ pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> Job
         init,
         inputs,
         outputs,
+        errors,
         train_output,
         env,
         options,
         control,
     } = job;
+    if errors.is_some() {
+        state.errors = Some(ErrorQueue::default());
+    }
 
     log.info(
         LogSource::Engine,
@@ -78,6 +83,9 @@ pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> Job
             LogSource::Engine,
             format!("slot {}: output {}", o.slot, o.sink.describe()),
         );
+    }
+    if let Some(e) = &errors {
+        log.info(LogSource::Engine, format!("error output: {}", e.describe()));
     }
 
     let missing = match kind {
@@ -191,7 +199,7 @@ pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> Job
         log: log.clone(),
         enabled: options.worker_limits || options.max_worker_restarts > 0,
     };
-    let writers = Writers::start(outputs, log.clone());
+    let writers = Writers::start(outputs, errors, log.clone());
     let (stop_reading, stop_rx) = oneshot::channel();
     let (rx, reader) = start_reader(inputs, options.batching.size, control.clone(), stop_rx);
     // Receipts of records a metrics or training function took in: settled once its outputs are.
@@ -382,6 +390,8 @@ struct State {
     trained_files: Vec<std::path::PathBuf>,
     unrouted_warned: Vec<u32>,
     bad: BadRecordLog,
+    /// Error records waiting for the error output, when the job has one.
+    errors: Option<ErrorQueue>,
     /// What the bound on the model's console dropped.
     console: Option<Arc<crate::console::ConsoleCounts>>,
 }
@@ -407,7 +417,20 @@ impl State {
             trained_files: Vec::new(),
             unrouted_warned: Vec::new(),
             bad: BadRecordLog::default(),
+            errors: None,
             console: None,
+        }
+    }
+
+    /// A record dealt with for good without being delivered: its error record goes to the
+    /// error output with its receipt, or, without one, the receipt is settled as rejected.
+    fn park(&mut self, record: impl FnOnce() -> ErrorRecord, receipt: Receipt) {
+        match &mut self.errors {
+            Some(q) => {
+                q.values.push(record().into_value());
+                q.receipts.push(receipt);
+            }
+            None => receipt.settle(Fate::Rejected),
         }
     }
 
@@ -667,7 +690,7 @@ fn take_records(
     mut batch: InBatch,
     state: &mut State,
     options: &crate::job::JobOptions,
-    mut keep: impl FnMut(Value, Receipt),
+    mut keep: impl FnMut(Record),
 ) -> bool {
     let stop_on_bad = options.stop_on_bad_records;
     let mut stop = false;
@@ -679,11 +702,26 @@ fn take_records(
         match item {
             ReadItem::Record(r) => {
                 state.inputs.entry(counts_slot.0).or_default().records += 1;
-                keep(r.value, r.receipt);
+                keep(r);
             }
             ReadItem::Rejected(mut r) => {
                 state.input_rejected(counts_slot, &r);
-                std::mem::take(&mut r.receipt).settle(Fate::Rejected);
+                let receipt = std::mem::take(&mut r.receipt);
+                let (position, reason) = (r.position.clone(), r.reason.clone());
+                let raw = r.raw.take().map(Vec::from);
+                state.park(
+                    || ErrorRecord {
+                        stage: Stage::Input,
+                        kind: kind_of(r.kind),
+                        slot: counts_slot,
+                        position,
+                        reason,
+                        traceback: None,
+                        value: None,
+                        bytes: raw,
+                    },
+                    receipt,
+                );
                 if stop_on_bad {
                     state.error = Some(format!(
                         "stopped at the first bad record (slot {counts_slot}, {}): {}",
@@ -708,9 +746,11 @@ async fn score_all(
     control: &Arc<JobControl>,
 ) -> (Result<(), CoreError>, Vec<Box<dyn Session>>) {
     let mut pool = Pool::new(sessions, recovery);
-    // The receipts of each batch in the pool, by its first seqno; only batches holding one
-    // a source waits on are kept (files pay nothing).
-    let mut receipts: BTreeMap<u64, Vec<Receipt>> = BTreeMap::new();
+    // What each batch in the pool must keep, by its first seqno: its receipts when a source
+    // waits on them, its records' positions and values when the job has an error output.
+    // Files into files without an error output keep nothing (they pay nothing).
+    let mut kept: BTreeMap<u64, Kept> = BTreeMap::new();
+    let keep_originals = state.errors.is_some();
     let mut seqno: u64 = 0;
     let mut input_done = false;
     let mut result = Ok(());
@@ -730,20 +770,27 @@ async fn score_all(
                     Some(Ok(batch)) => {
                         let slot = batch.slot;
                         let mut items = Vec::with_capacity(batch.items.len());
-                        let mut held = Vec::new();
+                        let mut batch_kept = Kept::default();
                         let mut tracked = false;
-                        let stop = take_records(batch, state, options, |value, receipt| {
+                        let stop = take_records(batch, state, options, |r| {
                             seqno += 1;
-                            tracked |= receipt.is_tracked();
-                            held.push(receipt);
-                            items.push(ScoreItem { slot, seqno, value });
+                            tracked |= r.receipt.is_tracked();
+                            batch_kept.receipts.push(r.receipt);
+                            if keep_originals {
+                                batch_kept.originals.push((r.position, r.value.clone()));
+                            }
+                            items.push(ScoreItem { slot, seqno, value: r.value });
                         });
+                        if !tracked {
+                            batch_kept.receipts.clear();
+                        }
                         if let Some(first) = items.first() {
-                            if tracked {
-                                receipts.insert(first.seqno, held);
+                            if tracked || keep_originals {
+                                kept.insert(first.seqno, batch_kept);
                             }
                             pool.submit(slot, items);
                         }
+                        writers.send_errors(state).await;
                         if stop || control.is_cancelled() {
                             input_done = true;
                         }
@@ -758,8 +805,8 @@ async fn score_all(
             break;
         }
         for scored in pool.ready() {
-            let held = receipts.remove(&scored.first_seqno).unwrap_or_default();
-            emit(scored, held, writers, state, options).await;
+            let batch_kept = kept.remove(&scored.first_seqno).unwrap_or_default();
+            emit(scored, batch_kept, writers, state, options).await;
         }
     }
     // Batches still read ahead, and those whose scoring failed, are dropped with their
@@ -779,26 +826,47 @@ fn screen_outputs(
     receipts: &mut Vec<Receipt>,
     state: &mut State,
     options: &crate::job::JobOptions,
-    at: impl Fn(usize) -> String,
+    at: impl Fn(usize) -> (String, u64),
 ) {
     let rejections = options
         .schemas
         .screen_outputs(slot, values, options.show_rejected_records);
-    if !receipts.is_empty() && !rejections.is_empty() {
+    if rejections.is_empty() {
+        return;
+    }
+    // The receipts of the rejected values, in the rejections' order.
+    let mut refused = Vec::new();
+    if !receipts.is_empty() {
         let mut rejected = rejections.iter().map(|r| r.index).peekable();
         let mut kept = Vec::with_capacity(values.len());
         for (index, receipt) in receipts.drain(..).enumerate() {
             if rejected.next_if_eq(&index).is_some() {
-                receipt.settle(Fate::Rejected);
+                refused.push(receipt);
             } else {
                 kept.push(receipt);
             }
         }
         *receipts = kept;
     }
+    let mut refused = refused.into_iter();
     for r in rejections {
+        let (text, record) = at(r.index);
         let rejection = Rejection::new(RejectionKind::Schema, Position::default(), r.reason);
-        state.output_rejected_at(slot, &rejection, at(r.index));
+        state.output_rejected_at(slot, &rejection, text);
+        let reason = rejection.reason;
+        state.park(
+            || ErrorRecord {
+                stage: Stage::Output,
+                kind: "schema",
+                slot,
+                position: Position::record(record),
+                reason,
+                traceback: None,
+                value: None,
+                bytes: None,
+            },
+            refused.next().unwrap_or_default(),
+        );
     }
 }
 
@@ -811,12 +879,19 @@ struct Routed {
     receipts: Vec<Receipt>,
 }
 
-/// Writes one scored batch and logs its failed records. `held` is empty, or holds the
-/// receipt of each record of the batch: split among its outputs, settled as delivered when
-/// it has none, failed when the model failed on it.
+/// What a batch in the pool keeps for when it is scored (see `score_all`).
+#[derive(Default)]
+struct Kept {
+    receipts: Vec<Receipt>,
+    originals: Vec<(Position, Value)>,
+}
+
+/// Writes one scored batch and logs its failed records. `kept.receipts` is empty, or holds
+/// the receipt of each record of the batch: split among its outputs, settled as delivered
+/// when it has none, parked (rejected) when the model failed on it.
 async fn emit(
     scored: Scored,
-    held: Vec<Receipt>,
+    kept: Kept,
     writers: &Writers,
     state: &mut State,
     options: &crate::job::JobOptions,
@@ -826,11 +901,13 @@ async fn emit(
         first_seqno,
         outcomes,
     } = scored;
-    let tracked = !held.is_empty();
-    let mut held = held.into_iter();
+    let tracked = !kept.receipts.is_empty();
+    let mut held = kept.receipts.into_iter();
+    let mut originals = kept.originals.into_iter();
     let mut routed: BTreeMap<Slot, Routed> = BTreeMap::new();
     for (i, outcome) in outcomes.into_iter().enumerate() {
         let receipt = held.next().unwrap_or_default();
+        let original = originals.next();
         match outcome {
             Ok(outs) => {
                 state.control.add_scored(1);
@@ -846,10 +923,29 @@ async fn emit(
                 }
             }
             Err(f) => {
-                receipt.settle(Fate::Failed);
                 state.failed += 1;
                 state.control.add_failed(1);
                 let n = first_seqno + i as u64;
+                let (message, traceback) = (f.message.clone(), f.traceback.clone());
+                state.park(
+                    || {
+                        let (position, value) = match original {
+                            Some((p, v)) => (p, Some(v)),
+                            None => (Position::record(n), None),
+                        };
+                        ErrorRecord {
+                            stage: Stage::Model,
+                            kind: "model",
+                            slot,
+                            position,
+                            reason: message,
+                            traceback: (!traceback.is_empty()).then_some(traceback),
+                            value,
+                            bytes: None,
+                        }
+                    },
+                    receipt,
+                );
                 state.log_bad(BadKind::Failed, slot, || {
                     let mut msg = format!("Record {n} on slot {slot} failed: {}", f.message);
                     if !f.traceback.is_empty() {
@@ -870,12 +966,13 @@ async fn emit(
             &mut r.receipts,
             state,
             options,
-            |i| format!("output of seqno {}", seqnos[i]),
+            |i| (format!("output of seqno {}", seqnos[i]), seqnos[i]),
         );
         if !r.values.is_empty() {
             writers.send(out_slot, r.values, r.receipts, state).await;
         }
     }
+    writers.send_errors(state).await;
 }
 
 /// Feeds every record to a metrics or training function, then calls it. The receipts of
@@ -896,12 +993,13 @@ async fn run_all(
         let batch = batch?;
         let slot = batch.slot;
         let mut values = Vec::with_capacity(batch.items.len());
-        let stop = take_records(batch, state, options, |v, receipt| {
-            values.push(v);
-            if receipt.is_tracked() {
-                held.push(receipt);
+        let stop = take_records(batch, state, options, |r| {
+            values.push(r.value);
+            if r.receipt.is_tracked() {
+                held.push(r.receipt);
             }
         });
+        writers.send_errors(state).await;
         if !values.is_empty() {
             let n = values.len() as u64;
             session.collect(slot, values).await?;
@@ -930,22 +1028,45 @@ async fn run_all(
     }
     for (slot, (mut values, numbers)) in routed {
         screen_outputs(slot, &mut values, &mut Vec::new(), state, options, |i| {
-            format!("output {} of {}", numbers[i], function.as_str())
+            (
+                format!("output {} of {}", numbers[i], function.as_str()),
+                numbers[i] as u64,
+            )
         });
         if !values.is_empty() {
             writers.send(slot, values, Vec::new(), state).await;
         }
     }
+    writers.send_errors(state).await;
     Ok(())
 }
 
 /// Values on their way to one sink, with their receipts (empty, or one per value).
 type OutBatch = (Vec<Value>, Vec<Receipt>);
 
-/// The output side: a task per output slot, each owning its sink.
+/// Error records waiting to be sent to the error output, with the receipts of their records.
+#[derive(Default)]
+struct ErrorQueue {
+    values: Vec<Value>,
+    receipts: Vec<Receipt>,
+}
+
+/// The output side: a task per output slot, each owning its sink, and one for the error
+/// output when the job has one.
 struct Writers {
     senders: BTreeMap<Slot, mpsc::Sender<OutBatch>>,
     tasks: Vec<(Slot, JoinHandle<WriterResult>)>,
+    errors: Option<(mpsc::Sender<OutBatch>, JoinHandle<WriterResult>)>,
+}
+
+/// What a writer writes: a slot's outputs (the records its sink refuses go to the error
+/// output when there is one), or the error records.
+enum Writes {
+    Outputs {
+        slot: Slot,
+        errors: Option<mpsc::Sender<OutBatch>>,
+    },
+    Errors,
 }
 
 struct WriterResult {
@@ -955,20 +1076,52 @@ struct WriterResult {
 }
 
 impl Writers {
-    fn start(outputs: Vec<crate::job::JobOutput>, log: Arc<dyn JobLog>) -> Writers {
+    fn start(
+        outputs: Vec<crate::job::JobOutput>,
+        errors: Option<Box<dyn RecordSink>>,
+        log: Arc<dyn JobLog>,
+    ) -> Writers {
+        let errors = errors.map(|sink| {
+            let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+            let task = tokio::spawn(write_loop(sink, rx, log.clone(), Writes::Errors));
+            (tx, task)
+        });
         let mut senders = BTreeMap::new();
         let mut tasks = Vec::new();
         for out in outputs {
             let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
             senders.insert(out.slot, tx);
-            let log = log.clone();
-            tasks.push((out.slot, tokio::spawn(write_loop(out.sink, rx, log))));
+            let writes = Writes::Outputs {
+                slot: out.slot,
+                errors: errors.as_ref().map(|(tx, _)| tx.clone()),
+            };
+            let task = tokio::spawn(write_loop(out.sink, rx, log.clone(), writes));
+            tasks.push((out.slot, task));
         }
-        Writers { senders, tasks }
+        Writers {
+            senders,
+            tasks,
+            errors,
+        }
     }
 
-    /// Sends `values` to `slot`'s writer. Values for a slot without one are failed, and so
-    /// are their receipts (dropped unsettled).
+    /// Sends the error records `state` gathered to the error output.
+    async fn send_errors(&self, state: &mut State) {
+        let Some(q) = state.errors.as_mut().filter(|q| !q.values.is_empty()) else {
+            return;
+        };
+        let batch = (
+            std::mem::take(&mut q.values),
+            std::mem::take(&mut q.receipts),
+        );
+        if let Some((tx, _)) = &self.errors {
+            // An error output that stopped reports why at finish; its receipts fail.
+            let _ = tx.send(batch).await;
+        }
+    }
+
+    /// Sends `values` to `slot`'s writer. Values for a slot without one are counted as
+    /// failed and parked (the error output, or their receipts settled as rejected).
     async fn send(
         &self,
         slot: Slot,
@@ -986,18 +1139,36 @@ impl Writers {
                 let n = values.len() as u64;
                 state.failed += n;
                 state.control.add_failed(n);
+                let reason =
+                    format!("the model yielded to slot {slot}, which has no output attached");
                 if !state.unrouted_warned.contains(&slot.0) {
                     state.unrouted_warned.push(slot.0);
-                    let reason =
-                        format!("the model yielded to slot {slot}, which has no output attached");
                     state.log.error(LogSource::Engine, reason.clone());
-                    state.note(slot, "output".to_owned(), reason);
+                    state.note(slot, "output".to_owned(), reason.clone());
+                }
+                let mut receipts = receipts.into_iter();
+                for value in values {
+                    let reason = reason.clone();
+                    state.park(
+                        || ErrorRecord {
+                            stage: Stage::Output,
+                            kind: "unrouted",
+                            slot,
+                            position: Position::default(),
+                            reason,
+                            traceback: None,
+                            value: Some(value),
+                            bytes: None,
+                        },
+                        receipts.next().unwrap_or_default(),
+                    );
                 }
             }
         }
     }
 
     async fn finish(self, state: &mut State) -> Vec<OutputReport> {
+        self.send_errors(state).await;
         drop(self.senders);
         let mut reports = Vec::new();
         for (slot, task) in self.tasks {
@@ -1034,6 +1205,44 @@ impl Writers {
                 }
             }
         }
+        // The output writers have ended, and with them their senders to the error output.
+        if let Some((tx, task)) = self.errors {
+            drop(tx);
+            let res = task.await.unwrap_or_else(|e| WriterResult {
+                written: 0,
+                rejections: Vec::new(),
+                report: Err(CoreError::endpoint_caused(
+                    "error output",
+                    format!("writer task failed: {e}"),
+                    e,
+                )),
+            });
+            for r in &res.rejections {
+                state.log.error(
+                    LogSource::Engine,
+                    format!("error output: an error record could not be written: {r}"),
+                );
+            }
+            match res.report {
+                Ok(rep) => state.log.info(
+                    LogSource::Engine,
+                    format!(
+                        "error output: {} error record(s) written to {}",
+                        res.written,
+                        rep.location.as_deref().unwrap_or("its sink")
+                    ),
+                ),
+                Err(e) => {
+                    state
+                        .log
+                        .error(LogSource::Engine, format!("error output: {e}"));
+                    state.status = JobStatus::Error;
+                    state
+                        .error
+                        .get_or_insert_with(|| format!("error output: {e}"));
+                }
+            }
+        }
         reports
     }
 }
@@ -1046,6 +1255,7 @@ async fn write_loop(
     mut sink: Box<dyn RecordSink>,
     mut rx: mpsc::Receiver<OutBatch>,
     log: Arc<dyn JobLog>,
+    writes: Writes,
 ) -> WriterResult {
     let mut next: u64 = 0;
     let mut written: u64 = 0;
@@ -1066,7 +1276,7 @@ async fn write_loop(
         let flushed = match sink.write_batch(batch).await {
             Ok(rej) => {
                 written += n - rej.len() as u64;
-                let settled = settle_written(&mut *sink, receipts, first, &rej).await;
+                let settled = settle_written(&mut *sink, receipts, first, &rej, &writes).await;
                 rejections.extend(rej);
                 settled
             }
@@ -1090,23 +1300,74 @@ async fn write_loop(
 
 /// Settles the receipts of a batch written from output number `first` on, given the sink's
 /// rejections: flushes the sink first when any receipt is tracked.
+///
+/// An output the sink refused is parked: its error record, with its receipt, goes to the
+/// error output when there is one (settled there), else its receipt is settled as rejected.
+/// The error output's own records settle as rejected: what they stand for was not
+/// delivered.
 async fn settle_written(
     sink: &mut dyn RecordSink,
     receipts: Vec<Receipt>,
     first: u64,
     rejected: &[Rejection],
+    writes: &Writes,
 ) -> Result<(), CoreError> {
-    if !receipts.iter().any(Receipt::is_tracked) {
+    let (slot, errors) = match writes {
+        Writes::Outputs { slot, errors } => (*slot, errors.as_ref()),
+        Writes::Errors => (Slot::default(), None),
+    };
+    let parked = errors.is_some() && !rejected.is_empty();
+    if !parked && !receipts.iter().any(Receipt::is_tracked) {
         return Ok(());
     }
-    sink.flush().await?;
-    let mut refused = rejected.iter().map(|r| r.position.record).peekable();
-    for (n, receipt) in (first..).zip(receipts) {
-        if refused.next_if_eq(&n).is_some() {
-            receipt.settle(Fate::Rejected);
-        } else {
-            receipt.settle(Fate::Delivered);
+    if receipts.iter().any(Receipt::is_tracked) {
+        sink.flush().await?;
+    }
+    let delivered = match writes {
+        Writes::Outputs { .. } => Fate::Delivered,
+        Writes::Errors => Fate::Rejected,
+    };
+    let mut receipts = receipts.into_iter();
+    let mut error_batch: OutBatch = (Vec::new(), Vec::new());
+    let mut n = first;
+    for r in rejected {
+        // Receipts of the outputs written before this refused one.
+        while n < r.position.record {
+            if let Some(receipt) = receipts.next() {
+                receipt.settle(delivered);
+            }
+            n += 1;
         }
+        let receipt = receipts.next().unwrap_or_default();
+        n += 1;
+        if errors.is_some() {
+            error_batch.0.push(
+                ErrorRecord {
+                    stage: Stage::Output,
+                    kind: kind_of(r.kind),
+                    slot,
+                    position: r.position.clone(),
+                    reason: r.reason.clone(),
+                    traceback: None,
+                    value: None,
+                    bytes: None,
+                }
+                .into_value(),
+            );
+            error_batch.1.push(receipt);
+        } else {
+            receipt.settle(Fate::Rejected);
+        }
+    }
+    for receipt in receipts {
+        receipt.settle(delivered);
+    }
+    if let (Some(tx), false) = (errors, error_batch.0.is_empty()) {
+        if !error_batch.1.iter().any(Receipt::is_tracked) {
+            error_batch.1.clear();
+        }
+        // An error output that stopped reports why at finish; these receipts then fail.
+        let _ = tx.send(error_batch).await;
     }
     Ok(())
 }

@@ -193,6 +193,7 @@ fn job(kind: JobKind, items: Vec<ReadItem>, sinks: &[(u32, VecSink)], stop: bool
                 sink: Box::new(sink.clone()),
             })
             .collect(),
+        errors: None,
         train_output: None,
         env: Vec::new(),
         options: JobOptions {
@@ -678,11 +679,11 @@ async fn each_record_is_acknowledged_in_order_with_its_fate_once_its_outputs_are
         vec![
             (1, Fate::Delivered),
             (2, Fate::Rejected),
-            (3, Fate::Failed),
+            (3, Fate::Rejected),
             (4, Fate::Rejected),
             (5, Fate::Delivered),
         ],
-        "model failure fails, a bad input or an output the sink refuses rejects"
+        "a bad input, a model failure on the record or an output the sink refuses rejects"
     );
     assert!(s1.flushes.load(std::sync::atomic::Ordering::SeqCst) > 0);
     assert!(s3.flushes.load(std::sync::atomic::Ordering::SeqCst) > 0);
@@ -795,4 +796,104 @@ async fn a_metrics_job_acknowledges_its_records_only_once_its_output_is_written(
         .unwrap()
         .iter()
         .all(|(_, f)| *f == Fate::Failed));
+}
+
+fn field<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
+    v.get(name)
+}
+
+#[tokio::test]
+async fn an_error_output_gets_one_error_record_per_refused_or_failed_record() {
+    let (s1, s3, errors) = (
+        FlushingSink::default(),
+        FlushingSink::default(),
+        FlushingSink::default(),
+    );
+    let items = vec![
+        record(1, 1),
+        bad(2),
+        record(3, 13),
+        record(4, 7),
+        record(5, 5),
+    ];
+    let source = AckingSource::new(items, 100);
+    let fates = source.fates.clone();
+    let mut j = job_with(JobKind::Score, source, &[(1, s1.clone()), (3, s3)], 3);
+    j.errors = Some(Box::new(errors.clone()));
+    let out = run_job(j, &DoublerRunner::default(), Arc::new(MemoryLog::default())).await;
+    assert_eq!(out.status, JobStatus::Complete);
+    assert_eq!(out.result, JobResult::Failure);
+    let got = errors.inner.0.lock().unwrap().clone();
+    assert_eq!(got.len(), 3, "{got:?}");
+    let by_stage = |stage: &str| {
+        got.iter()
+            .find(|v| field(v, "stage") == Some(&Value::from(stage)))
+            .unwrap_or_else(|| panic!("no {stage} error record in {got:?}"))
+            .clone()
+    };
+    let input = by_stage("input");
+    assert_eq!(field(&input, "kind"), Some(&Value::from("encoding")));
+    assert_eq!(field(&input, "record"), Some(&Value::Int(2)));
+    assert_eq!(field(&input, "reason"), Some(&Value::from("not JSON")));
+    let model = by_stage("model");
+    assert_eq!(field(&model, "record"), Some(&Value::Int(3)));
+    assert_eq!(
+        field(&model, "reason"),
+        Some(&Value::from("ValueError: unlucky"))
+    );
+    assert_eq!(
+        field(&model, "traceback"),
+        Some(&Value::from("Traceback..."))
+    );
+    let x13: runtime_core::Map = [("x", Value::Int(13))].into_iter().collect();
+    assert_eq!(field(&model, "value"), Some(&Value::Map(x13)));
+    let output = by_stage("output");
+    assert_eq!(field(&output, "slot"), Some(&Value::Int(1)));
+    assert_eq!(
+        field(&output, "reason"),
+        Some(&Value::from("cannot encode"))
+    );
+    assert!(errors.flushes.load(std::sync::atomic::Ordering::SeqCst) > 0);
+    assert_eq!(
+        *fates.lock().unwrap(),
+        vec![
+            (1, Fate::Delivered),
+            (2, Fate::Rejected),
+            (3, Fate::Rejected),
+            (4, Fate::Rejected),
+            (5, Fate::Delivered),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn records_whose_error_record_cannot_be_written_are_failed_not_acknowledged() {
+    let errors = FlushingSink {
+        fail_flush: true,
+        ..FlushingSink::default()
+    };
+    let source = AckingSource::new(vec![record(1, 1), bad(2), record(3, 3)], 100);
+    let fates = source.fates.clone();
+    let mut j = job_with(
+        JobKind::Score,
+        source,
+        &[(1, FlushingSink::default()), (3, FlushingSink::default())],
+        3,
+    );
+    j.errors = Some(Box::new(errors));
+    let out = run_job(j, &DoublerRunner::default(), Arc::new(MemoryLog::default())).await;
+    assert_eq!(out.status, JobStatus::Error);
+    assert!(
+        out.error.as_deref().unwrap_or("").contains("error output"),
+        "{:?}",
+        out.error
+    );
+    assert_eq!(
+        *fates.lock().unwrap(),
+        vec![
+            (1, Fate::Delivered),
+            (2, Fate::Failed),
+            (3, Fate::Delivered)
+        ]
+    );
 }

@@ -29,6 +29,7 @@ fn plan(inputs: Vec<PlanInput>, output: StreamDescriptor) -> JobPlan {
             slot: Slot::DEFAULT_OUTPUT,
             descriptor: output,
         }],
+        errors: None,
         train_output: None,
         init: InitContext::Job {
             raw_json: "{}".into(),

@@ -29,11 +29,14 @@ use tokio::sync::Notify;
 pub enum Fate {
     /// Every output is durably accepted by its sink, or the model made none.
     Delivered,
-    /// The record, or one of its outputs, was refused (its encoding, its schema, its size):
-    /// processing it again would refuse it again.
+    /// Dealt with for good, not delivered: the record or one of its outputs was refused (its
+    /// encoding, its schema, its size) or the model failed on it; it is counted, logged, and
+    /// written to the error output when one is attached. Reading it again would end the same
+    /// way: a source moves past it (a poison record never blocks its partition).
     Rejected,
-    /// The model failed on it, a sink failed to take an output, or a receipt was dropped
-    /// unsettled: processing it again may succeed.
+    /// Not dealt with: a sink failed to take an output (or the error output failed to take
+    /// its error record), the job stopped before it was done, or a receipt was dropped
+    /// unsettled. Reading it again may succeed: a source does not acknowledge it.
     Failed,
 }
 

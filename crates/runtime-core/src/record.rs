@@ -126,6 +126,9 @@ pub struct Rejection {
     pub position: Position,
     pub reason: String,
     pub receipt: Receipt,
+    /// The bytes that did not decode, when the source has them at hand (a message
+    /// transport); a stream decoder's position (line, byte offset) locates them instead.
+    pub raw: Option<Box<[u8]>>,
 }
 
 impl Rejection {
@@ -136,7 +139,14 @@ impl Rejection {
             position,
             reason: reason.into(),
             receipt: Receipt::none(),
+            raw: None,
         }
+    }
+
+    /// The same rejection, keeping the bytes that did not decode.
+    pub fn with_raw(mut self, raw: Vec<u8>) -> Rejection {
+        self.raw = Some(raw.into_boxed_slice());
+        self
     }
 }
 

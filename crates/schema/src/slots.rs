@@ -89,6 +89,7 @@ impl SlotSchemas {
                     position: std::mem::take(&mut record.position),
                     reason: rejection_reason(&v, &record.value, debug),
                     receipt: std::mem::take(&mut record.receipt),
+                    raw: None,
                 });
                 continue;
             }
@@ -100,6 +101,7 @@ impl SlotSchemas {
                     position: std::mem::take(&mut record.position),
                     reason: v.to_string(),
                     receipt: std::mem::take(&mut record.receipt),
+                    raw: None,
                 });
             }
         }

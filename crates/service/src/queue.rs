@@ -655,6 +655,7 @@ fn plan_job(
         model,
         inputs,
         outputs,
+        errors: None,
         train_output: train_dir.clone(),
         init: InitContext::Job { raw_json },
         options: PlanOptions {
