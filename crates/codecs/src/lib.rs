@@ -38,11 +38,11 @@
 //!   an empty string. Invalid UTF-8 rejects the line, naming the byte offset.
 //! - **Raw.** Each frame is a [`Value::Bytes`], kept byte for byte (no `\r` stripping). Output
 //!   takes bytes and strings (as UTF-8).
-//! - **CSV.** See [`csv`](crate::csv) for the cell inference rule and typed reading with a
+//! - **CSV.** See [`csv`] for the cell inference rule and typed reading with a
 //!   schema.
-//! - **Avro.** Values map losslessly both ways; see [`avro`](crate::avro).
+//! - **Avro.** Values map losslessly both ways; see [`avro`].
 //! - **MessagePack.** A stream of concatenated values; bin is bytes, str is string, any key
-//!   type; see [`msgpack`](crate::msgpack).
+//!   type; see [`msgpack`].
 //! - **Streaming.** No decoder holds the whole input, except with [`Framing::Message`].
 
 #![deny(clippy::unwrap_used, clippy::expect_used)]

@@ -75,7 +75,7 @@ struct Flood {
 }
 
 /// The log of bad records: the first [`BAD_LOGGED_EACH`] of a kind on a slot in full, then
-/// a summary line per [`BAD_SUMMARY_EVERY`] more or per [`BAD_SUMMARY_INTERVAL`], so a
+/// a summary line per 10 000 more or every 10 s, so a
 /// flood of them neither fills the log nor goes unseen.
 #[derive(Default)]
 pub struct BadRecordLog {

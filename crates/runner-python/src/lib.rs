@@ -4,7 +4,7 @@
 //!   process (the engine's own binary with `worker python`, or the `python-worker` binary)
 //!   and speaking the `worker` protocol to it. pyo3 is not used in the engine process.
 //!   Its `prepare` step installs the model's requirements into a cached environment
-//!   ([`environment`]) put first on the model's import path.
+//!   (its `environment` module) put first on the model's import path.
 //! - Worker side: [`worker_main`] initializes the interpreter, loads the model as module
 //!   `__model` and serves requests until shutdown.
 //!

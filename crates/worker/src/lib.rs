@@ -15,7 +15,7 @@
 //! - Runners whose worker speaks a protocol of its own (the R runner, over pipes) use
 //!   [`WorkerProcess`] directly.
 //!
-//! - [`env`]: the environment a worker starts from (an allow-list of the engine's, so its
+//! - [`env`](mod@env): the environment a worker starts from (an allow-list of the engine's, so its
 //!   token and secrets stay out of model code).
 //!
 //! Nothing here knows a programming language; runners (such as `runner-python`) implement
