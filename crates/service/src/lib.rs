@@ -345,6 +345,29 @@ impl Engine {
         }
     }
 
+    /// Deploys the model a deployment document describes (the body `PUT /api/deployment`
+    /// takes: `docs/service.md`), as that route does: the `file:` paths it names are checked
+    /// against `allowedPaths`, the new model starts beside the one answering and replaces
+    /// it once initialized, and the document is stored so the model is deployed again when
+    /// the engine reopens. The deployment answers through [`deploy::Deployment::score_message`],
+    /// in-process, as well as on the routers.
+    pub async fn deploy(&self, document: String) -> Result<Arc<deploy::Deployment>> {
+        let doc: document::DeploymentDocument = serde_json::from_str(&document)
+            .map_err(|e| Error::BadRequest(format!("invalid deployment document: {e}")))?;
+        // Paths are resolved against the file system: on the blocking pool.
+        let doc = {
+            let policy = self.paths.clone();
+            tokio::task::spawn_blocking(move || {
+                paths::check_deployment(&policy, &doc).map(|()| doc)
+            })
+            .await
+            .map_err(|e| Error::Store(format!("checking the deployment's paths failed: {e}")))??
+        };
+        let d = deploy::deploy_document(self, document, doc, true).await?;
+        deploy::prune_deployment_uploads(self).await;
+        Ok(d)
+    }
+
     /// The addresses `/api/engine` lists (`https://host:port`), which only the host knows.
     pub fn set_endpoints(&self, endpoints: Vec<String>) {
         if let Ok(mut e) = self.endpoints.write() {
