@@ -40,8 +40,11 @@ const BAD_SUMMARY_INTERVAL: Duration = Duration::from_secs(10);
 /// What went wrong with a bad record, for the flood counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum BadKind {
+    /// An input record refused by its encoding or schema.
     InputRejected,
+    /// An output record refused by its schema or encoding.
     OutputRejected,
+    /// A record the model raised on.
     Failed,
     /// A yield to an output slot nothing reads (a REST request answers one slot).
     Unanswered,

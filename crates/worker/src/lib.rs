@@ -20,6 +20,19 @@
 //!
 //! Nothing here knows a programming language; runners (such as `runner-python`) implement
 //! [`WorkerBackend`] in the worker and wrap [`WorkerSession`] in the engine.
+//!
+//! A runner is given the command that starts its workers (what follows is how a host
+//! program that is its own Python worker names itself; see `docs/embedding.md`):
+//!
+//! ```
+//! use worker::WorkerCommand;
+//!
+//! // The host's environment, less what model code must not see (tokens, credentials).
+//! let env = worker::env::worker_environment(std::env::vars_os(), &[]);
+//! let command = WorkerCommand::new(std::env::current_exe()?).arg("worker").with_base_env(env);
+//! # let _ = command;
+//! # Ok::<(), std::io::Error>(())
+//! ```
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 mod console;
