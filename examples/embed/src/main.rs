@@ -54,6 +54,9 @@ use tokio::sync::mpsc;
 const RESPONSE_BUFFER: usize = 256;
 /// How long `POST /score` waits for one record's answer.
 const SCORE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Records of one `POST /score` request in the deployment's queue at once, well under its
+/// bound (`scoreQueueBound`), so a large request waits instead of being refused.
+const SCORE_IN_FLIGHT: usize = 256;
 
 #[derive(Parser)]
 #[command(about = "An axum service embedding the model runtime")]
@@ -75,7 +78,7 @@ fn main() -> ExitCode {
     // The worker mode comes first, before any thread exists: Python runs on the process's
     // main thread.
     if std::env::args_os().nth(1).is_some_and(|a| a == "worker") {
-        return ExitCode::from(u8::try_from(runner_python::worker_main()).unwrap_or(1));
+        std::process::exit(runner_python::worker_main());
     }
     let args = Args::parse();
     // The host owns logging.
@@ -248,15 +251,23 @@ async fn score(State(host): State<Arc<Host>>, body: Bytes) -> Response {
     let Some(deployment) = host.engine.deployment() else {
         return error(StatusCode::SERVICE_UNAVAILABLE, "no model is deployed");
     };
-    let records = body
+    let records: Vec<&[u8]> = body
         .split(|b| *b == b'\n')
-        .filter(|line| !line.iter().all(u8::is_ascii_whitespace));
+        .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+        .collect();
     // Sent together, the records wait in the deployment's queue together and reach the
     // model's worker as batches.
-    let answers = futures_util::future::join_all(
-        records.map(|record| deployment.score_message(Slot(0), Slot(1), record, SCORE_TIMEOUT)),
-    )
-    .await;
+    let mut answers = Vec::with_capacity(records.len());
+    for chunk in records.chunks(SCORE_IN_FLIGHT) {
+        answers.extend(
+            futures_util::future::join_all(
+                chunk.iter().map(|record| {
+                    deployment.score_message(Slot(0), Slot(1), record, SCORE_TIMEOUT)
+                }),
+            )
+            .await,
+        );
+    }
     let mut out = Vec::new();
     for answer in answers {
         match answer {

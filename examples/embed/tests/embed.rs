@@ -106,6 +106,18 @@ fn the_example_host_scores_records_and_streams_files_into_its_own_sink() {
         scored[20]
     );
 
+    // More records than the host keeps in the deployment's queue at once: each answered.
+    let many = applications.repeat(15);
+    let a = c
+        .post("/score", "application/x-ndjson", many.as_bytes())
+        .unwrap();
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let answers = lines(&a.body);
+    assert_eq!(answers.len(), 300);
+    for (answer, id) in answers.iter().zip(ids.iter().cycle()) {
+        assert_eq!(&answer["id"], id, "{answer}");
+    }
+
     // A file streamed through the model: every record the example's sink was given is in
     // the response, in the input's order, scored as the deployment scores it.
     let a = c
