@@ -3,6 +3,15 @@
 //! against the system's roots or a CA file; uploads stream their files from disk with
 //! `Expect: 100-continue`, so a refused upload is answered before it is sent. Errors say
 //! what to do, and carry the engine's own message when it answered one.
+//!
+//! ```no_run
+//! use engine_client::Client;
+//!
+//! let engine = Client::new("http://127.0.0.1:8003");
+//! let details: serde_json::Value = Client::json(engine.get("/api/engine")?)?;
+//! println!("engine {}", details["id"]);
+//! # Ok::<(), engine_client::Error>(())
+//! ```
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fmt;

@@ -38,12 +38,38 @@
 //!   an empty string. Invalid UTF-8 rejects the line, naming the byte offset.
 //! - **Raw.** Each frame is a [`Value::Bytes`], kept byte for byte (no `\r` stripping). Output
 //!   takes bytes and strings (as UTF-8).
-//! - **CSV.** See [`csv`](crate::csv) for the cell inference rule and typed reading with a
+//! - **CSV.** See [`csv`] for the cell inference rule and typed reading with a
 //!   schema.
-//! - **Avro.** Values map losslessly both ways; see [`avro`](crate::avro).
+//! - **Avro.** Values map losslessly both ways; see [`avro`].
 //! - **MessagePack.** A stream of concatenated values; bin is bytes, str is string, any key
-//!   type; see [`msgpack`](crate::msgpack).
+//!   type; see [`msgpack`].
 //! - **Streaming.** No decoder holds the whole input, except with [`Framing::Message`].
+//!
+//! A stream is read through a [`decoder`] (written through an [`encoder`]); a message
+//! transport's body is one record ([`decode_message`], [`encode_message`]):
+//!
+//! ```
+//! use codecs::{decode_message, decoder, encode_message, CodecConfig, Encoding};
+//! use runtime_core::ReadItem;
+//!
+//! // CSV with a header row: cells are typed by inference, a bad row is rejected in place.
+//! let input = "id,amount\n1,10.5\n2\n3,7\n";
+//! let mut csv = decoder(&CodecConfig::new(Encoding::Csv), input.as_bytes(), "example")?;
+//! let mut items = Vec::new();
+//! let more = csv.next_batch(100, &mut items)?;
+//! assert!(!more, "the input is exhausted");
+//! assert_eq!(items.len(), 3);
+//! let ReadItem::Record(first) = &items[0] else { panic!("the first row is a record") };
+//! let ReadItem::Rejected(bad) = &items[1] else { panic!("a row lacking a cell is rejected") };
+//! assert_eq!(bad.position.line, Some(3));
+//!
+//! // The same record as a JSON message, and back.
+//! let json = CodecConfig::new(Encoding::Json);
+//! let bytes = encode_message(&json, &first.value)?;
+//! assert_eq!(bytes, br#"{"id":1,"amount":10.5}"#);
+//! assert_eq!(decode_message(&json, &bytes)?, first.value);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 

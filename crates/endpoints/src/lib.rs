@@ -4,6 +4,31 @@
 //! Every endpoint here runs a `codecs` decoder or encoder over a byte stream. Decoding and
 //! encoding are CPU and blocking-I/O work: each batch runs on tokio's blocking pool, never
 //! on an async worker thread, and never with the whole file in memory.
+//!
+//! A descriptor, in the FastScore JSON form or a short form, is opened through a registry;
+//! a host adds transports of its own with [`Registry::register`]:
+//!
+//! ```
+//! use endpoints::{Registry, StreamDescriptor};
+//! use runtime_core::ReadItem;
+//!
+//! let input = StreamDescriptor::parse("inline:1,2,3")?;
+//! let output = StreamDescriptor::parse(r#"{"Transport": {"Type": "discard"}, "Encoding": "json"}"#)?;
+//! let registry = Registry::default(); // file, inline and discard
+//!
+//! let runtime = tokio::runtime::Runtime::new()?;
+//! runtime.block_on(async {
+//!     let mut source = registry.open_source(&input, &input.codec_config())?;
+//!     let mut sink = registry.open_sink(&output, &output.codec_config())?;
+//!     let batch = source.read_batch(10).await?.unwrap_or_default();
+//!     assert_eq!(batch.len(), 3);
+//!     let ReadItem::Record(first) = &batch[0] else { panic!("a record") };
+//!     assert_eq!(first.value, runtime_core::Value::Int(1));
+//!     assert_eq!(sink.finish().await?.records, 0);
+//!     Ok::<(), runtime_core::Error>(())
+//! })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod credentials;

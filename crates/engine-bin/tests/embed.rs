@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use engine_client::{Client, Part};
-use runtime_core::Language;
+use runtime_core::{Language, Slot};
 use serde_json::Value;
 use service::{Config, Deps, Engine, EngineState, RunnerSet};
 
@@ -241,4 +241,89 @@ async fn the_token_policy_holds_under_a_prefix_and_health_stays_open() {
     .expect("a shutdown without a running queue is prompt");
     let _ = stop_host.send(());
     assert_eq!(engine.state(), EngineState::Finished);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_deploys_a_model_and_scores_records_in_process() {
+    let data = tempfile::tempdir().unwrap();
+    let model = repo_root()
+        .join("examples/credit-score/model")
+        .canonicalize()
+        .unwrap();
+    let config = Config {
+        allowed_paths: vec![model.clone()],
+        ..config(data.path())
+    };
+    let engine = Engine::open(config, deps()).await.unwrap();
+    let asset = |name: &str, dir: &Path| {
+        serde_json::json!({
+            "assetType": "FILE",
+            "filename": name,
+            "fileUrl": service::document::file_url(&dir.join(name)),
+        })
+    };
+    let document = |weights: Value| {
+        serde_json::json!({
+            "name": "credit",
+            "deployableModel": {"storedModel": {"modelAssets": [
+                {
+                    "assetType": "SOURCE_CODE",
+                    "primaryModelSource": true,
+                    "filename": "model.py",
+                    "sourceCode": std::fs::read_to_string(model.join("model.py")).unwrap(),
+                },
+                weights,
+                asset("application_schema.avsc", &model),
+            ]}},
+        })
+        .to_string()
+    };
+
+    let deployed = engine
+        .deploy(document(asset("weights.json", &model)))
+        .await
+        .unwrap();
+    assert_eq!(deployed.name, "credit");
+    let application = br#"{"id": 7, "debt_to_income": 0.1, "late_payments": 0, "years_employed": 12, "credit_utilization": 0.05}"#;
+    let timeout = Duration::from_secs(30);
+    let answer = deployed
+        .score_message(Slot(0), Slot(1), application, timeout)
+        .await
+        .unwrap()
+        .expect("the model yields a decision");
+    let scored: Value = serde_json::from_slice(&answer.body).unwrap();
+    assert_eq!(scored["decision"], "approve", "{scored}");
+    // A record the slot's schema refuses is the library's error, as the route's 400.
+    let refused = deployed
+        .score_message(Slot(0), Slot(1), br#"{"id": 8}"#, timeout)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status().as_u16(), 400, "{refused}");
+
+    // A file outside allowedPaths is refused before anything starts; the model deployed
+    // goes on answering.
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("weights.json"), "{}").unwrap();
+    let Err(refused) = engine
+        .deploy(document(asset("weights.json", outside.path())))
+        .await
+    else {
+        panic!("a file outside allowedPaths was deployed");
+    };
+    assert_eq!(refused.status().as_u16(), 403, "{refused}");
+    let answering = engine.deployment().expect("the first model still answers");
+    assert!(Arc::ptr_eq(&answering, &deployed));
+    // Not a deployment document at all.
+    let Err(refused) = engine.deploy("[]".to_owned()).await else {
+        panic!("a list was deployed");
+    };
+    assert_eq!(refused.status().as_u16(), 400, "{refused}");
+
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        engine.shutdown(Duration::from_secs(5)),
+    )
+    .await
+    .expect("the engine stops within its grace");
+    assert!(engine.deployment().is_none());
 }

@@ -18,6 +18,16 @@
 //! Deliberately not here: reading environment variables (the engine passes the index
 //! settings in `CacheConfig::extra_env`), async (callers run `prepare` on a blocking
 //! thread), R packages.
+//!
+//! ```
+//! use environments::{CacheConfig, EnvironmentCache};
+//!
+//! let folder = tempfile::tempdir()?;
+//! // Environments for models run by this interpreter, at most 5 GiB of them by default.
+//! let cache = EnvironmentCache::new(CacheConfig::new(folder.path(), "python3"));
+//! # let _ = cache;
+//! # Ok::<(), std::io::Error>(())
+//! ```
 
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 

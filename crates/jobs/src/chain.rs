@@ -40,8 +40,11 @@ const BAD_SUMMARY_INTERVAL: Duration = Duration::from_secs(10);
 /// What went wrong with a bad record, for the flood counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum BadKind {
+    /// An input record refused by its encoding or schema.
     InputRejected,
+    /// An output record refused by its schema or encoding.
     OutputRejected,
+    /// A record the model raised on.
     Failed,
     /// A yield to an output slot nothing reads (a REST request answers one slot).
     Unanswered,
@@ -75,7 +78,7 @@ struct Flood {
 }
 
 /// The log of bad records: the first [`BAD_LOGGED_EACH`] of a kind on a slot in full, then
-/// a summary line per [`BAD_SUMMARY_EVERY`] more or per [`BAD_SUMMARY_INTERVAL`], so a
+/// a summary line per 10 000 more or every 10 s, so a
 /// flood of them neither fills the log nor goes unseen.
 #[derive(Default)]
 pub struct BadRecordLog {

@@ -1,3 +1,5 @@
+//! The crate's error: what can keep a job from being built.
+
 /// The one error of the `jobs` crate.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

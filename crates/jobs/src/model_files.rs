@@ -33,9 +33,11 @@ pub const OUTPUT_DIR: &str = "outputDir";
 /// A model found on disk.
 #[derive(Clone, Debug)]
 pub struct LocatedModel {
+    /// The language of the main source, from its extension.
     pub language: Language,
     /// The main source's own file name (for logs).
     pub source_name: String,
+    /// The main source's text.
     pub source_text: String,
     /// Every other file: (path relative to the model's folder, path on disk).
     pub assets: Vec<(PathBuf, PathBuf)>,
@@ -218,6 +220,7 @@ fn has_markers(source: &str) -> bool {
 /// A model's files written out for one run.
 #[derive(Clone, Debug)]
 pub struct Materialized {
+    /// The model's folder, its working directory when it runs.
     pub work_dir: PathBuf,
     /// The main source, relative to `work_dir`.
     pub main_source: PathBuf,

@@ -22,9 +22,13 @@ use crate::model_files::{self, LocatedModel, Materialized};
 
 /// Everything a batch job is, before anything of it exists on disk or is open.
 pub struct JobPlan {
+    /// Scoring, metrics or training.
     pub kind: JobKind,
+    /// The model to run.
     pub model: PlanModel,
+    /// Where each input slot's records come from.
     pub inputs: Vec<PlanInput>,
+    /// Where each output slot's records go.
     pub outputs: Vec<PlanOutput>,
     /// The error output: each refused or failed record becomes an error record there.
     pub errors: Option<StreamDescriptor>,
@@ -32,14 +36,18 @@ pub struct JobPlan {
     pub train_output: Option<PathBuf>,
     /// What the model's init receives.
     pub init: InitContext,
+    /// Schema checking and the job's options.
     pub options: PlanOptions,
 }
 
 /// The model of a plan: its main source (read once, its smart comments parsed once) and the
 /// files that go with it.
 pub struct PlanModel {
+    /// The main source and the files beside it.
     pub located: LocatedModel,
+    /// The source's smart comments, parsed once.
     pub comments: SmartComments,
+    /// The functions the runtime calls (explicit names first, then markers).
     pub entry_points: EntryPoints,
     /// Files written into the model's folder besides the located model's own assets.
     pub assets: Vec<(PathBuf, Asset)>,
@@ -47,7 +55,9 @@ pub struct PlanModel {
 
 /// A file of the model given by its content or by where it is on disk.
 pub enum Asset {
+    /// The file's content.
     Bytes(Vec<u8>),
+    /// A file on disk, copied in.
     File(PathBuf),
 }
 
@@ -126,8 +136,11 @@ impl PlanModel {
 
 /// One input: a slot, the name messages give it, and where its records come from.
 pub struct PlanInput {
+    /// The input slot (even).
     pub slot: Slot,
+    /// The input's name in the job's log (a file name).
     pub name: String,
+    /// The endpoint the records are read from.
     pub descriptor: StreamDescriptor,
     /// A JSON input read whole as one record (`Some(true)`), line by line (`Some(false)`),
     /// or, `None`, whole when it is a `.json` file holding one document over several lines.
@@ -136,7 +149,9 @@ pub struct PlanInput {
 
 /// One output: a slot and where its records go.
 pub struct PlanOutput {
+    /// The output slot (odd).
     pub slot: Slot,
+    /// The endpoint the records are written to.
     pub descriptor: StreamDescriptor,
 }
 

@@ -4,11 +4,21 @@
 //!   process (the engine's own binary with `worker python`, or the `python-worker` binary)
 //!   and speaking the `worker` protocol to it. pyo3 is not used in the engine process.
 //!   Its `prepare` step installs the model's requirements into a cached environment
-//!   ([`environment`]) put first on the model's import path.
+//!   (its `environment` module) put first on the model's import path.
 //! - Worker side: [`worker_main`] initializes the interpreter, loads the model as module
 //!   `__model` and serves requests until shutdown.
 //!
 //! Model conventions and value conversions are described in `docs/python-models.md`.
+//!
+//! ```
+//! use runner_python::PythonRunner;
+//! use worker::WorkerCommand;
+//!
+//! // Workers are `engine worker python`, started from the allow-listed environment.
+//! let env = worker::env::worker_environment(std::env::vars_os(), &[]);
+//! let runner = PythonRunner::new(WorkerCommand::new("engine").arg("worker").arg("python").with_base_env(env));
+//! # let _ = runner;
+//! ```
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 mod backend;
@@ -46,6 +56,9 @@ impl std::fmt::Debug for PythonRunner {
 }
 
 impl PythonRunner {
+    /// A runner starting each worker with `worker_command`, a program that calls
+    /// [`worker_main`] (`engine worker python`, this crate's `python-worker`, or a host
+    /// program of its own). Models with requirements need [`PythonRunner::with_environments`].
     pub fn new(worker_command: WorkerCommand) -> Self {
         PythonRunner {
             command: worker_command,

@@ -12,6 +12,14 @@
 //!   [`worker::WorkerProcess`], the supervisor every worker runs under.
 //!
 //! Model conventions and the value mapping are described in `docs/r-models.md`.
+//!
+//! ```
+//! use runner_r::RRunner;
+//!
+//! // Workers run `Rscript` from the PATH; `with_rscript` names another.
+//! let runner = RRunner::new();
+//! assert_eq!(runner.rscript(), std::path::Path::new("Rscript"));
+//! ```
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod rds;
@@ -79,6 +87,7 @@ impl RRunner {
         self
     }
 
+    /// The `Rscript` executable workers run.
     pub fn rscript(&self) -> &std::path::Path {
         &self.rscript
     }

@@ -8,7 +8,9 @@ use std::time::Duration;
 /// more once the first is there (`None`: take what is waiting, never wait).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Batching {
+    /// Records per batch, at most.
     pub size: usize,
+    /// How long a batch short of `size` waits for more, once its first record is there.
     pub max_wait: Option<Duration>,
 }
 

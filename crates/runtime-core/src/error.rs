@@ -1,3 +1,6 @@
+//! The one error of the runtime's traits ([`Error`]), which endpoints and runners return
+//! and which keeps another crate's error as its source.
+
 use std::path::PathBuf;
 
 use crate::record::Position;

@@ -20,6 +20,25 @@
 //!
 //! Not here: schema resolution between a writer's and a reader's schema (Avro container
 //! files are read with their own schema), and aliases.
+//!
+//! ```
+//! use runtime_core::{Map, Value};
+//! use schema::Checker;
+//!
+//! let checker = Checker::parse(
+//!     r#"{"type": "record", "name": "point", "fields": [{"name": "x", "type": "double"}]}"#,
+//! )?;
+//! let mut point = Map::new();
+//! point.insert("x", 1);
+//! let mut record = Value::Map(point);
+//! checker.conform(&mut record)?; // the int is widened to the double the schema says
+//! assert_eq!(record.get("x"), Some(&Value::Float(1.0)));
+//!
+//! let mut text = Map::new();
+//! text.insert("x", "one");
+//! assert!(checker.check(&Value::Map(text)).is_err());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 

@@ -13,7 +13,7 @@
 //! concurrency costs no extra round trips. A full queue refuses new requests (503) instead
 //! of growing. A worker that dies fails the requests of its batch with a clear error and is
 //! restarted and re-initialized before the next batch, under the deployment's
-//! [`RestartPolicy`](runtime_core::RestartPolicy) (the one batch jobs use too).
+//! [`RestartPolicy`] (the one batch jobs use too).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -12,6 +12,43 @@
 //!
 //! It reads no environment and installs no logger: the binary hands it the configuration,
 //! the language runners and the platform facts.
+//!
+//! A host program embeds the engine through [`Engine`] (docs/embedding.md; the
+//! `examples/embed` crate is a complete host):
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//!
+//! use service::{Config, Deps, Engine, EngineState, RunnerSet};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let folder = tempfile::tempdir()?;
+//! let runtime = tokio::runtime::Runtime::new()?;
+//! runtime.block_on(async {
+//!     // One engine per data folder: the lock is held while the engine lives.
+//!     let data_dir = service::datadir::DataDir::acquire(folder.path())?;
+//!     let config = Config { data_dir: data_dir.path().to_owned(), ..Config::default() };
+//!     let deps = Deps {
+//!         // A host running Python models adds runner_python::PythonRunner here.
+//!         runners: RunnerSet::new(),
+//!         environments: None,
+//!         platforms: Arc::new(Vec::new),
+//!         release: "1.0.0".to_owned(),
+//!         built_on: "unknown".to_owned(),
+//!     };
+//!     let engine = Engine::open(config, deps).await?;
+//!     // The control API under a prefix of the host's router; the host serves it.
+//!     let _app: axum::Router = axum::Router::new().nest("/engine", engine.control_router());
+//!     let queue = tokio::spawn(engine.run_queue());
+//!
+//!     engine.shutdown(Duration::from_secs(5)).await;
+//!     assert_eq!(engine.state(), EngineState::Finished);
+//!     queue.await?;
+//!     Ok::<(), Box<dyn std::error::Error>>(())
+//! })
+//! # }
+//! ```
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod api;
@@ -55,16 +92,19 @@ pub struct RunnerSet {
 }
 
 impl RunnerSet {
+    /// A set with no runner: every model is refused until one is added.
     pub fn new() -> Self {
         RunnerSet::default()
     }
 
+    /// Runs `language`'s models with `runner`, replacing the one it had.
     pub fn with(mut self, language: Language, runner: Arc<dyn Runner>) -> Self {
         self.runners.retain(|(l, _)| *l != language);
         self.runners.push((language, runner));
         self
     }
 
+    /// The runner of `language`'s models; an error naming the language when there is none.
     pub fn get(&self, language: Language) -> Result<Arc<dyn Runner>> {
         self.runners
             .iter()
@@ -96,6 +136,7 @@ impl RunnerSet {
         }
     }
 
+    /// The languages this set runs, in the order they were added.
     pub fn languages(&self) -> Vec<Language> {
         self.runners.iter().map(|(l, _)| *l).collect()
     }
@@ -104,8 +145,11 @@ impl RunnerSet {
 /// A language platform the engine runs models on, and its installed libraries.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Platform {
+    /// The language's name (`python`, `r`).
     pub language: String,
+    /// The interpreter's version.
     pub version: String,
+    /// The interpreter's path, when known.
     pub executable: Option<String>,
     /// Installed libraries as `name==version`.
     pub libraries: Vec<String>,
@@ -117,10 +161,12 @@ pub type PlatformProbe = Arc<dyn Fn() -> Vec<Platform> + Send + Sync>;
 /// What the binary gives the service besides its configuration.
 #[derive(Clone)]
 pub struct Deps {
+    /// A runner per language the engine runs models of.
     pub runners: RunnerSet,
     /// Where Python models' requirements are installed; `None`: models with requirements
     /// fail.
     pub environments: Option<Arc<environments::EnvironmentCache>>,
+    /// Lists the language platforms for `/api/engine`.
     pub platforms: PlatformProbe,
     /// The engine's version.
     pub release: String,
@@ -132,14 +178,20 @@ pub struct Deps {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum EngineState {
+    /// Idle: no model deployed, no job running.
     Init = 0,
+    /// A model is deployed or a job runs.
     Running = 1,
+    /// Shutting down: no new work is taken.
     Finishing = 2,
+    /// Shut down.
     Finished = 3,
+    /// The deployed model failed, or the last one asked for could not start.
     Error = 4,
 }
 
 impl EngineState {
+    /// The reference's name of the state (`RUNNING`).
     pub fn as_str(self) -> &'static str {
         match self {
             EngineState::Init => "INIT",
@@ -151,12 +203,18 @@ impl EngineState {
     }
 }
 
-/// Everything the routes share.
+/// The engine: its configuration, runners, job queue and deployed model, shared by its
+/// routes and by a host embedding it (docs/embedding.md). Built by [`Engine::open`].
 pub struct Engine {
+    /// The configuration it was opened with.
     pub config: Config,
+    /// The runners and facts the host gave it.
     pub deps: Deps,
+    /// The job queue and history ([`Engine::run_queue`] runs it).
     pub queue: Arc<queue::JobQueue>,
+    /// When it was opened (ms since the epoch).
     pub started_ms: i64,
+    /// A fresh id per engine opened, for `/api/engine`.
     pub id: String,
     tags: RwLock<Vec<String>>,
     deployment: RwLock<Option<Arc<deploy::Deployment>>>,
@@ -169,6 +227,7 @@ pub struct Engine {
     /// Whether `run_queue` was called: the queue runs once.
     queue_started: AtomicBool,
     platforms: tokio::sync::OnceCell<Vec<Platform>>,
+    /// The addresses `/api/engine` lists ([`Engine::set_endpoints`]).
     pub endpoints: RwLock<Vec<String>>,
     /// Schemas compiled by `POST /2/active/schema/verify`, by id (the latest
     /// `VERIFIED_SCHEMAS_KEPT` are kept).
@@ -199,6 +258,7 @@ impl Engine {
         *next
     }
 
+    /// A schema kept by [`Engine::keep_schema`], while it is among the latest kept.
     pub fn verified_schema(&self, id: u64) -> Option<schema::Checker> {
         self.verified_schemas
             .lock()
@@ -206,24 +266,30 @@ impl Engine {
             .and_then(|g| g.1.get(&id).cloned())
     }
 
+    /// The job store (SQLite under the data folder).
     pub fn store(&self) -> &store::Store {
         self.queue.store()
     }
 
+    /// The engine's tags (`/api/engine`).
     pub fn tags(&self) -> Vec<String> {
         self.tags.read().map(|t| t.clone()).unwrap_or_default()
     }
 
+    /// Replaces the engine's tags.
     pub fn set_tags(&self, tags: Vec<String>) {
         if let Ok(mut t) = self.tags.write() {
             *t = tags;
         }
     }
 
+    /// The deployed model answering requests, if any.
     pub fn deployment(&self) -> Option<Arc<deploy::Deployment>> {
         self.deployment.read().ok().and_then(|d| d.clone())
     }
 
+    /// Why the latest deployment asked for could not start, until one starts or the model
+    /// is undeployed.
     pub fn deploy_failure(&self) -> Option<Arc<deploy::DeployFailure>> {
         self.deploy_failure.read().ok().and_then(|f| f.clone())
     }
@@ -234,10 +300,12 @@ impl Engine {
         }
     }
 
+    /// Whether [`Engine::shutdown`] was called.
     pub fn shutting_down(&self) -> bool {
         self.lifecycle.load(Ordering::Relaxed) >= EngineState::Finishing as u8
     }
 
+    /// The engine's state, as `/api/engine` reports it.
     pub fn state(&self) -> EngineState {
         match self.lifecycle.load(Ordering::Relaxed) {
             2 => return EngineState::Finishing,
@@ -345,6 +413,29 @@ impl Engine {
         }
     }
 
+    /// Deploys the model a deployment document describes (the body `PUT /api/deployment`
+    /// takes: `docs/service.md`), as that route does: the `file:` paths it names are checked
+    /// against `allowedPaths`, the new model starts beside the one answering and replaces
+    /// it once initialized, and the document is stored so the model is deployed again when
+    /// the engine reopens. The deployment answers through [`deploy::Deployment::score_message`],
+    /// in-process, as well as on the routers.
+    pub async fn deploy(&self, document: String) -> Result<Arc<deploy::Deployment>> {
+        let doc: document::DeploymentDocument = serde_json::from_str(&document)
+            .map_err(|e| Error::BadRequest(format!("invalid deployment document: {e}")))?;
+        // Paths are resolved against the file system: on the blocking pool.
+        let doc = {
+            let policy = self.paths.clone();
+            tokio::task::spawn_blocking(move || {
+                paths::check_deployment(&policy, &doc).map(|()| doc)
+            })
+            .await
+            .map_err(|e| Error::Store(format!("checking the deployment's paths failed: {e}")))??
+        };
+        let d = deploy::deploy_document(self, document, doc, true).await?;
+        deploy::prune_deployment_uploads(self).await;
+        Ok(d)
+    }
+
     /// The addresses `/api/engine` lists (`https://host:port`), which only the host knows.
     pub fn set_endpoints(&self, endpoints: Vec<String>) {
         if let Ok(mut e) = self.endpoints.write() {
@@ -385,6 +476,7 @@ impl Engine {
         }
     }
 
+    /// The language platforms ([`Deps::platforms`], probed once, on the blocking pool).
     pub async fn platforms(&self) -> Vec<Platform> {
         self.platforms
             .get_or_init(|| async {
@@ -404,7 +496,9 @@ const SHUTDOWN_MARGIN: Duration = Duration::from_secs(2);
 /// Where the service listens, once bound.
 #[derive(Clone, Debug)]
 pub struct Bound {
+    /// The control port's address.
     pub control: SocketAddr,
+    /// The scoring port's address, when it has one of its own.
     pub scoring: Option<SocketAddr>,
     /// Set when the ports speak HTTPS: reloads the certificate and key from their files.
     pub tls: Option<tls::TlsReloader>,

@@ -15,11 +15,24 @@
 //! - Runners whose worker speaks a protocol of its own (the R runner, over pipes) use
 //!   [`WorkerProcess`] directly.
 //!
-//! - [`env`]: the environment a worker starts from (an allow-list of the engine's, so its
+//! - [`env`](mod@env): the environment a worker starts from (an allow-list of the engine's, so its
 //!   token and secrets stay out of model code).
 //!
 //! Nothing here knows a programming language; runners (such as `runner-python`) implement
 //! [`WorkerBackend`] in the worker and wrap [`WorkerSession`] in the engine.
+//!
+//! A runner is given the command that starts its workers (what follows is how a host
+//! program that is its own Python worker names itself; see `docs/embedding.md`):
+//!
+//! ```
+//! use worker::WorkerCommand;
+//!
+//! // The host's environment, less what model code must not see (tokens, credentials).
+//! let env = worker::env::worker_environment(std::env::vars_os(), &[]);
+//! let command = WorkerCommand::new(std::env::current_exe()?).arg("worker").with_base_env(env);
+//! # let _ = command;
+//! # Ok::<(), std::io::Error>(())
+//! ```
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 mod console;

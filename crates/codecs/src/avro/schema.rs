@@ -12,7 +12,7 @@
 //! Schema text is parsed once, by apache-avro (names, namespaces, aliases, logical types, and
 //! the field defaults it resolves), and its parsed form is compiled here; nothing else parses
 //! it. A logical type on a type it does not fit is the underlying type, as apache-avro and the
-//! specification say. Field defaults are then checked once more by [`check_defaults`], which
+//! specification say. Field defaults are then checked once more by `check_defaults`, which
 //! knows what the checker takes for each logical type.
 
 use std::collections::HashMap;
