@@ -367,6 +367,7 @@ fn stream_plan(model_dir: &Path, input: &Path, name: &str) -> Result<JobPlan, St
             slot: Slot(1),
             descriptor: output_descriptor,
         }],
+        errors: None,
         train_output: None,
         init: InitContext::Job {
             raw_json: serde_json::json!({"name": name}).to_string(),
