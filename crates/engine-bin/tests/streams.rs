@@ -176,6 +176,18 @@ fn dry_run_answers_the_defaults_and_invalid_descriptors_name_the_field() {
     assert_eq!(v["error"], v2["error"]);
     let (s, _) = e.get("/2/active/stream");
     assert_eq!(s, 404);
+    let (_, api) = e.get("/openapi.json");
+    for path in [
+        "/2/active/stream",
+        "/2/active/stream/{slot}",
+        "/1/job/input/{slot}",
+        "/1/job/output/{slot}",
+    ] {
+        assert!(
+            api["paths"][path].is_object(),
+            "{path} is not in the OpenAPI document"
+        );
+    }
 
     deploy(&e);
     let (s, v) = attach(&e, 1, "discard:", "?dry-run=true");
@@ -272,6 +284,54 @@ fn rest_streams_take_and_give_records() {
 }
 
 #[test]
+fn a_slow_output_holds_the_input_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let e = Engine::start(&data, &[], &[]);
+    deploy(&e);
+    let input = data.join("many.jsonl");
+    let total = 20_000u64;
+    let text: String = (1..=total).map(|i| format!("{i}\n")).collect();
+    std::fs::write(&input, text).unwrap();
+    // Nobody reads the REST output yet: its queue fills, and the input must stop reading.
+    let (s, v) = attach(&e, 1, "rest:", "");
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = attach(
+        &e,
+        0,
+        &file_descriptor(&input, json!({"Batching": {"Watermark": 100}})),
+        "",
+    );
+    assert_eq!(s, 201, "{v}");
+    let mut last = 0;
+    let mut same = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while same < 5 {
+        std::thread::sleep(Duration::from_millis(200));
+        let read = stream(&e, 0).unwrap()["recordsIn"].as_u64().unwrap_or(0);
+        same = if read == last && read > 0 {
+            same + 1
+        } else {
+            0
+        };
+        last = read;
+        assert!(Instant::now() < deadline, "the input keeps reading: {read}");
+    }
+    let held = stream(&e, 0).unwrap();
+    assert_eq!(held["state"], "running", "{held}");
+    assert!(last < total / 2, "read {last} of {total} with no reader");
+    // A reader takes some: the input reads on.
+    let c = e.client();
+    let mut taken = 0;
+    while taken < 2000 {
+        let a = c.get("/1/job/output/1").unwrap();
+        assert_eq!(a.status, 200);
+        taken += 1;
+    }
+    wait_stream(&e, 0, |s| s["recordsIn"].as_u64().unwrap_or(0) > last);
+}
+
+#[test]
 fn detach_drains_what_was_read_and_yields_without_a_stream_are_counted() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -327,7 +387,7 @@ fn detach_drains_what_was_read_and_yields_without_a_stream_are_counted() {
 }
 
 #[test]
-fn attached_streams_survive_a_restart_and_undeploy_detaches_them() {
+fn attached_streams_survive_a_restart_and_go_with_their_model() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let input = data.join("in.jsonl");
@@ -366,13 +426,19 @@ fn attached_streams_survive_a_restart_and_undeploy_detaches_them() {
         [json!({"n": 1}), json!({"n": 2}), json!({"n": 3})]
     );
 
-    let a = e.client().delete("/api/deployment").unwrap();
-    assert_eq!(a.status, 204);
+    // A model deployed in its place detaches them; so does undeploying.
     deploy(&e);
     assert!(
         streams(&e).is_empty(),
         "a new deployment starts without streams"
     );
+    let (s, v) = attach(&e, 1, "discard:", "");
+    assert_eq!(s, 201, "{v}");
+    let a = e.client().delete("/api/deployment").unwrap();
+    assert_eq!(a.status, 204);
+    assert_eq!(e.get("/2/active/stream").0, 404);
+    deploy(&e);
+    assert!(streams(&e).is_empty());
 }
 
 #[test]

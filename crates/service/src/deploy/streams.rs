@@ -46,6 +46,13 @@ const IN_FLIGHT_RECORDS: usize = 1024;
 /// Batches of yields waiting for an output stream's writer.
 const WRITER_QUEUE: usize = 4;
 
+/// How long a detached stream gets to get its records through.
+const DETACH_GRACE: Duration = super::CLOSE_GRACE;
+
+fn detach_deadline() -> tokio::time::Instant {
+    tokio::time::Instant::now() + DETACH_GRACE
+}
+
 /// Where a stream stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StreamState {
@@ -144,10 +151,11 @@ impl Attached {
         }
     }
 
-    /// Stops the stream once what it holds is through, by `deadline` at the latest (then
-    /// its task is cut short). A REST input takes no more records and reads what was
-    /// posted; another input stops reading.
-    async fn drain(&self, rest: &RestQueues, deadline: Option<tokio::time::Instant>) {
+    /// Stops the stream once what it holds is through, by `deadline` at the latest: past
+    /// it (an output nobody takes records from holds everything up) its task is cut
+    /// short, and the loss is logged. A REST input takes no more records and reads what
+    /// was posted; another input stops reading.
+    async fn drain(&self, rest: &RestQueues, log: &RingLog, deadline: tokio::time::Instant) {
         if self.shared.state() == StreamState::Running {
             self.shared.set_state(StreamState::Draining);
         }
@@ -160,15 +168,15 @@ impl Attached {
         drop(self.writer.lock().ok().and_then(|mut w| w.take()));
         let task = self.task.lock().ok().and_then(|mut t| t.take());
         if let Some(mut task) = task {
-            match deadline {
-                None => {
-                    let _ = (&mut task).await;
-                }
-                Some(deadline) => {
-                    if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
-                        task.abort();
-                    }
-                }
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                task.abort();
+                log.warn(
+                    LogSource::Engine,
+                    format!(
+                        "stream {} on slot {} was not through its records in time and was stopped; records it held are lost",
+                        self.endpoint, self.slot
+                    ),
+                );
             }
         }
     }
@@ -261,7 +269,7 @@ impl Streams {
         let Some(a) = self.take(slot.0) else {
             return false;
         };
-        a.drain(&self.rest, None).await;
+        a.drain(&self.rest, &self.log, detach_deadline()).await;
         self.forget_rest(slot);
         true
     }
@@ -292,7 +300,7 @@ impl Streams {
         let (inputs, outputs): (Vec<_>, Vec<_>) = all.into_iter().partition(|a| a.slot.is_input());
         let drain = |a: &Arc<Attached>| {
             let a = a.clone();
-            async move { a.drain(&self.rest, Some(deadline)).await }
+            async move { a.drain(&self.rest, &self.log, deadline).await }
         };
         futures_util::future::join_all(inputs.iter().map(drain)).await;
         futures_util::future::join_all(outputs.iter().map(drain)).await;
@@ -355,7 +363,8 @@ pub(crate) async fn attach(
     let streams = &d.streams;
     let _changing = streams.changing.lock().await;
     if let Some(old) = streams.take(slot.0) {
-        old.drain(&streams.rest, None).await;
+        old.drain(&streams.rest, &streams.log, detach_deadline())
+            .await;
         streams.forget_rest(slot);
     }
     let registry = registry.clone().register(
@@ -398,6 +407,7 @@ pub(crate) async fn attach(
                 _ => 1,
             };
             streams.inputs.send_modify(|s| s.running += 1);
+            let ended = InputEnded(d.clone());
             let input = Input {
                 d: d.clone(),
                 slot,
@@ -405,7 +415,7 @@ pub(crate) async fn attach(
                 batch,
                 shared: shared.clone(),
             };
-            (name, tokio::spawn(input.run(source, stopped)), None)
+            (name, tokio::spawn(input.run(source, stopped, ended)), None)
         }
         Endpoint::Sink(sink) => {
             let name = sink.describe();
@@ -458,6 +468,18 @@ enum InFlight {
     BatchEnd,
 }
 
+/// Tells the outputs an input stream ended, when dropped.
+struct InputEnded(Arc<Deployment>);
+
+impl Drop for InputEnded {
+    fn drop(&mut self) {
+        self.0.streams.inputs.send_modify(|s| {
+            s.running = s.running.saturating_sub(1);
+            s.ended += 1;
+        });
+    }
+}
+
 struct Input {
     d: Arc<Deployment>,
     slot: Slot,
@@ -467,7 +489,13 @@ struct Input {
 }
 
 impl Input {
-    async fn run(self, mut source: Box<dyn RecordSource>, mut stop: watch::Receiver<bool>) {
+    /// `_ended` tells the outputs it ended however the task ends (cut short too).
+    async fn run(
+        self,
+        mut source: Box<dyn RecordSource>,
+        mut stop: watch::Receiver<bool>,
+        _ended: InputEnded,
+    ) {
         let (tx, rx) = mpsc::channel(IN_FLIGHT_RECORDS);
         let reader = async {
             let tx = tx;
@@ -519,10 +547,6 @@ impl Input {
             }
             None => {}
         }
-        d.streams.inputs.send_modify(|s| {
-            s.running = s.running.saturating_sub(1);
-            s.ended += 1;
-        });
     }
 
     /// Screens one item read and queues it for the workers; `false` when the collector is
