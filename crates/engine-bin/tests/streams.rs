@@ -153,6 +153,32 @@ fn a_file_input_is_scored_into_a_file_output_bad_records_counted() {
 }
 
 #[test]
+fn a_broken_source_fails_its_stream_and_the_engine_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let e = Engine::start(&data, &[], &[]);
+    deploy(&e);
+    // Two MessagePack values, then a byte no MessagePack value starts with: the stream
+    // cannot go on past it.
+    let input = data.join("broken.msgpack");
+    std::fs::write(&input, [0x01, 0x02, 0xc1, 0x03]).unwrap();
+    let (s, v) = attach(&e, 0, &format!("file:{}", input.display()), "");
+    assert_eq!(s, 201, "{v}");
+    let failed = wait_stream(&e, 0, |s| s["state"] == "failed");
+    assert_eq!(failed["recordsOut"], 2, "{failed}");
+    let reason = failed["reason"].as_str().unwrap_or_default();
+    assert!(!reason.is_empty(), "{failed}");
+    assert!(
+        e.deployment_log_text().contains("failed: "),
+        "{}",
+        e.deployment_log_text()
+    );
+    // The model goes on answering.
+    let (s, body, _) = e.score("/api/roundtrip/0/1", "5");
+    assert_eq!((s, body.as_str()), (200, r#"{"n":5}"#));
+}
+
+#[test]
 fn dry_run_answers_the_defaults_and_invalid_descriptors_name_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

@@ -199,10 +199,8 @@ impl RecordSource for RestSource {
         let mut items = Vec::with_capacity(messages.len());
         for message in messages {
             self.read += 1;
-            let position = Position {
-                origin: Some(self.origin.clone()),
-                ..Position::record(self.read)
-            };
+            // The stream's name says where it came from.
+            let position = Position::record(self.read);
             items.push(match codecs::decode_message(&self.codec, &message) {
                 Ok(value) => ReadItem::Record(Record { value, position }),
                 Err(e) => ReadItem::Rejected(Rejection {
