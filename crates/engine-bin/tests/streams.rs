@@ -496,6 +496,12 @@ fn the_cli_attaches_lists_and_detaches() {
     assert_eq!(code, Some(0));
     assert!(out.contains("SLOT") && out.contains("discard"), "{out}");
     assert!(!out.contains("POST /1/job/input/0"), "{out}");
+    // Inline records, written to the discard output.
+    let (code, out, err) = cli(&["attach", "0", "inline:1,2,3"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let inline = wait_stream(&e, 0, |s| s["state"] == "finished");
+    assert_eq!(inline["recordsOut"], 3, "{inline}");
+    wait_stream(&e, 1, |s| s["recordsOut"] == 3);
     let (code, out, _) = cli(&["detach", "1"]);
     assert_eq!(code, Some(0));
     assert_eq!(out, "stream on slot 1 detached\n");
