@@ -147,19 +147,49 @@ fn undeploying() -> Error {
 /// A queued record's outcome, to come.
 pub(crate) struct Pending(oneshot::Receiver<Reply>);
 
+/// What [`Deployment::try_enqueue`] did with a record.
+pub(crate) enum Enqueued {
+    Now(Pending),
+    /// The queue is full: the request, to queue with [`Deployment::enqueue`].
+    Full(QueuedLater),
+    Closed(Error),
+}
+
+/// A request the deployment's queue had no room for yet.
+pub(crate) struct QueuedLater(Request, Pending);
+
 impl Pending {
+    /// The outcome if it is there already.
+    pub(crate) fn try_outcome(&mut self) -> Option<Result<Vec<(Slot, Value)>>> {
+        match self.0.try_recv() {
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => Some(Err(stopped_before_answer())),
+            Ok(reply) => Some(outcome_of(reply)),
+        }
+    }
+
     /// What the model yielded, by slot, or why the record failed.
     pub(crate) async fn outcome(self) -> Result<Vec<(Slot, Value)>> {
         match self.0.await {
-            Err(_) => Err(Error::ModelUnavailable(
-                "the model was stopped (undeployed or the engine shutting down) before it answered"
-                    .into(),
-            )),
-            Ok(Ok(outputs)) => Ok(outputs),
-            Ok(Err(Refusal::Raised(f))) => Err(Error::ModelRaised(f.message)),
-            Ok(Err(Refusal::Unavailable(why))) => Err(Error::ModelUnavailable(why)),
-            Ok(Err(Refusal::Limit { limit, detail })) => Err(Error::ModelLimit { limit, detail }),
+            Err(_) => Err(stopped_before_answer()),
+            Ok(reply) => outcome_of(reply),
         }
+    }
+}
+
+fn stopped_before_answer() -> Error {
+    Error::ModelUnavailable(
+        "the model was stopped (undeployed or the engine shutting down) before it answered".into(),
+    )
+}
+
+/// A worker's reply as the record's outcome.
+fn outcome_of(reply: Reply) -> Result<Vec<(Slot, Value)>> {
+    match reply {
+        Ok(outputs) => Ok(outputs),
+        Err(Refusal::Raised(f)) => Err(Error::ModelRaised(f.message)),
+        Err(Refusal::Unavailable(why)) => Err(Error::ModelUnavailable(why)),
+        Err(Refusal::Limit { limit, detail }) => Err(Error::ModelLimit { limit, detail }),
     }
 }
 
@@ -755,10 +785,21 @@ impl Deployment {
         }
     }
 
-    /// Queues one record from input slot `input` for scoring, waiting while the queue is
-    /// full (a stream's reader is slowed, not refused); its outcome comes later.
-    pub(crate) async fn enqueue(&self, input: Slot, value: Value) -> Result<Pending> {
+    /// Queues one record from input slot `input` for scoring if the queue has room now;
+    /// its outcome comes later. A full queue hands the request back for [`Self::enqueue`].
+    pub(crate) fn try_enqueue(&self, input: Slot, value: Value) -> Enqueued {
         let (req, pending) = request(input, value);
+        match self.tx.try_send(req) {
+            Ok(()) => Enqueued::Now(pending),
+            Err(mpsc::error::TrySendError::Full(req)) => Enqueued::Full(QueuedLater(req, pending)),
+            Err(mpsc::error::TrySendError::Closed(_)) => Enqueued::Closed(undeploying()),
+        }
+    }
+
+    /// Queues a request the queue had no room for, waiting while it is full (a stream's
+    /// reader is slowed, not refused).
+    pub(crate) async fn enqueue(&self, later: QueuedLater) -> Result<Pending> {
+        let QueuedLater(req, pending) = later;
         self.tx.send(req).await.map_err(|_| undeploying())?;
         Ok(pending)
     }

@@ -37,7 +37,7 @@ use runtime_core::{
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use super::rest::{RestOpener, RestQueues};
-use super::{Deployment, Origin, Pending};
+use super::{Deployment, Enqueued, Origin, Pending};
 use crate::error::{Error, Result};
 use crate::joblog::RingLog;
 
@@ -550,8 +550,39 @@ impl Input {
     }
 
     /// Screens one item read and queues it for the workers; `false` when the collector is
-    /// gone.
+    /// gone. Each step is tried at once first and awaited only when it must wait: a stream
+    /// moves its records one by one, and most of them need not wait.
     async fn queue(&self, item: ReadItem, tx: &mpsc::Sender<InFlight>) -> bool {
+        let d = &self.d;
+        let Some((position, value)) = self.screen(item) else {
+            return true;
+        };
+        let permit = match d.streams.in_queue.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => match d.streams.in_queue.clone().acquire_owned().await {
+                Ok(permit) => permit,
+                Err(_) => return false,
+            },
+        };
+        let outcome = match d.try_enqueue(self.slot, value) {
+            Enqueued::Now(pending) => Ok(pending),
+            Enqueued::Full(request) => d.enqueue(request).await,
+            Enqueued::Closed(e) => Err(e),
+        };
+        let record = InFlight::Record {
+            position,
+            outcome,
+            _permit: permit,
+        };
+        match tx.try_send(record) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(record)) => tx.send(record).await.is_ok(),
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Counts one item read and screens it; a rejection is counted and logged.
+    fn screen(&self, item: ReadItem) -> Option<(Position, Value)> {
         let d = &self.d;
         Shared::add(&self.shared.records_in, 1);
         let record = match item {
@@ -564,26 +595,18 @@ impl Input {
                     r.reason,
                     Origin::Stream(&self.name, &r.position),
                 );
-                return true;
+                return None;
             }
         };
         let position = record.position;
         let origin = Origin::Stream(&self.name, &position);
-        let Ok(value) = d.take_input(self.slot, record.value, position.clone(), origin) else {
-            Shared::add(&self.shared.rejected, 1);
-            return true;
-        };
-        let Ok(permit) = d.streams.in_queue.clone().acquire_owned().await else {
-            return false;
-        };
-        let outcome = d.enqueue(self.slot, value).await;
-        tx.send(InFlight::Record {
-            position,
-            outcome,
-            _permit: permit,
-        })
-        .await
-        .is_ok()
+        match d.take_input(self.slot, record.value, position.clone(), origin) {
+            Ok(value) => Some((position, value)),
+            Err(_) => {
+                Shared::add(&self.shared.rejected, 1);
+                None
+            }
+        }
     }
 
     /// Takes the outcomes in order; at the end of each batch hands each output slot's
@@ -591,7 +614,15 @@ impl Input {
     async fn collect(&self, mut rx: mpsc::Receiver<InFlight>) {
         let d = &self.d;
         let mut yields: BTreeMap<Slot, Vec<Value>> = BTreeMap::new();
-        while let Some(item) = rx.recv().await {
+        loop {
+            let item = match rx.try_recv() {
+                Ok(item) => item,
+                Err(mpsc::error::TryRecvError::Empty) => match rx.recv().await {
+                    Some(item) => item,
+                    None => break,
+                },
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+            };
             let (position, outcome) = match item {
                 InFlight::Record {
                     position, outcome, ..
@@ -604,7 +635,10 @@ impl Input {
                 }
             };
             let outcome = match outcome {
-                Ok(pending) => pending.outcome().await,
+                Ok(mut pending) => match pending.try_outcome() {
+                    Some(outcome) => outcome,
+                    None => pending.outcome().await,
+                },
                 Err(e) => Err(e),
             };
             match outcome {
