@@ -1,15 +1,15 @@
 //! Deploying, restoring and undeploying: a deployment document turned into a running
 //! [`Deployment`] beside the one answering, which it replaces once initialized; the stored
-//! document and the uploaded files it names kept in step.
+//! document and the uploaded files it names kept in step, and the streams attached to it
+//! stored beside the document and attached again when it is deployed again at start.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use codecs::Encoding;
-use runtime_core::{InitContext, JobLog, LogSource, SessionConfig, Slot};
-
 use endpoints::StreamDescriptor;
+use runtime_core::{InitContext, JobLog, LogSource, SessionConfig, Slot};
 
 use crate::deploy::streams::{self, StreamInfo};
 use crate::deploy::{DeployError, DeployFailure, DeploySpec, Deployment};
