@@ -355,6 +355,12 @@ fn a_slow_output_holds_the_input_back() {
         taken += 1;
     }
     wait_stream(&e, 0, |s| s["recordsIn"].as_u64().unwrap_or(0) > last);
+    // Detached, the output does not wait for readers: what none took is dropped, counted.
+    let a = c.delete("/2/active/stream/1").unwrap();
+    assert_eq!(a.status, 204);
+    let log = e.deployment_log_text();
+    assert!(log.contains("record(s) no reader took"), "{log}");
+    assert!(!log.contains("not through its records in time"), "{log}");
 }
 
 #[test]

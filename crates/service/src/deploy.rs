@@ -809,8 +809,10 @@ impl Deployment {
     /// `end` runs, as long as time allows; past it the workers are killed and the requests
     /// still waiting get 503.
     pub async fn stop(&self, within: Duration) {
-        let deadline = tokio::time::Instant::now() + within;
-        self.streams.detach_all(deadline).await;
+        let now = tokio::time::Instant::now();
+        let deadline = now + within;
+        // The streams get half the time at most: the model's `end` needs its share.
+        self.streams.detach_all(now + within / 2).await;
         self.stop.notify_one();
         let handles: Vec<_> = self
             .actors

@@ -82,6 +82,16 @@ impl RestQueues {
         })
     }
 
+    /// Lets the REST output on `slot` take what it is handed without waiting for readers:
+    /// it is being detached, and what no reader took is dropped (and counted) with it.
+    pub(crate) fn release_output(&self, slot: u32) {
+        let out = self.outputs.lock().ok().and_then(|o| o.get(&slot).cloned());
+        if let Some(out) = out {
+            out.released.store(true, Ordering::Release);
+            out.room.notify_one();
+        }
+    }
+
     /// Takes no more records for input `slot`: its stream reads what is queued, then ends.
     pub(crate) fn close_input(&self, slot: u32) {
         if let Ok(mut inputs) = self.inputs.lock() {
@@ -149,6 +159,7 @@ impl Opener for RestOpener {
             queue: Mutex::new(VecDeque::new()),
             room: Notify::new(),
             finished: AtomicBool::new(false),
+            released: AtomicBool::new(false),
             content_type: crate::deploy::content_type(req.codec.encoding),
         });
         if let Ok(mut outputs) = self.queues.outputs.lock() {
@@ -225,16 +236,18 @@ struct RestOutput {
     room: Notify,
     /// The stream ended: once the queue is empty, readers are told so (204).
     finished: AtomicBool,
+    /// Being detached: it takes records without waiting for room.
+    released: AtomicBool,
     content_type: &'static str,
 }
 
 impl RestOutput {
-    /// Queues one message, waiting while the queue is full.
+    /// Queues one message, waiting while the queue is full (unless it is released).
     async fn push(&self, message: Vec<u8>) {
         let mut message = Some(message);
         loop {
             if let Ok(mut q) = self.queue.lock() {
-                if q.len() < REST_QUEUE_BOUND {
+                if q.len() < REST_QUEUE_BOUND || self.released.load(Ordering::Acquire) {
                     if let Some(m) = message.take() {
                         q.push_back(m);
                     }

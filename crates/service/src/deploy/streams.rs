@@ -159,11 +159,15 @@ impl Attached {
         if self.shared.state() == StreamState::Running {
             self.shared.set_state(StreamState::Draining);
         }
-        if self.slot.is_input() && self.descriptor.transport.transport_type() == TransportType::Rest
-        {
+        let is_rest = self.descriptor.transport.transport_type() == TransportType::Rest;
+        if self.slot.is_input() && is_rest {
             rest.close_input(self.slot.0);
         } else {
             let _ = self.stop.send(true);
+        }
+        if self.slot.is_output() && is_rest {
+            // Readers may never come: what it holds is dropped and counted when forgotten.
+            rest.release_output(self.slot.0);
         }
         drop(self.writer.lock().ok().and_then(|mut w| w.take()));
         let task = self.task.lock().ok().and_then(|mut t| t.take());
@@ -289,24 +293,46 @@ impl Streams {
     }
 
     /// Detaches every stream by `deadline`: inputs first (their records in flight still
-    /// reach the outputs), then outputs.
+    /// reach the outputs, which stay attached meanwhile), then outputs.
     pub(crate) async fn detach_all(&self, deadline: tokio::time::Instant) {
         let _changing = self.changing.lock().await;
-        let all: Vec<Arc<Attached>> = self
-            .attached
-            .lock()
-            .map(|mut a| std::mem::take(&mut *a).into_values().collect())
-            .unwrap_or_default();
-        let (inputs, outputs): (Vec<_>, Vec<_>) = all.into_iter().partition(|a| a.slot.is_input());
-        let drain = |a: &Arc<Attached>| {
-            let a = a.clone();
-            async move { a.drain(&self.rest, &self.log, deadline).await }
-        };
-        futures_util::future::join_all(inputs.iter().map(drain)).await;
-        futures_util::future::join_all(outputs.iter().map(drain)).await;
-        for a in inputs.iter().chain(outputs.iter()) {
-            self.forget_rest(a.slot);
+        // A REST output nobody reads would hold the inputs up until the deadline.
+        for a in self.attached_where(|a| a.slot.is_output()) {
+            if a.descriptor.transport.transport_type() == TransportType::Rest {
+                self.rest.release_output(a.slot.0);
+            }
         }
+        let drain = |a: Arc<Attached>| async move {
+            a.drain(&self.rest, &self.log, deadline).await;
+            self.forget_rest(a.slot);
+        };
+        let inputs = self.take_where(|a| a.slot.is_input());
+        futures_util::future::join_all(inputs.into_iter().map(drain)).await;
+        let outputs = self.take_where(|_| true);
+        futures_util::future::join_all(outputs.into_iter().map(drain)).await;
+    }
+
+    fn attached_where(&self, which: impl Fn(&Attached) -> bool) -> Vec<Arc<Attached>> {
+        self.attached
+            .lock()
+            .map(|a| a.values().filter(|s| which(s)).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Takes the streams `which` picks out of the attached ones.
+    fn take_where(&self, which: impl Fn(&Attached) -> bool) -> Vec<Arc<Attached>> {
+        let Ok(mut attached) = self.attached.lock() else {
+            return Vec::new();
+        };
+        let slots: Vec<u32> = attached
+            .iter()
+            .filter(|(_, a)| which(a))
+            .map(|(slot, _)| *slot)
+            .collect();
+        slots
+            .iter()
+            .filter_map(|slot| attached.remove(slot))
+            .collect()
     }
 
     /// Hands `values`, yields of one batch to output `slot`, to its writer (waiting while
