@@ -203,12 +203,12 @@ pub struct StreamArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum StreamCommand {
-    /// Attach DESCRIPTOR to SLOT of the deployed model (even: an input read through the
-    /// model, odd: an output for what it yields there), replacing the stream on it.
-    /// DESCRIPTOR is a JSON descriptor or a short form (file:/srv/in.jsonl, rest:,
-    /// inline:1,2,3, discard:); a relative file path is made absolute.
+    /// Attach a stream descriptor to a slot of the deployed model, replacing the stream on it.
     Attach {
+        /// Even: an input read through the model; odd: an output for what it yields there.
         slot: u32,
+        /// A JSON descriptor or a short form (file:/srv/in.jsonl, rest:, inline:1,2,3,
+        /// discard:); a relative file path is made absolute.
         descriptor: String,
         /// Print the descriptor with every default filled in; attach nothing.
         #[arg(long)]
