@@ -268,3 +268,120 @@ impl RecordSink for DiscardSink {
         "discard".to_owned()
     }
 }
+
+/// Reads every regular file of a folder, in name order, one after the other; a record's
+/// position names its file (`origin`). Links in the folder are not followed, so a folder
+/// that may be read leads to nothing outside it.
+pub struct FolderSource {
+    name: String,
+    files: std::vec::IntoIter<std::path::PathBuf>,
+    codec: CodecConfig,
+    current: Option<(std::sync::Arc<str>, FileSource)>,
+}
+
+impl FolderSource {
+    /// Lists the folder's files now (blocking).
+    pub fn open(dir: &Path, codec: &CodecConfig) -> Result<FolderSource> {
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| Error::io(format!("cannot list input folder {}", dir.display()), e))?;
+        let mut files = Vec::new();
+        for entry in entries {
+            let entry = entry
+                .map_err(|e| Error::io(format!("cannot list input folder {}", dir.display()), e))?;
+            // The entry's own type: a link is not followed.
+            if entry.file_type().is_ok_and(|t| t.is_file()) {
+                files.push(entry.path());
+            }
+        }
+        files.sort();
+        Ok(FolderSource {
+            name: format!("file:{}/", dir.display()),
+            files: files.into_iter(),
+            codec: codec.clone(),
+            current: None,
+        })
+    }
+}
+
+#[async_trait]
+impl RecordSource for FolderSource {
+    async fn read_batch(&mut self, max: usize) -> Result<Option<Vec<ReadItem>>> {
+        loop {
+            let Some((file, source)) = self.current.as_mut() else {
+                let Some(path) = self.files.next() else {
+                    return Ok(None);
+                };
+                let codec = self.codec.clone();
+                let file: std::sync::Arc<str> = path.display().to_string().into();
+                let source = tokio::task::spawn_blocking(move || FileSource::open(&path, &codec))
+                    .await
+                    .map_err(|e| join_error(&self.name, e))??;
+                self.current = Some((file, source));
+                continue;
+            };
+            match source.read_batch(max).await? {
+                Some(mut items) => {
+                    for item in &mut items {
+                        let position = match item {
+                            ReadItem::Record(r) => &mut r.position,
+                            ReadItem::Rejected(r) => &mut r.position,
+                        };
+                        position.origin = Some(file.to_string());
+                    }
+                    return Ok(Some(items));
+                }
+                None => self.current = None,
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+}
+
+/// Opens an input again from its start; shared with the blocking pool.
+pub type Reopen = std::sync::Arc<dyn Fn() -> Result<Box<dyn RecordSource>> + Send + Sync>;
+
+/// An input read again from its start each time it ends (a descriptor's `Loop`). A pass
+/// that reads nothing ends it, rather than spinning on an empty input.
+pub struct Looping {
+    reopen: Reopen,
+    current: Box<dyn RecordSource>,
+    read_this_pass: bool,
+}
+
+impl Looping {
+    /// Opens the first pass now (blocking).
+    pub fn new(reopen: Reopen) -> Result<Looping> {
+        Ok(Looping {
+            current: reopen()?,
+            reopen,
+            read_this_pass: false,
+        })
+    }
+}
+
+#[async_trait]
+impl RecordSource for Looping {
+    async fn read_batch(&mut self, max: usize) -> Result<Option<Vec<ReadItem>>> {
+        loop {
+            if let Some(items) = self.current.read_batch(max).await? {
+                self.read_this_pass = true;
+                return Ok(Some(items));
+            }
+            if !std::mem::take(&mut self.read_this_pass) {
+                return Ok(None);
+            }
+            let reopen = self.reopen.clone();
+            let name = self.current.describe();
+            self.current = tokio::task::spawn_blocking(move || reopen())
+                .await
+                .map_err(|e| join_error(&name, e))??;
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("{} (looping)", self.current.describe())
+    }
+}

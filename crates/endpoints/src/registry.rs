@@ -16,6 +16,7 @@ use runtime_core::{Error, RecordSink, RecordSource, Result};
 
 use crate::credentials::{Credential, Credentials};
 use crate::descriptor::{Direction, StreamDescriptor, Transport, TransportType};
+use crate::file::{FolderSource, Looping};
 use crate::{DiscardSink, FileSink, FileSource, InlineSource};
 
 /// What an opener is asked to open.
@@ -166,12 +167,11 @@ impl Registry {
 }
 
 /// Refuses the reading options the built-in endpoints do not implement yet, so a descriptor
-/// asking for one is never read as if it had not.
+/// asking for one is never read as if it had not. (`Loop` they implement: [`looping`].)
 fn no_reading_options(req: &OpenRequest<'_>) -> Result<()> {
     let d = req.descriptor;
     let ty = d.transport.transport_type();
     let asked = [
-        ("Loop", d.looping),
         ("SkipTo", d.skip_to.is_some()),
         ("SkipToRecord", d.skip_to_record.is_some()),
     ];
@@ -184,7 +184,20 @@ fn no_reading_options(req: &OpenRequest<'_>) -> Result<()> {
     }
 }
 
-/// `file`: a local path.
+/// The input `open` opens, read again from its start each time it ends when the descriptor
+/// says `Loop`.
+fn looping(
+    req: &OpenRequest<'_>,
+    open: impl Fn() -> Result<Box<dyn RecordSource>> + Send + Sync + 'static,
+) -> Result<Box<dyn RecordSource>> {
+    if req.descriptor.looping {
+        Ok(Box::new(Looping::new(Arc::new(open))?))
+    } else {
+        open()
+    }
+}
+
+/// `file`: a local path (a folder, for an input).
 struct FileOpener;
 
 impl Opener for FileOpener {
@@ -193,7 +206,15 @@ impl Opener for FileOpener {
             return Err(cannot_serve(req));
         };
         no_reading_options(req)?;
-        Ok(Box::new(FileSource::open(Path::new(path), req.codec)?))
+        let (path, codec) = (std::path::PathBuf::from(path), req.codec.clone());
+        // A folder is read file after file, in name order.
+        looping(req, move || -> Result<Box<dyn RecordSource>> {
+            Ok(if path.is_dir() {
+                Box::new(FolderSource::open(&path, &codec)?)
+            } else {
+                Box::new(FileSource::open(&path, &codec)?)
+            })
+        })
     }
 
     fn open_sink(&self, req: &OpenRequest<'_>) -> Result<Box<dyn RecordSink>> {
@@ -217,8 +238,11 @@ impl Opener for InlineOpener {
             return Err(cannot_serve(req));
         };
         no_reading_options(req)?;
-        let messages = data.iter().map(|s| s.as_bytes().to_vec()).collect();
-        Ok(Box::new(InlineSource::new(messages, req.codec.clone())))
+        let messages: Vec<Vec<u8>> = data.iter().map(|s| s.as_bytes().to_vec()).collect();
+        let codec = req.codec.clone();
+        looping(req, move || -> Result<Box<dyn RecordSource>> {
+            Ok(Box::new(InlineSource::new(messages.clone(), codec.clone())))
+        })
     }
 }
 
@@ -324,10 +348,6 @@ mod tests {
         let registry = Registry::default();
         for (text, field) in [
             (
-                r#"{"Transport": {"Type": "file", "Path": "in.json"}, "Loop": true}"#,
-                "Loop",
-            ),
-            (
                 r#"{"Transport": {"Type": "file", "Path": "in.json"}, "SkipTo": 10}"#,
                 "SkipTo",
             ),
@@ -347,6 +367,76 @@ mod tests {
                 "{text}: {err}"
             );
         }
+    }
+
+    async fn read_all(source: &mut Box<dyn RecordSource>, at_most: usize) -> Vec<String> {
+        let mut seen = Vec::new();
+        while let Some(batch) = source.read_batch(2).await.unwrap() {
+            for item in batch {
+                match item {
+                    runtime_core::ReadItem::Record(r) => seen.push(format!(
+                        "{}@{}",
+                        serde_json::to_string(&r.value).unwrap(),
+                        r.position.origin.unwrap_or_default()
+                    )),
+                    runtime_core::ReadItem::Rejected(r) => seen.push(format!("bad {}", r.position)),
+                }
+            }
+            if seen.len() >= at_most {
+                break;
+            }
+        }
+        seen
+    }
+
+    #[tokio::test]
+    async fn a_folder_is_read_file_after_file_in_name_order_links_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let other = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b.jsonl"), "3\n").unwrap();
+        std::fs::write(dir.path().join("a.jsonl"), "1\n2\n").unwrap();
+        std::fs::write(other.path().join("secret.jsonl"), "99\n").unwrap();
+        std::os::unix::fs::symlink(
+            other.path().join("secret.jsonl"),
+            dir.path().join("c.jsonl"),
+        )
+        .unwrap();
+        let d = StreamDescriptor::file(dir.path().display().to_string(), Encoding::Json);
+        let mut source = Registry::default()
+            .open_source(&d, &d.codec_config())
+            .unwrap();
+        let a = dir.path().join("a.jsonl").display().to_string();
+        let b = dir.path().join("b.jsonl").display().to_string();
+        assert_eq!(
+            read_all(&mut source, 100).await,
+            [format!("1@{a}"), format!("2@{a}"), format!("3@{b}")]
+        );
+    }
+
+    #[tokio::test]
+    async fn loop_reads_an_input_again_and_an_empty_one_ends() {
+        let looping = StreamDescriptor::parse(
+            r#"{"Transport": {"Type": "inline", "Data": ["1", "2", "3"]}, "Loop": true}"#,
+        )
+        .unwrap();
+        let mut source = Registry::default()
+            .open_source(&looping, &looping.codec_config())
+            .unwrap();
+        let seen = read_all(&mut source, 7).await;
+        assert_eq!(seen[..7], ["1@", "2@", "3@", "1@", "2@", "3@", "1@"]);
+
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.jsonl");
+        std::fs::write(&empty, "").unwrap();
+        let d = StreamDescriptor::parse(&format!(
+            r#"{{"Transport": {{"Type": "file", "Path": "{}"}}, "Loop": true}}"#,
+            empty.display()
+        ))
+        .unwrap();
+        let mut source = Registry::default()
+            .open_source(&d, &d.codec_config())
+            .unwrap();
+        assert!(read_all(&mut source, 1).await.is_empty());
     }
 
     #[tokio::test]

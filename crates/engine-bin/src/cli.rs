@@ -28,6 +28,8 @@ pub enum Command {
     Deploy(crate::client::DeployArgs),
     /// Undeploy a running engine's model.
     Undeploy(crate::client::UndeployArgs),
+    /// Streams on a running engine's deployed model: attach, list, detach.
+    Stream(crate::client::StreamArgs),
     /// Score standard input's lines, one record each, with the deployed model.
     Score(crate::client::ScoreArgs),
     /// A running engine's state, tags, jobs and deployed model.

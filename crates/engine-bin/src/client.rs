@@ -1,5 +1,5 @@
-//! The CLI client of a running engine: `engine job ...`, `engine deploy`, `engine score`,
-//! `engine status`. Human tables by default, `--json` for scripts.
+//! The CLI client of a running engine: `engine job ...`, `engine deploy`, `engine stream
+//! ...`, `engine score`, `engine status`. Human tables by default, `--json` for scripts.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -191,6 +191,33 @@ pub struct ScoreArgs {
     pub timeout: Option<u64>,
     #[command(flatten)]
     pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StreamArgs {
+    #[command(subcommand)]
+    pub command: StreamCommand,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StreamCommand {
+    /// Attach a stream descriptor to a slot of the deployed model, replacing the stream on it.
+    Attach {
+        /// Even: an input read through the model; odd: an output for what it yields there.
+        slot: u32,
+        /// A JSON descriptor or a short form (file:/srv/in.jsonl, rest:, inline:1,2,3,
+        /// discard:); a relative file path is made absolute.
+        descriptor: String,
+        /// Print the descriptor with every default filled in; attach nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The streams attached to the deployed model, with their state and counts.
+    List,
+    /// Detach the stream on SLOT, once what it holds is scored and written.
+    Detach { slot: u32 },
 }
 
 #[derive(Debug, Args)]
@@ -792,6 +819,103 @@ pub fn undeploy(args: UndeployArgs) -> i32 {
         Ok(())
     })();
     report(r, "undeploy")
+}
+
+/// `engine stream attach|list|detach`.
+pub fn stream(args: StreamArgs) -> i32 {
+    let Some(c) = args.client.connect("stream") else {
+        return exit::USAGE;
+    };
+    let json = args.client.json;
+    let r = (|| match &args.command {
+        StreamCommand::Attach {
+            slot,
+            descriptor,
+            dry_run,
+        } => {
+            let body = absolute_file_path(descriptor)?;
+            let query = if *dry_run { "?dry-run=true" } else { "" };
+            let v = value(c.put(
+                &format!("/2/active/stream/{slot}{query}"),
+                "application/json",
+                body.as_bytes(),
+            )?)?;
+            if json || *dry_run {
+                print_json(&v);
+            } else {
+                out(&stream_table(std::slice::from_ref(&v)));
+            }
+            Ok(())
+        }
+        StreamCommand::List => {
+            let v = value(c.get("/2/active/stream")?)?;
+            if json {
+                print_json(&v);
+            } else {
+                let streams = v["streams"].as_array().cloned().unwrap_or_default();
+                out(&stream_table(&streams));
+            }
+            Ok(())
+        }
+        StreamCommand::Detach { slot } => {
+            let a = c.delete(&format!("/2/active/stream/{slot}"))?;
+            if a.status >= 400 {
+                return Err(Failed(error_text(&a), exit::ERROR));
+            }
+            if !json {
+                out(&format!("stream on slot {slot} detached\n"));
+            }
+            Ok(())
+        }
+    })();
+    report(r, "stream")
+}
+
+/// The descriptor as sent: a `file` stream's relative path made absolute (the engine reads
+/// and writes paths of its machine from their root), anything else as given.
+fn absolute_file_path(descriptor: &str) -> Result<String, Failed> {
+    use endpoints::descriptor::Transport;
+    let Ok(mut parsed) = endpoints::StreamDescriptor::parse(descriptor) else {
+        // The engine says what is wrong with it.
+        return Ok(descriptor.to_owned());
+    };
+    let Transport::File { path } = &mut parsed.transport else {
+        return Ok(descriptor.to_owned());
+    };
+    if Path::new(path.as_str()).is_absolute() {
+        return Ok(descriptor.to_owned());
+    }
+    let abs = std::path::absolute(path.as_str())
+        .map_err(|e| Failed(format!("{path}: {e}"), exit::USAGE))?;
+    *path = abs.display().to_string();
+    Ok(parsed.to_json().to_string())
+}
+
+fn stream_table(streams: &[serde_json::Value]) -> String {
+    let rows: Vec<Vec<String>> = streams
+        .iter()
+        .map(|v| {
+            let mut state = s(&v["state"]);
+            if let Some(why) = v["reason"].as_str() {
+                state = format!("{state}: {why}");
+            }
+            vec![
+                s(&v["slot"]),
+                s(&v["endpoint"]),
+                state,
+                s(&v["recordsIn"]),
+                s(&v["recordsOut"]),
+                s(&v["recordsRejected"]),
+                s(&v["recordsFailed"]),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "SLOT", "ENDPOINT", "STATE", "IN", "OUT", "REJECTED", "FAILED",
+        ],
+        &rows,
+    )
 }
 
 fn show_deployment(v: &serde_json::Value, json: bool) {

@@ -41,6 +41,7 @@ fn main() {
         cli::Command::Job(args) => std::process::exit(client::job(args)),
         cli::Command::Deploy(args) => std::process::exit(client::deploy(args)),
         cli::Command::Undeploy(args) => std::process::exit(client::undeploy(args)),
+        cli::Command::Stream(args) => std::process::exit(client::stream(args)),
         cli::Command::Score(args) => std::process::exit(client::score(args)),
         cli::Command::Status(args) => std::process::exit(client::status(args)),
         cli::Command::Token => std::process::exit(client::token()),

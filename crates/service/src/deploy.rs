@@ -8,6 +8,10 @@
 //! outputs) and encoded. Every rejection and every yield to a slot the request did not ask
 //! for is counted per slot and logged as a job's bad records are (`BadRecordLog`).
 //!
+//! Streams attached to its slots ([`streams`], the REST transport in `rest`) take the same
+//! steps, shared with `score_message` (`take_input`, the queue through `enqueue`,
+//! `route_yields`, `screen_yields`), their own codecs decoding and encoding.
+//!
 //! Requests waiting when a worker becomes free go to it together as one batch (its
 //! `Batching`: `scoreBatchMax` records, waiting up to `scoreBatchWaitMs` for more), so
 //! concurrency costs no extra round trips. A full queue refuses new requests (503) instead
@@ -34,10 +38,15 @@ use crate::error::{Error, Result};
 use crate::joblog::RingLog;
 
 mod lifecycle;
+mod rest;
+pub mod streams;
 pub(crate) use lifecycle::{
-    deploy_document, deployment_uploads_root, prune_deployment_uploads, undeploy,
+    attach_stream, check_stream_paths, deploy_document, deployment_uploads_root, detach_stream,
+    prune_deployment_uploads, undeploy,
 };
 pub use lifecycle::{restore_deployment, take_deployment};
+pub use rest::REST_QUEUE_BOUND;
+pub(crate) use rest::{Posted, Taken};
 
 /// Why a model could not be deployed or undeployed: the library's error, with no HTTP in
 /// it (`error::Error::status` answers it, as every error of the service).
@@ -126,6 +135,64 @@ struct Request {
     reply: oneshot::Sender<Reply>,
 }
 
+fn request(slot: Slot, value: Value) -> (Request, Pending) {
+    let (reply, rx) = oneshot::channel();
+    (Request { slot, value, reply }, Pending(rx))
+}
+
+fn undeploying() -> Error {
+    Error::ModelUnavailable("the model is being undeployed".into())
+}
+
+/// A queued record's outcome, to come.
+pub(crate) struct Pending(oneshot::Receiver<Reply>);
+
+/// What [`Deployment::try_enqueue`] did with a record.
+pub(crate) enum Enqueued {
+    Now(Pending),
+    /// The queue is full: the request, to queue with [`Deployment::enqueue`].
+    Full(QueuedLater),
+    Closed(Error),
+}
+
+/// A request the deployment's queue had no room for yet.
+pub(crate) struct QueuedLater(Request, Pending);
+
+impl Pending {
+    /// The outcome if it is there already.
+    pub(crate) fn try_outcome(&mut self) -> Option<Result<Vec<(Slot, Value)>>> {
+        match self.0.try_recv() {
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => Some(Err(stopped_before_answer())),
+            Ok(reply) => Some(outcome_of(reply)),
+        }
+    }
+
+    /// What the model yielded, by slot, or why the record failed.
+    pub(crate) async fn outcome(self) -> Result<Vec<(Slot, Value)>> {
+        match self.0.await {
+            Err(_) => Err(stopped_before_answer()),
+            Ok(reply) => outcome_of(reply),
+        }
+    }
+}
+
+fn stopped_before_answer() -> Error {
+    Error::ModelUnavailable(
+        "the model was stopped (undeployed or the engine shutting down) before it answered".into(),
+    )
+}
+
+/// A worker's reply as the record's outcome.
+fn outcome_of(reply: Reply) -> Result<Vec<(Slot, Value)>> {
+    match reply {
+        Ok(outputs) => Ok(outputs),
+        Err(Refusal::Raised(f)) => Err(Error::ModelRaised(f.message)),
+        Err(Refusal::Unavailable(why)) => Err(Error::ModelUnavailable(why)),
+        Err(Refusal::Limit { limit, detail }) => Err(Error::ModelLimit { limit, detail }),
+    }
+}
+
 /// A deployment that could not start (its model failed to load or its init raised); the
 /// model deployed before it, if any, goes on answering.
 #[derive(Clone)]
@@ -172,6 +239,9 @@ pub struct DeploySpec {
     pub codecs: BTreeMap<u32, CodecConfig>,
     /// Schemas requests and answers are checked against.
     pub schemas: schema::SlotSchemas,
+    /// The schemas resolved for the slots' codecs (checked or not), which attached streams'
+    /// codecs take too.
+    pub codec_schemas: schema::SlotSchemas,
     pub dir: PathBuf,
     pub session: SessionConfig,
     pub queue_bound: usize,
@@ -197,6 +267,9 @@ pub struct Deployment {
     pub source_name: String,
     codecs: BTreeMap<u32, CodecConfig>,
     pub schemas: schema::SlotSchemas,
+    codec_schemas: schema::SlotSchemas,
+    /// The streams attached to its slots.
+    pub streams: streams::Streams,
     pub since_ms: i64,
     pub dir: PathBuf,
     pub queue_bound: usize,
@@ -282,9 +355,7 @@ pub fn message_codecs(
     let mut codecs = BTreeMap::new();
     for (&slot, &encoding) in encodings {
         let mut cfg = CodecConfig::new(encoding).with_framing(Framing::Message);
-        if matches!(encoding, Encoding::AvroBinary | Encoding::Csv) {
-            cfg.schema = schemas.get(Slot(slot)).map(|c| c.avro().clone());
-        }
+        cfg.schema = slot_schema(schemas, Slot(slot), encoding);
         if let Err(e) = cfg.resolved_framing() {
             let mut why = format!("encodings.{slot} ({encoding}): {e}");
             if cfg.schema.is_none() && encoding == Encoding::AvroBinary {
@@ -299,7 +370,40 @@ pub fn message_codecs(
     Ok(codecs)
 }
 
-fn content_type(encoding: Encoding) -> &'static str {
+/// The slot's schema, for an encoding that reads or writes by one (Avro cannot be read or
+/// written without one; CSV cells are typed by it).
+fn slot_schema(
+    schemas: &schema::SlotSchemas,
+    slot: Slot,
+    encoding: Encoding,
+) -> Option<codecs::AvroSchema> {
+    matches!(encoding, Encoding::AvroBinary | Encoding::Csv)
+        .then(|| schemas.get(slot).map(|c| c.avro().clone()))
+        .flatten()
+}
+
+/// Where a record came from or goes, for the bad-record log.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Origin<'a> {
+    /// A REST roundtrip request.
+    Request,
+    /// A record of an attached stream: its name and position.
+    Stream(&'a str, &'a Position),
+    /// Yields on their way to an attached output stream, by its name.
+    Sink(&'a str),
+}
+
+impl std::fmt::Display for Origin<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Request => f.write_str("request"),
+            Origin::Stream(name, position) => write!(f, "stream {name}, {position}"),
+            Origin::Sink(name) => write!(f, "stream {name}"),
+        }
+    }
+}
+
+pub(crate) fn content_type(encoding: Encoding) -> &'static str {
     match encoding {
         Encoding::Json => "application/json",
         Encoding::Utf8 | Encoding::Csv => "text/plain; charset=utf-8",
@@ -366,6 +470,8 @@ impl Deployment {
             source_name: spec.source_name,
             codecs: spec.codecs,
             schemas: spec.schemas,
+            codec_schemas: spec.codec_schemas,
+            streams: streams::Streams::new(spec.queue_bound, log.clone()),
             since_ms: crate::time::now_ms(),
             dir: spec.dir,
             queue_bound: spec.queue_bound,
@@ -406,12 +512,19 @@ impl Deployment {
         }
     }
 
-    /// Counts an input rejected on `slot` and logs it; the error says why.
-    fn input_rejected(&self, slot: Slot, kind: RejectionKind, reason: String) -> Error {
+    /// Counts an input rejected on `slot` and logs it with where it came from; the error
+    /// says why.
+    pub(crate) fn input_rejected(
+        &self,
+        slot: Slot,
+        kind: RejectionKind,
+        reason: String,
+        origin: Origin<'_>,
+    ) -> Error {
         self.tally(|t| bump(t.inputs.entry(slot.0).or_default(), kind));
         self.log_bad(BadKind::InputRejected, slot, || {
             format!(
-                "Record rejected by {}: {reason} (input slot {slot}, request)",
+                "Record rejected by {}: {reason} (input slot {slot}, {origin})",
                 kind.as_str()
             )
         });
@@ -421,12 +534,19 @@ impl Deployment {
         }
     }
 
-    /// Counts an output rejected on `slot` and logs it; the error says why.
-    fn output_rejected(&self, slot: Slot, kind: RejectionKind, reason: String) -> Error {
+    /// Counts an output rejected on `slot` and logs it with where it was going; the error
+    /// says why.
+    pub(crate) fn output_rejected(
+        &self,
+        slot: Slot,
+        kind: RejectionKind,
+        reason: String,
+        origin: Origin<'_>,
+    ) -> Error {
         self.tally(|t| bump(t.outputs.entry(slot.0).or_default(), kind));
         self.log_bad(BadKind::OutputRejected, slot, || {
             format!(
-                "Output record rejected by {}: {reason} (output slot {slot}, answer)",
+                "Output record rejected by {}: {reason} (output slot {slot}, {origin})",
                 kind.as_str()
             )
         });
@@ -450,44 +570,39 @@ impl Deployment {
         timeout: Duration,
     ) -> Result<Option<Answer>> {
         let in_codec = self.codec(input.0);
-        let value = codecs::decode_message(&in_codec, body)
-            .map_err(|why| self.input_rejected(input, RejectionKind::Encoding, why.to_string()))?;
-        let value = screen_record(&self.schemas, input, value, Position::default(), false)
-            .map_err(|r| self.input_rejected(input, r.kind, r.reason))?;
-        self.tally(|t| t.inputs.entry(input.0).or_default().records += 1);
+        let value = codecs::decode_message(&in_codec, body).map_err(|why| {
+            self.input_rejected(
+                input,
+                RejectionKind::Encoding,
+                why.to_string(),
+                Origin::Request,
+            )
+        })?;
+        let value = self.take_input(input, value, Position::default(), Origin::Request)?;
         let outs = self.score(input, value, timeout).await?;
-        let mut values = Vec::new();
-        let mut others: BTreeMap<u32, u64> = BTreeMap::new();
-        for (slot, v) in outs {
-            if slot == output {
-                values.push(v);
-            } else {
-                *others.entry(slot.0).or_default() += 1;
-            }
-        }
-        for (&slot, &n) in &others {
-            self.tally(|t| *t.unanswered.entry(slot).or_default() += n);
-            self.log_bad(BadKind::Unanswered, Slot(slot), || {
-                format!(
-                    "the model yielded {n} record(s) to slot {slot}, which the request (answered on slot {output}) does not read; counted, not answered"
-                )
-            });
-        }
+        let mut by_slot = self.route_yields(outs, |slot| slot == output, |_| {
+            format!("which the request (answered on slot {output}) does not read; counted, not answered")
+        });
+        let mut values = by_slot.remove(&output).unwrap_or_default();
         // A rejected yield fails the answer (a partial answer would pass for whole); each
         // is counted and logged, the first one's reason answered.
-        let mut first = None;
-        for r in self.schemas.screen_outputs(output, &mut values, false) {
-            let e = self.output_rejected(output, RejectionKind::Schema, r.reason);
-            first.get_or_insert(e);
-        }
-        if let Some(e) = first {
+        if let Some(e) = self
+            .screen_yields(output, &mut values, Origin::Request)
+            .into_iter()
+            .next()
+        {
             return Err(e);
         }
         let out_codec = self.codec(output.0);
         let mut encoded = Vec::with_capacity(values.len());
         for v in &values {
             let bytes = codecs::encode_message(&out_codec, v).map_err(|why| {
-                self.output_rejected(output, RejectionKind::Encoding, why.to_string())
+                self.output_rejected(
+                    output,
+                    RejectionKind::Encoding,
+                    why.to_string(),
+                    Origin::Request,
+                )
             })?;
             encoded.push(bytes);
         }
@@ -512,11 +627,101 @@ impl Deployment {
                 out
             }
         };
-        self.tally(|t| t.outputs.entry(output.0).or_default().records += values.len() as u64);
+        self.outputs_delivered(output, values.len() as u64);
         Ok(Some(Answer {
             body,
             content_type: content_type(out_codec.encoding),
         }))
+    }
+
+    // The chain's steps, shared by a REST request (`score_message`) and an attached
+    // stream's records (`streams`): each counts and logs what it refuses.
+
+    /// A decoded record arriving on input `slot`, screened by the slot's schema (as a batch
+    /// job's are) and counted; a rejection is counted and logged.
+    pub(crate) fn take_input(
+        &self,
+        slot: Slot,
+        value: Value,
+        position: Position,
+        origin: Origin<'_>,
+    ) -> Result<Value> {
+        let value = screen_record(&self.schemas, slot, value, position, false)
+            .map_err(|r| self.input_rejected(slot, r.kind, r.reason, origin))?;
+        self.tally(|t| t.inputs.entry(slot.0).or_default().records += 1);
+        Ok(value)
+    }
+
+    /// What the model yielded, by output slot, for the slots `read` says are read; yields
+    /// to other slots are counted per slot and logged (`unread` says why nobody reads them).
+    pub(crate) fn route_yields(
+        &self,
+        outs: Vec<(Slot, Value)>,
+        read: impl Fn(Slot) -> bool,
+        unread: impl Fn(Slot) -> String,
+    ) -> BTreeMap<Slot, Vec<Value>> {
+        let mut read_by: BTreeMap<Slot, Vec<Value>> = BTreeMap::new();
+        let mut others: BTreeMap<Slot, u64> = BTreeMap::new();
+        for (slot, v) in outs {
+            if read(slot) {
+                read_by.entry(slot).or_default().push(v);
+            } else {
+                *others.entry(slot).or_default() += 1;
+            }
+        }
+        for (slot, n) in others {
+            self.yields_unread(slot, n, || unread(slot));
+        }
+        read_by
+    }
+
+    /// Counts `n` yields to `slot` that nothing reads, and logs them.
+    pub(crate) fn yields_unread(&self, slot: Slot, n: u64, why: impl FnOnce() -> String) {
+        self.tally(|t| *t.unanswered.entry(slot.0).or_default() += n);
+        self.log_bad(BadKind::Unanswered, slot, || {
+            format!("the model yielded {n} record(s) to slot {slot}, {}", why())
+        });
+    }
+
+    /// Screens yields to output `slot` by its schema: rejected ones are taken out, counted
+    /// and logged, and their errors returned in order.
+    pub(crate) fn screen_yields(
+        &self,
+        slot: Slot,
+        values: &mut Vec<Value>,
+        origin: Origin<'_>,
+    ) -> Vec<Error> {
+        self.schemas
+            .screen_outputs(slot, values, false)
+            .into_iter()
+            .map(|r| self.output_rejected(slot, RejectionKind::Schema, r.reason, origin))
+            .collect()
+    }
+
+    /// Counts records that reached their output on `slot` (answered, or written).
+    pub(crate) fn outputs_delivered(&self, slot: Slot, n: u64) {
+        self.tally(|t| t.outputs.entry(slot.0).or_default().records += n);
+    }
+
+    /// A record failed in the model (it raised, or its worker broke a limit or died):
+    /// counted per slot and logged with where it came from.
+    pub(crate) fn record_failed(&self, slot: Slot, why: &Error, origin: Origin<'_>) {
+        self.log_bad(BadKind::Failed, slot, || {
+            let detail = match why {
+                Error::ModelRaised(message) => message.clone(),
+                other => other.to_string(),
+            };
+            format!("Record failed: {detail} (input slot {slot}, {origin})")
+        });
+    }
+
+    /// The codec a stream on `slot` reads or writes with: its descriptor's, with the slot's
+    /// schema where its encoding needs one (as the REST bodies' codecs have it).
+    pub(crate) fn stream_codec(&self, slot: Slot, mut codec: CodecConfig) -> CodecConfig {
+        if codec.schema.is_none() {
+            codec.schema = slot_schema(&self.codec_schemas, slot, codec.encoding);
+        }
+        codec
     }
 
     fn codec(&self, slot: u32) -> std::borrow::Cow<'_, CodecConfig> {
@@ -555,18 +760,14 @@ impl Deployment {
     }
 
     /// Scores one record from input slot `input`; returns everything it yielded, by slot.
+    /// A full queue refuses it at once (the caller is told to retry).
     async fn score(
         &self,
         input: Slot,
         value: Value,
         timeout: Duration,
     ) -> Result<Vec<(Slot, Value)>> {
-        let (reply, rx) = oneshot::channel();
-        let req = Request {
-            slot: input,
-            value,
-            reply,
-        };
+        let (req, pending) = request(input, value);
         match self.tx.try_send(req) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -574,40 +775,50 @@ impl Deployment {
                     bound: self.queue_bound,
                 })
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                return Err(Error::ModelUnavailable(
-                    "the model is being undeployed".into(),
-                ))
-            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(undeploying()),
         }
-        match tokio::time::timeout(timeout, rx).await {
+        match tokio::time::timeout(timeout, pending.outcome()).await {
             Err(_) => Err(Error::RoundtripTimeout {
                 millis: timeout.as_millis() as u64,
             }),
-            Ok(Err(_)) => Err(Error::ModelUnavailable(
-                "the model was stopped (undeployed or the engine shutting down) before it answered"
-                    .into(),
-            )),
-            Ok(Ok(Ok(outputs))) => Ok(outputs),
-            Ok(Ok(Err(Refusal::Raised(f)))) => Err(Error::ModelRaised(f.message)),
-            Ok(Ok(Err(Refusal::Unavailable(why)))) => Err(Error::ModelUnavailable(why)),
-            Ok(Ok(Err(Refusal::Limit { limit, detail }))) => {
-                Err(Error::ModelLimit { limit, detail })
-            }
+            Ok(outcome) => outcome,
         }
     }
 
-    /// Stops the loop and the workers within `within` in all: requests already queued are
-    /// answered first and the model's `end` runs, as long as time allows; past it the
-    /// workers are killed and the requests still waiting get 503.
+    /// Queues one record from input slot `input` for scoring if the queue has room now;
+    /// its outcome comes later. A full queue hands the request back for [`Self::enqueue`].
+    pub(crate) fn try_enqueue(&self, input: Slot, value: Value) -> Enqueued {
+        let (req, pending) = request(input, value);
+        match self.tx.try_send(req) {
+            Ok(()) => Enqueued::Now(pending),
+            Err(mpsc::error::TrySendError::Full(req)) => Enqueued::Full(QueuedLater(req, pending)),
+            Err(mpsc::error::TrySendError::Closed(_)) => Enqueued::Closed(undeploying()),
+        }
+    }
+
+    /// Queues a request the queue had no room for, waiting while it is full (a stream's
+    /// reader is slowed, not refused).
+    pub(crate) async fn enqueue(&self, later: QueuedLater) -> Result<Pending> {
+        let QueuedLater(req, pending) = later;
+        self.tx.send(req).await.map_err(|_| undeploying())?;
+        Ok(pending)
+    }
+
+    /// Stops the streams, the loop and the workers within `within` in all: attached streams
+    /// are drained (detached) first, requests already queued are answered and the model's
+    /// `end` runs, as long as time allows; past it the workers are killed and the requests
+    /// still waiting get 503.
     pub async fn stop(&self, within: Duration) {
+        let now = tokio::time::Instant::now();
+        let deadline = now + within;
+        // The streams get half the time at most: the model's `end` needs its share.
+        self.streams.detach_all(now + within / 2).await;
         self.stop.notify_one();
         let handles: Vec<_> = self
             .actors
             .lock()
             .map(|mut h| h.drain(..).collect())
             .unwrap_or_default();
-        let deadline = tokio::time::Instant::now() + within;
         let mut cut = false;
         for mut h in handles {
             if tokio::time::timeout_at(deadline, &mut h).await.is_err() {

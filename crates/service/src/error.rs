@@ -34,6 +34,15 @@ pub enum Error {
     #[error("no model is deployed")]
     NoDeployment,
 
+    /// No REST stream is attached to the slot a `/1/job/input` or `/1/job/output` request
+    /// names (plain-text answer).
+    #[error("An error has occurred: {0}")]
+    NoStream(String),
+
+    /// A REST input stream's queue is at its bound (plain-text answer).
+    #[error("An error has occurred: the REST stream of slot {slot} is full ({bound} records waiting); retry later")]
+    StreamFull { slot: u32, bound: usize },
+
     /// The deployed model's request queue is at its bound.
     #[error("the deployed model's request queue is full ({bound} requests waiting); retry later")]
     QueueFull { bound: usize },
@@ -46,7 +55,8 @@ pub enum Error {
     #[error("the engine is shutting down")]
     ShuttingDown,
 
-    /// A roundtrip request that names unusable slots or parameters (plain-text answer).
+    /// A scoring request (roundtrip, REST stream) that names unusable slots or parameters
+    /// (plain-text answer).
     #[error("An error has occurred: {0}")]
     BadRoundtrip(String),
 
@@ -153,16 +163,19 @@ impl Error {
             | Error::BadRoundtrip(_)
             | Error::InputRejectedByEncoding(_)
             | Error::InputRejectedBySchema(_) => StatusCode::BAD_REQUEST,
-            Error::NotFound(_) | Error::NoModel | Error::NoDeployment => StatusCode::NOT_FOUND,
+            Error::NotFound(_) | Error::NoModel | Error::NoDeployment | Error::NoStream(_) => {
+                StatusCode::NOT_FOUND
+            }
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Error::QueueFull { .. } | Error::ModelUnavailable(_) | Error::ShuttingDown => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Error::QueueFull { .. }
+            | Error::StreamFull { .. }
+            | Error::ModelUnavailable(_)
+            | Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Error::ModelRaised(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::RoundtripTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Error::ModelLimit { limit, .. } if limit == "time" => StatusCode::GATEWAY_TIMEOUT,
@@ -222,6 +235,8 @@ impl Error {
                 | Error::QueueFull { .. }
                 | Error::ModelUnavailable(_)
                 | Error::NoModel
+                | Error::NoStream(_)
+                | Error::StreamFull { .. }
         )
     }
 

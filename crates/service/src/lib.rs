@@ -238,6 +238,9 @@ pub struct Engine {
     deployment_uploads: Mutex<std::collections::HashSet<std::path::PathBuf>>,
     /// The roots local paths of documents must lie under (`allowedPaths`), built once.
     pub paths: Arc<paths::PathPolicy>,
+    /// Opens the streams attached to the deployed model (the configured `credentials`
+    /// handed to their endpoints); REST is added per stream, bound to its slot.
+    streams_registry: endpoints::Registry,
 }
 
 /// How many verified schemas the engine keeps for `/2/active/schema/verify/{id}`.
@@ -365,6 +368,8 @@ impl Engine {
             id: uuid::Uuid::new_v4().to_string(),
             tags: RwLock::new(config.tags.clone()),
             paths: Arc::new(config.path_policy()),
+            streams_registry: endpoints::Registry::default()
+                .with_credentials(config.credentials.clone()),
             config,
             deps,
             queue,

@@ -125,6 +125,33 @@ pub fn check_deployment(
     check_all(policy, named)
 }
 
+/// Checks the local path a stream descriptor attached to `slot` names: a `file` input
+/// (a file or a folder) is read only under the roots, a `file` output is written only
+/// there and never over the engine's own files. The path must be absolute: a deployed
+/// model has no working folder of the caller's.
+pub fn check_stream(
+    policy: &PathPolicy,
+    descriptor: &endpoints::StreamDescriptor,
+    slot: runtime_core::Slot,
+) -> Result<()> {
+    let endpoints::descriptor::Transport::File { path } = &descriptor.transport else {
+        return Ok(());
+    };
+    let what = "Transport.Path";
+    let path = Path::new(path);
+    if !path.is_absolute() {
+        return Err(Error::BadRequest(format!(
+            "invalid stream descriptor: field '{what}': '{}' is not an absolute path; a stream of the engine names a path on the engine's machine from its root",
+            path.display()
+        )));
+    }
+    if slot.is_input() {
+        policy.check(path, what)
+    } else {
+        policy.check_output(path, what)
+    }
+}
+
 fn model_paths(m: Option<&crate::document::ModelRef>, what: &str) -> Vec<(String, Option<String>)> {
     m.and_then(|m| m.stored_model.as_ref())
         .map(|s| {
@@ -206,6 +233,26 @@ mod tests {
         std::os::unix::fs::symlink(other.path(), root.path().join("link")).unwrap();
         assert!(p.check(&root.path().join("link/x.json"), "x").is_err());
         assert!(p.check(&root.path().join("link/new/x.json"), "x").is_err());
+    }
+
+    #[test]
+    fn streams_name_absolute_paths_under_the_roots() {
+        let data = tempfile::tempdir().unwrap();
+        let p =
+            PathPolicy::new(vec![data.path().to_path_buf()]).protecting(data.path().to_path_buf());
+        let file =
+            |path: &str| endpoints::StreamDescriptor::parse(&format!("file:{path}")).unwrap();
+        let inside = data.path().join("in.jsonl").display().to_string();
+        check_stream(&p, &file(&inside), runtime_core::Slot(0)).unwrap();
+        check_stream(&p, &file(&inside), runtime_core::Slot(1)).unwrap();
+        let e = check_stream(&p, &file("/etc/hostname"), runtime_core::Slot(0)).unwrap_err();
+        assert_eq!(e.status(), axum::http::StatusCode::FORBIDDEN, "{e}");
+        let e = check_stream(&p, &file("in.jsonl"), runtime_core::Slot(0)).unwrap_err();
+        assert!(e.to_string().contains("'Transport.Path'"), "{e}");
+        let db = data.path().join("engine.db").display().to_string();
+        assert!(check_stream(&p, &file(&db), runtime_core::Slot(1)).is_err());
+        let rest = endpoints::StreamDescriptor::parse("rest:").unwrap();
+        check_stream(&p, &rest, runtime_core::Slot(0)).unwrap();
     }
 
     #[test]

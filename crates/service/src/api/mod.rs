@@ -6,6 +6,7 @@ mod engine;
 mod jobs;
 mod schemas;
 mod scoring;
+mod streams;
 mod uploads;
 
 use std::sync::Arc;
@@ -41,6 +42,8 @@ fn scoring_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(scoring::roundtrip))
         .routes(routes!(scoring::roundtrip_v2))
+        .routes(routes!(streams::job_input))
+        .routes(routes!(streams::job_output))
         .layer(axum::middleware::from_fn(refuse_declared_oversize))
 }
 
@@ -78,6 +81,8 @@ fn control_routes() -> OpenApiRouter<AppState> {
             deployment::active_model,
             deployment::active_model_delete
         ))
+        .routes(routes!(streams::list_streams))
+        .routes(routes!(streams::attach_stream, streams::detach_stream))
         .routes(routes!(schemas::verify_schema))
         .routes(routes!(schemas::verify_record))
         .layer(axum::middleware::from_fn(refuse_declared_oversize))

@@ -1,14 +1,17 @@
 //! Deploying, restoring and undeploying: a deployment document turned into a running
 //! [`Deployment`] beside the one answering, which it replaces once initialized; the stored
-//! document and the uploaded files it names kept in step.
+//! document and the uploaded files it names kept in step, and the streams attached to it
+//! stored beside the document and attached again when it is deployed again at start.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use codecs::Encoding;
+use endpoints::StreamDescriptor;
 use runtime_core::{InitContext, JobLog, LogSource, SessionConfig, Slot};
 
+use crate::deploy::streams::{self, StreamInfo};
 use crate::deploy::{DeployError, DeployFailure, DeploySpec, Deployment};
 use crate::document::DeploymentDocument;
 use crate::error::Error;
@@ -21,6 +24,9 @@ type Result<T> = std::result::Result<T, DeployError>;
 const DEPLOY_LOG_LINES: usize = 2000;
 /// The settings key of the deployed model's document, redeployed at start.
 const DEPLOYMENT_KEY: &str = "deployment";
+/// The settings key of the streams attached to the deployed model (`{"slot": descriptor}`),
+/// attached again with it at start.
+const STREAMS_KEY: &str = "deployment.streams";
 
 /// Where uploaded deployments' files are kept (absolute: documents name them).
 pub(crate) fn deployment_uploads_root(e: &Engine) -> Result<PathBuf> {
@@ -141,6 +147,8 @@ pub(crate) async fn deploy_document(
     e.set_deploy_failure(None);
     if persist {
         e.store().set_setting(DEPLOYMENT_KEY, Some(text)).await?;
+        // The streams of the model replaced are detached with it.
+        e.store().set_setting(STREAMS_KEY, None).await?;
     }
     if let Some(old) = old {
         old.stop(crate::deploy::CLOSE_GRACE).await;
@@ -217,14 +225,15 @@ async fn start_deployment(
             let codecs = crate::deploy::message_codecs(&encodings, &schemas)?;
             Ok::<_, DeployError>((
                 prepared,
-                schemas.switched(check_inputs, check_outputs),
+                schemas.clone().switched(check_inputs, check_outputs),
+                schemas,
                 codecs,
             ))
         })
         .await
         .map_err(|e| Error::Store(format!("deployment preparation failed: {e}")))?
     };
-    let (prepared, schemas, codecs) = match prepared {
+    let (prepared, schemas, codec_schemas, codecs) = match prepared {
         Ok(p) => p,
         Err(err) => {
             remove_dir(dir).await;
@@ -260,6 +269,7 @@ async fn start_deployment(
         source_name: model.source_name.clone(),
         codecs,
         schemas,
+        codec_schemas,
         dir: dir.clone(),
         session: SessionConfig {
             init: InitContext::Deployment {
@@ -324,9 +334,102 @@ pub async fn restore_deployment(e: &Engine) {
         }
     };
     match deploy_document(e, text, doc, false).await {
-        Ok(d) => tracing::info!("model {} deployed again", d.name),
+        Ok(d) => {
+            tracing::info!("model {} deployed again", d.name);
+            restore_streams(e, &d).await;
+        }
         Err(err) => tracing::error!("cannot deploy the last deployed model again: {err}"),
     }
+}
+
+/// Attaches again, at start, the streams that were attached to the model deployed again;
+/// one that cannot be (its file gone, its path no longer allowed) is logged and left out.
+async fn restore_streams(e: &Engine, d: &Arc<Deployment>) {
+    let stored = match e.store().setting(STREAMS_KEY).await {
+        Ok(Some(t)) => t,
+        Ok(None) => return,
+        Err(err) => {
+            tracing::warn!("cannot read the last deployment's streams: {err}");
+            return;
+        }
+    };
+    let mut stored: Vec<(String, serde_json::Value)> =
+        serde_json::from_str::<BTreeMap<String, serde_json::Value>>(&stored)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+    // Outputs first, so nothing an input yields finds its output missing.
+    stored.sort_by_key(|(slot, _)| slot.parse::<u32>().map_or(true, |s| s % 2 == 0));
+    for (slot, descriptor) in stored {
+        let attached = async {
+            let slot = Slot(
+                slot.parse()
+                    .map_err(|_| Error::BadRequest(format!("'{slot}' is not a slot number")))?,
+            );
+            let descriptor = StreamDescriptor::from_json(&descriptor)?;
+            let descriptor = check_stream_paths(e, descriptor, slot).await?;
+            streams::attach(d, slot, descriptor, &e.streams_registry).await
+        };
+        if let Err(err) = attached.await {
+            d.log.error(
+                LogSource::Engine,
+                format!("the stream on slot {slot} could not be attached again: {err}"),
+            );
+        }
+    }
+    if let Err(err) = persist_streams(e, d).await {
+        tracing::warn!("cannot store the deployment's streams: {err}");
+    }
+}
+
+/// The local paths a stream names checked against `allowedPaths` (on the blocking pool).
+pub(crate) async fn check_stream_paths(
+    e: &Engine,
+    descriptor: StreamDescriptor,
+    slot: Slot,
+) -> std::result::Result<StreamDescriptor, Error> {
+    let policy = e.paths.clone();
+    tokio::task::spawn_blocking(move || {
+        crate::paths::check_stream(&policy, &descriptor, slot).map(|()| descriptor)
+    })
+    .await
+    .map_err(|e| Error::Store(format!("checking the stream's paths failed: {e}")))?
+}
+
+/// Attaches `descriptor` to `slot` of the deployed model (a stream there already is
+/// drained and replaced) and stores the deployment's streams.
+pub(crate) async fn attach_stream(
+    e: &Engine,
+    slot: Slot,
+    descriptor: StreamDescriptor,
+) -> std::result::Result<StreamInfo, Error> {
+    let _serial = e.deploying.lock().await;
+    let d = e.deployment().ok_or(Error::NoDeployment)?;
+    let info = streams::attach(&d, slot, descriptor, &e.streams_registry).await?;
+    persist_streams(e, &d).await?;
+    Ok(info)
+}
+
+/// Detaches the stream on `slot` of the deployed model, draining it.
+pub(crate) async fn detach_stream(e: &Engine, slot: Slot) -> std::result::Result<(), Error> {
+    let _serial = e.deploying.lock().await;
+    let d = e.deployment().ok_or(Error::NoDeployment)?;
+    if !d.streams.detach(slot).await {
+        return Err(Error::NotFound(format!("a stream on slot {slot}")));
+    }
+    persist_streams(e, &d).await
+}
+
+/// Stores the descriptors of `d`'s streams (defaulted, secrets as their references).
+async fn persist_streams(e: &Engine, d: &Deployment) -> std::result::Result<(), Error> {
+    let all: serde_json::Map<String, serde_json::Value> = d
+        .streams
+        .descriptors()
+        .into_iter()
+        .map(|(slot, descriptor)| (slot.to_string(), descriptor.to_json()))
+        .collect();
+    let value = (!all.is_empty()).then(|| serde_json::Value::Object(all).to_string());
+    e.store().set_setting(STREAMS_KEY, value).await
 }
 
 /// Undeploys the model: queued requests are answered, then its workers stop; the stored
@@ -340,11 +443,13 @@ pub(crate) async fn undeploy(e: &Engine) -> Result<()> {
             // Nothing answers, but a model was asked for: forget it (and its document, so
             // a restart does not try it again).
             e.store().set_setting(DEPLOYMENT_KEY, None).await?;
+            e.store().set_setting(STREAMS_KEY, None).await?;
             return Ok(());
         }
         return Err(DeployError::NoDeployment);
     };
     e.store().set_setting(DEPLOYMENT_KEY, None).await?;
+    e.store().set_setting(STREAMS_KEY, None).await?;
     d.stop(crate::deploy::CLOSE_GRACE).await;
     remove_dir(d.dir.clone()).await;
     // The stored document names no upload now: its files go too.
