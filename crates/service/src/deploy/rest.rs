@@ -213,12 +213,11 @@ impl RecordSource for RestSource {
             // The stream's name says where it came from.
             let position = Position::record(self.read);
             items.push(match codecs::decode_message(&self.codec, &message) {
-                Ok(value) => ReadItem::Record(Record { value, position }),
-                Err(e) => ReadItem::Rejected(Rejection {
-                    kind: RejectionKind::Encoding,
-                    position,
-                    reason: e.to_string(),
-                }),
+                Ok(value) => ReadItem::Record(Record::new(value, position)),
+                Err(e) => ReadItem::Rejected(
+                    Rejection::new(RejectionKind::Encoding, position, e.to_string())
+                        .with_raw(message),
+                ),
             });
         }
         Ok(Some(items))
@@ -279,11 +278,11 @@ impl RecordSink for RestSink {
                     self.out.push(bytes).await;
                     self.records += 1;
                 }
-                Err(e) => rejected.push(Rejection {
-                    kind: RejectionKind::Encoding,
-                    position: rec.position,
-                    reason: e.to_string(),
-                }),
+                Err(e) => rejected.push(Rejection::new(
+                    RejectionKind::Encoding,
+                    rec.position,
+                    e.to_string(),
+                )),
             }
         }
         Ok(rejected)
