@@ -27,6 +27,11 @@ use crate::pool::{Pool, Recovery, Scored};
 /// Batches in flight between the reader, the model and each writer.
 const CHANNEL_DEPTH: usize = 4;
 
+/// Temporary read errors in a row (`Error::is_retriable`) an input survives, waiting
+/// `Backoff::default()` between tries (0.1 s doubling to 5 s: about 16 s in all), before
+/// the job fails on the next one.
+const READ_RETRIES: u32 = 6;
+
 /// Runs a job to its end. Never fails: whatever happens is in the outcome and the log.
 pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> JobOutcome {
     let started = Instant::now();
@@ -201,7 +206,13 @@ pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> Job
     };
     let writers = Writers::start(outputs, errors, log.clone());
     let (stop_reading, stop_rx) = oneshot::channel();
-    let (rx, reader) = start_reader(inputs, options.batching.size, control.clone(), stop_rx);
+    let (rx, reader) = start_reader(
+        inputs,
+        options.batching.size,
+        control.clone(),
+        stop_rx,
+        log.clone(),
+    );
     // Receipts of records a metrics or training function took in: settled once its outputs are.
     let mut held = Vec::new();
     let (run_result, sessions) = match kind {
@@ -613,12 +624,15 @@ fn start_reader(
     batch_size: usize,
     control: Arc<JobControl>,
     mut stop: oneshot::Receiver<()>,
+    log: Arc<dyn JobLog>,
 ) -> Reader {
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
     let handle = tokio::spawn(async move {
         let mut sources = Vec::with_capacity(inputs.len());
         let mut reading = true;
+        let backoff = runtime_core::Backoff::default();
         for mut input in inputs {
+            let mut failures = 0u32;
             while reading {
                 if control.is_cancelled() {
                     reading = false;
@@ -632,9 +646,32 @@ fn start_reader(
                     }
                     read = input.source.read_batch(batch_size) => read,
                 };
+                if !matches!(read, Err(ref e) if e.is_retriable()) {
+                    failures = 0;
+                }
                 match read {
                     // An unbounded source with nothing new within its linger time.
                     Ok(Some(items)) if items.is_empty() => {}
+                    Err(e) if e.is_retriable() && failures < READ_RETRIES => {
+                        failures += 1;
+                        let wait = backoff.delay(failures);
+                        log.warn(
+                            LogSource::Engine,
+                            format!(
+                                "input {}: {e}; trying again in {} ms ({failures} of {READ_RETRIES})",
+                                input.source.describe(),
+                                wait.as_millis()
+                            ),
+                        );
+                        tokio::select! {
+                            biased;
+                            _ = &mut stop => {
+                                reading = false;
+                                break;
+                            }
+                            _ = tokio::time::sleep(wait) => {}
+                        }
+                    }
                     Ok(Some(items)) => {
                         control.add_read(items.len() as u64);
                         let batch = InBatch {

@@ -897,3 +897,67 @@ async fn records_whose_error_record_cannot_be_written_are_failed_not_acknowledge
         ]
     );
 }
+
+/// Fails its first reads with a temporary error, then reads its records.
+struct FlakySource {
+    failures_left: u32,
+    inner: VecSource,
+    fatal: bool,
+}
+
+#[async_trait]
+impl RecordSource for FlakySource {
+    async fn read_batch(&mut self, max: usize) -> runtime_core::Result<Option<Vec<ReadItem>>> {
+        if self.failures_left > 0 {
+            self.failures_left -= 1;
+            return Err(if self.fatal {
+                Error::endpoint("flaky", "the object is corrupt")
+            } else {
+                Error::unavailable("flaky", "connection reset by the broker", None)
+            });
+        }
+        self.inner.read_batch(max).await
+    }
+    fn describe(&self) -> String {
+        "flaky".into()
+    }
+}
+
+#[tokio::test]
+async fn a_temporary_read_error_is_retried_and_a_fatal_one_fails_the_job() {
+    let s1 = VecSink::default();
+    let mut j = job(
+        JobKind::Score,
+        Vec::new(),
+        &[(1, s1.clone()), (3, VecSink::default())],
+        false,
+    );
+    j.inputs[0].source = Box::new(FlakySource {
+        failures_left: 2,
+        inner: VecSource((1..=4).map(|i| record(i, 1)).collect()),
+        fatal: false,
+    });
+    let log = Arc::new(MemoryLog::default());
+    let out = run_job(j, &DoublerRunner::default(), log.clone()).await;
+    assert_eq!(out.result, JobResult::Success, "{:?}", out.error);
+    assert_eq!(s1.0.lock().unwrap().len(), 4);
+    let lines = log.lines();
+    assert!(
+        lines.iter().any(|l| l.message.contains("trying again")),
+        "{lines:?}"
+    );
+
+    let mut j = job(JobKind::Score, Vec::new(), &[], false);
+    j.inputs[0].source = Box::new(FlakySource {
+        failures_left: 1,
+        inner: VecSource(Vec::new()),
+        fatal: true,
+    });
+    let out = run_job(j, &DoublerRunner::default(), Arc::new(MemoryLog::default())).await;
+    assert_eq!(out.status, JobStatus::Error);
+    assert!(
+        out.error.as_deref().unwrap_or("").contains("corrupt"),
+        "{:?}",
+        out.error
+    );
+}

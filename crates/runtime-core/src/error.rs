@@ -29,6 +29,17 @@ pub enum Error {
         source: Option<BoxError>,
     },
 
+    /// An endpoint cannot be reached for now (a broker down, a connection reset, a timeout,
+    /// a server asking to slow down): the same call may succeed later. A stream that meets it
+    /// backs off and tries again; [`Error::is_retriable`] tells it from the fatal ones.
+    #[error("{endpoint}: {reason} (temporary: retrying may succeed)")]
+    Unavailable {
+        endpoint: String,
+        reason: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -135,6 +146,42 @@ impl Error {
         }
     }
 
+    /// An endpoint is unreachable for now (see [`Error::Unavailable`]).
+    pub fn unavailable(
+        endpoint: impl Into<String>,
+        reason: impl Into<String>,
+        source: Option<BoxError>,
+    ) -> Self {
+        Error::Unavailable {
+            endpoint: endpoint.into(),
+            reason: reason.into(),
+            source,
+        }
+    }
+
+    /// Whether trying the same thing again later may succeed: an endpoint
+    /// [unavailable](Error::Unavailable) for now, or an I/O error of a kind that passes
+    /// (a connection refused, reset or aborted, a timeout, an interruption). Every other
+    /// error is fatal for what it failed: retrying would fail the same way.
+    pub fn is_retriable(&self) -> bool {
+        use std::io::ErrorKind as K;
+        match self {
+            Error::Unavailable { .. } => true,
+            Error::Io { source, .. } => matches!(
+                source.kind(),
+                K::ConnectionRefused
+                    | K::ConnectionReset
+                    | K::ConnectionAborted
+                    | K::NotConnected
+                    | K::BrokenPipe
+                    | K::TimedOut
+                    | K::Interrupted
+                    | K::WouldBlock
+            ),
+            _ => false,
+        }
+    }
+
     /// An endpoint failed because of `source`, said in words of our own.
     pub fn endpoint_caused(
         endpoint: impl Into<String>,
@@ -155,6 +202,19 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 mod tests {
     use super::*;
     use std::error::Error as _;
+
+    #[test]
+    fn retriable_errors_are_told_apart_from_fatal_ones() {
+        let down = Error::unavailable("kafka:scores", "broker down", None);
+        assert!(down.is_retriable());
+        assert!(down.to_string().contains("temporary"), "{down}");
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert!(Error::io("reading", reset).is_retriable());
+        let missing = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        assert!(!Error::io("reading", missing).is_retriable());
+        assert!(!Error::endpoint("file:x", "corrupt").is_retriable());
+        assert!(!Error::descriptor("Transport", "bad").is_retriable());
+    }
 
     #[test]
     fn an_endpoint_error_keeps_its_source_and_its_message() {
