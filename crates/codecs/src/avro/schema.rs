@@ -21,6 +21,8 @@ use apache_avro::schema::{FixedSchema, InnerDecimalSchema, Name, UuidSchema};
 use apache_avro::Schema;
 use runtime_core::Value;
 
+use super::datum::{short_copy, SHORT};
+
 /// One type of the schema.
 #[derive(Debug)]
 pub enum Node {
@@ -56,6 +58,39 @@ pub struct Field {
     pub node: usize,
     /// The schema's default, as written.
     pub default: Option<Value>,
+    /// The name padded with zeros to [`SHORT`] bytes, when it fits: the datum walker copies
+    /// a record's keys from it (see [`short_copy`]).
+    padded: Option<[u8; SHORT]>,
+}
+
+impl Field {
+    pub(crate) fn new(name: String, node: usize, default: Option<Value>) -> Field {
+        let padded = (name.len() <= SHORT).then(|| {
+            let mut p = [0u8; SHORT];
+            p[..name.len()].copy_from_slice(name.as_bytes());
+            p
+        });
+        Field {
+            name,
+            node,
+            default,
+            padded,
+        }
+    }
+
+    /// The name as a record's key: a copy of the name.
+    #[inline]
+    pub(crate) fn key(&self) -> String {
+        match &self.padded {
+            Some(p) => {
+                let v = short_copy(p, self.name.len());
+                // Safety: `v` holds the first `name.len()` bytes of `padded`, which are the
+                // bytes of `name`, a `String`, so UTF-8.
+                unsafe { String::from_utf8_unchecked(v) }
+            }
+            None => self.name.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -299,11 +334,11 @@ impl Compiler {
                         ));
                     }
                     let node = self.compile(&f.schema)?;
-                    fields.push(Field {
-                        name: f.name.clone(),
+                    fields.push(Field::new(
+                        f.name.clone(),
                         node,
-                        default: f.default.clone().map(Value::from),
-                    });
+                        f.default.clone().map(Value::from),
+                    ));
                 }
                 self.nodes[idx] = Node::Record(n, fields);
                 idx
@@ -372,11 +407,7 @@ mod tests {
                 full: "R".into(),
                 short: "R".into(),
             },
-            vec![Field {
-                name: "a".into(),
-                node,
-                default: Some(default),
-            }],
+            vec![Field::new("a".into(), node, Some(default))],
         ));
         let root = nodes.len() - 1;
         Compiled { nodes, root }
