@@ -81,10 +81,38 @@ pub(crate) fn short_copy(window: &[u8; SHORT], n: usize) -> Vec<u8> {
     v
 }
 
+/// A name of up to [`SHORT`] bytes, kept padded to `SHORT` for copies made often (a record's
+/// keys, one per record): see [`short_copy`].
+#[derive(Clone, Debug)]
+pub(crate) struct ShortName {
+    padded: [u8; SHORT],
+    len: usize,
+}
+
+impl ShortName {
+    /// `None` for a name longer than [`SHORT`] bytes.
+    pub fn new(name: &str) -> Option<ShortName> {
+        let len = name.len();
+        let mut padded = [0u8; SHORT];
+        padded.get_mut(..len)?.copy_from_slice(name.as_bytes());
+        Some(ShortName { padded, len })
+    }
+
+    /// An owned copy of the name.
+    #[inline]
+    pub fn to_owned_string(&self) -> String {
+        let v = short_copy(&self.padded, self.len);
+        // Safety: `v` holds the first `len` bytes of `padded`, which `new` copied from a
+        // `str` of `len` bytes, and the fields are private to this module, which changes
+        // them nowhere else: they are that `str`'s bytes, UTF-8.
+        unsafe { String::from_utf8_unchecked(v) }
+    }
+}
+
 /// As [`short_copy`], as a string when the bytes are ASCII (which needs no further UTF-8
 /// validation).
 #[inline]
-fn short_ascii(window: &[u8; SHORT], n: usize) -> Option<String> {
+pub(crate) fn short_ascii(window: &[u8; SHORT], n: usize) -> Option<String> {
     if n > SHORT || !window[..n].is_ascii() {
         return None;
     }

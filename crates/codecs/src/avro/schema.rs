@@ -21,7 +21,7 @@ use apache_avro::schema::{FixedSchema, InnerDecimalSchema, Name, UuidSchema};
 use apache_avro::Schema;
 use runtime_core::Value;
 
-use super::datum::{short_copy, SHORT};
+use super::datum::ShortName;
 
 /// One type of the schema.
 #[derive(Debug)]
@@ -58,36 +58,25 @@ pub struct Field {
     pub node: usize,
     /// The schema's default, as written.
     pub default: Option<Value>,
-    /// The name padded with zeros to [`SHORT`] bytes, when it fits: the datum walker copies
-    /// a record's keys from it (see [`short_copy`]).
-    padded: Option<[u8; SHORT]>,
+    /// The name kept for making a record's keys, when it is short.
+    short_key: Option<ShortName>,
 }
 
 impl Field {
     pub(crate) fn new(name: String, node: usize, default: Option<Value>) -> Field {
-        let padded = (name.len() <= SHORT).then(|| {
-            let mut p = [0u8; SHORT];
-            p[..name.len()].copy_from_slice(name.as_bytes());
-            p
-        });
         Field {
+            short_key: ShortName::new(&name),
             name,
             node,
             default,
-            padded,
         }
     }
 
     /// The name as a record's key: a copy of the name.
     #[inline]
     pub(crate) fn key(&self) -> String {
-        match &self.padded {
-            Some(p) => {
-                let v = short_copy(p, self.name.len());
-                // Safety: `v` holds the first `name.len()` bytes of `padded`, which are the
-                // bytes of `name`, a `String`, so UTF-8.
-                unsafe { String::from_utf8_unchecked(v) }
-            }
+        match &self.short_key {
+            Some(n) => n.to_owned_string(),
             None => self.name.clone(),
         }
     }
