@@ -6,8 +6,11 @@
 //!
 //! `CODECS_BENCH_RECORDS` sets the number of records (default 1,000,000).
 //! `CODECS_BENCH_AVRO_ROUNDS=N` adds N interleaved rounds of the Avro decoder and
-//! apache-avro's Reader (one of each per round, in turn), for a ratio that load on a shared
-//! machine shifts less than it shifts two criterion runs made one after the other.
+//! apache-avro's Reader (one of each per round, in turn), `CODECS_BENCH_CSV_ROUNDS=N` the same
+//! for the CSV decoder and the csv crate's `StringRecord`, for a ratio that load on a shared
+//! machine shifts less than it shifts two criterion runs made one after the other; the rounds
+//! are timed by the clock and by the thread's CPU time (which leaves out the time other
+//! processes held the CPU, where Linux reports it).
 
 use std::io::Write;
 use std::time::Duration;
@@ -121,34 +124,71 @@ fn apache_avro_decode(bytes: &[u8], keep: usize, n: usize) {
     assert_eq!(k, n);
 }
 
-/// Interleaved rounds: the medians of each and the median of the per-round ratios.
-fn avro_rounds(cfg: &CodecConfig, bytes: &'static [u8], n: usize, rounds: usize) {
+/// Nanoseconds this thread has spent on a CPU (Linux's schedstat), if known: unlike the time
+/// on the clock, it leaves out the time other processes had the CPU.
+fn thread_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+/// Interleaved rounds of the decoder and its floors (one of each per round, in turn): the
+/// medians of each and the median of the per-round ratios, by the clock and by CPU time.
+fn rounds(what: &str, n: usize, rounds: usize, ours: &dyn Fn(), floors: &[(&str, &dyn Fn())]) {
     let time = |f: &dyn Fn()| {
+        let cpu = thread_cpu_ns();
         let t = std::time::Instant::now();
         f();
-        t.elapsed().as_secs_f64() * 1e3
+        let wall = t.elapsed().as_secs_f64() * 1e3;
+        let cpu = thread_cpu_ns()
+            .zip(cpu)
+            .map_or(f64::NAN, |(b, a)| (b - a) as f64 / 1e6);
+        (wall, cpu)
     };
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let (mut ours, mut floor, mut batched) = (Vec::new(), Vec::new(), Vec::new());
+    let mut times: Vec<Vec<(f64, f64)>> = vec![Vec::new(); floors.len() + 1];
     for _ in 0..rounds {
-        ours.push(time(&|| assert_eq!(decode(cfg, bytes), n)));
-        floor.push(time(&|| apache_avro_decode(bytes, 1, n)));
-        batched.push(time(&|| apache_avro_decode(bytes, 1000, n)));
+        times[0].push(time(ours));
+        for (i, (_, f)) in floors.iter().enumerate() {
+            times[i + 1].push(time(*f));
+        }
     }
-    let ratio = |a: &[f64], b: &[f64]| median(a.iter().zip(b).map(|(x, y)| x / y).collect());
-    eprintln!(
-        "avro rounds: {rounds}, {n} records; decoder {:.1} ms, apache-avro Reader {:.1} ms \
-         (ratio {:.2}), apache-avro Reader in batches of 1000 {:.1} ms (ratio {:.2}); \
-         ratio = decoder time / Reader time, median of the rounds",
-        median(ours.clone()),
-        median(floor.clone()),
-        ratio(&ours, &floor),
-        median(batched.clone()),
-        ratio(&ours, &batched),
-    );
+    for (by, pick) in [("clock", 0), ("CPU", 1)] {
+        let ms = |i: usize| -> Vec<f64> {
+            times[i]
+                .iter()
+                .map(|t| if pick == 0 { t.0 } else { t.1 })
+                .collect()
+        };
+        let mut line = format!(
+            "{what} rounds by {by} time: {rounds}, {n} records; decoder {:.1} ms",
+            median(ms(0))
+        );
+        for (i, (name, _)) in floors.iter().enumerate() {
+            let ratio = median(ms(0).iter().zip(ms(i + 1)).map(|(a, b)| a / b).collect());
+            line += &format!(", {name} {:.1} ms (ratio {ratio:.2})", median(ms(i + 1)));
+        }
+        eprintln!("{line}; ratio = decoder time / floor time, median of the rounds");
+    }
+}
+
+fn csv_string_records(bytes: &[u8], n: usize) {
+    let mut rdr = csv::Reader::from_reader(bytes);
+    let mut rec = csv::StringRecord::new();
+    let mut k = 0;
+    while rdr.read_record(&mut rec).expect("valid CSV") {
+        k += 1;
+    }
+    assert_eq!(k, n);
+}
+
+fn env_rounds(var: &str) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 fn bench(c: &mut Criterion) {
@@ -215,16 +255,18 @@ fn bench(c: &mut Criterion) {
             }
             "csv" => {
                 g.bench_function("floor csv StringRecord decode", |b| {
-                    b.iter(|| {
-                        let mut rdr = csv::Reader::from_reader(bytes);
-                        let mut rec = csv::StringRecord::new();
-                        let mut k = 0;
-                        while rdr.read_record(&mut rec).expect("valid CSV") {
-                            k += 1;
-                        }
-                        assert_eq!(k, n);
-                    })
+                    b.iter(|| csv_string_records(bytes, n))
                 });
+                let k = env_rounds("CODECS_BENCH_CSV_ROUNDS");
+                if k > 0 {
+                    rounds(
+                        "csv",
+                        n,
+                        k,
+                        &|| assert_eq!(decode(cfg, bytes), n),
+                        &[("csv StringRecord", &|| csv_string_records(bytes, n))],
+                    );
+                }
                 g.bench_function("floor csv StringRecord encode", |b| {
                     let rows: Vec<csv::StringRecord> = csv::Reader::from_reader(bytes)
                         .records()
@@ -251,12 +293,20 @@ fn bench(c: &mut Criterion) {
                 g.bench_function("floor apache-avro Reader decode, batches of 1000", |b| {
                     b.iter(|| apache_avro_decode(bytes, 1000, n))
                 });
-                let rounds = std::env::var("CODECS_BENCH_AVRO_ROUNDS")
-                    .ok()
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(0);
-                if rounds > 0 {
-                    avro_rounds(cfg, bytes, n, rounds);
+                let k = env_rounds("CODECS_BENCH_AVRO_ROUNDS");
+                if k > 0 {
+                    rounds(
+                        "avro",
+                        n,
+                        k,
+                        &|| assert_eq!(decode(cfg, bytes), n),
+                        &[
+                            ("apache-avro Reader", &|| apache_avro_decode(bytes, 1, n)),
+                            ("apache-avro Reader in batches of 1000", &|| {
+                                apache_avro_decode(bytes, 1000, n)
+                            }),
+                        ],
+                    );
                 }
             }
             _ => {}

@@ -38,7 +38,7 @@ use base64::Engine as _;
 use csv_core::ReadRecordResult;
 use runtime_core::{Map, ReadItem, RejectionKind, Value};
 
-use crate::avro::{AvroSchema, Compiled, Node};
+use crate::avro::{short_ascii, AvroSchema, Compiled, Node, ShortName, SHORT};
 use crate::framing::fill;
 use crate::{
     json, position, record, reject, rejected, CodecConfig, CsvOptions, DecodeContext, EncodeError,
@@ -46,8 +46,9 @@ use crate::{
 };
 
 struct Column {
-    key: Value,
     name: String,
+    /// The name kept for making each row's key, when it is short.
+    short_key: Option<ShortName>,
     /// The schema node typing this column, if the schema names it.
     node: Option<usize>,
 }
@@ -221,8 +222,13 @@ impl<R: BufRead> CsvDecoder<R> {
     }
 
     fn field(&self, i: usize) -> &[u8] {
+        &self.out[self.bounds(i)]
+    }
+
+    /// Where field `i` lies in `out`.
+    fn bounds(&self, i: usize) -> std::ops::Range<usize> {
         let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.out[start..self.ends[i]]
+        start..self.ends[i]
     }
 
     fn schema_node(&self, name: &str) -> Option<usize> {
@@ -237,7 +243,7 @@ impl<R: BufRead> CsvDecoder<R> {
         names
             .into_iter()
             .map(|name| Column {
-                key: Value::String(name.clone()),
+                short_key: ShortName::new(&name),
                 node: self.schema_node(&name),
                 name,
             })
@@ -341,30 +347,59 @@ impl<R: BufRead> CsvDecoder<R> {
             ));
         }
         let compiled = self.schema.as_ref().map(AvroSchema::compiled);
-        let mut map = Map::with_capacity(columns.len());
-        for (i, col) in columns.iter().enumerate() {
-            let cell = std::str::from_utf8(self.field(i)).map_err(|e| {
-                (
-                    RejectionKind::Encoding,
-                    format!(
-                        "column '{}': invalid UTF-8 at byte {} of the cell",
-                        col.name,
-                        e.valid_up_to()
-                    ),
-                )
-            })?;
-            let v = match (compiled, col.node) {
+        // The row's cells are checked as UTF-8 together, then cut at their ends; a cell is
+        // checked alone where that fails (the row is not UTF-8, or the cut is not at a
+        // character's start), so the first cell that is not names its column as before.
+        let row_end = self.nfields.checked_sub(1).map_or(0, |i| self.ends[i]);
+        let row = std::str::from_utf8(&self.out[..row_end]).ok();
+        // The entries are made first, keys copied and values null, and each value is then
+        // put in its place (see the Avro datum walker's `read_into`).
+        let mut entries: Vec<(Value, Value)> = columns
+            .iter()
+            .map(|c| (Value::String(c.key()), Value::Null))
+            .collect();
+        for (i, ((_, v), col)) in entries.iter_mut().zip(columns).enumerate() {
+            let at = self.bounds(i);
+            let cell = match row.and_then(|r| r.get(at.clone())) {
+                Some(cell) => cell,
+                None => std::str::from_utf8(&self.out[at.clone()]).map_err(|e| {
+                    (
+                        RejectionKind::Encoding,
+                        format!(
+                            "column '{}': invalid UTF-8 at byte {} of the cell",
+                            col.name,
+                            e.valid_up_to()
+                        ),
+                    )
+                })?,
+            };
+            *v = match (compiled, col.node) {
                 (Some(c), Some(node)) => typed(c, node, cell).map_err(|why| {
                     (
                         RejectionKind::Schema,
                         format!("column '{}': {why}", col.name),
                     )
                 })?,
-                _ => infer(cell),
+                _ => {
+                    let window = self
+                        .out
+                        .get(at.start..at.start + SHORT)
+                        .and_then(|w| w.try_into().ok());
+                    infer_in(cell, window)
+                }
             };
-            map.push(col.key.clone(), v);
         }
-        Ok(Value::Map(map))
+        Ok(Value::Map(Map::from(entries)))
+    }
+}
+
+impl Column {
+    /// The column's name as a row's key.
+    fn key(&self) -> String {
+        match &self.short_key {
+            Some(n) => n.to_owned_string(),
+            None => self.name.clone(),
+        }
     }
 }
 
@@ -402,6 +437,17 @@ fn dedupe(names: &mut [String]) {
 
 /// The inference rule of the module docs.
 pub fn infer(cell: &str) -> Value {
+    infer_in(cell, None)
+}
+
+/// As [`infer`]; `window`, when given, holds the cell's bytes and those after it, for a
+/// cheaper copy of a short text (see the Avro datum walker's `short_copy`).
+fn infer_in(cell: &str, window: Option<&[u8; SHORT]>) -> Value {
+    let text = || {
+        window
+            .and_then(|w| short_ascii(w, cell.len()))
+            .unwrap_or_else(|| cell.to_owned())
+    };
     if cell.is_empty() {
         return Value::Null;
     }
@@ -413,16 +459,18 @@ pub fn infer(cell: &str) -> Value {
     }
     match number_kind(cell.as_bytes()) {
         // Beyond 64 bits no model could receive the integer: kept exactly, as text.
-        Some(true) => match (cell.parse::<i64>(), cell.parse::<u64>()) {
-            (Ok(i), _) => Value::Int(i128::from(i)),
-            (_, Ok(u)) => Value::Int(i128::from(u)),
-            _ => Value::String(cell.to_owned()),
+        Some(true) => match cell.parse::<i64>() {
+            Ok(i) => Value::Int(i128::from(i)),
+            Err(_) => match cell.parse::<u64>() {
+                Ok(u) => Value::Int(i128::from(u)),
+                Err(_) => Value::String(text()),
+            },
         },
         Some(false) => cell
             .parse::<f64>()
             .map(Value::Float)
-            .unwrap_or_else(|_| Value::String(cell.to_owned())),
-        None => Value::String(cell.to_owned()),
+            .unwrap_or_else(|_| Value::String(text())),
+        None => Value::String(text()),
     }
 }
 
@@ -776,6 +824,72 @@ mod quoting_tests {
                     "{:?}",
                     String::from_utf8_lossy(row)
                 );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod row_tests {
+    use runtime_core::{ReadItem, Value};
+
+    use crate::{CodecConfig, Encoding};
+
+    fn read(input: &'static [u8]) -> Vec<Result<Value, String>> {
+        let cfg = CodecConfig::new(Encoding::Csv);
+        let mut dec = crate::decoder(&cfg, input, "t").expect("decoder builds");
+        let mut items = Vec::new();
+        while dec.next_batch(16, &mut items).expect("reads") {}
+        items
+            .into_iter()
+            .map(|i| match i {
+                ReadItem::Record(r) => Ok(r.value),
+                ReadItem::Rejected(r) => Err(r.reason),
+            })
+            .collect()
+    }
+
+    // Cells are checked as UTF-8 a row at a time: a row whose bytes are UTF-8 only when its
+    // cells are put together (a character cut by the delimiter) is still refused, naming the
+    // first cell that is not, as a row that is not UTF-8 at all is.
+    #[test]
+    fn a_cell_that_is_not_utf8_names_its_column() {
+        let got = read(b"a,b\n\xc3,\xa9\nx\xff,y\n\xc3\xa9,\xc3\xbc\n");
+        assert_eq!(got.len(), 3);
+        let why = got[0].as_ref().expect_err("cut character");
+        assert!(why.contains("column 'a': invalid UTF-8 at byte 0"), "{why}");
+        let why = got[1].as_ref().expect_err("bad byte");
+        assert!(why.contains("column 'a': invalid UTF-8 at byte 1"), "{why}");
+        let row = got[2].as_ref().expect("UTF-8 row");
+        assert_eq!(row.get("a"), Some(&Value::from("\u{e9}")));
+        assert_eq!(row.get("b"), Some(&Value::from("\u{fc}")));
+    }
+
+    // Texts read the same whatever their length and script, as do the keys.
+    #[test]
+    fn texts_and_keys_read_as_written() {
+        let got = read(
+            "k,a column name longer than twenty-four bytes,\u{e9}\nname7,exactly twenty-four byte,na\u{ef}ve\nx,twenty-five bytes long!!!,\n"
+                .as_bytes(),
+        );
+        let want = [
+            ["name7", "exactly twenty-four byte", "na\u{ef}ve"],
+            ["x", "twenty-five bytes long!!!", ""],
+        ];
+        let keys = ["k", "a column name longer than twenty-four bytes", "\u{e9}"];
+        for (row, want) in got.iter().zip(want) {
+            let Ok(Value::Map(m)) = row else {
+                panic!("{row:?}")
+            };
+            let entries: Vec<(Value, Value)> = m.entries().to_vec();
+            for ((k, v), (key, text)) in entries.iter().zip(keys.iter().zip(want)) {
+                assert_eq!(k, &Value::from(*key));
+                let want = if text.is_empty() {
+                    Value::Null
+                } else {
+                    Value::from(text)
+                };
+                assert_eq!(v, &want);
             }
         }
     }

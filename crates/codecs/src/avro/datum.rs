@@ -2,10 +2,11 @@
 //! intermediate `apache_avro::types::Value`).
 
 use std::fmt;
+use std::str::Utf8Error;
 
 use runtime_core::{Map, Value};
 
-use super::schema::{is_uuid, Compiled, Logical, Node};
+use super::schema::{is_uuid, Compiled, Field, Logical, Node};
 
 /// The bytes cannot be read as the schema says: where the next datum starts is unknown.
 #[derive(Debug)]
@@ -20,6 +21,20 @@ pub(crate) trait Source {
     /// Consumes `n` bytes without keeping them.
     fn skip(&mut self, n: usize) -> Result<(), Malformed> {
         self.take(n).map(|_| ())
+    }
+    /// The next `n` bytes, owned.
+    fn take_vec(&mut self, n: usize) -> Result<Vec<u8>, Malformed> {
+        self.take(n).map(<[u8]>::to_vec)
+    }
+    /// The next `n` bytes as a string; the inner error when they are not UTF-8.
+    fn take_string(&mut self, n: usize) -> Result<Result<String, Utf8Error>, Malformed> {
+        Ok(std::str::from_utf8(self.take(n)?).map(str::to_owned))
+    }
+    /// Passes over a variable-length integer, with the same length limit as [`long`].
+    ///
+    /// [`long`]: Source::long
+    fn skip_long(&mut self) -> Result<(), Malformed> {
+        self.long().map(|_| ())
     }
     /// A zig-zag variable-length `long`.
     #[inline]
@@ -48,6 +63,63 @@ fn unzigzag(n: u64) -> i64 {
 #[cold]
 fn too_long() -> Malformed {
     Malformed("variable-length integer longer than 10 bytes".into())
+}
+
+/// The length up to which [`SliceSource::take_vec`] copies a fixed number of bytes: the usable
+/// size of the smallest allocation glibc's malloc makes (a 32-byte chunk).
+pub(crate) const SHORT: usize = 24;
+
+/// The first `n` bytes of `window` (`n <= SHORT`), owned: the whole window is copied (a copy
+/// of known size is a few moves, where one of a length known only at run time is a call to
+/// `memcpy`), then cut to length. The allocation is of `SHORT` bytes, which the allocator
+/// rounds an allocation of one byte up to anyway.
+#[inline]
+pub(crate) fn short_copy(window: &[u8; SHORT], n: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(SHORT);
+    v.extend_from_slice(window);
+    v.truncate(n);
+    v
+}
+
+/// A name of up to [`SHORT`] bytes, kept padded to `SHORT` for copies made often (a record's
+/// keys, one per record): see [`short_copy`].
+#[derive(Clone, Debug)]
+pub(crate) struct ShortName {
+    padded: [u8; SHORT],
+    len: usize,
+}
+
+impl ShortName {
+    /// `None` for a name longer than [`SHORT`] bytes.
+    pub fn new(name: &str) -> Option<ShortName> {
+        let len = name.len();
+        let mut padded = [0u8; SHORT];
+        padded.get_mut(..len)?.copy_from_slice(name.as_bytes());
+        Some(ShortName { padded, len })
+    }
+
+    /// An owned copy of the name.
+    #[inline]
+    pub fn to_owned_string(&self) -> String {
+        let v = short_copy(&self.padded, self.len);
+        // Safety: `v` holds the first `len` bytes of `padded`, which `new` copied from a
+        // `str` of `len` bytes, and the fields are private to this module, which changes
+        // them nowhere else: they are that `str`'s bytes, UTF-8.
+        unsafe { String::from_utf8_unchecked(v) }
+    }
+}
+
+/// As [`short_copy`], as a string when the bytes are ASCII (which needs no further UTF-8
+/// validation).
+#[inline]
+pub(crate) fn short_ascii(window: &[u8; SHORT], n: usize) -> Option<String> {
+    if n > SHORT || !window[..n].is_ascii() {
+        return None;
+    }
+    let v = short_copy(window, n);
+    // Safety: `v` holds the first `n` bytes of the window, which are ASCII (tested above),
+    // and ASCII is UTF-8.
+    Some(unsafe { String::from_utf8_unchecked(v) })
 }
 
 #[derive(Debug)]
@@ -84,6 +156,51 @@ impl Source for SliceSource<'_> {
         self.at as u64
     }
 
+    /// Short values (strings of a few characters are the usual case) are copied as a fixed
+    /// [`SHORT`] bytes where that many are left, then cut to length: a copy of known size is
+    /// a few moves, where one of a length known only at run time is a call to `memcpy`. The
+    /// allocation is then of `SHORT` bytes, which the allocator rounds an allocation of one
+    /// byte up to anyway.
+    #[inline]
+    fn take_vec(&mut self, n: usize) -> Result<Vec<u8>, Malformed> {
+        if let Some(v) = self
+            .window()
+            .filter(|_| n <= SHORT)
+            .map(|w| short_copy(w, n))
+        {
+            self.at += n;
+            return Ok(v);
+        }
+        self.take(n).map(<[u8]>::to_vec)
+    }
+
+    #[inline]
+    fn take_string(&mut self, n: usize) -> Result<Result<String, Utf8Error>, Malformed> {
+        if let Some(st) = self.window().and_then(|w| short_ascii(w, n)) {
+            self.at += n;
+            return Ok(Ok(st));
+        }
+        Ok(std::str::from_utf8(self.take(n)?).map(str::to_owned))
+    }
+
+    /// Eight bytes at once where eight are left: the varint ends at the first byte without
+    /// its top bit.
+    #[inline(always)]
+    fn skip_long(&mut self) -> Result<(), Malformed> {
+        if let Some(&word) = self
+            .data
+            .get(self.at..self.at + 8)
+            .and_then(|w| <&[u8; 8]>::try_from(w).ok())
+        {
+            let ends = !u64::from_le_bytes(word) & 0x8080_8080_8080_8080;
+            if ends != 0 {
+                self.at += ends.trailing_zeros() as usize / 8 + 1;
+                return Ok(());
+            }
+        }
+        self.long().map(|_| ())
+    }
+
     /// As the default, without a bounds check per byte where ten bytes (the longest
     /// varint) are left.
     #[inline(always)]
@@ -104,6 +221,14 @@ impl Source for SliceSource<'_> {
 }
 
 impl SliceSource<'_> {
+    /// The next [`SHORT`] bytes, where that many are left.
+    #[inline]
+    fn window(&self) -> Option<&[u8; SHORT]> {
+        self.data
+            .get(self.at..self.at + SHORT)
+            .and_then(|w| w.try_into().ok())
+    }
+
     /// A varint within ten bytes of the end, byte by byte.
     #[cold]
     fn long_near_end(&mut self) -> Result<i64, Malformed> {
@@ -141,14 +266,14 @@ pub(crate) fn write_long(out: &mut Vec<u8>, v: i64) {
 /// Passes over a variable-length integer, with the same length limit as [`read_long`].
 #[inline]
 fn skip_long<S: Source>(s: &mut S) -> Result<(), Malformed> {
-    s.long().map(|_| ())
+    s.skip_long()
 }
 
 #[inline]
-fn read_bool<S: Source>(s: &mut S) -> Result<Value, Malformed> {
+fn read_bool<S: Source>(s: &mut S) -> Result<bool, Malformed> {
     match s.byte()? {
-        0 => Ok(Value::Bool(false)),
-        1 => Ok(Value::Bool(true)),
+        0 => Ok(false),
+        1 => Ok(true),
         b => Err(Malformed(format!("boolean byte {b} is neither 0 nor 1"))),
     }
 }
@@ -199,34 +324,52 @@ impl<'s> DatumReader<'s> {
         idx: usize,
         depth: usize,
     ) -> Result<Value, Malformed> {
+        let mut v = Value::Null;
+        self.read_into(s, idx, depth, &mut v)?;
+        Ok(v)
+    }
+
+    /// Reads one datum into `slot`, which holds null. Values are written where they are to
+    /// stay rather than returned: a value built apart and moved in costs a copy, which the
+    /// CPU cannot forward from the stores that built it (they are narrower than the copy's
+    /// loads), and that stall was the walker's largest cost.
+    pub fn read_into<S: Source>(
+        &mut self,
+        s: &mut S,
+        idx: usize,
+        depth: usize,
+        slot: &mut Value,
+    ) -> Result<(), Malformed> {
         if depth > MAX_DEPTH {
             return Err(Malformed(format!("nested deeper than {MAX_DEPTH} levels")));
         }
         let nodes = self.nodes;
-        Ok(match &nodes[idx] {
-            Node::Null => Value::Null,
-            Node::Boolean => read_bool(s)?,
-            Node::Int => self.int(read_long(s)?),
-            Node::Long => Value::Int(i128::from(read_long(s)?)),
+        match &nodes[idx] {
+            Node::Null => {}
+            Node::Boolean => *slot = Value::Bool(read_bool(s)?),
+            Node::Int => {
+                let n = s.long()?;
+                *slot = self.int(n);
+            }
+            Node::Long => *slot = Value::Int(i128::from(s.long()?)),
             Node::Float => {
                 let b = s.take(4)?;
-                Value::Float(f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+                *slot = Value::Float(f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])));
             }
-            Node::Double => Value::Float(read_double(s)?),
+            Node::Double => *slot = Value::Float(read_double(s)?),
             Node::Bytes => {
                 let n = read_len(s)?;
-                if self.over_budget(s, n)? {
-                    return Ok(Value::Null);
+                if !self.over_budget(s, n)? {
+                    *slot = Value::Bytes(s.take_vec(n)?);
                 }
-                Value::Bytes(s.take(n)?.to_vec())
             }
-            Node::String => self.string(s)?,
-            Node::Fixed(_, size) => Value::Bytes(s.take(*size)?.to_vec()),
+            Node::String => self.string_into(s, slot)?,
+            Node::Fixed(_, size) => *slot = Value::Bytes(s.take_vec(*size)?),
             Node::Enum(name, symbols) => {
-                let i = read_long(s)?;
+                let i = s.long()?;
                 let sym = usize::try_from(i).ok().and_then(|i| symbols.get(i));
                 match sym {
-                    Some(sym) => Value::String(sym.clone()),
+                    Some(sym) => *slot = Value::String(sym.clone()),
                     None => {
                         return Err(Malformed(format!(
                             "enum {} has no symbol number {i}",
@@ -240,21 +383,24 @@ impl<'s> DatumReader<'s> {
                 while let Some(count) = self.block_count(s)? {
                     out.reserve(count.min(1024));
                     for _ in 0..count {
-                        out.push(self.read(s, *item, depth + 1)?);
+                        out.push(Value::Null);
+                        if let Some(v) = out.last_mut() {
+                            self.read_into(s, *item, depth + 1, v)?;
+                        }
                     }
                 }
-                Value::Array(out)
+                *slot = Value::Array(out);
             }
             Node::Map(values) => {
-                let mut out = Map::new();
+                let mut out: Vec<(Value, Value)> = Vec::new();
                 while let Some(count) = self.block_count(s)? {
                     for _ in 0..count {
                         let n = read_len(s)?;
                         let key = if self.over_budget(s, n)? {
                             Value::Null
                         } else {
-                            match std::str::from_utf8(s.take(n)?) {
-                                Ok(k) => Value::String(k.to_owned()),
+                            match String::from_utf8(s.take_vec(n)?) {
+                                Ok(k) => Value::String(k),
                                 Err(_) => {
                                     self.invalid
                                         .get_or_insert_with(|| "map key is not valid UTF-8".into());
@@ -262,16 +408,18 @@ impl<'s> DatumReader<'s> {
                                 }
                             }
                         };
-                        let v = self.read(s, *values, depth + 1)?;
-                        out.push(key, v);
+                        out.push((key, Value::Null));
+                        if let Some((_, v)) = out.last_mut() {
+                            self.read_into(s, *values, depth + 1, v)?;
+                        }
                     }
                 }
-                Value::Map(out)
+                *slot = Value::Map(Map::from(out));
             }
             Node::Union(branches) => {
-                let i = read_long(s)?;
+                let i = s.long()?;
                 match usize::try_from(i).ok().and_then(|i| branches.get(i)) {
-                    Some(&b) => self.read(s, b, depth + 1)?,
+                    Some(&b) => self.read_into(s, b, depth + 1, slot)?,
                     None => {
                         return Err(Malformed(format!(
                             "union branch {i} does not exist (the union has {})",
@@ -280,46 +428,66 @@ impl<'s> DatumReader<'s> {
                     }
                 }
             }
-            Node::Record(_, fields) => {
-                let mut out = Map::with_capacity(fields.len());
-                for f in fields {
-                    // Fixed-size leaves are read here rather than through a call per field.
-                    let v = match &nodes[f.node] {
-                        Node::Int => self.int(read_long(s)?),
-                        Node::Long => Value::Int(i128::from(read_long(s)?)),
-                        Node::Double => Value::Float(read_double(s)?),
-                        Node::String => self.string(s)?,
-                        Node::Boolean => read_bool(s)?,
-                        _ => self.read(s, f.node, depth + 1)?,
-                    };
-                    out.push(Value::String(f.name.clone()), v);
-                }
-                Value::Map(out)
-            }
-            Node::Logical(_, inner) => return self.read(s, *inner, depth),
-        })
+            Node::Record(_, fields) => self.record(s, fields, depth, slot)?,
+            Node::Logical(_, inner) => self.read_into(s, *inner, depth, slot)?,
+        }
+        Ok(())
     }
 
-    /// A `string`: one that is not UTF-8 keeps the framing but rejects the datum once read.
+    /// A record's fields, in order, into `slot`. The entries are made first, keys cloned and
+    /// values null, and each value is then read into its place. Leaves are read here rather
+    /// than through a call per field.
+    fn record<S: Source>(
+        &mut self,
+        s: &mut S,
+        fields: &[Field],
+        depth: usize,
+        slot: &mut Value,
+    ) -> Result<(), Malformed> {
+        let nodes = self.nodes;
+        let mut out: Vec<(Value, Value)> = fields
+            .iter()
+            .map(|f| (Value::String(f.key()), Value::Null))
+            .collect();
+        for ((_, v), f) in out.iter_mut().zip(fields) {
+            match &nodes[f.node] {
+                Node::Long => *v = Value::Int(i128::from(s.long()?)),
+                Node::Int => {
+                    let n = s.long()?;
+                    *v = self.int(n);
+                }
+                Node::Double => *v = Value::Float(read_double(s)?),
+                Node::String => self.string_into(s, v)?,
+                Node::Boolean => *v = Value::Bool(read_bool(s)?),
+                _ => self.read_into(s, f.node, depth + 1, v)?,
+            }
+        }
+        *slot = Value::Map(Map::from(out));
+        Ok(())
+    }
+
+    /// A `string` into `slot` (left null when it is not UTF-8 or over the budget).
     #[inline]
-    fn string<S: Source>(&mut self, s: &mut S) -> Result<Value, Malformed> {
+    fn string_into<S: Source>(&mut self, s: &mut S, slot: &mut Value) -> Result<(), Malformed> {
         let n = read_len(s)?;
         if self.over_budget(s, n)? {
-            return Ok(Value::Null);
+            return Ok(());
         }
-        let bytes = s.take(n)?;
-        Ok(match std::str::from_utf8(bytes) {
-            Ok(st) => Value::String(st.to_owned()),
-            Err(e) => {
-                if self.invalid.is_none() {
-                    self.invalid = Some(format!(
-                        "string is not valid UTF-8 (at byte {} of the string)",
-                        e.valid_up_to()
-                    ));
-                }
-                Value::Null
-            }
-        })
+        match s.take_string(n)? {
+            Ok(st) => *slot = Value::String(st),
+            Err(e) => self.not_utf8(e),
+        }
+        Ok(())
+    }
+
+    #[cold]
+    fn not_utf8(&mut self, e: Utf8Error) {
+        if self.invalid.is_none() {
+            self.invalid = Some(format!(
+                "string is not valid UTF-8 (at byte {} of the string)",
+                e.valid_up_to()
+            ));
+        }
     }
 
     /// An `int`: a varint whose value does not fit in 32 bits keeps the framing but is not
@@ -766,5 +934,99 @@ mod tests {
         assert!(long_at(&[0x80, 0x80], 0)
             .unwrap_err()
             .contains("ends early"));
+    }
+
+    /// A source over `bytes` followed by `pad` bytes with every bit set (no varint ends in
+    /// them and none is ASCII), reading from the start.
+    fn padded(bytes: &[u8], pad: usize) -> Vec<u8> {
+        let mut data = bytes.to_vec();
+        data.extend(std::iter::repeat_n(0xffu8, pad));
+        data
+    }
+
+    // Skipping a varint eight bytes at a time stops where reading it does, and refuses what
+    // reading refuses.
+    #[test]
+    fn varints_skip_as_they_read() {
+        let mut cases: Vec<Vec<u8>> = [0i64, -1, 1, 63, -64, 64, 300, 1 << 40, i64::MIN, i64::MAX]
+            .iter()
+            .map(|&v| {
+                let mut enc = Vec::new();
+                write_long(&mut enc, v);
+                enc
+            })
+            .collect();
+        cases.push(vec![0xff; 11]);
+        cases.push(vec![0x80, 0x80]);
+        for enc in &cases {
+            for pad in [0, 3, 7, 8, 16] {
+                let data = padded(enc, pad);
+                let mut read = SliceSource { data: &data, at: 0 };
+                let mut skip = SliceSource { data: &data, at: 0 };
+                let r = read.long().map(|_| read.at).map_err(|e| e.0);
+                let k = skip.skip_long().map(|()| skip.at).map_err(|e| e.0);
+                assert_eq!(r.is_ok(), k.is_ok(), "{enc:?} + {pad}: {r:?} / {k:?}");
+                if r.is_ok() {
+                    assert_eq!(r, k, "{enc:?} + {pad}");
+                }
+            }
+        }
+    }
+
+    // Strings and bytes read alike whether the short copy applies (enough bytes left, short,
+    // ASCII) or not: the same value, the same position after, the same refusal.
+    #[test]
+    fn short_values_read_as_long_ones() {
+        let texts: [&[u8]; 8] = [
+            b"",
+            b"a",
+            b"name123",
+            b"exactly twenty-four byte",
+            b"twenty-five bytes long!!!",
+            "na\u{ef}ve".as_bytes(),
+            b"bad \xff utf-8",
+            b"\x7f\x00 controls",
+        ];
+        for text in texts {
+            for pad in [0, 5, SHORT, 2 * SHORT] {
+                let data = padded(text, pad);
+                let n = text.len();
+                let mut s = SliceSource { data: &data, at: 0 };
+                let st = s.take_string(n).map_err(|e| e.0);
+                assert_eq!(s.at, n, "{text:?} + {pad}");
+                match std::str::from_utf8(text) {
+                    Ok(want) => assert_eq!(st, Ok(Ok(want.to_owned())), "{text:?} + {pad}"),
+                    Err(e) => assert_eq!(st, Ok(Err(e)), "{text:?} + {pad}"),
+                }
+                let mut s = SliceSource { data: &data, at: 0 };
+                assert_eq!(s.take_vec(n).map_err(|e| e.0), Ok(text.to_vec()));
+                assert_eq!(s.at, n);
+            }
+            // One byte short of the value: refused, as by `take`.
+            let mut s = SliceSource {
+                data: &text[..text.len().saturating_sub(1)],
+                at: 0,
+            };
+            if !text.is_empty() {
+                assert!(s.take_string(text.len()).is_err());
+                assert!(s.take_vec(text.len()).is_err());
+            }
+        }
+    }
+
+    // A record's keys are its field names, whatever their length or script.
+    #[test]
+    fn keys_are_the_field_names() {
+        for name in [
+            "a",
+            "id",
+            "exactly twenty-four byte",
+            "twenty-five bytes long!!!",
+            "\u{e9}t\u{e9}",
+            "",
+        ] {
+            let f = Field::new(name.to_owned(), 0, None);
+            assert_eq!(f.key(), name);
+        }
     }
 }

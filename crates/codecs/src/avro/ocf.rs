@@ -591,26 +591,32 @@ impl<R: BufRead> OcfDecoder<R> {
             data: &self.block,
             at: self.block_at,
         };
+        // The records are read into their places in `out`, not moved there (see
+        // `DatumReader::read_into`): `run` null records go in first, and those not filled are
+        // taken out again.
+        let first = out.len();
+        let offset = self.block_offset;
+        out.extend(
+            (0..run).map(|_| ReadItem::Record(Record::new(Value::Null, position(0, None, offset)))),
+        );
         let mut done = 0;
-        while done < run {
+        for item in &mut out[first..] {
+            let ReadItem::Record(r) = item else {
+                break;
+            };
             let start = src.at;
             let mut reader = DatumReader::new(compiled, max);
-            match reader.read(&mut src, compiled.root, 0) {
-                Ok(value) if reader.invalid.is_none() && src.at - start <= max => {
-                    self.record += 1;
-                    self.block_left -= 1;
-                    out.push(ReadItem::Record(Record::new(
-                        value,
-                        position(self.record, None, self.block_offset),
-                    )));
-                    done += 1;
-                }
-                _ => {
-                    src.at = start;
-                    break;
-                }
+            let read = reader.read_into(&mut src, compiled.root, 0, &mut r.value);
+            if read.is_err() || reader.invalid.is_some() || src.at - start > max {
+                src.at = start;
+                break;
             }
+            self.record += 1;
+            r.position.record = self.record;
+            done += 1;
         }
+        out.truncate(first + done);
+        self.block_left -= done as u64;
         self.block_at = src.at;
         done
     }

@@ -21,6 +21,8 @@ use apache_avro::schema::{FixedSchema, InnerDecimalSchema, Name, UuidSchema};
 use apache_avro::Schema;
 use runtime_core::Value;
 
+use super::datum::ShortName;
+
 /// One type of the schema.
 #[derive(Debug)]
 pub enum Node {
@@ -56,6 +58,28 @@ pub struct Field {
     pub node: usize,
     /// The schema's default, as written.
     pub default: Option<Value>,
+    /// The name kept for making a record's keys, when it is short.
+    short_key: Option<ShortName>,
+}
+
+impl Field {
+    pub(crate) fn new(name: String, node: usize, default: Option<Value>) -> Field {
+        Field {
+            short_key: ShortName::new(&name),
+            name,
+            node,
+            default,
+        }
+    }
+
+    /// The name as a record's key: a copy of the name.
+    #[inline]
+    pub(crate) fn key(&self) -> String {
+        match &self.short_key {
+            Some(n) => n.to_owned_string(),
+            None => self.name.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -299,11 +323,11 @@ impl Compiler {
                         ));
                     }
                     let node = self.compile(&f.schema)?;
-                    fields.push(Field {
-                        name: f.name.clone(),
+                    fields.push(Field::new(
+                        f.name.clone(),
                         node,
-                        default: f.default.clone().map(Value::from),
-                    });
+                        f.default.clone().map(Value::from),
+                    ));
                 }
                 self.nodes[idx] = Node::Record(n, fields);
                 idx
@@ -372,11 +396,7 @@ mod tests {
                 full: "R".into(),
                 short: "R".into(),
             },
-            vec![Field {
-                name: "a".into(),
-                node,
-                default: Some(default),
-            }],
+            vec![Field::new("a".into(), node, Some(default))],
         ));
         let root = nodes.len() - 1;
         Compiled { nodes, root }
