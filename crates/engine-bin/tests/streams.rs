@@ -310,6 +310,52 @@ fn rest_streams_take_and_give_records() {
 }
 
 #[test]
+fn a_file_output_shows_its_records_on_disk_while_the_stream_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let e = Engine::start(&data, &[], &[]);
+    deploy(&e);
+    let output = data.join("live.jsonl");
+    // A REST input stays open: the output is not closed, so only its flushes every
+    // LingerTime put the records on disk.
+    let (s, v) = attach(
+        &e,
+        1,
+        &file_descriptor(&output, json!({"LingerTime": 200})),
+        "",
+    );
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = attach(&e, 0, "rest:", "");
+    assert_eq!(s, 201, "{v}");
+    let c = e.client();
+    for x in ["1", "2", "3"] {
+        let a = c
+            .post("/1/job/input/0", "application/json", x.as_bytes())
+            .unwrap();
+        assert_eq!(a.status, 204, "{}", common::text(&a.body));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lines(&output).len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the file holds {:?} while its stream runs",
+            std::fs::read_to_string(&output).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        lines(&output),
+        [json!({"n": 1}), json!({"n": 2}), json!({"n": 3})]
+    );
+    let out = stream(&e, 1).expect("the output is attached");
+    assert_eq!(out["state"], "running", "{out}");
+    assert_eq!(
+        stream(&e, 0).expect("the input is attached")["state"],
+        "running"
+    );
+}
+
+#[test]
 fn a_slow_output_holds_the_input_back() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

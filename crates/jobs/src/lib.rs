@@ -74,4 +74,4 @@ pub use job::{
 };
 pub use model_files::{materialize, LocatedModel, Materialized};
 pub use plan::{Asset, JobPlan, PlanInput, PlanModel, PlanOptions, PlanOutput};
-pub use run::run_job;
+pub use run::{run_job, settle_written, take_refused};

@@ -872,20 +872,7 @@ fn screen_outputs(
         return;
     }
     // The receipts of the rejected values, in the rejections' order.
-    let mut refused = Vec::new();
-    if !receipts.is_empty() {
-        let mut rejected = rejections.iter().map(|r| r.index).peekable();
-        let mut kept = Vec::with_capacity(values.len());
-        for (index, receipt) in receipts.drain(..).enumerate() {
-            if rejected.next_if_eq(&index).is_some() {
-                refused.push(receipt);
-            } else {
-                kept.push(receipt);
-            }
-        }
-        *receipts = kept;
-    }
-    let mut refused = refused.into_iter();
+    let mut refused = take_refused(receipts, rejections.iter().map(|r| r.index)).into_iter();
     for r in rejections {
         let (text, record) = at(r.index);
         let rejection = Rejection::new(RejectionKind::Schema, Position::default(), r.reason);
@@ -1313,7 +1300,7 @@ async fn write_loop(
         let flushed = match sink.write_batch(batch).await {
             Ok(rej) => {
                 written += n - rej.len() as u64;
-                let settled = settle_written(&mut *sink, receipts, first, &rej, &writes).await;
+                let settled = settle_batch(&mut *sink, receipts, first, &rej, &writes).await;
                 rejections.extend(rej);
                 settled
             }
@@ -1335,37 +1322,78 @@ async fn write_loop(
     }
 }
 
-/// Settles the receipts of a batch written from output number `first` on, given the sink's
-/// rejections: flushes the sink first when any receipt is tracked.
-///
-/// An output the sink refused is parked: its error record, with its receipt, goes to the
-/// error output when there is one (settled there), else its receipt is settled as rejected.
+/// Settles the receipts of a batch written to an output, given the sink's rejections: the
+/// refused outputs are parked (their error records, with their receipts, go to the error
+/// output when there is one, settled there; else their receipts are settled as rejected).
 /// The error output's own records settle as rejected: what they stand for was not
 /// delivered.
-async fn settle_written(
+async fn settle_batch(
     sink: &mut dyn RecordSink,
     receipts: Vec<Receipt>,
     first: u64,
     rejected: &[Rejection],
     writes: &Writes,
 ) -> Result<(), CoreError> {
-    let (slot, errors) = match writes {
-        Writes::Outputs { slot, errors } => (*slot, errors.as_ref()),
-        Writes::Errors => (Slot::default(), None),
+    let (slot, errors, delivered) = match writes {
+        Writes::Outputs { slot, errors } => (*slot, errors.as_ref(), Fate::Delivered),
+        Writes::Errors => (Slot::default(), None, Fate::Rejected),
     };
-    let parked = errors.is_some() && !rejected.is_empty();
-    if !parked && !receipts.iter().any(Receipt::is_tracked) {
+    let refused = settle_written(sink, receipts, first, rejected, delivered).await?;
+    let Some(tx) = errors.filter(|_| !rejected.is_empty()) else {
+        for receipt in refused {
+            receipt.settle(Fate::Rejected);
+        }
         return Ok(());
-    }
-    if receipts.iter().any(Receipt::is_tracked) {
-        sink.flush().await?;
-    }
-    let delivered = match writes {
-        Writes::Outputs { .. } => Fate::Delivered,
-        Writes::Errors => Fate::Rejected,
     };
+    let values = rejected
+        .iter()
+        .map(|r| {
+            ErrorRecord {
+                stage: Stage::Output,
+                kind: kind_of(r.kind),
+                slot,
+                position: r.position.clone(),
+                reason: r.reason.clone(),
+                traceback: None,
+                value: None,
+                bytes: None,
+            }
+            .into_value()
+        })
+        .collect();
+    let receipts = if refused.iter().any(Receipt::is_tracked) {
+        refused
+    } else {
+        Vec::new()
+    };
+    // An error output that stopped reports why at finish; these receipts then fail.
+    let _ = tx.send((values, receipts)).await;
+    Ok(())
+}
+
+/// Settles the receipts of a batch `sink` took, written from output number `first` on,
+/// given the outputs the sink `rejected` (by their position): when any receipt is tracked
+/// the sink is flushed first, then the written outputs' receipts are settled as
+/// `delivered`. Returns the receipts of the refused outputs, one per rejection in order,
+/// for the caller to settle as rejected or to park with an error record. `receipts` is
+/// empty (nothing waits on the batch: no flush) or holds one receipt per output.
+///
+/// A failed flush is returned: the receipts are dropped unsettled, which counts as failed,
+/// and the caller must not finish the sink. Batch jobs and a deployed model's streams
+/// settle their outputs through this one function.
+pub async fn settle_written(
+    sink: &mut dyn RecordSink,
+    receipts: Vec<Receipt>,
+    first: u64,
+    rejected: &[Rejection],
+    delivered: Fate,
+) -> Result<Vec<Receipt>, CoreError> {
+    if !receipts.iter().any(Receipt::is_tracked) {
+        return Ok(rejected.iter().map(|_| Receipt::none()).collect());
+    }
+    sink.flush().await?;
     let mut receipts = receipts.into_iter();
-    let mut error_batch: OutBatch = (Vec::new(), Vec::new());
+    let mut refused = Vec::with_capacity(rejected.len());
     let mut n = first;
     for r in rejected {
         // Receipts of the outputs written before this refused one.
@@ -1375,38 +1403,37 @@ async fn settle_written(
             }
             n += 1;
         }
-        let receipt = receipts.next().unwrap_or_default();
+        refused.push(receipts.next().unwrap_or_default());
         n += 1;
-        if errors.is_some() {
-            error_batch.0.push(
-                ErrorRecord {
-                    stage: Stage::Output,
-                    kind: kind_of(r.kind),
-                    slot,
-                    position: r.position.clone(),
-                    reason: r.reason.clone(),
-                    traceback: None,
-                    value: None,
-                    bytes: None,
-                }
-                .into_value(),
-            );
-            error_batch.1.push(receipt);
-        } else {
-            receipt.settle(Fate::Rejected);
-        }
     }
     for receipt in receipts {
         receipt.settle(delivered);
     }
-    if let (Some(tx), false) = (errors, error_batch.0.is_empty()) {
-        if !error_batch.1.iter().any(Receipt::is_tracked) {
-            error_batch.1.clear();
-        }
-        // An error output that stopped reports why at finish; these receipts then fail.
-        let _ = tx.send(error_batch).await;
+    Ok(refused)
+}
+
+/// Takes the receipts at the `refused` indices (ascending, as a schema screen reports them)
+/// out of `receipts`, empty or one per value of a batch, and returns them in that order;
+/// the others stay, in order, beside the values kept.
+pub fn take_refused(
+    receipts: &mut Vec<Receipt>,
+    refused: impl IntoIterator<Item = usize>,
+) -> Vec<Receipt> {
+    let mut taken = Vec::new();
+    if receipts.is_empty() {
+        return taken;
     }
-    Ok(())
+    let mut refused = refused.into_iter().peekable();
+    let mut kept = Vec::with_capacity(receipts.len());
+    for (index, receipt) in receipts.drain(..).enumerate() {
+        if refused.next_if_eq(&index).is_some() {
+            taken.push(receipt);
+        } else {
+            kept.push(receipt);
+        }
+    }
+    *receipts = kept;
+    taken
 }
 
 /// Copies what training wrote under `outputDir/` to `dest` (when given) and lists it.

@@ -29,8 +29,8 @@ use codecs::{CodecConfig, Encoding, Framing};
 use jobs::chain::{screen_record, BadKind, BadRecordLog};
 use jobs::{Batching, SlotCounts};
 use runtime_core::{
-    JobLog, LogSource, ModelSpec, Position, RecordFailure, RejectionKind, RestartPolicy, Restarts,
-    Runner, ScoreItem, Session, SessionConfig, Slot, Value,
+    Fate, JobLog, LogSource, ModelSpec, Position, Receipt, RecordFailure, RejectionKind,
+    RestartPolicy, Restarts, Runner, ScoreItem, Session, SessionConfig, Slot, Value,
 };
 use tokio::sync::{mpsc, oneshot, Notify};
 
@@ -116,10 +116,14 @@ impl WorkerState {
     }
 }
 
+/// Why a queued record has no yields.
 #[derive(Clone)]
-enum Refusal {
+pub(crate) enum Refusal {
     Raised(RecordFailure),
+    /// The model could not take it (undeployed, its worker gone or not replaced).
     Unavailable(String),
+    /// Its worker died on it; the worker is being replaced.
+    Died(String),
     /// The record broke a worker limit (`time`, `memory`); the worker was replaced.
     Limit {
         limit: String,
@@ -127,7 +131,28 @@ enum Refusal {
     },
 }
 
-type Reply = std::result::Result<Vec<(Slot, Value)>, Refusal>;
+impl Refusal {
+    /// What the record's source learns: the model failed on the record itself (it raised,
+    /// broke a limit, its worker died on it) is rejected, as in a batch job (reading it
+    /// again would end the same way); a model that could not take it leaves it failed.
+    pub(crate) fn fate(&self) -> Fate {
+        match self {
+            Refusal::Raised(_) | Refusal::Died(_) | Refusal::Limit { .. } => Fate::Rejected,
+            Refusal::Unavailable(_) => Fate::Failed,
+        }
+    }
+
+    /// The error a REST request is answered with.
+    pub(crate) fn into_error(self) -> Error {
+        match self {
+            Refusal::Raised(f) => Error::ModelRaised(f.message),
+            Refusal::Unavailable(why) | Refusal::Died(why) => Error::ModelUnavailable(why),
+            Refusal::Limit { limit, detail } => Error::ModelLimit { limit, detail },
+        }
+    }
+}
+
+pub(crate) type Reply = std::result::Result<Vec<(Slot, Value)>, Refusal>;
 
 struct Request {
     slot: Slot,
@@ -159,38 +184,37 @@ pub(crate) enum Enqueued {
 pub(crate) struct QueuedLater(Request, Pending);
 
 impl Pending {
-    /// The outcome if it is there already.
-    pub(crate) fn try_outcome(&mut self) -> Option<Result<Vec<(Slot, Value)>>> {
+    /// The worker's reply if it is there already.
+    pub(crate) fn try_reply(&mut self) -> Option<Reply> {
         match self.0.try_recv() {
             Err(oneshot::error::TryRecvError::Empty) => None,
             Err(oneshot::error::TryRecvError::Closed) => Some(Err(stopped_before_answer())),
-            Ok(reply) => Some(outcome_of(reply)),
+            Ok(reply) => Some(reply),
         }
+    }
+
+    /// The worker's reply: what the model yielded, by slot, or why it yielded nothing.
+    pub(crate) async fn reply(self) -> Reply {
+        self.0
+            .await
+            .unwrap_or_else(|_| Err(stopped_before_answer()))
     }
 
     /// What the model yielded, by slot, or why the record failed.
     pub(crate) async fn outcome(self) -> Result<Vec<(Slot, Value)>> {
-        match self.0.await {
-            Err(_) => Err(stopped_before_answer()),
-            Ok(reply) => outcome_of(reply),
-        }
+        outcome_of(self.reply().await)
     }
 }
 
-fn stopped_before_answer() -> Error {
-    Error::ModelUnavailable(
+fn stopped_before_answer() -> Refusal {
+    Refusal::Unavailable(
         "the model was stopped (undeployed or the engine shutting down) before it answered".into(),
     )
 }
 
 /// A worker's reply as the record's outcome.
 fn outcome_of(reply: Reply) -> Result<Vec<(Slot, Value)>> {
-    match reply {
-        Ok(outputs) => Ok(outputs),
-        Err(Refusal::Raised(f)) => Err(Error::ModelRaised(f.message)),
-        Err(Refusal::Unavailable(why)) => Err(Error::ModelUnavailable(why)),
-        Err(Refusal::Limit { limit, detail }) => Err(Error::ModelLimit { limit, detail }),
-    }
+    reply.map_err(Refusal::into_error)
 }
 
 /// A deployment that could not start (its model failed to load or its init raised); the
@@ -580,14 +604,14 @@ impl Deployment {
         })?;
         let value = self.take_input(input, value, Position::default(), Origin::Request)?;
         let outs = self.score(input, value, timeout).await?;
-        let mut by_slot = self.route_yields(outs, |slot| slot == output, |_| {
+        let (mut by_slot, _) = self.route_yields(outs, |slot| slot == output, |_| {
             format!("which the request (answered on slot {output}) does not read; counted, not answered")
         });
         let mut values = by_slot.remove(&output).unwrap_or_default();
         // A rejected yield fails the answer (a partial answer would pass for whole); each
         // is counted and logged, the first one's reason answered.
         if let Some(e) = self
-            .screen_yields(output, &mut values, Origin::Request)
+            .screen_yields(output, &mut values, &mut Vec::new(), Origin::Request)
             .into_iter()
             .next()
         {
@@ -652,27 +676,30 @@ impl Deployment {
         Ok(value)
     }
 
-    /// What the model yielded, by output slot, for the slots `read` says are read; yields
-    /// to other slots are counted per slot and logged (`unread` says why nobody reads them).
-    pub(crate) fn route_yields(
+    /// What the model yielded (a value, and what goes with it), by output slot, for the
+    /// slots `read` says are read; yields to other slots are counted per slot and logged
+    /// (`unread` says why nobody reads them), and handed back.
+    pub(crate) fn route_yields<T>(
         &self,
-        outs: Vec<(Slot, Value)>,
+        outs: impl IntoIterator<Item = (Slot, T)>,
         read: impl Fn(Slot) -> bool,
         unread: impl Fn(Slot) -> String,
-    ) -> BTreeMap<Slot, Vec<Value>> {
-        let mut read_by: BTreeMap<Slot, Vec<Value>> = BTreeMap::new();
+    ) -> (BTreeMap<Slot, Vec<T>>, Vec<T>) {
+        let mut read_by: BTreeMap<Slot, Vec<T>> = BTreeMap::new();
         let mut others: BTreeMap<Slot, u64> = BTreeMap::new();
+        let mut unrouted = Vec::new();
         for (slot, v) in outs {
             if read(slot) {
                 read_by.entry(slot).or_default().push(v);
             } else {
                 *others.entry(slot).or_default() += 1;
+                unrouted.push(v);
             }
         }
         for (slot, n) in others {
             self.yields_unread(slot, n, || unread(slot));
         }
-        read_by
+        (read_by, unrouted)
     }
 
     /// Counts `n` yields to `slot` that nothing reads, and logs them.
@@ -684,15 +711,20 @@ impl Deployment {
     }
 
     /// Screens yields to output `slot` by its schema: rejected ones are taken out, counted
-    /// and logged, and their errors returned in order.
+    /// and logged, and their errors returned in order. `receipts` (empty, or one per value)
+    /// loses the receipts of the rejected values, settled as rejected.
     pub(crate) fn screen_yields(
         &self,
         slot: Slot,
         values: &mut Vec<Value>,
+        receipts: &mut Vec<Receipt>,
         origin: Origin<'_>,
     ) -> Vec<Error> {
-        self.schemas
-            .screen_outputs(slot, values, false)
+        let rejections = self.schemas.screen_outputs(slot, values, false);
+        for receipt in jobs::take_refused(receipts, rejections.iter().map(|r| r.index)) {
+            receipt.settle(Fate::Rejected);
+        }
+        rejections
             .into_iter()
             .map(|r| self.output_rejected(slot, RejectionKind::Schema, r.reason, origin))
             .collect()
@@ -1044,6 +1076,10 @@ impl Actor {
                 Some(at) => {
                     let (_, reply) = pending.remove(at);
                     self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                    let refusal = match refusal {
+                        Refusal::Unavailable(why) => Refusal::Died(why),
+                        other => other,
+                    };
                     let _ = reply.send(Err(refusal));
                 }
                 None => {

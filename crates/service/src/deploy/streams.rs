@@ -20,9 +20,21 @@
 //! ended; detaching drains a stream: an input stops reading and its records in flight are
 //! scored and written, an output writes what it was handed and finishes its sink.
 //!
-//! Not here yet: acknowledgements (a record's receipt settled when its output is
-//! durable, a sink flushed as it goes) and resuming where they left off: after a restart,
-//! an attached input is read again from its start.
+//! Acknowledgements (`runtime_core::ack`) follow the records as in a batch job: each
+//! record's receipt stays beside it in flight (the workers never see it); a rejected input
+//! or a record the model failed on settles rejected; the yields' shares
+//! (`Receipt::split`) go with each value to its output's writer, and a yield to a slot
+//! with no stream settles its share rejected. A writer flushes its sink after a batch that
+//! carries tracked receipts and settles them (`jobs::settle_written`, the batch job's
+//! own); a failed write or flush drops them (failed) and fails the stream. Without
+//! receipts a writer still flushes at most `LingerTime` after a record was written, so a
+//! file output shows its records on disk as the stream runs. An input's source is closed
+//! (`RecordSource::close`) when it ends, is detached or the engine stops, once its
+//! records in flight are through or the drain's deadline passed, with what remains of
+//! the deadline as its grace.
+//!
+//! A source that keeps no acknowledged position of its own (a file) is read again from its
+//! start when the engine restarts.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,9 +44,11 @@ use std::time::Duration;
 use endpoints::descriptor::{Batching, Schema, TransportType};
 use endpoints::{Direction, Registry, StreamDescriptor};
 use runtime_core::{
-    JobLog, LogSource, OutRecord, Position, ReadItem, RecordSink, RecordSource, Slot, Value,
+    Fate, JobLog, LogSource, OutRecord, Position, ReadItem, Receipt, RecordSink, RecordSource,
+    Slot, Value,
 };
 use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::time::Instant;
 
 use super::rest::{RestOpener, RestQueues};
 use super::{Deployment, Enqueued, Origin, Pending};
@@ -46,11 +60,45 @@ const IN_FLIGHT_RECORDS: usize = 1024;
 /// Batches of yields waiting for an output stream's writer.
 const WRITER_QUEUE: usize = 4;
 
-/// How long a detached stream gets to get its records through.
+/// How long a detached stream gets to get its records through, and an input that ended
+/// waits for its records to settle before its source is closed.
 const DETACH_GRACE: Duration = super::CLOSE_GRACE;
 
-fn detach_deadline() -> tokio::time::Instant {
-    tokio::time::Instant::now() + DETACH_GRACE
+/// What an input's source gets past the drain's deadline to acknowledge what settled,
+/// before its task is cut short.
+const CLOSE_MARGIN: Duration = Duration::from_secs(1);
+
+fn detach_deadline() -> Instant {
+    Instant::now() + DETACH_GRACE
+}
+
+/// An input being drained: by when its records must be through, and whether it stops
+/// reading (a REST input reads what was posted first).
+#[derive(Clone, Copy, Debug)]
+struct Drain {
+    deadline: Instant,
+    stop_reading: bool,
+}
+
+/// Yields of a batch for one output stream, with their receipts: none when no source
+/// waits on them (files pay nothing), else one per value.
+#[derive(Default)]
+struct Yields {
+    values: Vec<Value>,
+    receipts: Vec<Receipt>,
+}
+
+impl Yields {
+    fn push(&mut self, value: Value, receipt: Receipt) {
+        if receipt.is_tracked() {
+            // The values before it had no receipt: theirs are none.
+            self.receipts.resize_with(self.values.len(), Receipt::none);
+            self.receipts.push(receipt);
+        } else if !self.receipts.is_empty() {
+            self.receipts.push(receipt);
+        }
+        self.values.push(value);
+    }
 }
 
 /// Where a stream stands.
@@ -90,7 +138,8 @@ pub struct StreamInfo {
     pub records_out: u64,
     /// Rejected by encoding or schema.
     pub records_rejected: u64,
-    /// Input: the model failed on them. Output: lost with a sink that failed.
+    /// Input: the model failed on them. Output: lost with a sink that failed (the write that
+    /// failed, and what was written since the last flush when a flush or write failed).
     pub records_failed: u64,
 }
 
@@ -129,11 +178,11 @@ struct Attached {
     descriptor: StreamDescriptor,
     endpoint: String,
     shared: Arc<Shared>,
-    /// Tells an input's reader to stop.
-    stop: watch::Sender<bool>,
+    /// Tells an input it is drained.
+    stop: watch::Sender<Option<Drain>>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// An output's writer queue, while it takes yields.
-    writer: Mutex<Option<mpsc::Sender<Vec<Value>>>>,
+    writer: Mutex<Option<mpsc::Sender<Yields>>>,
 }
 
 impl Attached {
@@ -152,27 +201,37 @@ impl Attached {
     }
 
     /// Stops the stream once what it holds is through, by `deadline` at the latest: past
-    /// it (an output nobody takes records from holds everything up) its task is cut
-    /// short, and the loss is logged. A REST input takes no more records and reads what
-    /// was posted; another input stops reading.
-    async fn drain(&self, rest: &RestQueues, log: &RingLog, deadline: tokio::time::Instant) {
+    /// it (an output nobody takes records from holds everything up) an input lets go of
+    /// its records in flight (failed) and closes its source, and a task still running
+    /// soon after is cut short; the loss is logged. A REST input takes no more records and
+    /// reads what was posted; another input stops reading.
+    async fn drain(&self, rest: &RestQueues, log: &RingLog, deadline: Instant) {
         if self.shared.state() == StreamState::Running {
             self.shared.set_state(StreamState::Draining);
         }
         let is_rest = self.descriptor.transport.transport_type() == TransportType::Rest;
-        if self.slot.is_input() && is_rest {
+        let rest_input = self.slot.is_input() && is_rest;
+        if rest_input {
             rest.close_input(self.slot.0);
-        } else {
-            let _ = self.stop.send(true);
         }
+        self.stop.send_replace(Some(Drain {
+            deadline,
+            stop_reading: !rest_input,
+        }));
         if self.slot.is_output() && is_rest {
             // Readers may never come: what it holds is dropped and counted when forgotten.
             rest.release_output(self.slot.0);
         }
         drop(self.writer.lock().ok().and_then(|mut w| w.take()));
         let task = self.task.lock().ok().and_then(|mut t| t.take());
+        // An input closes its source by the deadline: a moment more for it to acknowledge.
+        let cut = if self.slot.is_input() {
+            deadline + CLOSE_MARGIN
+        } else {
+            deadline
+        };
         if let Some(mut task) = task {
-            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+            if tokio::time::timeout_at(cut, &mut task).await.is_err() {
                 task.abort();
                 log.warn(
                     LogSource::Engine,
@@ -244,15 +303,17 @@ impl Streams {
     }
 
     /// The writer queue of the output stream on `slot`, while it takes yields.
-    fn writer(&self, slot: Slot) -> Option<mpsc::Sender<Vec<Value>>> {
+    fn writer(&self, slot: Slot) -> Option<mpsc::Sender<Yields>> {
         let attached = self.attached.lock().ok()?;
         let a = attached.get(&slot.0)?;
         let w = a.writer.lock().ok()?;
         w.clone()
     }
 
-    fn writes(&self, slot: Slot) -> bool {
-        self.writer(slot).is_some()
+    /// Whether a stream is attached to `slot` (taking yields or not: one whose sink failed
+    /// or that closed after its inputs is still there).
+    fn has_stream(&self, slot: Slot) -> bool {
+        self.attached.lock().is_ok_and(|a| a.contains_key(&slot.0))
     }
 
     /// The output stream on `slot` takes no more yields (it closed after its inputs, or
@@ -294,7 +355,7 @@ impl Streams {
 
     /// Detaches every stream by `deadline`: inputs first (their records in flight still
     /// reach the outputs, which stay attached meanwhile), then outputs.
-    pub(crate) async fn detach_all(&self, deadline: tokio::time::Instant) {
+    pub(crate) async fn detach_all(&self, deadline: Instant) {
         let _changing = self.changing.lock().await;
         // A REST output nobody reads would hold the inputs up until the deadline.
         for a in self.attached_where(|a| a.slot.is_output()) {
@@ -335,12 +396,13 @@ impl Streams {
             .collect()
     }
 
-    /// Hands `values`, yields of one batch to output `slot`, to its writer (waiting while
-    /// the writer is behind); with no writer they are counted and logged.
-    async fn deliver(&self, d: &Deployment, slot: Slot, values: Vec<Value>) {
-        let n = values.len() as u64;
+    /// Hands `yields` of one batch to output `slot`'s writer (waiting while the writer is
+    /// behind); with no writer they are counted and logged, and their receipts dropped
+    /// (failed: the stream they were routed to went away or its sink failed).
+    async fn deliver(&self, d: &Deployment, slot: Slot, yields: Yields) {
+        let n = yields.values.len() as u64;
         let sent = match self.writer(slot) {
-            Some(tx) => tx.send(values).await.is_ok(),
+            Some(tx) => tx.send(yields).await.is_ok(),
             None => false,
         };
         if !sent {
@@ -399,7 +461,7 @@ pub(crate) async fn attach(
     );
     let codec = d.stream_codec(slot, descriptor.codec_config());
     let shared = Arc::new(Shared::default());
-    let (stop, stopped) = watch::channel(false);
+    let (stop, stopped) = watch::channel(None);
     // Opening a file is file work: on the blocking pool.
     let open = {
         let (descriptor, input) = (descriptor.clone(), slot.is_input());
@@ -487,7 +549,11 @@ enum Endpoint {
 enum InFlight {
     Record {
         position: Position,
-        outcome: Result<Pending>,
+        /// Its reply to come, or why it never reached the queue (kept small: the error
+        /// is rare).
+        outcome: std::result::Result<Pending, Box<Error>>,
+        /// Its source's receipt, settled by the collector or the writers.
+        receipt: Receipt,
         /// Its place among the streams' records in the deployment's queue.
         _permit: tokio::sync::OwnedSemaphorePermit,
     },
@@ -515,20 +581,23 @@ struct Input {
 }
 
 impl Input {
-    /// `_ended` tells the outputs it ended however the task ends (cut short too).
+    /// Reads, scores and routes until the source ends or fails or the input is drained;
+    /// then closes the source. `_ended` tells the outputs it ended however the task ends
+    /// (cut short too).
     async fn run(
         self,
         mut source: Box<dyn RecordSource>,
-        mut stop: watch::Receiver<bool>,
+        drain: watch::Receiver<Option<Drain>>,
         _ended: InputEnded,
     ) {
         let (tx, rx) = mpsc::channel(IN_FLIGHT_RECORDS);
+        let mut stop = drain.clone();
         let reader = async {
             let tx = tx;
             loop {
                 let read = tokio::select! {
                     biased;
-                    _ = stop.wait_for(|s| *s) => return None,
+                    _ = stop.wait_for(|d| d.is_some_and(|d| d.stop_reading)) => return None,
                     read = source.read_batch(self.batch) => read,
                 };
                 let items = match read {
@@ -546,7 +615,45 @@ impl Input {
                 }
             }
         };
-        let (ended, ()) = tokio::join!(reader, self.collect(rx));
+        let mut cut = drain.clone();
+        let past_deadline = async move {
+            let deadline = match cut.wait_for(Option::is_some).await {
+                Ok(d) => d.map(|d| d.deadline),
+                Err(_) => None,
+            };
+            match deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
+        let ended = tokio::select! {
+            (ended, ()) = async { tokio::join!(reader, self.collect(rx)) } => ended,
+            () = past_deadline => {
+                self.d.log.warn(
+                    LogSource::Engine,
+                    format!(
+                        "stream {} on slot {} was not through its records in time; records it held are lost (failed, for its source)",
+                        self.name, self.slot
+                    ),
+                );
+                None
+            }
+        };
+        // Every record it read is settled, handed to a writer, or dropped (failed): the
+        // source waits for the writers' acknowledgements within what is left of the time.
+        let grace = match *drain.borrow() {
+            Some(d) => d.deadline.saturating_duration_since(Instant::now()),
+            None => DETACH_GRACE,
+        };
+        if let Err(e) = source.close(grace).await {
+            self.d.log.warn(
+                LogSource::Engine,
+                format!(
+                    "closing stream {} on slot {}: {e}; records may be read again",
+                    self.name, self.slot
+                ),
+            );
+        }
         let d = &self.d;
         match ended {
             Some(StreamState::Failed(why)) => {
@@ -580,7 +687,7 @@ impl Input {
     /// moves its records one by one, and most of them need not wait.
     async fn queue(&self, item: ReadItem, tx: &mpsc::Sender<InFlight>) -> bool {
         let d = &self.d;
-        let Some((position, value)) = self.screen(item) else {
+        let Some((position, value, receipt)) = self.screen(item) else {
             return true;
         };
         let permit = match d.streams.in_queue.clone().try_acquire_owned() {
@@ -592,12 +699,13 @@ impl Input {
         };
         let outcome = match d.try_enqueue(self.slot, value) {
             Enqueued::Now(pending) => Ok(pending),
-            Enqueued::Full(request) => d.enqueue(request).await,
-            Enqueued::Closed(e) => Err(e),
+            Enqueued::Full(request) => d.enqueue(request).await.map_err(Box::new),
+            Enqueued::Closed(e) => Err(Box::new(e)),
         };
         let record = InFlight::Record {
             position,
             outcome,
+            receipt,
             _permit: permit,
         };
         match tx.try_send(record) {
@@ -607,14 +715,16 @@ impl Input {
         }
     }
 
-    /// Counts one item read and screens it; a rejection is counted and logged.
-    fn screen(&self, item: ReadItem) -> Option<(Position, Value)> {
+    /// Counts one item read and screens it; a rejection is counted and logged, and its
+    /// receipt settled as rejected.
+    fn screen(&self, item: ReadItem) -> Option<(Position, Value, Receipt)> {
         let d = &self.d;
         Shared::add(&self.shared.records_in, 1);
         let record = match item {
             ReadItem::Record(r) => r,
-            ReadItem::Rejected(r) => {
+            ReadItem::Rejected(mut r) => {
                 Shared::add(&self.shared.rejected, 1);
+                std::mem::take(&mut r.receipt).settle(Fate::Rejected);
                 d.input_rejected(
                     self.slot,
                     r.kind,
@@ -624,22 +734,27 @@ impl Input {
                 return None;
             }
         };
-        let position = record.position;
+        let runtime_core::Record {
+            value,
+            position,
+            receipt,
+        } = record;
         let origin = Origin::Stream(&self.name, &position);
-        match d.take_input(self.slot, record.value, position.clone(), origin) {
-            Ok(value) => Some((position, value)),
+        match d.take_input(self.slot, value, position.clone(), origin) {
+            Ok(value) => Some((position, value, receipt)),
             Err(_) => {
                 Shared::add(&self.shared.rejected, 1);
+                receipt.settle(Fate::Rejected);
                 None
             }
         }
     }
 
     /// Takes the outcomes in order; at the end of each batch hands each output slot's
-    /// yields to its writer.
+    /// yields, with their receipts' shares, to its writer.
     async fn collect(&self, mut rx: mpsc::Receiver<InFlight>) {
         let d = &self.d;
-        let mut yields: BTreeMap<Slot, Vec<Value>> = BTreeMap::new();
+        let mut yields: BTreeMap<Slot, Yields> = BTreeMap::new();
         loop {
             let item = match rx.try_recv() {
                 Ok(item) => item,
@@ -649,45 +764,69 @@ impl Input {
                 },
                 Err(mpsc::error::TryRecvError::Disconnected) => break,
             };
-            let (position, outcome) = match item {
+            let (position, outcome, receipt) = match item {
                 InFlight::Record {
-                    position, outcome, ..
-                } => (position, outcome),
+                    position,
+                    outcome,
+                    receipt,
+                    ..
+                } => (position, outcome, receipt),
                 InFlight::BatchEnd => {
-                    for (slot, values) in std::mem::take(&mut yields) {
-                        d.streams.deliver(d, slot, values).await;
+                    for (slot, batch) in std::mem::take(&mut yields) {
+                        d.streams.deliver(d, slot, batch).await;
                     }
                     continue;
                 }
             };
-            let outcome = match outcome {
-                Ok(mut pending) => match pending.try_outcome() {
-                    Some(outcome) => outcome,
-                    None => pending.outcome().await,
+            let reply = match outcome {
+                Ok(mut pending) => match pending.try_reply() {
+                    Some(reply) => Ok(reply),
+                    None => Ok(pending.reply().await),
                 },
+                // It never reached the queue (the model is being undeployed).
                 Err(e) => Err(e),
             };
-            match outcome {
-                Ok(outs) => {
+            let failed = match reply {
+                Ok(Ok(outs)) => {
                     Shared::add(&self.shared.records_out, 1);
-                    let routed = d.route_yields(
+                    let tracked = receipt.is_tracked();
+                    let mut shares = receipt.split(if tracked { outs.len() } else { 0 });
+                    let outs = outs
+                        .into_iter()
+                        .map(|(slot, v)| (slot, (v, shares.pop().unwrap_or_default())));
+                    let (routed, unrouted) = d.route_yields(
                         outs,
-                        |slot| d.streams.writes(slot),
+                        |slot| d.streams.has_stream(slot),
                         |_| "to which no output stream is attached; counted, not written".into(),
                     );
-                    for (slot, mut values) in routed {
-                        yields.entry(slot).or_default().append(&mut values);
+                    for (_, share) in unrouted {
+                        share.settle(Fate::Rejected);
                     }
+                    for (slot, values) in routed {
+                        let batch = yields.entry(slot).or_default();
+                        for (v, share) in values {
+                            batch.push(v, share);
+                        }
+                    }
+                    None
+                }
+                Ok(Err(refusal)) => {
+                    receipt.settle(refusal.fate());
+                    Some(refusal.into_error())
                 }
                 Err(e) => {
-                    Shared::add(&self.shared.failed, 1);
-                    d.record_failed(self.slot, &e, Origin::Stream(&self.name, &position));
+                    receipt.settle(Fate::Failed);
+                    Some(*e)
                 }
+            };
+            if let Some(e) = failed {
+                Shared::add(&self.shared.failed, 1);
+                d.record_failed(self.slot, &e, Origin::Stream(&self.name, &position));
             }
         }
         // A reader stopped in the middle of a batch: what it scored goes on all the same.
-        for (slot, values) in yields {
-            d.streams.deliver(d, slot, values).await;
+        for (slot, batch) in yields {
+            d.streams.deliver(d, slot, batch).await;
         }
     }
 }
@@ -700,24 +839,36 @@ struct Output {
     linger: Duration,
 }
 
+/// Where an output's writing stands.
+#[derive(Default)]
+struct Written {
+    /// Records handed to the sink (the last one's number).
+    records: u64,
+    /// Records the sink took since it was last flushed.
+    unflushed: u64,
+    /// When the first of those was written: the sink is flushed `LingerTime` later.
+    since: Option<Instant>,
+}
+
 impl Output {
     async fn run(
         self,
         mut sink: Box<dyn RecordSink>,
-        mut rx: mpsc::Receiver<Vec<Value>>,
+        mut rx: mpsc::Receiver<Yields>,
         mut inputs: watch::Receiver<InputsSeen>,
     ) {
         let ended_before = inputs.borrow().ended;
         let mut watching = true;
-        let mut written = 0u64;
+        let mut written = Written::default();
         let failed = loop {
             let seen = *inputs.borrow_and_update();
             // The inputs that fed it have all ended: it closes once LingerTime passes
             // without a record.
             let lingering = seen.running == 0 && seen.ended > ended_before;
-            let values = tokio::select! {
-                values = rx.recv() => match values {
-                    Some(values) => values,
+            let flush_at = written.since.map(|t| t + self.linger);
+            let batch = tokio::select! {
+                batch = rx.recv() => match batch {
+                    Some(batch) => batch,
                     None => break None,
                 },
                 changed = inputs.changed(), if watching => {
@@ -731,8 +882,14 @@ impl Output {
                     watching = false;
                     continue;
                 }
+                _ = tokio::time::sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => {
+                    match self.flush(sink.as_mut(), &mut written).await {
+                        Ok(()) => continue,
+                        Err(why) => break Some(why),
+                    }
+                }
             };
-            if let Err(why) = self.write(sink.as_mut(), values, &mut written).await {
+            if let Err(why) = self.write(sink.as_mut(), batch, &mut written).await {
                 break Some(why);
             }
         };
@@ -769,47 +926,104 @@ impl Output {
         }
     }
 
-    /// Screens yields by the slot's schema and writes them; `Err` when the sink failed
-    /// (its records are counted failed).
+    /// Screens yields by the slot's schema and writes them; a batch carrying receipts is
+    /// flushed and its receipts settled (`jobs::settle_written`), another is flushed once
+    /// `LingerTime` passed since the sink was last flushed. `Err` when the sink failed:
+    /// what it did not make durable is counted failed, and the receipts are dropped
+    /// (failed).
     async fn write(
         &self,
         sink: &mut dyn RecordSink,
-        mut values: Vec<Value>,
-        written: &mut u64,
+        batch: Yields,
+        written: &mut Written,
     ) -> std::result::Result<(), String> {
         let d = &self.d;
+        let Yields {
+            mut values,
+            mut receipts,
+        } = batch;
         Shared::add(&self.shared.records_in, values.len() as u64);
-        let rejected = d.screen_yields(self.slot, &mut values, Origin::Sink(&self.name));
+        let rejected = d.screen_yields(
+            self.slot,
+            &mut values,
+            &mut receipts,
+            Origin::Sink(&self.name),
+        );
         Shared::add(&self.shared.rejected, rejected.len() as u64);
+        if values.is_empty() {
+            return Ok(());
+        }
+        let first = written.records + 1;
         let batch: Vec<OutRecord> = values
             .into_iter()
             .map(|value| {
-                *written += 1;
+                written.records += 1;
                 OutRecord {
                     value,
-                    position: Position::record(*written),
+                    position: Position::record(written.records),
                 }
             })
             .collect();
         let n = batch.len() as u64;
-        match sink.write_batch(batch).await {
-            Ok(rejections) => {
-                let refused = rejections.len() as u64;
-                for r in rejections {
-                    d.output_rejected(
-                        self.slot,
-                        r.kind,
-                        r.reason,
-                        Origin::Stream(&self.name, &r.position),
-                    );
+        let rejections = match sink.write_batch(batch).await {
+            Ok(rejections) => rejections,
+            Err(e) => {
+                Shared::add(&self.shared.failed, n + written.unflushed);
+                return Err(e.to_string());
+            }
+        };
+        let refused = rejections.len() as u64;
+        for r in &rejections {
+            d.output_rejected(
+                self.slot,
+                r.kind,
+                r.reason.clone(),
+                Origin::Stream(&self.name, &r.position),
+            );
+        }
+        Shared::add(&self.shared.rejected, refused);
+        Shared::add(&self.shared.records_out, n - refused);
+        d.outputs_delivered(self.slot, n - refused);
+        written.unflushed += n - refused;
+        written.since.get_or_insert_with(Instant::now);
+        let tracked = receipts.iter().any(Receipt::is_tracked);
+        match jobs::settle_written(sink, receipts, first, &rejections, Fate::Delivered).await {
+            Ok(refused) => {
+                for receipt in refused {
+                    receipt.settle(Fate::Rejected);
                 }
-                Shared::add(&self.shared.rejected, refused);
-                Shared::add(&self.shared.records_out, n - refused);
-                d.outputs_delivered(self.slot, n - refused);
+            }
+            Err(e) => {
+                Shared::add(&self.shared.failed, written.unflushed);
+                return Err(e.to_string());
+            }
+        }
+        if tracked {
+            written.unflushed = 0;
+            written.since = None;
+        } else if written.since.is_some_and(|t| t.elapsed() >= self.linger) {
+            self.flush(sink, written).await?;
+        }
+        Ok(())
+    }
+
+    /// Flushes what the sink took since it was last flushed.
+    async fn flush(
+        &self,
+        sink: &mut dyn RecordSink,
+        written: &mut Written,
+    ) -> std::result::Result<(), String> {
+        written.since = None;
+        if written.unflushed == 0 {
+            return Ok(());
+        }
+        match sink.flush().await {
+            Ok(()) => {
+                written.unflushed = 0;
                 Ok(())
             }
             Err(e) => {
-                Shared::add(&self.shared.failed, n);
+                Shared::add(&self.shared.failed, written.unflushed);
                 Err(e.to_string())
             }
         }
@@ -838,5 +1052,440 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("'Batching'"), "{err}");
+    }
+}
+
+/// Acknowledgements through a deployed model's streams, with endpoints built here (as a
+/// Kafka or Redis Streams endpoint will attach: an opener in the registry) and a model
+/// scored in-process, so each record's fate can be chosen and checked.
+#[cfg(test)]
+mod acks {
+    use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+
+    use async_trait::async_trait;
+    use endpoints::{OpenRequest, Opener};
+    use runtime_core::{
+        Acks, AllRecordsFunction, EntryPoints, InitContext, Language, ModelSpec, Record,
+        RecordFailure, Rejection, RejectionKind, Runner, ScoreItem, ScoreOutcome, Session,
+        SessionConfig, SinkReport,
+    };
+
+    use super::*;
+    use crate::deploy::DeploySpec;
+
+    /// Scores `x` into `{"y": x}` on slot 1, except: 13 raises, 7 yields a value the sink
+    /// refuses, 5 also yields to slot 3 (no stream there), 0 yields nothing, 99 kills its
+    /// worker.
+    #[derive(Default)]
+    struct Model {
+        died_on: Option<u64>,
+    }
+
+    #[async_trait]
+    impl Session for Model {
+        async fn score(
+            &mut self,
+            batch: Vec<ScoreItem>,
+        ) -> runtime_core::Result<Vec<ScoreOutcome>> {
+            if let Some(item) = batch.iter().find(|i| i.value == Value::Int(99)) {
+                self.died_on = Some(item.seqno);
+                return Err(runtime_core::Error::WorkerDied {
+                    reason: "killed by signal 9".into(),
+                    last_record: Some(item.seqno.to_string()),
+                });
+            }
+            Ok(batch
+                .into_iter()
+                .map(|item| {
+                    let x = match item.value {
+                        Value::Int(x) => x,
+                        _ => -1,
+                    };
+                    let y = |v: Value| (Slot(1), Value::Map([("y", v)].into_iter().collect()));
+                    match x {
+                        13 => Err(RecordFailure {
+                            message: "ValueError: unlucky".into(),
+                            traceback: String::new(),
+                        }),
+                        7 => Ok(vec![y(Value::from("unencodable"))]),
+                        5 => Ok(vec![y(Value::Int(x)), (Slot(3), Value::Int(x))]),
+                        0 => Ok(Vec::new()),
+                        _ => Ok(vec![y(Value::Int(x))]),
+                    }
+                })
+                .collect())
+        }
+        async fn collect(&mut self, _: Slot, _: Vec<Value>) -> runtime_core::Result<()> {
+            Ok(())
+        }
+        async fn run_all(
+            &mut self,
+            _: AllRecordsFunction,
+        ) -> runtime_core::Result<Vec<(Slot, Value)>> {
+            Ok(Vec::new())
+        }
+        async fn close(self: Box<Self>) -> runtime_core::Result<()> {
+            Ok(())
+        }
+        fn failed_seqno(&self) -> Option<u64> {
+            self.died_on
+        }
+    }
+
+    struct InProcess;
+
+    #[async_trait]
+    impl Runner for InProcess {
+        async fn start(
+            &self,
+            _: &ModelSpec,
+            _: SessionConfig,
+        ) -> runtime_core::Result<Box<dyn Session>> {
+            Ok(Box::<Model>::default())
+        }
+    }
+
+    async fn deployment() -> Arc<Deployment> {
+        let log = Arc::new(RingLog::new(1000));
+        let spec = DeploySpec {
+            id: "acks".into(),
+            name: "acks".into(),
+            document: "{}".into(),
+            model: ModelSpec {
+                language: Language::Python,
+                work_dir: std::env::temp_dir(),
+                main_source: "__model.py".into(),
+                entry_points: EntryPoints {
+                    score: Some("action".into()),
+                    ..EntryPoints::default()
+                },
+                recordsets: Default::default(),
+                import_paths: Vec::new(),
+            },
+            source_name: "model.py".into(),
+            codecs: BTreeMap::new(),
+            schemas: Default::default(),
+            codec_schemas: Default::default(),
+            dir: std::env::temp_dir(),
+            session: SessionConfig {
+                init: InitContext::Deployment {
+                    raw_json: "{}".into(),
+                },
+                log: log.clone(),
+                env: Vec::new(),
+            },
+            queue_bound: 64,
+            batching: jobs::Batching::new(4),
+            workers: 1,
+            environment: None,
+            limits: Default::default(),
+            limits_enforced: false,
+            restart: runtime_core::RestartPolicy::with_budget(Some(3)),
+        };
+        Deployment::start(spec, Arc::new(InProcess), log)
+            .await
+            .unwrap()
+    }
+
+    /// What an acknowledging source learned, in the order it learned it.
+    #[derive(Clone, Default)]
+    struct Learned {
+        fates: Arc<Mutex<Vec<(u64, Fate)>>>,
+        closed: Arc<AtomicBool>,
+    }
+
+    /// Gives each item a receipt from its ledger and keeps the fates it learns; `close`
+    /// drains the rest. Unbounded, it returns empty batches once its items are read, as a
+    /// topic with nothing new does after its linger time.
+    struct AckingSource {
+        items: VecDeque<ReadItem>,
+        acks: Acks<u64>,
+        learned: Learned,
+        unbounded: bool,
+    }
+
+    impl AckingSource {
+        fn new(items: Vec<ReadItem>, unbounded: bool) -> (AckingSource, Learned) {
+            let learned = Learned::default();
+            let source = AckingSource {
+                items: items.into(),
+                acks: Acks::new(100),
+                learned: learned.clone(),
+                unbounded,
+            };
+            (source, learned)
+        }
+    }
+
+    #[async_trait]
+    impl RecordSource for AckingSource {
+        async fn read_batch(&mut self, max: usize) -> runtime_core::Result<Option<Vec<ReadItem>>> {
+            let mut out = Vec::new();
+            let mut done = Vec::new();
+            while out.len() < max {
+                if !self.acks.has_room() && !out.is_empty() {
+                    break;
+                }
+                let Some(mut item) = self.items.pop_front() else {
+                    break;
+                };
+                let (n, receipt) = match &mut item {
+                    ReadItem::Record(r) => (r.position.record, &mut r.receipt),
+                    ReadItem::Rejected(r) => (r.position.record, &mut r.receipt),
+                };
+                *receipt = self.acks.track(n, &mut done).await;
+                out.push(item);
+            }
+            done.extend(self.acks.settled());
+            self.learned.fates.lock().unwrap().extend(done);
+            if out.is_empty() && self.unbounded {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                return Ok(Some(out));
+            }
+            Ok((!out.is_empty()).then_some(out))
+        }
+        async fn close(&mut self, grace: Duration) -> runtime_core::Result<()> {
+            let rest = self.acks.drain(grace).await;
+            self.learned.fates.lock().unwrap().extend(rest);
+            self.learned.closed.store(true, Ordering::SeqCst);
+            Ok(())
+        }
+        fn describe(&self) -> String {
+            "acking".into()
+        }
+    }
+
+    /// Keeps what it is given, refusing `{"y": "unencodable"}`; counts its flushes and
+    /// fails them when told to.
+    #[derive(Clone, Default)]
+    struct FlushingSink {
+        kept: Arc<Mutex<Vec<Value>>>,
+        flushes: Arc<AtomicUsize>,
+        finished: Arc<AtomicBool>,
+        fail_flush: bool,
+    }
+
+    #[async_trait]
+    impl RecordSink for FlushingSink {
+        async fn write_batch(
+            &mut self,
+            batch: Vec<OutRecord>,
+        ) -> runtime_core::Result<Vec<Rejection>> {
+            let mut refused = Vec::new();
+            for r in batch {
+                if r.value.get("y") == Some(&Value::from("unencodable")) {
+                    refused.push(Rejection::new(
+                        RejectionKind::Encoding,
+                        r.position,
+                        "cannot encode",
+                    ));
+                } else {
+                    self.kept.lock().unwrap().push(r.value);
+                }
+            }
+            Ok(refused)
+        }
+        async fn flush(&mut self) -> runtime_core::Result<()> {
+            self.flushes.fetch_add(1, Ordering::SeqCst);
+            if self.fail_flush {
+                return Err(runtime_core::Error::endpoint(
+                    "flushing",
+                    "the broker is gone",
+                ));
+            }
+            Ok(())
+        }
+        async fn finish(&mut self) -> runtime_core::Result<SinkReport> {
+            self.finished.store(true, Ordering::SeqCst);
+            Ok(SinkReport::default())
+        }
+        fn describe(&self) -> String {
+            "flushing".into()
+        }
+    }
+
+    /// Opens the source and the sink built by the test, once each.
+    struct Prepared {
+        source: Mutex<Option<Box<dyn RecordSource>>>,
+        sink: Mutex<Option<Box<dyn RecordSink>>>,
+    }
+
+    impl Opener for Prepared {
+        fn open_source(&self, _: &OpenRequest<'_>) -> runtime_core::Result<Box<dyn RecordSource>> {
+            Ok(self.source.lock().unwrap().take().expect("one source"))
+        }
+        fn open_sink(&self, _: &OpenRequest<'_>) -> runtime_core::Result<Box<dyn RecordSink>> {
+            Ok(self.sink.lock().unwrap().take().expect("one sink"))
+        }
+    }
+
+    /// Attaches `sink` to slot 1, then `source` to slot 0, both as Kafka streams opened by
+    /// the test's opener.
+    async fn attach_both(d: &Arc<Deployment>, source: AckingSource, sink: FlushingSink) {
+        let registry = Registry::empty().register(
+            TransportType::Kafka,
+            Arc::new(Prepared {
+                source: Mutex::new(Some(Box::new(source))),
+                sink: Mutex::new(Some(Box::new(sink))),
+            }),
+        );
+        let out = StreamDescriptor::parse("kafka:localhost:9092/out").unwrap();
+        attach(d, Slot(1), out, &registry).await.unwrap();
+        let input = StreamDescriptor::parse(
+            r#"{"Transport": {"Type": "Kafka", "BootstrapServers": ["localhost:9092"], "Topic": "in"}, "Batching": {"Watermark": 3}}"#,
+        )
+        .unwrap();
+        attach(d, Slot(0), input, &registry).await.unwrap();
+    }
+
+    fn record(n: u64, x: i64) -> ReadItem {
+        ReadItem::Record(Record::new(Value::Int(x.into()), Position::record(n)))
+    }
+
+    fn bad(n: u64) -> ReadItem {
+        ReadItem::Rejected(Rejection::new(
+            RejectionKind::Encoding,
+            Position::record(n),
+            "not json",
+        ))
+    }
+
+    async fn until(what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !done() {
+            assert!(Instant::now() < deadline, "never: {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_record_is_acknowledged_in_order_with_its_fate_once_its_output_is_flushed() {
+        let d = deployment().await;
+        let sink = FlushingSink::default();
+        let items = vec![
+            record(1, 1),
+            bad(2),
+            record(3, 13),
+            record(4, 7),
+            record(5, 5),
+            record(6, 0),
+            record(7, 2),
+        ];
+        let (source, learned) = AckingSource::new(items, false);
+        attach_both(&d, source, sink.clone()).await;
+        until("the source is closed", || {
+            learned.closed.load(Ordering::SeqCst)
+        })
+        .await;
+        assert_eq!(
+            *learned.fates.lock().unwrap(),
+            vec![
+                (1, Fate::Delivered),
+                (2, Fate::Rejected),
+                (3, Fate::Rejected),
+                (4, Fate::Rejected),
+                (5, Fate::Rejected),
+                (6, Fate::Delivered),
+                (7, Fate::Delivered),
+            ],
+            "a bad input, a model failure, an output the sink refuses or a yield to a slot \
+             without a stream rejects; no yield at all delivers"
+        );
+        assert!(sink.flushes.load(Ordering::SeqCst) > 0);
+        let y = |x: i64| Value::Map([("y", Value::Int(x.into()))].into_iter().collect());
+        assert_eq!(*sink.kept.lock().unwrap(), vec![y(1), y(5), y(2)]);
+        let input = d.streams.list().into_iter().find(|s| s.slot == 0).unwrap();
+        assert_eq!(input.state, StreamState::Finished);
+        d.stop(Duration::from_secs(10)).await;
+        assert!(sink.finished.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_record_its_worker_dies_on_is_rejected_and_the_others_are_delivered() {
+        let d = deployment().await;
+        let sink = FlushingSink::default();
+        let items = (1..=6)
+            .map(|n| record(n, if n == 3 { 99 } else { 1 }))
+            .collect();
+        let (source, learned) = AckingSource::new(items, false);
+        attach_both(&d, source, sink.clone()).await;
+        until("the source is closed", || {
+            learned.closed.load(Ordering::SeqCst)
+        })
+        .await;
+        let expected: Vec<(u64, Fate)> = (1..=6)
+            .map(|n| {
+                (
+                    n,
+                    if n == 3 {
+                        Fate::Rejected
+                    } else {
+                        Fate::Delivered
+                    },
+                )
+            })
+            .collect();
+        assert_eq!(
+            *learned.fates.lock().unwrap(),
+            expected,
+            "a poison record is moved past, as in a batch job; its batch goes to a new worker"
+        );
+        assert_eq!(sink.kept.lock().unwrap().len(), 5);
+        d.stop(Duration::from_secs(10)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sink_that_cannot_flush_leaves_its_records_failed_and_is_not_finished() {
+        let d = deployment().await;
+        let sink = FlushingSink {
+            fail_flush: true,
+            ..FlushingSink::default()
+        };
+        let (source, learned) = AckingSource::new((1..=8).map(|n| record(n, 1)).collect(), false);
+        attach_both(&d, source, sink.clone()).await;
+        until("the source is closed", || {
+            learned.closed.load(Ordering::SeqCst)
+        })
+        .await;
+        let fates = learned.fates.lock().unwrap().clone();
+        let expected: Vec<(u64, Fate)> = (1..=8).map(|n| (n, Fate::Failed)).collect();
+        assert_eq!(
+            fates, expected,
+            "nothing is acknowledged past a failed flush"
+        );
+        let output = d.streams.list().into_iter().find(|s| s.slot == 1).unwrap();
+        match &output.state {
+            StreamState::Failed(why) => assert!(why.contains("broker is gone"), "{why}"),
+            other => panic!("the output is {other:?}"),
+        }
+        assert!(output.records_failed > 0, "{output:?}");
+        d.stop(Duration::from_secs(10)).await;
+        assert!(!sink.finished.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn detaching_an_unbounded_input_closes_its_source_once_its_records_are_settled() {
+        let d = deployment().await;
+        let sink = FlushingSink::default();
+        let (source, learned) = AckingSource::new((1..=20).map(|n| record(n, 1)).collect(), true);
+        attach_both(&d, source, sink.clone()).await;
+        until("every record is read", || {
+            d.streams
+                .list()
+                .iter()
+                .any(|s| s.slot == 0 && s.records_in == 20)
+        })
+        .await;
+        assert!(
+            !learned.closed.load(Ordering::SeqCst),
+            "an unbounded source is open until it is detached"
+        );
+        assert!(d.streams.detach(Slot(0)).await);
+        assert!(learned.closed.load(Ordering::SeqCst));
+        let expected: Vec<(u64, Fate)> = (1..=20).map(|n| (n, Fate::Delivered)).collect();
+        assert_eq!(*learned.fates.lock().unwrap(), expected);
+        assert_eq!(sink.kept.lock().unwrap().len(), 20);
+        d.stop(Duration::from_secs(10)).await;
     }
 }
