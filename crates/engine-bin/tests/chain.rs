@@ -318,6 +318,11 @@ fn every_route_is_served_and_in_the_openapi_document() {
         ("post", "/2/active/schema/verify/{id}"),
         ("post", "/api/roundtrip/{input}/{output}"),
         ("post", "/2/active/model/roundtrip/{input}/{output}"),
+        ("get", "/2/active/stream"),
+        ("put", "/2/active/stream/{slot}"),
+        ("delete", "/2/active/stream/{slot}"),
+        ("post", "/1/job/input/{slot}"),
+        ("get", "/1/job/output/{slot}"),
     ];
     for (method, path) in routes {
         assert!(

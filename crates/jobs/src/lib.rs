@@ -32,6 +32,7 @@
 //!         whole_document: None,
 //!     }],
 //!     outputs: vec![PlanOutput { slot: Slot(1), descriptor: StreamDescriptor::parse("discard:")? }],
+//!     errors: None,
 //!     train_output: None,
 //!     init: InitContext::Job { raw_json: "{}".to_owned() },
 //!     options: PlanOptions {
