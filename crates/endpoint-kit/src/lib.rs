@@ -209,16 +209,16 @@ impl Checks {
     }
 }
 
-/// Runs every check of a source endpoint against `fixture`. Needs a multi-threaded tokio
-/// runtime (`#[tokio::test(flavor = "multi_thread")]`): the pipeline runs on spawned tasks.
+/// Runs every check of a source endpoint against `fixture`, each to its end, on the
+/// caller's tokio runtime (the pipeline spawns tasks on it: a multi-threaded one, as
+/// `#[tokio::test(flavor = "multi_thread")]` gives, runs it as the engine does).
 pub async fn check_source<F: SourceFixture>(fixture: &F) -> Result<Report, Error> {
     let mut checks = Checks::default();
     source::run(fixture, &mut checks).await;
     checks.finish()
 }
 
-/// Runs every check of a sink endpoint against `fixture`. Needs a multi-threaded tokio
-/// runtime, as [`check_source`] does.
+/// Runs every check of a sink endpoint against `fixture`, as [`check_source`] does.
 pub async fn check_sink<F: SinkFixture>(fixture: &F) -> Result<Report, Error> {
     let mut checks = Checks::default();
     sink::run(fixture, &mut checks).await;

@@ -176,6 +176,18 @@ async fn pipe(
     Ok(outcome)
 }
 
+/// Whether the job ended on the kit's sink failing: in ERROR naming it, or, for a source
+/// that never ends (whose jobs the kit stops by cancelling them), cancelled with that error.
+fn sink_failed(outcome: &jobs::JobOutcome, t: SourceTraits) -> bool {
+    let names_sink = outcome
+        .error
+        .as_deref()
+        .is_some_and(|e| e.contains(pipeline::MEMORY_SINK));
+    names_sink
+        && (outcome.status == JobStatus::Error
+            || (!t.ends && outcome.status == JobStatus::Cancelled))
+}
+
 /// Opens `stream` again and checks it reads exactly `want`, in order.
 async fn reopened_reads<F: SourceFixture>(
     fixture: &F,
@@ -236,10 +248,11 @@ async fn acks_only_after_flush<F: SourceFixture>(
     let control = Arc::new(JobControl::default());
     let job = pipeline::job(source, Box::new(sink.clone()), BATCH, control);
     let outcome = pipeline::drive(job, &Echo::default(), stop_after(t, want.len())).await;
-    if outcome.status != JobStatus::Error {
+    if !sink_failed(&outcome, t) {
         return Err(format!(
-            "the job's sink failed its third flush, yet the job ended {}",
-            outcome.status.as_str()
+            "the job's sink failed its third flush, yet the job ended {} ({})",
+            outcome.status.as_str(),
+            outcome.error.as_deref().unwrap_or("")
         ));
     }
     let flushed = sink.flushed.load(std::sync::atomic::Ordering::SeqCst);
@@ -273,11 +286,11 @@ async fn no_ack_for_failed_write<F: SourceFixture>(
     let control = Arc::new(JobControl::default());
     let job = pipeline::job(source, Box::new(sink), BATCH, control);
     let outcome = pipeline::drive(job, &Echo::default(), stop_after(t, want.len())).await;
-    let error = outcome.error.unwrap_or_default();
-    if outcome.status != JobStatus::Error || !error.contains(pipeline::MEMORY_SINK) {
+    if !sink_failed(&outcome, t) {
         return Err(format!(
-            "every write of the job's sink failed, yet the job ended {} ({error})",
-            outcome.status.as_str()
+            "every write of the job's sink failed, yet the job ended {} ({})",
+            outcome.status.as_str(),
+            outcome.error.as_deref().unwrap_or("")
         ));
     }
     reopened_reads(
