@@ -146,6 +146,21 @@ pub enum Transport {
     },
     /// Records are dropped (output only).
     Discard,
+    /// A transport an embedding program adds (`Registry::register_custom`): its `Type` starts
+    /// with [`CUSTOM_PREFIX`], its other fields are kept as given for its opener to read.
+    Custom(CustomTransport),
+}
+
+/// A descriptor's `Type` naming a transport added outside the engine starts with this
+/// (`x-redis-streams`); any other unknown name is refused as a misspelling.
+pub const CUSTOM_PREFIX: &str = "x-";
+
+/// A transport added outside the engine: its name and its fields besides `Type`, unread.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CustomTransport {
+    /// `Type`, as written (matched ignoring case).
+    pub name: String,
+    pub fields: JsonMap<String, Json>,
 }
 
 /// `Mode` of a REST transport.
@@ -214,6 +229,8 @@ pub enum TransportType {
     Exec,
     Inline,
     Discard,
+    /// Any transport added outside the engine ([`Transport::Custom`]); not in [`Self::ALL`].
+    Custom,
 }
 
 impl TransportType {
@@ -247,6 +264,7 @@ impl TransportType {
             TransportType::Exec => "exec",
             TransportType::Inline => "inline",
             TransportType::Discard => "discard",
+            TransportType::Custom => "custom",
         }
     }
 
@@ -367,11 +385,13 @@ impl Transport {
             Transport::Exec { .. } => TransportType::Exec,
             Transport::Inline { .. } => TransportType::Inline,
             Transport::Discard => TransportType::Discard,
+            Transport::Custom(_) => TransportType::Custom,
         }
     }
 
     /// Whether each record travels as its own message (REST in simple mode, Kafka, UDP,
-    /// inline items, ODBC rows; discard, which carries nothing), so no envelope is needed.
+    /// inline items, ODBC rows, transports added outside the engine; discard, which carries
+    /// nothing), so no envelope is needed.
     /// The others carry a byte stream that an envelope cuts into records.
     pub fn is_message_transport(&self) -> bool {
         match self {
@@ -380,7 +400,8 @@ impl Transport {
             | Transport::Udp { .. }
             | Transport::Inline { .. }
             | Transport::Odbc(_)
-            | Transport::Discard => true,
+            | Transport::Discard
+            | Transport::Custom(_) => true,
             Transport::Http { .. }
             | Transport::S3(_)
             | Transport::File { .. }
@@ -469,7 +490,8 @@ impl Transport {
             | Transport::Odbc(_)
             | Transport::Exec { .. }
             | Transport::Inline { .. }
-            | Transport::Discard => None,
+            | Transport::Discard
+            | Transport::Custom(_) => None,
         }
     }
 
@@ -480,7 +502,10 @@ impl Transport {
         }
         let mut out: Vec<(String, &mut String)> = Vec::new();
         match self {
-            Transport::Rest { .. } | Transport::Inline { .. } | Transport::Discard => {}
+            Transport::Rest { .. }
+            | Transport::Inline { .. }
+            | Transport::Discard
+            | Transport::Custom(_) => {}
             Transport::Http { url } => out.push((f("Url"), url)),
             Transport::Kafka(k) => {
                 for (i, s) in k.bootstrap_servers.iter_mut().enumerate() {
@@ -767,10 +792,11 @@ impl StreamDescriptor {
         };
         let ot = |field: &str, value: Option<&str>| value.map_or(Json::Null, |v| t(field, v));
         let mut m = JsonMap::new();
-        m.insert(
-            "Type".into(),
-            Json::from(self.transport.transport_type().name()),
-        );
+        let name = match &self.transport {
+            Transport::Custom(c) => c.name.as_str(),
+            other => other.transport_type().name(),
+        };
+        m.insert("Type".into(), Json::from(name));
         let mut put = |k: &str, v: Json| {
             m.insert(k.to_string(), v);
         };
@@ -843,6 +869,11 @@ impl StreamDescriptor {
             Transport::Exec { run } => put("Run", t("Run", run)),
             Transport::Inline { data } => put("Data", Json::from(data.clone())),
             Transport::Discard => {}
+            Transport::Custom(c) => {
+                for (k, v) in &c.fields {
+                    put(k, v.clone());
+                }
+            }
         }
         Json::Object(m)
     }
@@ -1195,7 +1226,7 @@ fn validate_transport(transport: &Transport) -> Result<()> {
         Ok(())
     }
     match transport {
-        Transport::Rest { .. } | Transport::Discard => {}
+        Transport::Rest { .. } | Transport::Discard | Transport::Custom(_) => {}
         Transport::Http { url: u } => url(u, "Transport.Url")?,
         Transport::Kafka(k) => {
             if k.bootstrap_servers.is_empty() {
@@ -1610,10 +1641,19 @@ fn choice<T: Copy>(v: &Json, field: &str, options: &[(&str, T)]) -> Result<T> {
 
 fn parse_transport(v: &Json) -> Result<Transport> {
     let (ty, obj) = match v {
+        Json::String(name) if is_custom(name) => return Ok(custom(name, JsonMap::new())),
         Json::String(name) => (transport_type(name)?, Fields::empty("Transport.")),
         Json::Object(map) => {
             let obj = Fields::new("Transport.", map)?;
             let ty = match obj.take("Type") {
+                Given::Set(Json::String(name)) if is_custom(name) => {
+                    let fields = map
+                        .iter()
+                        .filter(|(k, _)| !k.eq_ignore_ascii_case("Type"))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    return Ok(custom(name, fields));
+                }
                 Given::Set(Json::String(name)) => transport_type(name)?,
                 Given::Set(other) => {
                     return Err(Error::descriptor(
@@ -1812,8 +1852,23 @@ fn parse_transport(v: &Json) -> Result<Transport> {
             Transport::Inline { data }
         }
         TransportType::Discard => Transport::Discard,
+        // Read above, before the fields are checked.
+        TransportType::Custom => return Err(Error::descriptor("Transport.Type", "is required")),
     };
     Ok(transport)
+}
+
+fn is_custom(name: &str) -> bool {
+    let name = name.trim();
+    name.len() > CUSTOM_PREFIX.len()
+        && name[..CUSTOM_PREFIX.len()].eq_ignore_ascii_case(CUSTOM_PREFIX)
+}
+
+fn custom(name: &str, fields: JsonMap<String, Json>) -> Transport {
+    Transport::Custom(CustomTransport {
+        name: name.trim().to_owned(),
+        fields,
+    })
 }
 
 fn transport_fields(ty: TransportType) -> &'static [&'static str] {
@@ -1829,6 +1884,7 @@ fn transport_fields(ty: TransportType) -> &'static [&'static str] {
         TransportType::Exec => &["Type", "Run"],
         TransportType::Inline => &["Type", "Data", "Separator"],
         TransportType::Discard => &["Type"],
+        TransportType::Custom => &[],
     }
 }
 
@@ -1863,7 +1919,8 @@ fn transport_type(name: &str) -> Result<TransportType> {
         Error::descriptor(
             "Transport.Type",
             format!(
-                "unknown transport '{name}'; known transports: {}",
+                "unknown transport '{name}'; known transports: {} (a transport added \
+                 outside the engine is named {CUSTOM_PREFIX}...)",
                 TransportType::known_list()
             ),
         )

@@ -27,6 +27,18 @@ impl RecordSource for InlineSource {
         for msg in self.messages.by_ref().take(max) {
             self.next += 1;
             let position = Position::record(self.next);
+            let limit = self.codec.max_record_bytes;
+            if msg.len() > limit {
+                items.push(ReadItem::Rejected(Rejection::new(
+                    RejectionKind::Size,
+                    position,
+                    format!(
+                        "record of {} bytes exceeds the limit of {limit} bytes",
+                        msg.len()
+                    ),
+                )));
+                continue;
+            }
             items.push(match codecs::decode_message(&self.codec, &msg) {
                 Ok(value) => ReadItem::Record(Record::new(value, position)),
                 Err(e) => ReadItem::Rejected(

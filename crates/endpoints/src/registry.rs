@@ -4,8 +4,9 @@
 //!
 //! Built in: `file` (a path; `-` is standard output for a sink when the registry allows it),
 //! `inline` (inputs) and `discard` (outputs). Transports without an opener are refused,
-//! naming the transport. Later transports (Kafka, S3...) and third-party endpoints register
-//! their opener with [`Registry::register`].
+//! naming the transport. Later transports (Kafka, S3...) register their opener with
+//! [`Registry::register`]; endpoints written outside the engine with
+//! [`Registry::register_custom`], under a name descriptors give as their `Type` (`x-...`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -15,7 +16,7 @@ use codecs::CodecConfig;
 use runtime_core::{Error, RecordSink, RecordSource, Result};
 
 use crate::credentials::{Credential, Credentials};
-use crate::descriptor::{Direction, StreamDescriptor, Transport, TransportType};
+use crate::descriptor::{Direction, StreamDescriptor, Transport, TransportType, CUSTOM_PREFIX};
 use crate::file::{FolderSource, Looping};
 use crate::{DiscardSink, FileSink, FileSource, InlineSource};
 
@@ -56,6 +57,8 @@ fn cannot_serve(req: &OpenRequest<'_>) -> Error {
 #[derive(Clone)]
 pub struct Registry {
     openers: HashMap<TransportType, Arc<dyn Opener>>,
+    /// Transports added outside the engine, by lower-case name.
+    custom: HashMap<String, Arc<dyn Opener>>,
     credentials: Credentials,
     allow_stdout: bool,
 }
@@ -72,10 +75,8 @@ impl Default for Registry {
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut transports: Vec<&str> = self.openers.keys().map(|t| t.name()).collect();
-        transports.sort_unstable();
         f.debug_struct("Registry")
-            .field("transports", &transports)
+            .field("transports", &self.known())
             .field("credentials", &self.credentials)
             .field("allow_stdout", &self.allow_stdout)
             .finish()
@@ -87,6 +88,7 @@ impl Registry {
     pub fn empty() -> Registry {
         Registry {
             openers: HashMap::new(),
+            custom: HashMap::new(),
             credentials: Credentials::default(),
             allow_stdout: false,
         }
@@ -96,6 +98,24 @@ impl Registry {
     pub fn register(mut self, transport: TransportType, opener: Arc<dyn Opener>) -> Registry {
         self.openers.insert(transport, opener);
         self
+    }
+
+    /// Opens the transport added outside the engine that descriptors name `name` (their
+    /// `Transport.Type`, matched ignoring case; it starts with `x-`, else no descriptor can
+    /// name it) with `opener` from now on, replacing any opener it had. The opener reads its
+    /// own fields from [`Transport::Custom`].
+    pub fn register_custom(mut self, name: &str, opener: Arc<dyn Opener>) -> Registry {
+        debug_assert!(name.to_ascii_lowercase().starts_with(CUSTOM_PREFIX));
+        self.custom.insert(name.trim().to_ascii_lowercase(), opener);
+        self
+    }
+
+    /// The transports this registry opens, by name, sorted.
+    fn known(&self) -> Vec<&str> {
+        let mut known: Vec<&str> = self.openers.keys().map(|t| t.name()).collect();
+        known.extend(self.custom.keys().map(String::as_str));
+        known.sort_unstable();
+        known
     }
 
     /// The credentials matched against each descriptor's location.
@@ -139,15 +159,22 @@ impl Registry {
         direction: Direction,
         open: impl FnOnce(&dyn Opener, &OpenRequest<'_>) -> Result<T>,
     ) -> Result<T> {
-        let ty = descriptor.transport.transport_type();
-        let Some(opener) = self.openers.get(&ty) else {
-            let mut known: Vec<&str> = self.openers.keys().map(|t| t.name()).collect();
-            known.sort_unstable();
+        let (name, opener) = match &descriptor.transport {
+            Transport::Custom(c) => (
+                c.name.as_str(),
+                self.custom.get(&c.name.to_ascii_lowercase()),
+            ),
+            other => {
+                let ty = other.transport_type();
+                (ty.name(), self.openers.get(&ty))
+            }
+        };
+        let Some(opener) = opener else {
             return Err(Error::endpoint(
-                ty.name(),
+                name,
                 format!(
-                    "{ty} endpoints are not supported yet (this engine opens: {})",
-                    known.join(", ")
+                    "{name} endpoints are not supported yet (this engine opens: {})",
+                    self.known().join(", ")
                 ),
             ));
         };
@@ -329,6 +356,39 @@ mod tests {
                 "{short}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn a_transport_added_outside_the_engine_opens_by_its_name() {
+        let recording = Arc::new(Recording::default());
+        let registry = Registry::default().register_custom("x-queue", recording.clone());
+        let d = StreamDescriptor::parse(
+            r#"{"Transport": {"Type": "X-Queue", "Key": "scores"}, "Encoding": "json"}"#,
+        )
+        .unwrap();
+        let Transport::Custom(c) = &d.transport else {
+            panic!("{d:?}");
+        };
+        assert_eq!(c.fields.get("Key"), Some(&serde_json::json!("scores")));
+        assert_eq!(StreamDescriptor::from_json(&d.to_json()).unwrap(), d);
+        registry.open_sink(&d, &d.codec_config()).unwrap();
+        assert_eq!(recording.0.lock().unwrap().len(), 1);
+
+        let other = StreamDescriptor::parse(r#"{"Transport": "x-other"}"#).unwrap();
+        let err = registry
+            .open_sink(&other, &other.codec_config())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("x-other endpoints are not supported yet") && err.contains("x-queue"),
+            "{err}"
+        );
+        let typo = StreamDescriptor::parse(r#"{"Transport": "queue"}"#)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(typo.contains("unknown transport 'queue'"), "{typo}");
     }
 
     #[test]
