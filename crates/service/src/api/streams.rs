@@ -31,9 +31,9 @@ pub struct StreamView {
     pub descriptor: serde_json::Value,
     /// Its endpoint (`file:/srv/data/in.jsonl`, `POST /1/job/input/0`).
     pub endpoint: String,
-    /// running, draining, finished or failed.
+    /// running, retrying (its source is unreachable for now), draining, finished or failed.
     pub state: String,
-    /// Why it failed.
+    /// Why it failed, or why it is retrying.
     pub reason: Option<String>,
     /// Input: records read. Output: records the model yielded to it.
     pub records_in: u64,
@@ -52,7 +52,7 @@ pub struct StreamsView {
 
 fn stream_view(s: StreamInfo) -> StreamView {
     let reason = match &s.state {
-        StreamState::Failed(why) => Some(why.clone()),
+        StreamState::Failed(why) | StreamState::Retrying(why) => Some(why.clone()),
         _ => None,
     };
     StreamView {

@@ -105,6 +105,9 @@ impl Yields {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StreamState {
     Running,
+    /// Its source cannot be reached for now (`Error::is_retriable`): it tries again with
+    /// back-off, for as long as it stays attached; the reason.
+    Retrying(String),
     /// Being detached: what it holds is scored and written first.
     Draining,
     /// Its input ended, or its output closed after its inputs ended.
@@ -117,6 +120,7 @@ impl StreamState {
     pub fn as_str(&self) -> &'static str {
         match self {
             StreamState::Running => "running",
+            StreamState::Retrying(_) => "retrying",
             StreamState::Draining => "draining",
             StreamState::Finished => "finished",
             StreamState::Failed(_) => "failed",
@@ -594,6 +598,8 @@ impl Input {
         let mut stop = drain.clone();
         let reader = async {
             let tx = tx;
+            let backoff = runtime_core::Backoff::default();
+            let mut failures = 0u32;
             loop {
                 let read = tokio::select! {
                     biased;
@@ -603,8 +609,39 @@ impl Input {
                 let items = match read {
                     Ok(Some(items)) => items,
                     Ok(None) => return Some(StreamState::Finished),
+                    // A source unreachable for now: no busy loop, no failure; it is read
+                    // again after a wait that doubles up to 5 s, as long as it is attached.
+                    Err(e) if e.is_retriable() => {
+                        failures += 1;
+                        if failures == 1 || failures.is_power_of_two() {
+                            self.d.log.warn(
+                                LogSource::Engine,
+                                format!(
+                                    "stream {} on slot {}: {e}; retrying ({failures} in a row)",
+                                    self.name, self.slot
+                                ),
+                            );
+                        }
+                        self.shared.set_state(StreamState::Retrying(e.to_string()));
+                        tokio::select! {
+                            biased;
+                            _ = stop.wait_for(|d| d.is_some_and(|d| d.stop_reading)) => return None,
+                            _ = tokio::time::sleep(backoff.delay(failures)) => {}
+                        }
+                        continue;
+                    }
                     Err(e) => return Some(StreamState::Failed(e.to_string())),
                 };
+                if failures > 0 {
+                    failures = 0;
+                    self.d.log.info(
+                        LogSource::Engine,
+                        format!("stream {} on slot {}: reading again", self.name, self.slot),
+                    );
+                    if matches!(self.shared.state(), StreamState::Retrying(_)) {
+                        self.shared.set_state(StreamState::Running);
+                    }
+                }
                 for item in items {
                     if !self.queue(item, &tx).await {
                         return None;
@@ -1203,6 +1240,8 @@ mod acks {
         acks: Acks<u64>,
         learned: Learned,
         unbounded: bool,
+        /// Reads that fail with a temporary error before the first one succeeds.
+        unavailable_first: u32,
     }
 
     impl AckingSource {
@@ -1213,6 +1252,7 @@ mod acks {
                 acks: Acks::new(100),
                 learned: learned.clone(),
                 unbounded,
+                unavailable_first: 0,
             };
             (source, learned)
         }
@@ -1221,6 +1261,14 @@ mod acks {
     #[async_trait]
     impl RecordSource for AckingSource {
         async fn read_batch(&mut self, max: usize) -> runtime_core::Result<Option<Vec<ReadItem>>> {
+            if self.unavailable_first > 0 {
+                self.unavailable_first -= 1;
+                return Err(runtime_core::Error::unavailable(
+                    "acking",
+                    "the broker is not reachable",
+                    None,
+                ));
+            }
             let mut out = Vec::new();
             let mut done = Vec::new();
             while out.len() < max {
@@ -1399,6 +1447,33 @@ mod acks {
         assert_eq!(input.state, StreamState::Finished);
         d.stop(Duration::from_secs(10)).await;
         assert!(sink.finished.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_source_unreachable_for_now_is_read_again_with_back_off_not_failed() {
+        let d = deployment().await;
+        let sink = FlushingSink::default();
+        let (mut source, learned) = AckingSource::new(vec![record(1, 1), record(2, 2)], false);
+        source.unavailable_first = 3;
+        attach_both(&d, source, sink.clone()).await;
+        until("the source is closed", || {
+            learned.closed.load(Ordering::SeqCst)
+        })
+        .await;
+        assert_eq!(
+            *learned.fates.lock().unwrap(),
+            vec![(1, Fate::Delivered), (2, Fate::Delivered)]
+        );
+        let input = d.streams.list().into_iter().find(|s| s.slot == 0).unwrap();
+        assert_eq!(input.state, StreamState::Finished);
+        let log: Vec<String> = d.log.lines().into_iter().map(|l| l.message).collect();
+        assert!(
+            log.iter()
+                .any(|l| l.contains("not reachable") && l.contains("retrying")),
+            "{log:?}"
+        );
+        assert!(log.iter().any(|l| l.contains("reading again")), "{log:?}");
+        d.stop(Duration::from_secs(10)).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
