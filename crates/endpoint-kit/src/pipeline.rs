@@ -50,6 +50,12 @@ impl Runner for Echo {
     }
 }
 
+/// Records per batch the checks read with (`source.rs`, `sink.rs`), for the read-ahead a
+/// cancel waits for.
+const READ_AHEAD_BATCH: u64 = 8;
+/// The longest a cancel waits for records read ahead.
+const READ_AHEAD_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 struct EchoSession {
     cancel_after: Option<(u64, Arc<JobControl>)>,
     scored: u64,
@@ -61,6 +67,15 @@ impl Session for EchoSession {
         self.scored += batch.len() as u64;
         if let Some((after, control)) = &self.cancel_after {
             if self.scored >= *after {
+                // Cancel with records read ahead of what was scored (as a real stream has):
+                // a source that acknowledged what it read, not what was settled, is then
+                // caught whatever the machine's load. A source that cannot read ahead is
+                // cancelled after a bounded wait all the same.
+                let ahead = self.scored + 2 * READ_AHEAD_BATCH;
+                let deadline = tokio::time::Instant::now() + READ_AHEAD_WAIT;
+                while control.records_read() < ahead && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                }
                 control.cancel();
             }
         }
