@@ -783,11 +783,11 @@ async fn score_all(
     control: &Arc<JobControl>,
 ) -> (Result<(), CoreError>, Vec<Box<dyn Session>>) {
     let mut pool = Pool::new(sessions, recovery);
-    // What each batch in the pool must keep, by its first seqno: its receipts when a source
-    // waits on them, its records' positions and values when the job has an error output.
-    // Files into files without an error output keep nothing (they pay nothing).
+    // What each batch in the pool keeps, by its first seqno: its records' positions (a
+    // failure names the record as its input numbers it), their receipts when a source waits
+    // on them, and their values when the job has an error output.
     let mut kept: BTreeMap<u64, Kept> = BTreeMap::new();
-    let keep_originals = state.errors.is_some();
+    let keep_values = state.errors.is_some();
     let mut seqno: u64 = 0;
     let mut input_done = false;
     let mut result = Ok(());
@@ -813,8 +813,9 @@ async fn score_all(
                             seqno += 1;
                             tracked |= r.receipt.is_tracked();
                             batch_kept.receipts.push(r.receipt);
-                            if keep_originals {
-                                batch_kept.originals.push((r.position, r.value.clone()));
+                            batch_kept.positions.push(r.position);
+                            if keep_values {
+                                batch_kept.values.push(r.value.clone());
                             }
                             items.push(ScoreItem { slot, seqno, value: r.value });
                         });
@@ -822,9 +823,7 @@ async fn score_all(
                             batch_kept.receipts.clear();
                         }
                         if let Some(first) = items.first() {
-                            if tracked || keep_originals {
-                                kept.insert(first.seqno, batch_kept);
-                            }
+                            kept.insert(first.seqno, batch_kept);
                             pool.submit(slot, items);
                         }
                         writers.send_errors(state).await;
@@ -894,12 +893,12 @@ fn screen_outputs(
     }
 }
 
-/// One output slot's share of a scored batch: the values, the seqno of the record that
-/// yielded each, and their receipts (empty when no source waits on them).
+/// One output slot's share of a scored batch: the values, the number in its input of the
+/// record that yielded each, and their receipts (empty when no source waits on them).
 #[derive(Default)]
 struct Routed {
     values: Vec<Value>,
-    seqnos: Vec<u64>,
+    records: Vec<u64>,
     receipts: Vec<Receipt>,
 }
 
@@ -907,7 +906,8 @@ struct Routed {
 #[derive(Default)]
 struct Kept {
     receipts: Vec<Receipt>,
-    originals: Vec<(Position, Value)>,
+    positions: Vec<Position>,
+    values: Vec<Value>,
 }
 
 /// Writes one scored batch and logs its failed records. `kept.receipts` is empty, or holds
@@ -927,20 +927,26 @@ async fn emit(
     } = scored;
     let tracked = !kept.receipts.is_empty();
     let mut held = kept.receipts.into_iter();
-    let mut originals = kept.originals.into_iter();
+    let mut positions = kept.positions.into_iter();
+    let mut values = kept.values.into_iter();
     let mut routed: BTreeMap<Slot, Routed> = BTreeMap::new();
     for (i, outcome) in outcomes.into_iter().enumerate() {
         let receipt = held.next().unwrap_or_default();
-        let original = originals.next();
+        let position = positions
+            .next()
+            .unwrap_or_else(|| Position::record(first_seqno + i as u64));
+        let value = values.next();
+        // The record's number in its input (rejected records counted), as every message
+        // about it says.
+        let n = position.record;
         match outcome {
             Ok(outs) => {
                 state.control.add_scored(1);
-                let n = first_seqno + i as u64;
                 let mut shares = receipt.split(if tracked { outs.len() } else { 0 });
                 for (out_slot, v) in outs {
                     let r = routed.entry(out_slot).or_default();
                     r.values.push(v);
-                    r.seqnos.push(n);
+                    r.records.push(n);
                     if let Some(share) = shares.pop() {
                         r.receipts.push(share);
                     }
@@ -949,24 +955,17 @@ async fn emit(
             Err(f) => {
                 state.failed += 1;
                 state.control.add_failed(1);
-                let n = first_seqno + i as u64;
                 let (message, traceback) = (f.message.clone(), f.traceback.clone());
                 state.park(
-                    || {
-                        let (position, value) = match original {
-                            Some((p, v)) => (p, Some(v)),
-                            None => (Position::record(n), None),
-                        };
-                        ErrorRecord {
-                            stage: Stage::Model,
-                            kind: "model",
-                            slot,
-                            position,
-                            reason: message,
-                            traceback: (!traceback.is_empty()).then_some(traceback),
-                            value,
-                            bytes: None,
-                        }
+                    || ErrorRecord {
+                        stage: Stage::Model,
+                        kind: "model",
+                        slot,
+                        position,
+                        reason: message,
+                        traceback: (!traceback.is_empty()).then_some(traceback),
+                        value,
+                        bytes: None,
                     },
                     receipt,
                 );
@@ -983,14 +982,14 @@ async fn emit(
         }
     }
     for (out_slot, mut r) in routed {
-        let seqnos = &r.seqnos;
+        let records = &r.records;
         screen_outputs(
             out_slot,
             &mut r.values,
             &mut r.receipts,
             state,
             options,
-            |i| (format!("output of seqno {}", seqnos[i]), seqnos[i]),
+            |i| (format!("output of record {}", records[i]), records[i]),
         );
         if !r.values.is_empty() {
             writers.send(out_slot, r.values, r.receipts, state).await;

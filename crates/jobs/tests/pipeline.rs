@@ -269,7 +269,7 @@ async fn failures_and_rejections_are_counted_and_the_job_goes_on() {
     assert!(
         lines
             .iter()
-            .any(|l| l.contains("Record 2 on slot 0 failed: ValueError: unlucky")),
+            .any(|l| l.contains("Record 3 on slot 0 failed: ValueError: unlucky")),
         "{lines:#?}"
     );
     assert!(
