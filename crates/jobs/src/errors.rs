@@ -58,6 +58,26 @@ pub(crate) fn kind_of(kind: RejectionKind) -> &'static str {
 }
 
 impl ErrorRecord {
+    /// An error record with no traceback, value or bytes (set those on the result).
+    pub fn new(
+        stage: Stage,
+        kind: &'static str,
+        slot: Slot,
+        position: Position,
+        reason: String,
+    ) -> ErrorRecord {
+        ErrorRecord {
+            stage,
+            kind,
+            slot,
+            position,
+            reason,
+            traceback: None,
+            value: None,
+            bytes: None,
+        }
+    }
+
     pub fn into_value(self) -> Value {
         let mut m = Map::with_capacity(10);
         m.push("stage", self.stage.as_str());

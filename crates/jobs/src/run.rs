@@ -58,7 +58,7 @@ pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> Job
         control,
     } = job;
     if errors.is_some() {
-        state.errors = Some(ErrorQueue::default());
+        state.errors = Some(OutBatch::default());
     }
 
     log.info(
@@ -402,7 +402,7 @@ struct State {
     unrouted_warned: Vec<u32>,
     bad: BadRecordLog,
     /// Error records waiting for the error output, when the job has one.
-    errors: Option<ErrorQueue>,
+    errors: Option<OutBatch>,
     /// What the bound on the model's console dropped.
     console: Option<Arc<crate::console::ConsoleCounts>>,
 }
@@ -438,8 +438,8 @@ impl State {
     fn park(&mut self, record: impl FnOnce() -> ErrorRecord, receipt: Receipt) {
         match &mut self.errors {
             Some(q) => {
-                q.values.push(record().into_value());
-                q.receipts.push(receipt);
+                q.0.push(record().into_value());
+                q.1.push(receipt);
             }
             None => receipt.settle(Fate::Rejected),
         }
@@ -743,28 +743,28 @@ fn take_records(
             }
             ReadItem::Rejected(mut r) => {
                 state.input_rejected(counts_slot, &r);
-                let receipt = std::mem::take(&mut r.receipt);
-                let (position, reason) = (r.position.clone(), r.reason.clone());
-                let raw = r.raw.take().map(Vec::from);
-                state.park(
-                    || ErrorRecord {
-                        stage: Stage::Input,
-                        kind: kind_of(r.kind),
-                        slot: counts_slot,
-                        position,
-                        reason,
-                        traceback: None,
-                        value: None,
-                        bytes: raw,
-                    },
-                    receipt,
-                );
                 if stop_on_bad {
                     state.error = Some(format!(
                         "stopped at the first bad record (slot {counts_slot}, {}): {}",
                         r.position, r.reason
                     ));
                     stop = true;
+                }
+                let receipt = std::mem::take(&mut r.receipt);
+                state.park(
+                    move || ErrorRecord {
+                        bytes: r.raw.map(Vec::from),
+                        ..ErrorRecord::new(
+                            Stage::Input,
+                            kind_of(r.kind),
+                            counts_slot,
+                            r.position,
+                            r.reason,
+                        )
+                    },
+                    receipt,
+                );
+                if stop {
                     break;
                 }
             }
@@ -878,15 +878,14 @@ fn screen_outputs(
         state.output_rejected_at(slot, &rejection, text);
         let reason = rejection.reason;
         state.park(
-            || ErrorRecord {
-                stage: Stage::Output,
-                kind: "schema",
-                slot,
-                position: Position::record(record),
-                reason,
-                traceback: None,
-                value: None,
-                bytes: None,
+            || {
+                ErrorRecord::new(
+                    Stage::Output,
+                    "schema",
+                    slot,
+                    Position::record(record),
+                    reason,
+                )
             },
             refused.next().unwrap_or_default(),
         );
@@ -958,14 +957,9 @@ async fn emit(
                 let (message, traceback) = (f.message.clone(), f.traceback.clone());
                 state.park(
                     || ErrorRecord {
-                        stage: Stage::Model,
-                        kind: "model",
-                        slot,
-                        position,
-                        reason: message,
                         traceback: (!traceback.is_empty()).then_some(traceback),
                         value,
-                        bytes: None,
+                        ..ErrorRecord::new(Stage::Model, "model", slot, position, message)
                     },
                     receipt,
                 );
@@ -1067,13 +1061,6 @@ async fn run_all(
 /// Values on their way to one sink, with their receipts (empty, or one per value).
 type OutBatch = (Vec<Value>, Vec<Receipt>);
 
-/// Error records waiting to be sent to the error output, with the receipts of their records.
-#[derive(Default)]
-struct ErrorQueue {
-    values: Vec<Value>,
-    receipts: Vec<Receipt>,
-}
-
 /// The output side: a task per output slot, each owning its sink, and one for the error
 /// output when the job has one.
 struct Writers {
@@ -1130,13 +1117,10 @@ impl Writers {
 
     /// Sends the error records `state` gathered to the error output.
     async fn send_errors(&self, state: &mut State) {
-        let Some(q) = state.errors.as_mut().filter(|q| !q.values.is_empty()) else {
+        let Some(q) = state.errors.as_mut().filter(|q| !q.0.is_empty()) else {
             return;
         };
-        let batch = (
-            std::mem::take(&mut q.values),
-            std::mem::take(&mut q.receipts),
-        );
+        let batch = std::mem::take(q);
         if let Some((tx, _)) = &self.errors {
             // An error output that stopped reports why at finish; its receipts fail.
             let _ = tx.send(batch).await;
@@ -1174,14 +1158,14 @@ impl Writers {
                     let reason = reason.clone();
                     state.park(
                         || ErrorRecord {
-                            stage: Stage::Output,
-                            kind: "unrouted",
-                            slot,
-                            position: Position::default(),
-                            reason,
-                            traceback: None,
                             value: Some(value),
-                            bytes: None,
+                            ..ErrorRecord::new(
+                                Stage::Output,
+                                "unrouted",
+                                slot,
+                                Position::default(),
+                                reason,
+                            )
                         },
                         receipts.next().unwrap_or_default(),
                     );
@@ -1347,16 +1331,13 @@ async fn settle_batch(
     let values = rejected
         .iter()
         .map(|r| {
-            ErrorRecord {
-                stage: Stage::Output,
-                kind: kind_of(r.kind),
+            ErrorRecord::new(
+                Stage::Output,
+                kind_of(r.kind),
                 slot,
-                position: r.position.clone(),
-                reason: r.reason.clone(),
-                traceback: None,
-                value: None,
-                bytes: None,
-            }
+                r.position.clone(),
+                r.reason.clone(),
+            )
             .into_value()
         })
         .collect();
