@@ -166,6 +166,33 @@ fn an_errors_file_gets_one_error_record_per_failed_or_refused_record() {
 }
 
 #[test]
+fn an_output_or_errors_file_that_is_the_input_is_refused_and_the_input_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("x6.jsonl");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    std::fs::copy(root.join("tests/data/cli/x6.jsonl"), &input).unwrap();
+    let before = std::fs::read(&input).unwrap();
+    for flag in ["--output", "--errors"] {
+        let out = engine(&[
+            "run",
+            "tests/models/routes.py",
+            "--input",
+            input.to_str().unwrap(),
+            flag,
+            input.to_str().unwrap(),
+        ]);
+        let err = text(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{flag}: {err}");
+        assert!(err.contains("would empty the input"), "{flag}: {err}");
+        assert_eq!(
+            std::fs::read(&input).unwrap(),
+            before,
+            "{flag}: the input is kept"
+        );
+    }
+}
+
+#[test]
 fn outputs_route_by_slot_with_seqno_from_one() {
     let dir = tempfile::tempdir().unwrap();
     let evens = dir.path().join("evens.jsonl");

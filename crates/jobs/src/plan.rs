@@ -190,6 +190,7 @@ pub fn build(
         init,
         options,
     } = plan;
+    no_output_over_an_input(&inputs, &outputs, errors.as_ref())?;
     let (materialized, spec) = model.write(work_root, log)?;
 
     let (schemas, warnings) = schema::resolve_checked_schemas(
@@ -279,6 +280,43 @@ pub fn build(
         },
         control,
     })
+}
+
+/// Refuses an output (the error output too) that is one of the job's input files: opening it
+/// would empty the input before a record of it is read.
+fn no_output_over_an_input(
+    inputs: &[PlanInput],
+    outputs: &[PlanOutput],
+    errors: Option<&StreamDescriptor>,
+) -> Result<()> {
+    use endpoints::descriptor::Transport;
+    let file = |d: &StreamDescriptor| match &d.transport {
+        Transport::File { path } if path != "-" => std::fs::canonicalize(path).ok(),
+        _ => None,
+    };
+    let read: Vec<(PathBuf, &str)> = inputs
+        .iter()
+        .filter_map(|i| Some((file(&i.descriptor)?, i.name.as_str())))
+        .collect();
+    let written = outputs
+        .iter()
+        .map(|o| (&o.descriptor, format!("the output of slot {}", o.slot)))
+        .chain(errors.map(|d| (d, "the error output".to_owned())));
+    for (descriptor, what) in written {
+        let Some(path) = file(descriptor) else {
+            continue;
+        };
+        if let Some((_, input)) = read.iter().find(|(p, _)| *p == path) {
+            return Err(Error::Core(runtime_core::Error::descriptor(
+                "Transport.Path",
+                format!(
+                    "{what} is the input {input} ({}): writing it would empty the input before it is read; name another file",
+                    path.display()
+                ),
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A JSON file input named `.json` whose content is one document over several lines.

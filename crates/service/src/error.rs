@@ -180,7 +180,10 @@ impl Error {
             Error::RoundtripTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Error::ModelLimit { limit, .. } if limit == "time" => StatusCode::GATEWAY_TIMEOUT,
             Error::ModelLimit { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-            Error::Jobs(jobs::Error::Model(_)) => StatusCode::BAD_REQUEST,
+            Error::Jobs(jobs::Error::Model(_))
+            | Error::Jobs(jobs::Error::Core(runtime_core::Error::Descriptor { .. })) => {
+                StatusCode::BAD_REQUEST
+            }
             Error::Core(runtime_core::Error::ModelLoad(_))
             | Error::Core(runtime_core::Error::ModelFailed { .. })
             | Error::Core(runtime_core::Error::Descriptor { .. }) => StatusCode::BAD_REQUEST,
