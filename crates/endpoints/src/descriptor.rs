@@ -502,10 +502,16 @@ impl Transport {
         }
         let mut out: Vec<(String, &mut String)> = Vec::new();
         match self {
-            Transport::Rest { .. }
-            | Transport::Inline { .. }
-            | Transport::Discard
-            | Transport::Custom(_) => {}
+            Transport::Rest { .. } | Transport::Inline { .. } | Transport::Discard => {}
+            // A transport added outside the engine: its top-level text fields, whatever
+            // they are named, may be secret references too.
+            Transport::Custom(c) => {
+                for (name, value) in c.fields.iter_mut() {
+                    if let Json::String(s) = value {
+                        out.push((f(name), s));
+                    }
+                }
+            }
             Transport::Http { url } => out.push((f("Url"), url)),
             Transport::Kafka(k) => {
                 for (i, s) in k.bootstrap_servers.iter_mut().enumerate() {
@@ -1858,10 +1864,12 @@ fn parse_transport(v: &Json) -> Result<Transport> {
     Ok(transport)
 }
 
-fn is_custom(name: &str) -> bool {
-    let name = name.trim();
+/// Whether `name` names a transport added outside the engine: `x-` and at least one more
+/// character (compared as bytes: a name may hold any text).
+pub(crate) fn is_custom(name: &str) -> bool {
+    let name = name.trim().as_bytes();
     name.len() > CUSTOM_PREFIX.len()
-        && name[..CUSTOM_PREFIX.len()].eq_ignore_ascii_case(CUSTOM_PREFIX)
+        && name[..CUSTOM_PREFIX.len()].eq_ignore_ascii_case(CUSTOM_PREFIX.as_bytes())
 }
 
 fn custom(name: &str, fields: JsonMap<String, Json>) -> Transport {

@@ -104,8 +104,16 @@ impl Registry {
     /// `Transport.Type`, matched ignoring case; it starts with `x-`, else no descriptor can
     /// name it) with `opener` from now on, replacing any opener it had. The opener reads its
     /// own fields from [`Transport::Custom`].
+    ///
+    /// # Panics
+    /// When `name` does not start with `x-` followed by a name: the program registering it
+    /// is wrong, and no descriptor could ever reach its opener.
     pub fn register_custom(mut self, name: &str, opener: Arc<dyn Opener>) -> Registry {
-        debug_assert!(name.to_ascii_lowercase().starts_with(CUSTOM_PREFIX));
+        assert!(
+            crate::descriptor::is_custom(name),
+            "register_custom({name:?}): a transport added outside the engine is named \
+             {CUSTOM_PREFIX}<name>, as descriptors' Transport.Type names it"
+        );
         self.custom.insert(name.trim().to_ascii_lowercase(), opener);
         self
     }
@@ -170,14 +178,32 @@ impl Registry {
             }
         };
         let Some(opener) = opener else {
+            let why = if matches!(descriptor.transport, Transport::Custom(_)) {
+                "no endpoint is registered under that name".to_owned()
+            } else {
+                format!("{name} endpoints are not supported yet")
+            };
             return Err(Error::endpoint(
                 name,
-                format!(
-                    "{name} endpoints are not supported yet (this engine opens: {})",
-                    self.known().join(", ")
-                ),
+                format!("{why} (this engine opens: {})", self.known().join(", ")),
             ));
         };
+        // The reading options are the engine's to honour, and the engine cannot tell whether
+        // an opener written outside it does: refused rather than read as if absent.
+        if let (Transport::Custom(_), Direction::Input) = (&descriptor.transport, direction) {
+            let d = descriptor;
+            let asked = [
+                ("Loop", d.looping),
+                ("SkipTo", d.skip_to.is_some()),
+                ("SkipToRecord", d.skip_to_record.is_some()),
+            ];
+            if let Some((field, _)) = asked.iter().find(|(_, set)| *set) {
+                return Err(Error::descriptor(
+                    *field,
+                    format!("the {name} endpoint is not given reading options"),
+                ));
+            }
+        }
         let credential = descriptor
             .transport
             .location()
@@ -381,9 +407,24 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(
-            err.contains("x-other endpoints are not supported yet") && err.contains("x-queue"),
+            err.contains("x-other: no endpoint is registered under that name")
+                && err.contains("x-queue"),
             "{err}"
         );
+        let looped = StreamDescriptor::parse(r#"{"Transport": "x-queue", "Loop": true}"#).unwrap();
+        let err = registry
+            .open_source(&looped, &looped.codec_config())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("'Loop'"), "{err}");
+        for odd in ["€", "x€", "é"] {
+            let err = StreamDescriptor::parse(&serde_json::json!({ "Transport": odd }).to_string())
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(err.contains("unknown transport"), "{odd}: {err}");
+        }
         let typo = StreamDescriptor::parse(r#"{"Transport": "queue"}"#)
             .err()
             .map(|e| e.to_string())

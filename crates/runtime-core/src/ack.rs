@@ -253,6 +253,13 @@ impl<T> Acks<T> {
     /// A receipt for the next record read, after waiting for room in the ledger; whatever
     /// settled meanwhile (in order) is pushed to `done`.
     pub async fn track(&mut self, token: T, done: &mut Vec<(T, Fate)>) -> Receipt {
+        self.wait_for_room(done).await;
+        self.receipt(token)
+    }
+
+    /// Waits until another record may be tracked (no busy loop: it sleeps until a receipt
+    /// settles); whatever settled meanwhile (in order) is pushed to `done`.
+    pub async fn wait_for_room(&mut self, done: &mut Vec<(T, Fate)>) {
         while !self.has_room() {
             let before = done.len();
             self.settled_into(done);
@@ -260,7 +267,6 @@ impl<T> Acks<T> {
                 self.ledger.settled.notified().await;
             }
         }
-        self.receipt(token)
     }
 
     /// The fates settled in an unbroken run from the oldest record in flight, in read order.

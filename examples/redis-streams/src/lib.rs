@@ -357,9 +357,10 @@ impl RecordSource for RedisSource {
         let settled = self.acks.settled();
         self.acknowledge(settled).await?;
         if !self.acks.has_room() {
-            // Everything in flight waits on the pipeline: give it a moment, then nothing.
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            return Ok(Some(Vec::new()));
+            // Everything in flight waits on the pipeline: sleep until some of it settles.
+            let mut settled = Vec::new();
+            self.acks.wait_for_room(&mut settled).await;
+            self.acknowledge(settled).await?;
         }
         let room = max
             .min(self.target.max_in_flight - self.acks.in_flight())
@@ -480,7 +481,8 @@ impl RecordSink for RedisSink {
         Ok(SinkReport {
             records: self.records,
             bytes: self.bytes,
-            location: Some(format!("{} {}", self.target.url, self.target.stream)),
+            // Not the URL: it may hold a password, and the location goes to the job's log.
+            location: Some(self.name.clone()),
         })
     }
 

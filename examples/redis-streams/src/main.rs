@@ -22,7 +22,14 @@ async fn main() {
         eprintln!("usage: redis-streams FROM TO [COUNT]");
         std::process::exit(2);
     };
-    let count: usize = args.get(2).and_then(|c| c.parse().ok()).unwrap_or(10);
+    let count: usize = match args.get(2).map(|c| c.parse()) {
+        None => 10,
+        Some(Ok(n)) => n,
+        Some(Err(e)) => {
+            eprintln!("COUNT: {e}: a number of records, please");
+            std::process::exit(2);
+        }
+    };
     match copy(from, to, count).await {
         Ok(n) => eprintln!("copied {n} record(s)"),
         Err(e) => {
