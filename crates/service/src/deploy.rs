@@ -41,7 +41,7 @@ mod lifecycle;
 mod rest;
 pub mod streams;
 pub(crate) use lifecycle::{
-    attach_stream, check_stream_paths, deploy_document, deployment_uploads_root, detach_stream,
+    attach_stream, checked_stream, deploy_document, deployment_uploads_root, detach_stream,
     prune_deployment_uploads, undeploy,
 };
 pub use lifecycle::{restore_deployment, take_deployment};
@@ -799,16 +799,15 @@ impl Deployment {
         value: Value,
         timeout: Duration,
     ) -> Result<Vec<(Slot, Value)>> {
-        let (req, pending) = request(input, value);
-        match self.tx.try_send(req) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
+        let pending = match self.try_enqueue(input, value) {
+            Enqueued::Now(pending) => pending,
+            Enqueued::Full(_) => {
                 return Err(Error::QueueFull {
                     bound: self.queue_bound,
                 })
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(undeploying()),
-        }
+            Enqueued::Closed(e) => return Err(e),
+        };
         match tokio::time::timeout(timeout, pending.outcome()).await {
             Err(_) => Err(Error::RoundtripTimeout {
                 millis: timeout.as_millis() as u64,

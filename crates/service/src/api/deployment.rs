@@ -17,8 +17,7 @@ use crate::error::{Error, ErrorBody, Result};
 use crate::time::rfc3339;
 
 use super::AppState;
-use super::{json_body, log_view, LogView};
-use crate::deploy::{deploy_document, prune_deployment_uploads};
+use super::{log_view, LogView};
 
 #[derive(Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -205,18 +204,7 @@ pub(super) async fn deploy(
     let text = std::str::from_utf8(&body)
         .map_err(|_| Error::BadRequest("the deployment document is not UTF-8".into()))?
         .to_owned();
-    let doc: DeploymentDocument = json_body(&body)?;
-    // Paths are resolved against the file system: on the blocking pool.
-    let doc = {
-        let policy = e.paths.clone();
-        tokio::task::spawn_blocking(move || {
-            crate::paths::check_deployment(&policy, &doc).map(|()| doc)
-        })
-        .await
-        .map_err(|e| Error::Store(format!("checking the deployment's paths failed: {e}")))??
-    };
-    let d = deploy_document(&e, text, doc, true).await?;
-    prune_deployment_uploads(&e).await;
+    let d = e.deploy(text).await?;
     Ok((StatusCode::CREATED, Json(deployment_view(&d))))
 }
 

@@ -14,8 +14,8 @@ use runtime_core::Slot;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::deploy::streams::{check_descriptor, StreamInfo, StreamState};
-use crate::deploy::{attach_stream as attach, check_stream_paths, detach_stream as detach};
+use crate::deploy::streams::{StreamInfo, StreamState};
+use crate::deploy::{attach_stream as attach, checked_stream, detach_stream as detach};
 use crate::deploy::{Posted, Taken};
 use crate::error::{Error, ErrorBody, Result};
 
@@ -110,9 +110,8 @@ pub(super) async fn attach_stream(
     let text = std::str::from_utf8(&body)
         .map_err(|_| Error::BadRequest("the stream descriptor is not UTF-8".into()))?;
     let descriptor = StreamDescriptor::parse(text)?;
-    check_descriptor(&descriptor, slot)?;
-    let descriptor = check_stream_paths(&e, descriptor, slot).await?;
     if q.dry_run.unwrap_or(false) {
+        let descriptor = checked_stream(&e, descriptor, slot).await?;
         return Ok(Json(descriptor.to_json()).into_response());
     }
     if e.shutting_down() {

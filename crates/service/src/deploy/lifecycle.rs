@@ -353,21 +353,29 @@ async fn restore_streams(e: &Engine, d: &Arc<Deployment>) {
             return;
         }
     };
-    let mut stored: Vec<(String, serde_json::Value)> =
-        serde_json::from_str::<BTreeMap<String, serde_json::Value>>(&stored)
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
+    let mut stored: Vec<(u32, serde_json::Value)> = match serde_json::from_str::<
+        BTreeMap<u32, serde_json::Value>,
+    >(&stored)
+    {
+        Ok(stored) => stored.into_iter().collect(),
+        Err(err) => {
+            // Kept as stored (not overwritten), for whoever looks into it.
+            d.log.error(
+                    LogSource::Engine,
+                    format!(
+                        "the deployment's stored streams cannot be read ({err}): none was attached again; attach them again"
+                    ),
+                );
+            return;
+        }
+    };
     // Outputs first, so nothing an input yields finds its output missing.
-    stored.sort_by_key(|(slot, _)| slot.parse::<u32>().map_or(true, |s| s % 2 == 0));
+    stored.sort_by_key(|(slot, _)| Slot(*slot).is_input());
     for (slot, descriptor) in stored {
+        let slot = Slot(slot);
         let attached = async {
-            let slot = Slot(
-                slot.parse()
-                    .map_err(|_| Error::BadRequest(format!("'{slot}' is not a slot number")))?,
-            );
             let descriptor = StreamDescriptor::from_json(&descriptor)?;
-            let descriptor = check_stream_paths(e, descriptor, slot).await?;
+            let descriptor = checked_stream(e, descriptor, slot).await?;
             streams::attach(d, slot, descriptor, &e.streams_registry).await
         };
         if let Err(err) = attached.await {
@@ -382,12 +390,15 @@ async fn restore_streams(e: &Engine, d: &Arc<Deployment>) {
     }
 }
 
-/// The local paths a stream names checked against `allowedPaths` (on the blocking pool).
-pub(crate) async fn check_stream_paths(
+/// `descriptor` checked for `slot` as every stream is before it is attached (a dry run
+/// included): fit for the slot's direction, and the local paths it names under
+/// `allowedPaths` (on the blocking pool).
+pub(crate) async fn checked_stream(
     e: &Engine,
     descriptor: StreamDescriptor,
     slot: Slot,
 ) -> std::result::Result<StreamDescriptor, Error> {
+    streams::check_descriptor(&descriptor, slot)?;
     let policy = e.paths.clone();
     tokio::task::spawn_blocking(move || {
         crate::paths::check_stream(&policy, &descriptor, slot).map(|()| descriptor)
@@ -403,6 +414,7 @@ pub(crate) async fn attach_stream(
     slot: Slot,
     descriptor: StreamDescriptor,
 ) -> std::result::Result<StreamInfo, Error> {
+    let descriptor = checked_stream(e, descriptor, slot).await?;
     let _serial = e.deploying.lock().await;
     let d = e.deployment().ok_or(Error::NoDeployment)?;
     let info = streams::attach(&d, slot, descriptor, &e.streams_registry).await?;
