@@ -38,7 +38,7 @@ use base64::Engine as _;
 use csv_core::ReadRecordResult;
 use runtime_core::{Map, ReadItem, RejectionKind, Value};
 
-use crate::avro::{short_ascii, AvroSchema, Compiled, Node, ShortName, SHORT};
+use crate::avro::{short_string, AvroSchema, Compiled, Node, ShortName, SHORT};
 use crate::framing::fill;
 use crate::{
     json, position, record, reject, rejected, CodecConfig, CsvOptions, DecodeContext, EncodeError,
@@ -445,7 +445,7 @@ pub fn infer(cell: &str) -> Value {
 fn infer_in(cell: &str, window: Option<&[u8; SHORT]>) -> Value {
     let text = || {
         window
-            .and_then(|w| short_ascii(w, cell.len()))
+            .and_then(|w| short_string(w, cell.len())?.ok())
             .unwrap_or_else(|| cell.to_owned())
     };
     if cell.is_empty() {

@@ -109,17 +109,11 @@ impl ShortName {
     }
 }
 
-/// As [`short_copy`], as a string when the bytes are ASCII (which needs no further UTF-8
-/// validation).
+/// As [`short_copy`], as a string: `None` when `n` is over [`SHORT`], the UTF-8 error when
+/// the bytes are not UTF-8.
 #[inline]
-pub(crate) fn short_ascii(window: &[u8; SHORT], n: usize) -> Option<String> {
-    if n > SHORT || !window[..n].is_ascii() {
-        return None;
-    }
-    let v = short_copy(window, n);
-    // Safety: `v` holds the first `n` bytes of the window, which are ASCII (tested above),
-    // and ASCII is UTF-8.
-    Some(unsafe { String::from_utf8_unchecked(v) })
+pub(crate) fn short_string(window: &[u8; SHORT], n: usize) -> Option<Result<String, Utf8Error>> {
+    (n <= SHORT).then(|| String::from_utf8(short_copy(window, n)).map_err(|e| e.utf8_error()))
 }
 
 #[derive(Debug)]
@@ -163,6 +157,9 @@ impl Source for SliceSource<'_> {
     /// byte up to anyway.
     #[inline]
     fn take_vec(&mut self, n: usize) -> Result<Vec<u8>, Malformed> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
         if let Some(v) = self
             .window()
             .filter(|_| n <= SHORT)
@@ -176,9 +173,12 @@ impl Source for SliceSource<'_> {
 
     #[inline]
     fn take_string(&mut self, n: usize) -> Result<Result<String, Utf8Error>, Malformed> {
-        if let Some(st) = self.window().and_then(|w| short_ascii(w, n)) {
+        if n == 0 {
+            return Ok(Ok(String::new()));
+        }
+        if let Some(st) = self.window().and_then(|w| short_string(w, n)) {
             self.at += n;
-            return Ok(Ok(st));
+            return Ok(st);
         }
         Ok(std::str::from_utf8(self.take(n)?).map(str::to_owned))
     }
@@ -261,12 +261,6 @@ pub(crate) fn write_long(out: &mut Vec<u8>, v: i64) {
         n >>= 7;
     }
     out.push(n as u8);
-}
-
-/// Passes over a variable-length integer, with the same length limit as [`read_long`].
-#[inline]
-fn skip_long<S: Source>(s: &mut S) -> Result<(), Malformed> {
-    s.skip_long()
 }
 
 #[inline]
@@ -399,11 +393,15 @@ impl<'s> DatumReader<'s> {
                         let key = if self.over_budget(s, n)? {
                             Value::Null
                         } else {
-                            match String::from_utf8(s.take_vec(n)?) {
+                            match s.take_string(n)? {
                                 Ok(k) => Value::String(k),
-                                Err(_) => {
-                                    self.invalid
-                                        .get_or_insert_with(|| "map key is not valid UTF-8".into());
+                                Err(e) => {
+                                    self.invalid.get_or_insert_with(|| {
+                                        format!(
+                                            "map key is not valid UTF-8 (at byte {} of the key)",
+                                            e.valid_up_to()
+                                        )
+                                    });
                                     Value::Null
                                 }
                             }
@@ -520,7 +518,7 @@ impl<'s> DatumReader<'s> {
             Node::Boolean => {
                 read_bool(s)?;
             }
-            Node::Int | Node::Long => skip_long(s)?,
+            Node::Int | Node::Long => s.skip_long()?,
             Node::Float => s.skip(4)?,
             Node::Double => s.skip(8)?,
             Node::Bytes | Node::String => {
@@ -573,7 +571,7 @@ impl<'s> DatumReader<'s> {
                 for f in fields {
                     // Leaves are skipped here rather than through a call per field.
                     match &nodes[f.node] {
-                        Node::Int | Node::Long => skip_long(s)?,
+                        Node::Int | Node::Long => s.skip_long()?,
                         Node::Double => s.skip(8)?,
                         Node::Boolean => {
                             read_bool(s)?;
