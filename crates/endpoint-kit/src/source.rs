@@ -170,11 +170,7 @@ async fn read(
                 empty = 0;
                 for mut item in batch {
                     if settle {
-                        let receipt = match &mut item {
-                            ReadItem::Record(r) => &mut r.receipt,
-                            ReadItem::Rejected(r) => &mut r.receipt,
-                        };
-                        std::mem::take(receipt).settle(Fate::Delivered);
+                        std::mem::take(item.receipt_mut()).settle(Fate::Delivered);
                     }
                     items.push(item);
                 }
@@ -263,10 +259,7 @@ async fn records_in_order<F: SourceFixture>(fixture: &F, t: SourceTraits) -> Res
     let (_stream, mut source) = stream_of(fixture, &want).await?;
     let items = read_items(&mut *source, want.len(), t).await?;
     for (i, item) in items.iter().enumerate() {
-        let position = match item {
-            ReadItem::Record(r) => &r.position,
-            ReadItem::Rejected(r) => &r.position,
-        };
+        let position = item.position();
         if position.record != i as u64 + 1 {
             return Err(format!(
                 "item {} read stands at {position}: records are numbered from 1 in read order",

@@ -322,11 +322,7 @@ impl RecordSource for FolderSource {
             match source.read_batch(max).await? {
                 Some(mut items) => {
                     for item in &mut items {
-                        let position = match item {
-                            ReadItem::Record(r) => &mut r.position,
-                            ReadItem::Rejected(r) => &mut r.position,
-                        };
-                        position.origin = Some(file.to_string());
+                        item.position_mut().origin = Some(file.to_string());
                     }
                     return Ok(Some(items));
                 }

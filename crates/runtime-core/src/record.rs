@@ -168,3 +168,28 @@ pub enum ReadItem {
     Record(Record),
     Rejected(Rejection),
 }
+
+impl ReadItem {
+    /// Where the item stands in its stream, record or rejection.
+    pub fn position(&self) -> &Position {
+        match self {
+            ReadItem::Record(r) => &r.position,
+            ReadItem::Rejected(r) => &r.position,
+        }
+    }
+
+    pub fn position_mut(&mut self) -> &mut Position {
+        match self {
+            ReadItem::Record(r) => &mut r.position,
+            ReadItem::Rejected(r) => &mut r.position,
+        }
+    }
+
+    /// The receipt its source waits on, record or rejection.
+    pub fn receipt_mut(&mut self) -> &mut Receipt {
+        match self {
+            ReadItem::Record(r) => &mut r.receipt,
+            ReadItem::Rejected(r) => &mut r.receipt,
+        }
+    }
+}

@@ -1278,11 +1278,8 @@ mod acks {
                 let Some(mut item) = self.items.pop_front() else {
                     break;
                 };
-                let (n, receipt) = match &mut item {
-                    ReadItem::Record(r) => (r.position.record, &mut r.receipt),
-                    ReadItem::Rejected(r) => (r.position.record, &mut r.receipt),
-                };
-                *receipt = self.acks.track(n, &mut done).await;
+                let n = item.position().record;
+                *item.receipt_mut() = self.acks.track(n, &mut done).await;
                 out.push(item);
             }
             done.extend(self.acks.settled());
