@@ -877,6 +877,34 @@ impl Deployment {
     }
 }
 
+/// `first`, then what is already waiting in `rx`, up to `size` items; with `wait`, a batch
+/// short of `size` waits that long for more. How the deployment's workers and a REST input
+/// stream make their batches.
+pub(crate) async fn gather<T>(
+    rx: &mut mpsc::Receiver<T>,
+    first: T,
+    size: usize,
+    wait: Option<Duration>,
+) -> Vec<T> {
+    let mut batch = vec![first];
+    while batch.len() < size {
+        match rx.try_recv() {
+            Ok(r) => batch.push(r),
+            Err(_) => break,
+        }
+    }
+    if let Some(wait) = wait {
+        let until = tokio::time::Instant::now() + wait;
+        while batch.len() < size {
+            match tokio::time::timeout_at(until, rx.recv()).await {
+                Ok(Some(r)) => batch.push(r),
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+    batch
+}
+
 struct Actor {
     runner: Arc<dyn Runner>,
     model: ModelSpec,
@@ -921,24 +949,7 @@ impl Actor {
                         continue;
                     }
                 };
-                let mut batch = vec![first];
-                while batch.len() < self.batching.size {
-                    match rx.try_recv() {
-                        Ok(r) => batch.push(r),
-                        Err(_) => break,
-                    }
-                }
-                // With a wait, a batch short of its size waits that long for more.
-                if let Some(wait) = self.batching.max_wait {
-                    let until = tokio::time::Instant::now() + wait;
-                    while batch.len() < self.batching.size {
-                        match tokio::time::timeout_at(until, rx.recv()).await {
-                            Ok(Some(r)) => batch.push(r),
-                            Ok(None) | Err(_) => break,
-                        }
-                    }
-                }
-                batch
+                gather(&mut rx, first, self.batching.size, self.batching.max_wait).await
             };
             // Requests whose caller gave up (timeout, disconnect) are not scored.
             batch.retain(|r| !r.reply.is_closed());

@@ -191,22 +191,7 @@ impl RecordSource for RestSource {
         let Some(first) = self.rx.recv().await else {
             return Ok(None);
         };
-        let mut messages = vec![first];
-        while messages.len() < max {
-            match self.rx.try_recv() {
-                Ok(m) => messages.push(m),
-                Err(_) => break,
-            }
-        }
-        if let Some(wait) = self.wait {
-            let until = tokio::time::Instant::now() + wait;
-            while messages.len() < max {
-                match tokio::time::timeout_at(until, self.rx.recv()).await {
-                    Ok(Some(m)) => messages.push(m),
-                    Ok(None) | Err(_) => break,
-                }
-            }
-        }
+        let messages = super::gather(&mut self.rx, first, max, self.wait).await;
         let mut items = Vec::with_capacity(messages.len());
         for message in messages {
             self.read += 1;
