@@ -106,7 +106,8 @@ fn main() -> ExitCode {
 /// What the routes share.
 struct Host {
     engine: Arc<Engine>,
-    model_dir: PathBuf,
+    /// The model of the folder, read once at start; streamed jobs run copies of it.
+    model: LocatedModel,
     inputs: Option<PathBuf>,
     /// Where streamed jobs write their model's folder (each its own, removed after).
     work_root: PathBuf,
@@ -151,7 +152,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 
     let host = Arc::new(Host {
         engine: engine.clone(),
-        model_dir,
+        model,
         inputs,
         work_root,
     });
@@ -313,11 +314,11 @@ async fn stream(
     // Reading the model's folder, writing its working copy and opening the input are file
     // work: on the blocking pool. The registry (and its sender) goes with it.
     let built = {
-        let model_dir = host.model_dir.clone();
+        let model = host.model.clone();
         let work_dir = work.path().to_owned();
         let log = log.clone();
         tokio::task::spawn_blocking(move || {
-            let plan = stream_plan(&model_dir, &input, &name)?;
+            let plan = stream_plan(model, &input, &name)?;
             jobs::plan::build(
                 plan,
                 &work_dir,
@@ -348,8 +349,7 @@ async fn stream(
 }
 
 /// A scoring job over one input file, its slot 1 answered in the response (`rest:`).
-fn stream_plan(model_dir: &Path, input: &Path, name: &str) -> Result<JobPlan, String> {
-    let located = LocatedModel::from_path(model_dir, None).map_err(|e| e.to_string())?;
+fn stream_plan(located: LocatedModel, input: &Path, name: &str) -> Result<JobPlan, String> {
     let input_descriptor = StreamDescriptor::from_short_form(&input.display().to_string())
         .map_err(|e| e.to_string())?;
     let output_descriptor =
