@@ -877,7 +877,11 @@ impl StreamDescriptor {
             Transport::Discard => {}
             Transport::Custom(c) => {
                 for (k, v) in &c.fields {
-                    put(k, v.clone());
+                    let v = match v {
+                        Json::String(s) => t(k, s),
+                        other => other.clone(),
+                    };
+                    put(k, v);
                 }
             }
         }

@@ -411,6 +411,25 @@ mod tests {
                 && err.contains("x-queue"),
             "{err}"
         );
+        let mut secret = StreamDescriptor::parse(
+            r#"{"Transport": {"Type": "x-queue", "Password": "secret://pw", "Depth": 3}}"#,
+        )
+        .unwrap();
+        secret
+            .resolve_secrets(|n| (n == "pw").then(|| "hunter2".to_owned()))
+            .unwrap();
+        let Transport::Custom(c) = &secret.transport else {
+            panic!("{secret:?}");
+        };
+        assert_eq!(
+            c.fields.get("Password"),
+            Some(&serde_json::json!("hunter2"))
+        );
+        let shown = secret.to_json().to_string();
+        assert!(
+            shown.contains("secret://pw") && !shown.contains("hunter2"),
+            "{shown}"
+        );
         let looped = StreamDescriptor::parse(r#"{"Transport": "x-queue", "Loop": true}"#).unwrap();
         let err = registry
             .open_source(&looped, &looped.codec_config())
