@@ -451,6 +451,9 @@ pub enum CodecError {
     /// reason, as the rejection of that record shows it.
     #[error("{0}")]
     Decode(String),
+    /// A whole message larger than the config's `max_record_bytes`, refused unread.
+    #[error("record of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
 }
 
 impl CodecError {
@@ -636,11 +639,10 @@ pub fn is_json_document<R: BufRead>(mut input: R, max_bytes: usize) -> std::io::
 /// config's framing: the bytes are the record. Blank JSON is an error here, not a skip.
 pub fn decode_message(cfg: &CodecConfig, bytes: &[u8]) -> Result<Value, CodecError> {
     if bytes.len() > cfg.max_record_bytes {
-        return Err(CodecError::Decode(format!(
-            "message of {} bytes exceeds the limit of {} bytes",
-            bytes.len(),
-            cfg.max_record_bytes
-        )));
+        return Err(CodecError::TooLarge {
+            size: bytes.len(),
+            limit: cfg.max_record_bytes,
+        });
     }
     let decoded = match cfg.encoding {
         Encoding::Json => json::decode(bytes),
@@ -654,6 +656,24 @@ pub fn decode_message(cfg: &CodecConfig, bytes: &[u8]) -> Result<Value, CodecErr
         },
     };
     decoded.map_err(CodecError::Decode)
+}
+
+/// [`decode_message`] as the item a message transport's source hands out at `position`: the
+/// record, or its rejection in its place (`Size` past the limit, `Encoding` otherwise),
+/// keeping the message's bytes for an error output.
+pub fn read_message(cfg: &CodecConfig, bytes: &[u8], position: Position) -> ReadItem {
+    match decode_message(cfg, bytes) {
+        Ok(value) => record(value, position),
+        Err(e) => {
+            let kind = match e {
+                CodecError::TooLarge { .. } => RejectionKind::Size,
+                _ => RejectionKind::Encoding,
+            };
+            ReadItem::Rejected(
+                Rejection::new(kind, position, e.to_string()).with_raw(bytes.to_vec()),
+            )
+        }
+    }
 }
 
 /// Encodes one record as one whole message (no separator after it). Its only error is

@@ -1,6 +1,6 @@
 use async_trait::async_trait;
 use codecs::CodecConfig;
-use runtime_core::{Position, ReadItem, Record, RecordSource, Rejection, RejectionKind, Result};
+use runtime_core::{Position, ReadItem, RecordSource, Result};
 
 /// Records given inline (a stream descriptor's `Data`, a job document's embedded input):
 /// each string is one message, decoded on its own.
@@ -27,24 +27,7 @@ impl RecordSource for InlineSource {
         for msg in self.messages.by_ref().take(max) {
             self.next += 1;
             let position = Position::record(self.next);
-            let limit = self.codec.max_record_bytes;
-            if msg.len() > limit {
-                items.push(ReadItem::Rejected(Rejection::new(
-                    RejectionKind::Size,
-                    position,
-                    format!(
-                        "record of {} bytes exceeds the limit of {limit} bytes",
-                        msg.len()
-                    ),
-                )));
-                continue;
-            }
-            items.push(match codecs::decode_message(&self.codec, &msg) {
-                Ok(value) => ReadItem::Record(Record::new(value, position)),
-                Err(e) => ReadItem::Rejected(
-                    Rejection::new(RejectionKind::Encoding, position, e.to_string()).with_raw(msg),
-                ),
-            });
+            items.push(codecs::read_message(&self.codec, &msg, position));
         }
         Ok((!items.is_empty()).then_some(items))
     }

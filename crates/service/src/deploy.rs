@@ -595,12 +595,11 @@ impl Deployment {
     ) -> Result<Option<Answer>> {
         let in_codec = self.codec(input.0);
         let value = codecs::decode_message(&in_codec, body).map_err(|why| {
-            self.input_rejected(
-                input,
-                RejectionKind::Encoding,
-                why.to_string(),
-                Origin::Request,
-            )
+            let kind = match why {
+                codecs::CodecError::TooLarge { .. } => RejectionKind::Size,
+                _ => RejectionKind::Encoding,
+            };
+            self.input_rejected(input, kind, why.to_string(), Origin::Request)
         })?;
         let value = self.take_input(input, value, Position::default(), Origin::Request)?;
         let outs = self.score(input, value, timeout).await?;

@@ -34,7 +34,7 @@ use endpoints::descriptor::{Batching, Transport};
 use endpoints::{OpenRequest, Opener, Registry};
 use redis::aio::MultiplexedConnection;
 use runtime_core::{
-    Acks, Error, Fate, OutRecord, Position, ReadItem, Record, RecordSink, RecordSource, Rejection,
+    Acks, Error, Fate, OutRecord, Position, ReadItem, RecordSink, RecordSource, Rejection,
     RejectionKind, Result, SinkReport,
 };
 use serde_json::Value as Json;
@@ -320,33 +320,16 @@ impl RedisSource {
             origin: Some(format!("{} {}", self.target.stream, entry.id)),
             ..Position::record(self.read)
         };
-        let limit = self.codec.max_record_bytes;
-        let decoded = match entry.data {
-            None => Err((
+        let mut item = match entry.data {
+            None => ReadItem::Rejected(Rejection::new(
                 RejectionKind::Encoding,
+                position,
                 format!("the entry has no field '{}'", self.target.field),
             )),
-            Some(bytes) if bytes.len() > limit => Err((
-                RejectionKind::Size,
-                format!(
-                    "record of {} bytes exceeds the limit of {limit} bytes",
-                    bytes.len()
-                ),
-            )),
-            Some(bytes) => codecs::decode_message(&self.codec, &bytes)
-                .map_err(|e| (RejectionKind::Encoding, e.to_string())),
+            Some(bytes) => codecs::read_message(&self.codec, &bytes, position),
         };
-        let receipt = self.acks.receipt(entry.id);
-        match decoded {
-            Ok(value) => ReadItem::Record(Record {
-                receipt,
-                ..Record::new(value, position)
-            }),
-            Err((kind, reason)) => ReadItem::Rejected(Rejection {
-                receipt,
-                ..Rejection::new(kind, position, reason)
-            }),
-        }
+        *item.receipt_mut() = self.acks.receipt(entry.id);
+        item
     }
 }
 

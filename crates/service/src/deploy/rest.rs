@@ -17,8 +17,7 @@ use codecs::CodecConfig;
 use endpoints::descriptor::{RestMode, Transport};
 use endpoints::{OpenRequest, Opener};
 use runtime_core::{
-    OutRecord, Position, ReadItem, Record, RecordSink, RecordSource, Rejection, RejectionKind,
-    SinkReport,
+    OutRecord, Position, ReadItem, RecordSink, RecordSource, Rejection, RejectionKind, SinkReport,
 };
 use tokio::sync::{mpsc, Notify};
 
@@ -197,13 +196,7 @@ impl RecordSource for RestSource {
             self.read += 1;
             // The stream's name says where it came from.
             let position = Position::record(self.read);
-            items.push(match codecs::decode_message(&self.codec, &message) {
-                Ok(value) => ReadItem::Record(Record::new(value, position)),
-                Err(e) => ReadItem::Rejected(
-                    Rejection::new(RejectionKind::Encoding, position, e.to_string())
-                        .with_raw(message),
-                ),
-            });
+            items.push(codecs::read_message(&self.codec, &message, position));
         }
         Ok(Some(items))
     }
