@@ -78,7 +78,12 @@ fn models_keeping_state_run_in_one_worker_unless_asked() {
             err.contains("2 workers as asked, although"),
             "{model}: {err}"
         );
-        assert_ne!(counts(&out), (1..=20).collect::<Vec<_>>(), "{model}: {err}");
+        // Two workers start; which of them scores which batch is the machine's timing (on a
+        // busy one the first may take them all), so the counts are not compared here.
+        assert!(
+            err.contains("starting the model's runner (2 workers)"),
+            "{model}: {err}"
+        );
     }
 }
 
