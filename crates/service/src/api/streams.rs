@@ -160,7 +160,7 @@ pub(super) async fn job_input(
     body: Bytes,
 ) -> Result<StatusCode> {
     let Path(slot) = path.map_err(|r| Error::BadRoundtrip(r.body_text()))?;
-    if slot % 2 != 0 {
+    if !Slot(slot).is_input() {
         return Err(Error::BadRoundtrip(format!(
             "input/{slot}: an input slot is even"
         )));
@@ -192,7 +192,7 @@ pub(super) async fn job_output(
     path: std::result::Result<Path<u32>, PathRejection>,
 ) -> Result<Response> {
     let Path(slot) = path.map_err(|r| Error::BadRoundtrip(r.body_text()))?;
-    if slot % 2 != 1 {
+    if !Slot(slot).is_output() {
         return Err(Error::BadRoundtrip(format!(
             "output/{slot}: an output slot is odd"
         )));

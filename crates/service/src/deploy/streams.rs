@@ -102,8 +102,9 @@ impl Yields {
 }
 
 /// Where a stream stands.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum StreamState {
+    #[default]
     Running,
     /// Its source cannot be reached for now (`Error::is_retriable`): it tries again with
     /// back-off, for as long as it stays attached; the reason.
@@ -154,7 +155,7 @@ struct Shared {
     records_out: AtomicU64,
     rejected: AtomicU64,
     failed: AtomicU64,
-    state: Mutex<Option<StreamState>>,
+    state: Mutex<StreamState>,
 }
 
 impl Shared {
@@ -164,16 +165,15 @@ impl Shared {
 
     fn set_state(&self, state: StreamState) {
         if let Ok(mut s) = self.state.lock() {
-            *s = Some(state);
+            *s = state;
         }
     }
 
     fn state(&self) -> StreamState {
         self.state
             .lock()
-            .ok()
-            .and_then(|s| s.clone())
-            .unwrap_or(StreamState::Running)
+            .map(|s| s.clone())
+            .unwrap_or_else(|_| StreamState::Failed("state lock poisoned".into()))
     }
 }
 
