@@ -187,6 +187,15 @@ pub struct KafkaTransport {
     pub partition: Option<u32>,
     /// `MaxWaitTime`: an input ends after this many ms without a message; `None` waits forever.
     pub max_wait_time_ms: Option<u64>,
+    /// `MaxInFlight` (an extension of this runtime): the records an input has read and not
+    /// yet settled, at most; `None` leaves it to the endpoint. It bounds the duplicates a
+    /// crash can cause.
+    pub max_in_flight: Option<usize>,
+    /// `Properties` (an extension of this runtime): client settings passed to the Kafka
+    /// client as they are (`security.protocol`, `sasl.mechanism`, `sasl.username`,
+    /// `sasl.password`...), over the engine's `kafka.properties`. Values may be `secret://`
+    /// references.
+    pub properties: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -521,6 +530,9 @@ impl Transport {
                 if let Some(g) = k.group.as_mut() {
                     out.push((f("Group"), g));
                 }
+                for (name, v) in k.properties.iter_mut() {
+                    out.push((format!("Transport.Properties.{name}"), v));
+                }
             }
             Transport::S3(s3) => {
                 if let Some(r) = s3.region.as_mut() {
@@ -831,6 +843,18 @@ impl StreamDescriptor {
                     "MaxWaitTime",
                     k.max_wait_time_ms.map_or(Json::Null, Json::from),
                 );
+                put(
+                    "MaxInFlight",
+                    k.max_in_flight.map_or(Json::Null, Json::from),
+                );
+                if !k.properties.is_empty() {
+                    let props = k
+                        .properties
+                        .iter()
+                        .map(|(name, v)| (name.clone(), t(&format!("Properties.{name}"), v)))
+                        .collect();
+                    put("Properties", Json::Object(props));
+                }
             }
             Transport::S3(s3) => {
                 put("Region", ot("Region", s3.region.as_deref()));
@@ -1747,6 +1771,20 @@ fn parse_transport(v: &Json) -> Result<Transport> {
                 .take("MaxWaitTime")
                 .try_map(|v| uint(v, "Transport.MaxWaitTime"))?
                 .value();
+            let max_in_flight = obj
+                .take("MaxInFlight")
+                .try_map(|v| {
+                    let n = uint(v, "Transport.MaxInFlight")?;
+                    usize::try_from(n).ok().filter(|n| *n > 0).ok_or_else(|| {
+                        Error::descriptor("Transport.MaxInFlight", "must be at least 1")
+                    })
+                })?
+                .value();
+            let properties = obj
+                .take("Properties")
+                .try_map(kafka_properties)?
+                .value()
+                .unwrap_or_default();
             Transport::Kafka(KafkaTransport {
                 bootstrap_servers: servers,
                 topic,
@@ -1754,6 +1792,8 @@ fn parse_transport(v: &Json) -> Result<Transport> {
                 commit_offset,
                 partition,
                 max_wait_time_ms,
+                max_in_flight,
+                properties,
             })
         }
         TransportType::S3 => {
@@ -1908,7 +1948,36 @@ const KAFKA_FIELDS: &[&str] = &[
     "CommitOffset",
     "Partition",
     "MaxWaitTime",
+    "MaxInFlight",
+    "Properties",
 ];
+
+/// `Transport.Properties`: an object of Kafka client settings; numbers and booleans are
+/// taken as their text, as the client reads every setting as text.
+fn kafka_properties(v: &Json) -> Result<BTreeMap<String, String>> {
+    let Json::Object(m) = v else {
+        return Err(Error::descriptor(
+            "Transport.Properties",
+            "must be an object of Kafka client settings",
+        ));
+    };
+    m.iter()
+        .map(|(k, v)| {
+            let text = match v {
+                Json::String(s) => s.clone(),
+                Json::Number(n) => n.to_string(),
+                Json::Bool(b) => b.to_string(),
+                _ => {
+                    return Err(Error::descriptor(
+                        format!("Transport.Properties.{k}"),
+                        "must be a string, a number or a boolean",
+                    ))
+                }
+            };
+            Ok((k.clone(), text))
+        })
+        .collect()
+}
 const S3_FIELDS: &[&str] = &[
     "Type",
     "Region",

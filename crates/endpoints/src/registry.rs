@@ -31,6 +31,9 @@ pub struct OpenRequest<'a> {
     pub credential: Option<&'a Credential>,
     /// Whether a `file` sink may be standard output (`-`).
     pub allow_stdout: bool,
+    /// Whether an input follows its stream as it grows (a deployed model's stream) rather
+    /// than ending at the end the stream had when it was opened (a batch job).
+    pub follow: bool,
 }
 
 /// Opens the endpoints of one kind of transport. A direction the transport cannot serve
@@ -61,6 +64,7 @@ pub struct Registry {
     custom: HashMap<String, Arc<dyn Opener>>,
     credentials: Credentials,
     allow_stdout: bool,
+    follow: bool,
 }
 
 impl Default for Registry {
@@ -79,6 +83,7 @@ impl std::fmt::Debug for Registry {
             .field("transports", &self.known())
             .field("credentials", &self.credentials)
             .field("allow_stdout", &self.allow_stdout)
+            .field("follow", &self.follow)
             .finish()
     }
 }
@@ -91,6 +96,7 @@ impl Registry {
             custom: HashMap::new(),
             credentials: Credentials::default(),
             allow_stdout: false,
+            follow: false,
         }
     }
 
@@ -160,6 +166,14 @@ impl Registry {
         })
     }
 
+    /// Opens inputs that follow their stream as it grows, for a deployed model's streams
+    /// ([`OpenRequest::follow`]); without it an input ends where its stream ended when
+    /// opened, as a batch job reads.
+    pub fn following(mut self) -> Registry {
+        self.follow = true;
+        self
+    }
+
     fn with_request<T>(
         &self,
         descriptor: &StreamDescriptor,
@@ -214,6 +228,7 @@ impl Registry {
             direction,
             credential,
             allow_stdout: self.allow_stdout,
+            follow: self.follow,
         };
         open(opener.as_ref(), &req)
     }

@@ -40,7 +40,7 @@ fn csv_default() -> Json {
 fn kafka(servers: Json, topic: &str) -> Json {
     json!({
         "Type": "Kafka", "BootstrapServers": servers, "Topic": topic,
-        "Group": "model-runtime", "CommitOffset": true, "Partition": null, "MaxWaitTime": null,
+        "Group": "model-runtime", "CommitOffset": true, "Partition": null, "MaxWaitTime": null, "MaxInFlight": null,
     })
 }
 
@@ -97,7 +97,7 @@ fn json_cases() -> Vec<(&'static str, &'static str, Json)> {
             defaulted(json!({
                 "Transport": {
                     "Type": "Kafka", "BootstrapServers": ["127.0.0.1:9092"], "Topic": "data-feed-1",
-                    "Group": "model-runtime", "CommitOffset": true, "Partition": 0, "MaxWaitTime": null,
+                    "Group": "model-runtime", "CommitOffset": true, "Partition": 0, "MaxWaitTime": null, "MaxInFlight": null,
                 },
                 "Encoding": "json", "Envelope": null, "Schema": "double",
             })),
@@ -109,9 +109,25 @@ fn json_cases() -> Vec<(&'static str, &'static str, Json)> {
             defaulted(json!({
                 "Transport": {
                     "Type": "Kafka", "BootstrapServers": ["k1:9092", "k2:9092"], "Topic": "t",
-                    "Group": null, "CommitOffset": false, "Partition": null, "MaxWaitTime": 10000,
+                    "Group": null, "CommitOffset": false, "Partition": null, "MaxWaitTime": 10000, "MaxInFlight": null,
                 },
                 "Encoding": "avro-binary", "Envelope": null,
+            })),
+        ),
+        (
+            "Kafka with this runtime's MaxInFlight and client Properties (numbers as text)",
+            r#"{"Transport": {"Type": "Kafka", "BootstrapServers": ["b:9092"], "Topic": "in",
+                "MaxInFlight": 500, "Properties": {"security.protocol": "SASL_SSL",
+                "sasl.mechanism": "SCRAM-SHA-512", "linger.ms": 5, "enable.ssl.certificate.verification": false}}}"#,
+            defaulted(json!({
+                "Transport": {
+                    "Type": "Kafka", "BootstrapServers": ["b:9092"], "Topic": "in",
+                    "Group": "model-runtime", "CommitOffset": true, "Partition": null, "MaxWaitTime": null,
+                    "MaxInFlight": 500,
+                    "Properties": {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
+                        "linger.ms": "5", "enable.ssl.certificate.verification": "false"},
+                },
+                "Encoding": null, "Envelope": null,
             })),
         ),
         (
@@ -122,7 +138,7 @@ fn json_cases() -> Vec<(&'static str, &'static str, Json)> {
             defaulted(json!({
                 "Transport": {
                     "Type": "Kafka", "BootstrapServers": ["b:9092"], "Topic": "in",
-                    "Group": "fraud-model", "CommitOffset": false, "Partition": null, "MaxWaitTime": null,
+                    "Group": "fraud-model", "CommitOffset": false, "Partition": null, "MaxWaitTime": null, "MaxInFlight": null,
                 },
                 "Encoding": "msgpack", "Envelope": null, "SkipToRecord": "latest",
             })),
@@ -533,6 +549,9 @@ const INVALID: &[(&str, &str, &str)] = &[
     (r#"{"Transport": "REST", "Encodng": "json"}"#, "Encodng", "did you mean 'Encoding'?"),
     (r#"{"Transport": "REST", "Colour": "red"}"#, "Colour", "unknown field of a stream descriptor"),
     (r#"{"Transport": {"Type": "Kafka", "BootstrapServers": "b:9092", "Topik": "t"}}"#, "Transport.Topik", "did you mean 'Topic'?"),
+    (r#"{"Transport": {"Type": "Kafka", "BootstrapServers": "b:9092", "Topic": "t", "MaxInFlight": 0}}"#, "Transport.MaxInFlight", "must be at least 1"),
+    (r#"{"Transport": {"Type": "Kafka", "BootstrapServers": "b:9092", "Topic": "t", "Properties": ["acks=1"]}}"#, "Transport.Properties", "must be an object"),
+    (r#"{"Transport": {"Type": "Kafka", "BootstrapServers": "b:9092", "Topic": "t", "Properties": {"linger.ms": [5]}}}"#, "Transport.Properties.linger.ms", "must be a string, a number or a boolean"),
     (r#"{"Transport": {"Type": "file", "Path": "a", "Mode": "simple"}}"#, "Transport.Mode", "unknown field of a file transport"),
     (r#"{"Transport": "REST", "encoding": "json", "Encoding": "json"}"#, "encoding", "given twice"),
     (r#"{"Transport": {"Type": "file", "Path": "a.json"}, "Batching": {"Watermark": 5, "Nagle": 5}}"#, "Batching.Nagle", "unknown field of Batching"),

@@ -1,0 +1,204 @@
+//! The Kafka sink: an idempotent producer (`acks=all`) whose `flush` returns once the broker
+//! acknowledged every record written.
+//!
+//! Records are handed to librdkafka as they are written (it batches them, `linger.ms`); a
+//! full local queue makes the write wait, so a slow broker slows the pipeline. `flush` waits
+//! for every delivery report: one the broker refused fails the flush (the records' sources
+//! are then not acknowledged), as does a broker that does not answer within the flush
+//! timeout.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use codecs::CodecConfig;
+use endpoints::descriptor::KafkaTransport;
+use endpoints::OpenRequest;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientContext;
+use runtime_core::{Error, OutRecord, RecordSink, Rejection, RejectionKind, Result, SinkReport};
+
+use crate::{client_config, kafka_error, name, KafkaSettings};
+
+/// How long a write waits before trying again when the producer's queue is full.
+const QUEUE_FULL_WAIT: Duration = Duration::from_millis(5);
+
+/// Delivery reports, counted.
+#[derive(Default)]
+struct Deliveries {
+    failed: AtomicU64,
+    first_error: Mutex<Option<String>>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            let mut first = self
+                .first_error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            first.get_or_insert_with(|| e.to_string());
+        }
+    }
+}
+
+/// Writes each record as one message of a topic.
+pub struct KafkaSink {
+    name: String,
+    topic: String,
+    partition: Option<i32>,
+    producer: ThreadedProducer<Deliveries>,
+    codec: CodecConfig,
+    flush_timeout: Duration,
+    /// Delivery failures already reported by a flush.
+    failures_seen: u64,
+    records: u64,
+    bytes: u64,
+}
+
+impl KafkaSink {
+    pub(crate) fn open(
+        t: &KafkaTransport,
+        settings: &KafkaSettings,
+        req: &OpenRequest<'_>,
+    ) -> Result<KafkaSink> {
+        let name = name(t);
+        let owned = [
+            ("enable.idempotence", "true".to_string()),
+            ("acks", "all".to_string()),
+        ];
+        let producer = client_config(t, settings, &owned)?
+            .create_with_context(Deliveries::default())
+            .map_err(|e| Error::descriptor("Transport.Properties", e.to_string()))?;
+        Ok(KafkaSink {
+            name,
+            topic: t.topic.clone(),
+            partition: t.partition.map(|p| p as i32),
+            producer,
+            codec: req.codec.clone(),
+            flush_timeout: settings.flush_timeout,
+            failures_seen: 0,
+            records: 0,
+            bytes: 0,
+        })
+    }
+
+    /// Hands one message to the producer, waiting while its queue is full.
+    async fn send(&mut self, payload: &[u8]) -> std::result::Result<(), KafkaError> {
+        loop {
+            let mut record = BaseRecord::<(), [u8]>::to(&self.topic).payload(payload);
+            if let Some(p) = self.partition {
+                record = record.partition(p);
+            }
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    tokio::time::sleep(QUEUE_FULL_WAIT).await;
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+
+    /// Waits for every delivery report; fails if the broker refused any record since the
+    /// last flush, or did not answer in time.
+    async fn delivered(&mut self) -> Result<()> {
+        let producer = self.producer.clone();
+        let timeout = self.flush_timeout;
+        let flushed = tokio::task::spawn_blocking(move || producer.flush(timeout))
+            .await
+            .map_err(|e| Error::endpoint(&self.name, format!("flush task: {e}")))?;
+        if let Err(e) = flushed {
+            let left = self.producer.in_flight_count();
+            return Err(Error::unavailable(
+                &self.name,
+                format!(
+                    "{left} records not acknowledged by the brokers within {} s ({e})",
+                    timeout.as_secs()
+                ),
+                Some(Box::new(e)),
+            ));
+        }
+        let failed = self.producer.context().failed.load(Ordering::Relaxed);
+        if failed > self.failures_seen {
+            let n = failed - self.failures_seen;
+            self.failures_seen = failed;
+            let first = self
+                .producer
+                .context()
+                .first_error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+                .unwrap_or_default();
+            return Err(Error::endpoint(
+                &self.name,
+                format!("the brokers refused {n} records ({first})"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl RecordSink for KafkaSink {
+    async fn write_batch(&mut self, batch: Vec<OutRecord>) -> Result<Vec<Rejection>> {
+        let mut rejected = Vec::new();
+        for r in batch {
+            let bytes = match codecs::encode_message(&self.codec, &r.value) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    rejected.push(Rejection::new(
+                        RejectionKind::Encoding,
+                        r.position,
+                        e.to_string(),
+                    ));
+                    continue;
+                }
+            };
+            match self.send(&bytes).await {
+                Ok(()) => {
+                    self.records += 1;
+                    self.bytes += bytes.len() as u64;
+                }
+                Err(KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge)) => {
+                    rejected.push(Rejection::new(
+                        RejectionKind::Size,
+                        r.position,
+                        format!(
+                            "{} bytes is more than the producer's message.max.bytes",
+                            bytes.len()
+                        ),
+                    ));
+                }
+                Err(e) => return Err(kafka_error(&self.name, e)),
+            }
+        }
+        Ok(rejected)
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        self.delivered().await
+    }
+
+    async fn finish(&mut self) -> Result<SinkReport> {
+        self.delivered().await?;
+        Ok(SinkReport {
+            records: self.records,
+            bytes: self.bytes,
+            location: Some(self.name.clone()),
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+}

@@ -1,0 +1,753 @@
+//! The Kafka source: a consumer on a thread of its own, offsets committed as records settle.
+//!
+//! The thread owns the polling of the librdkafka consumer (and so its rebalance callbacks)
+//! and hands each message to the source over a bounded channel; the source decodes it, puts
+//! a receipt from its ledger on it and, as fates come back in read order, moves each
+//! partition's next offset to commit past the records delivered or rejected. A failed
+//! record holds its partition: nothing past it is committed by this consumer, so whoever
+//! reads the partition next reads it again.
+//!
+//! Partitions come in two ways:
+//! - following a topic with a consumer group (a deployed model's stream): the group assigns
+//!   them; when one is revoked the callback waits (up to the drain timeout) for its records
+//!   in flight to settle, commits them, and only then lets it go. Records of a partition
+//!   this consumer no longer owns are dropped unread and their fates ignored (each
+//!   assignment is an epoch).
+//! - reading to the end (a batch job), or without a group, or with `Partition`: the thread
+//!   assigns the partitions itself, from the group's committed offsets when there are some,
+//!   else `SkipToRecord`; a job ends once every partition reached the end it had at the start.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use codecs::CodecConfig;
+use endpoints::descriptor::{KafkaTransport, SkipToRecord};
+use endpoints::OpenRequest;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use runtime_core::{
+    Acks, Error, Fate, Position, ReadItem, RecordSource, Rejection, RejectionKind, Result,
+};
+use tokio::sync::mpsc;
+
+use crate::{client_config, kafka_error, name, KafkaSettings, DEFAULT_MAX_IN_FLIGHT};
+
+/// How long a read waits for a first message before handing back nothing (so settled
+/// records are committed while the topic is quiet).
+const TICK: Duration = Duration::from_millis(100);
+/// Commits are sent at most this often while records flow (and on close, revoke, idle).
+const COMMIT_EVERY: Duration = Duration::from_millis(200);
+/// Messages the consumer thread hands over before it waits for the source.
+const CHANNEL: usize = 1024;
+/// How long a metadata or offsets request to the brokers may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the thread waits before asking the brokers again after they could not answer.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// A number no other source of this process has.
+fn unique() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// What the consumer thread hands over.
+enum Event {
+    Message(Msg),
+    /// The consumer could not fetch (brokers down, a topic missing); it goes on trying.
+    Down(KafkaError),
+    /// Reading cannot go on (a missing topic, a refused setting): the thread has stopped.
+    Failed(Error),
+}
+
+/// One message, copied out of the consumer.
+struct Msg {
+    partition: i32,
+    offset: i64,
+    /// The partition's assignment when the message was read.
+    epoch: u64,
+    payload: Option<Vec<u8>>,
+}
+
+/// Where each partition stands, shared by the source and the consumer thread.
+#[derive(Default)]
+struct Parts {
+    /// Messages handed over and not yet settled, per partition (current epoch only).
+    in_flight: HashMap<i32, u64>,
+    /// The next offset to commit, per partition, when it moved since the last commit.
+    pending: HashMap<i32, i64>,
+    /// The next offset committed or to commit, per partition.
+    next: HashMap<i32, i64>,
+    /// Partitions where a record failed: nothing past it is committed.
+    held: HashSet<i32>,
+    /// The current assignment's epoch per partition; a partition revoked has none.
+    epoch: HashMap<i32, u64>,
+    epochs: u64,
+}
+
+struct Shared {
+    parts: Mutex<Parts>,
+    /// Signalled whenever records settle (a revoke waits on it).
+    settled: Condvar,
+    /// Set once the source closes: revokes no longer wait.
+    closing: AtomicBool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Parts> {
+        self.parts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The consumer's callbacks: a revoked partition is drained and committed first.
+struct Callbacks {
+    shared: Arc<Shared>,
+    topic: String,
+    commit: bool,
+    drain: Duration,
+    name: String,
+}
+
+impl ClientContext for Callbacks {}
+
+impl ConsumerContext for Callbacks {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(tpl) = rebalance else {
+            return;
+        };
+        let partitions: Vec<i32> = tpl
+            .elements_for_topic(&self.topic)
+            .iter()
+            .map(|e| e.partition())
+            .collect();
+        let lost = consumer.assignment_lost();
+        let deadline = Instant::now() + self.drain;
+        let mut parts = self.shared.lock();
+        while !lost && !self.shared.closing.load(Ordering::Relaxed) {
+            let waiting: u64 = partitions
+                .iter()
+                .map(|p| parts.in_flight.get(p).copied().unwrap_or(0))
+                .sum();
+            let left = deadline.saturating_duration_since(Instant::now());
+            if waiting == 0 || left.is_zero() {
+                if waiting > 0 {
+                    tracing::warn!(
+                        endpoint = %self.name,
+                        records = waiting,
+                        "partitions revoked with records still in flight: they will be read again"
+                    );
+                }
+                break;
+            }
+            parts = self
+                .shared
+                .settled
+                .wait_timeout(parts, left.min(TICK))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        let mut offsets = TopicPartitionList::new();
+        for p in &partitions {
+            if let Some(next) = parts.pending.remove(p) {
+                let _ = offsets.add_partition_offset(&self.topic, *p, Offset::Offset(next));
+            }
+            parts.in_flight.remove(p);
+            parts.next.remove(p);
+            parts.held.remove(p);
+            parts.epoch.remove(p);
+        }
+        drop(parts);
+        if self.commit && !lost && offsets.count() > 0 {
+            if let Err(e) = consumer.commit(&offsets, CommitMode::Sync) {
+                tracing::warn!(endpoint = %self.name, error = %e, "committing revoked partitions failed");
+            }
+        }
+        tracing::info!(endpoint = %self.name, ?partitions, lost, "partitions revoked");
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let mut parts = self.shared.lock();
+            let mut partitions = Vec::new();
+            for e in tpl.elements_for_topic(&self.topic) {
+                parts.epochs += 1;
+                let epoch = parts.epochs;
+                parts.epoch.insert(e.partition(), epoch);
+                partitions.push(e.partition());
+            }
+            drop(parts);
+            tracing::info!(endpoint = %self.name, ?partitions, "partitions assigned");
+        }
+    }
+}
+
+type Client = BaseConsumer<Callbacks>;
+
+/// How the thread gets its partitions.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// Join the group and take what it assigns.
+    Subscribe,
+    /// Assign them here (all of the topic's, or one), from the committed offsets or `start`;
+    /// with `to_end`, stop at the end each had when reading began.
+    Assign {
+        partition: Option<i32>,
+        start: Option<SkipToRecord>,
+        to_end: bool,
+        committed: bool,
+    },
+}
+
+/// A Kafka topic read through librdkafka.
+pub struct KafkaSource {
+    name: String,
+    topic: String,
+    consumer: Arc<Client>,
+    shared: Arc<Shared>,
+    rx: mpsc::Receiver<Event>,
+    acks: Acks<(i32, i64, u64)>,
+    max_in_flight: usize,
+    codec: CodecConfig,
+    commit: bool,
+    max_wait: Option<Duration>,
+    last_message: Instant,
+    last_commit: Instant,
+    read: u64,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl KafkaSource {
+    pub(crate) fn open(
+        t: &KafkaTransport,
+        settings: &KafkaSettings,
+        req: &OpenRequest<'_>,
+    ) -> Result<KafkaSource> {
+        let name = name(t);
+        let commit = t.commit_offset && t.group.is_some();
+        let follow = req.follow;
+        let mode = match (&t.group, t.partition, follow) {
+            (Some(_), None, true) => {
+                if let Some(SkipToRecord::Index(_)) = req.descriptor.skip_to_record {
+                    return Err(Error::descriptor(
+                        "SkipToRecord",
+                        "a number of records needs Group null or a Partition: a consumer \
+                         group starts from its committed offsets ('earliest' or 'latest' \
+                         where it has none)",
+                    ));
+                }
+                Mode::Subscribe
+            }
+            (group, partition, follow) => Mode::Assign {
+                partition: partition.map(|p| p as i32),
+                start: req.descriptor.skip_to_record,
+                to_end: !follow,
+                committed: group.is_some(),
+            },
+        };
+        let reset = match req.descriptor.skip_to_record {
+            Some(SkipToRecord::Latest) => "latest",
+            _ => "earliest",
+        };
+        let mut owned = vec![
+            ("enable.auto.commit", "false".to_string()),
+            ("enable.auto.offset.store", "false".to_string()),
+            // A batch job reads each partition to its end, as the consumer finds it.
+            ("enable.partition.eof", (!follow).to_string()),
+        ];
+        // librdkafka reads only with a group id; without a Group one of this consumer's own
+        // is made up, to which nothing is ever committed.
+        let group = match &t.group {
+            Some(g) => g.clone(),
+            None => format!("model-runtime-{}-{}", std::process::id(), unique()),
+        };
+        owned.push(("group.id", group));
+        let mut cfg = client_config(t, settings, &owned)?;
+        if !cfg.config_map().contains_key("auto.offset.reset") {
+            cfg.set("auto.offset.reset", reset);
+        }
+        let shared = Arc::new(Shared {
+            parts: Mutex::new(Parts::default()),
+            settled: Condvar::new(),
+            closing: AtomicBool::new(false),
+        });
+        let callbacks = Callbacks {
+            shared: shared.clone(),
+            topic: t.topic.clone(),
+            commit,
+            drain: settings.drain_timeout,
+            name: name.clone(),
+        };
+        let consumer: Client = cfg
+            .create_with_context(callbacks)
+            .map_err(|e| Error::descriptor("Transport.Properties", e.to_string()))?;
+        let consumer = Arc::new(consumer);
+        let (tx, rx) = mpsc::channel(CHANNEL);
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let consumer = consumer.clone();
+            let shared = shared.clone();
+            let stop = stop.clone();
+            let topic = t.topic.clone();
+            let poller_name = name.clone();
+            std::thread::Builder::new()
+                .name("kafka-consumer".into())
+                .spawn(move || {
+                    Poller {
+                        consumer,
+                        shared,
+                        tx,
+                        stop,
+                        topic,
+                        name: poller_name,
+                    }
+                    .run(mode)
+                })
+                .map_err(|e| Error::endpoint(&name, format!("cannot start a thread: {e}")))?
+        };
+        let max_in_flight = t.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT);
+        Ok(KafkaSource {
+            name,
+            topic: t.topic.clone(),
+            consumer,
+            shared,
+            rx,
+            acks: Acks::new(max_in_flight),
+            max_in_flight,
+            codec: req.codec.clone(),
+            commit,
+            max_wait: t.max_wait_time_ms.map(Duration::from_millis),
+            last_message: Instant::now(),
+            last_commit: Instant::now(),
+            read: 0,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Moves each partition's next offset past the records delivered or rejected.
+    fn apply(&mut self, fates: Vec<((i32, i64, u64), Fate)>) {
+        if fates.is_empty() {
+            return;
+        }
+        let mut parts = self.shared.lock();
+        for ((p, offset, epoch), fate) in fates {
+            if parts.epoch.get(&p) != Some(&epoch) {
+                continue; // revoked since: no longer this consumer's to commit
+            }
+            if let Some(n) = parts.in_flight.get_mut(&p) {
+                *n = n.saturating_sub(1);
+            }
+            if fate == Fate::Failed {
+                parts.held.insert(p);
+            } else if !parts.held.contains(&p) {
+                let next = offset + 1;
+                if parts.next.get(&p).is_none_or(|n| *n < next) {
+                    parts.next.insert(p, next);
+                    parts.pending.insert(p, next);
+                }
+            }
+        }
+        drop(parts);
+        self.shared.settled.notify_all();
+    }
+
+    /// Commits the offsets that moved, at most every [`COMMIT_EVERY`] unless `now`.
+    fn commit(&mut self, mode: CommitMode, now: bool) -> Result<()> {
+        if !self.commit || (!now && self.last_commit.elapsed() < COMMIT_EVERY) {
+            return Ok(());
+        }
+        let pending: Vec<(i32, i64)> = self.shared.lock().pending.drain().collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        self.last_commit = Instant::now();
+        let mut tpl = TopicPartitionList::new();
+        for (p, next) in &pending {
+            tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*next))
+                .map_err(|e| kafka_error(&self.name, e))?;
+        }
+        if let Err(e) = self.consumer.commit(&tpl, mode) {
+            // Put them back: the next commit sends them again.
+            let mut parts = self.shared.lock();
+            for (p, next) in pending {
+                if parts.epoch.contains_key(&p) {
+                    parts.pending.entry(p).or_insert(next);
+                }
+            }
+            return Err(kafka_error(&self.name, e));
+        }
+        Ok(())
+    }
+
+    fn item(&mut self, m: Msg) -> ReadItem {
+        self.read += 1;
+        let position = Position {
+            origin: Some(format!(
+                "topic {} partition {} offset {}",
+                self.topic, m.partition, m.offset
+            )),
+            ..Position::record(self.read)
+        };
+        let mut item = match m.payload {
+            None => ReadItem::Rejected(Rejection::new(
+                RejectionKind::Encoding,
+                position,
+                "the message has no value",
+            )),
+            Some(bytes) => codecs::read_message(&self.codec, &bytes, position),
+        };
+        *item.receipt_mut() = self.acks.receipt((m.partition, m.offset, m.epoch));
+        item
+    }
+
+    /// Whether `m` belongs to a partition this consumer still owns in the epoch it was read.
+    fn current(&self, msgs: &[Msg]) -> Vec<bool> {
+        let parts = self.shared.lock();
+        msgs.iter()
+            .map(|m| parts.epoch.get(&m.partition) == Some(&m.epoch))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl RecordSource for KafkaSource {
+    async fn read_batch(&mut self, max: usize) -> Result<Option<Vec<ReadItem>>> {
+        let settled = self.acks.settled();
+        self.apply(settled);
+        if !self.acks.has_room() {
+            let mut done = Vec::new();
+            // Sleeps until something settles; commits meanwhile are at most late by that.
+            self.acks.wait_for_room(&mut done).await;
+            self.apply(done);
+        }
+        if let Err(e) = self.commit(CommitMode::Async, false) {
+            tracing::warn!(endpoint = %self.name, error = %e, "commit failed; retried with the next");
+        }
+        let room = max.min(self.max_in_flight - self.acks.in_flight()).max(1);
+        let first = match tokio::time::timeout(TICK, self.rx.recv()).await {
+            Ok(Some(ev)) => ev,
+            Ok(None) => return Ok(None),
+            Err(_) => {
+                if let Some(w) = self.max_wait {
+                    if self.last_message.elapsed() >= w {
+                        return Ok(None);
+                    }
+                }
+                let _ = self.commit(CommitMode::Async, true);
+                return Ok(Some(Vec::new()));
+            }
+        };
+        let mut msgs = Vec::new();
+        let mut trouble = None;
+        let mut ev = Some(first);
+        while let Some(e) = ev.take() {
+            match e {
+                Event::Message(m) => msgs.push(m),
+                Event::Down(e) => {
+                    // The consumer goes on trying: temporary, whatever it is (a topic not
+                    // created yet, brokers down).
+                    trouble = Some(Error::unavailable(
+                        &self.name,
+                        e.to_string(),
+                        Some(Box::new(e)),
+                    ));
+                    break;
+                }
+                Event::Failed(e) => {
+                    trouble = Some(e);
+                    break;
+                }
+            }
+            if msgs.len() < room {
+                ev = self.rx.try_recv().ok();
+            }
+        }
+        if msgs.is_empty() {
+            if let Some(e) = trouble {
+                return Err(e);
+            }
+            return Ok(Some(Vec::new()));
+        }
+        if let Some(e) = trouble {
+            // The messages before the trouble go first; it is seen on the next read.
+            tracing::warn!(endpoint = %self.name, error = %e, "Kafka consumer");
+        }
+        self.last_message = Instant::now();
+        let current = self.current(&msgs);
+        let items = msgs
+            .into_iter()
+            .zip(current)
+            .filter(|(_, current)| *current)
+            .map(|(m, _)| self.item(m))
+            .collect();
+        Ok(Some(items))
+    }
+
+    async fn close(&mut self, grace: Duration) -> Result<()> {
+        let rest = self.acks.drain(grace).await;
+        self.apply(rest);
+        self.shared.closing.store(true, Ordering::Relaxed);
+        self.stop.store(true, Ordering::Relaxed);
+        let committed = if self.commit {
+            let pending: Vec<(i32, i64)> = self.shared.lock().pending.drain().collect();
+            let consumer = self.consumer.clone();
+            let topic = self.topic.clone();
+            let name = self.name.clone();
+            tokio::task::spawn_blocking(move || -> Result<()> {
+                if pending.is_empty() {
+                    return Ok(());
+                }
+                let mut tpl = TopicPartitionList::new();
+                for (p, next) in pending {
+                    tpl.add_partition_offset(&topic, p, Offset::Offset(next))
+                        .map_err(|e| kafka_error(&name, e))?;
+                }
+                consumer
+                    .commit(&tpl, CommitMode::Sync)
+                    .map_err(|e| kafka_error(&name, e))
+            })
+            .await
+            .map_err(|e| Error::endpoint(&self.name, format!("commit task: {e}")))?
+        } else {
+            Ok(())
+        };
+        self.rx.close();
+        if let Some(thread) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+        committed
+    }
+
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+}
+
+impl Drop for KafkaSource {
+    fn drop(&mut self) {
+        self.shared.closing.store(true, Ordering::Relaxed);
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The consumer thread.
+struct Poller {
+    consumer: Arc<Client>,
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Event>,
+    stop: Arc<AtomicBool>,
+    topic: String,
+    name: String,
+}
+
+impl Poller {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed) || self.tx.is_closed()
+    }
+
+    /// Sends an event; false once the source is gone.
+    fn send(&self, ev: Event) -> bool {
+        self.tx.blocking_send(ev).is_ok()
+    }
+
+    fn run(self, mode: Mode) {
+        let mut ends: Option<HashSet<i32>> = None;
+        match mode {
+            Mode::Subscribe => {
+                if let Err(e) = self.consumer.subscribe(&[&self.topic]) {
+                    self.send(Event::Failed(kafka_error(&self.name, e)));
+                    return;
+                }
+            }
+            Mode::Assign {
+                partition,
+                start,
+                to_end,
+                committed,
+            } => loop {
+                if self.stopped() {
+                    return;
+                }
+                match self.assign(partition, start, to_end, committed) {
+                    Ok(e) => {
+                        ends = e;
+                        break;
+                    }
+                    Err(Retry::Later(e)) => {
+                        if !self.send(Event::Down(e)) {
+                            return;
+                        }
+                        std::thread::sleep(RETRY_AFTER);
+                    }
+                    Err(Retry::Never(e)) => {
+                        self.send(Event::Failed(e));
+                        return;
+                    }
+                }
+            },
+        }
+        let mut last_down: Option<Instant> = None;
+        loop {
+            if self.stopped() {
+                return;
+            }
+            if let Some(ends) = &ends {
+                if ends.is_empty() {
+                    return; // every partition read to its end: the channel closes
+                }
+            }
+            match self.consumer.poll(TICK) {
+                None => {}
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    if let Some(ends) = ends.as_mut() {
+                        ends.remove(&p);
+                    }
+                }
+                Some(Ok(m)) => {
+                    let p = m.partition();
+                    let offset = m.offset();
+                    if ends.as_ref().is_some_and(|ends| !ends.contains(&p)) {
+                        continue; // past the end this job reads to
+                    }
+                    let epoch = {
+                        let mut parts = self.shared.lock();
+                        let Some(epoch) = parts.epoch.get(&p).copied() else {
+                            continue; // revoked while this message waited
+                        };
+                        *parts.in_flight.entry(p).or_default() += 1;
+                        epoch
+                    };
+                    let msg = Msg {
+                        partition: p,
+                        offset,
+                        epoch,
+                        payload: m.payload().map(<[u8]>::to_vec),
+                    };
+                    drop(m);
+                    if !self.send(Event::Message(msg)) {
+                        return;
+                    }
+                }
+                // librdkafka reconnects by itself; the source hears of it once a second at
+                // most, as a temporary error.
+                Some(Err(e)) if last_down.is_none_or(|t| t.elapsed() >= RETRY_AFTER) => {
+                    last_down = Some(Instant::now());
+                    if !self.send(Event::Down(e)) {
+                        return;
+                    }
+                }
+                Some(Err(_)) => {}
+            }
+        }
+    }
+
+    /// Assigns the partitions, each from its committed offset or `start`; with `to_end`,
+    /// returns them: each is read until the consumer reaches its end.
+    fn assign(
+        &self,
+        partition: Option<i32>,
+        start: Option<SkipToRecord>,
+        to_end: bool,
+        committed: bool,
+    ) -> std::result::Result<Option<HashSet<i32>>, Retry> {
+        let c = &self.consumer;
+        let meta = c
+            .fetch_metadata(Some(&self.topic), REQUEST_TIMEOUT)
+            .map_err(|e| self.retry(e))?;
+        let Some(topic) = meta.topics().iter().find(|t| t.name() == self.topic) else {
+            return Err(Retry::Never(self.no_topic()));
+        };
+        if let Some(err) = topic.error() {
+            let code: rdkafka::types::RDKafkaErrorCode = err.into();
+            if code == rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition {
+                return Err(Retry::Never(self.no_topic()));
+            }
+            return Err(self.retry(KafkaError::MetadataFetch(code)));
+        }
+        let mut partitions: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
+        if partitions.is_empty() {
+            return Err(Retry::Never(self.no_topic()));
+        }
+        if let Some(p) = partition {
+            if !partitions.contains(&p) {
+                return Err(Retry::Never(Error::descriptor(
+                    "Transport.Partition",
+                    format!(
+                        "topic {} has no partition {p} (it has {})",
+                        self.topic,
+                        partitions.len()
+                    ),
+                )));
+            }
+            partitions = vec![p];
+        }
+        let mut tpl = TopicPartitionList::new();
+        for p in &partitions {
+            tpl.add_partition(&self.topic, *p);
+        }
+        let mut from: HashMap<i32, Offset> = HashMap::new();
+        if committed {
+            let got = c
+                .committed_offsets(tpl.clone(), REQUEST_TIMEOUT)
+                .map_err(|e| self.retry(e))?;
+            for e in got.elements_for_topic(&self.topic) {
+                if let Offset::Offset(o) = e.offset() {
+                    from.insert(e.partition(), Offset::Offset(o));
+                }
+            }
+        }
+        let mut assignment = TopicPartitionList::new();
+        for p in &partitions {
+            // Offsets are resolved by the consumer as it fetches: a broker's answer to a
+            // "latest offset" request is not always right (tansu's is not).
+            let begin = match from.get(p).copied() {
+                Some(o) => o,
+                None => match start {
+                    Some(SkipToRecord::Index(n)) => Offset::Offset(n as i64),
+                    Some(SkipToRecord::Latest) => Offset::End,
+                    Some(SkipToRecord::Earliest) | None => Offset::Beginning,
+                },
+            };
+            assignment
+                .add_partition_offset(&self.topic, *p, begin)
+                .map_err(|e| Retry::Never(kafka_error(&self.name, e)))?;
+        }
+        {
+            let mut parts = self.shared.lock();
+            for p in &partitions {
+                parts.epochs += 1;
+                let epoch = parts.epochs;
+                parts.epoch.insert(*p, epoch);
+            }
+        }
+        c.assign(&assignment)
+            .map_err(|e| Retry::Never(kafka_error(&self.name, e)))?;
+        tracing::info!(endpoint = %self.name, partitions = assignment.count(), "partitions assigned");
+        Ok(to_end.then(|| partitions.into_iter().collect()))
+    }
+
+    fn no_topic(&self) -> Error {
+        Error::endpoint(
+            &self.name,
+            format!("topic {} does not exist on the brokers", self.topic),
+        )
+    }
+
+    fn retry(&self, e: KafkaError) -> Retry {
+        match e.rdkafka_error_code() {
+            Some(code) if crate::is_transient(code) => Retry::Later(e),
+            _ => Retry::Never(kafka_error(&self.name, e)),
+        }
+    }
+}
+
+enum Retry {
+    Later(KafkaError),
+    Never(Error),
+}
