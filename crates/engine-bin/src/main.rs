@@ -9,6 +9,7 @@ mod joblog;
 mod run;
 mod schema_cmd;
 mod serve;
+mod transports;
 
 use clap::Parser;
 

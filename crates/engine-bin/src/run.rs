@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use codecs::Encoding;
-use endpoints::{Registry, StreamDescriptor};
+use endpoints::StreamDescriptor;
 use jobs::{
     JobControl, JobKind, JobOptions, JobOutcome, JobPlan, LocatedModel, PlanInput, PlanModel,
     PlanOptions, PlanOutput,
@@ -360,7 +360,7 @@ fn run_prepared(
     };
     // Files are opened here, before the async runtime: no file I/O on its worker threads.
     let control = Arc::new(JobControl::default());
-    let registry = Registry::default().allowing_stdout();
+    let registry = crate::transports::registry(&Default::default()).allowing_stdout();
     let job = jobs::plan::build(plan, job_dir, &registry, log.as_ref(), control.clone())
         .map_err(|e| e.to_string())?;
     let language = p.model.language;

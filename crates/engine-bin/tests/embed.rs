@@ -36,6 +36,7 @@ fn deps() -> Deps {
         platforms: Arc::new(Vec::new),
         release: "embedded".to_owned(),
         built_on: "unknown".to_owned(),
+        registry: endpoints::Registry::default(),
     }
 }
 

@@ -176,6 +176,10 @@ pub struct Config {
     /// Credentials for external stores, from `application.json` only. Never logged; the
     /// job queue's endpoint registry hands the matching entry to an endpoint's opener.
     pub credentials: Credentials,
+    /// `kafka.properties` of `application.json`: librdkafka settings for every Kafka client
+    /// the engine opens (a stream descriptor's `Properties` take precedence). Never logged:
+    /// they may hold passwords.
+    pub kafka_properties: BTreeMap<String, String>,
 
     // Paths, uploads and retention.
     /// Folders under which job and deployment documents may name local paths; empty: the
@@ -268,6 +272,10 @@ impl fmt::Debug for Config {
                 "credentials",
                 &format!("{} entries", self.credentials.len()),
             )
+            .field(
+                "kafka_properties",
+                &self.kafka_properties.keys().collect::<Vec<_>>(),
+            )
             .field("allowed_paths", &self.allowed_paths)
             .field("max_request_bytes", &self.max_request_bytes)
             .field("max_upload_bytes", &self.max_upload_bytes)
@@ -305,6 +313,7 @@ impl Default for Config {
             log_level: "info".to_owned(),
             log_format: "text".to_owned(),
             credentials: Credentials::default(),
+            kafka_properties: BTreeMap::new(),
             allowed_paths: Vec::new(),
             max_request_bytes: 16 << 20,
             max_upload_bytes: 1 << 30,
@@ -320,6 +329,15 @@ impl Default for Config {
             limits: Limits::default(),
         }
     }
+}
+
+/// `kafka` of `application.json`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KafkaFileConfig {
+    /// librdkafka settings; numbers and booleans are taken as their text.
+    #[serde(default)]
+    properties: BTreeMap<String, serde_json::Value>,
 }
 
 /// `application.json`: every key optional; an unknown key is refused, naming it.
@@ -344,6 +362,7 @@ struct FileConfig {
     log_format: Option<String>,
     #[serde(default)]
     credentials: Credentials,
+    kafka: Option<KafkaFileConfig>,
     allowed_paths: Option<PathList>,
     max_request_bytes: Option<u64>,
     max_upload_bytes: Option<u64>,
@@ -571,6 +590,21 @@ impl Config {
             None => {}
         }
         self.credentials = fc.credentials;
+        if let Some(kafka) = fc.kafka {
+            self.kafka_properties = kafka
+                .properties
+                .into_iter()
+                .map(|(k, v)| match v {
+                    serde_json::Value::String(s) => Ok((k, s)),
+                    serde_json::Value::Number(n) => Ok((k, n.to_string())),
+                    serde_json::Value::Bool(b) => Ok((k, b.to_string())),
+                    _ => Err(Error::config(
+                        format!("kafka.properties.{k}"),
+                        "must be a string, a number or a boolean",
+                    )),
+                })
+                .collect::<Result<_>>()?;
+        }
         match fc.allowed_paths {
             Some(PathList::List(l)) => self.allowed_paths = l,
             Some(PathList::Text(t)) => self.set("allowedPaths", &t)?,

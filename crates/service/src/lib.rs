@@ -36,6 +36,7 @@
 //!         platforms: Arc::new(Vec::new),
 //!         release: "1.0.0".to_owned(),
 //!         built_on: "unknown".to_owned(),
+//!         registry: endpoints::Registry::default(),
 //!     };
 //!     let engine = Engine::open(config, deps).await?;
 //!     // The control API under a prefix of the host's router; the host serves it.
@@ -172,6 +173,10 @@ pub struct Deps {
     pub release: String,
     /// When the engine was built (RFC 3339, or what the build knows).
     pub built_on: String,
+    /// The transports the engine opens: [`endpoints::Registry::default`] (files, inline,
+    /// discard) and those the host registers (Kafka, its own plugins). The engine adds the
+    /// configured credentials, and REST for deployed models.
+    pub registry: endpoints::Registry,
 }
 
 /// The engine's state, as the reference names them.
@@ -361,15 +366,22 @@ impl Engine {
             )
             .with_retention(config.job_retention)
             .with_limits(config.limits)
-            .with_credentials(config.credentials.clone()),
+            .with_registry(
+                deps.registry
+                    .clone()
+                    .with_credentials(config.credentials.clone()),
+            ),
         );
         let uploads = tokio::sync::Semaphore::new(config.max_concurrent_uploads);
         let engine = Arc::new(Engine {
             id: uuid::Uuid::new_v4().to_string(),
             tags: RwLock::new(config.tags.clone()),
             paths: Arc::new(config.path_policy()),
-            streams_registry: endpoints::Registry::default()
-                .with_credentials(config.credentials.clone()),
+            streams_registry: deps
+                .registry
+                .clone()
+                .with_credentials(config.credentials.clone())
+                .following(),
             config,
             deps,
             queue,

@@ -108,9 +108,10 @@ impl JobQueue {
         }
     }
 
-    /// Hands the entry of `credentials` matching an endpoint's location to its opener.
-    pub fn with_credentials(mut self, credentials: endpoints::Credentials) -> Self {
-        self.registry = Arc::new(Registry::default().with_credentials(credentials));
+    /// Opens jobs' endpoints through `registry` (the host's transports, the configured
+    /// credentials) instead of the built-in transports alone.
+    pub fn with_registry(mut self, registry: Registry) -> Self {
+        self.registry = Arc::new(registry);
         self
     }
 

@@ -216,6 +216,7 @@ fn deps() -> std::io::Result<Deps> {
         platforms: Arc::new(Vec::new),
         release: env!("CARGO_PKG_VERSION").to_owned(),
         built_on: "unknown".to_owned(),
+        registry: endpoints::Registry::default(),
     })
 }
 

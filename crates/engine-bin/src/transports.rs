@@ -1,0 +1,23 @@
+//! The transports the binary opens: the built-in ones, and Kafka (the `kafka` feature, on by
+//! default; it builds librdkafka). One place for `engine serve` and `engine run`.
+
+use std::collections::BTreeMap;
+
+use endpoints::Registry;
+
+/// The registry of every transport this build opens, Kafka clients taking `kafka_properties`
+/// (`kafka.properties` of application.json).
+pub fn registry(kafka_properties: &BTreeMap<String, String>) -> Registry {
+    let registry = Registry::default();
+    #[cfg(feature = "kafka")]
+    let registry = endpoint_kafka::register(
+        registry,
+        endpoint_kafka::KafkaSettings {
+            properties: kafka_properties.clone(),
+            ..Default::default()
+        },
+    );
+    #[cfg(not(feature = "kafka"))]
+    let _ = kafka_properties;
+    registry
+}
