@@ -33,6 +33,7 @@ use endpoints::{OpenRequest, Opener, Registry};
 use rdkafka::config::ClientConfig;
 use runtime_core::{Error, RecordSink, RecordSource, Result};
 
+mod meta;
 pub mod sink;
 pub mod source;
 

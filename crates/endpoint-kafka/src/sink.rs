@@ -16,6 +16,7 @@ use codecs::CodecConfig;
 use endpoints::descriptor::KafkaTransport;
 use endpoints::OpenRequest;
 use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
@@ -50,6 +51,18 @@ impl ProducerContext for Deliveries {
     }
 }
 
+/// Headers for a message, `None` when there are none.
+fn headers_of<'a>(
+    headers: impl Iterator<Item = (&'a str, Option<&'a [u8]>)>,
+) -> Option<OwnedHeaders> {
+    let mut out: Option<OwnedHeaders> = None;
+    for (key, value) in headers {
+        let h = out.take().unwrap_or_default();
+        out = Some(h.insert(Header { key, value }));
+    }
+    out
+}
+
 /// Writes each record as one message of a topic.
 pub struct KafkaSink {
     name: String,
@@ -57,6 +70,8 @@ pub struct KafkaSink {
     partition: Option<i32>,
     producer: ThreadedProducer<Deliveries>,
     codec: CodecConfig,
+    /// Records are `{"key", "value", "headers"}` (`Metadata`).
+    metadata: bool,
     flush_timeout: Duration,
     /// Delivery failures already reported by a flush.
     failures_seen: u64,
@@ -84,6 +99,7 @@ impl KafkaSink {
             partition: t.partition.map(|p| p as i32),
             producer,
             codec: req.codec.clone(),
+            metadata: t.metadata,
             flush_timeout: settings.flush_timeout,
             failures_seen: 0,
             records: 0,
@@ -92,9 +108,20 @@ impl KafkaSink {
     }
 
     /// Hands one message to the producer, waiting while its queue is full.
-    async fn send(&mut self, payload: &[u8]) -> std::result::Result<(), KafkaError> {
+    async fn send(
+        &mut self,
+        payload: &[u8],
+        key: Option<&[u8]>,
+        headers: Option<&OwnedHeaders>,
+    ) -> std::result::Result<(), KafkaError> {
         loop {
-            let mut record = BaseRecord::<(), [u8]>::to(&self.topic).payload(payload);
+            let mut record = BaseRecord::<[u8], [u8]>::to(&self.topic).payload(payload);
+            if let Some(k) = key {
+                record = record.key(k);
+            }
+            if let Some(h) = headers {
+                record = record.headers(h.clone());
+            }
             if let Some(p) = self.partition {
                 record = record.partition(p);
             }
@@ -153,18 +180,47 @@ impl RecordSink for KafkaSink {
     async fn write_batch(&mut self, batch: Vec<OutRecord>) -> Result<Vec<Rejection>> {
         let mut rejected = Vec::new();
         for r in batch {
-            let bytes = match codecs::encode_message(&self.codec, &r.value) {
+            let OutRecord {
+                value,
+                position,
+                meta,
+            } = r;
+            // The key and headers: the model's own (Metadata), else those of the message
+            // the record was made of.
+            let (value, key, headers) = if self.metadata {
+                match crate::meta::given(value) {
+                    Ok(g) => (
+                        g.value,
+                        g.key,
+                        headers_of(g.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref()))),
+                    ),
+                    Err(reason) => {
+                        rejected.push(Rejection::new(RejectionKind::Encoding, position, reason));
+                        continue;
+                    }
+                }
+            } else {
+                match meta.as_deref() {
+                    Some(m) => (
+                        value,
+                        m.key.as_deref().map(<[u8]>::to_vec),
+                        headers_of(m.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref()))),
+                    ),
+                    None => (value, None, None),
+                }
+            };
+            let bytes = match codecs::encode_message(&self.codec, &value) {
                 Ok(bytes) => bytes,
                 Err(e) => {
                     rejected.push(Rejection::new(
                         RejectionKind::Encoding,
-                        r.position,
+                        position,
                         e.to_string(),
                     ));
                     continue;
                 }
             };
-            match self.send(&bytes).await {
+            match self.send(&bytes, key.as_deref(), headers.as_ref()).await {
                 Ok(()) => {
                     self.records += 1;
                     self.bytes += bytes.len() as u64;
@@ -172,7 +228,7 @@ impl RecordSink for KafkaSink {
                 Err(KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge)) => {
                     rejected.push(Rejection::new(
                         RejectionKind::Size,
-                        r.position,
+                        position,
                         format!(
                             "{} bytes is more than the producer's message.max.bytes",
                             bytes.len()

@@ -29,10 +29,11 @@ use endpoints::descriptor::{KafkaTransport, SkipToRecord};
 use endpoints::OpenRequest;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use runtime_core::{
-    Acks, Error, Fate, Position, ReadItem, RecordSource, Rejection, RejectionKind, Result,
+    Acks, Error, Fate, MessageMeta, Position, ReadItem, RecordSource, Rejection, RejectionKind,
+    Result,
 };
 use tokio::sync::mpsc;
 
@@ -72,6 +73,9 @@ struct Msg {
     /// The partition's assignment when the message was read.
     epoch: u64,
     payload: Option<Vec<u8>>,
+    key: Option<Box<[u8]>>,
+    headers: Vec<(String, Option<Box<[u8]>>)>,
+    timestamp_ms: Option<i64>,
 }
 
 /// Where each partition stands, shared by the source and the consumer thread.
@@ -213,6 +217,8 @@ pub struct KafkaSource {
     acks: Acks<(i32, i64, u64)>,
     max_in_flight: usize,
     codec: CodecConfig,
+    /// Hand the model `{"key", "value", "headers", ...}` records (`Metadata`).
+    metadata: bool,
     commit: bool,
     max_wait: Option<Duration>,
     last_message: Instant,
@@ -268,8 +274,17 @@ impl KafkaSource {
         };
         owned.push(("group.id", group));
         let mut cfg = client_config(t, settings, &owned)?;
-        if !cfg.config_map().contains_key("auto.offset.reset") {
-            cfg.set("auto.offset.reset", reset);
+        // Defaults a stream wants, which settings may change: no request waits long for
+        // a record that is there (some brokers hold a fetch up to its maximum wait), and
+        // a consumer that is gone is noticed within seconds, not librdkafka's 45.
+        for (k, v) in [
+            ("auto.offset.reset", reset),
+            ("fetch.wait.max.ms", "100"),
+            ("session.timeout.ms", "10000"),
+        ] {
+            if !cfg.config_map().contains_key(k) {
+                cfg.set(k, v);
+            }
         }
         let shared = Arc::new(Shared {
             parts: Mutex::new(Parts::default()),
@@ -320,6 +335,7 @@ impl KafkaSource {
             acks: Acks::new(max_in_flight),
             max_in_flight,
             codec: req.codec.clone(),
+            metadata: t.metadata,
             commit,
             max_wait: t.max_wait_time_ms.map(Duration::from_millis),
             last_message: Instant::now(),
@@ -394,6 +410,14 @@ impl KafkaSource {
             )),
             ..Position::record(self.read)
         };
+        let meta = Arc::new(MessageMeta {
+            key: m.key,
+            headers: m.headers,
+            topic: Some(self.topic.clone()),
+            partition: Some(m.partition),
+            offset: Some(m.offset),
+            timestamp_ms: m.timestamp_ms,
+        });
         let mut item = match m.payload {
             None => ReadItem::Rejected(Rejection::new(
                 RejectionKind::Encoding,
@@ -402,7 +426,14 @@ impl KafkaSource {
             )),
             Some(bytes) => codecs::read_message(&self.codec, &bytes, position),
         };
-        *item.receipt_mut() = self.acks.receipt((m.partition, m.offset, m.epoch));
+        if self.metadata {
+            if let ReadItem::Record(r) = &mut item {
+                r.value = crate::meta::message_record(std::mem::take(&mut r.value), &meta);
+            }
+        }
+        *item.receipt_mut() = self
+            .acks
+            .receipt_with((m.partition, m.offset, m.epoch), Some(meta));
         item
     }
 
@@ -623,11 +654,22 @@ impl Poller {
                         *parts.in_flight.entry(p).or_default() += 1;
                         epoch
                     };
+                    let headers = m
+                        .headers()
+                        .map(|hs| {
+                            hs.iter()
+                                .map(|h| (h.key.to_owned(), h.value.map(Box::from)))
+                                .collect()
+                        })
+                        .unwrap_or_default();
                     let msg = Msg {
                         partition: p,
                         offset,
                         epoch,
                         payload: m.payload().map(<[u8]>::to_vec),
+                        key: m.key().map(Box::from),
+                        headers,
+                        timestamp_ms: m.timestamp().to_millis(),
                     };
                     drop(m);
                     if !self.send(Event::Message(msg)) {

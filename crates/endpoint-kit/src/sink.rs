@@ -205,6 +205,7 @@ async fn no_ack_for_failed_write<F: SinkFixture>(fixture: &F) -> Result<(), Stri
         .map(|(value, n)| OutRecord {
             value,
             position: Position::record(n),
+            meta: None,
         })
         .collect();
     let failed = match sink.write_batch(batch).await {

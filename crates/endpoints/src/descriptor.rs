@@ -187,6 +187,11 @@ pub struct KafkaTransport {
     pub partition: Option<u32>,
     /// `MaxWaitTime`: an input ends after this many ms without a message; `None` waits forever.
     pub max_wait_time_ms: Option<u64>,
+    /// `Metadata` (an extension of this runtime): an input hands the model each message as a
+    /// record `{"key", "value", "headers", "topic", "partition", "offset", "timestamp"}`
+    /// instead of its value alone; an output takes records of that form (its `key`,
+    /// `headers` and `value`). Off by default.
+    pub metadata: bool,
     /// `MaxInFlight` (an extension of this runtime): the records an input has read and not
     /// yet settled, at most; `None` leaves it to the endpoint. It bounds the duplicates a
     /// crash can cause.
@@ -843,6 +848,7 @@ impl StreamDescriptor {
                     "MaxWaitTime",
                     k.max_wait_time_ms.map_or(Json::Null, Json::from),
                 );
+                put("Metadata", Json::from(k.metadata));
                 put(
                     "MaxInFlight",
                     k.max_in_flight.map_or(Json::Null, Json::from),
@@ -1780,6 +1786,11 @@ fn parse_transport(v: &Json) -> Result<Transport> {
                     })
                 })?
                 .value();
+            let metadata = obj
+                .take("Metadata")
+                .try_map(|v| boolean(v, "Transport.Metadata"))?
+                .value()
+                .unwrap_or(false);
             let properties = obj
                 .take("Properties")
                 .try_map(kafka_properties)?
@@ -1792,6 +1803,7 @@ fn parse_transport(v: &Json) -> Result<Transport> {
                 commit_offset,
                 partition,
                 max_wait_time_ms,
+                metadata,
                 max_in_flight,
                 properties,
             })
@@ -1948,6 +1960,7 @@ const KAFKA_FIELDS: &[&str] = &[
     "CommitOffset",
     "Partition",
     "MaxWaitTime",
+    "Metadata",
     "MaxInFlight",
     "Properties",
 ];

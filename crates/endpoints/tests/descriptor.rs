@@ -40,7 +40,7 @@ fn csv_default() -> Json {
 fn kafka(servers: Json, topic: &str) -> Json {
     json!({
         "Type": "Kafka", "BootstrapServers": servers, "Topic": topic,
-        "Group": "model-runtime", "CommitOffset": true, "Partition": null, "MaxWaitTime": null, "MaxInFlight": null,
+        "Group": "model-runtime", "CommitOffset": true, "Partition": null, "MaxWaitTime": null, "Metadata": false, "MaxInFlight": null,
     })
 }
 
@@ -97,7 +97,7 @@ fn json_cases() -> Vec<(&'static str, &'static str, Json)> {
             defaulted(json!({
                 "Transport": {
                     "Type": "Kafka", "BootstrapServers": ["127.0.0.1:9092"], "Topic": "data-feed-1",
-                    "Group": "model-runtime", "CommitOffset": true, "Partition": 0, "MaxWaitTime": null, "MaxInFlight": null,
+                    "Group": "model-runtime", "CommitOffset": true, "Partition": 0, "MaxWaitTime": null, "Metadata": false, "MaxInFlight": null,
                 },
                 "Encoding": "json", "Envelope": null, "Schema": "double",
             })),
@@ -109,7 +109,7 @@ fn json_cases() -> Vec<(&'static str, &'static str, Json)> {
             defaulted(json!({
                 "Transport": {
                     "Type": "Kafka", "BootstrapServers": ["k1:9092", "k2:9092"], "Topic": "t",
-                    "Group": null, "CommitOffset": false, "Partition": null, "MaxWaitTime": 10000, "MaxInFlight": null,
+                    "Group": null, "CommitOffset": false, "Partition": null, "MaxWaitTime": 10000, "Metadata": false, "MaxInFlight": null,
                 },
                 "Encoding": "avro-binary", "Envelope": null,
             })),
@@ -123,7 +123,7 @@ fn json_cases() -> Vec<(&'static str, &'static str, Json)> {
                 "Transport": {
                     "Type": "Kafka", "BootstrapServers": ["b:9092"], "Topic": "in",
                     "Group": "model-runtime", "CommitOffset": true, "Partition": null, "MaxWaitTime": null,
-                    "MaxInFlight": 500,
+                    "Metadata": false, "MaxInFlight": 500,
                     "Properties": {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
                         "linger.ms": "5", "enable.ssl.certificate.verification": "false"},
                 },
@@ -138,7 +138,7 @@ fn json_cases() -> Vec<(&'static str, &'static str, Json)> {
             defaulted(json!({
                 "Transport": {
                     "Type": "Kafka", "BootstrapServers": ["b:9092"], "Topic": "in",
-                    "Group": "fraud-model", "CommitOffset": false, "Partition": null, "MaxWaitTime": null, "MaxInFlight": null,
+                    "Group": "fraud-model", "CommitOffset": false, "Partition": null, "MaxWaitTime": null, "Metadata": false, "MaxInFlight": null,
                 },
                 "Encoding": "msgpack", "Envelope": null, "SkipToRecord": "latest",
             })),

@@ -36,14 +36,17 @@ async fn a_file_sink_writes_counts_and_rejects_what_json_cannot_hold() {
         OutRecord {
             value: Value::Int(1),
             position: Position::record(1),
+            meta: None,
         },
         OutRecord {
             value: Value::Float(f64::NAN),
             position: Position::record(2),
+            meta: None,
         },
         OutRecord {
             value: "x".into(),
             position: Position::record(3),
+            meta: None,
         },
     ];
     let rejected = sink.write_batch(batch).await.unwrap();
@@ -98,6 +101,7 @@ async fn a_truncated_avro_file_hands_out_every_record_before_the_break() {
             OutRecord {
                 value: Value::Map(m),
                 position: Position::record(i as u64),
+                meta: None,
             }
         })
         .collect();

@@ -1272,11 +1272,13 @@ async fn write_loop(
         let first = next + 1;
         let batch = values
             .into_iter()
-            .map(|value| {
+            .enumerate()
+            .map(|(i, value)| {
                 next += 1;
                 OutRecord {
                     value,
                     position: Position::record(next),
+                    meta: receipts.get(i).and_then(|r| r.meta().cloned()),
                 }
             })
             .collect();

@@ -24,6 +24,8 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use crate::record::MessageMeta;
+
 /// What became of a record, the worst of what became of its outputs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Fate {
@@ -69,6 +71,7 @@ struct Entry {
     ledger: Arc<Ledger>,
     seq: u64,
     worst: AtomicU8,
+    meta: Option<Arc<MessageMeta>>,
 }
 
 impl Drop for Entry {
@@ -95,6 +98,12 @@ impl Receipt {
     /// Whether a source is waiting on this receipt.
     pub fn is_tracked(&self) -> bool {
         self.entry.is_some()
+    }
+
+    /// What the source's message carried beside the record (a Kafka key and headers), for
+    /// the outputs and error records made of the record: every share has it.
+    pub fn meta(&self) -> Option<&Arc<MessageMeta>> {
+        self.entry.as_ref().and_then(|e| e.meta.as_ref())
     }
 
     /// Settles this share with `fate`. The record's fate is the worst of its shares.
@@ -237,6 +246,12 @@ impl<T> Acks<T> {
     /// A receipt for the next record read, whatever the ledger holds. Sources that bound
     /// what they read ahead call [`Acks::track`] instead.
     pub fn receipt(&mut self, token: T) -> Receipt {
+        self.receipt_with(token, None)
+    }
+
+    /// A receipt, as [`Acks::receipt`], that carries `meta` (the message's key and headers)
+    /// to the outputs made of the record.
+    pub fn receipt_with(&mut self, token: T, meta: Option<Arc<MessageMeta>>) -> Receipt {
         let seq = self.next;
         self.next += 1;
         self.ledger.lock().fates.push_back(None);
@@ -246,6 +261,7 @@ impl<T> Acks<T> {
                 ledger: self.ledger.clone(),
                 seq,
                 worst: AtomicU8::new(Fate::Delivered as u8),
+                meta,
             })),
         }
     }

@@ -7,12 +7,13 @@
 //! ledger on each; the pipeline settles each receipt once the outputs made of the record are
 //! durable ([`RecordSink::flush`]), rejected or failed.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
 use crate::error::Result;
-use crate::record::{Position, ReadItem, Rejection};
+use crate::record::{MessageMeta, Position, ReadItem, Rejection};
 use crate::value::Value;
 
 /// An input endpoint.
@@ -43,6 +44,10 @@ pub trait RecordSource: Send {
 pub struct OutRecord {
     pub value: Value,
     pub position: Position,
+    /// The key and headers of the message the record was made of, when its input was a
+    /// message transport that keeps them ([`Receipt::meta`](crate::Receipt::meta)); a sink
+    /// on a message transport writes them again.
+    pub meta: Option<Arc<MessageMeta>>,
 }
 
 /// What an output endpoint did, once finished.

@@ -75,7 +75,7 @@ pub use endpoint::{OutRecord, RecordSink, RecordSource, SinkReport};
 pub use error::{BoxError, Error, Result};
 pub use log::{utc_timestamp, utc_timestamp_ms, JobLog, Level, LogLine, LogSource, MemoryLog};
 pub use model::{EntryPoints, ExplicitNames, Language, SmartComments};
-pub use record::{Position, ReadItem, Record, Rejection, RejectionKind, Slot};
+pub use record::{MessageMeta, Position, ReadItem, Record, Rejection, RejectionKind, Slot};
 pub use runner::{
     AllRecordsFunction, Backoff, InitContext, ModelSpec, PrepareOptions, Prepared, RecordFailure,
     RestartPolicy, Restarts, Runner, ScoreItem, ScoreOutcome, Session, SessionConfig,

@@ -53,6 +53,23 @@ pub struct Position {
     pub origin: Option<String>,
 }
 
+/// A message's key, headers and coordinates, as a message transport (Kafka) read them. It
+/// travels from an input record to the outputs and error records made of it on the record's
+/// receipt ([`Acks::receipt_with`](crate::Acks::receipt_with), [`Receipt::meta`](crate::Receipt::meta)),
+/// so an output on a message transport writes the key and headers again.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MessageMeta {
+    pub key: Option<Box<[u8]>>,
+    /// Header names and values, in the message's order (a name may repeat).
+    pub headers: Vec<(String, Option<Box<[u8]>>)>,
+    /// Where the message was read: its topic, partition and offset.
+    pub topic: Option<String>,
+    pub partition: Option<i32>,
+    pub offset: Option<i64>,
+    /// The message's timestamp, in ms since the epoch.
+    pub timestamp_ms: Option<i64>,
+}
+
 impl Position {
     pub fn record(n: u64) -> Self {
         Position {

@@ -56,11 +56,12 @@ async fn copy(from: &str, to: &str, count: usize) -> runtime_core::Result<usize>
             match item {
                 ReadItem::Record(r) => {
                     copied += 1;
-                    receipts.push(r.receipt);
                     batch.push(OutRecord {
                         value: r.value,
                         position: r.position,
+                        meta: r.receipt.meta().cloned(),
                     });
+                    receipts.push(r.receipt);
                 }
                 ReadItem::Rejected(r) => {
                     eprintln!("{r}");

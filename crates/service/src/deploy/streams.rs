@@ -993,11 +993,13 @@ impl Output {
         let first = written.records + 1;
         let batch: Vec<OutRecord> = values
             .into_iter()
-            .map(|value| {
+            .enumerate()
+            .map(|(i, value)| {
                 written.records += 1;
                 OutRecord {
                     value,
                     position: Position::record(written.records),
+                    meta: receipts.get(i).and_then(|r| r.meta().cloned()),
                 }
             })
             .collect();
