@@ -60,9 +60,9 @@ fn value_bytes(v: &Value, what: &str) -> Result<Option<Vec<u8>>, String> {
     }
 }
 
-/// A message the model gave as a record: its value, key and headers.
-pub(crate) struct Given {
-    pub value: Value,
+/// A message to write: its value (a record, or bytes), key and headers.
+pub(crate) struct Given<V = Value> {
+    pub value: V,
     pub key: Option<Vec<u8>>,
     pub headers: Vec<(String, Option<Vec<u8>>)>,
 }
@@ -99,6 +99,65 @@ pub(crate) fn given(record: Value) -> Result<Given, String> {
     Ok(Given {
         value,
         key,
+        headers,
+    })
+}
+
+/// Error record fields written as headers (`error.<field>`), when the record has them.
+const ERROR_HEADERS: &[&str] = &["reason", "stage", "kind", "slot", "record", "traceback"];
+
+/// The message an error output writes for an error record (`jobs::errors`): the original
+/// message's value, key and headers when the record was read from Kafka (else the bytes that
+/// did not decode, else the record's value, else the error record itself, encoded by the
+/// stream's encoding), with headers `error.reason`, `error.stage`, `error.kind`,
+/// `error.slot`, `error.record`, `error.traceback` and, for a Kafka input, `error.topic`,
+/// `error.partition`, `error.offset`.
+pub(crate) fn error_message(
+    record: Value,
+    meta: Option<&MessageMeta>,
+    encode: impl Fn(&Value) -> Result<Vec<u8>, String>,
+) -> Result<Given<Vec<u8>>, String> {
+    let mut headers: Vec<(String, Option<Vec<u8>>)> = meta
+        .map(|m| {
+            m.headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_deref().map(<[u8]>::to_vec)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let Value::Map(fields) = &record else {
+        return Err("an error output takes error records".into());
+    };
+    for name in ERROR_HEADERS {
+        if let Some(v) = fields.get(name) {
+            if let Some(b) = value_bytes(v, name)? {
+                headers.push((format!("error.{name}"), Some(b)));
+            }
+        }
+    }
+    if let Some(m) = meta {
+        let coords = [
+            ("error.topic", m.topic.clone()),
+            ("error.partition", m.partition.map(|p| p.to_string())),
+            ("error.offset", m.offset.map(|o| o.to_string())),
+        ];
+        for (name, v) in coords {
+            if let Some(v) = v {
+                headers.push((name.to_owned(), Some(v.into_bytes())));
+            }
+        }
+    }
+    let value = match (meta.and_then(|m| m.value.as_deref()), fields.get("bytes")) {
+        (Some(original), _) => original.to_vec(),
+        (None, Some(Value::Bytes(b))) => b.clone(),
+        _ => match fields.get("value") {
+            Some(v) => encode(v)?,
+            None => encode(&record)?,
+        },
+    };
+    Ok(Given {
+        value,
+        key: meta.and_then(|m| m.key.as_deref().map(<[u8]>::to_vec)),
         headers,
     })
 }

@@ -72,6 +72,8 @@ pub struct KafkaSink {
     codec: CodecConfig,
     /// Records are `{"key", "value", "headers"}` (`Metadata`).
     metadata: bool,
+    /// Records are error records, written as the original messages (an error output).
+    errors: bool,
     flush_timeout: Duration,
     /// Delivery failures already reported by a flush.
     failures_seen: u64,
@@ -100,6 +102,7 @@ impl KafkaSink {
             producer,
             codec: req.codec.clone(),
             metadata: t.metadata,
+            errors: req.errors,
             flush_timeout: settings.flush_timeout,
             failures_seen: 0,
             records: 0,
@@ -185,38 +188,49 @@ impl RecordSink for KafkaSink {
                 position,
                 meta,
             } = r;
-            // The key and headers: the model's own (Metadata), else those of the message
-            // the record was made of.
-            let (value, key, headers) = if self.metadata {
-                match crate::meta::given(value) {
-                    Ok(g) => (
-                        g.value,
-                        g.key,
-                        headers_of(g.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref()))),
-                    ),
-                    Err(reason) => {
-                        rejected.push(Rejection::new(RejectionKind::Encoding, position, reason));
-                        continue;
-                    }
-                }
+            let message = if self.errors {
+                crate::meta::error_message(value, meta.as_deref(), |v| {
+                    codecs::encode_message(&self.codec, v).map_err(|e| e.to_string())
+                })
+            } else if self.metadata {
+                // The key and headers the model gave.
+                crate::meta::given(value).and_then(|g| {
+                    let bytes =
+                        codecs::encode_message(&self.codec, &g.value).map_err(|e| e.to_string())?;
+                    Ok(crate::meta::Given {
+                        value: bytes,
+                        key: g.key,
+                        headers: g.headers,
+                    })
+                })
             } else {
-                match meta.as_deref() {
-                    Some(m) => (
-                        value,
-                        m.key.as_deref().map(<[u8]>::to_vec),
-                        headers_of(m.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref()))),
-                    ),
-                    None => (value, None, None),
-                }
+                // Those of the message the record was made of.
+                codecs::encode_message(&self.codec, &value)
+                    .map_err(|e| e.to_string())
+                    .map(|bytes| crate::meta::Given {
+                        value: bytes,
+                        key: meta
+                            .as_deref()
+                            .and_then(|m| m.key.as_deref().map(<[u8]>::to_vec)),
+                        headers: meta
+                            .as_deref()
+                            .map(|m| {
+                                m.headers
+                                    .iter()
+                                    .map(|(k, v)| (k.clone(), v.as_deref().map(<[u8]>::to_vec)))
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                    })
             };
-            let bytes = match codecs::encode_message(&self.codec, &value) {
-                Ok(bytes) => bytes,
-                Err(e) => {
-                    rejected.push(Rejection::new(
-                        RejectionKind::Encoding,
-                        position,
-                        e.to_string(),
-                    ));
+            let (bytes, key, headers) = match message {
+                Ok(g) => (
+                    g.value,
+                    g.key,
+                    headers_of(g.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref()))),
+                ),
+                Err(reason) => {
+                    rejected.push(Rejection::new(RejectionKind::Encoding, position, reason));
                     continue;
                 }
             };

@@ -410,22 +410,31 @@ impl KafkaSource {
             )),
             ..Position::record(self.read)
         };
+        let (mut item, value) = match m.payload {
+            None => (
+                ReadItem::Rejected(Rejection::new(
+                    RejectionKind::Encoding,
+                    position,
+                    "the message has no value",
+                )),
+                None,
+            ),
+            Some(bytes) => (
+                codecs::read_message(&self.codec, &bytes, position),
+                Some(bytes.into_boxed_slice()),
+            ),
+        };
+        // The value stays with the record while it is in flight, for an error record to
+        // carry the original message.
         let meta = Arc::new(MessageMeta {
             key: m.key,
+            value,
             headers: m.headers,
             topic: Some(self.topic.clone()),
             partition: Some(m.partition),
             offset: Some(m.offset),
             timestamp_ms: m.timestamp_ms,
         });
-        let mut item = match m.payload {
-            None => ReadItem::Rejected(Rejection::new(
-                RejectionKind::Encoding,
-                position,
-                "the message has no value",
-            )),
-            Some(bytes) => codecs::read_message(&self.codec, &bytes, position),
-        };
         if self.metadata {
             if let ReadItem::Record(r) = &mut item {
                 r.value = crate::meta::message_record(std::mem::take(&mut r.value), &meta);

@@ -31,6 +31,11 @@ pub struct OpenRequest<'a> {
     pub credential: Option<&'a Credential>,
     /// Whether a `file` sink may be standard output (`-`).
     pub allow_stdout: bool,
+    /// Whether an output takes error records (the error output of a job or of a deployed
+    /// model's streams: one record per refused or failed record, as `jobs` describes them)
+    /// rather than a model's yields. A message transport may write them in its own form
+    /// (Kafka: the original message with the reason in headers).
+    pub errors: bool,
     /// Whether an input follows its stream as it grows (a deployed model's stream) rather
     /// than ending at the end the stream had when it was opened (a batch job).
     pub follow: bool,
@@ -166,6 +171,21 @@ impl Registry {
         })
     }
 
+    /// Opens `descriptor` as an error output ([`OpenRequest::errors`]), encoding with
+    /// `codec`.
+    pub fn open_error_sink(
+        &self,
+        descriptor: &StreamDescriptor,
+        codec: &CodecConfig,
+    ) -> Result<Box<dyn RecordSink>> {
+        self.with_request(descriptor, codec, Direction::Output, |opener, req| {
+            opener.open_sink(&OpenRequest {
+                errors: true,
+                ..*req
+            })
+        })
+    }
+
     /// Opens inputs that follow their stream as it grows, for a deployed model's streams
     /// ([`OpenRequest::follow`]); without it an input ends where its stream ended when
     /// opened, as a batch job reads.
@@ -228,6 +248,7 @@ impl Registry {
             direction,
             credential,
             allow_stdout: self.allow_stdout,
+            errors: false,
             follow: self.follow,
         };
         open(opener.as_ref(), &req)

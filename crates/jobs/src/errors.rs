@@ -20,14 +20,14 @@ use runtime_core::{Map, Position, RejectionKind, Slot, Value};
 
 /// Where along the pipeline a record was lost.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Stage {
+pub enum Stage {
     Input,
     Model,
     Output,
 }
 
 impl Stage {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Stage::Input => "input",
             Stage::Model => "model",
@@ -37,7 +37,7 @@ impl Stage {
 }
 
 /// What an error record says, before it becomes a [`Value`].
-pub(crate) struct ErrorRecord {
+pub struct ErrorRecord {
     pub stage: Stage,
     pub kind: &'static str,
     pub slot: Slot,
@@ -49,7 +49,7 @@ pub(crate) struct ErrorRecord {
 }
 
 /// The `kind` of a rejection.
-pub(crate) fn kind_of(kind: RejectionKind) -> &'static str {
+pub fn kind_of(kind: RejectionKind) -> &'static str {
     match kind {
         RejectionKind::Encoding => "encoding",
         RejectionKind::Schema => "schema",

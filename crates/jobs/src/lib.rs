@@ -60,7 +60,7 @@
 pub mod chain;
 mod console;
 pub mod error;
-mod errors;
+pub mod errors;
 pub mod job;
 pub mod model_files;
 pub mod plan;

@@ -258,7 +258,7 @@ pub fn build(
     }
 
     let errors = match errors {
-        Some(d) => Some(registry.open_sink(&d, &d.codec_config())?),
+        Some(d) => Some(registry.open_error_sink(&d, &d.codec_config())?),
         None => None,
     };
 

@@ -60,6 +60,9 @@ pub struct Position {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MessageMeta {
     pub key: Option<Box<[u8]>>,
+    /// The message's value as read, for an error record to carry the original (a message
+    /// transport keeps it while the record is in flight).
+    pub value: Option<Box<[u8]>>,
     /// Header names and values, in the message's order (a name may repeat).
     pub headers: Vec<(String, Option<Box<[u8]>>)>,
     /// Where the message was read: its topic, partition and offset.
