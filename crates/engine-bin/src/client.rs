@@ -205,8 +205,10 @@ pub struct StreamArgs {
 pub enum StreamCommand {
     /// Attach a stream descriptor to a slot of the deployed model, replacing the stream on it.
     Attach {
-        /// Even: an input read through the model; odd: an output for what it yields there.
-        slot: u32,
+        /// Even: an input read through the model; odd: an output for what it yields there;
+        /// `errors`: where records refused or failed go, one error record each.
+        #[arg(value_parser = parse_slot)]
+        slot: String,
         /// A JSON descriptor or a short form (file:/srv/in.jsonl, rest:, inline:1,2,3,
         /// discard:); a relative file path is made absolute.
         descriptor: String,
@@ -217,7 +219,17 @@ pub enum StreamCommand {
     /// The streams attached to the deployed model, with their state and counts.
     List,
     /// Detach the stream on SLOT, once what it holds is scored and written.
-    Detach { slot: u32 },
+    Detach {
+        #[arg(value_parser = parse_slot)]
+        slot: String,
+    },
+}
+
+/// A slot on the command line: a number, or `errors`.
+fn parse_slot(text: &str) -> Result<String, String> {
+    runtime_core::Slot::parse(text)
+        .map(|s| s.to_string())
+        .ok_or_else(|| format!("'{text}' is not a slot: a number, or errors"))
 }
 
 #[derive(Debug, Args)]

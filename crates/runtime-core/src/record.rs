@@ -13,6 +13,18 @@ pub struct Slot(pub u32);
 impl Slot {
     pub const DEFAULT_INPUT: Slot = Slot(0);
     pub const DEFAULT_OUTPUT: Slot = Slot(1);
+    /// Where a deployed model's error records go (`PUT /2/active/stream/errors`): an
+    /// output no model yields to, shown and parsed as `errors`.
+    pub const ERRORS: Slot = Slot(u32::MAX);
+
+    /// A slot as an API or a command line names it: a number, or `errors`.
+    pub fn parse(text: &str) -> Option<Slot> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("errors") {
+            return Some(Slot::ERRORS);
+        }
+        text.parse().ok().map(Slot)
+    }
 
     pub fn is_input(self) -> bool {
         self.0 % 2 == 0
@@ -35,6 +47,9 @@ impl Slot {
 
 impl fmt::Display for Slot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if *self == Slot::ERRORS {
+            return f.write_str("errors");
+        }
         write!(f, "{}", self.0)
     }
 }

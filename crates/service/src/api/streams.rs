@@ -25,7 +25,8 @@ use super::AppState;
 #[derive(Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StreamView {
-    pub slot: u32,
+    /// The slot: a number, or `errors` for the error stream.
+    pub slot: SlotName,
     /// Its descriptor, every default filled in.
     #[schema(value_type = Object)]
     pub descriptor: serde_json::Value,
@@ -45,6 +46,25 @@ pub struct StreamView {
     pub records_failed: u64,
 }
 
+/// A slot as the API names it: its number, or `errors`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum SlotName {
+    Number(u32),
+    /// `errors`: the error stream.
+    Errors(String),
+}
+
+impl From<Slot> for SlotName {
+    fn from(slot: Slot) -> SlotName {
+        if slot == Slot::ERRORS {
+            SlotName::Errors("errors".to_owned())
+        } else {
+            SlotName::Number(slot.0)
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct StreamsView {
     pub streams: Vec<StreamView>,
@@ -56,7 +76,7 @@ fn stream_view(s: StreamInfo) -> StreamView {
         _ => None,
     };
     StreamView {
-        slot: s.slot,
+        slot: Slot(s.slot).into(),
         descriptor: s.descriptor.to_json(),
         endpoint: s.endpoint,
         state: s.state.as_str().to_owned(),
@@ -76,9 +96,14 @@ pub(super) struct AttachQuery {
     dry_run: Option<bool>,
 }
 
-fn slot_param(path: std::result::Result<Path<u32>, PathRejection>) -> Result<Slot> {
+/// A slot of a stream route: a number, or `errors` (the error stream).
+fn slot_param(path: std::result::Result<Path<String>, PathRejection>) -> Result<Slot> {
     let Path(slot) = path.map_err(|r| Error::BadRequest(r.body_text()))?;
-    Ok(Slot(slot))
+    Slot::parse(&slot).ok_or_else(|| {
+        Error::BadRequest(format!(
+            "'{slot}' is not a slot: a number (even: an input, odd: an output) or 'errors'"
+        ))
+    })
 }
 
 /// Attaches a stream descriptor to a slot of the deployed model (even: an input read
@@ -88,7 +113,7 @@ fn slot_param(path: std::result::Result<Path<u32>, PathRejection>) -> Result<Slo
 /// string. With `?dry-run=true` the descriptor is answered with every default filled in
 /// and nothing is attached.
 #[utoipa::path(put, path = "/2/active/stream/{slot}", tag = "streams",
-    params(("slot" = u32, Path, description = "even: an input, odd: an output"), AttachQuery),
+    params(("slot" = String, Path, description = "even: an input, odd: an output; errors: the error stream"), AttachQuery),
     request_body(content = Object, content_type = "application/json",
         description = "a stream descriptor (JSON form), or a short form as a JSON string"),
     responses(
@@ -101,7 +126,7 @@ fn slot_param(path: std::result::Result<Path<u32>, PathRejection>) -> Result<Slo
         (status = 503, body = ErrorBody)))]
 pub(super) async fn attach_stream(
     State(e): State<AppState>,
-    path: std::result::Result<Path<u32>, PathRejection>,
+    path: std::result::Result<Path<String>, PathRejection>,
     q: std::result::Result<Query<AttachQuery>, QueryRejection>,
     body: Bytes,
 ) -> Result<Response> {
@@ -134,11 +159,11 @@ pub(super) async fn list_streams(State(e): State<AppState>) -> Result<Json<Strea
 /// Detaches the stream on a slot: an input stops reading and its records in flight are
 /// scored and written, an output writes what it holds and is closed.
 #[utoipa::path(delete, path = "/2/active/stream/{slot}", tag = "streams",
-    params(("slot" = u32, Path, description = "the stream's slot")),
+    params(("slot" = String, Path, description = "the stream's slot (a number, or errors)")),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn detach_stream(
     State(e): State<AppState>,
-    path: std::result::Result<Path<u32>, PathRejection>,
+    path: std::result::Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode> {
     let slot = slot_param(path)?;
     detach(&e, slot).await?;

@@ -50,6 +50,8 @@ use runtime_core::{
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::Instant;
 
+use jobs::errors::{ErrorRecord, Stage};
+
 use super::rest::{RestOpener, RestQueues};
 use super::{Deployment, Enqueued, Origin, Pending};
 use crate::error::{Error, Result};
@@ -474,6 +476,10 @@ pub(crate) async fn attach(
                 registry
                     .open_source(&descriptor, &codec)
                     .map(Endpoint::Source)
+            } else if slot == Slot::ERRORS {
+                registry
+                    .open_error_sink(&descriptor, &codec)
+                    .map(Endpoint::Sink)
             } else {
                 registry.open_sink(&descriptor, &codec).map(Endpoint::Sink)
             }
@@ -561,7 +567,22 @@ enum InFlight {
         /// Its place among the streams' records in the deployment's queue.
         _permit: tokio::sync::OwnedSemaphorePermit,
     },
+    /// A record refused on its way in, for the error stream with its receipt.
+    Parked {
+        error: Value,
+        receipt: Receipt,
+    },
     BatchEnd,
+}
+
+/// What screening a record read leads to.
+enum Screened {
+    /// It goes to the model.
+    Take(Position, Value, Receipt),
+    /// Refused: its error record and receipt go to the error stream.
+    Park(Value, Receipt),
+    /// Refused and settled.
+    Done,
 }
 
 /// Tells the outputs an input stream ended, when dropped.
@@ -724,8 +745,12 @@ impl Input {
     /// moves its records one by one, and most of them need not wait.
     async fn queue(&self, item: ReadItem, tx: &mpsc::Sender<InFlight>) -> bool {
         let d = &self.d;
-        let Some((position, value, receipt)) = self.screen(item) else {
-            return true;
+        let (position, value, receipt) = match self.screen(item) {
+            Screened::Take(position, value, receipt) => (position, value, receipt),
+            Screened::Park(error, receipt) => {
+                return tx.send(InFlight::Parked { error, receipt }).await.is_ok();
+            }
+            Screened::Done => return true,
         };
         let permit = match d.streams.in_queue.clone().try_acquire_owned() {
             Ok(permit) => permit,
@@ -752,23 +777,32 @@ impl Input {
         }
     }
 
-    /// Counts one item read and screens it; a rejection is counted and logged, and its
-    /// receipt settled as rejected.
-    fn screen(&self, item: ReadItem) -> Option<(Position, Value, Receipt)> {
+    /// Counts one item read and screens it; a rejection is counted and logged, and parked
+    /// for the error stream when one is attached, else its receipt settled as rejected.
+    fn screen(&self, item: ReadItem) -> Screened {
         let d = &self.d;
         Shared::add(&self.shared.records_in, 1);
         let record = match item {
             ReadItem::Record(r) => r,
             ReadItem::Rejected(mut r) => {
                 Shared::add(&self.shared.rejected, 1);
-                std::mem::take(&mut r.receipt).settle(Fate::Rejected);
+                let receipt = std::mem::take(&mut r.receipt);
                 d.input_rejected(
                     self.slot,
                     r.kind,
-                    r.reason,
+                    r.reason.clone(),
                     Origin::Stream(&self.name, &r.position),
                 );
-                return None;
+                return self.park(receipt, || ErrorRecord {
+                    bytes: r.raw.map(Vec::from),
+                    ..ErrorRecord::new(
+                        Stage::Input,
+                        jobs::errors::kind_of(r.kind),
+                        self.slot,
+                        r.position,
+                        r.reason,
+                    )
+                });
             }
         };
         let runtime_core::Record {
@@ -778,12 +812,24 @@ impl Input {
         } = record;
         let origin = Origin::Stream(&self.name, &position);
         match d.take_input(self.slot, value, position.clone(), origin) {
-            Ok(value) => Some((position, value, receipt)),
-            Err(_) => {
+            Ok(value) => Screened::Take(position, value, receipt),
+            Err(e) => {
                 Shared::add(&self.shared.rejected, 1);
-                receipt.settle(Fate::Rejected);
-                None
+                self.park(receipt, || {
+                    ErrorRecord::new(Stage::Input, "schema", self.slot, position, e.to_string())
+                })
             }
+        }
+    }
+
+    /// A refused record's receipt: with its error record for the error stream when one is
+    /// attached, else settled as rejected.
+    fn park(&self, receipt: Receipt, error: impl FnOnce() -> ErrorRecord) -> Screened {
+        if self.d.streams.has_stream(Slot::ERRORS) {
+            Screened::Park(error().into_value(), receipt)
+        } else {
+            receipt.settle(Fate::Rejected);
+            Screened::Done
         }
     }
 
@@ -808,6 +854,10 @@ impl Input {
                     receipt,
                     ..
                 } => (position, outcome, receipt),
+                InFlight::Parked { error, receipt } => {
+                    yields.entry(Slot::ERRORS).or_default().push(error, receipt);
+                    continue;
+                }
                 InFlight::BatchEnd => {
                     for (slot, batch) in std::mem::take(&mut yields) {
                         d.streams.deliver(d, slot, batch).await;
@@ -848,8 +898,29 @@ impl Input {
                     None
                 }
                 Ok(Err(refusal)) => {
-                    receipt.settle(refusal.fate());
-                    Some(refusal.into_error())
+                    let fate = refusal.fate();
+                    let e = refusal.into_error();
+                    if fate == Fate::Rejected && d.streams.has_stream(Slot::ERRORS) {
+                        // The model failed on it: its error record goes to the error stream.
+                        let reason = match &e {
+                            Error::ModelRaised(message) => message.clone(),
+                            other => other.to_string(),
+                        };
+                        let error = ErrorRecord::new(
+                            Stage::Model,
+                            "model",
+                            self.slot,
+                            position.clone(),
+                            reason,
+                        );
+                        yields
+                            .entry(Slot::ERRORS)
+                            .or_default()
+                            .push(error.into_value(), receipt);
+                    } else {
+                        receipt.settle(fate);
+                    }
+                    Some(e)
                 }
                 Err(e) => {
                     receipt.settle(Fate::Failed);
@@ -874,6 +945,15 @@ struct Output {
     name: String,
     shared: Arc<Shared>,
     linger: Duration,
+}
+
+impl Output {
+    /// Whether it is the error stream: error records are not screened by a schema, and
+    /// once durable they settle their records as rejected (what they stand for was not
+    /// delivered; the source moves past them).
+    fn is_errors(&self) -> bool {
+        self.slot == Slot::ERRORS
+    }
 }
 
 /// Where an output's writing stands.
@@ -980,13 +1060,15 @@ impl Output {
             mut receipts,
         } = batch;
         Shared::add(&self.shared.records_in, values.len() as u64);
-        let rejected = d.screen_yields(
-            self.slot,
-            &mut values,
-            &mut receipts,
-            Origin::Sink(&self.name),
-        );
-        Shared::add(&self.shared.rejected, rejected.len() as u64);
+        if !self.is_errors() {
+            let rejected = d.screen_yields(
+                self.slot,
+                &mut values,
+                &mut receipts,
+                Origin::Sink(&self.name),
+            );
+            Shared::add(&self.shared.rejected, rejected.len() as u64);
+        }
         if values.is_empty() {
             return Ok(());
         }
@@ -1026,7 +1108,12 @@ impl Output {
         written.unflushed += n - refused;
         written.since.get_or_insert_with(Instant::now);
         let tracked = receipts.iter().any(Receipt::is_tracked);
-        match jobs::settle_written(sink, receipts, first, &rejections, Fate::Delivered).await {
+        let delivered = if self.is_errors() {
+            Fate::Rejected
+        } else {
+            Fate::Delivered
+        };
+        match jobs::settle_written(sink, receipts, first, &rejections, delivered).await {
             Ok(refused) => {
                 for receipt in refused {
                     receipt.settle(Fate::Rejected);
