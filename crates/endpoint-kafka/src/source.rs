@@ -18,7 +18,7 @@
 //!   else `SkipToRecord`; a job ends once every partition reached the end it had at the start.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -111,13 +111,38 @@ impl Shared {
 /// The consumer's callbacks: a revoked partition is drained and committed first.
 struct Callbacks {
     shared: Arc<Shared>,
+    /// The group's lag from the last statistics; -1 while unknown.
+    lag: Arc<AtomicI64>,
     topic: String,
     commit: bool,
     drain: Duration,
     name: String,
 }
 
-impl ClientContext for Callbacks {}
+impl ClientContext for Callbacks {
+    /// The group's lag on this topic (the brokers' end of each partition less its committed
+    /// offset, or the offset read where nothing is committed), from librdkafka's statistics.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let Some(topic) = statistics.topics.get(&self.topic) else {
+            return;
+        };
+        let mut lag = 0i64;
+        let mut known = false;
+        for p in topic.partitions.values().filter(|p| p.partition >= 0) {
+            let behind = if p.consumer_lag >= 0 {
+                p.consumer_lag
+            } else if p.hi_offset >= 0 && p.app_offset >= 0 {
+                p.hi_offset - p.app_offset
+            } else {
+                continue;
+            };
+            known = true;
+            lag += behind.max(0);
+        }
+        self.lag
+            .store(if known { lag } else { -1 }, Ordering::Relaxed);
+    }
+}
 
 impl ConsumerContext for Callbacks {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -226,6 +251,7 @@ pub struct KafkaSource {
     read: u64,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    lag: Arc<AtomicI64>,
 }
 
 impl KafkaSource {
@@ -281,6 +307,8 @@ impl KafkaSource {
             ("auto.offset.reset", reset),
             ("fetch.wait.max.ms", "100"),
             ("session.timeout.ms", "10000"),
+            // The lag shown beside the stream comes from the client's statistics.
+            ("statistics.interval.ms", "5000"),
         ] {
             if !cfg.config_map().contains_key(k) {
                 cfg.set(k, v);
@@ -291,8 +319,10 @@ impl KafkaSource {
             settled: Condvar::new(),
             closing: AtomicBool::new(false),
         });
+        let lag = Arc::new(AtomicI64::new(-1));
         let callbacks = Callbacks {
             shared: shared.clone(),
+            lag: lag.clone(),
             topic: t.topic.clone(),
             commit,
             drain: settings.drain_timeout,
@@ -343,6 +373,7 @@ impl KafkaSource {
             read: 0,
             stop,
             thread: Some(thread),
+            lag,
         })
     }
 
@@ -566,6 +597,10 @@ impl RecordSource for KafkaSource {
 
     fn describe(&self) -> String {
         self.name.clone()
+    }
+
+    fn lag(&self) -> Option<u64> {
+        u64::try_from(self.lag.load(Ordering::Relaxed)).ok()
     }
 }
 

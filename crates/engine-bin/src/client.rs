@@ -919,12 +919,13 @@ fn stream_table(streams: &[serde_json::Value]) -> String {
                 s(&v["recordsOut"]),
                 s(&v["recordsRejected"]),
                 s(&v["recordsFailed"]),
+                s(&v["lag"]),
             ]
         })
         .collect();
     table(
         &[
-            "SLOT", "ENDPOINT", "STATE", "IN", "OUT", "REJECTED", "FAILED",
+            "SLOT", "ENDPOINT", "STATE", "IN", "OUT", "REJECTED", "FAILED", "LAG",
         ],
         &rows,
     )

@@ -37,6 +37,12 @@ pub trait RecordSource: Send {
 
     /// A short name for logs and errors (`file:/data/in.jsonl`).
     fn describe(&self) -> String;
+
+    /// The records its stream holds that are not acknowledged yet (a Kafka consumer group's
+    /// lag), when the source knows; shown beside the stream.
+    fn lag(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A record on its way out, numbered from 1 in its output stream.

@@ -79,6 +79,8 @@ pub struct RuntimeDetails {
     /// /api/deployment`); with no model deployed the state is ERROR.
     pub deployment_failure: Option<DeploymentFailureView>,
     pub endpoints: Vec<String>,
+    /// The streams attached to the deployed model: state (retrying, with why), counts, lag.
+    pub streams: Vec<super::streams::StreamView>,
     pub jobs: JobCounts,
 }
 
@@ -143,6 +145,16 @@ pub(super) async fn engine_details(State(e): State<AppState>) -> Result<Json<Run
             traceback: f.traceback.clone(),
         }),
         endpoints: e.endpoints.read().map(|v| v.clone()).unwrap_or_default(),
+        streams: e
+            .deployment()
+            .map(|d| {
+                d.streams
+                    .list()
+                    .into_iter()
+                    .map(super::streams::stream_view)
+                    .collect()
+            })
+            .unwrap_or_default(),
         jobs,
     }))
 }

@@ -44,6 +44,9 @@ pub struct StreamView {
     pub records_rejected: u64,
     /// Input: the model failed on them. Output: lost with a sink that failed.
     pub records_failed: u64,
+    /// Input: the records its stream holds not acknowledged yet (a Kafka consumer group's
+    /// lag, refreshed every few seconds), when its source knows.
+    pub lag: Option<u64>,
 }
 
 /// A slot as the API names it: its number, or `errors`.
@@ -70,7 +73,7 @@ pub struct StreamsView {
     pub streams: Vec<StreamView>,
 }
 
-fn stream_view(s: StreamInfo) -> StreamView {
+pub(super) fn stream_view(s: StreamInfo) -> StreamView {
     let reason = match &s.state {
         StreamState::Failed(why) | StreamState::Retrying(why) => Some(why.clone()),
         _ => None,
@@ -85,6 +88,7 @@ fn stream_view(s: StreamInfo) -> StreamView {
         records_out: s.records_out,
         records_rejected: s.records_rejected,
         records_failed: s.records_failed,
+        lag: s.lag,
     }
 }
 

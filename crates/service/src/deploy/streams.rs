@@ -148,6 +148,9 @@ pub struct StreamInfo {
     /// Input: the model failed on them. Output: lost with a sink that failed (the write that
     /// failed, and what was written since the last flush when a flush or write failed).
     pub records_failed: u64,
+    /// Input: the records its stream holds not acknowledged yet (a Kafka group's lag),
+    /// when its source knows.
+    pub lag: Option<u64>,
 }
 
 /// What a stream's tasks and the API share.
@@ -157,6 +160,8 @@ struct Shared {
     records_out: AtomicU64,
     rejected: AtomicU64,
     failed: AtomicU64,
+    /// The source's lag plus one; 0 while unknown.
+    lag: AtomicU64,
     state: Mutex<StreamState>,
 }
 
@@ -203,6 +208,7 @@ impl Attached {
             records_out: s.records_out.load(Ordering::Relaxed),
             records_rejected: s.rejected.load(Ordering::Relaxed),
             records_failed: s.failed.load(Ordering::Relaxed),
+            lag: s.lag.load(Ordering::Relaxed).checked_sub(1),
         }
     }
 
@@ -627,6 +633,10 @@ impl Input {
                     _ = stop.wait_for(|d| d.is_some_and(|d| d.stop_reading)) => return None,
                     read = source.read_batch(self.batch) => read,
                 };
+                self.shared.lag.store(
+                    source.lag().map_or(0, |l| l.saturating_add(1)),
+                    Ordering::Relaxed,
+                );
                 let items = match read {
                     Ok(Some(items)) => items,
                     Ok(None) => return Some(StreamState::Finished),
