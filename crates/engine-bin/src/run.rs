@@ -21,6 +21,21 @@ use crate::joblog::WriterLog;
 /// A problem with the command line, reported before anything runs.
 struct Usage(String);
 
+/// An input or output given as a stream descriptor rather than a file: a Kafka short form
+/// (`kafka:host:9092/topic.json`) or a JSON descriptor (`{"Transport": ...}`); `None` for a
+/// file path.
+fn descriptor_arg(arg: &Path, flag: &str) -> Result<Option<StreamDescriptor>, Usage> {
+    let text = arg.to_string_lossy();
+    let t = text.trim_start();
+    let lower = t.to_ascii_lowercase();
+    if !(lower.starts_with("kafka:") || t.starts_with('{')) {
+        return Ok(None);
+    }
+    StreamDescriptor::parse(t)
+        .map(Some)
+        .map_err(|e| Usage(format!("{flag} {text}: {e}")))
+}
+
 pub fn run(args: RunArgs) -> i32 {
     match prepare(&args) {
         Ok(prepared) => execute(args, prepared),
@@ -32,6 +47,9 @@ pub fn run(args: RunArgs) -> i32 {
 }
 
 struct Prepared {
+    /// Inputs and outputs given as stream descriptors (`kafka:host:9092/topic.json`, or a
+    /// JSON descriptor) rather than files, by slot.
+    descriptors: std::collections::BTreeMap<Slot, StreamDescriptor>,
     kind: JobKind,
     model: LocatedModel,
     explicit: ExplicitNames,
@@ -66,8 +84,19 @@ fn prepare(args: &RunArgs) -> Result<Prepared, Usage> {
     let input_encoding = parse_encoding(args.input_encoding.as_deref(), "--input-encoding")?;
     let output_encoding = parse_encoding(args.output_encoding.as_deref(), "--output-encoding")?;
 
+    let mut descriptors = std::collections::BTreeMap::new();
     let mut inputs = Vec::new();
     for (k, path) in args.inputs.iter().enumerate() {
+        if let Some(d) = descriptor_arg(path, "--input")? {
+            descriptors.insert(Slot::for_input(k), d);
+            inputs.push(Input {
+                slot: Slot::for_input(k),
+                path: path.clone(),
+                encoding: Encoding::Json,
+                whole: None,
+            });
+            continue;
+        }
         check_input(path).map_err(|why| Usage(format!("--input {}: {why}", path.display())))?;
         let encoding = match input_encoding {
             Some(e) => e,
@@ -93,6 +122,11 @@ fn prepare(args: &RunArgs) -> Result<Prepared, Usage> {
         (JobKind::Train, _) | (_, None) => None,
         (_, Some(p)) => stdout_or_path(p),
     };
+    if let Some(p) = &main_output {
+        if let Some(d) = descriptor_arg(p, "--output")? {
+            descriptors.insert(Slot::DEFAULT_OUTPUT, d);
+        }
+    }
     let enc = output_encoding
         .unwrap_or_else(|| main_output.as_deref().map_or(Encoding::Json, encoding_of));
     outputs.push((Slot::DEFAULT_OUTPUT, main_output, enc));
@@ -116,6 +150,13 @@ fn prepare(args: &RunArgs) -> Result<Prepared, Usage> {
             )));
         }
         let path = stdout_or_path(Path::new(path));
+        match path.as_deref().map(|p| descriptor_arg(p, "--output-slot")) {
+            Some(Ok(Some(d))) => {
+                descriptors.insert(Slot(slot), d);
+            }
+            Some(Err(e)) => return Err(e),
+            _ => {}
+        }
         let enc =
             output_encoding.unwrap_or_else(|| path.as_deref().map_or(Encoding::Json, encoding_of));
         let entry = (Slot(slot), path, enc);
@@ -147,6 +188,7 @@ fn prepare(args: &RunArgs) -> Result<Prepared, Usage> {
         params.insert(k.to_owned(), value);
     }
     Ok(Prepared {
+        descriptors,
         kind,
         model,
         explicit,
@@ -313,7 +355,9 @@ fn run_prepared(
             .map(|i| PlanInput {
                 slot: i.slot,
                 name: i.path.display().to_string(),
-                descriptor: StreamDescriptor::file(i.path.display().to_string(), i.encoding),
+                descriptor: p.descriptors.get(&i.slot).cloned().unwrap_or_else(|| {
+                    StreamDescriptor::file(i.path.display().to_string(), i.encoding)
+                }),
                 whole_document: i.whole,
             })
             .collect(),
@@ -322,17 +366,22 @@ fn run_prepared(
             .iter()
             .map(|(slot, path, encoding)| PlanOutput {
                 slot: *slot,
-                descriptor: StreamDescriptor::file(
-                    path.as_deref()
-                        .map_or_else(|| "-".to_owned(), |p| p.display().to_string()),
-                    *encoding,
-                ),
+                descriptor: p.descriptors.get(slot).cloned().unwrap_or_else(|| {
+                    StreamDescriptor::file(
+                        path.as_deref()
+                            .map_or_else(|| "-".to_owned(), |p| p.display().to_string()),
+                        *encoding,
+                    )
+                }),
             })
             .collect(),
-        errors: args
-            .errors
-            .as_ref()
-            .map(|path| StreamDescriptor::file(path.display().to_string(), Encoding::Json)),
+        errors: match &args.errors {
+            Some(path) => Some(match descriptor_arg(path, "--errors").map_err(|u| u.0)? {
+                Some(d) => d,
+                None => StreamDescriptor::file(path.display().to_string(), Encoding::Json),
+            }),
+            None => None,
+        },
         train_output: match p.kind {
             JobKind::Train => Some(args.output.clone().unwrap_or_else(|| PathBuf::from("."))),
             _ => None,
@@ -463,6 +512,14 @@ fn job_document(
         JobKind::Train => "MODEL_BATCH_TRAINING_JOB",
     };
     let file_asset = |path: &Path| {
+        if descriptor_arg(path, "").is_ok_and(|d| d.is_some()) {
+            // A stream (Kafka): named as given.
+            return json!({
+                "assetType": "EXTERNAL_FILE",
+                "name": path.to_string_lossy(),
+                "fileUrl": path.to_string_lossy(),
+            });
+        }
         let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         json!({
             "assetType": "EXTERNAL_FILE",
