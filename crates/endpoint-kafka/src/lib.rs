@@ -42,7 +42,7 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 10_000;
 /// How long a revoked partition's records in flight may take to settle before it is given
 /// up (their offsets then stay uncommitted: the next owner reads them again).
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long `flush` waits for the broker before the sink reports it unreachable.
+/// How often a sink waiting for the brokers' acknowledgements says so in the log.
 pub const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Settings of every Kafka endpoint an engine opens.
@@ -53,7 +53,8 @@ pub struct KafkaSettings {
     pub properties: BTreeMap<String, String>,
     /// How long a revoked partition's records in flight may take to settle.
     pub drain_timeout: Duration,
-    /// How long a sink's flush waits for the broker's acknowledgements.
+    /// How often a sink's flush, waiting for the brokers' acknowledgements, logs that it
+    /// still waits (it waits until librdkafka delivers or gives the records up).
     pub flush_timeout: Duration,
 }
 

@@ -24,6 +24,8 @@ use runtime_core::{Error, OutRecord, RecordSink, Rejection, RejectionKind, Resul
 
 use crate::{client_config, kafka_error, name, KafkaSettings};
 
+/// How long one wait for the brokers' acknowledgements lasts before the sink looks again.
+const FLUSH_SLICE: Duration = Duration::from_secs(1);
 /// How long a write waits before trying again when the producer's queue is full.
 const QUEUE_FULL_WAIT: Duration = Duration::from_millis(5);
 
@@ -139,24 +141,30 @@ impl KafkaSink {
     }
 
     /// Waits for every delivery report; fails if the broker refused any record since the
-    /// last flush, or did not answer in time.
+    /// last flush. While the brokers cannot be reached it keeps waiting (librdkafka keeps
+    /// the records and retries them until `message.timeout.ms`, 5 minutes by default, then
+    /// reports them failed), saying so in the log every flush timeout.
     async fn delivered(&mut self) -> Result<()> {
         let producer = self.producer.clone();
         let timeout = self.flush_timeout;
-        let flushed = tokio::task::spawn_blocking(move || producer.flush(timeout))
-            .await
-            .map_err(|e| Error::endpoint(&self.name, format!("flush task: {e}")))?;
-        if let Err(e) = flushed {
-            let left = self.producer.in_flight_count();
-            return Err(Error::unavailable(
-                &self.name,
-                format!(
-                    "{left} records not acknowledged by the brokers within {} s ({e})",
-                    timeout.as_secs()
-                ),
-                Some(Box::new(e)),
-            ));
-        }
+        let name = self.name.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut waited = Duration::ZERO;
+            while producer.flush(FLUSH_SLICE).is_err() {
+                waited += FLUSH_SLICE;
+                if waited >= timeout {
+                    tracing::warn!(
+                        endpoint = %name,
+                        records = producer.in_flight_count(),
+                        seconds = waited.as_secs(),
+                        "records not yet acknowledged by the brokers; still waiting"
+                    );
+                    waited = Duration::ZERO;
+                }
+            }
+        })
+        .await
+        .map_err(|e| Error::endpoint(&self.name, format!("flush task: {e}")))?;
         let failed = self.producer.context().failed.load(Ordering::Relaxed);
         if failed > self.failures_seen {
             let n = failed - self.failures_seen;
