@@ -137,6 +137,8 @@ pub(crate) fn job(
         options: JobOptions {
             batching: jobs::Batching::new(batch),
             close_grace: CLOSE_GRACE,
+            // A flush after every batch: the checks of acknowledgements count on flushes.
+            settle_after_records: 1,
             ..JobOptions::default()
         },
         control,

@@ -78,7 +78,14 @@ pub struct JobOptions {
     /// How long closing an input waits for its records in flight to be settled before it
     /// acknowledges what settled and lets go (sources that acknowledge: Kafka, Redis...).
     pub close_grace: std::time::Duration,
+    /// A writer flushes once for every batch that came while it wrote (a group commit: an
+    /// acknowledging sink's flush is a round trip to its server), holding the receipts of
+    /// this many records at most before it flushes anyway. 1 flushes after every batch.
+    pub settle_after_records: usize,
 }
+
+/// Records whose receipts a writer holds for one flush at most, by default.
+pub const SETTLE_AFTER_RECORDS: usize = 16_384;
 
 impl Default for JobOptions {
     fn default() -> Self {
@@ -96,6 +103,7 @@ impl Default for JobOptions {
             relax_requirements: false,
             console_limit_bytes: 10 * 1024 * 1024,
             close_grace: std::time::Duration::from_secs(30),
+            settle_after_records: SETTLE_AFTER_RECORDS,
         }
     }
 }

@@ -204,7 +204,7 @@ pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> Job
         log: log.clone(),
         enabled: options.worker_limits || options.max_worker_restarts > 0,
     };
-    let writers = Writers::start(outputs, errors, log.clone());
+    let writers = Writers::start(outputs, errors, log.clone(), options.settle_after_records);
     let (stop_reading, stop_rx) = oneshot::channel();
     let (rx, reader) = start_reader(
         inputs,
@@ -1090,10 +1090,17 @@ impl Writers {
         outputs: Vec<crate::job::JobOutput>,
         errors: Option<Box<dyn RecordSink>>,
         log: Arc<dyn JobLog>,
+        settle_after: usize,
     ) -> Writers {
         let errors = errors.map(|sink| {
             let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
-            let task = tokio::spawn(write_loop(sink, rx, log.clone(), Writes::Errors));
+            let task = tokio::spawn(write_loop(
+                sink,
+                rx,
+                log.clone(),
+                Writes::Errors,
+                settle_after,
+            ));
             (tx, task)
         });
         let mut senders = BTreeMap::new();
@@ -1105,7 +1112,7 @@ impl Writers {
                 slot: out.slot,
                 errors: errors.as_ref().map(|(tx, _)| tx.clone()),
             };
-            let task = tokio::spawn(write_loop(out.sink, rx, log.clone(), writes));
+            let task = tokio::spawn(write_loop(out.sink, rx, log.clone(), writes, settle_after));
             tasks.push((out.slot, task));
         }
         Writers {
@@ -1263,10 +1270,22 @@ async fn write_loop(
     mut rx: mpsc::Receiver<OutBatch>,
     log: Arc<dyn JobLog>,
     writes: Writes,
+    settle_after: usize,
 ) -> WriterResult {
     let mut next: u64 = 0;
     let mut written: u64 = 0;
     let mut rejections = Vec::new();
+    // Batches written whose receipts wait for one flush: the first one's number, a receipt
+    // per record since (none for a batch no source waits on), what the sink refused.
+    let mut unsettled: Option<(u64, Vec<Receipt>, Vec<Rejection>)> = None;
+    let fail = |e: CoreError, written, rejections, sink: &dyn RecordSink| {
+        log.error(LogSource::Engine, format!("{}: {e}", sink.describe()));
+        WriterResult {
+            written,
+            rejections,
+            report: Err(e),
+        }
+    };
     while let Some((values, receipts)) = rx.recv().await {
         let n = values.len() as u64;
         let first = next + 1;
@@ -1282,22 +1301,39 @@ async fn write_loop(
                 }
             })
             .collect();
-        let flushed = match sink.write_batch(batch).await {
-            Ok(rej) => {
-                written += n - rej.len() as u64;
-                let settled = settle_batch(&mut *sink, receipts, first, &rej, &writes).await;
-                rejections.extend(rej);
-                settled
-            }
-            Err(e) => Err(e),
+        let rej = match sink.write_batch(batch).await {
+            Ok(rej) => rej,
+            Err(e) => return fail(e, written, rejections, &*sink),
         };
-        if let Err(e) = flushed {
-            log.error(LogSource::Engine, format!("{}: {e}", sink.describe()));
-            return WriterResult {
-                written,
-                rejections,
-                report: Err(e),
-            };
+        written += n - rej.len() as u64;
+        rejections.extend(rej.iter().cloned());
+        let tracked = receipts.iter().any(Receipt::is_tracked);
+        if tracked || unsettled.is_some() {
+            let (_, held, refused) =
+                unsettled.get_or_insert_with(|| (first, Vec::new(), Vec::new()));
+            if tracked {
+                held.extend(receipts);
+            } else {
+                held.extend((0..n).map(|_| Receipt::none()));
+            }
+            refused.extend(rej);
+        } else if let Err(e) = settle_batch(&mut *sink, receipts, first, &rej, &writes).await {
+            return fail(e, written, rejections, &*sink);
+        }
+        // One flush for every batch that came while this one was written (a group commit):
+        // a message broker's acknowledgement costs a round trip, not a record.
+        let held = unsettled.as_ref().map_or(0, |(_, r, _)| r.len());
+        if held > 0 && (rx.is_empty() || held >= settle_after) {
+            if let Some((first, receipts, refused)) = unsettled.take() {
+                if let Err(e) = settle_batch(&mut *sink, receipts, first, &refused, &writes).await {
+                    return fail(e, written, rejections, &*sink);
+                }
+            }
+        }
+    }
+    if let Some((first, receipts, refused)) = unsettled.take() {
+        if let Err(e) = settle_batch(&mut *sink, receipts, first, &refused, &writes).await {
+            return fail(e, written, rejections, &*sink);
         }
     }
     WriterResult {

@@ -45,7 +45,7 @@ use endpoints::descriptor::{Batching, Schema, TransportType};
 use endpoints::{Direction, Registry, StreamDescriptor};
 use runtime_core::{
     Fate, JobLog, LogSource, OutRecord, Position, ReadItem, Receipt, RecordSink, RecordSource,
-    Slot, Value,
+    Rejection, Slot, Value,
 };
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::Instant;
@@ -975,7 +975,22 @@ struct Written {
     unflushed: u64,
     /// When the first of those was written: the sink is flushed `LingerTime` later.
     since: Option<Instant>,
+    /// Batches written whose receipts wait for the next flush: the first one's number, one
+    /// receipt per record written since (none for a batch no source waits on), what the
+    /// sink refused among them.
+    unsettled: Option<(u64, Vec<Receipt>, Vec<Rejection>)>,
 }
+
+impl Written {
+    /// Records whose receipts wait for the next flush.
+    fn unsettled(&self) -> usize {
+        self.unsettled.as_ref().map_or(0, |(_, r, _)| r.len())
+    }
+}
+
+/// Receipts an output holds for one flush at most: past it, it flushes even with more
+/// batches waiting (a batch job's writers' default).
+const SETTLE_AFTER_RECORDS: usize = jobs::SETTLE_AFTER_RECORDS;
 
 impl Output {
     async fn run(
@@ -1019,11 +1034,21 @@ impl Output {
             if let Err(why) = self.write(sink.as_mut(), batch, &mut written).await {
                 break Some(why);
             }
+            // One flush for every batch that came while the last one was written (a group
+            // commit): a message broker's acknowledgement costs a round trip, not a record.
+            if rx.is_empty() || written.unsettled() >= SETTLE_AFTER_RECORDS {
+                if let Err(why) = self.settle(sink.as_mut(), &mut written).await {
+                    break Some(why);
+                }
+            }
         };
         let d = &self.d;
         let failed = match failed {
             Some(why) => Some(why),
-            None => sink.finish().await.err().map(|e| e.to_string()),
+            None => match self.settle(sink.as_mut(), &mut written).await {
+                Ok(()) => sink.finish().await.err().map(|e| e.to_string()),
+                Err(why) => Some(why),
+            },
         };
         match failed {
             Some(why) => {
@@ -1053,9 +1078,9 @@ impl Output {
         }
     }
 
-    /// Screens yields by the slot's schema and writes them; a batch carrying receipts is
-    /// flushed and its receipts settled (`jobs::settle_written`), another is flushed once
-    /// `LingerTime` passed since the sink was last flushed. `Err` when the sink failed:
+    /// Screens yields by the slot's schema and writes them; a batch carrying receipts keeps
+    /// them for the next flush ([`Output::settle`], once no batch waits), another is flushed
+    /// once `LingerTime` passed since the sink was last flushed. `Err` when the sink failed:
     /// what it did not make durable is counted failed, and the receipts are dropped
     /// (failed).
     async fn write(
@@ -1118,6 +1143,35 @@ impl Output {
         written.unflushed += n - refused;
         written.since.get_or_insert_with(Instant::now);
         let tracked = receipts.iter().any(Receipt::is_tracked);
+        if tracked || written.unsettled.is_some() {
+            // Settled at the next flush, with the batches written before it.
+            let (_, held, refused) = written
+                .unsettled
+                .get_or_insert_with(|| (first, Vec::new(), Vec::new()));
+            if tracked {
+                held.extend(receipts);
+            } else {
+                held.extend((0..n).map(|_| Receipt::none()));
+            }
+            refused.extend(rejections);
+        } else if written.since.is_some_and(|t| t.elapsed() >= self.linger) {
+            self.flush(sink, written).await?;
+        }
+        Ok(())
+    }
+
+    /// Flushes the sink and settles the receipts of what was written since the last flush
+    /// (`jobs::settle_written`, the batch job's own): delivered (for the error stream:
+    /// rejected), rejected where the sink refused. `Err` when the flush failed: what it did
+    /// not make durable is counted failed, and the receipts are dropped (failed).
+    async fn settle(
+        &self,
+        sink: &mut dyn RecordSink,
+        written: &mut Written,
+    ) -> std::result::Result<(), String> {
+        let Some((first, receipts, rejections)) = written.unsettled.take() else {
+            return Ok(());
+        };
         let delivered = if self.is_errors() {
             Fate::Rejected
         } else {
@@ -1128,19 +1182,15 @@ impl Output {
                 for receipt in refused {
                     receipt.settle(Fate::Rejected);
                 }
+                written.unflushed = 0;
+                written.since = None;
+                Ok(())
             }
             Err(e) => {
                 Shared::add(&self.shared.failed, written.unflushed);
-                return Err(e.to_string());
+                Err(e.to_string())
             }
         }
-        if tracked {
-            written.unflushed = 0;
-            written.since = None;
-        } else if written.since.is_some_and(|t| t.elapsed() >= self.linger) {
-            self.flush(sink, written).await?;
-        }
-        Ok(())
     }
 
     /// Flushes what the sink took since it was last flushed.
@@ -1149,6 +1199,9 @@ impl Output {
         sink: &mut dyn RecordSink,
         written: &mut Written,
     ) -> std::result::Result<(), String> {
+        if written.unsettled.is_some() {
+            return self.settle(sink, written).await;
+        }
         written.since = None;
         if written.unflushed == 0 {
             return Ok(());
