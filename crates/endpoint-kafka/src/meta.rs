@@ -29,7 +29,9 @@ pub(crate) fn message_record(value: Value, meta: &MessageMeta) -> Value {
     m.insert("headers", Value::Map(headers));
     m.insert(
         "topic",
-        meta.topic.clone().map_or(Value::Null, Value::String),
+        meta.topic
+            .as_deref()
+            .map_or(Value::Null, |t| Value::String(t.to_owned())),
     );
     m.insert(
         "partition",
@@ -137,7 +139,7 @@ pub(crate) fn error_message(
     }
     if let Some(m) = meta {
         let coords = [
-            ("error.topic", m.topic.clone()),
+            ("error.topic", m.topic.as_deref().map(str::to_owned)),
             ("error.partition", m.partition.map(|p| p.to_string())),
             ("error.offset", m.offset.map(|o| o.to_string())),
         ];

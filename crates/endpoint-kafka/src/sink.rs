@@ -8,7 +8,7 @@
 //! timeout.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,7 +17,7 @@ use endpoints::descriptor::KafkaTransport;
 use endpoints::OpenRequest;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 use runtime_core::{Error, OutRecord, RecordSink, Rejection, RejectionKind, Result, SinkReport};
@@ -70,7 +70,10 @@ pub struct KafkaSink {
     name: String,
     topic: String,
     partition: Option<i32>,
-    producer: ThreadedProducer<Deliveries>,
+    /// Polled by the sink itself (its writes serve the delivery reports, its flush waits for
+    /// them): a producer with a polling thread of its own would take the reports a flush
+    /// waits for, and the flush would sleep its whole poll interval each time.
+    producer: Arc<BaseProducer<Deliveries>>,
     codec: CodecConfig,
     /// Records are `{"key", "value", "headers"}` (`Metadata`).
     metadata: bool,
@@ -94,9 +97,11 @@ impl KafkaSink {
             ("enable.idempotence", "true".to_string()),
             ("acks", "all".to_string()),
         ];
-        let producer = client_config(t, settings, &owned)?
-            .create_with_context(Deliveries::default())
-            .map_err(|e| Error::descriptor("Transport.Properties", e.to_string()))?;
+        let producer = Arc::new(
+            client_config(t, settings, &owned)?
+                .create_with_context(Deliveries::default())
+                .map_err(|e| Error::descriptor("Transport.Properties", e.to_string()))?,
+        );
         Ok(KafkaSink {
             name,
             topic: t.topic.clone(),
@@ -133,6 +138,8 @@ impl KafkaSink {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    // Delivery reports make room.
+                    self.producer.poll(Duration::ZERO);
                     tokio::time::sleep(QUEUE_FULL_WAIT).await;
                 }
                 Err((e, _)) => return Err(e),
@@ -260,6 +267,8 @@ impl RecordSink for KafkaSink {
                 Err(e) => return Err(kafka_error(&self.name, e)),
             }
         }
+        // Delivery reports of earlier writes, taken as they come.
+        self.producer.poll(Duration::ZERO);
         Ok(rejected)
     }
 

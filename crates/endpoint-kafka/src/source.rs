@@ -44,8 +44,10 @@ use crate::{client_config, kafka_error, name, KafkaSettings, DEFAULT_MAX_IN_FLIG
 const TICK: Duration = Duration::from_millis(100);
 /// Commits are sent at most this often while records flow (and on close, revoke, idle).
 const COMMIT_EVERY: Duration = Duration::from_millis(200);
-/// Messages the consumer thread hands over before it waits for the source.
-const CHANNEL: usize = 1024;
+/// Batches of messages the consumer thread hands over before it waits for the source.
+const CHANNEL: usize = 16;
+/// Messages the consumer thread hands over at once, at most.
+const MSG_BATCH: usize = 512;
 /// How long a metadata or offsets request to the brokers may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the thread waits before asking the brokers again after they could not answer.
@@ -61,7 +63,8 @@ fn unique() -> u64 {
 
 /// What the consumer thread hands over.
 enum Event {
-    Message(Msg),
+    /// Messages in the order read, as many as were there at once (up to [`MSG_BATCH`]).
+    Messages(Vec<Msg>),
     /// The consumer could not fetch (brokers down, a topic missing); it goes on trying, and
     /// says so again every [`RETRY_AFTER`] until it finds the topic on the brokers.
     Down(Trouble),
@@ -272,6 +275,8 @@ enum Mode {
 pub struct KafkaSource {
     name: String,
     topic: String,
+    /// The topic, shared by the messages' metadata.
+    topic_name: Arc<str>,
     consumer: Arc<Client>,
     shared: Arc<Shared>,
     rx: mpsc::Receiver<Event>,
@@ -288,6 +293,8 @@ pub struct KafkaSource {
     /// Why the consumer cannot read, from its last `Down` until it reads or finds the
     /// brokers again: a quiet read answers it rather than nothing.
     down: Option<String>,
+    /// Messages handed over by the consumer thread and not yet read.
+    backlog: std::collections::VecDeque<Msg>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     lag: Arc<AtomicI64>,
@@ -398,6 +405,7 @@ impl KafkaSource {
         Ok(KafkaSource {
             name,
             topic: t.topic.clone(),
+            topic_name: Arc::from(t.topic.as_str()),
             consumer,
             shared,
             rx,
@@ -411,6 +419,7 @@ impl KafkaSource {
             last_commit: Instant::now(),
             read: 0,
             down: None,
+            backlog: std::collections::VecDeque::new(),
             stop,
             thread: Some(thread),
             lag,
@@ -501,7 +510,7 @@ impl KafkaSource {
             key: m.key,
             value,
             headers: m.headers,
-            topic: Some(self.topic.clone()),
+            topic: Some(self.topic_name.clone()),
             partition: Some(m.partition),
             offset: Some(m.offset),
             timestamp_ms: m.timestamp_ms,
@@ -515,6 +524,24 @@ impl KafkaSource {
             .acks
             .receipt_with((m.partition, m.offset, m.epoch), Some(meta));
         item
+    }
+
+    /// Takes one event of the consumer thread: messages join the backlog, trouble is kept.
+    fn take(&mut self, ev: Event, trouble: &mut Option<Error>) {
+        match ev {
+            Event::Messages(batch) => {
+                self.down = None;
+                self.backlog.extend(batch);
+            }
+            Event::Up => self.down = None,
+            Event::Down(t) => {
+                // The consumer goes on trying: temporary, whatever it is (a topic not
+                // created yet, brokers down).
+                self.down = Some(t.why());
+                *trouble = Some(t.into_error(&self.name));
+            }
+            Event::Failed(e) => *trouble = Some(e),
+        }
     }
 
     /// Whether `m` belongs to a partition this consumer still owns in the epoch it was read.
@@ -541,48 +568,35 @@ impl RecordSource for KafkaSource {
             tracing::warn!(endpoint = %self.name, error = %e, "commit failed; retried with the next");
         }
         let room = max.min(self.max_in_flight - self.acks.in_flight()).max(1);
-        let first = match tokio::time::timeout(TICK, self.rx.recv()).await {
-            Ok(Some(ev)) => ev,
-            Ok(None) => return Ok(None),
-            Err(_) => {
-                if let Some(w) = self.max_wait {
-                    if self.last_message.elapsed() >= w {
-                        return Ok(None);
-                    }
-                }
-                let _ = self.commit(CommitMode::Async, true);
-                if let Some(why) = &self.down {
-                    return Err(Error::unavailable(&self.name, why.clone(), None));
-                }
-                return Ok(Some(Vec::new()));
-            }
-        };
-        let mut msgs = Vec::new();
         let mut trouble = None;
-        let mut ev = Some(first);
-        while let Some(e) = ev.take() {
-            match e {
-                Event::Message(m) => {
-                    self.down = None;
-                    msgs.push(m);
+        if self.backlog.is_empty() {
+            let first = match tokio::time::timeout(TICK, self.rx.recv()).await {
+                Ok(Some(ev)) => ev,
+                Ok(None) => return Ok(None),
+                Err(_) => {
+                    if let Some(w) = self.max_wait {
+                        if self.last_message.elapsed() >= w {
+                            return Ok(None);
+                        }
+                    }
+                    let _ = self.commit(CommitMode::Async, true);
+                    if let Some(why) = &self.down {
+                        return Err(Error::unavailable(&self.name, why.clone(), None));
+                    }
+                    return Ok(Some(Vec::new()));
                 }
-                Event::Up => self.down = None,
-                Event::Down(t) => {
-                    // The consumer goes on trying: temporary, whatever it is (a topic not
-                    // created yet, brokers down).
-                    self.down = Some(t.why());
-                    trouble = Some(t.into_error(&self.name));
-                    break;
+            };
+            self.take(first, &mut trouble);
+            // What else is there, without waiting.
+            while trouble.is_none() && self.backlog.len() < room {
+                match self.rx.try_recv() {
+                    Ok(ev) => self.take(ev, &mut trouble),
+                    Err(_) => break,
                 }
-                Event::Failed(e) => {
-                    trouble = Some(e);
-                    break;
-                }
-            }
-            if msgs.len() < room {
-                ev = self.rx.try_recv().ok();
             }
         }
+        let n = room.min(self.backlog.len());
+        let msgs: Vec<Msg> = self.backlog.drain(..n).collect();
         if msgs.is_empty() {
             if let Some(e) = trouble {
                 return Err(e);
@@ -678,6 +692,7 @@ impl Poller {
     fn run(self, mode: Mode) {
         let mut ends: Option<HashSet<i32>> = None;
         let mut last_down: Option<Instant> = None;
+        let mut batch: Vec<Msg> = Vec::new();
         // Since the source was told the consumer cannot read: until a message comes, or the
         // brokers answer with the topic, they are asked every RETRY_AFTER.
         let mut down = false;
@@ -723,10 +738,27 @@ impl Poller {
             }
             if let Some(ends) = &ends {
                 if ends.is_empty() {
-                    return; // every partition read to its end: the channel closes
+                    // Every partition read to its end: the channel closes.
+                    if !batch.is_empty() {
+                        self.send(Event::Messages(batch));
+                    }
+                    return;
                 }
             }
-            match self.consumer.poll(TICK) {
+            // A message waiting is taken at once, with those behind it, into one batch.
+            let wait = if batch.is_empty() {
+                TICK
+            } else {
+                Duration::ZERO
+            };
+            let polled = self.consumer.poll(wait);
+            if !batch.is_empty()
+                && (!matches!(polled, Some(Ok(_))) || batch.len() >= MSG_BATCH)
+                && !self.send(Event::Messages(std::mem::take(&mut batch)))
+            {
+                return;
+            }
+            match polled {
                 None => {}
                 Some(Err(KafkaError::PartitionEOF(p))) => {
                     if let Some(ends) = ends.as_mut() {
@@ -756,7 +788,7 @@ impl Poller {
                                 .collect()
                         })
                         .unwrap_or_default();
-                    let msg = Msg {
+                    batch.push(Msg {
                         partition: p,
                         offset,
                         epoch,
@@ -764,11 +796,7 @@ impl Poller {
                         key: m.key().map(Box::from),
                         headers,
                         timestamp_ms: m.timestamp().to_millis(),
-                    };
-                    drop(m);
-                    if !self.send(Event::Message(msg)) {
-                        return;
-                    }
+                    });
                 }
                 // librdkafka reconnects by itself; the source hears of it once a second at
                 // most, as a temporary error.

@@ -81,7 +81,7 @@ pub struct MessageMeta {
     /// Header names and values, in the message's order (a name may repeat).
     pub headers: Vec<(String, Option<Box<[u8]>>)>,
     /// Where the message was read: its topic, partition and offset.
-    pub topic: Option<String>,
+    pub topic: Option<std::sync::Arc<str>>,
     pub partition: Option<i32>,
     pub offset: Option<i64>,
     /// The message's timestamp, in ms since the epoch.
