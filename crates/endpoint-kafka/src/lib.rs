@@ -106,17 +106,9 @@ fn transport<'a>(req: &OpenRequest<'a>) -> Result<&'a KafkaTransport> {
     }
 }
 
-/// The settings the engine owns: a descriptor's `Properties` may not change them, since the
-/// guarantees rest on them.
-const OWNED: &[&str] = &[
-    "bootstrap.servers",
-    "group.id",
-    "enable.auto.commit",
-    "enable.auto.offset.store",
-    "enable.idempotence",
-    "acks",
-    "enable.partition.eof",
-];
+/// The settings the engine owns: neither `kafka.properties` nor a descriptor's `Properties`
+/// (refused when it is read) may change them, since the guarantees rest on them.
+use endpoints::descriptor::KAFKA_OWNED_PROPERTIES as OWNED;
 
 /// The client configuration of an endpoint: the engine's settings, the descriptor's
 /// `Properties` over them, then what the endpoint needs.
@@ -133,8 +125,8 @@ fn client_config(
     for (k, v) in settings.properties.iter().chain(&t.properties) {
         if OWNED.contains(&k.as_str()) {
             return Err(Error::descriptor(
-                format!("Transport.Properties.{k}"),
-                "is set by the engine (the descriptor's own fields choose it) and cannot be given",
+                format!("kafka.properties.{k}"),
+                "is set by the engine (a stream descriptor's own fields choose it) and cannot be given",
             ));
         }
         cfg.set(k, v);

@@ -1965,6 +1965,18 @@ const KAFKA_FIELDS: &[&str] = &[
     "Properties",
 ];
 
+/// Kafka client settings the engine sets itself, which `Properties` may not give: the
+/// descriptor's own fields choose them, and the delivery guarantees rest on them.
+pub const KAFKA_OWNED_PROPERTIES: &[&str] = &[
+    "bootstrap.servers",
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "enable.idempotence",
+    "acks",
+    "enable.partition.eof",
+];
+
 /// `Transport.Properties`: an object of Kafka client settings; numbers and booleans are
 /// taken as their text, as the client reads every setting as text.
 fn kafka_properties(v: &Json) -> Result<BTreeMap<String, String>> {
@@ -1976,6 +1988,12 @@ fn kafka_properties(v: &Json) -> Result<BTreeMap<String, String>> {
     };
     m.iter()
         .map(|(k, v)| {
+            if KAFKA_OWNED_PROPERTIES.contains(&k.as_str()) {
+                return Err(Error::descriptor(
+                    format!("Transport.Properties.{k}"),
+                    "is set by the engine (the descriptor's own fields choose it) and cannot be given",
+                ));
+            }
             let text = match v {
                 Json::String(s) => s.clone(),
                 Json::Number(n) => n.to_string(),

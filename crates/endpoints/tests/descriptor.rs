@@ -551,6 +551,7 @@ const INVALID: &[(&str, &str, &str)] = &[
     (r#"{"Transport": {"Type": "Kafka", "BootstrapServers": "b:9092", "Topik": "t"}}"#, "Transport.Topik", "did you mean 'Topic'?"),
     (r#"{"Transport": {"Type": "Kafka", "BootstrapServers": "b:9092", "Topic": "t", "MaxInFlight": 0}}"#, "Transport.MaxInFlight", "must be at least 1"),
     (r#"{"Transport": {"Type": "Kafka", "BootstrapServers": "b:9092", "Topic": "t", "Properties": ["acks=1"]}}"#, "Transport.Properties", "must be an object"),
+    (r#"{"Transport": {"Type": "Kafka", "BootstrapServers": "b:9092", "Topic": "t", "Properties": {"enable.auto.commit": true}}}"#, "Transport.Properties.enable.auto.commit", "is set by the engine"),
     (r#"{"Transport": {"Type": "Kafka", "BootstrapServers": "b:9092", "Topic": "t", "Properties": {"linger.ms": [5]}}}"#, "Transport.Properties.linger.ms", "must be a string, a number or a boolean"),
     (r#"{"Transport": {"Type": "file", "Path": "a", "Mode": "simple"}}"#, "Transport.Mode", "unknown field of a file transport"),
     (r#"{"Transport": "REST", "encoding": "json", "Encoding": "json"}"#, "encoding", "given twice"),
