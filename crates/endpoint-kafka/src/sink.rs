@@ -24,8 +24,9 @@ use runtime_core::{Error, OutRecord, RecordSink, Rejection, RejectionKind, Resul
 
 use crate::{client_config, kafka_error, name, KafkaSettings};
 
-/// How long one wait for the brokers' acknowledgements lasts before the sink looks again.
-const FLUSH_SLICE: Duration = Duration::from_secs(1);
+/// How long one wait for delivery reports lasts before the sink looks again whether every
+/// record is acknowledged.
+const FLUSH_POLL: Duration = Duration::from_millis(1);
 /// How long a write waits before trying again when the producer's queue is full.
 const QUEUE_FULL_WAIT: Duration = Duration::from_millis(5);
 
@@ -97,9 +98,14 @@ impl KafkaSink {
             ("enable.idempotence", "true".to_string()),
             ("acks", "all".to_string()),
         ];
+        let mut cfg = client_config(t, settings, &owned)?;
+        // The sink batches itself (a write, then a flush once nothing more waits): records
+        // held back for librdkafka's linger only delay each flush by that much.
+        if !cfg.config_map().contains_key("linger.ms") {
+            cfg.set("linger.ms", "0");
+        }
         let producer = Arc::new(
-            client_config(t, settings, &owned)?
-                .create_with_context(Deliveries::default())
+            cfg.create_with_context(Deliveries::default())
                 .map_err(|e| Error::descriptor("Transport.Properties", e.to_string()))?,
         );
         Ok(KafkaSink {
@@ -156,17 +162,20 @@ impl KafkaSink {
         let timeout = self.flush_timeout;
         let name = self.name.clone();
         tokio::task::spawn_blocking(move || {
-            let mut waited = Duration::ZERO;
-            while producer.flush(FLUSH_SLICE).is_err() {
-                waited += FLUSH_SLICE;
-                if waited >= timeout {
+            // Not `Producer::flush`: rdkafka's polls for 100 ms at a time whatever arrives,
+            // so each flush would take 100 ms. The queue counts the records not yet
+            // acknowledged and their reports not yet served.
+            let mut since = std::time::Instant::now();
+            while producer.in_flight_count() > 0 {
+                producer.poll(FLUSH_POLL);
+                if since.elapsed() >= timeout {
                     tracing::warn!(
                         endpoint = %name,
                         records = producer.in_flight_count(),
-                        seconds = waited.as_secs(),
+                        seconds = since.elapsed().as_secs(),
                         "records not yet acknowledged by the brokers; still waiting"
                     );
-                    waited = Duration::ZERO;
+                    since = std::time::Instant::now();
                 }
             }
         })
