@@ -24,9 +24,8 @@ use runtime_core::{Error, OutRecord, RecordSink, Rejection, RejectionKind, Resul
 
 use crate::{client_config, kafka_error, name, KafkaSettings};
 
-/// How long one wait for delivery reports lasts before the sink looks again whether every
-/// record is acknowledged.
-const FLUSH_POLL: Duration = Duration::from_millis(1);
+/// How long a flush sleeps between looks at the delivery reports.
+const FLUSH_POLL: Duration = Duration::from_micros(200);
 /// How long a write waits before trying again when the producer's queue is full.
 const QUEUE_FULL_WAIT: Duration = Duration::from_millis(5);
 
@@ -167,7 +166,12 @@ impl KafkaSink {
             // acknowledged and their reports not yet served.
             let mut since = std::time::Instant::now();
             while producer.in_flight_count() > 0 {
-                producer.poll(FLUSH_POLL);
+                // rdkafka's poll spins until its deadline when less than a millisecond is
+                // left: serve what is there, then sleep.
+                producer.poll(Duration::ZERO);
+                if producer.in_flight_count() > 0 {
+                    std::thread::sleep(FLUSH_POLL);
+                }
                 if since.elapsed() >= timeout {
                     tracing::warn!(
                         endpoint = %name,
