@@ -75,4 +75,4 @@ pub use job::{
 };
 pub use model_files::{materialize, LocatedModel, Materialized};
 pub use plan::{Asset, JobPlan, PlanInput, PlanModel, PlanOptions, PlanOutput};
-pub use run::{run_job, settle_written, take_refused};
+pub use run::{run_job, settle_written, take_refused, Held, Unsettled};

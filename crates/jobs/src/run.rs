@@ -1275,9 +1275,7 @@ async fn write_loop(
     let mut next: u64 = 0;
     let mut written: u64 = 0;
     let mut rejections = Vec::new();
-    // Batches written whose receipts wait for one flush: the first one's number, a receipt
-    // per record since (none for a batch no source waits on), what the sink refused.
-    let mut unsettled: Option<(u64, Vec<Receipt>, Vec<Rejection>)> = None;
+    let mut unsettled = Unsettled::default();
     let fail = |e: CoreError, written, rejections, sink: &dyn RecordSink| {
         log.error(LogSource::Engine, format!("{}: {e}", sink.describe()));
         WriterResult {
@@ -1307,32 +1305,24 @@ async fn write_loop(
         };
         written += n - rej.len() as u64;
         rejections.extend(rej.iter().cloned());
-        let tracked = receipts.iter().any(Receipt::is_tracked);
-        if tracked || unsettled.is_some() {
-            let (_, held, refused) =
-                unsettled.get_or_insert_with(|| (first, Vec::new(), Vec::new()));
-            if tracked {
-                held.extend(receipts);
-            } else {
-                held.extend((0..n).map(|_| Receipt::none()));
+        if let Some((receipts, rej)) = unsettled.hold(first, n as usize, receipts, rej) {
+            if let Err(e) = settle_batch(&mut *sink, receipts, first, &rej, &writes).await {
+                return fail(e, written, rejections, &*sink);
             }
-            refused.extend(rej);
-        } else if let Err(e) = settle_batch(&mut *sink, receipts, first, &rej, &writes).await {
-            return fail(e, written, rejections, &*sink);
         }
-        // One flush for every batch that came while this one was written (a group commit):
-        // a message broker's acknowledgement costs a round trip, not a record.
-        let held = unsettled.as_ref().map_or(0, |(_, r, _)| r.len());
-        if held > 0 && (rx.is_empty() || held >= settle_after) {
-            if let Some((first, receipts, refused)) = unsettled.take() {
-                if let Err(e) = settle_batch(&mut *sink, receipts, first, &refused, &writes).await {
+        // One flush for every batch that came while this one was written.
+        if rx.is_empty() || unsettled.len() >= settle_after {
+            if let Some(h) = unsettled.take() {
+                if let Err(e) =
+                    settle_batch(&mut *sink, h.receipts, h.first, &h.refused, &writes).await
+                {
                     return fail(e, written, rejections, &*sink);
                 }
             }
         }
     }
-    if let Some((first, receipts, refused)) = unsettled.take() {
-        if let Err(e) = settle_batch(&mut *sink, receipts, first, &refused, &writes).await {
+    if let Some(h) = unsettled.take() {
+        if let Err(e) = settle_batch(&mut *sink, h.receipts, h.first, &h.refused, &writes).await {
             return fail(e, written, rejections, &*sink);
         }
     }
@@ -1387,6 +1377,68 @@ async fn settle_batch(
     // An error output that stopped reports why at finish; these receipts then fail.
     let _ = tx.send((values, receipts)).await;
     Ok(())
+}
+
+/// The receipts of batches a writer wrote and has not flushed yet, settled together at its
+/// next flush (a group commit: an acknowledging sink's flush is a round trip to its server,
+/// paid once for every batch that came while the writer wrote). Batch jobs' writers and a
+/// deployed model's output streams both hold their receipts here.
+#[derive(Debug, Default)]
+pub struct Unsettled {
+    held: Option<Held>,
+}
+
+/// Batches held: the first one's output number, a receipt per record written since (none
+/// for a batch no source waits on), what the sink refused among them.
+#[derive(Debug)]
+pub struct Held {
+    pub first: u64,
+    pub receipts: Vec<Receipt>,
+    pub refused: Vec<Rejection>,
+}
+
+impl Unsettled {
+    /// Holds a batch of `n` outputs written from number `first` on, its `receipts` (empty,
+    /// or one per output) and the sink's rejections, when it or a batch held before it
+    /// carries a receipt; otherwise hands them back (nothing waits on them).
+    pub fn hold(
+        &mut self,
+        first: u64,
+        n: usize,
+        receipts: Vec<Receipt>,
+        refused: Vec<Rejection>,
+    ) -> Option<(Vec<Receipt>, Vec<Rejection>)> {
+        let tracked = receipts.iter().any(Receipt::is_tracked);
+        if !tracked && self.held.is_none() {
+            return Some((receipts, refused));
+        }
+        let held = self.held.get_or_insert_with(|| Held {
+            first,
+            receipts: Vec::new(),
+            refused: Vec::new(),
+        });
+        if tracked {
+            held.receipts.extend(receipts);
+        } else {
+            held.receipts.extend((0..n).map(|_| Receipt::none()));
+        }
+        held.refused.extend(refused);
+        None
+    }
+
+    /// Outputs whose receipts are held.
+    pub fn len(&self) -> usize {
+        self.held.as_ref().map_or(0, |h| h.receipts.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.held.is_none()
+    }
+
+    /// What is held, for [`settle_written`] after a flush.
+    pub fn take(&mut self) -> Option<Held> {
+        self.held.take()
+    }
 }
 
 /// Settles the receipts of a batch `sink` took, written from output number `first` on,

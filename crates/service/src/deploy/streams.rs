@@ -45,7 +45,7 @@ use endpoints::descriptor::{Batching, Schema, TransportType};
 use endpoints::{Direction, Registry, StreamDescriptor};
 use runtime_core::{
     Fate, JobLog, LogSource, OutRecord, Position, ReadItem, Receipt, RecordSink, RecordSource,
-    Rejection, Slot, Value,
+    Slot, Value,
 };
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::Instant;
@@ -975,17 +975,8 @@ struct Written {
     unflushed: u64,
     /// When the first of those was written: the sink is flushed `LingerTime` later.
     since: Option<Instant>,
-    /// Batches written whose receipts wait for the next flush: the first one's number, one
-    /// receipt per record written since (none for a batch no source waits on), what the
-    /// sink refused among them.
-    unsettled: Option<(u64, Vec<Receipt>, Vec<Rejection>)>,
-}
-
-impl Written {
-    /// Records whose receipts wait for the next flush.
-    fn unsettled(&self) -> usize {
-        self.unsettled.as_ref().map_or(0, |(_, r, _)| r.len())
-    }
+    /// Batches written whose receipts wait for the next flush.
+    unsettled: jobs::Unsettled,
 }
 
 /// Receipts an output holds for one flush at most: past it, it flushes even with more
@@ -1036,7 +1027,7 @@ impl Output {
             }
             // One flush for every batch that came while the last one was written (a group
             // commit): a message broker's acknowledgement costs a round trip, not a record.
-            if rx.is_empty() || written.unsettled() >= SETTLE_AFTER_RECORDS {
+            if rx.is_empty() || written.unsettled.len() >= SETTLE_AFTER_RECORDS {
                 if let Err(why) = self.settle(sink.as_mut(), &mut written).await {
                     break Some(why);
                 }
@@ -1142,19 +1133,12 @@ impl Output {
         d.outputs_delivered(self.slot, n - refused);
         written.unflushed += n - refused;
         written.since.get_or_insert_with(Instant::now);
-        let tracked = receipts.iter().any(Receipt::is_tracked);
-        if tracked || written.unsettled.is_some() {
-            // Settled at the next flush, with the batches written before it.
-            let (_, held, refused) = written
-                .unsettled
-                .get_or_insert_with(|| (first, Vec::new(), Vec::new()));
-            if tracked {
-                held.extend(receipts);
-            } else {
-                held.extend((0..n).map(|_| Receipt::none()));
-            }
-            refused.extend(rejections);
-        } else if written.since.is_some_and(|t| t.elapsed() >= self.linger) {
+        // Held for the next flush when a source waits on them; else nothing to settle.
+        let untracked = written
+            .unsettled
+            .hold(first, n as usize, receipts, rejections)
+            .is_some();
+        if untracked && written.since.is_some_and(|t| t.elapsed() >= self.linger) {
             self.flush(sink, written).await?;
         }
         Ok(())
@@ -1169,7 +1153,12 @@ impl Output {
         sink: &mut dyn RecordSink,
         written: &mut Written,
     ) -> std::result::Result<(), String> {
-        let Some((first, receipts, rejections)) = written.unsettled.take() else {
+        let Some(jobs::Held {
+            first,
+            receipts,
+            refused: rejections,
+        }) = written.unsettled.take()
+        else {
             return Ok(());
         };
         let delivered = if self.is_errors() {
@@ -1199,7 +1188,7 @@ impl Output {
         sink: &mut dyn RecordSink,
         written: &mut Written,
     ) -> std::result::Result<(), String> {
-        if written.unsettled.is_some() {
+        if !written.unsettled.is_empty() {
             return self.settle(sink, written).await;
         }
         written.since = None;
