@@ -7,6 +7,7 @@
 //! are then not acknowledged), as does a broker that does not answer within the flush
 //! timeout.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -20,7 +21,9 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
-use runtime_core::{Error, OutRecord, RecordSink, Rejection, RejectionKind, Result, SinkReport};
+use runtime_core::{
+    Error, OutRecord, RecordSink, Rejection, RejectionKind, Result, SinkReport, Value,
+};
 
 use crate::{client_config, kafka_error, name, KafkaSettings};
 
@@ -63,6 +66,11 @@ fn headers_of<'a>(
         out = Some(h.insert(Header { key, value }));
     }
     out
+}
+
+/// Headers given as owned names and values.
+fn owned_headers(headers: &[(String, Option<Vec<u8>>)]) -> Option<OwnedHeaders> {
+    headers_of(headers.iter().map(|(k, v)| (k.as_str(), v.as_deref())))
 }
 
 /// Writes each record as one message of a topic.
@@ -124,26 +132,27 @@ impl KafkaSink {
 
     /// Hands one message to the producer, waiting while its queue is full.
     async fn send(
-        &mut self,
+        &self,
         payload: &[u8],
         key: Option<&[u8]>,
-        headers: Option<&OwnedHeaders>,
+        headers: Option<OwnedHeaders>,
     ) -> std::result::Result<(), KafkaError> {
+        let mut record = BaseRecord::<[u8], [u8]>::to(&self.topic).payload(payload);
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        if let Some(h) = headers {
+            record = record.headers(h);
+        }
+        if let Some(p) = self.partition {
+            record = record.partition(p);
+        }
         loop {
-            let mut record = BaseRecord::<[u8], [u8]>::to(&self.topic).payload(payload);
-            if let Some(k) = key {
-                record = record.key(k);
-            }
-            if let Some(h) = headers {
-                record = record.headers(h.clone());
-            }
-            if let Some(p) = self.partition {
-                record = record.partition(p);
-            }
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    // Delivery reports make room.
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    // Delivery reports make room; the record comes back to be sent again.
+                    record = back;
                     self.producer.poll(Duration::ZERO);
                     tokio::time::sleep(QUEUE_FULL_WAIT).await;
                 }
@@ -216,53 +225,37 @@ impl RecordSink for KafkaSink {
                 position,
                 meta,
             } = r;
+            let encode =
+                |v: &Value| codecs::encode_message(&self.codec, v).map_err(|e| e.to_string());
             let message = if self.errors {
-                crate::meta::error_message(value, meta.as_deref(), |v| {
-                    codecs::encode_message(&self.codec, v).map_err(|e| e.to_string())
-                })
+                // The original message, its reason in headers.
+                crate::meta::error_message(value, meta.as_deref(), encode)
+                    .map(|g| (g.value, g.key.map(Cow::Owned), owned_headers(&g.headers)))
             } else if self.metadata {
                 // The key and headers the model gave.
                 crate::meta::given(value).and_then(|g| {
-                    let bytes =
-                        codecs::encode_message(&self.codec, &g.value).map_err(|e| e.to_string())?;
-                    Ok(crate::meta::Given {
-                        value: bytes,
-                        key: g.key,
-                        headers: g.headers,
-                    })
+                    let bytes = encode(&g.value)?;
+                    Ok((bytes, g.key.map(Cow::Owned), owned_headers(&g.headers)))
                 })
             } else {
-                // Those of the message the record was made of.
-                codecs::encode_message(&self.codec, &value)
-                    .map_err(|e| e.to_string())
-                    .map(|bytes| crate::meta::Given {
-                        value: bytes,
-                        key: meta
-                            .as_deref()
-                            .and_then(|m| m.key.as_deref().map(<[u8]>::to_vec)),
-                        headers: meta
-                            .as_deref()
-                            .map(|m| {
-                                m.headers
-                                    .iter()
-                                    .map(|(k, v)| (k.clone(), v.as_deref().map(<[u8]>::to_vec)))
-                                    .collect()
-                            })
-                            .unwrap_or_default(),
-                    })
+                // Those of the message the record was made of, as they are.
+                let m = meta.as_deref();
+                encode(&value).map(|bytes| {
+                    let key = m.and_then(|m| m.key.as_deref()).map(Cow::Borrowed);
+                    let headers = m.and_then(|m| {
+                        headers_of(m.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref())))
+                    });
+                    (bytes, key, headers)
+                })
             };
             let (bytes, key, headers) = match message {
-                Ok(g) => (
-                    g.value,
-                    g.key,
-                    headers_of(g.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref()))),
-                ),
+                Ok(m) => m,
                 Err(reason) => {
                     rejected.push(Rejection::new(RejectionKind::Encoding, position, reason));
                     continue;
                 }
             };
-            match self.send(&bytes, key.as_deref(), headers.as_ref()).await {
+            match self.send(&bytes, key.as_deref(), headers).await {
                 Ok(()) => {
                     self.records += 1;
                     self.bytes += bytes.len() as u64;
