@@ -55,6 +55,15 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// How long asking the brokers whether they are back may take (the consumer's thread waits).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// The offsets to commit: the next offset of each partition.
+fn offsets(topic: &str, next: &[(i32, i64)]) -> rdkafka::error::KafkaResult<TopicPartitionList> {
+    let mut tpl = TopicPartitionList::new();
+    for (p, offset) in next {
+        tpl.add_partition_offset(topic, *p, Offset::Offset(*offset))?;
+    }
+    Ok(tpl)
+}
+
 /// A number no other source of this process has.
 fn unique() -> u64 {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -219,10 +228,10 @@ impl ConsumerContext for Callbacks {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
-        let mut offsets = TopicPartitionList::new();
+        let mut pending = Vec::new();
         for p in &partitions {
             if let Some(next) = parts.pending.remove(p) {
-                let _ = offsets.add_partition_offset(&self.topic, *p, Offset::Offset(next));
+                pending.push((*p, next));
             }
             parts.in_flight.remove(p);
             parts.next.remove(p);
@@ -230,8 +239,10 @@ impl ConsumerContext for Callbacks {
             parts.epoch.remove(p);
         }
         drop(parts);
-        if self.commit && !lost && offsets.count() > 0 {
-            if let Err(e) = consumer.commit(&offsets, CommitMode::Sync) {
+        if self.commit && !lost && !pending.is_empty() {
+            let committed = offsets(&self.topic, &pending)
+                .and_then(|tpl| consumer.commit(&tpl, CommitMode::Sync));
+            if let Err(e) = committed {
                 tracing::warn!(endpoint = %self.name, error = %e, "committing revoked partitions failed");
             }
         }
@@ -463,12 +474,9 @@ impl KafkaSource {
             return Ok(());
         }
         self.last_commit = Instant::now();
-        let mut tpl = TopicPartitionList::new();
-        for (p, next) in &pending {
-            tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*next))
-                .map_err(|e| kafka_error(&self.name, e))?;
-        }
-        if let Err(e) = self.consumer.commit(&tpl, mode) {
+        let committed =
+            offsets(&self.topic, &pending).and_then(|tpl| self.consumer.commit(&tpl, mode));
+        if let Err(e) = committed {
             // Put them back: the next commit sends them again.
             let mut parts = self.shared.lock();
             for (p, next) in pending {
@@ -567,7 +575,9 @@ impl RecordSource for KafkaSource {
         if let Err(e) = self.commit(CommitMode::Async, false) {
             tracing::warn!(endpoint = %self.name, error = %e, "commit failed; retried with the next");
         }
-        let room = max.min(self.max_in_flight - self.acks.in_flight()).max(1);
+        let room = max
+            .min(self.max_in_flight.saturating_sub(self.acks.in_flight()))
+            .max(1);
         let mut trouble = None;
         if self.backlog.is_empty() {
             let first = match tokio::time::timeout(TICK, self.rx.recv()).await {
@@ -632,13 +642,8 @@ impl RecordSource for KafkaSource {
                 if pending.is_empty() {
                     return Ok(());
                 }
-                let mut tpl = TopicPartitionList::new();
-                for (p, next) in pending {
-                    tpl.add_partition_offset(&topic, p, Offset::Offset(next))
-                        .map_err(|e| kafka_error(&name, e))?;
-                }
-                consumer
-                    .commit(&tpl, CommitMode::Sync)
+                offsets(&topic, &pending)
+                    .and_then(|tpl| consumer.commit(&tpl, CommitMode::Sync))
                     .map_err(|e| kafka_error(&name, e))
             })
             .await
