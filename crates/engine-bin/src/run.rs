@@ -511,8 +511,8 @@ fn job_document(
         JobKind::Metrics => "MODEL_BATCH_TEST_JOB",
         JobKind::Train => "MODEL_BATCH_TRAINING_JOB",
     };
-    let file_asset = |path: &Path| {
-        if descriptor_arg(path, "").is_ok_and(|d| d.is_some()) {
+    let file_asset = |slot: Slot, path: &Path| {
+        if p.descriptors.contains_key(&slot) {
             // A stream (Kafka): named as given.
             return json!({
                 "assetType": "EXTERNAL_FILE",
@@ -530,8 +530,8 @@ fn job_document(
     let outputs: Vec<serde_json::Value> = p
         .outputs
         .iter()
-        .map(|(_, path, _)| match path {
-            Some(path) => file_asset(path),
+        .map(|(slot, path, _)| match path {
+            Some(path) => file_asset(*slot, path),
             None => json!({"assetType": "EXTERNAL_FILE", "name": "stdout", "fileUrl": "stdout:"}),
         })
         .collect();
@@ -545,7 +545,7 @@ fn job_document(
         "jobType": job_type,
         "jobStatus": "RUNNING",
         "jobParameters": p.params,
-        "inputData": p.inputs.iter().map(|i| file_asset(&i.path)).collect::<Vec<_>>(),
+        "inputData": p.inputs.iter().map(|i| file_asset(i.slot, &i.path)).collect::<Vec<_>>(),
         "outputData": outputs,
         "stopOnBadRecords": args.stop_on_bad_records,
         "model": {
