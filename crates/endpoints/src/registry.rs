@@ -51,6 +51,30 @@ pub trait Opener: Send + Sync {
     fn open_sink(&self, req: &OpenRequest<'_>) -> Result<Box<dyn RecordSink>> {
         Err(cannot_serve(req))
     }
+
+    /// Copies the whole object `req.descriptor` names to the local file `dest`, bytes as
+    /// they are (a model asset fetched before the model starts). Blocking: called on a
+    /// thread that may block, never on an async worker. Returns the bytes copied.
+    fn fetch_file(&self, req: &OpenRequest<'_>, dest: &Path) -> Result<u64> {
+        let _ = dest;
+        Err(cannot_copy(req))
+    }
+
+    /// Copies the local file `src` to the object `req.descriptor` names, bytes as they are
+    /// (a training job's products). Blocking, as [`Opener::fetch_file`]. Returns the bytes
+    /// copied.
+    fn store_file(&self, req: &OpenRequest<'_>, src: &Path) -> Result<u64> {
+        let _ = src;
+        Err(cannot_copy(req))
+    }
+}
+
+fn cannot_copy(req: &OpenRequest<'_>) -> Error {
+    let ty = req.descriptor.transport.transport_type();
+    Error::descriptor(
+        "Transport.Type",
+        format!("{ty} cannot copy whole files (as an {})", req.direction),
+    )
 }
 
 fn cannot_serve(req: &OpenRequest<'_>) -> Error {
@@ -186,6 +210,24 @@ impl Registry {
         })
     }
 
+    /// Copies the object `descriptor` names to the local file `dest` ([`Opener::fetch_file`]),
+    /// with the credential matching its location. Blocking.
+    pub fn fetch_file(&self, descriptor: &StreamDescriptor, dest: &Path) -> Result<u64> {
+        let codec = descriptor.codec_config();
+        self.with_request(descriptor, &codec, Direction::Input, |opener, req| {
+            opener.fetch_file(req, dest)
+        })
+    }
+
+    /// Copies the local file `src` to the object `descriptor` names ([`Opener::store_file`]),
+    /// with the credential matching its location. Blocking.
+    pub fn store_file(&self, descriptor: &StreamDescriptor, src: &Path) -> Result<u64> {
+        let codec = descriptor.codec_config();
+        self.with_request(descriptor, &codec, Direction::Output, |opener, req| {
+            opener.store_file(req, src)
+        })
+    }
+
     /// Opens inputs that follow their stream as it grows, for a deployed model's streams
     /// ([`OpenRequest::follow`]); without it an input ends where its stream ended when
     /// opened, as a batch job reads.
@@ -316,6 +358,31 @@ impl Opener for FileOpener {
             FileSink::create(Path::new(path), req.codec)?
         }))
     }
+
+    fn fetch_file(&self, req: &OpenRequest<'_>, dest: &Path) -> Result<u64> {
+        let Transport::File { path } = &req.descriptor.transport else {
+            return Err(cannot_copy(req));
+        };
+        std::fs::copy(path, dest)
+            .map_err(|e| Error::io(format!("cannot copy {path} to {}", dest.display()), e))
+    }
+
+    fn store_file(&self, req: &OpenRequest<'_>, src: &Path) -> Result<u64> {
+        let Transport::File { path } = &req.descriptor.transport else {
+            return Err(cannot_copy(req));
+        };
+        let path = Path::new(path);
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Error::io(format!("cannot create {}", parent.display()), e))?;
+        }
+        std::fs::copy(src, path).map_err(|e| {
+            Error::io(
+                format!("cannot copy {} to {}", src.display(), path.display()),
+                e,
+            )
+        })
+    }
 }
 
 /// `inline`: the descriptor's `Data`, one message per string.
@@ -396,6 +463,25 @@ mod tests {
             .map(|c| c.as_ref().and_then(|c| c.token.as_deref()))
             .collect();
         assert_eq!(tokens, [Some("scores"), Some("any-topic"), None]);
+    }
+
+    #[test]
+    fn whole_files_copy_through_the_opener_or_are_refused_by_transport() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, c) = (
+            dir.path().join("a.bin"),
+            dir.path().join("sub/b.bin"),
+            dir.path().join("c.bin"),
+        );
+        std::fs::write(&a, b"weights").unwrap();
+        let registry = Registry::default();
+        let to_b = StreamDescriptor::parse(&format!("file:{}", b.display())).unwrap();
+        assert_eq!(registry.store_file(&to_b, &a).unwrap(), 7);
+        assert_eq!(registry.fetch_file(&to_b, &c).unwrap(), 7);
+        assert_eq!(std::fs::read(&c).unwrap(), b"weights");
+        let inline = StreamDescriptor::parse("inline:1,2").unwrap();
+        let e = registry.fetch_file(&inline, &c).unwrap_err().to_string();
+        assert!(e.contains("inline cannot copy whole files"), "{e}");
     }
 
     #[test]
