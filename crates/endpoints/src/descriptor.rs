@@ -578,6 +578,56 @@ impl Transport {
     }
 }
 
+impl Transport {
+    /// Where this transport reaches, for people: a path, `s3://bucket/key`, a URL, a
+    /// topic, a database; any secret in it hidden ([`crate::redact`]).
+    pub fn shown(&self) -> String {
+        let text = match self {
+            Transport::File { path } => path.clone(),
+            Transport::S3(s3) => format!("s3://{}/{}", s3.bucket, s3.object_key),
+            Transport::Http { url } => url.clone(),
+            Transport::Hdfs { name_node, path } => {
+                format!("hdfs://{name_node}/{}", path.trim_start_matches('/'))
+            }
+            Transport::Kafka(k) => format!("kafka:{}/{}", k.bootstrap_servers.join(","), k.topic),
+            Transport::Odbc(o) => match (&o.select_query, &o.insert_into_table) {
+                (_, Some(table)) => format!("{} table {table}", o.connection_string),
+                _ => o.connection_string.clone(),
+            },
+            other => other.transport_type().name().to_owned(),
+        };
+        crate::redact(&text)
+    }
+
+    /// The transport of the file `rel` (a relative `/`-separated path) under the folder or
+    /// prefix this one names: a local folder, an S3 prefix, an HDFS folder. A training job's
+    /// products are stored so, one file each. `None` for transports that name no folder.
+    pub fn child(&self, rel: &str) -> Option<Transport> {
+        fn join(base: &str, rel: &str) -> String {
+            if base.is_empty() {
+                rel.to_owned()
+            } else {
+                format!("{}/{rel}", base.trim_end_matches('/'))
+            }
+        }
+        let rel = rel.trim_start_matches('/');
+        Some(match self {
+            Transport::File { path } => Transport::File {
+                path: join(path, rel),
+            },
+            Transport::S3(s3) => Transport::S3(S3Transport {
+                object_key: join(&s3.object_key, rel),
+                ..s3.clone()
+            }),
+            Transport::Hdfs { name_node, path } => Transport::Hdfs {
+                name_node: name_node.clone(),
+                path: join(path, rel),
+            },
+            _ => return None,
+        })
+    }
+}
+
 fn extension(name: &str) -> Option<String> {
     let last = name.rsplit(['/', '\\']).next().unwrap_or(name);
     let (stem, ext) = last.rsplit_once('.')?;
@@ -753,6 +803,11 @@ impl StreamDescriptor {
             },
         });
         codec
+    }
+
+    /// Where the descriptor reaches, for people, secrets hidden ([`Transport::shown`]).
+    pub fn shown(&self) -> String {
+        self.transport.shown()
     }
 
     /// Whether each record travels as its own message; see [`Transport::is_message_transport`].

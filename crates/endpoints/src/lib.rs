@@ -35,12 +35,14 @@ pub mod credentials;
 pub mod descriptor;
 mod file;
 mod inline;
+mod redact;
 mod registry;
 
 pub use credentials::{Credential, Credentials};
 pub use descriptor::{Direction, StreamDescriptor};
 pub use file::{DiscardSink, FileSink, FileSource};
 pub use inline::InlineSource;
+pub use redact::{redact, REDACTED};
 pub use registry::{OpenRequest, Opener, Registry};
 
 use runtime_core::{Error, Rejection, RejectionKind};
