@@ -13,8 +13,9 @@
 //! `{"RemoteException": {"exception", "javaClassName", "message"}}` with the status Hadoop's
 //! exception handler gives each; simple authentication (`user.name`), delegation tokens
 //! (`delegation`) and, as an option, a server that asks for Kerberos (401 with
-//! `WWW-Authenticate: Negotiate`). Data answers carry `application/octet-stream`, never a
-//! JSON type (Hadoop's client parses JSON answers as such). Files are kept in a temporary
+//! `WWW-Authenticate: Negotiate`). Data answers carry `application/octet-stream`; JSON
+//! answers no Content-Type at all (Hadoop's shaded client jars, pyspark's, fail on parsing
+//! one: `json_response`). Files are kept in a temporary
 //! folder ([`WebHdfsServer::dir`]); owners, permissions and replication are not kept.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -299,11 +300,13 @@ impl Remote {
     }
 }
 
+/// A JSON answer, sent without a Content-Type: Hadoop's client parses any Content-Type it
+/// is given with Jersey's `MediaType`, which the shaded client jars (pyspark's
+/// hadoop-client-runtime) cannot load, and then fails every call.
 fn json_response(status: StatusCode, body: &Value) -> Response {
     let text = serde_json::to_vec(body).unwrap();
     Response::builder()
         .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
         .header(header::CONTENT_LENGTH, text.len())
         .body(Body::from(text))
         .unwrap()
