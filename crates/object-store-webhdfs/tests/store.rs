@@ -641,3 +641,84 @@ async fn an_hdfs_url_reaches_the_namenode_its_configuration_names() {
     );
     assert_eq!(store.to_string(), format!("WebHdfs({}/)", server.url()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_httpfs_gateway_without_batched_listings_or_rename_options_works_the_same() {
+    let server = WebHdfsServer::start_with(WebHdfsOptions {
+        httpfs: true,
+        ..Default::default()
+    });
+    let store = store(&server);
+    let data = pattern(1_500_000);
+    let path = Path::from("d/f.bin");
+    store.put(&path, data.clone().into()).await.unwrap();
+    assert_eq!(store.get(&path).await.unwrap().bytes().await.unwrap(), data);
+    assert_eq!(
+        store.get_range(&path, 10..20).await.unwrap(),
+        data.slice(10..20)
+    );
+    // One port: the data went through the gateway, after a redirect to data=true.
+    let requests = server.requests();
+    assert!(
+        requests.iter().all(|r| r.role == "namenode"),
+        "{requests:?}"
+    );
+    let creates: Vec<_> = requests.iter().filter(|r| r.op == "CREATE").collect();
+    assert_eq!(creates.len(), 2);
+    assert_eq!(creates[0].param("data"), None);
+    assert_eq!(creates[0].body_bytes, 0);
+    assert_eq!(creates[1].param("data"), Some("true"));
+    assert_eq!(creates[1].body_bytes, data.len() as u64);
+
+    // Whole listings (LISTSTATUS) once LISTSTATUS_BATCH is refused.
+    store.put(&Path::from("d/g"), "g".into()).await.unwrap();
+    let mut listed: Vec<String> = store
+        .list(None)
+        .map_ok(|m| m.location.to_string())
+        .try_collect()
+        .await
+        .unwrap();
+    listed.sort();
+    assert_eq!(listed, ["d/f.bin", "d/g"]);
+    let ops: Vec<_> = server.requests().into_iter().map(|r| r.op).collect();
+    assert!(ops.iter().any(|op| op == "LISTSTATUS"), "{ops:?}");
+
+    // The old rename answers false onto an existing file: replaced when overwriting,
+    // refused otherwise; a missing source is not found.
+    store.put(&Path::from("d/h"), "h".into()).await.unwrap();
+    let e = store
+        .rename_if_not_exists(&Path::from("d/h"), &Path::from("d/g"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, object_store::Error::AlreadyExists { .. }),
+        "{e}"
+    );
+    store
+        .rename(&Path::from("d/h"), &Path::from("d/g"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get(&Path::from("d/g"))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+        "h"
+    );
+    let e = store
+        .rename(&Path::from("d/h"), &Path::from("d/g"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, object_store::Error::NotFound { .. }), "{e}");
+
+    // A multipart upload: CREATE and APPEND through the gateway, renamed at complete.
+    let mut upload = store.put_multipart(&path).await.unwrap();
+    upload.put_part(data.slice(..700_000).into()).await.unwrap();
+    upload.put_part(data.slice(700_000..).into()).await.unwrap();
+    upload.complete().await.unwrap();
+    assert_eq!(store.get(&path).await.unwrap().bytes().await.unwrap(), data);
+    assert_eq!(files_on_disk(&server), ["data/d/f.bin", "data/d/g"]);
+}

@@ -15,7 +15,8 @@
 //! (`delegation`) and, as an option, a server that asks for Kerberos (401 with
 //! `WWW-Authenticate: Negotiate`). Data answers carry `application/octet-stream`; JSON
 //! answers no Content-Type at all (Hadoop's shaded client jars, pyspark's, fail on parsing
-//! one: `json_response`). Files are kept in a temporary
+//! one: `json_response`). [`WebHdfsOptions::httpfs`] makes it behave as an HttpFS gateway
+//! instead. Files are kept in a temporary
 //! folder ([`WebHdfsServer::dir`]); owners, permissions and replication are not kept.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -53,6 +54,11 @@ pub struct WebHdfsOptions {
     pub redirect_without_auth: bool,
     /// Entries per `LISTSTATUS_BATCH` answer (0: 1000, HDFS's `dfs.ls.limit`).
     pub list_batch: usize,
+    /// Behaves as an HttpFS gateway of Hadoop 2 does: one port serves the data itself (`OPEN`
+    /// answers with it; `CREATE` and `APPEND` redirect to the same URL with `data=true`,
+    /// which takes the data as `application/octet-stream`), `LISTSTATUS_BATCH` is unknown,
+    /// and `RENAME` ignores `renameoptions` (the old rename, answering a boolean).
+    pub httpfs: bool,
 }
 
 /// One request the server answered, for tests to check what a client sent.
@@ -338,6 +344,7 @@ struct Call {
     raw_path: String,
     query: Vec<(String, String)>,
     user: String,
+    content_type: Option<String>,
 }
 
 impl Call {
@@ -439,6 +446,11 @@ async fn handle(State((shared, role)): State<(Arc<Shared>, Role)>, request: Requ
             raw_path: raw_path.clone(),
             query: query.clone(),
             user,
+            content_type: parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
         };
         dispatch(&shared, &call, body, &mut record.body_bytes).await
     }
@@ -525,6 +537,15 @@ impl Shared {
     /// The datanode URL a namenode redirects `call` to: the same path and parameters, with
     /// the namenode's address added (and the authentication left out, if so configured).
     fn redirect(&self, call: &Call) -> Response {
+        self.redirect_to(
+            call,
+            self.datanode,
+            ("namenoderpcaddress", self.namenode.to_string()),
+        )
+    }
+
+    /// A redirect of `call` to `to`, with the parameter `extra` added.
+    fn redirect_to(&self, call: &Call, to: SocketAddr, extra: (&str, String)) -> Response {
         let mut query = form_urlencoded::Serializer::new(String::new());
         for (k, v) in &call.query {
             let auth = k == "user.name" || k == "delegation" || k == "doas";
@@ -533,13 +554,8 @@ impl Shared {
             }
             query.append_pair(k, v);
         }
-        query.append_pair("namenoderpcaddress", &self.namenode.to_string());
-        let location = format!(
-            "http://{}{}?{}",
-            self.datanode,
-            call.raw_path,
-            query.finish()
-        );
+        query.append_pair(extra.0, &extra.1);
+        let location = format!("http://{to}{}?{}", call.raw_path, query.finish());
         Response::builder()
             .status(StatusCode::TEMPORARY_REDIRECT)
             .header(header::LOCATION, location)
@@ -593,6 +609,9 @@ async fn dispatch(
         )));
     }
     let local = shared.local(&call.path);
+    if shared.options.httpfs {
+        return httpfs(shared, call, &local, body, body_bytes).await;
+    }
     match (call.role, call.op.as_str()) {
         (Role::Namenode, "CREATE" | "APPEND") => {
             // The two-step protocol: the namenode takes no data, only says where it goes.
@@ -617,7 +636,62 @@ async fn dispatch(
         (Role::Datanode, "OPEN") => open(call, &local).await,
         (Role::Datanode, "CREATE") => create(shared, call, &local, body, body_bytes).await,
         (Role::Datanode, "APPEND") => append(call, &local, body, body_bytes).await,
-        (_, "GETFILESTATUS") => {
+        (_, "RENAME") => rename(shared, call, &local, false).await,
+        _ => metadata(shared, call, &local).await,
+    }
+}
+
+/// HttpFS's way: the data on the same port, after a redirect to the same URL with
+/// `data=true`.
+async fn httpfs(
+    shared: &Shared,
+    call: &Call,
+    local: &Path,
+    body: Body,
+    body_bytes: &mut u64,
+) -> Result<Response, Remote> {
+    let data = call.flag("data", false)?;
+    match call.op.as_str() {
+        "OPEN" => open(call, local).await,
+        "CREATE" | "APPEND" if !data => {
+            let received = drain(body).await;
+            *body_bytes = received;
+            if received > 0 {
+                return Err(Remote::illegal_argument(format!(
+                    "{} sent {received} bytes without data=true",
+                    call.op
+                )));
+            }
+            Ok(shared.redirect_to(call, shared.namenode, ("data", "true".into())))
+        }
+        "CREATE" | "APPEND" => {
+            if call.content_type.as_deref() != Some("application/octet-stream") {
+                return Err(Remote::illegal_argument(format!(
+                    "Data upload requests must have content-type set to \
+                     'application/octet-stream', not {:?}",
+                    call.content_type
+                )));
+            }
+            if call.op == "CREATE" {
+                create(shared, call, local, body, body_bytes).await
+            } else {
+                append(call, local, body, body_bytes).await
+            }
+        }
+        "LISTSTATUS_BATCH" => Err(Remote::illegal_argument(
+            "Invalid value for webhdfs parameter \"op\": No enum constant \
+             org.apache.hadoop.fs.http.client.HttpFSFileSystem.Operation.LISTSTATUS_BATCH",
+        )),
+        "RENAME" => rename(shared, call, local, true).await,
+        _ => metadata(shared, call, local).await,
+    }
+}
+
+/// The operations a namenode answers itself, all from the namespace.
+async fn metadata(shared: &Shared, call: &Call, local: &Path) -> Result<Response, Remote> {
+    let local = local.to_owned();
+    match call.op.as_str() {
+        "GETFILESTATUS" => {
             let meta = meta_or_not_found(&local, &call.path).await?;
             let status = file_status(&local, &meta, "").await;
             Ok(json_response(
@@ -625,14 +699,14 @@ async fn dispatch(
                 &json!({ "FileStatus": status }),
             ))
         }
-        (_, "LISTSTATUS") => {
+        "LISTSTATUS" => {
             let statuses = list(&local, &call.path, None, usize::MAX).await?.0;
             Ok(json_response(
                 StatusCode::OK,
                 &json!({"FileStatuses": {"FileStatus": statuses}}),
             ))
         }
-        (_, "LISTSTATUS_BATCH") => {
+        "LISTSTATUS_BATCH" => {
             let batch = match shared.options.list_batch {
                 0 => 1000,
                 n => n,
@@ -647,7 +721,7 @@ async fn dispatch(
                 }}),
             ))
         }
-        (_, "GETFILEBLOCKLOCATIONS") => {
+        "GETFILEBLOCKLOCATIONS" => {
             let meta = file_meta(&local, &call.path).await?;
             let offset = call.number("offset")?.unwrap_or(0);
             let length = call.number("length")?.unwrap_or(u64::MAX);
@@ -675,16 +749,15 @@ async fn dispatch(
                 &json!({"BlockLocations": {"BlockLocation": blocks}}),
             ))
         }
-        (_, "GETHOMEDIRECTORY") => Ok(json_response(
+        "GETHOMEDIRECTORY" => Ok(json_response(
             StatusCode::OK,
             &json!({ "Path": format!("/user/{}", call.user) }),
         )),
-        (_, "MKDIRS") => {
+        "MKDIRS" => {
             make_dirs(shared, &call.path).await?;
             boolean(true)
         }
-        (_, "DELETE") => delete(call, &local).await,
-        (_, "RENAME") => rename(shared, call, &local).await,
+        "DELETE" => delete(call, &local).await,
         _ => Err(Remote::illegal_argument(format!(
             "{} is not answered here",
             call.op
@@ -1001,7 +1074,14 @@ async fn delete(call: &Call, local: &Path) -> Result<Response, Remote> {
     boolean(true)
 }
 
-async fn rename(shared: &Shared, call: &Call, local: &Path) -> Result<Response, Remote> {
+/// `RENAME`: Hadoop's `rename2` when `renameoptions` is given (unless `ignore_options`, as
+/// HttpFS of Hadoop 2), else the old rename.
+async fn rename(
+    shared: &Shared,
+    call: &Call,
+    local: &Path,
+    ignore_options: bool,
+) -> Result<Response, Remote> {
     let destination = call
         .param("destination")
         .filter(|d| d.starts_with('/'))
@@ -1010,7 +1090,10 @@ async fn rename(shared: &Shared, call: &Call, local: &Path) -> Result<Response, 
         })?;
     let destination = hdfs_path(&format!("{PREFIX}{destination}"))?;
     let to = shared.local(&destination);
-    let options = call.param("renameoptions").unwrap_or_default();
+    let options = match ignore_options {
+        true => "",
+        false => call.param("renameoptions").unwrap_or_default(),
+    };
     let source = tokio::fs::metadata(local).await;
     let target = tokio::fs::metadata(&to).await;
     let target_parent = tokio::fs::metadata(shared.local(parent(&destination))).await;
