@@ -159,7 +159,9 @@ impl WebHdfsBuilder {
     }
 
     /// How long a server may stay silent in the middle of an answer (default 60 s, Hadoop's
-    /// `dfs.webhdfs.socket.read-timeout`). No bound is put on a whole transfer.
+    /// `dfs.webhdfs.socket.read-timeout`). No bound is put on a whole transfer, nor on the
+    /// answer to a request that sends data (a datanode answers once it has it all; TCP
+    /// keepalive finds a peer that went away).
     pub fn with_read_timeout(mut self, timeout: Duration) -> Self {
         self.read_timeout = Some(timeout);
         self
@@ -197,14 +199,24 @@ impl WebHdfsBuilder {
             proxy_user: self.proxy_user,
             delegation_token: self.delegation_token,
         };
-        let http = reqwest::Client::builder()
-            // Redirects are followed by hand: a datanode gets the same authentication, and
-            // a PUT's data goes only to where the namenode's 307 points.
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(self.connect_timeout.unwrap_or(Duration::from_secs(30)))
-            .read_timeout(self.read_timeout.unwrap_or(Duration::from_secs(60)))
+        let connect_timeout = self.connect_timeout.unwrap_or(Duration::from_secs(30));
+        let client = |read_timeout: Option<Duration>| {
+            let builder = reqwest::Client::builder()
+                // Redirects are followed by hand: a datanode gets the same authentication,
+                // and a write's data goes only to where the namenode's 307 points.
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(connect_timeout)
+                // A peer gone silently is found even while a long upload is sent.
+                .tcp_keepalive(Duration::from_secs(30));
+            match read_timeout {
+                Some(t) => builder.read_timeout(t),
+                None => builder,
+            }
             .build()
-            .map_err(|e| Error::Client(e.without_url()))?;
+            .map_err(|e| Error::Client(e.without_url()))
+        };
+        let read_timeout = self.read_timeout.unwrap_or(Duration::from_secs(60));
+        let http = (client(Some(read_timeout))?, client(None)?);
         let client = Client::new(http, base, endpoint_path, root, auth);
         Ok(WebHdfs {
             client: Arc::new(client),

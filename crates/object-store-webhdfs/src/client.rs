@@ -173,6 +173,9 @@ pub(crate) struct Page {
 /// The HTTP side of a store: one per server, shared by its clones.
 pub(crate) struct Client {
     http: reqwest::Client,
+    /// For requests that send data: without the read timeout, which would fire while a
+    /// large body is still being sent (the server answers only once it has it all).
+    http_upload: reqwest::Client,
     /// `scheme://host:port` of the namenode (or HttpFS server).
     base: Url,
     /// `base` as text, for messages.
@@ -216,7 +219,7 @@ fn origin(url: &Url) -> String {
 
 impl Client {
     pub(crate) fn new(
-        http: reqwest::Client,
+        (http, http_upload): (reqwest::Client, reqwest::Client),
         base: Url,
         endpoint_path: String,
         root: String,
@@ -227,6 +230,7 @@ impl Client {
         Client {
             address: origin(&base),
             http,
+            http_upload,
             base,
             endpoint_path,
             root,
@@ -352,7 +356,12 @@ impl Client {
         body: Option<(Body, Option<u64>)>,
     ) -> Result<Response, Error> {
         let address = origin(&url);
-        let mut request = self.http.request(method, url);
+        let http = if body.is_some() {
+            &self.http_upload
+        } else {
+            &self.http
+        };
+        let mut request = http.request(method, url);
         request = match body {
             None => request.header(CONTENT_LENGTH, 0).body(Vec::new()),
             Some((body, length)) => {

@@ -25,7 +25,8 @@
 //!   [`Error::KerberosNotSupported`].
 //! - [`WebHdfs`]: the store; its documentation maps each operation onto WebHDFS's.
 //!   Reads and writes stream: a get is the datanode's answer as it arrives, a put sends
-//!   the payload's chunks as they are, a multipart upload one part at a time.
+//!   the payload's chunks as they are, a multipart upload keeps only the parts given and
+//!   not yet appended, a copy streams from one datanode to the other.
 //! - [`Error`]: what went wrong, the `source` of the `object_store::Error` the store
 //!   returns; Hadoop's `RemoteException` is mapped to `NotFound` (`FileNotFoundException`),
 //!   `AlreadyExists` (`FileAlreadyExistsException`), `PermissionDenied`
