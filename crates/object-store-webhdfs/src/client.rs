@@ -512,9 +512,11 @@ impl Client {
                 }
                 Ok(None) => return Err(self.missing("LISTSTATUS_BATCH")),
                 Err(e) if e.is_not_found() => return Ok(None),
-                Err(Error::Remote { exception, .. })
-                    if exception == "IllegalArgumentException"
-                        || exception == "UnsupportedOperationException" =>
+                Err(Error::Remote {
+                    exception, message, ..
+                }) if exception == "UnsupportedOperationException"
+                    || (exception == "IllegalArgumentException"
+                        && message.contains("LISTSTATUS_BATCH")) =>
                 {
                     // A server without batched listings (HttpFS, Hadoop before 2.8).
                     self.no_batch_listing.store(true, Ordering::Relaxed);
