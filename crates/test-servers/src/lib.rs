@@ -3,6 +3,7 @@
 //! A missing server fails the test loudly, saying how to install it; nothing is skipped.
 //!
 //! - [`S3Server`]: an S3-compatible server in memory (moto, PyPI `moto[server]`).
+//! - [`WebHdfsServer`]: a WebHDFS namenode and datanode over a temporary folder (in process).
 //!
 //! A test crate takes this as a dev-dependency; transports' own test support (a Kafka
 //! broker, a database) builds on [`free_port`] and [`wait_listening`].
@@ -14,8 +15,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 mod s3;
+mod webhdfs;
 
 pub use s3::S3Server;
+pub use webhdfs::{WebHdfsOptions, WebHdfsRequest, WebHdfsServer};
 
 /// The Python the project builds with (`scripts/env.sh` sets `PYO3_PYTHON`), which
 /// `scripts/setup` installs the Python-packaged servers into.
