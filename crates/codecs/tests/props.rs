@@ -198,9 +198,9 @@ proptest! {
     }
 
     #[test]
-    fn avro_round_trip(vals in proptest::collection::vec(rich_value(), 0..6), deflate in any::<bool>(), datums in any::<bool>()) {
+    fn avro_round_trip(vals in proptest::collection::vec(rich_value(), 0..6), codec in 0..OcfCodec::ALL.len(), datums in any::<bool>()) {
         let mut cfg = CodecConfig::new(Encoding::AvroBinary).with_schema(AvroSchema::parse(RICH).unwrap());
-        cfg.ocf_codec = if deflate { OcfCodec::Deflate } else { OcfCodec::Null };
+        cfg.ocf_codec = OcfCodec::ALL[codec];
         if datums {
             cfg = cfg.with_framing(Framing::AvroDatums);
         }

@@ -2,7 +2,7 @@
 //! out; invalid descriptors in, the refused field and a piece of the reason out.
 
 use endpoints::descriptor::{
-    Batching, Encoding, Framing, RestMode, Schema, SkipToRecord, Transport, TransportType,
+    Batching, Encoding, Framing, OcfCodec, RestMode, Schema, SkipToRecord, Transport, TransportType,
 };
 use endpoints::{Direction, StreamDescriptor};
 use runtime_core::Error;
@@ -191,6 +191,22 @@ fn json_cases() -> Vec<(&'static str, &'static str, Json)> {
             r#"{"Transport": {"Type": "file", "Path": "/d/scores.avro"}, "Encoding": "avro-binary"}"#,
             defaulted(json!({
                 "Transport": {"Type": "file", "Path": "/d/scores.avro"},
+                "Encoding": "avro-binary", "Envelope": "ocf-block",
+            })),
+        ),
+        (
+            "avro container file written with snappy blocks",
+            r#"{"Transport": {"Type": "file", "Path": "/d/out.avro"}, "Envelope": {"Type": "OCF-block", "Codec": "Snappy"}}"#,
+            defaulted(json!({
+                "Transport": {"Type": "file", "Path": "/d/out.avro"},
+                "Encoding": "avro-binary", "Envelope": {"Type": "ocf-block", "Codec": "snappy"},
+            })),
+        ),
+        (
+            "the null block codec is the short form",
+            r#"{"Transport": {"Type": "file", "Path": "/d/out.avro"}, "Envelope": {"Type": "ocf", "Codec": null}}"#,
+            defaulted(json!({
+                "Transport": {"Type": "file", "Path": "/d/out.avro"},
                 "Encoding": "avro-binary", "Envelope": "ocf-block",
             })),
         ),
@@ -619,6 +635,9 @@ const INVALID: &[(&str, &str, &str)] = &[
     (r#"{"Transport": {"Type": "file", "Path": "a"}, "Envelope": {"Type": "delimited", "Separator": ""}}"#, "Envelope.Separator", "must not be empty"),
     (r#"{"Transport": {"Type": "file", "Path": "a"}, "Envelope": {"Type": "delimited", "Separator": null}}"#, "Envelope.Separator", "needs a separator"),
     (r#"{"Transport": {"Type": "file", "Path": "a"}, "Envelope": "framed"}"#, "Envelope", "unknown envelope 'framed'"),
+    (r#"{"Transport": {"Type": "file", "Path": "a.avro"}, "Envelope": {"Type": "ocf-block", "Codec": "lzo"}}"#, "Envelope.Codec", "unknown Avro block codec 'lzo'; known codecs: null, deflate, snappy, zstandard"),
+    (r#"{"Transport": {"Type": "file", "Path": "a.avro"}, "Envelope": {"Type": "ocf-block", "Codec": 1}}"#, "Envelope.Codec", "must be a string"),
+    (r#"{"Transport": {"Type": "file", "Path": "a"}, "Envelope": {"Type": "delimited", "Codec": "snappy"}}"#, "Envelope.Codec", "unknown field"),
     (r#"{"Transport": {"Type": "file", "Path": "a"}, "Envelope": {"Size": 3}}"#, "Envelope.Type", "is required"),
     // Batching, schema, reading options.
     (r#"{"Transport": "REST", "Batching": {"Watermark": 0}}"#, "Batching.Watermark", "positive number of records"),
@@ -957,6 +976,25 @@ fn typed_fields_match_the_json() {
 
     let d = parse(r#"{"Transport": {"Type": "file", "Path": "p.json"}, "SkipToRecord": 2}"#);
     assert_eq!(d.skip_to_record, Some(SkipToRecord::Index(2)));
+}
+
+#[test]
+fn ocf_block_codec_reaches_the_codec_config() {
+    let d = parse(
+        r#"{"Transport": {"Type": "file", "Path": "out.avro"}, "Envelope": {"Type": "ocf-block", "Codec": "zstd"}}"#,
+    );
+    assert_eq!(d.ocf_codec, OcfCodec::Zstandard);
+    assert_eq!(d.codec_config().ocf_codec, OcfCodec::Zstandard);
+    assert_eq!(
+        parse("file:out.avro").codec_config().ocf_codec,
+        OcfCodec::Null
+    );
+
+    // Set by hand on another envelope, it is refused rather than ignored.
+    let mut d = parse("file:out.jsonl");
+    d.ocf_codec = OcfCodec::Snappy;
+    let (field, _) = refusal(d.validate().map(|()| d.clone()), "codec on lines");
+    assert_eq!(field, "Envelope.Codec");
 }
 
 #[test]
