@@ -463,7 +463,8 @@ impl Transport {
             return None;
         }
         match encoding {
-            Encoding::MsgPack => None,
+            // Parquet files frame their own rows, as MessagePack values delimit themselves.
+            Encoding::MsgPack | Encoding::Parquet => None,
             // A `.avro` file is a container file; other avro-binary streams are bare datums.
             Encoding::AvroBinary if self.name_extension().as_deref() == Some("avro") => {
                 Some(Framing::Ocf)
@@ -738,7 +739,7 @@ impl StreamDescriptor {
     pub fn file(path: impl Into<String>, encoding: Encoding) -> StreamDescriptor {
         let mut d = StreamDescriptor::new(Transport::File { path: path.into() }, encoding);
         d.envelope = match encoding.default_framing() {
-            Framing::MsgPackStream => None,
+            Framing::MsgPackStream | Framing::ParquetFile => None,
             framing => Some(framing),
         };
         d
@@ -746,8 +747,8 @@ impl StreamDescriptor {
 
     /// The codec config this descriptor reads or writes with: its encoding, CSV dialect and
     /// envelope. No envelope is one record per message on a message transport; on a byte
-    /// stream it is bare Avro datums, MessagePack values back to back, or for the other
-    /// encodings the whole stream as one record. The caller adds what the slot gives (its
+    /// stream it is bare Avro datums, MessagePack values back to back, a Parquet file's
+    /// rows, or for the other encodings the whole stream as one record. The caller adds what the slot gives (its
     /// schema).
     pub fn codec_config(&self) -> CodecConfig {
         let mut codec = CodecConfig::new(self.encoding);
@@ -759,6 +760,7 @@ impl StreamDescriptor {
             None => match self.encoding {
                 Encoding::AvroBinary => Framing::AvroDatums,
                 Encoding::MsgPack => Framing::MsgPackStream,
+                Encoding::Parquet => Framing::ParquetFile,
                 _ => Framing::Message,
             },
         });
@@ -1023,6 +1025,15 @@ impl StreamDescriptor {
                 ));
             }
         }
+        if self.encoding == Encoding::Parquet && self.is_message_transport() {
+            return Err(Error::descriptor(
+                "Encoding",
+                format!(
+                    "a Parquet file holds many rows and is read through its footer: it travels on file, S3, HDFS or HTTP, not {} (one record per message)",
+                    self.transport.transport_type()
+                ),
+            ));
+        }
         if let Transport::Odbc(_) = self.transport {
             if self.encoding != Encoding::Json {
                 return Err(Error::descriptor(
@@ -1048,6 +1059,15 @@ impl StreamDescriptor {
         let Some(envelope) = &self.envelope else {
             return Ok(());
         };
+        if enc == Encoding::Parquet && !matches!(envelope, Framing::ParquetFile) {
+            return Err(Error::descriptor(
+                "Envelope",
+                format!(
+                    "a Parquet file frames its own rows: its envelope is null, not {}",
+                    envelope.name()
+                ),
+            ));
+        }
         if let Transport::Odbc(_) = self.transport {
             return Err(Error::descriptor(
                 "Envelope",
@@ -1121,7 +1141,10 @@ impl StreamDescriptor {
                     ));
                 }
             }
-            Framing::AvroDatums | Framing::MsgPackStream | Framing::Message => {
+            Framing::AvroDatums
+            | Framing::MsgPackStream
+            | Framing::ParquetFile
+            | Framing::Message => {
                 return Err(Error::descriptor(
                     "Envelope",
                     format!(
@@ -2073,7 +2096,7 @@ fn opt_text(obj: &Fields<'_>, name: &str) -> Result<Option<String>> {
     Ok(obj.take(name).try_map(|v| text(v, &field))?.value())
 }
 
-const ENCODING_NAMES: &str = "null, utf-8, json, csv, msgpack, avro-binary";
+const ENCODING_NAMES: &str = "null, utf-8, json, csv, msgpack, avro-binary, parquet";
 
 fn encoding_by_name(name: &str, field: &str) -> Result<Encoding> {
     let unknown = || {

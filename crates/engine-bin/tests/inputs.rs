@@ -120,7 +120,7 @@ fn encodings_come_from_known_extensions_only() {
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
         assert_eq!(lines(&out)[1]["type"], "dict");
     }
-    for name in ["data.xml", "model.pkl", "t.parquet", "noext"] {
+    for name in ["data.xml", "model.pkl", "t.feather", "noext"] {
         let input = dir.path().join(name);
         std::fs::write(&input, "<a/>\n").unwrap();
         let out = echo(&input, &[]);
