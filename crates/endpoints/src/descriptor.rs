@@ -29,7 +29,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use codecs::CodecConfig;
-pub use codecs::{CsvOptions, Encoding, Framing};
+pub use codecs::{CsvOptions, Encoding, Framing, OcfCodec};
 use runtime_core::{Error, Result};
 use serde_json::{Map as JsonMap, Value as Json};
 
@@ -90,6 +90,10 @@ pub struct StreamDescriptor {
     /// `None`: no envelope (each message is one record, or the encoding delimits itself, or
     /// the whole stream is one record).
     pub envelope: Option<Framing>,
+    /// The block codec of an `ocf-block` envelope (`Envelope.Codec`): what written container
+    /// files compress their blocks with (a file read names its own). `Null` for other
+    /// envelopes.
+    pub ocf_codec: OcfCodec,
     pub schema: Schema,
     pub batching: Batching,
     /// `LingerTime`: how long, in ms, an output stays open after the end of its input.
@@ -459,7 +463,8 @@ impl Transport {
             return None;
         }
         match encoding {
-            Encoding::MsgPack => None,
+            // Parquet files frame their own rows, as MessagePack values delimit themselves.
+            Encoding::MsgPack | Encoding::Parquet => None,
             // A `.avro` file is a container file; other avro-binary streams are bare datums.
             Encoding::AvroBinary if self.name_extension().as_deref() == Some("avro") => {
                 Some(Framing::Ocf)
@@ -656,6 +661,7 @@ impl StreamDescriptor {
             encoding,
             csv: CsvOptions::default(),
             envelope,
+            ocf_codec: OcfCodec::Null,
             schema: Schema::Inherit,
             batching,
             linger_time_ms: DEFAULT_LINGER_TIME_MS,
@@ -724,10 +730,13 @@ impl StreamDescriptor {
             Given::Null => (Encoding::Raw, CsvOptions::default()),
             Given::Set(v) => parse_encoding(v)?,
         };
-        let envelope = match envelope {
-            Given::Absent => transport.default_envelope(encoding),
-            Given::Null => None,
-            Given::Set(v) => Some(parse_envelope(v)?),
+        let (envelope, ocf_codec) = match envelope {
+            Given::Absent => (transport.default_envelope(encoding), OcfCodec::Null),
+            Given::Null => (None, OcfCodec::Null),
+            Given::Set(v) => {
+                let (envelope, codec) = parse_envelope(v)?;
+                (Some(envelope), codec)
+            }
         };
         let schema = match schema {
             Given::Absent => Schema::Inherit,
@@ -745,6 +754,7 @@ impl StreamDescriptor {
             encoding,
             csv,
             envelope,
+            ocf_codec,
             schema,
             batching,
             // null: no lingering.
@@ -779,7 +789,7 @@ impl StreamDescriptor {
     pub fn file(path: impl Into<String>, encoding: Encoding) -> StreamDescriptor {
         let mut d = StreamDescriptor::new(Transport::File { path: path.into() }, encoding);
         d.envelope = match encoding.default_framing() {
-            Framing::MsgPackStream => None,
+            Framing::MsgPackStream | Framing::ParquetFile => None,
             framing => Some(framing),
         };
         d
@@ -787,18 +797,20 @@ impl StreamDescriptor {
 
     /// The codec config this descriptor reads or writes with: its encoding, CSV dialect and
     /// envelope. No envelope is one record per message on a message transport; on a byte
-    /// stream it is bare Avro datums, MessagePack values back to back, or for the other
-    /// encodings the whole stream as one record. The caller adds what the slot gives (its
+    /// stream it is bare Avro datums, MessagePack values back to back, a Parquet file's
+    /// rows, or for the other encodings the whole stream as one record. The caller adds what the slot gives (its
     /// schema).
     pub fn codec_config(&self) -> CodecConfig {
         let mut codec = CodecConfig::new(self.encoding);
         codec.csv = self.csv.clone();
+        codec.ocf_codec = self.ocf_codec;
         codec.framing = Some(match &self.envelope {
             Some(framing) => framing.clone(),
             None if self.is_message_transport() => Framing::Message,
             None => match self.encoding {
                 Encoding::AvroBinary => Framing::AvroDatums,
                 Encoding::MsgPack => Framing::MsgPackStream,
+                Encoding::Parquet => Framing::ParquetFile,
                 _ => Framing::Message,
             },
         });
@@ -828,7 +840,9 @@ impl StreamDescriptor {
         m.insert("Encoding".into(), encoding_json(self.encoding, &self.csv));
         m.insert(
             "Envelope".into(),
-            self.envelope.as_ref().map_or(Json::Null, envelope_json),
+            self.envelope
+                .as_ref()
+                .map_or(Json::Null, |e| envelope_json(e, self.ocf_codec)),
         );
         match &self.schema {
             Schema::Inherit => {}
@@ -1066,6 +1080,15 @@ impl StreamDescriptor {
                 ));
             }
         }
+        if self.encoding == Encoding::Parquet && self.is_message_transport() {
+            return Err(Error::descriptor(
+                "Encoding",
+                format!(
+                    "a Parquet file holds many rows and is read through its footer: it travels on file, S3, HDFS or HTTP, not {} (one record per message)",
+                    self.transport.transport_type()
+                ),
+            ));
+        }
         if let Transport::Odbc(_) = self.transport {
             if self.encoding != Encoding::Json {
                 return Err(Error::descriptor(
@@ -1082,9 +1105,24 @@ impl StreamDescriptor {
 
     fn validate_envelope(&self) -> Result<()> {
         let enc = self.encoding;
+        if self.ocf_codec != OcfCodec::Null && self.envelope != Some(Framing::Ocf) {
+            return Err(Error::descriptor(
+                "Envelope.Codec",
+                "a block codec applies to an ocf-block envelope (an Avro container file) only",
+            ));
+        }
         let Some(envelope) = &self.envelope else {
             return Ok(());
         };
+        if enc == Encoding::Parquet && !matches!(envelope, Framing::ParquetFile) {
+            return Err(Error::descriptor(
+                "Envelope",
+                format!(
+                    "a Parquet file frames its own rows: its envelope is null, not {}",
+                    envelope.name()
+                ),
+            ));
+        }
         if let Transport::Odbc(_) = self.transport {
             return Err(Error::descriptor(
                 "Envelope",
@@ -1158,7 +1196,10 @@ impl StreamDescriptor {
                     ));
                 }
             }
-            Framing::AvroDatums | Framing::MsgPackStream | Framing::Message => {
+            Framing::AvroDatums
+            | Framing::MsgPackStream
+            | Framing::ParquetFile
+            | Framing::Message => {
                 return Err(Error::descriptor(
                     "Envelope",
                     format!(
@@ -1475,10 +1516,14 @@ fn encoding_json(encoding: Encoding, csv: &CsvOptions) -> Json {
     }
 }
 
-fn envelope_json(envelope: &Framing) -> Json {
+fn envelope_json(envelope: &Framing, ocf_codec: OcfCodec) -> Json {
     let mut m = JsonMap::new();
     m.insert("Type".into(), Json::from(envelope.name()));
     match envelope {
+        // The default codec keeps the short form: `"ocf-block"`.
+        Framing::Ocf if ocf_codec != OcfCodec::Null => {
+            m.insert("Codec".into(), Json::from(ocf_codec.name()));
+        }
         Framing::Lines => {
             m.insert("Separator".into(), Json::from(DEFAULT_SEPARATOR));
         }
@@ -2106,7 +2151,7 @@ fn opt_text(obj: &Fields<'_>, name: &str) -> Result<Option<String>> {
     Ok(obj.take(name).try_map(|v| text(v, &field))?.value())
 }
 
-const ENCODING_NAMES: &str = "null, utf-8, json, csv, msgpack, avro-binary";
+const ENCODING_NAMES: &str = "null, utf-8, json, csv, msgpack, avro-binary, parquet";
 
 fn encoding_by_name(name: &str, field: &str) -> Result<Encoding> {
     let unknown = || {
@@ -2188,7 +2233,8 @@ fn parse_encoding(v: &Json) -> Result<(Encoding, CsvOptions)> {
 
 const ENVELOPE_NAMES: &str = "delimited, fixed, ocf-block, delimited-csv, null";
 
-fn parse_envelope(v: &Json) -> Result<Framing> {
+/// The envelope, and the block codec an `ocf-block` one names (`Codec`, default null).
+fn parse_envelope(v: &Json) -> Result<(Framing, OcfCodec)> {
     let (name, obj, field) = match v {
         Json::String(name) => (name.as_str(), Fields::empty("Envelope."), "Envelope"),
         Json::Object(map) => {
@@ -2224,8 +2270,10 @@ fn parse_envelope(v: &Json) -> Result<Framing> {
     let known: &[&str] = match lname.as_str() {
         "delimited" => &["Type", "Separator"],
         "fixed" => &["Type", "Size"],
+        "ocf-block" | "ocf" => &["Type", "Codec"],
         _ => &["Type"],
     };
+    let mut ocf_codec = OcfCodec::Null;
     let envelope = match lname.as_str() {
         "delimited" => {
             obj.check("a delimited envelope", known)?;
@@ -2259,6 +2307,21 @@ fn parse_envelope(v: &Json) -> Result<Framing> {
         }
         "ocf-block" | "ocf" => {
             obj.check("an ocf-block envelope", known)?;
+            let codec = obj
+                .take("Codec")
+                .try_map(|v| text(v, "Envelope.Codec"))?
+                .or_default(OcfCodec::Null.name().to_owned());
+            if let Some(name) = codec {
+                ocf_codec = name.parse().map_err(|_| {
+                    Error::descriptor(
+                        "Envelope.Codec",
+                        format!(
+                            "unknown Avro block codec '{name}'; known codecs: {}",
+                            OcfCodec::known()
+                        ),
+                    )
+                })?;
+            }
             Framing::Ocf
         }
         "delimited-csv" => {
@@ -2272,7 +2335,7 @@ fn parse_envelope(v: &Json) -> Result<Framing> {
             ))
         }
     };
-    Ok(envelope)
+    Ok((envelope, ocf_codec))
 }
 
 fn parse_schema(v: &Json) -> Result<Schema> {

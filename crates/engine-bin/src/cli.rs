@@ -142,7 +142,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub source: Option<String>,
 
-    /// Encoding of every input (json, csv, avro-binary, msgpack, utf-8, raw), instead of
+    /// Encoding of every input (json, csv, avro-binary, msgpack, parquet, utf-8, raw), instead of
     /// guessing from each file's extension.
     #[arg(long, value_name = "ENCODING")]
     pub input_encoding: Option<String>,

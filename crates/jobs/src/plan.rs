@@ -196,7 +196,7 @@ pub struct PlanOptions {
 
 /// Turns `plan` into a job: writes the model into `work_root` (`model/` and `home/`),
 /// resolves the schemas the model names, attaches each slot's schema to its codec (CSV
-/// inputs are typed by it, Avro outputs written by it), reads a detected JSON document
+/// inputs are typed by it, Avro outputs written by it, Parquet outputs' columns made of it), reads a detected JSON document
 /// whole, and opens every input and output through `registry`. What it decides goes to
 /// `log`. Blocking.
 pub fn build(
@@ -273,8 +273,10 @@ pub fn build(
     let mut job_outputs = Vec::with_capacity(outputs.len());
     for output in outputs {
         let mut codec = output.descriptor.codec_config();
-        // ... and drives Avro on the way out.
-        if codec.encoding == Encoding::AvroBinary && codec.schema.is_none() {
+        // ... and drives Avro (and a Parquet file's columns) on the way out.
+        if matches!(codec.encoding, Encoding::AvroBinary | Encoding::Parquet)
+            && codec.schema.is_none()
+        {
             codec.schema = schemas.outputs.get(&output.slot).map(|c| c.avro().clone());
         }
         job_outputs.push(JobOutput {

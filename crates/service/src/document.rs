@@ -679,7 +679,7 @@ fn data_spec(a: &Asset, what: &str, input: bool) -> Result<DataSpec> {
                 None if input => {
                     return Err(Error::BadRequest(format!(
                         "{what} ({name}): the extension '.{ext}' names no encoding this engine reads (known: {}); \
-                         give \"encoding\" (json, csv, avro-binary, msgpack, utf-8), or \"encoding\": \"raw\" to give the model its bytes as they are",
+                         give \"encoding\" (json, csv, avro-binary, msgpack, parquet, utf-8), or \"encoding\": \"raw\" to give the model its bytes as they are",
                         Encoding::known_extensions()
                     )))
                 }

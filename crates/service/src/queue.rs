@@ -562,6 +562,7 @@ fn ext_of(enc: codecs::Encoding) -> &'static str {
         codecs::Encoding::Csv => "csv",
         codecs::Encoding::AvroBinary => "avro",
         codecs::Encoding::MsgPack => "msgpack",
+        codecs::Encoding::Parquet => "parquet",
         codecs::Encoding::Utf8 => "txt",
         codecs::Encoding::Raw => "bin",
     }
