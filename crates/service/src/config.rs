@@ -195,7 +195,7 @@ pub struct Config {
     pub job_retention: JobRetention,
 
     // Authentication, TLS and what workers inherit.
-    /// Required as a bearer token on every control route but `/1/health`.
+    /// Required as a bearer token on every control route but `/1/health` and `/ready`.
     pub auth_token: Option<Token>,
     /// The scoring port's own token (default: the control token).
     pub scoring_auth_token: Option<Token>,
