@@ -236,6 +236,8 @@ def main():
     p.add_argument("--cli", required=True, help="the host's release engine (the CLI client)")
     a = p.parse_args()
     engine = a.cli
+    check(os.geteuid() == 0, "run as root, with rootful podman: the test writes into the "
+          "volume as the engine's uid")
     work = tempfile.mkdtemp(prefix="container-test-")
     figures = {}
     try:
