@@ -415,6 +415,37 @@ def main():
         check(status == 200 and json.loads(raw) == expected[0], f"after restart: {status} {raw!r}")
         log("restarted: job history and deployment found again, scoring")
 
+        # SIGTERM while a job's model is busy: the engine stops it at its grace (8 s in the
+        # image), marks the job interrupted and exits 0 before podman's SIGKILL (10 s).
+        slow = {
+            "jobType": "MODEL_BATCH_JOB", "name": "busy at the stop",
+            "model": {"storedModel": {"modelAssets": [{
+                "name": "slow.py", "assetType": "SOURCE_CODE", "primaryModelSource": True,
+                "sourceCode": "import time\n# modelop.score\ndef action(x):\n    time.sleep(600)\n    yield x\n",
+            }]}},
+            "inputData": [{"assetType": "FILE", "name": "in.jsonl", "fileContentString": "1\n"}],
+        }
+        status, job = api.json("POST", "/api/jobs", slow)
+        check(status == 201, f"slow job: {status} {job}")
+        slow_job = job["id"]
+        deadline = time.monotonic() + 60
+        while api.json("GET", f"/api/jobs/{slow_job}?messages=false")[1]["jobStatus"] != "RUNNING":
+            check(time.monotonic() < deadline, "the slow job never ran")
+            time.sleep(0.1)
+        time.sleep(1)
+        started = time.monotonic()
+        podman("stop", "-t", str(STOP_TIMEOUT), NAME)
+        figures["podman stop (SIGTERM) with a job's model busy"] = f"{time.monotonic() - started:.2f} s"
+        code = podman("inspect", "--format", "{{.State.ExitCode}}", NAME).stdout.strip()
+        check(code == "0", f"exit code after SIGTERM with a busy job: {code}")
+        podman("start", NAME)
+        url = "http://" + host_port(NAME)
+        wait_health(url)
+        api = Http(url, token)
+        status, job = api.json("GET", f"/api/jobs/{slow_job}?messages=false")
+        check(job["jobStatus"] == "ERROR" and job["interrupted"] is True, f"the busy job: {job}")
+        log("SIGTERM with a job's model busy: stopped at the engine's grace, exit 0, the job interrupted (re-runnable)")
+
         # Start-up time of fresh containers (an empty volume each), for the record.
         times = []
         for i in range(3):
