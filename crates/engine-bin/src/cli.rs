@@ -34,6 +34,8 @@ pub enum Command {
     Score(crate::client::ScoreArgs),
     /// A running engine's state, tags, jobs and deployed model.
     Status(crate::client::StatusArgs),
+    /// Probe a running engine: exit 0 when healthy (`--ready`: its model ready), else 1.
+    Health(crate::client::HealthArgs),
     /// Print a fresh random token for `engine serve --auth-token-file` / ENGINE_TOKEN.
     Token,
     /// Avro schemas: check a file of records against a schema.
