@@ -17,6 +17,10 @@ use toml_edit::{Document, Item, Table};
 const PYTHON_RUNNER: &str = "runner-python";
 /// The binary: the one crate allowed to read the environment and print.
 const BINARY: &str = "engine-bin";
+/// The servers tests run against: test code in a crate of its own (unpublished), held to
+/// the rules of tests rather than of libraries: it reads the environment (which Python),
+/// starts servers and panics when one is missing.
+const TEST_SUPPORT: &str = "test-servers";
 
 /// The one library file that starts worker processes: the supervisor, which runs every
 /// worker under the watchdog.
@@ -51,6 +55,13 @@ struct Crate {
     manifest_path: PathBuf,
     manifest_text: String,
     manifest: Document<String>,
+}
+
+/// The library crates: every crate but the binary and the tests' support.
+fn libraries() -> impl Iterator<Item = Crate> {
+    crates()
+        .into_iter()
+        .filter(|c| c.name != BINARY && c.name != TEST_SUPPORT)
 }
 
 fn crates() -> Vec<Crate> {
@@ -319,7 +330,7 @@ fn pyo3_appears_only_in_the_python_runner() {
 #[test]
 fn libraries_read_no_environment_and_print_nothing() {
     let mut breaks = BTreeSet::new();
-    for c in crates().into_iter().filter(|c| c.name != BINARY) {
+    for c in libraries() {
         for file in rust_files(&c.dir.join("src")) {
             let src = Source::read(&file);
             for pattern in [
@@ -346,7 +357,7 @@ fn libraries_read_no_environment_and_print_nothing() {
 #[test]
 fn every_library_denies_unwrap_and_expect() {
     let mut breaks = BTreeSet::new();
-    for c in crates().into_iter().filter(|c| c.name != BINARY) {
+    for c in libraries() {
         let lib = c.dir.join("src/lib.rs");
         let src = Source::read(&lib);
         if !src
@@ -365,10 +376,7 @@ fn every_library_denies_unwrap_and_expect() {
 #[test]
 fn only_the_supervisor_starts_worker_processes() {
     let mut breaks = BTreeSet::new();
-    for c in crates()
-        .into_iter()
-        .filter(|c| c.name != BINARY && !STARTS_NON_WORKERS.contains(&c.name.as_str()))
-    {
+    for c in libraries().filter(|c| !STARTS_NON_WORKERS.contains(&c.name.as_str())) {
         for file in rust_files(&c.dir.join("src")) {
             if rel(&file) == SUPERVISOR {
                 continue;
