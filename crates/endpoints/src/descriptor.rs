@@ -235,7 +235,10 @@ impl fmt::Debug for S3Transport {
             .field("bucket", &self.bucket)
             .field("object_key", &self.object_key)
             .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| HIDDEN))
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| HIDDEN),
+            )
             .field("endpoint_url", &self.endpoint_url)
             .field("path_style", &self.path_style)
             .finish()

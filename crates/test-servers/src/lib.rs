@@ -3,6 +3,8 @@
 //! A missing server fails the test loudly, saying how to install it; nothing is skipped.
 //!
 //! - [`S3Server`]: an S3-compatible server in memory (moto, PyPI `moto[server]`).
+//! - [`HttpFiles`]: a folder's files over HTTP (Python's `http.server`), with redirects,
+//!   chosen statuses and Basic or bearer authentication.
 //!
 //! A test crate takes this as a dev-dependency; transports' own test support (a Kafka
 //! broker, a database) builds on [`free_port`] and [`wait_listening`].
@@ -13,8 +15,10 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+mod http;
 mod s3;
 
+pub use http::HttpFiles;
 pub use s3::S3Server;
 
 /// The Python the project builds with (`scripts/env.sh` sets `PYO3_PYTHON`), which
