@@ -467,13 +467,15 @@ impl Transport {
         extension(name)
     }
 
-    /// The encoding used when the descriptor names none: JSON for REST, inline and ODBC,
-    /// else what the file or object's extension suggests, else raw bytes.
+    /// The encoding used when the descriptor names none: JSON for REST, inline, ODBC and
+    /// S3 prefixes (an `ObjectKey` ending in `/`, whose objects' names the engine chooses or
+    /// does not know), else what the file or object's extension suggests, else raw bytes.
     pub fn guessed_encoding(&self) -> Encoding {
         match self {
             Transport::Rest { .. } | Transport::Inline { .. } | Transport::Odbc(_) => {
                 Encoding::Json
             }
+            Transport::S3(s3) if s3.object_key.ends_with('/') => Encoding::Json,
             _ => self
                 .name_extension()
                 .and_then(|e| Encoding::of_extension(&e))
