@@ -11,18 +11,18 @@
 //! and descriptors name them by the transports `S3` (`s3://bucket/key`) and `HTTP`
 //! (`https://host/path`).
 //!
-//! - Inputs ([`read`]): an object is read as records flow, its GET stream bridged into the
+//! - Inputs (`read`): an object is read as records flow, its GET stream bridged into the
 //!   blocking reader the file endpoint's decoder reads on the blocking pool; a key ending in
 //!   `/` reads every object under it in key order. A transfer cut in the middle is taken up
 //!   where it stopped. A store that cannot be reached for now is
-//!   [`Error::Unavailable`](runtime_core::Error::Unavailable) (the job retries); a missing
+//!   `runtime_core::Error::Unavailable` (the job retries); a missing
 //!   bucket or object, or access denied, is fatal and names the store, bucket and key.
-//! - Outputs ([`write`]): records encoded by the file endpoint's sink into an upload, a
+//! - Outputs (`write`): records encoded by the file endpoint's sink into an upload, a
 //!   multipart one past one part; one object completes when the sink finishes, a prefix
 //!   (`ObjectKey` ending in `/`) gets an object per flush that has records in it.
-//! - Whole files ([`copy`]): `Opener::fetch_file` / `store_file`, streamed to and from disk.
+//! - Whole files (`copy`): `Opener::fetch_file` / `store_file`, streamed to and from disk.
 //!
-//! Everything past [`target::locate`] works on an `Arc<dyn ObjectStore>` and a path: another
+//! Everything past `target::locate` works on an `Arc<dyn ObjectStore>` and a path: another
 //! store is one more arm there.
 //!
 //! Credentials, first found wins: the descriptor's `AccessKeyID`/`SecretAccessKey` (or a
@@ -38,10 +38,10 @@ use runtime_core::{Error, RecordSink, RecordSource, Result};
 
 mod copy;
 mod error;
-pub mod read;
+mod read;
 mod settings;
 mod target;
-pub mod write;
+mod write;
 
 pub use settings::{
     AwsSettings, StoreSettings, DEFAULT_PARTS_IN_FLIGHT, DEFAULT_PART_BYTES, DEFAULT_ROLL_BYTES,

@@ -1,7 +1,7 @@
 //! Inputs: an object read as records flow, and a prefix read object after object in key
 //! order. The bytes come from the store's GET stream on a task of their own, through a
-//! bounded channel, into a blocking [`BufRead`] that the file endpoint's decoder
-//! ([`FileSource::from_reader`]) reads on the blocking pool: memory holds a few chunks,
+//! bounded channel, into a blocking `BufRead` that the file endpoint's decoder
+//! (`FileSource::from_reader`) reads on the blocking pool: memory holds a few chunks,
 //! whatever the object's size.
 
 use std::collections::VecDeque;

@@ -1,6 +1,6 @@
 //! From a descriptor to a store and a key: the only part that knows S3 and HTTP. Everything
 //! else reads and writes an `Arc<dyn ObjectStore>` at a [`Path`], so one more store is one
-//! more arm in [`locate`].
+//! more arm in `locate`.
 
 use std::sync::Arc;
 

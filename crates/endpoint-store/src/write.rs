@@ -1,14 +1,14 @@
 //! Outputs. Records are encoded by the file endpoint's sink ([`FileSink::from_writer`]) into
-//! a spool the sink empties after each call into an [`Upload`]: an object smaller than a part
+//! a spool the sink empties after each call into an `Upload`: an object smaller than a part
 //! goes up in one PUT when complete, a larger one as a multipart upload, a few parts in flight
 //! at once. Memory holds a part per part in flight and what one batch encodes to.
 //!
-//! - [`ObjectSink`] writes one object, complete (visible) once the sink finishes; it cannot
+//! - `ObjectSink` writes one object, complete (visible) once the sink finishes; it cannot
 //!   make records durable before that, so its `flush` with records written fails, saying to
 //!   name a prefix.
-//! - [`RollingSink`] writes a prefix: `part-00000000-<run>.<ext>` and on, each object
+//! - `RollingSink` writes a prefix: `part-00000000-<run>.<ext>` and on, each object
 //!   complete at a flush that has records in it or once it holds
-//!   [`StoreSettings::roll_bytes`].
+//!   `StoreSettings::roll_bytes`.
 //!
 //! An upload that cannot complete is aborted (nothing half-written is left), and so is one
 //! whose sink is dropped before it finished.
