@@ -515,6 +515,14 @@ async fn http_documents_are_read_with_their_credentials_and_statuses_named() {
             .unwrap(),
         [r#"{"a":1,"b":"x"}@"#]
     );
+    // A transfer cut in the middle is taken up where it stopped (a range request).
+    let many: String = (0..50_000).map(|i| format!("{i}\n")).collect();
+    std::fs::write(dir.path().join("many.jsonl"), &many).unwrap();
+    let got = read(format!("{}/cut/many.jsonl", open.url()))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 50_000);
+    assert_eq!(got[49_999], "49999@");
     // Redirects are followed.
     assert_eq!(
         read(format!("{}/redirect/in.jsonl", open.url()))
@@ -591,4 +599,27 @@ async fn http_documents_are_read_with_their_credentials_and_statuses_named() {
         6
     );
     assert_eq!(std::fs::read(out.path().join("got")).unwrap(), b"1\n2\n3\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_input_whose_server_was_away_reads_once_it_is_back() {
+    let port = test_servers::free_port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let d = StreamDescriptor::parse(&format!(
+        r#"{{"Transport": {{"Type": "S3", "Bucket": "late", "ObjectKey": "in.jsonl",
+             "EndpointUrl": "{endpoint}", "AccessKeyID": "{KEY_ID}",
+             "SecretAccessKey": "{SECRET}"}}}}"#
+    ))
+    .unwrap();
+    let registry = support::registry(support::settings());
+    let mut source = registry.open_source(&d, &d.codec_config()).unwrap();
+    // Away: temporary, as a job's input retries with back-off.
+    let e = source.read_batch(10).await.unwrap_err();
+    assert!(e.is_retriable(), "{e}");
+    // Back: the same source reads from the start.
+    let _moto = support::moto_on(port);
+    test_servers::http(&format!("127.0.0.1:{port}"), "PUT /late HTTP/1.1");
+    let c = support::client(&endpoint, "late", KEY_ID, SECRET);
+    support::put(&c, "in.jsonl", b"1\n2\n".to_vec()).await;
+    assert_eq!(support::drain(&mut source).await.unwrap(), ["1@", "2@"]);
 }

@@ -1,4 +1,5 @@
 //! A static HTTP file server over a folder (Python's `http.server`, extended): files by path,
+//! range requests with an `ETag`, `/cut/<path>` sending half of a file then hanging up,
 //! `/redirect/<path>` answering 302 to `/<path>`, `/status/<code>` answering that status, and,
 //! when started with a user and password, 401 to any request without them (Basic) or the
 //! bearer token given.
@@ -35,6 +36,34 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             self.send_header("Location", "/" + self.path[len("/redirect/"):])
             self.send_header("Content-Length", "0")
             self.end_headers()
+            return
+        if self.path.startswith("/cut/") or self.headers.get("Range"):
+            # Range requests with an ETag; /cut/<path> sends half the body, then hangs up.
+            cut = self.path.startswith("/cut/")
+            rel = self.path[len("/cut/"):] if cut else self.path.lstrip("/")
+            data = open(os.path.join(root, rel), "rb").read()
+            etag = '"%d-%d"' % (len(data), int(os.path.getmtime(os.path.join(root, rel))))
+            rng = self.headers.get("Range")
+            if rng:
+                start, _, end = rng.split("=", 1)[1].partition("-")
+                start = int(start)
+                end = int(end) if end else len(data) - 1
+                body = data[start:end + 1]
+                self.send_response(206)
+                self.send_header("Content-Range", "bytes %d-%d/%d" % (start, start + len(body) - 1, len(data)))
+            else:
+                body = data
+                self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("ETag", etag)
+            self.end_headers()
+            if cut and not rng:
+                self.wfile.write(body[:len(body) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return
+            self.wfile.write(body)
             return
         if self.path.startswith("/status/"):
             code = int(self.path[len("/status/"):].split("/")[0])

@@ -156,6 +156,27 @@ pub async fn values(source: &mut Box<dyn RecordSource>) -> runtime_core::Result<
     Ok(out)
 }
 
+/// moto on `port`, in memory, stopped when dropped.
+pub fn moto_on(port: u16) -> Reaped {
+    let python = python();
+    let child = Command::new(&python)
+        .args([
+            "-m",
+            "moto.server",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {python} -m moto.server: {e}"));
+    let mut child = Reaped(child);
+    wait_listening(&mut child.0, &format!("127.0.0.1:{port}"), "moto_server");
+    child
+}
+
 /// moto requiring signed requests from a user it knows: the returned keys are that user's.
 pub struct AuthMoto {
     _child: Reaped,
