@@ -42,8 +42,12 @@ pub const DEFAULT_NAGLE_TIME_MS: u64 = 500;
 pub const DEFAULT_LINGER_TIME_MS: u64 = 3000;
 /// The Kafka consumer group when `Group` is absent.
 pub const DEFAULT_KAFKA_GROUP: &str = "model-runtime";
-/// The S3 region when `Region` is absent.
+/// The S3 region when neither the descriptor's `Region` nor the engine's environment
+/// (`AWS_REGION`, a profile's `region`) names one.
 pub const DEFAULT_S3_REGION: &str = "us-east-1";
+/// What a secret written into a descriptor as it is (not a `secret://` reference) shows as
+/// in [`StreamDescriptor::to_shown_json`] and `Debug`.
+pub const HIDDEN: &str = "********";
 /// The separator of a `delimited` envelope when `Separator` is absent.
 pub const DEFAULT_SEPARATOR: &str = "\n";
 /// The address a UDP input binds when `Host` is absent.
@@ -207,9 +211,10 @@ pub struct KafkaTransport {
     pub properties: BTreeMap<String, String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct S3Transport {
-    /// `Region`; `None` (`null`) leaves it to the S3 client (e.g. for `EndpointUrl` servers).
+    /// `Region`; `None` (absent or `null`): the engine's (`AWS_REGION`, `AWS_DEFAULT_REGION`,
+    /// its profile's `region`), else [`DEFAULT_S3_REGION`].
     pub region: Option<String>,
     pub bucket: String,
     pub object_key: String,
@@ -218,7 +223,30 @@ pub struct S3Transport {
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<String>,
     /// `EndpointUrl` (an extension of this runtime): an S3-compatible server such as MinIO.
+    /// An `http://` URL allows plain HTTP to it.
     pub endpoint_url: Option<String>,
+    /// `PathStyle` (an extension of this runtime, default true): requests name the bucket in
+    /// the path (`https://server/bucket/key`), as S3-compatible servers expect; false names
+    /// it in the host (`https://bucket.server/key`, virtual-hosted style).
+    pub path_style: bool,
+}
+
+impl fmt::Debug for S3Transport {
+    /// Every field but the secret key, which shows as [`HIDDEN`] when set.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Transport")
+            .field("region", &self.region)
+            .field("bucket", &self.bucket)
+            .field("object_key", &self.object_key)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| HIDDEN),
+            )
+            .field("endpoint_url", &self.endpoint_url)
+            .field("path_style", &self.path_style)
+            .finish()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -443,13 +471,15 @@ impl Transport {
         extension(name)
     }
 
-    /// The encoding used when the descriptor names none: JSON for REST, inline and ODBC,
-    /// else what the file or object's extension suggests, else raw bytes.
+    /// The encoding used when the descriptor names none: JSON for REST, inline, ODBC and
+    /// S3 prefixes (an `ObjectKey` ending in `/`, whose objects' names the engine chooses or
+    /// does not know), else what the file or object's extension suggests, else raw bytes.
     pub fn guessed_encoding(&self) -> Encoding {
         match self {
             Transport::Rest { .. } | Transport::Inline { .. } | Transport::Odbc(_) => {
                 Encoding::Json
             }
+            Transport::S3(s3) if s3.object_key.ends_with('/') => Encoding::Json,
             _ => self
                 .name_extension()
                 .and_then(|e| Encoding::of_extension(&e))
@@ -874,6 +904,33 @@ impl StreamDescriptor {
         Json::Object(m)
     }
 
+    /// The defaulted form with the secrets written into it as they are hidden: what an API
+    /// answers and a log shows. A `SecretAccessKey` given as its value shows as [`HIDDEN`],
+    /// the password of a URL's `user:password@` as [`HIDDEN`] too; `secret://` references
+    /// show as they are (as in [`StreamDescriptor::to_json`], which keeps the values: it is
+    /// what the engine stores to open the stream again).
+    pub fn to_shown_json(&self) -> Json {
+        let mut doc = self.to_json();
+        let Some(t) = doc.get_mut("Transport").and_then(Json::as_object_mut) else {
+            return doc;
+        };
+        let referenced = |field: &str| self.secret_refs.contains_key(&format!("Transport.{field}"));
+        if !referenced("SecretAccessKey") {
+            if let Some(v) = t.get_mut("SecretAccessKey").filter(|v| v.is_string()) {
+                *v = Json::from(HIDDEN);
+            }
+        }
+        for field in ["Url", "EndpointUrl"] {
+            if referenced(field) {
+                continue;
+            }
+            if let Some(Json::String(url)) = t.get_mut(field) {
+                *url = hide_url_password(url);
+            }
+        }
+        doc
+    }
+
     fn transport_json(&self) -> Json {
         // A resolved secret is written back as its reference.
         let t = |field: &str, value: &str| -> Json {
@@ -944,6 +1001,7 @@ impl StreamDescriptor {
                     ot("SecretAccessKey", s3.secret_access_key.as_deref()),
                 );
                 put("EndpointUrl", ot("EndpointUrl", s3.endpoint_url.as_deref()));
+                put("PathStyle", Json::from(s3.path_style));
             }
             Transport::File { path } => put("Path", t("Path", path)),
             Transport::Odbc(o) => {
@@ -1463,9 +1521,26 @@ fn validate_transport(transport: &Transport) -> Result<()> {
 }
 
 impl fmt::Debug for StreamDescriptor {
-    /// The defaulted JSON form, so a resolved secret never reaches a log.
+    /// The defaulted JSON form with its secrets hidden ([`StreamDescriptor::to_shown_json`]),
+    /// so no secret reaches a log.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "StreamDescriptor({})", self.to_json())
+        write!(f, "StreamDescriptor({})", self.to_shown_json())
+    }
+}
+
+/// `scheme://user:password@host/...` with the password hidden; any other text as it is.
+pub fn hide_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:{HIDDEN}@{host}{tail}"),
+        None => url.to_owned(),
     }
 }
 
@@ -1909,15 +1984,17 @@ fn parse_transport(v: &Json) -> Result<Transport> {
             })
         }
         TransportType::S3 => {
-            let region = obj
-                .take("Region")
-                .try_map(|v| text(v, "Transport.Region"))?
-                .or_default(DEFAULT_S3_REGION.to_string());
+            let region = opt_text(&obj, "Region")?;
             let bucket = req_text(&obj, "Bucket", "the S3 bucket")?;
             let object_key = req_text(&obj, "ObjectKey", "the key of the S3 object")?;
             let access_key_id = opt_text(&obj, "AccessKeyID")?;
             let secret_access_key = opt_text(&obj, "SecretAccessKey")?;
             let endpoint_url = opt_text(&obj, "EndpointUrl")?;
+            let path_style = obj
+                .take("PathStyle")
+                .try_map(|v| boolean(v, "Transport.PathStyle"))?
+                .value()
+                .unwrap_or(true);
             Transport::S3(S3Transport {
                 region,
                 bucket,
@@ -1925,6 +2002,7 @@ fn parse_transport(v: &Json) -> Result<Transport> {
                 access_key_id,
                 secret_access_key,
                 endpoint_url,
+                path_style,
             })
         }
         TransportType::File => {
@@ -2117,6 +2195,7 @@ const S3_FIELDS: &[&str] = &[
     "AccessKeyID",
     "SecretAccessKey",
     "EndpointUrl",
+    "PathStyle",
 ];
 const ODBC_FIELDS: &[&str] = &[
     "Type",

@@ -136,7 +136,10 @@ impl FileSink {
         )
     }
 
-    fn from_writer<W: Write + Send + 'static>(
+    /// Any writer as a sink: `name` names it in errors and `describe()`, `location` is what
+    /// its report says it wrote to. The encoder writes through a 1 MiB buffer; `flush` and
+    /// `finish` hand the writer what it holds and flush it.
+    pub fn from_writer<W: Write + Send + 'static>(
         name: String,
         location: String,
         w: W,

@@ -40,7 +40,7 @@ mod registry;
 
 pub use credentials::{Credential, Credentials};
 pub use descriptor::{Direction, StreamDescriptor};
-pub use file::{DiscardSink, FileSink, FileSource};
+pub use file::{DiscardSink, FileSink, FileSource, Looping, Reopen};
 pub use inline::InlineSource;
 pub use redact::{redact, REDACTED};
 pub use registry::{OpenRequest, Opener, Registry};

@@ -46,8 +46,8 @@ fn kafka(servers: Json, topic: &str) -> Json {
 
 fn s3(bucket: &str, key: &str) -> Json {
     json!({
-        "Type": "S3", "Region": "us-east-1", "Bucket": bucket, "ObjectKey": key,
-        "AccessKeyID": null, "SecretAccessKey": null, "EndpointUrl": null,
+        "Type": "S3", "Region": null, "Bucket": bucket, "ObjectKey": key,
+        "AccessKeyID": null, "SecretAccessKey": null, "EndpointUrl": null, "PathStyle": true,
     })
 }
 
@@ -261,7 +261,7 @@ fn json_cases() -> Vec<(&'static str, &'static str, Json)> {
                 "Transport": {
                     "Type": "S3", "Region": null, "Bucket": "models", "ObjectKey": "in/batch.jsonl",
                     "AccessKeyID": "secret://s3-id", "SecretAccessKey": "secret://s3-key",
-                    "EndpointUrl": "http://minio:9000",
+                    "EndpointUrl": "http://minio:9000", "PathStyle": true,
                 },
                 "Encoding": "json", "Envelope": lines(),
             })),
@@ -1059,4 +1059,47 @@ fn serde_reads_both_forms_and_writes_the_defaulted_form() {
 fn from_str_is_parse() {
     let d: StreamDescriptor = "rest:".parse().unwrap();
     assert_eq!(d, parse(r#"{"Transport": "REST"}"#));
+}
+
+#[test]
+fn secrets_written_as_values_are_hidden_in_the_shown_form_and_debug() {
+    let d = parse(
+        r#"{"Transport": {"Type": "S3", "Bucket": "b", "ObjectKey": "k.json",
+            "AccessKeyID": "AKIA-TEST", "SecretAccessKey": "wJalr-very-secret",
+            "EndpointUrl": "http://minio:minio-pw@minio:9000"}}"#,
+    );
+    // The stored form keeps them (the engine opens the stream again from it).
+    let stored = d.to_json().to_string();
+    assert!(stored.contains("wJalr-very-secret"), "{stored}");
+    let shown = d.to_shown_json();
+    assert_eq!(shown["Transport"]["SecretAccessKey"], json!("********"));
+    assert_eq!(shown["Transport"]["AccessKeyID"], json!("AKIA-TEST"));
+    assert_eq!(
+        shown["Transport"]["EndpointUrl"],
+        json!("http://minio:********@minio:9000")
+    );
+    for text in [shown.to_string(), format!("{d:?}")] {
+        assert!(
+            !text.contains("wJalr-very-secret") && !text.contains("minio-pw"),
+            "{text}"
+        );
+    }
+    let Transport::S3(s3) = &d.transport else {
+        panic!("not S3")
+    };
+    let debug = format!("{s3:?}");
+    assert!(!debug.contains("wJalr-very-secret"), "{debug}");
+    assert!(s3.path_style && s3.region.is_none(), "{debug}");
+    let http = parse(r#"{"Transport": {"Type": "HTTP", "Url": "https://u:pw@h/x.json?a=1"}}"#);
+    assert_eq!(
+        http.to_shown_json()["Transport"]["Url"],
+        json!("https://u:********@h/x.json?a=1")
+    );
+    let virtual_hosted = parse(
+        r#"{"Transport": {"Type": "S3", "Bucket": "b", "ObjectKey": "k", "PathStyle": false}}"#,
+    );
+    let Transport::S3(s3) = &virtual_hosted.transport else {
+        panic!("not S3")
+    };
+    assert!(!s3.path_style);
 }

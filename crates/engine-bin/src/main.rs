@@ -9,6 +9,8 @@ mod joblog;
 mod run;
 mod schema_cmd;
 mod serve;
+#[cfg(feature = "stores")]
+mod stores;
 mod transports;
 
 use clap::Parser;

@@ -21,14 +21,16 @@ use crate::joblog::WriterLog;
 /// A problem with the command line, reported before anything runs.
 struct Usage(String);
 
-/// An input or output given as a stream descriptor rather than a file: a Kafka short form
-/// (`kafka:host:9092/topic.json`) or a JSON descriptor (`{"Transport": ...}`); `None` for a
-/// file path.
+/// An input or output given as a stream descriptor rather than a file: a Kafka, S3 or
+/// HTTP(S) short form (`kafka:host:9092/topic.json`, `s3://bucket/key.jsonl`,
+/// `https://host/in.csv`) or a JSON descriptor (`{"Transport": ...}`); `None` for a file
+/// path.
 fn descriptor_arg(arg: &Path, flag: &str) -> Result<Option<StreamDescriptor>, Usage> {
     let text = arg.to_string_lossy();
     let t = text.trim_start();
     let lower = t.to_ascii_lowercase();
-    if !(lower.starts_with("kafka:") || t.starts_with('{')) {
+    let schemes = ["kafka:", "s3://", "http://", "https://"];
+    if !(schemes.iter().any(|s| lower.starts_with(s)) || t.starts_with('{')) {
         return Ok(None);
     }
     StreamDescriptor::parse(t)
@@ -522,7 +524,7 @@ fn job_document(
     };
     let file_asset = |slot: Slot, path: &Path| {
         if p.descriptors.contains_key(&slot) {
-            // A stream (Kafka): named as given.
+            // A stream or an object (Kafka, S3, HTTP): named as given.
             return json!({
                 "assetType": "EXTERNAL_FILE",
                 "name": path.to_string_lossy(),

@@ -4,6 +4,8 @@
 //!
 //! - [`S3Server`]: an S3-compatible server in memory (moto, PyPI `moto[server]`).
 //! - [`WebHdfsServer`]: a WebHDFS namenode and datanode over a temporary folder (in process).
+//! - [`HttpFiles`]: a folder's files over HTTP (Python's `http.server`), with redirects,
+//!   chosen statuses and Basic or bearer authentication.
 //!
 //! A test crate takes this as a dev-dependency; transports' own test support (a Kafka
 //! broker, a database) builds on [`free_port`] and [`wait_listening`].
@@ -14,9 +16,11 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+mod http;
 mod s3;
 mod webhdfs;
 
+pub use http::HttpFiles;
 pub use s3::S3Server;
 pub use webhdfs::{WebHdfsOptions, WebHdfsRequest, WebHdfsServer};
 

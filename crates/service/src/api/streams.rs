@@ -27,7 +27,7 @@ use super::AppState;
 pub struct StreamView {
     /// The slot: a number, or `errors` for the error stream.
     pub slot: SlotName,
-    /// Its descriptor, every default filled in.
+    /// Its descriptor, every default filled in, secrets written into it hidden.
     #[schema(value_type = Object)]
     pub descriptor: serde_json::Value,
     /// Its endpoint (`file:/srv/data/in.jsonl`, `POST /1/job/input/0`).
@@ -80,7 +80,7 @@ pub(super) fn stream_view(s: StreamInfo) -> StreamView {
     };
     StreamView {
         slot: Slot(s.slot).into(),
-        descriptor: s.descriptor.to_json(),
+        descriptor: s.descriptor.to_shown_json(),
         endpoint: s.endpoint,
         state: s.state.as_str().to_owned(),
         reason,
@@ -141,7 +141,7 @@ pub(super) async fn attach_stream(
     let descriptor = StreamDescriptor::parse(text)?;
     if q.dry_run.unwrap_or(false) {
         let descriptor = checked_stream(&e, descriptor, slot).await?;
-        return Ok(Json(descriptor.to_json()).into_response());
+        return Ok(Json(descriptor.to_shown_json()).into_response());
     }
     if e.shutting_down() {
         return Err(Error::ShuttingDown);
