@@ -96,6 +96,9 @@ pub(crate) fn kind(e: &object_store::Error) -> Kind {
 fn transport_failure(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = next {
+        if let Some(w) = err.downcast_ref::<object_store_webhdfs::Error>() {
+            return w.is_retriable();
+        }
         if let Some(h) = err.downcast_ref::<HttpError>() {
             return matches!(
                 h.kind(),

@@ -1,6 +1,6 @@
 //! Object stores as endpoints of the model runtime, through `object_store`: S3 and
-//! S3-compatible servers (inputs, outputs, whole-file copies) and HTTP(S) GET (inputs and
-//! fetched files).
+//! S3-compatible servers (inputs, outputs, whole-file copies), HDFS through WebHDFS
+//! (`object-store-webhdfs`; the same) and HTTP(S) GET (inputs and fetched files).
 //!
 //! A program adds them to its registry with the engine's AWS settings:
 //!
@@ -8,7 +8,8 @@
 //! let registry = endpoint_store::register(endpoints::Registry::default(), Default::default());
 //! ```
 //!
-//! and descriptors name them by the transports `S3` (`s3://bucket/key`) and `HTTP`
+//! and descriptors name them by the transports `S3` (`s3://bucket/key`), `HDFS`
+//! (`hdfs://namenode:8020/path`, `webhdfs://host:9870/path`) and `HTTP`
 //! (`https://host/path`).
 //!
 //! - Inputs (`read`): an object is read as records flow, its GET stream bridged into the
@@ -44,18 +45,20 @@ mod target;
 mod write;
 
 pub use settings::{
-    AwsSettings, StoreSettings, DEFAULT_PARTS_IN_FLIGHT, DEFAULT_PART_BYTES, DEFAULT_ROLL_BYTES,
+    AwsSettings, HdfsSettings, StoreSettings, DEFAULT_PARTS_IN_FLIGHT, DEFAULT_PART_BYTES,
+    DEFAULT_ROLL_BYTES,
 };
 
-/// Adds the `S3` and `HTTP` transports to `registry`.
+/// Adds the `S3`, `HTTP` and `HDFS` (WebHDFS) transports to `registry`.
 pub fn register(registry: Registry, settings: StoreSettings) -> Registry {
     let stores = Arc::new(Stores::new(settings));
     registry
         .register(TransportType::S3, stores.clone())
+        .register(TransportType::Hdfs, stores.clone())
         .register(TransportType::Http, stores)
 }
 
-/// Opens `S3` and `HTTP` descriptors.
+/// Opens `S3`, `HTTP` and `HDFS` descriptors.
 pub struct Stores {
     settings: Arc<StoreSettings>,
 }

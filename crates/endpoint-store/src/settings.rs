@@ -37,6 +37,34 @@ pub struct StoreSettings {
     pub read_timeout: Duration,
     /// Times a read cut in the middle of an object resumes in a row before it fails.
     pub read_resumes: u32,
+    /// How HDFS is reached (WebHDFS).
+    pub hdfs: HdfsSettings,
+}
+
+/// How the engine reaches HDFS through WebHDFS: namenodes' HTTP addresses and who it is.
+#[derive(Clone, Default)]
+pub struct HdfsSettings {
+    /// A namenode's RPC address (`namenode:8020`, or an HA nameservice's name) to its
+    /// WebHDFS HTTP address (`http://namenode:9870`). Without an entry, port 8020 (or none)
+    /// maps to 9870 on the same host.
+    pub namenodes: std::collections::BTreeMap<String, String>,
+    /// `user.name` of simple authentication.
+    pub user: Option<String>,
+    /// A delegation token, sent instead of the user. Never shown.
+    pub delegation_token: Option<String>,
+}
+
+impl std::fmt::Debug for HdfsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HdfsSettings")
+            .field("namenodes", &self.namenodes)
+            .field("user", &self.user)
+            .field(
+                "delegation_token",
+                &self.delegation_token.as_ref().map(|_| "********"),
+            )
+            .finish()
+    }
 }
 
 impl Default for StoreSettings {
@@ -51,6 +79,7 @@ impl Default for StoreSettings {
             connect_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(120),
             read_resumes: 6,
+            hdfs: HdfsSettings::default(),
         }
     }
 }

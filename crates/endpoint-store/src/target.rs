@@ -1,4 +1,4 @@
-//! From a descriptor to a store and a key: the only part that knows S3 and HTTP. Everything
+//! From a descriptor to a store and a key: the only part that knows S3, HTTP and HDFS. Everything
 //! else reads and writes an `Arc<dyn ObjectStore>` at a [`Path`], so one more store is one
 //! more arm in `locate`.
 
@@ -101,6 +101,9 @@ pub(crate) fn locate(req: &OpenRequest<'_>, settings: &StoreSettings) -> Result<
     match &req.descriptor.transport {
         Transport::S3(s3) => s3_store(s3, req.credential, settings),
         Transport::Http { url } => http_store(url, req.credential, settings),
+        Transport::Hdfs { name_node, path } => {
+            hdfs_store(name_node, path, req.credential, settings)
+        }
         other => Err(Error::descriptor(
             "Transport.Type",
             format!("{} is not an object store", other.transport_type()),
@@ -239,6 +242,68 @@ fn s3_store(
 }
 
 /// An HTTP(S) document: the whole URL is the store (its query kept), the key is empty.
+/// HDFS through its WebHDFS (or HttpFS) REST API: `NameNode` is `host:port` (an RPC
+/// address, mapped to its HTTP address by the settings, 8020 to 9870 by default) or the
+/// HTTP address itself (`webhdfs://host:port`, `swebhdfs://`, `http(s)://`). The user and a
+/// delegation token come from the credentials entry for the namenode's host, else the
+/// settings.
+fn hdfs_store(
+    name_node: &str,
+    path: &str,
+    credential: Option<&Credential>,
+    settings: &StoreSettings,
+) -> Result<Located> {
+    let server = if name_node.contains("://") {
+        name_node.trim_end_matches('/').to_owned()
+    } else {
+        format!("hdfs://{name_node}")
+    };
+    let hdfs = &settings.hdfs;
+    let user = credential
+        .and_then(|c| c.username.clone())
+        .or_else(|| hdfs.user.clone());
+    let token = credential
+        .and_then(|c| c.token.clone())
+        .or_else(|| hdfs.delegation_token.clone());
+    let identity = match (&token, &user) {
+        (Some(_), _) => "a delegation token".to_owned(),
+        (None, Some(u)) => format!("user '{u}'"),
+        (None, None) => "no user".to_owned(),
+    };
+    let mut builder = object_store_webhdfs::WebHdfsBuilder::new()
+        .with_url(server.clone())
+        .with_namenodes(hdfs.namenodes.clone())
+        .with_connect_timeout(settings.connect_timeout)
+        .with_read_timeout(settings.read_timeout);
+    if let Some(u) = &user {
+        builder = builder.with_user(u.clone());
+    }
+    let mut secrets = Vec::new();
+    if let Some(t) = &token {
+        secrets.push(t.clone());
+        builder = builder.with_delegation_token(t.clone());
+    }
+    let client = builder.build().map_err(|e| {
+        Error::endpoint(
+            server.clone(),
+            format!("cannot set up the WebHDFS client: {e}"),
+        )
+    })?;
+    let key = path.trim_start_matches('/').to_owned();
+    let store = Store {
+        client: Arc::new(client),
+        root: server.clone(),
+        place: format!("HDFS at {server}"),
+        identity,
+        secrets,
+    };
+    Ok(Located {
+        store: Arc::new(store),
+        prefix: key.ends_with('/'),
+        key,
+    })
+}
+
 fn http_store(
     url: &str,
     credential: Option<&Credential>,

@@ -529,7 +529,10 @@ impl Transport {
                 Some((host_of(server).to_owned(), format!("/{}", k.topic)))
             }
             Transport::Hdfs { name_node, path } => {
-                Some((host_of(name_node).to_owned(), path.clone()))
+                let authority = name_node
+                    .split_once("://")
+                    .map_or(name_node.as_str(), |(_, a)| a);
+                Some((host_of(authority).to_owned(), path.clone()))
             }
             Transport::Tcp { host, .. } | Transport::Udp { host, .. } => {
                 Some((host.clone(), String::new()))
@@ -622,7 +625,12 @@ impl Transport {
             Transport::S3(s3) => format!("s3://{}/{}", s3.bucket, s3.object_key),
             Transport::Http { url } => url.clone(),
             Transport::Hdfs { name_node, path } => {
-                format!("hdfs://{name_node}/{}", path.trim_start_matches('/'))
+                let server = if name_node.contains("://") {
+                    name_node.clone()
+                } else {
+                    format!("hdfs://{name_node}")
+                };
+                format!("{server}/{}", path.trim_start_matches('/'))
             }
             Transport::Kafka(k) => format!("kafka:{}/{}", k.bootstrap_servers.join(","), k.topic),
             Transport::Odbc(o) => match (&o.select_query, &o.insert_into_table) {
@@ -2586,16 +2594,23 @@ fn short_form_to_json(text: &str) -> Result<JsonMap<String, Json>> {
             set(&mut transport, "Bucket", Json::from(bucket));
             set(&mut transport, "ObjectKey", Json::from(key));
         }
-        "hdfs" => {
+        "hdfs" | "webhdfs" | "swebhdfs" => {
             let Some(rest) = rest.strip_prefix("//") else {
                 return Err(Error::descriptor(
                     "Transport",
-                    "the HDFS short form is hdfs://namenode:port/path",
+                    "the HDFS short forms are hdfs://namenode:port/path, webhdfs://host:port/path and swebhdfs://host:port/path",
                 ));
             };
-            let (name_node, path) = match rest.find('/') {
+            let (authority, path) = match rest.find('/') {
                 Some(i) => (&rest[..i], &rest[i..]),
                 None => (rest, ""),
+            };
+            // hdfs:// names the namenode's RPC address (mapped to its HTTP address by the
+            // engine's settings); webhdfs:// and swebhdfs:// its HTTP address itself.
+            let name_node = if scheme.eq_ignore_ascii_case("hdfs") {
+                authority.to_owned()
+            } else {
+                format!("{}://{authority}", scheme.to_ascii_lowercase())
             };
             set(&mut transport, "Type", Json::from("HDFS"));
             set(&mut transport, "NameNode", Json::from(name_node));

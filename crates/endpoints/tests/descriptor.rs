@@ -525,6 +525,20 @@ fn short_cases() -> Vec<(&'static str, Json)> {
             })),
         ),
         (
+            "webhdfs://namenode:9870/scores/in.jsonl",
+            defaulted(json!({
+                "Transport": {"Type": "HDFS", "NameNode": "webhdfs://namenode:9870", "Path": "/scores/in.jsonl"},
+                "Encoding": "json", "Envelope": lines(),
+            })),
+        ),
+        (
+            "SWEBHDFS://namenode/x.jsonl",
+            defaulted(json!({
+                "Transport": {"Type": "HDFS", "NameNode": "swebhdfs://namenode", "Path": "/x.jsonl"},
+                "Encoding": "json", "Envelope": lines(),
+            })),
+        ),
+        (
             "https://example.org/in.json",
             defaulted(json!({
                 "Transport": {"Type": "HTTP", "Url": "https://example.org/in.json"},

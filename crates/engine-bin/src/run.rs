@@ -29,7 +29,15 @@ fn descriptor_arg(arg: &Path, flag: &str) -> Result<Option<StreamDescriptor>, Us
     let text = arg.to_string_lossy();
     let t = text.trim_start();
     let lower = t.to_ascii_lowercase();
-    let schemes = ["kafka:", "s3://", "http://", "https://"];
+    let schemes = [
+        "kafka:",
+        "s3://",
+        "hdfs://",
+        "webhdfs://",
+        "swebhdfs://",
+        "http://",
+        "https://",
+    ];
     if !(schemes.iter().any(|s| lower.starts_with(s)) || t.starts_with('{')) {
         return Ok(None);
     }
@@ -420,7 +428,8 @@ fn run_prepared(
     };
     // Files are opened here, before the async runtime: no file I/O on its worker threads.
     let control = Arc::new(JobControl::default());
-    let registry = crate::transports::registry(&Default::default()).allowing_stdout();
+    let registry =
+        crate::transports::registry(&Default::default(), &Default::default()).allowing_stdout();
     let job = jobs::plan::build(plan, job_dir, &registry, log.as_ref(), control.clone())
         .map_err(|e| e.to_string())?;
     let language = p.model.language;

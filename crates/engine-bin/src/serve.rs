@@ -260,7 +260,7 @@ pub fn serve(args: ServeArgs) -> i32 {
         built_on: option_env!("ENGINE_BUILT_ON")
             .unwrap_or("unknown")
             .to_owned(),
-        registry: crate::transports::registry(&config.kafka_properties),
+        registry: crate::transports::registry(&config.kafka_properties, &config.hdfs),
     };
     return_freed_memory_periodically();
     let grace = std::time::Duration::from_millis(config.shutdown_grace_ms);

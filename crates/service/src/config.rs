@@ -180,6 +180,8 @@ pub struct Config {
     /// the engine opens (a stream descriptor's `Properties` take precedence). Never logged:
     /// they may hold passwords.
     pub kafka_properties: BTreeMap<String, String>,
+    /// `hdfs` of `application.json`: how HDFS is reached through WebHDFS.
+    pub hdfs: HdfsConfig,
 
     // Paths, uploads and retention.
     /// Folders under which job and deployment documents may name local paths; empty: the
@@ -276,6 +278,7 @@ impl fmt::Debug for Config {
                 "kafka_properties",
                 &self.kafka_properties.keys().collect::<Vec<_>>(),
             )
+            .field("hdfs", &self.hdfs)
             .field("allowed_paths", &self.allowed_paths)
             .field("max_request_bytes", &self.max_request_bytes)
             .field("max_upload_bytes", &self.max_upload_bytes)
@@ -314,6 +317,7 @@ impl Default for Config {
             log_format: "text".to_owned(),
             credentials: Credentials::default(),
             kafka_properties: BTreeMap::new(),
+            hdfs: HdfsConfig::default(),
             allowed_paths: Vec::new(),
             max_request_bytes: 16 << 20,
             max_upload_bytes: 1 << 30,
@@ -328,6 +332,37 @@ impl Default for Config {
             worker_env: Vec::new(),
             limits: Limits::default(),
         }
+    }
+}
+
+/// `hdfs` of `application.json`: how HDFS is reached through its WebHDFS REST API.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HdfsConfig {
+    /// A namenode's RPC address as `hdfs://` URLs name it (`namenode:8020`, or an HA
+    /// nameservice) to its WebHDFS HTTP address (`http://namenode:9870`); without an entry,
+    /// port 8020 (or none) maps to 9870 on the same host.
+    #[serde(default)]
+    pub namenodes: BTreeMap<String, String>,
+    /// `user.name` of simple authentication (else `HADOOP_USER_NAME`, else the engine's
+    /// user).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// A delegation token, sent instead of the user. Never logged.
+    #[serde(default)]
+    pub delegation_token: Option<String>,
+}
+
+impl std::fmt::Debug for HdfsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HdfsConfig")
+            .field("namenodes", &self.namenodes)
+            .field("user", &self.user)
+            .field(
+                "delegation_token",
+                &self.delegation_token.as_ref().map(|_| "(set)"),
+            )
+            .finish()
     }
 }
 
@@ -363,6 +398,7 @@ struct FileConfig {
     #[serde(default)]
     credentials: Credentials,
     kafka: Option<KafkaFileConfig>,
+    hdfs: Option<HdfsConfig>,
     allowed_paths: Option<PathList>,
     max_request_bytes: Option<u64>,
     max_upload_bytes: Option<u64>,
@@ -604,6 +640,9 @@ impl Config {
                     )),
                 })
                 .collect::<Result<_>>()?;
+        }
+        if let Some(hdfs) = fc.hdfs {
+            self.hdfs = hdfs;
         }
         match fc.allowed_paths {
             Some(PathList::List(l)) => self.allowed_paths = l,

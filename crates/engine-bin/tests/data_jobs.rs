@@ -1,0 +1,342 @@
+//! Job documents naming their data in stores, run by the real engine (`engine serve`)
+//! against real servers the tests start (crates/test-servers): inputs, outputs, model files
+//! and training products in S3 (moto), an input over HTTP, HDFS through WebHDFS, and the
+//! clear errors of a missing bucket or object, with the store's secrets never in what the
+//! API returns.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Engine;
+use engine_client::Client;
+use serde_json::{json, Value};
+use test_servers::{S3Server, WebHdfsServer};
+
+const SECRET: &str = "s3cr3t-never-shown";
+
+/// Scores with the weight its init reads from `weights.json`, a model file the job
+/// fetches from S3; trains by writing two files under `outputDir/`.
+const MODEL: &str = r#"
+import json, os
+
+# modelop.init
+def begin():
+    global weight
+    with open("weights.json") as f:
+        weight = json.load(f)["w"]
+
+# modelop.score
+def action(x):
+    yield {"id": x["id"], "score": x["v"] * weight}
+
+# modelop.train
+def train(df):
+    os.makedirs("outputDir/coef", exist_ok=True)
+    with open("outputDir/model.json", "w") as f:
+        json.dump({"rows": len(df), "w": weight}, f)
+    with open("outputDir/coef/all.txt", "w") as f:
+        f.write("1 2 3\n")
+"#;
+
+fn engine(s3: &S3Server, data: &std::path::Path) -> Engine {
+    let endpoint = s3.endpoint();
+    Engine::start(
+        data,
+        &[],
+        &[
+            ("AWS_ACCESS_KEY_ID", "test-key"),
+            ("AWS_SECRET_ACCESS_KEY", SECRET),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ],
+    )
+}
+
+fn put(s3: &S3Server, bucket: &str, key: &str, body: &[u8]) {
+    let a = Client::new(&s3.endpoint())
+        .put(
+            &format!("/{bucket}/{key}"),
+            "application/octet-stream",
+            body,
+        )
+        .expect("moto answers");
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+}
+
+/// The object's bytes, read with boto3 (moto refuses an unsigned GET).
+fn get(s3: &S3Server, bucket: &str, key: &str) -> Option<Vec<u8>> {
+    let script = r#"
+import boto3, sys
+c = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1',
+                 aws_access_key_id='k', aws_secret_access_key='s')
+try:
+    body = c.get_object(Bucket=sys.argv[2], Key=sys.argv[3])['Body'].read()
+except (c.exceptions.NoSuchKey, c.exceptions.NoSuchBucket):
+    sys.exit(3)
+sys.stdout.buffer.write(body)
+"#;
+    let out = std::process::Command::new(test_servers::python())
+        .args(["-c", script, &s3.endpoint(), bucket, key])
+        .output()
+        .expect("python runs");
+    match out.status.code() {
+        Some(0) => Some(out.stdout),
+        Some(3) => None,
+        _ => panic!("boto3: {}", String::from_utf8_lossy(&out.stderr)),
+    }
+}
+
+fn model_assets() -> Value {
+    json!([
+        {"name": "model.py", "assetType": "SOURCE_CODE", "assetRole": "MODEL_SOURCE",
+         "primaryModelSource": true, "sourceCode": MODEL},
+        {"assetType": "EXTERNAL_FILE", "assetRole": "WEIGHTS_FILE",
+         "fileUrl": "s3://models/credit/weights.json"}
+    ])
+}
+
+fn job(job_type: &str, inputs: Value, outputs: Value) -> Value {
+    json!({
+        "jobType": job_type,
+        "model": {"storedModel": {"modelMetaData": {"name": "credit"}, "modelAssets": model_assets()}},
+        "inputData": inputs,
+        "outputData": outputs,
+    })
+}
+
+/// Submits `doc` and waits for it to finish; the job's view.
+fn run(e: &Engine, doc: &Value) -> Value {
+    let (s, created) = e.send("POST", "/api/jobs", doc);
+    assert_eq!(s, 201, "{created}");
+    let id = created["id"].as_str().expect("an id").to_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, v) = e.get(&format!("/api/jobs/{id}"));
+        if ["COMPLETE", "ERROR", "CANCELLED"].contains(&v["jobStatus"].as_str().unwrap_or("")) {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "job {id} stays {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Everything the API says about job `id`: its view, result and log, as text.
+fn said_about(e: &Engine, id: &str) -> String {
+    let mut all = String::new();
+    for path in [
+        format!("/api/jobs/{id}"),
+        format!("/api/jobs/{id}/result"),
+        format!("/api/jobs/{id}/log"),
+        "/api/jobs".to_owned(),
+    ] {
+        all.push_str(&e.get(&path).1.to_string());
+        all.push('\n');
+    }
+    all
+}
+
+fn stores() -> S3Server {
+    let s3 = S3Server::start();
+    for b in ["models", "data", "scores"] {
+        s3.create_bucket(b);
+    }
+    put(&s3, "models", "credit/weights.json", br#"{"w": 2}"#);
+    put(
+        &s3,
+        "data",
+        "day=1/applicants.jsonl",
+        b"{\"id\": 1, \"v\": 1.5}\n{\"id\": 2, \"v\": 4}\n{\"id\": 3, \"v\": -1}\n",
+    );
+    s3
+}
+
+#[test]
+fn a_job_reads_writes_and_fetches_its_model_files_from_s3() {
+    let s3 = stores();
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(&s3, dir.path());
+
+    let v = run(
+        &e,
+        &job(
+            "MODEL_BATCH_JOB",
+            json!([{"assetType": "EXTERNAL_FILE", "fileUrl": "s3://data/day=1/applicants.jsonl"}]),
+            json!([{"assetType": "EXTERNAL_FILE", "fileUrl": "s3://scores/day=1/scores.jsonl"}]),
+        ),
+    );
+    let id = v["id"].as_str().unwrap();
+    assert_eq!(v["jobStatus"], "COMPLETE", "{}", said_about(&e, id));
+    let out = get(&s3, "scores", "day=1/scores.jsonl").expect("the output object");
+    let scores: Vec<Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        scores,
+        [
+            json!({"id": 1, "score": 3.0}),
+            json!({"id": 2, "score": 8}),
+            json!({"id": 3, "score": -2})
+        ]
+    );
+    let (_, result) = e.get(&format!("/api/jobs/{id}/result"));
+    assert_eq!(
+        result["outputs"][0]["path"], "s3://scores/day=1/scores.jsonl",
+        "{result}"
+    );
+    let log = said_about(&e, id);
+    assert!(
+        log.contains("fetched from s3://models/credit/weights.json"),
+        "{log}"
+    );
+    assert!(!log.contains(SECRET), "{log}");
+
+    // Training: the products go under a prefix, each at its own path.
+    let v = run(
+        &e,
+        &job(
+            "MODEL_BATCH_TRAINING_JOB",
+            json!([{"assetType": "EXTERNAL_FILE", "fileUrl": "s3://data/day=1/applicants.jsonl"}]),
+            json!([{"assetType": "EXTERNAL_FILE", "fileUrl": "s3://models/credit/trained/"}]),
+        ),
+    );
+    let id = v["id"].as_str().unwrap();
+    assert_eq!(v["jobStatus"], "COMPLETE", "{}", said_about(&e, id));
+    let trained: Value =
+        serde_json::from_slice(&get(&s3, "models", "credit/trained/model.json").unwrap()).unwrap();
+    assert_eq!(trained, json!({"rows": 3, "w": 2}));
+    assert_eq!(
+        get(&s3, "models", "credit/trained/coef/all.txt").unwrap(),
+        b"1 2 3\n"
+    );
+    let (_, result) = e.get(&format!("/api/jobs/{id}/result"));
+    assert_eq!(
+        result["trainedDir"], "s3://models/credit/trained/",
+        "{result}"
+    );
+}
+
+#[test]
+fn an_input_is_read_over_http() {
+    let s3 = stores();
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(&s3, dir.path());
+    let files = tempfile::tempdir().unwrap();
+    std::fs::write(
+        files.path().join("applicants.jsonl"),
+        b"{\"id\": 1, \"v\": 1.5}\n{\"id\": 2, \"v\": 4}\n{\"id\": 3, \"v\": -1}\n",
+    )
+    .unwrap();
+    let server = test_servers::HttpFiles::start(files.path());
+    let url = format!("{}/applicants.jsonl", server.url());
+    let v = run(
+        &e,
+        &job(
+            "MODEL_BATCH_JOB",
+            json!([{"assetType": "EXTERNAL_FILE", "fileUrl": url}]),
+            json!([{"assetType": "FILE", "name": "out.jsonl"}]),
+        ),
+    );
+    let id = v["id"].as_str().unwrap();
+    assert_eq!(v["jobStatus"], "COMPLETE", "{}", said_about(&e, id));
+    let (_, result) = e.get(&format!("/api/jobs/{id}/result"));
+    let content = result["outputs"][0]["content"].as_str().unwrap_or_default();
+    assert_eq!(content.lines().count(), 3, "{result}");
+}
+
+#[test]
+fn a_missing_bucket_or_object_fails_the_job_naming_it() {
+    let s3 = stores();
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(&s3, dir.path());
+    let cases = [
+        (
+            json!([{"fileUrl": "s3://no-such-bucket/in.jsonl"}]),
+            json!([{"fileUrl": "s3://scores/never.jsonl"}]),
+            "no-such-bucket",
+        ),
+        (
+            json!([{"fileUrl": "s3://data/day=2/none.jsonl"}]),
+            json!([{"fileUrl": "s3://scores/never.jsonl"}]),
+            "day=2/none.jsonl",
+        ),
+        (
+            json!([{"fileUrl": "s3://data/day=1/applicants.jsonl"}]),
+            json!([{"fileUrl": "s3://no-such-bucket/out.jsonl"}]),
+            "no-such-bucket",
+        ),
+    ];
+    for (inputs, outputs, named) in cases {
+        let v = run(&e, &job("MODEL_BATCH_JOB", inputs, outputs));
+        let id = v["id"].as_str().unwrap();
+        let said = said_about(&e, id);
+        assert_eq!(v["jobStatus"], "ERROR", "{said}");
+        let reason = v["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains(named), "{reason}");
+        assert!(!said.contains(SECRET), "{said}");
+    }
+}
+
+#[test]
+fn a_job_reads_and_writes_hdfs_through_webhdfs() {
+    let s3 = stores();
+    let hdfs = WebHdfsServer::start();
+    std::fs::create_dir_all(hdfs.dir().join("data")).unwrap();
+    std::fs::write(
+        hdfs.dir().join("data/applicants.jsonl"),
+        "{\"id\": 7, \"v\": 5}\n{\"id\": 8, \"v\": 0.5}\n",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // hdfs:// names the namenode's RPC address; application.json maps it to WebHDFS.
+    let config = dir.path().join("application.json");
+    std::fs::write(
+        &config,
+        json!({"hdfs": {"namenodes": {"namenode.example:8020": hdfs.url()}, "user": "analyst"}})
+            .to_string(),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let e = Engine::start(
+        &data,
+        &[],
+        &[
+            ("ENGINE_CONFIG", config.to_str().unwrap()),
+            ("AWS_ACCESS_KEY_ID", "test-key"),
+            ("AWS_SECRET_ACCESS_KEY", SECRET),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ENDPOINT_URL", s3.endpoint().as_str()),
+        ],
+    );
+    let v = run(
+        &e,
+        &job(
+            "MODEL_BATCH_JOB",
+            json!([{"fileUrl": "hdfs://namenode.example:8020/data/applicants.jsonl"}]),
+            json!([{"fileUrl": format!("{}/scores/day=1/out.jsonl", hdfs.webhdfs_url())}]),
+        ),
+    );
+    let id = v["id"].as_str().unwrap();
+    assert_eq!(v["jobStatus"], "COMPLETE", "{}", said_about(&e, id));
+    let out = std::fs::read_to_string(hdfs.dir().join("scores/day=1/out.jsonl")).unwrap();
+    let scores: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        scores,
+        [
+            json!({"id": 7, "score": 10}),
+            json!({"id": 8, "score": 1.0})
+        ]
+    );
+    // The engine spoke as the configured user.
+    let users: std::collections::BTreeSet<String> = hdfs
+        .requests()
+        .iter()
+        .filter_map(|r| r.param("user.name").map(str::to_owned))
+        .collect();
+    assert_eq!(users.into_iter().collect::<Vec<_>>(), ["analyst"]);
+}
