@@ -472,7 +472,8 @@ impl Transport {
 
     /// The host and path of what this transport reaches, for matching credentials: a URL's
     /// host and path, an S3 bucket and key, a Kafka bootstrap server's host and the topic, an
-    /// HDFS name node's host and path. `None` for local and in-engine transports.
+    /// HDFS name node's host and path, a database server's host and `/database` (ODBC).
+    /// `None` for local and in-engine transports.
     pub fn location(&self) -> Option<(String, String)> {
         fn host_of(authority: &str) -> &str {
             let authority = authority.rsplit('@').next().unwrap_or(authority);
@@ -499,9 +500,13 @@ impl Transport {
             Transport::Tcp { host, .. } | Transport::Udp { host, .. } => {
                 Some((host.clone(), String::new()))
             }
+            // A database server's host and `/database`; none for SQLite or a string that
+            // does not read (the SQL endpoint refuses it when opened).
+            Transport::Odbc(o) => crate::sql::SqlTarget::parse(&o.connection_string)
+                .ok()
+                .and_then(|t| t.location()),
             Transport::Rest { .. }
             | Transport::File { .. }
-            | Transport::Odbc(_)
             | Transport::Exec { .. }
             | Transport::Inline { .. }
             | Transport::Discard
@@ -1367,9 +1372,17 @@ fn validate_transport(transport: &Transport) -> Result<()> {
 }
 
 impl fmt::Debug for StreamDescriptor {
-    /// The defaulted JSON form, so a resolved secret never reaches a log.
+    /// The defaulted JSON form, so a resolved secret never reaches a log; a connection
+    /// string's password shows as `***` ([`crate::sql::mask_connection_string`]).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "StreamDescriptor({})", self.to_json())
+        let mut json = self.to_json();
+        if let Some(Json::String(c)) = json
+            .get_mut("Transport")
+            .and_then(|t| t.get_mut("ConnectionString"))
+        {
+            *c = crate::sql::mask_connection_string(c);
+        }
+        write!(f, "StreamDescriptor({json})")
     }
 }
 

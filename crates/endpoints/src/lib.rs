@@ -36,6 +36,7 @@ pub mod descriptor;
 mod file;
 mod inline;
 mod registry;
+pub mod sql;
 
 pub use credentials::{Credential, Credentials};
 pub use descriptor::{Direction, StreamDescriptor};
