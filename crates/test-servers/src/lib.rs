@@ -3,6 +3,8 @@
 //! A missing server fails the test loudly, saying how to install it; nothing is skipped.
 //!
 //! - [`S3Server`]: an S3-compatible server in memory (moto, PyPI `moto[server]`).
+//! - [`PostgresServer`]: a private PostgreSQL cluster (Debian's `postgresql`).
+//! - [`MariaDbServer`]: a private MariaDB server (Debian's `mariadb-server`).
 //!
 //! A test crate takes this as a dev-dependency; transports' own test support (a Kafka
 //! broker, a database) builds on [`free_port`] and [`wait_listening`].
@@ -13,8 +15,12 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+mod mariadb;
+mod postgres;
 mod s3;
 
+pub use mariadb::MariaDbServer;
+pub use postgres::PostgresServer;
 pub use s3::S3Server;
 
 /// The Python the project builds with (`scripts/env.sh` sets `PYO3_PYTHON`), which
