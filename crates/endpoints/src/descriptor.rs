@@ -1371,10 +1371,10 @@ fn validate_transport(transport: &Transport) -> Result<()> {
     Ok(())
 }
 
-impl fmt::Debug for StreamDescriptor {
-    /// The defaulted JSON form, so a resolved secret never reaches a log; a connection
-    /// string's password shows as `***` ([`crate::sql::mask_connection_string`]).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl StreamDescriptor {
+    /// [`to_json`](Self::to_json) with a connection string's password shown as `***`
+    /// ([`crate::sql::mask_connection_string`]): the form to show or log.
+    pub fn to_json_masked(&self) -> Json {
         let mut json = self.to_json();
         if let Some(Json::String(c)) = json
             .get_mut("Transport")
@@ -1382,7 +1382,15 @@ impl fmt::Debug for StreamDescriptor {
         {
             *c = crate::sql::mask_connection_string(c);
         }
-        write!(f, "StreamDescriptor({json})")
+        json
+    }
+}
+
+impl fmt::Debug for StreamDescriptor {
+    /// The defaulted JSON form, so a resolved secret never reaches a log; a connection
+    /// string's password shows as `***` ([`StreamDescriptor::to_json_masked`]).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StreamDescriptor({})", self.to_json_masked())
     }
 }
 

@@ -512,12 +512,17 @@ fn job_document(
         JobKind::Train => "MODEL_BATCH_TRAINING_JOB",
     };
     let file_asset = |slot: Slot, path: &Path| {
-        if p.descriptors.contains_key(&slot) {
-            // A stream (Kafka): named as given.
+        if let Some(d) = p.descriptors.get(&slot) {
+            // A stream (Kafka): named as given; a database's connection string without its
+            // password.
+            let name = match d.transport {
+                endpoints::descriptor::Transport::Odbc(_) => d.to_json_masked().to_string(),
+                _ => path.to_string_lossy().into_owned(),
+            };
             return json!({
                 "assetType": "EXTERNAL_FILE",
-                "name": path.to_string_lossy(),
-                "fileUrl": path.to_string_lossy(),
+                "name": name,
+                "fileUrl": name,
             });
         }
         let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());

@@ -1,5 +1,6 @@
-//! The transports the binary opens: the built-in ones, and Kafka (the `kafka` feature, on by
-//! default; it builds librdkafka). One place for `engine serve` and `engine run`.
+//! The transports the binary opens: the built-in ones, Kafka (the `kafka` feature, on by
+//! default; it builds librdkafka) and SQL databases for the ODBC transport (the `sql`
+//! feature, on by default). One place for `engine serve` and `engine run`.
 
 use std::collections::BTreeMap;
 
@@ -19,5 +20,7 @@ pub fn registry(kafka_properties: &BTreeMap<String, String>) -> Registry {
     );
     #[cfg(not(feature = "kafka"))]
     let _ = kafka_properties;
+    #[cfg(feature = "sql")]
+    let registry = endpoint_sql::register(registry, endpoint_sql::SqlSettings::default());
     registry
 }
