@@ -150,6 +150,11 @@ impl Target {
         }))
     }
 
+    /// How long connecting may take.
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
     /// Connects, within the connect timeout. `endpoint` names the endpoint in errors.
     pub(crate) async fn connect(&self, endpoint: &str) -> Result<Conn> {
         let connecting = async {

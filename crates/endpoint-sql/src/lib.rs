@@ -142,7 +142,12 @@ impl Opener for Sql {
         };
         let (probe_target, probe_name, probe_query) = (target.clone(), name.clone(), query.clone());
         blocking(&name, async move {
-            check_statement(&probe_target, &probe_name, &probe_query).await
+            bounded(
+                &probe_target,
+                &probe_name,
+                check_statement(&probe_target, &probe_name, &probe_query),
+            )
+            .await
         })?;
         Ok(Box::new(SqlSource::new(
             name,
@@ -172,7 +177,12 @@ impl Opener for Sql {
         let name = format!("{} table {table}", target.store);
         let (probe_target, probe_name, probe_table) = (target.clone(), name.clone(), table.clone());
         let (columns, kinds) = blocking(&name, async move {
-            table_columns(&probe_target, &probe_name, &probe_table).await
+            bounded(
+                &probe_target,
+                &probe_name,
+                table_columns(&probe_target, &probe_name, &probe_table),
+            )
+            .await
         })?;
         let fields = types::Fields::new(t.output_fields.as_deref(), &columns)
             .map_err(|why| Error::descriptor("Transport.OutputFields", why))?;
@@ -202,6 +212,27 @@ fn blocking<T: Send + 'static>(
     thread
         .join()
         .map_err(|_| Error::endpoint(name, "checking the database failed (the thread panicked)"))?
+}
+
+/// `check` within twice the connect timeout: a server that takes the connection but never
+/// answers does not hold the opening forever.
+async fn bounded<T>(
+    target: &Target,
+    name: &str,
+    check: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    let limit = target.connect_timeout() * 2;
+    match tokio::time::timeout(limit, check).await {
+        Ok(done) => done,
+        Err(_) => Err(Error::unavailable(
+            name,
+            format!(
+                "the database server did not answer within {} s",
+                limit.as_secs_f64()
+            ),
+            None,
+        )),
+    }
 }
 
 /// Connects and prepares `query`: the server, the credentials and the statement are

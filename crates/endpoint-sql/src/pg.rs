@@ -2,6 +2,8 @@
 //! `COPY ... FROM STDIN` (text format), each batch under a savepoint so that a row the table
 //! refuses can be found and the others kept.
 
+use std::io::Write as _;
+
 use runtime_core::Value;
 use sqlx::postgres::{PgConnection, PgTypeInfo, PgTypeKind};
 use sqlx::{Executor, TypeInfo};
@@ -355,10 +357,17 @@ pub(crate) fn copy_row(
         if i > 0 {
             out.push(b'\t');
         }
+        // The common values written in place; the others through their text.
+        let json = matches!(kind, PgKind::Json | PgKind::Jsonb);
         match v {
             Value::Null => out.extend_from_slice(b"\\N"),
-            Value::String(s) if !matches!(kind, PgKind::Json | PgKind::Jsonb) => escaped(out, s),
-            Value::Int(n) => out.extend_from_slice(n.to_string().as_bytes()),
+            Value::String(s) if !json => escaped(out, s),
+            Value::Int(n) => {
+                let _ = write!(out, "{n}");
+            }
+            Value::Float(f) if f.is_finite() && !json && !kind.is_integer() => {
+                let _ = write!(out, "{f:?}");
+            }
             v => match field_text(kind, v) {
                 Ok(t) => escaped(out, &t),
                 Err(e) => {
@@ -457,4 +466,73 @@ pub(crate) fn copy_statement(table: &str, columns: &[&str]) -> String {
 /// A double-quoted identifier.
 pub(crate) fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// PostgreSQL's binary numeric: sign, scale, base-10,000 digit groups from `weight`.
+    fn numeric_bytes(weight: i16, sign: u16, scale: u16, digits: &[u16]) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&(digits.len() as i16).to_be_bytes());
+        b.extend_from_slice(&weight.to_be_bytes());
+        b.extend_from_slice(&sign.to_be_bytes());
+        b.extend_from_slice(&scale.to_be_bytes());
+        for d in digits {
+            b.extend_from_slice(&d.to_be_bytes());
+        }
+        b
+    }
+
+    #[test]
+    fn numerics_are_integers_when_their_scale_is_zero() {
+        for (bytes, want) in [
+            (numeric_bytes(-1, 0, 5, &[1, 2000]), Value::Float(0.00012)),
+            (numeric_bytes(1, 0, 1, &[1, 0, 5000]), Value::Float(10000.5)),
+            (numeric_bytes(0, 0x4000, 2, &[3, 2500]), Value::Float(-3.25)),
+            (
+                numeric_bytes(2, 0, 0, &[12, 3456, 7890]),
+                Value::Int(1234567890),
+            ),
+            (numeric_bytes(2, 0, 0, &[7]), Value::Int(700_000_000)),
+            (numeric_bytes(0, 0, 0, &[]), Value::Int(0)),
+            (numeric_bytes(0, 0, 3, &[]), Value::Float(0.0)),
+        ] {
+            assert_eq!(decode(&PgKind::Numeric, &bytes).unwrap(), want, "{bytes:?}");
+        }
+        let nan = decode(&PgKind::Numeric, &numeric_bytes(0, 0xC000, 0, &[])).unwrap();
+        assert!(matches!(nan, Value::Float(f) if f.is_nan()));
+    }
+
+    #[test]
+    fn copy_rows_escape_what_copy_reads_specially() {
+        let text = Value::from("a\tb\nc\\d\re");
+        let cols = [
+            ("t", &PgKind::Text),
+            ("b", &PgKind::Bytea),
+            ("j", &PgKind::Jsonb),
+        ];
+        let bytes = Value::Bytes(vec![0, 255]);
+        let map = Value::Map([("k", Value::from("v\\"))].into_iter().collect());
+        let mut out = Vec::new();
+        copy_row(&mut out, &cols, &[&text, &bytes, &map]).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "a\\tb\\nc\\\\d\\re\t\\\\x00ff\t{\"k\":\"v\\\\\\\\\"}\n"
+        );
+        let mut out = Vec::new();
+        let arr = Value::Array(vec![Value::from("x,\"y"), Value::Null]);
+        copy_row(
+            &mut out,
+            &[("a", &PgKind::Array(Box::new(PgKind::Text)))],
+            &[&arr],
+        )
+        .unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "{\"x,\\\\\"y\",NULL}\n");
+        let mut out = b"kept".to_vec();
+        let e = copy_row(&mut out, &[("n", &PgKind::Int4)], &[&Value::Float(1.5)]);
+        assert!(e.unwrap_err().contains("column 'n': 1.5 is not an integer"));
+        assert_eq!(out, b"kept");
+    }
 }

@@ -138,6 +138,8 @@ impl SqlSink {
         let mut data = Vec::new();
         let mut ends = Vec::with_capacity(batch.len());
         let mut positions = Vec::with_capacity(batch.len());
+        // The columns written, once a record fixed them.
+        let mut cols: Vec<(&str, &PgKind)> = Vec::new();
         for rec in batch {
             let values = match self.fields.values(&rec.value, &self.columns) {
                 Ok(v) => v,
@@ -146,13 +148,15 @@ impl SqlSink {
                     continue;
                 }
             };
-            let cols: Vec<(&str, &PgKind)> = self
-                .fields
-                .chosen()
-                .unwrap_or_default()
-                .iter()
-                .map(|&i| (self.columns[i].as_str(), &kinds[i]))
-                .collect();
+            if cols.is_empty() {
+                cols = self
+                    .fields
+                    .chosen()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|&i| (self.columns[i].as_str(), &kinds[i]))
+                    .collect();
+            }
             match pg::copy_row(&mut data, &cols, &values) {
                 Ok(()) => {
                     ends.push(data.len());
