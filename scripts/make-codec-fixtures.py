@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Writes the codec fixture files under tests/data/codecs/ (one per encoding).
 
-The Avro container files are written by fastavro and the MessagePack stream by the msgpack
+The Avro container files are written by fastavro (one per block codec: snappy needs cramjam,
+zstandard backports.zstd on Pythons before 3.14) and the MessagePack stream by the msgpack
 package, so the Rust decoders are checked against other implementations. The expected values
 are spelled out in crates/codecs/tests/fixtures.rs; change both together.
 
-    pip install fastavro msgpack
+    pip install fastavro cramjam backports.zstd msgpack
     python3 scripts/make-codec-fixtures.py
 """
 import io
@@ -62,7 +63,7 @@ def rich(i, child=None):
 def main():
     os.makedirs(os.path.join(OUT, "malformed"), exist_ok=True)
     records = [rich(1), rich(2, rich(3)), rich(4), rich(5)]
-    for codec in ("null", "deflate"):
+    for codec in ("null", "deflate", "snappy", "zstandard"):
         with open(os.path.join(OUT, "rich-%s.avro" % codec), "wb") as f:
             fastavro.writer(f, fastavro.parse_schema(SCHEMA), records, codec=codec, sync_interval=1)
     with open(os.path.join(OUT, "rich.avsc"), "w") as f:
@@ -116,6 +117,17 @@ def main():
     damaged[third_block - 1] ^= 0xFF
     with open(os.path.join(mal, "bad-sync.avro"), "wb") as f:
         f.write(bytes(damaged))
+    # The snappy file's second block with a CRC32 that does not match its data: the block is
+    # rejected, naming it, and reading goes on with the third.
+    with open(os.path.join(OUT, "rich-snappy.avro"), "rb") as f:
+        snappy = bytearray(f.read())
+    ssync = bytes(snappy[-16:])
+    s_first = snappy.index(ssync) + 16  # after the header
+    s_second = snappy.index(ssync, s_first) + 16
+    s_second_end = snappy.index(ssync, s_second)
+    snappy[s_second_end - 1] ^= 0xFF  # the last byte of the block's CRC32
+    with open(os.path.join(mal, "bad-crc.avro"), "wb") as f:
+        f.write(bytes(snappy))
     buf = io.BytesIO()
     buf.write(msgpack.packb({"ok": 1}))
     buf.write(b"\xa3ab")  # a str of 3 bytes cut short

@@ -1,8 +1,9 @@
 //! Decode and encode throughput per encoding, next to the floor measured in the same run
 //! (serde_json into `serde_json::Value`, the csv crate into `StringRecord`, the apache-avro
-//! crate's `Reader` into its own `types::Value`). The other Avro floor is fastavro:
-//! scripts/bench-avro-fastavro.py reads and writes the container file this bench leaves in the
-//! temp directory.
+//! crate's `Reader` into its own `types::Value`, parquet's Arrow reader into record batches).
+//! The other Avro floor is fastavro: scripts/bench-avro-fastavro.py reads and writes the
+//! container file this bench leaves in the temp directory; the Parquet one is pyarrow's
+//! `to_pylist()`, scripts/bench-parquet-pyarrow.py on the Parquet file it leaves there.
 //!
 //! `CODECS_BENCH_RECORDS` sets the number of records (default 1,000,000).
 //! `CODECS_BENCH_AVRO_ROUNDS=N` adds N interleaved rounds of the Avro decoder and
@@ -42,7 +43,7 @@ fn encode(cfg: &CodecConfig, vals: &[Value]) {
     for v in vals {
         enc.write(v).expect("record encodes");
     }
-    enc.finish().expect("flush");
+    enc.close().expect("flush");
 }
 
 /// Counts bytes; stands for the destination.
@@ -78,19 +79,24 @@ fn encode_to_vec(cfg: &CodecConfig, vals: &[Value]) -> Vec<u8> {
     for v in vals {
         enc.write(v).expect("record encodes");
     }
-    enc.finish().expect("flush");
+    enc.close().expect("flush");
     drop(enc);
     let out = buf.lock().expect("not poisoned").clone();
     out
 }
 
 fn decode(cfg: &CodecConfig, bytes: &'static [u8]) -> usize {
-    let mut dec: Box<dyn RecordDecoder> = codecs::decoder(
-        cfg,
-        std::io::BufReader::with_capacity(256 * 1024, bytes),
-        "bench",
-    )
-    .expect("decoder builds");
+    let mut dec: Box<dyn RecordDecoder> = if cfg.encoding == Encoding::Parquet {
+        let input = Box::new(bytes::Bytes::from_static(bytes));
+        codecs::parquet_decoder(cfg, input, "bench").expect("decoder builds")
+    } else {
+        codecs::decoder(
+            cfg,
+            std::io::BufReader::with_capacity(256 * 1024, bytes),
+            "bench",
+        )
+        .expect("decoder builds")
+    };
     let mut n = 0;
     let mut batch = Vec::with_capacity(1000);
     loop {
@@ -206,16 +212,14 @@ fn bench(c: &mut Criterion) {
             CodecConfig::new(Encoding::AvroBinary).with_schema(schema),
         ),
         ("msgpack", CodecConfig::new(Encoding::MsgPack)),
+        ("parquet", CodecConfig::new(Encoding::Parquet)),
     ];
     for (name, cfg) in &configs {
         let bytes: &'static [u8] = Box::leak(encode_to_vec(cfg, &vals).into_boxed_slice());
-        if *name == "avro" {
-            let path = std::env::temp_dir().join(format!("codecs-bench-{n}.avro"));
+        if matches!(*name, "avro" | "parquet") {
+            let path = std::env::temp_dir().join(format!("codecs-bench-{n}.{name}"));
             if std::fs::write(&path, bytes).is_ok() {
-                eprintln!(
-                    "avro file for scripts/bench-avro-fastavro.py: {}",
-                    path.display()
-                );
+                eprintln!("{name} file for scripts/bench-*.py: {}", path.display());
             }
         }
         let mut g = c.benchmark_group(*name);
@@ -308,6 +312,22 @@ fn bench(c: &mut Criterion) {
                         ],
                     );
                 }
+            }
+            "parquet" => {
+                // parquet's own reader into Arrow record batches: what the decoder converts
+                // to records.
+                g.bench_function("floor parquet Arrow batches decode", |b| {
+                    b.iter(|| {
+                        let reader =
+                            parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(
+                                bytes::Bytes::from_static(bytes),
+                                codecs::READ_BATCH_ROWS,
+                            )
+                            .expect("valid Parquet");
+                        let k: usize = reader.map(|b| b.expect("decodes").num_rows()).sum();
+                        assert_eq!(k, n);
+                    })
+                });
             }
             _ => {}
         }

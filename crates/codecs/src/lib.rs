@@ -11,6 +11,7 @@
 //! | `csv` | `Csv` (header row, quote-aware) | `Message` |
 //! | `avro-binary` | `Ocf` (object container file) | `AvroDatums` (needs a schema), `Message` |
 //! | `msgpack` | `MsgPackStream` | `Message` |
+//! | `parquet` | `ParquetFile` (the file frames its own rows) | none |
 //! | `utf-8` | `Lines` | `Delimited`, `Message` |
 //! | raw (`null`) | `Lines` | `Delimited`, `Fixed`, `Message` |
 //!
@@ -43,7 +44,12 @@
 //! - **Avro.** Values map losslessly both ways; see [`avro`].
 //! - **MessagePack.** A stream of concatenated values; bin is bytes, str is string, any key
 //!   type; see [`msgpack`].
-//! - **Streaming.** No decoder holds the whole input, except with [`Framing::Message`].
+//! - **Parquet.** Rows are records (maps of column name to value), a row's number its
+//!   position. Read through [`parquet_decoder`] from a [`RandomAccess`] input (the footer is
+//!   at the end), a row group at a time; [`decoder`] refuses it. Written as a stream, a row
+//!   group every [`ROW_GROUP_ROWS`] records, the footer on [`RecordEncoder::close`].
+//! - **Streaming.** No decoder holds the whole input, except with [`Framing::Message`]
+//!   (and a Parquet decoder holds one row group).
 //!
 //! A stream is read through a [`decoder`] (written through an [`encoder`]); a message
 //! transport's body is one record ([`decode_message`], [`encode_message`]):
@@ -84,9 +90,11 @@ pub mod csv;
 mod framing;
 pub mod json;
 pub mod msgpack;
+mod parquet_codec;
 mod text;
 
 pub use avro::{AvroSchema, OcfCodec};
+pub use parquet_codec::{RandomAccess, READ_BATCH_ROWS, ROW_GROUP_ROWS};
 
 /// The UTF-8 byte-order mark, skipped at the start of JSON and CSV input.
 pub(crate) const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -101,6 +109,9 @@ pub enum Encoding {
     Csv,
     AvroBinary,
     MsgPack,
+    /// Apache Parquet files: rows are records. Read only from random-access inputs
+    /// ([`parquet_decoder`]).
+    Parquet,
     Utf8,
     /// Raw bytes (a stream descriptor's `"Encoding": null`).
     Raw,
@@ -114,6 +125,7 @@ impl Encoding {
             Encoding::Csv => "csv",
             Encoding::AvroBinary => "avro-binary",
             Encoding::MsgPack => "msgpack",
+            Encoding::Parquet => "parquet",
             Encoding::Utf8 => "utf-8",
             Encoding::Raw => "null",
         }
@@ -126,6 +138,7 @@ impl Encoding {
             Encoding::Csv => Framing::Csv,
             Encoding::AvroBinary => Framing::Ocf,
             Encoding::MsgPack => Framing::MsgPackStream,
+            Encoding::Parquet => Framing::ParquetFile,
         }
     }
 
@@ -137,8 +150,8 @@ impl Encoding {
     }
 
     /// The encoding a file extension (without the dot, any case) names, if it names one:
-    /// `json` `jsonl` `ndjson` `jsons` (JSON lines), `csv`, `avro`, `msgpack` `mpk`, `txt`
-    /// `text` (UTF-8 lines).
+    /// `json` `jsonl` `ndjson` `jsons` (JSON lines), `csv`, `avro`, `msgpack` `mpk`,
+    /// `parquet`, `txt` `text` (UTF-8 lines).
     pub fn of_extension(ext: &str) -> Option<Encoding> {
         let ext = ext.to_ascii_lowercase();
         Self::EXTENSIONS
@@ -157,6 +170,7 @@ impl Encoding {
         ("avro", Encoding::AvroBinary),
         ("msgpack", Encoding::MsgPack),
         ("mpk", Encoding::MsgPack),
+        ("parquet", Encoding::Parquet),
         ("txt", Encoding::Utf8),
         ("text", Encoding::Utf8),
     ];
@@ -183,7 +197,16 @@ impl Encoding {
         use Framing as F;
         matches!(
             (self, framing),
-            (_, F::Message)
+            (Encoding::Parquet, F::ParquetFile)
+                | (
+                    Encoding::Json
+                        | Encoding::Csv
+                        | Encoding::AvroBinary
+                        | Encoding::MsgPack
+                        | Encoding::Utf8
+                        | Encoding::Raw,
+                    F::Message
+                )
                 | (
                     Encoding::Json | Encoding::Utf8 | Encoding::Raw,
                     F::Lines | F::Delimited { .. }
@@ -206,19 +229,20 @@ impl FromStr for Encoding {
     type Err = CodecError;
 
     /// Stream descriptor names, case-insensitive: `json`, `csv`, `avro-binary` (or `avro`),
-    /// `msgpack`, `utf-8` (or `utf8`), and `null`/`raw`/empty for raw bytes.
+    /// `msgpack`, `parquet`, `utf-8` (or `utf8`), and `null`/`raw`/empty for raw bytes.
     fn from_str(s: &str) -> Result<Self, CodecError> {
         match s.trim().to_ascii_lowercase().as_str() {
             "json" => Ok(Encoding::Json),
             "csv" => Ok(Encoding::Csv),
             "avro-binary" | "avro" => Ok(Encoding::AvroBinary),
             "msgpack" => Ok(Encoding::MsgPack),
+            "parquet" => Ok(Encoding::Parquet),
             "utf-8" | "utf8" => Ok(Encoding::Utf8),
             "null" | "raw" | "" => Ok(Encoding::Raw),
             other => Err(CodecError::config(
                 "encoding",
                 format!(
-                    "unknown encoding '{other}' (expected json, csv, avro-binary, msgpack, utf-8 or null)"
+                    "unknown encoding '{other}' (expected json, csv, avro-binary, msgpack, parquet, utf-8 or null)"
                 ),
             )),
         }
@@ -242,6 +266,8 @@ pub enum Framing {
     AvroDatums,
     /// Concatenated MessagePack values.
     MsgPackStream,
+    /// A Parquet file, which says where its rows are in its footer (Parquet only).
+    ParquetFile,
     /// The whole input is one record.
     Message,
 }
@@ -256,6 +282,7 @@ impl Framing {
             Framing::Ocf => "ocf-block",
             Framing::AvroDatums => "avro-datums",
             Framing::MsgPackStream => "msgpack-stream",
+            Framing::ParquetFile => "parquet-file",
             Framing::Message => "message",
         }
     }
@@ -533,7 +560,16 @@ pub trait RecordEncoder: Send {
 
     /// Writes what is still buffered (an Avro block, ...) and flushes. It may be called
     /// more than once, and writing may go on after it: a sink flushing mid-stream calls it.
+    /// (Parquet: the buffered records become a row group; the file is readable only once
+    /// closed.)
     fn finish(&mut self) -> std::io::Result<()>;
+
+    /// Ends the output: [`finish`](Self::finish), then whatever closes the format (a
+    /// Parquet file's footer). A sink calls it once, when the stream ends; nothing may be
+    /// written after it. The default is `finish`: the other formats need no closing.
+    fn close(&mut self) -> std::io::Result<()> {
+        self.finish()
+    }
 }
 
 /// A decoder for `input` as `cfg` says. `endpoint_name` appears in errors.
@@ -548,6 +584,14 @@ pub fn decoder<R: BufRead + Send + 'static>(
         max_record_bytes: cfg.max_record_bytes,
     };
     Ok(match (cfg.encoding, framing) {
+        (Encoding::Parquet, _) => {
+            return Err(CodecError::config(
+                "encoding",
+                format!(
+                    "Parquet needs a seekable input: a file or an object store, not a stream ({endpoint_name}); its rows are found from a footer at the end"
+                ),
+            ))
+        }
         (Encoding::Csv, Framing::Csv) => Box::new(csv::CsvDecoder::new(cfg, input, ctx)),
         (Encoding::AvroBinary, Framing::Ocf) => Box::new(avro::OcfDecoder::new(input, ctx)),
         (Encoding::AvroBinary, Framing::AvroDatums) => {
@@ -569,6 +613,29 @@ pub fn decoder<R: BufRead + Send + 'static>(
     })
 }
 
+/// A decoder of a Parquet file read through `input` (see [`RandomAccess`]): a row group at a
+/// time, each row a record. `cfg` must say [`Encoding::Parquet`]. `endpoint_name` appears in
+/// errors. Nothing is read until the first record is asked for; a file that is not Parquet
+/// (or was cut short, losing its footer) then breaks the stream.
+pub fn parquet_decoder(
+    cfg: &CodecConfig,
+    input: Box<dyn RandomAccess>,
+    endpoint_name: &str,
+) -> Result<Box<dyn RecordDecoder>, CodecError> {
+    if cfg.encoding != Encoding::Parquet {
+        return Err(CodecError::config(
+            "encoding",
+            format!("a Parquet decoder reads Parquet, not {}", cfg.encoding),
+        ));
+    }
+    cfg.resolved_framing()?;
+    let ctx = DecodeContext {
+        endpoint: endpoint_name.to_owned(),
+        max_record_bytes: cfg.max_record_bytes,
+    };
+    Ok(Box::new(parquet_codec::ParquetDecoder::new(input, ctx)))
+}
+
 /// An encoder writing to `out` as `cfg` says.
 pub fn encoder<W: Write + Send + 'static>(
     cfg: &CodecConfig,
@@ -576,6 +643,16 @@ pub fn encoder<W: Write + Send + 'static>(
 ) -> Result<Box<dyn RecordEncoder>, CodecError> {
     let framing = cfg.resolved_framing()?;
     Ok(match (cfg.encoding, framing) {
+        (Encoding::Parquet, _) => {
+            let schema = match &cfg.schema {
+                Some(s) => Some(
+                    parquet_codec::arrow_schema_of(s.compiled())
+                        .map_err(|e| CodecError::config("schema", e))?,
+                ),
+                None => None,
+            };
+            Box::new(parquet_codec::ParquetEncoder::new(schema, out))
+        }
         (Encoding::Csv, Framing::Csv) => Box::new(csv::CsvEncoder::new(cfg, out)),
         (Encoding::AvroBinary, Framing::Ocf) => {
             let schema = cfg.schema.clone().ok_or_else(|| {
@@ -649,6 +726,7 @@ pub fn decode_message(cfg: &CodecConfig, bytes: &[u8]) -> Result<Value, CodecErr
         Encoding::Utf8 => text::decode_utf8(bytes, 0),
         Encoding::Raw => Ok(Value::Bytes(bytes.to_vec())),
         Encoding::MsgPack => msgpack::decode_message(bytes),
+        Encoding::Parquet => Err(PARQUET_NOT_A_MESSAGE.to_owned()),
         Encoding::Csv => csv::decode_message(cfg, bytes),
         Encoding::AvroBinary => match cfg.schema.as_ref() {
             Some(schema) => avro::decode_message(schema, bytes),
@@ -676,6 +754,8 @@ pub fn read_message(cfg: &CodecConfig, bytes: &[u8], position: Position) -> Read
     }
 }
 
+const PARQUET_NOT_A_MESSAGE: &str = "a Parquet file holds many rows: it is read from and written to files and objects, not one record per message";
+
 /// Encodes one record as one whole message (no separator after it). Its only error is
 /// [`EncodeError::Rejected`]: the bytes go to memory.
 pub fn encode_message(cfg: &CodecConfig, value: &Value) -> Result<Vec<u8>, EncodeError> {
@@ -690,6 +770,7 @@ fn encode_message_into(cfg: &CodecConfig, value: &Value, out: &mut Vec<u8>) -> R
         Encoding::Utf8 => text::write_utf8(out, value, None)?,
         Encoding::Raw => text::write_raw(out, value)?,
         Encoding::MsgPack => msgpack::write_value(out, value)?,
+        Encoding::Parquet => return Err(PARQUET_NOT_A_MESSAGE.to_owned()),
         Encoding::Csv => csv::encode_message(cfg, value, out)?,
         Encoding::AvroBinary => {
             let schema = cfg

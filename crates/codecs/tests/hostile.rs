@@ -124,6 +124,52 @@ fn ocf_deflate_blocks_with_absurd_counts_do_not_overflow_record_numbers() {
     assert!(rejection(&items[2]).contains("cannot inflate"));
 }
 
+/// A container header with the schema `"long"` and block codec `codec`.
+fn ocf_header_with_codec(codec: &str) -> Vec<u8> {
+    let mut h = b"Obj\x01".to_vec();
+    zigzag(2, &mut h);
+    for s in ["avro.schema", r#""long""#, "avro.codec", codec] {
+        zigzag(s.len() as i64, &mut h);
+        h.extend_from_slice(s.as_bytes());
+    }
+    zigzag(0, &mut h);
+    h.extend_from_slice(&SYNC);
+    h
+}
+
+#[test]
+fn snappy_and_zstandard_blocks_that_would_inflate_past_the_limit_are_rejected_unread() {
+    let mut cfg = CodecConfig::new(Encoding::AvroBinary);
+    cfg.max_record_bytes = 1024;
+    // Snappy: a block too short for its CRC32; one whose header claims 2 GiB uncompressed
+    // (the length is read before anything is allocated); then a good one.
+    let mut f = ocf_header_with_codec("snappy");
+    ocf_block(&mut f, 1, &[0x01, 0x02]);
+    let mut claim = vec![0x80, 0x80, 0x80, 0x80, 0x08]; // varint 2^31
+    claim.extend_from_slice(&[0, 0, 0, 0]);
+    ocf_block(&mut f, 1, &claim);
+    let mut good = snap::raw::Encoder::new().compress_vec(&[0x54]).unwrap(); // long 42
+    good.extend_from_slice(&crc32fast::hash(&[0x54]).to_be_bytes());
+    ocf_block(&mut f, 1, &good);
+    let (items, err) = read_capped(&cfg, &f, 10);
+    assert_eq!(err, None);
+    assert_eq!(items.len(), 3, "{items:?}");
+    assert!(rejection(&items[0]).contains("4-byte CRC32"), "{items:?}");
+    assert!(rejection(&items[1]).contains("inflates to more than 1024 bytes"));
+    assert!(matches!(&items[2], ReadItem::Record(r) if r.value == runtime_core::Value::Int(42)));
+
+    // Zstandard: 64 MiB of zeros in a few bytes is cut off at the limit, not inflated whole.
+    let bomb = zstd::bulk::compress(&vec![0u8; 64 << 20], 3).unwrap();
+    assert!(bomb.len() < 64 * 1024);
+    let mut f = ocf_header_with_codec("zstandard");
+    ocf_block(&mut f, 1, &bomb);
+    ocf_block(&mut f, 1, &zstd::bulk::compress(&[0x54], 3).unwrap());
+    let (items, err) = read_capped(&cfg, &f, 10);
+    assert_eq!(err, None);
+    assert!(rejection(&items[0]).contains("inflates to more than 1024 bytes"));
+    assert!(matches!(&items[1], ReadItem::Record(r) if r.value == runtime_core::Value::Int(42)));
+}
+
 #[test]
 fn datum_stream_of_a_zero_byte_schema_breaks_instead_of_looping() {
     // A `null` datum takes no bytes: any input after it cannot be split into datums, and the

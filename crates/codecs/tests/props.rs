@@ -198,9 +198,9 @@ proptest! {
     }
 
     #[test]
-    fn avro_round_trip(vals in proptest::collection::vec(rich_value(), 0..6), deflate in any::<bool>(), datums in any::<bool>()) {
+    fn avro_round_trip(vals in proptest::collection::vec(rich_value(), 0..6), codec in 0..OcfCodec::ALL.len(), datums in any::<bool>()) {
         let mut cfg = CodecConfig::new(Encoding::AvroBinary).with_schema(AvroSchema::parse(RICH).unwrap());
-        cfg.ocf_codec = if deflate { OcfCodec::Deflate } else { OcfCodec::Null };
+        cfg.ocf_codec = OcfCodec::ALL[codec];
         if datums {
             cfg = cfg.with_framing(Framing::AvroDatums);
         }
@@ -233,5 +233,76 @@ proptest! {
             let _ = decode_all(&cfg, &input);
             let _ = codecs::decode_message(&cfg, &input);
         }
+    }
+}
+
+/// A small Parquet file of ours: three row groups of a few columns, nested ones included.
+fn small_parquet() -> Vec<u8> {
+    let rows: Vec<Value> = (0..9i64)
+        .map(|i| {
+            let mut m = Map::new();
+            m.push("i", i);
+            m.push("s", format!("v{i}"));
+            m.push("l", Value::Array(vec![Value::from(i), Value::Null]));
+            let mut inner = Map::new();
+            inner.push("x", i as f64 / 2.0);
+            m.push("m", Value::Map(inner));
+            Value::Map(m)
+        })
+        .collect();
+    let buf = common::SharedBuf::default();
+    let mut enc = codecs::encoder(&CodecConfig::new(Encoding::Parquet), buf.clone()).unwrap();
+    for (k, r) in rows.iter().enumerate() {
+        enc.write(r).unwrap();
+        if k % 3 == 2 {
+            enc.finish().unwrap();
+        }
+    }
+    enc.close().unwrap();
+    buf.bytes()
+}
+
+/// Every item a Parquet decoder gives for `bytes`, until it ends or breaks.
+fn drain_parquet(bytes: Vec<u8>) -> usize {
+    let input = Box::new(bytes::Bytes::from(bytes));
+    let mut dec =
+        codecs::parquet_decoder(&CodecConfig::new(Encoding::Parquet), input, "prop").unwrap();
+    let mut n = 0;
+    while let Some(item) = dec.next_item() {
+        n += 1;
+        if item.is_err() {
+            break;
+        }
+    }
+    n
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    /// A valid file with bytes overwritten anywhere (the footer included) is read, rejected
+    /// or refused, never a panic.
+    #[test]
+    fn parquet_decoder_does_not_panic_on_damaged_files(
+        hits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+    ) {
+        let mut bytes = small_parquet();
+        for (at, b) in hits {
+            let i = at.index(bytes.len());
+            bytes[i] = b;
+        }
+        drain_parquet(bytes);
+    }
+
+    #[test]
+    fn parquet_decoder_does_not_panic_on_arbitrary_bytes(
+        body in proptest::collection::vec(any::<u8>(), 0..200),
+        footer_len in 0u32..300,
+    ) {
+        let mut bytes = b"PAR1".to_vec();
+        bytes.extend_from_slice(&body);
+        bytes.extend_from_slice(&footer_len.to_le_bytes());
+        bytes.extend_from_slice(b"PAR1");
+        drain_parquet(bytes);
     }
 }

@@ -117,6 +117,14 @@ fn nonsense_pairs_are_refused() {
     assert_eq!("null".parse::<Encoding>().unwrap(), Encoding::Raw);
     assert_eq!(Encoding::from_extension("JSONL"), Encoding::Json);
     assert_eq!(Encoding::of_extension("jsons"), Some(Encoding::Json));
-    assert_eq!(Encoding::of_extension("parquet"), None);
+    assert_eq!(Encoding::of_extension("PARQUET"), Some(Encoding::Parquet));
+    assert_eq!("Parquet".parse::<Encoding>().unwrap(), Encoding::Parquet);
+    assert_eq!(Encoding::of_extension("feather"), None);
+    // A Parquet file frames its own rows: no other framing carries it.
+    for framing in [Framing::Message, Framing::Lines] {
+        let cfg = CodecConfig::new(Encoding::Parquet).with_framing(framing);
+        let err = codecs::encoder(&cfg, Vec::new()).err().unwrap().to_string();
+        assert!(err.contains("cannot carry encoding 'parquet'"), "{err}");
+    }
     assert!("xml".parse::<Encoding>().is_err());
 }

@@ -29,7 +29,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use codecs::CodecConfig;
-pub use codecs::{CsvOptions, Encoding, Framing};
+pub use codecs::{CsvOptions, Encoding, Framing, OcfCodec};
 use runtime_core::{Error, Result};
 use serde_json::{Map as JsonMap, Value as Json};
 
@@ -90,6 +90,10 @@ pub struct StreamDescriptor {
     /// `None`: no envelope (each message is one record, or the encoding delimits itself, or
     /// the whole stream is one record).
     pub envelope: Option<Framing>,
+    /// The block codec of an `ocf-block` envelope (`Envelope.Codec`): what written container
+    /// files compress their blocks with (a file read names its own). `Null` for other
+    /// envelopes.
+    pub ocf_codec: OcfCodec,
     pub schema: Schema,
     pub batching: Batching,
     /// `LingerTime`: how long, in ms, an output stays open after the end of its input.
@@ -459,7 +463,8 @@ impl Transport {
             return None;
         }
         match encoding {
-            Encoding::MsgPack => None,
+            // Parquet files frame their own rows, as MessagePack values delimit themselves.
+            Encoding::MsgPack | Encoding::Parquet => None,
             // A `.avro` file is a container file; other avro-binary streams are bare datums.
             Encoding::AvroBinary if self.name_extension().as_deref() == Some("avro") => {
                 Some(Framing::Ocf)
@@ -583,6 +588,56 @@ impl Transport {
     }
 }
 
+impl Transport {
+    /// Where this transport reaches, for people: a path, `s3://bucket/key`, a URL, a
+    /// topic, a database; any secret in it hidden ([`crate::redact`]).
+    pub fn shown(&self) -> String {
+        let text = match self {
+            Transport::File { path } => path.clone(),
+            Transport::S3(s3) => format!("s3://{}/{}", s3.bucket, s3.object_key),
+            Transport::Http { url } => url.clone(),
+            Transport::Hdfs { name_node, path } => {
+                format!("hdfs://{name_node}/{}", path.trim_start_matches('/'))
+            }
+            Transport::Kafka(k) => format!("kafka:{}/{}", k.bootstrap_servers.join(","), k.topic),
+            Transport::Odbc(o) => match (&o.select_query, &o.insert_into_table) {
+                (_, Some(table)) => format!("{} table {table}", o.connection_string),
+                _ => o.connection_string.clone(),
+            },
+            other => other.transport_type().name().to_owned(),
+        };
+        crate::redact(&text)
+    }
+
+    /// The transport of the file `rel` (a relative `/`-separated path) under the folder or
+    /// prefix this one names: a local folder, an S3 prefix, an HDFS folder. A training job's
+    /// products are stored so, one file each. `None` for transports that name no folder.
+    pub fn child(&self, rel: &str) -> Option<Transport> {
+        fn join(base: &str, rel: &str) -> String {
+            if base.is_empty() {
+                rel.to_owned()
+            } else {
+                format!("{}/{rel}", base.trim_end_matches('/'))
+            }
+        }
+        let rel = rel.trim_start_matches('/');
+        Some(match self {
+            Transport::File { path } => Transport::File {
+                path: join(path, rel),
+            },
+            Transport::S3(s3) => Transport::S3(S3Transport {
+                object_key: join(&s3.object_key, rel),
+                ..s3.clone()
+            }),
+            Transport::Hdfs { name_node, path } => Transport::Hdfs {
+                name_node: name_node.clone(),
+                path: join(path, rel),
+            },
+            _ => return None,
+        })
+    }
+}
+
 fn extension(name: &str) -> Option<String> {
     let last = name.rsplit(['/', '\\']).next().unwrap_or(name);
     let (stem, ext) = last.rsplit_once('.')?;
@@ -611,6 +666,7 @@ impl StreamDescriptor {
             encoding,
             csv: CsvOptions::default(),
             envelope,
+            ocf_codec: OcfCodec::Null,
             schema: Schema::Inherit,
             batching,
             linger_time_ms: DEFAULT_LINGER_TIME_MS,
@@ -679,10 +735,13 @@ impl StreamDescriptor {
             Given::Null => (Encoding::Raw, CsvOptions::default()),
             Given::Set(v) => parse_encoding(v)?,
         };
-        let envelope = match envelope {
-            Given::Absent => transport.default_envelope(encoding),
-            Given::Null => None,
-            Given::Set(v) => Some(parse_envelope(v)?),
+        let (envelope, ocf_codec) = match envelope {
+            Given::Absent => (transport.default_envelope(encoding), OcfCodec::Null),
+            Given::Null => (None, OcfCodec::Null),
+            Given::Set(v) => {
+                let (envelope, codec) = parse_envelope(v)?;
+                (Some(envelope), codec)
+            }
         };
         let schema = match schema {
             Given::Absent => Schema::Inherit,
@@ -700,6 +759,7 @@ impl StreamDescriptor {
             encoding,
             csv,
             envelope,
+            ocf_codec,
             schema,
             batching,
             // null: no lingering.
@@ -734,7 +794,7 @@ impl StreamDescriptor {
     pub fn file(path: impl Into<String>, encoding: Encoding) -> StreamDescriptor {
         let mut d = StreamDescriptor::new(Transport::File { path: path.into() }, encoding);
         d.envelope = match encoding.default_framing() {
-            Framing::MsgPackStream => None,
+            Framing::MsgPackStream | Framing::ParquetFile => None,
             framing => Some(framing),
         };
         d
@@ -742,22 +802,29 @@ impl StreamDescriptor {
 
     /// The codec config this descriptor reads or writes with: its encoding, CSV dialect and
     /// envelope. No envelope is one record per message on a message transport; on a byte
-    /// stream it is bare Avro datums, MessagePack values back to back, or for the other
-    /// encodings the whole stream as one record. The caller adds what the slot gives (its
+    /// stream it is bare Avro datums, MessagePack values back to back, a Parquet file's
+    /// rows, or for the other encodings the whole stream as one record. The caller adds what the slot gives (its
     /// schema).
     pub fn codec_config(&self) -> CodecConfig {
         let mut codec = CodecConfig::new(self.encoding);
         codec.csv = self.csv.clone();
+        codec.ocf_codec = self.ocf_codec;
         codec.framing = Some(match &self.envelope {
             Some(framing) => framing.clone(),
             None if self.is_message_transport() => Framing::Message,
             None => match self.encoding {
                 Encoding::AvroBinary => Framing::AvroDatums,
                 Encoding::MsgPack => Framing::MsgPackStream,
+                Encoding::Parquet => Framing::ParquetFile,
                 _ => Framing::Message,
             },
         });
         codec
+    }
+
+    /// Where the descriptor reaches, for people, secrets hidden ([`Transport::shown`]).
+    pub fn shown(&self) -> String {
+        self.transport.shown()
     }
 
     /// Whether each record travels as its own message; see [`Transport::is_message_transport`].
@@ -778,7 +845,9 @@ impl StreamDescriptor {
         m.insert("Encoding".into(), encoding_json(self.encoding, &self.csv));
         m.insert(
             "Envelope".into(),
-            self.envelope.as_ref().map_or(Json::Null, envelope_json),
+            self.envelope
+                .as_ref()
+                .map_or(Json::Null, |e| envelope_json(e, self.ocf_codec)),
         );
         match &self.schema {
             Schema::Inherit => {}
@@ -1016,6 +1085,15 @@ impl StreamDescriptor {
                 ));
             }
         }
+        if self.encoding == Encoding::Parquet && self.is_message_transport() {
+            return Err(Error::descriptor(
+                "Encoding",
+                format!(
+                    "a Parquet file holds many rows and is read through its footer: it travels on file, S3, HDFS or HTTP, not {} (one record per message)",
+                    self.transport.transport_type()
+                ),
+            ));
+        }
         if let Transport::Odbc(_) = self.transport {
             if self.encoding != Encoding::Json {
                 return Err(Error::descriptor(
@@ -1032,9 +1110,24 @@ impl StreamDescriptor {
 
     fn validate_envelope(&self) -> Result<()> {
         let enc = self.encoding;
+        if self.ocf_codec != OcfCodec::Null && self.envelope != Some(Framing::Ocf) {
+            return Err(Error::descriptor(
+                "Envelope.Codec",
+                "a block codec applies to an ocf-block envelope (an Avro container file) only",
+            ));
+        }
         let Some(envelope) = &self.envelope else {
             return Ok(());
         };
+        if enc == Encoding::Parquet && !matches!(envelope, Framing::ParquetFile) {
+            return Err(Error::descriptor(
+                "Envelope",
+                format!(
+                    "a Parquet file frames its own rows: its envelope is null, not {}",
+                    envelope.name()
+                ),
+            ));
+        }
         if let Transport::Odbc(_) = self.transport {
             return Err(Error::descriptor(
                 "Envelope",
@@ -1108,7 +1201,10 @@ impl StreamDescriptor {
                     ));
                 }
             }
-            Framing::AvroDatums | Framing::MsgPackStream | Framing::Message => {
+            Framing::AvroDatums
+            | Framing::MsgPackStream
+            | Framing::ParquetFile
+            | Framing::Message => {
                 return Err(Error::descriptor(
                     "Envelope",
                     format!(
@@ -1441,10 +1537,14 @@ fn encoding_json(encoding: Encoding, csv: &CsvOptions) -> Json {
     }
 }
 
-fn envelope_json(envelope: &Framing) -> Json {
+fn envelope_json(envelope: &Framing, ocf_codec: OcfCodec) -> Json {
     let mut m = JsonMap::new();
     m.insert("Type".into(), Json::from(envelope.name()));
     match envelope {
+        // The default codec keeps the short form: `"ocf-block"`.
+        Framing::Ocf if ocf_codec != OcfCodec::Null => {
+            m.insert("Codec".into(), Json::from(ocf_codec.name()));
+        }
         Framing::Lines => {
             m.insert("Separator".into(), Json::from(DEFAULT_SEPARATOR));
         }
@@ -2072,7 +2172,7 @@ fn opt_text(obj: &Fields<'_>, name: &str) -> Result<Option<String>> {
     Ok(obj.take(name).try_map(|v| text(v, &field))?.value())
 }
 
-const ENCODING_NAMES: &str = "null, utf-8, json, csv, msgpack, avro-binary";
+const ENCODING_NAMES: &str = "null, utf-8, json, csv, msgpack, avro-binary, parquet";
 
 fn encoding_by_name(name: &str, field: &str) -> Result<Encoding> {
     let unknown = || {
@@ -2154,7 +2254,8 @@ fn parse_encoding(v: &Json) -> Result<(Encoding, CsvOptions)> {
 
 const ENVELOPE_NAMES: &str = "delimited, fixed, ocf-block, delimited-csv, null";
 
-fn parse_envelope(v: &Json) -> Result<Framing> {
+/// The envelope, and the block codec an `ocf-block` one names (`Codec`, default null).
+fn parse_envelope(v: &Json) -> Result<(Framing, OcfCodec)> {
     let (name, obj, field) = match v {
         Json::String(name) => (name.as_str(), Fields::empty("Envelope."), "Envelope"),
         Json::Object(map) => {
@@ -2190,8 +2291,10 @@ fn parse_envelope(v: &Json) -> Result<Framing> {
     let known: &[&str] = match lname.as_str() {
         "delimited" => &["Type", "Separator"],
         "fixed" => &["Type", "Size"],
+        "ocf-block" | "ocf" => &["Type", "Codec"],
         _ => &["Type"],
     };
+    let mut ocf_codec = OcfCodec::Null;
     let envelope = match lname.as_str() {
         "delimited" => {
             obj.check("a delimited envelope", known)?;
@@ -2225,6 +2328,21 @@ fn parse_envelope(v: &Json) -> Result<Framing> {
         }
         "ocf-block" | "ocf" => {
             obj.check("an ocf-block envelope", known)?;
+            let codec = obj
+                .take("Codec")
+                .try_map(|v| text(v, "Envelope.Codec"))?
+                .or_default(OcfCodec::Null.name().to_owned());
+            if let Some(name) = codec {
+                ocf_codec = name.parse().map_err(|_| {
+                    Error::descriptor(
+                        "Envelope.Codec",
+                        format!(
+                            "unknown Avro block codec '{name}'; known codecs: {}",
+                            OcfCodec::known()
+                        ),
+                    )
+                })?;
+            }
             Framing::Ocf
         }
         "delimited-csv" => {
@@ -2238,7 +2356,7 @@ fn parse_envelope(v: &Json) -> Result<Framing> {
             ))
         }
     };
-    Ok(envelope)
+    Ok((envelope, ocf_codec))
 }
 
 fn parse_schema(v: &Json) -> Result<Schema> {

@@ -3,7 +3,7 @@ use std::io::{BufReader, BufWriter, Write};
 use std::path::Path;
 
 use async_trait::async_trait;
-use codecs::{CodecConfig, EncodeError, RecordDecoder, RecordEncoder};
+use codecs::{CodecConfig, EncodeError, Encoding, RecordDecoder, RecordEncoder};
 use runtime_core::{
     Error, OutRecord, ReadItem, RecordSink, RecordSource, Rejection, Result, SinkReport,
 };
@@ -22,11 +22,28 @@ pub struct FileSource {
 }
 
 impl FileSource {
+    /// Opens `path` (blocking). A Parquet file is read at the offsets its footer gives
+    /// (`codecs::parquet_decoder`), a row group at a time; any other is read as a stream.
     pub fn open(path: &Path, codec: &CodecConfig) -> Result<FileSource> {
         let name = format!("file:{}", path.display());
         let file = File::open(path)
             .map_err(|e| Error::io(format!("cannot open input {}", path.display()), e))?;
+        if codec.encoding == Encoding::Parquet {
+            let decoder = codecs::parquet_decoder(codec, Box::new(file), &name)
+                .map_err(|e| Error::endpoint_source(&name, e))?;
+            return Ok(Self::from_decoder(name, decoder));
+        }
         Self::from_reader(name, BufReader::with_capacity(IO_BUFFER, file), codec)
+    }
+
+    /// A decoder built by the caller (one over a `codecs::RandomAccess` input, say) as a
+    /// source; `name` is what it is described as.
+    pub fn from_decoder(name: String, decoder: Box<dyn RecordDecoder>) -> FileSource {
+        FileSource {
+            name,
+            decoder: Some(decoder),
+            broken: None,
+        }
     }
 
     /// Any buffered reader (standard input, a test's bytes) as a source.
@@ -37,11 +54,7 @@ impl FileSource {
     ) -> Result<FileSource> {
         let decoder =
             codecs::decoder(codec, reader, &name).map_err(|e| Error::endpoint_source(&name, e))?;
-        Ok(FileSource {
-            name,
-            decoder: Some(decoder),
-            broken: None,
-        })
+        Ok(Self::from_decoder(name, decoder))
     }
 }
 
@@ -196,9 +209,10 @@ impl RecordSink for FileSink {
         Ok(())
     }
 
+    /// Closes the encoder (a Parquet file's footer is written here) and flushes.
     async fn finish(&mut self) -> Result<SinkReport> {
         if let Some(mut encoder) = self.encoder.take() {
-            tokio::task::spawn_blocking(move || encoder.finish())
+            tokio::task::spawn_blocking(move || encoder.close())
                 .await
                 .map_err(|e| join_error(&self.name, e))?
                 .map_err(|e| Error::io(format!("cannot flush {}", self.name), e))?;

@@ -35,6 +35,7 @@ pub mod credentials;
 pub mod descriptor;
 mod file;
 mod inline;
+mod redact;
 mod registry;
 pub mod sql;
 
@@ -42,6 +43,7 @@ pub use credentials::{Credential, Credentials};
 pub use descriptor::{Direction, StreamDescriptor};
 pub use file::{DiscardSink, FileSink, FileSource};
 pub use inline::InlineSource;
+pub use redact::{redact, REDACTED};
 pub use registry::{OpenRequest, Opener, Registry};
 
 use runtime_core::{Error, Rejection, RejectionKind};

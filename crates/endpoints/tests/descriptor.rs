@@ -2,7 +2,7 @@
 //! out; invalid descriptors in, the refused field and a piece of the reason out.
 
 use endpoints::descriptor::{
-    Batching, Encoding, Framing, RestMode, Schema, SkipToRecord, Transport, TransportType,
+    Batching, Encoding, Framing, OcfCodec, RestMode, Schema, SkipToRecord, Transport, TransportType,
 };
 use endpoints::{Direction, StreamDescriptor};
 use runtime_core::Error;
@@ -192,6 +192,30 @@ fn json_cases() -> Vec<(&'static str, &'static str, Json)> {
             defaulted(json!({
                 "Transport": {"Type": "file", "Path": "/d/scores.avro"},
                 "Encoding": "avro-binary", "Envelope": "ocf-block",
+            })),
+        ),
+        (
+            "avro container file written with snappy blocks",
+            r#"{"Transport": {"Type": "file", "Path": "/d/out.avro"}, "Envelope": {"Type": "OCF-block", "Codec": "Snappy"}}"#,
+            defaulted(json!({
+                "Transport": {"Type": "file", "Path": "/d/out.avro"},
+                "Encoding": "avro-binary", "Envelope": {"Type": "ocf-block", "Codec": "snappy"},
+            })),
+        ),
+        (
+            "the null block codec is the short form",
+            r#"{"Transport": {"Type": "file", "Path": "/d/out.avro"}, "Envelope": {"Type": "ocf", "Codec": null}}"#,
+            defaulted(json!({
+                "Transport": {"Type": "file", "Path": "/d/out.avro"},
+                "Encoding": "avro-binary", "Envelope": "ocf-block",
+            })),
+        ),
+        (
+            "a Parquet file frames its own rows: no envelope",
+            r#"{"Transport": {"Type": "S3", "Bucket": "b", "ObjectKey": "part-0.PARQUET"}}"#,
+            defaulted(json!({
+                "Transport": s3("b", "part-0.PARQUET"),
+                "Encoding": "parquet", "Envelope": null,
             })),
         ),
         (
@@ -598,7 +622,7 @@ const INVALID: &[(&str, &str, &str)] = &[
     (r#"{"Transport": {"Type": "inline", "Data": [1, 2]}}"#, "Transport.Data", "must be a string"),
     (r#"{"Transport": {"Type": "REST", "Mode": "streaming"}}"#, "Transport.Mode", "expected one of simple, chunked"),
     // Encodings.
-    (r#"{"Transport": "REST", "Encoding": "xml"}"#, "Encoding", "unknown encoding 'xml'; known encodings: null, utf-8, json, csv, msgpack, avro-binary"),
+    (r#"{"Transport": "REST", "Encoding": "xml"}"#, "Encoding", "unknown encoding 'xml'; known encodings: null, utf-8, json, csv, msgpack, avro-binary, parquet"),
     (r#"{"Transport": "REST", "Encoding": {"Type": "yaml"}}"#, "Encoding.Type", "unknown encoding 'yaml'"),
     (r#"{"Transport": "REST", "Encoding": 5}"#, "Encoding", "not a number"),
     (r#"{"Transport": {"Type": "file", "Path": "a.csv"}, "Encoding": {"Type": "csv", "Delimiter": ";;"}}"#, "Encoding.Delimiter", "exactly one ASCII character"),
@@ -619,6 +643,12 @@ const INVALID: &[(&str, &str, &str)] = &[
     (r#"{"Transport": {"Type": "file", "Path": "a"}, "Envelope": {"Type": "delimited", "Separator": ""}}"#, "Envelope.Separator", "must not be empty"),
     (r#"{"Transport": {"Type": "file", "Path": "a"}, "Envelope": {"Type": "delimited", "Separator": null}}"#, "Envelope.Separator", "needs a separator"),
     (r#"{"Transport": {"Type": "file", "Path": "a"}, "Envelope": "framed"}"#, "Envelope", "unknown envelope 'framed'"),
+    (r#"{"Transport": {"Type": "file", "Path": "a.parquet"}, "Envelope": "delimited"}"#, "Envelope", "a Parquet file frames its own rows: its envelope is null, not delimited"),
+    (r#"{"Transport": "REST", "Encoding": "parquet"}"#, "Encoding", "travels on file, S3, HDFS or HTTP, not REST"),
+    (r#"{"Transport": {"Type": "Kafka", "BootstrapServers": "b:9092", "Topic": "t"}, "Encoding": "parquet"}"#, "Encoding", "not Kafka (one record per message)"),
+    (r#"{"Transport": {"Type": "file", "Path": "a.avro"}, "Envelope": {"Type": "ocf-block", "Codec": "lzo"}}"#, "Envelope.Codec", "unknown Avro block codec 'lzo'; known codecs: null, deflate, snappy, zstandard"),
+    (r#"{"Transport": {"Type": "file", "Path": "a.avro"}, "Envelope": {"Type": "ocf-block", "Codec": 1}}"#, "Envelope.Codec", "must be a string"),
+    (r#"{"Transport": {"Type": "file", "Path": "a"}, "Envelope": {"Type": "delimited", "Codec": "snappy"}}"#, "Envelope.Codec", "unknown field"),
     (r#"{"Transport": {"Type": "file", "Path": "a"}, "Envelope": {"Size": 3}}"#, "Envelope.Type", "is required"),
     // Batching, schema, reading options.
     (r#"{"Transport": "REST", "Batching": {"Watermark": 0}}"#, "Batching.Watermark", "positive number of records"),
@@ -957,6 +987,29 @@ fn typed_fields_match_the_json() {
 
     let d = parse(r#"{"Transport": {"Type": "file", "Path": "p.json"}, "SkipToRecord": 2}"#);
     assert_eq!(d.skip_to_record, Some(SkipToRecord::Index(2)));
+}
+
+#[test]
+fn ocf_block_codec_reaches_the_codec_config() {
+    let d = parse(
+        r#"{"Transport": {"Type": "file", "Path": "out.avro"}, "Envelope": {"Type": "ocf-block", "Codec": "zstd"}}"#,
+    );
+    assert_eq!(d.ocf_codec, OcfCodec::Zstandard);
+    assert_eq!(d.codec_config().ocf_codec, OcfCodec::Zstandard);
+    assert_eq!(
+        parse("file:out.avro").codec_config().ocf_codec,
+        OcfCodec::Null
+    );
+    // Parquet: no envelope, read through its own framing.
+    let d = parse("file:data/part-0.parquet");
+    assert_eq!((d.encoding, &d.envelope), (Encoding::Parquet, &None));
+    assert_eq!(d.codec_config().framing, Some(Framing::ParquetFile));
+
+    // Set by hand on another envelope, it is refused rather than ignored.
+    let mut d = parse("file:out.jsonl");
+    d.ocf_codec = OcfCodec::Snappy;
+    let (field, _) = refusal(d.validate().map(|()| d.clone()), "codec on lines");
+    assert_eq!(field, "Envelope.Codec");
 }
 
 #[test]

@@ -34,6 +34,8 @@ pub enum Command {
     Score(crate::client::ScoreArgs),
     /// A running engine's state, tags, jobs and deployed model.
     Status(crate::client::StatusArgs),
+    /// Probe a running engine: exit 0 when healthy (`--ready`: its model ready), else 1.
+    Health(crate::client::HealthArgs),
     /// Print a fresh random token for `engine serve --auth-token-file` / ENGINE_TOKEN.
     Token,
     /// Avro schemas: check a file of records against a schema.
@@ -142,7 +144,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub source: Option<String>,
 
-    /// Encoding of every input (json, csv, avro-binary, msgpack, utf-8, raw), instead of
+    /// Encoding of every input (json, csv, avro-binary, msgpack, parquet, utf-8, raw), instead of
     /// guessing from each file's extension.
     #[arg(long, value_name = "ENCODING")]
     pub input_encoding: Option<String>,

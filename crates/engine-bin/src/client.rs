@@ -23,8 +23,9 @@ pub struct ClientArgs {
     /// Print the engine's JSON answer instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
-    /// A file holding the engine's token (default: $ENGINE_TOKEN, if set).
-    #[arg(long, global = true, value_name = "PATH")]
+    /// A file holding the engine's token (ENGINE_TOKEN_FILE; default: $ENGINE_TOKEN, if
+    /// set).
+    #[arg(long, global = true, value_name = "PATH", env = "ENGINE_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
     /// PEM certificates to trust for an https:// engine instead of the system's roots.
     #[arg(long, global = true, value_name = "PATH")]
@@ -1027,6 +1028,78 @@ fn answer_error(a: &Answer) -> String {
             format!("{text}: {detail}")
         }
         _ => text,
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// Ask `/ready` instead: whether the deployed model is loaded and its workers warm.
+    #[arg(long)]
+    pub ready: bool,
+    /// Give up (not healthy) after this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    pub timeout: u64,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// A probe for container health checks and scripts: exit 0 when the engine answers
+/// `/1/health` (with `--ready`: `/ready`) with 200, 1 otherwise (not ready, not reachable,
+/// no answer within the timeout). Both routes are open, so no token is needed.
+pub fn health(args: HealthArgs) -> i32 {
+    let what = if args.ready {
+        "health --ready"
+    } else {
+        "health"
+    };
+    let Some(c) = args.client.connect(what) else {
+        return exit::USAGE;
+    };
+    let path = if args.ready { "/ready" } else { "/1/health" };
+    // The client waits long for big answers; a probe must not.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(c.get(path));
+    });
+    let answer = match rx.recv_timeout(Duration::from_secs(args.timeout.max(1))) {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => {
+            eprintln!("engine {what}: {e}");
+            return exit::FAILURE;
+        }
+        Err(_) => {
+            eprintln!(
+                "engine {what}: no answer from {} within {} s",
+                engine_url(&args.client.engine),
+                args.timeout.max(1)
+            );
+            return exit::FAILURE;
+        }
+    };
+    let v: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
+    if args.client.json {
+        print_json(&v);
+    } else if args.ready && answer.status == 200 {
+        out(&format!(
+            "ready: model {}, {} worker(s)\n",
+            s(&v["model"]),
+            s(&v["workers"])
+        ));
+    } else if args.ready {
+        out(&format!("not ready: {}\n", s(&v["reason"])));
+    } else if answer.status == 200 {
+        out(&format!(
+            "ok: engine {} release {}\n",
+            s(&v["id"]),
+            s(&v["release"])
+        ));
+    } else {
+        out(&format!("not healthy: {}\n", error_text(&answer)));
+    }
+    if answer.status == 200 {
+        exit::OK
+    } else {
+        exit::FAILURE
     }
 }
 

@@ -11,8 +11,7 @@ pub fn build(
     installs: bool,
     tool: environments::Tool,
 ) -> environments::EnvironmentCache {
-    let python = option_env!("ENGINE_PYTHON").unwrap_or("python3");
-    let mut config = environments::CacheConfig::new(root, python);
+    let mut config = environments::CacheConfig::new(root, python());
     config.max_bytes = size_mib.saturating_mul(1 << 20);
     config.installs_enabled = installs;
     config.tool = tool;
@@ -20,4 +19,15 @@ pub fn build(
         .filter(|(k, _)| k.starts_with("PIP_") || k.starts_with("UV_") || k == "SSL_CERT_FILE")
         .collect();
     environments::EnvironmentCache::new(config)
+}
+
+/// The CPython model environments are built for, and whose libraries `/api/engine` lists:
+/// `ENGINE_PYTHON` when set (an engine moved to another machine, such as the container
+/// image, names the interpreter there), else the one the build embedded (its path compiled
+/// in by build.rs), else `python3` on PATH.
+pub fn python() -> std::ffi::OsString {
+    match std::env::var_os("ENGINE_PYTHON").filter(|p| !p.is_empty()) {
+        Some(p) => p,
+        None => option_env!("ENGINE_PYTHON").unwrap_or("python3").into(),
+    }
 }

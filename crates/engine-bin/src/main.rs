@@ -45,6 +45,7 @@ fn main() {
         cli::Command::Stream(args) => std::process::exit(client::stream(args)),
         cli::Command::Score(args) => std::process::exit(client::score(args)),
         cli::Command::Status(args) => std::process::exit(client::status(args)),
+        cli::Command::Health(args) => std::process::exit(client::health(args)),
         cli::Command::Token => std::process::exit(client::token()),
         cli::Command::Schema(cli::SchemaCommand::Check(args)) => {
             std::process::exit(schema_cmd::check(&args))

@@ -382,8 +382,17 @@ fn run_prepared(
             }),
             None => None,
         },
+        // Training's products go to a folder: a local one, or a store's prefix.
         train_output: match p.kind {
-            JobKind::Train => Some(args.output.clone().unwrap_or_else(|| PathBuf::from("."))),
+            JobKind::Train => {
+                let folder = args.output.clone().unwrap_or_else(|| PathBuf::from("."));
+                Some(
+                    match descriptor_arg(&folder, "--output").map_err(|u| u.0)? {
+                        Some(d) => d,
+                        None => StreamDescriptor::file(folder.display().to_string(), Encoding::Raw),
+                    },
+                )
+            }
             _ => None,
         },
         init: InitContext::Job {

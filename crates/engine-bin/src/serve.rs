@@ -28,8 +28,9 @@ pub struct ServeArgs {
     /// --insecure-no-auth.
     #[arg(long)]
     pub bind: Option<String>,
-    /// A file holding the token every request must bear (`authToken`, ENGINE_TOKEN).
-    #[arg(long, value_name = "PATH")]
+    /// A file holding the token every request must bear (ENGINE_TOKEN_FILE; or
+    /// `authToken`, ENGINE_TOKEN), such as a mounted secret.
+    #[arg(long, value_name = "PATH", env = "ENGINE_TOKEN_FILE")]
     pub auth_token_file: Option<PathBuf>,
     /// Serve a non-loopback address without authentication (`allowInsecure`).
     #[arg(long)]
@@ -390,7 +391,7 @@ async fn received_stop_signal() {
 /// The Python platform the workers embed, and its installed distributions.
 fn probe_platforms() -> Vec<Platform> {
     // The interpreter the workers embed, not whichever `python3` is first on PATH.
-    let python = option_env!("ENGINE_PYTHON").unwrap_or("python3");
+    let python = crate::envcache::python();
     let script = "import sys, json, importlib.metadata as m\n\
 print(json.dumps({'version': sys.version.split()[0], 'executable': sys.executable, \
 'libraries': sorted(set(f\"{d.metadata['Name']}=={d.version}\" for d in m.distributions() if d.metadata['Name']))}))";

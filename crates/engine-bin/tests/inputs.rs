@@ -120,7 +120,7 @@ fn encodings_come_from_known_extensions_only() {
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
         assert_eq!(lines(&out)[1]["type"], "dict");
     }
-    for name in ["data.xml", "model.pkl", "t.parquet", "noext"] {
+    for name in ["data.xml", "model.pkl", "t.feather", "noext"] {
         let input = dir.path().join(name);
         std::fs::write(&input, "<a/>\n").unwrap();
         let out = echo(&input, &[]);
@@ -258,10 +258,10 @@ fn a_job_document_reads_a_json_document_whole() {
     let (s, bad) = e.send("POST", "/api/jobs", &doc("in.json", Some("pages")));
     assert_eq!(s, 400, "{bad}");
     // An input whose extension names no encoding is refused, not read as raw bytes.
-    let (s, bad) = e.send("POST", "/api/jobs", &doc("in.parquet", None));
+    let (s, bad) = e.send("POST", "/api/jobs", &doc("in.feather", None));
     assert_eq!(s, 400, "{bad}");
     assert!(bad.to_string().contains("raw"), "{bad}");
-    let mut raw = doc("in.parquet", None);
+    let mut raw = doc("in.feather", None);
     raw["inputData"][0]["encoding"] = "raw".into();
     let (done, out) = run(raw);
     assert_eq!(done["jobResult"], "SUCCESS", "{done}");

@@ -167,6 +167,14 @@ impl JobControl {
     }
 }
 
+/// Where a training job's products go: a folder (local, or a store's prefix) that each
+/// file the model wrote under `outputDir/` is copied under, through the registry's opener
+/// for it ([`endpoints::Registry::store_file`]).
+pub struct TrainOutput {
+    pub folder: endpoints::StreamDescriptor,
+    pub registry: endpoints::Registry,
+}
+
 /// Everything a job needs to run.
 pub struct Job {
     pub kind: JobKind,
@@ -186,7 +194,7 @@ pub struct Job {
     /// the pipeline's `errors` module for its fields); none: they are counted and logged.
     pub errors: Option<Box<dyn runtime_core::RecordSink>>,
     /// For training: where the files the model wrote under `outputDir/` are copied.
-    pub train_output: Option<PathBuf>,
+    pub train_output: Option<TrainOutput>,
     /// Environment of the model's worker (HOME and the like).
     pub env: Vec<(String, String)>,
     pub options: JobOptions,

@@ -71,7 +71,7 @@ pub use chain::Batching;
 pub use error::{Error, Result};
 pub use job::{
     Job, JobControl, JobInput, JobKind, JobOptions, JobOutcome, JobOutput, JobProgress, JobResult,
-    JobStatus, OutputReport, RecordProblem, SlotCounts, SETTLE_AFTER_RECORDS,
+    JobStatus, OutputReport, RecordProblem, SlotCounts, TrainOutput, SETTLE_AFTER_RECORDS,
 };
 pub use model_files::{materialize, LocatedModel, Materialized};
 pub use plan::{Asset, JobPlan, PlanInput, PlanModel, PlanOptions, PlanOutput};

@@ -276,6 +276,20 @@ pub fn write_asset(m: &Materialized, rel: &Path, content: &[u8]) -> Result<()> {
     extract_if_archive(&dest)
 }
 
+/// Fetches a file into a materialized model as the asset `rel`: `fetch` is handed the
+/// destination to write (an object in a store, copied by its endpoint's opener).
+pub fn fetch_asset(
+    m: &Materialized,
+    rel: &Path,
+    fetch: impl FnOnce(&Path) -> runtime_core::Result<u64>,
+) -> Result<u64> {
+    check_asset_name(&rel.to_string_lossy())?;
+    let dest = prepare_dest(&m.work_dir, rel)?;
+    let bytes = fetch(&dest)?;
+    extract_if_archive(&dest)?;
+    Ok(bytes)
+}
+
 /// Copies a file from disk into a materialized model as the asset `rel`.
 pub fn copy_asset(m: &Materialized, rel: &Path, src: &Path) -> Result<()> {
     check_asset_name(&rel.to_string_lossy())?;

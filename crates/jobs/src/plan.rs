@@ -32,8 +32,9 @@ pub struct JobPlan {
     pub outputs: Vec<PlanOutput>,
     /// The error output: each refused or failed record becomes an error record there.
     pub errors: Option<StreamDescriptor>,
-    /// For training: where the files the model wrote under `outputDir/` are copied.
-    pub train_output: Option<PathBuf>,
+    /// For training: the folder (a local one, or a store's prefix) where the files the
+    /// model wrote under `outputDir/` are copied, each to its own path under it.
+    pub train_output: Option<StreamDescriptor>,
     /// What the model's init receives.
     pub init: InitContext,
     /// Schema checking and the job's options.
@@ -59,6 +60,9 @@ pub enum Asset {
     Bytes(Vec<u8>),
     /// A file on disk, copied in.
     File(PathBuf),
+    /// An object in a store (`EXTERNAL_FILE` by `s3://`, `hdfs://`, `http(s)://`), fetched
+    /// through the registry's opener for it before the model starts.
+    Remote(Box<StreamDescriptor>),
 }
 
 impl PlanModel {
@@ -88,8 +92,14 @@ impl PlanModel {
 
     /// Writes the model into `work_root` (`model/`, its working directory, and `home/`):
     /// its main source under the reserved name, its assets; logs what its smart comments
-    /// got wrong and what was written. The same for batch jobs and deployments. Blocking.
-    pub fn write(&self, work_root: &Path, log: &dyn JobLog) -> Result<(Materialized, ModelSpec)> {
+    /// got wrong and what was written. Remote assets are fetched through `registry`. The
+    /// same for batch jobs and deployments. Blocking.
+    pub fn write(
+        &self,
+        work_root: &Path,
+        log: &dyn JobLog,
+        registry: &Registry,
+    ) -> Result<(Materialized, ModelSpec)> {
         let source_name = &self.located.source_name;
         for (line, problem) in &self.comments.problems {
             log.warn(
@@ -102,6 +112,22 @@ impl PlanModel {
             match content {
                 Asset::Bytes(b) => model_files::write_asset(&materialized, rel, b)?,
                 Asset::File(p) => model_files::copy_asset(&materialized, rel, p)?,
+                Asset::Remote(d) => {
+                    let from = d.shown();
+                    let bytes = model_files::fetch_asset(&materialized, rel, |dest| {
+                        registry.fetch_file(d, dest)
+                    })
+                    .map_err(|e| {
+                        Error::Model(format!("asset '{}' from {from}: {e}", rel.display()))
+                    })?;
+                    log.info(
+                        LogSource::Engine,
+                        format!(
+                            "asset {} fetched from {from} ({bytes} bytes)",
+                            rel.display()
+                        ),
+                    );
+                }
             }
         }
         log.info(
@@ -170,7 +196,7 @@ pub struct PlanOptions {
 
 /// Turns `plan` into a job: writes the model into `work_root` (`model/` and `home/`),
 /// resolves the schemas the model names, attaches each slot's schema to its codec (CSV
-/// inputs are typed by it, Avro outputs written by it), reads a detected JSON document
+/// inputs are typed by it, Avro outputs written by it, Parquet outputs' columns made of it), reads a detected JSON document
 /// whole, and opens every input and output through `registry`. What it decides goes to
 /// `log`. Blocking.
 pub fn build(
@@ -191,7 +217,7 @@ pub fn build(
         options,
     } = plan;
     no_output_over_an_input(&inputs, &outputs, errors.as_ref())?;
-    let (materialized, spec) = model.write(work_root, log)?;
+    let (materialized, spec) = model.write(work_root, log, registry)?;
 
     let (schemas, warnings) = schema::resolve_checked_schemas(
         &materialized.work_dir,
@@ -247,8 +273,10 @@ pub fn build(
     let mut job_outputs = Vec::with_capacity(outputs.len());
     for output in outputs {
         let mut codec = output.descriptor.codec_config();
-        // ... and drives Avro on the way out.
-        if codec.encoding == Encoding::AvroBinary && codec.schema.is_none() {
+        // ... and drives Avro (and a Parquet file's columns) on the way out.
+        if matches!(codec.encoding, Encoding::AvroBinary | Encoding::Parquet)
+            && codec.schema.is_none()
+        {
             codec.schema = schemas.outputs.get(&output.slot).map(|c| c.avro().clone());
         }
         job_outputs.push(JobOutput {
@@ -272,7 +300,10 @@ pub fn build(
         inputs: job_inputs,
         outputs: job_outputs,
         errors,
-        train_output,
+        train_output: train_output.map(|folder| crate::job::TrainOutput {
+            folder,
+            registry: registry.clone(),
+        }),
         env: vec![("HOME".to_owned(), materialized.home.display().to_string())],
         options: JobOptions {
             schemas,

@@ -17,9 +17,11 @@ use tokio::task::JoinHandle;
 
 use crate::chain::{BadKind, BadRecordLog};
 use crate::errors::{kind_of, ErrorRecord, Stage};
+use endpoints::StreamDescriptor;
+
 use crate::job::{
     Job, JobControl, JobKind, JobOutcome, JobResult, JobStatus, OutputReport, RecordProblem,
-    SlotCounts,
+    SlotCounts, TrainOutput,
 };
 use crate::model_files;
 use crate::pool::{Pool, Recovery, Scored};
@@ -283,7 +285,7 @@ pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> Job
         let copied = {
             let work_dir = model.work_dir.clone();
             tokio::task::spawn_blocking(move || {
-                copy_training_products(&work_dir, train_output.as_deref())
+                copy_training_products(&work_dir, train_output.as_ref())
             })
             .await
             .unwrap_or_else(|e| {
@@ -1509,24 +1511,31 @@ pub fn take_refused(
 /// Copies what training wrote under `outputDir/` to `dest` (when given) and lists it.
 fn copy_training_products(
     work_dir: &Path,
-    dest: Option<&Path>,
+    dest: Option<&TrainOutput>,
 ) -> Result<Vec<std::path::PathBuf>, CoreError> {
     let out_dir = work_dir.join(model_files::OUTPUT_DIR);
     let files = model_files::list_files(&out_dir)
         .map_err(|e| CoreError::endpoint_source("outputDir", e))?;
     if let Some(dest) = dest {
+        let folder = &dest.folder;
         for rel in &files {
-            let target = dest.join(rel);
-            if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| CoreError::io(format!("cannot create {}", parent.display()), e))?;
-            }
-            std::fs::copy(out_dir.join(rel), &target).map_err(|e| {
-                CoreError::io(
-                    format!("cannot copy training product to {}", target.display()),
-                    e,
+            let rel_text = rel.to_string_lossy().replace('\\', "/");
+            let transport = folder.transport.child(&rel_text).ok_or_else(|| {
+                CoreError::endpoint(
+                    folder.shown(),
+                    "training products go to a folder: a local one, an S3 prefix or an HDFS folder",
                 )
             })?;
+            let target = StreamDescriptor::new(transport, codecs::Encoding::Raw);
+            dest.registry
+                .store_file(&target, &out_dir.join(rel))
+                .map_err(|e| {
+                    CoreError::endpoint_caused(
+                        target.shown(),
+                        format!("cannot store the training product {rel_text}: {e}"),
+                        e,
+                    )
+                })?;
         }
     }
     Ok(files)

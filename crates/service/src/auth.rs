@@ -23,8 +23,9 @@ use crate::error::{Error, Result};
 /// Shortest token accepted: a guessable token is no protection.
 pub const MIN_TOKEN_LEN: usize = 16;
 
-/// Routes open without a token, for load balancers' and orchestrators' probes.
-const OPEN_PATHS: [&str; 1] = ["/1/health"];
+/// Routes open without a token, for load balancers' and orchestrators' probes: liveness
+/// and readiness, which tell no more than whether the engine is up and its model ready.
+const OPEN_PATHS: [&str; 2] = ["/1/health", "/ready"];
 
 /// A secret token. Its text never appears in Debug output or logs.
 #[derive(Clone, PartialEq, Eq)]
@@ -76,12 +77,13 @@ pub struct Policy {
     token: Option<Token>,
     /// No token and a loopback bind: `Host` and `Origin` must be loopback names.
     loopback_only: bool,
-    /// Whether `/1/health` is served here without a token.
+    /// Whether `/1/health` and `/ready` are served here without a token.
     open_health: bool,
 }
 
 impl Policy {
-    /// The control port: the control token when there is one; health always open.
+    /// The control port: the control token when there is one; health and readiness
+    /// always open.
     pub fn control(config: &Config) -> Policy {
         Policy {
             token: config.auth_token.clone(),
@@ -270,6 +272,7 @@ mod tests {
         };
         let mut h = HeaderMap::new();
         assert!(p.check("/1/health", &h).is_ok());
+        assert!(p.check("/ready", &h).is_ok());
         assert!(matches!(
             p.check("/api/jobs", &h),
             Err(Error::Unauthorized(_))

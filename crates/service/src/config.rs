@@ -195,7 +195,7 @@ pub struct Config {
     pub job_retention: JobRetention,
 
     // Authentication, TLS and what workers inherit.
-    /// Required as a bearer token on every control route but `/1/health`.
+    /// Required as a bearer token on every control route but `/1/health` and `/ready`.
     pub auth_token: Option<Token>,
     /// The scoring port's own token (default: the control token).
     pub scoring_auth_token: Option<Token>,
@@ -730,8 +730,8 @@ impl Config {
                 format!(
                     "{} is not a loopback address and no token is configured: anyone who reaches \
                      the port could run code. Create a token with `engine token > token.txt` and \
-                     start with --auth-token-file token.txt (or ENGINE_TOKEN, or authToken in \
-                     application.json); or serve without authentication on purpose with \
+                     start with --auth-token-file token.txt (or ENGINE_TOKEN or ENGINE_TOKEN_FILE, or \
+                     authToken in application.json); or serve without authentication on purpose with \
                      --insecure-no-auth (allowInsecure: true)",
                     self.bind
                 ),

@@ -395,15 +395,19 @@ pub fn message_codecs(
 }
 
 /// The slot's schema, for an encoding that reads or writes by one (Avro cannot be read or
-/// written without one; CSV cells are typed by it).
+/// written without one; CSV cells are typed by it; a written Parquet file's columns are
+/// made of it).
 fn slot_schema(
     schemas: &schema::SlotSchemas,
     slot: Slot,
     encoding: Encoding,
 ) -> Option<codecs::AvroSchema> {
-    matches!(encoding, Encoding::AvroBinary | Encoding::Csv)
-        .then(|| schemas.get(slot).map(|c| c.avro().clone()))
-        .flatten()
+    matches!(
+        encoding,
+        Encoding::AvroBinary | Encoding::Csv | Encoding::Parquet
+    )
+    .then(|| schemas.get(slot).map(|c| c.avro().clone()))
+    .flatten()
 }
 
 /// Where a record came from or goes, for the bad-record log.

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use codecs::Encoding;
+use endpoints::StreamDescriptor;
 use jobs::JobKind;
 use runtime_core::{ExplicitNames, Language};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -161,9 +162,18 @@ pub struct Asset {
     /// Embedded content, text.
     #[serde(default)]
     pub file_content_string: Option<String>,
-    /// `file:///abs/path` (other schemes are refused by this build).
+    /// Where the asset's bytes are: `file:///abs/path`, `s3://bucket/key`,
+    /// `hdfs://namenode:8020/path`, `webhdfs://host:port/path`, `http(s)://...`.
     #[serde(default)]
     pub file_url: Option<String>,
+    /// A `SQL` asset's database (`connectionUri`: a JDBC URL as ModelOp Center sends it, or
+    /// a `postgres://`, `mysql://`, `sqlite://` URL).
+    #[serde(default)]
+    pub repository_info: Option<RepositoryInfo>,
+    /// A `SQL` asset's statement: the query an input's records are the rows of; for an
+    /// output, the table its records are inserted into (`INSERT INTO t (a, b)` or `t`).
+    #[serde(default)]
+    pub sql_statement: Option<String>,
     /// Encoding of an input or output (`json`, `csv`, ...); guessed from the name otherwise.
     #[serde(default)]
     pub encoding: Option<String>,
@@ -182,11 +192,22 @@ pub struct Asset {
     pub training_function: Option<String>,
 }
 
-/// Where a model file's bytes come from.
+/// Where a `SQL` asset's database is.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RepositoryInfo {
+    #[serde(default)]
+    pub connection_uri: Option<String>,
+}
+
+/// Where a model file's, an input's or an output's bytes are.
 #[derive(Clone, Debug)]
 pub enum Content {
     Bytes(Vec<u8>),
     File(PathBuf),
+    /// In a store, reached through the endpoint registry: an object (`s3://`, `hdfs://`,
+    /// `http(s)://`) or a SQL statement's rows or table. Its encoding is the asset's.
+    Remote(Box<StreamDescriptor>),
 }
 
 /// A model ready to materialize.
@@ -324,7 +345,7 @@ impl DeploymentDocument {
     }
 }
 
-fn decode_content(a: &Asset, what: &str) -> Result<Option<Content>> {
+fn decode_content(a: &Asset, what: &str, input: bool) -> Result<Option<Content>> {
     if let Some(text) = &a.file_content_string {
         return Ok(Some(Content::Bytes(text.clone().into_bytes())));
     }
@@ -338,9 +359,118 @@ fn decode_content(a: &Asset, what: &str) -> Result<Option<Content>> {
         return Ok(Some(Content::Bytes(code.clone().into_bytes())));
     }
     if let Some(url) = &a.file_url {
-        return Ok(Some(Content::File(file_url_path(url, what)?)));
+        return url_content(url, what).map(Some);
+    }
+    if let Some(info) = &a.repository_info {
+        return sql_content(a, info, what, input).map(Some);
     }
     Ok(None)
+}
+
+/// The schemes a `fileUrl` may have besides `file:`: objects in stores, opened through the
+/// endpoint registry.
+const REMOTE_SCHEMES: [&str; 6] = ["s3", "hdfs", "webhdfs", "swebhdfs", "http", "https"];
+
+/// The local path a `fileUrl` names; `None` for an object in a store (which no path
+/// policy applies to), an error for a scheme no endpoint reads.
+pub fn local_path(url: &str, what: &str) -> Result<Option<PathBuf>> {
+    match url_content(url, what)? {
+        Content::File(p) => Ok(Some(p)),
+        _ => Ok(None),
+    }
+}
+
+/// A `fileUrl`: a local path, or an object in a store.
+fn url_content(url: &str, what: &str) -> Result<Content> {
+    let scheme = url.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
+    match scheme.as_deref() {
+        Some("file") => Ok(Content::File(file_url_path(url, what)?)),
+        Some(s) if REMOTE_SCHEMES.contains(&s) => StreamDescriptor::parse(url.trim())
+            .map(|d| Content::Remote(Box::new(d)))
+            .map_err(|e| {
+                Error::BadRequest(format!(
+                    "{what}.fileUrl '{}': {e}",
+                    endpoints::redact(url)
+                ))
+            }),
+        _ => Err(Error::BadRequest(format!(
+            "{what}.fileUrl '{}': not a URL of file:, s3:, hdfs:, webhdfs:, swebhdfs:, http: or https:",
+            endpoints::redact(url)
+        ))),
+    }
+}
+
+/// A `SQL` asset: its statement's rows (an input) or its table (an output) in the database
+/// `repositoryInfo.connectionUri` names.
+fn sql_content(a: &Asset, info: &RepositoryInfo, what: &str, input: bool) -> Result<Content> {
+    let uri = info
+        .connection_uri
+        .as_deref()
+        .filter(|u| !u.trim().is_empty())
+        .ok_or_else(|| {
+            Error::BadRequest(format!("{what}.repositoryInfo.connectionUri is missing"))
+        })?;
+    let statement = a
+        .sql_statement
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| Error::BadRequest(format!("{what}.sqlStatement is missing")))?;
+    let mut transport = serde_json::json!({"Type": "ODBC", "ConnectionString": uri.trim()});
+    if input {
+        transport["SelectQuery"] = statement.into();
+    } else {
+        let (table, fields) = insert_target(statement).ok_or_else(|| {
+            Error::BadRequest(format!(
+                "{what}.sqlStatement: an output names the table its records go to, as `INSERT INTO table (column, ...)` or `table`; not '{statement}'"
+            ))
+        })?;
+        transport["InsertIntoTable"] = table.into();
+        if let Some(fields) = fields {
+            transport["OutputFields"] = fields.into();
+        }
+    }
+    StreamDescriptor::from_json(&serde_json::json!({ "Transport": transport }))
+        .map(|d| Content::Remote(Box::new(d)))
+        .map_err(|e| {
+            Error::BadRequest(format!(
+                "{what} (SQL asset on {}): {e}",
+                endpoints::redact(uri)
+            ))
+        })
+}
+
+/// The table (and columns, when listed) an output's `sqlStatement` names:
+/// `INSERT INTO t (a, b)`, `INSERT INTO t`, or a bare `t` (`schema.t`, quoted names kept).
+fn insert_target(statement: &str) -> Option<(String, Option<Vec<String>>)> {
+    let s = statement.trim().trim_end_matches(';').trim();
+    let words: Vec<&str> = s.splitn(3, char::is_whitespace).collect();
+    let rest = match words.as_slice() {
+        [i, into, rest]
+            if i.eq_ignore_ascii_case("insert") && into.eq_ignore_ascii_case("into") =>
+        {
+            rest.trim()
+        }
+        [name] => name,
+        _ => return None,
+    };
+    let (table, columns) = match rest.split_once('(') {
+        Some((t, cols)) => {
+            let cols = cols.trim_end().strip_suffix(')')?;
+            let cols: Vec<String> = cols
+                .split(',')
+                .map(|c| c.trim().to_owned())
+                .filter(|c| !c.is_empty())
+                .collect();
+            (t.trim(), (!cols.is_empty()).then_some(cols))
+        }
+        None => (rest, None),
+    };
+    let valid = !table.is_empty()
+        && table
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '"' | '`' | '$'));
+    valid.then(|| (table.to_owned(), columns))
 }
 
 /// The `file:` URL of an absolute path, `file_url_path`'s inverse: `%`, control
@@ -426,11 +556,17 @@ fn model_source(m: &ModelRef, what: &str) -> Result<ModelSource> {
         })?;
     let main_asset = &assets[main];
     let where_main = format!("{what}.storedModel.modelAssets[{main}]");
-    let text = match decode_content(main_asset, &where_main)? {
+    let text = match decode_content(main_asset, &where_main, true)? {
         Some(Content::Bytes(b)) => String::from_utf8(b)
             .map_err(|_| Error::BadRequest(format!("{where_main}: the source is not UTF-8")))?,
         Some(Content::File(p)) => std::fs::read_to_string(&p)
             .map_err(|e| Error::BadRequest(format!("{where_main}: {}: {e}", p.display())))?,
+        Some(Content::Remote(d)) => {
+            return Err(Error::BadRequest(format!(
+                "{where_main}: the model's source is embedded (sourceCode) or a file: URL, not {}; other files of the model may be in a store",
+                d.shown()
+            )))
+        }
         None => return Err(Error::BadRequest(format!("{where_main} has no sourceCode"))),
     };
     let source_name = asset_name(main_asset).unwrap_or_else(|| "model.py".to_owned());
@@ -460,11 +596,18 @@ fn model_source(m: &ModelRef, what: &str) -> Result<ModelSource> {
             return Err(Error::BadRequest(format!("{where_} has no name")));
         };
         let rel = safe_relative(&name, &where_)?;
-        match decode_content(a, &where_)? {
+        match decode_content(a, &where_, true)? {
+            Some(Content::Remote(d))
+                if matches!(d.transport, endpoints::descriptor::Transport::Odbc(_)) =>
+            {
+                return Err(Error::BadRequest(format!(
+                    "{where_} ({name}): a model file is embedded or named by a fileUrl; SQL assets are a job's inputs and outputs"
+                )))
+            }
             Some(c) => files.push((rel, c)),
             None => {
                 return Err(Error::BadRequest(format!(
-                    "{where_} ({name}) has no content: give sourceCode, fileContent, fileContentString or a file: fileUrl"
+                    "{where_} ({name}) has no content: give sourceCode, fileContent, fileContentString or a fileUrl"
                 )))
             }
         }
@@ -536,7 +679,7 @@ fn data_spec(a: &Asset, what: &str, input: bool) -> Result<DataSpec> {
                 None if input => {
                     return Err(Error::BadRequest(format!(
                         "{what} ({name}): the extension '.{ext}' names no encoding this engine reads (known: {}); \
-                         give \"encoding\" (json, csv, avro-binary, msgpack, utf-8), or \"encoding\": \"raw\" to give the model its bytes as they are",
+                         give \"encoding\" (json, csv, avro-binary, msgpack, parquet, utf-8), or \"encoding\": \"raw\" to give the model its bytes as they are",
                         Encoding::known_extensions()
                     )))
                 }
@@ -564,10 +707,10 @@ fn data_spec(a: &Asset, what: &str, input: bool) -> Result<DataSpec> {
             "{what}.inputMode applies to JSON inputs; {name} is {encoding}"
         )));
     }
-    let content = decode_content(a, what)?;
+    let content = decode_content(a, what, input)?;
     if input && content.is_none() {
         return Err(Error::BadRequest(format!(
-            "{what} ({name}) has no data: give fileContent, fileContentString or a file: fileUrl"
+            "{what} ({name}) has no data: give fileContent, fileContentString, a fileUrl or a SQL asset's repositoryInfo and sqlStatement"
         )));
     }
     if !input && matches!(content, Some(Content::Bytes(_))) {
@@ -734,6 +877,149 @@ mod tests {
         let e = file_url_path("s3://bucket/key", "inputData[0]").unwrap_err();
         assert!(e.to_string().contains("only file:"));
         assert!(safe_relative("../x", "a").is_err());
+    }
+
+    fn remote(c: &Option<Content>) -> &StreamDescriptor {
+        match c {
+            Some(Content::Remote(d)) => d,
+            other => panic!("not in a store: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn data_in_stores_is_named_by_url_or_sql_asset() {
+        let doc: JobDocument = serde_json::from_value(serde_json::json!({
+            "jobType": "MODEL_BATCH_JOB",
+            "model": {"storedModel": {"modelAssets": [
+                {"name": "m.py", "assetType": "SOURCE_CODE", "sourceCode": "def action(x): yield x"},
+                {"assetType": "EXTERNAL_FILE", "fileUrl": "s3://models/credit/weights.pkl"}
+            ]}},
+            "inputData": [
+                {"assetType": "EXTERNAL_FILE", "fileUrl": "s3://data/day=1/in.csv"},
+                {"assetType": "EXTERNAL_FILE", "fileUrl": "https://u:pw@files.example.com/x.jsonl"},
+                {"assetType": "SQL", "name": "rows",
+                 "repositoryInfo": {"connectionUri": "jdbc:postgresql://db:5432/credit?user=app&password=pw"},
+                 "sqlStatement": "SELECT * FROM applicants"}
+            ],
+            "outputData": [
+                {"assetType": "EXTERNAL_FILE", "fileUrl": "hdfs://nn:8020/scores/out.avro"},
+                {"assetType": "SQL",
+                 "repositoryInfo": {"connectionUri": "jdbc:postgresql://db:5432/credit"},
+                 "sqlStatement": "INSERT INTO scores (id, score)"}
+            ]
+        }))
+        .unwrap();
+        let spec = doc.spec().unwrap();
+        let (rel, asset) = &spec.model.assets[0];
+        assert_eq!(rel, std::path::Path::new("weights.pkl"));
+        let Content::Remote(d) = asset else {
+            panic!("fetched from S3")
+        };
+        assert_eq!(d.shown(), "s3://models/credit/weights.pkl");
+        assert_eq!(spec.inputs[0].encoding, Encoding::Csv);
+        assert_eq!(
+            remote(&spec.inputs[0].content).shown(),
+            "s3://data/day=1/in.csv"
+        );
+        assert_eq!(
+            remote(&spec.inputs[1].content).shown(),
+            "https://u:***@files.example.com/x.jsonl"
+        );
+        let sql = remote(&spec.inputs[2].content);
+        assert_eq!(
+            sql.shown(),
+            "jdbc:postgresql://db:5432/credit?user=app&password=***"
+        );
+        let endpoints::descriptor::Transport::Odbc(o) = &sql.transport else {
+            panic!("an ODBC descriptor")
+        };
+        assert_eq!(o.select_query.as_deref(), Some("SELECT * FROM applicants"));
+        assert_eq!(spec.outputs[0].encoding, Encoding::AvroBinary);
+        assert_eq!(
+            remote(&spec.outputs[0].content).shown(),
+            "hdfs://nn:8020/scores/out.avro"
+        );
+        let endpoints::descriptor::Transport::Odbc(o) = &remote(&spec.outputs[1].content).transport
+        else {
+            panic!("an ODBC descriptor")
+        };
+        assert_eq!(o.insert_into_table.as_deref(), Some("scores"));
+        assert_eq!(
+            o.output_fields,
+            Some(vec!["id".to_owned(), "score".to_owned()])
+        );
+    }
+
+    #[test]
+    fn unreadable_store_references_are_refused_naming_the_asset() {
+        let job = |input: serde_json::Value, output: serde_json::Value| {
+            let doc: JobDocument = serde_json::from_value(serde_json::json!({
+                "jobType": "MODEL_BATCH_JOB",
+                "model": {"storedModel": {"modelAssets": [
+                    {"name": "m.py", "assetType": "SOURCE_CODE", "sourceCode": "def action(x): yield x"}
+                ]}},
+                "inputData": [input],
+                "outputData": [output]
+            }))
+            .unwrap();
+            doc.spec().unwrap_err().to_string()
+        };
+        let ok_in = serde_json::json!({"fileUrl": "s3://b/in.json"});
+        let ok_out = serde_json::json!({"fileUrl": "s3://b/out.json"});
+        let cases = [
+            (
+                serde_json::json!({"fileUrl": "ftp://user:secret@host/in.json"}),
+                ok_out.clone(),
+                "inputData[0].fileUrl 'ftp://user:***@host/in.json': not a URL of file:",
+            ),
+            (
+                serde_json::json!({"assetType": "SQL", "repositoryInfo": {}, "sqlStatement": "SELECT 1"}),
+                ok_out.clone(),
+                "inputData[0].repositoryInfo.connectionUri is missing",
+            ),
+            (
+                serde_json::json!({"assetType": "SQL", "repositoryInfo": {"connectionUri": "postgres://db/x"}}),
+                ok_out.clone(),
+                "inputData[0].sqlStatement is missing",
+            ),
+            (
+                ok_in.clone(),
+                serde_json::json!({"assetType": "SQL", "repositoryInfo": {"connectionUri": "postgres://db/x"},
+                                   "sqlStatement": "DELETE FROM t"}),
+                "outputData[0].sqlStatement: an output names the table",
+            ),
+        ];
+        for (input, output, want) in cases {
+            let e = job(input, output);
+            assert!(e.contains(want), "{e}");
+            assert!(!e.contains("secret"), "{e}");
+        }
+        let doc: JobDocument = serde_json::from_value(serde_json::json!({
+            "jobType": "MODEL_BATCH_JOB",
+            "model": {"storedModel": {"modelAssets": [
+                {"name": "m.py", "assetType": "SOURCE_CODE", "fileUrl": "s3://b/m.py"}
+            ]}},
+            "inputData": [ok_in]
+        }))
+        .unwrap();
+        let e = doc.spec().unwrap_err().to_string();
+        assert!(e.contains("the model's source is embedded"), "{e}");
+    }
+
+    #[test]
+    fn an_output_table_is_named_by_an_insert_or_its_name() {
+        let cols = |c: &[&str]| Some(c.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            insert_target("INSERT INTO scores (id, score);"),
+            Some(("scores".into(), cols(&["id", "score"])))
+        );
+        assert_eq!(
+            insert_target("insert into analytics.scores"),
+            Some(("analytics.scores".into(), None))
+        );
+        assert_eq!(insert_target("scores"), Some(("scores".into(), None)));
+        assert_eq!(insert_target("SELECT * FROM t"), None);
+        assert_eq!(insert_target("INSERT INTO x; DROP TABLE y"), None);
     }
 
     #[test]

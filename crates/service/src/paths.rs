@@ -97,7 +97,8 @@ impl PathPolicy {
 }
 
 /// Checks every `file:` path a job document names: model assets, inputs, outputs (the
-/// training output folder among them).
+/// training output folder among them). Objects in stores (`s3://`...) are reached with
+/// the engine's credentials, not through the file system: no path policy applies.
 pub fn check_job(policy: &PathPolicy, doc: &crate::document::JobDocument) -> Result<()> {
     let mut named = model_paths(doc.model.as_ref(), "model");
     for (i, a) in doc.input_data.iter().enumerate() {
@@ -106,8 +107,14 @@ pub fn check_job(policy: &PathPolicy, doc: &crate::document::JobDocument) -> Res
     check_all(policy, named)?;
     for (i, a) in doc.output_data.iter().enumerate() {
         let what = format!("outputData[{i}].fileUrl");
-        if let Some(url) = &a.file_url {
-            policy.check_output(&crate::document::file_url_path(url, &what)?, &what)?;
+        if let Some(path) = a
+            .file_url
+            .as_deref()
+            .map(|url| crate::document::local_path(url, &what))
+            .transpose()?
+            .flatten()
+        {
+            policy.check_output(&path, &what)?;
         }
     }
     Ok(())
@@ -172,8 +179,9 @@ fn model_paths(m: Option<&crate::document::ModelRef>, what: &str) -> Vec<(String
 fn check_all(policy: &PathPolicy, named: Vec<(String, Option<String>)>) -> Result<()> {
     for (what, url) in named {
         let Some(url) = url else { continue };
-        // Other schemes are refused when the document is read.
-        if let Ok(path) = crate::document::file_url_path(&url, &what) {
+        // Objects in stores are not paths; unknown schemes are refused when the document
+        // is read.
+        if let Ok(Some(path)) = crate::document::local_path(&url, &what) {
             policy.check(&path, &what)?;
         }
     }

@@ -28,6 +28,7 @@ pub fn plan_model(m: &ModelSource) -> Result<PlanModel> {
             let asset = match content {
                 Content::Bytes(b) => Asset::Bytes(b.clone()),
                 Content::File(p) => Asset::File(p.clone()),
+                Content::Remote(d) => Asset::Remote(d.clone()),
             };
             (rel.clone(), asset)
         })
@@ -35,15 +36,20 @@ pub fn plan_model(m: &ModelSource) -> Result<PlanModel> {
     Ok(model)
 }
 
-/// Writes the model into `dir` (emptied first) and resolves its entry points. Blocking:
-/// call it on the blocking pool.
-pub fn prepare_model(m: &ModelSource, dir: &Path, log: &dyn JobLog) -> Result<Prepared> {
+/// Writes the model into `dir` (emptied first), its files in stores fetched through
+/// `registry`, and resolves its entry points. Blocking: call it on the blocking pool.
+pub fn prepare_model(
+    m: &ModelSource,
+    dir: &Path,
+    log: &dyn JobLog,
+    registry: &endpoints::Registry,
+) -> Result<Prepared> {
     if dir.exists() {
         std::fs::remove_dir_all(dir)
             .map_err(|e| Error::io(format!("cannot empty {}", dir.display()), e))?;
     }
     let model = plan_model(m)?;
-    let (materialized, spec) = model.write(dir, log)?;
+    let (materialized, spec) = model.write(dir, log, registry)?;
     Ok(Prepared {
         materialized,
         spec,

@@ -562,12 +562,13 @@ fn ext_of(enc: codecs::Encoding) -> &'static str {
         codecs::Encoding::Csv => "csv",
         codecs::Encoding::AvroBinary => "avro",
         codecs::Encoding::MsgPack => "msgpack",
+        codecs::Encoding::Parquet => "parquet",
         codecs::Encoding::Utf8 => "txt",
         codecs::Encoding::Raw => "bin",
     }
 }
 
-type Built = (Job, Vec<OutputPlace>, Option<PathBuf>);
+type Built = (Job, Vec<OutputPlace>, Option<StreamDescriptor>);
 
 /// Plans the job a document asks for and builds it through `jobs::plan::build`, as
 /// `engine run` does. Blocking.
@@ -602,7 +603,7 @@ fn plan_job(
     run_dir: &Path,
     raw_json: String,
     batch_size: usize,
-) -> Result<(JobPlan, Vec<OutputPlace>, Option<PathBuf>)> {
+) -> Result<(JobPlan, Vec<OutputPlace>, Option<StreamDescriptor>)> {
     let model = crate::prepare::plan_model(&spec.model)?;
 
     let data = run_dir.join("data");
@@ -610,11 +611,10 @@ fn plan_job(
         .map_err(|e| Error::io(format!("cannot create {}", data.display()), e))?;
     let mut inputs = Vec::new();
     for (k, d) in spec.inputs.iter().enumerate() {
-        let path = input_path(d, k, &data)?;
         inputs.push(PlanInput {
             slot: Slot::for_input(k),
             name: d.name.clone(),
-            descriptor: StreamDescriptor::file(path.display().to_string(), d.encoding),
+            descriptor: input_descriptor(d, k, &data)?,
             whole_document: d.whole_file,
         });
     }
@@ -624,32 +624,49 @@ fn plan_job(
     for (k, d) in spec.outputs.iter().enumerate() {
         let slot = Slot::for_output(k);
         if spec.kind == JobKind::Train && k == 0 {
-            // Training's first output names the folder of its products.
-            let folder = match &d.content {
-                Some(Content::File(p)) => p.clone(),
-                _ => dir.join("trained"),
-            };
-            train_dir = Some(folder);
+            // Training's first output names the folder of its products: a local one, or a
+            // store's prefix.
+            train_dir = Some(match &d.content {
+                Some(Content::File(p)) => {
+                    StreamDescriptor::file(p.display().to_string(), codecs::Encoding::Raw)
+                }
+                Some(Content::Remote(r)) => {
+                    StreamDescriptor::new(r.transport.clone(), codecs::Encoding::Raw)
+                }
+                _ => StreamDescriptor::file(
+                    dir.join("trained").display().to_string(),
+                    codecs::Encoding::Raw,
+                ),
+            });
         }
-        let (path, embedded) = match &d.content {
-            Some(Content::File(p)) if spec.kind != JobKind::Train => (p.clone(), false),
+        let (descriptor, embedded) = match &d.content {
+            Some(Content::File(p)) if spec.kind != JobKind::Train => (
+                StreamDescriptor::file(p.display().to_string(), d.encoding),
+                false,
+            ),
+            Some(Content::Remote(r)) if spec.kind != JobKind::Train => (
+                StreamDescriptor::new(r.transport.clone(), d.encoding),
+                false,
+            ),
             _ => (
-                dir.join(format!("output-{}.{}", slot.0, ext_of(d.encoding))),
+                StreamDescriptor::file(
+                    dir.join(format!("output-{}.{}", slot.0, ext_of(d.encoding)))
+                        .display()
+                        .to_string(),
+                    d.encoding,
+                ),
                 true,
             ),
         };
-        outputs.push(PlanOutput {
-            slot,
-            descriptor: StreamDescriptor::file(path.display().to_string(), d.encoding),
-        });
         places.push(OutputPlace {
             slot: slot.0,
             name: d.name.clone(),
             encoding: d.encoding.name().to_owned(),
             embedded,
-            path: path.display().to_string(),
+            path: descriptor.shown(),
             records: 0,
         });
+        outputs.push(PlanOutput { slot, descriptor });
     }
     let plan = JobPlan {
         kind: spec.kind,
@@ -674,9 +691,14 @@ fn plan_job(
     Ok((plan, places, train_dir))
 }
 
-fn input_path(d: &DataSpec, k: usize, data: &Path) -> Result<PathBuf> {
-    match &d.content {
-        Some(Content::File(p)) => Ok(p.clone()),
+/// Where an input's records come from: its file, its embedded bytes written under `data`,
+/// or its store.
+fn input_descriptor(d: &DataSpec, k: usize, data: &Path) -> Result<StreamDescriptor> {
+    let path = match &d.content {
+        Some(Content::File(p)) => p.clone(),
+        Some(Content::Remote(r)) => {
+            return Ok(StreamDescriptor::new(r.transport.clone(), d.encoding))
+        }
         Some(Content::Bytes(b)) => {
             let name = Path::new(&d.name)
                 .file_name()
@@ -685,16 +707,20 @@ fn input_path(d: &DataSpec, k: usize, data: &Path) -> Result<PathBuf> {
             let path = data.join(format!("input-{k}-{name}"));
             std::fs::write(&path, b)
                 .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
-            Ok(path)
+            path
         }
-        None => Err(Error::BadRequest(format!("input {} has no data", d.name))),
-    }
+        None => return Err(Error::BadRequest(format!("input {} has no data", d.name))),
+    };
+    Ok(StreamDescriptor::file(
+        path.display().to_string(),
+        d.encoding,
+    ))
 }
 
 fn finish_of(
     o: &JobOutcome,
     mut places: Vec<OutputPlace>,
-    train_dir: Option<PathBuf>,
+    train_dir: Option<StreamDescriptor>,
     spec: &JobSpec,
     progress: JobProgress,
 ) -> Finish {
@@ -711,7 +737,7 @@ fn finish_of(
             .map(|f| f.display().to_string())
             .collect(),
         trained_dir: (spec.kind == JobKind::Train)
-            .then(|| train_dir.map(|d| d.display().to_string()))
+            .then(|| train_dir.map(|d| d.shown()))
             .flatten(),
         problems: o
             .problems

@@ -5,6 +5,7 @@
 //! - [`S3Server`]: an S3-compatible server in memory (moto, PyPI `moto[server]`).
 //! - [`PostgresServer`]: a private PostgreSQL cluster (Debian's `postgresql`).
 //! - [`MariaDbServer`]: a private MariaDB server (Debian's `mariadb-server`).
+//! - [`WebHdfsServer`]: a WebHDFS namenode and datanode over a temporary folder (in process).
 //!
 //! A test crate takes this as a dev-dependency; transports' own test support (a Kafka
 //! broker, a database) builds on [`free_port`] and [`wait_listening`].
@@ -18,10 +19,12 @@ use std::time::Duration;
 mod mariadb;
 mod postgres;
 mod s3;
+mod webhdfs;
 
 pub use mariadb::MariaDbServer;
 pub use postgres::PostgresServer;
 pub use s3::S3Server;
+pub use webhdfs::{WebHdfsOptions, WebHdfsRequest, WebHdfsServer};
 
 /// The Python the project builds with (`scripts/env.sh` sets `PYO3_PYTHON`), which
 /// `scripts/setup` installs the Python-packaged servers into.

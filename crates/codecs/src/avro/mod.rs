@@ -12,8 +12,9 @@
 //! rejected with the path to it (`at .address.zip: expected int, found string`).
 //!
 //! Container files are read with the schema in their header (`cfg.schema` is not used to
-//! resolve it; schema resolution is not implemented). Codecs `null` and `deflate` are read and
-//! written; others (snappy, zstandard, ...) stop the stream at the header.
+//! resolve it; schema resolution is not implemented). Block codecs `null`, `deflate`, `snappy`
+//! (with its CRC32 checked) and `zstandard` are read and written ([`OcfCodec`]); others (bzip2,
+//! xz) stop the stream at the header.
 //!
 //! Decoding goes straight from bytes to [`Value`] by walking the schema's compiled form,
 //! [`schema::Compiled`], the one model of a schema that the `schema` crate's checker uses
@@ -114,12 +115,77 @@ impl AvroSchema {
     }
 }
 
-/// Block compression of written container files.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Block compression of a container file (its header's `avro.codec`): what the writer
+/// compresses blocks with; the reader takes each file's own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum OcfCodec {
     #[default]
     Null,
     Deflate,
+    /// Each block a raw snappy block followed by the big-endian CRC32 of its uncompressed
+    /// bytes (Avro's snappy framing; Spark's and Hive's default).
+    Snappy,
+    /// Each block one Zstandard frame.
+    Zstandard,
+}
+
+impl OcfCodec {
+    /// Every codec, in the order messages list them.
+    pub const ALL: [OcfCodec; 4] = [
+        OcfCodec::Null,
+        OcfCodec::Deflate,
+        OcfCodec::Snappy,
+        OcfCodec::Zstandard,
+    ];
+
+    /// The name in a container file's header (`avro.codec`) and in stream descriptors.
+    pub fn name(self) -> &'static str {
+        match self {
+            OcfCodec::Null => "null",
+            OcfCodec::Deflate => "deflate",
+            OcfCodec::Snappy => "snappy",
+            OcfCodec::Zstandard => "zstandard",
+        }
+    }
+
+    /// The codec a header's `avro.codec` names (exactly, as the specification spells it).
+    pub(crate) fn of_header(name: &[u8]) -> Option<OcfCodec> {
+        Self::ALL.into_iter().find(|c| c.name().as_bytes() == name)
+    }
+
+    /// `null, deflate, snappy, zstandard`, for messages.
+    pub fn known() -> String {
+        Self::ALL.map(OcfCodec::name).join(", ")
+    }
+}
+
+impl std::fmt::Display for OcfCodec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for OcfCodec {
+    type Err = CodecError;
+
+    /// A codec's name, any case; `zstd` is taken for `zstandard`.
+    fn from_str(s: &str) -> Result<Self, CodecError> {
+        let lower = s.trim().to_ascii_lowercase();
+        let name = if lower == "zstd" { "zstandard" } else { &lower };
+        Self::ALL
+            .into_iter()
+            .find(|c| c.name() == name)
+            .ok_or_else(|| {
+                CodecError::config(
+                    "ocf_codec",
+                    format!(
+                        "unknown Avro block codec '{}' (expected {})",
+                        s.trim(),
+                        Self::known()
+                    ),
+                )
+            })
+    }
 }
 
 pub(crate) fn decode_message(schema: &AvroSchema, bytes: &[u8]) -> Result<Value, String> {

@@ -226,14 +226,9 @@ impl<R: BufRead> Source for StreamInput<R> {
     }
 }
 
-enum Codec {
-    Null,
-    Deflate,
-}
-
 struct Header {
     compiled: Arc<Compiled>,
-    codec: Codec,
+    codec: OcfCodec,
     sync: [u8; SYNC_LEN],
     /// [`min_datum_bytes`] of the schema.
     min_datum: u64,
@@ -245,7 +240,7 @@ fn read_header<R: BufRead>(input: &mut StreamInput<R>) -> Result<Header, String>
         return Err("not an Avro container file (bad magic bytes)".into());
     }
     let mut schema_json = None;
-    let mut codec = Codec::Null;
+    let mut codec = OcfCodec::Null;
     loop {
         let mut n = read_long(input).map_err(m)?;
         if n == 0 {
@@ -265,16 +260,13 @@ fn read_header<R: BufRead>(input: &mut StreamInput<R>) -> Result<Header, String>
             match key.as_str() {
                 "avro.schema" => schema_json = Some(val.to_vec()),
                 "avro.codec" => {
-                    codec = match val {
-                        b"null" => Codec::Null,
-                        b"deflate" => Codec::Deflate,
-                        other => {
-                            return Err(format!(
-                                "block codec '{}' is not supported (null and deflate are)",
-                                String::from_utf8_lossy(other)
-                            ))
-                        }
-                    }
+                    codec = OcfCodec::of_header(val).ok_or_else(|| {
+                        format!(
+                            "block codec '{}' is not supported ({} are)",
+                            String::from_utf8_lossy(val),
+                            OcfCodec::known()
+                        )
+                    })?
                 }
                 _ => {}
             }
@@ -293,6 +285,61 @@ fn read_header<R: BufRead>(input: &mut StreamInput<R>) -> Result<Header, String>
         sync,
         min_datum,
     })
+}
+
+/// Decompresses one block's bytes (`raw`, as the file holds them) into `out`, at most `limit`
+/// bytes; the reason when they do not decompress.
+fn decompress(codec: OcfCodec, raw: &[u8], out: &mut Vec<u8>, limit: u64) -> Result<(), String> {
+    let too_big = || format!("inflates to more than {limit} bytes");
+    match codec {
+        OcfCodec::Null => out.extend_from_slice(raw),
+        OcfCodec::Deflate => {
+            let n = flate2::read::DeflateDecoder::new(raw)
+                .take(limit + 1)
+                .read_to_end(out)
+                .map_err(|e| format!("cannot inflate: {e}"))?;
+            if n as u64 > limit {
+                return Err(too_big());
+            }
+        }
+        OcfCodec::Snappy => {
+            // A raw snappy block, then the CRC32 of the uncompressed bytes, big-endian.
+            let Some(split) = raw.len().checked_sub(4) else {
+                return Err(format!(
+                    "a snappy block holds at least its 4-byte CRC32, this one is {} bytes",
+                    raw.len()
+                ));
+            };
+            let (data, crc) = raw.split_at(split);
+            let len = snap::raw::decompress_len(data)
+                .map_err(|e| format!("cannot decompress snappy: {e}"))?;
+            if len as u64 > limit {
+                return Err(too_big());
+            }
+            out.resize(len, 0);
+            snap::raw::Decoder::new()
+                .decompress(data, out)
+                .map_err(|e| format!("cannot decompress snappy: {e}"))?;
+            let stored = u32::from_be_bytes([crc[0], crc[1], crc[2], crc[3]]);
+            let actual = crc32fast::hash(out);
+            if stored != actual {
+                return Err(format!(
+                    "snappy CRC32 mismatch: the block says {stored:08x}, its data is {actual:08x}"
+                ));
+            }
+        }
+        OcfCodec::Zstandard => {
+            let n = zstd::stream::read::Decoder::with_buffer(raw)
+                .map_err(|e| format!("cannot decompress zstandard: {e}"))?
+                .take(limit + 1)
+                .read_to_end(out)
+                .map_err(|e| format!("cannot decompress zstandard: {e}"))?;
+            if n as u64 > limit {
+                return Err(too_big());
+            }
+        }
+    }
+    Ok(())
 }
 
 pub(crate) struct OcfDecoder<R> {
@@ -391,7 +438,7 @@ impl<R: BufRead> OcfDecoder<R> {
         };
         let sync = header.sync;
         let min_datum = header.min_datum;
-        let deflate = matches!(header.codec, Codec::Deflate);
+        let codec = header.codec;
         let start = self.input.pos();
         self.block_offset = start;
         let head = read_long(&mut self.input).and_then(|c| Ok((c, read_long(&mut self.input)?)));
@@ -438,20 +485,14 @@ impl<R: BufRead> OcfDecoder<R> {
                 .resync(start, seen, "sync marker does not match".into())
                 .map(Some);
         }
-        if deflate {
+        if codec == OcfCodec::Null {
+            std::mem::swap(&mut self.block, &mut self.raw);
+        } else {
             self.inflated.clear();
             let limit = (self.ctx.max_record_bytes as u64)
                 .saturating_mul(count.max(1))
                 .min(4 * MAX_BLOCK_BYTES as u64);
-            let res = flate2::read::DeflateDecoder::new(&self.raw[..])
-                .take(limit + 1)
-                .read_to_end(&mut self.inflated);
-            let bad = match res {
-                Err(e) => Some(format!("cannot inflate: {e}")),
-                Ok(n) if n as u64 > limit => Some(format!("inflates to more than {limit} bytes")),
-                Ok(_) => None,
-            };
-            if let Some(why) = bad {
+            if let Err(why) = decompress(codec, &self.raw, &mut self.inflated, limit) {
                 self.record += 1;
                 let pos = position(self.record, None, start);
                 // Saturating: the count of a block that does not inflate may be any number.
@@ -463,8 +504,6 @@ impl<R: BufRead> OcfDecoder<R> {
                 )));
             }
             std::mem::swap(&mut self.block, &mut self.inflated);
-        } else {
-            std::mem::swap(&mut self.block, &mut self.raw);
         }
         // A count the block's bytes cannot hold would have us emit records from nothing (or
         // loop for ever on zero-byte datums): the block is corrupt, its count meaningless.
@@ -856,13 +895,7 @@ impl<W: Write> OcfEncoder<W> {
         write_long(&mut h, 2);
         for (k, v) in [
             ("avro.schema", self.schema.json().as_bytes()),
-            (
-                "avro.codec",
-                match self.codec {
-                    OcfCodec::Null => b"null".as_slice(),
-                    OcfCodec::Deflate => b"deflate".as_slice(),
-                },
-            ),
+            ("avro.codec", self.codec.name().as_bytes()),
         ] {
             write_long(&mut h, k.len() as i64);
             h.extend_from_slice(k.as_bytes());
@@ -882,24 +915,34 @@ impl<W: Write> OcfEncoder<W> {
         }
         self.frame.clear();
         write_long(&mut self.frame, self.count as i64);
-        match self.codec {
-            OcfCodec::Null => {
-                write_long(&mut self.frame, self.block.len() as i64);
-                self.out.write_all(&self.frame)?;
-                self.out.write_all(&self.block)?;
-            }
+        let compressed;
+        let body: &[u8] = match self.codec {
+            OcfCodec::Null => &self.block,
             OcfCodec::Deflate => {
                 let mut enc = flate2::write::DeflateEncoder::new(
                     Vec::with_capacity(self.block.len() / 2),
                     flate2::Compression::default(),
                 );
                 enc.write_all(&self.block)?;
-                let z = enc.finish()?;
-                write_long(&mut self.frame, z.len() as i64);
-                self.out.write_all(&self.frame)?;
-                self.out.write_all(&z)?;
+                compressed = enc.finish()?;
+                &compressed
             }
-        }
+            OcfCodec::Snappy => {
+                let mut z = snap::raw::Encoder::new()
+                    .compress_vec(&self.block)
+                    .map_err(io::Error::other)?;
+                z.extend_from_slice(&crc32fast::hash(&self.block).to_be_bytes());
+                compressed = z;
+                &compressed
+            }
+            OcfCodec::Zstandard => {
+                compressed = zstd::bulk::compress(&self.block, zstd::DEFAULT_COMPRESSION_LEVEL)?;
+                &compressed
+            }
+        };
+        write_long(&mut self.frame, body.len() as i64);
+        self.out.write_all(&self.frame)?;
+        self.out.write_all(body)?;
         self.out.write_all(&self.sync)?;
         self.block.clear();
         self.count = 0;

@@ -64,3 +64,27 @@ pub fn encode_all(cfg: &CodecConfig, values: &[Value]) -> (Vec<u8>, Vec<(usize, 
     drop(enc);
     (buf.bytes(), rejected)
 }
+
+/// The Python the build embeds (`PYO3_PYTHON`, set by scripts/env.sh), else `python3`.
+pub fn python() -> String {
+    std::env::var("PYO3_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// Runs `script` with `args` under [`python`] and returns its standard output; fails the test,
+/// with Python's standard error, when it does not exit 0 (a missing package included:
+/// scripts/setup installs them from scripts/requirements-test.txt).
+pub fn run_python(script: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", python()));
+    assert!(
+        out.status.success(),
+        "python failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}

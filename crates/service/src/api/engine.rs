@@ -1,4 +1,4 @@
-//! The engine's own routes: health, state, details, tags.
+//! The engine's own routes: health, readiness, state, details, tags.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -31,6 +31,69 @@ pub(super) async fn health(State(e): State<AppState>) -> Json<Health> {
         release: e.deps.release.clone(),
         built_on: e.deps.built_on.clone(),
     })
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct Readiness {
+    /// Whether the deployed model takes requests now.
+    pub ready: bool,
+    /// The deployed model's name, when one is deployed.
+    pub model: Option<String>,
+    /// Its warm workers, when ready.
+    pub workers: Option<usize>,
+    /// Why it is not ready (never the model's own messages: this route is open).
+    pub reason: Option<String>,
+}
+
+/// Ready to score: 200 only while a deployed model is loaded and its workers are warm; 503
+/// with the reason otherwise (no model, a deployment that failed, workers restarting or
+/// not replaced, shutting down). For readiness probes; `/1/health` is liveness.
+#[utoipa::path(get, path = "/ready", tag = "engine",
+    responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
+pub(super) async fn ready(State(e): State<AppState>) -> (axum::http::StatusCode, Json<Readiness>) {
+    use crate::deploy::WorkerState;
+    let not_ready = |model: Option<String>, reason: &str| {
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Json(Readiness {
+                ready: false,
+                model,
+                workers: None,
+                reason: Some(reason.to_owned()),
+            }),
+        )
+    };
+    if e.shutting_down() {
+        return not_ready(None, "the engine is shutting down");
+    }
+    let Some(d) = e.deployment() else {
+        let reason = if e.deploy_failure().is_some() {
+            "no model is deployed: the latest deployment could not start (see /api/engine)"
+        } else {
+            "no model is deployed"
+        };
+        return not_ready(None, reason);
+    };
+    let name = Some(d.name.clone());
+    match d.stats().state {
+        WorkerState::Ready => (
+            axum::http::StatusCode::OK,
+            Json(Readiness {
+                ready: true,
+                model: name,
+                workers: Some(d.workers),
+                reason: None,
+            }),
+        ),
+        WorkerState::Restarting(_) => {
+            not_ready(name, "the deployed model's worker is being restarted")
+        }
+        WorkerState::Failed(_) => not_ready(
+            name,
+            "the deployed model's worker cannot be started or replaced (see /api/deployment/log)",
+        ),
+        WorkerState::Stopped => not_ready(name, "the deployed model is being undeployed"),
+    }
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]

@@ -456,7 +456,9 @@ async fn products_dir(e: &Engine, id: &str) -> Result<Option<PathBuf>> {
         .as_deref()
         .and_then(|o| serde_json::from_str::<StoredOutcome>(o).ok())
         .and_then(|s| s.trained_dir)
-        .map(PathBuf::from))
+        .map(PathBuf::from)
+        // Products stored in a store (`s3://bucket/models/`) are the store's to serve.
+        .filter(|d| d.is_absolute()))
 }
 
 /// The regular files under `root`, by their `/`-separated path, sorted. Links are not

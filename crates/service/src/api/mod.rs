@@ -56,6 +56,7 @@ fn control_routes() -> OpenApiRouter<AppState> {
         .layer(DefaultBodyLimit::disable());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(engine::health))
+        .routes(routes!(engine::ready))
         .routes(routes!(engine::engine_state))
         .routes(routes!(engine::engine_details))
         .routes(routes!(engine::get_tags, engine::put_tags))

@@ -210,8 +210,9 @@ async fn start_deployment(
         };
         let (need_inputs, need_outputs) =
             (check_inputs || coded(true), check_outputs || coded(false));
+        let registry = e.streams_registry.clone();
         tokio::task::spawn_blocking(move || {
-            let prepared = crate::prepare::prepare_model(&model, &dir, log.as_ref())?;
+            let prepared = crate::prepare::prepare_model(&model, &dir, log.as_ref(), &registry)?;
             let (schemas, warnings) = schema::resolve_checked_schemas(
                 &prepared.materialized.work_dir,
                 &prepared.comments,
