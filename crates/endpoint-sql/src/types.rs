@@ -118,9 +118,21 @@ pub(crate) enum Fields {
 }
 
 /// Finds `name` among `columns`: exactly, else ignoring ASCII case when only one matches.
+/// A quoted name (`"Score"`, `` `score` ``, as an `INSERT INTO t ("Score")` lists it)
+/// matches exactly what it quotes.
 pub(crate) fn find_column(columns: &[String], name: &str) -> Option<usize> {
     if let Some(i) = columns.iter().position(|c| c == name) {
         return Some(i);
+    }
+    for q in ['"', '`'] {
+        if let Some(inner) = name
+            .strip_prefix(q)
+            .and_then(|n| n.strip_suffix(q))
+            .filter(|n| !n.is_empty())
+        {
+            let unquoted = inner.replace(&format!("{q}{q}"), &q.to_string());
+            return columns.iter().position(|c| *c == unquoted);
+        }
     }
     let mut found = columns
         .iter()
@@ -335,5 +347,9 @@ mod tests {
         assert!(Fields::new(Some(&["zz".into()]), &columns)
             .unwrap_err()
             .contains("not a column"));
+        // Quoted, as an INSERT statement lists them: exactly what they quote.
+        assert_eq!(find_column(&columns, "\"Score\""), Some(1));
+        assert_eq!(find_column(&columns, "`note`"), Some(2));
+        assert_eq!(find_column(&columns, "\"score\""), None);
     }
 }
