@@ -63,6 +63,10 @@ enum State {
         task: JoinHandle<()>,
     },
     Done,
+    /// The statement failed before any row for a reason that may pass: the error is
+    /// returned once, then the statement runs again.
+    Retry(Error),
+    /// The input cannot go on: every read says why.
     Failed(String),
 }
 
@@ -121,6 +125,51 @@ impl SqlSource {
         self.state = State::Reading { rx, task };
     }
 
+    /// Takes what the reading task handed over: rows numbered into `pending`; the end or a
+    /// failure into the state, which `read_batch` acts on once `pending` is given out.
+    fn accept(&mut self, chunk: Option<Chunk>) {
+        match chunk {
+            Some(Chunk::Rows(rows)) => {
+                for row in rows {
+                    self.position += 1;
+                    self.pass_rows += 1;
+                    let position = Position::record(self.position);
+                    self.pending.push_back(match row {
+                        RowItem::Value(v) => ReadItem::Record(Record::new(v, position)),
+                        RowItem::Refused(kind, reason) => {
+                            ReadItem::Rejected(Rejection::new(kind, position, reason))
+                        }
+                    });
+                }
+            }
+            Some(Chunk::End) | None => {
+                let more = self.looping && self.pass_rows > 0;
+                self.state = if more { State::Idle } else { State::Done };
+            }
+            // Nothing was read: running the statement again is safe.
+            Some(Chunk::Failed(e)) if self.pass_rows == 0 && e.is_retriable() => {
+                self.state = State::Retry(e);
+            }
+            Some(Chunk::Failed(e)) => {
+                // The error names this input already: its reason alone.
+                let e = match e {
+                    Error::Endpoint { reason, .. } | Error::Unavailable { reason, .. } => reason,
+                    other => other.to_string(),
+                };
+                let reason = if self.pass_rows > 0 {
+                    format!(
+                        "reading stopped after {} rows and cannot be resumed (the statement \
+                         would start over): {e}",
+                        self.pass_rows
+                    )
+                } else {
+                    e
+                };
+                self.state = State::Failed(reason);
+            }
+        }
+    }
+
     fn take(&mut self, max: usize) -> Vec<ReadItem> {
         let n = max.max(1).min(self.pending.len());
         self.pending.drain(..n).collect()
@@ -130,58 +179,36 @@ impl SqlSource {
 #[async_trait]
 impl RecordSource for SqlSource {
     async fn read_batch(&mut self, max: usize) -> Result<Option<Vec<ReadItem>>> {
+        let max = max.max(1);
         loop {
+            // Rows already at hand fill the batch up to `max` (a batch is what the model
+            // scores and the output writes at once): chunks waiting are taken without waiting.
+            while self.pending.len() < max {
+                let State::Reading { rx, .. } = &mut self.state else {
+                    break;
+                };
+                match rx.try_recv() {
+                    Ok(chunk) => self.accept(Some(chunk)),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => self.accept(None),
+                }
+            }
             if !self.pending.is_empty() {
                 return Ok(Some(self.take(max)));
             }
-            let chunk = match &mut self.state {
+            match &mut self.state {
                 State::Done => return Ok(None),
                 State::Failed(reason) => return Err(Error::endpoint(&self.name, reason.clone())),
-                State::Idle => {
-                    self.start();
-                    continue;
-                }
-                State::Reading { rx, .. } => rx.recv().await,
-            };
-            match chunk {
-                Some(Chunk::Rows(rows)) => {
-                    for row in rows {
-                        self.position += 1;
-                        self.pass_rows += 1;
-                        let position = Position::record(self.position);
-                        self.pending.push_back(match row {
-                            RowItem::Value(v) => ReadItem::Record(Record::new(v, position)),
-                            RowItem::Refused(kind, reason) => {
-                                ReadItem::Rejected(Rejection::new(kind, position, reason))
-                            }
-                        });
-                    }
-                }
-                Some(Chunk::End) | None => {
-                    let more = self.looping && self.pass_rows > 0;
-                    self.state = if more { State::Idle } else { State::Done };
-                }
-                Some(Chunk::Failed(e)) => {
-                    if self.pass_rows == 0 && e.is_retriable() {
-                        // Nothing was read: running the statement again is safe.
-                        self.state = State::Idle;
-                        return Err(e);
-                    }
-                    let e = if self.pass_rows > 0 {
-                        Error::endpoint_caused(
-                            &self.name,
-                            format!(
-                                "reading stopped after {} rows and cannot be resumed (the \
-                                 statement would start over): {e}",
-                                self.pass_rows
-                            ),
-                            e,
-                        )
-                    } else {
-                        e
+                State::Retry(_) => {
+                    let State::Retry(e) = std::mem::replace(&mut self.state, State::Idle) else {
+                        continue;
                     };
-                    self.state = State::Failed(e.to_string());
                     return Err(e);
+                }
+                State::Idle => self.start(),
+                State::Reading { rx, .. } => {
+                    let chunk = rx.recv().await;
+                    self.accept(chunk);
                 }
             }
         }
