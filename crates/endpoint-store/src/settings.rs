@@ -61,7 +61,7 @@ impl std::fmt::Debug for HdfsSettings {
             .field("user", &self.user)
             .field(
                 "delegation_token",
-                &self.delegation_token.as_ref().map(|_| "********"),
+                &self.delegation_token.as_ref().map(|_| endpoints::REDACTED),
             )
             .finish()
     }

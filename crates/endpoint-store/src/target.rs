@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use endpoints::descriptor::{hide_url_password, S3Transport, Transport, DEFAULT_S3_REGION};
+use endpoints::descriptor::{S3Transport, Transport, DEFAULT_S3_REGION};
 use endpoints::{Credential, OpenRequest};
 use object_store::aws::AmazonS3Builder;
 use object_store::http::HttpBuilder;
@@ -162,7 +162,7 @@ fn s3_store(
             // An S3-compatible server named by an http:// URL is reached over plain HTTP.
             options = options.with_allow_http(url.to_ascii_lowercase().starts_with("http://"));
             builder = builder.with_endpoint(&url);
-            format!("S3 at {}", hide_url_password(&url))
+            format!("S3 at {}", endpoints::redact(&url))
         }
         None => format!("S3 (region {region})"),
     };

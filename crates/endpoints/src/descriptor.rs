@@ -47,7 +47,7 @@ pub const DEFAULT_KAFKA_GROUP: &str = "model-runtime";
 pub const DEFAULT_S3_REGION: &str = "us-east-1";
 /// What a secret written into a descriptor as it is (not a `secret://` reference) shows as
 /// in [`StreamDescriptor::to_shown_json`] and `Debug`.
-pub const HIDDEN: &str = "********";
+pub const HIDDEN: &str = crate::redact::REDACTED;
 /// The separator of a `delimited` envelope when `Separator` is absent.
 pub const DEFAULT_SEPARATOR: &str = "\n";
 /// The address a UDP input binds when `Host` is absent.
@@ -507,7 +507,8 @@ impl Transport {
 
     /// The host and path of what this transport reaches, for matching credentials: a URL's
     /// host and path, an S3 bucket and key, a Kafka bootstrap server's host and the topic, an
-    /// HDFS name node's host and path. `None` for local and in-engine transports.
+    /// HDFS name node's host and path, a database server's host and `/database` (ODBC).
+    /// `None` for local and in-engine transports.
     pub fn location(&self) -> Option<(String, String)> {
         fn host_of(authority: &str) -> &str {
             let authority = authority.rsplit('@').next().unwrap_or(authority);
@@ -537,9 +538,13 @@ impl Transport {
             Transport::Tcp { host, .. } | Transport::Udp { host, .. } => {
                 Some((host.clone(), String::new()))
             }
+            // A database server's host and `/database`; none for SQLite or a string that
+            // does not read (the SQL endpoint refuses it when opened).
+            Transport::Odbc(o) => crate::sql::SqlTarget::parse(&o.connection_string)
+                .ok()
+                .and_then(|t| t.location()),
             Transport::Rest { .. }
             | Transport::File { .. }
-            | Transport::Odbc(_)
             | Transport::Exec { .. }
             | Transport::Inline { .. }
             | Transport::Discard
@@ -914,7 +919,8 @@ impl StreamDescriptor {
 
     /// The defaulted form with the secrets written into it as they are hidden: what an API
     /// answers and a log shows. A `SecretAccessKey` given as its value shows as [`HIDDEN`],
-    /// the password of a URL's `user:password@` as [`HIDDEN`] too; `secret://` references
+    /// the password of a URL's `user:password@` or a connection string's as [`HIDDEN`] too
+    /// ([`crate::redact`]); `secret://` references
     /// show as they are (as in [`StreamDescriptor::to_json`], which keeps the values: it is
     /// what the engine stores to open the stream again).
     pub fn to_shown_json(&self) -> Json {
@@ -928,12 +934,12 @@ impl StreamDescriptor {
                 *v = Json::from(HIDDEN);
             }
         }
-        for field in ["Url", "EndpointUrl"] {
+        for field in ["Url", "EndpointUrl", "ConnectionString"] {
             if referenced(field) {
                 continue;
             }
-            if let Some(Json::String(url)) = t.get_mut(field) {
-                *url = hide_url_password(url);
+            if let Some(Json::String(text)) = t.get_mut(field) {
+                *text = crate::redact(text);
             }
         }
         doc
@@ -1533,22 +1539,6 @@ impl fmt::Debug for StreamDescriptor {
     /// so no secret reaches a log.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "StreamDescriptor({})", self.to_shown_json())
-    }
-}
-
-/// `scheme://user:password@host/...` with the password hidden; any other text as it is.
-pub fn hide_url_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let Some((userinfo, host)) = authority.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:{HIDDEN}@{host}{tail}"),
-        None => url.to_owned(),
     }
 }
 

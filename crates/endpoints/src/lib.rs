@@ -37,6 +37,7 @@ mod file;
 mod inline;
 mod redact;
 mod registry;
+pub mod sql;
 
 pub use credentials::{Credential, Credentials};
 pub use descriptor::{Direction, StreamDescriptor};

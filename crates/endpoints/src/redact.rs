@@ -70,8 +70,16 @@ fn redact_userinfo(text: &str) -> String {
     out
 }
 
-/// `key=value` with a secret-named key -> `key=***`; pairs end at `&`, `;`, `,`, a blank
-/// or a quote.
+/// Whether `key` names a secret: one of [`SECRET_KEYS`], or any `...password` option
+/// (`sslpassword`), ignoring case.
+fn is_secret_key(key: &str) -> bool {
+    let key = key.trim();
+    SECRET_KEYS.iter().any(|k| k.eq_ignore_ascii_case(key))
+        || key.to_ascii_lowercase().ends_with("password")
+}
+
+/// `key=value` with a secret-named key -> `key=***`; a value is braced (ODBC's
+/// `Pwd={a;b}}c}`, up to its closing brace) or ends at `&`, `;`, `,`, a blank or a quote.
 fn redact_pairs(text: &str) -> String {
     let is_sep = |c: char| matches!(c, '&' | ';' | ',' | '"' | '\'') || c.is_whitespace();
     let mut out = String::with_capacity(text.len());
@@ -84,17 +92,36 @@ fn redact_pairs(text: &str) -> String {
             .map_or(0, |i| {
                 i + before[i..].chars().next().map_or(1, char::len_utf8)
             });
-        let key = before[key_start..].trim();
+        let key = &before[key_start..];
         out.push_str(before);
         out.push('=');
         let value = &after[1..];
-        let end = value.find(is_sep).unwrap_or(value.len());
-        if !value[..end].is_empty() && SECRET_KEYS.iter().any(|k| k.eq_ignore_ascii_case(key)) {
+        if !is_secret_key(key) {
+            rest = value;
+            continue;
+        }
+        let lead = value.len() - value.trim_start_matches([' ', '\t']).len();
+        let body = &value[lead..];
+        let len = if body.starts_with('{') {
+            let bytes = body.as_bytes();
+            let mut i = 1;
+            loop {
+                match bytes.get(i) {
+                    Some(b'}') if bytes.get(i + 1) == Some(&b'}') => i += 2,
+                    Some(b'}') => break i + 1,
+                    Some(_) => i += 1,
+                    None => break body.len(),
+                }
+            }
+        } else {
+            body.find(is_sep).unwrap_or(body.len())
+        };
+        if len > 0 {
             out.push_str(REDACTED);
         } else {
-            out.push_str(&value[..end]);
+            out.push_str(&value[..lead]);
         }
-        rest = &value[end..];
+        rest = &body[len..];
     }
     out.push_str(rest);
     out

@@ -533,11 +533,13 @@ fn job_document(
     };
     let file_asset = |slot: Slot, path: &Path| {
         if p.descriptors.contains_key(&slot) {
-            // A stream or an object (Kafka, S3, HTTP): named as given.
+            // A stream, an object or a database (Kafka, S3, HDFS, HTTP, SQL): named as
+            // given, any password in it hidden.
+            let name = endpoints::redact(&path.to_string_lossy());
             return json!({
                 "assetType": "EXTERNAL_FILE",
-                "name": path.to_string_lossy(),
-                "fileUrl": path.to_string_lossy(),
+                "name": name,
+                "fileUrl": name,
             });
         }
         let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());

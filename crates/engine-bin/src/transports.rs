@@ -1,6 +1,7 @@
 //! The transports the binary opens: the built-in ones, Kafka (the `kafka` feature, on by
-//! default; it builds librdkafka) and the object stores, S3, HDFS (WebHDFS) and HTTP (the
-//! `stores` feature, on by default). One place for `engine serve` and `engine run`.
+//! default; it builds librdkafka), the object stores, S3, HDFS (WebHDFS) and HTTP (the
+//! `stores` feature, on by default), and SQL databases for the ODBC transport (the `sql`
+//! feature, on by default). One place for `engine serve` and `engine run`.
 
 use std::collections::BTreeMap;
 
@@ -28,5 +29,7 @@ pub fn registry(
     let registry = endpoint_store::register(registry, crate::stores::settings(hdfs));
     #[cfg(not(feature = "stores"))]
     let _ = hdfs;
+    #[cfg(feature = "sql")]
+    let registry = endpoint_sql::register(registry, endpoint_sql::SqlSettings::default());
     registry
 }

@@ -3,6 +3,8 @@
 //! A missing server fails the test loudly, saying how to install it; nothing is skipped.
 //!
 //! - [`S3Server`]: an S3-compatible server in memory (moto, PyPI `moto[server]`).
+//! - [`PostgresServer`]: a private PostgreSQL cluster (Debian's `postgresql`).
+//! - [`MariaDbServer`]: a private MariaDB server (Debian's `mariadb-server`).
 //! - [`WebHdfsServer`]: a WebHDFS namenode and datanode over a temporary folder (in process).
 //! - [`HttpFiles`]: a folder's files over HTTP (Python's `http.server`), with redirects,
 //!   chosen statuses and Basic or bearer authentication.
@@ -17,10 +19,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 mod http;
+mod mariadb;
+mod postgres;
 mod s3;
 mod webhdfs;
 
 pub use http::HttpFiles;
+pub use mariadb::MariaDbServer;
+pub use postgres::PostgresServer;
 pub use s3::S3Server;
 pub use webhdfs::{WebHdfsOptions, WebHdfsRequest, WebHdfsServer};
 
