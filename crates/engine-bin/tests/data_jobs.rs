@@ -1,8 +1,9 @@
 //! Job documents naming their data in stores, run by the real engine (`engine serve`)
 //! against real servers the tests start (crates/test-servers): inputs, outputs, model files
-//! and training products in S3 (moto), an input over HTTP, HDFS through WebHDFS, and the
-//! clear errors of a missing bucket or object, with the store's secrets never in what the
-//! API returns.
+//! and training products in S3 (moto), an input over HTTP, HDFS through WebHDFS, SQL
+//! assets in PostgreSQL, a deployed model streaming S3 into PostgreSQL, and the clear errors
+//! of a missing bucket, object or table, with the stores' secrets never in what the API
+//! returns.
 
 mod common;
 
@@ -11,7 +12,7 @@ use std::time::Duration;
 use common::Engine;
 use engine_client::Client;
 use serde_json::{json, Value};
-use test_servers::{S3Server, WebHdfsServer};
+use test_servers::{PostgresServer, S3Server, WebHdfsServer};
 
 const SECRET: &str = "s3cr3t-never-shown";
 
@@ -339,4 +340,146 @@ fn a_job_reads_and_writes_hdfs_through_webhdfs() {
         .filter_map(|r| r.param("user.name").map(str::to_owned))
         .collect();
     assert_eq!(users.into_iter().collect::<Vec<_>>(), ["analyst"]);
+}
+
+/// An engine whose application.json holds the database's user and password (matched by its
+/// host and database), and the AWS settings naming moto.
+fn engine_with_db(s3: &S3Server, dir: &std::path::Path) -> Engine {
+    let config = dir.join("application.json");
+    std::fs::write(
+        &config,
+        json!({"credentials": [{
+            "host": "127.0.0.1", "path": format!("/{}", PostgresServer::DATABASE),
+            "username": PostgresServer::USER, "password": PostgresServer::PASSWORD
+        }]})
+        .to_string(),
+    )
+    .unwrap();
+    let endpoint = s3.endpoint();
+    Engine::start(
+        &dir.join("data"),
+        &[],
+        &[
+            ("ENGINE_CONFIG", config.to_str().unwrap()),
+            ("AWS_ACCESS_KEY_ID", "test-key"),
+            ("AWS_SECRET_ACCESS_KEY", SECRET),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ],
+    )
+}
+
+fn tables(pg: &PostgresServer) {
+    pg.psql(
+        "CREATE TABLE applicants (id int PRIMARY KEY, v float8);
+         INSERT INTO applicants VALUES (1, 1.5), (2, 4), (3, -1);
+         CREATE TABLE scores (id int PRIMARY KEY, score float8 NOT NULL);
+         GRANT ALL ON applicants, scores TO tester;",
+    );
+}
+
+#[test]
+fn sql_assets_read_and_write_postgres() {
+    let s3 = stores();
+    let pg = PostgresServer::start();
+    tables(&pg);
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine_with_db(&s3, dir.path());
+    // The input's URI carries its password as ModelOp Center sends it; the output's
+    // has none: the engine's credentials entry for the database gives it.
+    let bare = format!(
+        "jdbc:postgresql://127.0.0.1:{}/{}",
+        pg.port(),
+        PostgresServer::DATABASE
+    );
+    let v = run(
+        &e,
+        &job(
+            "MODEL_BATCH_JOB",
+            json!([{"assetType": "SQL", "name": "applicants",
+                    "repositoryInfo": {"connectionUri": pg.jdbc_url()},
+                    "sqlStatement": "SELECT id, v FROM applicants ORDER BY id"}]),
+            json!([{"assetType": "SQL", "name": "scores",
+                    "repositoryInfo": {"connectionUri": bare},
+                    "sqlStatement": "INSERT INTO scores (id, score)"}]),
+        ),
+    );
+    let id = v["id"].as_str().unwrap();
+    let said = said_about(&e, id);
+    assert_eq!(v["jobStatus"], "COMPLETE", "{said}");
+    assert_eq!(
+        pg.psql("SELECT id, score FROM scores ORDER BY id").trim(),
+        "1|3\n2|8\n3|-2"
+    );
+    assert!(!said.contains(PostgresServer::PASSWORD), "{said}");
+
+    // A table that is not there fails the job naming it, the password still hidden.
+    let v = run(
+        &e,
+        &job(
+            "MODEL_BATCH_JOB",
+            json!([{"assetType": "SQL", "repositoryInfo": {"connectionUri": pg.jdbc_url()},
+                    "sqlStatement": "SELECT id, v FROM applicants"}]),
+            json!([{"assetType": "SQL", "repositoryInfo": {"connectionUri": pg.jdbc_url()},
+                    "sqlStatement": "INSERT INTO no_such_table (id, score)"}]),
+        ),
+    );
+    let id = v["id"].as_str().unwrap();
+    let said = said_about(&e, id);
+    assert_eq!(v["jobStatus"], "ERROR", "{said}");
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no_such_table"),
+        "{v}"
+    );
+    assert!(!said.contains(PostgresServer::PASSWORD), "{said}");
+}
+
+#[test]
+fn a_deployed_model_streams_s3_into_postgres() {
+    let s3 = stores();
+    let pg = PostgresServer::start();
+    tables(&pg);
+    let lines: String = (0..500)
+        .map(|i| format!("{{\"id\": {}, \"v\": {i}}}\n", i + 100))
+        .collect();
+    put(&s3, "data", "stream/part-0.jsonl", lines.as_bytes());
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine_with_db(&s3, dir.path());
+    let doc = json!({
+        "name": "credit",
+        "deployableModel": {"storedModel": {"modelAssets": model_assets()}},
+    });
+    let (s, v) = e.send("PUT", "/api/deployment", &doc);
+    assert_eq!(s, 201, "{v}");
+    let output = json!({"Transport": {"Type": "ODBC",
+        "ConnectionString": format!("jdbc:postgresql://127.0.0.1:{}/{}", pg.port(), PostgresServer::DATABASE),
+        "InsertIntoTable": "scores", "OutputFields": ["id", "score"]}});
+    let (s, v) = e.send("PUT", "/2/active/stream/1", &output);
+    assert_eq!(s, 201, "{v}");
+    let input = json!({"Transport": {"Type": "S3", "Bucket": "data", "ObjectKey": "stream/"},
+                       "Encoding": "json"});
+    let (s, v) = e.send("PUT", "/2/active/stream/0", &input);
+    assert_eq!(s, 201, "{v}");
+    let mut count = String::new();
+    for _ in 0..300 {
+        count = pg.psql("SELECT count(*), sum(score) FROM scores");
+        if count.trim() == format!("500|{}", 2 * (0..500).sum::<i64>()) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        count.trim(),
+        format!("500|{}", 2 * (0..500).sum::<i64>()),
+        "{}",
+        e.deployment_log_text()
+    );
+    let log = e.deployment_log_text();
+    assert!(
+        !log.contains(SECRET) && !log.contains(PostgresServer::PASSWORD),
+        "{log}"
+    );
 }
