@@ -292,6 +292,7 @@ fn every_route_is_served_and_in_the_openapi_document() {
     assert_eq!(s, 200);
     let routes = [
         ("get", "/1/health"),
+        ("get", "/ready"),
         ("get", "/2/engine/state"),
         ("get", "/api/engine"),
         ("get", "/api/engine/tags"),
