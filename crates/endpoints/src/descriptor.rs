@@ -159,6 +159,18 @@ pub enum Transport {
     Custom(CustomTransport),
 }
 
+/// The URL schemes of data in stores that a short form names (`s3://bucket/key`,
+/// `hdfs://namenode:8020/path`, `https://host/file.csv`...): what a job document's
+/// `fileUrl` and `engine run`'s arguments may be besides a local path.
+pub const STORE_SCHEMES: [&str; 6] = ["s3", "hdfs", "webhdfs", "swebhdfs", "http", "https"];
+
+/// Whether `text` is a URL of one of the [`STORE_SCHEMES`] (any case).
+pub fn names_a_store(text: &str) -> bool {
+    split_scheme(text.trim_start()).is_some_and(|(scheme, rest)| {
+        rest.starts_with("//") && STORE_SCHEMES.iter().any(|s| s.eq_ignore_ascii_case(scheme))
+    })
+}
+
 /// A descriptor's `Type` naming a transport added outside the engine starts with this
 /// (`x-redis-streams`); any other unknown name is refused as a misspelling.
 pub const CUSTOM_PREFIX: &str = "x-";
@@ -619,14 +631,14 @@ impl Transport {
         }
         out
     }
-}
 
-impl Transport {
     /// Where this transport reaches, for people: a path, `s3://bucket/key`, a URL, a
-    /// topic, a database; any secret in it hidden ([`crate::redact`]).
+    /// topic, a database; any secret in a URL or connection string hidden
+    /// ([`crate::redact`]). A local path is shown as it is: it holds no secret, and callers
+    /// open it again by what this says.
     pub fn shown(&self) -> String {
         let text = match self {
-            Transport::File { path } => path.clone(),
+            Transport::File { path } => return path.clone(),
             Transport::S3(s3) => format!("s3://{}/{}", s3.bucket, s3.object_key),
             Transport::Http { url } => url.clone(),
             Transport::Hdfs { name_node, path } => {
@@ -2686,6 +2698,28 @@ mod tests {
         ];
         for (input, expected) in cases {
             assert_eq!(&split_top_level(input), expected, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn store_urls_are_told_from_paths_and_other_schemes() {
+        for text in [
+            "s3://b/k",
+            "HDFS://nn:8020/x",
+            " webhdfs://h/x",
+            "https://h/f.csv",
+        ] {
+            assert!(names_a_store(text), "{text}");
+        }
+        for text in [
+            "file:///x",
+            "kafka:h:9092/t",
+            "s3:b/k",
+            "data/s3://x",
+            "ftp://h/x",
+            "",
+        ] {
+            assert!(!names_a_store(text), "{text}");
         }
     }
 

@@ -28,17 +28,8 @@ struct Usage(String);
 fn descriptor_arg(arg: &Path, flag: &str) -> Result<Option<StreamDescriptor>, Usage> {
     let text = arg.to_string_lossy();
     let t = text.trim_start();
-    let lower = t.to_ascii_lowercase();
-    let schemes = [
-        "kafka:",
-        "s3://",
-        "hdfs://",
-        "webhdfs://",
-        "swebhdfs://",
-        "http://",
-        "https://",
-    ];
-    if !(schemes.iter().any(|s| lower.starts_with(s)) || t.starts_with('{')) {
+    let kafka = t.get(..6).is_some_and(|s| s.eq_ignore_ascii_case("kafka:"));
+    if !(kafka || endpoints::descriptor::names_a_store(t) || t.starts_with('{')) {
         return Ok(None);
     }
     StreamDescriptor::parse(t)
