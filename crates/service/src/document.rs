@@ -210,6 +210,18 @@ pub enum Content {
     Remote(Box<StreamDescriptor>),
 }
 
+impl Content {
+    /// The stream a file or a store holds, read or written with `encoding`; `None` for
+    /// embedded bytes (written to a file first).
+    pub fn descriptor(&self, encoding: Encoding) -> Option<StreamDescriptor> {
+        match self {
+            Content::File(p) => Some(StreamDescriptor::file(p.display().to_string(), encoding)),
+            Content::Remote(d) => Some(StreamDescriptor::new(d.transport.clone(), encoding)),
+            Content::Bytes(_) => None,
+        }
+    }
+}
+
 /// A model ready to materialize.
 #[derive(Clone, Debug)]
 pub struct ModelSource {
@@ -367,37 +379,34 @@ fn decode_content(a: &Asset, what: &str, input: bool) -> Result<Option<Content>>
     Ok(None)
 }
 
-/// The schemes a `fileUrl` may have besides `file:`: objects in stores, opened through the
-/// endpoint registry.
-const REMOTE_SCHEMES: [&str; 6] = ["s3", "hdfs", "webhdfs", "swebhdfs", "http", "https"];
-
 /// The local path a `fileUrl` names; `None` for an object in a store (which no path
 /// policy applies to), an error for a scheme no endpoint reads.
 pub fn local_path(url: &str, what: &str) -> Result<Option<PathBuf>> {
-    match url_content(url, what)? {
-        Content::File(p) => Ok(Some(p)),
-        _ => Ok(None),
+    if endpoints::descriptor::names_a_store(url) {
+        return Ok(None);
     }
+    if !url
+        .trim_start()
+        .get(..5)
+        .is_some_and(|s| s.eq_ignore_ascii_case("file:"))
+    {
+        return Err(Error::BadRequest(format!(
+            "{what}.fileUrl '{}': not a URL of file: or of a store ({}://)",
+            endpoints::redact(url),
+            endpoints::descriptor::STORE_SCHEMES.join("://, ")
+        )));
+    }
+    file_url_path(url.trim_start(), what).map(Some)
 }
 
 /// A `fileUrl`: a local path, or an object in a store.
 fn url_content(url: &str, what: &str) -> Result<Content> {
-    let scheme = url.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
-    match scheme.as_deref() {
-        Some("file") => Ok(Content::File(file_url_path(url, what)?)),
-        Some(s) if REMOTE_SCHEMES.contains(&s) => StreamDescriptor::parse(url.trim())
-            .map(|d| Content::Remote(Box::new(d)))
-            .map_err(|e| {
-                Error::BadRequest(format!(
-                    "{what}.fileUrl '{}': {e}",
-                    endpoints::redact(url)
-                ))
-            }),
-        _ => Err(Error::BadRequest(format!(
-            "{what}.fileUrl '{}': not a URL of file:, s3:, hdfs:, webhdfs:, swebhdfs:, http: or https:",
-            endpoints::redact(url)
-        ))),
+    if let Some(path) = local_path(url, what)? {
+        return Ok(Content::File(path));
     }
+    StreamDescriptor::parse(url.trim())
+        .map(|d| Content::Remote(Box::new(d)))
+        .map_err(|e| Error::BadRequest(format!("{what}.fileUrl '{}': {e}", endpoints::redact(url))))
 }
 
 /// A `SQL` asset: its statement's rows (an input) or its table (an output) in the database
@@ -488,11 +497,14 @@ pub fn file_url(path: &std::path::Path) -> String {
 /// store).
 pub fn file_url_path(url: &str, what: &str) -> Result<PathBuf> {
     let path = url
-        .strip_prefix("file://")
-        .or_else(|| url.strip_prefix("file:"))
+        .get(..5)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("file:"))
+        .map(|_| &url[5..])
+        .map(|rest| rest.strip_prefix("//").unwrap_or(rest))
         .ok_or_else(|| {
             Error::BadRequest(format!(
-                "{what}.fileUrl '{url}': only file: URLs are supported by this build"
+                "{what}.fileUrl '{}': not a file: URL",
+                endpoints::redact(url)
             ))
         })?;
     // A URL's path is percent-encoded (`my%20file.csv`), as ModelOp Center writes it.
@@ -875,7 +887,7 @@ mod tests {
         let e = job_kind("MODEL_SOMETHING").unwrap_err();
         assert!(e.to_string().contains("jobType"));
         let e = file_url_path("s3://bucket/key", "inputData[0]").unwrap_err();
-        assert!(e.to_string().contains("only file:"));
+        assert!(e.to_string().contains("not a file: URL"), "{e}");
         assert!(safe_relative("../x", "a").is_err());
     }
 
@@ -970,7 +982,7 @@ mod tests {
             (
                 serde_json::json!({"fileUrl": "ftp://user:secret@host/in.json"}),
                 ok_out.clone(),
-                "inputData[0].fileUrl 'ftp://user:***@host/in.json': not a URL of file:",
+                "inputData[0].fileUrl 'ftp://user:***@host/in.json': not a URL of file: or of a store (s3://, hdfs://,",
             ),
             (
                 serde_json::json!({"assetType": "SQL", "repositoryInfo": {}, "sqlStatement": "SELECT 1"}),

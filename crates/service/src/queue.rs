@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use codecs::Encoding;
 use endpoints::{Registry, StreamDescriptor};
 use jobs::{
     Job, JobControl, JobKind, JobOptions, JobOutcome, JobPlan, JobProgress, PlanInput, PlanOptions,
@@ -556,15 +557,15 @@ pub(crate) fn is_usable_id(s: &str) -> bool {
         && !s.starts_with('.')
 }
 
-fn ext_of(enc: codecs::Encoding) -> &'static str {
+fn ext_of(enc: Encoding) -> &'static str {
     match enc {
-        codecs::Encoding::Json => "jsonl",
-        codecs::Encoding::Csv => "csv",
-        codecs::Encoding::AvroBinary => "avro",
-        codecs::Encoding::MsgPack => "msgpack",
-        codecs::Encoding::Parquet => "parquet",
-        codecs::Encoding::Utf8 => "txt",
-        codecs::Encoding::Raw => "bin",
+        Encoding::Json => "jsonl",
+        Encoding::Csv => "csv",
+        Encoding::AvroBinary => "avro",
+        Encoding::MsgPack => "msgpack",
+        Encoding::Parquet => "parquet",
+        Encoding::Utf8 => "txt",
+        Encoding::Raw => "bin",
     }
 }
 
@@ -626,38 +627,20 @@ fn plan_job(
         if spec.kind == JobKind::Train && k == 0 {
             // Training's first output names the folder of its products: a local one, or a
             // store's prefix.
-            train_dir = Some(match &d.content {
-                Some(Content::File(p)) => {
-                    StreamDescriptor::file(p.display().to_string(), codecs::Encoding::Raw)
-                }
-                Some(Content::Remote(r)) => {
-                    StreamDescriptor::new(r.transport.clone(), codecs::Encoding::Raw)
-                }
-                _ => StreamDescriptor::file(
-                    dir.join("trained").display().to_string(),
-                    codecs::Encoding::Raw,
-                ),
-            });
+            let folder = d.content.as_ref().and_then(|c| c.descriptor(Encoding::Raw));
+            train_dir = Some(folder.unwrap_or_else(|| {
+                StreamDescriptor::file(dir.join("trained").display().to_string(), Encoding::Raw)
+            }));
         }
-        let (descriptor, embedded) = match &d.content {
-            Some(Content::File(p)) if spec.kind != JobKind::Train => (
-                StreamDescriptor::file(p.display().to_string(), d.encoding),
-                false,
-            ),
-            Some(Content::Remote(r)) if spec.kind != JobKind::Train => (
-                StreamDescriptor::new(r.transport.clone(), d.encoding),
-                false,
-            ),
-            _ => (
-                StreamDescriptor::file(
-                    dir.join(format!("output-{}.{}", slot.0, ext_of(d.encoding)))
-                        .display()
-                        .to_string(),
-                    d.encoding,
-                ),
-                true,
-            ),
+        let named = match &d.content {
+            Some(c) if spec.kind != JobKind::Train => c.descriptor(d.encoding),
+            _ => None,
         };
+        let embedded = named.is_none();
+        let descriptor = named.unwrap_or_else(|| {
+            let path = dir.join(format!("output-{}.{}", slot.0, ext_of(d.encoding)));
+            StreamDescriptor::file(path.display().to_string(), d.encoding)
+        });
         places.push(OutputPlace {
             slot: slot.0,
             name: d.name.clone(),
@@ -691,26 +674,24 @@ fn plan_job(
     Ok((plan, places, train_dir))
 }
 
-/// Where an input's records come from: its file, its embedded bytes written under `data`,
-/// or its store.
+/// Where an input's records come from: its file or store, or its embedded bytes written
+/// under `data` first.
 fn input_descriptor(d: &DataSpec, k: usize, data: &Path) -> Result<StreamDescriptor> {
-    let path = match &d.content {
-        Some(Content::File(p)) => p.clone(),
-        Some(Content::Remote(r)) => {
-            return Ok(StreamDescriptor::new(r.transport.clone(), d.encoding))
-        }
-        Some(Content::Bytes(b)) => {
-            let name = Path::new(&d.name)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "input".into());
-            let path = data.join(format!("input-{k}-{name}"));
-            std::fs::write(&path, b)
-                .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
-            path
-        }
-        None => return Err(Error::BadRequest(format!("input {} has no data", d.name))),
+    let no_data = || Error::BadRequest(format!("input {} has no data", d.name));
+    let Some(Content::Bytes(b)) = &d.content else {
+        return d
+            .content
+            .as_ref()
+            .and_then(|c| c.descriptor(d.encoding))
+            .ok_or_else(no_data);
     };
+    let name = Path::new(&d.name)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "input".into());
+    let path = data.join(format!("input-{k}-{name}"));
+    std::fs::write(&path, b)
+        .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
     Ok(StreamDescriptor::file(
         path.display().to_string(),
         d.encoding,
