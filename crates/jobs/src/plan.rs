@@ -217,6 +217,19 @@ pub fn build(
         options,
     } = plan;
     no_output_over_an_input(&inputs, &outputs, errors.as_ref())?;
+    // Known before the model trains, not after: its products go to a folder.
+    if let Some(folder) = train_output
+        .as_ref()
+        .filter(|f| f.transport.child("x").is_none())
+    {
+        return Err(Error::Core(runtime_core::Error::descriptor(
+            "Transport",
+            format!(
+                "a training job's products go to a folder (a local one, an S3 prefix, an HDFS folder), not {}",
+                folder.shown()
+            ),
+        )));
+    }
     let (materialized, spec) = model.write(work_root, log, registry)?;
 
     let (schemas, warnings) = schema::resolve_checked_schemas(

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use endpoints::StreamDescriptor;
 use runtime_core::{
     AllRecordsFunction, Error as CoreError, Fate, JobLog, LogSource, OutRecord, Position,
     PrepareOptions, ReadItem, Receipt, Record, RecordSink, RecordSource, Rejection, RejectionKind,
@@ -17,8 +18,6 @@ use tokio::task::JoinHandle;
 
 use crate::chain::{BadKind, BadRecordLog};
 use crate::errors::{kind_of, ErrorRecord, Stage};
-use endpoints::StreamDescriptor;
-
 use crate::job::{
     Job, JobControl, JobKind, JobOutcome, JobResult, JobStatus, OutputReport, RecordProblem,
     SlotCounts, TrainOutput,
@@ -1520,11 +1519,9 @@ fn copy_training_products(
         let folder = &dest.folder;
         for rel in &files {
             let rel_text = rel.to_string_lossy().replace('\\', "/");
+            // `plan::build` refused a folder that has no children.
             let transport = folder.transport.child(&rel_text).ok_or_else(|| {
-                CoreError::endpoint(
-                    folder.shown(),
-                    "training products go to a folder: a local one, an S3 prefix or an HDFS folder",
-                )
+                CoreError::endpoint(folder.shown(), "training products go to a folder")
             })?;
             let target = StreamDescriptor::new(transport, codecs::Encoding::Raw);
             dest.registry

@@ -117,3 +117,36 @@ fn a_transport_without_an_opener_fails_the_build_naming_it() {
         "{err}"
     );
 }
+
+#[test]
+fn a_training_products_folder_that_is_no_folder_fails_the_build_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, "1\n").unwrap();
+    let mut p = plan(
+        vec![PlanInput {
+            slot: Slot::for_input(0),
+            name: "in.jsonl".into(),
+            descriptor: StreamDescriptor::file(input.display().to_string(), Encoding::Json),
+            whole_document: None,
+        }],
+        StreamDescriptor::parse("discard:").unwrap(),
+    );
+    p.kind = JobKind::Train;
+    p.train_output = Some(StreamDescriptor::parse("kafka:broker:9092/models.json").unwrap());
+    let err = jobs::plan::build(
+        p,
+        dir.path(),
+        &Registry::default(),
+        &MemoryLog::default(),
+        Arc::new(JobControl::default()),
+    )
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(
+        err.contains("a training job's products go to a folder")
+            && err.contains("kafka:broker:9092/models"),
+        "{err}"
+    );
+}
