@@ -40,12 +40,17 @@ def train(df):
         f.write("1 2 3\n")
 "#;
 
-fn engine(s3: &S3Server, data: &std::path::Path) -> Engine {
+/// An engine with its data folder under `dir`, `config` as its application.json, and the
+/// AWS settings naming moto.
+fn engine(s3: &S3Server, dir: &std::path::Path, config: Value) -> Engine {
+    let file = dir.join("application.json");
+    std::fs::write(&file, config.to_string()).unwrap();
     let endpoint = s3.endpoint();
     Engine::start(
-        data,
+        &dir.join("data"),
         &[],
         &[
+            ("ENGINE_CONFIG", file.to_str().unwrap()),
             ("AWS_ACCESS_KEY_ID", "test-key"),
             ("AWS_SECRET_ACCESS_KEY", SECRET),
             ("AWS_REGION", "us-east-1"),
@@ -156,7 +161,7 @@ fn stores() -> S3Server {
 fn a_job_reads_writes_and_fetches_its_model_files_from_s3() {
     let s3 = stores();
     let dir = tempfile::tempdir().unwrap();
-    let e = engine(&s3, dir.path());
+    let e = engine(&s3, dir.path(), json!({}));
 
     let v = run(
         &e,
@@ -223,7 +228,7 @@ fn a_job_reads_writes_and_fetches_its_model_files_from_s3() {
 fn an_input_is_read_over_http() {
     let s3 = stores();
     let dir = tempfile::tempdir().unwrap();
-    let e = engine(&s3, dir.path());
+    let e = engine(&s3, dir.path(), json!({}));
     let files = tempfile::tempdir().unwrap();
     std::fs::write(
         files.path().join("applicants.jsonl"),
@@ -251,7 +256,7 @@ fn an_input_is_read_over_http() {
 fn a_missing_bucket_or_object_fails_the_job_naming_it() {
     let s3 = stores();
     let dir = tempfile::tempdir().unwrap();
-    let e = engine(&s3, dir.path());
+    let e = engine(&s3, dir.path(), json!({}));
     let cases = [
         (
             json!([{"fileUrl": "s3://no-such-bucket/in.jsonl"}]),
@@ -292,24 +297,10 @@ fn a_job_reads_and_writes_hdfs_through_webhdfs() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     // hdfs:// names the namenode's RPC address; application.json maps it to WebHDFS.
-    let config = dir.path().join("application.json");
-    std::fs::write(
-        &config,
-        json!({"hdfs": {"namenodes": {"namenode.example:8020": hdfs.url()}, "user": "analyst"}})
-            .to_string(),
-    )
-    .unwrap();
-    let data = dir.path().join("data");
-    let e = Engine::start(
-        &data,
-        &[],
-        &[
-            ("ENGINE_CONFIG", config.to_str().unwrap()),
-            ("AWS_ACCESS_KEY_ID", "test-key"),
-            ("AWS_SECRET_ACCESS_KEY", SECRET),
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_ENDPOINT_URL", s3.endpoint().as_str()),
-        ],
+    let e = engine(
+        &s3,
+        dir.path(),
+        json!({"hdfs": {"namenodes": {"namenode.example:8020": hdfs.url()}, "user": "analyst"}}),
     );
     let v = run(
         &e,
@@ -342,31 +333,13 @@ fn a_job_reads_and_writes_hdfs_through_webhdfs() {
     assert_eq!(users.into_iter().collect::<Vec<_>>(), ["analyst"]);
 }
 
-/// An engine whose application.json holds the database's user and password (matched by its
-/// host and database), and the AWS settings naming moto.
-fn engine_with_db(s3: &S3Server, dir: &std::path::Path) -> Engine {
-    let config = dir.join("application.json");
-    std::fs::write(
-        &config,
-        json!({"credentials": [{
-            "host": "127.0.0.1", "path": format!("/{}", PostgresServer::DATABASE),
-            "username": PostgresServer::USER, "password": PostgresServer::PASSWORD
-        }]})
-        .to_string(),
-    )
-    .unwrap();
-    let endpoint = s3.endpoint();
-    Engine::start(
-        &dir.join("data"),
-        &[],
-        &[
-            ("ENGINE_CONFIG", config.to_str().unwrap()),
-            ("AWS_ACCESS_KEY_ID", "test-key"),
-            ("AWS_SECRET_ACCESS_KEY", SECRET),
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_ENDPOINT_URL", endpoint.as_str()),
-        ],
-    )
+/// An application.json holding the database's user and password (matched by its host and
+/// database).
+fn db_credentials() -> Value {
+    json!({"credentials": [{
+        "host": "127.0.0.1", "path": format!("/{}", PostgresServer::DATABASE),
+        "username": PostgresServer::USER, "password": PostgresServer::PASSWORD
+    }]})
 }
 
 fn tables(pg: &PostgresServer) {
@@ -384,7 +357,7 @@ fn sql_assets_read_and_write_postgres() {
     let pg = PostgresServer::start();
     tables(&pg);
     let dir = tempfile::tempdir().unwrap();
-    let e = engine_with_db(&s3, dir.path());
+    let e = engine(&s3, dir.path(), db_credentials());
     // The input's URI carries its password as ModelOp Center sends it; the output's
     // has none: the engine's credentials entry for the database gives it.
     let bare = format!(
@@ -447,7 +420,7 @@ fn a_deployed_model_streams_s3_into_postgres() {
         .collect();
     put(&s3, "data", "stream/part-0.jsonl", lines.as_bytes());
     let dir = tempfile::tempdir().unwrap();
-    let e = engine_with_db(&s3, dir.path());
+    let e = engine(&s3, dir.path(), db_credentials());
     let doc = json!({
         "name": "credit",
         "deployableModel": {"storedModel": {"modelAssets": model_assets()}},
