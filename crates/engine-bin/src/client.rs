@@ -52,22 +52,25 @@ impl ClientArgs {
             ca_file: self.ca_file.clone(),
             ..ClientOptions::default()
         };
-        let token = match &self.token_file {
-            Some(path) => Some(
-                std::fs::read_to_string(path)
-                    .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?,
-            ),
-            None => std::env::var("ENGINE_TOKEN")
-                .ok()
-                .filter(|t| !t.trim().is_empty()),
-        };
-        if let Some(t) = token {
-            let key = if self.token_file.is_some() {
-                "--token-file"
-            } else {
-                "ENGINE_TOKEN"
+        // Named in messages by where it came from: the file (--token-file or
+        // ENGINE_TOKEN_FILE) or ENGINE_TOKEN.
+        let (source, token) =
+            match &self.token_file {
+                Some(path) => (
+                    format!("the token file {}", path.display()),
+                    Some(std::fs::read_to_string(path).map_err(|e| {
+                        format!("cannot read the token file {}: {e}", path.display())
+                    })?),
+                ),
+                None => (
+                    "ENGINE_TOKEN".to_owned(),
+                    std::env::var("ENGINE_TOKEN")
+                        .ok()
+                        .filter(|t| !t.trim().is_empty()),
+                ),
             };
-            options.token = Some(Token::new(&t).map_err(|e| format!("{key}: {e}"))?);
+        if let Some(t) = token {
+            options.token = Some(Token::new(&t).map_err(|e| format!("{source}: {e}"))?);
         }
         Ok(options)
     }

@@ -119,6 +119,15 @@ fn flag_overrides(a: &ServeArgs) -> Result<Overrides, String> {
                 path.display()
             ));
         }
+        // Checked here so a bad token is reported as the file's (a mounted secret), not as
+        // the authToken setting it becomes.
+        if let Err(e) = service::auth::Token::new("authToken", &token) {
+            let reason = match e {
+                service::Error::Config { reason, .. } => reason,
+                other => other.to_string(),
+            };
+            return Err(format!("the token file {}: {reason}", path.display()));
+        }
         o.insert("authToken".to_owned(), token);
     }
     if a.insecure_no_auth {

@@ -274,3 +274,28 @@ fn engine_health_probes_liveness_and_readiness_and_the_token_comes_from_a_file()
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains(&url) || err.contains("127.0.0.1"), "{err}");
 }
+
+#[test]
+fn a_bad_token_in_engine_token_file_is_reported_as_the_files() {
+    // The Kubernetes Secret's placeholder, mounted where ENGINE_TOKEN_FILE names it.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, "replace me: kubectl create secret\n").unwrap();
+    let path = file.to_str().unwrap();
+    let data = dir.path().join("data");
+    let want = format!("the token file {path}: a token must be visible ASCII characters");
+
+    let (code, _, err) = engine_cmd(
+        &["serve", "--port", "0", "--data-dir", data.to_str().unwrap()],
+        &[("ENGINE_TOKEN_FILE", path)],
+    );
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains(&want), "{err}");
+
+    let (code, _, err) = engine_cmd(
+        &["status", "--engine", "http://127.0.0.1:9"],
+        &[("ENGINE_TOKEN_FILE", path)],
+    );
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains(&want), "{err}");
+}

@@ -2,7 +2,6 @@
 //! the authentication, the HTTP client's timeouts.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,36 +47,16 @@ pub const DEFAULT_ENDPOINT_PATH: &str = "/webhdfs/v1";
 /// A path in the URL is the store's root (every object path is under it), unless
 /// [`with_root`](Self::with_root) gives one; object paths of a store built from
 /// [`split_url`](crate::split_url)'s first half are absolute HDFS paths.
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct WebHdfsBuilder {
     url: Option<String>,
     namenodes: HashMap<String, String>,
     root: Option<String>,
-    user: Option<String>,
-    proxy_user: Option<String>,
-    delegation_token: Option<String>,
+    /// Its `Debug` hides the delegation token.
+    auth: Auth,
     endpoint_path: Option<String>,
     connect_timeout: Option<Duration>,
     read_timeout: Option<Duration>,
-}
-
-impl fmt::Debug for WebHdfsBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WebHdfsBuilder")
-            .field("url", &self.url)
-            .field("namenodes", &self.namenodes)
-            .field("root", &self.root)
-            .field("user", &self.user)
-            .field("proxy_user", &self.proxy_user)
-            .field(
-                "delegation_token",
-                &self.delegation_token.as_ref().map(|_| "<redacted>"),
-            )
-            .field("endpoint_path", &self.endpoint_path)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("read_timeout", &self.read_timeout)
-            .finish()
-    }
 }
 
 impl WebHdfsBuilder {
@@ -128,20 +107,20 @@ impl WebHdfsBuilder {
     /// Simple authentication: every request says `user.name=<user>` (a cluster without
     /// Kerberos trusts it). Not sent when a delegation token is given.
     pub fn with_user(mut self, user: impl Into<String>) -> Self {
-        self.user = Some(user.into());
+        self.auth.user = Some(user.into());
         self
     }
 
     /// Acts on behalf of another user (`doas=`), which the server allows only to proxy users.
     pub fn with_proxy_user(mut self, user: impl Into<String>) -> Self {
-        self.proxy_user = Some(user.into());
+        self.auth.proxy_user = Some(user.into());
         self
     }
 
     /// A Hadoop delegation token (its URL-safe string form, as `hdfs fetchdt` or a job's
     /// credentials give it), sent as `delegation=` instead of `user.name`. Never logged.
     pub fn with_delegation_token(mut self, token: impl Into<String>) -> Self {
-        self.delegation_token = Some(token.into());
+        self.auth.delegation_token = Some(token.into());
         self
     }
 
@@ -194,11 +173,6 @@ impl WebHdfsBuilder {
                 .as_deref()
                 .unwrap_or(DEFAULT_ENDPOINT_PATH),
         );
-        let auth = Auth {
-            user: self.user,
-            proxy_user: self.proxy_user,
-            delegation_token: self.delegation_token,
-        };
         let connect_timeout = self.connect_timeout.unwrap_or(Duration::from_secs(30));
         let client = |read_timeout: Option<Duration>| {
             let builder = reqwest::Client::builder()
@@ -217,7 +191,7 @@ impl WebHdfsBuilder {
         };
         let read_timeout = self.read_timeout.unwrap_or(Duration::from_secs(60));
         let http = (client(Some(read_timeout))?, client(None)?);
-        let client = Client::new(http, base, endpoint_path, root, auth);
+        let client = Client::new(http, base, endpoint_path, root, self.auth);
         Ok(WebHdfs {
             client: Arc::new(client),
         })

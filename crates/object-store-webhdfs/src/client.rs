@@ -16,12 +16,25 @@ use serde::Deserialize;
 
 use crate::Error;
 
-/// How the client says who it is.
+/// How the client says who it is. Its `Debug` hides the delegation token.
 #[derive(Clone, Default)]
 pub(crate) struct Auth {
     pub(crate) user: Option<String>,
     pub(crate) proxy_user: Option<String>,
     pub(crate) delegation_token: Option<String>,
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Auth")
+            .field("user", &self.user)
+            .field("proxy_user", &self.proxy_user)
+            .field(
+                "delegation_token",
+                &self.delegation_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 impl Auth {
@@ -184,6 +197,8 @@ pub(crate) struct Client {
     /// The HDFS folder object paths are relative to: `/a/b`, or empty for `/`.
     root: String,
     auth: Auth,
+    /// `auth`'s query parameters, added to every request and to redirects that lack them.
+    auth_params: Vec<(&'static str, String)>,
     /// Set once the server refused `LISTSTATUS_BATCH` (an old or HttpFS server): whole
     /// listings from then on.
     no_batch_listing: AtomicBool,
@@ -198,12 +213,7 @@ impl fmt::Debug for Client {
             .field("address", &self.address)
             .field("endpoint_path", &self.endpoint_path)
             .field("root", &self.root)
-            .field("user", &self.auth.user)
-            .field("proxy_user", &self.auth.proxy_user)
-            .field(
-                "delegation_token",
-                &self.auth.delegation_token.as_ref().map(|_| "<redacted>"),
-            )
+            .field("auth", &self.auth)
             .finish()
     }
 }
@@ -234,6 +244,7 @@ impl Client {
             base,
             endpoint_path,
             root,
+            auth_params: auth.params(),
             auth,
             no_batch_listing: AtomicBool::new(false),
             temporaries: AtomicU64::new(0),
@@ -294,8 +305,8 @@ impl Client {
             for (k, v) in params {
                 query.append_pair(k, v);
             }
-            for (k, v) in self.auth.params() {
-                query.append_pair(k, &v);
+            for (k, v) in &self.auth_params {
+                query.append_pair(k, v);
             }
         }
         url
@@ -317,16 +328,15 @@ impl Client {
             });
         }
         let present: Vec<String> = url.query_pairs().map(|(k, _)| k.into_owned()).collect();
-        let missing: Vec<(&str, String)> = self
-            .auth
-            .params()
-            .into_iter()
+        let mut missing = self
+            .auth_params
+            .iter()
             .filter(|(k, _)| !present.iter().any(|p| p == k))
-            .collect();
-        if !missing.is_empty() {
+            .peekable();
+        if missing.peek().is_some() {
             let mut query = url.query_pairs_mut();
             for (k, v) in missing {
-                query.append_pair(k, &v);
+                query.append_pair(k, v);
             }
         }
         tracing::debug!(from = %origin(from), to = %origin(&url), "WebHDFS redirect");

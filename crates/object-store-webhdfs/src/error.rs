@@ -114,16 +114,22 @@ const RETRIABLE_EXCEPTIONS: &[&str] = &[
     "ObserverRetryOnActiveException",
 ];
 
+/// Statuses that say "later": a server error, a request timeout, throttling.
+fn passing_status(status: u16) -> bool {
+    status >= 500 || status == 408 || status == 429
+}
+
 impl Error {
     /// Whether trying the same operation again may succeed: the server could not be reached,
-    /// a stream broke, it answered 5xx, or the namenode is in safe mode or on standby.
+    /// a stream broke, it answered 5xx, 408 or 429, or the namenode is in safe mode or on
+    /// standby.
     pub fn is_retriable(&self) -> bool {
         match self {
             Error::Unreachable { .. } | Error::Read { .. } => true,
-            Error::Status { status, .. } => *status >= 500 || *status == 429,
+            Error::Status { status, .. } => passing_status(*status),
             Error::Remote {
                 status, exception, ..
-            } => *status >= 500 || RETRIABLE_EXCEPTIONS.contains(&exception.as_str()),
+            } => passing_status(*status) || RETRIABLE_EXCEPTIONS.contains(&exception.as_str()),
             _ => false,
         }
     }
@@ -201,5 +207,46 @@ pub(crate) fn generic(e: Error) -> object_store::Error {
     object_store::Error::Generic {
         store: STORE,
         source: Box::new(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remote(status: u16, exception: &str) -> Error {
+        Error::Remote {
+            role: "namenode",
+            address: "http://nn:9870".into(),
+            status,
+            exception: exception.into(),
+            message: String::new(),
+        }
+    }
+
+    fn status(status: u16) -> Error {
+        Error::Status {
+            role: "namenode",
+            address: "http://nn:9870".into(),
+            status,
+            body: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_status_is_retriable_the_same_with_or_without_a_remote_exception() {
+        for (code, retriable) in [(500, true), (503, true), (408, true), (429, true)]
+            .into_iter()
+            .chain([(400, false), (403, false), (404, false)])
+        {
+            assert_eq!(status(code).is_retriable(), retriable, "{code}");
+            assert_eq!(
+                remote(code, "IOException").is_retriable(),
+                retriable,
+                "{code}"
+            );
+        }
+        assert!(remote(403, "StandbyException").is_retriable());
+        assert!(!remote(403, "AccessControlException").is_retriable());
     }
 }

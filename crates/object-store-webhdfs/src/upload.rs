@@ -20,14 +20,20 @@ use crate::Error;
 /// the temporary stays (hidden: its name starts with `.` and ends with `._COPYING_`).
 #[derive(Debug)]
 pub(crate) struct Upload {
+    target: String,
+    given: usize,
+    /// Shared with the futures `put_part` returns.
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
     store: WebHdfs,
     location: Path,
-    target: String,
     temporary: String,
-    given: usize,
-    parts: Arc<Mutex<Parts>>,
+    parts: Mutex<Parts>,
     /// Held by the one future appending at a time.
-    appender: Arc<tokio::sync::Mutex<()>>,
+    appender: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug, Default)]
@@ -45,84 +51,73 @@ impl Upload {
         let target = store.client.hdfs_path(&location);
         let temporary = store.client.temporary_path(&target);
         Upload {
-            store,
-            location,
             target,
-            temporary,
             given: 0,
-            parts: Arc::default(),
-            appender: Arc::default(),
+            shared: Arc::new(Shared {
+                store,
+                location,
+                temporary,
+                parts: Mutex::default(),
+                appender: tokio::sync::Mutex::default(),
+            }),
         }
+    }
+}
+
+impl Shared {
+    fn parts(&self) -> std::sync::MutexGuard<'_, Parts> {
+        // A panic elsewhere while holding it leaves nothing half-changed worth refusing.
+        self.parts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn error(&self, e: Error) -> object_store::Error {
+        e.into_object_store(self.location.as_ref())
     }
 
     /// Appends the waiting parts in order, up to part `until` (exclusive).
     async fn append_until(&self, until: usize) -> object_store::Result<()> {
-        append_until(
-            &self.store,
-            &self.parts,
-            &self.appender,
-            &self.temporary,
-            &self.location,
-            until,
-        )
-        .await
-    }
-}
-
-fn lock(parts: &Mutex<Parts>) -> std::sync::MutexGuard<'_, Parts> {
-    // A panic elsewhere while holding it leaves nothing half-changed worth refusing.
-    parts
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-async fn append_until(
-    store: &WebHdfs,
-    parts: &Mutex<Parts>,
-    appender: &tokio::sync::Mutex<()>,
-    temporary: &str,
-    location: &Path,
-    until: usize,
-) -> object_store::Result<()> {
-    let _turn = appender.lock().await;
-    loop {
-        let (number, data) = {
-            let mut parts = lock(parts);
-            if let Some(why) = &parts.failed {
-                return Err(crate::error::generic(Error::PartFailed {
-                    path: location.to_string(),
-                    why: why.clone(),
-                }));
-            }
-            if parts.next >= until {
-                return Ok(());
-            }
-            let number = parts.next;
-            match parts.waiting.remove(&number) {
-                Some(data) => (number, data),
-                None => {
+        let _turn = self.appender.lock().await;
+        loop {
+            let (number, data) = {
+                let mut parts = self.parts();
+                if let Some(why) = &parts.failed {
                     return Err(crate::error::generic(Error::PartFailed {
-                        path: location.to_string(),
-                        why: format!("part {number} was never given"),
-                    }))
+                        path: self.location.to_string(),
+                        why: why.clone(),
+                    }));
                 }
-            }
-        };
-        let (body, length) = payload_body(data);
-        let appended = if number == 0 {
-            store
-                .client
-                .create(temporary, body, Some(length), true)
-                .await
-        } else {
-            store.client.append(temporary, body, Some(length)).await
-        };
-        let mut parts = lock(parts);
-        match appended {
-            Ok(()) => parts.next = number + 1,
-            Err(e) => {
-                parts.failed = Some(format!("part {number}: {e}"));
-                return Err(e.into_object_store(location.as_ref()));
+                if parts.next >= until {
+                    return Ok(());
+                }
+                let number = parts.next;
+                match parts.waiting.remove(&number) {
+                    Some(data) => (number, data),
+                    None => {
+                        return Err(crate::error::generic(Error::PartFailed {
+                            path: self.location.to_string(),
+                            why: format!("part {number} was never given"),
+                        }))
+                    }
+                }
+            };
+            let (body, length) = payload_body(data);
+            let client = &self.store.client;
+            let appended = if number == 0 {
+                client
+                    .create(&self.temporary, body, Some(length), true)
+                    .await
+            } else {
+                client.append(&self.temporary, body, Some(length)).await
+            };
+            let mut parts = self.parts();
+            match appended {
+                Ok(()) => parts.next = number + 1,
+                Err(e) => {
+                    parts.failed = Some(format!("part {number}: {e}"));
+                    return Err(self.error(e));
+                }
             }
         }
     }
@@ -133,53 +128,51 @@ impl MultipartUpload for Upload {
     fn put_part(&mut self, data: PutPayload) -> UploadPart {
         let number = self.given;
         self.given += 1;
-        lock(&self.parts).waiting.insert(number, data);
-        let store = self.store.clone();
-        let parts = self.parts.clone();
-        let appender = self.appender.clone();
-        let temporary = self.temporary.clone();
-        let location = self.location.clone();
-        Box::pin(async move {
-            append_until(&store, &parts, &appender, &temporary, &location, number + 1).await
-        })
+        self.shared.parts().waiting.insert(number, data);
+        let shared = self.shared.clone();
+        Box::pin(async move { shared.append_until(number + 1).await })
     }
 
     async fn complete(&mut self) -> object_store::Result<PutResult> {
+        let shared = &self.shared;
         if self.given == 0 {
             // No part: the object is empty.
-            self.store
+            shared
+                .store
                 .client
-                .create(&self.temporary, Body::from(Bytes::new()), Some(0), true)
+                .create(&shared.temporary, Body::from(Bytes::new()), Some(0), true)
                 .await
-                .map_err(|e| e.into_object_store(self.location.as_ref()))?;
+                .map_err(|e| shared.error(e))?;
         } else {
-            self.append_until(self.given).await?;
+            shared.append_until(self.given).await?;
         }
-        let renamed = self
+        let renamed = shared
             .store
-            .rename_onto(&self.temporary, &self.target, true, &self.location)
+            .rename_onto(&shared.temporary, &self.target, true, &shared.location)
             .await;
         if renamed.is_err() {
-            let _ = self.store.client.delete(&self.temporary).await;
+            let _ = shared.store.client.delete(&shared.temporary).await;
         }
         renamed?;
-        self.store.put_result(&self.location).await
+        shared.store.put_result(&shared.location).await
     }
 
     async fn abort(&mut self) -> object_store::Result<()> {
+        let shared = &self.shared;
         // Parts not yet appended are dropped; one being appended is waited for, so it does
         // not land after the temporary is gone.
         {
-            let mut parts = lock(&self.parts);
+            let mut parts = shared.parts();
             parts.waiting.clear();
             parts.failed = Some("the upload was aborted".into());
         }
-        let _turn = self.appender.lock().await;
-        self.store
+        let _turn = shared.appender.lock().await;
+        shared
+            .store
             .client
-            .delete(&self.temporary)
+            .delete(&shared.temporary)
             .await
             .map(|_| ())
-            .map_err(|e| e.into_object_store(self.location.as_ref()))
+            .map_err(|e| shared.error(e))
     }
 }

@@ -19,6 +19,23 @@ fn store(server: &WebHdfsServer) -> WebHdfs {
         .unwrap()
 }
 
+/// The whole object at `path`.
+async fn read(store: &WebHdfs, path: &Path) -> Bytes {
+    store.get(path).await.unwrap().bytes().await.unwrap()
+}
+
+/// The paths of every object `list` gives under `prefix`, sorted.
+async fn listed(store: &WebHdfs, prefix: Option<&Path>) -> Vec<String> {
+    let mut paths: Vec<String> = store
+        .list(prefix)
+        .map_ok(|m| m.location.to_string())
+        .try_collect()
+        .await
+        .unwrap();
+    paths.sort();
+    paths
+}
+
 /// `n` bytes that differ from offset to offset, so a misplaced range shows.
 fn pattern(n: usize) -> Bytes {
     (0..n)
@@ -148,14 +165,7 @@ async fn put_sends_the_data_to_the_datanode_and_get_reads_it_back_through_the_re
     let empty = Path::from("empty");
     store.put(&empty, Bytes::new().into()).await.unwrap();
     assert_eq!(store.head(&empty).await.unwrap().size, 0);
-    assert!(store
-        .get(&empty)
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(read(&store, &empty).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,7 +186,7 @@ async fn a_put_that_must_create_refuses_an_existing_file() {
         "{e}"
     );
     assert!(e.to_string().contains("FileAlreadyExistsException"), "{e}");
-    assert_eq!(store.get(&path).await.unwrap().bytes().await.unwrap(), "a");
+    assert_eq!(read(&store, &path).await, "a");
     let e = store
         .put_opts(
             &path,
@@ -210,10 +220,7 @@ async fn a_multipart_upload_appends_its_parts_to_a_hidden_temporary_renamed_at_c
     }
     // Until complete, the object is what it was and the parts sit in a hidden sibling that
     // listings leave out.
-    assert_eq!(
-        store.get(&path).await.unwrap().bytes().await.unwrap(),
-        "old"
-    );
+    assert_eq!(read(&store, &path).await, "old");
     let on_disk = files_on_disk(&server);
     let temporary: Vec<_> = on_disk
         .iter()
@@ -224,20 +231,11 @@ async fn a_multipart_upload_appends_its_parts_to_a_hidden_temporary_renamed_at_c
         temporary[0].starts_with("data/out/.result.csv."),
         "{temporary:?}"
     );
-    let listed: Vec<Path> = store
-        .list(None)
-        .map_ok(|m| m.location)
-        .try_collect()
-        .await
-        .unwrap();
-    assert_eq!(listed, std::slice::from_ref(&path));
+    assert_eq!(listed(&store, None).await, [path.to_string()]);
 
     upload.complete().await.unwrap();
     let expected = parts.concat();
-    assert_eq!(
-        store.get(&path).await.unwrap().bytes().await.unwrap(),
-        expected
-    );
+    assert_eq!(read(&store, &path).await, expected);
     assert_eq!(files_on_disk(&server), ["data/out/result.csv"]);
     let writes: Vec<_> = server
         .requests()
@@ -259,7 +257,7 @@ async fn a_multipart_upload_appends_its_parts_to_a_hidden_temporary_renamed_at_c
         writer.write(chunk);
     }
     writer.finish().await.unwrap();
-    assert_eq!(store.get(&path).await.unwrap().bytes().await.unwrap(), data);
+    assert_eq!(read(&store, &path).await, data);
 
     // Abort leaves nothing, and the object as it was.
     let mut upload = store.put_multipart(&path).await.unwrap();
@@ -267,7 +265,7 @@ async fn a_multipart_upload_appends_its_parts_to_a_hidden_temporary_renamed_at_c
     upload.put_part(parts[1].clone().into()).await.unwrap();
     upload.abort().await.unwrap();
     assert_eq!(files_on_disk(&server), ["data/out/result.csv"]);
-    assert_eq!(store.get(&path).await.unwrap().bytes().await.unwrap(), data);
+    assert_eq!(read(&store, &path).await, data);
 
     // No part at all: an empty object.
     let mut upload = store.put_multipart(&Path::from("out/none")).await.unwrap();
@@ -295,37 +293,16 @@ async fn listings_walk_folders_and_page_through_big_ones() {
     for f in files {
         store.put(&Path::from(f), f.into()).await.unwrap();
     }
-    let mut all: Vec<String> = store
-        .list(None)
-        .map_ok(|m| m.location.to_string())
-        .try_collect()
-        .await
-        .unwrap();
-    all.sort();
-    assert_eq!(all, files);
-
-    let mut day1: Vec<String> = store
-        .list(Some(&Path::from("day=1")))
-        .map_ok(|m| m.location.to_string())
-        .try_collect()
-        .await
-        .unwrap();
-    day1.sort();
-    assert_eq!(day1, files[..4]);
+    assert_eq!(listed(&store, None).await, files);
+    assert_eq!(listed(&store, Some(&Path::from("day=1"))).await, files[..4]);
     // A prefix is whole segments: day=2 is not day=20.
-    let day2: Vec<String> = store
-        .list(Some(&Path::from("day=2")))
-        .map_ok(|m| m.location.to_string())
-        .try_collect()
+    assert_eq!(
+        listed(&store, Some(&Path::from("day=2"))).await,
+        ["day=2/a.csv"]
+    );
+    assert!(listed(&store, Some(&Path::from("no/such")))
         .await
-        .unwrap();
-    assert_eq!(day2, ["day=2/a.csv"]);
-    let nothing: Vec<_> = store
-        .list(Some(&Path::from("no/such")))
-        .try_collect()
-        .await
-        .unwrap();
-    assert!(nothing.is_empty());
+        .is_empty());
 
     let top = store.list_with_delimiter(None).await.unwrap();
     assert_eq!(
@@ -373,7 +350,7 @@ async fn delete_rename_and_copy() {
         store.head(&a).await.unwrap_err(),
         object_store::Error::NotFound { .. }
     ));
-    assert_eq!(store.get(&b).await.unwrap().bytes().await.unwrap(), "A");
+    assert_eq!(read(&store, &b).await, "A");
 
     store.put(&a, "A2".into()).await.unwrap();
     let e = store.rename_if_not_exists(&a, &b).await.unwrap_err();
@@ -382,7 +359,7 @@ async fn delete_rename_and_copy() {
         "{e}"
     );
     store.rename(&a, &b).await.unwrap();
-    assert_eq!(store.get(&b).await.unwrap().bytes().await.unwrap(), "A2");
+    assert_eq!(read(&store, &b).await, "A2");
 
     let e = store.rename(&a, &b).await.unwrap_err();
     assert!(
@@ -393,7 +370,7 @@ async fn delete_rename_and_copy() {
     // Copy: read and written again, through a temporary.
     let c = Path::from("copies/c.txt");
     store.copy(&b, &c).await.unwrap();
-    assert_eq!(store.get(&c).await.unwrap().bytes().await.unwrap(), "A2");
+    assert_eq!(read(&store, &c).await, "A2");
     let e = store.copy_if_not_exists(&b, &c).await.unwrap_err();
     assert!(
         matches!(e, object_store::Error::AlreadyExists { .. }),
@@ -402,7 +379,7 @@ async fn delete_rename_and_copy() {
     let big = pattern(2 * 1024 * 1024 + 3);
     store.put(&a, big.clone().into()).await.unwrap();
     store.copy(&a, &c).await.unwrap();
-    assert_eq!(store.get(&c).await.unwrap().bytes().await.unwrap(), big);
+    assert_eq!(read(&store, &c).await, big);
 
     store.delete(&a).await.unwrap();
     store.delete(&b).await.unwrap();
@@ -507,10 +484,7 @@ async fn a_delegation_token_is_sent_instead_of_the_user_and_to_the_datanode_too(
         .unwrap();
     let path = Path::from("user/bob/f");
     store.put(&path, "data".into()).await.unwrap();
-    assert_eq!(
-        store.get(&path).await.unwrap().bytes().await.unwrap(),
-        "data"
-    );
+    assert_eq!(read(&store, &path).await, "data");
     let requests = server.requests();
     for r in &requests {
         assert_eq!(r.param("delegation"), Some("TOKEN-1"), "{r:?}");
@@ -551,7 +525,7 @@ async fn the_user_follows_redirects_that_leave_it_out() {
     upload.put_part("a".into()).await.unwrap();
     upload.put_part("b".into()).await.unwrap();
     upload.complete().await.unwrap();
-    assert_eq!(store.get(&path).await.unwrap().bytes().await.unwrap(), "ab");
+    assert_eq!(read(&store, &path).await, "ab");
     let datanode: Vec<_> = server
         .requests()
         .into_iter()
@@ -652,7 +626,7 @@ async fn an_httpfs_gateway_without_batched_listings_or_rename_options_works_the_
     let data = pattern(1_500_000);
     let path = Path::from("d/f.bin");
     store.put(&path, data.clone().into()).await.unwrap();
-    assert_eq!(store.get(&path).await.unwrap().bytes().await.unwrap(), data);
+    assert_eq!(read(&store, &path).await, data);
     assert_eq!(
         store.get_range(&path, 10..20).await.unwrap(),
         data.slice(10..20)
@@ -672,14 +646,7 @@ async fn an_httpfs_gateway_without_batched_listings_or_rename_options_works_the_
 
     // Whole listings (LISTSTATUS) once LISTSTATUS_BATCH is refused.
     store.put(&Path::from("d/g"), "g".into()).await.unwrap();
-    let mut listed: Vec<String> = store
-        .list(None)
-        .map_ok(|m| m.location.to_string())
-        .try_collect()
-        .await
-        .unwrap();
-    listed.sort();
-    assert_eq!(listed, ["d/f.bin", "d/g"]);
+    assert_eq!(listed(&store, None).await, ["d/f.bin", "d/g"]);
     let ops: Vec<_> = server.requests().into_iter().map(|r| r.op).collect();
     assert!(ops.iter().any(|op| op == "LISTSTATUS"), "{ops:?}");
 
@@ -698,16 +665,7 @@ async fn an_httpfs_gateway_without_batched_listings_or_rename_options_works_the_
         .rename(&Path::from("d/h"), &Path::from("d/g"))
         .await
         .unwrap();
-    assert_eq!(
-        store
-            .get(&Path::from("d/g"))
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap(),
-        "h"
-    );
+    assert_eq!(read(&store, &Path::from("d/g")).await, "h");
     let e = store
         .rename(&Path::from("d/h"), &Path::from("d/g"))
         .await
@@ -719,6 +677,6 @@ async fn an_httpfs_gateway_without_batched_listings_or_rename_options_works_the_
     upload.put_part(data.slice(..700_000).into()).await.unwrap();
     upload.put_part(data.slice(700_000..).into()).await.unwrap();
     upload.complete().await.unwrap();
-    assert_eq!(store.get(&path).await.unwrap().bytes().await.unwrap(), data);
+    assert_eq!(read(&store, &path).await, data);
     assert_eq!(files_on_disk(&server), ["data/d/f.bin", "data/d/g"]);
 }

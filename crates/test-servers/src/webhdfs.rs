@@ -347,13 +347,19 @@ struct Call {
     content_type: Option<String>,
 }
 
+/// The value of the query parameter `name`: the last one when it is given more than once,
+/// as Hadoop's servers read it.
+fn param<'q>(query: &'q [(String, String)], name: &str) -> Option<&'q str> {
+    query
+        .iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
 impl Call {
     fn param(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        param(&self.query, name)
     }
 
     fn flag(&self, name: &str, default: bool) -> Result<bool, Remote> {
@@ -407,11 +413,8 @@ async fn handle(State((shared, role)): State<(Arc<Shared>, Role)>, request: Requ
         form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
-    let op = query
-        .iter()
-        .rev()
-        .find(|(k, _)| k == "op")
-        .map(|(_, v)| v.to_ascii_uppercase())
+    let op = param(&query, "op")
+        .map(str::to_ascii_uppercase)
         .unwrap_or_default();
     let mut record = WebHdfsRequest {
         role: match role {
@@ -468,15 +471,8 @@ fn negotiates(headers: &HeaderMap) -> bool {
 
 /// The user a request acts as: its delegation token's, or its `user.name`.
 fn authenticate(options: &WebHdfsOptions, query: &[(String, String)]) -> Result<String, Remote> {
-    let param = |name: &str| {
-        query
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
-    if let Some(token) = param("delegation") {
-        return match options.delegation_tokens.iter().find(|(t, _)| *t == token) {
+    if let Some(token) = param(query, "delegation") {
+        return match options.delegation_tokens.iter().find(|(t, _)| t == token) {
             Some((_, user)) => Ok(user.clone()),
             None => Err(Remote {
                 status: StatusCode::FORBIDDEN,
@@ -486,8 +482,8 @@ fn authenticate(options: &WebHdfsOptions, query: &[(String, String)]) -> Result<
             }),
         };
     }
-    match param("user.name") {
-        Some(user) if !user.is_empty() => Ok(user),
+    match param(query, "user.name") {
+        Some(user) if !user.is_empty() => Ok(user.to_owned()),
         _ if options.anonymous => Ok("dr.who".into()),
         _ => Err(Remote {
             status: StatusCode::UNAUTHORIZED,
@@ -615,15 +611,13 @@ async fn dispatch(
     match (call.role, call.op.as_str()) {
         (Role::Namenode, "CREATE" | "APPEND") => {
             // The two-step protocol: the namenode takes no data, only says where it goes.
-            let received = drain(body).await;
-            *body_bytes = received;
-            if received > 0 {
-                return Err(Remote::illegal_argument(format!(
-                    "{} sent {received} bytes of data to the namenode; data goes to the \
-                     datanode its redirect names",
-                    call.op
-                )));
-            }
+            no_data(
+                call,
+                body,
+                body_bytes,
+                "of data to the namenode; data goes to the datanode its redirect names",
+            )
+            .await?;
             if call.op == "APPEND" {
                 file_meta(&local, &call.path).await?;
             }
@@ -654,14 +648,7 @@ async fn httpfs(
     match call.op.as_str() {
         "OPEN" => open(call, local).await,
         "CREATE" | "APPEND" if !data => {
-            let received = drain(body).await;
-            *body_bytes = received;
-            if received > 0 {
-                return Err(Remote::illegal_argument(format!(
-                    "{} sent {received} bytes without data=true",
-                    call.op
-                )));
-            }
+            no_data(call, body, body_bytes, "without data=true").await?;
             Ok(shared.redirect_to(call, shared.namenode, ("data", "true".into())))
         }
         "CREATE" | "APPEND" => {
@@ -765,13 +752,20 @@ async fn metadata(shared: &Shared, call: &Call, local: &Path) -> Result<Response
     }
 }
 
-async fn drain(body: Body) -> u64 {
-    let mut n = 0;
+/// The first request of a two-step write, which must carry no data: its bytes are read,
+/// counted into `body_bytes`, and refused (`{op} sent N bytes {why}`).
+async fn no_data(call: &Call, body: Body, body_bytes: &mut u64, why: &str) -> Result<(), Remote> {
     let mut stream = body.into_data_stream();
     while let Some(Ok(chunk)) = stream.next().await {
-        n += chunk.len() as u64;
+        *body_bytes += chunk.len() as u64;
     }
-    n
+    match *body_bytes {
+        0 => Ok(()),
+        n => Err(Remote::illegal_argument(format!(
+            "{} sent {n} bytes {why}",
+            call.op
+        ))),
+    }
 }
 
 async fn meta_or_not_found(local: &Path, hdfs: &str) -> Result<std::fs::Metadata, Remote> {
@@ -1117,10 +1111,9 @@ async fn rename(
     }
     if options.is_empty() {
         // The old rename: false for what it cannot do; into a folder that exists.
-        let Ok(source) = source else {
+        if source.is_err() {
             return boolean(false);
-        };
-        let _ = source;
+        }
         match target {
             Ok(t) if t.is_dir() => {
                 let name = call.path.rsplit('/').next().unwrap_or_default();
