@@ -133,7 +133,13 @@ pub struct ClientOptions {
     pub token: Option<Token>,
     /// For `https://`: the PEM certificates trusted instead of the system's roots.
     pub ca_file: Option<PathBuf>,
+    /// How long one request may take in all; `None`: [`DEFAULT_TIMEOUT`] (long enough for
+    /// large uploads and answers; a probe wants less).
+    pub timeout: Option<Duration>,
 }
+
+/// How long one request may take when [`ClientOptions::timeout`] does not say.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// An answer: status and body.
 pub struct Answer {
@@ -216,7 +222,12 @@ impl Client {
     /// A client of the engine at `base` (`http://127.0.0.1:8003`), without a token;
     /// `https://` is checked against the system's roots.
     pub fn new(base: &str) -> Client {
-        Client::build(base, None, ureq::tls::RootCerts::PlatformVerifier)
+        Client::build(
+            base,
+            None,
+            ureq::tls::RootCerts::PlatformVerifier,
+            DEFAULT_TIMEOUT,
+        )
     }
 
     /// A client of the engine at `base` sending `options`' token with every request and
@@ -244,13 +255,19 @@ impl Client {
             }
             None => ureq::tls::RootCerts::PlatformVerifier,
         };
-        Ok(Client::build(base, options.token.as_ref(), roots))
+        let timeout = options.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        Ok(Client::build(base, options.token.as_ref(), roots, timeout))
     }
 
-    fn build(base: &str, token: Option<&Token>, roots: ureq::tls::RootCerts) -> Client {
+    fn build(
+        base: &str,
+        token: Option<&Token>,
+        roots: ureq::tls::RootCerts,
+        timeout: Duration,
+    ) -> Client {
         let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(600)))
+            .timeout_global(Some(timeout))
             .tls_config(ureq::tls::TlsConfig::builder().root_certs(roots).build());
         if let Some(token) = token {
             let value = format!("Bearer {}", token.expose());
@@ -562,7 +579,7 @@ mod tests {
             "{:?}",
             ClientOptions {
                 token: Some(t),
-                ca_file: None
+                ..Default::default()
             }
         )
         .contains("0123"));

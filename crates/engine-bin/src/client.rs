@@ -36,7 +36,13 @@ impl ClientArgs {
     /// The client these arguments describe; on a problem, says so (as `engine WHAT: ...`)
     /// and returns `None`.
     fn connect(&self, what: &str) -> Option<Client> {
-        match self.options().and_then(|o| {
+        self.connect_within(what, None)
+    }
+
+    /// [`Self::connect`] with requests bounded by `timeout` (else the client's default).
+    fn connect_within(&self, what: &str, timeout: Option<Duration>) -> Option<Client> {
+        match self.options().and_then(|mut o| {
+            o.timeout = timeout;
             Client::with_options(&engine_url(&self.engine), &o).map_err(|e| e.to_string())
         }) {
             Ok(c) => Some(c),
@@ -1055,26 +1061,19 @@ pub fn health(args: HealthArgs) -> i32 {
     } else {
         "health"
     };
-    let Some(c) = args.client.connect(what) else {
+    // The client waits long for big answers; a probe must not.
+    let within = Duration::from_secs(args.timeout.max(1));
+    let Some(c) = args.client.connect_within(what, Some(within)) else {
         return exit::USAGE;
     };
     let path = if args.ready { "/ready" } else { "/1/health" };
-    // The client waits long for big answers; a probe must not.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(c.get(path));
-    });
-    let answer = match rx.recv_timeout(Duration::from_secs(args.timeout.max(1))) {
-        Ok(Ok(a)) => a,
-        Ok(Err(e)) => {
-            eprintln!("engine {what}: {e}");
-            return exit::FAILURE;
-        }
-        Err(_) => {
+    let answer = match c.get(path) {
+        Ok(a) => a,
+        Err(e) => {
             eprintln!(
-                "engine {what}: no answer from {} within {} s",
+                "engine {what}: {} did not answer (waited {} s at most): {e}",
                 engine_url(&args.client.engine),
-                args.timeout.max(1)
+                within.as_secs()
             );
             return exit::FAILURE;
         }

@@ -220,7 +220,7 @@ async fn the_token_policy_holds_under_a_prefix_and_health_stays_open() {
         assert_eq!(anonymous.get("/api/engine").unwrap().status, 401);
         let options = engine_client::ClientOptions {
             token: Some(engine_client::Token::new(token).unwrap()),
-            ca_file: None,
+            ..Default::default()
         };
         let c = Client::with_options(&format!("http://{addr}/engine"), &options).unwrap();
         assert_eq!(c.get("/api/engine").unwrap().status, 200);

@@ -276,6 +276,25 @@ fn engine_health_probes_liveness_and_readiness_and_the_token_comes_from_a_file()
 }
 
 #[test]
+fn engine_health_gives_up_on_an_engine_that_never_answers() {
+    // Connections are taken into the backlog and never answered.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let started = Instant::now();
+    let (code, _, err) = engine_cmd(&["health", "--timeout", "1", "--engine", &url], &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("did not answer (waited 1 s at most)"), "{err}");
+    assert!(err.contains(&url), "{err}");
+    // Well short of the client's default wait of minutes.
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(silent);
+}
+
+#[test]
 fn a_bad_token_in_engine_token_file_is_reported_as_the_files() {
     // The Kubernetes Secret's placeholder, mounted where ENGINE_TOKEN_FILE names it.
     let dir = tempfile::tempdir().unwrap();

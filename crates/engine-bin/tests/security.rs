@@ -630,6 +630,7 @@ fn tls_client(url: &str, ca: &Path) -> engine_client::Client {
         &engine_client::ClientOptions {
             token: Some(engine_client::Token::new(TOKEN).unwrap()),
             ca_file: Some(ca.to_owned()),
+            ..Default::default()
         },
     )
     .unwrap()
@@ -836,7 +837,7 @@ fn model_code_runs_without_the_engines_token_and_secrets() {
         &e.url,
         &engine_client::ClientOptions {
             token: Some(engine_client::Token::new(TOKEN).unwrap()),
-            ca_file: None,
+            ..Default::default()
         },
     )
     .unwrap();
