@@ -31,12 +31,17 @@ pub(crate) struct Store {
 }
 
 impl Store {
-    /// `text` with every secret of this store replaced.
+    /// `text` with every secret of this store replaced by [`endpoints::REDACTED`].
+    ///
+    /// Not [`endpoints::redact`], which finds secrets by their form (`password=`, a URL's
+    /// `user:password@`) in text a user wrote: a store's client and server echo the values
+    /// themselves, without a key naming them (a bearer token, a URL's whole query whatever
+    /// its parameters are called), and this store knows exactly which they are.
     pub fn scrub(&self, text: &str) -> String {
         let mut out = text.to_owned();
         for s in &self.secrets {
             if !s.is_empty() {
-                out = out.replace(s.as_str(), endpoints::descriptor::HIDDEN);
+                out = out.replace(s.as_str(), endpoints::REDACTED);
             }
         }
         out
@@ -241,7 +246,6 @@ fn s3_store(
     })
 }
 
-/// An HTTP(S) document: the whole URL is the store (its query kept), the key is empty.
 /// HDFS through its WebHDFS (or HttpFS) REST API: `NameNode` is `host:port` (an RPC
 /// address, mapped to its HTTP address by the settings, 8020 to 9870 by default) or the
 /// HTTP address itself (`webhdfs://host:port`, `swebhdfs://`, `http(s)://`). The user and a
@@ -304,6 +308,7 @@ fn hdfs_store(
     })
 }
 
+/// An HTTP(S) document: the whole URL is the store (its query kept), the key is empty.
 fn http_store(
     url: &str,
     credential: Option<&Credential>,
