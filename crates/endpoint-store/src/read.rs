@@ -353,12 +353,10 @@ impl RecordSource for PrefixSource {
                 Some(l) => l,
                 None => {
                     let metas = list_prefix(&self.at).await?;
-                    if let Some(m) = metas.iter().find(|m| {
-                        m.location
-                            .as_ref()
-                            .to_ascii_lowercase()
-                            .ends_with(".parquet")
-                    }) {
+                    if let Some(m) = metas
+                        .iter()
+                        .find(|m| crate::is_parquet(m.location.as_ref()))
+                    {
                         return Err(crate::parquet_refusal(&object_name(
                             &self.at.store,
                             m.location.as_ref(),
