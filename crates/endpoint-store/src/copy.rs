@@ -36,7 +36,7 @@ fn on_own_runtime<T: Send>(
 
 /// Copies the object `at` to `dest` (written beside it, then renamed into place).
 pub(crate) fn fetch(at: &Located, dest: &Path) -> Result<u64> {
-    if at.prefix {
+    if at.is_prefix() {
         return Err(Error::endpoint(
             at.name(),
             "a prefix is not one file: name the object to fetch",
@@ -50,11 +50,10 @@ pub(crate) fn fetch(at: &Located, dest: &Path) -> Result<u64> {
             .unwrap_or_default()
     ));
     let copied = on_own_runtime(&name, async {
-        let path = at.path()?;
         let store = &at.store;
         let got = store
             .client
-            .get(&path)
+            .get(&at.path)
             .await
             .map_err(|e| store_error(store, &at.key, "reading", e))?;
         let mut stream = got.into_stream();
@@ -92,14 +91,14 @@ pub(crate) fn fetch(at: &Located, dest: &Path) -> Result<u64> {
 /// Copies the local file `src` to the object `at` (under it, by the file's name, when `at`
 /// is a prefix), as a multipart upload when it is larger than a part.
 pub(crate) fn store(at: &Located, src: &Path, settings: &StoreSettings) -> Result<u64> {
-    let at = if at.prefix {
+    let at = if at.is_prefix() {
         let file = src
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .ok_or_else(|| {
                 Error::endpoint(at.name(), format!("{} names no file", src.display()))
             })?;
-        at.object(format!("{}{file}", at.key))
+        at.object(format!("{}{file}", at.key))?
     } else {
         at.clone()
     };

@@ -98,7 +98,7 @@ impl Opener for Stores {
         {
             return Err(parquet_refusal(&at.name()));
         }
-        if at.prefix && d.skip_to.is_some() {
+        if at.is_prefix() && d.skip_to.is_some() {
             return Err(Error::descriptor(
                 "SkipTo",
                 "a byte offset needs one object, not a prefix",
@@ -106,7 +106,7 @@ impl Opener for Stores {
         }
         let (codec, settings, skip) = (req.codec.clone(), self.settings.clone(), d.skip_to);
         let open = move || -> Result<Box<dyn RecordSource>> {
-            Ok(if at.prefix {
+            Ok(if at.is_prefix() {
                 Box::new(read::PrefixSource::new(
                     at.clone(),
                     codec.clone(),
@@ -140,7 +140,7 @@ impl Opener for Stores {
                 "Parquet to S3 is not supported yet",
             ));
         }
-        Ok(if at.prefix {
+        Ok(if at.is_prefix() {
             Box::new(write::RollingSink::open(
                 at,
                 req.codec,

@@ -89,22 +89,20 @@ pub(crate) async fn open_body(
     settings: &StoreSettings,
     skip: u64,
 ) -> Result<(BodyReader, ObjectMeta)> {
-    let path = at.path()?;
-    let store = at.store.clone();
+    let store = &at.store;
     let options = GetOptions {
         range: (skip > 0).then_some(GetRange::Offset(skip)),
         ..GetOptions::default()
     };
     let got = store
         .client
-        .get_opts(&path, options)
+        .get_opts(&at.path, options)
         .await
-        .map_err(|e| store_error(&store, &at.key, "reading", e))?;
+        .map_err(|e| store_error(store, &at.key, "reading", e))?;
     let meta = got.meta.clone();
     let (tx, rx) = mpsc::channel(CHUNKS_AHEAD);
     let transfer = Transfer {
         at: at.clone(),
-        path,
         etag: meta.e_tag.clone(),
         offset: got.range.start,
         end: got.range.end,
@@ -126,7 +124,6 @@ pub(crate) async fn open_body(
 /// stopped (a range read checked against the object's ETag), a few times in a row at most.
 struct Transfer {
     at: Located,
-    path: object_store::path::Path,
     etag: Option<String>,
     offset: u64,
     end: u64,
@@ -207,7 +204,7 @@ impl Transfer {
                 if_match: self.etag.clone(),
                 ..GetOptions::default()
             };
-            match store.client.get_opts(&self.path, options).await {
+            match store.client.get_opts(&self.at.path, options).await {
                 Ok(got) => return Ok(got.into_stream()),
                 Err(e) if kind(&e) == Kind::Passing => continue,
                 Err(e) => return Err(store_error(store, &self.at.key, "reading", e).to_string()),
@@ -326,11 +323,10 @@ impl PrefixSource {
 
 /// The keys of the objects under `at` (a prefix), in key order, empty ones left out.
 pub(crate) async fn list_prefix(at: &Located) -> Result<Vec<ObjectMeta>> {
-    let path = at.path()?;
     let store = &at.store;
     let mut metas: Vec<ObjectMeta> = store
         .client
-        .list(Some(&path))
+        .list(Some(&at.path))
         .try_collect()
         .await
         .map_err(|e| store_error(store, &at.key, "listing", e))?;
@@ -372,7 +368,7 @@ impl RecordSource for PrefixSource {
             let Some(key) = listed.pop_front() else {
                 return Ok(None);
             };
-            let at = self.at.object(key);
+            let at = self.at.object(key)?;
             self.current = Some(
                 ObjectSource::new(at, self.codec.clone(), self.settings.clone()).naming_itself(),
             );

@@ -383,6 +383,19 @@ async fn missing_buckets_keys_and_servers_are_clear_errors_naming_them() {
             .contains("Parquet from S3 is not supported yet"),
         "{e}"
     );
+    // A key the store's paths cannot hold is refused at open, before anything is read or
+    // written.
+    let odd = moto.descriptor("here", "in//x.jsonl", "");
+    for e in [
+        registry.open_source(&odd, &odd.codec_config()).err(),
+        registry.open_sink(&odd, &odd.codec_config()).err(),
+    ] {
+        let e = e.unwrap().to_string();
+        assert!(
+            e.starts_with("s3://here/in//x.jsonl: the key cannot be used as it is written"),
+            "{e}"
+        );
+    }
     // An unresolved secret reference is not sent as a key.
     let unresolved = StreamDescriptor::parse(
         r#"{"Transport": {"Type": "S3", "Bucket": "here", "ObjectKey": "k",
