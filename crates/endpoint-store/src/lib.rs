@@ -153,7 +153,7 @@ impl Opener for Stores {
 
     fn fetch_file(&self, req: &OpenRequest<'_>, dest: &std::path::Path) -> Result<u64> {
         let at = target::locate(req, &self.settings)?;
-        copy::fetch(&at, dest)
+        copy::fetch(&at, dest, &self.settings)
     }
 
     fn store_file(&self, req: &OpenRequest<'_>, src: &std::path::Path) -> Result<u64> {

@@ -527,14 +527,26 @@ async fn http_documents_are_read_with_their_credentials_and_statuses_named() {
             .unwrap(),
         [r#"{"a":1,"b":"x"}@"#]
     );
-    // A transfer cut in the middle is taken up where it stopped (a range request).
+    // A transfer cut in the middle is taken up where it stopped (a range request checked
+    // against the ETag), for an input and a fetched file alike: by the endpoint itself, the
+    // client's own retries turned off.
     let many: String = (0..50_000).map(|i| format!("{i}\n")).collect();
     std::fs::write(dir.path().join("many.jsonl"), &many).unwrap();
-    let got = read(format!("{}/cut/many.jsonl", open.url()))
-        .await
-        .unwrap();
+    let resuming = support::registry(endpoint_store::StoreSettings {
+        max_retries: 0,
+        ..support::settings()
+    });
+    let cut = StreamDescriptor::parse(&format!("{}/cut/many.jsonl", open.url())).unwrap();
+    let mut source = resuming.open_source(&cut, &cut.codec_config()).unwrap();
+    let got = support::drain(&mut source).await.unwrap();
     assert_eq!(got.len(), 50_000);
     assert_eq!(got[49_999], "49999@");
+    let fetched = dir.path().join("fetched.jsonl");
+    assert_eq!(
+        resuming.fetch_file(&cut, &fetched).unwrap(),
+        many.len() as u64
+    );
+    assert!(std::fs::read_to_string(&fetched).unwrap() == many);
     // Redirects are followed.
     assert_eq!(
         read(format!("{}/redirect/in.jsonl", open.url()))
