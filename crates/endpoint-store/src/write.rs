@@ -376,7 +376,7 @@ impl RollingSink {
                 Some(n) => n,
                 None => next_part_number(&self.at).await?,
             };
-            self.next = Some(n + 1);
+            self.next = Some(part_after(&self.at, n)?);
             let key = format!("{}part-{n:08}-{}.{}", self.at.key, self.run, self.extension);
             let at = self.at.object(key)?;
             self.current = Some(ObjectWriter::open(&at, &self.codec, &self.settings)?);
@@ -476,7 +476,20 @@ async fn next_part_number(at: &Located) -> Result<u64> {
             digits[..end].parse::<u64>().ok()
         })
         .max();
-    Ok(highest.map_or(0, |h| h + 1))
+    highest.map_or(Ok(0), |h| part_after(at, h))
+}
+
+/// The part number after `n` (the prefix's objects may hold any number).
+fn part_after(at: &Located, n: u64) -> Result<u64> {
+    n.checked_add(1).ok_or_else(|| {
+        Error::endpoint(
+            at.name(),
+            format!(
+                "the prefix holds an object numbered part-{n}, the highest number there can \
+                 be: write under another prefix"
+            ),
+        )
+    })
 }
 
 /// A short name no other sink is likely to draw: 8 hex digits from a randomly seeded hash of

@@ -305,6 +305,18 @@ async fn a_prefix_output_completes_an_object_per_flush_and_numbers_on_after_what
     assert!(sized.len() >= 2, "{sized:?}");
     let mut source = small.open_source(&d, &d.codec_config()).unwrap();
     assert_eq!(support::values(&mut source).await.unwrap().len(), 60);
+
+    // A part number already at the top of the range is refused by name, not wrapped to 0.
+    moto.put("roll", &format!("top/part-{}-x.csv", u64::MAX), b"id\n1\n");
+    let d = moto.descriptor("roll", "top/", r#", "Encoding": "csv""#);
+    let mut sink = registry.open_sink(&d, &d.codec_config()).unwrap();
+    let e = sink.write_batch(batch(1..2)).await.unwrap_err().to_string();
+    assert!(
+        e.starts_with(
+            "s3://roll/top/: the prefix holds an object numbered part-18446744073709551615"
+        ),
+        "{e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
