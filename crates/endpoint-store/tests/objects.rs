@@ -27,6 +27,19 @@ fn batch(range: std::ops::Range<u64>) -> Vec<OutRecord> {
     range.map(record).collect()
 }
 
+/// Writes `n` records of `bytes` each, a batch each.
+async fn write_big_records(sink: &mut Box<dyn RecordSink>, n: u64, bytes: usize) {
+    let big = Value::String("y".repeat(bytes));
+    for i in 1..=n {
+        let rec = OutRecord {
+            value: big.clone(),
+            position: Position::record(i),
+            meta: None,
+        };
+        sink.write_batch(vec![rec]).await.unwrap();
+    }
+}
+
 async fn error_of(sink: &mut Box<dyn RecordSink>) -> String {
     match sink.finish().await {
         Ok(r) => panic!("finished: {r:?}"),
@@ -192,15 +205,7 @@ async fn one_object_is_durable_only_when_finished_and_a_failed_upload_leaves_not
 
     // Past a part, then failing: the multipart upload is aborted, no object is left.
     let mut sink = registry.open_sink(&d, &d.codec_config()).unwrap();
-    let big = Value::String("y".repeat(1 << 20));
-    for i in 0..12u64 {
-        let rec = OutRecord {
-            value: big.clone(),
-            position: Position::record(i + 1),
-            meta: None,
-        };
-        sink.write_batch(vec![rec]).await.unwrap();
-    }
+    write_big_records(&mut sink, 12, 1 << 20).await; // past a part of 5 MiB
     assert_eq!(moto.uploads_in_progress("out"), 1);
     assert!(sink.flush().await.is_err());
     assert_eq!(moto.uploads_in_progress("out"), 0);
@@ -208,14 +213,7 @@ async fn one_object_is_durable_only_when_finished_and_a_failed_upload_leaves_not
 
     // Dropped without finishing: aborted too.
     let mut sink = registry.open_sink(&d, &d.codec_config()).unwrap();
-    for i in 0..12u64 {
-        let rec = OutRecord {
-            value: big.clone(),
-            position: Position::record(i + 1),
-            meta: None,
-        };
-        sink.write_batch(vec![rec]).await.unwrap();
-    }
+    write_big_records(&mut sink, 12, 1 << 20).await; // past a part of 5 MiB
     assert_eq!(moto.uploads_in_progress("out"), 1);
     drop(sink);
     let mut left = 1;
@@ -291,15 +289,7 @@ async fn a_prefix_output_completes_an_object_per_flush_and_numbers_on_after_what
     let small = support::registry(settings);
     let d = moto.descriptor("roll", "sized/", r#", "Encoding": "json""#);
     let mut sink = small.open_sink(&d, &d.codec_config()).unwrap();
-    let big = Value::String("z".repeat(100 << 10));
-    for i in 1..=60u64 {
-        let rec = OutRecord {
-            value: big.clone(),
-            position: Position::record(i),
-            meta: None,
-        };
-        sink.write_batch(vec![rec]).await.unwrap();
-    }
+    write_big_records(&mut sink, 60, 100 << 10).await;
     assert_eq!(sink.finish().await.unwrap().records, 60);
     let sized = moto.list("roll", "sized/");
     assert!(sized.len() >= 2, "{sized:?}");
