@@ -382,7 +382,7 @@ async fn missing_buckets_keys_and_servers_are_clear_errors_naming_them() {
     let e = registry.open_source(&pq, &pq.codec_config()).err().unwrap();
     assert!(
         e.to_string()
-            .contains("Parquet from S3 is not supported yet"),
+            .contains("reading Parquet from S3, HDFS or HTTP is not supported yet"),
         "{e}"
     );
     // A key the store's paths cannot hold is refused at open, before anything is read or
@@ -576,6 +576,15 @@ async fn http_documents_are_read_with_their_credentials_and_statuses_named() {
         .await
         .unwrap_err();
     assert!(!e.is_retriable() && e.to_string().contains("418"), "{e}");
+    // Parquet is refused, the URL's query aside.
+    let e = read(format!("{}/t.parquet?v=2", open.url()))
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("reading Parquet from S3, HDFS or HTTP is not supported yet"),
+        "{e}"
+    );
     // An output is refused.
     let d = StreamDescriptor::parse(&format!("{}/out.jsonl", open.url())).unwrap();
     assert!(registry.open_sink(&d, &d.codec_config()).is_err());
