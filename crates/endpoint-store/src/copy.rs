@@ -6,11 +6,9 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
-use object_store::ObjectStoreExt;
 use runtime_core::{Error, Result};
 
-use crate::error::store_error;
+use crate::read::open_body;
 use crate::settings::StoreSettings;
 use crate::target::Located;
 use crate::write::Upload;
@@ -34,9 +32,10 @@ fn on_own_runtime<T: Send>(
     })
 }
 
-/// Copies the object `at` to `dest` (written beside it, then renamed into place).
-pub(crate) fn fetch(at: &Located, dest: &Path) -> Result<u64> {
-    if at.prefix {
+/// Copies the object `at` to `dest` (written beside it, then renamed into place), through the
+/// transfer an input reads with: a cut in the middle is taken up where it stopped.
+pub(crate) fn fetch(at: &Located, dest: &Path, settings: &StoreSettings) -> Result<u64> {
+    if at.is_prefix() {
         return Err(Error::endpoint(
             at.name(),
             "a prefix is not one file: name the object to fetch",
@@ -50,19 +49,11 @@ pub(crate) fn fetch(at: &Located, dest: &Path) -> Result<u64> {
             .unwrap_or_default()
     ));
     let copied = on_own_runtime(&name, async {
-        let path = at.path()?;
-        let store = &at.store;
-        let got = store
-            .client
-            .get(&path)
-            .await
-            .map_err(|e| store_error(store, &at.key, "reading", e))?;
-        let mut stream = got.into_stream();
+        let mut body = open_body(at, settings, 0).await?;
         let mut file = std::fs::File::create(&partial)
             .map_err(|e| Error::io(format!("cannot create {}", partial.display()), e))?;
         let mut bytes = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| store_error(store, &at.key, "reading", e))?;
+        while let Some(chunk) = body.next_chunk().await? {
             // This thread is the copy's own: blocking writes hold nobody up.
             file.write_all(&chunk)
                 .map_err(|e| Error::io(format!("cannot write {}", partial.display()), e))?;
@@ -92,14 +83,14 @@ pub(crate) fn fetch(at: &Located, dest: &Path) -> Result<u64> {
 /// Copies the local file `src` to the object `at` (under it, by the file's name, when `at`
 /// is a prefix), as a multipart upload when it is larger than a part.
 pub(crate) fn store(at: &Located, src: &Path, settings: &StoreSettings) -> Result<u64> {
-    let at = if at.prefix {
+    let at = if at.is_prefix() {
         let file = src
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .ok_or_else(|| {
                 Error::endpoint(at.name(), format!("{} names no file", src.display()))
             })?;
-        at.object(format!("{}{file}", at.key))
+        at.object(format!("{}{file}", at.key))?
     } else {
         at.clone()
     };

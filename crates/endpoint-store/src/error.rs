@@ -109,17 +109,12 @@ fn transport_failure(e: &(dyn std::error::Error + 'static)) -> bool {
             );
         }
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind as K;
-            if matches!(
-                io.kind(),
-                K::ConnectionRefused
-                    | K::ConnectionReset
-                    | K::ConnectionAborted
-                    | K::NotConnected
-                    | K::BrokenPipe
-                    | K::TimedOut
-                    | K::UnexpectedEof
-            ) {
+            // The runtime's passing kinds, and a body that ended before its length: the
+            // connection dropped mid-transfer.
+            let kind = io.kind();
+            if kind == std::io::ErrorKind::UnexpectedEof
+                || Error::io(String::new(), kind.into()).is_retriable()
+            {
                 return true;
             }
         }
@@ -208,5 +203,14 @@ mod tests {
                 .as_deref(),
             Some("NoSuchKey: The specified key does not exist.")
         );
+    }
+
+    #[test]
+    fn a_dropped_connection_is_passing_and_a_missing_file_is_not() {
+        use std::io::{Error as Io, ErrorKind as K};
+        for kind in [K::ConnectionReset, K::TimedOut, K::UnexpectedEof] {
+            assert!(transport_failure(&Io::from(kind)), "{kind:?}");
+        }
+        assert!(!transport_failure(&Io::from(K::NotFound)));
     }
 }

@@ -73,7 +73,11 @@ impl Stores {
 
 /// The refusal of a Parquet object, until the codecs read Parquet by random access.
 pub(crate) fn parquet_refusal(name: &str) -> Error {
-    Error::endpoint(name, "Parquet from S3 is not supported yet")
+    Error::endpoint(
+        name,
+        "reading Parquet from S3, HDFS or HTTP is not supported yet: copy the object to a \
+         local file and read that",
+    )
 }
 
 fn is_parquet(key: &str) -> bool {
@@ -93,12 +97,12 @@ impl Opener for Stores {
             ));
         }
         let at = target::locate(req, &self.settings)?;
-        if is_parquet(&at.key)
-            || (matches!(d.transport, Transport::Http { .. }) && is_parquet(&at.name()))
-        {
-            return Err(parquet_refusal(&at.name()));
+        // The name ends as the key does (an HTTP document's, without its query, as its path).
+        let name = at.name();
+        if is_parquet(&name) {
+            return Err(parquet_refusal(&name));
         }
-        if at.prefix && d.skip_to.is_some() {
+        if at.is_prefix() && d.skip_to.is_some() {
             return Err(Error::descriptor(
                 "SkipTo",
                 "a byte offset needs one object, not a prefix",
@@ -106,7 +110,7 @@ impl Opener for Stores {
         }
         let (codec, settings, skip) = (req.codec.clone(), self.settings.clone(), d.skip_to);
         let open = move || -> Result<Box<dyn RecordSource>> {
-            Ok(if at.prefix {
+            Ok(if at.is_prefix() {
                 Box::new(read::PrefixSource::new(
                     at.clone(),
                     codec.clone(),
@@ -137,10 +141,11 @@ impl Opener for Stores {
         if is_parquet(&at.key) {
             return Err(Error::endpoint(
                 at.name(),
-                "Parquet to S3 is not supported yet",
+                "writing Parquet to S3 or HDFS is not supported yet: write a local file and \
+                 store that",
             ));
         }
-        Ok(if at.prefix {
+        Ok(if at.is_prefix() {
             Box::new(write::RollingSink::open(
                 at,
                 req.codec,
@@ -153,7 +158,7 @@ impl Opener for Stores {
 
     fn fetch_file(&self, req: &OpenRequest<'_>, dest: &std::path::Path) -> Result<u64> {
         let at = target::locate(req, &self.settings)?;
-        copy::fetch(&at, dest)
+        copy::fetch(&at, dest, &self.settings)
     }
 
     fn store_file(&self, req: &OpenRequest<'_>, src: &std::path::Path) -> Result<u64> {

@@ -33,15 +33,42 @@ enum Piece {
     /// The object ended where it should.
     End,
     /// The transfer failed for good.
-    Failed(String),
+    Failed(Error),
 }
 
-/// The reading side of a transfer, for the decoder on the blocking pool.
+/// The reading side of a transfer: a `BufRead` for the decoder on the blocking pool, or
+/// [`BodyReader::next_chunk`] on the runtime.
 pub(crate) struct BodyReader {
     rx: mpsc::Receiver<Piece>,
     chunk: Bytes,
     ended: bool,
     name: String,
+}
+
+impl BodyReader {
+    /// The object's next bytes as the server sent them, `None` at its end.
+    pub(crate) async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
+        if self.ended {
+            return Ok(None);
+        }
+        let piece = self.rx.recv().await;
+        self.take(piece)
+    }
+
+    fn take(&mut self, piece: Option<Piece>) -> Result<Option<Bytes>> {
+        match piece {
+            Some(Piece::Bytes(b)) => Ok(Some(b)),
+            Some(Piece::End) => {
+                self.ended = true;
+                Ok(None)
+            }
+            Some(Piece::Failed(e)) => Err(e),
+            None => Err(Error::endpoint(
+                &self.name,
+                "the transfer stopped before the end of the object",
+            )),
+        }
+    }
 }
 
 impl Read for BodyReader {
@@ -60,18 +87,13 @@ impl Read for BodyReader {
 impl BufRead for BodyReader {
     fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
         while self.chunk.is_empty() && !self.ended {
-            match self.rx.blocking_recv() {
-                Some(Piece::Bytes(b)) => self.chunk = b,
-                Some(Piece::End) => self.ended = true,
+            let piece = self.rx.blocking_recv();
+            match self.take(piece) {
+                Ok(Some(b)) => self.chunk = b,
+                Ok(None) => {}
                 // Not a passing kind of I/O error: the decoder cannot take the stream up
                 // again, so a retry of the read would end it as if whole.
-                Some(Piece::Failed(why)) => return Err(std::io::Error::other(why)),
-                None => {
-                    return Err(std::io::Error::other(format!(
-                        "{}: the transfer stopped before the end of the object",
-                        self.name
-                    )))
-                }
+                Err(e) => return Err(std::io::Error::other(e)),
             }
         }
         Ok(&self.chunk)
@@ -88,45 +110,38 @@ pub(crate) async fn open_body(
     at: &Located,
     settings: &StoreSettings,
     skip: u64,
-) -> Result<(BodyReader, ObjectMeta)> {
-    let path = at.path()?;
-    let store = at.store.clone();
+) -> Result<BodyReader> {
+    let store = &at.store;
     let options = GetOptions {
         range: (skip > 0).then_some(GetRange::Offset(skip)),
         ..GetOptions::default()
     };
     let got = store
         .client
-        .get_opts(&path, options)
+        .get_opts(&at.path, options)
         .await
-        .map_err(|e| store_error(&store, &at.key, "reading", e))?;
-    let meta = got.meta.clone();
+        .map_err(|e| store_error(store, &at.key, "reading", e))?;
     let (tx, rx) = mpsc::channel(CHUNKS_AHEAD);
     let transfer = Transfer {
         at: at.clone(),
-        path,
-        etag: meta.e_tag.clone(),
+        etag: got.meta.e_tag.clone(),
         offset: got.range.start,
         end: got.range.end,
         resumes: settings.read_resumes,
     };
     tokio::spawn(transfer.run(got.into_stream(), tx));
-    Ok((
-        BodyReader {
-            rx,
-            chunk: Bytes::new(),
-            ended: false,
-            name: at.name(),
-        },
-        meta,
-    ))
+    Ok(BodyReader {
+        rx,
+        chunk: Bytes::new(),
+        ended: false,
+        name: at.name(),
+    })
 }
 
 /// One object's bytes from the store to a reader: a cut in the middle is taken up where it
 /// stopped (a range read checked against the object's ETag), a few times in a row at most.
 struct Transfer {
     at: Located,
-    path: object_store::path::Path,
     etag: Option<String>,
     offset: u64,
     end: u64,
@@ -175,23 +190,29 @@ impl Transfer {
         &mut self,
         failures: &mut u32,
         why: &str,
-    ) -> std::result::Result<BoxStream<'static, object_store::Result<Bytes>>, String> {
+    ) -> Result<BoxStream<'static, object_store::Result<Bytes>>> {
         let store = &self.at.store;
         let name = self.at.name();
         loop {
             *failures += 1;
             if self.etag.is_none() {
-                return Err(store.scrub(&format!(
-                    "{name}: the transfer broke at byte {} ({why}) and cannot be taken up \
-                     (the server gave no ETag to check the object against)",
-                    self.offset
-                )));
+                return Err(Error::endpoint(
+                    name,
+                    store.scrub(&format!(
+                        "the transfer broke at byte {} ({why}) and cannot be taken up (the \
+                         server gave no ETag to check the object against)",
+                        self.offset
+                    )),
+                ));
             }
             if *failures > self.resumes {
-                return Err(store.scrub(&format!(
-                    "{name}: the transfer broke at byte {} {} times in a row ({why})",
-                    self.offset, self.resumes
-                )));
+                return Err(Error::endpoint(
+                    name,
+                    store.scrub(&format!(
+                        "the transfer broke at byte {} {} times in a row ({why})",
+                        self.offset, self.resumes
+                    )),
+                ));
             }
             let wait =
                 Duration::from_millis(100u64 << (*failures).min(6)).min(Duration::from_secs(5));
@@ -207,10 +228,10 @@ impl Transfer {
                 if_match: self.etag.clone(),
                 ..GetOptions::default()
             };
-            match store.client.get_opts(&self.path, options).await {
+            match store.client.get_opts(&self.at.path, options).await {
                 Ok(got) => return Ok(got.into_stream()),
                 Err(e) if kind(&e) == Kind::Passing => continue,
-                Err(e) => return Err(store_error(store, &self.at.key, "reading", e).to_string()),
+                Err(e) => return Err(store_error(store, &self.at.key, "reading", e)),
             }
         }
     }
@@ -264,7 +285,7 @@ impl RecordSource for ObjectSource {
                 State::Done => return Ok(None),
                 State::Unopened => {
                     // A failure here leaves it unopened: a retry asks again.
-                    let (reader, _) = open_body(&self.at, &self.settings, self.skip).await?;
+                    let reader = open_body(&self.at, &self.settings, self.skip).await?;
                     let (name, codec) = (self.at.name(), self.codec.clone());
                     let source = tokio::task::spawn_blocking(move || {
                         FileSource::from_reader(name, reader, &codec)
@@ -326,11 +347,10 @@ impl PrefixSource {
 
 /// The keys of the objects under `at` (a prefix), in key order, empty ones left out.
 pub(crate) async fn list_prefix(at: &Located) -> Result<Vec<ObjectMeta>> {
-    let path = at.path()?;
     let store = &at.store;
     let mut metas: Vec<ObjectMeta> = store
         .client
-        .list(Some(&path))
+        .list(Some(&at.path))
         .try_collect()
         .await
         .map_err(|e| store_error(store, &at.key, "listing", e))?;
@@ -353,12 +373,10 @@ impl RecordSource for PrefixSource {
                 Some(l) => l,
                 None => {
                     let metas = list_prefix(&self.at).await?;
-                    if let Some(m) = metas.iter().find(|m| {
-                        m.location
-                            .as_ref()
-                            .to_ascii_lowercase()
-                            .ends_with(".parquet")
-                    }) {
+                    if let Some(m) = metas
+                        .iter()
+                        .find(|m| crate::is_parquet(m.location.as_ref()))
+                    {
                         return Err(crate::parquet_refusal(&object_name(
                             &self.at.store,
                             m.location.as_ref(),
@@ -374,7 +392,7 @@ impl RecordSource for PrefixSource {
             let Some(key) = listed.pop_front() else {
                 return Ok(None);
             };
-            let at = self.at.object(key);
+            let at = self.at.object(key)?;
             self.current = Some(
                 ObjectSource::new(at, self.codec.clone(), self.settings.clone()).naming_itself(),
             );

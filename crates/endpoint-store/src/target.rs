@@ -31,12 +31,17 @@ pub(crate) struct Store {
 }
 
 impl Store {
-    /// `text` with every secret of this store replaced.
+    /// `text` with every secret of this store replaced by [`endpoints::REDACTED`].
+    ///
+    /// Not [`endpoints::redact`], which finds secrets by their form (`password=`, a URL's
+    /// `user:password@`) in text a user wrote: a store's client and server echo the values
+    /// themselves, without a key naming them (a bearer token, a URL's whole query whatever
+    /// its parameters are called), and this store knows exactly which they are.
     pub fn scrub(&self, text: &str) -> String {
         let mut out = text.to_owned();
         for s in &self.secrets {
             if !s.is_empty() {
-                out = out.replace(s.as_str(), endpoints::descriptor::HIDDEN);
+                out = out.replace(s.as_str(), endpoints::REDACTED);
             }
         }
         out
@@ -49,28 +54,38 @@ pub(crate) struct Located {
     pub store: Arc<Store>,
     /// The key as the descriptor gives it (a prefix ends with `/`).
     pub key: String,
-    /// Whether the key names every object under it (it ends with `/`).
-    pub prefix: bool,
+    /// The key as a store path (a prefix without its `/`): a key the store's paths cannot
+    /// hold is refused when it is located, before anything is read or written.
+    pub path: Path,
 }
 
 impl Located {
+    fn new(store: Arc<Store>, key: String) -> Result<Located> {
+        let path = Path::parse(key.trim_end_matches('/')).map_err(|e| {
+            Error::endpoint(
+                object_name(&store, &key),
+                format!(
+                    "the key cannot be used as it is written ({e}): keys with empty parts (//), \
+                     '.' or '..' parts, or characters such as % # [ ] {{ }} are not supported yet"
+                ),
+            )
+        })?;
+        Ok(Located { store, key, path })
+    }
+
+    /// Whether the key names every object under it (it ends with `/`).
+    pub fn is_prefix(&self) -> bool {
+        self.key.ends_with('/')
+    }
+
     /// The object's (or prefix's) name: `s3://bucket/key`, the URL.
     pub fn name(&self) -> String {
         object_name(&self.store, &self.key)
     }
 
-    /// The key as a store path (a prefix without its `/`).
-    pub fn path(&self) -> Result<Path> {
-        key_path(&self.store, &self.key)
-    }
-
     /// The object `key` of the same store.
-    pub fn object(&self, key: String) -> Located {
-        Located {
-            store: self.store.clone(),
-            prefix: key.ends_with('/'),
-            key,
-        }
+    pub fn object(&self, key: String) -> Result<Located> {
+        Located::new(self.store.clone(), key)
     }
 }
 
@@ -80,19 +95,6 @@ pub(crate) fn object_name(store: &Store, key: &str) -> String {
     } else {
         format!("{}/{key}", store.root)
     }
-}
-
-pub(crate) fn key_path(store: &Store, key: &str) -> Result<Path> {
-    let trimmed = key.trim_end_matches('/');
-    Path::parse(trimmed).map_err(|e| {
-        Error::endpoint(
-            object_name(store, key),
-            format!(
-                "the key cannot be used as it is written ({e}): keys with empty parts (//), \
-                 '.' or '..' parts, or characters such as % # [ ] {{ }} are not supported yet"
-            ),
-        )
-    })
 }
 
 /// The store and key `req` names.
@@ -234,14 +236,9 @@ fn s3_store(
         identity,
         secrets,
     };
-    Ok(Located {
-        store: Arc::new(store),
-        prefix: s3.object_key.ends_with('/'),
-        key: s3.object_key.clone(),
-    })
+    Located::new(Arc::new(store), s3.object_key.clone())
 }
 
-/// An HTTP(S) document: the whole URL is the store (its query kept), the key is empty.
 /// HDFS through its WebHDFS (or HttpFS) REST API: `NameNode` is `host:port` (an RPC
 /// address, mapped to its HTTP address by the settings, 8020 to 9870 by default) or the
 /// HTTP address itself (`webhdfs://host:port`, `swebhdfs://`, `http(s)://`). The user and a
@@ -289,7 +286,6 @@ fn hdfs_store(
             format!("cannot set up the WebHDFS client: {e}"),
         )
     })?;
-    let key = path.trim_start_matches('/').to_owned();
     let store = Store {
         client: Arc::new(client),
         root: server.clone(),
@@ -297,13 +293,10 @@ fn hdfs_store(
         identity,
         secrets,
     };
-    Ok(Located {
-        store: Arc::new(store),
-        prefix: key.ends_with('/'),
-        key,
-    })
+    Located::new(Arc::new(store), path.trim_start_matches('/').to_owned())
 }
 
+/// An HTTP(S) document: the whole URL is the store (its query kept), the key is empty.
 fn http_store(
     url: &str,
     credential: Option<&Credential>,
@@ -391,11 +384,7 @@ fn http_store(
         identity,
         secrets,
     };
-    Ok(Located {
-        store: Arc::new(store),
-        key: String::new(),
-        prefix: false,
-    })
+    Located::new(Arc::new(store), String::new())
 }
 
 /// A URL's percent-encoded user or password, decoded.

@@ -111,8 +111,7 @@ impl Upload {
             }
             UploadState::Small(chunks, _) => {
                 let chunks = std::mem::take(chunks);
-                let path = self.at.path()?;
-                match self.at.store.client.put_multipart(&path).await {
+                match self.at.store.client.put_multipart(&self.at.path).await {
                     Ok(upload) => {
                         let mut parts =
                             WriteMultipart::new_with_chunk_size(upload, self.part_bytes);
@@ -147,12 +146,11 @@ impl Upload {
         match std::mem::replace(&mut self.state, UploadState::Done) {
             UploadState::Done => Ok(()),
             UploadState::Small(chunks, _) => {
-                let path = self.at.path()?;
                 let payload: PutPayload = chunks.into_iter().collect();
                 self.at
                     .store
                     .client
-                    .put_opts(&path, payload, Default::default())
+                    .put_opts(&self.at.path, payload, Default::default())
                     .await
                     .map(|_| ())
                     .map_err(|e| self.error(e))
@@ -378,9 +376,9 @@ impl RollingSink {
                 Some(n) => n,
                 None => next_part_number(&self.at).await?,
             };
-            self.next = Some(n + 1);
+            self.next = Some(part_after(&self.at, n)?);
             let key = format!("{}part-{n:08}-{}.{}", self.at.key, self.run, self.extension);
-            let at = self.at.object(key);
+            let at = self.at.object(key)?;
             self.current = Some(ObjectWriter::open(&at, &self.codec, &self.settings)?);
         }
         self.current
@@ -461,11 +459,10 @@ impl RecordSink for RollingSink {
 
 /// The number after the highest `part-NNNNNNNN` directly under the prefix, or 0.
 async fn next_part_number(at: &Located) -> Result<u64> {
-    let path = at.path()?;
     let store = &at.store;
     let listed: Vec<object_store::ObjectMeta> = store
         .client
-        .list(Some(&path))
+        .list(Some(&at.path))
         .try_collect()
         .await
         .map_err(|e| store_error(store, &at.key, "listing", e))?;
@@ -479,7 +476,20 @@ async fn next_part_number(at: &Located) -> Result<u64> {
             digits[..end].parse::<u64>().ok()
         })
         .max();
-    Ok(highest.map_or(0, |h| h + 1))
+    highest.map_or(Ok(0), |h| part_after(at, h))
+}
+
+/// The part number after `n` (the prefix's objects may hold any number).
+fn part_after(at: &Located, n: u64) -> Result<u64> {
+    n.checked_add(1).ok_or_else(|| {
+        Error::endpoint(
+            at.name(),
+            format!(
+                "the prefix holds an object numbered part-{n}, the highest number there can \
+                 be: write under another prefix"
+            ),
+        )
+    })
 }
 
 /// A short name no other sink is likely to draw: 8 hex digits from a randomly seeded hash of

@@ -26,7 +26,7 @@ struct Objects {
 impl Objects {
     fn new() -> Objects {
         let moto = Moto::start();
-        moto.bucket(BUCKET);
+        moto.create_bucket(BUCKET);
         Objects {
             moto,
             registry: support::registry(support::settings()),
@@ -57,7 +57,7 @@ impl SourceFixture for Objects {
             bytes.extend_from_slice(m);
             bytes.push(b'\n');
         }
-        support::put(&self.moto.client(BUCKET), &key, bytes).await;
+        self.moto.put(BUCKET, &key, &bytes);
         Ok(key)
     }
 

@@ -8,9 +8,10 @@ mod support;
 use std::time::Duration;
 
 use endpoints::{Credential, Credentials, StreamDescriptor};
+use object_store::ObjectStoreExt;
 use runtime_core::{OutRecord, Position, RecordSink, Value};
 use support::{Moto, KEY_ID, SECRET};
-use test_servers::HttpFiles;
+use test_servers::{HttpFiles, S3Server};
 
 fn record(i: u64) -> OutRecord {
     let mut m = runtime_core::Map::new();
@@ -26,6 +27,19 @@ fn batch(range: std::ops::Range<u64>) -> Vec<OutRecord> {
     range.map(record).collect()
 }
 
+/// Writes `n` records of `bytes` each, a batch each.
+async fn write_big_records(sink: &mut Box<dyn RecordSink>, n: u64, bytes: usize) {
+    let big = Value::String("y".repeat(bytes));
+    for i in 1..=n {
+        let rec = OutRecord {
+            value: big.clone(),
+            position: Position::record(i),
+            meta: None,
+        };
+        sink.write_batch(vec![rec]).await.unwrap();
+    }
+}
+
 async fn error_of(sink: &mut Box<dyn RecordSink>) -> String {
     match sink.finish().await {
         Ok(r) => panic!("finished: {r:?}"),
@@ -36,14 +50,13 @@ async fn error_of(sink: &mut Box<dyn RecordSink>) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_prefix_reads_every_object_under_it_in_key_order() {
     let moto = Moto::start();
-    moto.bucket("days");
-    let c = moto.client("days");
-    support::put(&c, "day=2/b.jsonl", b"3\n4\n".to_vec()).await;
-    support::put(&c, "day=1/z.jsonl", b"2\n".to_vec()).await;
-    support::put(&c, "day=1/a.jsonl", b"1\n".to_vec()).await;
-    support::put(&c, "day=1/_SUCCESS", Vec::new()).await;
-    support::put(&c, "day=10/x.jsonl", b"5\n".to_vec()).await;
-    support::put(&c, "other.jsonl", b"99\n".to_vec()).await;
+    moto.create_bucket("days");
+    moto.put("days", "day=2/b.jsonl", b"3\n4\n");
+    moto.put("days", "day=1/z.jsonl", b"2\n");
+    moto.put("days", "day=1/a.jsonl", b"1\n");
+    moto.put("days", "day=1/_SUCCESS", b"");
+    moto.put("days", "day=10/x.jsonl", b"5\n");
+    moto.put("days", "other.jsonl", b"99\n");
     let registry = support::registry(support::settings());
 
     let d = moto.descriptor("days", "day=1/", r#", "Encoding": "json""#);
@@ -95,7 +108,7 @@ async fn a_prefix_reads_every_object_under_it_in_key_order() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_object_of_several_parts_goes_up_and_comes_back_byte_for_byte() {
     let moto = Moto::start();
-    moto.bucket("big");
+    moto.create_bucket("big");
     let registry = support::registry(support::settings());
     // 23 MiB of lines of raw bytes: five parts of 5 MiB.
     let line = |i: usize| format!("{i:08} {}\n", "x".repeat(1000 + i % 37));
@@ -120,8 +133,8 @@ async fn an_object_of_several_parts_goes_up_and_comes_back_byte_for_byte() {
     let report = sink.finish().await.unwrap();
     assert_eq!(report.records, 22_000);
     assert_eq!(report.location.as_deref(), Some("s3://big/whole.txt"));
-    assert_eq!(support::uploads_in_progress(&moto, "big"), 0);
-    let got = support::get(&moto.client("big"), "whole.txt").await;
+    assert_eq!(moto.uploads_in_progress("big"), 0);
+    let got = moto.get("big", "whole.txt").unwrap();
     assert!(
         got == expected,
         "{} bytes back, {} written",
@@ -174,7 +187,7 @@ async fn an_object_of_several_parts_goes_up_and_comes_back_byte_for_byte() {
 #[tokio::test(flavor = "multi_thread")]
 async fn one_object_is_durable_only_when_finished_and_a_failed_upload_leaves_nothing() {
     let moto = Moto::start();
-    moto.bucket("out");
+    moto.create_bucket("out");
     let registry = support::registry(support::settings());
 
     // Nothing is visible before the end; a flush with records in it is refused by name.
@@ -182,7 +195,7 @@ async fn one_object_is_durable_only_when_finished_and_a_failed_upload_leaves_not
     let mut sink = registry.open_sink(&d, &d.codec_config()).unwrap();
     sink.flush().await.unwrap();
     sink.write_batch(batch(1..11)).await.unwrap();
-    assert!(support::keys(&moto.client("out")).await.is_empty());
+    assert!(moto.list("out", "").is_empty());
     let err = sink.flush().await.unwrap_err().to_string();
     assert!(
         err.starts_with("s3://out/scores.jsonl: ") && err.contains("name a prefix ending in /"),
@@ -192,49 +205,34 @@ async fn one_object_is_durable_only_when_finished_and_a_failed_upload_leaves_not
 
     // Past a part, then failing: the multipart upload is aborted, no object is left.
     let mut sink = registry.open_sink(&d, &d.codec_config()).unwrap();
-    let big = Value::String("y".repeat(1 << 20));
-    for i in 0..12u64 {
-        let rec = OutRecord {
-            value: big.clone(),
-            position: Position::record(i + 1),
-            meta: None,
-        };
-        sink.write_batch(vec![rec]).await.unwrap();
-    }
-    assert_eq!(support::uploads_in_progress(&moto, "out"), 1);
+    write_big_records(&mut sink, 12, 1 << 20).await; // past a part of 5 MiB
+    assert_eq!(moto.uploads_in_progress("out"), 1);
     assert!(sink.flush().await.is_err());
-    assert_eq!(support::uploads_in_progress(&moto, "out"), 0);
+    assert_eq!(moto.uploads_in_progress("out"), 0);
     drop(sink);
 
     // Dropped without finishing: aborted too.
     let mut sink = registry.open_sink(&d, &d.codec_config()).unwrap();
-    for i in 0..12u64 {
-        let rec = OutRecord {
-            value: big.clone(),
-            position: Position::record(i + 1),
-            meta: None,
-        };
-        sink.write_batch(vec![rec]).await.unwrap();
-    }
-    assert_eq!(support::uploads_in_progress(&moto, "out"), 1);
+    write_big_records(&mut sink, 12, 1 << 20).await; // past a part of 5 MiB
+    assert_eq!(moto.uploads_in_progress("out"), 1);
     drop(sink);
     let mut left = 1;
     for _ in 0..100 {
-        left = support::uploads_in_progress(&moto, "out");
+        left = moto.uploads_in_progress("out");
         if left == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(left, 0, "the dropped sink's upload is aborted");
-    assert!(support::keys(&moto.client("out")).await.is_empty());
+    assert!(moto.list("out", "").is_empty());
 
     // Finished: one object with every record.
     let mut sink = registry.open_sink(&d, &d.codec_config()).unwrap();
     sink.write_batch(batch(1..4)).await.unwrap();
     sink.finish().await.unwrap();
     assert_eq!(
-        support::get(&moto.client("out"), "scores.jsonl").await,
+        moto.get("out", "scores.jsonl").unwrap(),
         b"{\"id\":1}\n{\"id\":2}\n{\"id\":3}\n"
     );
 }
@@ -242,10 +240,9 @@ async fn one_object_is_durable_only_when_finished_and_a_failed_upload_leaves_not
 #[tokio::test(flavor = "multi_thread")]
 async fn a_prefix_output_completes_an_object_per_flush_and_numbers_on_after_what_is_there() {
     let moto = Moto::start();
-    moto.bucket("roll");
+    moto.create_bucket("roll");
     let registry = support::registry(support::settings());
     let d = moto.descriptor("roll", "scores/", r#", "Encoding": "csv""#);
-    let client = moto.client("roll");
 
     let mut sink = registry.open_sink(&d, &d.codec_config()).unwrap();
     sink.write_batch(batch(1..3)).await.unwrap();
@@ -256,19 +253,19 @@ async fn a_prefix_output_completes_an_object_per_flush_and_numbers_on_after_what
     let report = sink.finish().await.unwrap();
     assert_eq!(report.records, 3);
     assert_eq!(report.location.as_deref(), Some("s3://roll/scores/"));
-    let keys = support::keys(&client).await;
+    let keys = moto.list("roll", "");
     assert_eq!(keys.len(), 2, "{keys:?}");
     assert!(keys[0].starts_with("scores/part-00000000-") && keys[0].ends_with(".csv"));
     assert!(keys[1].starts_with("scores/part-00000001-"), "{keys:?}");
     // Each is a whole CSV file, header and all.
-    assert_eq!(support::get(&client, &keys[0]).await, b"id\n1\n2\n");
-    assert_eq!(support::get(&client, &keys[1]).await, b"id\n3\n");
+    assert_eq!(moto.get("roll", &keys[0]).unwrap(), b"id\n1\n2\n");
+    assert_eq!(moto.get("roll", &keys[1]).unwrap(), b"id\n3\n");
 
     // A second writer numbers on after them; nothing is overwritten.
     let mut sink = registry.open_sink(&d, &d.codec_config()).unwrap();
     sink.write_batch(batch(4..5)).await.unwrap();
     sink.finish().await.unwrap();
-    let keys = support::keys(&client).await;
+    let keys = moto.list("roll", "");
     assert_eq!(keys.len(), 3, "{keys:?}");
     assert!(keys[2].starts_with("scores/part-00000002-"), "{keys:?}");
 
@@ -292,30 +289,30 @@ async fn a_prefix_output_completes_an_object_per_flush_and_numbers_on_after_what
     let small = support::registry(settings);
     let d = moto.descriptor("roll", "sized/", r#", "Encoding": "json""#);
     let mut sink = small.open_sink(&d, &d.codec_config()).unwrap();
-    let big = Value::String("z".repeat(100 << 10));
-    for i in 1..=60u64 {
-        let rec = OutRecord {
-            value: big.clone(),
-            position: Position::record(i),
-            meta: None,
-        };
-        sink.write_batch(vec![rec]).await.unwrap();
-    }
+    write_big_records(&mut sink, 60, 100 << 10).await;
     assert_eq!(sink.finish().await.unwrap().records, 60);
-    let sized: Vec<String> = support::keys(&client)
-        .await
-        .into_iter()
-        .filter(|k| k.starts_with("sized/"))
-        .collect();
+    let sized = moto.list("roll", "sized/");
     assert!(sized.len() >= 2, "{sized:?}");
     let mut source = small.open_source(&d, &d.codec_config()).unwrap();
     assert_eq!(support::values(&mut source).await.unwrap().len(), 60);
+
+    // A part number already at the top of the range is refused by name, not wrapped to 0.
+    moto.put("roll", &format!("top/part-{}-x.csv", u64::MAX), b"id\n1\n");
+    let d = moto.descriptor("roll", "top/", r#", "Encoding": "csv""#);
+    let mut sink = registry.open_sink(&d, &d.codec_config()).unwrap();
+    let e = sink.write_batch(batch(1..2)).await.unwrap_err().to_string();
+    assert!(
+        e.starts_with(
+            "s3://roll/top/: the prefix holds an object numbered part-18446744073709551615"
+        ),
+        "{e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_buckets_keys_and_servers_are_clear_errors_naming_them() {
     let moto = Moto::start();
-    moto.bucket("here");
+    moto.create_bucket("here");
     let registry = support::registry(support::settings());
     let read_err = |d: StreamDescriptor| {
         let registry = registry.clone();
@@ -385,9 +382,22 @@ async fn missing_buckets_keys_and_servers_are_clear_errors_naming_them() {
     let e = registry.open_source(&pq, &pq.codec_config()).err().unwrap();
     assert!(
         e.to_string()
-            .contains("Parquet from S3 is not supported yet"),
+            .contains("reading Parquet from S3, HDFS or HTTP is not supported yet"),
         "{e}"
     );
+    // A key the store's paths cannot hold is refused at open, before anything is read or
+    // written.
+    let odd = moto.descriptor("here", "in//x.jsonl", "");
+    for e in [
+        registry.open_source(&odd, &odd.codec_config()).err(),
+        registry.open_sink(&odd, &odd.codec_config()).err(),
+    ] {
+        let e = e.unwrap().to_string();
+        assert!(
+            e.starts_with("s3://here/in//x.jsonl: the key cannot be used as it is written"),
+            "{e}"
+        );
+    }
     // An unresolved secret reference is not sent as a key.
     let unresolved = StreamDescriptor::parse(
         r#"{"Transport": {"Type": "S3", "Bucket": "here", "ObjectKey": "k",
@@ -407,18 +417,24 @@ async fn missing_buckets_keys_and_servers_are_clear_errors_naming_them() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn wrong_credentials_are_refused_by_name_and_right_ones_come_from_each_source() {
-    let moto = support::AuthMoto::start("locked");
+    let moto = S3Server::start_signed(&["locked"]);
+    let endpoint = moto.endpoint();
+    let (key_id, secret) = moto.access_key().unwrap();
+    support::client(&endpoint, "locked", key_id, secret)
+        .put(&"in.jsonl".into(), b"{\"a\": 1}\n".to_vec().into())
+        .await
+        .unwrap();
     let descriptor = |id: &str, secret: &str| {
         StreamDescriptor::parse(&format!(
             r#"{{"Transport": {{"Type": "S3", "Bucket": "locked", "ObjectKey": "in.jsonl",
                  "EndpointUrl": "{}", "AccessKeyID": "{id}", "SecretAccessKey": "{secret}"}}}}"#,
-            moto.endpoint
+            endpoint
         ))
         .unwrap()
     };
     let registry = support::registry(support::settings());
     let wrong = "wrong-secret-Kx81";
-    let d = descriptor(&moto.key_id, wrong);
+    let d = descriptor(key_id, wrong);
     let mut source = registry.open_source(&d, &d.codec_config()).unwrap();
     let e = source.read_batch(10).await.unwrap_err();
     let text = e.to_string();
@@ -436,20 +452,19 @@ async fn wrong_credentials_are_refused_by_name_and_right_ones_come_from_each_sou
     assert!(!source.describe().contains(wrong));
 
     // The right keys, from the descriptor.
-    let d = descriptor(&moto.key_id, &moto.secret);
+    let d = descriptor(key_id, secret);
     let mut source = registry.open_source(&d, &d.codec_config()).unwrap();
     assert_eq!(support::drain(&mut source).await.unwrap(), [r#"{"a":1}@"#]);
 
     // From a credentials entry for the bucket, the descriptor naming none.
     let bare = StreamDescriptor::parse(&format!(
         r#"{{"Transport": {{"Type": "S3", "Bucket": "locked", "ObjectKey": "in.jsonl",
-             "EndpointUrl": "{}"}}}}"#,
-        moto.endpoint
+             "EndpointUrl": "{endpoint}"}}}}"#
     ))
     .unwrap();
     let mut entry = Credential::for_host("locked");
-    entry.access_key_id = Some(moto.key_id.clone());
-    entry.secret_access_key = Some(moto.secret.clone());
+    entry.access_key_id = Some(key_id.into());
+    entry.secret_access_key = Some(secret.into());
     let with_entry =
         support::registry(support::settings()).with_credentials(Credentials::new(vec![entry]));
     let mut source = with_entry.open_source(&bare, &bare.codec_config()).unwrap();
@@ -457,8 +472,8 @@ async fn wrong_credentials_are_refused_by_name_and_right_ones_come_from_each_sou
 
     // From the engine's settings, the entry absent; and wrong there, named as theirs.
     let mut settings = support::settings();
-    settings.aws.access_key_id = Some(moto.key_id.clone());
-    settings.aws.secret_access_key = Some(moto.secret.clone());
+    settings.aws.access_key_id = Some(key_id.into());
+    settings.aws.secret_access_key = Some(secret.into());
     let mut source = support::registry(settings.clone())
         .open_source(&bare, &bare.codec_config())
         .unwrap();
@@ -477,8 +492,7 @@ async fn wrong_credentials_are_refused_by_name_and_right_ones_come_from_each_sou
     // Writing with wrong keys fails at the upload, named, and leaves nothing.
     let d = StreamDescriptor::parse(&format!(
         r#"{{"Transport": {{"Type": "S3", "Bucket": "locked", "ObjectKey": "out.jsonl",
-             "EndpointUrl": "{}", "AccessKeyID": "{}", "SecretAccessKey": "{wrong}"}}}}"#,
-        moto.endpoint, moto.key_id
+             "EndpointUrl": "{endpoint}", "AccessKeyID": "{key_id}", "SecretAccessKey": "{wrong}"}}}}"#
     ))
     .unwrap();
     let mut sink = registry.open_sink(&d, &d.codec_config()).unwrap();
@@ -515,14 +529,26 @@ async fn http_documents_are_read_with_their_credentials_and_statuses_named() {
             .unwrap(),
         [r#"{"a":1,"b":"x"}@"#]
     );
-    // A transfer cut in the middle is taken up where it stopped (a range request).
+    // A transfer cut in the middle is taken up where it stopped (a range request checked
+    // against the ETag), for an input and a fetched file alike: by the endpoint itself, the
+    // client's own retries turned off.
     let many: String = (0..50_000).map(|i| format!("{i}\n")).collect();
     std::fs::write(dir.path().join("many.jsonl"), &many).unwrap();
-    let got = read(format!("{}/cut/many.jsonl", open.url()))
-        .await
-        .unwrap();
+    let resuming = support::registry(endpoint_store::StoreSettings {
+        max_retries: 0,
+        ..support::settings()
+    });
+    let cut = StreamDescriptor::parse(&format!("{}/cut/many.jsonl", open.url())).unwrap();
+    let mut source = resuming.open_source(&cut, &cut.codec_config()).unwrap();
+    let got = support::drain(&mut source).await.unwrap();
     assert_eq!(got.len(), 50_000);
     assert_eq!(got[49_999], "49999@");
+    let fetched = dir.path().join("fetched.jsonl");
+    assert_eq!(
+        resuming.fetch_file(&cut, &fetched).unwrap(),
+        many.len() as u64
+    );
+    assert!(std::fs::read_to_string(&fetched).unwrap() == many);
     // Redirects are followed.
     assert_eq!(
         read(format!("{}/redirect/in.jsonl", open.url()))
@@ -550,6 +576,15 @@ async fn http_documents_are_read_with_their_credentials_and_statuses_named() {
         .await
         .unwrap_err();
     assert!(!e.is_retriable() && e.to_string().contains("418"), "{e}");
+    // Parquet is refused, the URL's query aside.
+    let e = read(format!("{}/t.parquet?v=2", open.url()))
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("reading Parquet from S3, HDFS or HTTP is not supported yet"),
+        "{e}"
+    );
     // An output is refused.
     let d = StreamDescriptor::parse(&format!("{}/out.jsonl", open.url())).unwrap();
     assert!(registry.open_sink(&d, &d.codec_config()).is_err());
@@ -617,9 +652,8 @@ async fn an_input_whose_server_was_away_reads_once_it_is_back() {
     let e = source.read_batch(10).await.unwrap_err();
     assert!(e.is_retriable(), "{e}");
     // Back: the same source reads from the start.
-    let _moto = support::moto_on(port);
-    test_servers::http(&format!("127.0.0.1:{port}"), "PUT /late HTTP/1.1");
-    let c = support::client(&endpoint, "late", KEY_ID, SECRET);
-    support::put(&c, "in.jsonl", b"1\n2\n".to_vec()).await;
+    let moto = S3Server::start_on(port);
+    moto.create_bucket("late");
+    moto.put("late", "in.jsonl", b"1\n2\n");
     assert_eq!(support::drain(&mut source).await.unwrap(), ["1@", "2@"]);
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::Engine;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as Key;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 use serde_json::{json, Value};
 use test_servers::{HttpFiles, S3Server};
 
@@ -27,6 +27,7 @@ def score(d):
     yield {\"id\": d[\"id\"], \"y\": d[\"x\"] * 2}
 ";
 
+/// A client of object_store's own, for uploading the large object as it is generated.
 fn client(s3: &S3Server, bucket: &str) -> Arc<dyn ObjectStore> {
     // moto takes its time completing a large multipart upload (it joins the parts).
     let options = object_store::ClientOptions::new().with_timeout(Duration::from_secs(600));
@@ -42,46 +43,6 @@ fn client(s3: &S3Server, bucket: &str) -> Arc<dyn ObjectStore> {
             .build()
             .unwrap(),
     )
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn put(store: &Arc<dyn ObjectStore>, key: &str, bytes: Vec<u8>) {
-    runtime()
-        .block_on(store.put(&Key::from(key), PutPayload::from(bytes)))
-        .unwrap();
-}
-
-fn get(store: &Arc<dyn ObjectStore>, key: &str) -> Vec<u8> {
-    runtime().block_on(async {
-        store
-            .get(&Key::from(key))
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap()
-            .to_vec()
-    })
-}
-
-fn keys(store: &Arc<dyn ObjectStore>, prefix: &str) -> Vec<String> {
-    use futures_util::TryStreamExt;
-    runtime().block_on(async {
-        let mut k: Vec<String> = store
-            .list(Some(&Key::from(prefix)))
-            .map_ok(|m| m.location.to_string())
-            .try_collect()
-            .await
-            .unwrap();
-        k.sort();
-        k
-    })
 }
 
 fn input_lines(n: u64) -> Vec<u8> {
@@ -136,9 +97,8 @@ fn scored(bytes: &[u8]) -> Vec<(u64, u64)> {
 fn engine_run_scores_s3_into_s3_and_http_into_a_file() {
     let s3 = S3Server::start();
     s3.create_bucket("data");
-    let store = client(&s3, "data");
-    put(&store, "in/part-a.jsonl", input_lines(300));
-    put(&store, "in/part-b.jsonl", input_lines(200));
+    s3.put("data", "in/part-a.jsonl", &input_lines(300));
+    s3.put("data", "in/part-b.jsonl", &input_lines(200));
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("doubler.py"), MODEL).unwrap();
     let env = aws_env(&s3);
@@ -159,7 +119,7 @@ fn engine_run_scores_s3_into_s3_and_http_into_a_file() {
     let err = common::text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("Records in/out: 300/300"), "{err}");
-    let one = scored(&get(&store, "out/one.jsonl"));
+    let one = scored(&s3.get("data", "out/one.jsonl").unwrap());
     assert_eq!(one.len(), 300);
     assert!(one
         .iter()
@@ -183,9 +143,9 @@ fn engine_run_scores_s3_into_s3_and_http_into_a_file() {
     let err = common::text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("Records in/out: 500/500"), "{err}");
-    let written = keys(&store, "scored");
+    let written = s3.list("data", "scored/");
     assert_eq!(written.len(), 1, "{written:?}");
-    let all = scored(&get(&store, &written[0]));
+    let all = scored(&s3.get("data", &written[0]).unwrap());
     let ids: Vec<u64> = all.iter().map(|(id, _)| *id).collect();
     let expected: Vec<u64> = (0..300).chain(0..200).collect();
     assert_eq!(ids, expected);
@@ -255,8 +215,7 @@ fn engine_run_scores_s3_into_s3_and_http_into_a_file() {
 fn a_deployed_model_streams_s3_to_s3_and_the_api_never_answers_a_secret() {
     let s3 = S3Server::start();
     s3.create_bucket("live");
-    let store = client(&s3, "live");
-    put(&store, "in/batch.jsonl", input_lines(120));
+    s3.put("live", "in/batch.jsonl", &input_lines(120));
     let data = tempfile::tempdir().unwrap();
     // The engine knows no AWS keys of its own: the descriptors carry them.
     let e = Engine::start(
@@ -309,9 +268,10 @@ fn a_deployed_model_streams_s3_to_s3_and_the_api_never_answers_a_secret() {
     // Every record scored into the prefix's objects.
     let mut got = Vec::new();
     for _ in 0..300 {
-        got = keys(&store, "out")
+        got = s3
+            .list("live", "out/")
             .iter()
-            .flat_map(|k| scored(&get(&store, k)))
+            .flat_map(|k| scored(&s3.get("live", k).unwrap()))
             .collect();
         if got.len() >= 120 {
             break;
@@ -360,7 +320,11 @@ fn a_large_object_is_scored_with_the_engines_memory_flat() {
     // Uploaded as it is generated, a multipart upload of 16 MiB parts.
     let pad = "p".repeat(1000);
     let records = large_records();
-    let uploaded: u64 = runtime().block_on(async {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let uploaded: u64 = runtime.block_on(async {
         let upload = store.put_multipart(&Key::from("big.jsonl")).await.unwrap();
         let mut parts = WriteMultipart::new_with_chunk_size(upload, 16 << 20);
         let mut bytes = 0u64;
@@ -446,7 +410,7 @@ fn a_large_object_is_scored_with_the_engines_memory_flat() {
         peak >> 20,
         uploaded >> 20
     );
-    let ids = get(&store, "ids.jsonl");
+    let ids = s3.get("large", "ids.jsonl").unwrap();
     assert_eq!(
         String::from_utf8_lossy(&ids).lines().count() as u64,
         records
