@@ -5,7 +5,9 @@ use std::io;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::*;
-use arrow_array::{Array, RecordBatch};
+use arrow_array::{
+    Array, ArrayAccessor, GenericListArray, OffsetSizeTrait, PrimitiveArray, RecordBatch,
+};
 use arrow_schema::{ArrowError, DataType, TimeUnit};
 use bytes::{Buf, Bytes};
 use parquet::arrow::arrow_reader::{
@@ -462,34 +464,13 @@ fn typed_cells(array: &dyn Array) -> Result<Cell<'_>, String> {
         DataType::Float16 => prim!(Float16Type, |v| Value::Float(f64::from(v))),
         DataType::Float32 => prim!(Float32Type, |v| Value::Float(f64::from(v))),
         DataType::Float64 => prim!(Float64Type, Value::Float),
-        DataType::Utf8 => {
-            let a = array.as_string::<i32>();
-            Box::new(move |i| Value::String(a.value(i).to_owned()))
-        }
-        DataType::LargeUtf8 => {
-            let a = array.as_string::<i64>();
-            Box::new(move |i| Value::String(a.value(i).to_owned()))
-        }
-        DataType::Utf8View => {
-            let a = array.as_string_view();
-            Box::new(move |i| Value::String(a.value(i).to_owned()))
-        }
-        DataType::Binary => {
-            let a = array.as_binary::<i32>();
-            Box::new(move |i| Value::Bytes(a.value(i).to_vec()))
-        }
-        DataType::LargeBinary => {
-            let a = array.as_binary::<i64>();
-            Box::new(move |i| Value::Bytes(a.value(i).to_vec()))
-        }
-        DataType::BinaryView => {
-            let a = array.as_binary_view();
-            Box::new(move |i| Value::Bytes(a.value(i).to_vec()))
-        }
-        DataType::FixedSizeBinary(_) => {
-            let a = array.as_fixed_size_binary();
-            Box::new(move |i| Value::Bytes(a.value(i).to_vec()))
-        }
+        DataType::Utf8 => text(array.as_string::<i32>()),
+        DataType::LargeUtf8 => text(array.as_string::<i64>()),
+        DataType::Utf8View => text(array.as_string_view()),
+        DataType::Binary => binary(array.as_binary::<i32>()),
+        DataType::LargeBinary => binary(array.as_binary::<i64>()),
+        DataType::BinaryView => binary(array.as_binary_view()),
+        DataType::FixedSizeBinary(_) => binary(array.as_fixed_size_binary()),
         DataType::Date32 => prim!(Date32Type, |d: i32| text_or(d.into(), date_text(d.into()))),
         DataType::Date64 => prim!(Date64Type, |ms: i64| text_or(
             ms,
@@ -528,39 +509,13 @@ fn typed_cells(array: &dyn Array) -> Result<Cell<'_>, String> {
             TimeUnit::Microsecond => prim!(DurationMicrosecondType, int),
             TimeUnit::Nanosecond => prim!(DurationNanosecondType, int),
         },
-        DataType::Decimal32(_, s) => {
-            let (a, s) = (array.as_primitive::<Decimal32Type>(), *s);
-            Box::new(move |i| decimal(a.value_as_string(i), s))
-        }
-        DataType::Decimal64(_, s) => {
-            let (a, s) = (array.as_primitive::<Decimal64Type>(), *s);
-            Box::new(move |i| decimal(a.value_as_string(i), s))
-        }
+        DataType::Decimal32(_, s) => decimals(array.as_primitive::<Decimal32Type>(), *s),
+        DataType::Decimal64(_, s) => decimals(array.as_primitive::<Decimal64Type>(), *s),
         DataType::Decimal128(_, 0) => prim!(Decimal128Type, Value::Int),
-        DataType::Decimal128(_, s) => {
-            let (a, s) = (array.as_primitive::<Decimal128Type>(), *s);
-            Box::new(move |i| decimal(a.value_as_string(i), s))
-        }
-        DataType::Decimal256(_, s) => {
-            let (a, s) = (array.as_primitive::<Decimal256Type>(), *s);
-            Box::new(move |i| decimal(a.value_as_string(i), s))
-        }
-        DataType::List(_) => {
-            let a = array.as_list::<i32>();
-            let (items, offsets) = (cells(a.values().as_ref())?, a.value_offsets());
-            Box::new(move |i| {
-                let (from, to) = (offsets[i] as usize, offsets[i + 1] as usize);
-                Value::Array((from..to).map(&items).collect())
-            })
-        }
-        DataType::LargeList(_) => {
-            let a = array.as_list::<i64>();
-            let (items, offsets) = (cells(a.values().as_ref())?, a.value_offsets());
-            Box::new(move |i| {
-                let (from, to) = (offsets[i] as usize, offsets[i + 1] as usize);
-                Value::Array((from..to).map(&items).collect())
-            })
-        }
+        DataType::Decimal128(_, s) => decimals(array.as_primitive::<Decimal128Type>(), *s),
+        DataType::Decimal256(_, s) => decimals(array.as_primitive::<Decimal256Type>(), *s),
+        DataType::List(_) => list(array.as_list::<i32>())?,
+        DataType::LargeList(_) => list(array.as_list::<i64>())?,
         DataType::FixedSizeList(_, n) => {
             let a = array.as_fixed_size_list();
             let (items, n) = (cells(a.values().as_ref())?, *n as usize);
@@ -608,4 +563,24 @@ fn typed_cells(array: &dyn Array) -> Result<Cell<'_>, String> {
         }
         other => return unreadable(other),
     })
+}
+
+fn text<'a>(a: impl ArrayAccessor<Item = &'a str> + 'a) -> Cell<'a> {
+    Box::new(move |i| Value::String(a.value(i).to_owned()))
+}
+
+fn binary<'a>(a: impl ArrayAccessor<Item = &'a [u8]> + 'a) -> Cell<'a> {
+    Box::new(move |i| Value::Bytes(a.value(i).to_vec()))
+}
+
+fn decimals<T: DecimalType>(a: &PrimitiveArray<T>, scale: i8) -> Cell<'_> {
+    Box::new(move |i| decimal(a.value_as_string(i), scale))
+}
+
+fn list<O: OffsetSizeTrait>(a: &GenericListArray<O>) -> Result<Cell<'_>, String> {
+    let (items, offsets) = (cells(a.values().as_ref())?, a.value_offsets());
+    Ok(Box::new(move |i| {
+        let (from, to) = (offsets[i].as_usize(), offsets[i + 1].as_usize());
+        Value::Array((from..to).map(&items).collect())
+    }))
 }
