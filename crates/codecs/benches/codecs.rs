@@ -11,7 +11,9 @@
 //! for the CSV decoder and the csv crate's `StringRecord`, for a ratio that load on a shared
 //! machine shifts less than it shifts two criterion runs made one after the other; the rounds
 //! are timed by the clock and by the thread's CPU time (which leaves out the time other
-//! processes held the CPU, where Linux reports it).
+//! processes held the CPU, where Linux reports it). `CODECS_BENCH_PARQUET_ROUNDS=N` does the
+//! same for the Parquet decoder against parquet's Arrow reader, and for the Parquet encoder
+//! against parquet's `ArrowWriter` writing the same rows from Arrow batches.
 
 use std::io::Write;
 use std::time::Duration;
@@ -137,8 +139,9 @@ fn thread_cpu_ns() -> Option<u64> {
     s.split_whitespace().next()?.parse().ok()
 }
 
-/// Interleaved rounds of the decoder and its floors (one of each per round, in turn): the
-/// medians of each and the median of the per-round ratios, by the clock and by CPU time.
+/// Interleaved rounds of the decoder (or encoder) and its floors (one of each per round, in
+/// turn): the medians of each and the median of the per-round ratios, by the clock and by CPU
+/// time.
 fn rounds(what: &str, n: usize, rounds: usize, ours: &dyn Fn(), floors: &[(&str, &dyn Fn())]) {
     let time = |f: &dyn Fn()| {
         let cpu = thread_cpu_ns();
@@ -169,14 +172,14 @@ fn rounds(what: &str, n: usize, rounds: usize, ours: &dyn Fn(), floors: &[(&str,
                 .collect()
         };
         let mut line = format!(
-            "{what} rounds by {by} time: {rounds}, {n} records; decoder {:.1} ms",
+            "{what} rounds by {by} time: {rounds}, {n} records; ours {:.1} ms",
             median(ms(0))
         );
         for (i, (name, _)) in floors.iter().enumerate() {
             let ratio = median(ms(0).iter().zip(ms(i + 1)).map(|(a, b)| a / b).collect());
             line += &format!(", {name} {:.1} ms (ratio {ratio:.2})", median(ms(i + 1)));
         }
-        eprintln!("{line}; ratio = decoder time / floor time, median of the rounds");
+        eprintln!("{line}; ratio = our time / floor time, median of the rounds");
     }
 }
 
@@ -188,6 +191,34 @@ fn csv_string_records(bytes: &[u8], n: usize) {
         k += 1;
     }
     assert_eq!(k, n);
+}
+
+/// parquet's own reader over `bytes` into Arrow record batches: what the decoder converts to
+/// records.
+fn arrow_batches(bytes: &'static [u8]) -> Vec<arrow_array::RecordBatch> {
+    parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(
+        bytes::Bytes::from_static(bytes),
+        codecs::READ_BATCH_ROWS,
+    )
+    .expect("valid Parquet")
+    .map(|b| b.expect("decodes"))
+    .collect()
+}
+
+/// parquet's `ArrowWriter` writing `batches` as the encoder writes (snappy, row groups of
+/// `ROW_GROUP_ROWS`): what the encoder adds records-to-arrays to.
+fn arrow_write(batches: &[arrow_array::RecordBatch]) {
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(codecs::ROW_GROUP_ROWS))
+        .build();
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(Sink::default(), batches[0].schema(), Some(props))
+            .expect("writer builds");
+    for b in batches {
+        w.write(b).expect("writes");
+    }
+    w.close().expect("closes");
 }
 
 fn env_rounds(var: &str) -> usize {
@@ -318,16 +349,33 @@ fn bench(c: &mut Criterion) {
                 // to records.
                 g.bench_function("floor parquet Arrow batches decode", |b| {
                     b.iter(|| {
-                        let reader =
-                            parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(
-                                bytes::Bytes::from_static(bytes),
-                                codecs::READ_BATCH_ROWS,
-                            )
-                            .expect("valid Parquet");
-                        let k: usize = reader.map(|b| b.expect("decodes").num_rows()).sum();
+                        let k: usize = arrow_batches(bytes).iter().map(|b| b.num_rows()).sum();
                         assert_eq!(k, n);
                     })
                 });
+                let k = env_rounds("CODECS_BENCH_PARQUET_ROUNDS");
+                if k > 0 {
+                    rounds(
+                        "parquet decode",
+                        n,
+                        k,
+                        &|| assert_eq!(decode(cfg, bytes), n),
+                        &[("parquet Arrow batches", &|| {
+                            let k: usize = arrow_batches(bytes).iter().map(|b| b.num_rows()).sum();
+                            assert_eq!(k, n);
+                        })],
+                    );
+                    let batches = arrow_batches(bytes);
+                    rounds(
+                        "parquet encode",
+                        n,
+                        k,
+                        &|| encode(cfg, &vals),
+                        &[("parquet ArrowWriter of Arrow batches", &|| {
+                            arrow_write(&batches)
+                        })],
+                    );
+                }
             }
             _ => {}
         }

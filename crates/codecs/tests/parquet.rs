@@ -645,6 +645,12 @@ fn many_records_make_several_row_groups_read_back_in_order() {
         assert_eq!(r.position.record, k as u64 + 1);
         assert_eq!(r.value.get("i"), Some(&Value::Int(k as i128)));
     }
+    // In batches of 1,000, as the pipeline reads, which cut across the decoder's batches of
+    // 1,024 rows: the same items.
+    let mut dec = open(&path);
+    let mut batched = Vec::new();
+    while dec.next_batch(1000, &mut batched).unwrap() {}
+    assert!(batched == items, "batches of 1,000 read other items");
 }
 
 #[test]

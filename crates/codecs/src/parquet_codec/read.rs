@@ -1,11 +1,12 @@
 //! The Parquet decoder: the footer, then a row group at a time, rows to records.
 
-use std::collections::VecDeque;
 use std::io;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::*;
-use arrow_array::{Array, RecordBatch};
+use arrow_array::{
+    Array, ArrayAccessor, GenericListArray, OffsetSizeTrait, PrimitiveArray, RecordBatch,
+};
 use arrow_schema::{ArrowError, DataType, TimeUnit};
 use bytes::{Buf, Bytes};
 use parquet::arrow::arrow_reader::{
@@ -18,7 +19,8 @@ use runtime_core::{Map, ReadItem, RejectionKind, Value};
 
 use super::types::{date_text, time_text, timestamp_text};
 use super::{RandomAccess, READ_BATCH_ROWS};
-use crate::{position, record, reject, DecodeContext, RecordDecoder};
+use crate::avro::ShortName;
+use crate::{position, record as record_item, reject, DecodeContext, RecordDecoder};
 
 /// The tail read first: most footers fit in it.
 const FOOTER_GUESS: u64 = 64 * 1024;
@@ -174,12 +176,15 @@ struct Group {
     /// The record number after its last row.
     end: u64,
     offset: u64,
+    /// The batch being turned into records, and its next row.
+    batch: Option<(RecordBatch, usize)>,
 }
 
 struct Opened {
     meta: ArrowReaderMetadata,
     len: u64,
-    names: Vec<String>,
+    /// The columns' names, as each row's keys.
+    keys: Vec<Key>,
     next_group: usize,
     group: Option<Group>,
 }
@@ -188,7 +193,8 @@ pub(crate) struct ParquetDecoder {
     input: Box<dyn RandomAccess>,
     ctx: DecodeContext,
     opened: Option<Opened>,
-    pending: VecDeque<ReadItem>,
+    /// [`next_item`](RecordDecoder::next_item)'s batch of one, kept for its allocation.
+    one: Vec<ReadItem>,
     record: u64,
     done: bool,
 }
@@ -199,7 +205,7 @@ impl ParquetDecoder {
             input,
             ctx,
             opened: None,
-            pending: VecDeque::new(),
+            one: Vec::with_capacity(1),
             record: 0,
             done: false,
         }
@@ -229,7 +235,7 @@ impl ParquetDecoder {
             }
         }
         Ok(Some(Opened {
-            names: schema.fields().iter().map(|f| f.name().clone()).collect(),
+            keys: schema.fields().iter().map(|f| Key::new(f.name())).collect(),
             meta,
             len,
             next_group: 0,
@@ -237,43 +243,49 @@ impl ParquetDecoder {
         }))
     }
 
-    fn item(&mut self) -> Result<Option<ReadItem>, runtime_core::Error> {
+    /// Appends up to `max` items to `out`, rows straight from the batch being read;
+    /// `Ok(false)`: the file has no more.
+    fn read_into(
+        &mut self,
+        max: usize,
+        out: &mut Vec<ReadItem>,
+    ) -> Result<bool, runtime_core::Error> {
         if self.opened.is_none() {
             match self.open()? {
                 Some(o) => self.opened = Some(o),
-                None => return Ok(None),
+                None => return Ok(false),
             }
         }
-        loop {
-            if let Some(item) = self.pending.pop_front() {
-                return Ok(Some(item));
-            }
+        let target = out.len().saturating_add(max);
+        while out.len() < target {
             let Some(opened) = self.opened.as_mut() else {
-                return Ok(None);
+                return Ok(false);
             };
             if let Some(group) = opened.group.as_mut() {
-                let names = &opened.names;
-                let reader = &mut group.reader;
-                let next = guarded(|| {
-                    reader
-                        .next()
-                        .map(|b| b.map(|batch| batch_rows(&batch, names)))
-                })
-                .unwrap_or_else(|why| Some(Err(ArrowError::ExternalError(why.into()))));
-                match next {
-                    Some(Ok(rows)) => {
-                        let offset = group.offset;
-                        for value in rows {
-                            self.record += 1;
-                            self.pending
-                                .push_back(record(value, position(self.record, None, offset)));
+                let offset = group.offset;
+                let next = match &mut group.batch {
+                    Some((batch, row)) if *row < batch.num_rows() => {
+                        let rows = *row..batch.num_rows().min(*row + (target - out.len()));
+                        *row = rows.end;
+                        let (keys, record) = (&opened.keys, &mut self.record);
+                        match guarded(|| push_rows(batch, rows, keys, out, record, offset)) {
+                            Ok(()) => continue,
+                            Err(why) => Some(Err(ArrowError::ExternalError(why.into()))),
                         }
                     }
+                    _ => {
+                        let reader = &mut group.reader;
+                        guarded(|| reader.next())
+                            .unwrap_or_else(|why| Some(Err(ArrowError::ExternalError(why.into()))))
+                    }
+                };
+                match next {
+                    Some(Ok(batch)) => group.batch = Some((batch, 0)),
                     Some(Err(e)) => {
-                        let (end, offset, rg) = (group.end, group.offset, group.index);
+                        let (end, rg) = (group.end, group.index);
                         opened.group = None;
-                        let left = end - self.record;
-                        self.pending.push_back(reject(
+                        let left = end.saturating_sub(self.record);
+                        out.push(reject(
                             RejectionKind::Encoding,
                             position(self.record + 1, None, offset),
                             format!(
@@ -293,7 +305,7 @@ impl ParquetDecoder {
             }
             let groups = opened.meta.metadata().num_row_groups();
             if opened.next_group >= groups {
-                return Ok(None);
+                return Ok(false);
             }
             let rg = opened.next_group;
             opened.next_group += 1;
@@ -302,7 +314,7 @@ impl ParquetDecoder {
             let (offset, size) = match row_group_range(&opened.meta, rg, opened.len) {
                 Ok(r) => r,
                 Err(why) => {
-                    self.pending.push_back(reject(
+                    out.push(reject(
                         RejectionKind::Encoding,
                         position(self.record + 1, None, 0),
                         format!("row group {rg} is corrupt ({why}); its {rows} rows are skipped"),
@@ -344,10 +356,11 @@ impl ParquetDecoder {
                         index: rg,
                         end,
                         offset,
+                        batch: None,
                     });
                 }
                 Err(e) => {
-                    self.pending.push_back(reject(
+                    out.push(reject(
                         RejectionKind::Encoding,
                         position(self.record + 1, None, offset),
                         format!(
@@ -358,54 +371,126 @@ impl ParquetDecoder {
                 }
             }
         }
+        Ok(true)
     }
 }
 
 impl RecordDecoder for ParquetDecoder {
     fn next_item(&mut self) -> Option<Result<ReadItem, runtime_core::Error>> {
+        let mut one = std::mem::take(&mut self.one);
+        let item = match self.next_batch(1, &mut one) {
+            Err(e) => Some(Err(e)),
+            Ok(_) => one.pop().map(Ok),
+        };
+        self.one = one;
+        item
+    }
+
+    /// As the default, with each row made a record in its place in `out`.
+    fn next_batch(
+        &mut self,
+        max: usize,
+        out: &mut Vec<ReadItem>,
+    ) -> Result<bool, runtime_core::Error> {
         if self.done {
-            return None;
+            return Ok(false);
         }
-        let item = self.item();
-        crate::fuse(&mut self.done, item)
+        let read = self.read_into(max, out);
+        self.done = !matches!(read, Ok(true));
+        read
     }
 }
 
-/// A batch's rows as records: maps of column name to value, in column order.
-fn batch_rows(batch: &RecordBatch, names: &[String]) -> Vec<Value> {
+/// Rows `rows` of `batch` as records appended to `out`: maps of column name to value, in
+/// column order, numbered on from `record`.
+fn push_rows(
+    batch: &RecordBatch,
+    rows: std::ops::Range<usize>,
+    keys: &[Key],
+    out: &mut Vec<ReadItem>,
+    record: &mut u64,
+    offset: u64,
+) {
     let columns: Vec<Cell<'_>> = batch
         .columns()
         .iter()
         // The footer's columns were checked when the file was opened.
-        .map(|c| cells(c.as_ref()).unwrap_or_else(|_| Box::new(|_| Value::Null)))
+        .map(|c| cells(c.as_ref()).unwrap_or_else(|_| Box::new(|_, _| {})))
         .collect();
-    (0..batch.num_rows())
-        .map(|row| {
-            let mut m = Map::with_capacity(columns.len());
-            for (name, cell) in names.iter().zip(&columns) {
-                m.push(name.as_str(), cell(row));
-            }
-            Value::Map(m)
-        })
-        .collect()
+    out.reserve(rows.len());
+    for row in rows {
+        *record += 1;
+        out.push(record_item(
+            map_at(keys, &columns, row),
+            position(*record, None, offset),
+        ));
+    }
 }
 
-/// One column's value at a row, its type dispatched once per batch.
-type Cell<'a> = Box<dyn Fn(usize) -> Value + 'a>;
+/// The map of `keys` to the values of `cells` at `row`. The entries are made first, keys
+/// copied and values null, and each value is then put in its place (see the Avro datum
+/// walker's `read_into`): a value returned and then moved would be copied once more, in
+/// loads of the stores just made.
+#[inline]
+fn map_at(keys: &[Key], cells: &[Cell<'_>], row: usize) -> Value {
+    let mut entries: Vec<(Value, Value)> = keys.iter().map(|k| (k.value(), Value::Null)).collect();
+    for ((_, v), cell) in entries.iter_mut().zip(cells) {
+        cell(row, v);
+    }
+    Value::Map(Map::from(entries))
+}
+
+/// A column or struct field name as a key, copied once per row: a short name as a fixed
+/// number of bytes (see the Avro datum walker's `ShortName`, which the CSV decoder's keys
+/// use too).
+struct Key {
+    name: String,
+    short: Option<ShortName>,
+}
+
+impl Key {
+    fn new(name: &str) -> Key {
+        Key {
+            name: name.to_owned(),
+            short: ShortName::new(name),
+        }
+    }
+
+    #[inline]
+    fn value(&self) -> Value {
+        Value::String(match &self.short {
+            Some(short) => short.to_owned_string(),
+            None => self.name.clone(),
+        })
+    }
+}
+
+/// Puts one column's value at a row in the slot given, its type dispatched once per batch.
+type Cell<'a> = Box<dyn Fn(usize, &mut Value) + 'a>;
 
 /// The value reader of `array`; an error names a type this decoder does not read.
 fn cells(array: &dyn Array) -> Result<Cell<'_>, String> {
     let inner = typed_cells(array)?;
     Ok(match array.logical_nulls() {
-        Some(nulls) if nulls.null_count() > 0 => Box::new(move |i| {
+        Some(nulls) if nulls.null_count() > 0 => Box::new(move |i, out| {
             if nulls.is_null(i) {
-                Value::Null
+                *out = Value::Null;
             } else {
-                inner(i)
+                inner(i, out);
             }
         }),
         _ => inner,
     })
+}
+
+/// `n` values, each put in place by `fill` from the index of its item.
+fn items(from: usize, to: usize, fill: impl Fn(usize, &mut Value)) -> Vec<Value> {
+    let mut v = Vec::new();
+    v.resize_with(to.saturating_sub(from), Value::default);
+    for (slot, j) in v.iter_mut().zip(from..) {
+        fill(j, slot);
+    }
+    v
 }
 
 fn int(v: impl Into<i128>) -> Value {
@@ -436,7 +521,7 @@ fn typed_cells(array: &dyn Array) -> Result<Cell<'_>, String> {
         ($t:ty, $f:expr) => {{
             let a = array.as_primitive::<$t>();
             let f = $f;
-            Box::new(move |i| f(a.value(i)))
+            Box::new(move |i, out: &mut Value| *out = f(a.value(i)))
         }};
     }
     let unreadable = |dt: &DataType| {
@@ -446,10 +531,10 @@ fn typed_cells(array: &dyn Array) -> Result<Cell<'_>, String> {
     };
     let dt = array.data_type();
     Ok(match dt {
-        DataType::Null => Box::new(|_| Value::Null),
+        DataType::Null => Box::new(|_, out| *out = Value::Null),
         DataType::Boolean => {
             let a = array.as_boolean();
-            Box::new(move |i| Value::Bool(a.value(i)))
+            Box::new(move |i, out| *out = Value::Bool(a.value(i)))
         }
         DataType::Int8 => prim!(Int8Type, int),
         DataType::Int16 => prim!(Int16Type, int),
@@ -462,34 +547,13 @@ fn typed_cells(array: &dyn Array) -> Result<Cell<'_>, String> {
         DataType::Float16 => prim!(Float16Type, |v| Value::Float(f64::from(v))),
         DataType::Float32 => prim!(Float32Type, |v| Value::Float(f64::from(v))),
         DataType::Float64 => prim!(Float64Type, Value::Float),
-        DataType::Utf8 => {
-            let a = array.as_string::<i32>();
-            Box::new(move |i| Value::String(a.value(i).to_owned()))
-        }
-        DataType::LargeUtf8 => {
-            let a = array.as_string::<i64>();
-            Box::new(move |i| Value::String(a.value(i).to_owned()))
-        }
-        DataType::Utf8View => {
-            let a = array.as_string_view();
-            Box::new(move |i| Value::String(a.value(i).to_owned()))
-        }
-        DataType::Binary => {
-            let a = array.as_binary::<i32>();
-            Box::new(move |i| Value::Bytes(a.value(i).to_vec()))
-        }
-        DataType::LargeBinary => {
-            let a = array.as_binary::<i64>();
-            Box::new(move |i| Value::Bytes(a.value(i).to_vec()))
-        }
-        DataType::BinaryView => {
-            let a = array.as_binary_view();
-            Box::new(move |i| Value::Bytes(a.value(i).to_vec()))
-        }
-        DataType::FixedSizeBinary(_) => {
-            let a = array.as_fixed_size_binary();
-            Box::new(move |i| Value::Bytes(a.value(i).to_vec()))
-        }
+        DataType::Utf8 => text(array.as_string::<i32>()),
+        DataType::LargeUtf8 => text(array.as_string::<i64>()),
+        DataType::Utf8View => text(array.as_string_view()),
+        DataType::Binary => binary(array.as_binary::<i32>()),
+        DataType::LargeBinary => binary(array.as_binary::<i64>()),
+        DataType::BinaryView => binary(array.as_binary_view()),
+        DataType::FixedSizeBinary(_) => binary(array.as_fixed_size_binary()),
         DataType::Date32 => prim!(Date32Type, |d: i32| text_or(d.into(), date_text(d.into()))),
         DataType::Date64 => prim!(Date64Type, |ms: i64| text_or(
             ms,
@@ -528,72 +592,44 @@ fn typed_cells(array: &dyn Array) -> Result<Cell<'_>, String> {
             TimeUnit::Microsecond => prim!(DurationMicrosecondType, int),
             TimeUnit::Nanosecond => prim!(DurationNanosecondType, int),
         },
-        DataType::Decimal32(_, s) => {
-            let (a, s) = (array.as_primitive::<Decimal32Type>(), *s);
-            Box::new(move |i| decimal(a.value_as_string(i), s))
-        }
-        DataType::Decimal64(_, s) => {
-            let (a, s) = (array.as_primitive::<Decimal64Type>(), *s);
-            Box::new(move |i| decimal(a.value_as_string(i), s))
-        }
+        DataType::Decimal32(_, s) => decimals(array.as_primitive::<Decimal32Type>(), *s),
+        DataType::Decimal64(_, s) => decimals(array.as_primitive::<Decimal64Type>(), *s),
         DataType::Decimal128(_, 0) => prim!(Decimal128Type, Value::Int),
-        DataType::Decimal128(_, s) => {
-            let (a, s) = (array.as_primitive::<Decimal128Type>(), *s);
-            Box::new(move |i| decimal(a.value_as_string(i), s))
-        }
-        DataType::Decimal256(_, s) => {
-            let (a, s) = (array.as_primitive::<Decimal256Type>(), *s);
-            Box::new(move |i| decimal(a.value_as_string(i), s))
-        }
-        DataType::List(_) => {
-            let a = array.as_list::<i32>();
-            let (items, offsets) = (cells(a.values().as_ref())?, a.value_offsets());
-            Box::new(move |i| {
-                let (from, to) = (offsets[i] as usize, offsets[i + 1] as usize);
-                Value::Array((from..to).map(&items).collect())
-            })
-        }
-        DataType::LargeList(_) => {
-            let a = array.as_list::<i64>();
-            let (items, offsets) = (cells(a.values().as_ref())?, a.value_offsets());
-            Box::new(move |i| {
-                let (from, to) = (offsets[i] as usize, offsets[i + 1] as usize);
-                Value::Array((from..to).map(&items).collect())
-            })
-        }
+        DataType::Decimal128(_, s) => decimals(array.as_primitive::<Decimal128Type>(), *s),
+        DataType::Decimal256(_, s) => decimals(array.as_primitive::<Decimal256Type>(), *s),
+        DataType::List(_) => list(array.as_list::<i32>())?,
+        DataType::LargeList(_) => list(array.as_list::<i64>())?,
         DataType::FixedSizeList(_, n) => {
             let a = array.as_fixed_size_list();
-            let (items, n) = (cells(a.values().as_ref())?, *n as usize);
-            Box::new(move |i| Value::Array((i * n..(i + 1) * n).map(&items).collect()))
+            let (values, n) = (cells(a.values().as_ref())?, *n as usize);
+            Box::new(move |i, out| {
+                *out = Value::Array(items(i * n, (i + 1) * n, &values));
+            })
         }
         DataType::Struct(fields) => {
             let a = array.as_struct();
-            let children = fields
+            let keys: Vec<Key> = fields.iter().map(|f| Key::new(f.name())).collect();
+            let children = a
+                .columns()
                 .iter()
-                .zip(a.columns())
-                .map(|(f, c)| Ok((f.name().as_str(), cells(c.as_ref())?)))
+                .map(|c| cells(c.as_ref()))
                 .collect::<Result<Vec<_>, String>>()?;
-            Box::new(move |i| {
-                let mut m = Map::with_capacity(children.len());
-                for (name, cell) in &children {
-                    m.push(*name, cell(i));
-                }
-                Value::Map(m)
-            })
+            Box::new(move |i, out| *out = map_at(&keys, &children, i))
         }
         DataType::Map(_, _) => {
             let a = array.as_map();
             let keys = cells(a.keys().as_ref())?;
             let values = cells(a.values().as_ref())?;
             let offsets = a.value_offsets();
-            Box::new(move |i| {
+            Box::new(move |i, out| {
                 let (from, to) = (offsets[i] as usize, offsets[i + 1] as usize);
-                Value::Map(
-                    (from..to)
-                        .map(|j| (keys(j), values(j)))
-                        .collect::<Vec<_>>()
-                        .into(),
-                )
+                let mut entries = Vec::new();
+                entries.resize_with(to.saturating_sub(from), Default::default);
+                for ((k, v), j) in entries.iter_mut().zip(from..) {
+                    keys(j, k);
+                    values(j, v);
+                }
+                *out = Value::Map(Map::from(entries));
             })
         }
         DataType::Dictionary(_, _) => {
@@ -601,11 +637,31 @@ fn typed_cells(array: &dyn Array) -> Result<Cell<'_>, String> {
             let values = cells(d.values().as_ref())?;
             if d.values().is_empty() {
                 // No values: every key is null (the nulls are checked before this is called).
-                return Ok(Box::new(|_| Value::Null));
+                return Ok(Box::new(|_, out| *out = Value::Null));
             }
             let keys = d.normalized_keys();
-            Box::new(move |i| values(keys[i]))
+            Box::new(move |i, out| values(keys[i], out))
         }
         other => return unreadable(other),
     })
+}
+
+fn text<'a>(a: impl ArrayAccessor<Item = &'a str> + 'a) -> Cell<'a> {
+    Box::new(move |i, out| *out = Value::String(a.value(i).to_owned()))
+}
+
+fn binary<'a>(a: impl ArrayAccessor<Item = &'a [u8]> + 'a) -> Cell<'a> {
+    Box::new(move |i, out| *out = Value::Bytes(a.value(i).to_vec()))
+}
+
+fn decimals<T: DecimalType>(a: &PrimitiveArray<T>, scale: i8) -> Cell<'_> {
+    Box::new(move |i, out| *out = decimal(a.value_as_string(i), scale))
+}
+
+fn list<O: OffsetSizeTrait>(a: &GenericListArray<O>) -> Result<Cell<'_>, String> {
+    let (values, offsets) = (cells(a.values().as_ref())?, a.value_offsets());
+    Ok(Box::new(move |i, out| {
+        let (from, to) = (offsets[i].as_usize(), offsets[i + 1].as_usize());
+        *out = Value::Array(items(from, to, &values));
+    }))
 }
