@@ -10,7 +10,6 @@ mod common;
 use std::time::Duration;
 
 use common::Engine;
-use engine_client::Client;
 use serde_json::{json, Value};
 use test_servers::{PostgresServer, S3Server, WebHdfsServer};
 
@@ -57,40 +56,6 @@ fn engine(s3: &S3Server, dir: &std::path::Path, config: Value) -> Engine {
             ("AWS_ENDPOINT_URL", endpoint.as_str()),
         ],
     )
-}
-
-fn put(s3: &S3Server, bucket: &str, key: &str, body: &[u8]) {
-    let a = Client::new(&s3.endpoint())
-        .put(
-            &format!("/{bucket}/{key}"),
-            "application/octet-stream",
-            body,
-        )
-        .expect("moto answers");
-    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
-}
-
-/// The object's bytes, read with boto3 (moto refuses an unsigned GET).
-fn get(s3: &S3Server, bucket: &str, key: &str) -> Option<Vec<u8>> {
-    let script = r#"
-import boto3, sys
-c = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1',
-                 aws_access_key_id='k', aws_secret_access_key='s')
-try:
-    body = c.get_object(Bucket=sys.argv[2], Key=sys.argv[3])['Body'].read()
-except (c.exceptions.NoSuchKey, c.exceptions.NoSuchBucket):
-    sys.exit(3)
-sys.stdout.buffer.write(body)
-"#;
-    let out = std::process::Command::new(test_servers::python())
-        .args(["-c", script, &s3.endpoint(), bucket, key])
-        .output()
-        .expect("python runs");
-    match out.status.code() {
-        Some(0) => Some(out.stdout),
-        Some(3) => None,
-        _ => panic!("boto3: {}", String::from_utf8_lossy(&out.stderr)),
-    }
 }
 
 fn model_assets() -> Value {
@@ -147,9 +112,8 @@ fn stores() -> S3Server {
     for b in ["models", "data", "scores"] {
         s3.create_bucket(b);
     }
-    put(&s3, "models", "credit/weights.json", br#"{"w": 2}"#);
-    put(
-        &s3,
+    s3.put("models", "credit/weights.json", br#"{"w": 2}"#);
+    s3.put(
         "data",
         "day=1/applicants.jsonl",
         b"{\"id\": 1, \"v\": 1.5}\n{\"id\": 2, \"v\": 4}\n{\"id\": 3, \"v\": -1}\n",
@@ -173,7 +137,9 @@ fn a_job_reads_writes_and_fetches_its_model_files_from_s3() {
     );
     let id = v["id"].as_str().unwrap();
     assert_eq!(v["jobStatus"], "COMPLETE", "{}", said_about(&e, id));
-    let out = get(&s3, "scores", "day=1/scores.jsonl").expect("the output object");
+    let out = s3
+        .get("scores", "day=1/scores.jsonl")
+        .expect("the output object");
     let scores: Vec<Value> = String::from_utf8(out)
         .unwrap()
         .lines()
@@ -211,10 +177,10 @@ fn a_job_reads_writes_and_fetches_its_model_files_from_s3() {
     let id = v["id"].as_str().unwrap();
     assert_eq!(v["jobStatus"], "COMPLETE", "{}", said_about(&e, id));
     let trained: Value =
-        serde_json::from_slice(&get(&s3, "models", "credit/trained/model.json").unwrap()).unwrap();
+        serde_json::from_slice(&s3.get("models", "credit/trained/model.json").unwrap()).unwrap();
     assert_eq!(trained, json!({"rows": 3, "w": 2}));
     assert_eq!(
-        get(&s3, "models", "credit/trained/coef/all.txt").unwrap(),
+        s3.get("models", "credit/trained/coef/all.txt").unwrap(),
         b"1 2 3\n"
     );
     let (_, result) = e.get(&format!("/api/jobs/{id}/result"));
@@ -418,7 +384,7 @@ fn a_deployed_model_streams_s3_into_postgres() {
     let lines: String = (0..500)
         .map(|i| format!("{{\"id\": {}, \"v\": {i}}}\n", i + 100))
         .collect();
-    put(&s3, "data", "stream/part-0.jsonl", lines.as_bytes());
+    s3.put("data", "stream/part-0.jsonl", lines.as_bytes());
     let dir = tempfile::tempdir().unwrap();
     let e = engine(&s3, dir.path(), db_credentials());
     let doc = json!({
