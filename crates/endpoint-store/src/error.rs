@@ -51,6 +51,14 @@ pub(crate) fn kind(e: &object_store::Error) -> Kind {
         | object_store::Error::Unauthenticated { .. } => Kind::Denied,
         object_store::Error::Precondition { .. } => Kind::Changed,
         _ => {
+            // WebHDFS's own rule decides for its errors; the S3 codes below are not its.
+            if let Some(w) = in_chain::<object_store_webhdfs::Error>(e) {
+                return if w.is_retriable() {
+                    Kind::Passing
+                } else {
+                    Kind::Other
+                };
+            }
             if text.contains("NoSuchBucket") {
                 return Kind::NoBucket;
             }
@@ -92,13 +100,24 @@ pub(crate) fn kind(e: &object_store::Error) -> Kind {
     }
 }
 
+/// The first error of type `T` in the chain from `e`.
+fn in_chain<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut next: Option<&'a (dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if let Some(t) = err.downcast_ref::<T>() {
+            return Some(t);
+        }
+        next = err.source();
+    }
+    None
+}
+
 /// Whether the chain holds a connection-level failure (refused, reset, timed out).
 fn transport_failure(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = next {
-        if let Some(w) = err.downcast_ref::<object_store_webhdfs::Error>() {
-            return w.is_retriable();
-        }
         if let Some(h) = err.downcast_ref::<HttpError>() {
             return matches!(
                 h.kind(),
@@ -212,5 +231,22 @@ mod tests {
             assert!(transport_failure(&Io::from(kind)), "{kind:?}");
         }
         assert!(!transport_failure(&Io::from(K::NotFound)));
+    }
+
+    #[test]
+    fn webhdfs_errors_are_judged_by_its_own_rule_not_by_s3_codes() {
+        let hdfs = |status: u16, body: &str| object_store::Error::Generic {
+            store: "WebHDFS",
+            source: Box::new(object_store_webhdfs::Error::Status {
+                role: "namenode",
+                address: "127.0.0.1:9870".into(),
+                status,
+                body: body.into(),
+            }),
+        };
+        assert_eq!(kind(&hdfs(503, "busy")), Kind::Passing);
+        assert_eq!(kind(&hdfs(429, "")), Kind::Passing);
+        // S3's words in a body mean nothing from a namenode.
+        assert_eq!(kind(&hdfs(400, "AccessDenied; InternalError")), Kind::Other);
     }
 }
