@@ -129,6 +129,10 @@ pub enum JobCommand {
         /// A job parameter as KEY=VALUE (VALUE read as JSON when it parses).
         #[arg(long = "param", short = 'p', value_name = "KEY=VALUE")]
         params: Vec<String>,
+        /// Where the job runs: `local` (the engine's workers) or `spark` (docs/spark.md);
+        /// the engine's default when not given.
+        #[arg(long, value_name = "RUNTIME", value_parser = ["local", "spark"])]
+        runtime: Option<String>,
         /// Wait for the job to finish, showing its progress, and exit with its status (0
         /// SUCCESS, 1 COMPLETE with FAILURE, 2 ERROR or CANCELLED).
         #[arg(long)]
@@ -373,11 +377,17 @@ pub fn job(args: JobArgs) -> i32 {
             model,
             paths,
             params,
+            runtime,
             wait,
             interval,
         } => {
             let wait = wait.then(|| Duration::from_secs(interval));
-            create(&c, json, kind, &model, &paths, &params, wait)
+            let how = Submit {
+                params: &params,
+                runtime: runtime.as_deref(),
+                wait,
+            };
+            create(&c, json, kind, &model, &paths, how)
         }
         JobCommand::Status {
             id,
@@ -667,15 +677,27 @@ fn model_parts(model: &Path) -> Result<Vec<Part>, Failed> {
     Ok(parts)
 }
 
+/// How `engine job create` submits a job, besides its model and files.
+struct Submit<'a> {
+    params: &'a [String],
+    runtime: Option<&'a str>,
+    /// Follow the job, printing its progress this often.
+    wait: Option<Duration>,
+}
+
 fn create(
     c: &Client,
     json: bool,
     kind: JobTypeArg,
     model: &Path,
     paths: &[PathBuf],
-    params: &[String],
-    wait: Option<Duration>,
+    how: Submit<'_>,
 ) -> Result<(), Failed> {
+    let Submit {
+        params,
+        runtime,
+        wait,
+    } = how;
     let Some((output, inputs)) = paths.split_last() else {
         return Err(Failed("give INPUT... OUTPUT".into(), exit::USAGE));
     };
@@ -686,6 +708,9 @@ fn create(
         JobTypeArg::Trainingjob => "trainingjob",
     };
     parts.push(Part::text("jobType", job_type));
+    if let Some(r) = runtime {
+        parts.push(Part::text("runtime", r));
+    }
     for input in inputs {
         let name = input
             .file_name()

@@ -270,6 +270,7 @@ pub fn serve(args: ServeArgs) -> i32 {
             .unwrap_or("unknown")
             .to_owned(),
         registry: crate::transports::registry(&config.kafka_properties, &config.hdfs),
+        spark: spark_runner(&config).ok(),
     };
     return_freed_memory_periodically();
     let grace = std::time::Duration::from_millis(config.shutdown_grace_ms);
@@ -298,6 +299,32 @@ pub fn serve(args: ServeArgs) -> i32 {
             }
         }
     }
+}
+
+/// Runs batch jobs on Spark as `spark` of application.json says. spark-submit starts from
+/// the workers' environment and what Spark, Hadoop and Java read (`SPARK_*`, `HADOOP_*`,
+/// `JAVA_*`, `PYSPARK_*`, `YARN_*`): model code runs in its driver.
+fn spark_runner(config: &Config) -> std::io::Result<spark::Spark> {
+    let mut allowed = config.worker_env.clone();
+    allowed.extend(
+        [
+            "SPARK_*",
+            "HADOOP_*",
+            "JAVA_*",
+            "PYSPARK_*",
+            "YARN_*",
+            "KUBECONFIG",
+        ]
+        .map(String::from),
+    );
+    let env = worker::env::worker_environment(std::env::vars_os(), &allowed);
+    Ok(spark::Spark::new(
+        config.spark.clone(),
+        std::env::current_exe()?,
+        crate::envcache::python().into(),
+    )
+    .with_spark_home(std::env::var_os("SPARK_HOME").map(Into::into))
+    .with_env(env))
 }
 
 /// The runners the service can use. Their workers start from the allow-listed part of

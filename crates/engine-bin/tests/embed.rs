@@ -37,6 +37,7 @@ fn deps() -> Deps {
         release: "embedded".to_owned(),
         built_on: "unknown".to_owned(),
         registry: endpoints::Registry::default(),
+        spark: None,
     }
 }
 

@@ -182,6 +182,9 @@ pub struct Config {
     pub kafka_properties: BTreeMap<String, String>,
     /// `hdfs` of `application.json`: how HDFS is reached through WebHDFS.
     pub hdfs: HdfsConfig,
+    /// `spark` of `application.json`: where batch jobs with `"runtime": "spark"` run
+    /// (docs/spark.md).
+    pub spark: spark::SparkSettings,
 
     // Paths, uploads and retention.
     /// Folders under which job and deployment documents may name local paths; empty: the
@@ -279,6 +282,7 @@ impl fmt::Debug for Config {
                 &self.kafka_properties.keys().collect::<Vec<_>>(),
             )
             .field("hdfs", &self.hdfs)
+            .field("spark", &self.spark)
             .field("allowed_paths", &self.allowed_paths)
             .field("max_request_bytes", &self.max_request_bytes)
             .field("max_upload_bytes", &self.max_upload_bytes)
@@ -318,6 +322,7 @@ impl Default for Config {
             credentials: Credentials::default(),
             kafka_properties: BTreeMap::new(),
             hdfs: HdfsConfig::default(),
+            spark: spark::SparkSettings::default(),
             allowed_paths: Vec::new(),
             max_request_bytes: 16 << 20,
             max_upload_bytes: 1 << 30,
@@ -399,6 +404,7 @@ struct FileConfig {
     credentials: Credentials,
     kafka: Option<KafkaFileConfig>,
     hdfs: Option<HdfsConfig>,
+    spark: Option<spark::SparkSettings>,
     allowed_paths: Option<PathList>,
     max_request_bytes: Option<u64>,
     max_upload_bytes: Option<u64>,
@@ -643,6 +649,9 @@ impl Config {
         }
         if let Some(hdfs) = fc.hdfs {
             self.hdfs = hdfs;
+        }
+        if let Some(spark) = fc.spark {
+            self.spark = spark;
         }
         match fc.allowed_paths {
             Some(PathList::List(l)) => self.allowed_paths = l,

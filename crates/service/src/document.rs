@@ -49,6 +49,10 @@ pub struct JobDocument {
     pub enable_input_schema_checking: bool,
     #[serde(default, deserialize_with = "null_as_default")]
     pub enable_output_schema_checking: bool,
+    /// Where the job runs: `local` (the engine's workers) or `spark` (docs/spark.md);
+    /// absent: the engine's default (`spark.default` of application.json).
+    #[serde(default)]
+    pub runtime: Option<String>,
 }
 
 /// A model deployment: the model and, optionally, the encodings of its REST slots.
@@ -263,6 +267,9 @@ pub struct JobSpec {
     /// Job parameter `relaxRequirements` (`true` or `"true"`): the model's requirements are
     /// installed without their version pins.
     pub relax_requirements: bool,
+    /// `runtime`: `Some(true)` on Spark, `Some(false)` on the engine's workers, `None` as
+    /// the engine's default says.
+    pub on_spark: Option<bool>,
 }
 
 pub fn job_kind(job_type: &str) -> Result<JobKind> {
@@ -310,7 +317,19 @@ impl JobDocument {
                 whole_file: None,
             });
         }
+        let on_spark = match self.runtime.as_deref().map(str::to_ascii_lowercase) {
+            None => None,
+            Some(r) if r == "spark" => Some(true),
+            Some(r) if r == "local" => Some(false),
+            Some(_) => {
+                return Err(Error::BadRequest(format!(
+                    "runtime '{}' is not one of local, spark",
+                    self.runtime.as_deref().unwrap_or_default()
+                )))
+            }
+        };
         Ok(JobSpec {
+            on_spark,
             kind,
             model,
             inputs,

@@ -37,6 +37,7 @@
 //!         release: "1.0.0".to_owned(),
 //!         built_on: "unknown".to_owned(),
 //!         registry: endpoints::Registry::default(),
+//!         spark: None,
 //!     };
 //!     let engine = Engine::open(config, deps).await?;
 //!     // The control API under a prefix of the host's router; the host serves it.
@@ -177,6 +178,8 @@ pub struct Deps {
     /// discard) and those the host registers (Kafka, its own plugins). The engine adds the
     /// configured credentials, and REST for deployed models.
     pub registry: endpoints::Registry,
+    /// Runs batch jobs on Spark (`"runtime": "spark"`); `None`: such jobs are refused.
+    pub spark: Option<spark::Spark>,
 }
 
 /// The engine's state, as the reference names them.
@@ -366,6 +369,7 @@ impl Engine {
             )
             .with_retention(config.job_retention)
             .with_limits(config.limits)
+            .with_spark(deps.spark.clone())
             .with_registry(
                 deps.registry
                     .clone()

@@ -23,6 +23,8 @@ use crate::store::{Finish, JobRow, JobState, Store};
 use crate::time::now_ms;
 use crate::RunnerSet;
 
+mod on_spark;
+
 /// How long a cancelled job gets to stop between batches before its worker is killed.
 const CANCEL_GRACE: Duration = Duration::from_secs(2);
 /// How often a running job's log lines are written to the store.
@@ -82,6 +84,8 @@ pub struct JobQueue {
     retention: crate::config::JobRetention,
     /// Opens jobs' inputs and outputs, with the engine's credentials.
     registry: Arc<Registry>,
+    /// Runs jobs whose runtime is Spark; `None`: they are refused.
+    spark: Option<Arc<spark::Spark>>,
 }
 
 impl JobQueue {
@@ -106,7 +110,15 @@ impl JobQueue {
             stopped_flag: AtomicBool::new(false),
             retention: crate::config::JobRetention::default(),
             registry: Arc::new(Registry::default()),
+            spark: None,
         }
+    }
+
+    /// Runs jobs with `"runtime": "spark"` (and every job, when its settings say Spark is
+    /// the default) on Spark.
+    pub fn with_spark(mut self, spark: Option<spark::Spark>) -> Self {
+        self.spark = spark.map(Arc::new);
+        self
     }
 
     /// Opens jobs' endpoints through `registry` (the host's transports, the configured
@@ -433,6 +445,12 @@ impl JobQueue {
         let spec = tokio::task::spawn_blocking(move || doc.spec())
             .await
             .map_err(|e| Error::Store(format!("job preparation failed: {e}")))??;
+        let on_spark = spec
+            .on_spark
+            .unwrap_or_else(|| self.spark.as_ref().is_some_and(|s| s.settings().default));
+        if on_spark {
+            return self.execute_spark(row, spec, control, kill, log).await;
+        }
         let dir = self.job_dir(&row.id);
         let language = spec
             .model

@@ -46,6 +46,7 @@ mod session;
 pub mod supervisor;
 
 pub use console::ConsoleLimits;
+pub use lifeline::{kill_group, tie_to_engine};
 pub use limits::WorkerLimits;
 pub use progress::ProgressPage;
 pub use serve::{serve, Context, WorkerBackend, PROTOCOL_FD};

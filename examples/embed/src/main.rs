@@ -217,6 +217,7 @@ fn deps() -> std::io::Result<Deps> {
         release: env!("CARGO_PKG_VERSION").to_owned(),
         built_on: "unknown".to_owned(),
         registry: endpoints::Registry::default(),
+        spark: None,
     })
 }
 

@@ -44,6 +44,8 @@ struct JobUpload {
     /// Job parameters as a JSON object.
     params: Option<String>,
     name: Option<String>,
+    /// `local` or `spark` (docs/spark.md); the engine's default when absent.
+    runtime: Option<String>,
 }
 
 /// Submits a batch job as a multipart upload: model source, model files, input files.
@@ -170,6 +172,9 @@ async fn upload_job_into(
     });
     if let Some(name) = form.text("name") {
         doc["name"] = serde_json::Value::String(name);
+    }
+    if let Some(runtime) = form.text("runtime").filter(|r| !r.trim().is_empty()) {
+        doc["runtime"] = serde_json::Value::String(runtime.trim().to_owned());
     }
     if let Some(p) = form.text("params") {
         let params: serde_json::Value = serde_json::from_str(&p)

@@ -1,0 +1,367 @@
+# The driver of a batch job on Spark, run by spark-submit as its primary resource:
+#   spark-submit ... driver.py JOB.json
+# It loads the model, calls its init, then its score, metrics or train function, and writes
+# what became of the job to the outcome file JOB.json names. The engine reads that file;
+# the exit status only tells that the driver ended.
+#
+# Two kinds of model (docs/spark.md):
+# - PySpark models in ModelOp's convention: the function takes (external_inputs,
+#   external_outputs, external_model_assets), lists of asset dicts, and does its own I/O
+#   through Spark.
+# - Record models (a function of one record, as `engine run` scores them): the first input
+#   is read as a DataFrame, each partition is scored by `engine run` on the executor
+#   (the same conventions, the same results as on one machine), and the records yielded are
+#   written as JSON lines under the first output's URL.
+import importlib.util
+import inspect
+import json
+import os
+import site
+import sys
+import traceback
+
+# The engine finds the application in the driver's output by this word.
+APP_MARK = "MODEL_RUNTIME_SPARK_APP"
+# How many failed records' reasons the outcome carries (all are counted).
+FAILURES_KEPT = 20
+
+
+class ModelError(Exception):
+    """A failure with the reason the job gets, and the model's traceback when it has one."""
+
+    def __init__(self, reason, tb=""):
+        super().__init__(reason)
+        self.reason = reason
+        self.tb = tb
+
+
+class Assets(list):
+    """The asset dicts a PySpark model gets: a list, which older models read as a dict
+    (`.values()`, `.items()`, `assets["name"]`) keyed by each asset's name."""
+
+    def _name(self, a):
+        return a.get("name") or a.get("filename") or a.get("fileUrl")
+
+    def values(self):
+        return list(self)
+
+    def keys(self):
+        return [self._name(a) for a in self]
+
+    def items(self):
+        return [(self._name(a), a) for a in self]
+
+    def get(self, key, default=None):
+        for a in self:
+            if self._name(a) == key:
+                return a
+        return default
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            for a in self:
+                if self._name(a) == key:
+                    return a
+            raise KeyError(key)
+        return super().__getitem__(key)
+
+
+def model_traceback(e):
+    """The traceback of `e` without this driver's frames."""
+    tb = e.__traceback__
+    while tb is not None and tb.tb_frame.f_globals.get("__name__") == "__main__":
+        tb = tb.tb_next
+    if tb is None:
+        return ""
+    return "".join(traceback.format_exception(type(e), e, tb))
+
+
+def described(e):
+    text = str(e)
+    name = type(e).__qualname__
+    return f"{name}: {text}" if text else name
+
+
+def arity(fn):
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return 1
+    P = inspect.Parameter
+    n = 0
+    for p in sig.parameters.values():
+        if p.kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD):
+            n += 1
+        elif p.kind is P.VAR_POSITIONAL:
+            return 3
+    return n
+
+
+def load_model(job):
+    work_dir = job["workDir"]
+    for p in job.get("importPaths", []):
+        site.addsitedir(p)
+    os.chdir(work_dir)
+    sys.path.insert(0, work_dir)
+    path = os.path.join(work_dir, job["mainSource"])
+    spec = importlib.util.spec_from_file_location("__model", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["__model"] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:
+        raise ModelError(f"the model failed to load: {described(e)}", model_traceback(e))
+    return module
+
+
+def function(module, name, what):
+    fn = getattr(module, name, None) if name else None
+    if fn is None or not callable(fn):
+        raise ModelError(
+            f"the model has no {what} function (name it with a '# modelop.{what}' comment "
+            "above its definition)"
+        )
+    return fn
+
+
+def spark_session():
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.getActiveSession()
+    if spark is None:
+        spark = SparkSession.builder.getOrCreate()
+    sc = spark.sparkContext
+    print(f"{APP_MARK} {sc.applicationId} {sc.uiWebUrl or '-'}", file=sys.stderr, flush=True)
+    return spark
+
+
+def executor_failure(e):
+    """A Spark failure as (reason, traceback): an executor's Python traceback when the
+    error carries one, else the error's own first line."""
+    text = str(e)
+    at = text.rfind("PythonException:")
+    if at >= 0:
+        tb = text[at + len("PythonException:"):]
+        end = tb.find("\n\tat ")
+        tb = (tb[:end] if end >= 0 else tb).strip()
+        if tb.startswith("'") and tb.endswith("'"):
+            tb = tb[1:-1]
+        lines = [l for l in tb.splitlines() if l.strip()]
+        # The last line of a Python traceback is the exception.
+        reason = lines[-1].strip() if lines else described(e)
+        return f"a Spark task failed: {reason}", tb
+    first = text.strip().splitlines()[0] if text.strip() else described(e)
+    return f"Spark failed: {first}", text[-20000:]
+
+
+# --- record models -------------------------------------------------------------------
+
+INPUT_FORMATS = {
+    "json": "json", "jsonl": "json", "ndjson": "json",
+    "csv": "csv", "parquet": "parquet", "orc": "orc", "avro": "avro", "avro-binary": "avro",
+    "txt": "text", "utf-8": "text",
+    "text": "text",
+}
+
+
+def spark_url(url):
+    """An S3 URL as Hadoop's S3 client reads it (s3a://)."""
+    return "s3a://" + url[len("s3://"):] if url.startswith("s3://") else url
+
+
+def input_format(asset):
+    fmt = (asset.get("fileFormat") or "").lower()
+    if not fmt:
+        url = asset.get("fileUrl") or ""
+        ext = url.rsplit("/", 1)[-1].rsplit(".", 1)
+        fmt = ext[1].lower() if len(ext) == 2 else ""
+    if fmt not in INPUT_FORMATS:
+        raise ModelError(
+            f"input {asset.get('fileUrl')}: cannot tell its format; give 'fileFormat' "
+            f"(one of {', '.join(sorted(set(INPUT_FORMATS.values())))})"
+        )
+    return INPUT_FORMATS[fmt]
+
+
+def score_records(spark, job):
+    from pyspark import SparkFiles
+    from pyspark.accumulators import AccumulatorParam
+
+    # (failed records, the first of their error records): plain values, as tasks send
+    # their updates back pickled.
+    class FailuresParam(AccumulatorParam):
+        def zero(self, value):
+            return (0, [])
+
+        def addInPlace(self, a, b):
+            return (a[0] + b[0], (a[1] + b[1])[:FAILURES_KEPT])
+
+    inputs, outputs = job["inputs"], job["outputs"]
+    if not inputs or not inputs[0].get("fileUrl"):
+        raise ModelError("a record model on Spark reads its first input by its 'fileUrl'")
+    if not outputs or not outputs[0].get("fileUrl"):
+        raise ModelError(
+            "a record model on Spark writes its records under its first output's 'fileUrl' "
+            "(a folder of part files)"
+        )
+    src, dest = inputs[0], spark_url(outputs[0]["fileUrl"])
+    fmt = input_format(src)
+    url = spark_url(src["fileUrl"])
+    if fmt in ("json", "text"):
+        # JSON lines go to the engine as they are: the same records as `engine run` reads.
+        lines = spark.read.text(url).rdd.map(lambda r: r[0])
+    else:
+        reader = spark.read
+        if fmt == "csv":
+            reader = reader.option("header", "true").option("inferSchema", "true")
+        lines = reader.format(fmt).load(url).toJSON()
+
+    sc = spark.sparkContext
+    engine, model_dir = job["engine"], job["workDir"]
+    main_source = job["mainSource"]
+    shipped = not job.get("master", "").startswith("local")
+    if shipped:
+        sc.addFile(engine)
+        sc.addFile(model_dir, recursive=True)
+    counts = {k: sc.accumulator(0) for k in ("in", "out")}
+    failures = sc.accumulator((0, []), FailuresParam())
+    fn_args = job.get("engineRunArgs", [])
+
+    def score_partition(index, rows):
+        import shutil
+        import subprocess
+        import tempfile
+
+        exe, mdir = engine, model_dir
+        if shipped:
+            exe = SparkFiles.get(os.path.basename(engine))
+            mdir = SparkFiles.get(os.path.basename(model_dir.rstrip("/")))
+            if not os.access(exe, os.X_OK):
+                os.chmod(exe, 0o755)
+        tmp = tempfile.mkdtemp(prefix="engine-spark-")
+        try:
+            inp = os.path.join(tmp, "in.jsonl")
+            n = 0
+            with open(inp, "w", encoding="utf-8") as f:
+                for line in rows:
+                    f.write(line)
+                    f.write("\n")
+                    n += 1
+            if n == 0:
+                return
+            out, errs = os.path.join(tmp, "out.jsonl"), os.path.join(tmp, "errors.jsonl")
+            cmd = [exe, "run", mdir, "--source", main_source, "--input", inp, "--output",
+                   out, "--errors", errs, *fn_args]
+            p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            # 0: all scored; 1: done, some records failed (in the error file).
+            if p.returncode not in (0, 1):
+                raise RuntimeError(
+                    f"engine run failed on partition {index} (exit {p.returncode}):\n"
+                    + p.stderr[-8000:]
+                )
+            counts["in"].add(n)
+            failed, kept = 0, []
+            if os.path.exists(errs):
+                with open(errs, encoding="utf-8") as f:
+                    for line in f:
+                        if not line.strip():
+                            continue
+                        failed += 1
+                        if len(kept) < FAILURES_KEPT:
+                            rec = json.loads(line)
+                            rec["partition"] = index
+                            kept.append(rec)
+            failures.add((failed, kept))
+            m = 0
+            with open(out, encoding="utf-8") as f:
+                for line in f:
+                    m += 1
+                    yield line.rstrip("\n")
+            counts["out"].add(m)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    scored = lines.mapPartitionsWithIndex(score_partition)
+    spark.createDataFrame(scored.map(lambda l: (l,)), "value string").write.mode(
+        "overwrite"
+    ).text(dest)
+    failed, kept = failures.value
+    return {
+        "recordsIn": counts["in"].value,
+        "recordsOut": counts["out"].value,
+        "recordsFailed": failed,
+        "failures": kept,
+        "output": dest,
+    }
+
+
+# --- the job --------------------------------------------------------------------------
+
+
+def run(job):
+    module = load_model(job)
+    fns = job["functions"]
+    what = job["function"]
+    init = getattr(module, fns["init"], None) if fns.get("init") else None
+    if init is not None:
+        try:
+            if arity(init) == 0:
+                init()
+            else:
+                raw = job.get("rawJson") or "{}"
+                init({"rawJson": raw, "job": json.loads(raw)})
+        except Exception as e:
+            raise ModelError(f"the model's init failed: {described(e)}", model_traceback(e))
+    fn = function(module, fns.get(what), what)
+    n = arity(fn)
+    spark = spark_session()
+    if n == 1 and what == "score":
+        return {"convention": "records", **score_records(spark, job)}
+    if n == 1:
+        raise ModelError(
+            f"a {what} function of one argument needs every record on one machine: run this "
+            "job without runtime spark, or take (external_inputs, external_outputs, "
+            "external_model_assets)"
+        )
+    args = (Assets(job["inputs"]), Assets(job["outputs"]), Assets(job["modelAssets"]))[:n]
+    try:
+        r = fn(*args)
+        if inspect.isgenerator(r):
+            r = list(r)
+    except ModelError:
+        raise
+    except Exception as e:
+        if type(e).__name__ in ("Py4JJavaError", "PythonException", "SparkException") or type(
+            e
+        ).__module__.startswith(("py4j", "pyspark")):
+            reason, tb = executor_failure(e)
+            raise ModelError(reason, tb + "\n\n" + model_traceback(e))
+        raise ModelError(f"the model's {what} failed: {described(e)}", model_traceback(e))
+    return {"convention": "pyspark"}
+
+
+def main():
+    with open(sys.argv[1], encoding="utf-8") as f:
+        job = json.load(f)
+    try:
+        outcome = {"status": "ok", **run(job)}
+    except ModelError as e:
+        outcome = {"status": "error", "reason": e.reason, "traceback": e.tb}
+    except Exception as e:
+        reason, tb = executor_failure(e)
+        outcome = {"status": "error", "reason": reason, "traceback": tb}
+    with open(job["outcome"] + ".partial", "w", encoding="utf-8") as f:
+        json.dump(outcome, f)
+    os.replace(job["outcome"] + ".partial", job["outcome"])
+    try:
+        from pyspark.sql import SparkSession
+
+        s = SparkSession.getActiveSession()
+        if s is not None:
+            s.stop()
+    except Exception:
+        pass
+
+
+if __name__ == "__main__":
+    main()
