@@ -304,7 +304,7 @@ pub fn serve(args: ServeArgs) -> i32 {
 /// Runs batch jobs on Spark as `spark` of application.json says. spark-submit starts from
 /// the workers' environment and what Spark, Hadoop and Java read (`SPARK_*`, `HADOOP_*`,
 /// `JAVA_*`, `PYSPARK_*`, `YARN_*`): model code runs in its driver.
-fn spark_runner(config: &Config) -> std::io::Result<spark::Spark> {
+fn spark_runner(config: &Config) -> std::io::Result<engine_spark::Spark> {
     let mut allowed = config.worker_env.clone();
     allowed.extend(
         [
@@ -318,7 +318,7 @@ fn spark_runner(config: &Config) -> std::io::Result<spark::Spark> {
         .map(String::from),
     );
     let env = worker::env::worker_environment(std::env::vars_os(), &allowed);
-    Ok(spark::Spark::new(
+    Ok(engine_spark::Spark::new(
         config.spark.clone(),
         std::env::current_exe()?,
         crate::envcache::python().into(),

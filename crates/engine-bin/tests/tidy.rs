@@ -30,6 +30,10 @@ const STARTS_NON_WORKERS: &[&str] = &[
     // uv, pip and venv building an environment, under a timeout of their own; no model
     // code runs in them.
     "environments",
+    // spark-submit: the model's driver runs under Spark's own supervision (executors'
+    // memory is Spark's to limit); its process group is tied to the engine
+    // (worker::tie_to_engine) and killed whole on cancel.
+    "engine-spark",
 ];
 
 /// Dependencies a crate needs although its code never names them. Each is used only through

@@ -184,7 +184,7 @@ pub struct Config {
     pub hdfs: HdfsConfig,
     /// `spark` of `application.json`: where batch jobs with `"runtime": "spark"` run
     /// (docs/spark.md).
-    pub spark: spark::SparkSettings,
+    pub spark: engine_spark::SparkSettings,
 
     // Paths, uploads and retention.
     /// Folders under which job and deployment documents may name local paths; empty: the
@@ -322,7 +322,7 @@ impl Default for Config {
             credentials: Credentials::default(),
             kafka_properties: BTreeMap::new(),
             hdfs: HdfsConfig::default(),
-            spark: spark::SparkSettings::default(),
+            spark: engine_spark::SparkSettings::default(),
             allowed_paths: Vec::new(),
             max_request_bytes: 16 << 20,
             max_upload_bytes: 1 << 30,
@@ -404,7 +404,7 @@ struct FileConfig {
     credentials: Credentials,
     kafka: Option<KafkaFileConfig>,
     hdfs: Option<HdfsConfig>,
-    spark: Option<spark::SparkSettings>,
+    spark: Option<engine_spark::SparkSettings>,
     allowed_paths: Option<PathList>,
     max_request_bytes: Option<u64>,
     max_upload_bytes: Option<u64>,

@@ -179,7 +179,7 @@ pub struct Deps {
     /// configured credentials, and REST for deployed models.
     pub registry: endpoints::Registry,
     /// Runs batch jobs on Spark (`"runtime": "spark"`); `None`: such jobs are refused.
-    pub spark: Option<spark::Spark>,
+    pub spark: Option<engine_spark::Spark>,
 }
 
 /// The engine's state, as the reference names them.

@@ -85,7 +85,7 @@ pub struct JobQueue {
     /// Opens jobs' inputs and outputs, with the engine's credentials.
     registry: Arc<Registry>,
     /// Runs jobs whose runtime is Spark; `None`: they are refused.
-    spark: Option<Arc<spark::Spark>>,
+    spark: Option<Arc<engine_spark::Spark>>,
 }
 
 impl JobQueue {
@@ -116,7 +116,7 @@ impl JobQueue {
 
     /// Runs jobs with `"runtime": "spark"` (and every job, when its settings say Spark is
     /// the default) on Spark.
-    pub fn with_spark(mut self, spark: Option<spark::Spark>) -> Self {
+    pub fn with_spark(mut self, spark: Option<engine_spark::Spark>) -> Self {
         self.spark = spark.map(Arc::new);
         self
     }

@@ -136,21 +136,20 @@ def spark_session():
 
 
 def executor_failure(e):
-    """A Spark failure as (reason, traceback): an executor's Python traceback when the
-    error carries one, else the error's own first line."""
+    """A Spark failure as (reason, traceback): the Python traceback an executor's error
+    carries (Spark quotes it in its own), else the error's own first line."""
     text = str(e)
-    at = text.rfind("PythonException:")
+    at = text.rfind("Traceback (most recent call last):")
     if at >= 0:
-        tb = text[at + len("PythonException:"):]
+        tb = text[at:]
         end = tb.find("\n\tat ")
         tb = (tb[:end] if end >= 0 else tb).strip()
-        if tb.startswith("'") and tb.endswith("'"):
-            tb = tb[1:-1]
-        lines = [l for l in tb.splitlines() if l.strip()]
-        # The last line of a Python traceback is the exception.
-        reason = lines[-1].strip() if lines else described(e)
+        lines = [l.strip() for l in tb.splitlines() if l.strip()]
+        # A traceback ends with its exception.
+        reason = lines[-1].strip("'\"") if lines else described(e)
         return f"a Spark task failed: {reason}", tb
-    first = text.strip().splitlines()[0] if text.strip() else described(e)
+    lines = [l.strip() for l in text.splitlines() if l.strip()]
+    first = lines[0] if lines else described(e)
     return f"Spark failed: {first}", text[-20000:]
 
 
@@ -221,8 +220,15 @@ def score_records(spark, job):
     main_source = job["mainSource"]
     shipped = not job.get("master", "").startswith("local")
     if shipped:
+        # Executors elsewhere get the engine and the model's folder (as an archive, which
+        # each unpacks once) through Spark.
+        import shutil
+
         sc.addFile(engine)
-        sc.addFile(model_dir, recursive=True)
+        archive = shutil.make_archive(
+            os.path.join(os.path.dirname(job["outcome"]), "model-files"), "zip", model_dir
+        )
+        sc.addArchive(archive)
     counts = {k: sc.accumulator(0) for k in ("in", "out")}
     failures = sc.accumulator((0, []), FailuresParam())
     fn_args = job.get("engineRunArgs", [])
@@ -235,7 +241,7 @@ def score_records(spark, job):
         exe, mdir = engine, model_dir
         if shipped:
             exe = SparkFiles.get(os.path.basename(engine))
-            mdir = SparkFiles.get(os.path.basename(model_dir.rstrip("/")))
+            mdir = SparkFiles.get("model-files.zip")
             if not os.access(exe, os.X_OK):
                 os.chmod(exe, 0o755)
         tmp = tempfile.mkdtemp(prefix="engine-spark-")

@@ -19,6 +19,8 @@
 //! No globals, no logger, no environment read: the binary hands in the engine's path, the
 //! Python to use and the environment spark-submit starts from.
 
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read};
@@ -584,5 +586,73 @@ fn relay(stream: Box<dyn Read + Send>, log: &dyn JobLog, seen: &Mutex<Seen>) {
             }
             s.tail.push(line.to_owned());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn job_parameters_override_the_engines_settings() {
+        let engine: SparkSettings = serde_json::from_value(json!({
+            "master": "spark://a:7077",
+            "conf": {"spark.executor.memory": "2g", "spark.executor.cores": 2},
+            "submitArgs": ["--jars", "x.jar"],
+        }))
+        .unwrap();
+        assert_eq!(engine.conf["spark.executor.cores"], "2");
+        let job = engine
+            .for_job(Some(&json!({
+                "spark.master": "local[2]",
+                "spark.executor.memory": 4096,
+                "spark.dynamicAllocation.enabled": true,
+                "sparkSubmitArgs": ["--py-files", "deps.zip"],
+                "threshold": 0.5,
+            })))
+            .unwrap();
+        assert_eq!(job.master, "local[2]");
+        assert_eq!(job.conf["spark.executor.memory"], "4096");
+        assert_eq!(job.conf["spark.dynamicAllocation.enabled"], "true");
+        assert_eq!(
+            job.submit_args,
+            ["--jars", "x.jar", "--py-files", "deps.zip"]
+        );
+        // Parameters not Spark's are the model's, not spark-submit's.
+        assert!(!job.conf.contains_key("threshold"));
+
+        let bad = engine.for_job(Some(&json!({"spark.jars": ["a", "b"]})));
+        assert_eq!(
+            bad.unwrap_err().to_string(),
+            "jobParameters.spark.jars must be a string, a number or a boolean"
+        );
+        let bad = engine.for_job(Some(&json!({"sparkSubmitArgs": "--verbose"})));
+        assert!(bad.is_err());
+        let bad = serde_json::from_value::<SparkSettings>(json!({"conf": {"a": [1]}}));
+        assert!(bad.unwrap_err().to_string().contains("conf.a must be"));
+        let bad = serde_json::from_value::<SparkSettings>(json!({"mastr": "local"}));
+        assert!(bad
+            .unwrap_err()
+            .to_string()
+            .contains("unknown field `mastr`"));
+    }
+
+    #[test]
+    fn a_standalone_master_that_does_not_answer_is_named() {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = free.local_addr().unwrap();
+        assert!(check_master(&format!("spark://{addr}")).is_ok());
+        drop(free);
+        let master = format!("spark://{addr}");
+        let e = check_master(&master).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("the Spark master {master} is unreachable: {addr}")),
+            "{e}"
+        );
+        // Other masters are Spark's to reach.
+        assert!(check_master("local[*]").is_ok());
+        assert!(check_master("yarn").is_ok());
+        assert!(check_master(" ").is_err());
     }
 }

@@ -6,6 +6,7 @@
 //! - [`PostgresServer`]: a private PostgreSQL cluster (Debian's `postgresql`).
 //! - [`MariaDbServer`]: a private MariaDB server (Debian's `mariadb-server`).
 //! - [`WebHdfsServer`]: a WebHDFS namenode and datanode over a temporary folder (in process).
+//! - [`SparkCluster`]: a Spark standalone master and worker (pyspark's `spark-class`).
 //! - [`HttpFiles`]: a folder's files over HTTP (Python's `http.server`), with redirects,
 //!   chosen statuses and Basic or bearer authentication.
 //!
@@ -22,12 +23,14 @@ mod http;
 mod mariadb;
 mod postgres;
 mod s3;
+mod spark;
 mod webhdfs;
 
 pub use http::HttpFiles;
 pub use mariadb::MariaDbServer;
 pub use postgres::PostgresServer;
 pub use s3::S3Server;
+pub use spark::{spark_home, SparkCluster};
 pub use webhdfs::{WebHdfsOptions, WebHdfsRequest, WebHdfsServer};
 
 /// The Python the project builds with (`scripts/env.sh` sets `PYO3_PYTHON`), which

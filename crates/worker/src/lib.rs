@@ -46,9 +46,9 @@ mod session;
 pub mod supervisor;
 
 pub use console::ConsoleLimits;
-pub use lifeline::{kill_group, tie_to_engine};
+pub use lifeline::kill_group;
 pub use limits::WorkerLimits;
 pub use progress::ProgressPage;
 pub use serve::{serve, Context, WorkerBackend, PROTOCOL_FD};
 pub use session::{WorkerCommand, WorkerInfo, WorkerSession};
-pub use supervisor::{describe_exit, Broken, Death, WorkerProcess};
+pub use supervisor::{describe_exit, tie_to_engine, Broken, Death, WorkerProcess};

@@ -60,22 +60,6 @@ pub fn kill_group(pid: u32) {
     }
 }
 
-/// Ties a program the engine starts that is not a worker (`spark-submit`, say) to the engine
-/// as a worker is tied: it leads a process group of its own (killed whole by
-/// [`kill_group`]) and gets SIGHUP when the thread that spawns it exits, so that thread must
-/// wait for it. Such a program has no worker side: SIGHUP's default action (or its own
-/// handler, a JVM's shutdown) ends it.
-pub fn tie_to_engine(cmd: &mut std::process::Command) {
-    use std::os::unix::process::CommandExt;
-    cmd.process_group(0);
-    let engine_pid = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
-    // Safety: the closure runs in the forked child before exec and only calls prctl and
-    // getppid, which are async-signal-safe.
-    unsafe {
-        cmd.pre_exec(move || child_setup(engine_pid));
-    }
-}
-
 // Worker side. Signal handlers can reach only statics; these are written once by `guard`
 // before the handler is installed, in the worker process (never in the engine).
 static ENGINE_PID: AtomicI32 = AtomicI32::new(0);

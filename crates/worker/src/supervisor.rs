@@ -341,6 +341,22 @@ fn high_dup(fd: BorrowedFd<'_>) -> std::io::Result<OwnedFd> {
 }
 
 /// This process's id, for the child to check its parent against.
+/// Ties a program the engine starts that is not a worker (`spark-submit`, say) to the engine
+/// as a worker is tied: it leads a process group of its own (killed whole by
+/// [`crate::kill_group`]) and gets SIGHUP when the thread that spawns it exits, so that thread must
+/// wait for it. Such a program has no worker side: SIGHUP's default action (or its own
+/// handler, a JVM's shutdown) ends it.
+pub fn tie_to_engine(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0);
+    let engine_pid = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
+    // Safety: the closure runs in the forked child before exec and only calls prctl and
+    // getppid, which are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || crate::lifeline::child_setup(engine_pid));
+    }
+}
+
 fn engine_pid() -> libc::pid_t {
     libc::pid_t::try_from(std::process::id()).unwrap_or(0)
 }

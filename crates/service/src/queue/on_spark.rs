@@ -1,6 +1,6 @@
 //! A batch job with `"runtime": "spark"`: the model written to the job's folder and its
 //! environment built as for a job on the engine's workers, then handed to Spark
-//! (`spark::Spark::run`) with the document's assets; the driver's report becomes the job's
+//! (`engine_spark::Spark::run`) with the document's assets; the driver's report becomes the job's
 //! status, counts and reason.
 
 use std::path::Path;
@@ -82,12 +82,12 @@ impl JobQueue {
             )
             .await?;
 
-        let job = spark::SparkJob {
+        let job = engine_spark::SparkJob {
             id: row.id.clone(),
             function: match spec.kind {
-                JobKind::Score => spark::Function::Score,
-                JobKind::Metrics => spark::Function::Metrics,
-                JobKind::Train => spark::Function::Train,
+                JobKind::Score => engine_spark::Function::Score,
+                JobKind::Metrics => engine_spark::Function::Metrics,
+                JobKind::Train => engine_spark::Function::Train,
             },
             model: prepared.model.clone(),
             inputs,
@@ -119,7 +119,7 @@ impl JobQueue {
         let elapsed_ms = started.elapsed().as_millis() as u64;
         Ok(match ran {
             Ok(run) => finished(&spec, &raw, run, elapsed_ms, &log),
-            Err(spark::Error::Stopped) => {
+            Err(engine_spark::Error::Stopped) => {
                 let cancelled = control.is_cancelled();
                 let reason = if cancelled {
                     "cancelled: the Spark application was killed"
@@ -182,7 +182,7 @@ impl JobQueue {
 fn finished(
     spec: &JobSpec,
     raw: &Value,
-    run: spark::SparkRun,
+    run: engine_spark::SparkRun,
     elapsed_ms: u64,
     log: &BufferedLog,
 ) -> Finish {

@@ -1,0 +1,385 @@
+//! Batch jobs on Spark (`"runtime": "spark"`): PySpark models in ModelOp's convention and
+//! record models scored per partition, on `local[2]` and on a real standalone cluster; the
+//! failures a user meets (the model's, an executor's, an unreachable master), and cancel.
+//! Spark starts in some 15 s per job: the jobs share engines and one cluster.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::Engine;
+use serde_json::{json, Value};
+use test_servers::SparkCluster;
+
+/// A record model: init once, a failure on a negative value.
+const RECORDS: &str = r#"
+# modelop.init
+def begin():
+    global factor
+    factor = 3
+
+# modelop.score
+def action(x):
+    if x["v"] < 0:
+        raise ValueError(f"negative v in record {x['id']}")
+    yield {"id": x["id"], "s": x["v"] * factor}
+"#;
+
+/// A PySpark model whose rows fail in an executor.
+const FAILS_IN_EXECUTOR: &str = r#"
+from pyspark.sql import SparkSession
+
+# modelop.score
+def score(external_inputs, external_outputs, external_model_assets):
+    spark = SparkSession.builder.getOrCreate()
+    def check(x):
+        raise ValueError(f"bad row {x}")
+    spark.sparkContext.parallelize([1, 2, 3], 1).map(check).collect()
+"#;
+
+/// A PySpark model that fails in its init.
+const FAILS_IN_INIT: &str = r#"
+# modelop.init
+def begin():
+    raise RuntimeError("no weights here")
+
+# modelop.score
+def score(external_inputs, external_outputs, external_model_assets):
+    pass
+"#;
+
+/// An engine whose jobs run on `master` unless they say otherwise; local paths allowed
+/// under `dir`.
+fn engine(dir: &Path, master: &str) -> Engine {
+    let file = dir.join("application.json");
+    let config = json!({
+        "allowedPaths": [dir],
+        "spark": {"master": master, "conf": {"spark.ui.enabled": false}},
+    });
+    std::fs::write(&file, config.to_string()).unwrap();
+    Engine::start(
+        &dir.join("data"),
+        &[],
+        &[
+            ("ENGINE_CONFIG", file.to_str().unwrap()),
+            ("SPARK_LOCAL_IP", "127.0.0.1"),
+        ],
+    )
+}
+
+fn job(source: &str, inputs: Value, outputs: Value, params: Value) -> Value {
+    json!({
+        "jobType": "MODEL_BATCH_JOB",
+        "runtime": "spark",
+        "model": {"storedModel": {"modelAssets": [{
+            "name": "model.py", "assetType": "SOURCE_CODE", "primaryModelSource": true,
+            "sourceCode": source,
+        }]}},
+        "inputData": inputs,
+        "outputData": outputs,
+        "jobParameters": params,
+    })
+}
+
+fn file_asset(path: &Path) -> Value {
+    json!({"assetType": "EXTERNAL_FILE", "name": path.file_name().unwrap().to_str(),
+           "fileUrl": format!("file://{}", path.display())})
+}
+
+fn submit(e: &Engine, doc: &Value) -> String {
+    let (s, created) = e.send("POST", "/api/jobs", doc);
+    assert_eq!(s, 201, "{created}");
+    created["id"].as_str().expect("an id").to_owned()
+}
+
+/// Waits (3 minutes at most: Spark starts slowly on a shared machine) for job `id` to end.
+fn finished(e: &Engine, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let (_, v) = e.get(&format!("/api/jobs/{id}"));
+        if ["COMPLETE", "ERROR", "CANCELLED"].contains(&v["jobStatus"].as_str().unwrap_or("")) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "job {id} stays {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn log_of(e: &Engine, id: &str) -> String {
+    e.get(&format!("/api/jobs/{id}/log")).1.to_string()
+}
+
+/// The part files of a Spark output folder, in order, as one text.
+fn parts(dir: &Path) -> String {
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|d| d.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("part-")
+        })
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect()
+}
+
+/// 1,000 records, two of them failing.
+fn records(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("records.jsonl");
+    let text: String = (0..1000)
+        .map(|i| {
+            let v = if i == 17 || i == 640 { -1 } else { i % 7 };
+            format!("{{\"id\": {i}, \"v\": {v}}}\n")
+        })
+        .collect();
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The record model's outputs on one machine, by `engine run`.
+fn on_one_machine(dir: &Path, input: &Path) -> String {
+    let model = dir.join("records.py");
+    std::fs::write(&model, RECORDS).unwrap();
+    let out = dir.join("one-machine.jsonl");
+    let run = common::run_engine(&[
+        "run",
+        model.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(run.status.code(), Some(1), "{}", common::text(&run.stderr));
+    std::fs::read_to_string(out).unwrap()
+}
+
+/// Checks a finished record-model job: counts, the same records as one machine, the
+/// failures named.
+fn check_records_job(e: &Engine, id: &str, v: &Value, out: &Path, want: &str) {
+    let log = log_of(e, id);
+    assert_eq!(v["jobStatus"], "COMPLETE", "{v}\n{log}");
+    assert_eq!(v["jobResult"], "FAILURE", "{v}");
+    assert_eq!(v["recordsIn"], 1000, "{v}");
+    assert_eq!(v["recordsOut"], 998, "{v}");
+    assert_eq!(v["recordsFailed"], 2, "{v}");
+    assert_eq!(parts(out), want, "Spark's records differ from engine run's");
+    assert!(log.contains("negative v in record 17"), "{log}");
+    assert!(log.contains("negative v in record 640"), "{log}");
+    assert!(log.contains("Spark application"), "{log}");
+}
+
+#[test]
+fn pyspark_and_record_models_run_on_local_spark_and_fail_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(dir.path(), "local[2]");
+
+    // A PySpark model in ModelOp's convention (the example): its own I/O through Spark.
+    // Submitted as docs/spark.md shows, by `engine job create --runtime spark`.
+    let limits = dir.path().join("limits");
+    let created = common::run_engine(&[
+        "job",
+        "create",
+        "batchjob",
+        "examples/spark/pyspark_model.py",
+        "examples/spark/applicants.csv",
+        limits.to_str().unwrap(),
+        "--runtime",
+        "spark",
+        "--json",
+        "--engine",
+        &e.url,
+    ]);
+    assert!(
+        created.status.success(),
+        "{}",
+        common::text(&created.stderr)
+    );
+    let created: Value = serde_json::from_slice(&created.stdout).unwrap();
+    let pyspark = created["id"].as_str().unwrap().to_owned();
+
+    // A record model over eight partitions (small files are one otherwise).
+    let input = records(dir.path());
+    let scores = dir.path().join("scores");
+    let records = submit(
+        &e,
+        &job(
+            RECORDS,
+            json!([file_asset(&input)]),
+            json!([file_asset(&scores)]),
+            json!({"spark.sql.files.maxPartitionBytes": 2048}),
+        ),
+    );
+    let in_init = submit(
+        &e,
+        &job(
+            FAILS_IN_INIT,
+            json!([file_asset(&input)]),
+            json!([]),
+            json!({}),
+        ),
+    );
+    let in_executor = submit(
+        &e,
+        &job(
+            FAILS_IN_EXECUTOR,
+            json!([file_asset(&input)]),
+            json!([]),
+            json!({}),
+        ),
+    );
+
+    let v = finished(&e, &pyspark);
+    assert_eq!(v["jobStatus"], "COMPLETE", "{v}\n{}", log_of(&e, &pyspark));
+    assert_eq!(v["jobResult"], "SUCCESS", "{v}");
+    let rows: Vec<Value> = parts(&limits)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    assert!(rows.contains(&json!({"id": 2, "income": 88000, "limit": 10000})));
+
+    let want = on_one_machine(dir.path(), &input);
+    let v = finished(&e, &records);
+    check_records_job(&e, &records, &v, &scores, &want);
+
+    let v = finished(&e, &in_init);
+    assert_eq!(v["jobStatus"], "ERROR", "{v}");
+    let reason = v["reason"].as_str().unwrap_or_default();
+    assert_eq!(
+        reason,
+        "the model's init failed: RuntimeError: no weights here"
+    );
+    let result = e.get(&format!("/api/jobs/{in_init}/result")).1.to_string();
+    assert!(result.contains("line 4, in begin"), "{result}");
+
+    let v = finished(&e, &in_executor);
+    assert_eq!(v["jobStatus"], "ERROR", "{v}");
+    let reason = v["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("a Spark task failed: ValueError: bad row"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn a_job_on_an_unreachable_master_or_of_an_unknown_runtime_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(dir.path(), "local[2]");
+    let input = records(dir.path());
+    let nobody = format!("spark://127.0.0.1:{}", test_servers::free_port());
+    let id = submit(
+        &e,
+        &job(
+            RECORDS,
+            json!([file_asset(&input)]),
+            json!([file_asset(&dir.path().join("out"))]),
+            json!({"spark.master": nobody}),
+        ),
+    );
+    let v = finished(&e, &id);
+    assert_eq!(v["jobStatus"], "ERROR", "{v}");
+    let reason = v["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with(&format!("the Spark master {nobody} is unreachable: ")),
+        "{reason}"
+    );
+
+    let mut doc = job(RECORDS, json!([file_asset(&input)]), json!([]), json!({}));
+    doc["runtime"] = json!("mars");
+    let (s, v) = e.send("POST", "/api/jobs", &doc);
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v.to_string()
+            .contains("runtime 'mars' is not one of local, spark"),
+        "{v}"
+    );
+}
+
+#[test]
+fn cancelling_a_job_kills_its_spark_application() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(dir.path(), "local[2]");
+    let sleeper = r#"
+import time
+# modelop.score
+def score(external_inputs, external_outputs, external_model_assets):
+    time.sleep(600)
+"#;
+    let input = records(dir.path());
+    let id = submit(
+        &e,
+        &job(sleeper, json!([file_asset(&input)]), json!([]), json!({})),
+    );
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !log_of(&e, &id).contains("Spark application") {
+        assert!(Instant::now() < deadline, "{}", log_of(&e, &id));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (s, v) = e.send("POST", &format!("/api/jobs/{id}/cancel"), &json!({}));
+    assert!(s < 300, "{s} {v}");
+    let v = finished(&e, &id);
+    assert_eq!(v["jobStatus"], "CANCELLED", "{v}");
+    // Nothing of the application is left running.
+    let left = std::process::Command::new("pgrep")
+        .args(["-f", &format!("model-runtime job {id}")])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+}
+
+#[test]
+fn both_kinds_of_model_run_on_a_standalone_cluster() {
+    let cluster = SparkCluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(dir.path(), cluster.master());
+
+    let source =
+        std::fs::read_to_string(common::repo_root().join("examples/spark/pyspark_model.py"))
+            .unwrap();
+    let applicants = dir.path().join("applicants.csv");
+    std::fs::copy(
+        common::repo_root().join("examples/spark/applicants.csv"),
+        &applicants,
+    )
+    .unwrap();
+    let limits = dir.path().join("limits");
+    let pyspark = submit(
+        &e,
+        &job(
+            &source,
+            json!([file_asset(&applicants)]),
+            json!([file_asset(&limits)]),
+            json!({}),
+        ),
+    );
+    let input = records(dir.path());
+    let scores = dir.path().join("scores");
+    let records = submit(
+        &e,
+        &job(
+            RECORDS,
+            json!([file_asset(&input)]),
+            json!([file_asset(&scores)]),
+            json!({"spark.sql.files.maxPartitionBytes": 2048}),
+        ),
+    );
+    let v = finished(&e, &pyspark);
+    assert_eq!(v["jobStatus"], "COMPLETE", "{v}\n{}", log_of(&e, &pyspark));
+    assert_eq!(parts(&limits).lines().count(), 4);
+    let want = on_one_machine(dir.path(), &input);
+    let v = finished(&e, &records);
+    check_records_job(&e, &records, &v, &scores, &want);
+    // The executors ran on the cluster's worker: the application is the master's.
+    assert!(log_of(&e, &records).contains("Spark application app-"));
+}
