@@ -231,17 +231,7 @@ impl JobQueue {
                         .finish(
                             id,
                             now_ms(),
-                            Finish {
-                                status: JobState::Cancelled,
-                                result: Some("FAILURE".into()),
-                                reason: Some("cancelled before it ran".into()),
-                                records_in: 0,
-                                records_out: 0,
-                                records_rejected: 0,
-                                records_failed: 0,
-                                outcome: None,
-                                interrupted: false,
-                            },
+                            Finish::failed(JobState::Cancelled, "cancelled before it ran"),
                         )
                         .await?;
                     let log = BufferedLog::default();
@@ -410,17 +400,7 @@ impl JobQueue {
                     Level::Info,
                     "batch job complete: status ERROR, result FAILURE. Records in/out: 0/0",
                 );
-                Finish {
-                    status: JobState::Error,
-                    result: Some("FAILURE".into()),
-                    reason: Some(e.to_string()),
-                    records_in: 0,
-                    records_out: 0,
-                    records_rejected: 0,
-                    records_failed: 0,
-                    outcome: None,
-                    interrupted: false,
-                }
+                Finish::failed(JobState::Error, e.to_string())
             }
         };
         self.store.append_log(&id, log.take()).await?;
@@ -509,19 +489,10 @@ impl JobQueue {
             };
             log.engine(Level::Warn, reason);
             return Ok(Finish {
-                status: if cancelled {
-                    JobState::Cancelled
-                } else {
-                    JobState::Error
-                },
-                result: Some("FAILURE".into()),
-                reason: Some(reason.into()),
                 records_in: control.records_read() as i64,
-                records_out: 0,
                 records_rejected: control.progress().records_rejected as i64,
                 records_failed: control.progress().records_failed as i64,
-                outcome: None,
-                interrupted: !cancelled,
+                ..Finish::stopped(cancelled, reason)
             });
         };
         Ok(finish_of(

@@ -206,6 +206,38 @@ pub struct Finish {
     pub interrupted: bool,
 }
 
+impl Finish {
+    /// A job that ended without results: `status`, result FAILURE, `reason`, nothing
+    /// counted, no outcome.
+    pub fn failed(status: JobState, reason: impl Into<String>) -> Finish {
+        Finish {
+            status,
+            result: Some("FAILURE".into()),
+            reason: Some(reason.into()),
+            records_in: 0,
+            records_out: 0,
+            records_rejected: 0,
+            records_failed: 0,
+            outcome: None,
+            interrupted: false,
+        }
+    }
+
+    /// A running job stopped from outside: CANCELLED when it was cancelled, else ERROR and
+    /// interrupted (the engine shut down).
+    pub fn stopped(cancelled: bool, reason: &str) -> Finish {
+        let status = if cancelled {
+            JobState::Cancelled
+        } else {
+            JobState::Error
+        };
+        Finish {
+            interrupted: !cancelled,
+            ..Finish::failed(status, reason)
+        }
+    }
+}
+
 impl Store {
     /// Opens (creating) `data_dir/engine.db`.
     pub fn open(data_dir: &Path) -> Result<Store> {

@@ -127,21 +127,7 @@ impl JobQueue {
                     "interrupted: the engine shut down while the job was running on Spark"
                 };
                 log.engine(Level::Warn, reason);
-                Finish {
-                    status: if cancelled {
-                        JobState::Cancelled
-                    } else {
-                        JobState::Error
-                    },
-                    result: Some("FAILURE".into()),
-                    reason: Some(reason.into()),
-                    records_in: 0,
-                    records_out: 0,
-                    records_rejected: 0,
-                    records_failed: 0,
-                    outcome: None,
-                    interrupted: !cancelled,
-                }
+                Finish::stopped(cancelled, reason)
             }
             Err(e) => {
                 let traceback = e.traceback().map(str::to_owned);
@@ -163,15 +149,8 @@ impl JobQueue {
                     progress: None,
                 };
                 Finish {
-                    status: JobState::Error,
-                    result: Some("FAILURE".into()),
-                    reason: Some(e.to_string()),
-                    records_in: 0,
-                    records_out: 0,
-                    records_rejected: 0,
-                    records_failed: 0,
                     outcome: serde_json::to_string(&stored).ok(),
-                    interrupted: false,
+                    ..Finish::failed(JobState::Error, e.to_string())
                 }
             }
         })
