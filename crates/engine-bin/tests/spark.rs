@@ -143,6 +143,24 @@ fn records(dir: &Path) -> std::path::PathBuf {
     path
 }
 
+/// The JSON lines at `jsonl` as a Parquet file of several row groups beside it (pyarrow).
+fn parquet(jsonl: &Path) -> std::path::PathBuf {
+    let path = jsonl.with_extension("parquet");
+    let script = "import sys, pyarrow.json as j, pyarrow.parquet as q; \
+                  q.write_table(j.read_json(sys.argv[1]), sys.argv[2], row_group_size=100)";
+    let out = std::process::Command::new(test_servers::python())
+        .args([
+            "-c",
+            script,
+            jsonl.to_str().unwrap(),
+            path.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    path
+}
+
 /// The record model's outputs on one machine, by `engine run`.
 fn on_one_machine(dir: &Path, input: &Path) -> String {
     let model = dir.join("records.py");
@@ -363,7 +381,8 @@ fn both_kinds_of_model_run_on_a_standalone_cluster() {
             json!({}),
         ),
     );
-    let input = records(dir.path());
+    // Columns (Parquet) reach the engine on the executors as Parquet, not as records.
+    let input = parquet(&records(dir.path()));
     let scores = dir.path().join("scores");
     let records = submit(
         &e,

@@ -208,12 +208,13 @@ def score_records(spark, job):
     url = spark_url(src["fileUrl"])
     if fmt in ("json", "text"):
         # JSON lines go to the engine as they are: the same records as `engine run` reads.
-        lines = spark.read.text(url).rdd.map(lambda r: r[0])
+        frame, as_lines = spark.read.text(url), True
     else:
         reader = spark.read
         if fmt == "csv":
             reader = reader.option("header", "true").option("inferSchema", "true")
-        lines = reader.format(fmt).load(url).toJSON()
+        # Columns go to the engine as Parquet: no record is built on the way.
+        frame, as_lines = reader.format(fmt).load(url), False
 
     sc = spark.sparkContext
     engine, model_dir = job["engine"], job["workDir"]
@@ -231,13 +232,19 @@ def score_records(spark, job):
         sc.addArchive(archive)
     counts = {k: sc.accumulator(0) for k in ("in", "out")}
     failures = sc.accumulator((0, []), FailuresParam())
-    fn_args = job.get("engineRunArgs", [])
 
-    def score_partition(index, rows):
+    def score_partition(batches):
+        """A partition's Arrow batches, scored by `engine run`: its records' outputs as
+        batches of one string column, a JSON document each."""
         import shutil
         import subprocess
         import tempfile
 
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        from pyspark import TaskContext
+
+        index = TaskContext.get().partitionId()
         exe, mdir = engine, model_dir
         if shipped:
             exe = SparkFiles.get(os.path.basename(engine))
@@ -246,18 +253,31 @@ def score_records(spark, job):
                 os.chmod(exe, 0o755)
         tmp = tempfile.mkdtemp(prefix="engine-spark-")
         try:
-            inp = os.path.join(tmp, "in.jsonl")
             n = 0
-            with open(inp, "w", encoding="utf-8") as f:
-                for line in rows:
-                    f.write(line)
-                    f.write("\n")
-                    n += 1
+            if as_lines:
+                inp = os.path.join(tmp, "in.jsonl")
+                with open(inp, "w", encoding="utf-8") as f:
+                    for b in batches:
+                        lines = b.column(0).to_pylist()
+                        if lines:
+                            f.write("\n".join(lines))
+                            f.write("\n")
+                        n += len(lines)
+            else:
+                inp = os.path.join(tmp, "in.parquet")
+                writer = None
+                for b in batches:
+                    if writer is None:
+                        writer = pq.ParquetWriter(inp, b.schema)
+                    writer.write_batch(b)
+                    n += b.num_rows
+                if writer is not None:
+                    writer.close()
             if n == 0:
                 return
             out, errs = os.path.join(tmp, "out.jsonl"), os.path.join(tmp, "errors.jsonl")
             cmd = [exe, "run", mdir, "--source", main_source, "--input", inp, "--output",
-                   out, "--errors", errs, *fn_args]
+                   out, "--errors", errs]
             p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             # 0: all scored; 1: done, some records failed (in the error file).
             if p.returncode not in (0, 1):
@@ -278,19 +298,19 @@ def score_records(spark, job):
                             rec["partition"] = index
                             kept.append(rec)
             failures.add((failed, kept))
-            m = 0
             with open(out, encoding="utf-8") as f:
-                for line in f:
-                    m += 1
-                    yield line.rstrip("\n")
-            counts["out"].add(m)
+                lines = f.read().split("\n")
+            if lines and lines[-1] == "":
+                lines.pop()
+            counts["out"].add(len(lines))
+            step = 65536
+            for at in range(0, len(lines), step):
+                yield pa.RecordBatch.from_arrays([pa.array(lines[at:at + step], pa.string())],
+                                                 ["value"])
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    scored = lines.mapPartitionsWithIndex(score_partition)
-    spark.createDataFrame(scored.map(lambda l: (l,)), "value string").write.mode(
-        "overwrite"
-    ).text(dest)
+    frame.mapInArrow(score_partition, "value string").write.mode("overwrite").text(dest)
     failed, kept = failures.value
     return {
         "recordsIn": counts["in"].value,
