@@ -245,43 +245,33 @@ async fn check_statement(target: &Target, name: &str, query: &str) -> Result<()>
 
 /// The columns of `sql`'s result, with whether this engine reads each.
 async fn describe(conn: &mut Conn, sql: &str) -> std::result::Result<Vec<Col<bool>>, sqlx::Error> {
-    use sqlx::{Column, Executor, SqlSafeStr, Statement, TypeInfo};
+    use sqlx::{Executor, SqlSafeStr, Statement};
     let sql = sqlx::AssertSqlSafe(sql.to_owned()).into_sql_str();
     Ok(match conn {
-        Conn::Pg(c) => c
-            .prepare(sql)
-            .await?
-            .columns()
-            .iter()
-            .map(|c| Col {
-                name: c.name().to_owned(),
-                type_name: c.type_info().name().to_owned(),
-                kind: pg::PgKind::of(c.type_info()) != pg::PgKind::Other,
-            })
-            .collect(),
-        Conn::MySql(c) => c
-            .prepare(sql)
-            .await?
-            .columns()
-            .iter()
-            .map(|c| Col {
-                name: c.name().to_owned(),
-                type_name: c.type_info().name().to_owned(),
-                kind: mysql::MyKind::of(c.type_info()) != mysql::MyKind::Other,
-            })
-            .collect(),
-        Conn::Sqlite(c) => c
-            .prepare(sql)
-            .await?
-            .columns()
-            .iter()
-            .map(|c| Col {
-                name: c.name().to_owned(),
-                type_name: c.type_info().name().to_owned(),
-                kind: true,
-            })
-            .collect(),
+        Conn::Pg(c) => described(c.prepare(sql).await?.columns(), |t| {
+            pg::PgKind::of(t) != pg::PgKind::Other
+        }),
+        Conn::MySql(c) => described(c.prepare(sql).await?.columns(), |t| {
+            mysql::MyKind::of(t) != mysql::MyKind::Other
+        }),
+        Conn::Sqlite(c) => described(c.prepare(sql).await?.columns(), |_| true),
     })
+}
+
+/// A prepared statement's columns: name, type name and whether `reads` takes the type.
+fn described<C: sqlx::Column>(
+    columns: &[C],
+    reads: impl Fn(&<C::Database as sqlx::Database>::TypeInfo) -> bool,
+) -> Vec<Col<bool>> {
+    use sqlx::TypeInfo;
+    columns
+        .iter()
+        .map(|c| Col {
+            name: c.name().to_owned(),
+            type_name: c.type_info().name().to_owned(),
+            kind: reads(c.type_info()),
+        })
+        .collect()
 }
 
 /// The table's columns and how each is written; a table that does not exist (or cannot be
