@@ -43,6 +43,20 @@ fn plan(inputs: Vec<PlanInput>, output: StreamDescriptor) -> JobPlan {
     }
 }
 
+/// Why building `p` in `work` fails (empty when it does not).
+fn build_error(p: JobPlan, work: &std::path::Path) -> String {
+    jobs::plan::build(
+        p,
+        work,
+        &Registry::default(),
+        &MemoryLog::default(),
+        Arc::new(JobControl::default()),
+    )
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default()
+}
+
 fn messages(log: &MemoryLog) -> Vec<String> {
     log.lines().into_iter().map(|l| l.message).collect()
 }
@@ -102,16 +116,7 @@ fn a_transport_without_an_opener_fails_the_build_naming_it() {
         }],
         StreamDescriptor::parse("discard:").unwrap(),
     );
-    let err = jobs::plan::build(
-        p,
-        dir.path(),
-        &Registry::default(),
-        &MemoryLog::default(),
-        Arc::new(JobControl::default()),
-    )
-    .err()
-    .map(|e| e.to_string())
-    .unwrap_or_default();
+    let err = build_error(p, dir.path());
     assert!(
         err.contains("Kafka endpoints are not supported yet"),
         "{err}"
@@ -134,16 +139,7 @@ fn a_training_products_folder_that_is_no_folder_fails_the_build_before_training(
     );
     p.kind = JobKind::Train;
     p.train_output = Some(StreamDescriptor::parse("kafka:broker:9092/models.json").unwrap());
-    let err = jobs::plan::build(
-        p,
-        dir.path(),
-        &Registry::default(),
-        &MemoryLog::default(),
-        Arc::new(JobControl::default()),
-    )
-    .err()
-    .map(|e| e.to_string())
-    .unwrap_or_default();
+    let err = build_error(p, dir.path());
     assert!(
         err.contains("a training job's products go to a folder")
             && err.contains("kafka:broker:9092/models"),
