@@ -270,7 +270,11 @@ pub fn serve(args: ServeArgs) -> i32 {
             .unwrap_or("unknown")
             .to_owned(),
         registry: crate::transports::registry(&config.kafka_properties, &config.hdfs),
-        spark: spark_runner(&config).ok(),
+        spark: spark_runner(&config)
+            .inspect_err(|e| {
+                tracing::warn!("jobs cannot run on Spark: the engine's own executable: {e}")
+            })
+            .ok(),
     };
     return_freed_memory_periodically();
     let grace = std::time::Duration::from_millis(config.shutdown_grace_ms);

@@ -30,7 +30,9 @@ impl JobQueue {
     ) -> Result<Finish> {
         let Some(spark) = self.spark.clone() else {
             return Err(Error::BadRequest(
-                "this engine runs no jobs on Spark (runtime \"spark\")".into(),
+                "this engine cannot run jobs on Spark (its start-up log says why); submit the job \
+                 without \"runtime\": \"spark\""
+                    .into(),
             ));
         };
         let language = spec.model.language.unwrap_or(Language::Python);
@@ -248,24 +250,19 @@ fn list(v: &Value) -> Vec<Value> {
 fn input_assets(spec: &JobSpec, raw: &Value, data: &Path) -> Result<Vec<Value>> {
     let mut assets = list(&raw["inputData"]);
     for (k, (asset, d)) in assets.iter_mut().zip(&spec.inputs).enumerate() {
-        // The format the engine tells from the asset (its encoding, its name, its content).
-        if let Some(a) = asset.as_object_mut() {
-            a.entry("fileFormat")
-                .or_insert_with(|| d.encoding.name().into());
-        }
-        let Some(Content::Bytes(bytes)) = &d.content else {
+        let Some(a) = asset.as_object_mut() else {
             continue;
         };
-        std::fs::create_dir_all(data)
-            .map_err(|e| Error::io(format!("cannot create {}", data.display()), e))?;
-        let path = data.join(format!("input-{k}.{}", d.encoding.name()));
-        std::fs::write(&path, bytes)
-            .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
-        if let Some(a) = asset.as_object_mut() {
-            a.insert(
-                "fileUrl".into(),
-                format!("file://{}", path.display()).into(),
-            );
+        // The format the engine tells from the asset (its encoding, its name, its content).
+        a.entry("fileFormat")
+            .or_insert_with(|| d.encoding.name().into());
+        if let Some(Content::Bytes(_)) = &d.content {
+            // Written where a job on the engine's workers writes it.
+            std::fs::create_dir_all(data)
+                .map_err(|e| Error::io(format!("cannot create {}", data.display()), e))?;
+            let written = super::input_descriptor(d, k, data)?;
+            let url = crate::document::file_url(Path::new(&written.shown()));
+            a.insert("fileUrl".into(), url.into());
         }
     }
     Ok(assets)
