@@ -21,7 +21,7 @@
 
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use runtime_core::log::{JobLog, LogSource};
+use runtime_core::log::{JobLog, Level, LogLine, LogSource};
 use runtime_core::runner::ModelSpec;
 use serde_json::{json, Value};
 
@@ -437,7 +437,7 @@ impl Spark {
                     "spark-submit ended ({status}) before the driver reported: {}",
                     seen.last_error().unwrap_or("see the job's log")
                 ),
-                traceback: seen.tail.join("\n"),
+                traceback: Vec::from(seen.tail).join("\n"),
             });
         };
         if reported["status"] != "ok" {
@@ -535,7 +535,7 @@ struct Seen {
     app_id: Option<String>,
     ui: Option<String>,
     /// Its last lines, for a failure the driver did not report.
-    tail: Vec<String>,
+    tail: VecDeque<String>,
 }
 
 impl Seen {
@@ -546,6 +546,17 @@ impl Seen {
             .rev()
             .find(|l| l.contains("Error") || l.contains("Exception") || l.contains("ERROR"))
             .map(String::as_str)
+    }
+}
+
+/// The level of a line of Spark's log (`26/12/07 05:09:06 WARN SparkContext: ...`), Info
+/// for other output.
+fn spark_level(line: &str) -> Level {
+    let mut words = line.split_whitespace().skip(2);
+    match words.next() {
+        Some("ERROR") | Some("FATAL") => Level::Error,
+        Some("WARN") => Level::Warn,
+        _ => Level::Info,
     }
 }
 
@@ -579,12 +590,16 @@ fn relay(stream: Box<dyn Read + Send>, log: &dyn JobLog, seen: &Mutex<Seen>) {
             }
             continue;
         }
-        log.info(LogSource::ModelConsole, line.to_owned());
+        log.log(LogLine::new(
+            spark_level(line),
+            LogSource::ModelConsole,
+            line.to_owned(),
+        ));
         if let Ok(mut s) = seen.lock() {
             if s.tail.len() == TAIL_LINES {
-                s.tail.remove(0);
+                s.tail.pop_front();
             }
-            s.tail.push(line.to_owned());
+            s.tail.push_back(line.to_owned());
         }
     }
 }
@@ -654,5 +669,26 @@ mod tests {
         assert!(check_master("local[*]").is_ok());
         assert!(check_master("yarn").is_ok());
         assert!(check_master(" ").is_err());
+    }
+
+    #[test]
+    fn spark_log_lines_keep_their_level() {
+        let at = "26/12/07 05:09:06";
+        assert_eq!(
+            spark_level(&format!("{at} WARN NativeCodeLoader: x")),
+            Level::Warn
+        );
+        assert_eq!(
+            spark_level(&format!("{at} ERROR Executor: y")),
+            Level::Error
+        );
+        assert_eq!(
+            spark_level(&format!("{at} INFO SparkContext: z")),
+            Level::Info
+        );
+        assert_eq!(
+            spark_level("Traceback (most recent call last):"),
+            Level::Info
+        );
     }
 }
