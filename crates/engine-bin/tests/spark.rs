@@ -178,6 +178,20 @@ fn on_one_machine(dir: &Path, input: &Path) -> String {
     std::fs::read_to_string(out).unwrap()
 }
 
+/// Submits the record model over `input` in partitions of 2 KiB (a small file is one
+/// otherwise), its records written under `out`.
+fn submit_records(e: &Engine, input: &Path, out: &Path) -> String {
+    submit(
+        e,
+        &job(
+            RECORDS,
+            json!([file_asset(input)]),
+            json!([file_asset(out)]),
+            json!({"spark.sql.files.maxPartitionBytes": 2048}),
+        ),
+    )
+}
+
 /// Checks a finished record-model job: counts, the same records as one machine, the
 /// failures named.
 fn check_records_job(e: &Engine, id: &str, v: &Value, out: &Path, want: &str) {
@@ -222,18 +236,10 @@ fn pyspark_and_record_models_run_on_local_spark_and_fail_clearly() {
     let created: Value = serde_json::from_slice(&created.stdout).unwrap();
     let pyspark = created["id"].as_str().unwrap().to_owned();
 
-    // A record model over eight partitions (small files are one otherwise).
+    // A record model over eight partitions.
     let input = records(dir.path());
     let scores = dir.path().join("scores");
-    let records = submit(
-        &e,
-        &job(
-            RECORDS,
-            json!([file_asset(&input)]),
-            json!([file_asset(&scores)]),
-            json!({"spark.sql.files.maxPartitionBytes": 2048}),
-        ),
-    );
+    let records = submit_records(&e, &input, &scores);
     let in_init = submit(
         &e,
         &job(
@@ -384,15 +390,7 @@ fn both_kinds_of_model_run_on_a_standalone_cluster() {
     // Columns (Parquet) reach the engine on the executors as Parquet, not as records.
     let input = parquet(&records(dir.path()));
     let scores = dir.path().join("scores");
-    let records = submit(
-        &e,
-        &job(
-            RECORDS,
-            json!([file_asset(&input)]),
-            json!([file_asset(&scores)]),
-            json!({"spark.sql.files.maxPartitionBytes": 2048}),
-        ),
-    );
+    let records = submit_records(&e, &input, &scores);
     let v = finished(&e, &pyspark);
     assert_eq!(v["jobStatus"], "COMPLETE", "{v}\n{}", log_of(&e, &pyspark));
     assert_eq!(parts(&limits).lines().count(), 4);
