@@ -240,6 +240,18 @@ fn pyspark_and_record_models_run_on_local_spark_and_fail_clearly() {
     let input = records(dir.path());
     let scores = dir.path().join("scores");
     let records = submit_records(&e, &input, &scores);
+    // An input embedded in the document: written to a file the executors read.
+    let embedded_out = dir.path().join("embedded");
+    let embedded = submit(
+        &e,
+        &job(
+            RECORDS,
+            json!([{"name": "few", "encoding": "json",
+                    "fileContentString": "{\"id\": 1, \"v\": 2}\n{\"id\": 2, \"v\": 5}\n"}]),
+            json!([file_asset(&embedded_out)]),
+            json!({}),
+        ),
+    );
     let in_init = submit(
         &e,
         &job(
@@ -272,6 +284,13 @@ fn pyspark_and_record_models_run_on_local_spark_and_fail_clearly() {
     let want = on_one_machine(dir.path(), &input);
     let v = finished(&e, &records);
     check_records_job(&e, &records, &v, &scores, &want);
+
+    let v = finished(&e, &embedded);
+    assert_eq!(v["jobResult"], "SUCCESS", "{v}\n{}", log_of(&e, &embedded));
+    assert_eq!(
+        parts(&embedded_out),
+        "{\"id\":1,\"s\":6}\n{\"id\":2,\"s\":15}\n"
+    );
 
     let v = finished(&e, &in_init);
     assert_eq!(v["jobStatus"], "ERROR", "{v}");
