@@ -282,6 +282,39 @@ fn metrics_parse_and_move_under_a_load_and_a_job() {
         undocumented.is_empty(),
         "metrics not described in docs/observability.md: {undocumented:?}"
     );
+
+    // The Grafana dashboard charts metrics the engine has: those it exposed here, or (a
+    // family with no sample yet, as a stream's) that the documentation describes.
+    let families: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let documented = |word: &str| {
+        let base = word
+            .trim_end_matches("_bucket")
+            .trim_end_matches("_sum")
+            .trim_end_matches("_count");
+        doc.contains(&format!("| `{base}` |"))
+    };
+    let grafana = std::fs::read_to_string(repo().join("deploy/grafana/engine.json")).unwrap();
+    let grafana: Value = serde_json::from_str(&grafana).unwrap();
+    let mut charted = 0;
+    for panel in grafana["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if word.starts_with("engine_") || word.starts_with("process_") {
+                    charted += 1;
+                    assert!(
+                        families.iter().any(|f| word.starts_with(f)) || documented(word),
+                        "deploy/grafana/engine.json charts {word}, which the engine does not expose"
+                    );
+                }
+            }
+        }
+    }
+    assert!(charted > 20, "{charted}");
 }
 
 /// The SSE events of `/api/live`: `history` first, then `live` a second apart, with the
