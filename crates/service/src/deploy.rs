@@ -283,6 +283,9 @@ pub struct DeploySpec {
     pub restart: RestartPolicy,
     /// Told of each batch its model scores.
     pub observer: Option<Arc<dyn runtime_core::BatchObserver>>,
+    /// The libraries of its own environment (`name==version`), built from its
+    /// `requirements.txt`; empty when it runs on the platform's.
+    pub libraries: Vec<String>,
 }
 
 pub struct Deployment {
@@ -309,6 +312,8 @@ pub struct Deployment {
     _environment: Option<Box<dyn std::any::Any + Send + Sync>>,
     pub limits: worker::WorkerLimits,
     pub limits_enforced: bool,
+    /// The libraries of its own environment (`DeploySpec::libraries`).
+    pub libraries: Vec<String>,
 }
 
 #[derive(Default)]
@@ -516,6 +521,7 @@ impl Deployment {
             _environment: spec.environment,
             limits: spec.limits,
             limits_enforced: spec.limits_enforced,
+            libraries: spec.libraries,
         }))
     }
 
