@@ -83,6 +83,52 @@ def triton_http():
     print("tritonclient http: metadata, ready, infer JSON and binary both ways: ok")
 
 
+def triton_grpc():
+    import tritonclient.grpc as grpc
+    from tritonclient.utils import InferenceServerException
+
+    c = grpc.InferenceServerClient(url=os.environ["GRPC_ADDRESS"])
+    token = {"authorization": f"Bearer {TOKEN}"}
+    # The probes are open; the rest needs the token.
+    assert c.is_server_live()
+    assert c.is_server_ready()
+    try:
+        c.get_model_metadata(MODEL)
+        raise AssertionError("metadata without the token")
+    except InferenceServerException as e:
+        assert "UNAUTHENTICATED" in str(e.status()) or "401" in str(e), e
+    assert c.is_model_ready(MODEL, headers=dict(token))
+    meta = c.get_server_metadata(headers=dict(token))
+    assert meta.name == "model-runtime" and "binary_tensor_data" in meta.extensions, meta
+    m = c.get_model_metadata(MODEL, headers=dict(token))
+    assert [i.name for i in m.inputs] == ["features", "tag"], m
+    assert [(o.name, o.datatype) for o in m.outputs][:2] == [("label", "INT64"), ("score", "FP64")], m
+    labels, sums = expected(FEATURES)
+    inp = grpc.InferInput("features", list(FEATURES.shape), "FP32")
+    inp.set_data_from_numpy(FEATURES)
+    outs = [grpc.InferRequestedOutput("label"), grpc.InferRequestedOutput("score")]
+    r = c.infer(MODEL, [inp], outputs=outs, headers=dict(token), request_id="g-1")
+    assert r.get_response().id == "g-1", r.get_response()
+    assert r.as_numpy("label").tolist() == labels, r.get_response()
+    got = r.as_numpy("score").tolist()
+    assert all(abs(a - b) < 1e-4 for a, b in zip(got, sums)), (got, sums)
+    names = np.array([b"setosa", b"virginica"], dtype=np.object_)
+    tag = grpc.InferInput("tag", [2], "BYTES")
+    tag.set_data_from_numpy(names)
+    inp = grpc.InferInput("features", [2, 4], "FP32")
+    inp.set_data_from_numpy(FEATURES[:2])
+    r = c.infer(MODEL, [inp, tag], headers=dict(token))
+    assert r.as_numpy("tag").tolist() == [b"setosa", b"virginica"], r.get_response()
+    bad = grpc.InferInput("features", [1, 4], "FP32")
+    bad.set_data_from_numpy(np.array([[-1, 0, 0, 0]], dtype=np.float32))
+    try:
+        c.infer(MODEL, [bad], headers=dict(token))
+        raise AssertionError("a model error answered")
+    except InferenceServerException as e:
+        assert "negative" in str(e) and "INVALID_ARGUMENT" in str(e.status()), (e, e.status())
+    print("tritonclient grpc: probes, metadata, ready, infer, BYTES, errors: ok")
+
+
 def kserve_rest():
     from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
 
@@ -165,6 +211,15 @@ def errors_and_health():
 
 
 if __name__ == "__main__":
-    errors_and_health()
-    triton_http()
-    kserve_rest()
+    # kserve's and tritonclient's gRPC modules both define the protocol's messages in
+    # protobuf's one pool: kserve runs in a process of its own (`clients.py kserve`).
+    import sys
+
+    parts = {
+        "errors": errors_and_health,
+        "triton-http": triton_http,
+        "triton-grpc": triton_grpc,
+        "kserve": kserve_rest,
+    }
+    for name in sys.argv[1:] or ["errors", "triton-http", "triton-grpc"]:
+        parts[name]()

@@ -24,6 +24,9 @@ pub struct ServeArgs {
     /// A separate port serving only the scoring routes.
     #[arg(long)]
     pub scoring_port: Option<u16>,
+    /// The port of the Open Inference Protocol's gRPC service (off by default).
+    #[arg(long)]
+    pub grpc_port: Option<u16>,
     /// The address to listen on (default 127.0.0.1). Any other needs a token, or
     /// --insecure-no-auth.
     #[arg(long)]
@@ -140,6 +143,7 @@ fn flag_overrides(a: &ServeArgs) -> Result<Overrides, String> {
     };
     put("port", a.port.map(|v| v.to_string()));
     put("scoringPort", a.scoring_port.map(|v| v.to_string()));
+    put("grpcPort", a.grpc_port.map(|v| v.to_string()));
     put("bind", a.bind.clone());
     put(
         "dataDir",

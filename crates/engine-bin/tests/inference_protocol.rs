@@ -78,25 +78,50 @@ fn v2_clients_python() -> PathBuf {
 #[test]
 fn tritonclient_and_kserve_speak_to_the_deployed_model() {
     let dir = tempfile::tempdir().unwrap();
-    let e = Engine::start(dir.path(), &[], &[("ENGINE_TOKEN", TOKEN)]);
+    let e = Engine::start(
+        dir.path(),
+        &["--grpc-port", "0"],
+        &[("ENGINE_TOKEN", TOKEN)],
+    );
     deploy(&e, "iris", &repo().join("tests/models/v2-iris"));
+    // Where the gRPC service listens: the engine's endpoints name it.
+    let details: Value =
+        serde_json::from_slice(&client(&e).get("/api/engine").unwrap().body).unwrap();
+    let grpc = details["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .find_map(|v| v.strip_suffix(" (V2 gRPC)"))
+        .unwrap_or_else(|| panic!("no gRPC endpoint in {details}"))
+        .trim_start_matches("http://")
+        .to_owned();
     let python = v2_clients_python();
-    let out = Command::new(python)
-        .arg(repo().join("tests/v2/clients.py"))
-        .env("ENGINE_URL", &e.url)
-        .env("ENGINE_TOKEN", TOKEN)
-        .env("MODEL", "iris")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let run = |parts: &[&str]| {
+        let out = Command::new(&python)
+            .arg(repo().join("tests/v2/clients.py"))
+            .args(parts)
+            .env("ENGINE_URL", &e.url)
+            .env("ENGINE_TOKEN", TOKEN)
+            .env("MODEL", "iris")
+            .env("GRPC_ADDRESS", &grpc)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        stdout
+    };
+    // kserve's client in a process of its own (its protobuf messages clash with
+    // tritonclient's gRPC ones).
+    let stdout = run(&["errors", "triton-http", "triton-grpc"]) + &run(&["kserve"]);
     for line in [
         "tritonclient http",
+        "tritonclient grpc",
         "kserve InferenceRESTClient",
         "errors as",
     ] {
-        assert!(stdout.contains(line), "{stdout}\n{stderr}");
+        assert!(stdout.contains(line), "{stdout}");
     }
 }
 

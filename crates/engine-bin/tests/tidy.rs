@@ -44,6 +44,10 @@ const USED_WITHOUT_NAMING: &[(&str, &str)] = &[
     // publishes the interpreter's configuration to direct dependents only) to link libpython
     // with an rpath; no source of the binary names pyo3.
     (BINARY, "pyo3"),
+    // The gRPC messages and server are generated into OUT_DIR at build time
+    // (`tonic::include_proto!`): the generated code names prost and tonic-prost.
+    ("inference-grpc", "prost"),
+    ("inference-grpc", "tonic-prost"),
 ];
 
 fn root() -> PathBuf {

@@ -20,7 +20,10 @@ mod binary;
 
 use runtime_core::{Map, Value};
 use serde::{Deserialize, Serialize};
-use serde_json::Value as Json;
+pub use serde_json::Value as Json;
+
+/// A request's `parameters`.
+pub type Parameters = serde_json::Map<String, Json>;
 
 pub use avro::tensors_of_avro;
 
@@ -135,7 +138,48 @@ pub struct Tensor {
     pub data: Vec<Value>,
 }
 
+/// The elements of a tensor sent in the binary form (an HTTP body's binary part, a gRPC
+/// request's `raw_input_contents`), for input `name`.
+pub fn decode_binary(name: &str, datatype: Datatype, bytes: &[u8]) -> Result<Vec<Value>> {
+    binary::decode(name, datatype, bytes)
+}
+
+/// A tensor's elements in the binary form.
+pub fn encode_binary(tensor: &Tensor) -> Vec<u8> {
+    let mut out = Vec::new();
+    binary::encode(tensor, &mut out);
+    out
+}
+
 impl Tensor {
+    /// Input `name`'s tensor, checked: `data` must hold as many elements as `shape` says.
+    pub fn input(
+        name: String,
+        datatype: Datatype,
+        shape: &[i64],
+        data: Vec<Value>,
+    ) -> Result<Tensor> {
+        let shape: Vec<u64> = shape
+            .iter()
+            .map(|d| u64::try_from(*d))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| Error(format!("input '{name}': a negative dimension in {shape:?}")))?;
+        let count = Tensor::elements(&shape)
+            .ok_or_else(|| Error(format!("input '{name}': shape {shape:?} is too large")))?;
+        if data.len() as u64 != count {
+            return invalid(format!(
+                "input '{name}': shape {shape:?} holds {count} elements but {} were given",
+                data.len()
+            ));
+        }
+        Ok(Tensor {
+            name,
+            datatype,
+            shape,
+            data,
+        })
+    }
+
     fn elements(shape: &[u64]) -> Option<u64> {
         shape.iter().try_fold(1u64, |n, d| n.checked_mul(*d))
     }

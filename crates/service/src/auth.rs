@@ -31,7 +31,12 @@ const OPEN_PATHS: [&str; 2] = ["/1/health", "/ready"];
 
 /// The Open Inference Protocol's probes, open on both ports (the scoring port is where a
 /// V2 client looks for them).
-const OPEN_V2_PATHS: [&str; 2] = ["/v2/health/live", "/v2/health/ready"];
+const OPEN_V2_PATHS: [&str; 4] = [
+    "/v2/health/live",
+    "/v2/health/ready",
+    "/inference.GRPCInferenceService/ServerLive",
+    "/inference.GRPCInferenceService/ServerReady",
+];
 
 /// A secret token. Its text never appears in Debug output or logs.
 #[derive(Clone, PartialEq, Eq)]

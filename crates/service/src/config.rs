@@ -153,6 +153,8 @@ pub struct Config {
     pub port: u16,
     /// A separate port serving only the scoring routes.
     pub scoring_port: Option<u16>,
+    /// The port of the Open Inference Protocol's gRPC service (off without one).
+    pub grpc_port: Option<u16>,
     pub data_dir: PathBuf,
     /// Roundtrip timeout when the request names none.
     pub roundtrip_timeout_ms: u64,
@@ -263,6 +265,7 @@ impl fmt::Debug for Config {
             .field("bind", &self.bind)
             .field("port", &self.port)
             .field("scoring_port", &self.scoring_port)
+            .field("grpc_port", &self.grpc_port)
             .field("data_dir", &self.data_dir)
             .field("roundtrip_timeout_ms", &self.roundtrip_timeout_ms)
             .field("score_queue_bound", &self.score_queue_bound)
@@ -309,6 +312,7 @@ impl Default for Config {
             bind: IpAddr::from([127, 0, 0, 1]),
             port: 8003,
             scoring_port: None,
+            grpc_port: None,
             data_dir: PathBuf::from("engine-data"),
             roundtrip_timeout_ms: 5000,
             score_queue_bound: 1024,
@@ -390,6 +394,7 @@ struct FileConfig {
     bind: Option<String>,
     port: Option<u16>,
     scoring_port: Option<u16>,
+    grpc_port: Option<u16>,
     data_dir: Option<PathBuf>,
     roundtrip_timeout_ms: Option<u64>,
     score_queue_bound: Option<usize>,
@@ -444,7 +449,7 @@ pub type Overrides = BTreeMap<String, String>;
 
 /// Environment variables read, and the key each one sets; the reference's names and the
 /// engine's own (`ENGINE_*`). The engine's own win over the reference's.
-pub const ENV_KEYS: [(&str, &str); 27] = [
+pub const ENV_KEYS: [(&str, &str); 28] = [
     ("MODELOP_API_PORT", "port"),
     ("MODELOP_ENGINE_NAME", "name"),
     ("MODELOP_RUNTIME_GROUP", "group"),
@@ -457,6 +462,7 @@ pub const ENV_KEYS: [(&str, &str); 27] = [
     ("ENGINE_BIND", "bind"),
     ("ENGINE_PORT", "port"),
     ("ENGINE_SCORING_PORT", "scoringPort"),
+    ("ENGINE_GRPC_PORT", "grpcPort"),
     ("ENGINE_DATA_DIR", "dataDir"),
     ("ENGINE_ROUNDTRIP_TIMEOUT_MS", "roundtripTimeoutMs"),
     ("ENGINE_SCORE_QUEUE_BOUND", "scoreQueueBound"),
@@ -588,6 +594,9 @@ impl Config {
         if fc.scoring_port.is_some() {
             self.scoring_port = fc.scoring_port;
         }
+        if fc.grpc_port.is_some() {
+            self.grpc_port = fc.grpc_port;
+        }
         if let Some(v) = fc.data_dir {
             self.data_dir = v;
         }
@@ -710,6 +719,7 @@ impl Config {
             }
             "port" => self.port = number(key, v)?,
             "scoringPort" => self.scoring_port = Some(number(key, v)?),
+            "grpcPort" => self.grpc_port = Some(number(key, v)?),
             "dataDir" => self.data_dir = PathBuf::from(v),
             "roundtripTimeoutMs" => self.roundtrip_timeout_ms = number(key, v)?,
             "scoreQueueBound" => self.score_queue_bound = number(key, v)?,
@@ -768,6 +778,14 @@ impl Config {
                 "scoringPort",
                 "must differ from the control port",
             ));
+        }
+        if let Some(g) = self.grpc_port.filter(|g| *g != 0) {
+            if g == self.port || Some(g) == self.scoring_port {
+                return Err(Error::config(
+                    "grpcPort",
+                    "must differ from the control and scoring ports",
+                ));
+            }
         }
         if self.data_dir.as_os_str().is_empty() {
             return Err(Error::config("dataDir", "must not be empty"));

@@ -425,6 +425,12 @@ impl Engine {
         api::scoring_router(self.clone())
     }
 
+    /// The Open Inference Protocol's gRPC service for the deployed model, with the
+    /// scoring port's policy, for a listener of its own (served over HTTP/2).
+    pub fn grpc_router(self: &Arc<Self>) -> axum::Router {
+        api::grpc_router(self.clone())
+    }
+
     /// The engine's background work: the job queue, which runs submitted jobs one at a
     /// time until [`Engine::shutdown`], and the sampler taking the dashboard's figures once
     /// a second (`/api/live`). The host spawns it once (a second call, or one after the
@@ -546,6 +552,8 @@ pub struct Bound {
     pub control: SocketAddr,
     /// The scoring port's address, when it has one of its own.
     pub scoring: Option<SocketAddr>,
+    /// The gRPC port's address, when `grpcPort` is set.
+    pub grpc: Option<SocketAddr>,
     /// Set when the ports speak HTTPS: reloads the certificate and key from their files.
     pub tls: Option<tls::TlsReloader>,
 }
@@ -628,10 +636,28 @@ pub async fn serve(
         ),
         None => None,
     };
+    let grpc = match config.grpc_port {
+        Some(port) => Some(
+            tokio::net::TcpListener::bind((config.bind, port))
+                .await
+                .map_err(|e| listen_error(config.bind, port, "grpcPort, --grpc-port", e))?,
+        ),
+        None => None,
+    };
+    let grpc_addr = match &grpc {
+        Some(l) => Some(
+            l.local_addr()
+                .map_err(|e| Error::io("cannot read the listening address", e))?,
+        ),
+        None => None,
+    };
     let engine = Engine::open(config, deps).await?;
     let mut endpoints = vec![format!("{scheme}://{control_addr}")];
     if let Some(a) = scoring_addr {
         endpoints.push(format!("{scheme}://{a} (scoring)"));
+    }
+    if let Some(a) = grpc_addr {
+        endpoints.push(format!("{scheme}://{a} (V2 gRPC)"));
     }
     engine.set_endpoints(endpoints);
 
@@ -641,6 +667,9 @@ pub async fn serve(
     let mut listeners = vec![(control, engine.control_router())];
     if let Some(listener) = scoring {
         listeners.push((listener, engine.scoring_router()));
+    }
+    if let Some(listener) = grpc {
+        listeners.push((listener, engine.grpc_router()));
     }
     for (listener, app) in listeners {
         servers.push(match &tls {
@@ -655,6 +684,7 @@ pub async fn serve(
     on_bound(Bound {
         control: control_addr,
         scoring: scoring_addr,
+        grpc: grpc_addr,
         tls,
     });
     tracing::info!("engine listening on {scheme}://{control_addr}");

@@ -92,7 +92,7 @@ fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig> {
     // rustls marks it deprecated only for lacking post-quantum key exchange.
     #[allow(deprecated)]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    ServerConfig::builder_with_provider(provider)
+    let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::config("tlsCert", e.to_string()))?
         .with_no_client_auth()
@@ -102,7 +102,10 @@ fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig> {
                 "tlsKey",
                 format!("{} does not go with {}: {e}", key.display(), cert.display()),
             )
-        })
+        })?;
+    // HTTP/2 first (gRPC needs it; the ports speak both), then HTTP/1.1.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 /// A TCP listener that hands the server TLS connections. Handshakes run on their own

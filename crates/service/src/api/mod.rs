@@ -3,6 +3,7 @@
 
 mod deployment;
 mod engine;
+mod grpc;
 mod jobs;
 mod live;
 mod schemas;
@@ -143,6 +144,20 @@ pub fn control_router(engine: AppState) -> axum::Router {
             live::observe,
         ))
         .with_state(engine)
+        .layer(axum::middleware::from_fn_with_state(
+            policy,
+            crate::auth::require,
+        ))
+}
+
+/// The Open Inference Protocol's gRPC service, with the scoring port's policy (its two
+/// probes, `ServerLive` and `ServerReady`, open).
+pub fn grpc_router(engine: AppState) -> axum::Router {
+    let policy = Arc::new(crate::auth::Policy::scoring(&engine.config));
+    let service = inference_grpc::service(Arc::new(grpc::GrpcBackend(engine)));
+    tonic::service::Routes::new(service)
+        .prepare()
+        .into_axum_router()
         .layer(axum::middleware::from_fn_with_state(
             policy,
             crate::auth::require,

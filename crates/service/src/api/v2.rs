@@ -24,8 +24,8 @@ use crate::Engine;
 
 use super::AppState;
 
-const INPUT: Slot = Slot(0);
-const OUTPUT: Slot = Slot(1);
+pub(crate) const INPUT: Slot = Slot(0);
+pub(crate) const OUTPUT: Slot = Slot(1);
 /// The header of the binary data extension: the JSON part's length.
 const HEADER_LENGTH: &str = "inference-header-content-length";
 
@@ -46,7 +46,7 @@ fn v2_error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 /// An engine error as the protocol answers it: its status, its text (and detail).
-fn from_error(e: &Error, row: Option<usize>) -> Response {
+fn error_text(e: &Error, row: Option<usize>) -> (StatusCode, String) {
     let mut text = e.to_string();
     if let Some(d) = e.detail() {
         text = format!("{text}: {d}");
@@ -54,7 +54,7 @@ fn from_error(e: &Error, row: Option<usize>) -> Response {
     if let Some(i) = row {
         text = format!("record {i} of the request: {text}");
     }
-    v2_error(e.status(), text)
+    (e.status(), text)
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -74,7 +74,7 @@ pub(super) async fn live() -> Json<LiveV2> {
     Json(LiveV2 { live: true })
 }
 
-fn is_ready(e: &Engine) -> Option<Arc<Deployment>> {
+pub(crate) fn is_ready(e: &Engine) -> Option<Arc<Deployment>> {
     if e.shutting_down() {
         return None;
     }
@@ -106,15 +106,19 @@ pub struct ServerMetadata {
 #[utoipa::path(get, path = "/v2", tag = "inference",
     responses((status = 200, body = ServerMetadata)))]
 pub(super) async fn server_metadata(State(e): State<AppState>) -> Json<ServerMetadata> {
-    Json(ServerMetadata {
+    Json(server_metadata_of(&e))
+}
+
+pub(super) fn server_metadata_of(e: &Engine) -> ServerMetadata {
+    ServerMetadata {
         name: "model-runtime".to_owned(),
         version: e.deps.release.clone(),
         extensions: vec!["binary_tensor_data".to_owned()],
-    })
+    }
 }
 
 /// The deployed model when `name` is its name; otherwise why not (a 404).
-fn model(e: &Engine, name: &str) -> std::result::Result<Arc<Deployment>, String> {
+pub(crate) fn model(e: &Engine, name: &str) -> std::result::Result<Arc<Deployment>, String> {
     match e.deployment() {
         Some(d) if d.name == name => Ok(d),
         Some(d) => Err(format!(
@@ -150,7 +154,7 @@ pub struct ModelMetadata {
     pub outputs: Vec<TensorMetadataView>,
 }
 
-fn tensors(d: &Deployment, slot: Slot, single: &str) -> Vec<TensorMetadataView> {
+pub(crate) fn tensors(d: &Deployment, slot: Slot, single: &str) -> Vec<TensorMetadataView> {
     let Some(json) = d.schema_json(slot) else {
         return Vec::new();
     };
@@ -300,10 +304,6 @@ async fn infer_answer(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Response {
-    let d = match model(e, name) {
-        Ok(d) => d,
-        Err(why) => return not_served(why),
-    };
     let header_length = match headers.get(HEADER_LENGTH) {
         None => None,
         Some(v) => match v.to_str().ok().and_then(|v| v.trim().parse::<usize>().ok()) {
@@ -316,79 +316,29 @@ async fn infer_answer(
             }
         },
     };
+    if let Err(why) = model(e, name) {
+        return not_served(why);
+    }
     let request = match InferRequest::parse(body, header_length) {
         Ok(r) => r,
         Err(why) => return v2_error(StatusCode::BAD_REQUEST, why.to_string()),
     };
-    let records = match request.records() {
+    let binary: Vec<(String, bool)> = request
+        .outputs
+        .iter()
+        .map(|o| (o.name.clone(), request.binary_output(&o.name)))
+        .collect();
+    let all_binary = request.binary_output("");
+    let response = match infer_request(e, name, version, request).await {
         Ok(r) => r,
-        Err(why) => return v2_error(StatusCode::BAD_REQUEST, why.to_string()),
+        Err((status, why)) => return v2_error(status, why),
     };
-    let rows = records.len();
-    let timeout = Duration::from_millis(e.config.roundtrip_timeout_ms);
-    // Every record is queued at once: the deployment's workers take them in batches with
-    // whatever else is waiting (a record-set model scores a batch in one call).
-    let results = futures_util::future::join_all(
-        records
-            .into_iter()
-            .map(|r| d.score_value(INPUT, OUTPUT, r, timeout)),
-    )
-    .await;
-    let mut answers = Vec::with_capacity(rows);
-    for (i, r) in results.into_iter().enumerate() {
-        match r {
-            Ok(values) => answers.extend(values),
-            Err(err) => return from_error(&err, (rows > 1).then_some(i)),
-        }
-    }
-    if answers.len() != rows {
-        return v2_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!(
-                "the model yielded {} answers to slot {OUTPUT} for the request's {rows} records: tensors need one answer per record",
-                answers.len()
-            ),
-        );
-    }
-    let single = match request.outputs.as_slice() {
-        [only] => only.name.clone(),
-        _ => "output-0".to_owned(),
-    };
-    let mut outputs = match inference_protocol::outputs_of(&answers, &single) {
-        Ok(t) => t,
-        Err(why) => return v2_error(StatusCode::INTERNAL_SERVER_ERROR, why.to_string()),
-    };
-    if !request.outputs.is_empty() {
-        let mut chosen = Vec::with_capacity(request.outputs.len());
-        for wanted in &request.outputs {
-            match outputs.iter().position(|t| t.name == wanted.name) {
-                Some(i) => chosen.push(outputs.swap_remove(i)),
-                None => {
-                    return v2_error(
-                        StatusCode::BAD_REQUEST,
-                        format!(
-                            "output '{}' is not one the model gives (it gives {})",
-                            wanted.name,
-                            outputs
-                                .iter()
-                                .map(|t| format!("'{}'", t.name))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    )
-                }
-            }
-        }
-        outputs = chosen;
-    }
-    d.outputs_delivered(OUTPUT, rows as u64);
-    let response = InferResponse {
-        model_name: d.name.clone(),
-        model_version: version,
-        id: request.id.clone(),
-        outputs,
-    };
-    let (bytes, header) = response.encode(|n| request.binary_output(n));
+    let (bytes, header) = response.encode(|n| {
+        binary
+            .iter()
+            .find(|(o, _)| o == n)
+            .map_or(all_binary, |(_, b)| *b)
+    });
     let mut r = bytes.into_response();
     let h = r.headers_mut();
     match header {
@@ -409,4 +359,80 @@ async fn infer_answer(
         }
     }
     r
+}
+
+/// A request scored by model `name`, whatever carried it (REST here, gRPC in
+/// `crate::grpc`): its records through the deployment's chain, the answers as tensors.
+pub(crate) async fn infer_request(
+    e: &Engine,
+    name: &str,
+    version: Option<String>,
+    request: InferRequest,
+) -> std::result::Result<InferResponse, (StatusCode, String)> {
+    let d = model(e, name).map_err(|why| (StatusCode::NOT_FOUND, why))?;
+    let records = request
+        .records()
+        .map_err(|why| (StatusCode::BAD_REQUEST, why.to_string()))?;
+    let rows = records.len();
+    let timeout = Duration::from_millis(e.config.roundtrip_timeout_ms);
+    // Every record is queued at once: the deployment's workers take them in batches with
+    // whatever else is waiting (a record-set model scores a batch in one call).
+    let results = futures_util::future::join_all(
+        records
+            .into_iter()
+            .map(|r| d.score_value(INPUT, OUTPUT, r, timeout)),
+    )
+    .await;
+    let mut answers = Vec::with_capacity(rows);
+    for (i, r) in results.into_iter().enumerate() {
+        match r {
+            Ok(values) => answers.extend(values),
+            Err(err) => return Err(error_text(&err, (rows > 1).then_some(i))),
+        }
+    }
+    if answers.len() != rows {
+        return Err((
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!(
+                "the model yielded {} answers to slot {OUTPUT} for the request's {rows} records: tensors need one answer per record",
+                answers.len()
+            ),
+        ));
+    }
+    let single = match request.outputs.as_slice() {
+        [only] => only.name.clone(),
+        _ => "output-0".to_owned(),
+    };
+    let mut outputs = inference_protocol::outputs_of(&answers, &single)
+        .map_err(|why| (StatusCode::INTERNAL_SERVER_ERROR, why.to_string()))?;
+    if !request.outputs.is_empty() {
+        let mut chosen = Vec::with_capacity(request.outputs.len());
+        for wanted in &request.outputs {
+            match outputs.iter().position(|t| t.name == wanted.name) {
+                Some(i) => chosen.push(outputs.swap_remove(i)),
+                None => {
+                    return Err((
+                        StatusCode::BAD_REQUEST,
+                        format!(
+                            "output '{}' is not one the model gives (it gives {})",
+                            wanted.name,
+                            outputs
+                                .iter()
+                                .map(|t| format!("'{}'", t.name))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ))
+                }
+            }
+        }
+        outputs = chosen;
+    }
+    d.outputs_delivered(OUTPUT, rows as u64);
+    Ok(InferResponse {
+        model_name: d.name.clone(),
+        model_version: version,
+        id: request.id.clone(),
+        outputs,
+    })
 }
