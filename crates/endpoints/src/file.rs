@@ -19,6 +19,36 @@ pub struct FileSource {
     decoder: Option<Box<dyn RecordDecoder>>,
     /// A broken stream, held back until the records decoded before it have been handed out.
     broken: Option<Error>,
+    /// Bytes read from the file so far, and its size, when it is a file.
+    read: Option<(std::sync::Arc<std::sync::atomic::AtomicU64>, u64)>,
+}
+
+/// A reader counting the bytes read through it.
+struct Counted<R> {
+    inner: R,
+    read: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<R: std::io::Read> std::io::Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+impl codecs::RandomAccess for Counted<File> {
+    fn len(&self) -> std::io::Result<u64> {
+        codecs::RandomAccess::len(&self.inner)
+    }
+
+    fn read_at(&self, offset: u64, len: usize) -> std::io::Result<bytes::Bytes> {
+        let b = codecs::RandomAccess::read_at(&self.inner, offset, len)?;
+        self.read
+            .fetch_add(b.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(b)
+    }
 }
 
 impl FileSource {
@@ -28,12 +58,23 @@ impl FileSource {
         let name = format!("file:{}", path.display());
         let file = File::open(path)
             .map_err(|e| Error::io(format!("cannot open input {}", path.display()), e))?;
-        if codec.encoding == Encoding::Parquet {
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let file = Counted {
+            inner: file,
+            read: read.clone(),
+        };
+        let mut source = if codec.encoding == Encoding::Parquet {
+            // A Parquet file is read where its footer points: the count is of what was read,
+            // close to where the reading is.
             let decoder = codecs::parquet_decoder(codec, Box::new(file), &name)
                 .map_err(|e| Error::endpoint_source(&name, e))?;
-            return Ok(Self::from_decoder(name, decoder));
-        }
-        Self::from_reader(name, BufReader::with_capacity(IO_BUFFER, file), codec)
+            Self::from_decoder(name, decoder)
+        } else {
+            Self::from_reader(name, BufReader::with_capacity(IO_BUFFER, file), codec)?
+        };
+        source.read = Some((read, size));
+        Ok(source)
     }
 
     /// A decoder built by the caller (one over a `codecs::RandomAccess` input, say) as a
@@ -43,6 +84,7 @@ impl FileSource {
             name,
             decoder: Some(decoder),
             broken: None,
+            read: None,
         }
     }
 
@@ -98,6 +140,19 @@ impl RecordSource for FileSource {
 
     fn describe(&self) -> String {
         self.name.clone()
+    }
+
+    fn progress(&self) -> Option<f64> {
+        if self.decoder.is_none() && self.broken.is_none() {
+            return Some(1.0);
+        }
+        let (read, size) = self.read.as_ref()?;
+        let read = read.load(std::sync::atomic::Ordering::Relaxed);
+        Some(if *size == 0 {
+            1.0
+        } else {
+            (read as f64 / *size as f64).min(1.0)
+        })
     }
 }
 
@@ -292,6 +347,8 @@ impl RecordSink for DiscardSink {
 pub struct FolderSource {
     name: String,
     files: std::vec::IntoIter<std::path::PathBuf>,
+    /// How many files it lists.
+    total: usize,
     codec: CodecConfig,
     current: Option<(std::sync::Arc<str>, FileSource)>,
 }
@@ -313,6 +370,7 @@ impl FolderSource {
         files.sort();
         Ok(FolderSource {
             name: format!("file:{}/", dir.display()),
+            total: files.len(),
             files: files.into_iter(),
             codec: codec.clone(),
             current: None,
@@ -350,6 +408,17 @@ impl RecordSource for FolderSource {
 
     fn describe(&self) -> String {
         self.name.clone()
+    }
+
+    /// Files finished, plus the share of the one being read.
+    fn progress(&self) -> Option<f64> {
+        if self.total == 0 {
+            return Some(1.0);
+        }
+        let current = self.current.as_ref();
+        let done = self.total - self.files.len() - usize::from(current.is_some());
+        let part = current.and_then(|(_, s)| s.progress()).unwrap_or(0.0);
+        Some(((done as f64 + part) / self.total as f64).min(1.0))
     }
 }
 

@@ -8,12 +8,14 @@ pub struct InlineSource {
     codec: CodecConfig,
     messages: std::vec::IntoIter<Vec<u8>>,
     next: u64,
+    total: u64,
 }
 
 impl InlineSource {
     pub fn new(messages: Vec<Vec<u8>>, codec: CodecConfig) -> InlineSource {
         InlineSource {
             codec,
+            total: messages.len() as u64,
             messages: messages.into_iter(),
             next: 0,
         }
@@ -34,5 +36,13 @@ impl RecordSource for InlineSource {
 
     fn describe(&self) -> String {
         "inline".to_owned()
+    }
+
+    fn progress(&self) -> Option<f64> {
+        Some(if self.total == 0 {
+            1.0
+        } else {
+            self.next as f64 / self.total as f64
+        })
     }
 }

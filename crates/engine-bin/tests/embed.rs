@@ -71,6 +71,15 @@ async fn host(engine: &Arc<Engine>) -> (SocketAddr, tokio::sync::oneshot::Sender
 
 /// A raw request with the headers given, to see what the engine's Host/Origin checks do.
 fn raw_status(addr: SocketAddr, path: &str, headers: &str) -> u16 {
+    raw_text(addr, path, headers)
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The whole answer to a raw GET, head and body.
+fn raw_text(addr: SocketAddr, path: &str, headers: &str) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
@@ -80,10 +89,7 @@ fn raw_status(addr: SocketAddr, path: &str, headers: &str) -> u16 {
     .unwrap();
     let mut text = String::new();
     let _ = s.read_to_string(&mut text);
-    text.split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
+    text
 }
 
 fn json(c: &Client, path: &str) -> Value {
@@ -128,10 +134,26 @@ async fn a_host_mounts_the_engine_under_a_prefix_scores_runs_a_job_and_shuts_it_
         let a = c.get("/api/no-such-route").unwrap();
         assert_eq!(a.status, 404);
         assert!(a.error().to_string().contains("/engine/api/no-such-route"));
-        // Without a token the engine answers loopback Hosts and its own Origin only, on
-        // the host's listener as on its own.
+        // The pages under the prefix: the dashboard at the prefix names its base so that
+        // its relative URLs resolve under the prefix; Swagger UI is sent to `docs/`.
         let port = addr.port();
         let host = format!("Host: 127.0.0.1:{port}\r\n");
+        let page = raw_text(addr, "/engine", &host);
+        assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+        assert!(page.contains("<base href=\"engine/\">"), "{page}");
+        let answer = raw_text(addr, "/engine/docs", &host);
+        assert!(answer.starts_with("HTTP/1.1 308"), "{answer}");
+        assert!(
+            answer
+                .to_ascii_lowercase()
+                .contains("location: /engine/docs/\r\n"),
+            "{answer}"
+        );
+        for path in ["/engine/ui/app.js", "/engine/docs/", "/engine/openapi.json"] {
+            assert_eq!(raw_status(addr, path, &host), 200, "{path}");
+        }
+        // Without a token the engine answers loopback Hosts and its own Origin only, on
+        // the host's listener as on its own.
         assert_eq!(raw_status(addr, "/engine/api/engine", &host), 200);
         assert_eq!(
             raw_status(addr, "/engine/api/engine", "Host: evil.example\r\n"),

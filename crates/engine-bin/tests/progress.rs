@@ -89,6 +89,15 @@ fn a_running_job_shows_growing_counts_then_its_final_figures() {
     assert!(later["recordsPerSecond"].as_f64().unwrap() > 0.0, "{later}");
     assert!(later["elapsedMs"].as_u64().unwrap() > 0, "{later}");
     assert!(later["recordsRead"].as_u64() >= later["recordsScored"].as_u64());
+    // The embedded input is a file of known size: the share read grows to 1, and a job
+    // part-way through has a time left.
+    let fractions: Vec<f64> = seen.iter().filter_map(|p| p["fraction"].as_f64()).collect();
+    assert!(!fractions.is_empty(), "{seen:#?}");
+    assert!(fractions.windows(2).all(|w| w[0] <= w[1]), "{fractions:?}");
+    assert!(
+        seen.iter().any(|p| p["etaMs"].is_u64()) || fractions.iter().all(|f| *f >= 1.0),
+        "{seen:#?}"
+    );
     let listed = {
         let (_, l) = e.get("/api/jobs");
         l["jobs"][0].clone()
@@ -107,6 +116,8 @@ fn a_running_job_shows_growing_counts_then_its_final_figures() {
     assert_eq!(p["recordsFailed"], 1, "{done}");
     assert_eq!(p["recordsRejected"], 0, "{done}");
     assert!(p["elapsedMs"].as_u64().unwrap() > 0, "{done}");
+    assert_eq!(p["fraction"], 1.0, "{done}");
+    assert!(p["etaMs"].is_null(), "{done}");
 }
 
 /// Runs the CLI against the engine at `url` (given as is: with or without `http://`).

@@ -302,7 +302,8 @@ fn with_a_token_every_route_but_health_needs_it() {
         "/api/engine",
         "/2/engine/state",
         "/api/jobs",
-        "/openapi.json",
+        "/api/live",
+        "/metrics",
         "/api/roundtrip/0/1",
     ] {
         let (s, body) = raw(&a, "GET", path, &[], "");
@@ -351,6 +352,12 @@ fn with_a_token_every_route_but_health_needs_it() {
     assert_eq!(s, 200);
     let (s, body) = raw(&a, "GET", "/1/health", &[], "");
     assert_eq!(s, 200, "{body}");
+    // The pages hold no data: the dashboard, its assets, the API's document and Swagger
+    // UI are open; what they show comes from the routes above.
+    for path in ["/", "/ui/app.js", "/ui/app.css", "/docs/", "/openapi.json"] {
+        let (s, body) = raw(&a, "GET", path, &[], "");
+        assert_eq!(s, 200, "{path}: {body}");
+    }
     assert!(
         !e.stderr().contains(TOKEN),
         "the token is logged: {}",

@@ -125,6 +125,25 @@ pub struct EnvironmentCache {
     /// Set when the engine stops: builds in progress stop their tool, later ones do not
     /// start.
     stopping: AtomicBool,
+    counts: CacheCountsAtomic,
+}
+
+/// How the environments asked of a cache were found, since it was made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheCounts {
+    /// Environments built.
+    pub builds: u64,
+    /// Builds that failed.
+    pub build_failures: u64,
+    /// Environments found built already.
+    pub cache_hits: u64,
+}
+
+#[derive(Debug, Default)]
+struct CacheCountsAtomic {
+    builds: AtomicU64,
+    build_failures: AtomicU64,
+    cache_hits: AtomicU64,
 }
 
 impl EnvironmentCache {
@@ -140,6 +159,16 @@ impl EnvironmentCache {
             installer: Mutex::new(None),
             serial: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
+            counts: CacheCountsAtomic::default(),
+        }
+    }
+
+    /// Builds, failed builds and cache hits so far.
+    pub fn counts(&self) -> CacheCounts {
+        CacheCounts {
+            builds: self.counts.builds.load(Ordering::Relaxed),
+            build_failures: self.counts.build_failures.load(Ordering::Relaxed),
+            cache_hits: self.counts.cache_hits.load(Ordering::Relaxed),
         }
     }
 
@@ -202,8 +231,16 @@ impl EnvironmentCache {
                 }
                 timings.lock_wait += wait.elapsed();
                 if !is_complete(&dir) {
-                    built_with =
-                        Some(self.build(&key, requirements, &interpreter, log, &mut timings)?);
+                    match self.build(&key, requirements, &interpreter, log, &mut timings) {
+                        Ok(b) => {
+                            self.counts.builds.fetch_add(1, Ordering::Relaxed);
+                            built_with = Some(b);
+                        }
+                        Err(e) => {
+                            self.counts.build_failures.fetch_add(1, Ordering::Relaxed);
+                            return Err(e);
+                        }
+                    }
                 }
                 // Not atomic: the exclusive lock is dropped, then the shared one taken.
                 lock.shared()?;
@@ -217,6 +254,7 @@ impl EnvironmentCache {
                     tracing::warn!(error = %e, "environment cache: eviction failed");
                 }
             } else {
+                self.counts.cache_hits.fetch_add(1, Ordering::Relaxed);
                 log.info(
                     LogSource::Engine,
                     format!("using the cached environment {} for {names}", short(&key)),

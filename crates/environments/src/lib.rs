@@ -37,7 +37,9 @@ mod lock;
 mod relax;
 mod tool;
 
-pub use cache::{CacheConfig, EnvironmentCache, PreparedEnv, RequirementsFile, Timings};
+pub use cache::{
+    CacheConfig, CacheCounts, EnvironmentCache, PreparedEnv, RequirementsFile, Timings,
+};
 pub use error::{Error, Result};
 pub use relax::relax_requirements;
 pub use tool::{Tool, ToolUsed};

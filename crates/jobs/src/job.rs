@@ -110,17 +110,30 @@ impl Default for JobOptions {
 
 /// Shared between a running job and whoever watches it: the job's progress as it goes,
 /// and a cancellation request honoured between batches.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct JobControl {
     records_read: AtomicU64,
     records_scored: AtomicU64,
     records_failed: AtomicU64,
     records_rejected: AtomicU64,
     cancelled: AtomicBool,
+    /// Per input, in order: how much of it was read (0 to 1), `None` while unknown.
+    inputs: std::sync::Mutex<Vec<Option<f64>>>,
+    /// Told of each batch the model scores.
+    observer: Option<Arc<dyn runtime_core::BatchObserver>>,
+}
+
+impl std::fmt::Debug for JobControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobControl")
+            .field("progress", &self.progress())
+            .field("cancelled", &self.is_cancelled())
+            .finish_non_exhaustive()
+    }
 }
 
 /// How far a job has got: counts since it started, read while it runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JobProgress {
     /// Records read from the inputs (including those then rejected).
@@ -132,6 +145,10 @@ pub struct JobProgress {
     pub records_failed: u64,
     /// Input and output records rejected by encoding, schema or size.
     pub records_rejected: u64,
+    /// How much of the inputs was read, from 0 to 1, when every input knows (files,
+    /// embedded inputs); `None` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fraction: Option<f64>,
 }
 
 impl JobControl {
@@ -145,6 +162,50 @@ impl JobControl {
             records_scored: self.records_scored.load(Ordering::Relaxed),
             records_failed: self.records_failed.load(Ordering::Relaxed),
             records_rejected: self.records_rejected.load(Ordering::Relaxed),
+            fraction: self.fraction(),
+        }
+    }
+
+    /// A control whose job tells `observer` of each batch its model scores.
+    pub fn observed(observer: Arc<dyn runtime_core::BatchObserver>) -> JobControl {
+        JobControl {
+            observer: Some(observer),
+            ..JobControl::default()
+        }
+    }
+
+    pub(crate) fn batch_scored(&self, records: usize, took: std::time::Duration) {
+        if let Some(o) = &self.observer {
+            o.scored(records, took);
+        }
+    }
+
+    /// The inputs' mean share read, when each of them knows its own.
+    fn fraction(&self) -> Option<f64> {
+        let inputs = self.inputs.lock().ok()?;
+        if inputs.is_empty() {
+            return None;
+        }
+        let mut sum = 0.0;
+        for f in inputs.iter() {
+            sum += (*f)?;
+        }
+        Some(sum / inputs.len() as f64)
+    }
+
+    /// The job reads `n` inputs.
+    pub(crate) fn inputs(&self, n: usize) {
+        if let Ok(mut i) = self.inputs.lock() {
+            *i = vec![None; n];
+        }
+    }
+
+    /// How much of input `index` was read.
+    pub(crate) fn input_read(&self, index: usize, fraction: Option<f64>) {
+        if let Ok(mut i) = self.inputs.lock() {
+            if let Some(slot) = i.get_mut(index) {
+                *slot = fraction.map(|f| f.clamp(0.0, 1.0));
+            }
         }
     }
     pub(crate) fn add_read(&self, n: u64) {

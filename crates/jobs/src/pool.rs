@@ -28,6 +28,8 @@ pub(crate) struct Recovery<'a> {
     pub config: SessionConfig,
     pub restarts: Restarts,
     pub log: Arc<dyn JobLog>,
+    /// The job's control, told of each batch scored.
+    pub control: std::sync::Arc<crate::JobControl>,
     /// Whether a failed batch can be retried at all (its items are copied and kept for it,
     /// which costs a copy per record: only when limits or restarts can need it).
     pub enabled: bool,
@@ -149,7 +151,10 @@ impl<'a> Pool<'a> {
         let first_seqno = items.first().map_or(0, |i| i.seqno);
         let rc = self.rc;
         self.running.push(Box::pin(async move {
+            let records = items.len();
+            let started = std::time::Instant::now();
             let result = score_batch(&mut session, items, rc).await;
+            rc.control.batch_scored(records, started.elapsed());
             Finished {
                 session,
                 idx,

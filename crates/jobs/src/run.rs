@@ -203,6 +203,7 @@ pub async fn run_job(job: Job, runner: &dyn Runner, log: Arc<dyn JobLog>) -> Job
             options.max_worker_restarts,
         ))),
         log: log.clone(),
+        control: control.clone(),
         enabled: options.worker_limits || options.max_worker_restarts > 0,
     };
     let writers = Writers::start(outputs, errors, log.clone(), options.settle_after_records);
@@ -632,7 +633,9 @@ fn start_reader(
         let mut sources = Vec::with_capacity(inputs.len());
         let mut reading = true;
         let backoff = runtime_core::Backoff::default();
-        for mut input in inputs {
+        control.inputs(inputs.len());
+        for (index, mut input) in inputs.into_iter().enumerate() {
+            control.input_read(index, input.source.progress());
             let mut failures = 0u32;
             while reading {
                 if control.is_cancelled() {
@@ -675,6 +678,7 @@ fn start_reader(
                     }
                     Ok(Some(items)) => {
                         control.add_read(items.len() as u64);
+                        control.input_read(index, input.source.progress());
                         let batch = InBatch {
                             slot: input.slot,
                             items,
@@ -683,7 +687,10 @@ fn start_reader(
                             reading = false;
                         }
                     }
-                    Ok(None) => break,
+                    Ok(None) => {
+                        control.input_read(index, Some(1.0));
+                        break;
+                    }
                     Err(e) => {
                         let _ = tx.send(Err(e)).await;
                         reading = false;

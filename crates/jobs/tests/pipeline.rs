@@ -532,8 +532,9 @@ async fn progress_counts_read_scored_failed_and_rejected_records() {
             records_scored: 3,
             records_failed: 1,
             records_rejected: 2,
+            fraction: Some(1.0),
         },
-        "one input rejected by encoding, one output rejected by encoding"
+        "one input rejected by encoding, one output rejected by encoding; the input read whole"
     );
     assert_eq!(out.records_failed, control.progress().records_failed);
     assert_eq!(out.records_rejected, control.progress().records_rejected);

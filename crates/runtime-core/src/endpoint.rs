@@ -43,6 +43,12 @@ pub trait RecordSource: Send {
     fn lag(&self) -> Option<u64> {
         None
     }
+
+    /// How much of a bounded input has been read, from 0 to 1 (bytes of a file, messages
+    /// of an inline input), when the source knows; a job's progress shows it.
+    fn progress(&self) -> Option<f64> {
+        None
+    }
 }
 
 /// A record on its way out, numbered from 1 in its output stream.

@@ -77,7 +77,8 @@ pub use log::{utc_timestamp, utc_timestamp_ms, JobLog, Level, LogLine, LogSource
 pub use model::{EntryPoints, ExplicitNames, Language, SmartComments};
 pub use record::{MessageMeta, Position, ReadItem, Record, Rejection, RejectionKind, Slot};
 pub use runner::{
-    AllRecordsFunction, Backoff, InitContext, ModelSpec, PrepareOptions, Prepared, RecordFailure,
-    RestartPolicy, Restarts, Runner, ScoreItem, ScoreOutcome, Session, SessionConfig,
+    AllRecordsFunction, Backoff, BatchObserver, InitContext, ModelSpec, PrepareOptions, Prepared,
+    RecordFailure, RestartPolicy, Restarts, Runner, ScoreItem, ScoreOutcome, Session,
+    SessionConfig,
 };
 pub use value::{Map, Value};

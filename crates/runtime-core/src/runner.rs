@@ -152,6 +152,12 @@ pub trait Runner: Send + Sync {
     async fn start(&self, model: &ModelSpec, config: SessionConfig) -> Result<Box<dyn Session>>;
 }
 
+/// Told of each batch a model scores (a deployment's or a job's): how many records, and
+/// how long the model took over them. Hosts use it for their metrics; it must not block.
+pub trait BatchObserver: Send + Sync {
+    fn scored(&self, records: usize, took: std::time::Duration);
+}
+
 #[async_trait]
 pub trait Session: Send {
     /// Scores a batch; one outcome per item, in order. An `Err` means the session itself

@@ -25,6 +25,8 @@ pub const MIN_TOKEN_LEN: usize = 16;
 
 /// Routes open without a token, for load balancers' and orchestrators' probes: liveness
 /// and readiness, which tell no more than whether the engine is up and its model ready.
+/// The control port also serves its pages open (the dashboard, its assets, the API's
+/// document and Swagger UI: no data; `crate::api::is_open_path`).
 const OPEN_PATHS: [&str; 2] = ["/1/health", "/ready"];
 
 /// A secret token. Its text never appears in Debug output or logs.
@@ -112,7 +114,7 @@ impl Policy {
 
     /// Whether a request for `path` with `headers` may go on.
     pub fn check(&self, path: &str, headers: &HeaderMap) -> Result<()> {
-        if self.open_health && OPEN_PATHS.contains(&path) {
+        if self.open_health && (OPEN_PATHS.contains(&path) || crate::api::is_open_path(path)) {
             return Ok(());
         }
         if let Some(token) = &self.token {

@@ -281,6 +281,8 @@ pub struct DeploySpec {
     pub limits_enforced: bool,
     /// How its workers are replaced when they die or break a limit.
     pub restart: RestartPolicy,
+    /// Told of each batch its model scores.
+    pub observer: Option<Arc<dyn runtime_core::BatchObserver>>,
 }
 
 pub struct Deployment {
@@ -486,6 +488,7 @@ impl Deployment {
                     seqno: seqno.clone(),
                     restarts: restarts.clone(),
                     given_up: None,
+                    observer: spec.observer.clone(),
                 };
                 tokio::spawn(actor.run(session, rx.clone(), stop.clone()))
             })
@@ -922,6 +925,7 @@ struct Actor {
     restarts: Arc<Restarts>,
     /// Why this worker is no longer replaced (the restart budget is spent).
     given_up: Option<String>,
+    observer: Option<Arc<dyn runtime_core::BatchObserver>>,
 }
 
 impl Actor {
@@ -1027,7 +1031,12 @@ impl Actor {
             };
             // Kept to send again to a new worker should this one die on another record.
             let items: Vec<ScoreItem> = pending.iter().map(|(i, _)| i.clone()).collect();
-            let e = match s.score(items).await {
+            let (records, started) = (items.len(), std::time::Instant::now());
+            let scored = s.score(items).await;
+            if let Some(o) = &self.observer {
+                o.scored(records, started.elapsed());
+            }
+            let e = match scored {
                 Ok(outcomes) => {
                     for ((_, reply), outcome) in pending.into_iter().zip(outcomes) {
                         match outcome {

@@ -61,6 +61,7 @@ pub mod deploy;
 pub mod document;
 pub mod error;
 mod joblog;
+pub mod metrics;
 pub mod paths;
 mod prepare;
 pub mod queue;
@@ -249,6 +250,8 @@ pub struct Engine {
     /// Opens the streams attached to the deployed model (the configured `credentials`
     /// handed to their endpoints); REST is added per stream, bound to its slot.
     streams_registry: endpoints::Registry,
+    /// Its metrics (`/metrics`) and the dashboard's samples (`/api/live`).
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 /// How many verified schemas the engine keeps for `/2/active/schema/verify/{id}`.
@@ -359,6 +362,7 @@ impl Engine {
             time::now_ms(),
         )
         .await;
+        let metrics = Arc::new(metrics::Metrics::default());
         let queue = Arc::new(
             queue::JobQueue::new(
                 store,
@@ -370,6 +374,7 @@ impl Engine {
             .with_retention(config.job_retention)
             .with_limits(config.limits)
             .with_spark(deps.spark.clone())
+            .with_metrics(metrics.clone())
             .with_registry(
                 deps.registry
                     .clone()
@@ -400,6 +405,7 @@ impl Engine {
             verified_schemas: Mutex::new((0, BTreeMap::new())),
             uploads,
             deployment_uploads: Mutex::new(std::collections::HashSet::new()),
+            metrics,
         });
         deploy::restore_deployment(&engine).await;
         Ok(engine)
@@ -419,17 +425,36 @@ impl Engine {
         api::scoring_router(self.clone())
     }
 
-    /// The job queue: runs submitted jobs one at a time until [`Engine::shutdown`]. The
-    /// host spawns it once (a second call, or one after the shutdown began, returns at
-    /// once); until it runs, jobs wait.
-    pub fn run_queue(&self) -> impl Future<Output = ()> + Send + 'static {
+    /// The engine's background work: the job queue, which runs submitted jobs one at a
+    /// time until [`Engine::shutdown`], and the sampler taking the dashboard's figures once
+    /// a second (`/api/live`). The host spawns it once (a second call, or one after the
+    /// shutdown began, returns at once); until it runs, jobs wait.
+    pub fn run_queue(self: &Arc<Self>) -> impl Future<Output = ()> + Send + 'static {
         let first = !self.queue_started.swap(true, Ordering::SeqCst) && !self.shutting_down();
         let queue = self.queue.clone();
+        // The sampler holds the engine weakly: it ends once the engine is dropped, or when
+        // the queue returns.
+        let engine = Arc::downgrade(self);
         async move {
-            if first {
-                queue.run().await;
-            } else {
+            if !first {
                 tracing::warn!("the job queue runs already, or the engine is stopping");
+                return;
+            }
+            let sampler = async move {
+                let mut tick = tokio::time::interval(metrics::SAMPLE_EVERY);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let Some(e) = engine.upgrade() else { break };
+                    // /proc is read: on the blocking pool.
+                    let sampled = e.clone();
+                    let _ =
+                        tokio::task::spawn_blocking(move || sampled.metrics.sample(&sampled)).await;
+                }
+            };
+            tokio::select! {
+                _ = queue.run() => {}
+                _ = sampler => {}
             }
         }
     }

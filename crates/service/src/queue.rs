@@ -86,6 +86,8 @@ pub struct JobQueue {
     registry: Arc<Registry>,
     /// Runs jobs whose runtime is Spark; `None`: they are refused.
     spark: Option<Arc<engine_spark::Spark>>,
+    /// Told of jobs' batches and of each job that ends.
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl JobQueue {
@@ -111,7 +113,14 @@ impl JobQueue {
             retention: crate::config::JobRetention::default(),
             registry: Arc::new(Registry::default()),
             spark: None,
+            metrics: Arc::new(crate::metrics::Metrics::default()),
         }
+    }
+
+    /// Tells `metrics` of jobs' batches and of each job that ends.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Runs jobs with `"runtime": "spark"` (and every job, when its settings say Spark is
@@ -291,6 +300,16 @@ impl JobQueue {
         })
     }
 
+    /// Records of every job so far: those that finished and the running one's.
+    pub fn job_records(&self) -> JobProgress {
+        match self.current.lock() {
+            Ok(c) => self
+                .metrics
+                .job_records(c.as_ref().map(|c| c.control.progress())),
+            Err(_) => JobProgress::default(),
+        }
+    }
+
     pub fn running_id(&self) -> Option<String> {
         self.current
             .lock()
@@ -357,7 +376,7 @@ impl JobQueue {
 
     async fn run_one(&self, row: JobRow) -> Result<()> {
         let id = row.id.clone();
-        let control = Arc::new(JobControl::default());
+        let control = Arc::new(JobControl::observed(self.metrics.batches("job")));
         let kill = Arc::new(Notify::new());
         if let Ok(mut c) = self.current.lock() {
             *c = Some(Current {
@@ -390,6 +409,7 @@ impl JobQueue {
             })
         };
 
+        let started = std::time::Instant::now();
         let finish = self.execute(&row, control.clone(), kill, log.clone()).await;
         flusher.abort();
         let finish = match finish {
@@ -404,8 +424,17 @@ impl JobQueue {
             }
         };
         self.store.append_log(&id, log.take()).await?;
+        let status = finish.status;
         self.store.finish(&id, now_ms(), finish).await?;
         if let Ok(mut c) = self.current.lock() {
+            // Under the lock [`JobQueue::job_records`] reads with: the job's records move
+            // from running to finished at once.
+            self.metrics.job_finished(
+                &row.job_type,
+                status.as_str(),
+                started.elapsed(),
+                Some(control.progress()),
+            );
             *c = None;
         }
         crate::retention::apply_logged(&self.store, &self.data_dir, self.retention, now_ms()).await;

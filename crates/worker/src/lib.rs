@@ -44,6 +44,7 @@ pub mod protocol;
 mod serve;
 mod session;
 pub mod supervisor;
+pub mod usage;
 
 pub use console::ConsoleLimits;
 pub use lifeline::kill_group;

@@ -150,7 +150,7 @@ impl Watchdog {
                     }
                 }
                 if let (None, Some(limit)) = (&broke, limits.memory_bytes) {
-                    match resident_bytes(pid) {
+                    match crate::usage::resident_bytes(pid) {
                         Some(rss) if rss > limit => broke = Some(LimitHit::Memory { limit, rss }),
                         Some(_) => {}
                         // The process is gone: nothing left to watch.
@@ -197,13 +197,4 @@ fn name_record(batches: &Batches, (batch, index): (u64, u64)) -> String {
         Some(seqno) => format!("record seqno {seqno} (record {index} of batch {batch})"),
         None => format!("record {index} of batch {batch}"),
     }
-}
-
-/// The resident set of a process, from `/proc/PID/statm`; `None` once it is gone.
-fn resident_bytes(pid: u32) -> Option<u64> {
-    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    // Safety: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    Some(pages * u64::try_from(page).unwrap_or(4096))
 }

@@ -120,6 +120,28 @@ pub struct JobCounts {
     pub cancelled: i64,
 }
 
+/// The jobs in the history, by status.
+pub(super) async fn job_counts(e: &crate::Engine) -> Result<JobCounts> {
+    let mut jobs = JobCounts {
+        running: 0,
+        waiting: 0,
+        complete: 0,
+        failed: 0,
+        cancelled: 0,
+    };
+    for (status, n) in e.store().counts().await? {
+        match JobState::parse(&status) {
+            Some(JobState::Running) => jobs.running += n,
+            Some(JobState::Waiting | JobState::Created) => jobs.waiting += n,
+            Some(JobState::Complete) => jobs.complete += n,
+            Some(JobState::Error) => jobs.failed += n,
+            Some(JobState::Cancelled) => jobs.cancelled += n,
+            None => {}
+        }
+    }
+    Ok(jobs)
+}
+
 #[derive(Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RuntimeDetails {
@@ -159,23 +181,7 @@ pub struct DeploymentFailureView {
 #[utoipa::path(get, path = "/api/engine", tag = "engine",
     responses((status = 200, body = RuntimeDetails), (status = 500, body = ErrorBody)))]
 pub(super) async fn engine_details(State(e): State<AppState>) -> Result<Json<RuntimeDetails>> {
-    let mut jobs = JobCounts {
-        running: 0,
-        waiting: 0,
-        complete: 0,
-        failed: 0,
-        cancelled: 0,
-    };
-    for (status, n) in e.store().counts().await? {
-        match JobState::parse(&status) {
-            Some(JobState::Running) => jobs.running += n,
-            Some(JobState::Waiting | JobState::Created) => jobs.waiting += n,
-            Some(JobState::Complete) => jobs.complete += n,
-            Some(JobState::Error) => jobs.failed += n,
-            Some(JobState::Cancelled) => jobs.cancelled += n,
-            None => {}
-        }
-    }
+    let jobs = job_counts(&e).await?;
     let tags = e.tags();
     let (stage_tags, service_tags) = tags
         .iter()

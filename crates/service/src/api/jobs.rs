@@ -69,6 +69,11 @@ pub struct ProgressView {
     pub elapsed_ms: u64,
     /// Records scored or failed per second of `elapsedMs`.
     pub records_per_second: f64,
+    /// How much of the inputs was read, from 0 to 1, when every input knows its size
+    /// (files, folders, embedded inputs); null otherwise.
+    pub fraction: Option<f64>,
+    /// Milliseconds left at the pace so far, while running and `fraction` is known.
+    pub eta_ms: Option<u64>,
 }
 
 fn progress_view(p: jobs::JobProgress, elapsed_ms: u64) -> ProgressView {
@@ -79,6 +84,11 @@ fn progress_view(p: jobs::JobProgress, elapsed_ms: u64) -> ProgressView {
         // Rounded to a tenth: a rate, not a measurement.
         (done as f64 * 10_000.0 / elapsed_ms as f64).round() / 10.0
     };
+    let fraction = p.fraction.map(|f| (f * 1000.0).round() / 1000.0);
+    let eta_ms = p
+        .fraction
+        .filter(|f| *f > 0.0 && *f < 1.0)
+        .map(|f| (elapsed_ms as f64 * (1.0 - f) / f).round() as u64);
     ProgressView {
         records_read: p.records_read,
         records_scored: p.records_scored,
@@ -86,11 +96,13 @@ fn progress_view(p: jobs::JobProgress, elapsed_ms: u64) -> ProgressView {
         records_rejected: p.records_rejected,
         elapsed_ms,
         records_per_second,
+        fraction,
+        eta_ms,
     }
 }
 
 /// The job's view with its live progress when it is running.
-fn job_view_live(e: &Engine, r: &JobRow) -> JobView {
+pub(super) fn job_view_live(e: &Engine, r: &JobRow) -> JobView {
     let mut view = job_view(r);
     if r.status == JobState::Running {
         if let Some(p) = e.queue.progress(&r.id) {

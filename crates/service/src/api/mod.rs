@@ -4,10 +4,14 @@
 mod deployment;
 mod engine;
 mod jobs;
+mod live;
 mod schemas;
 mod scoring;
 mod streams;
+mod ui;
 mod uploads;
+
+pub(crate) use ui::is_open_path;
 
 use std::sync::Arc;
 
@@ -84,6 +88,8 @@ fn control_routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(streams::list_streams))
         .routes(routes!(streams::attach_stream, streams::detach_stream))
+        .routes(routes!(live::metrics))
+        .routes(routes!(live::live))
         .routes(routes!(schemas::verify_schema))
         .routes(routes!(schemas::verify_record))
         .layer(axum::middleware::from_fn(refuse_declared_oversize))
@@ -110,6 +116,11 @@ pub fn control_router(engine: AppState) -> axum::Router {
                 async move { Json(api.as_ref().clone()) }
             }),
         )
+        .route("/", axum::routing::get(ui::index))
+        .route("/ui/{name}", axum::routing::get(ui::asset))
+        .route("/docs", axum::routing::get(ui::docs_root))
+        .route("/docs/", axum::routing::get(ui::docs_root))
+        .route("/docs/{*rest}", axum::routing::get(ui::docs))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::map_response(move |r: Response| {
@@ -117,6 +128,10 @@ pub fn control_router(engine: AppState) -> axum::Router {
         }))
         .layer(DefaultBodyLimit::max(request_limit_bytes(&engine)))
         .layer(axum::Extension(RequestLimit(limit)))
+        .layer(axum::middleware::from_fn_with_state(
+            engine.clone(),
+            live::observe,
+        ))
         .with_state(engine)
         .layer(axum::middleware::from_fn_with_state(
             policy,
@@ -134,6 +149,10 @@ pub fn scoring_router(engine: AppState) -> axum::Router {
         }))
         .layer(DefaultBodyLimit::max(request_limit_bytes(&engine)))
         .layer(axum::Extension(RequestLimit(limit)))
+        .layer(axum::middleware::from_fn_with_state(
+            engine.clone(),
+            live::observe,
+        ))
         .with_state(engine)
         .layer(axum::middleware::from_fn_with_state(
             policy,

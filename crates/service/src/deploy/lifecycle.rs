@@ -289,6 +289,7 @@ async fn start_deployment(
         limits,
         limits_enforced,
         restart: e.config.limits.restart_policy(),
+        observer: Some(e.metrics.batches("deployment")),
     };
     if spec.model.entry_points.score.is_none() {
         remove_dir(dir).await;

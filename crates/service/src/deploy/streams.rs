@@ -1360,6 +1360,7 @@ mod acks {
             limits: Default::default(),
             limits_enforced: false,
             restart: runtime_core::RestartPolicy::with_budget(Some(3)),
+            observer: None,
         };
         Deployment::start(spec, Arc::new(InProcess), log)
             .await

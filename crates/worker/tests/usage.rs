@@ -1,0 +1,26 @@
+//! `worker::usage` finds the processes the engine started, both ways it knows.
+
+use std::process::Command;
+
+use worker::usage::{children, scan_children, threads_children};
+
+#[test]
+fn children_are_found_and_named_both_ways() {
+    let mut child = Command::new("sleep").arg("5").spawn().unwrap();
+    let me = std::process::id();
+    let found = children(me);
+    let scanned = scan_children(me);
+    let listed = threads_children(me);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        found
+            .iter()
+            .any(|c| c.pid == child.id() && c.command == "sleep"),
+        "{found:?}"
+    );
+    assert!(scanned.contains(&child.id()), "{scanned:?}");
+    if let Some(listed) = listed {
+        assert!(listed.contains(&child.id()), "{listed:?}");
+    }
+}
