@@ -522,11 +522,11 @@ function onFrame(frame) {
   for (const line of frame.split('\n')) {
     if (!line || line.startsWith(':')) continue;
     const colon = line.indexOf(':');
-    const field = colon < 0 ? line : line.slice(0, colon);
+    const name = colon < 0 ? line : line.slice(0, colon);
     let value = colon < 0 ? '' : line.slice(colon + 1);
     if (value.startsWith(' ')) value = value.slice(1);
-    if (field === 'event') event = value;
-    else if (field === 'data') data.push(value);
+    if (name === 'event') event = value;
+    else if (name === 'data') data.push(value);
   }
   if (!data.length) return;
   let payload;
@@ -572,81 +572,77 @@ function onLive(ev) {
 
 // Resources and streams
 
+// The rows of `body` that carry `attr`, kept in step with `items` by key: made when new,
+// removed when gone. Returns [row, item] pairs.
+function keyedRows(body, attr, items, keyOf, make) {
+  const seen = new Set();
+  const pairs = (items || []).map((item) => {
+    const key = String(keyOf(item));
+    seen.add(key);
+    let row = body.querySelector(`tr[${attr}="${CSS.escape(key)}"]`);
+    if (!row) body.append((row = make(key)));
+    return [row, item];
+  });
+  for (const row of [...body.querySelectorAll(`tr[${attr}]`)]) {
+    if (!seen.has(row.getAttribute(attr))) row.remove();
+  }
+  return pairs;
+}
+
 function renderResources(r) {
   const engineRow = $('resource-engine');
   if (r.engine) {
     setText(field(engineRow, 'cpu'), fmtPercent(r.engine.cpuPercent));
     setText(field(engineRow, 'mem'), fmtBytes(r.engine.residentBytes));
   }
-  const body = $('resources');
-  const seen = new Set();
-  for (const w of r.workers || []) {
-    const key = String(w.pid);
-    seen.add(key);
-    let row = body.querySelector(`tr[data-pid="${key}"]`);
-    if (!row) {
-      row = h(
-        'tr',
-        { 'data-testid': 'resource-worker', 'data-pid': key },
-        h('td', {}, h('span', { 'data-field': 'name' }), ' ', h('span', { class: 'muted' }, `pid ${key}`)),
-        h('td', { class: 'num', 'data-field': 'cpu' }),
-        h('td', { class: 'num', 'data-field': 'mem' }),
-      );
-      body.append(row);
-    }
+  const make = (pid) =>
+    h(
+      'tr',
+      { 'data-testid': 'resource-worker', 'data-pid': pid },
+      h('td', {}, h('span', { 'data-field': 'name' }), ' ', h('span', { class: 'muted' }, `pid ${pid}`)),
+      h('td', { class: 'num', 'data-field': 'cpu' }),
+      h('td', { class: 'num', 'data-field': 'mem' }),
+    );
+  for (const [row, w] of keyedRows($('resources'), 'data-pid', r.workers, (w) => w.pid, make)) {
     setText(field(row, 'name'), w.command);
     setText(field(row, 'cpu'), fmtPercent(w.cpuPercent));
     setText(field(row, 'mem'), fmtBytes(w.residentBytes));
   }
-  for (const row of [...body.querySelectorAll('tr[data-pid]')]) {
-    if (!seen.has(row.dataset.pid)) row.remove();
-  }
 }
 
 function renderStreams(streams, at) {
-  const body = $('streams');
-  const seen = new Set();
-  for (const s of streams || []) {
-    const key = String(s.slot);
-    seen.add(key);
-    let row = body.querySelector(`tr[data-slot="${key}"]`);
-    if (!row) {
-      row = h(
-        'tr',
-        { 'data-testid': 'stream-row', 'data-slot': key },
-        h('td', {}, key),
-        h('td', { class: 'endpoint', 'data-field': 'endpoint' }),
-        h('td', {}, h('span', { class: 'badge', 'data-field': 'state' })),
-        h('td', { class: 'num', 'data-field': 'rate' }, '–'),
-        h('td', { class: 'num', 'data-field': 'errors' }),
-      );
-      body.append(row);
-    }
+  const make = (slot) =>
+    h(
+      'tr',
+      { 'data-testid': 'stream-row', 'data-slot': slot },
+      h('td', {}, slot),
+      h('td', { class: 'endpoint', 'data-field': 'endpoint' }),
+      h('td', {}, h('span', { class: 'badge', 'data-field': 'state' })),
+      h('td', { class: 'num', 'data-field': 'rate' }, '–'),
+      h('td', { class: 'num', 'data-field': 'errors' }),
+    );
+  const rates = new Map();
+  const rows = keyedRows($('streams'), 'data-slot', streams, (s) => s.slot, make);
+  for (const [row, s] of rows) {
     const endpoint = field(row, 'endpoint');
     setText(endpoint, s.endpoint);
     endpoint.title = s.endpoint;
     const stateEl = field(row, 'state');
     badge(stateEl, s.state);
     stateEl.title = s.reason || '';
-    const errors = s.recordsRejected + s.recordsFailed;
-    const errorsEl = field(row, 'errors');
-    setText(errorsEl, fmtInt(errors));
-    errorsEl.title = `${fmtInt(s.recordsRejected)} rejected, ${fmtInt(s.recordsFailed)} failed`;
+    const errors = field(row, 'errors');
+    setText(errors, fmtInt(s.recordsRejected + s.recordsFailed));
+    errors.title = `${fmtInt(s.recordsRejected)} rejected, ${fmtInt(s.recordsFailed)} failed`;
     // Records per second from the counts of successive events.
+    const key = String(s.slot);
     const prev = state.streamRates.get(key);
     if (prev && at > prev.at) {
-      const rate = Math.max(0, ((s.recordsIn - prev.n) * 1000) / (at - prev.at));
-      setText(field(row, 'rate'), fmtRate(rate));
+      setText(field(row, 'rate'), fmtRate(Math.max(0, ((s.recordsIn - prev.n) * 1000) / (at - prev.at))));
     }
-    state.streamRates.set(key, { at, n: s.recordsIn });
+    rates.set(key, { at, n: s.recordsIn });
   }
-  for (const row of [...body.querySelectorAll('tr[data-slot]')]) {
-    if (!seen.has(row.dataset.slot)) {
-      row.remove();
-      state.streamRates.delete(row.dataset.slot);
-    }
-  }
-  show($('streams-none'), seen.size === 0);
+  state.streamRates = rates;
+  show($('streams-none'), rows.length === 0);
 }
 
 // Charts
@@ -660,6 +656,19 @@ function niceMax(v) {
   return 4 * nice * exp;
 }
 
+// The time the charts span and the step of their labels: the last 15 minutes, or less while
+// the engine has been up for less (a fresh engine's first minute is not a sliver).
+const SPANS = [[60e3, 20e3], [120e3, 30e3], [300e3, 60e3], [600e3, 300e3], [WINDOW_MS, 300e3]];
+
+function timeAxis(samples, end) {
+  const have = samples.length ? end - samples[0].at : 0;
+  return SPANS.find(([span]) => span >= have) || SPANS[SPANS.length - 1];
+}
+
+function fmtAgo(ms) {
+  return ms < 120e3 ? `${Math.round(ms / 1000)} s` : `${Math.round(ms / 60e3)} min`;
+}
+
 class Chart {
   // series: [{label, color, value(sample), format, axis: 'left'|'right', dash}]
   constructor(root, series, leftFormat, rightFormat) {
@@ -668,6 +677,7 @@ class Chart {
     this.series = series;
     this.leftFormat = leftFormat;
     this.rightFormat = rightFormat;
+    this.spanLabel = root.querySelector('.card-head .muted');
     this.values = series.map((s) => {
       const value = h('span', { class: 'value' }, '–');
       root.querySelector('.legend').append(
@@ -706,7 +716,9 @@ class Chart {
     const pw = w - left - right;
     const ph = ht - top - bottom;
     const end = samples.length ? samples[samples.length - 1].at : Date.now();
-    const begin = end - WINDOW_MS;
+    const [span, step] = timeAxis(samples, end);
+    setText(this.spanLabel, `last ${fmtAgo(span)}`);
+    const begin = end - span;
     const shown = samples.filter((s) => s.at >= begin);
     const max = { left: 0, right: 0 };
     for (const s of this.series) {
@@ -718,7 +730,7 @@ class Chart {
     }
     max.left = niceMax(max.left * 1.05);
     max.right = niceMax(max.right * 1.05);
-    const xOf = (t) => left + ((t - begin) / WINDOW_MS) * pw;
+    const xOf = (t) => left + ((t - begin) / span) * pw;
     const yOf = (v, axis) => top + ph - (v / max[axis]) * ph;
 
     ctx.font = '11px system-ui, sans-serif';
@@ -740,10 +752,9 @@ class Chart {
       }
     }
     ctx.textBaseline = 'alphabetic';
-    for (const m of [15, 10, 5, 0]) {
-      const x = xOf(end - m * 60000);
-      ctx.textAlign = m === 15 ? 'left' : m === 0 ? 'right' : 'center';
-      ctx.fillText(m ? `−${m} min` : 'now', x, ht - 4);
+    for (let ago = span; ago >= 0; ago -= step) {
+      ctx.textAlign = ago === span ? 'left' : ago === 0 ? 'right' : 'center';
+      ctx.fillText(ago ? `−${fmtAgo(ago)}` : 'now', xOf(end - ago), ht - 4);
     }
 
     for (const s of this.series) {
@@ -937,12 +948,24 @@ function newRow(id) {
   return row;
 }
 
-// How far a job is, 0..1, or null when it cannot be told.
+// How far a job is, 0..1, or null when it cannot be told. `progress.fraction` is the share
+// of the inputs read, which runs ahead of the model (inputs are read ahead, a small file at
+// once): with the records read so far it tells how many records the inputs hold, and the
+// records done (scored, failed, rejected) against those is how far the job is.
 function fractionOf(job) {
   const p = job.progress;
-  if (job.jobStatus === 'COMPLETE') return p && p.fraction != null ? p.fraction : 1;
+  if (job.jobStatus === 'COMPLETE') return 1;
   if (!p) return job.jobStatus === 'RUNNING' ? null : 0;
-  return p.fraction == null ? (FINAL.has(job.jobStatus) ? 0 : null) : p.fraction;
+  if (p.fraction == null) return FINAL.has(job.jobStatus) ? 0 : null;
+  if (!(p.fraction > 0) || !p.recordsRead) return FINAL.has(job.jobStatus) ? 0 : p.fraction;
+  const done = p.recordsScored + p.recordsFailed + p.recordsRejected;
+  return Math.min(1, (done * p.fraction) / p.recordsRead);
+}
+
+// The time left at the pace so far, while the job runs.
+function etaOf(job) {
+  const f = job.jobStatus === 'RUNNING' && job.progress ? fractionOf(job) : null;
+  return f > 0 && f < 1 ? (job.progress.elapsedMs * (1 - f)) / f : null;
 }
 
 function fillProgress(bar, job) {
@@ -967,8 +990,8 @@ function fillRow(row, job) {
   setText(field(row, 'scored'), p ? fmtInt(p.recordsScored) : '–');
   setText(field(row, 'failed'), p ? fmtInt(p.recordsFailed) : '–');
   setText(field(row, 'rate'), p ? `${fmtRate(p.recordsPerSecond)}/s` : '–');
-  const eta = job.jobStatus === 'RUNNING' && p && p.etaMs != null ? fmtDuration(p.etaMs) : '–';
-  setText(field(row, 'eta'), eta);
+  const eta = etaOf(job);
+  setText(field(row, 'eta'), eta == null ? '–' : fmtDuration(eta));
 }
 
 // The open job
@@ -1031,7 +1054,8 @@ function renderDetail(job, before) {
       : '–',
   );
   let rate = p ? `${fmtRate(p.recordsPerSecond)} records/s` : '–';
-  if (job.jobStatus === 'RUNNING' && p && p.etaMs != null) rate += ` · ${fmtDuration(p.etaMs)} to go`;
+  const eta = etaOf(job);
+  if (eta != null) rate += ` · ${fmtDuration(eta)} to go`;
   setText($('job-detail-rate'), rate);
   const times = [`created ${fmtDateTime(job.createdAt)}`];
   if (job.startedAt) times.push(`started ${fmtClock(job.startedAt)}`);
