@@ -244,6 +244,7 @@ try {
     'every library is listed',
   );
   await shot(page, '02-model');
+  await testId(page, 'model-libraries').locator('summary').click();
 
   step('a job runs to its end: progress bar at 100%, COMPLETE');
   const quick = await submitJob('quick-batch', SLOW_MODEL, records(40, 0.05));
@@ -261,12 +262,15 @@ try {
   await shot(page, '03-job-complete');
 
   step('a slow job runs while the deployed model is under load');
-  const slow = await submitJob('nightly-rescore', SLOW_MODEL, records(400, 0.1));
+  // Five batches of ten records (ENGINE_JOB_BATCH_SIZE), four seconds each: read ahead at
+  // once, scored in steps, still running when it is cancelled below.
+  const slow = await submitJob('nightly-rescore', SLOW_MODEL, records(50, 0.4));
   const slowRow = jobRow(page, slow);
   await waitAttr(slowRow, 'data-status', (v) => v === 'RUNNING', 'the slow job RUNNING');
   await slowRow.click();
   await testId(page, 'job-cancel').waitFor();
-  const load = driveLoad(5000);
+  const loadStarted = Date.now();
+  const load = driveLoad(8000);
   await waitAttr(
     testId(page, 'chart-throughput'),
     'data-last',
@@ -277,7 +281,8 @@ try {
   // Lines of the running job arrive while it runs.
   await testId(page, 'job-log').locator('[data-testid="log-line"]').first().waitFor();
   await waitAttr(slowRow.getByTestId('job-progress'), 'data-fraction', (v) => Number(v) > 0, 'the slow job under way');
-  await page.waitForTimeout(1500);
+  // The picture for docs/observability.md: some seconds of load on the charts.
+  await page.waitForTimeout(Math.max(500, 6500 - (Date.now() - loadStarted)));
   await shot(page, 'dashboard', { fullPage: true });
   const sent = await load;
   check(sent.ok > 0, `scoring answered (${JSON.stringify(sent)})`);

@@ -132,7 +132,7 @@ fn the_dashboard_shows_the_engine_and_drives_it_in_a_browser() {
     let chromium = chromium();
     let browser = browser_dir();
     let artifacts = artifacts();
-    println!("dashboard screenshots: {}", artifacts.display());
+    eprintln!("dashboard screenshots: {}", artifacts.display());
 
     let data = tempfile::tempdir().unwrap();
     let e = Engine::start(
@@ -144,7 +144,7 @@ fn the_dashboard_shows_the_engine_and_drives_it_in_a_browser() {
             ("ENGINE_GROUP", "payments"),
             ("ENGINE_TAGS", "DEV, cc-fraud"),
             // Small batches: a job's progress moves in visible steps.
-            ("ENGINE_JOB_BATCH_SIZE", "5"),
+            ("ENGINE_JOB_BATCH_SIZE", "10"),
         ],
     );
     let c = client(&e);
@@ -184,8 +184,8 @@ fn the_dashboard_shows_the_engine_and_drives_it_in_a_browser() {
             ),
         ],
     );
-    println!("{output}");
-    println!(
+    eprintln!("{output}");
+    eprintln!(
         "the browser script took {:.1} s",
         started.elapsed().as_secs_f64()
     );
