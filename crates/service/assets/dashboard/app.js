@@ -118,7 +118,7 @@ function fmtDateTime(when) {
 function fmtAxis(v) {
   if (v >= 1e6) return `${+(v / 1e6).toFixed(1)}M`;
   if (v >= 1e3) return `${+(v / 1e3).toFixed(1)}k`;
-  return `${+v.toFixed(v < 10 ? 1 : 0)}`;
+  return `${+v.toFixed(v < 10 ? 2 : 0)}`;
 }
 
 // The engine's API
@@ -127,6 +127,7 @@ const state = {
   token: sessionStorage.getItem(TOKEN_KEY),
   details: null,
   deploymentId: undefined,
+  failureAt: null,
   samples: [],
   jobs: new Map(),
   jobOrder: [],
@@ -304,7 +305,9 @@ function renderModel(d) {
   const m = d.deployedModel;
   const failure = d.deploymentFailure;
   const changed = (m ? m.id : null) !== state.deploymentId;
+  const failureChanged = (failure ? failure.at : null) !== state.failureAt;
   state.deploymentId = m ? m.id : null;
+  state.failureAt = failure ? failure.at : null;
   show($('model'), Boolean(m));
   show($('undeploy'), Boolean(m));
   show($('model-none'), !m);
@@ -335,7 +338,7 @@ function renderModel(d) {
     updateModelLive(m);
     if (changed) renderLibraries(d.platforms, m.language);
   }
-  if (changed) {
+  if (changed || failureChanged) {
     if (m || failure) loadDeploymentLog();
     else $('deployment-log').replaceChildren();
   }
@@ -552,7 +555,11 @@ function onHistory(h) {
 }
 
 function onLive(ev) {
+  let changed = false;
   if (ev.engine) {
+    // A new state may come with what the event does not carry (a deployment that failed).
+    changed = state.details && ev.engine.state !== state.details.state;
+    if (changed) state.details.state = ev.engine.state;
     badge($('engine-state'), ev.engine.state);
     setText($('engine-uptime'), fmtDuration(ev.engine.uptimeSeconds * 1000));
   }
@@ -564,7 +571,7 @@ function onLive(ev) {
   }
   if (ev.resources) renderResources(ev.resources);
   const id = ev.deployment ? ev.deployment.id : null;
-  if (state.deploymentId !== undefined && id !== state.deploymentId) refreshDetails();
+  if (changed || (state.deploymentId !== undefined && id !== state.deploymentId)) refreshDetails();
   else if (ev.deployment) updateModelLive(ev.deployment);
   if (ev.streams) renderStreams(ev.streams, Date.parse(ev.at) || Date.now());
   if (ev.jobs) onJobs(ev.jobs);
