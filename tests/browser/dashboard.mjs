@@ -353,6 +353,19 @@ try {
   check((await api('GET', '/api/deployment')).status === 404, 'the API has no deployment');
   await shot(page, '08-undeployed');
 
+  step('a deployment that cannot start: its reason and traceback');
+  const refused = await api('PUT', '/api/deployment', {
+    name: 'broken-deployment',
+    deployableModel: {
+      storedModel: { modelAssets: [{ name: 'model.py', assetType: 'SOURCE_CODE', sourceCode: BROKEN_MODEL }] },
+    },
+  });
+  check(refused.status === 400, `the broken deployment is refused (${refused.status})`);
+  await testId(page, 'deployment-failure-traceback').getByText(/RuntimeError: cannot load weights/).waitFor();
+  await testId(page, 'deployment-log').getByText(/cannot load weights/).first().waitFor();
+  await testId(page, 'engine-state').getByText('ERROR').waitFor();
+  await shot(page, '09-deployment-failed');
+
   step('log out');
   await testId(page, 'logout').click();
   await testId(page, 'login').waitFor();
