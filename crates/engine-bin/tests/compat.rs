@@ -188,6 +188,13 @@ fn a_deployment_installs_the_models_requirements_like_a_job() {
     assert_eq!(status, 200, "{body}");
     let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(answer["six"], "1.16.0", "{body}");
+    // Its own environment's libraries, as the deployment shows them.
+    let (_, d) = e.get("/api/deployment");
+    let libraries = d["libraries"].as_array().unwrap();
+    assert!(
+        libraries.iter().any(|l| l == "six==1.16.0"),
+        "{libraries:?}"
+    );
 
     // `engine deploy` of the model's folder, as `engine job create` sends it.
     let out = Command::new(common::ENGINE)

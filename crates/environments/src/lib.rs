@@ -33,6 +33,7 @@
 
 mod cache;
 mod error;
+mod installed;
 mod lock;
 mod relax;
 mod tool;
@@ -41,5 +42,6 @@ pub use cache::{
     CacheConfig, CacheCounts, EnvironmentCache, PreparedEnv, RequirementsFile, Timings,
 };
 pub use error::{Error, Result};
+pub use installed::installed_libraries;
 pub use relax::relax_requirements;
 pub use tool::{Tool, ToolUsed};

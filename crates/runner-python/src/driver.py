@@ -177,8 +177,10 @@ def run_recordset(score, arity, data, slot, seqno, Failure, _Gen):
     records' positions in the batch. Every output that is a DataFrame, or a `(slot,
     DataFrame)` tuple, becomes one output record per row, and each row belongs to the
     record its index label names (so a deployment answers each request with its own rows);
-    other outputs belong to the batch's first record. Returns one list of outputs per
-    record, or a Failure for the whole batch."""
+    a column of answers (a pandas Series or a numpy array as long as the batch, as
+    `predict` returns) gives each record its own element; other outputs belong to the
+    batch's first record. Returns one list of outputs per record, or a Failure for the
+    whole batch."""
     n = len(data)
     try:
         frame = make_frame(data)
@@ -199,11 +201,25 @@ def run_recordset(score, arity, data, slot, seqno, Failure, _Gen):
                 owners = row_owners(o, n)
                 for k, row in zip(owners, o.to_dict("records")):
                     per[k].append(row if routed is None else (routed, row))
+            elif n and is_column(o, n):
+                for k, x in enumerate(o.tolist()):
+                    per[k].append(x if routed is None else (routed, x))
             elif n:
                 per[0].append(o if routed is None else (routed, o))
         return per
     except Exception as e:
         return Failure(e)
+
+
+def is_column(o, n):
+    """A pandas Series, or a numpy array of at least one dimension, with one element per
+    record of the batch."""
+    kind = o.__class__.__module__.split(".", 1)[0]
+    if kind == "numpy" and o.__class__.__name__ == "ndarray":
+        return o.ndim >= 1 and len(o) == n
+    if kind == "pandas" and o.__class__.__name__ == "Series":
+        return len(o) == n
+    return False
 
 
 def row_owners(frame, n):

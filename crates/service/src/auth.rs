@@ -29,6 +29,10 @@ pub const MIN_TOKEN_LEN: usize = 16;
 /// document and Swagger UI: no data; `crate::api::is_open_path`).
 const OPEN_PATHS: [&str; 2] = ["/1/health", "/ready"];
 
+/// The Open Inference Protocol's probes, open on both ports (the scoring port is where a
+/// V2 client looks for them).
+const OPEN_V2_PATHS: [&str; 2] = ["/v2/health/live", "/v2/health/ready"];
+
 /// A secret token. Its text never appears in Debug output or logs.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Token(String);
@@ -114,7 +118,9 @@ impl Policy {
 
     /// Whether a request for `path` with `headers` may go on.
     pub fn check(&self, path: &str, headers: &HeaderMap) -> Result<()> {
-        if self.open_health && (OPEN_PATHS.contains(&path) || crate::api::is_open_path(path)) {
+        if OPEN_V2_PATHS.contains(&path)
+            || (self.open_health && (OPEN_PATHS.contains(&path) || crate::api::is_open_path(path)))
+        {
             return Ok(());
         }
         if let Some(token) = &self.token {

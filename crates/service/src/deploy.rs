@@ -283,6 +283,9 @@ pub struct DeploySpec {
     pub restart: RestartPolicy,
     /// Told of each batch its model scores.
     pub observer: Option<Arc<dyn runtime_core::BatchObserver>>,
+    /// The libraries of its own environment (`name==version`), built from its
+    /// `requirements.txt`; empty when it runs on the platform's.
+    pub libraries: Vec<String>,
 }
 
 pub struct Deployment {
@@ -309,6 +312,8 @@ pub struct Deployment {
     _environment: Option<Box<dyn std::any::Any + Send + Sync>>,
     pub limits: worker::WorkerLimits,
     pub limits_enforced: bool,
+    /// The libraries of its own environment (`DeploySpec::libraries`).
+    pub libraries: Vec<String>,
 }
 
 #[derive(Default)]
@@ -516,6 +521,7 @@ impl Deployment {
             _environment: spec.environment,
             limits: spec.limits,
             limits_enforced: spec.limits_enforced,
+            libraries: spec.libraries,
         }))
     }
 
@@ -587,6 +593,40 @@ impl Deployment {
         }
     }
 
+    /// One decoded record through the chain every request takes: screened by `input`'s
+    /// schema and counted, scored, and what the model yielded to `output` screened by that
+    /// slot's schema (yields to other slots are counted and logged, not answered). The
+    /// caller encodes the answer and counts it delivered ([`Deployment::outputs_delivered`]).
+    pub async fn score_value(
+        &self,
+        input: Slot,
+        output: Slot,
+        value: Value,
+        timeout: Duration,
+    ) -> Result<Vec<Value>> {
+        let value = self.take_input(input, value, Position::default(), Origin::Request)?;
+        let outs = self.score(input, value, timeout).await?;
+        let (mut by_slot, _) = self.route_yields(outs, |slot| slot == output, |_| {
+            format!("which the request (answered on slot {output}) does not read; counted, not answered")
+        });
+        let mut values = by_slot.remove(&output).unwrap_or_default();
+        // A rejected yield fails the answer (a partial answer would pass for whole); each
+        // is counted and logged, the first one's reason answered.
+        if let Some(e) = self
+            .screen_yields(output, &mut values, &mut Vec::new(), Origin::Request)
+            .into_iter()
+            .next()
+        {
+            return Err(e);
+        }
+        Ok(values)
+    }
+
+    /// The Avro schema (JSON) resolved for `slot`'s records, checked or not.
+    pub fn schema_json(&self, slot: Slot) -> Option<&str> {
+        self.codec_schemas.get(slot).map(|c| c.json())
+    }
+
     /// One REST request, the same chain as a batch job's records: decodes `body` by
     /// `input`'s codec, screens it by the slot's schema, scores it, screens what the model
     /// yielded to `output` by that slot's schema and encodes it (one yield as itself,
@@ -608,21 +648,7 @@ impl Deployment {
             };
             self.input_rejected(input, kind, why.to_string(), Origin::Request)
         })?;
-        let value = self.take_input(input, value, Position::default(), Origin::Request)?;
-        let outs = self.score(input, value, timeout).await?;
-        let (mut by_slot, _) = self.route_yields(outs, |slot| slot == output, |_| {
-            format!("which the request (answered on slot {output}) does not read; counted, not answered")
-        });
-        let mut values = by_slot.remove(&output).unwrap_or_default();
-        // A rejected yield fails the answer (a partial answer would pass for whole); each
-        // is counted and logged, the first one's reason answered.
-        if let Some(e) = self
-            .screen_yields(output, &mut values, &mut Vec::new(), Origin::Request)
-            .into_iter()
-            .next()
-        {
-            return Err(e);
-        }
+        let values = self.score_value(input, output, value, timeout).await?;
         let out_codec = self.codec(output.0);
         let mut encoded = Vec::with_capacity(values.len());
         for v in &values {
@@ -737,7 +763,7 @@ impl Deployment {
     }
 
     /// Counts records that reached their output on `slot` (answered, or written).
-    pub(crate) fn outputs_delivered(&self, slot: Slot, n: u64) {
+    pub fn outputs_delivered(&self, slot: Slot, n: u64) {
         self.tally(|t| t.outputs.entry(slot.0).or_default().records += n);
     }
 

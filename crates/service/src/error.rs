@@ -244,7 +244,7 @@ impl Error {
     }
 
     /// More than the reference's sentence, for the log and the `X-Engine-Detail` header.
-    fn detail(&self) -> Option<&str> {
+    pub(crate) fn detail(&self) -> Option<&str> {
         match self {
             Error::InputRejectedByEncoding(d)
             | Error::OutputRejectedByEncoding(d)

@@ -76,6 +76,10 @@ pub struct DeploymentView {
     /// Per output slot: records the model yielded to a slot other than the one its
     /// request asked for, which no answer carries.
     pub yields_not_answered: BTreeMap<String, u64>,
+    /// The libraries of the model's own environment, built from its `requirements.txt`
+    /// (`name==version`); empty when it runs on the platform's libraries (`platforms` of
+    /// `/api/engine`).
+    pub libraries: Vec<String>,
 }
 
 /// What went through one slot.
@@ -179,6 +183,7 @@ pub(super) fn deployment_view(d: &Deployment) -> DeploymentView {
             .iter()
             .map(|(slot, n)| (slot.to_string(), *n))
             .collect(),
+        libraries: d.libraries.clone(),
     }
 }
 

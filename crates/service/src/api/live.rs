@@ -51,7 +51,7 @@ pub(super) async fn observe(State(e): State<AppState>, request: Request, next: N
     let started = std::time::Instant::now();
     let response = next.run(request).await;
     let route = route.as_deref().unwrap_or("unmatched");
-    let scoring = route.contains("/roundtrip/");
+    let scoring = route.contains("/roundtrip/") || route.ends_with("/infer");
     e.metrics.request(
         route,
         &method,

@@ -10,6 +10,7 @@ mod scoring;
 mod streams;
 mod ui;
 mod uploads;
+mod v2;
 
 pub(crate) use ui::is_open_path;
 
@@ -46,6 +47,15 @@ fn scoring_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(scoring::roundtrip))
         .routes(routes!(scoring::roundtrip_v2))
+        .routes(routes!(v2::live))
+        .routes(routes!(v2::ready))
+        .routes(routes!(v2::server_metadata))
+        .routes(routes!(v2::model_metadata))
+        .routes(routes!(v2::model_version_metadata))
+        .routes(routes!(v2::model_ready))
+        .routes(routes!(v2::model_version_ready))
+        .routes(routes!(v2::infer))
+        .routes(routes!(v2::infer_version))
         .routes(routes!(streams::job_input))
         .routes(routes!(streams::job_output))
         .layer(axum::middleware::from_fn(refuse_declared_oversize))

@@ -262,6 +262,21 @@ async fn start_deployment(
             return Err(DeployError::Refused(err.to_string()));
         }
     };
+    // The libraries of its own environment (the site-packages its runner put first on its
+    // import path), listed once, off the async threads.
+    let libraries = if environment.is_some() {
+        let paths = prepared.spec.import_paths.clone();
+        tokio::task::spawn_blocking(move || {
+            paths
+                .first()
+                .map(|p| environments::installed_libraries(p))
+                .unwrap_or_default()
+        })
+        .await
+        .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let spec = DeploySpec {
         id,
         name: model.name.clone(),
@@ -290,6 +305,7 @@ async fn start_deployment(
         limits_enforced,
         restart: e.config.limits.restart_policy(),
         observer: Some(e.metrics.batches("deployment")),
+        libraries,
     };
     if spec.model.entry_points.score.is_none() {
         remove_dir(dir).await;

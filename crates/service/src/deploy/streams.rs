@@ -1361,6 +1361,7 @@ mod acks {
             limits_enforced: false,
             restart: runtime_core::RestartPolicy::with_budget(Some(3)),
             observer: None,
+            libraries: Vec::new(),
         };
         Deployment::start(spec, Arc::new(InProcess), log)
             .await

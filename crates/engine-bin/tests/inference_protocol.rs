@@ -1,0 +1,174 @@
+//! The Open Inference Protocol (V2) on a deployed model, through the clients others wrote
+//! (tests/v2/clients.py: tritonclient's HTTP client, kserve's REST client, in the
+//! virtualenv scripts/setup makes from tests/v2/requirements.txt), and a record-set model whose
+//! concurrent V2 requests are batched into one call yet answered each with its own rows.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::Engine;
+use engine_client::{Client, ClientOptions, Token};
+use serde_json::{json, Value};
+
+const TOKEN: &str = "v2-token-0123456789abcdef";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn client(e: &Engine) -> Client {
+    Client::with_options(
+        &e.url,
+        &ClientOptions {
+            token: Some(Token::new(TOKEN).unwrap()),
+            ..ClientOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+/// Deploys the model in folder `dir` (its source and schemas) under `name`.
+fn deploy(e: &Engine, name: &str, dir: &Path) {
+    let mut assets = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let file = path.file_name().unwrap().to_str().unwrap().to_owned();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assets.push(if file == "model.py" {
+            json!({"name": file, "assetType": "SOURCE_CODE", "assetRole": "MODEL_SOURCE",
+                   "primaryModelSource": true, "sourceCode": text})
+        } else {
+            json!({"name": file, "assetType": "FILE", "fileContentString": text})
+        });
+    }
+    let doc = json!({"name": name, "model": {"storedModel": {"modelAssets": assets}}});
+    let a = client(e)
+        .put(
+            "/api/deployment",
+            "application/json",
+            doc.to_string().as_bytes(),
+        )
+        .unwrap();
+    assert!(a.status < 300, "{}", String::from_utf8_lossy(&a.body));
+}
+
+/// The virtualenv scripts/setup makes for the clients (kserve pins pandas below the
+/// models' own): `MODEL_RUNTIME_CACHE`, else `XDG_CACHE_HOME`, else `~/.cache`.
+fn v2_clients_python() -> PathBuf {
+    let cache = std::env::var_os("MODEL_RUNTIME_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME").map(|c| PathBuf::from(c).join("model-runtime"))
+        })
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME is set"))
+                .join(".cache/model-runtime")
+        });
+    let python = cache.join("v2-clients/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: scripts/setup makes the V2 clients' virtualenv",
+        python.display()
+    );
+    python
+}
+
+#[test]
+fn tritonclient_and_kserve_speak_to_the_deployed_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(dir.path(), &[], &[("ENGINE_TOKEN", TOKEN)]);
+    deploy(&e, "iris", &repo().join("tests/models/v2-iris"));
+    let python = v2_clients_python();
+    let out = Command::new(python)
+        .arg(repo().join("tests/v2/clients.py"))
+        .env("ENGINE_URL", &e.url)
+        .env("ENGINE_TOKEN", TOKEN)
+        .env("MODEL", "iris")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    for line in [
+        "tritonclient http",
+        "kserve InferenceRESTClient",
+        "errors as",
+    ] {
+        assert!(stdout.contains(line), "{stdout}\n{stderr}");
+    }
+}
+
+#[test]
+fn a_record_set_model_scores_concurrent_requests_together_and_answers_each_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(dir.path(), &[], &[("ENGINE_TOKEN", TOKEN)]);
+    deploy(&e, "column", &repo().join("tests/models/v2-column"));
+    let url = e.url.clone();
+    // 24 requests at once, one row each: batched by the deployment, each answered its own
+    // element of the numpy column the model returns.
+    let answers: Vec<(i64, Value)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..24i64)
+            .map(|i| {
+                let url = url.clone();
+                s.spawn(move || {
+                    let c = Client::with_options(
+                        &url,
+                        &ClientOptions {
+                            token: Some(Token::new(TOKEN).unwrap()),
+                            ..ClientOptions::default()
+                        },
+                    )
+                    .unwrap();
+                    let body = json!({"inputs": [{"name": "x", "shape": [1], "datatype": "INT64", "data": [i]}]});
+                    let a = c
+                        .post(
+                            "/v2/models/column/infer",
+                            "application/json",
+                            body.to_string().as_bytes(),
+                        )
+                        .unwrap();
+                    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+                    (i, serde_json::from_slice(&a.body).unwrap())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, a) in &answers {
+        assert_eq!(a["outputs"][0]["data"], json!([i * 10]), "{a}");
+        assert_eq!(a["outputs"][0]["name"], "output-0", "{a}");
+    }
+    // One request of 100 rows: 100 answers, in order.
+    let body = json!({"inputs": [{"name": "x", "shape": [100], "datatype": "INT64",
+                                  "data": (0..100).collect::<Vec<i64>>()}]});
+    let a = client(&e)
+        .post(
+            "/v2/models/column/infer",
+            "application/json",
+            body.to_string().as_bytes(),
+        )
+        .unwrap();
+    let v: Value = serde_json::from_slice(&a.body).unwrap();
+    assert_eq!(
+        v["outputs"][0]["data"],
+        json!((0..100).map(|x| x * 10).collect::<Vec<i64>>()),
+        "{v}"
+    );
+    assert_eq!(v["outputs"][0]["shape"], json!([100]));
+    // The batches were bigger than one record: the model was called fewer times than
+    // there were records.
+    let m = String::from_utf8(client(&e).get("/metrics").unwrap().body).unwrap();
+    let count = |name: &str| -> f64 {
+        m.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let batches = count("engine_model_batch_records_count{source=\"deployment\"}");
+    let records = count("engine_model_batch_records_sum{source=\"deployment\"}");
+    assert_eq!(records, 124.0, "{m}");
+    assert!(batches < records, "{batches} batches for {records} records");
+}
