@@ -336,7 +336,7 @@ function renderModel(d) {
     setText($('model-workers'), [String(m.workers), ...limits].join(' · '));
     setText($('model-since'), fmtDateTime(m.since));
     updateModelLive(m);
-    if (changed) renderLibraries(d.platforms, m.language);
+    if (changed) renderLibraries(d.platforms, m);
   }
   if (changed || failureChanged) {
     if (m || failure) loadDeploymentLog();
@@ -355,11 +355,15 @@ function updateModelLive(m) {
   setText($('model-problem'), problem || '–');
 }
 
-function renderLibraries(platforms, language) {
-  const p = (platforms || []).find((x) => x.language === language);
-  const libs = p ? p.libraries : [];
-  const name = language ? language[0].toUpperCase() + language.slice(1) : '';
-  setText($('model-platform'), p ? `${name} ${p.version}` : name);
+// The model's libraries: those of its own environment (built from its requirements.txt),
+// else the platform's of its language.
+function renderLibraries(platforms, m) {
+  const p = (platforms || []).find((x) => x.language === m.language);
+  const own = m.libraries && m.libraries.length ? m.libraries : null;
+  const libs = own || (p ? p.libraries : []);
+  const name = m.language ? m.language[0].toUpperCase() + m.language.slice(1) : '';
+  const platform = p ? `${name} ${p.version}` : name;
+  setText($('model-platform'), own ? `own environment (${platform})` : platform);
   $('model-platform').title = (p && p.executable) || '';
   setText($('model-library-count'), fmtInt(libs.length));
   $('library-list').replaceChildren(...libs.map((l) => h('li', { 'data-testid': 'library' }, l)));
