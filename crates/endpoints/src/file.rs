@@ -23,18 +23,36 @@ pub struct FileSource {
     read: Option<(std::sync::Arc<std::sync::atomic::AtomicU64>, u64)>,
 }
 
-/// A reader counting the bytes read through it.
+/// A reader counting the bytes its user took: read through it, or consumed from its
+/// buffer (so a buffered reader inside it reading ahead does not count).
 struct Counted<R> {
     inner: R,
     read: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
+impl<R> Counted<R> {
+    fn took(&self, n: usize) {
+        self.read
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 impl<R: std::io::Read> std::io::Read for Counted<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.read
-            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        self.took(n);
         Ok(n)
+    }
+}
+
+impl<R: std::io::BufRead> std::io::BufRead for Counted<R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.inner.consume(amt);
+        self.took(amt);
     }
 }
 
@@ -60,18 +78,23 @@ impl FileSource {
             .map_err(|e| Error::io(format!("cannot open input {}", path.display()), e))?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
         let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let file = Counted {
-            inner: file,
-            read: read.clone(),
-        };
         let mut source = if codec.encoding == Encoding::Parquet {
             // A Parquet file is read where its footer points: the count is of what was read,
             // close to where the reading is.
+            let file = Counted {
+                inner: file,
+                read: read.clone(),
+            };
             let decoder = codecs::parquet_decoder(codec, Box::new(file), &name)
                 .map_err(|e| Error::endpoint_source(&name, e))?;
             Self::from_decoder(name, decoder)
         } else {
-            Self::from_reader(name, BufReader::with_capacity(IO_BUFFER, file), codec)?
+            // Counted outside the buffer: the bytes the decoder took, not those read ahead.
+            let reader = Counted {
+                inner: BufReader::with_capacity(IO_BUFFER, file),
+                read: read.clone(),
+            };
+            Self::from_reader(name, reader, codec)?
         };
         source.read = Some((read, size));
         Ok(source)

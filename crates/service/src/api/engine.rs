@@ -177,6 +177,15 @@ pub struct DeploymentFailureView {
     pub traceback: Option<String>,
 }
 
+pub(super) fn failure_view(f: &crate::deploy::DeployFailure) -> DeploymentFailureView {
+    DeploymentFailureView {
+        name: f.name.clone(),
+        at: rfc3339(f.at_ms),
+        reason: f.reason.clone(),
+        traceback: f.traceback.clone(),
+    }
+}
+
 /// The runtime's details: identity, tags, platforms, deployed model, endpoints, jobs.
 #[utoipa::path(get, path = "/api/engine", tag = "engine",
     responses((status = 200, body = RuntimeDetails), (status = 500, body = ErrorBody)))]
@@ -207,12 +216,7 @@ pub(super) async fn engine_details(State(e): State<AppState>) -> Result<Json<Run
             .collect(),
         platforms: e.platforms().await,
         deployed_model: e.deployment().map(|d| deployment_view(&d)),
-        deployment_failure: e.deploy_failure().map(|f| DeploymentFailureView {
-            name: f.name.clone(),
-            at: rfc3339(f.at_ms),
-            reason: f.reason.clone(),
-            traceback: f.traceback.clone(),
-        }),
+        deployment_failure: e.deploy_failure().map(|f| failure_view(&f)),
         endpoints: e.endpoints.read().map(|v| v.clone()).unwrap_or_default(),
         streams: e
             .deployment()

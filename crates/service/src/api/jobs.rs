@@ -69,8 +69,10 @@ pub struct ProgressView {
     pub elapsed_ms: u64,
     /// Records scored or failed per second of `elapsedMs`.
     pub records_per_second: f64,
-    /// How much of the inputs was read, from 0 to 1, when every input knows its size
-    /// (files, folders, embedded inputs); null otherwise.
+    /// How much of the job is done, from 0 to 1: the share of the inputs read (from the
+    /// bytes of files and folders, or the count of embedded records) times the share of
+    /// the records read that are scored, failed or rejected; null when an input cannot
+    /// tell its size.
     pub fraction: Option<f64>,
     /// Milliseconds left at the pace so far, while running and `fraction` is known.
     pub eta_ms: Option<u64>,
@@ -84,9 +86,19 @@ fn progress_view(p: jobs::JobProgress, elapsed_ms: u64) -> ProgressView {
         // Rounded to a tenth: a rate, not a measurement.
         (done as f64 * 10_000.0 / elapsed_ms as f64).round() / 10.0
     };
-    let fraction = p.fraction.map(|f| (f * 1000.0).round() / 1000.0);
-    let eta_ms = p
-        .fraction
+    // The inputs are read ahead of the model: the share done is the share read times the
+    // part of what was read that is done (scored, failed or rejected).
+    let fraction = p.fraction.map(|read_share| {
+        let f = if p.records_read == 0 {
+            read_share
+        } else {
+            let finished =
+                (p.records_scored + p.records_failed + p.records_rejected).min(p.records_read);
+            read_share * finished as f64 / p.records_read as f64
+        };
+        (f * 1000.0).round() / 1000.0
+    });
+    let eta_ms = fraction
         .filter(|f| *f > 0.0 && *f < 1.0)
         .map(|f| (elapsed_ms as f64 * (1.0 - f) / f).round() as u64);
     ProgressView {

@@ -68,6 +68,9 @@ pub struct LiveEngine {
     /// INIT, RUNNING, FINISHING, FINISHED or ERROR.
     pub state: String,
     pub uptime_seconds: i64,
+    pub tags: Vec<String>,
+    /// The latest deployment that could not start (as in `/api/engine`).
+    pub deployment_failure: Option<super::engine::DeploymentFailureView>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -119,6 +122,8 @@ async fn live_view(e: &Engine) -> Result<LiveView> {
         engine: LiveEngine {
             state: e.state().as_str().to_owned(),
             uptime_seconds: (crate::time::now_ms() - e.started_ms) / 1000,
+            tags: e.tags(),
+            deployment_failure: e.deploy_failure().map(|f| super::engine::failure_view(&f)),
         },
         sample,
         resources,
