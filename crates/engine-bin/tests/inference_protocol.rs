@@ -197,3 +197,32 @@ fn a_record_set_model_scores_concurrent_requests_together_and_answers_each_its_o
     assert_eq!(records, 124.0, "{m}");
     assert!(batches < records, "{batches} batches for {records} records");
 }
+
+/// A request of more rows than the deployment's queue holds is answered whole: its rows
+/// wait for room instead of being refused.
+#[test]
+fn a_request_larger_than_the_queue_is_answered_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(
+        dir.path(),
+        &[],
+        &[("ENGINE_TOKEN", TOKEN), ("ENGINE_SCORE_QUEUE_BOUND", "4")],
+    );
+    deploy(&e, "column", &repo().join("tests/models/v2-column"));
+    let body = json!({"inputs": [{"name": "x", "shape": [40], "datatype": "INT64",
+                                  "data": (0..40).collect::<Vec<i64>>()}]});
+    let a = client(&e)
+        .post(
+            "/v2/models/column/infer",
+            "application/json",
+            body.to_string().as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let v: Value = serde_json::from_slice(&a.body).unwrap();
+    assert_eq!(
+        v["outputs"][0]["data"],
+        json!((0..40).map(|x| x * 10).collect::<Vec<i64>>()),
+        "{v}"
+    );
+}

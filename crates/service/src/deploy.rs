@@ -597,15 +597,18 @@ impl Deployment {
     /// schema and counted, scored, and what the model yielded to `output` screened by that
     /// slot's schema (yields to other slots are counted and logged, not answered). The
     /// caller encodes the answer and counts it delivered ([`Deployment::outputs_delivered`]).
+    /// A full queue refuses the record (`Error::QueueFull`), or, with `wait`, is waited on
+    /// within `timeout` (the rows of one request carrying many).
     pub async fn score_value(
         &self,
         input: Slot,
         output: Slot,
         value: Value,
         timeout: Duration,
+        wait: bool,
     ) -> Result<Vec<Value>> {
         let value = self.take_input(input, value, Position::default(), Origin::Request)?;
-        let outs = self.score(input, value, timeout).await?;
+        let outs = self.score(input, value, timeout, wait).await?;
         let (mut by_slot, _) = self.route_yields(outs, |slot| slot == output, |_| {
             format!("which the request (answered on slot {output}) does not read; counted, not answered")
         });
@@ -648,7 +651,9 @@ impl Deployment {
             };
             self.input_rejected(input, kind, why.to_string(), Origin::Request)
         })?;
-        let values = self.score_value(input, output, value, timeout).await?;
+        let values = self
+            .score_value(input, output, value, timeout, false)
+            .await?;
         let out_codec = self.codec(output.0);
         let mut encoded = Vec::with_capacity(values.len());
         for v in &values {
@@ -830,17 +835,22 @@ impl Deployment {
         input: Slot,
         value: Value,
         timeout: Duration,
+        wait: bool,
     ) -> Result<Vec<(Slot, Value)>> {
-        let pending = match self.try_enqueue(input, value) {
-            Enqueued::Now(pending) => pending,
-            Enqueued::Full(_) => {
-                return Err(Error::QueueFull {
-                    bound: self.queue_bound,
-                })
-            }
-            Enqueued::Closed(e) => return Err(e),
+        let scored = async {
+            let pending = match self.try_enqueue(input, value) {
+                Enqueued::Now(pending) => pending,
+                Enqueued::Full(later) if wait => self.enqueue(later).await?,
+                Enqueued::Full(_) => {
+                    return Err(Error::QueueFull {
+                        bound: self.queue_bound,
+                    })
+                }
+                Enqueued::Closed(e) => return Err(e),
+            };
+            pending.outcome().await
         };
-        match tokio::time::timeout(timeout, pending.outcome()).await {
+        match tokio::time::timeout(timeout, scored).await {
             Err(_) => Err(Error::RoundtripTimeout {
                 millis: timeout.as_millis() as u64,
             }),

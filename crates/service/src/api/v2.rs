@@ -376,11 +376,14 @@ pub(crate) async fn infer_request(
     let rows = records.len();
     let timeout = Duration::from_millis(e.config.roundtrip_timeout_ms);
     // Every record is queued at once: the deployment's workers take them in batches with
-    // whatever else is waiting (a record-set model scores a batch in one call).
+    // whatever else is waiting (a record-set model scores a batch in one call). A request
+    // of one row is refused when the queue is full, as a REST request is; the rows of a
+    // larger one wait for room (a request is answered whole or not at all).
+    let wait = rows > 1;
     let results = futures_util::future::join_all(
         records
             .into_iter()
-            .map(|r| d.score_value(INPUT, OUTPUT, r, timeout)),
+            .map(|r| d.score_value(INPUT, OUTPUT, r, timeout, wait)),
     )
     .await;
     let mut answers = Vec::with_capacity(rows);
