@@ -324,6 +324,17 @@ fn every_route_is_served_and_in_the_openapi_document() {
         ("delete", "/2/active/stream/{slot}"),
         ("post", "/1/job/input/{slot}"),
         ("get", "/1/job/output/{slot}"),
+        ("get", "/metrics"),
+        ("get", "/api/live"),
+        ("get", "/v2"),
+        ("get", "/v2/health/live"),
+        ("get", "/v2/health/ready"),
+        ("get", "/v2/models/{name}"),
+        ("get", "/v2/models/{name}/versions/{version}"),
+        ("get", "/v2/models/{name}/ready"),
+        ("get", "/v2/models/{name}/versions/{version}/ready"),
+        ("post", "/v2/models/{name}/infer"),
+        ("post", "/v2/models/{name}/versions/{version}/infer"),
     ];
     for (method, path) in routes {
         assert!(
@@ -331,6 +342,18 @@ fn every_route_is_served_and_in_the_openapi_document() {
             "{method} {path} is not in the OpenAPI document"
         );
     }
+    // Every operation has an id of its own (generated clients name their methods by it).
+    let mut ids: Vec<&str> = api["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|p| p.as_object().unwrap().values())
+        .filter_map(|op| op["operationId"].as_str())
+        .collect();
+    ids.sort_unstable();
+    let all = ids.len();
+    ids.dedup();
+    assert_eq!(ids.len(), all, "operation ids repeat: {ids:?}");
     let documented: usize = api["paths"]
         .as_object()
         .unwrap()

@@ -68,7 +68,7 @@ pub struct ReadyV2 {
 }
 
 /// The server is up (open, for probes).
-#[utoipa::path(get, path = "/v2/health/live", tag = "inference",
+#[utoipa::path(get, path = "/v2/health/live", tag = "inference", operation_id = "v2_live",
     responses((status = 200, body = LiveV2)))]
 pub(super) async fn live() -> Json<LiveV2> {
     Json(LiveV2 { live: true })
@@ -83,7 +83,7 @@ pub(crate) fn is_ready(e: &Engine) -> Option<Arc<Deployment>> {
 }
 
 /// The deployed model can take requests (open, for probes): 200, else 503.
-#[utoipa::path(get, path = "/v2/health/ready", tag = "inference",
+#[utoipa::path(get, path = "/v2/health/ready", tag = "inference", operation_id = "v2_ready",
     responses((status = 200, body = ReadyV2), (status = 503, body = ReadyV2)))]
 pub(super) async fn ready(State(e): State<AppState>) -> (StatusCode, Json<ReadyV2>) {
     let ready = is_ready(&e).is_some();
@@ -103,7 +103,7 @@ pub struct ServerMetadata {
 }
 
 /// The server: its name, release and protocol extensions.
-#[utoipa::path(get, path = "/v2", tag = "inference",
+#[utoipa::path(get, path = "/v2", tag = "inference", operation_id = "v2_server_metadata",
     responses((status = 200, body = ServerMetadata)))]
 pub(super) async fn server_metadata(State(e): State<AppState>) -> Json<ServerMetadata> {
     Json(server_metadata_of(&e))
@@ -190,7 +190,7 @@ fn metadata(e: &Engine, name: &str) -> Response {
 }
 
 /// The deployed model's metadata: its inputs and outputs from its slots' Avro schemas.
-#[utoipa::path(get, path = "/v2/models/{name}", tag = "inference",
+#[utoipa::path(get, path = "/v2/models/{name}", tag = "inference", operation_id = "v2_model_metadata",
     params(("name" = String, Path)),
     responses((status = 200, body = ModelMetadata), (status = 404, body = V2Error)))]
 pub(super) async fn model_metadata(
@@ -201,7 +201,7 @@ pub(super) async fn model_metadata(
 }
 
 /// The same, for any version (the deployed model answers to every version).
-#[utoipa::path(get, path = "/v2/models/{name}/versions/{version}", tag = "inference",
+#[utoipa::path(get, path = "/v2/models/{name}/versions/{version}", tag = "inference", operation_id = "v2_model_version_metadata",
     params(("name" = String, Path), ("version" = String, Path)),
     responses((status = 200, body = ModelMetadata), (status = 404, body = V2Error)))]
 pub(super) async fn model_version_metadata(
@@ -240,7 +240,7 @@ fn model_ready_answer(e: &Engine, name: &str) -> Response {
 }
 
 /// Whether the deployed model takes requests: 200, else 503.
-#[utoipa::path(get, path = "/v2/models/{name}/ready", tag = "inference",
+#[utoipa::path(get, path = "/v2/models/{name}/ready", tag = "inference", operation_id = "v2_model_ready",
     params(("name" = String, Path)),
     responses((status = 200, body = ModelReady), (status = 503, body = ModelReady),
         (status = 404, body = V2Error)))]
@@ -249,7 +249,7 @@ pub(super) async fn model_ready(State(e): State<AppState>, Path(name): Path<Stri
 }
 
 /// The same, for any version.
-#[utoipa::path(get, path = "/v2/models/{name}/versions/{version}/ready", tag = "inference",
+#[utoipa::path(get, path = "/v2/models/{name}/versions/{version}/ready", tag = "inference", operation_id = "v2_model_version_ready",
     params(("name" = String, Path), ("version" = String, Path)),
     responses((status = 200, body = ModelReady), (status = 503, body = ModelReady),
         (status = 404, body = V2Error)))]
@@ -263,7 +263,7 @@ pub(super) async fn model_version_ready(
 /// Scores the request's records (one per row of the inputs' first dimension) and answers
 /// the model's yields as output tensors; outputs asked for in binary (or all, with
 /// `binary_data_output`) follow the JSON header (`Inference-Header-Content-Length`).
-#[utoipa::path(post, path = "/v2/models/{name}/infer", tag = "inference",
+#[utoipa::path(post, path = "/v2/models/{name}/infer", tag = "inference", operation_id = "v2_infer",
     params(("name" = String, Path)),
     request_body(content = Object, content_type = "application/json",
         description = "an inference request; with Inference-Header-Content-Length, a JSON header then binary tensors"),
@@ -281,7 +281,7 @@ pub(super) async fn infer(
 }
 
 /// The same, for any version (echoed in the response).
-#[utoipa::path(post, path = "/v2/models/{name}/versions/{version}/infer", tag = "inference",
+#[utoipa::path(post, path = "/v2/models/{name}/versions/{version}/infer", tag = "inference", operation_id = "v2_infer_version",
     params(("name" = String, Path), ("version" = String, Path)),
     request_body(content = Object, content_type = "application/json"),
     responses((status = 200, description = "the inference response", content_type = "application/json", body = Object),
