@@ -296,19 +296,6 @@ impl InferRequest {
                     input.datatype
                 ))
             })?;
-            let shape: Vec<u64> = input
-                .shape
-                .iter()
-                .map(|d| u64::try_from(*d))
-                .collect::<std::result::Result<_, _>>()
-                .map_err(|_| {
-                    Error(format!(
-                        "input '{name}': a negative dimension in {:?}",
-                        input.shape
-                    ))
-                })?;
-            let count = Tensor::elements(&shape)
-                .ok_or_else(|| Error(format!("input '{name}': shape {shape:?} is too large")))?;
             let binary_size = input
                 .parameters
                 .as_ref()
@@ -341,18 +328,7 @@ impl InferRequest {
                     ))
                 }
             };
-            if data.len() as u64 != count {
-                return invalid(format!(
-                    "input '{name}': shape {shape:?} holds {count} elements but {} were given",
-                    data.len()
-                ));
-            }
-            inputs.push(Tensor {
-                name,
-                datatype,
-                shape,
-                data,
-            });
+            inputs.push(Tensor::input(name, datatype, &input.shape, data)?);
         }
         if !tail.is_empty() {
             return invalid(format!(
