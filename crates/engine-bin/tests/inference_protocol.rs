@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::Engine;
-use engine_client::{Client, ClientOptions, Token};
+use engine_client::Client;
 use serde_json::{json, Value};
 
 const TOKEN: &str = "v2-token-0123456789abcdef";
@@ -19,14 +19,7 @@ fn repo() -> PathBuf {
 }
 
 fn client(e: &Engine) -> Client {
-    Client::with_options(
-        &e.url,
-        &ClientOptions {
-            token: Some(Token::new(TOKEN).unwrap()),
-            ..ClientOptions::default()
-        },
-    )
-    .unwrap()
+    e.client_with_token(TOKEN)
 }
 
 /// Deploys the model in folder `dir` (its source and schemas) under `name`.
@@ -138,14 +131,7 @@ fn a_record_set_model_scores_concurrent_requests_together_and_answers_each_its_o
             .map(|i| {
                 let url = url.clone();
                 s.spawn(move || {
-                    let c = Client::with_options(
-                        &url,
-                        &ClientOptions {
-                            token: Some(Token::new(TOKEN).unwrap()),
-                            ..ClientOptions::default()
-                        },
-                    )
-                    .unwrap();
+                    let c = common::token_client(&url, TOKEN);
                     let body = json!({"inputs": [{"name": "x", "shape": [1], "datatype": "INT64", "data": [i]}]});
                     let a = c
                         .post(

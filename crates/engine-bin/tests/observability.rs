@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::Engine;
-use engine_client::{Client, ClientOptions, Token};
+use engine_client::Client;
 use serde_json::{json, Value};
 
 const TOKEN: &str = "observe-token-0123456789abcdef";
@@ -22,14 +22,7 @@ fn repo() -> PathBuf {
 }
 
 fn client(e: &Engine) -> Client {
-    Client::with_options(
-        &e.url,
-        &ClientOptions {
-            token: Some(Token::new(TOKEN).unwrap()),
-            ..ClientOptions::default()
-        },
-    )
-    .unwrap()
+    e.client_with_token(TOKEN)
 }
 
 /// One sample of the exposition: its labels and value.

@@ -60,6 +60,11 @@ impl Engine {
         Client::new(&self.url)
     }
 
+    /// A client sending `token` with every request.
+    pub fn client_with_token(&self, token: &str) -> Client {
+        token_client(&self.url, token)
+    }
+
     pub fn get(&self, path: &str) -> (u16, Value) {
         let a = self.client().get(path).expect("engine answers");
         (
@@ -179,6 +184,18 @@ pub mod ureq_free {
 }
 
 /// The repository's root, where `engine run` tests run (examples/ and tests/models/).
+/// A client of the engine at `url` sending `token` with every request.
+pub fn token_client(url: &str, token: &str) -> Client {
+    Client::with_options(
+        url,
+        &engine_client::ClientOptions {
+            token: Some(engine_client::Token::new(token).expect("a valid token")),
+            ..engine_client::ClientOptions::default()
+        },
+    )
+    .expect("a client")
+}
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
