@@ -183,6 +183,15 @@ pub struct Deps {
     pub spark: Option<engine_spark::Spark>,
 }
 
+/// Why the engine takes no scoring requests now ([`Engine::ready_deployment`]); never the
+/// model's own messages (the probes answering it are open).
+#[derive(Clone, Debug)]
+pub struct NotReady {
+    /// The deployed model's name, when one is deployed.
+    pub model: Option<String>,
+    pub reason: &'static str,
+}
+
 /// The engine's state, as the reference names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -312,6 +321,35 @@ impl Engine {
         if let Ok(mut f) = self.deploy_failure.write() {
             *f = failure;
         }
+    }
+
+    /// The deployed model when it takes requests now (loaded, its workers warm, the
+    /// engine not stopping); otherwise why not. What `/ready` and the V2 probes answer.
+    pub fn ready_deployment(&self) -> std::result::Result<Arc<deploy::Deployment>, NotReady> {
+        use deploy::WorkerState;
+        let not = |model: Option<String>, reason: &'static str| NotReady { model, reason };
+        if self.shutting_down() {
+            return Err(not(None, "the engine is shutting down"));
+        }
+        let Some(d) = self.deployment() else {
+            return Err(not(
+                None,
+                if self.deploy_failure().is_some() {
+                    "no model is deployed: the latest deployment could not start (see /api/engine)"
+                } else {
+                    "no model is deployed"
+                },
+            ));
+        };
+        let reason = match d.stats().state {
+            WorkerState::Ready => return Ok(d),
+            WorkerState::Restarting(_) => "the deployed model's worker is being restarted",
+            WorkerState::Failed(_) => {
+                "the deployed model's worker cannot be started or replaced (see /api/deployment/log)"
+            }
+            WorkerState::Stopped => "the deployed model is being undeployed",
+        };
+        Err(not(Some(d.name.clone()), reason))
     }
 
     /// Whether [`Engine::shutdown`] was called.

@@ -51,48 +51,25 @@ pub struct Readiness {
 #[utoipa::path(get, path = "/ready", tag = "engine",
     responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
 pub(super) async fn ready(State(e): State<AppState>) -> (axum::http::StatusCode, Json<Readiness>) {
-    use crate::deploy::WorkerState;
-    let not_ready = |model: Option<String>, reason: &str| {
-        (
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            Json(Readiness {
-                ready: false,
-                model,
-                workers: None,
-                reason: Some(reason.to_owned()),
-            }),
-        )
-    };
-    if e.shutting_down() {
-        return not_ready(None, "the engine is shutting down");
-    }
-    let Some(d) = e.deployment() else {
-        let reason = if e.deploy_failure().is_some() {
-            "no model is deployed: the latest deployment could not start (see /api/engine)"
-        } else {
-            "no model is deployed"
-        };
-        return not_ready(None, reason);
-    };
-    let name = Some(d.name.clone());
-    match d.stats().state {
-        WorkerState::Ready => (
+    match e.ready_deployment() {
+        Ok(d) => (
             axum::http::StatusCode::OK,
             Json(Readiness {
                 ready: true,
-                model: name,
+                model: Some(d.name.clone()),
                 workers: Some(d.workers),
                 reason: None,
             }),
         ),
-        WorkerState::Restarting(_) => {
-            not_ready(name, "the deployed model's worker is being restarted")
-        }
-        WorkerState::Failed(_) => not_ready(
-            name,
-            "the deployed model's worker cannot be started or replaced (see /api/deployment/log)",
+        Err(not) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Json(Readiness {
+                ready: false,
+                model: not.model,
+                workers: None,
+                reason: Some(not.reason.to_owned()),
+            }),
         ),
-        WorkerState::Stopped => not_ready(name, "the deployed model is being undeployed"),
     }
 }
 

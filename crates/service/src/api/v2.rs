@@ -18,7 +18,7 @@ use runtime_core::Slot;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::deploy::{Deployment, WorkerState};
+use crate::deploy::Deployment;
 use crate::error::Error;
 use crate::Engine;
 
@@ -75,11 +75,7 @@ pub(super) async fn live() -> Json<LiveV2> {
 }
 
 pub(crate) fn is_ready(e: &Engine) -> Option<Arc<Deployment>> {
-    if e.shutting_down() {
-        return None;
-    }
-    e.deployment()
-        .filter(|d| matches!(d.stats().state, WorkerState::Ready))
+    e.ready_deployment().ok()
 }
 
 /// The deployed model can take requests (open, for probes): 200, else 503.
