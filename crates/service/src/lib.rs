@@ -646,48 +646,21 @@ pub async fn serve(
             .map_err(|e| Error::Store(format!("reading the TLS files failed: {e}")))??
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let control = tokio::net::TcpListener::bind((config.bind, config.port))
-        .await
-        .map_err(|e| {
-            listen_error(
-                config.bind,
-                config.port,
-                "port, --port or MODELOP_API_PORT",
-                e,
-            )
-        })?;
-    let control_addr = control
-        .local_addr()
-        .map_err(|e| Error::io("cannot read the listening address", e))?;
-    let scoring = match config.scoring_port {
-        Some(port) => Some(
-            tokio::net::TcpListener::bind((config.bind, port))
-                .await
-                .map_err(|e| listen_error(config.bind, port, "scoringPort, --scoring-port", e))?,
-        ),
-        None => None,
+    let (control, control_addr) =
+        listen(config.bind, config.port, "port, --port or MODELOP_API_PORT").await?;
+    let (scoring, scoring_addr) = match config.scoring_port {
+        Some(port) => {
+            let (l, a) = listen(config.bind, port, "scoringPort, --scoring-port").await?;
+            (Some(l), Some(a))
+        }
+        None => (None, None),
     };
-    let scoring_addr = match &scoring {
-        Some(l) => Some(
-            l.local_addr()
-                .map_err(|e| Error::io("cannot read the listening address", e))?,
-        ),
-        None => None,
-    };
-    let grpc = match config.grpc_port {
-        Some(port) => Some(
-            tokio::net::TcpListener::bind((config.bind, port))
-                .await
-                .map_err(|e| listen_error(config.bind, port, "grpcPort, --grpc-port", e))?,
-        ),
-        None => None,
-    };
-    let grpc_addr = match &grpc {
-        Some(l) => Some(
-            l.local_addr()
-                .map_err(|e| Error::io("cannot read the listening address", e))?,
-        ),
-        None => None,
+    let (grpc, grpc_addr) = match config.grpc_port {
+        Some(port) => {
+            let (l, a) = listen(config.bind, port, "grpcPort, --grpc-port").await?;
+            (Some(l), Some(a))
+        }
+        None => (None, None),
     };
     let engine = Engine::open(config, deps).await?;
     let mut endpoints = vec![format!("{scheme}://{control_addr}")];
@@ -745,6 +718,22 @@ pub async fn serve(
     queue_task.abort();
     tracing::info!("engine stopped");
     Ok(())
+}
+
+/// A listener on `bind:port` and the address it got (`port` 0 picks one); `setting` names
+/// what chooses another port when this one is taken.
+async fn listen(
+    bind: std::net::IpAddr,
+    port: u16,
+    setting: &str,
+) -> Result<(tokio::net::TcpListener, SocketAddr)> {
+    let listener = tokio::net::TcpListener::bind((bind, port))
+        .await
+        .map_err(|e| listen_error(bind, port, setting, e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::io("cannot read the listening address", e))?;
+    Ok((listener, addr))
 }
 
 /// A port that cannot be listened on; one already taken says which setting chooses another.
