@@ -184,6 +184,14 @@ pub struct DeployArgs {
     pub model: PathBuf,
     #[arg(long)]
     pub name: Option<String>,
+    /// The most records a worker takes in one batch, for this model (`scoreBatchMax`;
+    /// the engine's setting otherwise). Raise it for a record-set model.
+    #[arg(long, value_name = "RECORDS")]
+    pub batch_max: Option<u64>,
+    /// How long a batch short of --batch-max waits for more, for this model
+    /// (`scoreBatchWaitMs`; the engine's setting otherwise).
+    #[arg(long, value_name = "MS")]
+    pub batch_wait_ms: Option<u64>,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -843,6 +851,12 @@ pub fn deploy(args: DeployArgs) -> i32 {
         let mut parts = model_parts(&args.model)?;
         if let Some(n) = &args.name {
             parts.push(Part::text("name", n.clone()));
+        }
+        if let Some(n) = args.batch_max {
+            parts.push(Part::text("scoreBatchMax", n.to_string()));
+        }
+        if let Some(n) = args.batch_wait_ms {
+            parts.push(Part::text("scoreBatchWaitMs", n.to_string()));
         }
         let v = value(c.upload("PUT", "/api/deployment/upload", &parts)?)?;
         show_deployment(&v, args.client.json);

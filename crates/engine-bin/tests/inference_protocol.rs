@@ -212,3 +212,79 @@ fn a_request_larger_than_the_queue_is_answered_whole() {
         "{v}"
     );
 }
+
+/// A request's rows go to the model together, in one batch, even past the deployment's
+/// `scoreBatchMax` (its own, set by the document or by `engine deploy --batch-max`);
+/// concurrent requests share batches without splitting any of them.
+#[test]
+fn a_request_is_scored_in_one_batch_and_the_model_sets_its_own_batch_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(dir.path(), &[], &[("ENGINE_TOKEN", TOKEN)]);
+    let model = repo().join("tests/models/v2-batch-size");
+    // The CLI's flag reaches the deployment, and a bad value is refused by name.
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_engine"))
+            .args(args)
+            .args(["--engine", &e.url])
+            .env("ENGINE_TOKEN", TOKEN)
+            .output()
+            .unwrap()
+    };
+    let source = model.join("model.py");
+    let source = source.to_str().unwrap();
+    let deployed = cli(&["deploy", source, "--name", "sizes", "--batch-max", "4"]);
+    assert!(
+        deployed.status.success(),
+        "{}",
+        common::text(&deployed.stderr)
+    );
+    let view: Value =
+        serde_json::from_slice(&client(&e).get("/api/deployment").unwrap().body).unwrap();
+    assert_eq!(view["scoreBatchMax"], 4, "{view}");
+    assert_eq!(view["scoreBatchWaitMs"], 0, "{view}");
+    let refused = cli(&["deploy", source, "--batch-max", "0"]);
+    assert!(!refused.status.success());
+    assert!(
+        common::text(&refused.stderr).contains("'scoreBatchMax' must be a whole number from 1"),
+        "{}",
+        common::text(&refused.stderr)
+    );
+    let infer = |rows: i64| -> Vec<i64> {
+        let c = common::token_client(&e.url, TOKEN);
+        let body = json!({"inputs": [{"name": "x", "shape": [rows], "datatype": "INT64",
+                                      "data": (0..rows).collect::<Vec<i64>>()}]});
+        let a = c
+            .post(
+                "/v2/models/sizes/infer",
+                "application/json",
+                body.to_string().as_bytes(),
+            )
+            .unwrap();
+        assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+        let v: Value = serde_json::from_slice(&a.body).unwrap();
+        serde_json::from_value(v["outputs"][0]["data"].clone()).unwrap()
+    };
+    // Ten rows against a batch of at most four: scored together, not cut in three.
+    assert_eq!(infer(10), vec![10; 10]);
+    // Twelve requests of three rows at once: each request's rows share one batch, and
+    // batches held more than one request (the queue gathers past no request's end).
+    let answers: Vec<Vec<i64>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..12).map(|_| s.spawn(|| infer(3))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for a in &answers {
+        assert_eq!(a.len(), 3);
+        assert!(
+            a.iter().all(|n| *n == a[0]),
+            "{a:?}: one request, one batch"
+        );
+        assert!(
+            a[0] == 3 || a[0] == 6,
+            "{a:?}: a batch of at most 4 takes one or two requests"
+        );
+    }
+    assert!(
+        answers.iter().any(|a| a[0] == 6),
+        "{answers:?}: concurrent requests were never batched together"
+    );
+}

@@ -863,6 +863,28 @@ impl Config {
             .waiting(std::time::Duration::from_millis(self.score_batch_wait_ms))
     }
 
+    /// How a deployment batches its requests: the document's own `scoreBatchMax` and
+    /// `scoreBatchWaitMs` (top level), else the engine's ([`Config::score_batching`]); the
+    /// same bounds as the engine's settings.
+    pub fn deployment_batching(&self, document: &serde_json::Value) -> Result<jobs::Batching> {
+        let own = |key: &str, default: u64, range: std::ops::RangeInclusive<u64>| -> Result<u64> {
+            match document.get(key) {
+                None | Some(serde_json::Value::Null) => Ok(default),
+                Some(v) => v.as_u64().filter(|n| range.contains(n)).ok_or_else(|| {
+                    Error::BadRequest(format!(
+                        "'{key}' must be a whole number from {} to {}",
+                        range.start(),
+                        range.end()
+                    ))
+                }),
+            }
+        };
+        let max = own("scoreBatchMax", self.score_batch_max as u64, 1..=100_000)?;
+        let wait = own("scoreBatchWaitMs", self.score_batch_wait_ms, 0..=10_000)?;
+        Ok(jobs::Batching::new(usize::try_from(max).unwrap_or(100_000))
+            .waiting(std::time::Duration::from_millis(wait)))
+    }
+
     /// How a batch job's records are batched: `jobBatchSize`.
     pub fn job_batching(&self) -> jobs::Batching {
         jobs::Batching::new(self.job_batch_size)

@@ -12,9 +12,12 @@
 //! steps, shared with `score_message` (`take_input`, the queue through `enqueue`,
 //! `route_yields`, `screen_yields`), their own codecs decoding and encoding.
 //!
-//! Requests waiting when a worker becomes free go to it together as one batch (its
-//! `Batching`: `scoreBatchMax` records, waiting up to `scoreBatchWaitMs` for more), so
-//! concurrency costs no extra round trips. A full queue refuses new requests (503) instead
+//! A request's records are one entry of the queue ([`Deployment::score_values`]), whose
+//! bound counts records. Entries waiting when a worker becomes free go to it together as
+//! one batch (its `Batching`, the deployment document's or the engine's: entries are taken
+//! while the batch holds fewer than `scoreBatchMax` records, waiting up to
+//! `scoreBatchWaitMs` for more, and never split), so concurrency costs no extra round trips
+//! and a request's records reach a record-set model in one call. A full queue refuses new requests (503) instead
 //! of growing. A worker that dies fails the requests of its batch with a clear error and is
 //! restarted and re-initialized before the next batch, under the deployment's
 //! [`RestartPolicy`] (the one batch jobs use too).
@@ -32,7 +35,7 @@ use runtime_core::{
     Fate, JobLog, LogSource, ModelSpec, Position, Receipt, RecordFailure, RejectionKind,
     RestartPolicy, Restarts, Runner, ScoreItem, Session, SessionConfig, Slot, Value,
 };
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{Error, Result};
 use crate::joblog::RingLog;
@@ -154,56 +157,64 @@ impl Refusal {
 
 pub(crate) type Reply = std::result::Result<Vec<(Slot, Value)>, Refusal>;
 
+/// One entry of the deployment's queue: the records of one request (or one record of a
+/// stream), scored in one batch together and answered together, one reply per record.
 struct Request {
     slot: Slot,
-    value: Value,
-    reply: oneshot::Sender<Reply>,
-}
-
-fn request(slot: Slot, value: Value) -> (Request, Pending) {
-    let (reply, rx) = oneshot::channel();
-    (Request { slot, value, reply }, Pending(rx))
+    values: Vec<Value>,
+    reply: oneshot::Sender<Vec<Reply>>,
+    /// Its records' room in the queue (`scoreQueueBound` counts records), given back
+    /// when a worker takes it.
+    room: OwnedSemaphorePermit,
 }
 
 fn undeploying() -> Error {
     Error::ModelUnavailable("the model is being undeployed".into())
 }
 
-/// A queued record's outcome, to come.
-pub(crate) struct Pending(oneshot::Receiver<Reply>);
+/// A queued entry's outcome, to come: one reply per record, in order.
+pub(crate) struct Pending(oneshot::Receiver<Vec<Reply>>);
 
-/// What [`Deployment::try_enqueue`] did with a record.
+/// What [`Deployment::try_enqueue`] did with a request's records.
 pub(crate) enum Enqueued {
     Now(Pending),
-    /// The queue is full: the request, to queue with [`Deployment::enqueue`].
+    /// The queue is full: the records, to queue with [`Deployment::enqueue`].
     Full(QueuedLater),
     Closed(Error),
 }
 
-/// A request the deployment's queue had no room for yet.
-pub(crate) struct QueuedLater(Request, Pending);
+/// Records the deployment's queue had no room for yet.
+pub(crate) struct QueuedLater(Slot, Vec<Value>);
 
 impl Pending {
-    /// The worker's reply if it is there already.
+    /// The worker's reply to an entry of one record, if it is there already.
     pub(crate) fn try_reply(&mut self) -> Option<Reply> {
         match self.0.try_recv() {
             Err(oneshot::error::TryRecvError::Empty) => None,
             Err(oneshot::error::TryRecvError::Closed) => Some(Err(stopped_before_answer())),
-            Ok(reply) => Some(reply),
+            Ok(replies) => Some(first_reply(replies)),
         }
     }
 
-    /// The worker's reply: what the model yielded, by slot, or why it yielded nothing.
+    /// The worker's reply to an entry of one record: what the model yielded, by slot, or
+    /// why it yielded nothing.
     pub(crate) async fn reply(self) -> Reply {
-        self.0
-            .await
-            .unwrap_or_else(|_| Err(stopped_before_answer()))
+        first_reply(self.replies().await)
     }
 
-    /// What the model yielded, by slot, or why the record failed.
-    pub(crate) async fn outcome(self) -> Result<Vec<(Slot, Value)>> {
-        outcome_of(self.reply().await)
+    /// The worker's replies, one per record of the entry.
+    async fn replies(self) -> Vec<Reply> {
+        self.0
+            .await
+            .unwrap_or_else(|_| vec![Err(stopped_before_answer())])
     }
+}
+
+fn first_reply(replies: Vec<Reply>) -> Reply {
+    replies
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| Err(stopped_before_answer()))
 }
 
 fn stopped_before_answer() -> Refusal {
@@ -302,10 +313,14 @@ pub struct Deployment {
     pub since_ms: i64,
     pub dir: PathBuf,
     pub queue_bound: usize,
+    /// How its workers batch what waits in the queue.
+    pub batching: Batching,
     pub log: Arc<RingLog>,
     counters: Arc<Counters>,
     state: Arc<Mutex<WorkerState>>,
     tx: mpsc::Sender<Request>,
+    /// The queue's room, in records (`queue_bound` permits).
+    room: Arc<Semaphore>,
     stop: Arc<Notify>,
     actors: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     pub workers: usize,
@@ -511,10 +526,12 @@ impl Deployment {
             since_ms: crate::time::now_ms(),
             dir: spec.dir,
             queue_bound: spec.queue_bound,
+            batching: spec.batching,
             log,
             counters,
             state,
             tx,
+            room: Arc::new(Semaphore::new(spec.queue_bound.max(1))),
             stop,
             actors: Mutex::new(handles),
             workers,
@@ -597,18 +614,69 @@ impl Deployment {
     /// schema and counted, scored, and what the model yielded to `output` screened by that
     /// slot's schema (yields to other slots are counted and logged, not answered). The
     /// caller encodes the answer and counts it delivered ([`Deployment::outputs_delivered`]).
-    /// A full queue refuses the record (`Error::QueueFull`), or, with `wait`, is waited on
-    /// within `timeout` (the rows of one request carrying many).
+    /// A full queue refuses the record (`Error::QueueFull`).
     pub async fn score_value(
         &self,
         input: Slot,
         output: Slot,
         value: Value,
         timeout: Duration,
-        wait: bool,
     ) -> Result<Vec<Value>> {
-        let value = self.take_input(input, value, Position::default(), Origin::Request)?;
-        let outs = self.score(input, value, timeout, wait).await?;
+        self.score_values(input, output, vec![value], timeout, false)
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(stopped_before_answer().into_error()))
+    }
+
+    /// The records of one request through the chain of [`Deployment::score_value`],
+    /// queued as one entry: a worker scores them in one batch (a record-set model in one
+    /// call), never split, with whatever other requests wait beside them. One result per
+    /// record, in order: a record refused by the input schema, failed in the model or
+    /// whose answer the output schema refused has its error. The request as a whole fails
+    /// when the queue is full (refused at once, or with `wait`, waited on), on `timeout`,
+    /// or when the model is stopped.
+    pub async fn score_values(
+        &self,
+        input: Slot,
+        output: Slot,
+        values: Vec<Value>,
+        timeout: Duration,
+        wait: bool,
+    ) -> Result<Vec<Result<Vec<Value>>>> {
+        let mut results: Vec<Option<Result<Vec<Value>>>> = Vec::with_capacity(values.len());
+        let mut taken = Vec::with_capacity(values.len());
+        for value in values {
+            match self.take_input(input, value, Position::default(), Origin::Request) {
+                Ok(v) => {
+                    taken.push(v);
+                    results.push(None);
+                }
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+        let mut replies = if taken.is_empty() {
+            Vec::new()
+        } else {
+            self.score(input, taken, timeout, wait).await?
+        }
+        .into_iter();
+        let mut out = Vec::with_capacity(results.len());
+        for result in results {
+            let result = match result {
+                Some(refused) => refused,
+                None => match replies.next() {
+                    Some(reply) => outcome_of(reply).and_then(|outs| self.answer(output, outs)),
+                    None => Err(stopped_before_answer().into_error()),
+                },
+            };
+            out.push(result);
+        }
+        Ok(out)
+    }
+
+    /// What the model yielded for one record, as its answer on `output`: yields to other
+    /// slots counted and logged, the answer's screened by `output`'s schema.
+    fn answer(&self, output: Slot, outs: Vec<(Slot, Value)>) -> Result<Vec<Value>> {
         let (mut by_slot, _) = self.route_yields(outs, |slot| slot == output, |_| {
             format!("which the request (answered on slot {output}) does not read; counted, not answered")
         });
@@ -651,9 +719,7 @@ impl Deployment {
             };
             self.input_rejected(input, kind, why.to_string(), Origin::Request)
         })?;
-        let values = self
-            .score_value(input, output, value, timeout, false)
-            .await?;
+        let values = self.score_value(input, output, value, timeout).await?;
         let out_codec = self.codec(output.0);
         let mut encoded = Vec::with_capacity(values.len());
         for v in &values {
@@ -805,7 +871,9 @@ impl Deployment {
             records_scored: self.counters.scored.load(Ordering::Relaxed),
             records_failed: self.counters.failed.load(Ordering::Relaxed),
             restarts: self.counters.restarts.load(Ordering::Relaxed),
-            queued: self.queue_bound.saturating_sub(self.tx.capacity()),
+            queued: self
+                .queue_bound
+                .saturating_sub(self.room.available_permits()),
             timeouts: self.counters.timeouts.load(Ordering::Relaxed),
             memory_kills: self.counters.memory_kills.load(Ordering::Relaxed),
             last_problem: self
@@ -833,12 +901,12 @@ impl Deployment {
     async fn score(
         &self,
         input: Slot,
-        value: Value,
+        values: Vec<Value>,
         timeout: Duration,
         wait: bool,
-    ) -> Result<Vec<(Slot, Value)>> {
+    ) -> Result<Vec<Reply>> {
         let scored = async {
-            let pending = match self.try_enqueue(input, value) {
+            let pending = match self.try_enqueue(input, values) {
                 Enqueued::Now(pending) => pending,
                 Enqueued::Full(later) if wait => self.enqueue(later).await?,
                 Enqueued::Full(_) => {
@@ -848,7 +916,7 @@ impl Deployment {
                 }
                 Enqueued::Closed(e) => return Err(e),
             };
-            pending.outcome().await
+            Ok(pending.replies().await)
         };
         match tokio::time::timeout(timeout, scored).await {
             Err(_) => Err(Error::RoundtripTimeout {
@@ -858,23 +926,63 @@ impl Deployment {
         }
     }
 
-    /// Queues one record from input slot `input` for scoring if the queue has room now;
-    /// its outcome comes later. A full queue hands the request back for [`Self::enqueue`].
-    pub(crate) fn try_enqueue(&self, input: Slot, value: Value) -> Enqueued {
-        let (req, pending) = request(input, value);
-        match self.tx.try_send(req) {
-            Ok(()) => Enqueued::Now(pending),
-            Err(mpsc::error::TrySendError::Full(req)) => Enqueued::Full(QueuedLater(req, pending)),
-            Err(mpsc::error::TrySendError::Closed(_)) => Enqueued::Closed(undeploying()),
+    /// The room `n` records take in the queue: one permit each, the whole queue at most
+    /// (so a request larger than the queue still goes, alone).
+    fn room_for(&self, n: usize) -> u32 {
+        u32::try_from(n.clamp(1, self.queue_bound.max(1))).unwrap_or(u32::MAX)
+    }
+
+    /// Queues records from input slot `input` for scoring, as one entry, if the queue has
+    /// room for them now; their outcomes come later. A full queue hands them back for
+    /// [`Self::enqueue`].
+    pub(crate) fn try_enqueue(&self, input: Slot, values: Vec<Value>) -> Enqueued {
+        match self
+            .room
+            .clone()
+            .try_acquire_many_owned(self.room_for(values.len()))
+        {
+            Ok(room) => self.send(input, values, room),
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                Enqueued::Full(QueuedLater(input, values))
+            }
+            Err(tokio::sync::TryAcquireError::Closed) => Enqueued::Closed(undeploying()),
         }
     }
 
-    /// Queues a request the queue had no room for, waiting while it is full (a stream's
+    /// Queues records the queue had no room for, waiting while it is full (a stream's
     /// reader is slowed, not refused).
     pub(crate) async fn enqueue(&self, later: QueuedLater) -> Result<Pending> {
-        let QueuedLater(req, pending) = later;
-        self.tx.send(req).await.map_err(|_| undeploying())?;
-        Ok(pending)
+        let QueuedLater(input, values) = later;
+        let room = self
+            .room
+            .clone()
+            .acquire_many_owned(self.room_for(values.len()))
+            .await
+            .map_err(|_| undeploying())?;
+        match self.send(input, values, room) {
+            Enqueued::Now(pending) => Ok(pending),
+            Enqueued::Closed(e) => Err(e),
+            Enqueued::Full(_) => Err(undeploying()),
+        }
+    }
+
+    /// Puts an entry whose room is taken on the queue. The channel holds at most one entry
+    /// per permit, so it is never full here.
+    fn send(&self, slot: Slot, values: Vec<Value>, room: OwnedSemaphorePermit) -> Enqueued {
+        let (reply, rx) = oneshot::channel();
+        let req = Request {
+            slot,
+            values,
+            reply,
+            room,
+        };
+        match self.tx.try_send(req) {
+            Ok(()) => Enqueued::Now(Pending(rx)),
+            Err(mpsc::error::TrySendError::Full(r)) => {
+                Enqueued::Full(QueuedLater(r.slot, r.values))
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Enqueued::Closed(undeploying()),
+        }
     }
 
     /// Stops the streams, the loop and the workers within `within` in all: attached streams
@@ -920,31 +1028,111 @@ impl Deployment {
 }
 
 /// `first`, then what is already waiting in `rx`, up to `size` items; with `wait`, a batch
-/// short of `size` waits that long for more. How the deployment's workers and a REST input
-/// stream make their batches.
+/// short of `size` waits that long for more. How a REST input stream makes its batches.
 pub(crate) async fn gather<T>(
     rx: &mut mpsc::Receiver<T>,
     first: T,
     size: usize,
     wait: Option<Duration>,
 ) -> Vec<T> {
+    gather_weighed(rx, first, size, wait, |_| 1).await
+}
+
+/// [`gather`] counting each item as `weight` says: items are taken while the batch holds
+/// less than `size`, so the last one taken may bring it past `size` (an entry is never
+/// split). How the deployment's workers make their batches of requests' records.
+async fn gather_weighed<T>(
+    rx: &mut mpsc::Receiver<T>,
+    first: T,
+    size: usize,
+    wait: Option<Duration>,
+    weight: impl Fn(&T) -> usize,
+) -> Vec<T> {
+    let mut held = weight(&first);
     let mut batch = vec![first];
-    while batch.len() < size {
+    while held < size {
         match rx.try_recv() {
-            Ok(r) => batch.push(r),
+            Ok(r) => {
+                held += weight(&r);
+                batch.push(r);
+            }
             Err(_) => break,
         }
     }
     if let Some(wait) = wait {
         let until = tokio::time::Instant::now() + wait;
-        while batch.len() < size {
+        while held < size {
             match tokio::time::timeout_at(until, rx.recv()).await {
-                Ok(Some(r)) => batch.push(r),
+                Ok(Some(r)) => {
+                    held += weight(&r);
+                    batch.push(r);
+                }
                 Ok(None) | Err(_) => break,
             }
         }
     }
     batch
+}
+
+/// The replies of a batch's entries, filled record by record; an entry is answered as soon
+/// as each of its records has its reply (before a worker that died is replaced), the rest
+/// when the batch is done (a record never answered is answered as stopped).
+struct Answers(Vec<Option<Answering>>);
+
+/// An entry being answered: where its replies go, and those there so far.
+type Answering = (oneshot::Sender<Vec<Reply>>, Vec<Option<Reply>>);
+
+/// Where a record's reply goes: its entry, and its place in the entry.
+#[derive(Clone, Copy)]
+struct To(usize, usize);
+
+impl Answers {
+    fn set(&mut self, To(entry, row): To, reply: Reply) {
+        if let Some(slot) = self
+            .0
+            .get_mut(entry)
+            .and_then(|e| e.as_mut())
+            .and_then(|(_, r)| r.get_mut(row))
+        {
+            *slot = Some(reply);
+        }
+    }
+
+    /// Answers the entries whose records all have their replies.
+    fn send_done(&mut self) {
+        for entry in &mut self.0 {
+            if entry
+                .as_ref()
+                .is_some_and(|(_, r)| r.iter().all(Option::is_some))
+            {
+                if let Some((tx, replies)) = entry.take() {
+                    let _ = tx.send(replies.into_iter().flatten().collect());
+                }
+            }
+        }
+    }
+
+    fn send(self) {
+        for (tx, replies) in self.0.into_iter().flatten() {
+            let replies = replies
+                .into_iter()
+                .map(|r| r.unwrap_or_else(|| Err(stopped_before_answer())))
+                .collect();
+            let _ = tx.send(replies);
+        }
+    }
+}
+
+/// Every record of `batch` refused for the same reason.
+fn refuse_all(batch: Vec<Request>, why: &str) {
+    for r in batch {
+        let replies = r
+            .values
+            .iter()
+            .map(|_| Err(Refusal::Unavailable(why.to_owned())))
+            .collect();
+        let _ = r.reply.send(replies);
+    }
 }
 
 struct Actor {
@@ -992,7 +1180,14 @@ impl Actor {
                         continue;
                     }
                 };
-                gather(&mut rx, first, self.batching.size, self.batching.max_wait).await
+                gather_weighed(
+                    &mut rx,
+                    first,
+                    self.batching.size,
+                    self.batching.max_wait,
+                    |r: &Request| r.values.len(),
+                )
+                .await
             };
             // Requests whose caller gave up (timeout, disconnect) are not scored.
             batch.retain(|r| !r.reply.is_closed());
@@ -1000,34 +1195,42 @@ impl Actor {
                 continue;
             }
             if let (None, Some(why)) = (&session, &self.given_up) {
-                for r in batch {
-                    let _ = r.reply.send(Err(Refusal::Unavailable(why.clone())));
-                }
+                refuse_all(batch, why);
                 continue;
             }
             if session.is_none() {
                 match self.restart().await {
                     Ok(s) => session = Some(s),
                     Err(why) => {
-                        for r in batch {
-                            let _ = r.reply.send(Err(Refusal::Unavailable(why.clone())));
-                        }
+                        refuse_all(batch, &why);
                         tokio::time::sleep(self.restarts.start_failed()).await;
                         continue;
                     }
                 }
             }
-            let mut pending = Vec::with_capacity(batch.len());
-            for r in batch {
-                let seqno = self.seqno.fetch_add(1, Ordering::Relaxed) + 1;
-                let item = ScoreItem {
-                    slot: r.slot,
-                    seqno,
-                    value: r.value,
-                };
-                pending.push((item, r.reply));
+            let records = batch.iter().map(|r| r.values.len()).sum();
+            let mut pending = Vec::with_capacity(records);
+            let mut answers = Vec::with_capacity(batch.len());
+            for (entry, r) in batch.into_iter().enumerate() {
+                // The queue has room for the next records as soon as a worker has these.
+                drop(r.room);
+                answers.push(Some((r.reply, Vec::with_capacity(r.values.len()))));
+                for (row, value) in r.values.into_iter().enumerate() {
+                    let seqno = self.seqno.fetch_add(1, Ordering::Relaxed) + 1;
+                    let item = ScoreItem {
+                        slot: r.slot,
+                        seqno,
+                        value,
+                    };
+                    if let Some((_, replies)) = &mut answers[entry] {
+                        replies.push(None);
+                    }
+                    pending.push((item, To(entry, row)));
+                }
             }
-            session = self.score(session, pending, stopping).await;
+            let mut answers = Answers(answers);
+            session = self.score(session, pending, &mut answers, stopping).await;
+            answers.send();
         }
         if let Some(s) = session {
             match tokio::time::timeout(CLOSE_GRACE, s.close()).await {
@@ -1049,18 +1252,20 @@ impl Actor {
     async fn score(
         &mut self,
         mut session: Option<Box<dyn Session>>,
-        mut pending: Vec<(ScoreItem, oneshot::Sender<Reply>)>,
+        mut pending: Vec<(ScoreItem, To)>,
+        answers: &mut Answers,
         stopping: bool,
     ) -> Option<Box<dyn Session>> {
         while !pending.is_empty() {
             let Some(s) = session.as_mut() else {
+                answers.send_done();
                 match self.restart().await {
                     Ok(s) => {
                         session = Some(s);
                         continue;
                     }
                     Err(why) => {
-                        self.fail(pending, |_| Refusal::Unavailable(why.clone()));
+                        self.fail(pending, answers, |_| Refusal::Unavailable(why.clone()));
                         return None;
                     }
                 }
@@ -1074,11 +1279,11 @@ impl Actor {
             }
             let e = match scored {
                 Ok(outcomes) => {
-                    for ((_, reply), outcome) in pending.into_iter().zip(outcomes) {
+                    for ((_, to), outcome) in pending.into_iter().zip(outcomes) {
                         match outcome {
                             Ok(outs) => {
                                 self.counters.scored.fetch_add(1, Ordering::Relaxed);
-                                let _ = reply.send(Ok(outs));
+                                answers.set(to, Ok(outs));
                             }
                             Err(f) => {
                                 self.counters.failed.fetch_add(1, Ordering::Relaxed);
@@ -1086,7 +1291,7 @@ impl Actor {
                                     LogSource::Runner,
                                     format!("record failed: {}\n{}", f.message, f.traceback),
                                 );
-                                let _ = reply.send(Err(Refusal::Raised(f)));
+                                answers.set(to, Err(Refusal::Raised(f)));
                             }
                         }
                     }
@@ -1121,7 +1326,7 @@ impl Actor {
                 self.log.error(LogSource::Engine, why.clone());
                 self.counters.problem(&why);
                 self.set_state(WorkerState::Failed(why.clone()));
-                self.fail(pending, |_| Refusal::Unavailable(why.clone()));
+                self.fail(pending, answers, |_| Refusal::Unavailable(why.clone()));
                 self.given_up = Some(why);
                 return None;
             }
@@ -1132,21 +1337,21 @@ impl Actor {
             let at = culprit.and_then(|q| pending.iter().position(|(i, _)| i.seqno == q));
             match at {
                 Some(at) => {
-                    let (_, reply) = pending.remove(at);
+                    let (_, to) = pending.remove(at);
                     self.counters.failed.fetch_add(1, Ordering::Relaxed);
                     let refusal = match refusal {
                         Refusal::Unavailable(why) => Refusal::Died(why),
                         other => other,
                     };
-                    let _ = reply.send(Err(refusal));
+                    answers.set(to, Err(refusal));
                 }
                 None => {
                     // Which request it was on is not known: none of them is retried.
-                    self.fail(std::mem::take(&mut pending), |_| refusal.clone());
+                    self.fail(std::mem::take(&mut pending), answers, |_| refusal.clone());
                 }
             }
             if stopping {
-                self.fail(pending, |_| {
+                self.fail(pending, answers, |_| {
                     Refusal::Unavailable("the model is being undeployed".into())
                 });
                 return None;
@@ -1154,6 +1359,7 @@ impl Actor {
             if pending.is_empty() {
                 // The next batch finds no session and starts a new worker first; starting it
                 // now keeps the next request from waiting for it.
+                answers.send_done();
                 if let Ok(s) = self.restart().await {
                     session = Some(s);
                 }
@@ -1164,14 +1370,15 @@ impl Actor {
 
     fn fail(
         &self,
-        pending: Vec<(ScoreItem, oneshot::Sender<Reply>)>,
+        pending: Vec<(ScoreItem, To)>,
+        answers: &mut Answers,
         refusal: impl Fn(&ScoreItem) -> Refusal,
     ) {
         self.counters
             .failed
             .fetch_add(pending.len() as u64, Ordering::Relaxed);
-        for (item, reply) in pending {
-            let _ = reply.send(Err(refusal(&item)));
+        for (item, to) in pending {
+            answers.set(to, Err(refusal(&item)));
         }
     }
 

@@ -55,6 +55,11 @@ pub struct DeploymentView {
     pub worker_problem: Option<String>,
     pub queued: usize,
     pub queue_bound: usize,
+    /// The most records a worker takes in one batch (the deployment's own
+    /// `scoreBatchMax`, else the engine's); a request's records are never split.
+    pub score_batch_max: usize,
+    /// How long a batch short of `scoreBatchMax` waits for more, in ms.
+    pub score_batch_wait_ms: u64,
     /// Per-record time limit of its workers in ms (none: no limit).
     pub record_timeout_ms: Option<u64>,
     /// Memory limit of each worker in MiB (none: no limit).
@@ -168,6 +173,8 @@ pub(super) fn deployment_view(d: &Deployment) -> DeploymentView {
         worker_problem: problem,
         queued: s.queued,
         queue_bound: d.queue_bound,
+        score_batch_max: d.batching.size,
+        score_batch_wait_ms: d.batching.max_wait.map_or(0, |w| w.as_millis() as u64),
         record_timeout_ms: d.limits.record_timeout.map(|t| t.as_millis() as u64),
         memory_limit_mib: d.limits.memory_bytes.map(|m| m >> 20),
         limits_enforced: d.limits_enforced,

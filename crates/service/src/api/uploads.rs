@@ -376,6 +376,12 @@ struct DeploymentUpload {
     #[schema(value_type = Option<Vec<String>>, format = Binary)]
     asset: Option<Vec<Vec<u8>>>,
     name: Option<String>,
+    /// The deployment's own `scoreBatchMax` (the engine's otherwise).
+    #[schema(rename = "scoreBatchMax")]
+    score_batch_max: Option<u64>,
+    /// The deployment's own `scoreBatchWaitMs` (the engine's otherwise).
+    #[schema(rename = "scoreBatchWaitMs")]
+    score_batch_wait_ms: Option<u64>,
 }
 
 /// Deploys a model uploaded as multipart: main source and model files.
@@ -415,6 +421,19 @@ async fn upload_deployment_from(
     });
     if let Some(n) = form.text("name") {
         doc["name"] = serde_json::Value::String(n);
+    }
+    // The deployment's own batching, checked with the document's other fields.
+    for key in ["scoreBatchMax", "scoreBatchWaitMs"] {
+        if let Some(t) = form.text(key) {
+            doc[key] = match t.trim().parse::<u64>() {
+                Ok(n) => serde_json::Value::from(n),
+                Err(_) => {
+                    return Err(Error::BadRequest(format!(
+                        "'{key}' must be a whole number, not '{t}'"
+                    )))
+                }
+            };
+        }
     }
     let parsed: DeploymentDocument = serde_json::from_value(doc.clone())
         .map_err(|e| Error::BadRequest(format!("cannot build a deployment document: {e}")))?;

@@ -371,17 +371,15 @@ pub(crate) async fn infer_request(
         .map_err(|why| (StatusCode::BAD_REQUEST, why.to_string()))?;
     let rows = records.len();
     let timeout = Duration::from_millis(e.config.roundtrip_timeout_ms);
-    // Every record is queued at once: the deployment's workers take them in batches with
-    // whatever else is waiting (a record-set model scores a batch in one call). A request
-    // of one row is refused when the queue is full, as a REST request is; the rows of a
-    // larger one wait for room (a request is answered whole or not at all).
+    // The request's records are queued as one entry: a worker scores them in one batch,
+    // never split, with whatever other requests wait beside them (a record-set model in
+    // one call). A request of one row is refused when the queue is full, as a REST request
+    // is; a larger one waits for room (a request is answered whole or not at all).
     let wait = rows > 1;
-    let results = futures_util::future::join_all(
-        records
-            .into_iter()
-            .map(|r| d.score_value(INPUT, OUTPUT, r, timeout, wait)),
-    )
-    .await;
+    let results = d
+        .score_values(INPUT, OUTPUT, records, timeout, wait)
+        .await
+        .map_err(|err| error_text(&err, None))?;
     let mut answers = Vec::with_capacity(rows);
     for (i, r) in results.into_iter().enumerate() {
         match r {

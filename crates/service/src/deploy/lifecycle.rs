@@ -101,6 +101,7 @@ pub(crate) async fn deploy_document(
     let language = model.language.unwrap_or(runtime_core::Language::Python);
     let raw: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     let limits = e.config.limits.for_deployment(&raw)?;
+    let batching = e.config.deployment_batching(&raw)?;
     let (runner, enforced) = e.deps.runners.limited(language, limits)?;
     let _serial = e.deploying.lock().await;
     let name = model.name.clone();
@@ -119,6 +120,7 @@ pub(crate) async fn deploy_document(
         runner,
         limits,
         limits_enforced: enforced,
+        batching,
         log: log.clone(),
     };
     let started = start_deployment(e, &text, &doc, plan).await;
@@ -164,6 +166,7 @@ struct DeployPlan {
     runner: Arc<dyn runtime_core::Runner>,
     limits: worker::WorkerLimits,
     limits_enforced: bool,
+    batching: jobs::Batching,
     log: Arc<RingLog>,
 }
 
@@ -181,6 +184,7 @@ async fn start_deployment(
         runner,
         limits,
         limits_enforced,
+        batching,
         log,
     } = plan;
     let id = doc
@@ -298,7 +302,7 @@ async fn start_deployment(
             )],
         },
         queue_bound: e.config.score_queue_bound,
-        batching: e.config.score_batching(),
+        batching,
         workers: e.config.score_workers,
         environment,
         limits,

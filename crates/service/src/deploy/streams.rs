@@ -769,7 +769,7 @@ impl Input {
                 Err(_) => return false,
             },
         };
-        let outcome = match d.try_enqueue(self.slot, value) {
+        let outcome = match d.try_enqueue(self.slot, vec![value]) {
             Enqueued::Now(pending) => Ok(pending),
             Enqueued::Full(request) => d.enqueue(request).await.map_err(Box::new),
             Enqueued::Closed(e) => Err(Box::new(e)),
