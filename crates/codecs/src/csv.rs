@@ -779,6 +779,28 @@ pub(crate) fn decode_message(cfg: &CodecConfig, bytes: &[u8]) -> Result<Value, S
     }
 }
 
+/// A message holding the header (if the dialect has one) and any number of rows: one
+/// record per row, in order. The first row that does not decode fails the message, named
+/// by its number.
+pub(crate) fn decode_message_rows(cfg: &CodecConfig, bytes: &[u8]) -> Result<Vec<Value>, String> {
+    let ctx = DecodeContext {
+        endpoint: "message".into(),
+        max_record_bytes: cfg.max_record_bytes,
+    };
+    let mut dec = CsvDecoder::new(cfg, bytes, ctx);
+    let mut rows = Vec::new();
+    while let Some(item) = dec.next_item() {
+        match item {
+            Err(e) => return Err(e.to_string()),
+            Ok(ReadItem::Rejected(r)) => {
+                return Err(format!("row {}: {}", rows.len() + 1, r.reason))
+            }
+            Ok(ReadItem::Record(r)) => rows.push(r.value),
+        }
+    }
+    Ok(rows)
+}
+
 pub(crate) fn encode_message(
     cfg: &CodecConfig,
     value: &Value,

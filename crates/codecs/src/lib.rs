@@ -736,6 +736,21 @@ pub fn decode_message(cfg: &CodecConfig, bytes: &[u8]) -> Result<Value, CodecErr
     decoded.map_err(CodecError::Decode)
 }
 
+/// A message carrying a set of records (what a record-set model takes in one request): a
+/// JSON array's elements, a CSV message's rows (after its header, if the dialect has one);
+/// any other message is one record, as [`decode_message`] reads it.
+pub fn decode_message_records(cfg: &CodecConfig, bytes: &[u8]) -> Result<Vec<Value>, CodecError> {
+    match cfg.encoding {
+        // Each row is held to the record size limit as the decoder reads it.
+        Encoding::Csv => csv::decode_message_rows(cfg, bytes).map_err(CodecError::Decode),
+        Encoding::Json => match decode_message(cfg, bytes)? {
+            Value::Array(items) => Ok(items),
+            one => Ok(vec![one]),
+        },
+        _ => decode_message(cfg, bytes).map(|one| vec![one]),
+    }
+}
+
 /// [`decode_message`] as the item a message transport's source hands out at `position`: the
 /// record, or its rejection in its place (`Size` past the limit, `Encoding` otherwise),
 /// keeping the message's bytes for an error output.

@@ -248,7 +248,7 @@ fn a_job_id_already_taken_is_refused_once_with_nothing_left_of_the_refused_job()
 }
 
 #[test]
-fn score_batch_wait_ms_gathers_requests_arriving_apart_into_one_batch() {
+fn score_batch_wait_ms_gathers_concurrent_requests_into_one_batch_but_never_holds_a_lone_client() {
     let dir = tempfile::tempdir().unwrap();
     let e = Engine::start(dir.path(), &[], &[("ENGINE_SCORE_BATCH_WAIT_MS", "3000")]);
     let source = include_str!("../../../tests/models/batch-size-reporter/model.py");
@@ -261,6 +261,28 @@ fn score_batch_wait_ms_gathers_requests_arriving_apart_into_one_batch() {
         ]}}}),
     );
     assert_eq!(s, 201, "{d}");
+    // One client alone never waits: a request sent while no other is outstanding (and none
+    // was lately) goes at once, in a batch of its own, well within the 3 s wait.
+    for i in 0..3 {
+        let sent = std::time::Instant::now();
+        let (s, body, _) = e.score("/api/roundtrip/0/1", &format!("{{\"x\": {i}}}"));
+        assert_eq!(s, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["batch"], 1, "{body}");
+        assert!(
+            sent.elapsed() < std::time::Duration::from_millis(1500),
+            "a lone client's request waited {:?} for a batch",
+            sent.elapsed()
+        );
+    }
+    // Clients at once: their requests are outstanding together, so concurrency is seen and
+    // batches wait for more (for the next second at least).
+    std::thread::scope(|scope| {
+        for i in 0..8 {
+            let e = &e;
+            scope.spawn(move || e.score("/api/roundtrip/0/1", &format!("{{\"x\": {i}}}")));
+        }
+    });
     // Three requests 200 ms apart: the first waits for the others (up to 3 s), so all three
     // go to the model as one batch. Without the wait the first would go alone.
     let answers: Vec<(u16, String)> = std::thread::scope(|scope| {

@@ -372,6 +372,29 @@ fn record_set_models_on_rest_answer_each_request_with_its_own_rows() {
     }
     assert_eq!(answers, 150);
 
+    // A request may carry a set of records, a JSON array: scored in one call and answered
+    // with an array of their rows, in order (a dropped row has none).
+    let (status, body, _) = e.score(
+        "/api/roundtrip/0/1",
+        r#"[{"x": 1}, {"x": 2}, {"x": 7}, {"x": 3}]"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!([{"x": 1, "y": 10}, {"x": 2, "y": 20}, {"x": 3, "y": 30}])
+    );
+    // An array is answered with an array, of one answer or of none.
+    let (status, body, _) = e.score("/api/roundtrip/0/1", r#"[{"x": 4}]"#);
+    assert_eq!((status, body.as_str()), (200, r#"[{"x":4,"y":40}]"#));
+    let (status, body, _) = e.score("/api/roundtrip/0/1", r#"[{"x": 14}]"#);
+    assert_eq!((status, body.as_str()), (200, "[]"));
+    let (status, body, _) = e.score("/api/roundtrip/0/1", "[]");
+    assert_eq!((status, body.as_str()), (200, "[]"));
+    // A record of the set the model fails on fails the request, naming the record.
+    let (status, body, _) = e.score("/api/roundtrip/0/1", r#"[{"x": 1}, {"x": "one"}]"#);
+    assert_eq!(status, 422, "{body}");
+
     // Rows that cannot be traced to their records fail those requests, with the reason in
     // the deployment's log.
     let (status, body, _) = e.score("/api/roundtrip/0/1", r#"{"x": 1, "agg": true}"#);

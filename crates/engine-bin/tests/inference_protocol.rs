@@ -220,7 +220,7 @@ fn a_request_larger_than_the_queue_is_answered_whole() {
 fn a_request_is_scored_in_one_batch_and_the_model_sets_its_own_batch_size() {
     let dir = tempfile::tempdir().unwrap();
     let e = Engine::start(dir.path(), &[], &[("ENGINE_TOKEN", TOKEN)]);
-    let model = repo().join("tests/models/v2-batch-size");
+    let model = repo().join("tests/models/batch-size-reporter");
     // The CLI's flag reaches the deployment, and a bad value is refused by name.
     let cli = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_engine"))
@@ -262,7 +262,13 @@ fn a_request_is_scored_in_one_batch_and_the_model_sets_its_own_batch_size() {
             .unwrap();
         assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
         let v: Value = serde_json::from_slice(&a.body).unwrap();
-        serde_json::from_value(v["outputs"][0]["data"].clone()).unwrap()
+        let sizes = v["outputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["name"] == "batch")
+            .unwrap_or_else(|| panic!("no output 'batch' in {v}"));
+        serde_json::from_value(sizes["data"].clone()).unwrap()
     };
     // Ten rows against a batch of at most four: scored together, not cut in three.
     assert_eq!(infer(10), vec![10; 10]);

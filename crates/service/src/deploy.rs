@@ -24,7 +24,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -166,6 +166,70 @@ struct Request {
     /// Its records' room in the queue (`scoreQueueBound` counts records), given back
     /// when a worker takes it.
     room: OwnedSemaphorePermit,
+    /// Counts it among the deployment's outstanding requests until it is answered.
+    outstanding: Outstanding,
+}
+
+/// How many callers a deployment is serving: its requests not answered yet, and when two
+/// or more were last outstanding at once (or went in one batch). A batch short of `scoreBatchMax` waits
+/// `scoreBatchWaitMs` for more only when this says others are sending, so a client alone
+/// never has the wait added to its answers.
+struct Load {
+    outstanding: AtomicUsize,
+    /// Milliseconds from `since` to the last time two requests were outstanding at once.
+    concurrent_at: AtomicU64,
+    since: std::time::Instant,
+}
+
+/// How long concurrency seen once keeps batches waiting for more.
+const CONCURRENCY_MEMORY: Duration = Duration::from_secs(1);
+
+impl Load {
+    fn new() -> Load {
+        Load {
+            outstanding: AtomicUsize::new(0),
+            concurrent_at: AtomicU64::new(u64::MAX),
+            since: std::time::Instant::now(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+    }
+
+    /// Notes that several requests were outstanding at once (just now).
+    fn concurrent(&self) {
+        self.concurrent_at.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// Whether a batch holding `taken` requests should wait for more: other requests are
+    /// outstanding now, or were within the last second.
+    fn more_coming(&self, taken: usize) -> bool {
+        if self.outstanding.load(Ordering::Relaxed) > taken {
+            return true;
+        }
+        let at = self.concurrent_at.load(Ordering::Relaxed);
+        at != u64::MAX && self.now_ms().saturating_sub(at) < CONCURRENCY_MEMORY.as_millis() as u64
+    }
+}
+
+/// One request the deployment has not answered yet (queued, or being scored): counted in
+/// its [`Load`] while it lives.
+struct Outstanding(Arc<Load>);
+
+impl Outstanding {
+    fn new(load: &Arc<Load>) -> Outstanding {
+        if load.outstanding.fetch_add(1, Ordering::Relaxed) >= 1 {
+            load.concurrent();
+        }
+        Outstanding(load.clone())
+    }
+}
+
+impl Drop for Outstanding {
+    fn drop(&mut self) {
+        self.0.outstanding.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 fn undeploying() -> Error {
@@ -321,6 +385,8 @@ pub struct Deployment {
     tx: mpsc::Sender<Request>,
     /// The queue's room, in records (`queue_bound` permits).
     room: Arc<Semaphore>,
+    /// The callers it serves (shared with the actors, whose batches wait only for others).
+    load: Arc<Load>,
     stop: Arc<Notify>,
     actors: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     pub workers: usize,
@@ -493,6 +559,7 @@ impl Deployment {
         let stop = Arc::new(Notify::new());
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         let seqno = Arc::new(AtomicU64::new(0));
+        let load = Arc::new(Load::new());
         let restarts = Arc::new(Restarts::new(spec.restart));
         let handles = sessions
             .into_iter()
@@ -506,6 +573,7 @@ impl Deployment {
                     state: state.clone(),
                     batching: spec.batching,
                     seqno: seqno.clone(),
+                    load: load.clone(),
                     restarts: restarts.clone(),
                     given_up: None,
                     observer: spec.observer.clone(),
@@ -532,6 +600,7 @@ impl Deployment {
             state,
             tx,
             room: Arc::new(Semaphore::new(spec.queue_bound.max(1))),
+            load,
             stop,
             actors: Mutex::new(handles),
             workers,
@@ -712,14 +781,42 @@ impl Deployment {
         timeout: Duration,
     ) -> Result<Option<Answer>> {
         let in_codec = self.codec(input.0);
-        let value = codecs::decode_message(&in_codec, body).map_err(|why| {
+        let rejected = |why: codecs::CodecError| {
             let kind = match why {
                 codecs::CodecError::TooLarge { .. } => RejectionKind::Size,
                 _ => RejectionKind::Encoding,
             };
             self.input_rejected(input, kind, why.to_string(), Origin::Request)
-        })?;
-        let values = self.score_value(input, output, value, timeout).await?;
+        };
+        // A record-set model takes a set of records in one request, a JSON array or a CSV
+        // body of several rows: scored in one call, answered together (a JSON array
+        // always, even of one answer or none).
+        let set = self.model.recordsets.get(&input).copied().unwrap_or(false);
+        let (values, array) = if set && matches!(in_codec.encoding, Encoding::Json | Encoding::Csv)
+        {
+            let mut records = codecs::decode_message_records(&in_codec, body).map_err(rejected)?;
+            let array = in_codec.encoding == Encoding::Json
+                && body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+            if array || records.len() != 1 {
+                let mut values = Vec::new();
+                let scored = self
+                    .score_values(input, output, records, timeout, true)
+                    .await?;
+                for (i, r) in scored.into_iter().enumerate() {
+                    values.extend(r.map_err(|e| e.of_record(i))?);
+                }
+                (values, array)
+            } else {
+                let one = records.pop().unwrap_or_default();
+                (self.score_value(input, output, one, timeout).await?, false)
+            }
+        } else {
+            let value = codecs::decode_message(&in_codec, body).map_err(rejected)?;
+            (
+                self.score_value(input, output, value, timeout).await?,
+                false,
+            )
+        };
         let out_codec = self.codec(output.0);
         let mut encoded = Vec::with_capacity(values.len());
         for v in &values {
@@ -733,9 +830,10 @@ impl Deployment {
             })?;
             encoded.push(bytes);
         }
+        let array = array && out_codec.encoding == Encoding::Json;
         let body = match encoded.len() {
-            0 => return Ok(None),
-            1 => encoded.pop().unwrap_or_default(),
+            0 if !array => return Ok(None),
+            1 if !array => encoded.pop().unwrap_or_default(),
             _ => {
                 let (open, sep, close): (&[u8], &[u8], &[u8]) =
                     if out_codec.encoding == Encoding::Json {
@@ -975,6 +1073,7 @@ impl Deployment {
             values,
             reply,
             room,
+            outstanding: Outstanding::new(&self.load),
         };
         match self.tx.try_send(req) {
             Ok(()) => Enqueued::Now(Pending(rx)),
@@ -1035,18 +1134,20 @@ pub(crate) async fn gather<T>(
     size: usize,
     wait: Option<Duration>,
 ) -> Vec<T> {
-    gather_weighed(rx, first, size, wait, |_| 1).await
+    gather_weighed(rx, first, size, wait, |_| 1, |_| true).await
 }
 
 /// [`gather`] counting each item as `weight` says: items are taken while the batch holds
 /// less than `size`, so the last one taken may bring it past `size` (an entry is never
-/// split). How the deployment's workers make their batches of requests' records.
+/// split). The wait is only taken when `more_coming(items taken)` says others are sending.
+/// How the deployment's workers make their batches of requests' records.
 async fn gather_weighed<T>(
     rx: &mut mpsc::Receiver<T>,
     first: T,
     size: usize,
     wait: Option<Duration>,
     weight: impl Fn(&T) -> usize,
+    more_coming: impl Fn(usize) -> bool,
 ) -> Vec<T> {
     let mut held = weight(&first);
     let mut batch = vec![first];
@@ -1059,7 +1160,7 @@ async fn gather_weighed<T>(
             Err(_) => break,
         }
     }
-    if let Some(wait) = wait {
+    if let Some(wait) = wait.filter(|_| held < size && more_coming(batch.len())) {
         let until = tokio::time::Instant::now() + wait;
         while held < size {
             match tokio::time::timeout_at(until, rx.recv()).await {
@@ -1079,8 +1180,9 @@ async fn gather_weighed<T>(
 /// when the batch is done (a record never answered is answered as stopped).
 struct Answers(Vec<Option<Answering>>);
 
-/// An entry being answered: where its replies go, and those there so far.
-type Answering = (oneshot::Sender<Vec<Reply>>, Vec<Option<Reply>>);
+/// An entry being answered: where its replies go, those there so far, and its place among
+/// the outstanding requests (given up once it is answered).
+type Answering = (oneshot::Sender<Vec<Reply>>, Vec<Option<Reply>>, Outstanding);
 
 /// Where a record's reply goes: its entry, and its place in the entry.
 #[derive(Clone, Copy)]
@@ -1092,7 +1194,7 @@ impl Answers {
             .0
             .get_mut(entry)
             .and_then(|e| e.as_mut())
-            .and_then(|(_, r)| r.get_mut(row))
+            .and_then(|(_, r, _)| r.get_mut(row))
         {
             *slot = Some(reply);
         }
@@ -1103,9 +1205,11 @@ impl Answers {
         for entry in &mut self.0 {
             if entry
                 .as_ref()
-                .is_some_and(|(_, r)| r.iter().all(Option::is_some))
+                .is_some_and(|(_, r, _)| r.iter().all(Option::is_some))
             {
-                if let Some((tx, replies)) = entry.take() {
+                if let Some((tx, replies, outstanding)) = entry.take() {
+                    // No longer outstanding before its caller hears back (and sends again).
+                    drop(outstanding);
                     let _ = tx.send(replies.into_iter().flatten().collect());
                 }
             }
@@ -1113,7 +1217,8 @@ impl Answers {
     }
 
     fn send(self) {
-        for (tx, replies) in self.0.into_iter().flatten() {
+        for (tx, replies, outstanding) in self.0.into_iter().flatten() {
+            drop(outstanding);
             let replies = replies
                 .into_iter()
                 .map(|r| r.unwrap_or_else(|| Err(stopped_before_answer())))
@@ -1125,13 +1230,19 @@ impl Answers {
 
 /// Every record of `batch` refused for the same reason.
 fn refuse_all(batch: Vec<Request>, why: &str) {
-    for r in batch {
-        let replies = r
-            .values
+    for Request {
+        values,
+        reply,
+        outstanding,
+        ..
+    } in batch
+    {
+        drop(outstanding);
+        let replies = values
             .iter()
             .map(|_| Err(Refusal::Unavailable(why.to_owned())))
             .collect();
-        let _ = r.reply.send(replies);
+        let _ = reply.send(replies);
     }
 }
 
@@ -1145,6 +1256,8 @@ struct Actor {
     batching: Batching,
     /// Shared by the deployment's workers: seqno counts every request.
     seqno: Arc<AtomicU64>,
+    /// The deployment's callers: a batch waits for more only when others are sending.
+    load: Arc<Load>,
     /// The deployment's restart policy and what it allowed, shared by its workers.
     restarts: Arc<Restarts>,
     /// Why this worker is no longer replaced (the restart budget is spent).
@@ -1186,9 +1299,15 @@ impl Actor {
                     self.batching.size,
                     self.batching.max_wait,
                     |r: &Request| r.values.len(),
+                    // A batch waits for more only while others are sending (`Load`): one
+                    // client alone never has the wait added to its answers.
+                    |taken| self.load.more_coming(taken),
                 )
                 .await
             };
+            if batch.len() > 1 {
+                self.load.concurrent();
+            }
             // Requests whose caller gave up (timeout, disconnect) are not scored.
             batch.retain(|r| !r.reply.is_closed());
             if batch.is_empty() {
@@ -1214,7 +1333,11 @@ impl Actor {
             for (entry, r) in batch.into_iter().enumerate() {
                 // The queue has room for the next records as soon as a worker has these.
                 drop(r.room);
-                answers.push(Some((r.reply, Vec::with_capacity(r.values.len()))));
+                answers.push(Some((
+                    r.reply,
+                    Vec::with_capacity(r.values.len()),
+                    r.outstanding,
+                )));
                 for (row, value) in r.values.into_iter().enumerate() {
                     let seqno = self.seqno.fetch_add(1, Ordering::Relaxed) + 1;
                     let item = ScoreItem {
@@ -1222,7 +1345,7 @@ impl Actor {
                         seqno,
                         value,
                     };
-                    if let Some((_, replies)) = &mut answers[entry] {
+                    if let Some((_, replies, _)) = &mut answers[entry] {
                         replies.push(None);
                     }
                     pending.push((item, To(entry, row)));

@@ -244,6 +244,23 @@ impl Error {
     }
 
     /// More than the reference's sentence, for the log and the `X-Engine-Detail` header.
+    /// The error of record `i` of a request carrying several: its detail names the record.
+    pub(crate) fn of_record(self, i: usize) -> Error {
+        let name = |d: String| format!("record {i} of the request: {d}");
+        match self {
+            Error::InputRejectedByEncoding(d) => Error::InputRejectedByEncoding(name(d)),
+            Error::OutputRejectedByEncoding(d) => Error::OutputRejectedByEncoding(name(d)),
+            Error::InputRejectedBySchema(d) => Error::InputRejectedBySchema(name(d)),
+            Error::OutputRejectedBySchema(d) => Error::OutputRejectedBySchema(name(d)),
+            Error::ModelRaised(d) => Error::ModelRaised(name(d)),
+            Error::ModelLimit { limit, detail } => Error::ModelLimit {
+                limit,
+                detail: name(detail),
+            },
+            other => other,
+        }
+    }
+
     pub(crate) fn detail(&self) -> Option<&str> {
         match self {
             Error::InputRejectedByEncoding(d)
