@@ -651,3 +651,46 @@ fn crashes_inside_a_large_batch_fail_only_their_record() {
         );
     }
 }
+
+/// A record-set model gets the same frame whether the records share one shape (the frame
+/// built column by column) or not (row by row): columns in the records' key order, dtypes
+/// as pandas infers them, missing keys as NaN, rows indexed by their place in the batch.
+#[test]
+fn a_record_set_frame_is_the_same_built_by_columns_or_by_rows() {
+    let m = "tests/models/recordset-shapes";
+    let out = engine(&[
+        "run",
+        &format!("{m}/model.py"),
+        "--input",
+        &format!("{m}/data.jsonl"),
+        "--batch-size",
+        "3",
+        "--workers",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let rows = lines(&out);
+    assert_eq!(rows.len(), 6, "{rows:?}");
+    // One shape: a, b, c in order; a integers.
+    for (i, r) in rows[..3].iter().enumerate() {
+        assert_eq!(r["columns"], serde_json::json!(["a", "b", "c"]), "{r}");
+        assert_eq!(r["a_dtype"], "int64", "{r}");
+        assert_eq!(r["row"], i, "{r}");
+    }
+    assert_eq!(
+        rows[0]["values"],
+        serde_json::json!({"a": 1, "b": "x", "c": [1, 2]})
+    );
+    assert_eq!(
+        rows[2]["values"],
+        serde_json::json!({"a": 3, "b": "z", "c": []})
+    );
+    // Keys that differ: the columns in the order pandas meets them, a hole as NaN.
+    for (i, r) in rows[3..].iter().enumerate() {
+        assert_eq!(r["columns"], serde_json::json!(["a", "b"]), "{r}");
+        assert_eq!(r["a_dtype"], "float64", "{r}");
+        assert_eq!(r["row"], i, "{r}");
+    }
+    assert_eq!(rows[4]["values"], serde_json::json!({"a": 2.0, "b": "y"}));
+    assert_eq!(rows[5]["values"], serde_json::json!({"a": 3.0, "b": null}));
+}

@@ -13,7 +13,7 @@ use runtime_core::{
 use worker::protocol::{WireFailure, WireItem};
 use worker::{Context, WorkerBackend};
 
-use crate::convert::{from_py, to_py};
+use crate::convert::{from_py, to_py, to_py_columns};
 
 const DRIVER: &str = include_str!("driver.py");
 
@@ -326,12 +326,21 @@ impl<'py> PythonBackend<'py> {
         let internal =
             |e: PyErr| WireFailure::Worker(format!("cannot pass records to Python: {e}"));
         let n = items.len();
-        let mut data = Vec::with_capacity(n);
-        for WireItem(_, _, value) in &items {
-            data.push(to_py(py, value).map_err(internal)?);
-        }
+        // Records of one shape go as columns (the frame is built column by column, as
+        // pandas does fastest), others as a list of records.
+        let values: Vec<&Value> = items.iter().map(|WireItem(_, _, v)| v).collect();
+        let data = match to_py_columns(py, &values).map_err(internal)? {
+            Some(columns) => (columns, n).into_pyobject(py).map_err(internal)?.into_any(),
+            None => {
+                let mut data = Vec::with_capacity(n);
+                for v in &values {
+                    data.push(to_py(py, v).map_err(internal)?);
+                }
+                PyList::new(py, data).map_err(internal)?.into_any()
+            }
+        };
+        drop(values);
         drop(items);
-        let data = PyList::new(py, data).map_err(internal)?;
         let result = self
             .driver
             .call_method1(

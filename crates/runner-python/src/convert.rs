@@ -38,6 +38,44 @@ pub fn to_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
     })
 }
 
+/// The records as the columns of one table, a dict of lists (key: the column's values,
+/// one per record, in order), when every record is a map with the same keys in the same
+/// order (what a record-set model's frame is made of, built column by column instead of
+/// row by row); `None` otherwise, or when the records have no keys.
+pub fn to_py_columns<'py>(
+    py: Python<'py>,
+    records: &[&Value],
+) -> PyResult<Option<Bound<'py, PyDict>>> {
+    let Some(Value::Map(first)) = records.first() else {
+        return Ok(None);
+    };
+    if first.is_empty() {
+        return Ok(None);
+    }
+    let same_keys = |v: &&Value| match v {
+        Value::Map(m) => {
+            m.len() == first.len() && m.iter().zip(first.iter()).all(|((a, _), (b, _))| a == b)
+        }
+        _ => false,
+    };
+    if !records.iter().all(same_keys) {
+        return Ok(None);
+    }
+    let columns: Vec<Bound<'py, PyList>> = first.iter().map(|_| PyList::empty(py)).collect();
+    for record in records {
+        if let Value::Map(m) = record {
+            for ((_, v), column) in m.iter().zip(&columns) {
+                column.append(to_py(py, v)?)?;
+            }
+        }
+    }
+    let dict = PyDict::new(py);
+    for ((key, _), column) in first.iter().zip(columns) {
+        dict.set_item(key_to_py(py, key)?, column)?;
+    }
+    Ok(Some(dict))
+}
+
 /// Dict keys must be hashable: arrays become tuples, maps tuples of `(key, value)` pairs.
 fn key_to_py<'py>(py: Python<'py>, k: &Value) -> PyResult<Bound<'py, PyAny>> {
     match k {

@@ -180,10 +180,12 @@ def run_recordset(score, arity, data, slot, seqno, Failure, _Gen):
     a column of answers (a pandas Series or a numpy array as long as the batch, as
     `predict` returns) gives each record its own element; other outputs belong to the
     batch's first record. Returns one list of outputs per record, or a Failure for the
-    whole batch."""
-    n = len(data)
+    whole batch. `data` is the records, or `(columns, n)` when they all have the same
+    keys: a dict of one list per key, the frame built from it column by column."""
+    columns = data.__class__ is tuple
+    n = data[1] if columns else len(data)
     try:
-        frame = make_frame(data)
+        frame = frame_of_columns(data[0]) if columns else make_frame(data)
         args = (frame, slot, seqno)[:arity]
         r = score(*args)
         if r.__class__ is _Gen:
@@ -275,6 +277,16 @@ def make_frame(records):
     if _pandas is False:
         return records
     return _pandas.DataFrame(records)
+
+
+def frame_of_columns(columns):
+    """A pandas DataFrame of the columns (a dict of lists of equal length), or the list of
+    records they make when pandas is missing."""
+    make_frame([])
+    if _pandas is False:
+        keys = list(columns)
+        return [dict(zip(keys, row)) for row in zip(*columns.values())]
+    return _pandas.DataFrame(columns)
 
 
 def has_pandas():
