@@ -251,34 +251,22 @@ pub(crate) enum Enqueued {
 pub(crate) struct QueuedLater(Slot, Vec<Value>);
 
 impl Pending {
-    /// The worker's reply to an entry of one record, if it is there already.
-    pub(crate) fn try_reply(&mut self) -> Option<Reply> {
+    /// The worker's replies, one per record of the entry, if they are there already.
+    pub(crate) fn try_replies(&mut self) -> Option<Vec<Reply>> {
         match self.0.try_recv() {
             Err(oneshot::error::TryRecvError::Empty) => None,
-            Err(oneshot::error::TryRecvError::Closed) => Some(Err(stopped_before_answer())),
-            Ok(replies) => Some(first_reply(replies)),
+            Err(oneshot::error::TryRecvError::Closed) => Some(vec![Err(stopped_before_answer())]),
+            Ok(replies) => Some(replies),
         }
     }
 
-    /// The worker's reply to an entry of one record: what the model yielded, by slot, or
-    /// why it yielded nothing.
-    pub(crate) async fn reply(self) -> Reply {
-        first_reply(self.replies().await)
-    }
-
-    /// The worker's replies, one per record of the entry.
-    async fn replies(self) -> Vec<Reply> {
+    /// The worker's replies, one per record of the entry: what the model yielded for each,
+    /// by slot, or why it yielded nothing.
+    pub(crate) async fn replies(self) -> Vec<Reply> {
         self.0
             .await
             .unwrap_or_else(|_| vec![Err(stopped_before_answer())])
     }
-}
-
-fn first_reply(replies: Vec<Reply>) -> Reply {
-    replies
-        .into_iter()
-        .next()
-        .unwrap_or_else(|| Err(stopped_before_answer()))
 }
 
 fn stopped_before_answer() -> Refusal {

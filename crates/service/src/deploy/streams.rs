@@ -273,6 +273,8 @@ pub struct Streams {
     inputs: watch::Sender<InputsSeen>,
     /// Records of all streams in the deployment's queue at once.
     in_queue: Arc<Semaphore>,
+    /// How many that is: half the queue's bound.
+    queue_share: usize,
     /// The deployment's log.
     log: Arc<RingLog>,
 }
@@ -286,6 +288,7 @@ impl Streams {
             rest: Arc::new(RestQueues::default()),
             inputs: watch::channel(InputsSeen::default()).0,
             in_queue: Arc::new(Semaphore::new((queue_bound / 2).max(1))),
+            queue_share: (queue_bound / 2).max(1),
             log,
         }
     }
@@ -560,17 +563,19 @@ enum Endpoint {
     Sink(Box<dyn RecordSink>),
 }
 
-/// A queued record on its way from an input's reader to its collector, or the end of a
-/// batch read.
+/// Records queued together on their way from an input's reader to its collector, or the
+/// end of a batch read.
 enum InFlight {
-    Record {
-        position: Position,
-        /// Its reply to come, or why it never reached the queue (kept small: the error
-        /// is rare).
+    /// Records of a batch read, queued as one entry of the deployment's queue (scored in
+    /// one batch, as a request's records are).
+    Records {
+        positions: Vec<Position>,
+        /// Their replies to come, one per record, or why they never reached the queue
+        /// (kept small: the error is rare).
         outcome: std::result::Result<Pending, Box<Error>>,
-        /// Its source's receipt, settled by the collector or the writers.
-        receipt: Receipt,
-        /// Its place among the streams' records in the deployment's queue.
+        /// Their source's receipts, settled by the collector or the writers.
+        receipts: Vec<Receipt>,
+        /// Their places among the streams' records in the deployment's queue.
         _permit: tokio::sync::OwnedSemaphorePermit,
     },
     /// A record refused on its way in, for the error stream with its receipt.
@@ -579,6 +584,14 @@ enum InFlight {
         receipt: Receipt,
     },
     BatchEnd,
+}
+
+/// Records of a batch read that go to the model, in order.
+#[derive(Default)]
+struct Taken {
+    positions: Vec<Position>,
+    values: Vec<Value>,
+    receipts: Vec<Receipt>,
 }
 
 /// What screening a record read leads to.
@@ -673,10 +686,38 @@ impl Input {
                         self.shared.set_state(StreamState::Running);
                     }
                 }
+                // The records taken go to the queue in runs of at most a deployment batch
+                // (or the streams' share of the queue), each run one entry.
+                let run = self.d.batching.size.min(self.d.streams.queue_share).max(1);
+                let mut taken = Taken::default();
                 for item in items {
-                    if !self.queue(item, &tx).await {
-                        return None;
+                    match self.screen(item) {
+                        Screened::Take(position, value, receipt) => {
+                            taken.positions.push(position);
+                            taken.values.push(value);
+                            taken.receipts.push(receipt);
+                            if taken.values.len() >= run
+                                && !self.queue(std::mem::take(&mut taken), &tx).await
+                            {
+                                return None;
+                            }
+                        }
+                        Screened::Park(error, receipt) => {
+                            // The records before it go first: the collector keeps read order.
+                            if !taken.values.is_empty()
+                                && !self.queue(std::mem::take(&mut taken), &tx).await
+                            {
+                                return None;
+                            }
+                            if tx.send(InFlight::Parked { error, receipt }).await.is_err() {
+                                return None;
+                            }
+                        }
+                        Screened::Done => {}
                     }
+                }
+                if !taken.values.is_empty() && !self.queue(taken, &tx).await {
+                    return None;
                 }
                 if tx.send(InFlight::BatchEnd).await.is_err() {
                     return None;
@@ -750,39 +791,38 @@ impl Input {
         }
     }
 
-    /// Screens one item read and queues it for the workers; `false` when the collector is
-    /// gone. Each step is tried at once first and awaited only when it must wait: a stream
-    /// moves its records one by one, and most of them need not wait.
-    async fn queue(&self, item: ReadItem, tx: &mpsc::Sender<InFlight>) -> bool {
+    /// Queues records taken from a batch read for the workers, as one entry; `false` when
+    /// the collector is gone. Each step is tried at once first and awaited only when it
+    /// must wait.
+    async fn queue(&self, taken: Taken, tx: &mpsc::Sender<InFlight>) -> bool {
         let d = &self.d;
-        let (position, value, receipt) = match self.screen(item) {
-            Screened::Take(position, value, receipt) => (position, value, receipt),
-            Screened::Park(error, receipt) => {
-                return tx.send(InFlight::Parked { error, receipt }).await.is_ok();
-            }
-            Screened::Done => return true,
-        };
-        let permit = match d.streams.in_queue.clone().try_acquire_owned() {
+        let Taken {
+            positions,
+            values,
+            receipts,
+        } = taken;
+        let n = u32::try_from(values.len().clamp(1, d.streams.queue_share)).unwrap_or(u32::MAX);
+        let permit = match d.streams.in_queue.clone().try_acquire_many_owned(n) {
             Ok(permit) => permit,
-            Err(_) => match d.streams.in_queue.clone().acquire_owned().await {
+            Err(_) => match d.streams.in_queue.clone().acquire_many_owned(n).await {
                 Ok(permit) => permit,
                 Err(_) => return false,
             },
         };
-        let outcome = match d.try_enqueue(self.slot, vec![value]) {
+        let outcome = match d.try_enqueue(self.slot, values) {
             Enqueued::Now(pending) => Ok(pending),
             Enqueued::Full(request) => d.enqueue(request).await.map_err(Box::new),
             Enqueued::Closed(e) => Err(Box::new(e)),
         };
-        let record = InFlight::Record {
-            position,
+        let records = InFlight::Records {
+            positions,
             outcome,
-            receipt,
+            receipts,
             _permit: permit,
         };
-        match tx.try_send(record) {
+        match tx.try_send(records) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(record)) => tx.send(record).await.is_ok(),
+            Err(mpsc::error::TrySendError::Full(records)) => tx.send(records).await.is_ok(),
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
     }
@@ -857,13 +897,13 @@ impl Input {
                 },
                 Err(mpsc::error::TryRecvError::Disconnected) => break,
             };
-            let (position, outcome, receipt) = match item {
-                InFlight::Record {
-                    position,
+            let (positions, outcome, receipts) = match item {
+                InFlight::Records {
+                    positions,
                     outcome,
-                    receipt,
+                    receipts,
                     ..
-                } => (position, outcome, receipt),
+                } => (positions, outcome, receipts),
                 InFlight::Parked { error, receipt } => {
                     yields.entry(Slot::ERRORS).or_default().push(error, receipt);
                     continue;
@@ -875,76 +915,106 @@ impl Input {
                     continue;
                 }
             };
-            let reply = match outcome {
-                Ok(mut pending) => match pending.try_reply() {
-                    Some(reply) => Ok(reply),
-                    None => Ok(pending.reply().await),
+            let replies = match outcome {
+                Ok(mut pending) => match pending.try_replies() {
+                    Some(replies) => Ok(replies),
+                    None => Ok(pending.replies().await),
                 },
-                // It never reached the queue (the model is being undeployed).
+                // They never reached the queue (the model is being undeployed).
                 Err(e) => Err(e),
             };
-            let failed = match reply {
-                Ok(Ok(outs)) => {
-                    Shared::add(&self.shared.records_out, 1);
-                    let tracked = receipt.is_tracked();
-                    let mut shares = receipt.split(if tracked { outs.len() } else { 0 });
-                    let outs = outs
-                        .into_iter()
-                        .map(|(slot, v)| (slot, (v, shares.pop().unwrap_or_default())));
-                    let (routed, unrouted) = d.route_yields(
-                        outs,
-                        |slot| d.streams.has_stream(slot),
-                        |_| "to which no output stream is attached; counted, not written".into(),
-                    );
-                    for (_, share) in unrouted {
-                        share.settle(Fate::Rejected);
+            match replies {
+                Ok(replies) => {
+                    let mut replies = replies.into_iter();
+                    for (position, receipt) in positions.into_iter().zip(receipts) {
+                        let reply = replies
+                            .next()
+                            .unwrap_or_else(|| Err(super::stopped_before_answer()));
+                        self.settle(position, Ok(reply), receipt, &mut yields);
                     }
-                    for (slot, values) in routed {
-                        let batch = yields.entry(slot).or_default();
-                        for (v, share) in values {
-                            batch.push(v, share);
-                        }
-                    }
-                    None
-                }
-                Ok(Err(refusal)) => {
-                    let fate = refusal.fate();
-                    let e = refusal.into_error();
-                    if fate == Fate::Rejected && d.streams.has_stream(Slot::ERRORS) {
-                        // The model failed on it: its error record goes to the error stream.
-                        let reason = match &e {
-                            Error::ModelRaised(message) => message.clone(),
-                            other => other.to_string(),
-                        };
-                        let error = ErrorRecord::new(
-                            Stage::Model,
-                            "model",
-                            self.slot,
-                            position.clone(),
-                            reason,
-                        );
-                        yields
-                            .entry(Slot::ERRORS)
-                            .or_default()
-                            .push(error.into_value(), receipt);
-                    } else {
-                        receipt.settle(fate);
-                    }
-                    Some(e)
                 }
                 Err(e) => {
-                    receipt.settle(Fate::Failed);
-                    Some(*e)
+                    for (position, receipt) in positions.into_iter().zip(receipts) {
+                        let e = Box::new(Error::ModelUnavailable(e.to_string()));
+                        self.settle(position, Err(e), receipt, &mut yields);
+                    }
                 }
-            };
-            if let Some(e) = failed {
-                Shared::add(&self.shared.failed, 1);
-                d.record_failed(self.slot, &e, Origin::Stream(&self.name, &position));
             }
         }
         // A reader stopped in the middle of a batch: what it scored goes on all the same.
         for (slot, batch) in yields {
             d.streams.deliver(d, slot, batch).await;
+        }
+    }
+
+    /// One record's reply: its yields, with its receipt's shares, added to the batch's for
+    /// each output slot; a failure counted and logged, its receipt settled (or its error
+    /// record and receipt added for the error stream).
+    fn settle(
+        &self,
+        position: Position,
+        reply: std::result::Result<super::Reply, Box<Error>>,
+        receipt: Receipt,
+        yields: &mut BTreeMap<Slot, Yields>,
+    ) {
+        let d = &self.d;
+        let failed = match reply {
+            Ok(Ok(outs)) => {
+                Shared::add(&self.shared.records_out, 1);
+                let tracked = receipt.is_tracked();
+                let mut shares = receipt.split(if tracked { outs.len() } else { 0 });
+                let outs = outs
+                    .into_iter()
+                    .map(|(slot, v)| (slot, (v, shares.pop().unwrap_or_default())));
+                let (routed, unrouted) = d.route_yields(
+                    outs,
+                    |slot| d.streams.has_stream(slot),
+                    |_| "to which no output stream is attached; counted, not written".into(),
+                );
+                for (_, share) in unrouted {
+                    share.settle(Fate::Rejected);
+                }
+                for (slot, values) in routed {
+                    let batch = yields.entry(slot).or_default();
+                    for (v, share) in values {
+                        batch.push(v, share);
+                    }
+                }
+                None
+            }
+            Ok(Err(refusal)) => {
+                let fate = refusal.fate();
+                let e = refusal.into_error();
+                if fate == Fate::Rejected && d.streams.has_stream(Slot::ERRORS) {
+                    // The model failed on it: its error record goes to the error stream.
+                    let reason = match &e {
+                        Error::ModelRaised(message) => message.clone(),
+                        other => other.to_string(),
+                    };
+                    let error = ErrorRecord::new(
+                        Stage::Model,
+                        "model",
+                        self.slot,
+                        position.clone(),
+                        reason,
+                    );
+                    yields
+                        .entry(Slot::ERRORS)
+                        .or_default()
+                        .push(error.into_value(), receipt);
+                } else {
+                    receipt.settle(fate);
+                }
+                Some(e)
+            }
+            Err(e) => {
+                receipt.settle(Fate::Failed);
+                Some(*e)
+            }
+        };
+        if let Some(e) = failed {
+            Shared::add(&self.shared.failed, 1);
+            d.record_failed(self.slot, &e, Origin::Stream(&self.name, &position));
         }
     }
 }
