@@ -410,3 +410,39 @@ fn a_csv_slot_types_its_cells_by_the_slot_schema() {
     let (s, body, _) = e.score("/api/roundtrip/0/1", "id,x\n7,1.5\n");
     assert_eq!((s, body.as_str()), (200, r#"{"id":7,"score":3.0}"#));
 }
+
+/// A record-set model takes a CSV body of several rows as a set of records, scored in one
+/// batch and answered a line each; a body with no row is refused, as before.
+#[test]
+fn a_csv_body_of_several_rows_is_one_set_for_a_record_set_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(dir.path(), &[], &[]);
+    let source = include_str!("../../../tests/models/batch-size-reporter/model.py");
+    let (s, d) = e.send(
+        "PUT",
+        "/api/deployment",
+        &json!({"name": "batches", "encodings": {"0": "csv", "1": "json"},
+                "deployableModel": {"storedModel": {"modelAssets": [
+            {"name": "model.py", "assetType": "SOURCE_CODE", "assetRole": "MODEL_SOURCE",
+             "primaryModelSource": true, "sourceCode": source},
+        ]}}}),
+    );
+    assert_eq!(s, 201, "{d}");
+    let (s, body, _) = e.score("/api/roundtrip/0/1", "x\n1\n2\n3\n");
+    assert_eq!(s, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v,
+        json!([{"x": 1, "batch": 3}, {"x": 2, "batch": 3}, {"x": 3, "batch": 3}])
+    );
+    // One row: one record, answered as itself.
+    let (s, body, _) = e.score("/api/roundtrip/0/1", "x\n7\n");
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"x": 7, "batch": 1})
+    );
+    // No row at all: refused, not an empty answer.
+    let (s, body, _) = e.score("/api/roundtrip/0/1", "x\n");
+    assert_eq!(s, 400, "{body}");
+}

@@ -391,6 +391,12 @@ fn record_set_models_on_rest_answer_each_request_with_its_own_rows() {
     assert_eq!((status, body.as_str()), (200, "[]"));
     let (status, body, _) = e.score("/api/roundtrip/0/1", "[]");
     assert_eq!((status, body.as_str()), (200, "[]"));
+    let (status, body, _) = e.score("/api/roundtrip/0/1", "\u{feff} [{\"x\": 5}]");
+    assert_eq!(
+        (status, body.as_str()),
+        (200, r#"[{"x":5,"y":50}]"#),
+        "a byte order mark first"
+    );
     // A record of the set the model fails on fails the request, naming the record.
     let (status, body, _) = e.score("/api/roundtrip/0/1", r#"[{"x": 1}, {"x": "one"}]"#);
     assert_eq!(status, 422, "{body}");

@@ -41,7 +41,8 @@ pub fn to_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
 /// The records as the columns of one table, a dict of lists (key: the column's values,
 /// one per record, in order), when every record is a map with the same keys in the same
 /// order (what a record-set model's frame is made of, built column by column instead of
-/// row by row); `None` otherwise, or when the records have no keys.
+/// row by row); `None` otherwise, or when the records have no keys or keys that are not
+/// strings.
 pub fn to_py_columns<'py>(
     py: Python<'py>,
     records: &[&Value],
@@ -49,7 +50,9 @@ pub fn to_py_columns<'py>(
     let Some(Value::Map(first)) = records.first() else {
         return Ok(None);
     };
-    if first.is_empty() {
+    // String keys only: other keys (arrays, maps as tuples) make pandas build MultiIndex
+    // columns from a dict, where it keeps a flat index from a list of dicts.
+    if first.is_empty() || !first.iter().all(|(k, _)| matches!(k, Value::String(_))) {
         return Ok(None);
     }
     let same_keys = |v: &&Value| match v {

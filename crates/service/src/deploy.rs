@@ -157,15 +157,15 @@ impl Refusal {
 
 pub(crate) type Reply = std::result::Result<Vec<(Slot, Value)>, Refusal>;
 
-/// One entry of the deployment's queue: the records of one request (or one record of a
-/// stream), scored in one batch together and answered together, one reply per record.
+/// One entry of the deployment's queue: the records of one request (or a run of a stream's
+/// records), scored in one batch together and answered together, one reply per record.
 struct Request {
     slot: Slot,
     values: Vec<Value>,
     reply: oneshot::Sender<Vec<Reply>>,
     /// Its records' room in the queue (`scoreQueueBound` counts records), given back
     /// when a worker takes it.
-    room: OwnedSemaphorePermit,
+    room: Option<OwnedSemaphorePermit>,
     /// Counts it among the deployment's outstanding requests until it is answered.
     outstanding: Outstanding,
 }
@@ -783,8 +783,14 @@ impl Deployment {
         let (values, array) = if set && matches!(in_codec.encoding, Encoding::Json | Encoding::Csv)
         {
             let mut records = codecs::decode_message_records(&in_codec, body).map_err(rejected)?;
+            let text = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
             let array = in_codec.encoding == Encoding::Json
-                && body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+                && text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+            if records.is_empty() && !array {
+                return Err(rejected(codecs::CodecError::Decode(
+                    "the message holds no CSV row".into(),
+                )));
+            }
             if array || records.len() != 1 {
                 let mut values = Vec::new();
                 let scored = self
@@ -1018,6 +1024,13 @@ impl Deployment {
         u32::try_from(n.clamp(1, self.queue_bound.max(1))).unwrap_or(u32::MAX)
     }
 
+    /// The room records that wait for it take: half the queue at most. A waiter takes every
+    /// permit given back until it has its own, refusing the requests behind it meanwhile,
+    /// so what it waits for is kept to half the queue.
+    fn room_waited_for(&self, n: usize) -> u32 {
+        self.room_for(n.min((self.queue_bound / 2).max(1)))
+    }
+
     /// Queues records from input slot `input` for scoring, as one entry, if the queue has
     /// room for them now; their outcomes come later. A full queue hands them back for
     /// [`Self::enqueue`].
@@ -1042,7 +1055,7 @@ impl Deployment {
         let room = self
             .room
             .clone()
-            .acquire_many_owned(self.room_for(values.len()))
+            .acquire_many_owned(self.room_waited_for(values.len()))
             .await
             .map_err(|_| undeploying())?;
         match self.send(input, values, room) {
@@ -1060,7 +1073,7 @@ impl Deployment {
             slot,
             values,
             reply,
-            room,
+            room: Some(room),
             outstanding: Outstanding::new(&self.load),
         };
         match self.tx.try_send(req) {
@@ -1293,6 +1306,10 @@ impl Actor {
                 )
                 .await
             };
+            // The queue has room for the next records as soon as a worker has these.
+            for r in &mut batch {
+                r.room = None;
+            }
             if batch.len() > 1 {
                 self.load.concurrent();
             }
@@ -1319,8 +1336,6 @@ impl Actor {
             let mut pending = Vec::with_capacity(records);
             let mut answers = Vec::with_capacity(batch.len());
             for (entry, r) in batch.into_iter().enumerate() {
-                // The queue has room for the next records as soon as a worker has these.
-                drop(r.room);
                 answers.push(Some((
                     r.reply,
                     Vec::with_capacity(r.values.len()),

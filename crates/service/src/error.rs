@@ -44,7 +44,7 @@ pub enum Error {
     StreamFull { slot: u32, bound: usize },
 
     /// The deployed model's request queue is at its bound.
-    #[error("the deployed model's request queue is full ({bound} requests waiting); retry later")]
+    #[error("the deployed model's request queue is full ({bound} records waiting); retry later")]
     QueueFull { bound: usize },
 
     /// The deployed model's worker died or is being restarted.
@@ -243,7 +243,6 @@ impl Error {
         )
     }
 
-    /// More than the reference's sentence, for the log and the `X-Engine-Detail` header.
     /// The error of record `i` of a request carrying several: its detail names the record.
     pub(crate) fn of_record(self, i: usize) -> Error {
         let name = |d: String| format!("record {i} of the request: {d}");
@@ -261,6 +260,7 @@ impl Error {
         }
     }
 
+    /// More than the reference's sentence, for the log and the `X-Engine-Detail` header.
     pub(crate) fn detail(&self) -> Option<&str> {
         match self {
             Error::InputRejectedByEncoding(d)

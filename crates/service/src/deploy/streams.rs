@@ -57,8 +57,10 @@ use super::{Deployment, Enqueued, Origin, Pending};
 use crate::error::{Error, Result};
 use crate::joblog::RingLog;
 
-/// Records of one input stream between its reader and its collector.
-const IN_FLIGHT_RECORDS: usize = 1024;
+/// Entries of one input stream between its reader and its collector (runs of records
+/// queued together, records refused on the way in, ends of batches); the records in them
+/// are bounded by the streams' share of the queue.
+const IN_FLIGHT_ENTRIES: usize = 1024;
 /// Batches of yields waiting for an output stream's writer.
 const WRITER_QUEUE: usize = 4;
 
@@ -634,7 +636,7 @@ impl Input {
         drain: watch::Receiver<Option<Drain>>,
         _ended: InputEnded,
     ) {
-        let (tx, rx) = mpsc::channel(IN_FLIGHT_RECORDS);
+        let (tx, rx) = mpsc::channel(IN_FLIGHT_ENTRIES);
         let mut stop = drain.clone();
         let reader = async {
             let tx = tx;
@@ -934,8 +936,12 @@ impl Input {
                     }
                 }
                 Err(e) => {
+                    let why = match *e {
+                        Error::ModelUnavailable(why) => why,
+                        other => other.to_string(),
+                    };
                     for (position, receipt) in positions.into_iter().zip(receipts) {
-                        let e = Box::new(Error::ModelUnavailable(e.to_string()));
+                        let e = Box::new(Error::ModelUnavailable(why.clone()));
                         self.settle(position, Err(e), receipt, &mut yields);
                     }
                 }
