@@ -736,18 +736,39 @@ pub fn decode_message(cfg: &CodecConfig, bytes: &[u8]) -> Result<Value, CodecErr
     decoded.map_err(CodecError::Decode)
 }
 
-/// A message carrying a set of records (what a record-set model takes in one request): a
-/// JSON array's elements, a CSV message's rows (after its header, if the dialect has one);
-/// any other message is one record, as [`decode_message`] reads it.
-pub fn decode_message_records(cfg: &CodecConfig, bytes: &[u8]) -> Result<Vec<Value>, CodecError> {
+/// What a message read as a set of records holds ([`decode_message_records`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum MessageRecords {
+    /// One record, as [`decode_message`] reads it.
+    One(Value),
+    /// A set: a JSON array's elements (none, one or many), a CSV message's rows (two or
+    /// more).
+    Set(Vec<Value>),
+}
+
+/// A message that may carry a set of records (what a record-set model takes in one
+/// request): a JSON array is a set of its elements, a CSV message of several rows (after
+/// its header, if the dialect has one) a set of its rows; anything else is one record, as
+/// [`decode_message`] reads it. A CSV message with no row is refused.
+pub fn decode_message_records(
+    cfg: &CodecConfig,
+    bytes: &[u8],
+) -> Result<MessageRecords, CodecError> {
     match cfg.encoding {
         // Each row is held to the record size limit as the decoder reads it.
-        Encoding::Csv => csv::decode_message_rows(cfg, bytes).map_err(CodecError::Decode),
+        Encoding::Csv => {
+            let mut rows = csv::decode_message_rows(cfg, bytes).map_err(CodecError::Decode)?;
+            match rows.len() {
+                0 => Err(CodecError::Decode("the message holds no CSV row".into())),
+                1 => Ok(MessageRecords::One(rows.remove(0))),
+                _ => Ok(MessageRecords::Set(rows)),
+            }
+        }
         Encoding::Json => match decode_message(cfg, bytes)? {
-            Value::Array(items) => Ok(items),
-            one => Ok(vec![one]),
+            Value::Array(items) => Ok(MessageRecords::Set(items)),
+            one => Ok(MessageRecords::One(one)),
         },
-        _ => decode_message(cfg, bytes).map(|one| vec![one]),
+        _ => decode_message(cfg, bytes).map(MessageRecords::One),
     }
 }
 

@@ -130,25 +130,41 @@ fn nonsense_pairs_are_refused() {
 }
 
 /// A message carrying a set of records: a JSON array's elements, a CSV message's rows; any
-/// other message is one record, and a CSV row that does not decode names its number.
+/// other message is one record, a CSV message of one row too, and a CSV row that does not
+/// decode names its number.
 #[test]
 fn a_message_of_several_records() {
+    use codecs::MessageRecords::{One, Set};
     let json = CodecConfig::new(Encoding::Json);
-    let set = codecs::decode_message_records(&json, b" [{\"a\": 1}, 2, \"s\"]").unwrap();
+    let Ok(Set(set)) = codecs::decode_message_records(&json, b" [{\"a\": 1}, 2, \"s\"]") else {
+        panic!("a JSON array is a set")
+    };
     assert_eq!(set.len(), 3);
     assert_eq!(set[1], Value::from(2));
-    let one = codecs::decode_message_records(&json, b"{\"a\": 1}").unwrap();
-    assert_eq!(one.len(), 1);
-    assert!(matches!(one[0], Value::Map(_)));
+    assert_eq!(
+        codecs::decode_message_records(&json, "\u{feff}[]".as_bytes()).unwrap(),
+        Set(vec![])
+    );
+    let Ok(One(Value::Map(_))) = codecs::decode_message_records(&json, b"{\"a\": 1}") else {
+        panic!("an object is one record")
+    };
     assert!(codecs::decode_message_records(&json, b"[1,").is_err());
 
     let csv = CodecConfig::new(Encoding::Csv);
-    let rows = codecs::decode_message_records(&csv, b"a,b\n1,x\n2,y\n3,z\n").unwrap();
+    let Ok(Set(rows)) = codecs::decode_message_records(&csv, b"a,b\n1,x\n2,y\n3,z\n") else {
+        panic!("CSV rows are a set")
+    };
     assert_eq!(rows.len(), 3);
     let mut third = Map::new();
     third.push("a", 3);
     third.push("b", "z");
     assert_eq!(rows[2], Value::Map(third));
+    assert!(matches!(
+        codecs::decode_message_records(&csv, b"a,b\n1,x\n"),
+        Ok(One(_))
+    ));
+    let none = codecs::decode_message_records(&csv, b"a,b\n").unwrap_err();
+    assert!(none.to_string().contains("no CSV row"), "{none}");
     let bad = codecs::decode_message_records(&csv, b"a,b\n1,x\n2\n").unwrap_err();
     assert!(bad.to_string().contains("row 2"), "{bad}");
     // The single-record reading of the same body refuses it, as before.
@@ -157,6 +173,6 @@ fn a_message_of_several_records() {
     let raw = CodecConfig::new(Encoding::Raw);
     assert_eq!(
         codecs::decode_message_records(&raw, b"[1, 2]").unwrap(),
-        vec![Value::Bytes(b"[1, 2]".to_vec())]
+        One(Value::Bytes(b"[1, 2]".to_vec()))
     );
 }

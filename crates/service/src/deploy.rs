@@ -777,21 +777,20 @@ impl Deployment {
             self.input_rejected(input, kind, why.to_string(), Origin::Request)
         };
         // A record-set model takes a set of records in one request, a JSON array or a CSV
-        // body of several rows: scored in one call, answered together (a JSON array
-        // always, even of one answer or none).
+        // body of several rows: scored in one call, answered together (a JSON array always,
+        // even of one answer or none).
         let set = self.model.recordsets.get(&input).copied().unwrap_or(false);
-        let (values, array) = if set && matches!(in_codec.encoding, Encoding::Json | Encoding::Csv)
-        {
-            let mut records = codecs::decode_message_records(&in_codec, body).map_err(rejected)?;
-            let text = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
-            let array = in_codec.encoding == Encoding::Json
-                && text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
-            if records.is_empty() && !array {
-                return Err(rejected(codecs::CodecError::Decode(
-                    "the message holds no CSV row".into(),
-                )));
-            }
-            if array || records.len() != 1 {
+        let message = if set {
+            codecs::decode_message_records(&in_codec, body)
+        } else {
+            codecs::decode_message(&in_codec, body).map(codecs::MessageRecords::One)
+        };
+        let (values, array) = match message.map_err(rejected)? {
+            codecs::MessageRecords::One(value) => (
+                self.score_value(input, output, value, timeout).await?,
+                false,
+            ),
+            codecs::MessageRecords::Set(records) => {
                 let mut values = Vec::new();
                 let scored = self
                     .score_values(input, output, records, timeout, true)
@@ -799,17 +798,8 @@ impl Deployment {
                 for (i, r) in scored.into_iter().enumerate() {
                     values.extend(r.map_err(|e| e.of_record(i))?);
                 }
-                (values, array)
-            } else {
-                let one = records.pop().unwrap_or_default();
-                (self.score_value(input, output, one, timeout).await?, false)
+                (values, in_codec.encoding == Encoding::Json)
             }
-        } else {
-            let value = codecs::decode_message(&in_codec, body).map_err(rejected)?;
-            (
-                self.score_value(input, output, value, timeout).await?,
-                false,
-            )
         };
         let out_codec = self.codec(output.0);
         let mut encoded = Vec::with_capacity(values.len());
