@@ -122,13 +122,14 @@ fn worker_limits(
     timeout_ms: u64,
     memory_mib: u64,
 ) -> Result<worker::WorkerLimits> {
-    let own = |key: &str, default: u64| -> Result<u64> {
-        match document.get(key) {
-            None | Some(serde_json::Value::Null) => Ok(default),
-            Some(v) => v.as_u64().ok_or_else(|| {
-                Error::BadRequest(format!("'{key}' must be a whole number, 0 for no limit"))
-            }),
-        }
+    let own = |key: &str, default: u64| {
+        document_number(
+            document,
+            key,
+            default,
+            0..=u64::MAX,
+            "a whole number, 0 for no limit",
+        )
     };
     let timeout_ms = own("recordTimeoutMs", timeout_ms)?;
     let memory_mib = own("memoryLimitMib", memory_mib)?;
@@ -137,6 +138,25 @@ fn worker_limits(
         memory_bytes: (memory_mib > 0).then(|| memory_mib.saturating_mul(1 << 20)),
         slow_record_warning: None,
     })
+}
+
+/// A number a deployment or job document may set at its top level for itself: `default`
+/// when it does not; a 400 saying what it must be (`what`) when it is not a whole number
+/// in `range`.
+fn document_number(
+    document: &serde_json::Value,
+    key: &str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+    what: &str,
+) -> Result<u64> {
+    match document.get(key) {
+        None | Some(serde_json::Value::Null) => Ok(default),
+        Some(v) => v
+            .as_u64()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| Error::BadRequest(format!("'{key}' must be {what}"))),
+    }
 }
 
 /// Stage tags an engine may carry; any other tag is a model service tag.
@@ -867,20 +887,20 @@ impl Config {
     /// `scoreBatchWaitMs` (top level), else the engine's ([`Config::score_batching`]); the
     /// same bounds as the engine's settings.
     pub fn deployment_batching(&self, document: &serde_json::Value) -> Result<jobs::Batching> {
-        let own = |key: &str, default: u64, range: std::ops::RangeInclusive<u64>| -> Result<u64> {
-            match document.get(key) {
-                None | Some(serde_json::Value::Null) => Ok(default),
-                Some(v) => v.as_u64().filter(|n| range.contains(n)).ok_or_else(|| {
-                    Error::BadRequest(format!(
-                        "'{key}' must be a whole number from {} to {}",
-                        range.start(),
-                        range.end()
-                    ))
-                }),
-            }
-        };
-        let max = own("scoreBatchMax", self.score_batch_max as u64, 1..=100_000)?;
-        let wait = own("scoreBatchWaitMs", self.score_batch_wait_ms, 0..=10_000)?;
+        let max = document_number(
+            document,
+            "scoreBatchMax",
+            self.score_batch_max as u64,
+            1..=100_000,
+            "a whole number from 1 to 100000",
+        )?;
+        let wait = document_number(
+            document,
+            "scoreBatchWaitMs",
+            self.score_batch_wait_ms,
+            0..=10_000,
+            "a whole number from 0 to 10000",
+        )?;
         Ok(jobs::Batching::new(usize::try_from(max).unwrap_or(100_000))
             .waiting(std::time::Duration::from_millis(wait)))
     }
