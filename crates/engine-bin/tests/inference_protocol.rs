@@ -47,6 +47,22 @@ fn deploy(e: &Engine, name: &str, dir: &Path) {
     assert!(a.status < 300, "{}", String::from_utf8_lossy(&a.body));
 }
 
+/// Posts `data` as the INT64 input `x` of model `name`'s V2 infer route, one row per
+/// element; the answer, once its status is 200.
+fn infer_ints(url: &str, name: &str, data: &[i64]) -> Value {
+    let body = json!({"inputs": [{"name": "x", "shape": [data.len()], "datatype": "INT64",
+                                  "data": data}]});
+    let a = common::token_client(url, TOKEN)
+        .post(
+            &format!("/v2/models/{name}/infer"),
+            "application/json",
+            body.to_string().as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    serde_json::from_slice(&a.body).unwrap()
+}
+
 /// The virtualenv scripts/setup makes for the clients (kserve pins pandas below the
 /// models' own): `MODEL_RUNTIME_CACHE`, else `XDG_CACHE_HOME`, else `~/.cache`.
 fn v2_clients_python() -> PathBuf {
@@ -130,19 +146,7 @@ fn a_record_set_model_scores_concurrent_requests_together_and_answers_each_its_o
         let handles: Vec<_> = (0..24i64)
             .map(|i| {
                 let url = url.clone();
-                s.spawn(move || {
-                    let c = common::token_client(&url, TOKEN);
-                    let body = json!({"inputs": [{"name": "x", "shape": [1], "datatype": "INT64", "data": [i]}]});
-                    let a = c
-                        .post(
-                            "/v2/models/column/infer",
-                            "application/json",
-                            body.to_string().as_bytes(),
-                        )
-                        .unwrap();
-                    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
-                    (i, serde_json::from_slice(&a.body).unwrap())
-                })
+                s.spawn(move || (i, infer_ints(&url, "column", &[i])))
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
@@ -152,16 +156,7 @@ fn a_record_set_model_scores_concurrent_requests_together_and_answers_each_its_o
         assert_eq!(a["outputs"][0]["name"], "output-0", "{a}");
     }
     // One request of 100 rows: 100 answers, in order.
-    let body = json!({"inputs": [{"name": "x", "shape": [100], "datatype": "INT64",
-                                  "data": (0..100).collect::<Vec<i64>>()}]});
-    let a = client(&e)
-        .post(
-            "/v2/models/column/infer",
-            "application/json",
-            body.to_string().as_bytes(),
-        )
-        .unwrap();
-    let v: Value = serde_json::from_slice(&a.body).unwrap();
+    let v = infer_ints(&e.url, "column", &(0..100).collect::<Vec<i64>>());
     assert_eq!(
         v["outputs"][0]["data"],
         json!((0..100).map(|x| x * 10).collect::<Vec<i64>>()),
@@ -195,17 +190,7 @@ fn a_request_larger_than_the_queue_is_answered_whole() {
         &[("ENGINE_TOKEN", TOKEN), ("ENGINE_SCORE_QUEUE_BOUND", "4")],
     );
     deploy(&e, "column", &repo().join("tests/models/v2-column"));
-    let body = json!({"inputs": [{"name": "x", "shape": [40], "datatype": "INT64",
-                                  "data": (0..40).collect::<Vec<i64>>()}]});
-    let a = client(&e)
-        .post(
-            "/v2/models/column/infer",
-            "application/json",
-            body.to_string().as_bytes(),
-        )
-        .unwrap();
-    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
-    let v: Value = serde_json::from_slice(&a.body).unwrap();
+    let v = infer_ints(&e.url, "column", &(0..40).collect::<Vec<i64>>());
     assert_eq!(
         v["outputs"][0]["data"],
         json!((0..40).map(|x| x * 10).collect::<Vec<i64>>()),
@@ -250,18 +235,7 @@ fn a_request_is_scored_in_one_batch_and_the_model_sets_its_own_batch_size() {
         common::text(&refused.stderr)
     );
     let infer = |rows: i64| -> Vec<i64> {
-        let c = common::token_client(&e.url, TOKEN);
-        let body = json!({"inputs": [{"name": "x", "shape": [rows], "datatype": "INT64",
-                                      "data": (0..rows).collect::<Vec<i64>>()}]});
-        let a = c
-            .post(
-                "/v2/models/sizes/infer",
-                "application/json",
-                body.to_string().as_bytes(),
-            )
-            .unwrap();
-        assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
-        let v: Value = serde_json::from_slice(&a.body).unwrap();
+        let v = infer_ints(&e.url, "sizes", &(0..rows).collect::<Vec<i64>>());
         let sizes = v["outputs"]
             .as_array()
             .unwrap()
