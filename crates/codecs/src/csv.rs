@@ -36,9 +36,9 @@ use std::io::{BufRead, BufWriter, Write};
 
 use base64::Engine as _;
 use csv_core::ReadRecordResult;
-use runtime_core::{Map, ReadItem, RejectionKind, Value};
+use runtime_core::{Map, ReadItem, RejectionKind, Str, Value};
 
-use crate::avro::{short_string, AvroSchema, Compiled, Node, ShortName, SHORT};
+use crate::avro::{AvroSchema, Compiled, Node};
 use crate::framing::fill;
 use crate::{
     json, position, record, reject, rejected, CodecConfig, CsvOptions, DecodeContext, EncodeError,
@@ -47,8 +47,8 @@ use crate::{
 
 struct Column {
     name: String,
-    /// The name kept for making each row's key, when it is short.
-    short_key: Option<ShortName>,
+    /// The name as each row's key (a name of up to 24 bytes is copied without allocating).
+    key: Str,
     /// The schema node typing this column, if the schema names it.
     node: Option<usize>,
 }
@@ -243,7 +243,7 @@ impl<R: BufRead> CsvDecoder<R> {
         names
             .into_iter()
             .map(|name| Column {
-                short_key: ShortName::new(&name),
+                key: Str::from(name.as_str()),
                 node: self.schema_node(&name),
                 name,
             })
@@ -356,7 +356,7 @@ impl<R: BufRead> CsvDecoder<R> {
         // put in its place (see the Avro datum walker's `read_into`).
         let mut entries: Vec<(Value, Value)> = columns
             .iter()
-            .map(|c| (Value::String(c.key()), Value::Null))
+            .map(|c| (Value::String(c.key.clone()), Value::Null))
             .collect();
         for (i, ((_, v), col)) in entries.iter_mut().zip(columns).enumerate() {
             let at = self.bounds(i);
@@ -380,26 +380,10 @@ impl<R: BufRead> CsvDecoder<R> {
                         format!("column '{}': {why}", col.name),
                     )
                 })?,
-                _ => {
-                    let window = self
-                        .out
-                        .get(at.start..at.start + SHORT)
-                        .and_then(|w| w.try_into().ok());
-                    infer_in(cell, window)
-                }
+                _ => infer(cell),
             };
         }
         Ok(Value::Map(Map::from(entries)))
-    }
-}
-
-impl Column {
-    /// The column's name as a row's key.
-    fn key(&self) -> String {
-        match &self.short_key {
-            Some(n) => n.to_owned_string(),
-            None => self.name.clone(),
-        }
     }
 }
 
@@ -437,17 +421,7 @@ fn dedupe(names: &mut [String]) {
 
 /// The inference rule of the module docs.
 pub fn infer(cell: &str) -> Value {
-    infer_in(cell, None)
-}
-
-/// As [`infer`]; `window`, when given, holds the cell's bytes and those after it, for a
-/// cheaper copy of a short text (see the Avro datum walker's `short_copy`).
-fn infer_in(cell: &str, window: Option<&[u8; SHORT]>) -> Value {
-    let text = || {
-        window
-            .and_then(|w| short_string(w, cell.len())?.ok())
-            .unwrap_or_else(|| cell.to_owned())
-    };
+    let text = || Str::from(cell);
     if cell.is_empty() {
         return Value::Null;
     }
@@ -533,7 +507,7 @@ fn typed(c: &Compiled, node: usize, cell: &str) -> Result<Value, String> {
             return Err(last.unwrap_or_else(bad));
         }
         Node::Null if cell.is_empty() => Value::Null,
-        Node::String => Value::String(cell.to_owned()),
+        Node::String => Value::String(Str::from(cell)),
         _ if cell.is_empty() => return Err(format!("empty cell for a non-null {}", n.type_name())),
         Node::Null => return Err(bad()),
         Node::Boolean => match cell.to_ascii_lowercase().as_str() {
@@ -548,7 +522,7 @@ fn typed(c: &Compiled, node: usize, cell: &str) -> Result<Value, String> {
             if !symbols.iter().any(|s| s == cell) {
                 return Err(bad());
             }
-            Value::String(cell.to_owned())
+            Value::String(Str::from(cell))
         }
         Node::Bytes | Node::Fixed(..) => Value::Bytes(
             base64::engine::general_purpose::STANDARD

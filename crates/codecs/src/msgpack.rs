@@ -79,7 +79,7 @@ impl ValueReader {
             return Ok(Value::Null);
         };
         match std::str::from_utf8(bytes) {
-            Ok(st) => Ok(Value::String(st.to_owned())),
+            Ok(st) => Ok(Value::from(st)),
             Err(e) => {
                 let at = e.valid_up_to();
                 self.note(|| format!("str is not valid UTF-8 (at byte {at} of the str)"));

@@ -106,7 +106,7 @@ impl<R: BufRead + Send> RecordDecoder for FramedDecoder<R> {
 /// `frame_offset`: where the bytes start in the stream, to name the bad byte's offset.
 pub(crate) fn decode_utf8(bytes: &[u8], frame_offset: u64) -> Result<Value, String> {
     match std::str::from_utf8(bytes) {
-        Ok(s) => Ok(Value::String(s.to_owned())),
+        Ok(s) => Ok(Value::from(s)),
         Err(e) => {
             let at = e.valid_up_to();
             Err(format!(

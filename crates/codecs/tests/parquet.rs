@@ -55,7 +55,7 @@ fn map(entries: Vec<(&str, Value)>) -> Value {
 }
 
 fn s(text: &str) -> Value {
-    Value::String(text.to_owned())
+    Value::from(text)
 }
 
 const N: Value = Value::Null;

@@ -16,7 +16,7 @@ fn scalar() -> impl Strategy<Value = Value> {
         any::<f64>()
             .prop_filter("finite", |x| x.is_finite())
             .prop_map(Value::Float),
-        ".{0,12}".prop_map(Value::String),
+        ".{0,12}".prop_map(Value::from),
     ]
 }
 
@@ -79,9 +79,9 @@ fn rich_value() -> impl Strategy<Value = Value> {
         prop_oneof![
             Just(Value::Null),
             any::<i64>().prop_map(Value::from),
-            "[a-z]{0,5}".prop_map(Value::String)
+            "[a-z]{0,5}".prop_map(Value::from)
         ],
-        proptest::collection::vec("[a-z]{0,5}".prop_map(Value::String), 0..4),
+        proptest::collection::vec("[a-z]{0,5}".prop_map(Value::from), 0..4),
         proptest::collection::vec(
             (
                 "[a-z]{1,4}",
@@ -96,7 +96,7 @@ fn rich_value() -> impl Strategy<Value = Value> {
                 ("i", Value::from(i)),
                 ("x", Value::Float(x)),
                 ("f", Value::from(f)),
-                ("s", Value::String(s)),
+                ("s", Value::from(s)),
                 ("b", Value::Bytes(b)),
                 ("ok", Value::Bool(ok)),
                 ("e", Value::from(e)),
@@ -129,7 +129,7 @@ fn csv_cell() -> impl Strategy<Value = Value> {
             .prop_filter("reads back as a string", |s| {
                 matches!(codecs::csv::infer(s), Value::String(_))
             })
-            .prop_map(Value::String),
+            .prop_map(Value::from),
     ]
 }
 
@@ -145,7 +145,7 @@ fn round_trip(cfg: &CodecConfig, vals: &[Value]) -> Vec<Value> {
 fn as_json_reads(v: &Value) -> Value {
     use base64::Engine as _;
     match v {
-        Value::Bytes(b) => Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
+        Value::Bytes(b) => Value::from(base64::engine::general_purpose::STANDARD.encode(b)),
         Value::Array(a) => Value::Array(a.iter().map(as_json_reads).collect()),
         Value::Map(m) => Value::Map(
             m.iter()
@@ -173,7 +173,7 @@ proptest! {
 
     #[test]
     fn utf8_round_trip(lines in proptest::collection::vec("[^\n\r]{0,20}", 0..6)) {
-        let vals: Vec<Value> = lines.into_iter().map(Value::String).collect();
+        let vals: Vec<Value> = lines.into_iter().map(Value::from).collect();
         prop_assert_eq!(round_trip(&CodecConfig::new(Encoding::Utf8), &vals), vals);
     }
 

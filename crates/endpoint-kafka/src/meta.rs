@@ -12,7 +12,7 @@ use runtime_core::{Map, MessageMeta, Value};
 
 fn bytes_value(b: &[u8]) -> Value {
     match std::str::from_utf8(b) {
-        Ok(s) => Value::String(s.to_owned()),
+        Ok(s) => Value::from(s),
         Err(_) => Value::Bytes(b.to_vec()),
     }
 }
@@ -29,9 +29,7 @@ pub(crate) fn message_record(value: Value, meta: &MessageMeta) -> Value {
     m.insert("headers", Value::Map(headers));
     m.insert(
         "topic",
-        meta.topic
-            .as_deref()
-            .map_or(Value::Null, |t| Value::String(t.to_owned())),
+        meta.topic.as_deref().map_or(Value::Null, Value::from),
     );
     m.insert(
         "partition",
@@ -53,7 +51,7 @@ pub(crate) fn message_record(value: Value, meta: &MessageMeta) -> Value {
 fn value_bytes(v: &Value, what: &str) -> Result<Option<Vec<u8>>, String> {
     match v {
         Value::Null => Ok(None),
-        Value::String(s) => Ok(Some(s.clone().into_bytes())),
+        Value::String(s) => Ok(Some(s.as_bytes().to_vec())),
         Value::Bytes(b) => Ok(Some(b.clone())),
         Value::Int(n) => Ok(Some(n.to_string().into_bytes())),
         Value::Float(f) => Ok(Some(f.to_string().into_bytes())),
@@ -88,7 +86,7 @@ pub(crate) fn given(record: Value) -> Result<Given, String> {
                             return Err("header names must be text".into());
                         };
                         let hv = value_bytes(&hv, &format!("header {hk}"))?;
-                        headers.push((hk, hv));
+                        headers.push((hk.into_string(), hv));
                     }
                 }
                 Value::Null => {}

@@ -87,7 +87,7 @@ pub(crate) fn decode(kind: MyKind, v: MySqlValueRef<'_>) -> Result<Value, String
             let s = <&str as Decode<MySql>>::decode(v).map_err(err)?;
             decimal(s)?
         }
-        MyKind::Text => Value::String(
+        MyKind::Text => Value::from(
             <&str as Decode<MySql>>::decode(v)
                 .map_err(|e| format!("the text is not UTF-8 ({e})"))?
                 .to_owned(),
@@ -100,16 +100,16 @@ pub(crate) fn decode(kind: MyKind, v: MySqlValueRef<'_>) -> Result<Value, String
             serde_json::from_str::<Value>(s)
                 .map_err(|e| format!("the JSON does not parse ({e})"))?
         }
-        MyKind::Date => Value::String(time::date(
+        MyKind::Date => Value::from(time::date(
             <chrono::NaiveDate as Decode<MySql>>::decode(v).map_err(err)?,
         )),
-        MyKind::Time => Value::String(mysql_time(
+        MyKind::Time => Value::from(mysql_time(
             <MySqlTime as Decode<MySql>>::decode(v).map_err(err)?,
         )),
-        MyKind::DateTime => Value::String(time::naive(
+        MyKind::DateTime => Value::from(time::naive(
             <chrono::NaiveDateTime as Decode<MySql>>::decode(v).map_err(err)?,
         )),
-        MyKind::Timestamp => Value::String(time::utc_text(
+        MyKind::Timestamp => Value::from(time::utc_text(
             <chrono::NaiveDateTime as Decode<MySql>>::decode(v).map_err(err)?,
         )),
         MyKind::Null => Value::Null,
@@ -171,10 +171,10 @@ pub(crate) fn param(kind: MyKind, v: &Value) -> Result<Param, String> {
             match time::parse_timestamp(s) {
                 Some(t) => Param::DateTime(t),
                 // Left to the server, which reads forms of its own.
-                None => Param::Text(s.clone()),
+                None => Param::Text(s.to_string()),
             }
         }
-        (_, Value::String(s)) => Param::Text(s.clone()),
+        (_, Value::String(s)) => Param::Text(s.to_string()),
         (_, Value::Bytes(b)) => Param::Bytes(b.clone()),
         (_, Value::Array(_) | Value::Map(_)) => Param::Text(json_text(v)?),
     })

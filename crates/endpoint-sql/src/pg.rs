@@ -106,23 +106,21 @@ pub(crate) fn decode(kind: &PgKind, b: &[u8]) -> Result<Value, String> {
         PgKind::Float4 => Value::Float(time::widen(f32::from_be_bytes(array(b)?))),
         PgKind::Float8 => Value::Float(f64::from_be_bytes(array(b)?)),
         PgKind::Numeric => numeric(b)?,
-        PgKind::Text | PgKind::Char => Value::String(text(b)?.to_owned()),
+        PgKind::Text | PgKind::Char => Value::from(text(b)?.to_owned()),
         PgKind::Bytea => Value::Bytes(b.to_vec()),
-        PgKind::Uuid => Value::String(uuid::Uuid::from_bytes(array(b)?).hyphenated().to_string()),
-        PgKind::Date => Value::String(time::pg_date(i32::from_be_bytes(array(b)?))?),
-        PgKind::Time => Value::String(time::time_of_day(i64::from_be_bytes(array(b)?))?),
+        PgKind::Uuid => Value::from(uuid::Uuid::from_bytes(array(b)?).hyphenated().to_string()),
+        PgKind::Date => Value::from(time::pg_date(i32::from_be_bytes(array(b)?))?),
+        PgKind::Time => Value::from(time::time_of_day(i64::from_be_bytes(array(b)?))?),
         PgKind::TimeTz => {
             let (us, zone) = b.split_at_checked(8).ok_or("a short timetz")?;
             let us = i64::from_be_bytes(array(us)?);
             // The zone is in seconds west of UTC.
             let east = -i32::from_be_bytes(array(zone)?);
-            Value::String(format!("{}{}", time::time_of_day(us)?, time::offset(east)))
+            Value::from(format!("{}{}", time::time_of_day(us)?, time::offset(east)))
         }
-        PgKind::Timestamp => {
-            Value::String(time::pg_timestamp(i64::from_be_bytes(array(b)?), false)?)
-        }
+        PgKind::Timestamp => Value::from(time::pg_timestamp(i64::from_be_bytes(array(b)?), false)?),
         PgKind::TimestampTz => {
-            Value::String(time::pg_timestamp(i64::from_be_bytes(array(b)?), true)?)
+            Value::from(time::pg_timestamp(i64::from_be_bytes(array(b)?), true)?)
         }
         PgKind::Json => json(b)?,
         PgKind::Jsonb => match b.split_first() {
@@ -299,7 +297,7 @@ fn field_text(kind: &PgKind, v: &Value) -> Result<String, String> {
             None => return Err(format!("{} is not an integer", float_text(*f))),
         },
         (_, Value::Float(f)) => float_text(*f),
-        (_, Value::String(s)) => s.clone(),
+        (_, Value::String(s)) => s.to_string(),
         (PgKind::Bytea, Value::Bytes(b)) => {
             let mut s = String::with_capacity(2 + 2 * b.len());
             s.push_str("\\x");

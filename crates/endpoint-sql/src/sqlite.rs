@@ -45,7 +45,7 @@ pub(crate) fn decode(kind: LiteKind, v: SqliteValueRef<'_>) -> Result<Value, Str
             }
         }
         "REAL" => Value::Float(<f64 as Decode<Sqlite>>::decode(v).map_err(err)?),
-        "TEXT" => Value::String(
+        "TEXT" => Value::from(
             <String as Decode<Sqlite>>::decode(v)
                 .map_err(|e| format!("the text is not UTF-8 ({e})"))?,
         ),
@@ -69,7 +69,7 @@ pub(crate) fn param(v: &Value) -> Result<Param, String> {
         // SQLite would store NaN as NULL without a word.
         Value::Float(f) if f.is_nan() => return Err("SQLite cannot store NaN".into()),
         Value::Float(f) => Param::F64(*f),
-        Value::String(s) => Param::Text(s.clone()),
+        Value::String(s) => Param::Text(s.to_string()),
         Value::Bytes(b) => Param::Bytes(b.clone()),
         Value::Array(_) | Value::Map(_) => Param::Text(json_text(v)?),
     })

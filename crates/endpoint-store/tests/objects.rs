@@ -29,7 +29,7 @@ fn batch(range: std::ops::Range<u64>) -> Vec<OutRecord> {
 
 /// Writes `n` records of `bytes` each, a batch each.
 async fn write_big_records(sink: &mut Box<dyn RecordSink>, n: u64, bytes: usize) {
-    let big = Value::String("y".repeat(bytes));
+    let big = Value::from("y".repeat(bytes));
     for i in 1..=n {
         let rec = OutRecord {
             value: big.clone(),
@@ -123,7 +123,7 @@ async fn an_object_of_several_parts_goes_up_and_comes_back_byte_for_byte() {
             .iter()
             .enumerate()
             .map(|(i, l)| OutRecord {
-                value: Value::String(l.trim_end_matches('\n').to_owned()),
+                value: Value::from(l.trim_end_matches('\n').to_owned()),
                 position: Position::record(i as u64 + 1),
                 meta: None,
             })
@@ -149,7 +149,7 @@ async fn an_object_of_several_parts_goes_up_and_comes_back_byte_for_byte() {
     assert_eq!(values.len(), 22_000);
     assert_eq!(
         values[21_999],
-        Value::String(line(21_999).trim_end().to_owned())
+        Value::from(line(21_999).trim_end().to_owned())
     );
 
     // Whole files both ways, a multipart upload past a part.

@@ -215,7 +215,7 @@ fn contents(datatype: Datatype, c: pb::InferTensorContents) -> Vec<Value> {
             .bytes_contents
             .into_iter()
             .map(|b| match String::from_utf8(b) {
-                Ok(s) => Value::String(s),
+                Ok(s) => Value::from(s),
                 Err(e) => Value::Bytes(e.into_bytes()),
             })
             .collect(),

@@ -85,7 +85,7 @@ fn decode_bytes(name: &str, mut bytes: &[u8]) -> Result<Vec<Value>> {
         }
         let (element, rest) = rest.split_at(len);
         out.push(match std::str::from_utf8(element) {
-            Ok(s) => Value::String(s.to_owned()),
+            Ok(s) => Value::from(s),
             Err(_) => Value::Bytes(element.to_vec()),
         });
         bytes = rest;

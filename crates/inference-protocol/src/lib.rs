@@ -431,7 +431,7 @@ fn element(datatype: Datatype, v: Json) -> std::result::Result<Value, String> {
     let kind = datatype.as_str();
     match (datatype, v) {
         (Datatype::Bool, Json::Bool(b)) => Ok(Value::Bool(b)),
-        (Datatype::Bytes, Json::String(s)) => Ok(Value::String(s)),
+        (Datatype::Bytes, Json::String(s)) => Ok(Value::from(s)),
         (d, Json::Number(n)) if d.is_integer() => {
             let i = n
                 .as_i64()
@@ -653,7 +653,7 @@ fn to_json(datatype: Datatype, v: &Value) -> Json {
             .map(Json::from)
             .unwrap_or_else(|_| Json::from(*i as f64)),
         Value::Float(x) => serde_json::Number::from_f64(*x).map_or(Json::Null, Json::Number),
-        Value::String(s) => Json::from(s.clone()),
+        Value::String(s) => Json::from(s.as_str()),
         Value::Bytes(b) => Json::from(String::from_utf8_lossy(b).into_owned()),
         _ => Json::Null,
     }

@@ -404,7 +404,7 @@ fn r_int(i: i128) -> Option<i32> {
 
 fn key_string(k: &Value) -> String {
     match k {
-        Value::String(s) => s.clone(),
+        Value::String(s) => s.to_string(),
         other => other.to_string(),
     }
 }
@@ -760,7 +760,7 @@ fn scalars(v: &RValue) -> Result<Option<Vec<Value>>, String> {
                         .ok()
                         .and_then(|i| i.checked_sub(1))
                         .and_then(|i| levels.get(i).cloned().flatten())
-                        .map_or(Value::Null, Value::String)
+                        .map_or(Value::Null, Value::from)
                 })
                 .collect()
         }
@@ -774,7 +774,7 @@ fn scalars(v: &RValue) -> Result<Option<Vec<Value>>, String> {
         RObj::Double(x) => x.iter().map(|d| double_value(*d)).collect(),
         RObj::Character(x) => x
             .iter()
-            .map(|s| s.clone().map_or(Value::Null, Value::String))
+            .map(|s| s.as_deref().map_or(Value::Null, Value::from))
             .collect(),
         _ => return Ok(None),
     }))

@@ -81,4 +81,4 @@ pub use runner::{
     RecordFailure, RestartPolicy, Restarts, Runner, ScoreItem, ScoreOutcome, Session,
     SessionConfig,
 };
-pub use value::{Map, Value};
+pub use value::{Map, Str, Value};

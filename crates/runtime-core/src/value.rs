@@ -6,10 +6,16 @@
 //! - `Map` keeps insertion order and allows any key: JSON objects and Avro records/maps have
 //!   string keys, MessagePack and Python dicts may have others. Encoders that only know string
 //!   keys (JSON) decide how to write the others (see `codecs`).
+//! - `String` holds a [`Str`]: text of up to 24 bytes (most field names and many values) lives
+//!   inline, with no allocation to make, copy or free; a record's keys are that short.
 //! - There is no timestamp/decimal variant: Avro logical types travel as their underlying
 //!   type (`timestamp-millis` as `Int`, `decimal` as `Bytes`), which is lossless.
 
 use std::fmt;
+
+/// The text of a [`Value::String`]: up to 24 bytes inline, longer on the heap (a `String`
+/// given to it keeps its buffer).
+pub type Str = compact_str::CompactString;
 
 /// A record, or any part of one.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -19,7 +25,7 @@ pub enum Value {
     Bool(bool),
     Int(i128),
     Float(f64),
-    String(String),
+    String(Str),
     Bytes(Vec<u8>),
     Array(Vec<Value>),
     Map(Map),
@@ -160,11 +166,16 @@ impl From<f32> for Value {
 }
 impl From<&str> for Value {
     fn from(v: &str) -> Self {
-        Value::String(v.to_owned())
+        Value::String(Str::from(v))
     }
 }
 impl From<String> for Value {
     fn from(v: String) -> Self {
+        Value::String(Str::from(v))
+    }
+}
+impl From<Str> for Value {
+    fn from(v: Str) -> Self {
         Value::String(v)
     }
 }
@@ -200,7 +211,7 @@ impl From<serde_json::Value> for Value {
                 (_, Some(u)) => Value::Int(i128::from(u)),
                 _ => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
             },
-            J::String(s) => Value::String(s),
+            J::String(s) => Value::String(Str::from(s)),
             J::Array(a) => Value::Array(a.into_iter().map(Value::from).collect()),
             J::Object(o) => Value::Map(o.into_iter().collect()),
         }

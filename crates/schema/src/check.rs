@@ -352,7 +352,7 @@ impl Ctx<'_> {
                         ));
                     };
                     self.check(*values, x, depth + 1)
-                        .map_err(|e| e.at(Segment::Key(k.clone())))?;
+                        .map_err(|e| e.at(Segment::Key(k.to_string())))?;
                 }
                 Ok(())
             }
@@ -460,7 +460,7 @@ impl Ctx<'_> {
                         return self
                             .check(b, inner, depth + 1)
                             .map(|()| Choice::Wrapped(b))
-                            .map_err(|e| e.at(Segment::Branch(tag.clone())));
+                            .map_err(|e| e.at(Segment::Branch(tag.to_string())));
                     }
                 }
             }
@@ -585,7 +585,7 @@ impl Ctx<'_> {
                 ));
             };
             self.conform(values, x, depth + 1)
-                .map_err(|e| e.at(Segment::Key(k.clone())))?;
+                .map_err(|e| e.at(Segment::Key(k.to_string())))?;
         }
         Ok(())
     }
@@ -629,7 +629,7 @@ impl Ctx<'_> {
                         None if self.c.accepts_null(f.node) => Value::Null,
                         None => return Err(missing(f, n)),
                     };
-                    entries.push((Value::String(f.name.clone()), filled));
+                    entries.push((Value::from(f.name.as_str()), filled));
                 }
             }
         }
@@ -639,7 +639,7 @@ impl Ctx<'_> {
 
 fn extra_fields(n: &Named, fields: &[Field], entries: &[(Value, Value)]) -> Result<(), Fail> {
     for (k, _) in entries {
-        let known = matches!(k, Value::String(s) if fields.iter().any(|f| &f.name == s));
+        let known = matches!(k, Value::String(s) if fields.iter().any(|f| f.name == s));
         if !known {
             let reason = match k {
                 Value::String(s) => format!("Field '{s}' is not in record '{}'", n.full),

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::str::Utf8Error;
 
-use runtime_core::{Map, Value};
+use runtime_core::{Map, Str, Value};
 
 use super::schema::{is_uuid, Compiled, Field, Logical, Node};
 
@@ -27,8 +27,8 @@ pub(crate) trait Source {
         self.take(n).map(<[u8]>::to_vec)
     }
     /// The next `n` bytes as a string; the inner error when they are not UTF-8.
-    fn take_string(&mut self, n: usize) -> Result<Result<String, Utf8Error>, Malformed> {
-        Ok(std::str::from_utf8(self.take(n)?).map(str::to_owned))
+    fn take_string(&mut self, n: usize) -> Result<Result<Str, Utf8Error>, Malformed> {
+        Ok(Str::from_utf8(self.take(n)?))
     }
     /// Passes over a variable-length integer, with the same length limit as [`long`].
     ///
@@ -79,41 +79,6 @@ pub(crate) fn short_copy(window: &[u8; SHORT], n: usize) -> Vec<u8> {
     v.extend_from_slice(window);
     v.truncate(n);
     v
-}
-
-/// A name of up to [`SHORT`] bytes, kept padded to `SHORT` for copies made often (a record's
-/// keys, one per record): see [`short_copy`].
-#[derive(Clone, Debug)]
-pub(crate) struct ShortName {
-    padded: [u8; SHORT],
-    len: usize,
-}
-
-impl ShortName {
-    /// `None` for a name longer than [`SHORT`] bytes.
-    pub fn new(name: &str) -> Option<ShortName> {
-        let len = name.len();
-        let mut padded = [0u8; SHORT];
-        padded.get_mut(..len)?.copy_from_slice(name.as_bytes());
-        Some(ShortName { padded, len })
-    }
-
-    /// An owned copy of the name.
-    #[inline]
-    pub fn to_owned_string(&self) -> String {
-        let v = short_copy(&self.padded, self.len);
-        // Safety: `v` holds the first `len` bytes of `padded`, which `new` copied from a
-        // `str` of `len` bytes, and the fields are private to this module, which changes
-        // them nowhere else: they are that `str`'s bytes, UTF-8.
-        unsafe { String::from_utf8_unchecked(v) }
-    }
-}
-
-/// As [`short_copy`], as a string: `None` when `n` is over [`SHORT`], the UTF-8 error when
-/// the bytes are not UTF-8.
-#[inline]
-pub(crate) fn short_string(window: &[u8; SHORT], n: usize) -> Option<Result<String, Utf8Error>> {
-    (n <= SHORT).then(|| String::from_utf8(short_copy(window, n)).map_err(|e| e.utf8_error()))
 }
 
 #[derive(Debug)]
@@ -169,18 +134,6 @@ impl Source for SliceSource<'_> {
             return Ok(v);
         }
         self.take(n).map(<[u8]>::to_vec)
-    }
-
-    #[inline]
-    fn take_string(&mut self, n: usize) -> Result<Result<String, Utf8Error>, Malformed> {
-        if n == 0 {
-            return Ok(Ok(String::new()));
-        }
-        if let Some(st) = self.window().and_then(|w| short_string(w, n)) {
-            self.at += n;
-            return Ok(st);
-        }
-        Ok(std::str::from_utf8(self.take(n)?).map(str::to_owned))
     }
 
     /// Eight bytes at once where eight are left: the varint ends at the first byte without
@@ -363,7 +316,7 @@ impl<'s> DatumReader<'s> {
                 let i = s.long()?;
                 let sym = usize::try_from(i).ok().and_then(|i| symbols.get(i));
                 match sym {
-                    Some(sym) => *slot = Value::String(sym.clone()),
+                    Some(sym) => *slot = Value::String(Str::from(sym.as_str())),
                     None => {
                         return Err(Malformed(format!(
                             "enum {} has no symbol number {i}",
@@ -993,7 +946,7 @@ mod tests {
                 let st = s.take_string(n).map_err(|e| e.0);
                 assert_eq!(s.at, n, "{text:?} + {pad}");
                 match std::str::from_utf8(text) {
-                    Ok(want) => assert_eq!(st, Ok(Ok(want.to_owned())), "{text:?} + {pad}"),
+                    Ok(want) => assert_eq!(st, Ok(Ok(Str::from(want))), "{text:?} + {pad}"),
                     Err(e) => assert_eq!(st, Ok(Err(e)), "{text:?} + {pad}"),
                 }
                 let mut s = SliceSource { data: &data, at: 0 };

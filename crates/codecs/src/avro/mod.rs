@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use runtime_core::Value;
 
-pub(crate) use datum::{short_string, Malformed, ShortName, Source, SHORT};
+pub(crate) use datum::{Malformed, Source};
 pub(crate) use ocf::{DatumDecoder, DatumEncoder, OcfDecoder, OcfEncoder, StreamInput};
 pub(crate) use schema::{Compiled, Node};
 

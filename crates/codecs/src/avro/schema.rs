@@ -19,9 +19,7 @@ use std::collections::HashMap;
 
 use apache_avro::schema::{FixedSchema, InnerDecimalSchema, Name, UuidSchema};
 use apache_avro::Schema;
-use runtime_core::Value;
-
-use super::datum::ShortName;
+use runtime_core::{Str, Value};
 
 /// One type of the schema.
 #[derive(Debug)]
@@ -58,14 +56,14 @@ pub struct Field {
     pub node: usize,
     /// The schema's default, as written.
     pub default: Option<Value>,
-    /// The name kept for making a record's keys, when it is short.
-    short_key: Option<ShortName>,
+    /// The name as a record's key (a name of up to 24 bytes is copied without allocating).
+    key: Str,
 }
 
 impl Field {
     pub(crate) fn new(name: String, node: usize, default: Option<Value>) -> Field {
         Field {
-            short_key: ShortName::new(&name),
+            key: Str::from(name.as_str()),
             name,
             node,
             default,
@@ -74,11 +72,8 @@ impl Field {
 
     /// The name as a record's key: a copy of the name.
     #[inline]
-    pub(crate) fn key(&self) -> String {
-        match &self.short_key {
-            Some(n) => n.to_owned_string(),
-            None => self.name.clone(),
-        }
+    pub(crate) fn key(&self) -> Str {
+        self.key.clone()
     }
 }
 

@@ -15,11 +15,10 @@ use parquet::arrow::arrow_reader::{
 };
 use parquet::errors::ParquetError;
 use parquet::file::reader::{ChunkReader, Length};
-use runtime_core::{Map, ReadItem, RejectionKind, Value};
+use runtime_core::{Map, ReadItem, RejectionKind, Str, Value};
 
 use super::types::{date_text, time_text, timestamp_text};
 use super::{RandomAccess, READ_BATCH_ROWS};
-use crate::avro::ShortName;
 use crate::{position, record as record_item, reject, DecodeContext, RecordDecoder};
 
 /// The tail read first: most footers fit in it.
@@ -440,28 +439,18 @@ fn map_at(keys: &[Key], cells: &[Cell<'_>], row: usize) -> Value {
     Value::Map(Map::from(entries))
 }
 
-/// A column or struct field name as a key, copied once per row: a short name as a fixed
-/// number of bytes (see the Avro datum walker's `ShortName`, which the CSV decoder's keys
-/// use too).
-struct Key {
-    name: String,
-    short: Option<ShortName>,
-}
+/// A column or struct field name as a key, copied once per row (a name of up to 24 bytes
+/// without allocating).
+struct Key(Str);
 
 impl Key {
     fn new(name: &str) -> Key {
-        Key {
-            name: name.to_owned(),
-            short: ShortName::new(name),
-        }
+        Key(Str::from(name))
     }
 
     #[inline]
     fn value(&self) -> Value {
-        Value::String(match &self.short {
-            Some(short) => short.to_owned_string(),
-            None => self.name.clone(),
-        })
+        Value::String(self.0.clone())
     }
 }
 
@@ -499,7 +488,7 @@ fn int(v: impl Into<i128>) -> Value {
 
 /// Text of a date or time, or its number where chrono cannot place it.
 fn text_or(raw: i64, text: Option<String>) -> Value {
-    text.map_or(Value::Int(raw.into()), Value::String)
+    text.map_or(Value::Int(raw.into()), Value::from)
 }
 
 /// A decimal's digits as a number: an integer when it has no fraction (scale 0 or less),
@@ -512,7 +501,7 @@ fn decimal(text: String, scale: i8) -> Value {
     }
     match text.parse::<f64>() {
         Ok(f) => Value::Float(f),
-        Err(_) => Value::String(text),
+        Err(_) => Value::from(text),
     }
 }
 
@@ -647,7 +636,7 @@ fn typed_cells(array: &dyn Array) -> Result<Cell<'_>, String> {
 }
 
 fn text<'a>(a: impl ArrayAccessor<Item = &'a str> + 'a) -> Cell<'a> {
-    Box::new(move |i, out| *out = Value::String(a.value(i).to_owned()))
+    Box::new(move |i, out| *out = Value::String(Str::from(a.value(i))))
 }
 
 fn binary<'a>(a: impl ArrayAccessor<Item = &'a [u8]> + 'a) -> Cell<'a> {

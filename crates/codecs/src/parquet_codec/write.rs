@@ -135,12 +135,12 @@ impl<W: Write + Send> ParquetEncoder<W> {
                         let w = widened.get_or_insert_with(|| cols.clone());
                         match at {
                             Some(i) => w[i].1 = new,
-                            None => w.push((name.clone(), new)),
+                            None => w.push((name.to_string(), new)),
                         }
                     } else if at.is_none() {
                         widened
                             .get_or_insert_with(|| cols.clone())
-                            .push((name.clone(), DataType::Null));
+                            .push((name.to_string(), DataType::Null));
                     }
                 }
                 if let Some(w) = widened {
@@ -309,7 +309,7 @@ fn unify(dt: &DataType, v: &Value, path: Path<'_>) -> Result<Option<DataType>, S
                             *old = w;
                         }
                     }
-                    None => fields.push((name.clone(), t)),
+                    None => fields.push((name.to_string(), t)),
                 }
             }
             Some(struct_of(fields))
@@ -373,7 +373,7 @@ fn unify(dt: &DataType, v: &Value, path: Path<'_>) -> Result<Option<DataType>, S
                         }
                     }
                     None => {
-                        cols.push((name.clone(), type_of_value(x, p)?));
+                        cols.push((name.to_string(), type_of_value(x, p)?));
                         changed = true;
                     }
                 }
