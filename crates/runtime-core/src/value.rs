@@ -252,3 +252,26 @@ impl fmt::Display for Value {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The invariant the module docs state: text of up to 24 bytes is held inline, so a
+    // record's keys are copied without an allocation; longer text goes to the heap.
+    #[test]
+    fn short_text_is_inline_and_long_text_is_not() {
+        for text in ["", "id", "exactly twenty-four byte", "\u{e9}t\u{e9}"] {
+            let Value::String(s) = Value::from(text) else {
+                panic!("text makes a string")
+            };
+            assert!(!s.clone().is_heap_allocated(), "{text:?}");
+            assert_eq!(s, text);
+        }
+        let Value::String(long) = Value::from(String::from("twenty-five bytes long!!!")) else {
+            panic!("text makes a string")
+        };
+        assert!(long.is_heap_allocated());
+        assert_eq!(long, "twenty-five bytes long!!!");
+    }
+}
