@@ -159,6 +159,10 @@ fn document_number(
     }
 }
 
+/// The bounds of `scoreBatchMax` and `scoreBatchWaitMs`, the engine's and a deployment's.
+const SCORE_BATCH_MAX: std::ops::RangeInclusive<u64> = 1..=100_000;
+const SCORE_BATCH_WAIT_MS: std::ops::RangeInclusive<u64> = 0..=10_000;
+
 /// Stage tags an engine may carry; any other tag is a model service tag.
 pub const STAGE_TAGS: [&str; 4] = ["DEV", "SIT", "UAT", "PROD"];
 
@@ -784,10 +788,10 @@ impl Config {
         if !(1..=64).contains(&self.score_workers) {
             return Err(Error::config("scoreWorkers", "must be 1 to 64"));
         }
-        if !(1..=100_000).contains(&self.score_batch_max) {
+        if !SCORE_BATCH_MAX.contains(&(self.score_batch_max as u64)) {
             return Err(Error::config("scoreBatchMax", "must be 1 to 100000"));
         }
-        if self.score_batch_wait_ms > 10_000 {
+        if !SCORE_BATCH_WAIT_MS.contains(&self.score_batch_wait_ms) {
             return Err(Error::config("scoreBatchWaitMs", "must be 0 to 10000"));
         }
         if !(1..=1_000_000).contains(&self.job_batch_size) {
@@ -891,18 +895,20 @@ impl Config {
             document,
             "scoreBatchMax",
             self.score_batch_max as u64,
-            1..=100_000,
+            SCORE_BATCH_MAX,
             "a whole number from 1 to 100000",
         )?;
         let wait = document_number(
             document,
             "scoreBatchWaitMs",
             self.score_batch_wait_ms,
-            0..=10_000,
+            SCORE_BATCH_WAIT_MS,
             "a whole number from 0 to 10000",
         )?;
-        Ok(jobs::Batching::new(usize::try_from(max).unwrap_or(100_000))
-            .waiting(std::time::Duration::from_millis(wait)))
+        Ok(
+            jobs::Batching::new(usize::try_from(max).unwrap_or(usize::MAX))
+                .waiting(std::time::Duration::from_millis(wait)),
+        )
     }
 
     /// How a batch job's records are batched: `jobBatchSize`.

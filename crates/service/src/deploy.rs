@@ -269,6 +269,12 @@ impl Pending {
     }
 }
 
+/// Half the queue's bound, at least one record: what waiting requests may take of it, and
+/// the share of it all of a deployment's streams may hold at once.
+pub(crate) fn half_queue(queue_bound: usize) -> usize {
+    (queue_bound / 2).max(1)
+}
+
 fn stopped_before_answer() -> Refusal {
     Refusal::Unavailable(
         "the model was stopped (undeployed or the engine shutting down) before it answered".into(),
@@ -1018,7 +1024,7 @@ impl Deployment {
     /// permit given back until it has its own, refusing the requests behind it meanwhile,
     /// so what it waits for is kept to half the queue.
     fn room_waited_for(&self, n: usize) -> u32 {
-        self.room_for(n.min((self.queue_bound / 2).max(1)))
+        self.room_for(n.min(half_queue(self.queue_bound)))
     }
 
     /// Queues records from input slot `input` for scoring, as one entry, if the queue has

@@ -289,8 +289,8 @@ impl Streams {
             changing: tokio::sync::Mutex::new(()),
             rest: Arc::new(RestQueues::default()),
             inputs: watch::channel(InputsSeen::default()).0,
-            in_queue: Arc::new(Semaphore::new((queue_bound / 2).max(1))),
-            queue_share: (queue_bound / 2).max(1),
+            in_queue: Arc::new(Semaphore::new(super::half_queue(queue_bound))),
+            queue_share: super::half_queue(queue_bound),
             log,
         }
     }
