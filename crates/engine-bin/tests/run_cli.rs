@@ -694,3 +694,33 @@ fn a_record_set_frame_is_the_same_built_by_columns_or_by_rows() {
     assert_eq!(rows[4]["values"], serde_json::json!({"a": 2.0, "b": "y"}));
     assert_eq!(rows[5]["values"], serde_json::json!({"a": 3.0, "b": null}));
 }
+
+/// A batch larger than the worker's pipelining chunks still reaches a record-set model as
+/// one data frame: one model call per batch.
+#[test]
+fn a_large_batch_reaches_a_record_set_model_as_one_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("x600.jsonl");
+    let body: String = (1..=600).map(|x| format!("{{\"x\": {x}}}\n")).collect();
+    std::fs::write(&input, body).unwrap();
+    let out = engine(&[
+        "run",
+        "tests/models/recordsets.py",
+        "--input",
+        input.to_str().unwrap(),
+        "--batch-size",
+        "600",
+        "--workers",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let rows = lines(&out);
+    assert_eq!(rows.len(), 600);
+    let sizes: std::collections::BTreeSet<i64> = rows
+        .iter()
+        .map(|r| r["batch_size"].as_i64().unwrap())
+        .collect();
+    assert_eq!(sizes, [600].into());
+    let ys: Vec<i64> = rows.iter().map(|r| r["y"].as_i64().unwrap()).collect();
+    assert_eq!(ys, (1..=600).map(|x| x * 10).collect::<Vec<_>>());
+}

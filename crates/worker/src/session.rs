@@ -113,6 +113,9 @@ pub struct WorkerSession {
     body: Vec<u8>,
     broken: Option<Broken>,
     info: WorkerInfo,
+    /// The loaded model takes record sets (`recordsets.<slot>: true`): its batches go
+    /// whole, since a record-set model gets its batch as one data frame.
+    whole_batches: bool,
 }
 
 impl std::fmt::Debug for WorkerSession {
@@ -168,6 +171,7 @@ impl WorkerSession {
                 pid,
                 facts: Vec::new(),
             },
+            whole_batches: false,
         };
         match session.read_message().await? {
             FromWorker::Hello { version, pid } if version == PROTOCOL_VERSION => {
@@ -223,6 +227,7 @@ impl WorkerSession {
 
     pub async fn load(&mut self, model: &ModelSpec) -> Result<WorkerInfo> {
         let spec = LoadSpec::from_model(model);
+        self.whole_batches = model.recordsets.values().any(|on| *on);
         self.request(&ToWorkerRef::Load {
             version: PROTOCOL_VERSION,
             spec: &spec,
@@ -472,12 +477,18 @@ impl Drop for WorkerSession {
 impl Session for WorkerSession {
     /// Sends the batch as a few chunks with two in flight, so the worker scores one chunk
     /// while the engine encodes the next or decodes the last: neither side waits for the
-    /// other's whole batch.
+    /// other's whole batch. A record-set model's batch goes whole: it is one data frame,
+    /// one model call (four calls would pay the frame's and the model's fixed cost four
+    /// times).
     async fn score(&mut self, batch: Vec<ScoreItem>) -> Result<Vec<ScoreOutcome>> {
         self.idle("score")?;
         let n = batch.len();
         let mut chunks = Vec::with_capacity(SCORE_CHUNKS);
-        let size = n.div_ceil(SCORE_CHUNKS).max(MIN_SCORE_CHUNK);
+        let size = if self.whole_batches {
+            n.max(1)
+        } else {
+            n.div_ceil(SCORE_CHUNKS).max(MIN_SCORE_CHUNK)
+        };
         let mut rest = batch;
         while rest.len() > size {
             let tail = rest.split_off(size);
