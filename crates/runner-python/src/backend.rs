@@ -505,17 +505,19 @@ impl<'py> WorkerBackend for PythonBackend<'py> {
 
     fn init(&mut self, init: InitContext, _cx: &mut Context) -> Result<(), WireFailure> {
         let model = self.model()?;
-        let Some(entry) = &model.init else {
-            return Ok(());
-        };
         let (key, raw) = match init {
             InitContext::Job { raw_json } => ("job", raw_json),
             InitContext::Deployment { raw_json } => ("deployedModel", raw_json),
         };
+        // Without an init function the driver still settles the heap (`settle`).
+        let (func, arity, name) = match &model.init {
+            Some(e) => (Some(&e.func), e.arity, e.name.as_str()),
+            None => (None, 0, "init"),
+        };
         self.driver
-            .call_method1("call_init", (&entry.func, entry.arity, key, raw))
+            .call_method1("call_init", (func, arity, key, raw))
             .map(|_| ())
-            .map_err(|e| self.model_failed(&entry.name, &e))
+            .map_err(|e| self.model_failed(name, &e))
     }
 
     fn score_batch(

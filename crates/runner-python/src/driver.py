@@ -2,6 +2,7 @@
 # The per-record loop lives here, in bytecode, because a Python loop calling `score` costs
 # less than a call from Rust per record; values are built and read back in Rust.
 import faulthandler
+import gc
 import importlib.machinery
 import importlib.util
 import inspect
@@ -141,10 +142,22 @@ def describe(fn):
 
 
 def call_init(fn, arity, key, raw_json):
-    if arity == 0:
-        fn()
-    else:
-        fn({"rawJson": raw_json, key: json.loads(raw_json)})
+    if fn is not None:
+        if arity == 0:
+            fn()
+        else:
+            fn({"rawJson": raw_json, key: json.loads(raw_json)})
+    settle()
+
+
+def settle():
+    """Once the model is loaded and initialised: collect the garbage its import and init
+    left, then freeze what remains (modules, the model's own state) out of the cyclic
+    collector's reach. Scoring allocates many short-lived containers; without this, every
+    full collection walks the hundred thousand objects pandas and scikit-learn keep alive,
+    a pause in the middle of some batch (docs/python-models.md)."""
+    gc.collect()
+    gc.freeze()
 
 
 # One loop per score arity, generated from one template so the hot loop has no branch on

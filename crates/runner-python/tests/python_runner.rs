@@ -325,6 +325,21 @@ async fn init_without_and_with_an_argument() {
     }
 }
 
+/// After init (or loading, for a model without one) what the model keeps is frozen out
+/// of the cyclic collector's walks (docs/python-models.md, "Init").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heap_is_frozen_after_init_with_or_without_one() {
+    for m in [
+        Model::new("init_model.py").init("begin_none").score("frozen"),
+        Model::new("init_model.py").score("frozen"),
+    ] {
+        let mut s = m.start().await.unwrap();
+        let got = ok(s.score(items(vec![v(json!(1))])).await.unwrap());
+        assert_eq!(got, vec![out1(vec![Value::Bool(true)])]);
+        s.shutdown().await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn init_raising_fails_with_its_traceback() {
     let m = Model::new("init_model.py")

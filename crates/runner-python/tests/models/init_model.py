@@ -26,3 +26,9 @@ def helper():
 
 def action(d):
     return dict(seen)
+
+
+def frozen(d):
+    import gc
+
+    return gc.get_freeze_count() > 0
