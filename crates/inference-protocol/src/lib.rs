@@ -517,7 +517,7 @@ fn tensor_of(name: String, values: &[&Value]) -> Result<Tensor> {
     let inner = shape_of(values[0]);
     let mut data = Vec::new();
     for (row, v) in values.iter().enumerate() {
-        if shape_of(v) != inner {
+        if !shaped(v, &inner) {
             return invalid(format!(
                 "output '{name}': the answer to record {row} is shaped {:?}, the first one {inner:?}: the answers cannot be one tensor",
                 shape_of(v)
@@ -546,6 +546,19 @@ fn shape_of(v: &Value) -> Vec<u64> {
             s
         }
         _ => Vec::new(),
+    }
+}
+
+/// Whether `v` has the shape `shape` (its first element's nesting, as `shape_of` reads
+/// it), found without building its shape: this runs once per answer.
+fn shaped(v: &Value, shape: &[u64]) -> bool {
+    match (v, shape.split_first()) {
+        (Value::Array(a), Some((&n, rest))) => {
+            a.len() as u64 == n && a.first().map_or(rest.is_empty(), |x| shaped(x, rest))
+        }
+        (Value::Array(_), None) => false,
+        (_, None) => true,
+        (_, Some(_)) => false,
     }
 }
 

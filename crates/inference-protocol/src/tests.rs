@@ -151,6 +151,28 @@ fn answers_become_output_tensors() {
     )
     .unwrap_err();
     assert!(ragged.0.contains("cannot be one tensor"), "{ragged}");
+    let ints = |xs: &[i128]| Value::Array(xs.iter().map(|&x| Value::Int(x)).collect());
+    for mixed in [
+        vec![Value::Int(1), ints(&[2])],
+        vec![ints(&[2]), Value::Int(1)],
+        vec![Value::Array(vec![]), Value::Array(vec![ints(&[1])])],
+        vec![Value::Array(vec![ints(&[1])]), Value::Array(vec![])],
+        vec![ints(&[1, 2]), Value::Array(vec![ints(&[1]), ints(&[2])])],
+    ] {
+        let e = outputs_of(&mixed, "o").unwrap_err();
+        assert!(e.0.contains("cannot be one tensor"), "{mixed:?}: {e}");
+    }
+    let empties = outputs_of(&[Value::Array(vec![]), Value::Array(vec![])], "o").unwrap();
+    assert_eq!(empties[0].shape, vec![2, 0]);
+    let nested = outputs_of(
+        &[
+            Value::Array(vec![ints(&[1, 2]), ints(&[3, 4])]),
+            Value::Array(vec![ints(&[5, 6]), ints(&[7, 8])]),
+        ],
+        "o",
+    )
+    .unwrap();
+    assert_eq!(nested[0].shape, vec![2, 2, 2]);
     let optional = outputs_of(&[map(&[("a", Value::Int(1)), ("tag", Value::Null)])], "o").unwrap();
     assert_eq!(optional.len(), 1, "{optional:?}");
     let missing = outputs_of(&[map(&[("a", Value::Int(1))]), map(&[])], "o").unwrap_err();
