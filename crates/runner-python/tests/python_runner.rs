@@ -330,7 +330,9 @@ async fn init_without_and_with_an_argument() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_heap_is_frozen_after_init_with_or_without_one() {
     for m in [
-        Model::new("init_model.py").init("begin_none").score("frozen"),
+        Model::new("init_model.py")
+            .init("begin_none")
+            .score("frozen"),
         Model::new("init_model.py").score("frozen"),
     ] {
         let mut s = m.start().await.unwrap();
