@@ -15,6 +15,12 @@ mod transports;
 
 use clap::Parser;
 
+/// The engine's allocator: a record is many small allocations (its map, its strings, its
+/// arrays), made on one thread and freed on another; mimalloc serves that pattern with
+/// about half glibc's cost (docs/benchmarks.md). The binary chooses it, not the libraries.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,

@@ -498,10 +498,11 @@ cat(paste0(p[, 1], '==', p[, 2]), sep = '\\n')";
 /// How often memory the allocator holds free is handed back to the system.
 const MEMORY_TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// glibc's allocator keeps what a burst of connections freed in its per-thread arenas, so
-/// after 512 connections the engine stays several MiB larger for good. A thread hands free
-/// pages back every few seconds (`malloc_trim`: a walk of the arenas, cheap when there is
-/// nothing to give back), so resident memory follows the load down again.
+/// The engine's own allocations go to mimalloc (`main.rs`), which hands freed pages back by
+/// itself; the C libraries it links (librdkafka, SQLite) still use glibc's
+/// allocator, which keeps what a burst freed in its per-thread arenas. A thread hands
+/// those free pages back every few seconds (`malloc_trim`: a walk of the arenas, cheap when
+/// there is nothing to give back), so resident memory follows the load down again.
 fn return_freed_memory_periodically() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
