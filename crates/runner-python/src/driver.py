@@ -207,6 +207,17 @@ def run_recordset(score, arity, data, slot, seqno, Failure, _Gen):
             r = []
         else:
             r = [r]
+        if len(r) == 1 and n:
+            # The common case, one column of answers (what `predict` returns): each
+            # record's outcome is its element, as a 1-tuple.
+            o = r[0]
+            routed = None
+            if o.__class__ is tuple and len(o) == 2 and o[0].__class__ is int:
+                routed, o = o
+            if not (_pandas and isinstance(o, _pandas.DataFrame)) and is_column(o, n):
+                if routed is None:
+                    return [(x,) for x in o.tolist()]
+                return [((routed, x),) for x in o.tolist()]
         per = [[] for _ in range(n)]
         for o in r:
             routed = None

@@ -37,6 +37,7 @@ struct Model {
     entry: EntryPoints,
     log: Arc<MemoryLog>,
     init: InitContext,
+    recordsets: std::collections::BTreeMap<Slot, bool>,
 }
 
 impl Model {
@@ -57,7 +58,14 @@ impl Model {
             init: InitContext::Job {
                 raw_json: r#"{"name": "job-1", "model": {"x": 1}}"#.into(),
             },
+            recordsets: Default::default(),
         }
+    }
+
+    /// Input slot 0 takes record sets.
+    fn record_sets(mut self) -> Model {
+        self.recordsets.insert(Slot(0), true);
+        self
     }
 
     fn score(mut self, name: &str) -> Model {
@@ -76,7 +84,7 @@ impl Model {
             work_dir: self.dir.path().to_owned(),
             main_source: self.main.clone().into(),
             entry_points: self.entry.clone(),
-            recordsets: Default::default(),
+            recordsets: self.recordsets.clone(),
             import_paths: Vec::new(),
         }
     }
@@ -487,6 +495,49 @@ async fn sibling_packages_are_importable() {
     let got = ok(s.score(items(vec![v(json!(5))])).await.unwrap());
     assert_eq!(got, vec![out1(vec![v(json!(15))])]);
     s.shutdown().await.unwrap();
+}
+
+/// A record-set model's column of answers (numpy or pandas, to the default slot or routed)
+/// gives each record its own element; a column of another length belongs to the batch's
+/// first record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_set_columns_give_each_record_its_element() {
+    let xs = || {
+        items(vec![
+            v(json!({"x": 1})),
+            v(json!({"x": 2})),
+            v(json!({"x": 3})),
+        ])
+    };
+    let run = |f: &'static str| async move {
+        let m = Model::new("frames.py").score(f).record_sets();
+        let mut s = m.start().await.unwrap();
+        let got = ok(s.score(xs()).await.unwrap());
+        s.shutdown().await.unwrap();
+        got
+    };
+    assert_eq!(
+        run("column").await,
+        vec![
+            out1(vec![v(json!(10))]),
+            out1(vec![v(json!(20))]),
+            out1(vec![v(json!(30))])
+        ]
+    );
+    assert_eq!(
+        run("routed_column").await,
+        [10, 20, 30].map(|y| vec![(Slot(3), v(json!(y)))]).to_vec()
+    );
+    assert_eq!(
+        run("two_columns").await,
+        [(10, 2), (20, 3), (30, 4)]
+            .map(|(a, b)| vec![(Slot(1), v(json!(a))), (Slot(2), v(json!(b)))])
+            .to_vec()
+    );
+    assert_eq!(
+        run("column_of_wrong_length").await,
+        vec![out1(vec![v(json!([1]))]), vec![], vec![]]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,3 +23,20 @@ def train(df):
     os.makedirs("outputDir", exist_ok=True)
     df.to_csv("outputDir/data.csv", index=False)
     return {"rows": len(df), "cwd": os.getcwd()}
+
+
+def column(df):
+    return df["x"].to_numpy() * 10
+
+
+def routed_column(df):
+    return (3, df["x"] * 10)
+
+
+def two_columns(df):
+    yield df["x"].to_numpy() * 10
+    yield (2, df["x"].to_numpy() + 1)
+
+
+def column_of_wrong_length(df):
+    return df["x"].to_numpy()[:1]
