@@ -210,19 +210,14 @@ def run_recordset(score, arity, data, slot, seqno, Failure, _Gen):
         if len(r) == 1 and n:
             # The common case, one column of answers (what `predict` returns): each
             # record's outcome is its element, as a 1-tuple.
-            o = r[0]
-            routed = None
-            if o.__class__ is tuple and len(o) == 2 and o[0].__class__ is int:
-                routed, o = o
+            routed, o = route_of(r[0])
             if not (_pandas and isinstance(o, _pandas.DataFrame)) and is_column(o, n):
                 if routed is None:
                     return [(x,) for x in o.tolist()]
                 return [((routed, x),) for x in o.tolist()]
         per = [[] for _ in range(n)]
         for o in r:
-            routed = None
-            if o.__class__ is tuple and len(o) == 2 and o[0].__class__ is int:
-                routed, o = o
+            routed, o = route_of(o)
             if _pandas and isinstance(o, _pandas.DataFrame):
                 owners = row_owners(o, n)
                 for k, row in zip(owners, o.to_dict("records")):
@@ -235,6 +230,13 @@ def run_recordset(score, arity, data, slot, seqno, Failure, _Gen):
         return per
     except Exception as e:
         return Failure(e)
+
+
+def route_of(o):
+    """`(slot, output)` for an output routed to a slot (`(3, x)`), `(None, o)` otherwise."""
+    if o.__class__ is tuple and len(o) == 2 and o[0].__class__ is int:
+        return o
+    return None, o
 
 
 def is_column(o, n):
