@@ -220,7 +220,7 @@ def run_recordset(score, arity, data, slot, seqno, Failure, _Gen):
             routed, o = route_of(o)
             if _pandas and isinstance(o, _pandas.DataFrame):
                 owners = row_owners(o, n)
-                for k, row in zip(owners, o.to_dict("records")):
+                for k, row in zip(owners, frame_rows(o)):
                     per[k].append(row if routed is None else (routed, row))
             elif n and is_column(o, n):
                 for k, x in enumerate(o.tolist()):
@@ -248,6 +248,15 @@ def is_column(o, n):
     if kind == "pandas" and o.__class__.__name__ == "Series":
         return len(o) == n
     return False
+
+
+def frame_rows(frame):
+    """The rows of a DataFrame as dicts keyed by its column labels, with Python values (as
+    `to_dict("records")` gives them): each column converted at once by `tolist()`, then
+    zipped, at less than half the cost of pandas' row by row boxing."""
+    keys = frame.columns.tolist()
+    columns = [s.tolist() for _, s in frame.items()]
+    return [dict(zip(keys, row)) for row in zip(*columns)] if columns else [{} for _ in range(len(frame))]
 
 
 def row_owners(frame, n):
@@ -332,7 +341,7 @@ def simplify(obj):
             return obj.item()
     if hasattr(obj, "isoformat") and mod == "datetime":
         return obj.isoformat()
-    if t.__name__ == "NaTType":
+    if t.__name__ in ("NaTType", "NAType"):
         return None
     if mod == "decimal":
         if obj.is_finite() and obj == obj.to_integral_value():
@@ -340,7 +349,7 @@ def simplify(obj):
         return float(obj)
     if mod == "pandas" or mod.startswith("pandas."):
         if t.__name__ == "DataFrame":
-            return obj.to_dict(orient="records")
+            return frame_rows(obj)
         if t.__name__ == "Series":
             return obj.to_dict()
         if hasattr(obj, "isoformat"):

@@ -541,6 +541,49 @@ async fn record_set_columns_give_each_record_its_element() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_frame_answer_gives_each_row_its_typed_values() {
+    let m = Model::new("frames.py").score("typed_frame").record_sets();
+    let mut s = m.start().await.unwrap();
+    let records = vec![v(json!({"x": 1})), v(json!({"x": 2})), v(json!({"x": 3}))];
+    let got = ok(s.score(items(records)).await.unwrap());
+    s.shutdown().await.unwrap();
+    // The frame comes back reversed: each row still reaches the record of its index label.
+    // A missing string is NaN as pandas holds it, a missing nullable integer or time null.
+    let nan = |r: &Value| match r {
+        Value::Map(m) => m
+            .iter()
+            .any(|(_, x)| matches!(x, Value::Float(f) if f.is_nan())),
+        _ => false,
+    };
+    assert!(nan(&got[1][0].1), "{:?}", got[1]);
+    assert_eq!(
+        got[0],
+        out1(vec![v(json!({
+            "x": 1, "i": 2, "f": 0.5, "b": false, "s": "a", "n": 1,
+            "t": "2024-01-02T00:00:00", "c": "u"
+        }))])
+    );
+    let Value::Map(middle) = &got[1][0].1 else {
+        panic!("{:?}", got[1])
+    };
+    let mut rest = runtime_core::Map::with_capacity(middle.len());
+    for (k, x) in middle.iter().filter(|(k, _)| **k != v(json!("s"))) {
+        rest.push(k.clone(), x.clone());
+    }
+    assert_eq!(
+        Value::Map(rest),
+        v(json!({"x": 2, "i": 4, "f": 1.0, "b": true, "n": null, "t": null, "c": "v"}))
+    );
+    assert_eq!(
+        got[2],
+        out1(vec![v(json!({
+            "x": 3, "i": 6, "f": 1.5, "b": true, "s": "c", "n": 3,
+            "t": "2024-01-04T00:00:00", "c": "u"
+        }))])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_gets_one_data_frame_per_input() {
     let mut m = Model::new("frames.py");
     m.entry.metrics = Some("metrics".into());

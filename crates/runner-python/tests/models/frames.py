@@ -40,3 +40,18 @@ def two_columns(df):
 
 def column_of_wrong_length(df):
     return df["x"].to_numpy()[:1]
+
+
+def typed_frame(df):
+    # One column of each kind a model's answer frame holds; the rows keep the input's index.
+    import pandas as pd
+
+    return df.assign(
+        i=df["x"] * 2,
+        f=df["x"] / 2,
+        b=df["x"] > 1,
+        s=["a", None, "c"],
+        n=pd.array([1, None, 3], dtype="Int64"),
+        t=pd.to_datetime(["2024-01-02", None, "2024-01-04"]),
+        c=pd.Categorical(["u", "v", "u"]),
+    ).iloc[::-1]
