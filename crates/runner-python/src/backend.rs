@@ -58,6 +58,8 @@ pub(crate) struct PythonBackend<'py> {
     driver: Bound<'py, PyModule>,
     simplify: Bound<'py, PyAny>,
     failure: Bound<'py, PyAny>,
+    /// The driver's `Columns`: a record-set model's frame of answers, column by column.
+    columns: Bound<'py, PyAny>,
     generator: Bound<'py, PyAny>,
     progress: Option<Bound<'py, PyAny>>,
     model: Option<Model<'py>>,
@@ -89,12 +91,14 @@ impl<'py> PythonBackend<'py> {
         let driver = PyModule::from_code(py, &code, c"<model-runtime runner>", c"__runner")?;
         let simplify = driver.getattr("simplify")?;
         let failure = driver.getattr("Failure")?;
+        let columns = driver.getattr("Columns")?;
         let generator = py.import("types")?.getattr("GeneratorType")?;
         Ok(PythonBackend {
             py,
             driver,
             simplify,
             failure,
+            columns,
             generator,
             progress: None,
             model: None,
@@ -356,6 +360,12 @@ impl<'py> PythonBackend<'py> {
                 ),
             )
             .map_err(|e| self.model_failed(&entry.name, &e))?;
+        if result.is_instance(&self.columns).unwrap_or(false) {
+            return self.column_outcomes(&result, n).map_err(|e| {
+                let (message, _) = self.err(&e);
+                WireFailure::Worker(format!("cannot read the model's data frame: {message}"))
+            });
+        }
         if let Ok(per_record) = result.cast_exact::<PyList>() {
             if per_record.len() == n {
                 return Ok(per_record.iter().map(|r| self.outcome(&r)).collect());
@@ -369,6 +379,96 @@ impl<'py> PythonBackend<'py> {
                 )))
             }
             Err(f) => outcomes.resize_with(n, || Err(f.clone())),
+        }
+        Ok(outcomes)
+    }
+
+    /// The outcomes of a batch of `n` records from a frame of answers handed over by column
+    /// (the driver's `Columns`): each row one output record of the record that owns it. A
+    /// cell that cannot be a record value fails its row's record, as when rows come as dicts.
+    fn column_outcomes(&self, c: &Bound<'py, PyAny>, n: usize) -> PyResult<Vec<ScoreOutcome>> {
+        let slot = match c.getattr("slot")? {
+            s if s.is_none() => Slot::DEFAULT_OUTPUT,
+            s => Slot(s.extract::<u32>()?),
+        };
+        let owners = c.getattr("owners")?;
+        let owners: Vec<usize> = match owners.extract::<usize>() {
+            Ok(first_rows) => (0..first_rows).collect(),
+            Err(_) => owners.extract()?,
+        };
+        let keys = c
+            .getattr("keys")?
+            .cast_into::<PyList>()?
+            .iter()
+            .map(|k| from_py(&k, &self.simplify))
+            .collect::<PyResult<Vec<Value>>>()?;
+        let rows = owners.len();
+        // Numbers read from their bytes at once; other columns cell by cell, row by row.
+        enum Column<'py> {
+            Numbers(std::vec::IntoIter<Value>),
+            Cells(Bound<'py, PyList>),
+        }
+        let mut columns = Vec::with_capacity(keys.len());
+        for column in c.getattr("columns")?.cast_into::<PyList>()?.iter() {
+            let column = if let Ok(list) = column.cast_exact::<PyList>() {
+                Column::Cells(list.clone())
+            } else {
+                let pair = column.cast_into::<PyTuple>()?;
+                let code: String = pair.get_item(0)?.extract()?;
+                let bytes = pair.get_item(1)?.cast_into::<pyo3::types::PyBytes>()?;
+                let numbers: Vec<Value> = bytes
+                    .as_bytes()
+                    .chunks_exact(8)
+                    .map(|b| {
+                        let mut x = [0u8; 8];
+                        x.copy_from_slice(b);
+                        match code.as_str() {
+                            "d" => Value::Float(f64::from_le_bytes(x)),
+                            _ => Value::Int(i128::from(i64::from_le_bytes(x))),
+                        }
+                    })
+                    .collect();
+                if numbers.len() != rows {
+                    return Err(pyo3::exceptions::PyValueError::new_err(
+                        "a column's length is not the frame's",
+                    ));
+                }
+                Column::Numbers(numbers.into_iter())
+            };
+            columns.push(column);
+        }
+        let mut outcomes: Vec<ScoreOutcome> = (0..n).map(|_| Ok(Vec::new())).collect();
+        for (row, owner) in owners.into_iter().enumerate() {
+            let mut map = runtime_core::Map::with_capacity(keys.len());
+            let mut failed = None;
+            for (key, column) in keys.iter().zip(columns.iter_mut()) {
+                let value = match column {
+                    Column::Numbers(it) => Ok(it.next().unwrap_or(Value::Null)),
+                    Column::Cells(list) => list
+                        .get_item(row)
+                        .and_then(|cell| from_py(&cell, &self.simplify)),
+                };
+                match value {
+                    Ok(v) => map.push(key.clone(), v),
+                    Err(e) if failed.is_none() => failed = Some(e),
+                    Err(_) => {}
+                }
+            }
+            let Some(outcome) = outcomes.get_mut(owner) else {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "row {row} belongs to no record of a batch of {n}"
+                )));
+            };
+            match (failed, outcome) {
+                (Some(e), outcome) => {
+                    if outcome.is_ok() {
+                        let (message, traceback) = self.err(&e);
+                        *outcome = Err(RecordFailure { message, traceback });
+                    }
+                }
+                (None, Ok(outs)) => outs.push((slot, Value::Map(map))),
+                (None, Err(_)) => {}
+            }
         }
         Ok(outcomes)
     }

@@ -64,19 +64,57 @@ pub fn to_py_columns<'py>(
     if !records.iter().all(same_keys) {
         return Ok(None);
     }
-    let columns: Vec<Bound<'py, PyList>> = first.iter().map(|_| PyList::empty(py)).collect();
+    // The records' cells, column by column.
+    let mut columns: Vec<Vec<&Value>> = first
+        .iter()
+        .map(|_| Vec::with_capacity(records.len()))
+        .collect();
     for record in records {
         if let Value::Map(m) = record {
-            for ((_, v), column) in m.iter().zip(&columns) {
-                column.append(to_py(py, v)?)?;
+            for ((_, v), column) in m.iter().zip(columns.iter_mut()) {
+                column.push(v);
             }
         }
     }
     let dict = PyDict::new(py);
-    for ((key, _), column) in first.iter().zip(columns) {
+    for ((key, _), cells) in first.iter().zip(columns) {
+        let column = match number_column(py, &cells)? {
+            Some(numbers) => numbers,
+            None => {
+                let list = PyList::empty(py);
+                for v in cells {
+                    list.append(to_py(py, v)?)?;
+                }
+                list.into_any()
+            }
+        };
         dict.set_item(key_to_py(py, key)?, column)?;
     }
     Ok(Some(dict))
+}
+
+/// A column of only floats, or only integers that fit in 64 bits, as `(typecode, bytearray)`
+/// of its numbers, little-endian (`"d"` f64, `"q"` i64: the `array` module's codes), which
+/// numpy reads in place: no Python number is made per cell. `None` for any other column.
+fn number_column<'py>(py: Python<'py>, cells: &[&Value]) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let code = match cells.first() {
+        Some(Value::Float(_)) => "d",
+        Some(Value::Int(_)) => "q",
+        _ => return Ok(None),
+    };
+    let mut bytes = Vec::with_capacity(cells.len() * 8);
+    for v in cells {
+        match (code, v) {
+            ("d", Value::Float(x)) => bytes.extend_from_slice(&x.to_le_bytes()),
+            ("q", Value::Int(i)) => match i64::try_from(*i) {
+                Ok(i) => bytes.extend_from_slice(&i.to_le_bytes()),
+                Err(_) => return Ok(None),
+            },
+            _ => return Ok(None),
+        }
+    }
+    let buf = pyo3::types::PyByteArray::new(py, &bytes);
+    Ok(Some((code, buf).into_pyobject(py)?.into_any()))
 }
 
 /// Dict keys must be hashable: arrays become tuples, maps tuples of `(key, value)` pairs.

@@ -14,6 +14,7 @@ import sys
 import traceback
 import types
 import warnings
+from array import array
 
 _Gen = types.GeneratorType
 
@@ -215,6 +216,11 @@ def run_recordset(score, arity, data, slot, seqno, Failure, _Gen):
                 if routed is None:
                     return [(x,) for x in o.tolist()]
                 return [((routed, x),) for x in o.tolist()]
+        if len(r) == 1:
+            routed, o = route_of(r[0])
+            if _pandas and isinstance(o, _pandas.DataFrame) and unique_labels(o):
+                # The common case, one frame of answers: handed over column by column.
+                return Columns(routed, row_owners(o, n), o)
         per = [[] for _ in range(n)]
         for o in r:
             routed, o = route_of(o)
@@ -230,6 +236,37 @@ def run_recordset(score, arity, data, slot, seqno, Failure, _Gen):
         return per
     except Exception as e:
         return Failure(e)
+
+
+class Columns:
+    """A DataFrame answer as Rust reads it, column by column: `owners` the batch position
+    of each row (`row_owners`; a number k when the rows are the batch's first k records',
+    one each), `keys` the column labels, `columns` each column's values:
+    `(typecode, bytes)` for a float64 ('d') or int64 ('q') column, its `tolist()` for
+    others. Each row becomes one output record of its owner, to `slot` (None: slot 1)."""
+
+    __slots__ = ("slot", "owners", "keys", "columns")
+
+    def __init__(self, slot, owners, frame):
+        self.slot = slot
+        self.owners = owners.stop if owners.__class__ is range else owners
+        self.keys = frame.columns.tolist()
+        self.columns = [_column(s) for _, s in frame.items()]
+
+
+def unique_labels(frame):
+    keys = frame.columns.tolist()
+    return len(set(keys)) == len(keys)
+
+
+def _column(series):
+    kind = series.dtype.__class__.__module__
+    code = series.dtype.str if kind.startswith("numpy") else ""
+    if code == "<f8":
+        return ("d", series.to_numpy().tobytes())
+    if code == "<i8":
+        return ("q", series.to_numpy().tobytes())
+    return series.tolist()
 
 
 def route_of(o):
@@ -263,7 +300,16 @@ def row_owners(frame, n):
     """The batch position each row of an output DataFrame comes from: its index label when
     every label is a position of the batch, else its own position when the frame has as
     many rows as the batch. Otherwise the rows cannot be told apart: ValueError."""
-    labels = frame.index.tolist()
+    index = frame.index
+    if (
+        index.__class__ is _pandas.RangeIndex
+        and index.start == 0
+        and index.step == 1
+        and index.stop <= n
+    ):
+        # The input's own index, or its first rows: each row is its record's.
+        return range(index.stop)
+    labels = index.tolist()
     if all(l.__class__ is int and 0 <= l < n for l in labels):
         return labels
     if len(labels) == n:
@@ -299,8 +345,8 @@ def call_all(fn, arity, frames):
 _pandas = None
 
 
-def make_frame(records):
-    """A pandas DataFrame of the records, or the list itself when pandas is missing."""
+def load_pandas():
+    """Imports pandas once: `_pandas` is the module, or False when it is missing."""
     global _pandas
     if _pandas is None:
         try:
@@ -309,24 +355,48 @@ def make_frame(records):
             _pandas = pandas
         except ImportError:
             _pandas = False
-    if _pandas is False:
+    return _pandas
+
+
+def make_frame(records):
+    """A pandas DataFrame of the records, or the list itself when pandas is missing."""
+    if load_pandas() is False:
         return records
     return _pandas.DataFrame(records)
 
 
 def frame_of_columns(columns):
-    """A pandas DataFrame of the columns (a dict of lists of equal length), or the list of
-    records they make when pandas is missing."""
-    make_frame([])
-    if _pandas is False:
+    """A pandas DataFrame of the columns (a dict of equal lengths: lists, or for a column
+    of floats or of integers, `(typecode, bytearray)` read in place by numpy), or the list
+    of records they make when pandas is missing."""
+    if load_pandas() is False:
         keys = list(columns)
-        return [dict(zip(keys, row)) for row in zip(*columns.values())]
-    return _pandas.DataFrame(columns)
+        values = [_numbers(v) if v.__class__ is tuple else v for v in columns.values()]
+        return [dict(zip(keys, row)) for row in zip(*values)]
+    np = sys.modules["numpy"]
+    return _pandas.DataFrame(
+        {
+            k: np.frombuffer(v[1], _DTYPES[v[0]]) if v.__class__ is tuple else v
+            for k, v in columns.items()
+        }
+    )
+
+
+def _numbers(column):
+    """A `(typecode, little-endian bytes)` column as a list of Python numbers."""
+    a = array(column[0], column[1])
+    if sys.byteorder == "big":
+        a.byteswap()
+    return a.tolist()
+
+
+# A column of numbers passed as bytes (`to_py_columns`): its typecode (the `array`
+# module's) to numpy's dtype.
+_DTYPES = {"d": "<f8", "q": "<i8"}
 
 
 def has_pandas():
-    make_frame([])
-    return _pandas is not False
+    return load_pandas() is not False
 
 
 def simplify(obj):

@@ -584,6 +584,53 @@ async fn a_data_frame_answer_gives_each_row_its_typed_values() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_of_answers_is_read_by_column_routed_and_failed_per_record() {
+    let records = || {
+        items(vec![
+            v(json!({"x": 1, "y": 1.5, "s": "a"})),
+            v(json!({"x": 2, "y": 2.5, "s": "b"})),
+            v(json!({"x": 3, "y": -0.0, "s": "c"})),
+        ])
+    };
+    let model = |f: &'static str| Model::new("frames.py").score(f).record_sets();
+    let mut s = model("dtypes").start().await.unwrap();
+    let got = ok(s.score(records()).await.unwrap());
+    assert_eq!(got[0], out1(vec![v(json!({"x": "int64", "y": "float64"}))]));
+    s.shutdown().await.unwrap();
+
+    let mut s = model("routed_frame").start().await.unwrap();
+    let got = ok(s.score(records()).await.unwrap());
+    assert_eq!(
+        got[2],
+        vec![(Slot(3), v(json!({"x": 3, "y": 6, "s": "c"})))]
+    );
+    s.shutdown().await.unwrap();
+
+    let mut s = model("bad_cell").start().await.unwrap();
+    let got = s.score(records()).await.unwrap();
+    let failure = got[0].as_ref().unwrap_err();
+    assert!(
+        failure
+            .message
+            .contains("TypeError: cannot convert an object of type 'builtins.object'"),
+        "{failure:?}"
+    );
+    let outs = got[1].as_ref().unwrap();
+    assert_eq!(outs.len(), 1);
+    assert_eq!(
+        serde_json::to_value(&outs[0].1).unwrap(),
+        json!({"x": 2, "y": 2.5, "s": "b", "o": 1})
+    );
+    s.shutdown().await.unwrap();
+
+    // Two columns of one label: a row is a dict, the last one kept.
+    let mut s = model("same_label_twice").start().await.unwrap();
+    let got = ok(s.score(records()).await.unwrap());
+    assert_eq!(got[1], out1(vec![v(json!({"a": 2}))]));
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_gets_one_data_frame_per_input() {
     let mut m = Model::new("frames.py");
     m.entry.metrics = Some("metrics".into());

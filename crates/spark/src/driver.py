@@ -276,8 +276,9 @@ def score_records(spark, job):
             if n == 0:
                 return
             out, errs = os.path.join(tmp, "out.jsonl"), os.path.join(tmp, "errors.jsonl")
+            # One worker: Spark already runs a task per core.
             cmd = [exe, "run", mdir, "--source", main_source, "--input", inp, "--output",
-                   out, "--errors", errs]
+                   out, "--errors", errs, "--workers", "1"]
             p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             # 0: all scored; 1: done, some records failed (in the error file).
             if p.returncode not in (0, 1):

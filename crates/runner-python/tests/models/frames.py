@@ -55,3 +55,23 @@ def typed_frame(df):
         t=pd.to_datetime(["2024-01-02", None, "2024-01-04"]),
         c=pd.Categorical(["u", "v", "u"]),
     ).iloc[::-1]
+
+
+def dtypes(df):
+    # What the frame was built of: numbers come as bytes, read in place.
+    return {c: str(df[c].dtype) for c in ("x", "y")}
+
+
+def routed_frame(df):
+    return (3, df.assign(y=df["x"] * 2))
+
+
+def bad_cell(df):
+    # A cell no record value can hold fails the record of its row only.
+    return df.assign(o=[object(), 1, 2])
+
+
+def same_label_twice(df):
+    out = df[["x", "x"]]
+    out.columns = ["a", "a"]
+    return out
