@@ -27,6 +27,14 @@ def action(x):
 "#;
 
 /// A PySpark model whose rows fail in an executor.
+/// A record-set model that tells how many records each of its frames held.
+const FRAME_SIZES: &str = r#"
+# modelop.recordsets.0: true
+# modelop.score
+def score(frame):
+    yield {"rows": len(frame)}
+"#;
+
 const FAILS_IN_EXECUTOR: &str = r#"
 from pyspark.sql import SparkSession
 
@@ -55,6 +63,7 @@ fn engine(dir: &Path, master: &str) -> Engine {
     let file = dir.join("application.json");
     let config = json!({
         "allowedPaths": [dir],
+        "jobBatchSize": 50,
         "spark": {"master": master, "conf": {"spark.ui.enabled": false}},
     });
     std::fs::write(&file, config.to_string()).unwrap();
@@ -252,6 +261,17 @@ fn pyspark_and_record_models_run_on_local_spark_and_fail_clearly() {
             json!({}),
         ),
     );
+    // A record-set model's frames: the engine's jobBatchSize records at most.
+    let frames_out = dir.path().join("frames");
+    let frames = submit(
+        &e,
+        &job(
+            FRAME_SIZES,
+            json!([file_asset(&input)]),
+            json!([file_asset(&frames_out)]),
+            json!({"spark.sql.files.maxPartitionBytes": 2048}),
+        ),
+    );
     let in_init = submit(
         &e,
         &job(
@@ -291,6 +311,20 @@ fn pyspark_and_record_models_run_on_local_spark_and_fail_clearly() {
         parts(&embedded_out),
         "{\"id\":1,\"s\":6}\n{\"id\":2,\"s\":15}\n"
     );
+
+    let v = finished(&e, &frames);
+    assert_eq!(v["jobStatus"], "COMPLETE", "{v}\n{}", log_of(&e, &frames));
+    let sizes: Vec<u64> = parts(&frames_out)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["rows"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(sizes.iter().sum::<u64>(), 1000, "{sizes:?}");
+    assert!(sizes.iter().all(|&n| n <= 50), "{sizes:?}");
+    assert!(sizes.contains(&50), "{sizes:?}");
 
     let v = finished(&e, &in_init);
     assert_eq!(v["jobStatus"], "ERROR", "{v}");

@@ -240,8 +240,8 @@ def run_recordset(score, arity, data, slot, seqno, Failure, _Gen):
 
 class Columns:
     """A DataFrame answer as Rust reads it, column by column: `owners` the batch position
-    of each row (`row_owners`; a number k when the rows are the batch's first k records',
-    one each), `keys` the column labels, `columns` each column's values:
+    of each row (`row_owners`; a number k when row i is record i's, for the first k
+    records), `keys` the column labels, `columns` each column's values:
     `(typecode, bytes)` for a float64 ('d') or int64 ('q') column, its `tolist()` for
     others. Each row becomes one output record of its owner, to `slot` (None: slot 1)."""
 

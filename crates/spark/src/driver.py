@@ -218,6 +218,7 @@ def score_records(spark, job):
 
     sc = spark.sparkContext
     engine, model_dir = job["engine"], job["workDir"]
+    batch_size = int(job.get("batchSize") or 1000)
     main_source = job["mainSource"]
     shipped = not job.get("master", "").startswith("local")
     if shipped:
@@ -278,7 +279,7 @@ def score_records(spark, job):
             out, errs = os.path.join(tmp, "out.jsonl"), os.path.join(tmp, "errors.jsonl")
             # One worker: Spark already runs a task per core.
             cmd = [exe, "run", mdir, "--source", main_source, "--input", inp, "--output",
-                   out, "--errors", errs, "--workers", "1"]
+                   out, "--errors", errs, "--workers", "1", "--batch-size", str(batch_size)]
             p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             # 0: all scored; 1: done, some records failed (in the error file).
             if p.returncode not in (0, 1):

@@ -224,6 +224,9 @@ pub struct SparkJob {
     pub raw_json: String,
     /// The folder for the driver, its description of the job and its outcome.
     pub dir: PathBuf,
+    /// Record models: the records of a partition scored at once (`engine run
+    /// --batch-size`; a record-set model's frame), the engine's `jobBatchSize`.
+    pub batch_size: usize,
 }
 
 /// What a job on Spark did.
@@ -474,6 +477,7 @@ impl Spark {
             "outputs": job.outputs,
             "modelAssets": job.model_assets,
             "rawJson": job.raw_json,
+            "batchSize": job.batch_size,
             "engine": self.engine,
             "master": settings.master,
             "outcome": outcome,

@@ -97,6 +97,7 @@ impl JobQueue {
             model_assets: external_model_assets(&raw),
             raw_json: row.document.clone(),
             dir: dir.join("spark"),
+            batch_size: self.batching.size,
         };
         let stop = Arc::new(AtomicBool::new(false));
         let stopper = {
