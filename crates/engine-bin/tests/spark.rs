@@ -27,12 +27,19 @@ def action(x):
 "#;
 
 /// A PySpark model whose rows fail in an executor.
-/// A record-set model that tells how many records each of its frames held.
+/// A record-set model that tells how many records each of its frames held, and which
+/// init (one token per call) scored it.
 const FRAME_SIZES: &str = r#"
+import uuid
 # modelop.recordsets.0: true
+# modelop.init
+def begin():
+    global token
+    token = uuid.uuid4().hex
+
 # modelop.score
 def score(frame):
-    yield {"rows": len(frame)}
+    yield {"rows": len(frame), "init": token}
 "#;
 
 const FAILS_IN_EXECUTOR: &str = r#"
@@ -314,17 +321,18 @@ fn pyspark_and_record_models_run_on_local_spark_and_fail_clearly() {
 
     let v = finished(&e, &frames);
     assert_eq!(v["jobStatus"], "COMPLETE", "{v}\n{}", log_of(&e, &frames));
-    let sizes: Vec<u64> = parts(&frames_out)
+    let frames: Vec<Value> = parts(&frames_out)
         .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["rows"]
-                .as_u64()
-                .unwrap()
-        })
+        .map(|l| serde_json::from_str(l).unwrap())
         .collect();
+    let sizes: Vec<u64> = frames.iter().map(|f| f["rows"].as_u64().unwrap()).collect();
     assert_eq!(sizes.iter().sum::<u64>(), 1000, "{sizes:?}");
     assert!(sizes.iter().all(|&n| n <= 50), "{sizes:?}");
     assert!(sizes.contains(&50), "{sizes:?}");
+    // Eight partitions read, scored in two (local[2]'s slots): two inits.
+    let inits: std::collections::BTreeSet<&str> =
+        frames.iter().map(|f| f["init"].as_str().unwrap()).collect();
+    assert_eq!(inits.len(), 2, "{frames:?}");
 
     let v = finished(&e, &in_init);
     assert_eq!(v["jobStatus"], "ERROR", "{v}");

@@ -330,6 +330,11 @@ def score_records(spark, job):
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
+    # One `engine run` (one init) per task slot: partitions beyond the cluster's parallelism
+    # are merged, in order and without a shuffle.
+    slots = sc.defaultParallelism
+    if frame.rdd.getNumPartitions() > slots:
+        frame = frame.coalesce(slots)
     frame.mapInArrow(score_partition, "value string").write.mode("overwrite").text(dest)
     failed, kept = failures.value
     return {
