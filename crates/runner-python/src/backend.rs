@@ -13,7 +13,7 @@ use runtime_core::{
 use worker::protocol::{WireFailure, WireItem};
 use worker::{Context, WorkerBackend};
 
-use crate::convert::{from_py, to_py, to_py_columns};
+use crate::convert::{from_py, number_values, to_py, to_py_columns};
 
 const DRIVER: &str = include_str!("driver.py");
 
@@ -66,6 +66,14 @@ pub(crate) struct PythonBackend<'py> {
     /// Input slots whose batches arrive as one data frame (`recordsets.<slot>: true`).
     recordsets: Vec<u32>,
     collected: BTreeMap<u32, Bound<'py, PyList>>,
+}
+
+/// The slot an output is routed to, by the int of its `(slot, value)` tuple.
+fn slot_of(int: &Bound<'_, PyAny>) -> PyResult<Slot> {
+    let slot: i64 = int.extract()?;
+    u32::try_from(slot).map(Slot).map_err(|_| {
+        pyo3::exceptions::PyValueError::new_err(format!("output slot {slot} is not a slot number"))
+    })
 }
 
 /// `(message, traceback)` of a Python exception, formatted by the driver without its own
@@ -273,13 +281,7 @@ impl<'py> PythonBackend<'py> {
             if t.len() == 2 {
                 let first = t.get_item(0)?;
                 if first.is_exact_instance_of::<pyo3::types::PyInt>() {
-                    let slot: i64 = first.extract()?;
-                    let slot = u32::try_from(slot).map_err(|_| {
-                        pyo3::exceptions::PyValueError::new_err(format!(
-                            "output slot {slot} is not a slot number"
-                        ))
-                    })?;
-                    return Ok((Slot(slot), from_py(&t.get_item(1)?, &self.simplify)?));
+                    return Ok((slot_of(&first)?, from_py(&t.get_item(1)?, &self.simplify)?));
                 }
             }
         }
@@ -361,10 +363,13 @@ impl<'py> PythonBackend<'py> {
             )
             .map_err(|e| self.model_failed(&entry.name, &e))?;
         if result.is_instance(&self.columns).unwrap_or(false) {
-            return self.column_outcomes(&result, n).map_err(|e| {
-                let (message, _) = self.err(&e);
-                WireFailure::Worker(format!("cannot read the model's data frame: {message}"))
-            });
+            // A frame that cannot be read (a column label no record value can hold) fails
+            // every record of the batch, as the model's own failure would.
+            return Ok(self.column_outcomes(&result, n).unwrap_or_else(|e| {
+                let (message, traceback) = self.err(&e);
+                let failure = RecordFailure { message, traceback };
+                (0..n).map(|_| Err(failure.clone())).collect()
+            }));
         }
         if let Ok(per_record) = result.cast_exact::<PyList>() {
             if per_record.len() == n {
@@ -389,7 +394,7 @@ impl<'py> PythonBackend<'py> {
     fn column_outcomes(&self, c: &Bound<'py, PyAny>, n: usize) -> PyResult<Vec<ScoreOutcome>> {
         let slot = match c.getattr("slot")? {
             s if s.is_none() => Slot::DEFAULT_OUTPUT,
-            s => Slot(s.extract::<u32>()?),
+            s => slot_of(&s)?,
         };
         let owners = c.getattr("owners")?;
         let owners: Vec<usize> = match owners.extract::<usize>() {
@@ -410,31 +415,25 @@ impl<'py> PythonBackend<'py> {
         }
         let mut columns = Vec::with_capacity(keys.len());
         for column in c.getattr("columns")?.cast_into::<PyList>()?.iter() {
-            let column = if let Ok(list) = column.cast_exact::<PyList>() {
-                Column::Cells(list.clone())
-            } else {
-                let pair = column.cast_into::<PyTuple>()?;
-                let code: String = pair.get_item(0)?.extract()?;
-                let bytes = pair.get_item(1)?.cast_into::<pyo3::types::PyBytes>()?;
-                let numbers: Vec<Value> = bytes
-                    .as_bytes()
-                    .chunks_exact(8)
-                    .map(|b| {
-                        let mut x = [0u8; 8];
-                        x.copy_from_slice(b);
-                        match code.as_str() {
-                            "d" => Value::Float(f64::from_le_bytes(x)),
-                            _ => Value::Int(i128::from(i64::from_le_bytes(x))),
-                        }
-                    })
-                    .collect();
-                if numbers.len() != rows {
-                    return Err(pyo3::exceptions::PyValueError::new_err(
-                        "a column's length is not the frame's",
-                    ));
+            let (column, len) = match column.cast_into_exact::<PyList>() {
+                Ok(list) => {
+                    let len = list.len();
+                    (Column::Cells(list), len)
                 }
-                Column::Numbers(numbers.into_iter())
+                Err(e) => {
+                    let pair = e.into_inner().cast_into::<PyTuple>()?;
+                    let code: String = pair.get_item(0)?.extract()?;
+                    let bytes = pair.get_item(1)?.cast_into::<pyo3::types::PyBytes>()?;
+                    let numbers = number_values(&code, bytes.as_bytes())?;
+                    let len = numbers.len();
+                    (Column::Numbers(numbers.into_iter()), len)
+                }
             };
+            if len != rows {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "a column of the model's data frame has {len} values for {rows} rows"
+                )));
+            }
             columns.push(column);
         }
         let mut outcomes: Vec<ScoreOutcome> = (0..n).map(|_| Ok(Vec::new())).collect();

@@ -117,6 +117,30 @@ fn number_column<'py>(py: Python<'py>, cells: &[&Value]) -> PyResult<Option<Boun
     Ok(Some((code, buf).into_pyobject(py)?.into_any()))
 }
 
+/// The numbers of a column handed back as `(typecode, little-endian bytes)` (the driver's
+/// `Columns`; the codes of [`number_column`]), as record values.
+pub fn number_values(code: &str, bytes: &[u8]) -> PyResult<Vec<Value>> {
+    let word = |b: &[u8]| {
+        let mut x = [0u8; 8];
+        x.copy_from_slice(b);
+        x
+    };
+    let chunks = bytes.chunks_exact(8);
+    Ok(match code {
+        "d" => chunks
+            .map(|b| Value::Float(f64::from_le_bytes(word(b))))
+            .collect(),
+        "q" => chunks
+            .map(|b| Value::Int(i128::from(i64::from_le_bytes(word(b)))))
+            .collect(),
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "a column of numbers of unknown type code {other:?}"
+            )))
+        }
+    })
+}
+
 /// Dict keys must be hashable: arrays become tuples, maps tuples of `(key, value)` pairs.
 fn key_to_py<'py>(py: Python<'py>, k: &Value) -> PyResult<Bound<'py, PyAny>> {
     match k {

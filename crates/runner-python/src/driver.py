@@ -208,19 +208,19 @@ def run_recordset(score, arity, data, slot, seqno, Failure, _Gen):
             r = []
         else:
             r = [r]
-        if len(r) == 1 and n:
-            # The common case, one column of answers (what `predict` returns): each
-            # record's outcome is its element, as a 1-tuple.
+        if len(r) == 1:
+            # The common cases, one answer for the batch:
             routed, o = route_of(r[0])
-            if not (_pandas and isinstance(o, _pandas.DataFrame)) and is_column(o, n):
+            if _pandas and isinstance(o, _pandas.DataFrame):
+                # a frame of answers, handed over column by column;
+                if unique_labels(o):
+                    return Columns(routed, row_owners(o, n), o)
+            elif n and is_column(o, n):
+                # a column of answers (what `predict` returns): each record's outcome is
+                # its element, as a 1-tuple.
                 if routed is None:
                     return [(x,) for x in o.tolist()]
                 return [((routed, x),) for x in o.tolist()]
-        if len(r) == 1:
-            routed, o = route_of(r[0])
-            if _pandas and isinstance(o, _pandas.DataFrame) and unique_labels(o):
-                # The common case, one frame of answers: handed over column by column.
-                return Columns(routed, row_owners(o, n), o)
         per = [[] for _ in range(n)]
         for o in r:
             routed, o = route_of(o)

@@ -623,6 +623,29 @@ async fn a_frame_of_answers_is_read_by_column_routed_and_failed_per_record() {
     );
     s.shutdown().await.unwrap();
 
+    // A frame that cannot be read fails every record of the batch, and the session goes on.
+    for (f, why) in [
+        (
+            "unreadable_label",
+            "TypeError: cannot convert an object of type 'builtins.object'",
+        ),
+        (
+            "negative_slot",
+            "ValueError: output slot -3 is not a slot number",
+        ),
+    ] {
+        let mut s = model(f).start().await.unwrap();
+        for _ in 0..2 {
+            let got = s.score(records()).await.unwrap();
+            assert_eq!(got.len(), 3);
+            for outcome in &got {
+                let failure = outcome.as_ref().unwrap_err();
+                assert!(failure.message.contains(why), "{f}: {failure:?}");
+            }
+        }
+        s.shutdown().await.unwrap();
+    }
+
     // Two columns of one label: a row is a dict, the last one kept.
     let mut s = model("same_label_twice").start().await.unwrap();
     let got = ok(s.score(records()).await.unwrap());

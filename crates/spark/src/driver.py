@@ -240,7 +240,7 @@ def score_records(spark, job):
 
     sc = spark.sparkContext
     engine, model_dir = job["engine"], job["workDir"]
-    batch_size = int(job.get("batchSize") or 1000)
+    batch_size = job["batchSize"]
     main_source = job["mainSource"]
     shipped = not job.get("master", "").startswith("local")
     if shipped:
@@ -331,10 +331,8 @@ def score_records(spark, job):
             shutil.rmtree(tmp, ignore_errors=True)
 
     # One `engine run` (one init) per task slot: partitions beyond the cluster's parallelism
-    # are merged, in order and without a shuffle.
-    slots = sc.defaultParallelism
-    if frame.rdd.getNumPartitions() > slots:
-        frame = frame.coalesce(slots)
+    # are merged, in order and without a shuffle (fewer are left as they are).
+    frame = frame.coalesce(sc.defaultParallelism)
     frame.mapInArrow(score_partition, "value string").write.mode("overwrite").text(dest)
     failed, kept = failures.value
     return {

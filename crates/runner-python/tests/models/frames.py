@@ -75,3 +75,12 @@ def same_label_twice(df):
     out = df[["x", "x"]]
     out.columns = ["a", "a"]
     return out
+
+
+def unreadable_label(df):
+    # A column label no record value can hold: every record of the batch fails.
+    return df.assign(**{"y": df["x"]}).rename(columns={"y": object()})
+
+
+def negative_slot(df):
+    return (-3, df)
