@@ -1,6 +1,7 @@
 //! Batch jobs on Spark (`"runtime": "spark"`): PySpark models in ModelOp's convention and
 //! record models scored per partition, on `local[2]` and on a real standalone cluster; the
-//! failures a user meets (the model's, an executor's, an unreachable master), and cancel.
+//! failures a user meets (the model's, an executor's, an unreachable master), cancel, and
+//! S3 input and output through Hadoop's s3a (against moto) on the cluster.
 //! Spark starts in some 15 s per job: the jobs share engines and one cluster.
 
 mod common;
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::Engine;
 use serde_json::{json, Value};
-use test_servers::SparkCluster;
+use test_servers::{S3Server, SparkCluster};
 
 /// A record model: init once, a failure on a negative value.
 const RECORDS: &str = r#"
@@ -449,15 +450,62 @@ fn both_kinds_of_model_run_on_a_standalone_cluster() {
         ),
     );
     // Columns (Parquet) reach the engine on the executors as Parquet, not as records.
-    let input = parquet(&records(dir.path()));
+    let jsonl = records(dir.path());
+    let input = parquet(&jsonl);
     let scores = dir.path().join("scores");
     let records = submit_records(&e, &input, &scores);
     let v = finished(&e, &pyspark);
     assert_eq!(v["jobStatus"], "COMPLETE", "{v}\n{}", log_of(&e, &pyspark));
     assert_eq!(parts(&limits).lines().count(), 4);
-    let want = on_one_machine(dir.path(), &input);
+    // S3 in and out through Hadoop's s3a (the hadoop-aws jars shipped by --jars), the
+    // settings in the job's parameters as docs/spark.md shows.
+    let s3 = S3Server::start();
+    s3.create_bucket("records");
+    s3.put(
+        "records",
+        "in/records.jsonl",
+        &std::fs::read(&jsonl).unwrap(),
+    );
+    let jars: Vec<String> = test_servers::hadoop_aws_jars()
+        .iter()
+        .map(|j| j.display().to_string())
+        .collect();
+    let mut params = json!({
+        "spark.sql.files.maxPartitionBytes": 2048,
+        "sparkSubmitArgs": ["--jars", jars.join(",")],
+    });
+    for (k, v) in test_servers::s3a_settings(&s3.endpoint(), "test", "test") {
+        params[k] = json!(v);
+    }
+    let on_s3 = submit(
+        &e,
+        &job(
+            RECORDS,
+            json!([{"assetType": "EXTERNAL_FILE", "name": "records.jsonl",
+                    "fileUrl": "s3://records/in/records.jsonl"}]),
+            json!([{"assetType": "EXTERNAL_FILE", "name": "scores",
+                    "fileUrl": "s3://records/scores"}]),
+            params,
+        ),
+    );
+
+    let want = on_one_machine(dir.path(), &jsonl);
     let v = finished(&e, &records);
     check_records_job(&e, &records, &v, &scores, &want);
     // The executors ran on the cluster's worker: the application is the master's.
     assert!(log_of(&e, &records).contains("Spark application app-"));
+
+    let v = finished(&e, &on_s3);
+    assert_eq!(v["jobStatus"], "COMPLETE", "{v}\n{}", log_of(&e, &on_s3));
+    assert_eq!(v["recordsIn"], 1000, "{v}");
+    assert_eq!(v["recordsFailed"], 2, "{v}");
+    let written: String = s3
+        .list("records", "scores/part-")
+        .iter()
+        .map(|k| String::from_utf8(s3.get("records", k).unwrap()).unwrap())
+        .collect();
+    assert_eq!(
+        written, want,
+        "the records written to S3 differ from engine run's"
+    );
 }

@@ -30,7 +30,7 @@ pub use http::HttpFiles;
 pub use mariadb::MariaDbServer;
 pub use postgres::PostgresServer;
 pub use s3::S3Server;
-pub use spark::{spark_home, SparkCluster};
+pub use spark::{hadoop_aws_jars, s3a_settings, spark_home, SparkCluster};
 pub use webhdfs::{WebHdfsOptions, WebHdfsRequest, WebHdfsServer};
 
 /// The Python the project builds with (`scripts/env.sh` sets `PYO3_PYTHON`), which

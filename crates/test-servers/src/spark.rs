@@ -110,3 +110,67 @@ pub fn spark_home() -> PathBuf {
     );
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
+
+/// The jars Spark reads `s3a://` with (hadoop-aws 3.3.1 and the AWS SDK bundle it was built
+/// against), which `scripts/setup` takes out of PyPI's sagemaker-pyspark into the project's
+/// cache: `MODEL_RUNTIME_CACHE`, else `XDG_CACHE_HOME/model-runtime`, else
+/// `~/.cache/model-runtime`.
+pub fn hadoop_aws_jars() -> Vec<PathBuf> {
+    let cache = std::env::var_os("MODEL_RUNTIME_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME").map(|c| PathBuf::from(c).join("model-runtime"))
+        })
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/model-runtime")))
+        .expect("HOME is set");
+    let jars: Vec<PathBuf> = ["hadoop-aws-3.3.1.jar", "aws-java-sdk-bundle-1.11.901.jar"]
+        .iter()
+        .map(|j| cache.join("hadoop-aws").join(j))
+        .collect();
+    for j in &jars {
+        assert!(
+            j.is_file(),
+            "{} is missing: scripts/setup fetches the hadoop-aws jars",
+            j.display()
+        );
+    }
+    jars
+}
+
+/// The `spark.hadoop.fs.s3a.*` settings that point Spark's s3a client at an S3-compatible
+/// server at `endpoint` (`http://host:port`) with these keys. hadoop-aws 3.3.1 reads a few
+/// durations and sizes as plain numbers, where the Hadoop that pyspark bundles defaults them
+/// to strings such as "60s": they are given here as numbers.
+pub fn s3a_settings(endpoint: &str, access_key: &str, secret: &str) -> Vec<(String, String)> {
+    let mut conf = vec![
+        ("endpoint", endpoint),
+        ("path.style.access", "true"),
+        ("connection.ssl.enabled", "false"),
+        ("access.key", access_key),
+        ("secret.key", secret),
+        (
+            "aws.credentials.provider",
+            "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
+        ),
+    ];
+    conf.extend([
+        ("threads.keepalivetime", "60"),
+        ("connection.establish.timeout", "30000"),
+        ("connection.timeout", "200000"),
+        ("connection.ttl", "300000"),
+        ("multipart.purge.age", "86400"),
+        ("retry.interval", "500"),
+        ("retry.throttle.interval", "1000"),
+        ("assumed.role.session.duration", "1800"),
+        ("connection.request.timeout", "0"),
+        ("connection.acquisition.timeout", "60000"),
+        ("connection.idle.time", "60000"),
+        ("multipart.size", "67108864"),
+        ("multipart.threshold", "134217728"),
+        ("readahead.range", "65536"),
+        ("block.size", "33554432"),
+    ]);
+    conf.into_iter()
+        .map(|(k, v)| (format!("spark.hadoop.fs.s3a.{k}"), v.to_owned()))
+        .collect()
+}
