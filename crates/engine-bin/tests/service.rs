@@ -168,7 +168,11 @@ fn jobs_survive_sigkill_and_a_running_one_is_interrupted() {
     assert_eq!(done["jobResult"], "SUCCESS", "{done}");
     let (s, again) = e.send("POST", &format!("/api/jobs/{slow}/rerun"), &json!({}));
     assert_eq!(s, 200, "{again}");
-    assert_eq!(again["jobStatus"], "WAITING");
+    // Queued again: the idle queue may already have taken it by the time the answer is made.
+    assert!(
+        ["WAITING", "RUNNING"].contains(&again["jobStatus"].as_str().unwrap_or_default()),
+        "{again}"
+    );
     let (s, cancelled) = e.send("POST", &format!("/api/jobs/{slow}/cancel"), &json!({}));
     assert_eq!(s, 200);
     assert!(
