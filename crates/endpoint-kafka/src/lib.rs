@@ -8,11 +8,11 @@
 //! ```
 //!
 //! and a descriptor names it by the FastScore transport `Kafka` (`BootstrapServers`, `Topic`,
-//! `Group`, `CommitOffset`, `Partition`, `MaxWaitTime`, and this runtime's `MaxInFlight` and
-//! `Properties`), or the short form `kafka:host:9092/topic.json`.
+//! `Group`, `CommitOffset`, `Partition`, `MaxWaitTime`, and this runtime's `MaxInFlight`,
+//! `Consumers` and `Properties`), or the short form `kafka:host:9092/topic.json`.
 //!
 //! - The source ([`source`]) consumes on a thread of its own that owns the librdkafka
-//!   consumer. Each record carries a receipt from an [`Acks`](runtime_core::Acks) ledger; an
+//!   consumer (one per consumer, with `Consumers`). Each record carries a receipt from an [`Acks`](runtime_core::Acks) ledger; an
 //!   offset is committed only once every record before it in its partition is delivered (its
 //!   outputs durable) or rejected (a poison record never blocks its partition); a failed
 //!   record stops commits in its partition, so the next consumer reads it again. A deployed

@@ -7,6 +7,12 @@
 //! record holds its partition: nothing past it is committed by this consumer, so whoever
 //! reads the partition next reads it again.
 //!
+//! An input may read with several consumers (`Consumers`), each a client of its own on a
+//! thread of its own, all handing messages to the one source: in a group each is a member
+//! and the group splits the partitions among them; assigning directly, consumer `i` takes
+//! every `n`th partition from the `i`th. Each partition has one owner at a time, which reads
+//! it in order and commits its offsets.
+//!
 //! Partitions come in two ways:
 //! - following a topic with a consumer group (a deployed model's stream): the group assigns
 //!   them; when one is revoked the callback waits (up to the drain timeout) for its records
@@ -62,6 +68,38 @@ fn offsets(topic: &str, next: &[(i32, i64)]) -> rdkafka::error::KafkaResult<Topi
         tpl.add_partition_offset(topic, *p, Offset::Offset(*offset))?;
     }
     Ok(tpl)
+}
+
+/// Commits each partition's next offset through the consumer that owns it (a partition
+/// owned by none, revoked since, is left out): the offsets whose commit failed, with the
+/// last error.
+fn commit_by_owner(
+    consumers: &[Arc<Client>],
+    shared: &Shared,
+    topic: &str,
+    pending: Vec<(i32, i64)>,
+    mode: CommitMode,
+) -> (Vec<(i32, i64)>, Option<KafkaError>) {
+    let mut by_owner: Vec<Vec<(i32, i64)>> = vec![Vec::new(); consumers.len()];
+    {
+        let parts = shared.lock();
+        for (p, next) in pending {
+            if let Some(list) = parts.owner.get(&p).and_then(|o| by_owner.get_mut(*o)) {
+                list.push((p, next));
+            }
+        }
+    }
+    let (mut failed, mut error) = (Vec::new(), None);
+    for (consumer, mine) in consumers.iter().zip(by_owner) {
+        if mine.is_empty() {
+            continue;
+        }
+        if let Err(e) = offsets(topic, &mine).and_then(|tpl| consumer.commit(&tpl, mode)) {
+            failed.extend(mine);
+            error = Some(e);
+        }
+    }
+    (failed, error)
 }
 
 /// A number no other source of this process has.
@@ -139,6 +177,8 @@ struct Parts {
     held: HashSet<i32>,
     /// The current assignment's epoch per partition; a partition revoked has none.
     epoch: HashMap<i32, u64>,
+    /// Which of the source's consumers owns each partition (commits go through it).
+    owner: HashMap<i32, usize>,
     epochs: u64,
 }
 
@@ -158,6 +198,8 @@ impl Shared {
 
 /// The consumer's callbacks: a revoked partition is drained and committed first.
 struct Callbacks {
+    /// This consumer's place among the source's.
+    index: usize,
     shared: Arc<Shared>,
     /// The group's lag from the last statistics; -1 while unknown.
     lag: Arc<AtomicI64>,
@@ -197,14 +239,16 @@ impl ConsumerContext for Callbacks {
         let Rebalance::Revoke(tpl) = rebalance else {
             return;
         };
+        let lost = consumer.assignment_lost();
+        let deadline = Instant::now() + self.drain;
+        let mut parts = self.shared.lock();
+        // Only what this consumer owns: another of the source's may own a partition by now.
         let partitions: Vec<i32> = tpl
             .elements_for_topic(&self.topic)
             .iter()
             .map(|e| e.partition())
+            .filter(|p| parts.owner.get(p).is_none_or(|o| *o == self.index))
             .collect();
-        let lost = consumer.assignment_lost();
-        let deadline = Instant::now() + self.drain;
-        let mut parts = self.shared.lock();
         while !lost && !self.shared.closing.load(Ordering::Relaxed) {
             let waiting: u64 = partitions
                 .iter()
@@ -237,6 +281,7 @@ impl ConsumerContext for Callbacks {
             parts.next.remove(p);
             parts.held.remove(p);
             parts.epoch.remove(p);
+            parts.owner.remove(p);
         }
         drop(parts);
         if self.commit && !lost && !pending.is_empty() {
@@ -257,6 +302,7 @@ impl ConsumerContext for Callbacks {
                 parts.epochs += 1;
                 let epoch = parts.epochs;
                 parts.epoch.insert(e.partition(), epoch);
+                parts.owner.insert(e.partition(), self.index);
                 partitions.push(e.partition());
             }
             drop(parts);
@@ -288,7 +334,8 @@ pub struct KafkaSource {
     topic: String,
     /// The topic, shared by the messages' metadata.
     topic_name: Arc<str>,
-    consumer: Arc<Client>,
+    /// The consumers, by index ([`Parts::owner`]).
+    consumers: Vec<Arc<Client>>,
     shared: Arc<Shared>,
     rx: mpsc::Receiver<Event>,
     acks: Acks<(i32, i64, u64)>,
@@ -307,8 +354,9 @@ pub struct KafkaSource {
     /// Messages handed over by the consumer thread and not yet read.
     backlog: std::collections::VecDeque<Msg>,
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-    lag: Arc<AtomicI64>,
+    threads: Vec<JoinHandle<()>>,
+    /// Each consumer's lag on its partitions.
+    lags: Vec<Arc<AtomicI64>>,
 }
 
 impl KafkaSource {
@@ -376,48 +424,60 @@ impl KafkaSource {
             settled: Condvar::new(),
             closing: AtomicBool::new(false),
         });
-        let lag = Arc::new(AtomicI64::new(-1));
-        let callbacks = Callbacks {
-            shared: shared.clone(),
-            lag: lag.clone(),
-            topic: t.topic.clone(),
-            commit,
-            drain: settings.drain_timeout,
-            name: name.clone(),
-        };
-        let consumer: Client = cfg
-            .create_with_context(callbacks)
-            .map_err(|e| Error::descriptor("Transport.Properties", e.to_string()))?;
-        let consumer = Arc::new(consumer);
+        let n = t.consumers.unwrap_or(1).max(1);
         let (tx, rx) = mpsc::channel(CHANNEL);
         let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let consumer = consumer.clone();
-            let shared = shared.clone();
-            let stop = stop.clone();
-            let topic = t.topic.clone();
-            let poller_name = name.clone();
-            std::thread::Builder::new()
-                .name("kafka-consumer".into())
-                .spawn(move || {
-                    Poller {
-                        consumer,
-                        shared,
-                        tx,
-                        stop,
-                        topic,
-                        name: poller_name,
-                    }
-                    .run(mode)
-                })
-                .map_err(|e| Error::endpoint(&name, format!("cannot start a thread: {e}")))?
-        };
+        let (mut consumers, mut lags, mut threads) = (Vec::new(), Vec::new(), Vec::new());
+        for index in 0..n {
+            let lag = Arc::new(AtomicI64::new(-1));
+            let callbacks = Callbacks {
+                index,
+                shared: shared.clone(),
+                lag: lag.clone(),
+                topic: t.topic.clone(),
+                commit,
+                drain: settings.drain_timeout,
+                name: name.clone(),
+            };
+            let consumer: Client = cfg
+                .create_with_context(callbacks)
+                .map_err(|e| Error::descriptor("Transport.Properties", e.to_string()))?;
+            let consumer = Arc::new(consumer);
+            let poller = Poller {
+                index,
+                of: n,
+                consumer: consumer.clone(),
+                shared: shared.clone(),
+                tx: tx.clone(),
+                stop: stop.clone(),
+                topic: t.topic.clone(),
+                name: name.clone(),
+            };
+            let spawned = std::thread::Builder::new()
+                .name(format!("kafka-consumer-{index}"))
+                .spawn(move || poller.run(mode));
+            match spawned {
+                Ok(thread) => threads.push(thread),
+                Err(e) => {
+                    // Those started stop with the source's stop flag.
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(Error::endpoint(
+                        &name,
+                        format!("cannot start a thread: {e}"),
+                    ));
+                }
+            }
+            consumers.push(consumer);
+            lags.push(lag);
+        }
+        // The channel closes once every consumer's thread has ended.
+        drop(tx);
         let max_in_flight = t.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT);
         Ok(KafkaSource {
             name,
             topic: t.topic.clone(),
             topic_name: Arc::from(t.topic.as_str()),
-            consumer,
+            consumers,
             shared,
             rx,
             acks: Acks::new(max_in_flight),
@@ -432,8 +492,8 @@ impl KafkaSource {
             down: None,
             backlog: std::collections::VecDeque::new(),
             stop,
-            thread: Some(thread),
-            lag,
+            threads,
+            lags,
         })
     }
 
@@ -474,12 +534,12 @@ impl KafkaSource {
             return Ok(());
         }
         self.last_commit = Instant::now();
-        let committed =
-            offsets(&self.topic, &pending).and_then(|tpl| self.consumer.commit(&tpl, mode));
-        if let Err(e) = committed {
+        let (failed, error) =
+            commit_by_owner(&self.consumers, &self.shared, &self.topic, pending, mode);
+        if let Some(e) = error {
             // Put them back: the next commit sends them again.
             let mut parts = self.shared.lock();
-            for (p, next) in pending {
+            for (p, next) in failed {
                 if parts.epoch.contains_key(&p) {
                     parts.pending.entry(p).or_insert(next);
                 }
@@ -635,16 +695,18 @@ impl RecordSource for KafkaSource {
         self.stop.store(true, Ordering::Relaxed);
         let committed = if self.commit {
             let pending: Vec<(i32, i64)> = self.shared.lock().pending.drain().collect();
-            let consumer = self.consumer.clone();
+            let consumers = self.consumers.clone();
+            let shared = self.shared.clone();
             let topic = self.topic.clone();
             let name = self.name.clone();
             tokio::task::spawn_blocking(move || -> Result<()> {
                 if pending.is_empty() {
                     return Ok(());
                 }
-                offsets(&topic, &pending)
-                    .and_then(|tpl| consumer.commit(&tpl, CommitMode::Sync))
-                    .map_err(|e| kafka_error(&name, e))
+                match commit_by_owner(&consumers, &shared, &topic, pending, CommitMode::Sync) {
+                    (_, Some(e)) => Err(kafka_error(&name, e)),
+                    (_, None) => Ok(()),
+                }
             })
             .await
             .map_err(|e| Error::endpoint(&self.name, format!("commit task: {e}")))?
@@ -652,9 +714,13 @@ impl RecordSource for KafkaSource {
             Ok(())
         };
         self.rx.close();
-        if let Some(thread) = self.thread.take() {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-        }
+        let threads = std::mem::take(&mut self.threads);
+        let _ = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        })
+        .await;
         committed
     }
 
@@ -662,8 +728,12 @@ impl RecordSource for KafkaSource {
         self.name.clone()
     }
 
+    /// The sum of the consumers' lags, of those that know theirs.
     fn lag(&self) -> Option<u64> {
-        u64::try_from(self.lag.load(Ordering::Relaxed)).ok()
+        self.lags
+            .iter()
+            .filter_map(|l| u64::try_from(l.load(Ordering::Relaxed)).ok())
+            .reduce(|a, b| a + b)
     }
 }
 
@@ -676,6 +746,9 @@ impl Drop for KafkaSource {
 
 /// The consumer thread.
 struct Poller {
+    /// This consumer's place among the source's `of`.
+    index: usize,
+    of: usize,
     consumer: Arc<Client>,
     shared: Arc<Shared>,
     tx: mpsc::Sender<Event>,
@@ -889,6 +962,17 @@ impl Poller {
             }
             partitions = vec![p];
         }
+        // Among several consumers, this one's share: every `of`th from its own index.
+        partitions.sort_unstable();
+        let partitions: Vec<i32> = partitions
+            .into_iter()
+            .skip(self.index)
+            .step_by(self.of)
+            .collect();
+        if partitions.is_empty() {
+            // More consumers than partitions: this one reads nothing.
+            return Ok(to_end.then(HashSet::new));
+        }
         let mut tpl = TopicPartitionList::new();
         for p in &partitions {
             tpl.add_partition(&self.topic, *p);
@@ -926,6 +1010,7 @@ impl Poller {
                 parts.epochs += 1;
                 let epoch = parts.epochs;
                 parts.epoch.insert(*p, epoch);
+                parts.owner.insert(*p, self.index);
             }
         }
         c.assign(&assignment)

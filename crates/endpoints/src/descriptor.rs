@@ -216,6 +216,11 @@ pub struct KafkaTransport {
     /// yet settled, at most; `None` leaves it to the endpoint. It bounds the duplicates a
     /// crash can cause.
     pub max_in_flight: Option<usize>,
+    /// `Consumers` (an extension of this runtime): how many Kafka consumers an input reads
+    /// with, each on a thread and a connection of its own, splitting the topic's partitions
+    /// (through the group, or among themselves without one); `None` is one. Order is kept per
+    /// partition, as each partition is read by one consumer at a time.
+    pub consumers: Option<usize>,
     /// `Properties` (an extension of this runtime): client settings passed to the Kafka
     /// client as they are (`security.protocol`, `sasl.mechanism`, `sasl.username`,
     /// `sasl.password`...), over the engine's `kafka.properties`. Values may be `secret://`
@@ -1005,6 +1010,7 @@ impl StreamDescriptor {
                     "MaxInFlight",
                     k.max_in_flight.map_or(Json::Null, Json::from),
                 );
+                put("Consumers", k.consumers.map_or(Json::Null, Json::from));
                 if !k.properties.is_empty() {
                     let props = k
                         .properties
@@ -1971,6 +1977,27 @@ fn parse_transport(v: &Json) -> Result<Transport> {
                     })
                 })?
                 .value();
+            let consumers = obj
+                .take("Consumers")
+                .try_map(|v| {
+                    let n = uint(v, "Transport.Consumers")?;
+                    usize::try_from(n)
+                        .ok()
+                        .filter(|n| (1..=MAX_KAFKA_CONSUMERS).contains(n))
+                        .ok_or_else(|| {
+                            Error::descriptor(
+                                "Transport.Consumers",
+                                format!("must be from 1 to {MAX_KAFKA_CONSUMERS}"),
+                            )
+                        })
+                })?
+                .value();
+            if partition.is_some() && consumers.is_some_and(|n| n > 1) {
+                return Err(Error::descriptor(
+                    "Transport.Consumers",
+                    "one Partition is read by one consumer: drop Consumers or Partition",
+                ));
+            }
             let metadata = obj
                 .take("Metadata")
                 .try_map(|v| boolean(v, "Transport.Metadata"))?
@@ -1990,6 +2017,7 @@ fn parse_transport(v: &Json) -> Result<Transport> {
                 max_wait_time_ms,
                 metadata,
                 max_in_flight,
+                consumers,
                 properties,
             })
         }
@@ -2150,8 +2178,12 @@ const KAFKA_FIELDS: &[&str] = &[
     "MaxWaitTime",
     "Metadata",
     "MaxInFlight",
+    "Consumers",
     "Properties",
 ];
+
+/// The most Kafka consumers one input may read with (`Transport.Consumers`).
+pub const MAX_KAFKA_CONSUMERS: usize = 16;
 
 /// Kafka client settings the engine sets itself, which `Properties` may not give: the
 /// descriptor's own fields choose them, and the delivery guarantees rest on them.

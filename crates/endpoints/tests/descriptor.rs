@@ -40,7 +40,7 @@ fn csv_default() -> Json {
 fn kafka(servers: Json, topic: &str) -> Json {
     json!({
         "Type": "Kafka", "BootstrapServers": servers, "Topic": topic,
-        "Group": "model-runtime", "CommitOffset": true, "Partition": null, "MaxWaitTime": null, "Metadata": false, "MaxInFlight": null,
+        "Group": "model-runtime", "CommitOffset": true, "Partition": null, "MaxWaitTime": null, "Metadata": false, "MaxInFlight": null, "Consumers": null,
     })
 }
 
@@ -97,7 +97,7 @@ fn json_cases() -> Vec<(&'static str, &'static str, Json)> {
             defaulted(json!({
                 "Transport": {
                     "Type": "Kafka", "BootstrapServers": ["127.0.0.1:9092"], "Topic": "data-feed-1",
-                    "Group": "model-runtime", "CommitOffset": true, "Partition": 0, "MaxWaitTime": null, "Metadata": false, "MaxInFlight": null,
+                    "Group": "model-runtime", "CommitOffset": true, "Partition": 0, "MaxWaitTime": null, "Metadata": false, "MaxInFlight": null, "Consumers": null,
                 },
                 "Encoding": "json", "Envelope": null, "Schema": "double",
             })),
@@ -109,21 +109,21 @@ fn json_cases() -> Vec<(&'static str, &'static str, Json)> {
             defaulted(json!({
                 "Transport": {
                     "Type": "Kafka", "BootstrapServers": ["k1:9092", "k2:9092"], "Topic": "t",
-                    "Group": null, "CommitOffset": false, "Partition": null, "MaxWaitTime": 10000, "Metadata": false, "MaxInFlight": null,
+                    "Group": null, "CommitOffset": false, "Partition": null, "MaxWaitTime": 10000, "Metadata": false, "MaxInFlight": null, "Consumers": null,
                 },
                 "Encoding": "avro-binary", "Envelope": null,
             })),
         ),
         (
-            "Kafka with this runtime's MaxInFlight and client Properties (numbers as text)",
+            "Kafka with this runtime's MaxInFlight, Consumers and client Properties (numbers as text)",
             r#"{"Transport": {"Type": "Kafka", "BootstrapServers": ["b:9092"], "Topic": "in",
-                "MaxInFlight": 500, "Properties": {"security.protocol": "SASL_SSL",
+                "MaxInFlight": 500, "Consumers": 3, "Properties": {"security.protocol": "SASL_SSL",
                 "sasl.mechanism": "SCRAM-SHA-512", "linger.ms": 5, "enable.ssl.certificate.verification": false}}}"#,
             defaulted(json!({
                 "Transport": {
                     "Type": "Kafka", "BootstrapServers": ["b:9092"], "Topic": "in",
                     "Group": "model-runtime", "CommitOffset": true, "Partition": null, "MaxWaitTime": null,
-                    "Metadata": false, "MaxInFlight": 500,
+                    "Metadata": false, "MaxInFlight": 500, "Consumers": 3,
                     "Properties": {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
                         "linger.ms": "5", "enable.ssl.certificate.verification": "false"},
                 },
@@ -138,7 +138,7 @@ fn json_cases() -> Vec<(&'static str, &'static str, Json)> {
             defaulted(json!({
                 "Transport": {
                     "Type": "Kafka", "BootstrapServers": ["b:9092"], "Topic": "in",
-                    "Group": "fraud-model", "CommitOffset": false, "Partition": null, "MaxWaitTime": null, "Metadata": false, "MaxInFlight": null,
+                    "Group": "fraud-model", "CommitOffset": false, "Partition": null, "MaxWaitTime": null, "Metadata": false, "MaxInFlight": null, "Consumers": null,
                 },
                 "Encoding": "msgpack", "Envelope": null, "SkipToRecord": "latest",
             })),
@@ -588,6 +588,9 @@ const INVALID: &[(&str, &str, &str)] = &[
     (r#"{"Transport": "REST", "Colour": "red"}"#, "Colour", "unknown field of a stream descriptor"),
     (r#"{"Transport": {"Type": "Kafka", "BootstrapServers": "b:9092", "Topik": "t"}}"#, "Transport.Topik", "did you mean 'Topic'?"),
     (r#"{"Transport": {"Type": "Kafka", "BootstrapServers": "b:9092", "Topic": "t", "MaxInFlight": 0}}"#, "Transport.MaxInFlight", "must be at least 1"),
+    (r#"{"Transport": {"Type": "Kafka", "BootstrapServers": "b:9092", "Topic": "t", "Consumers": 0}}"#, "Transport.Consumers", "must be from 1 to 16"),
+    (r#"{"Transport": {"Type": "Kafka", "BootstrapServers": "b:9092", "Topic": "t", "Consumers": 17}}"#, "Transport.Consumers", "must be from 1 to 16"),
+    (r#"{"Transport": {"Type": "Kafka", "BootstrapServers": "b:9092", "Topic": "t", "Partition": 1, "Consumers": 2}}"#, "Transport.Consumers", "one Partition is read by one consumer"),
     (r#"{"Transport": {"Type": "Kafka", "BootstrapServers": "b:9092", "Topic": "t", "Properties": ["acks=1"]}}"#, "Transport.Properties", "must be an object"),
     (r#"{"Transport": {"Type": "Kafka", "BootstrapServers": "b:9092", "Topic": "t", "Properties": {"enable.auto.commit": true}}}"#, "Transport.Properties.enable.auto.commit", "is set by the engine"),
     (r#"{"Transport": {"Type": "Kafka", "BootstrapServers": "b:9092", "Topic": "t", "Properties": {"linger.ms": [5]}}}"#, "Transport.Properties.linger.ms", "must be a string, a number or a boolean"),

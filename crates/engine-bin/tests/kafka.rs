@@ -248,6 +248,21 @@ fn committed(b: &Broker, group: &str, topic: &str, partitions: i32) -> Result<Ve
         .collect())
 }
 
+/// How many members `group` has, as the broker describes it (tansu leaves out their
+/// assignments).
+fn members(b: &Broker, group: &str) -> Result<usize, String> {
+    let c: BaseConsumer = b.config().create().map_err(|e| e.to_string())?;
+    let list = c
+        .fetch_group_list(Some(group), Duration::from_secs(10))
+        .map_err(|e| e.to_string())?;
+    let g = list
+        .groups()
+        .iter()
+        .find(|g| g.name() == group)
+        .ok_or_else(|| format!("no group {group}"))?;
+    Ok(g.members().len())
+}
+
 fn committed_sum(b: &Broker, group: &str, topic: &str, partitions: i32) -> i64 {
     committed(b, group, topic, partitions).map_or(-1, |c| c.iter().sum())
 }
@@ -400,7 +415,8 @@ fn a_topic_is_scored_into_another_each_record_once_and_in_partition_order() {
     let dir = tempfile::tempdir().unwrap();
     let e = start_engine(&dir.path().join("data"), 2);
     deploy(&e);
-    attach_both(&e, &b, "in", "out", "roundtrip", json!({}));
+    // Two consumers in the group, splitting the four partitions.
+    attach_both(&e, &b, "in", "out", "roundtrip", json!({"Consumers": 2}));
 
     let group_end = wait_for("the group's offsets reach the input's end", || {
         let c = committed(&b, "roundtrip", "in", PARTITIONS)?;
@@ -415,6 +431,9 @@ fn a_topic_is_scored_into_another_each_record_once_and_in_partition_order() {
         let held = placed.values().filter(|(q, _)| *q == p).count() as i64;
         assert_eq!(group_end[p as usize], held, "partition {p}: {group_end:?}");
     }
+
+    // The input's two consumers are the group's two members.
+    assert_eq!(members(&b, "roundtrip"), Ok(2), "the group's members");
 
     let out = read_all(&b, "out", 1);
     let t = tally(&out);
@@ -810,7 +829,8 @@ fn two_engines_in_one_group_share_the_partitions_and_score_each_record_once() {
     // ... until the second joins its group: the group takes partitions from the first
     // (drained and committed before they go) and gives them to the second. Records keep
     // coming, a thousand at a time, until the second has read some.
-    attach_both(second, &b, "in", "out", "shared", json!({}));
+    // (The second with two consumers: three members share the four partitions.)
+    attach_both(second, &b, "in", "out", "shared", json!({"Consumers": 2}));
     let mut next = N / 3;
     wait_for("the second engine reads", || {
         placed.extend(produce(&b, "in", PARTITIONS, next..next + 1000));
