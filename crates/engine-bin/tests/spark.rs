@@ -43,6 +43,30 @@ def score(frame):
     yield {"rows": len(frame), "init": token}
 "#;
 
+/// A PySpark model whose UDF is one of its own top-level functions, calling a module of its
+/// own folder: both must reach the executors' Python.
+const UDF_OF_ITS_OWN: &str = r#"
+from pyspark.sql import SparkSession, functions as F, types as T
+import helper
+
+def limit(income):
+    return helper.limit_for(income)
+
+# modelop.score
+def score(external_inputs, external_outputs, external_model_assets):
+    spark = SparkSession.builder.getOrCreate()
+    frame = spark.read.option("header", "true").option("inferSchema", "true").csv(
+        external_inputs[0]["fileUrl"])
+    udf = F.udf(limit, T.IntegerType())
+    frame.withColumn("limit", udf(F.col("income"))).write.mode("overwrite").json(
+        external_outputs[0]["fileUrl"])
+"#;
+
+const HELPER: &str = r#"
+def limit_for(income):
+    return 10000 if income > 50000 else 2500
+"#;
+
 const FAILS_IN_EXECUTOR: &str = r#"
 from pyspark.sql import SparkSession
 
@@ -253,6 +277,26 @@ fn pyspark_and_record_models_run_on_local_spark_and_fail_clearly() {
     let created: Value = serde_json::from_slice(&created.stdout).unwrap();
     let pyspark = created["id"].as_str().unwrap().to_owned();
 
+    // A PySpark model whose UDF is its own function, calling its own module.
+    let applicants = dir.path().join("applicants.csv");
+    std::fs::copy(
+        common::repo_root().join("examples/spark/applicants.csv"),
+        &applicants,
+    )
+    .unwrap();
+    let udf_out = dir.path().join("udf-limits");
+    let mut doc = job(
+        UDF_OF_ITS_OWN,
+        json!([file_asset(&applicants)]),
+        json!([file_asset(&udf_out)]),
+        json!({}),
+    );
+    doc["model"]["storedModel"]["modelAssets"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "helper.py", "assetType": "SOURCE_CODE", "sourceCode": HELPER}));
+    let udf = submit(&e, &doc);
+
     // A record model over eight partitions.
     let input = records(dir.path());
     let scores = dir.path().join("scores");
@@ -303,6 +347,15 @@ fn pyspark_and_record_models_run_on_local_spark_and_fail_clearly() {
     assert_eq!(v["jobStatus"], "COMPLETE", "{v}\n{}", log_of(&e, &pyspark));
     assert_eq!(v["jobResult"], "SUCCESS", "{v}");
     let rows: Vec<Value> = parts(&limits)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    assert!(rows.contains(&json!({"id": 2, "income": 88000, "limit": 10000})));
+
+    let v = finished(&e, &udf);
+    assert_eq!(v["jobStatus"], "COMPLETE", "{v}\n{}", log_of(&e, &udf));
+    let rows: Vec<Value> = parts(&udf_out)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
@@ -449,6 +502,20 @@ fn both_kinds_of_model_run_on_a_standalone_cluster() {
             json!({}),
         ),
     );
+    // The model's own modules reach executors as a shipped archive (addPyFile), not only
+    // through a path they happen to share with the engine: here the path is taken away.
+    let udf_out = dir.path().join("udf-limits");
+    let mut doc = job(
+        UDF_OF_ITS_OWN,
+        json!([file_asset(&applicants)]),
+        json!([file_asset(&udf_out)]),
+        json!({"spark.executorEnv.PYTHONPATH": "/nowhere"}),
+    );
+    doc["model"]["storedModel"]["modelAssets"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "helper.py", "assetType": "SOURCE_CODE", "sourceCode": HELPER}));
+    let udf = submit(&e, &doc);
     // Columns (Parquet) reach the engine on the executors as Parquet, not as records.
     let jsonl = records(dir.path());
     let input = parquet(&jsonl);
@@ -457,6 +524,13 @@ fn both_kinds_of_model_run_on_a_standalone_cluster() {
     let v = finished(&e, &pyspark);
     assert_eq!(v["jobStatus"], "COMPLETE", "{v}\n{}", log_of(&e, &pyspark));
     assert_eq!(parts(&limits).lines().count(), 4);
+    let v = finished(&e, &udf);
+    assert_eq!(v["jobStatus"], "COMPLETE", "{v}\n{}", log_of(&e, &udf));
+    assert!(
+        parts(&udf_out).contains(r#""limit":10000"#),
+        "{}",
+        parts(&udf_out)
+    );
     // S3 in and out through Hadoop's s3a (the hadoop-aws jars shipped by --jars), the
     // settings in the job's parameters as docs/spark.md shows.
     let s3 = S3Server::start();

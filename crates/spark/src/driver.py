@@ -107,6 +107,14 @@ def load_model(job):
     spec = importlib.util.spec_from_file_location("__model", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules["__model"] = module
+    # The model's functions go to executors by value, as a script's would (spark-submit runs
+    # a model as `__main__`): by reference, an executor would look for a module `__model`.
+    try:
+        from pyspark import cloudpickle
+    except ImportError:
+        cloudpickle = None
+    if cloudpickle is not None:
+        cloudpickle.register_pickle_by_value(module)
     try:
         spec.loader.exec_module(module)
     except Exception as e:
@@ -122,6 +130,16 @@ def function(module, name, what):
             "above its definition)"
         )
     return fn
+
+
+def model_archive(job):
+    """The model's folder as a zip archive beside the job's files (made once)."""
+    import shutil
+
+    base = os.path.join(os.path.dirname(job["outcome"]), "model-files")
+    if not os.path.exists(base + ".zip"):
+        shutil.make_archive(base, "zip", job["workDir"])
+    return base + ".zip"
 
 
 def spark_session():
@@ -145,8 +163,10 @@ def executor_failure(e):
         end = tb.find("\n\tat ")
         tb = (tb[:end] if end >= 0 else tb).strip()
         lines = [l.strip() for l in tb.splitlines() if l.strip()]
-        # A traceback ends with its exception.
-        reason = lines[-1].strip("'\"") if lines else described(e)
+        # A traceback ends with its exception (which Spark may quote whole).
+        reason = lines[-1] if lines else described(e)
+        if len(reason) > 1 and reason[0] == reason[-1] and reason[0] in "'\"":
+            reason = reason[1:-1]
         return f"a Spark task failed: {reason}", tb
     lines = [l.strip() for l in text.splitlines() if l.strip()]
     first = lines[0] if lines else described(e)
@@ -246,13 +266,8 @@ def score_records(spark, job):
     if shipped:
         # Executors elsewhere get the engine and the model's folder (as an archive, which
         # each unpacks once) through Spark.
-        import shutil
-
         sc.addFile(engine)
-        archive = shutil.make_archive(
-            os.path.join(os.path.dirname(job["outcome"]), "model-files"), "zip", model_dir
-        )
-        sc.addArchive(archive)
+        sc.addArchive(model_archive(job))
     counts = {k: sc.accumulator(0) for k in ("in", "out")}
     failures = sc.accumulator((0, []), FailuresParam())
 
@@ -372,6 +387,9 @@ def run(job):
             "job without runtime spark, or take (external_inputs, external_outputs, "
             "external_model_assets)"
         )
+    if not job.get("master", "").startswith("local"):
+        # Executors elsewhere import the model's own modules from its folder, shipped.
+        spark.sparkContext.addPyFile(model_archive(job))
     args = (Assets(job["inputs"]), Assets(job["outputs"]), Assets(job["modelAssets"]))[:n]
     try:
         r = fn(*args)

@@ -485,19 +485,16 @@ impl Spark {
     }
 }
 
-/// The `--conf` pairs: Spark's log at WARN unless set, the model environment's packages on
-/// the executors' Python path, then the settings' own.
+/// The `--conf` pairs: Spark's log at WARN unless set, the model's folder (its own modules)
+/// and its environment's packages on the executors' Python path, then the settings' own.
 fn submit_conf(settings: &SparkSettings, model: &ModelSpec) -> BTreeMap<String, String> {
     let mut conf = BTreeMap::new();
     conf.insert("spark.log.level".to_owned(), "WARN".to_owned());
-    if !model.import_paths.is_empty() {
-        let paths: Vec<String> = model
-            .import_paths
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
-        conf.insert("spark.executorEnv.PYTHONPATH".to_owned(), paths.join(":"));
-    }
+    let paths: Vec<String> = std::iter::once(&model.work_dir)
+        .chain(&model.import_paths)
+        .map(|p| p.display().to_string())
+        .collect();
+    conf.insert("spark.executorEnv.PYTHONPATH".to_owned(), paths.join(":"));
     conf.extend(settings.conf.clone());
     conf
 }
