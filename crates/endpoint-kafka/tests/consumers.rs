@@ -29,6 +29,21 @@ fn open(b: &Broker, consumers: usize) -> Box<dyn RecordSource> {
         .unwrap()
 }
 
+/// Produces `{"i": i, "p": p}` to partition `p` of the topic.
+async fn send(producer: &FutureProducer, i: u64, p: i32) {
+    let value = format!(r#"{{"i": {i}, "p": {p}}}"#);
+    producer
+        .send(
+            FutureRecord::<(), str>::to("in")
+                .partition(p)
+                .payload(&value),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+}
+
 /// Reads `source` to its end, settling every record as delivered: each record's value.
 async fn read_to_end(source: &mut Box<dyn RecordSource>) -> Vec<Value> {
     let mut values = Vec::new();
@@ -71,18 +86,7 @@ async fn several_consumers_share_the_partitions_and_read_each_record_once_in_ord
     b.topic("in", PARTITIONS).await;
     let producer: FutureProducer = b.config().create().unwrap();
     for i in 0..N {
-        let p = (i % PARTITIONS as u64) as i32;
-        let value = format!(r#"{{"i": {i}, "p": {p}}}"#);
-        producer
-            .send(
-                FutureRecord::<(), str>::to("in")
-                    .partition(p)
-                    .payload(&value),
-                Duration::from_secs(10),
-            )
-            .await
-            .map_err(|(e, _)| e)
-            .unwrap();
+        send(&producer, i, (i % PARTITIONS as u64) as i32).await;
     }
 
     // Three consumers over five partitions: two take two, one takes one.
@@ -114,17 +118,7 @@ async fn several_consumers_share_the_partitions_and_read_each_record_once_in_ord
     // More consumers than partitions: those without any end at once; the others read
     // what came since.
     for i in N..N + 10 {
-        let value = format!(r#"{{"i": {i}, "p": 0}}"#);
-        producer
-            .send(
-                FutureRecord::<(), str>::to("in")
-                    .partition(0)
-                    .payload(&value),
-                Duration::from_secs(10),
-            )
-            .await
-            .map_err(|(e, _)| e)
-            .unwrap();
+        send(&producer, i, 0).await;
     }
     let mut many = open(&b, 8);
     let values = read_to_end(&mut many).await;

@@ -123,6 +123,32 @@ fn job(source: &str, inputs: Value, outputs: Value, params: Value) -> Value {
     })
 }
 
+/// The example's applicants, copied into `dir` (where the engine may read them).
+fn applicants(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("applicants.csv");
+    std::fs::copy(
+        common::repo_root().join("examples/spark/applicants.csv"),
+        &path,
+    )
+    .unwrap();
+    path
+}
+
+/// The UDF model and its helper module over `input`, its rows written under `out`.
+fn udf_job(input: &Path, out: &Path, params: Value) -> Value {
+    let mut doc = job(
+        UDF_OF_ITS_OWN,
+        json!([file_asset(input)]),
+        json!([file_asset(out)]),
+        params,
+    );
+    doc["model"]["storedModel"]["modelAssets"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "helper.py", "assetType": "SOURCE_CODE", "sourceCode": HELPER}));
+    doc
+}
+
 fn file_asset(path: &Path) -> Value {
     json!({"assetType": "EXTERNAL_FILE", "name": path.file_name().unwrap().to_str(),
            "fileUrl": format!("file://{}", path.display())})
@@ -169,6 +195,24 @@ fn parts(dir: &Path) -> String {
         .iter()
         .map(|p| std::fs::read_to_string(p).unwrap())
         .collect()
+}
+
+/// The part files of a Spark output folder as JSON documents, in order.
+fn rows(dir: &Path) -> Vec<Value> {
+    parts(dir)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Checks a finished job of the credit-limit models: each applicant with its limit.
+fn check_limits(e: &Engine, id: &str, out: &Path) {
+    let v = finished(e, id);
+    assert_eq!(v["jobStatus"], "COMPLETE", "{v}\n{}", log_of(e, id));
+    assert_eq!(v["jobResult"], "SUCCESS", "{v}");
+    let rows = rows(out);
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    assert!(rows.contains(&json!({"id": 2, "income": 88000, "limit": 10000})));
 }
 
 /// 1,000 records, two of them failing.
@@ -278,24 +322,9 @@ fn pyspark_and_record_models_run_on_local_spark_and_fail_clearly() {
     let pyspark = created["id"].as_str().unwrap().to_owned();
 
     // A PySpark model whose UDF is its own function, calling its own module.
-    let applicants = dir.path().join("applicants.csv");
-    std::fs::copy(
-        common::repo_root().join("examples/spark/applicants.csv"),
-        &applicants,
-    )
-    .unwrap();
+    let applicants = applicants(dir.path());
     let udf_out = dir.path().join("udf-limits");
-    let mut doc = job(
-        UDF_OF_ITS_OWN,
-        json!([file_asset(&applicants)]),
-        json!([file_asset(&udf_out)]),
-        json!({}),
-    );
-    doc["model"]["storedModel"]["modelAssets"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"name": "helper.py", "assetType": "SOURCE_CODE", "sourceCode": HELPER}));
-    let udf = submit(&e, &doc);
+    let udf = submit(&e, &udf_job(&applicants, &udf_out, json!({})));
 
     // A record model over eight partitions.
     let input = records(dir.path());
@@ -343,24 +372,8 @@ fn pyspark_and_record_models_run_on_local_spark_and_fail_clearly() {
         ),
     );
 
-    let v = finished(&e, &pyspark);
-    assert_eq!(v["jobStatus"], "COMPLETE", "{v}\n{}", log_of(&e, &pyspark));
-    assert_eq!(v["jobResult"], "SUCCESS", "{v}");
-    let rows: Vec<Value> = parts(&limits)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(rows.len(), 4, "{rows:?}");
-    assert!(rows.contains(&json!({"id": 2, "income": 88000, "limit": 10000})));
-
-    let v = finished(&e, &udf);
-    assert_eq!(v["jobStatus"], "COMPLETE", "{v}\n{}", log_of(&e, &udf));
-    let rows: Vec<Value> = parts(&udf_out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(rows.len(), 4, "{rows:?}");
-    assert!(rows.contains(&json!({"id": 2, "income": 88000, "limit": 10000})));
+    check_limits(&e, &pyspark, &limits);
+    check_limits(&e, &udf, &udf_out);
 
     let want = on_one_machine(dir.path(), &input);
     let v = finished(&e, &records);
@@ -375,10 +388,7 @@ fn pyspark_and_record_models_run_on_local_spark_and_fail_clearly() {
 
     let v = finished(&e, &frames);
     assert_eq!(v["jobStatus"], "COMPLETE", "{v}\n{}", log_of(&e, &frames));
-    let frames: Vec<Value> = parts(&frames_out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let frames = rows(&frames_out);
     let sizes: Vec<u64> = frames.iter().map(|f| f["rows"].as_u64().unwrap()).collect();
     assert_eq!(sizes.iter().sum::<u64>(), 1000, "{sizes:?}");
     assert!(sizes.iter().all(|&n| n <= 50), "{sizes:?}");
@@ -486,12 +496,7 @@ fn both_kinds_of_model_run_on_a_standalone_cluster() {
     let source =
         std::fs::read_to_string(common::repo_root().join("examples/spark/pyspark_model.py"))
             .unwrap();
-    let applicants = dir.path().join("applicants.csv");
-    std::fs::copy(
-        common::repo_root().join("examples/spark/applicants.csv"),
-        &applicants,
-    )
-    .unwrap();
+    let applicants = applicants(dir.path());
     let limits = dir.path().join("limits");
     let pyspark = submit(
         &e,
@@ -505,32 +510,21 @@ fn both_kinds_of_model_run_on_a_standalone_cluster() {
     // The model's own modules reach executors as a shipped archive (addPyFile), not only
     // through a path they happen to share with the engine: here the path is taken away.
     let udf_out = dir.path().join("udf-limits");
-    let mut doc = job(
-        UDF_OF_ITS_OWN,
-        json!([file_asset(&applicants)]),
-        json!([file_asset(&udf_out)]),
-        json!({"spark.executorEnv.PYTHONPATH": "/nowhere"}),
+    let udf = submit(
+        &e,
+        &udf_job(
+            &applicants,
+            &udf_out,
+            json!({"spark.executorEnv.PYTHONPATH": "/nowhere"}),
+        ),
     );
-    doc["model"]["storedModel"]["modelAssets"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"name": "helper.py", "assetType": "SOURCE_CODE", "sourceCode": HELPER}));
-    let udf = submit(&e, &doc);
     // Columns (Parquet) reach the engine on the executors as Parquet, not as records.
     let jsonl = records(dir.path());
     let input = parquet(&jsonl);
     let scores = dir.path().join("scores");
     let records = submit_records(&e, &input, &scores);
-    let v = finished(&e, &pyspark);
-    assert_eq!(v["jobStatus"], "COMPLETE", "{v}\n{}", log_of(&e, &pyspark));
-    assert_eq!(parts(&limits).lines().count(), 4);
-    let v = finished(&e, &udf);
-    assert_eq!(v["jobStatus"], "COMPLETE", "{v}\n{}", log_of(&e, &udf));
-    assert!(
-        parts(&udf_out).contains(r#""limit":10000"#),
-        "{}",
-        parts(&udf_out)
-    );
+    check_limits(&e, &pyspark, &limits);
+    check_limits(&e, &udf, &udf_out);
     // S3 in and out through Hadoop's s3a (the hadoop-aws jars shipped by --jars), the
     // settings in the job's parameters as docs/spark.md shows.
     let s3 = S3Server::start();
