@@ -70,19 +70,19 @@ fn offsets(topic: &str, next: &[(i32, i64)]) -> rdkafka::error::KafkaResult<Topi
     Ok(tpl)
 }
 
-/// Commits each partition's next offset through the consumer that owns it (a partition
-/// owned by none, revoked since, is left out): the offsets whose commit failed, with the
-/// last error.
-fn commit_by_owner(
+/// Commits the offsets waiting to be committed, each partition's through the consumer that
+/// owns it (taken together under one lock, so a revoke cannot come between): the offsets
+/// whose commit failed, with the last error.
+fn commit_pending(
     consumers: &[Arc<Client>],
     shared: &Shared,
     topic: &str,
-    pending: Vec<(i32, i64)>,
     mode: CommitMode,
 ) -> (Vec<(i32, i64)>, Option<KafkaError>) {
     let mut by_owner: Vec<Vec<(i32, i64)>> = vec![Vec::new(); consumers.len()];
     {
-        let parts = shared.lock();
+        let mut parts = shared.lock();
+        let pending: Vec<(i32, i64)> = parts.pending.drain().collect();
         for (p, next) in pending {
             if let Some(list) = parts.owner.get(&p).and_then(|o| by_owner.get_mut(*o)) {
                 list.push((p, next));
@@ -182,6 +182,19 @@ struct Parts {
     epochs: u64,
 }
 
+impl Parts {
+    /// Partition `p` is now `owner`'s, in a new `epoch`: what an earlier owner left of it
+    /// (records in flight, offsets to commit, a hold) is no longer this assignment's.
+    fn take_over(&mut self, p: i32, epoch: u64, owner: usize) {
+        self.epoch.insert(p, epoch);
+        self.owner.insert(p, owner);
+        self.in_flight.remove(&p);
+        self.pending.remove(&p);
+        self.next.remove(&p);
+        self.held.remove(&p);
+    }
+}
+
 struct Shared {
     parts: Mutex<Parts>,
     /// Signalled whenever records settle (a revoke waits on it).
@@ -218,7 +231,22 @@ impl ClientContext for Callbacks {
         };
         let mut lag = 0i64;
         let mut known = false;
-        for p in topic.partitions.values().filter(|p| p.partition >= 0) {
+        // Only the partitions this consumer owns: one another of the source's took may
+        // still be in these statistics.
+        let owned: HashSet<i32> = {
+            let parts = self.shared.lock();
+            parts
+                .owner
+                .iter()
+                .filter(|(_, o)| **o == self.index)
+                .map(|(p, _)| *p)
+                .collect()
+        };
+        for p in topic
+            .partitions
+            .values()
+            .filter(|p| owned.contains(&p.partition))
+        {
             let behind = if p.consumer_lag >= 0 {
                 p.consumer_lag
             } else if p.hi_offset >= 0 && p.app_offset >= 0 {
@@ -301,8 +329,7 @@ impl ConsumerContext for Callbacks {
             for e in tpl.elements_for_topic(&self.topic) {
                 parts.epochs += 1;
                 let epoch = parts.epochs;
-                parts.epoch.insert(e.partition(), epoch);
-                parts.owner.insert(e.partition(), self.index);
+                parts.take_over(e.partition(), epoch, self.index);
                 partitions.push(e.partition());
             }
             drop(parts);
@@ -353,6 +380,9 @@ pub struct KafkaSource {
     down: Option<String>,
     /// Messages handed over by the consumer thread and not yet read.
     backlog: std::collections::VecDeque<Msg>,
+    /// Why reading cannot go on, once a consumer failed for good (the others are stopped):
+    /// every read after the messages before it answers it.
+    failed: Option<String>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     /// Each consumer's lag on its partitions.
@@ -427,7 +457,9 @@ impl KafkaSource {
         let n = t.consumers.unwrap_or(1).max(1);
         let (tx, rx) = mpsc::channel(CHANNEL);
         let stop = Arc::new(AtomicBool::new(false));
-        let (mut consumers, mut lags, mut threads) = (Vec::new(), Vec::new(), Vec::new());
+        // Every client first (a refused setting fails here, before any joins a group), then
+        // a thread for each.
+        let (mut consumers, mut lags) = (Vec::new(), Vec::new());
         for index in 0..n {
             let lag = Arc::new(AtomicI64::new(-1));
             let callbacks = Callbacks {
@@ -442,7 +474,11 @@ impl KafkaSource {
             let consumer: Client = cfg
                 .create_with_context(callbacks)
                 .map_err(|e| Error::descriptor("Transport.Properties", e.to_string()))?;
-            let consumer = Arc::new(consumer);
+            consumers.push(Arc::new(consumer));
+            lags.push(lag);
+        }
+        let mut threads = Vec::new();
+        for (index, consumer) in consumers.iter().enumerate() {
             let poller = Poller {
                 index,
                 of: n,
@@ -459,7 +495,8 @@ impl KafkaSource {
             match spawned {
                 Ok(thread) => threads.push(thread),
                 Err(e) => {
-                    // Those started stop with the source's stop flag.
+                    // Those started stop, and leave their partitions without waiting.
+                    shared.closing.store(true, Ordering::Relaxed);
                     stop.store(true, Ordering::Relaxed);
                     return Err(Error::endpoint(
                         &name,
@@ -467,8 +504,6 @@ impl KafkaSource {
                     ));
                 }
             }
-            consumers.push(consumer);
-            lags.push(lag);
         }
         // The channel closes once every consumer's thread has ended.
         drop(tx);
@@ -491,6 +526,7 @@ impl KafkaSource {
             read: 0,
             down: None,
             backlog: std::collections::VecDeque::new(),
+            failed: None,
             stop,
             threads,
             lags,
@@ -529,13 +565,11 @@ impl KafkaSource {
         if !self.commit || (!now && self.last_commit.elapsed() < COMMIT_EVERY) {
             return Ok(());
         }
-        let pending: Vec<(i32, i64)> = self.shared.lock().pending.drain().collect();
-        if pending.is_empty() {
+        if self.shared.lock().pending.is_empty() {
             return Ok(());
         }
         self.last_commit = Instant::now();
-        let (failed, error) =
-            commit_by_owner(&self.consumers, &self.shared, &self.topic, pending, mode);
+        let (failed, error) = commit_pending(&self.consumers, &self.shared, &self.topic, mode);
         if let Some(e) = error {
             // Put them back: the next commit sends them again.
             let mut parts = self.shared.lock();
@@ -608,7 +642,13 @@ impl KafkaSource {
                 self.down = Some(t.why());
                 *trouble = Some(t.into_error(&self.name));
             }
-            Event::Failed(e) => *trouble = Some(e),
+            Event::Failed(e) => {
+                // One consumer cannot go on: the input stops whole rather than read part
+                // of the topic.
+                self.stop.store(true, Ordering::Relaxed);
+                self.failed = Some(e.to_string());
+                *trouble = Some(e);
+            }
         }
     }
 
@@ -640,6 +680,9 @@ impl RecordSource for KafkaSource {
             .max(1);
         let mut trouble = None;
         if self.backlog.is_empty() {
+            if let Some(why) = &self.failed {
+                return Err(Error::endpoint(&self.name, why.clone()));
+            }
             let first = match tokio::time::timeout(TICK, self.rx.recv()).await {
                 Ok(Some(ev)) => ev,
                 Ok(None) => return Ok(None),
@@ -658,7 +701,7 @@ impl RecordSource for KafkaSource {
             };
             self.take(first, &mut trouble);
             // What else is there, without waiting.
-            while trouble.is_none() && self.backlog.len() < room {
+            while trouble.is_none() && self.failed.is_none() && self.backlog.len() < room {
                 match self.rx.try_recv() {
                     Ok(ev) => self.take(ev, &mut trouble),
                     Err(_) => break,
@@ -694,16 +737,12 @@ impl RecordSource for KafkaSource {
         self.shared.closing.store(true, Ordering::Relaxed);
         self.stop.store(true, Ordering::Relaxed);
         let committed = if self.commit {
-            let pending: Vec<(i32, i64)> = self.shared.lock().pending.drain().collect();
             let consumers = self.consumers.clone();
             let shared = self.shared.clone();
             let topic = self.topic.clone();
             let name = self.name.clone();
             tokio::task::spawn_blocking(move || -> Result<()> {
-                if pending.is_empty() {
-                    return Ok(());
-                }
-                match commit_by_owner(&consumers, &shared, &topic, pending, CommitMode::Sync) {
+                match commit_pending(&consumers, &shared, &topic, CommitMode::Sync) {
                     (_, Some(e)) => Err(kafka_error(&name, e)),
                     (_, None) => Ok(()),
                 }
@@ -767,6 +806,20 @@ impl Poller {
         self.tx.blocking_send(ev).is_ok()
     }
 
+    /// Hands messages over, those of partitions still in the assignment they were read in,
+    /// counted in flight from here: a revoke while they waited in this thread's batch (a
+    /// callback inside `poll`) neither waits for them nor gets them.
+    fn hand_over(&self, mut batch: Vec<Msg>) -> bool {
+        {
+            let mut parts = self.shared.lock();
+            batch.retain(|m| parts.epoch.get(&m.partition) == Some(&m.epoch));
+            for m in &batch {
+                *parts.in_flight.entry(m.partition).or_default() += 1;
+            }
+        }
+        batch.is_empty() || self.send(Event::Messages(batch))
+    }
+
     fn run(self, mode: Mode) {
         let mut ends: Option<HashSet<i32>> = None;
         let mut last_down: Option<Instant> = None;
@@ -818,7 +871,7 @@ impl Poller {
                 if ends.is_empty() {
                     // Every partition read to its end: the channel closes.
                     if !batch.is_empty() {
-                        self.send(Event::Messages(batch));
+                        self.hand_over(batch);
                     }
                     return;
                 }
@@ -832,7 +885,7 @@ impl Poller {
             let polled = self.consumer.poll(wait);
             if !batch.is_empty()
                 && (!matches!(polled, Some(Ok(_))) || batch.len() >= MSG_BATCH)
-                && !self.send(Event::Messages(std::mem::take(&mut batch)))
+                && !self.hand_over(std::mem::take(&mut batch))
             {
                 return;
             }
@@ -851,12 +904,12 @@ impl Poller {
                         continue; // past the end this job reads to
                     }
                     let epoch = {
-                        let mut parts = self.shared.lock();
-                        let Some(epoch) = parts.epoch.get(&p).copied() else {
-                            continue; // revoked while this message waited
-                        };
-                        *parts.in_flight.entry(p).or_default() += 1;
-                        epoch
+                        let parts = self.shared.lock();
+                        match (parts.epoch.get(&p), parts.owner.get(&p)) {
+                            (Some(epoch), Some(owner)) if *owner == self.index => *epoch,
+                            // Revoked while this message waited, or another's by now.
+                            _ => continue,
+                        }
                     };
                     let headers = m
                         .headers()
@@ -1009,8 +1062,7 @@ impl Poller {
             for p in &partitions {
                 parts.epochs += 1;
                 let epoch = parts.epochs;
-                parts.epoch.insert(*p, epoch);
-                parts.owner.insert(*p, self.index);
+                parts.take_over(*p, epoch, self.index);
             }
         }
         c.assign(&assignment)
