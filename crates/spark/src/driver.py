@@ -113,8 +113,9 @@ def load_model(job):
         from pyspark import cloudpickle
     except ImportError:
         cloudpickle = None
-    if cloudpickle is not None:
-        cloudpickle.register_pickle_by_value(module)
+    by_value = getattr(cloudpickle, "register_pickle_by_value", None)
+    if by_value is not None:
+        by_value(module)
     try:
         spec.loader.exec_module(module)
     except Exception as e:
@@ -133,13 +134,12 @@ def function(module, name, what):
 
 
 def model_archive(job):
-    """The model's folder as a zip archive beside the job's files (made once)."""
+    """The model's folder as a zip archive beside the job's files, made afresh (a run before
+    may have left one half written)."""
     import shutil
 
     base = os.path.join(os.path.dirname(job["outcome"]), "model-files")
-    if not os.path.exists(base + ".zip"):
-        shutil.make_archive(base, "zip", job["workDir"])
-    return base + ".zip"
+    return shutil.make_archive(base, "zip", job["workDir"])
 
 
 def spark_session():

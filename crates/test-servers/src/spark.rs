@@ -116,12 +116,12 @@ pub fn spark_home() -> PathBuf {
 /// cache: `MODEL_RUNTIME_CACHE`, else `XDG_CACHE_HOME/model-runtime`, else
 /// `~/.cache/model-runtime`.
 pub fn hadoop_aws_jars() -> Vec<PathBuf> {
-    let cache = std::env::var_os("MODEL_RUNTIME_CACHE")
+    // As scripts/setup reads them: an empty variable counts as unset.
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    let cache = var("MODEL_RUNTIME_CACHE")
         .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("XDG_CACHE_HOME").map(|c| PathBuf::from(c).join("model-runtime"))
-        })
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/model-runtime")))
+        .or_else(|| var("XDG_CACHE_HOME").map(|c| PathBuf::from(c).join("model-runtime")))
+        .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".cache/model-runtime")))
         .expect("HOME is set");
     let jars: Vec<PathBuf> = ["hadoop-aws-3.3.1.jar", "aws-java-sdk-bundle-1.11.901.jar"]
         .iter()
