@@ -646,7 +646,13 @@ impl KafkaSource {
                 // One consumer cannot go on: the input stops whole rather than read part
                 // of the topic.
                 self.stop.store(true, Ordering::Relaxed);
-                self.failed = Some(e.to_string());
+                self.failed = Some(match &e {
+                    // The reason alone: the later reads' errors name the endpoint again.
+                    Error::Endpoint { reason, .. } | Error::Unavailable { reason, .. } => {
+                        reason.clone()
+                    }
+                    other => other.to_string(),
+                });
                 *trouble = Some(e);
             }
         }

@@ -133,6 +133,12 @@ def function(module, name, what):
     return fn
 
 
+def on_cluster(job):
+    """Whether the executors may run elsewhere (a master that is not `local[...]`), so the
+    model's files must be shipped to them."""
+    return not job.get("master", "").startswith("local")
+
+
 def model_archive(job):
     """The model's folder as a zip archive beside the job's files, made afresh (a run before
     may have left one half written)."""
@@ -262,7 +268,7 @@ def score_records(spark, job):
     engine, model_dir = job["engine"], job["workDir"]
     batch_size = job["batchSize"]
     main_source = job["mainSource"]
-    shipped = not job.get("master", "").startswith("local")
+    shipped = on_cluster(job)
     if shipped:
         # Executors elsewhere get the engine and the model's folder (as an archive, which
         # each unpacks once) through Spark.
@@ -387,7 +393,7 @@ def run(job):
             "job without runtime spark, or take (external_inputs, external_outputs, "
             "external_model_assets)"
         )
-    if not job.get("master", "").startswith("local"):
+    if on_cluster(job):
         # Executors elsewhere import the model's own modules from its folder, shipped.
         spark.sparkContext.addPyFile(model_archive(job))
     args = (Assets(job["inputs"]), Assets(job["outputs"]), Assets(job["modelAssets"]))[:n]

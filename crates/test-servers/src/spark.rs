@@ -142,7 +142,7 @@ pub fn hadoop_aws_jars() -> Vec<PathBuf> {
 /// durations and sizes as plain numbers, where the Hadoop that pyspark bundles defaults them
 /// to strings such as "60s": they are given here as numbers.
 pub fn s3a_settings(endpoint: &str, access_key: &str, secret: &str) -> Vec<(String, String)> {
-    let mut conf = vec![
+    let conf = [
         ("endpoint", endpoint),
         ("path.style.access", "true"),
         ("connection.ssl.enabled", "false"),
@@ -152,8 +152,7 @@ pub fn s3a_settings(endpoint: &str, access_key: &str, secret: &str) -> Vec<(Stri
             "aws.credentials.provider",
             "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
         ),
-    ];
-    conf.extend([
+        // Plain numbers where hadoop-aws 3.3.1 cannot read pyspark's duration defaults.
         ("threads.keepalivetime", "60"),
         ("connection.establish.timeout", "30000"),
         ("connection.timeout", "200000"),
@@ -169,7 +168,7 @@ pub fn s3a_settings(endpoint: &str, access_key: &str, secret: &str) -> Vec<(Stri
         ("multipart.threshold", "134217728"),
         ("readahead.range", "65536"),
         ("block.size", "33554432"),
-    ]);
+    ];
     conf.into_iter()
         .map(|(k, v)| (format!("spark.hadoop.fs.s3a.{k}"), v.to_owned()))
         .collect()
